@@ -1,0 +1,168 @@
+"""The ``bascule`` command line: one front door, thin verbs over the library.
+
+Exit codes, the same for every verb: 0 success, 1 objectives failed, 2 invalid input,
+3 aborted (guardrail or interrupt), 4 target or infrastructure error.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bascule import __version__
+from bascule.cli.render import render_catalog, render_faults, render_plan
+from bascule.errors import BasculeError, ScenarioError
+from bascule.model.design import Design
+from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
+from bascule.model.scenario import Scenario
+from bascule.plan import plan as make_plan
+from bascule.plan import plan_to_dict
+
+__all__ = ["ExitCode", "app", "main"]
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    OBJECTIVES_FAILED = 1
+    INVALID_INPUT = 2
+    ABORTED = 3
+    TARGET_ERROR = 4
+
+
+app = typer.Typer(
+    name="bascule",
+    help="Resilience chaos testing: replay real cloud outages against a service and score its failover.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"bascule {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """bascule — failover, tested. See `bascule COMMAND --help` for each verb."""
+
+
+def _fail_input(exc: ScenarioError) -> typer.Exit:
+    for problem in exc.problems:
+        err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+    count = len(exc.problems)
+    err.print(f"{count} problem{'s' if count != 1 else ''} found.", highlight=False)
+    return typer.Exit(ExitCode.INVALID_INPUT)
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        list[Path], typer.Argument(help="Scenario and design files (YAML).", show_default=False)
+    ],
+) -> None:
+    """Check scenario and design files; every problem is reported with file:line:column.
+
+    A scenario that names its default design is also planned against it, so that references to
+    regions, components and links are checked too. Exit 0 when all files are valid, 2 otherwise.
+
+    [b]Example[/b]: bascule validate scenarios/incidents/*.yaml designs/*.yaml
+    """
+    failed = 0
+    for path in files:
+        try:
+            document = read_any(path)
+            detail = _check(path, document)
+        except ScenarioError as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+            continue
+        out.print(f"[green]ok[/green] {path}: {detail}", highlight=False)
+    if failed:
+        err.print(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} invalid.")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+
+
+def _check(path: Path, document: Design | Scenario) -> str:
+    if isinstance(document, Design):
+        return (
+            f"design {document.id!r}, {len(document.regions)} regions, {len(document.components)} components"
+        )
+    detail = f"scenario {document.id!r}, {len(document.phases)} phases"
+    design_path = scenario_design_path(path, document)
+    if design_path is not None:
+        built = make_plan(read_design(design_path), document)
+        detail += f", plans against {document.design} ({built.run_length:.1f} s)"
+    return detail
+
+
+@app.command()
+def plan(
+    scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
+    design: Annotated[
+        Path | None,
+        typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    actions: Annotated[bool, typer.Option("--actions", help="List every apply/revert action.")] = False,
+) -> None:
+    """Show what a run would do, without running anything: the timeline in incident and run time,
+    the blast radius of each phase, and the findings (hidden dependencies, sovereignty).
+
+    [b]Example[/b]:
+      bascule plan scenarios/incidents/aws-us-east-1-2025-10-20.yaml -d designs/active-passive-sovereign.yaml
+    """
+    try:
+        loaded = read_scenario(scenario)
+        design_path = design or scenario_design_path(scenario, loaded)
+        if design_path is None:
+            err.print("[red]error[/red] the scenario names no design: pass --design FILE")
+            raise typer.Exit(ExitCode.INVALID_INPUT)
+        built = make_plan(read_design(design_path), loaded)
+    except ScenarioError as exc:
+        raise _fail_input(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(plan_to_dict(built), indent=2, ensure_ascii=False))
+    else:
+        out.print(render_plan(built, show_actions=actions))
+
+
+@app.command()
+def faults() -> None:
+    """List the fault vocabulary: each kind, what a client sees, what it can target, its parameters.
+
+    [b]Example[/b]: bascule faults
+    """
+    out.print(render_faults())
+
+
+@app.command()
+def regions() -> None:
+    """List the built-in region catalog with provider, jurisdiction and sovereignty level.
+
+    [b]Example[/b]: bascule regions
+    """
+    out.print(render_catalog())
+
+
+def main() -> None:
+    try:
+        app()
+    except BasculeError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise SystemExit(ExitCode.TARGET_ERROR) from exc

@@ -1,0 +1,296 @@
+"""Every fault kind of DESIGN.md's vocabulary, one small class each.
+
+Parameters are validated here; durations are float seconds (YAML says ``"2s"``, ``"150ms"``).
+Time compression applies to when a phase starts and ends, never to these parameters: a 2 s latency
+stays 2 s in a compressed replay, because it is the system's reaction being measured.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from bascule.faults.base import FAULT_KINDS, Fault, register
+from bascule.model.durations import Duration
+from bascule.model.selector import Scope
+
+__all__ = [
+    "AnyFault",
+    "Blackhole",
+    "ControlPlane",
+    "Crash",
+    "DataLoss",
+    "Dns",
+    "DnsAnswer",
+    "Flap",
+    "Hang",
+    "HttpError",
+    "Identity",
+    "IdentityMode",
+    "Latency",
+    "LatencyPer",
+    "OutageMode",
+    "Partition",
+    "ProviderOutage",
+    "Refuse",
+    "RegionOutage",
+    "ReplicationPause",
+    "Throttle",
+]
+
+_HOPS = frozenset({Scope.COMPONENT, Scope.REGION, Scope.LINK, Scope.DEPENDENCY})
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class OutageMode(StrEnum):
+    """How an unreachable region looks from outside: packets dropped, or connections refused."""
+
+    BLACKHOLE = "blackhole"
+    REFUSE = "refuse"
+
+
+@register
+class RegionOutage(Fault):
+    """Everything in a region unreachable: its replicas, its shared dependencies, every hop into it.
+
+    The sum of its parts (nodes, network, control plane): nothing in the region restarts while it
+    holds, and every region that relies on a dependency located there is hit too."""
+
+    kind: Literal["region-outage"] = "region-outage"
+    mode: OutageMode = OutageMode.BLACKHOLE
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION})
+    client_sees: ClassVar[str] = "everything in the region unreachable (timeouts)"
+
+
+@register
+class ProviderOutage(Fault):
+    """A region outage in every region of one provider at once: the global incidents."""
+
+    kind: Literal["provider-outage"] = "provider-outage"
+    mode: OutageMode = OutageMode.BLACKHOLE
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.PROVIDER})
+    client_sees: ClassVar[str] = "every region of the provider unreachable"
+
+
+@register
+class Crash(Fault):
+    """Replicas killed; the runtime restarts them after ``restart_after`` unless a
+    ``control-plane`` fault covers their region, in which case they stay down until it ends."""
+
+    kind: Literal["crash"] = "crash"
+    restart_after: Duration = 5.0
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.REGION})
+    client_sees: ClassVar[str] = "connection refused until restarted"
+
+
+@register
+class Hang(Fault):
+    """Replicas frozen (SIGSTOP locally): connections are accepted, nothing answers. A gray failure
+    that liveness checks based on TCP connect do not see."""
+
+    kind: Literal["hang"] = "hang"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT})
+    client_sees: ClassVar[str] = "connections accepted, no answer"
+
+
+@register
+class Blackhole(Fault):
+    """Packets to the target dropped: connect and read time out instead of failing fast."""
+
+    kind: Literal["blackhole"] = "blackhole"
+    new_connections_only: bool = False
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "connect/read timeouts"
+
+
+@register
+class Refuse(Fault):
+    """Connections to the target refused (RST) at once."""
+
+    kind: Literal["refuse"] = "refuse"
+    new_connections_only: bool = False
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "ECONNREFUSED / connection reset"
+
+
+class LatencyPer(StrEnum):
+    CONNECTION = "connection"
+    REQUEST = "request"
+
+
+@register
+class Latency(Fault):
+    """Answers slowed by ``fixed`` plus a uniform jitter in ``[0, jitter]``, on each hop to the target."""
+
+    kind: Literal["latency"] = "latency"
+    fixed: Duration
+    jitter: Duration = 0.0
+    per: LatencyPer = LatencyPer.REQUEST
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "slow answers"
+
+
+@register
+class HttpError(Fault):
+    """A ratio of requests to the target answered with an error status instead of being served."""
+
+    kind: Literal["http-error"] = "http-error"
+    statuses: tuple[int, ...] = (503,)
+    ratio: Ratio = 1.0
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "5xx at a ratio"
+
+    @field_validator("statuses")
+    @classmethod
+    def _error_statuses(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("give at least one status")
+        wrong = [s for s in value if not 400 <= s <= 599]
+        if wrong:
+            raise ValueError(f"statuses must be HTTP errors (400–599), got {wrong}")
+        return value
+
+
+@register
+class Throttle(Fault):
+    """Requests answered 429 with ``Retry-After`` and the provider's error body, as a rate-limited API does.
+
+    ``body`` defaults to the Mistral API's rate-limit body."""
+
+    kind: Literal["throttle"] = "throttle"
+    ratio: Ratio = 1.0
+    retry_after: Duration = 1.0
+    body: str = (
+        '{"object":"error","message":"Rate limit exceeded","type":"rate_limited","param":null,"code":"1300"}'
+    )
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "429 with Retry-After"
+
+
+class DnsAnswer(StrEnum):
+    """What the name server answers for the target's names."""
+
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    """NOERROR with an empty answer: the DynamoDB endpoint on 2025-10-20."""
+    SERVFAIL = "servfail"
+    DROP = "drop"
+    """No answer at all: lookups time out."""
+
+
+@register
+class Dns(Fault):
+    """Lookups of the target's names fail. With ``new_connections_only`` (the default, as on
+    2025-10-20) connections already pooled keep working, since they never look the name up again."""
+
+    kind: Literal["dns"] = "dns"
+    answer: DnsAnswer = DnsAnswer.NODATA
+    new_connections_only: bool = True
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.REGION, Scope.DEPENDENCY})
+    client_sees: ClassVar[str] = "NXDOMAIN, empty answer, SERVFAIL or no answer"
+
+
+@register
+class Partition(Fault):
+    """Two regions cannot reach each other (replication included); clients still reach both."""
+
+    kind: Literal["partition"] = "partition"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.LINK})
+    client_sees: ClassVar[str] = "cross-region calls time out; each region answers alone"
+
+
+@register
+class ControlPlane(Fault):
+    """Running things keep running; nothing new starts, scales or restarts in the region.
+
+    The EC2 launch impairment of 2025-10-20 and the API errors of 2021-12-07. A design whose
+    failover needs a scale-up (pilot light) or a restart suffers; one that runs at full size does not."""
+
+    kind: Literal["control-plane"] = "control-plane"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.PROVIDER})
+    client_sees: ClassVar[str] = "nothing at first; no recovery of what fails meanwhile"
+
+
+@register
+class ReplicationPause(Fault):
+    """Replication into the target region's stores stops; its replicas fall behind, making RPO visible."""
+
+    kind: Literal["replication-pause"] = "replication-pause"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.LINK})
+    client_sees: ClassVar[str] = "stale reads in the region"
+
+
+@register
+class DataLoss(Fault):
+    """A region's store is wiped (the Strasbourg fire). Irreversible by nature: reverting brings the
+    store back empty, and it refills only by replication or rebuild."""
+
+    kind: Literal["data-loss"] = "data-loss"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.COMPONENT})
+    client_sees: ClassVar[str] = "documents and acknowledged writes gone"
+
+
+class IdentityMode(StrEnum):
+    ERROR = "error"
+    SLOW = "slow"
+    TIMEOUT = "timeout"
+
+
+@register
+class Identity(Fault):
+    """The token service a region depends on fails (STS on 2025-10-20). Cached tokens keep working
+    until they expire; then calls are rejected until a refresh succeeds."""
+
+    kind: Literal["identity"] = "identity"
+    mode: IdentityMode = IdentityMode.ERROR
+    statuses: tuple[int, ...] = (500, 503)
+    latency: Duration = 0.0
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.DEPENDENCY, Scope.REGION})
+    client_sees: ClassVar[str] = "token refresh fails (5xx, slow)"
+
+    @model_validator(mode="after")
+    def _slow_needs_latency(self) -> Identity:
+        if self.mode is IdentityMode.SLOW and self.latency <= 0:
+            raise ValueError("mode 'slow' needs a 'latency' above 0")
+        return self
+
+
+_FLAPPABLE = tuple(cls for name, cls in FAULT_KINDS.items() if name != "data-loss")
+
+if TYPE_CHECKING:
+    InnerFault = Fault
+else:
+    InnerFault = Annotated[Union[_FLAPPABLE], Field(discriminator="kind")]  # noqa: UP007
+
+
+@register
+class Flap(Fault):
+    """Another fault switching on and off: on for ``duty × period``, then off, for as long as the phase.
+
+    ``period`` is incident time and is compressed with the phase, but never below
+    ``min_period`` of run time, so that the flapping stays observable (Cloudflare's 5-minute cycle
+    on 2025-11-18, load-balancer health checks on 2025-10-20)."""
+
+    kind: Literal["flap"] = "flap"
+    fault: InnerFault
+    period: Duration
+    duty: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    min_period: Duration = 2.0
+    scopes: ClassVar[frozenset[Scope]] = frozenset(Scope)
+    client_sees: ClassVar[str] = "the inner fault on and off"
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("period must be above 0")
+        return value
+
+
+if TYPE_CHECKING:
+    AnyFault = Fault
+else:
+    AnyFault = Annotated[Union[tuple(FAULT_KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
+"""Pydantic field type for any registered kind, chosen by ``kind:``."""

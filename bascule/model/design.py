@@ -1,0 +1,407 @@
+"""The design file: the system under test — regions, components and where they run, the shared
+dependencies regions rely on, and the routing, replication and data-class policies.
+
+Regions named in the built-in catalog (``bascule.model.catalog``) inherit provider, jurisdiction and
+sovereignty level; every field can be overridden. ``Design.check()`` returns the cross-references
+that do not resolve, by path, so that the loader can place them at ``file:line:column``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from bascule.errors import PathElement
+from bascule.model.catalog import CATALOG, Sovereignty
+from bascule.model.durations import Duration
+from bascule.model.selector import RegionId
+from bascule.model.source import SourceMap
+from bascule.model.suggest import unknown_name as _unknown
+
+__all__ = [
+    "CircuitBreaker",
+    "ComponentKind",
+    "ComponentSpec",
+    "ConnectionPool",
+    "CostRates",
+    "DataClassPolicy",
+    "DependencyKind",
+    "DependencySpec",
+    "Design",
+    "Failback",
+    "HealthCheck",
+    "Hedging",
+    "Placement",
+    "Region",
+    "RegionSpec",
+    "Replication",
+    "ReplicationMode",
+    "RetryPolicy",
+    "Routing",
+    "RoutingMode",
+    "Timeouts",
+    "host_name",
+    "region_slug",
+]
+
+ZONE = "bascule.internal"
+
+
+def region_slug(region: str) -> str:
+    """``aws/us-east-1`` → ``aws-us-east-1``: the form used in host names and process names."""
+    return region.replace("/", "-")
+
+
+def host_name(name: str, region: str) -> str:
+    """The DNS name of a component or dependency in a region: ``retriever.aws-us-east-1.bascule.internal``."""
+    return f"{name}.{region_slug(region)}.{ZONE}"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=40)]
+
+
+class CostRates(_Spec):
+    """Prices in ``currency``: per replica and hour, and per GB leaving the region."""
+
+    replica_hour: Annotated[float, Field(ge=0)] | None = None
+    egress_gb: Annotated[float, Field(ge=0)] | None = None
+    currency: str = "USD"
+
+
+class RegionSpec(_Spec):
+    id: RegionId
+    provider: str | None = None
+    jurisdiction: str | None = None
+    sovereignty: Sovereignty | None = None
+    cost: CostRates | None = None
+    depends_on: tuple[str, ...] = ()
+    """Ids of shared dependencies (identity, DNS, registry…) this region's services rely on."""
+
+    @model_validator(mode="after")
+    def _known_or_complete(self) -> RegionSpec:
+        if self.id in CATALOG:
+            return self
+        missing = [f for f in ("jurisdiction", "sovereignty") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(
+                f"region {self.id!r} is not in the built-in catalog: give {' and '.join(missing)} "
+                "(see `bascule regions`)"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region as the design resolves it: catalog values with the design's overrides."""
+
+    id: str
+    provider: str
+    jurisdiction: str
+    sovereignty: Sovereignty
+    cost: CostRates | None
+    depends_on: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        return region_slug(self.id)
+
+
+class ComponentKind(StrEnum):
+    GATEWAY = "gateway"
+    RETRIEVER = "retriever"
+    STORE = "store"
+    LLM = "llm"
+
+
+class Placement(_Spec):
+    """Replicas of a component in one region. ``max_replicas`` above ``replicas`` means the region
+    scales up on failover (pilot light) — which needs a working control plane."""
+
+    replicas: Annotated[int, Field(ge=0, le=64)]
+    max_replicas: Annotated[int, Field(ge=0, le=64)] | None = None
+    model: str | None = None
+    """For llm components: the model name served in this region (e.g. ``mistral-small-latest``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_count(cls, value: object) -> object:
+        return {"replicas": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _max_not_below(self) -> Placement:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError("max_replicas must be ≥ replicas")
+        return self
+
+    @property
+    def ceiling(self) -> int:
+        return self.max_replicas if self.max_replicas is not None else self.replicas
+
+
+class ComponentSpec(_Spec):
+    """A component and its placement: ``{replicas: {aws/us-east-1: 2, scaleway/fr-par: 1}}``."""
+
+    kind: ComponentKind | None = None
+    """Defaults to the component's name when that is a known kind (gateway, retriever, store, llm)."""
+    replicas: dict[RegionId, Placement]
+
+    @field_validator("replicas")
+    @classmethod
+    def _some_region(cls, value: dict[str, Placement]) -> dict[str, Placement]:
+        if not value:
+            raise ValueError("place the component in at least one region")
+        return value
+
+
+class DependencyKind(StrEnum):
+    IDENTITY = "identity"
+    DNS = "dns"
+    REGISTRY = "registry"
+    OTHER = "other"
+
+
+class DependencySpec(_Spec):
+    """A shared service regions rely on, which lives in one region — perhaps not theirs."""
+
+    kind: DependencyKind
+    region: RegionId
+    token_ttl: Duration = 300.0
+    """For identity services: how long an issued token stays valid (real seconds of the run)."""
+    refresh_before: Duration = 0.2
+    """Refresh a token when this fraction of its lifetime remains, in [0, 1)."""
+    description: str = ""
+
+    @field_validator("refresh_before")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("refresh_before is a fraction of the token lifetime, in [0, 1)")
+        return value
+
+
+class RoutingMode(StrEnum):
+    ACTIVE_PASSIVE = "active-passive"
+    ACTIVE_ACTIVE = "active-active"
+    PILOT_LIGHT = "pilot-light"
+
+
+class HealthCheck(_Spec):
+    interval: Duration = 1.0
+    timeout: Duration = 0.5
+    unhealthy_after: Annotated[int, Field(ge=1)] = 3
+    healthy_after: Annotated[int, Field(ge=1)] = 3
+
+
+class RetryPolicy(_Spec):
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    budget: Annotated[float, Field(ge=0, le=1)] = 0.2
+    """Retries allowed as a fraction of requests, so that retries cannot multiply an overload."""
+    backoff_base: Duration = 0.05
+    backoff_max: Duration = 1.0
+    jitter: bool = True
+
+
+class CircuitBreaker(_Spec):
+    failure_threshold: Annotated[int, Field(ge=1)] = 5
+    window: Duration = 10.0
+    open_for: Duration = 5.0
+    half_open_probes: Annotated[int, Field(ge=1)] = 1
+
+
+class Timeouts(_Spec):
+    connect: Duration = 0.5
+    request: Duration = 5.0
+
+
+class Hedging(_Spec):
+    after: Duration
+    """Send a second request to the next region when the first has not answered after this long."""
+
+
+class ConnectionPool(_Spec):
+    """Client connection pools between components. Pooled connections survive DNS faults that spare
+    existing connections (2025-10-20): the longer they live, the less such a fault hurts."""
+
+    max_connections: Annotated[int, Field(ge=1)] = 20
+    keepalive_expiry: Duration = 30.0
+    max_age: Duration | None = None
+
+
+class Failback(_Spec):
+    after_healthy_for: Duration = 10.0
+    """Hysteresis: return to a recovered region only once it has been healthy this long."""
+
+
+class Routing(_Spec):
+    mode: RoutingMode = RoutingMode.ACTIVE_PASSIVE
+    order: tuple[RegionId, ...] = ()
+    """Regions in order of preference; defaults to the order of ``regions``."""
+    sovereignty_guard: bool = True
+    """Refuse to route a data class to a region below its minimum level (fail closed). Turning it
+    off models a deployment that does not enforce residency: violations then happen and are scored."""
+    scale_up_delay: Duration = 20.0
+    """Pilot light: how long a standby takes to reach its ``max_replicas`` (needs the control plane)."""
+    health_check: HealthCheck = HealthCheck()
+    retry: RetryPolicy = RetryPolicy()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    timeouts: Timeouts = Timeouts()
+    hedging: Hedging | None = None
+    connection_pool: ConnectionPool = ConnectionPool()
+    failback: Failback = Failback()
+
+
+class ReplicationMode(StrEnum):
+    ASYNC = "async"
+    SYNC = "sync"
+    NONE = "none"
+
+
+class Replication(_Spec):
+    mode: ReplicationMode = ReplicationMode.ASYNC
+    lag: Duration = 1.0
+    """Async mode: how long a write waits before it is shipped to peers."""
+
+
+class DataClassPolicy(_Spec):
+    min_sovereignty: Sovereignty = Sovereignty.FOREIGN
+    description: str = ""
+
+
+_DEFAULT_CLASSES = {
+    "public": DataClassPolicy(min_sovereignty=Sovereignty.FOREIGN),
+    "internal": DataClassPolicy(min_sovereignty=Sovereignty.FOREIGN),
+    "confidential": DataClassPolicy(min_sovereignty=Sovereignty.SOVEREIGN),
+}
+
+
+class Design(_Spec):
+    """A failover design: the system under test."""
+
+    id: Identifier
+    title: str = ""
+    description: str = ""
+    regions: tuple[RegionSpec, ...]
+    components: dict[Identifier, ComponentSpec]
+    dependencies: dict[Identifier, DependencySpec] = {}
+    routing: Routing = Routing()
+    replication: Replication = Replication()
+    data_classes: dict[Identifier, DataClassPolicy] = Field(default_factory=lambda: dict(_DEFAULT_CLASSES))
+
+    _source: SourceMap | None = PrivateAttr(default=None)
+
+    @field_validator("regions")
+    @classmethod
+    def _some_regions(cls, value: tuple[RegionSpec, ...]) -> tuple[RegionSpec, ...]:
+        if not value:
+            raise ValueError("a design needs at least one region")
+        return value
+
+    # -- resolved views ------------------------------------------------------------------------
+
+    @cached_property
+    def region_map(self) -> dict[str, Region]:
+        out: dict[str, Region] = {}
+        for spec in self.regions:
+            known = CATALOG.get(spec.id)
+            provider = spec.provider or (known.provider if known else spec.id.split("/", 1)[0])
+            jurisdiction = spec.jurisdiction or (known.jurisdiction if known else "")
+            level = spec.sovereignty or (known.sovereignty if known else Sovereignty.FOREIGN)
+            out[spec.id] = Region(spec.id, provider, jurisdiction, level, spec.cost, spec.depends_on)
+        return out
+
+    def region(self, region_id: str) -> Region:
+        """A region of the design, or — for dependencies placed outside it — a catalog region."""
+        if region_id in self.region_map:
+            return self.region_map[region_id]
+        known = CATALOG.get(region_id)
+        if known is None:
+            raise KeyError(region_id)
+        return Region(region_id, known.provider, known.jurisdiction, known.sovereignty, None, ())
+
+    def component_kind(self, name: str) -> ComponentKind | None:
+        spec = self.components[name]
+        if spec.kind is not None:
+            return spec.kind
+        try:
+            return ComponentKind(name)
+        except ValueError:
+            return None
+
+    def components_of(self, kind: ComponentKind) -> list[str]:
+        return [name for name in self.components if self.component_kind(name) is kind]
+
+    @property
+    def routing_order(self) -> tuple[str, ...]:
+        return self.routing.order or tuple(spec.id for spec in self.regions)
+
+    def providers(self) -> list[str]:
+        return sorted({r.provider for r in self.region_map.values()})
+
+    def allowed_regions(self, data_class: str) -> tuple[str, ...]:
+        """Regions, in routing order, that may serve ``data_class`` (all of them when the guard is off)."""
+        minimum = self.data_classes[data_class].min_sovereignty
+        order = self.routing_order
+        if not self.routing.sovereignty_guard:
+            return order
+        return tuple(r for r in order if self.region(r).sovereignty.satisfies(minimum))
+
+    # -- cross-reference checks ----------------------------------------------------------------
+
+    def check(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        """Cross-references that do not resolve, as ``(path, message)``: regions, dependencies,
+        routing order. Pure; the loader places them in the file."""
+        problems: list[tuple[tuple[PathElement, ...], str]] = []
+        declared = [spec.id for spec in self.regions]
+        seen: set[str] = set()
+        for i, rid in enumerate(declared):
+            if rid in seen:
+                problems.append((("regions", i, "id"), f"region {rid!r} is declared twice"))
+            seen.add(rid)
+        for i, spec in enumerate(self.regions):
+            for j, dep in enumerate(spec.depends_on):
+                if dep not in self.dependencies:
+                    problems.append(
+                        (("regions", i, "depends_on", j), _unknown("dependency", dep, self.dependencies))
+                    )
+        for name, dep_spec in self.dependencies.items():
+            if dep_spec.region not in self.region_map and dep_spec.region not in CATALOG:
+                problems.append(
+                    (
+                        ("dependencies", name, "region"),
+                        f"region {dep_spec.region!r} is neither declared in the design nor in the catalog",
+                    )
+                )
+        for name, comp in self.components.items():
+            for rid, placement in comp.replicas.items():
+                if rid not in self.region_map:
+                    problems.append(
+                        (("components", name, "replicas", rid), _unknown("region", rid, declared))
+                    )
+                if placement.model is not None and self.component_kind(name) is not ComponentKind.LLM:
+                    problems.append(
+                        (("components", name, "replicas", rid, "model"), "only llm components take a model")
+                    )
+        for i, rid in enumerate(self.routing.order):
+            if rid not in self.region_map:
+                problems.append((("routing", "order", i), _unknown("region", rid, declared)))
+        if len(set(self.routing.order)) != len(self.routing.order):
+            problems.append((("routing", "order"), "a region appears twice in the routing order"))
+        if not self.components_of(ComponentKind.GATEWAY):
+            problems.append((("components",), "a design needs a gateway component (its entry point)"))
+        return problems
+
+    def attach_source(self, source: SourceMap) -> Design:
+        self._source = source
+        return self
+
+    @property
+    def source_map(self) -> SourceMap | None:
+        return self._source

@@ -1,0 +1,221 @@
+"""Turning YAML text into validated designs and scenarios, with every error at ``file:line:column``.
+
+``parse_design`` and ``parse_scenario`` are pure (text in, model out); ``read_design``,
+``read_scenario`` and ``read_any`` read files. All the problems of a file are reported at once.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from bascule.errors import PathElement, Problem, ScenarioError
+from bascule.model.design import Design
+from bascule.model.scenario import Scenario
+from bascule.model.source import SourceMap, parse_yaml
+from bascule.model.suggest import did_you_mean
+
+__all__ = [
+    "DocumentKind",
+    "detect_kind",
+    "parse_design",
+    "parse_scenario",
+    "read_any",
+    "read_design",
+    "read_scenario",
+    "scenario_design_path",
+]
+
+DocumentKind = Literal["design", "scenario"]
+M = TypeVar("M", bound=BaseModel)
+
+
+def detect_kind(data: Any) -> DocumentKind | None:
+    if isinstance(data, dict):
+        if "phases" in data:
+            return "scenario"
+        if "regions" in data or "components" in data:
+            return "design"
+    return None
+
+
+def parse_design(text: str, file: str = "<design>") -> Design:
+    data, source = parse_yaml(text, file)
+    design = _validate(Design, data, source)
+    problems = [source.problem(path, message) for path, message in design.check()]
+    if problems:
+        raise ScenarioError(problems)
+    return design.attach_source(source)
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    data, source = parse_yaml(text, file)
+    return _validate(Scenario, data, source).attach_source(source)
+
+
+def read_design(path: str | Path) -> Design:
+    return parse_design(_read_text(path), str(path))
+
+
+def read_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(_read_text(path), str(path))
+
+
+def read_any(path: str | Path) -> Design | Scenario:
+    """A design or a scenario, told apart by their top-level keys."""
+    text = _read_text(path)
+    data, _ = parse_yaml(text, str(path))
+    kind = detect_kind(data)
+    if kind == "scenario":
+        return parse_scenario(text, str(path))
+    if kind == "design":
+        return parse_design(text, str(path))
+    raise ScenarioError(
+        [
+            Problem(
+                "not a bascule file: a scenario has 'phases' at top level, a design has 'regions'",
+                (),
+                str(path),
+                1,
+                1,
+            )
+        ]
+    )
+
+
+def scenario_design_path(scenario_file: str | Path, scenario: Scenario) -> Path | None:
+    """The design a scenario names as its default, relative to the scenario file."""
+    if scenario.design is None:
+        return None
+    return (Path(scenario_file).parent / scenario.design).resolve()
+
+
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ScenarioError([Problem("no such file", (), str(path))]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(f"cannot read the file: {exc}", (), str(path))]) from exc
+
+
+def _validate(model: type[M], data: Any, source: SourceMap) -> M:
+    if not isinstance(data, dict):
+        raise ScenarioError([source.problem((), "expected a mapping of keys at the top level")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = _without_echoes(exc.errors())
+        problems = [_problem(model, error, source) for error in errors]
+        raise ScenarioError(_dedupe(problems)) from exc
+
+
+def _without_echoes(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    # A list whose items all failed is also reported "too short"; the items' errors say it better.
+    locs = [tuple(e["loc"]) for e in errors]
+    return [
+        e
+        for e in errors
+        if not (
+            e["type"] == "too_short"
+            and any(
+                len(other) > len(e["loc"]) and other[: len(e["loc"])] == tuple(e["loc"]) for other in locs
+            )
+        )
+    ]
+
+
+def _dedupe(problems: Sequence[Problem]) -> list[Problem]:
+    seen: set[tuple[object, ...]] = set()
+    out: list[Problem] = []
+    for p in problems:
+        key = (p.line, p.column, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return sorted(out, key=lambda p: (p.line or 0, p.column or 0))
+
+
+_KIND_NOUNS = {"fault": "fault kind", "probes": "probe kind", "guardrails": "guardrail kind"}
+
+
+def _problem(root: type[BaseModel], error: ErrorDetails, source: SourceMap) -> Problem:
+    loc: tuple[PathElement, ...] = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        fields = _fields_at(root, loc[:-1])
+        hint = did_you_mean(key, fields)
+        expected = f"; expected one of: {', '.join(fields)}" if fields and not hint else ""
+        return source.problem(loc, f"unknown key {key!r}{hint}{expected}", key=True)
+    if kind == "missing":
+        return source.problem(loc, f"missing required field {str(loc[-1])!r}")
+    if kind == "union_tag_invalid":
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        tag = str(ctx.get("tag"))
+        noun = next((n for part, n in _KIND_NOUNS.items() if part in loc), "kind")
+        message = f"unknown {noun} {tag!r}{did_you_mean(tag, tags)}; known: {', '.join(tags)}"
+        return source.problem((*loc, "kind"), message)
+    if kind == "union_tag_not_found":
+        return source.problem(loc, "missing 'kind'")
+    message = str(error["msg"])
+    if message.startswith(("Value error, ", "Assertion failed, ")):
+        message = message.split(", ", 1)[1]
+    if kind not in ("value_error", "assertion_error") and "input" in error:
+        shown = repr(error["input"])
+        if len(shown) <= 60 and not isinstance(error["input"], dict | list):
+            message = f"{message} (got {shown})"
+    return source.problem(loc, message)
+
+
+def _fields_at(root: type[BaseModel], loc: Sequence[PathElement]) -> list[str]:
+    """Field names (as written in YAML) of the model that sits at ``loc``, for "did you mean"."""
+    current: Any = root
+    for element in loc:
+        current = _step(current, element)
+        if current is None:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items() if name != "kind"]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return tp
+
+
+def _step(tp: Any, element: PathElement) -> Any:
+    tp = _unwrap(tp)
+    origin = get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, info in tp.model_fields.items():
+            if element in (name, info.alias):
+                return info.annotation
+        return None
+    if origin in (Union, types.UnionType):
+        for candidate in get_args(tp):
+            member = _unwrap(candidate)
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                field = member.model_fields.get("kind")
+                if field is not None and field.default == element:
+                    return member
+        return None
+    if origin in (list, tuple):
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        return args[0] if args and isinstance(element, int) else None
+    if origin is dict:
+        return get_args(tp)[1]
+    return None

@@ -1,0 +1,269 @@
+"""The scenario file: what happens to a design — an incident's phases on its real timeline, how
+to compress it into a run, the load, the steady-state hypothesis, the objectives, the score weights
+and the guardrails that abort a run.
+
+Phase times (``at``, ``until``, ``for``) are incident time, measured from first customer impact;
+the planner compresses them. Everything else (load shape, settle, guardrail windows, objectives) is
+run time, in real seconds: time compression never applies to the system's reactions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from bascule.faults import AnyFault
+from bascule.model.durations import Duration
+from bascule.model.selector import Selector
+from bascule.model.source import SourceMap
+from bascule.probes.specs import AnyProbe
+
+__all__ = [
+    "DIMENSIONS",
+    "Guardrail",
+    "Load",
+    "LoadStep",
+    "Objectives",
+    "Phase",
+    "Replay",
+    "RequestMix",
+    "Scenario",
+    "SteadyState",
+    "Weights",
+]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Replay(_Spec):
+    """How incident time becomes run time: ``compress_to`` a run length, or a fixed ``time_scale``
+    (run seconds per incident second). Neither means real time. Phases never run shorter than
+    ``min_phase``, so that a 3-minute event in a 14-hour incident stays observable."""
+
+    compress_to: Duration | None = None
+    time_scale: Annotated[float, Field(gt=0)] | None = None
+    min_phase: Duration = 3.0
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Replay:
+        if self.compress_to is not None and self.time_scale is not None:
+            raise ValueError("give either compress_to or time_scale, not both")
+        if self.compress_to is not None and self.compress_to <= 0:
+            raise ValueError("compress_to must be above 0")
+        if self.compress_to is not None and self.min_phase > self.compress_to:
+            raise ValueError("min_phase cannot exceed compress_to")
+        return self
+
+
+class Phase(_Spec):
+    """One fault over a stretch of incident time, on a target."""
+
+    name: str
+    at: Duration
+    until: Duration | None = None
+    for_: Duration | None = Field(default=None, alias="for")
+    fault: AnyFault
+    target: Selector
+    note: str = ""
+    """Why the phase is modelled this way, and what in the source supports it."""
+
+    @model_validator(mode="after")
+    def _one_end(self) -> Phase:
+        if (self.until is None) == (self.for_ is None):
+            raise ValueError("give exactly one of 'until' and 'for'")
+        if self.until is not None and self.until <= self.at:
+            raise ValueError(f"'until' ({self.until:g}s) must come after 'at' ({self.at:g}s)")
+        if self.for_ is not None and self.for_ <= 0:
+            raise ValueError("'for' must be above 0")
+        return self
+
+    @property
+    def end(self) -> float:
+        if self.until is not None:
+            return self.until
+        assert self.for_ is not None
+        return self.at + self.for_
+
+
+class LoadStep(_Spec):
+    at: Duration
+    """Run time from the start of the plan."""
+    users: Annotated[int, Field(ge=0)] | None = None
+    rate: Annotated[float, Field(ge=0)] | None = None
+
+
+class RequestMix(_Spec):
+    data_classes: dict[str, Annotated[float, Field(ge=0)]] = {"internal": 0.7, "confidential": 0.3}
+    """Relative weights of the data classes of asks."""
+    writes: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Share of requests that are document writes."""
+
+
+class Load(_Spec):
+    """Traffic during the run: closed-model ``users`` or an open-model arrival ``rate`` (req/s)."""
+
+    users: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    rate: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    ramp_up: Duration = 0.0
+    steps: tuple[LoadStep, ...] = ()
+    mix: RequestMix = RequestMix()
+    think_time: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _users_or_rate(self) -> Load:
+        if (self.users is None) == (self.rate is None):
+            raise ValueError("give exactly one of 'users' and 'rate'")
+        return self
+
+
+DIMENSIONS = ("availability", "recovery", "latency", "correctness", "durability", "sovereignty")
+
+
+class Objectives(_Spec):
+    """What the service must achieve during the run (DESIGN.md's score table)."""
+
+    availability: Annotated[float, Field(gt=0, le=1)] = 0.99
+    rto: Duration = 30.0
+    latency_p95: Duration = 2.0
+    correctness: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Golden-set accuracy to keep; ``None`` means the run's own pre-fault baseline."""
+    rpo: Duration = 0.0
+    failback: Duration | None = None
+    sovereignty_violations: Annotated[int, Field(ge=0)] = 0
+
+
+class Weights(_Spec):
+    availability: Annotated[float, Field(ge=0)] = 25
+    recovery: Annotated[float, Field(ge=0)] = 20
+    latency: Annotated[float, Field(ge=0)] = 15
+    correctness: Annotated[float, Field(ge=0)] = 15
+    durability: Annotated[float, Field(ge=0)] = 10
+    sovereignty: Annotated[float, Field(ge=0)] = 15
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Weights:
+        if sum(getattr(self, d) for d in DIMENSIONS) <= 0:
+            raise ValueError("at least one weight must be above 0")
+        return self
+
+
+class GuardrailKind(StrEnum):
+    SUCCESS_RATIO = "success-ratio"
+    LATENCY_P95 = "latency-p95"
+    ERROR_BUDGET = "error-budget"
+    SOVEREIGNTY = "sovereignty-violations"
+
+
+class _Guardrail(_Spec):
+    name: str | None = None
+
+
+class SuccessRatioGuardrail(_Guardrail):
+    """Abort when the success ratio stays below ``below`` for ``for`` seconds of run time."""
+
+    kind: Literal["success-ratio"] = "success-ratio"
+    below: Annotated[float, Field(gt=0, le=1)]
+    for_: Duration = Field(default=5.0, alias="for")
+
+
+class LatencyGuardrail(_Guardrail):
+    """Abort when p95 latency stays above ``above`` for ``for`` seconds of run time."""
+
+    kind: Literal["latency-p95"] = "latency-p95"
+    above: Duration
+    for_: Duration = Field(default=5.0, alias="for")
+
+
+class ErrorBudgetGuardrail(_Guardrail):
+    """Abort when more than ``burnt`` of the run's error budget (from the availability objective) is spent."""
+
+    kind: Literal["error-budget"] = "error-budget"
+    burnt: Annotated[float, Field(gt=0)] = 1.0
+
+
+class SovereigntyGuardrail(_Guardrail):
+    """Abort as soon as more than ``above`` sovereignty violations are seen."""
+
+    kind: Literal["sovereignty-violations"] = "sovereignty-violations"
+    above: Annotated[int, Field(ge=0)] = 0
+
+
+if TYPE_CHECKING:
+    Guardrail = _Guardrail
+else:
+    Guardrail = Annotated[
+        Union[SuccessRatioGuardrail, LatencyGuardrail, ErrorBudgetGuardrail, SovereigntyGuardrail],  # noqa: UP007
+        Field(discriminator="kind"),
+    ]
+
+
+class SteadyState(_Spec):
+    """The hypothesis: these probes pass at ``success_ratio`` or better over ``over`` seconds, before
+    any fault and again after rollback."""
+
+    probes: tuple[AnyProbe, ...] = Field(min_length=1)
+    success_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
+    over: Duration = 3.0
+
+
+class Scenario(_Spec):
+    """An incident replay or a fault drill."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$", max_length=80)]
+    title: str
+    description: str = ""
+    source: tuple[str, ...] = ()
+    """Post-mortem URLs for incident replays."""
+    design: str | None = None
+    """Default design file, relative to this scenario file."""
+    started_at: datetime | None = None
+    duration: Duration | None = None
+    """Real duration of the incident; defaults to the end of the last phase."""
+    replay: Replay = Replay()
+    warm_up: Duration = 5.0
+    settle: Duration = 10.0
+    """Run time kept probing after the last revert, before the hypothesis is checked again."""
+    steady_state: SteadyState | None = None
+    phases: tuple[Phase, ...] = Field(min_length=1)
+    load: Load | None = None
+    objectives: Objectives = Objectives()
+    weights: Weights = Weights()
+    guardrails: tuple[Guardrail, ...] = ()
+
+    _source: SourceMap | None = PrivateAttr(default=None)
+
+    @field_validator("source")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"source entries are URLs, got {url!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _duration_covers_phases(self) -> Scenario:
+        if self.duration is not None:
+            last = max(p.end for p in self.phases)
+            if last > self.duration + 1e-9:
+                raise ValueError(
+                    f"a phase ends at {last:g}s of incident time, after the incident's duration "
+                    f"({self.duration:g}s)"
+                )
+        return self
+
+    @property
+    def real_duration(self) -> float:
+        return self.duration if self.duration is not None else max(p.end for p in self.phases)
+
+    def attach_source(self, source: SourceMap) -> Scenario:
+        self._source = source
+        return self
+
+    @property
+    def source_map(self) -> SourceMap | None:
+        return self._source

@@ -1,0 +1,37 @@
+"""Planning: from a design and a scenario to a timeline of concrete apply/revert actions, the blast
+radius of each phase and the findings a run would confirm. Pure: data in, data out."""
+
+from bascule.plan.model import (
+    Action,
+    ActionOp,
+    Finding,
+    FindingKind,
+    Plan,
+    PlannedPhase,
+    ReplicaRef,
+    Severity,
+    TimeMap,
+    Touch,
+)
+from bascule.plan.planner import plan
+from bascule.plan.render import plan_to_dict
+from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
+
+__all__ = [
+    "Action",
+    "ActionOp",
+    "Endpoint",
+    "Finding",
+    "FindingKind",
+    "Hop",
+    "HopPurpose",
+    "Plan",
+    "PlannedPhase",
+    "ReplicaRef",
+    "Severity",
+    "TimeMap",
+    "Touch",
+    "hops",
+    "plan",
+    "plan_to_dict",
+]

@@ -1,0 +1,94 @@
+"""The hops of a design: who calls whom, across which regions. Pure.
+
+Every hop is a client connection a fault can sit on: clients → gateways, gateway → retriever and
+llm of every region it may route to, retriever → its region's store, store → peer stores
+(replication), and every component of a region → the shared dependencies that region relies on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bascule.model.design import ComponentKind, Design, ReplicationMode
+
+__all__ = ["Endpoint", "Hop", "HopPurpose", "hops"]
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A component or a dependency, in a region."""
+
+    name: str
+    region: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.region}"
+
+
+class HopPurpose(StrEnum):
+    INGRESS = "ingress"
+    RETRIEVE = "retrieve"
+    GENERATE = "generate"
+    SEARCH = "search"
+    REPLICATE = "replicate"
+    DEPENDENCY = "dependency"
+
+
+@dataclass(frozen=True, order=True)
+class Hop:
+    """A caller (``None`` for the service's clients) reaching a callee."""
+
+    source: Endpoint | None
+    target: Endpoint
+    purpose: HopPurpose
+
+    def __str__(self) -> str:
+        return f"{self.source or 'clients'} -> {self.target}"
+
+    def regions(self) -> set[str]:
+        return {self.target.region} | ({self.source.region} if self.source else set())
+
+
+def _placed(design: Design, kind: ComponentKind) -> list[Endpoint]:
+    return [
+        Endpoint(name, region)
+        for name in design.components_of(kind)
+        for region, placement in design.components[name].replicas.items()
+        if placement.ceiling > 0
+    ]
+
+
+def hops(design: Design) -> tuple[Hop, ...]:
+    order = {region: i for i, region in enumerate(design.routing_order)}
+    gateways = _placed(design, ComponentKind.GATEWAY)
+    retrievers = _placed(design, ComponentKind.RETRIEVER)
+    llms = _placed(design, ComponentKind.LLM)
+    stores = _placed(design, ComponentKind.STORE)
+    out: list[Hop] = [Hop(None, g, HopPurpose.INGRESS) for g in gateways]
+    for g in gateways:
+        out += [Hop(g, r, HopPurpose.RETRIEVE) for r in retrievers if r.region in order]
+        out += [Hop(g, m, HopPurpose.GENERATE) for m in llms if m.region in order]
+    for r in retrievers:
+        local = [s for s in stores if s.region == r.region]
+        out += [Hop(r, s, HopPurpose.SEARCH) for s in (local or stores)]
+    if design.replication.mode is not ReplicationMode.NONE:
+        out += [Hop(a, b, HopPurpose.REPLICATE) for a in stores for b in stores if a.region != b.region]
+    for region in design.region_map.values():
+        callers = [e for e in gateways + retrievers + llms + stores if e.region == region.id]
+        for dep_id in region.depends_on:
+            dep = design.dependencies[dep_id]
+            target = Endpoint(dep_id, dep.region)
+            out += [Hop(c, target, HopPurpose.DEPENDENCY) for c in callers]
+    return tuple(sorted(set(out), key=_hop_key))
+
+
+def _hop_key(hop: Hop) -> tuple[str, str, str, str, str]:
+    src = hop.source
+    return (
+        hop.purpose.value,
+        src.region if src else "",
+        src.name if src else "",
+        hop.target.region,
+        hop.target.name,
+    )
