@@ -1,7 +1,7 @@
 """The hops of a design: who calls whom, across which regions. Pure.
 
 Every hop is a client connection a fault can sit on: clients → gateways, gateway → retriever and
-llm of every region it may route to, retriever → its region's store, store → peer stores
+llm of every region it may route to (and → stores, for writes), retriever → its region's store, store → peer stores
 (replication), and every component of a region → the shared dependencies that region relies on.
 """
 
@@ -31,6 +31,7 @@ class HopPurpose(StrEnum):
     RETRIEVE = "retrieve"
     GENERATE = "generate"
     SEARCH = "search"
+    WRITE = "write"
     REPLICATE = "replicate"
     DEPENDENCY = "dependency"
 
@@ -69,6 +70,7 @@ def hops(design: Design) -> tuple[Hop, ...]:
     for g in gateways:
         out += [Hop(g, r, HopPurpose.RETRIEVE) for r in retrievers if r.region in order]
         out += [Hop(g, m, HopPurpose.GENERATE) for m in llms if m.region in order]
+        out += [Hop(g, s, HopPurpose.WRITE) for s in stores if s.region in order]
     for r in retrievers:
         local = [s for s in stores if s.region == r.region]
         out += [Hop(r, s, HopPurpose.SEARCH) for s in (local or stores)]

@@ -1,0 +1,215 @@
+"""How a design becomes processes and routes on one machine. Pure: no ports are opened here.
+
+Every component replica is one process. Every hop of the design (``bascule.plan.topology``) is a
+*route*: a listening address owned by the target, forwarding to the callee's replicas. A caller
+reaches a callee by its DNS name and the route's port — ``http://retriever.scaleway-fr-par.bascule.internal:41234``
+— so the name resolves through the stack's DNS server at connection time and the port selects the
+hop, which is what lets a fault act on the hop from aws/us-east-1 to scaleway/fr-par and on nothing
+else. Identity dependencies run as processes too; other dependency kinds have no process in the
+reference stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bascule.model.catalog import Sovereignty
+from bascule.model.design import ComponentKind, DependencyKind, Design, host_name, region_slug
+from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
+
+__all__ = [
+    "ProcessKind",
+    "ReplicaSpec",
+    "RouteSpec",
+    "StackLayout",
+    "layout",
+    "max_class_for",
+    "replica_argv",
+]
+
+
+class ProcessKind(StrEnum):
+    GATEWAY = "gateway"
+    RETRIEVER = "retriever"
+    STORE = "store"
+    LLM = "llm"
+    IDENTITY = "identity"
+
+
+@dataclass(frozen=True, order=True)
+class ReplicaSpec:
+    component: str
+    region: str
+    index: int
+    kind: ProcessKind
+
+    @property
+    def name(self) -> str:
+        """Unique, readable: ``retriever-aws-us-east-1-0``."""
+        return f"{self.component}-{region_slug(self.region)}-{self.index}"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.component, self.region)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One hop as a listening address: callers in ``hop.source`` reach ``hop.target`` through it."""
+
+    hop: Hop
+
+    @property
+    def name(self) -> str:
+        source = (
+            f"{self.hop.source.name}@{region_slug(self.hop.source.region)}" if self.hop.source else "clients"
+        )
+        return f"{source}->{self.hop.target.name}@{region_slug(self.hop.target.region)}"
+
+    @property
+    def host(self) -> str:
+        return host_name(self.hop.target.name, self.hop.target.region)
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    design_id: str
+    replicas: tuple[ReplicaSpec, ...]
+    routes: tuple[RouteSpec, ...]
+
+    def replicas_of(self, endpoint: Endpoint) -> list[ReplicaSpec]:
+        return [r for r in self.replicas if r.endpoint == endpoint]
+
+    def routes_from(self, source: Endpoint | None, purpose: HopPurpose | None = None) -> list[RouteSpec]:
+        return [
+            r for r in self.routes if r.hop.source == source and (purpose is None or r.hop.purpose is purpose)
+        ]
+
+    def ingress(self) -> list[RouteSpec]:
+        return self.routes_from(None, HopPurpose.INGRESS)
+
+    def hosts(self) -> list[str]:
+        return sorted({r.host for r in self.routes})
+
+
+_KINDS = {
+    ComponentKind.GATEWAY: ProcessKind.GATEWAY,
+    ComponentKind.RETRIEVER: ProcessKind.RETRIEVER,
+    ComponentKind.STORE: ProcessKind.STORE,
+    ComponentKind.LLM: ProcessKind.LLM,
+}
+
+
+def layout(design: Design) -> StackLayout:
+    replicas: list[ReplicaSpec] = []
+    for name, spec in design.components.items():
+        kind = design.component_kind(name)
+        if kind is None:
+            continue
+        for region, placement in spec.replicas.items():
+            replicas += [ReplicaSpec(name, region, i, _KINDS[kind]) for i in range(placement.replicas)]
+    identity = {n for n, d in design.dependencies.items() if d.kind is DependencyKind.IDENTITY}
+    for name in sorted(identity):
+        replicas.append(ReplicaSpec(name, design.dependencies[name].region, 0, ProcessKind.IDENTITY))
+    routes = [
+        RouteSpec(h)
+        for h in hops(design)
+        if h.purpose is not HopPurpose.DEPENDENCY or h.target.name in identity
+    ]
+    return StackLayout(design.id, tuple(sorted(replicas)), tuple(routes))
+
+
+_CLASS_ORDER = ("public", "internal", "confidential")
+
+
+def max_class_for(design: Design, region: str) -> str:
+    """The most sensitive of the reference classes a region's store may hold. Without the guard,
+    nothing is enforced: every store may hold everything (and the plan says so)."""
+    if not design.routing.sovereignty_guard:
+        return _CLASS_ORDER[-1]
+    level: Sovereignty = design.region(region).sovereignty
+    allowed = [
+        c
+        for c in _CLASS_ORDER
+        if c not in design.data_classes or level.satisfies(design.data_classes[c].min_sovereignty)
+    ]
+    return allowed[-1] if allowed else _CLASS_ORDER[0]
+
+
+def _url(route: RouteSpec, ports: Mapping[str, int]) -> str:
+    return f"http://{route.host}:{ports[route.name]}"
+
+
+def replica_argv(
+    design: Design,
+    stack: StackLayout,
+    replica: ReplicaSpec,
+    *,
+    design_path: str,
+    route_ports: Mapping[str, int],
+    dns_server: tuple[str, int],
+    python: str,
+) -> list[str]:
+    """The command line of one replica. Secrets are not on it: they travel in the environment."""
+    argv = [python, "-m", f"bascule.stack.{replica.kind.value}", "--host", "127.0.0.1", "--port", "0"]
+    if replica.kind is ProcessKind.IDENTITY:
+        ttl = design.dependencies[replica.component].token_ttl
+        return [*argv, "--ttl", f"{ttl:g}"]
+    me = replica.endpoint
+    region = design.region(replica.region)
+    argv += ["--region", replica.region, "--name", replica.name]
+    if replica.kind is ProcessKind.LLM:
+        placement = design.components[replica.component].replicas[replica.region]
+        argv += ["--provider", region.provider]
+        if placement.model:
+            argv += ["--model", placement.model]
+        return argv
+    pool = design.routing.connection_pool
+    timeouts = design.routing.timeouts
+    argv += [
+        "--dns-server",
+        f"{dns_server[0]}:{dns_server[1]}",
+        "--pool-max-connections",
+        str(pool.max_connections),
+        "--pool-keepalive-expiry",
+        f"{pool.keepalive_expiry:g}",
+        "--connect-timeout",
+        f"{timeouts.connect:g}",
+        "--request-timeout",
+        f"{timeouts.request:g}",
+    ]
+    if pool.max_age is not None:
+        argv += ["--pool-max-age", f"{pool.max_age:g}"]
+    identity_routes = stack.routes_from(me, HopPurpose.DEPENDENCY)
+    if identity_routes:
+        argv += ["--identity-url", _url(identity_routes[0], route_ports), "--principal", replica.name]
+    if replica.kind is ProcessKind.STORE:
+        peers = stack.routes_from(me, HopPurpose.REPLICATE)
+        for route in peers:
+            argv += ["--peer", _url(route, route_ports)]
+        argv += [
+            "--replication",
+            design.replication.mode.value,
+            "--replication-lag",
+            f"{design.replication.lag:g}",
+            "--max-class",
+            max_class_for(design, replica.region),
+            "--seed-corpus",
+        ]
+    elif replica.kind is ProcessKind.RETRIEVER:
+        for route in stack.routes_from(me, HopPurpose.SEARCH):
+            argv += ["--store", _url(route, route_ports)]
+    elif replica.kind is ProcessKind.GATEWAY:
+        argv += ["--design", design_path]
+        for route in stack.routes_from(me, HopPurpose.RETRIEVE):
+            argv += ["--retriever", f"{route.hop.target.region}={_url(route, route_ports)}"]
+        for route in stack.routes_from(me, HopPurpose.GENERATE):
+            argv += ["--llm", f"{route.hop.target.region}={_url(route, route_ports)}"]
+            model = design.components[route.hop.target.name].replicas[route.hop.target.region].model
+            if model:
+                argv += ["--llm-model", f"{route.hop.target.region}={model}"]
+        for route in stack.routes_from(me, HopPurpose.WRITE):
+            argv += ["--store", f"{route.hop.target.region}={_url(route, route_ports)}"]
+    return argv

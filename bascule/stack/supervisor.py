@@ -1,0 +1,391 @@
+"""Process supervision for a stack on one machine: start, watch, restart, freeze, stop.
+
+Like a Deployment controller: a replica that dies is restarted after a delay — unless its region's
+control plane is frozen (the ``control-plane`` fault), in which case it stays down until the region
+thaws. Processes run in their own session so that a signal reaches the whole process, and each one
+is recorded with its kernel start time so that a PID reused by an unrelated process is never
+signalled (see :func:`process_start_time`).
+
+A replica announces its address by printing ``listening on http://HOST:PORT`` once it accepts
+connections; the supervisor reads that line, so every replica can bind port 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import httpx
+
+from bascule.errors import TargetError
+
+__all__ = [
+    "ProcessSpec",
+    "ProcessState",
+    "Replica",
+    "Supervisor",
+    "SupervisorEvent",
+    "pid_is",
+    "process_start_time",
+]
+
+_LISTENING = re.compile(rb"listening on (http://\S+)")
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or ``None`` if it is gone.
+
+    With the PID it identifies a process for good: a PID is reused, the pair is not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def pid_is(pid: int, start_time: int) -> bool:
+    """True when ``pid`` is still the process that started at ``start_time``."""
+    return process_start_time(pid) == start_time
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: tuple[str, ...]
+    group: str = ""
+    """What a freeze acts on: the replica's region."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    restart_delay: float = 1.0
+    ready_path: str | None = "/readyz"
+
+
+class ProcessState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Replica:
+    spec: ProcessSpec
+    popen: subprocess.Popen[bytes] | None = None
+    start_time: int | None = None
+    url: str | None = None
+    state: ProcessState = ProcessState.STARTING
+    restarts: int = 0
+    restart_at: float | None = None
+    announced: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+
+@dataclass(frozen=True)
+class SupervisorEvent:
+    """``started`` (with url), ``exited`` (with returncode), ``restarting``, ``killed``, ``paused``,
+    ``resumed``, ``frozen``, ``thawed``, ``stopped``."""
+
+    kind: str
+    name: str
+    pid: int | None = None
+    start_time: int | None = None
+    url: str | None = None
+    returncode: int | None = None
+
+
+Listener = Callable[[SupervisorEvent], None]
+
+
+class Supervisor:
+    """Owns the processes of one stack. Thread-safe; one watcher thread reads every replica's
+    output and restarts what died."""
+
+    def __init__(
+        self, log_dir: Path, *, listener: Listener | None = None, poll_interval: float = 0.02
+    ) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._listeners: list[Listener] = [listener] if listener else []
+        self._replicas: dict[str, Replica] = {}
+        self._frozen: set[str] = set()
+        self._lock = threading.RLock()
+        self._selector = selectors.DefaultSelector()
+        self._stopping = threading.Event()
+        self._poll = poll_interval
+        self._watcher = threading.Thread(target=self._watch, name="bascule-supervisor", daemon=True)
+        self._watcher.start()
+
+    # -- observers -----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: SupervisorEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(self, specs: Sequence[ProcessSpec], *, timeout: float = 30.0) -> list[Replica]:
+        """Start every process at once and wait until each has announced its address."""
+        with self._lock:
+            for spec in specs:
+                if spec.name in self._replicas:
+                    raise TargetError(f"a process named {spec.name!r} is already supervised")
+                replica = Replica(spec)
+                self._replicas[spec.name] = replica
+                self._spawn(replica)
+        deadline = time.monotonic() + timeout
+        replicas = [self._replicas[s.name] for s in specs]
+        for replica in replicas:
+            if not replica.announced.wait(max(0.0, deadline - time.monotonic())):
+                raise TargetError(
+                    f"{replica.spec.name} did not start within {timeout:g} s; its log: "
+                    f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
+                )
+            if replica.url is None:
+                raise TargetError(
+                    f"{replica.spec.name} exited during start-up; its log: "
+                    f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
+                )
+        return replicas
+
+    def wait_ready(self, names: Sequence[str] | None = None, *, timeout: float = 30.0) -> None:
+        """Poll each replica's readiness path until it answers 200."""
+        deadline = time.monotonic() + timeout
+        pending = [r for r in self._select(names) if r.spec.ready_path and r.url]
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
+            while pending:
+                still: list[Replica] = []
+                for replica in pending:
+                    url = replica.url
+                    assert url is not None and replica.spec.ready_path is not None
+                    try:
+                        ok = client.get(url + replica.spec.ready_path).status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    if not ok:
+                        still.append(replica)
+                pending = still
+                if pending and time.monotonic() > deadline:
+                    names_left = ", ".join(r.spec.name for r in pending)
+                    raise TargetError(f"not ready after {timeout:g} s: {names_left}")
+                if pending:
+                    time.sleep(0.05)
+
+    def _spawn(self, replica: Replica) -> None:
+        spec = replica.spec
+        log = self.log_path(spec.name).open("ab")
+        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            popen = subprocess.Popen(
+                list(spec.argv),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start {spec.name}: {exc}") from exc
+        finally:
+            log.close()
+        assert popen.stdout is not None
+        os.set_blocking(popen.stdout.fileno(), False)
+        replica.popen = popen
+        replica.start_time = process_start_time(popen.pid)
+        replica.url = None
+        replica.state = ProcessState.STARTING
+        replica.announced.clear()
+        self._selector.register(popen.stdout, selectors.EVENT_READ, (replica, popen, bytearray()))
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def replica(self, name: str) -> Replica:
+        try:
+            return self._replicas[name]
+        except KeyError:
+            raise TargetError(f"no process named {name!r}") from None
+
+    def replicas(self) -> list[Replica]:
+        with self._lock:
+            return list(self._replicas.values())
+
+    def _select(self, names: Sequence[str] | None) -> list[Replica]:
+        with self._lock:
+            return [self._replicas[n] for n in names] if names is not None else list(self._replicas.values())
+
+    def is_frozen(self, group: str) -> bool:
+        return group in self._frozen
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def kill(self, name: str, *, restart_after: float | None = None) -> None:
+        """SIGKILL the replica; it restarts after ``restart_after`` (default: its spec's delay),
+        unless its group is frozen."""
+        with self._lock:
+            replica = self.replica(name)
+            popen = replica.popen
+            if popen is None or popen.poll() is not None:
+                return
+            delay = replica.spec.restart_delay if restart_after is None else restart_after
+            replica.restart_at = time.monotonic() + delay
+            replica.state = ProcessState.DOWN
+            self._signal(popen, signal.SIGKILL)
+        self._emit(SupervisorEvent("killed", name, popen.pid, replica.start_time))
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: connections are accepted by the kernel, nothing answers."""
+        with self._lock:
+            replica = self.replica(name)
+            if replica.popen and replica.popen.poll() is None:
+                self._signal(replica.popen, signal.SIGSTOP)
+                replica.state = ProcessState.PAUSED
+        self._emit(SupervisorEvent("paused", name, replica.pid, replica.start_time))
+
+    def resume(self, name: str) -> None:
+        with self._lock:
+            replica = self.replica(name)
+            if replica.popen and replica.popen.poll() is None:
+                self._signal(replica.popen, signal.SIGCONT)
+                if replica.state is ProcessState.PAUSED:
+                    replica.state = ProcessState.RUNNING if replica.url else ProcessState.STARTING
+        self._emit(SupervisorEvent("resumed", name, replica.pid, replica.start_time))
+
+    def freeze(self, group: str) -> None:
+        """Nothing in ``group`` restarts until :meth:`thaw`."""
+        with self._lock:
+            self._frozen.add(group)
+        self._emit(SupervisorEvent("frozen", group))
+
+    def thaw(self, group: str) -> None:
+        """Unfreeze; replicas that died meanwhile restart now (their delay has long passed)."""
+        with self._lock:
+            self._frozen.discard(group)
+        self._emit(SupervisorEvent("thawed", group))
+
+    @staticmethod
+    def _signal(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, sig)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            if self._selector.get_map():
+                for key, _ in self._selector.select(self._poll):
+                    self._read(key)
+            else:
+                time.sleep(self._poll)
+            self._reap_and_restart()
+
+    def _read(self, key: selectors.SelectorKey) -> None:
+        replica, popen, buffer = key.data
+        try:
+            chunk = os.read(key.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._selector.unregister(key.fileobj)
+            assert popen.stdout is not None
+            popen.stdout.close()
+            if replica.popen is popen and not replica.announced.is_set():
+                replica.announced.set()
+            return
+        buffer.extend(chunk)
+        with self.log_path(replica.spec.name).open("ab") as log:
+            log.write(chunk)
+        match = _LISTENING.search(buffer)
+        if match and replica.popen is popen and replica.url is None:
+            replica.url = match.group(1).decode()
+            if replica.state is ProcessState.STARTING:
+                replica.state = ProcessState.RUNNING
+            replica.announced.set()
+            self._emit(
+                SupervisorEvent("started", replica.spec.name, popen.pid, replica.start_time, replica.url)
+            )
+            del buffer[:]
+
+    def _reap_and_restart(self) -> None:
+        now = time.monotonic()
+        events: list[SupervisorEvent] = []
+        with self._lock:
+            for replica in self._replicas.values():
+                popen = replica.popen
+                if popen is None or replica.state is ProcessState.STOPPED:
+                    continue
+                code = popen.poll()
+                if code is None:
+                    continue
+                if replica.state is not ProcessState.DOWN:
+                    replica.state = ProcessState.DOWN
+                    replica.restart_at = now + replica.spec.restart_delay
+                    events.append(SupervisorEvent("exited", replica.spec.name, popen.pid, returncode=code))
+                if replica.restart_at is not None and now >= replica.restart_at:
+                    if replica.spec.group in self._frozen:
+                        continue
+                    replica.restart_at = None
+                    replica.restarts += 1
+                    events.append(SupervisorEvent("restarting", replica.spec.name, popen.pid))
+                    self._spawn(replica)
+        for event in events:
+            self._emit(event)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """SIGTERM every process (resuming paused ones first), SIGKILL what is left after
+        ``timeout``, and stop watching. Calling it again does nothing."""
+        if self._stopping.is_set():
+            return
+        with self._lock:
+            replicas = list(self._replicas.values())
+            for replica in replicas:
+                replica.state = ProcessState.STOPPED
+                if replica.popen and replica.popen.poll() is None:
+                    self._signal(replica.popen, signal.SIGCONT)
+                    self._signal(replica.popen, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for replica in replicas:
+            popen = replica.popen
+            if popen is None:
+                continue
+            try:
+                popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal(popen, signal.SIGKILL)
+                popen.wait(2.0)
+            self._emit(SupervisorEvent("stopped", replica.spec.name, popen.pid, replica.start_time))
+        self._stopping.set()
+        self._watcher.join(timeout=2.0)
+        for key in list(self._selector.get_map().values()):
+            self._selector.unregister(key.fileobj)
+        self._selector.close()
