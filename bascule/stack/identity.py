@@ -1,0 +1,186 @@
+"""The reference stack's identity service: short-lived tokens, the STS of a design.
+
+A region whose design names an ``identity`` dependency gets its services' tokens here (see
+`bascule.stack.auth`); an ``identity`` fault on this service then hurts as STS failing did on
+2025-10-20 — once the tokens the services cached expire.
+
+- ``POST /v1/token`` with ``{"principal": "...", "region": "..."}`` answers
+  ``{"token": ..., "expires_at": epoch_seconds, "ttl": seconds}``: an HMAC-SHA256 token
+  (`bascule.stack.auth.issue_token`) under the secret the callees verify with.
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the app has started).
+
+Run it with ``python -m bascule.stack.identity --port 0 --ttl 300 --secret S`` (or
+``BASCULE_TOKEN_SECRET``); once it accepts connections it prints ``listening on http://HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bascule.stack.auth import issue_token
+from bascule.stack.llm import _AnnouncingServer, _bind, _non_empty, _port
+
+__all__ = ["ENV_PREFIX", "IdentityConfig", "create_app", "main", "parse_args"]
+
+ENV_PREFIX = "BASCULE_IDENTITY_"
+SECRET_VARIABLE = "BASCULE_TOKEN_SECRET"
+_MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """How the identity service is served and what it issues."""
+
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ttl: float = 300.0
+    """Seconds an issued token stays valid."""
+
+    def __post_init__(self) -> None:
+        if not self.secret:
+            raise ValueError("the token secret must not be empty")
+        if not (math.isfinite(self.ttl) and self.ttl > 0):
+            raise ValueError("ttl must be a finite number > 0")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> IdentityConfig:
+    """The configuration from flags, falling back to ``BASCULE_IDENTITY_*`` and
+    ``BASCULE_TOKEN_SECRET``. Invalid values exit with argparse's usage message (status 2)."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="python -m bascule.stack.identity",
+        description="Reference identity service issuing short-lived HMAC tokens.",
+    )
+    parser.add_argument(
+        "--host",
+        type=_non_empty,
+        default=env.get(ENV_PREFIX + "HOST", "127.0.0.1"),
+        help=f"address to bind (env {ENV_PREFIX}HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=env.get(ENV_PREFIX + "PORT", "8000"),
+        help=f"port to bind; 0 picks a free one (env {ENV_PREFIX}PORT, default 8000)",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=_positive_float,
+        default=env.get(ENV_PREFIX + "TTL", "300"),
+        help=f"seconds a token stays valid (env {ENV_PREFIX}TTL, default 300)",
+    )
+    parser.add_argument(
+        "--secret",
+        type=_non_empty,
+        default=env.get(SECRET_VARIABLE),
+        help=f"HMAC secret shared with the services that verify tokens (env {SECRET_VARIABLE})",
+    )
+    ns = parser.parse_args(argv)
+    if ns.secret is None:
+        parser.error(f"give --secret or set {SECRET_VARIABLE}")
+    return IdentityConfig(secret=ns.secret, host=ns.host, port=ns.port, ttl=ns.ttl)
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"error": "invalid_request", "message": message}, status_code=400)
+
+
+def _name(body: object, key: str) -> str | None:
+    value = body.get(key) if isinstance(body, dict) else None
+    if isinstance(value, str) and value.strip() and len(value) <= _MAX_NAME:
+        return value.strip()
+    return None
+
+
+def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The identity ASGI app; ``clock`` gives epoch seconds (the time base of ``expires_at``)."""
+    ready = False
+
+    async def token(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _bad_request("the body must be JSON")
+        principal, region = _name(body, "principal"), _name(body, "region")
+        if principal is None or region is None:
+            return _bad_request(
+                f"give 'principal' and 'region' as non-empty strings of at most {_MAX_NAME} characters"
+            )
+        now = clock()
+        return JSONResponse(
+            {
+                "token": issue_token(config.secret, principal, region, config.ttl, now),
+                "expires_at": now + config.ttl,
+                "ttl": config.ttl,
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal ready
+        ready = True
+        try:
+            yield
+        finally:
+            ready = False
+
+    return Starlette(
+        routes=[
+            Route("/v1/token", token, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve tokens until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    # Binding before uvicorn starts is what makes the real port of `--port 0` known.
+    sock = _bind(config.host, config.port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    server = _AnnouncingServer(
+        uvicorn.Config(create_app(config), log_level="warning", lifespan="on"),
+        url=f"http://{shown_host}:{bound_port}",
+    )
+    with sock:
+        server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
