@@ -184,7 +184,14 @@ def replica_argv(
         argv += ["--pool-max-age", f"{pool.max_age:g}"]
     identity_routes = stack.routes_from(me, HopPurpose.DEPENDENCY)
     if identity_routes:
-        argv += ["--identity-url", _url(identity_routes[0], route_ports), "--principal", replica.name]
+        argv += [
+            "--identity-url",
+            _url(identity_routes[0], route_ports),
+            "--principal",
+            replica.name,
+            "--token-region",
+            replica.region,
+        ]
     if replica.kind is ProcessKind.STORE:
         peers = stack.routes_from(me, HopPurpose.REPLICATE)
         for route in peers:
