@@ -1,8 +1,9 @@
 """The hops of a design: who calls whom, across which regions. Pure.
 
 Every hop is a client connection a fault can sit on: clients → gateways, gateway → retriever and
-llm of every region it may route to (and → stores, for writes), retriever → its region's store, store → peer stores
-(replication), and every component of a region → the shared dependencies that region relies on.
+llm of every region it may route to (and → stores, for writes), retriever → its region's store,
+store → peer stores (replication), and every component of a region → the shared dependencies
+that region relies on.
 """
 
 from __future__ import annotations
