@@ -92,6 +92,7 @@ from bascule.stack.serve import (
     read_body,
     serve,
 )
+from bascule.stack.wiring import read_wiring
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -1020,10 +1021,16 @@ def create_app(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the gateway until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
+    config = parse_args(rest)
     try:
         design = read_design(config.design)
-        app = create_app(config, design)
+        app = create_app(
+            config,
+            design,
+            client_factory=wiring.client_factory(config.region),
+            middleware=wiring.incoming(config.region),
+        )
     except (ScenarioError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

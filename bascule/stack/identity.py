@@ -25,14 +25,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bascule.stack.auth import issue_token
-from bascule.stack.llm import _AnnouncingServer, _bind, _non_empty, _port
+from bascule.stack.serve import non_empty, port, serve
 
 __all__ = ["ENV_PREFIX", "IdentityConfig", "create_app", "main", "parse_args"]
 
@@ -78,13 +77,13 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     )
     parser.add_argument(
         "--host",
-        type=_non_empty,
+        type=non_empty,
         default=env.get(ENV_PREFIX + "HOST", "127.0.0.1"),
         help=f"address to bind (env {ENV_PREFIX}HOST, default 127.0.0.1)",
     )
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port,
         default=env.get(ENV_PREFIX + "PORT", "8000"),
         help=f"port to bind; 0 picks a free one (env {ENV_PREFIX}PORT, default 8000)",
     )
@@ -96,7 +95,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     )
     parser.add_argument(
         "--secret",
-        type=_non_empty,
+        type=non_empty,
         default=env.get(SECRET_VARIABLE),
         help=f"HMAC secret shared with the services that verify tokens (env {SECRET_VARIABLE})",
     )
@@ -170,16 +169,7 @@ def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve tokens until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
     config = parse_args(sys.argv[1:] if argv is None else argv)
-    # Binding before uvicorn starts is what makes the real port of `--port 0` known.
-    sock = _bind(config.host, config.port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    server = _AnnouncingServer(
-        uvicorn.Config(create_app(config), log_level="warning", lifespan="on"),
-        url=f"http://{shown_host}:{bound_port}",
-    )
-    with sock:
-        server.run(sockets=[sock])
+    serve(create_app(config), config.host, config.port)
 
 
 if __name__ == "__main__":

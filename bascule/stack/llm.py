@@ -26,14 +26,12 @@ accepts connections it prints ``listening on http://HOST:PORT`` on stdout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import math
 import os
 import re
-import socket
 import sys
 import time
 import uuid
@@ -42,7 +40,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -54,6 +51,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bascule.stack.embedding import DIMENSIONS, embed
 from bascule.stack.prompt import extract_answer, message_text, parse_context
+from bascule.stack.serve import (
+    FlagParser,
+    ServedByMiddleware,
+    non_empty,
+    non_negative_float,
+    non_negative_int,
+    port,
+    serve,
+)
+from bascule.stack.wiring import read_wiring
 
 __all__ = [
     "EMBEDDING_MODEL",
@@ -78,6 +85,8 @@ class LlmConfig:
     port: int = 8000
     model: str = "mistral-small-latest"
     provider: str = "mistral"
+    region: str = "local"
+    name: str = "llm"
     ttft: float = 0.0
     """Seconds before the first token (the first streamed chunk)."""
     tokens_per_second: float = 0.0
@@ -91,88 +100,46 @@ class LlmConfig:
 # --- configuration ---------------------------------------------------------------------------
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
-    return value
-
-
-def _non_empty(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text.strip()
-
-
 def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> LlmConfig:
     """The configuration from command-line flags, falling back to ``BASCULE_LLM_*`` variables.
 
     Invalid values exit with argparse's usage message (status 2), as any CLI does.
     """
-    env = os.environ if environ is None else environ
-    defaults = LlmConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m bascule.stack.llm",
-        description="Reference llm service speaking the Mistral API.",
+    d = LlmConfig()
+    flags = FlagParser(
+        "python -m bascule.stack.llm",
+        "Reference llm service speaking the Mistral API.",
+        ENV_PREFIX,
+        os.environ if environ is None else environ,
     )
-
-    def option(flag: str, kind: Callable[[str], Any], default: object, text: str) -> None:
-        variable = ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
-        # argparse runs `type` on string defaults, so a bad variable is reported like a flag.
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=env.get(variable, str(default)),
-            help=f"{text} (env {variable}, default {default})",
-        )
-
-    option("--host", _non_empty, defaults.host, "address to bind")
-    option("--port", _port, defaults.port, "port to bind; 0 picks a free one")
-    option("--model", _non_empty, defaults.model, "chat model id served")
-    option("--provider", _non_empty, defaults.provider, "provider label for response headers")
-    option("--ttft", _non_negative_float, defaults.ttft, "seconds to first token")
-    option(
-        "--tokens-per-second",
-        _non_negative_float,
-        defaults.tokens_per_second,
-        "generation speed, 0 for instant",
+    flags.option("--host", non_empty, d.host, "address to bind")
+    flags.option("--port", port, d.port, "port to bind; 0 picks a free one")
+    flags.option("--region", non_empty, d.region, "region this replica runs in (for served-by)")
+    flags.option("--name", non_empty, d.name, "replica name (for served-by)")
+    flags.option("--model", non_empty, d.model, "chat model id served")
+    flags.option("--provider", non_empty, d.provider, "provider label for response headers")
+    flags.option("--ttft", non_negative_float, d.ttft, "seconds to first token")
+    flags.option(
+        "--tokens-per-second", non_negative_float, d.tokens_per_second, "generation speed, 0 for instant"
     )
-    option(
+    flags.option(
         "--rate-limit-per-minute",
-        _non_negative_int,
-        defaults.rate_limit_per_minute,
+        non_negative_int,
+        d.rate_limit_per_minute,
         "requests per minute, 0 for none",
     )
-    option(
+    flags.option(
         "--tokens-limit-per-minute",
-        _non_negative_int,
-        defaults.tokens_limit_per_minute,
+        non_negative_int,
+        d.tokens_limit_per_minute,
         "tokens per minute, 0 for none",
     )
-    args = parser.parse_args(list(argv))
+    args = flags.parse(argv)
     return LlmConfig(
         host=args.host,
         port=args.port,
+        region=args.region,
+        name=args.name,
         model=args.model,
         provider=args.provider,
         ttft=args.ttft,
@@ -375,7 +342,12 @@ class _Readiness:
     ready: bool = False
 
 
-def create_app(config: LlmConfig, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
+def create_app(
+    config: LlmConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    middleware: Sequence[Middleware] = (),
+) -> Starlette:
     """A new llm ASGI app for `config`; apps share no state, so tests can run several."""
     limiter = _RateLimiter(config.rate_limit_per_minute, config.tokens_limit_per_minute, clock)
     readiness = _Readiness()
@@ -563,7 +535,11 @@ def create_app(config: LlmConfig, *, clock: Callable[[], float] = time.monotonic
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(_HeadersMiddleware, config=config, limiter=limiter)],
+        middleware=[
+            Middleware(ServedByMiddleware, component="llm", region=config.region, replica=config.name),
+            *middleware,
+            Middleware(_HeadersMiddleware, config=config, limiter=limiter),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
@@ -572,44 +548,11 @@ def create_app(config: LlmConfig, *, clock: Callable[[], float] = time.monotonic
 # --- process entry point ---------------------------------------------------------------------
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that prints its URL once it accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
-        self._url = url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            print(f"listening on {self._url}", flush=True)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the llm until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    config = parse_args(sys.argv[1:] if argv is None else argv)
-    # Binding before uvicorn starts is what makes the real port of `--port 0` known.
-    sock = _bind(config.host, config.port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    server = _AnnouncingServer(
-        uvicorn.Config(create_app(config), log_level="warning", lifespan="on"),
-        url=f"http://{shown_host}:{bound_port}",
-    )
-    with sock:
-        server.run(sockets=[sock])
+    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
+    config = parse_args(rest)
+    serve(create_app(config, middleware=wiring.incoming(config.region)), config.host, config.port)
 
 
 if __name__ == "__main__":

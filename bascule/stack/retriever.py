@@ -60,6 +60,7 @@ from bascule.stack.serve import (
     serve,
     served_by_value,
 )
+from bascule.stack.wiring import read_wiring
 
 __all__ = [
     "COMPONENT",
@@ -354,8 +355,14 @@ def create_app(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve a retriever until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    config = parse_args(sys.argv[1:] if argv is None else argv)
-    serve(create_app(config), config.host, config.port)
+    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
+    config = parse_args(rest)
+    app = create_app(
+        config,
+        client_factory=wiring.client_factory(config.region),
+        middleware=wiring.incoming(config.region),
+    )
+    serve(app, config.host, config.port)
 
 
 if __name__ == "__main__":
