@@ -551,3 +551,34 @@ def test_render_response() -> None:
     assert b"content-length: 2\r\n" in raw and b"connection: close\r\n" in raw
     assert raw.endswith(b"\r\n\r\n{}")
     assert render_response(503, b"body", head_only=True).endswith(b"\r\n\r\n")
+
+
+# --- several replicas behind one route -----------------------------------------------------------
+
+
+def test_new_connections_spread_over_upstreams_and_skip_a_dead_one(plane: FaultPlane) -> None:
+    servers = [_Upstream(), _Upstream()]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    dead = _Upstream()
+    dead_port = dead.port
+    dead.server_close()  # nothing listens there any more: connections are refused
+    try:
+        targets = [Upstream("127.0.0.1", servers[0].port), Upstream("127.0.0.1", dead_port)]
+        targets.append(Upstream("127.0.0.1", servers[1].port))
+        port = plane.add_route("eu/store", targets)
+        for _ in range(6):
+            with client(port) as c:  # a new connection each time
+                assert c.get("/x").status_code == 200
+        assert servers[0].requests >= 2 and servers[1].requests >= 2
+        assert servers[0].requests + servers[1].requests == 6
+        assert plane.stats("eu/store").upstream_connect_failures >= 1
+        assert plane.routes()["eu/store"].upstreams == tuple(targets)
+        plane.set_upstreams("eu/store", [])
+        with client(port) as c, pytest.raises(httpx.TransportError):
+            c.get("/x")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

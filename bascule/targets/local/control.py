@@ -265,7 +265,7 @@ class ControlServer:
             state["routes"] = {
                 name: {
                     "port": info.port,
-                    "upstream": {"host": info.upstream.host, "port": info.upstream.port},
+                    "upstreams": [{"host": u.host, "port": u.port} for u in info.upstreams],
                     "fault": dump_proxy_fault(info.fault),
                     "stats": {k: getattr(info.stats, k) for k in info.stats.__dataclass_fields__},
                 }

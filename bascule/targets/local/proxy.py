@@ -53,7 +53,7 @@ import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -131,9 +131,11 @@ class RouteInfo:
 
     name: str
     port: int
-    upstream: Upstream
+    upstream: Upstream | None
+    """The first upstream, or ``None`` while the route has none."""
     fault: ProxyFault
     stats: RouteStats
+    upstreams: tuple[Upstream, ...] = ()
 
 
 # --- HTTP/1.x framing: pure helpers, shared with the control channel -----------------------------
@@ -645,13 +647,22 @@ class _ClientSide(asyncio.Protocol):
     def ensure_upstream(self) -> None:
         if self.up is not None or self.connecting is not None or self.closed or self.up_gone:
             return
-        self.connecting = self.route.plane.spawn(self._connect(self.route.upstream))
+        self.connecting = self.route.plane.spawn(self._connect(self.route.next_upstreams()))
 
-    async def _connect(self, upstream: Upstream) -> None:
+    async def _connect(self, candidates: list[Upstream]) -> None:
+        # Like a load balancer's target group: each new connection goes to the next replica, and
+        # a replica that refuses (crashed, restarting) is skipped for the next one.
         try:
-            await self.loop.create_connection(lambda: _UpstreamSide(self), upstream.host, upstream.port)
-        except OSError:
-            self.route.upstream_connect_failures += 1
+            for upstream in candidates:
+                try:
+                    await self.loop.create_connection(
+                        lambda: _UpstreamSide(self), upstream.host, upstream.port
+                    )
+                    return
+                except OSError:
+                    self.route.upstream_connect_failures += 1
+                if self.closed:
+                    return
             if not self.closed:
                 self.reset()
         finally:
@@ -732,14 +743,15 @@ class _Route:
         loop: asyncio.AbstractEventLoop,
         *,
         name: str,
-        upstream: Upstream,
+        upstreams: Sequence[Upstream],
         port: int,
         seed: int,
     ) -> None:
         self.plane = plane
         self.loop = loop
         self.name = name
-        self.upstream = upstream
+        self.upstreams: tuple[Upstream, ...] = tuple(upstreams)
+        self.turn = 0
         self.state: ProxyFault = Pass()
         self.rng = random.Random(seed)
         self.conns: set[_ClientSide] = set()
@@ -842,7 +854,16 @@ class _Route:
         )
 
     def info(self) -> RouteInfo:
-        return RouteInfo(self.name, self.port, self.upstream, self.state, self.stats())
+        first = self.upstreams[0] if self.upstreams else None
+        return RouteInfo(self.name, self.port, first, self.state, self.stats(), self.upstreams)
+
+    def next_upstreams(self) -> list[Upstream]:
+        """The upstreams in the order a new connection tries them (round robin)."""
+        if not self.upstreams:
+            return []
+        start = self.turn % len(self.upstreams)
+        self.turn += 1
+        return [*self.upstreams[start:], *self.upstreams[:start]]
 
 
 class LoopThread:
@@ -954,8 +975,12 @@ class FaultPlane:
         """Close every route and connection, then stop the loop and join its thread."""
         self._thread.stop(self._shutdown)
 
-    def add_route(self, name: str, upstream: Upstream, *, port: int = 0, seed: int | None = None) -> int:
-        """Listen on 127.0.0.1:`port` (0: any free port) and relay to `upstream`; returns the port.
+    def add_route(
+        self, name: str, upstream: Upstream | Sequence[Upstream], *, port: int = 0, seed: int | None = None
+    ) -> int:
+        """Listen on 127.0.0.1:`port` (0: any free port) and relay to `upstream` — or to several,
+        one new connection after the other; returns the port. With no upstream, connections are
+        accepted and reset, like a load balancer without healthy targets.
 
         `seed` seeds the route's random draws (jitter, error ratios); it defaults to a hash of
         the name, so that a run is reproducible.
@@ -965,7 +990,10 @@ class FaultPlane:
         def add() -> int:
             if name in self._routes:
                 raise ValueError(f"route {name!r} exists already")
-            route = _Route(self, self._thread.loop, name=name, upstream=upstream, port=port, seed=route_seed)
+            upstreams = [upstream] if isinstance(upstream, Upstream) else list(upstream)
+            route = _Route(
+                self, self._thread.loop, name=name, upstreams=upstreams, port=port, seed=route_seed
+            )
             self._routes[name] = route
             return route.port
 
@@ -984,10 +1012,16 @@ class FaultPlane:
         """Relay the route's new connections to `host:port`; open connections keep theirs."""
         upstream = Upstream(host, port)
 
-        def set_upstream() -> None:
-            self._route(name).upstream = upstream
+        self.set_upstreams(name, [upstream])
 
-        self._thread.call(set_upstream)
+    def set_upstreams(self, name: str, upstreams: Sequence[Upstream]) -> None:
+        """Spread the route's new connections over `upstreams`; open connections keep theirs."""
+        chosen = tuple(upstreams)
+
+        def set_upstreams() -> None:
+            self._route(name).upstreams = chosen
+
+        self._thread.call(set_upstreams)
 
     def set_fault(self, name: str, state: ProxyFault) -> None:
         """Put route `name` in `state`; in force for the next bytes and connections on return."""
