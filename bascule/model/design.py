@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from bascule.errors import PathElement
 from bascule.model.catalog import CATALOG, Sovereignty
 from bascule.model.durations import Duration
+from bascule.model.names import ZONE, host_name, region_slug
 from bascule.model.selector import RegionId
 from bascule.model.source import SourceMap
 from bascule.model.suggest import unknown_name as _unknown
 
 __all__ = [
+    "ZONE",
     "CircuitBreaker",
     "ComponentKind",
     "ComponentSpec",
@@ -47,18 +49,6 @@ __all__ = [
     "host_name",
     "region_slug",
 ]
-
-ZONE = "bascule.internal"
-
-
-def region_slug(region: str) -> str:
-    """``aws/us-east-1`` → ``aws-us-east-1``: the form used in host names and process names."""
-    return region.replace("/", "-")
-
-
-def host_name(name: str, region: str) -> str:
-    """The DNS name of a component or dependency in a region: ``retriever.aws-us-east-1.bascule.internal``."""
-    return f"{name}.{region_slug(region)}.{ZONE}"
 
 
 class _Spec(BaseModel):

@@ -165,7 +165,6 @@ def replica_argv(
         argv += ["--provider", region.provider]
         if placement.model:
             argv += ["--model", placement.model]
-        return argv
     pool = design.routing.connection_pool
     timeouts = design.routing.timeouts
     argv += [
@@ -182,6 +181,7 @@ def replica_argv(
     ]
     if pool.max_age is not None:
         argv += ["--pool-max-age", f"{pool.max_age:g}"]
+    # An llm calls nobody; it gets the identity flags only to check the tokens of its callers.
     identity_routes = stack.routes_from(me, HopPurpose.DEPENDENCY)
     if identity_routes:
         argv += [

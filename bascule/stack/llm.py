@@ -49,7 +49,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bascule.stack.embedding import DIMENSIONS, embed
 from bascule.stack.prompt import extract_answer, message_text, parse_context
 from bascule.stack.serve import (
     FlagParser,
@@ -72,6 +71,9 @@ __all__ = [
 ]
 
 EMBEDDING_MODEL = "mistral-embed"
+DIMENSIONS = 1024
+"""mistral-embed's dimension; `bascule.stack.embedding` (numpy) is loaded on the first embedding
+request only, so that a chat-only replica starts without it."""
 ENV_PREFIX = "BASCULE_LLM_"
 _WINDOW_SECONDS = 60.0
 _TOKEN_RE = re.compile(r"\S+\s*")
@@ -475,7 +477,7 @@ def create_app(
         prompt_tokens = sum(_count_tokens(text) for text in texts)
         limiter.spend(prompt_tokens)
         data = [
-            {"object": "embedding", "embedding": embed(text).tolist(), "index": index}
+            {"object": "embedding", "embedding": _embed(text), "index": index}
             for index, text in enumerate(texts)
         ]
         return JSONResponse(
@@ -543,6 +545,13 @@ def create_app(
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+
+
+def _embed(text: str) -> list[float]:
+    from bascule.stack import embedding
+
+    vector: list[float] = embedding.embed(text).tolist()
+    return vector
 
 
 # --- process entry point ---------------------------------------------------------------------

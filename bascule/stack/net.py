@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import dns.asyncresolver
@@ -41,7 +41,9 @@ import dns.resolver
 import httpcore
 import httpx
 
-from bascule.model.design import ConnectionPool
+if TYPE_CHECKING:
+    from bascule.model.design import ConnectionPool
+
 
 __all__ = [
     "DnsOutcome",

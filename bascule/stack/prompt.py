@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bascule.stack.embedding import tokenize
+from bascule.stack.text import tokenize
 
 __all__ = [
     "CITATION_RE",

@@ -74,11 +74,10 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -112,6 +111,9 @@ from bascule.stack.serve import (
     served_by_value,
 )
 from bascule.stack.wiring import read_wiring
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "COMPONENT",

@@ -22,7 +22,7 @@ import httpx
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bascule.model.design import ZONE, region_slug
+from bascule.model.names import ZONE, region_slug
 from bascule.stack.auth import (
     AuthConfig,
     AuthError,
