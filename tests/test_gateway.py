@@ -89,7 +89,12 @@ routing:
   order: [{AWS}, {PAR}]
   sovereignty_guard: {str(guard).lower()}
   health_check: {{interval: 100ms, timeout: 200ms}}
-  retry: {{attempts: {attempts}, budget: {budget}, backoff_base: 5ms, backoff_max: 20ms}}
+  retry:
+    attempts: {attempts}
+    budget: {budget}
+    min_retries_per_second: 0
+    backoff_base: 5ms
+    backoff_max: 20ms
   circuit_breaker: {{failure_threshold: 2, window: 10s, open_for: 300ms, half_open_probes: 1}}
   timeouts: {{connect: 200ms, request: {request_timeout}}}
   failback: {{after_healthy_for: 500ms}}{hedge}
@@ -951,6 +956,19 @@ def test_retry_budget_never_exceeds_its_ratio(budget: float, events: list[tuple[
             assert budget > 0
         else:
             assert limiter.usage() == before
+
+
+def test_retry_budget_floor_lets_a_quiet_service_retry() -> None:
+    clock = FakeClock()
+    strict = RetryBudget(0.2, window=10, clock=clock)
+    floored = RetryBudget(0.2, window=10, min_per_second=0.5, clock=clock)
+    for limiter in (strict, floored):
+        limiter.record_request()
+    assert not strict.try_spend()
+    # 0.5 retries/s over a 10 s window: 5 retries on top of the ratio, then no more.
+    assert [floored.try_spend() for _ in range(6)] == [True] * 5 + [False]
+    clock.advance(10)
+    assert floored.try_spend()
 
 
 def test_retry_budget_window_slides() -> None:

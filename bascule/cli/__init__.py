@@ -7,7 +7,6 @@ Exit codes, the same for every verb: 0 success, 1 objectives failed, 2 invalid i
 from __future__ import annotations
 
 import json
-from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,9 @@ import typer
 from rich.console import Console
 
 from bascule import __version__
+from bascule.cli.exit_codes import ExitCode
 from bascule.cli.render import render_catalog, render_faults, render_plan
+from bascule.cli.stack import stack_app
 from bascule.errors import BasculeError, ScenarioError
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
@@ -26,14 +27,6 @@ from bascule.plan import plan_to_dict
 __all__ = ["ExitCode", "app", "main"]
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    OBJECTIVES_FAILED = 1
-    INVALID_INPUT = 2
-    ABORTED = 3
-    TARGET_ERROR = 4
-
-
 app = typer.Typer(
     name="bascule",
     help="Resilience chaos testing: replay real cloud outages against a service and score its failover.",
@@ -42,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(stack_app, name="stack")
 out = Console()
 err = Console(stderr=True)
 

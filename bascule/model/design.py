@@ -194,6 +194,9 @@ class RetryPolicy(_Spec):
     attempts: Annotated[int, Field(ge=1, le=10)] = 3
     budget: Annotated[float, Field(ge=0, le=1)] = 0.2
     """Retries allowed as a fraction of requests, so that retries cannot multiply an overload."""
+    min_retries_per_second: Annotated[float, Field(ge=0)] = 10.0
+    """Retries always allowed on top of the budget, so that a quiet service can still retry
+    (Finagle's RetryBudget default)."""
     backoff_base: Duration = 0.05
     backoff_max: Duration = 1.0
     jitter: bool = True

@@ -221,16 +221,26 @@ class BudgetUsage:
 
 
 class RetryBudget:
-    """Retries allowed while ``retries / requests`` over the last ``window`` seconds stays
-    within ``budget``; a budget of 0 never retries."""
+    """Retries allowed while the retries of the last ``window`` seconds stay within ``budget`` of
+    its requests, plus a floor of ``min_per_second`` retries per second (Finagle's RetryBudget):
+    the ratio keeps retries from multiplying an overload, the floor keeps a quiet service able to
+    retry at all. A budget and a floor of 0 never retry."""
 
     def __init__(
-        self, budget: float, window: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+        self,
+        budget: float,
+        window: float = 10.0,
+        *,
+        min_per_second: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= budget <= 1:
             raise ValueError(f"budget is a fraction of requests in [0, 1], got {budget}")
         if window <= 0:
             raise ValueError(f"window must be > 0, got {window}")
+        if min_per_second < 0:
+            raise ValueError(f"min_per_second must be >= 0, got {min_per_second}")
+        self._floor = min_per_second * window
         self._budget = budget
         self._window = window
         self._clock = clock
@@ -246,7 +256,7 @@ class RetryBudget:
     def allows(self) -> bool:
         """Whether one more retry fits in the budget now (changes nothing)."""
         self._expire(self._clock())
-        return len(self._retries) + 1 <= self._budget * len(self._requests) + _EPSILON
+        return len(self._retries) + 1 <= self._floor + self._budget * len(self._requests) + _EPSILON
 
     def spend(self) -> None:
         """Count a retry, whether or not the budget allowed it."""

@@ -460,7 +460,10 @@ class _Gateway:
             [(c, r) for c, urls in self.upstreams.items() for r in urls],
             clock=clock,
         )
-        self.budget = RetryBudget(design.routing.retry.budget, RETRY_BUDGET_WINDOW, clock=clock)
+        retry = design.routing.retry
+        self.budget = RetryBudget(
+            retry.budget, RETRY_BUDGET_WINDOW, min_per_second=retry.min_retries_per_second, clock=clock
+        )
         self.hop = _hop(design, "gateway", config.region, replica=config.name)
         self._client_factory = client_factory
         self._headers_provider = headers_provider

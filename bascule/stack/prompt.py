@@ -140,7 +140,9 @@ def parse_context(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[Pass
 
 
 def _sentences(text: str) -> list[str]:
-    return [part.strip() for part in _SENTENCE_SPLIT_RE.split(text) if part.strip()]
+    # Markdown headings share a section's words but answer nothing: they are never quoted.
+    parts = (part.strip() for part in _SENTENCE_SPLIT_RE.split(text))
+    return [part for part in parts if part and not part.startswith("#")]
 
 
 def extract_answer(question: str, passages: Sequence[Passage], max_sentences: int = 2) -> ExtractedAnswer:

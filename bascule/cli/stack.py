@@ -1,0 +1,176 @@
+"""``bascule stack``: run the reference stack of a design on this machine, and ask it questions."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bascule.cli.exit_codes import ExitCode
+from bascule.errors import BasculeError, ScenarioError
+from bascule.model.loading import read_design
+from bascule.stack.edge import Edge, NoEntryError
+from bascule.targets.local.stack import LocalStack, read_state
+
+__all__ = ["stack_app"]
+
+stack_app = typer.Typer(
+    name="stack",
+    help="Run a design's reference RAG stack on this machine and query it.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_DESIGN = Path("designs/active-passive-sovereign.yaml")
+DEFAULT_RUN_DIR = Path("runs/stack")
+
+
+@stack_app.command("up")
+def up(
+    design: Annotated[Path, typer.Option("--design", "-d", help="The design file.")] = DEFAULT_DESIGN,
+    run_dir: Annotated[
+        Path, typer.Option("--run-dir", help="Where logs and the stack's state go.")
+    ] = DEFAULT_RUN_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed for every process to be ready.")] = 60.0,
+    for_seconds: Annotated[
+        float | None,
+        typer.Option("--for", help="Stop by itself after this many seconds (default: until Ctrl-C)."),
+    ] = None,
+) -> None:
+    """Start one process per component replica per region, a DNS server and a route per hop; wait
+    until all are ready, print the endpoints, and run until Ctrl-C (then stop everything).
+
+    [b]Example[/b]: bascule stack up --design designs/active-passive-sovereign.yaml
+    """
+    try:
+        loaded = read_design(design)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with out.status(f"starting the stack of {loaded.id!r}…") as status:
+            stack = LocalStack.start(loaded, design, run_dir, timeout=timeout, progress=status.update)
+    except BasculeError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.TARGET_ERROR) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        t = stack.timings
+        out.print(
+            f"[green]ready[/green]: {len(stack.layout.replicas)} processes, {len(stack.route_ports)} routes, "
+            f"all ready in [bold]{t.ready:.2f} s[/bold] (announced {t.announced:.2f} s)"
+        )
+        out.print(_endpoints(stack))
+        out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
+        out.print(
+            f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
+        )
+        deadline = None if for_seconds is None else time.monotonic() + for_seconds
+        try:
+            while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+                stopping.wait(0.2)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        with out.status("stopping…"):
+            stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+        out.print("stopped: every process of the stack is gone.")
+
+
+def _endpoints(stack: LocalStack) -> Table:
+    table = Table(title="Entry points (through the edge: bascule stack ask)", title_justify="left")
+    table.add_column("region")
+    table.add_column("sovereignty")
+    table.add_column("gateways")
+    for region, url in stack.entries().items():
+        level = stack.design.region(region).sovereignty.value
+        table.add_row(region, level, url)
+    processes = Table(title="Processes", title_justify="left")
+    for column in ("name", "region", "pid", "address"):
+        processes.add_column(column)
+    for replica in stack.supervisor.replicas():
+        processes.add_row(replica.spec.name, replica.spec.group, str(replica.pid), replica.url or "-")
+    grid = Table.grid(padding=(1, 0))
+    grid.add_row(table)
+    grid.add_row(processes)
+    return grid
+
+
+@stack_app.command("ask")
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
+    data_class: Annotated[
+        str, typer.Option("--data-class", "-c", help="The request's data class.")
+    ] = "internal",
+    run_dir: Annotated[
+        Path, typer.Option("--run-dir", help="The running stack's directory.")
+    ] = DEFAULT_RUN_DIR,
+) -> None:
+    """Ask a running stack a question through its edge, and show which regions served it.
+
+    [b]Example[/b]: bascule stack ask "What is the weekly on-call allowance?" --data-class confidential
+    """
+    try:
+        state = read_state(run_dir)
+        entries = state["entries"]
+        assert isinstance(entries, dict)
+        design = read_design(str(state["design_path"]))
+        if data_class not in design.data_classes:
+            err.print(
+                f"[red]error[/red] unknown data class {data_class!r}; the design has: "
+                f"{', '.join(design.data_classes)}",
+                highlight=False,
+            )
+            raise typer.Exit(ExitCode.INVALID_INPUT)
+        edge = Edge(design, {str(k): str(v) for k, v in entries.items()})
+        answer = edge.ask_once(question, data_class)
+    except (BasculeError, NoEntryError) as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.TARGET_ERROR) from exc
+    body = answer.body or {}
+    if not answer.ok:
+        err.print(
+            f"[red]failed[/red] after {len(answer.attempts)} attempt(s): {answer.error}", highlight=False
+        )
+        for attempt in answer.attempts:
+            err.print(f"  {attempt.region}: {attempt.status or attempt.error}", highlight=False)
+        raise typer.Exit(ExitCode.TARGET_ERROR)
+    out.print(str(body.get("answer", "")), highlight=False, markup=False)
+    citations = body.get("citations") or []
+    out.print(
+        f"[dim]citations:[/dim] {', '.join(map(str, citations)) or 'none'}"
+        + ("  [yellow](degraded: retrieval only)[/yellow]" if body.get("degraded") else "")
+    )
+    hops = Table(
+        title=f"served by (entry {answer.region}, {answer.seconds * 1000:.0f} ms)", title_justify="left"
+    )
+    for column in ("component", "region", "provider", "jurisdiction", "sovereignty"):
+        hops.add_column(column)
+    for hop in body.get("served_by") or []:
+        if isinstance(hop, dict):
+            hops.add_row(
+                *(
+                    str(hop.get(c, ""))
+                    for c in ("component", "region", "provider", "jurisdiction", "sovereignty")
+                )
+            )
+    out.print(hops)

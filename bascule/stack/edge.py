@@ -1,0 +1,167 @@
+"""The service's edge as its clients see it: the health-checked global traffic manager (DNS
+failover, a global load balancer) that real deployments put in front of each region's gateways.
+
+bascule runs it in the client — ``bascule stack ask``, the probes and the load generator — so that
+clients fail over between regional entry points the way the design routes them: in routing order,
+only to regions allowed for the request's data class while the sovereignty guard is on, skipping a
+region whose circuit breaker is open (with the design's thresholds, so a flapping region is not
+ping-ponged). Without an edge, a gateway outage (the health-check flapping of 2025-10-20, a region
+blackholed) would be unrecoverable however good the gateways' own failover is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bascule.model.design import Design, RoutingMode
+from bascule.stack.breaker import CircuitBreaker
+
+__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError"]
+
+
+class NoEntryError(Exception):
+    """No entry point may take this data class: the edge fails closed."""
+
+
+@dataclass(frozen=True)
+class EdgeAttempt:
+    region: str
+    status: int | None
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EdgeResponse:
+    """The answer a client got, and every regional entry point it tried on the way."""
+
+    status: int | None
+    body: dict[str, Any] | None
+    region: str | None
+    attempts: tuple[EdgeAttempt, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def error(self) -> str | None:
+        if self.ok:
+            return None
+        last = self.attempts[-1] if self.attempts else None
+        if last is not None and last.error:
+            return last.error
+        if self.body and isinstance(self.body.get("message"), str):
+            return str(self.body["message"])
+        return f"HTTP {self.status}" if self.status is not None else "no entry point"
+
+
+def _region_failed(status: int) -> bool:
+    # A 5xx or a 429 says the region cannot serve now: try the next one. Other 4xx are answers
+    # about the request itself (a sovereignty refusal included) and end the attempt.
+    return status >= 500 or status == 429
+
+
+class Edge:
+    def __init__(
+        self,
+        design: Design,
+        entries: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.design = design
+        self.entries = dict(entries)
+        self._clock = clock
+        self.breakers = {
+            region: CircuitBreaker.from_policy(design.routing.circuit_breaker, clock=clock)
+            for region in entries
+        }
+        self._turn = itertools.count()
+        timeouts = design.routing.timeouts
+        self.timeout = httpx.Timeout(timeouts.request + timeouts.connect, connect=timeouts.connect)
+
+    def candidates(self, data_class: str) -> list[str]:
+        """Entry regions for ``data_class``, in the order they are tried."""
+        if data_class not in self.design.data_classes:
+            known = ", ".join(self.design.data_classes)
+            raise NoEntryError(f"unknown data class {data_class!r}; the design has: {known}")
+        order = [r for r in self.design.allowed_regions(data_class) if r in self.entries]
+        if not order:
+            raise NoEntryError(f"no region of the design may serve {data_class!r}: the edge fails closed")
+        if self.design.routing.mode is RoutingMode.ACTIVE_ACTIVE and len(order) > 1:
+            shift = next(self._turn) % len(order)
+            order = order[shift:] + order[:shift]
+        return order
+
+    async def post(
+        self, client: httpx.AsyncClient, path: str, payload: Mapping[str, Any], data_class: str
+    ) -> EdgeResponse:
+        began = self._clock()
+        attempts: list[EdgeAttempt] = []
+        last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
+        order = self.candidates(data_class)
+        # Regions whose breaker refuses are tried last, so that a total outage still gets an answer.
+        tickets = [(region, self.breakers[region].acquire()) for region in order]
+        ranked = [t for t in tickets if t[1] is not None] + [t for t in tickets if t[1] is None]
+        for region, ticket in ranked:
+            breaker = self.breakers[region]
+            started = self._clock()
+            try:
+                response = await client.post(
+                    self.entries[region] + path, json=dict(payload), timeout=self.timeout
+                )
+            except httpx.HTTPError as exc:
+                if ticket is not None:
+                    breaker.fail(ticket)
+                attempts.append(
+                    EdgeAttempt(region, None, f"{type(exc).__name__}: {exc}", self._clock() - started)
+                )
+                last = (None, None, region)
+                continue
+            body = _json(response)
+            attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
+            last = (response.status_code, body, region)
+            if _region_failed(response.status_code):
+                if ticket is not None:
+                    breaker.fail(ticket)
+                continue
+            if ticket is not None:
+                breaker.succeed(ticket)
+            break
+        status, body, answered_by = last
+        return EdgeResponse(status, body, answered_by, tuple(attempts), self._clock() - began)
+
+    async def ask(self, client: httpx.AsyncClient, question: str, data_class: str) -> EdgeResponse:
+        return await self.post(
+            client, "/v1/ask", {"question": question, "data_class": data_class}, data_class
+        )
+
+    async def write(self, client: httpx.AsyncClient, document: Mapping[str, Any]) -> EdgeResponse:
+        data_class = str(document.get("data_class", "internal"))
+        return await self.post(client, "/v1/documents", document, data_class)
+
+    def ask_once(self, question: str, data_class: str) -> EdgeResponse:
+        """One ask from synchronous code (the CLI)."""
+
+        async def go() -> EdgeResponse:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                return await self.ask(client, question, data_class)
+
+        return asyncio.run(go())
+
+
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
