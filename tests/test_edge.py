@@ -1,0 +1,98 @@
+"""The edge: which regional entry points a client tries, in which order, and when it moves on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bascule.model.loading import parse_design, read_design
+from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
+
+ROOT = Path(__file__).resolve().parent.parent
+APS = read_design(ROOT / "designs" / "active-passive-sovereign.yaml")
+US = read_design(ROOT / "designs" / "us-fallback.yaml")
+ENTRIES = {"aws/us-east-1": "http://aws.test", "scaleway/fr-par": "http://par.test"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(edge: Edge, handler: Callable[[httpx.Request], httpx.Response], data_class: str) -> EdgeResponse:
+    async def go() -> EdgeResponse:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await edge.ask(client, "q", data_class)
+
+    return asyncio.run(go())
+
+
+def answering(statuses: dict[str, int], seen: list[str]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        seen.append(host)
+        status = statuses.get(host, 200)
+        if status == 0:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(status, json={"answer": host, "served_by": []})
+
+    return handler
+
+
+def test_routing_order_for_internal_and_only_sovereign_for_confidential() -> None:
+    edge = Edge(APS, ENTRIES)
+    assert edge.candidates("internal") == ["aws/us-east-1", "scaleway/fr-par"]
+    assert edge.candidates("confidential") == ["scaleway/fr-par"]
+    with pytest.raises(NoEntryError, match="unknown data class"):
+        edge.candidates("secret")
+
+
+def test_no_allowed_region_fails_closed() -> None:
+    us_only = {"aws/us-east-1": "http://aws.test", "aws/us-west-2": "http://west.test"}
+    guarded = parse_design(
+        (ROOT / "designs" / "us-fallback.yaml")
+        .read_text()
+        .replace("sovereignty_guard: false", "sovereignty_guard: true")
+    )
+    with pytest.raises(NoEntryError, match="fails closed"):
+        Edge(guarded, us_only).candidates("confidential")
+    assert Edge(US, us_only).candidates("confidential") == ["aws/us-east-1", "aws/us-west-2"]
+
+
+def test_fails_over_on_5xx_and_transport_errors_not_on_4xx() -> None:
+    seen: list[str] = []
+    response = run(Edge(APS, ENTRIES), answering({"aws.test": 503}, seen), "internal")
+    assert response.ok and response.region == "scaleway/fr-par" and seen == ["aws.test", "par.test"]
+    seen.clear()
+    response = run(Edge(APS, ENTRIES), answering({"aws.test": 0}, seen), "internal")
+    assert response.ok and response.region == "scaleway/fr-par"
+    assert response.attempts[0].error is not None and "ConnectError" in response.attempts[0].error
+    seen.clear()
+    response = run(Edge(APS, ENTRIES), answering({"aws.test": 403}, seen), "internal")
+    assert response.status == 403 and seen == ["aws.test"]
+
+
+def test_an_open_breaker_sends_clients_to_the_next_region_first() -> None:
+    clock = Clock()
+    edge = Edge(APS, ENTRIES, clock=clock)
+    seen: list[str] = []
+    for _ in range(APS.routing.circuit_breaker.failure_threshold):
+        run(edge, answering({"aws.test": 503}, seen), "internal")
+    seen.clear()
+    response = run(edge, answering({}, seen), "internal")
+    assert response.region == "scaleway/fr-par" and seen == ["par.test"]
+    clock.now += APS.routing.circuit_breaker.open_for + 0.1
+    seen.clear()
+    assert run(edge, answering({}, seen), "internal").region == "aws/us-east-1"
+
+
+def test_everything_down_reports_the_last_failure() -> None:
+    response = run(Edge(APS, ENTRIES), answering({"aws.test": 503, "par.test": 0}, []), "internal")
+    assert not response.ok and len(response.attempts) == 2 and response.error is not None
