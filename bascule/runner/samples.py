@@ -1,0 +1,80 @@
+"""What load and probes report about each request, in one shape, so that the journal, the live
+view and the metrics read them alike. Pure data.
+
+Times are ``time.monotonic()`` seconds. On Linux that clock (CLOCK_MONOTONIC) is shared by every
+process of the machine, so a sample stamped in the load generator's process lines up with a fault
+applied in the runner's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Hop", "RequestSample", "hops_from_json", "sample_from_json", "sample_to_json"]
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One component that served (part of) a request, where it ran."""
+
+    component: str
+    region: str
+    provider: str = ""
+    jurisdiction: str = ""
+    sovereignty: str = ""
+
+
+@dataclass(frozen=True)
+class RequestSample:
+    """One request made by the load generator or a probe."""
+
+    source: str
+    """``load`` or the probe's name."""
+    kind: str
+    """``ask``, ``write``, ``read``, ``http``, ``command``, ``python``."""
+    started: float
+    """``time.monotonic()`` when the request was sent."""
+    latency: float
+    ok: bool
+    status: int | None = None
+    data_class: str | None = None
+    entry_region: str | None = None
+    """The regional entry point (gateway) that answered, through the edge."""
+    hops: tuple[Hop, ...] = ()
+    correct: bool | None = None
+    """For golden questions: facts present and documents cited."""
+    degraded: bool = False
+    error: str | None = None
+    request_id: str | None = None
+
+
+def hops_from_json(items: Sequence[Mapping[str, Any]] | None) -> tuple[Hop, ...]:
+    """Hops from a ``served_by`` list; unknown fields are ignored, missing ones left empty."""
+    out: list[Hop] = []
+    for item in items or ():
+        if isinstance(item, Mapping) and "component" in item:
+            out.append(
+                Hop(
+                    component=str(item.get("component", "")),
+                    region=str(item.get("region", "")),
+                    provider=str(item.get("provider", "")),
+                    jurisdiction=str(item.get("jurisdiction", "")),
+                    sovereignty=str(item.get("sovereignty", "")),
+                )
+            )
+    return tuple(out)
+
+
+def sample_to_json(sample: RequestSample) -> dict[str, Any]:
+    data = asdict(sample)
+    data["hops"] = [asdict(h) for h in sample.hops]
+    return data
+
+
+def sample_from_json(data: Mapping[str, Any]) -> RequestSample:
+    fields = dict(data)
+    fields["hops"] = hops_from_json(fields.get("hops"))
+    known = RequestSample.__dataclass_fields__
+    return RequestSample(**{k: v for k, v in fields.items() if k in known})
