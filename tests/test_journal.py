@@ -1,0 +1,100 @@
+"""The journal: bounded windows, a mergeable latency sketch, records readable while written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bascule.runner.journal import Journal, LatencySketch, WindowAggregator, read_journal, served_region
+from bascule.runner.samples import Hop, RequestSample
+
+
+def sample(started: float, ok: bool = True, latency: float = 0.02, **kw: object) -> RequestSample:
+    return RequestSample("load", "ask", started, latency, ok, **kw)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(min_value=1e-4, max_value=60.0), min_size=1, max_size=400),
+    st.sampled_from([0.5, 0.95, 0.99]),
+)
+def test_sketch_quantiles_within_one_percent(values: list[float], q: float) -> None:
+    sketch = LatencySketch()
+    for v in values:
+        sketch.add(v)
+    exact = sorted(values)[int(q * (len(values) - 1))]
+    estimate = sketch.quantile(q)
+    assert estimate is not None and abs(estimate - exact) <= 0.0101 * exact
+
+
+@given(
+    st.lists(st.floats(min_value=1e-4, max_value=10.0), max_size=100),
+    st.lists(st.floats(min_value=1e-4, max_value=10.0), max_size=100),
+)
+def test_sketches_merge_like_one(a: list[float], b: list[float]) -> None:
+    left, right, whole = LatencySketch(), LatencySketch(), LatencySketch()
+    for v in a:
+        left.add(v)
+        whole.add(v)
+    for v in b:
+        right.add(v)
+        whole.add(v)
+    left.merge(right)
+    assert left.buckets == whole.buckets and left.count == whole.count
+    assert LatencySketch.from_json(left.to_json()).buckets == whole.buckets
+
+
+def test_windows_by_start_time_closed_after_grace() -> None:
+    agg = WindowAggregator(origin=100.0, length=1.0, grace=2.0)
+    aws = (
+        Hop("gateway", "aws/us-east-1", sovereignty="foreign"),
+        Hop("retriever", "aws/us-east-1", sovereignty="foreign"),
+    )
+    par = (
+        Hop("gateway", "scaleway/fr-par", sovereignty="sovereign"),
+        Hop("retriever", "scaleway/fr-par", sovereignty="sovereign"),
+    )
+    agg.add(sample(100.1, data_class="internal", hops=aws))
+    agg.add(sample(100.9, ok=False, data_class="internal", error="ConnectError: refused"))
+    agg.add(sample(101.2, data_class="confidential", hops=par, correct=True))
+    assert agg.close_before(102.5) == []
+    (first,) = agg.close_before(103.1)
+    assert (first.start, first.requests, first.ok) == (0.0, 2, 1)
+    record = first.to_record()
+    assert record["regions"] == {"internal": {"aws/us-east-1": 1}}
+    assert record["levels"] == {"foreign": 1} and record["errors"] == {"ConnectError": 1}
+    (second,) = agg.close_all()
+    assert second.to_record()["golden"] == {"correct": 1, "graded": 1}
+    assert second.to_record()["levels"] == {"sovereign": 1}
+
+
+def test_windows_are_at_most_one_second() -> None:
+    with pytest.raises(ValueError):
+        WindowAggregator(0.0, length=2.0)
+
+
+def test_served_region_prefers_the_retriever() -> None:
+    hops = (
+        Hop("gateway", "aws/us-east-1"),
+        Hop("retriever", "scaleway/fr-par"),
+        Hop("llm", "scaleway/fr-par"),
+    )
+    assert served_region(sample(0, hops=hops, entry_region="aws/us-east-1")) == "scaleway/fr-par"
+    assert served_region(sample(0, entry_region="aws/us-east-1")) == "aws/us-east-1"
+
+
+def test_journal_is_readable_while_written_and_tolerates_a_cut_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, origin=50.0, raw_samples=True)
+    journal.write("run-started", scenario="s", at=50.0)
+    journal.sample(sample(51.0))
+    records = list(read_journal(tmp_path))
+    assert [r["type"] for r in records] == ["run-started", "sample"]
+    assert records[0]["t"] == 0.0 and records[1]["t"] == 1.0
+    journal.close()
+    with (tmp_path / "journal.jsonl").open("a") as f:
+        f.write(json.dumps({"type": "fault-applied"})[:10])
+    assert len(list(read_journal(tmp_path))) == 2
