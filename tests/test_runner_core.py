@@ -1,0 +1,92 @@
+"""The runner's pure parts: the next step from plan and clock, and the guardrails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from bascule.model.loading import read_design, read_scenario
+from bascule.model.scenario import Guardrail
+from bascule.plan import plan
+from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
+from bascule.runner.guardrails import GuardrailMonitor
+from bascule.runner.journal import Window
+from bascule.runner.samples import RequestSample
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = plan(
+    read_design(ROOT / "designs" / "active-passive-sovereign.yaml"),
+    read_scenario(ROOT / "scenarios" / "incidents" / "aws-us-east-1-2025-10-20.yaml"),
+)
+GUARDRAILS = TypeAdapter(tuple[Guardrail, ...])
+
+
+def test_steps_walk_warm_up_actions_settle_and_finish() -> None:
+    assert next_step(PLAN, 0, -5.0, warm_up=5, settle=10) == Wait(0.0, Stage.WARM_UP)
+    first = next_step(PLAN, 0, 0.001, warm_up=5, settle=10)
+    assert isinstance(first, DoAction) and first.index == 0 and first.late_by < 0.01
+    step = next_step(PLAN, 3, 1.0, warm_up=5, settle=10)
+    assert isinstance(step, Wait) and step.stage is Stage.FAULTS and step.until == PLAN.actions[3].offset
+    n = len(PLAN.actions)
+    assert next_step(PLAN, n, 61.0, warm_up=5, settle=10) == Wait(70.0, Stage.SETTLE)
+    assert next_step(PLAN, n, 70.0, warm_up=5, settle=10) == Finish()
+    # Every action is reached, in order, when the clock walks the run.
+    done, t = 0, -5.0
+    while not isinstance(step := next_step(PLAN, done, t, warm_up=5, settle=10), Finish):
+        if isinstance(step, DoAction):
+            assert step.index == done
+            done += 1
+        else:
+            t = step.until
+    assert done == n
+
+
+def window(start: float, ok: int, failed: int, latency: float = 0.01) -> Window:
+    w = Window(start, 1.0)
+    for _ in range(ok):
+        w.add(RequestSample("load", "ask", start, latency, True))
+    for _ in range(failed):
+        w.add(RequestSample("load", "ask", start, latency, False, error="boom"))
+    return w
+
+
+def test_success_ratio_trips_after_its_duration_not_before() -> None:
+    monitor = GuardrailMonitor(
+        GUARDRAILS.validate_python([{"kind": "success-ratio", "below": 0.5, "for": "3s"}]), 0.99
+    )
+    assert monitor.observe(window(0, 1, 9)) is None
+    assert monitor.observe(window(1, 1, 9)) is None
+    assert monitor.observe(window(2, 0, 0)) is None  # no traffic: neither trips nor resets
+    trip = monitor.observe(window(3, 0, 10))
+    assert trip is not None and trip.at == 4.0 and "below 0.5" in trip.reason
+
+
+def test_a_good_window_resets_the_streak() -> None:
+    monitor = GuardrailMonitor(
+        GUARDRAILS.validate_python([{"kind": "success-ratio", "below": 0.5, "for": "2s"}]), 0.99
+    )
+    assert monitor.observe(window(0, 0, 10)) is None
+    assert monitor.observe(window(1, 10, 0)) is None
+    assert monitor.observe(window(2, 0, 10)) is None
+
+
+def test_error_budget_and_latency_and_sovereignty() -> None:
+    rails = GUARDRAILS.validate_python(
+        [
+            {"kind": "error-budget", "burnt": 1.0},
+            {"kind": "latency-p95", "above": "500ms", "for": "1s"},
+            {"kind": "sovereignty-violations", "above": 2},
+        ]
+    )
+    monitor = GuardrailMonitor(rails, availability_objective=0.9)
+    assert monitor.observe(window(0, 95, 5)) is None  # 5 failures, budget 10
+    trip = monitor.observe(window(1, 94, 6))  # 11 failures, budget 20
+    assert trip is None
+    trip = monitor.observe(window(2, 80, 20))  # 31 failures, budget 30
+    assert trip is not None and trip.guardrail == "error-budget"
+    slow = GuardrailMonitor(rails[1:], 0.9).observe(window(0, 10, 0, latency=0.8))
+    assert slow is not None and "p95" in slow.reason
+    sov = GuardrailMonitor(rails, 0.9)
+    assert sov.observe_violations(2, 1.0) is None
+    assert sov.observe_violations(1, 1.5) is not None
