@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 
 from bascule import __version__
-from bascule.cli.exit_codes import ExitCode
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.stack import stack_app
 from bascule.errors import BasculeError, ScenarioError
+from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
 from bascule.model.scenario import Scenario

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bascule.cli.exit_codes import ExitCode
 from bascule.errors import BasculeError, ScenarioError
+from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_design
 from bascule.stack.edge import Edge, NoEntryError
 from bascule.targets.local.stack import LocalStack, read_state
