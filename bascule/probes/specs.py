@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bascule.model.durations import Duration
 
@@ -67,9 +67,12 @@ class ResponsePaths(BaseModel):
 
     answer: str = "answer"
     citations: str = "citations"
+    """A list of document ids; ``*`` maps over a list: ``result.sources.*.id``."""
     hops: str = "served_by"
     hops_header: str | None = None
     """Read the hops from this response header (JSON) instead of the body."""
+    degraded: str = "degraded"
+    """A boolean saying the answer is a degraded one (absent means not degraded)."""
 
 
 class RagProbe(ProbeSpec):
@@ -77,19 +80,48 @@ class RagProbe(ProbeSpec):
 
     kind: Literal["rag"] = "rag"
     question: str | None = None
-    """A golden-set question id, or ``None`` to cycle through the golden set."""
+    """A golden-set question id, or ``None`` to cycle through the golden set's questions of
+    ``data_class``; with ``facts`` or ``cites``, the text of a question of the user's own."""
     data_class: str = "internal"
     url: str | None = None
-    """Defaults to the design's gateway entry point."""
+    """Defaults to the design's gateway entry points, through the edge. A path (``/v1/ask``) goes
+    through the edge too; a full URL is asked directly."""
     request: dict[str, object] = {"question": "{question}", "data_class": "{data_class}"}
     paths: ResponsePaths = ResponsePaths()
+    facts: tuple[str, ...] = ()
+    """For a question of the user's own: the facts a correct answer states."""
+    cites: tuple[str, ...] = ()
+    """For a question of the user's own: the document ids a correct answer cites."""
+
+    @model_validator(mode="after")
+    def _own_question_has_text(self) -> RagProbe:
+        if (self.facts or self.cites) and not self.question:
+            raise ValueError("facts and cites grade a question of your own: give its text as `question`")
+        return self
 
 
 class SovereigntyProbe(ProbeSpec):
     """Every hop of every request (load and probes) checked against its data class's minimum level."""
 
     kind: Literal["sovereignty"] = "sovereignty"
+    data_class: str | None = None
+    """The class its own check asks with; defaults to the design's most demanding one."""
+    question: str | None = None
+    """A golden-set question id or a question's text; defaults to cycling the golden set."""
+    url: str | None = None
+    """As for ``rag``: the edge by default, a path through the edge, or a full URL."""
+    request: dict[str, object] = {"question": "{question}", "data_class": "{data_class}"}
     paths: ResponsePaths = ResponsePaths()
+
+
+def _mentions(template: object, placeholder: str) -> bool:
+    if isinstance(template, str):
+        return placeholder in template
+    if isinstance(template, dict):
+        return any(_mentions(k, placeholder) or _mentions(v, placeholder) for k, v in template.items())
+    if isinstance(template, list | tuple):
+        return any(_mentions(item, placeholder) for item in template)
+    return False
 
 
 class DataProbe(ProbeSpec):
@@ -99,7 +131,18 @@ class DataProbe(ProbeSpec):
     rate: Annotated[float, Field(gt=0, le=100)] = 2.0
     data_class: str = "internal"
     url: str | None = None
+    """As for ``rag``: the edge by default (``/v1/documents``), a path through the edge, or a full URL."""
     request: dict[str, object] = {"id": "{id}", "text": "{text}", "data_class": "{data_class}"}
+    paths: ResponsePaths = ResponsePaths()
+    read_back: dict[str, tuple[str, ...]] = {}
+    """Per region, URL templates with ``{id}`` answering 200 when the document is there and 404
+    when it is not; defaults to each store replica's ``/v1/documents/{id}`` (reference stack)."""
+
+    @model_validator(mode="after")
+    def _request_names_the_id(self) -> DataProbe:
+        if not _mentions(self.request, "{id}"):
+            raise ValueError("the request template must send the canary's `{id}`, to read it back")
+        return self
 
 
 class CommandProbe(ProbeSpec):

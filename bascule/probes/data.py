@@ -1,0 +1,262 @@
+"""The ``data`` probe: canary writes during the run, read back from every region at the end, to
+tell which acknowledged writes were lost and over what window (the RPO).
+
+Each sample writes one canary with a unique id (the spec's request template with ``{id}``,
+``{text}`` and ``{data_class}``); the probe keeps the acknowledged ones with the instant their
+acknowledgement arrived. A write that failed or timed out on the client's side is not counted: it
+was never promised. After the run settles, `DataProbe.finish` asks every region's stores for every
+acknowledged id (``GET /v1/documents/{id}``, or the spec's ``read_back`` templates) and
+`account_losses` decides, purely:
+
+- a region *may hold* a canary when its level satisfies the canary's class (every region when the
+  design's guard is off): a confidential canary missing from aws/us-east-1 in the sovereign design is
+  not a gap, it is the design working;
+- a canary is **lost** when every region that may hold it answered that it is not there; it is
+  **unverified** when none has it but some could not be read (a region still down cannot tell);
+- ``per_region`` lists, for each region that may hold some canary, the ids missing there, so that a
+  region that lost data shows even when another region still has it;
+- ``misplaced`` lists canaries found in a region that may not hold their class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import httpx
+
+from bascule.errors import ProbeError
+from bascule.model.design import Design
+from bascule.probes import specs
+from bascule.probes.base import (
+    Destination,
+    Probe,
+    ProbeContext,
+    complete_hops,
+    read_hops,
+    register,
+    render_template,
+)
+from bascule.probes.rag import check_data_class
+from bascule.runner.samples import RequestSample
+
+__all__ = [
+    "CanaryWrite",
+    "DataProbe",
+    "DataReport",
+    "Presence",
+    "account_losses",
+    "may_hold",
+    "read_back",
+    "read_back_urls",
+]
+
+_READ_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class CanaryWrite:
+    id: str
+    data_class: str
+    acked_at: float
+    """``time.monotonic()`` when the acknowledgement arrived."""
+
+
+class Presence(StrEnum):
+    PRESENT = "present"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class DataReport:
+    acknowledged: int
+    lost: tuple[tuple[str, float], ...]
+    """(id, acked_at) of each acknowledged canary no region that may hold it still has."""
+    lost_window: tuple[float, float] | None
+    """Acknowledgement instants of the first and the last lost canary."""
+    per_region: Mapping[str, tuple[str, ...]]
+    """Region → ids missing there, for every region that may hold some canary."""
+    unverified: tuple[str, ...] = ()
+    """Ids no region that may hold them has, where some of those regions could not be read."""
+    misplaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Region → ids found there although the region may not hold their class."""
+
+
+def may_hold(design: Design, region: str, data_class: str) -> bool:
+    """Whether ``region`` may keep documents of ``data_class``; a region or class the design does not
+    know is given the benefit of the doubt (its absence then counts as a gap)."""
+    if not design.routing.sovereignty_guard or data_class not in design.data_classes:
+        return True
+    try:
+        level = design.region(region).sovereignty
+    except KeyError:
+        return True
+    return level.satisfies(design.data_classes[data_class].min_sovereignty)
+
+
+def account_losses(
+    acked: Sequence[CanaryWrite],
+    readings: Mapping[str, Mapping[str, Presence]],
+    holds: Callable[[str, str], bool],
+) -> DataReport:
+    """What happened to each acknowledged canary, from what each region answered (pure).
+
+    ``readings`` maps region → id → presence (an id a region was not asked about counts as
+    unreadable there); ``holds(region, data_class)`` says whether the region may keep that class.
+    """
+    lost: list[tuple[str, float]] = []
+    unverified: list[str] = []
+    per_region: dict[str, list[str]] = {}
+    misplaced: dict[str, list[str]] = {}
+    for canary in sorted(acked, key=lambda c: c.acked_at):
+        answers: list[Presence] = []
+        for region, seen in readings.items():
+            presence = seen.get(canary.id, Presence.UNREADABLE)
+            if not holds(region, canary.data_class):
+                if presence is Presence.PRESENT:
+                    misplaced.setdefault(region, []).append(canary.id)
+                continue
+            gaps = per_region.setdefault(region, [])
+            if presence is Presence.MISSING:
+                gaps.append(canary.id)
+            answers.append(presence)
+        if Presence.PRESENT in answers:
+            continue
+        if answers and all(presence is Presence.MISSING for presence in answers):
+            lost.append((canary.id, canary.acked_at))
+        else:
+            unverified.append(canary.id)
+    window = (lost[0][1], lost[-1][1]) if lost else None
+    return DataReport(
+        acknowledged=len(acked),
+        lost=tuple(lost),
+        lost_window=window,
+        per_region={region: tuple(ids) for region, ids in per_region.items()},
+        unverified=tuple(unverified),
+        misplaced={region: tuple(ids) for region, ids in misplaced.items()},
+    )
+
+
+def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
+    """Region → URL templates (with ``{id}``) that say whether a document is there."""
+    if spec.read_back:
+        return {region: tuple(templates) for region, templates in spec.read_back.items()}
+    return {
+        region: tuple(f"{url.rstrip('/')}/v1/documents/{{id}}" for url in urls)
+        for region, urls in context.store_urls.items()
+        if urls
+    }
+
+
+async def _presence(
+    client: httpx.AsyncClient, templates: Sequence[str], doc_id: str, timeout: float
+) -> Presence:
+    # A region holds a document when any of its replicas does; it is missing only when every
+    # replica that answered said so.
+    answered = False
+    for template in templates:
+        try:
+            response = await client.get(template.replace("{id}", doc_id), timeout=timeout)
+        except httpx.HTTPError:
+            continue
+        if response.status_code == 200:
+            return Presence.PRESENT
+        if response.status_code == 404:
+            answered = True
+    return Presence.MISSING if answered else Presence.UNREADABLE
+
+
+async def read_back(
+    client: httpx.AsyncClient,
+    ids: Sequence[str],
+    urls: Mapping[str, Sequence[str]],
+    timeout: float,
+) -> dict[str, dict[str, Presence]]:
+    """Ask every region about every id, a bounded number of requests at a time."""
+    limit = asyncio.Semaphore(_READ_CONCURRENCY)
+
+    async def one(region: str, doc_id: str) -> tuple[str, str, Presence]:
+        async with limit:
+            return region, doc_id, await _presence(client, urls[region], doc_id, timeout)
+
+    found = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
+    readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
+    for region, doc_id, presence in found:
+        readings[region][doc_id] = presence
+    return readings
+
+
+@register
+class DataProbe(Probe[specs.DataProbe]):
+    kind = "data"
+    spec_type = specs.DataProbe
+    sample_kind = "write"
+
+    def __init__(self, spec: specs.DataProbe, context: ProbeContext, name: str | None = None) -> None:
+        super().__init__(spec, context, name)
+        check_data_class(spec.data_class, context.design)
+        if not read_back_urls(spec, context):
+            raise ProbeError(
+                "the data probe has nowhere to read canaries back from: the target gives no store "
+                "replicas and the spec no `read_back`"
+            )
+        self.destination = Destination(spec.url, "/v1/documents", context, spec.paths)
+        # Ids unique across runs, so that a store kept between runs cannot answer for a lost write.
+        self.run_id = uuid.uuid4().hex[:8]
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._acked: list[CanaryWrite] = []
+
+    @property
+    def data_class(self) -> str:
+        return self.spec.data_class
+
+    def acknowledged(self) -> tuple[CanaryWrite, ...]:
+        with self._lock:
+            return tuple(self._acked)
+
+    async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
+        spec = self.spec
+        canary_id = f"canary-{self.run_id}-{next(self._numbers):06d}"
+        text = f"bascule canary {canary_id} ({spec.data_class}), written by probe {self.name!r}."
+        payload = render_template(
+            spec.request, {"id": canary_id, "text": text, "data_class": spec.data_class}
+        )
+        reply = await self.destination.post(client, payload, spec.data_class, spec.timeout)
+        acked_at = time.monotonic()
+        sample = RequestSample(
+            source=self.name,
+            kind=self.sample_kind,
+            started=now,
+            latency=acked_at - now,
+            ok=reply.ok,
+            status=reply.status,
+            data_class=spec.data_class,
+            entry_region=reply.entry_region,
+            error=None if reply.ok else reply.error or f"HTTP {reply.status}",
+            request_id=canary_id,
+        )
+        if not reply.ok:
+            return sample
+        with self._lock:
+            self._acked.append(CanaryWrite(canary_id, spec.data_class, acked_at))
+        hops = complete_hops(read_hops(reply.body, reply.headers, spec.paths), self.context.design)
+        return replace(
+            sample, hops=hops, entry_region=sample.entry_region or (hops[0].region if hops else None)
+        )
+
+    async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
+        acked = self.acknowledged()
+        urls = read_back_urls(self.spec, context)
+        readings = await read_back(client, [c.id for c in acked], urls, self.spec.timeout)
+        design = context.design
+        return account_losses(
+            acked, readings, lambda region, data_class: may_hold(design, region, data_class)
+        )

@@ -1,0 +1,100 @@
+"""The ``http`` probe: one request whose status, latency and JSON body must match the spec.
+
+`check_response` and `check_assertion` decide (pure); `HttpProbe.sample` sends the request.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from bascule.probes import specs
+from bascule.probes.base import MISSING, Probe, describe_error, new_request_id, read_path, register
+from bascule.runner.samples import RequestSample
+
+__all__ = ["HttpProbe", "check_assertion", "check_response"]
+
+
+def _same(value: object, expected: object) -> bool:
+    # JSON's true is not 1: compare booleans only with booleans.
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return isinstance(value, bool) and isinstance(expected, bool) and value is expected
+    return value == expected
+
+
+def check_assertion(assertion: specs.JsonAssertion, body: object) -> str | None:
+    """Why ``body`` fails ``assertion``, or ``None`` when it holds. An assertion that states
+    nothing else asserts that the path exists."""
+    value = read_path(body, assertion.path)
+    where = assertion.path or "(body)"
+    if assertion.exists is False:
+        return None if value is MISSING else f"{where} is present"
+    if value is MISSING:
+        return f"{where} is missing"
+    if assertion.equals is not None and not _same(value, assertion.equals):
+        return f"{where} is {value!r}, expected {assertion.equals!r}"
+    if assertion.contains is not None:
+        if not isinstance(value, str | list):
+            return f"{where} is {type(value).__name__}, cannot contain {assertion.contains!r}"
+        if assertion.contains not in value:
+            return f"{where} does not contain {assertion.contains!r}"
+    return None
+
+
+def check_response(spec: specs.HttpProbe, status: int, latency: float, body: object) -> list[str]:
+    """Every way the response falls short of ``spec``; empty when it matches. ``body`` is the parsed
+    JSON, or `MISSING` when the body is not JSON."""
+    problems: list[str] = []
+    if status not in spec.expect_status:
+        expected = ", ".join(str(s) for s in spec.expect_status)
+        problems.append(f"HTTP {status}, expected {expected}")
+    if spec.max_latency is not None and latency > spec.max_latency:
+        problems.append(f"took {latency:.3f} s, more than {spec.max_latency:g} s")
+    if spec.assertions and body is MISSING:
+        problems.append("the body is not JSON")
+        return problems
+    for assertion in spec.assertions:
+        problem = check_assertion(assertion, body)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+@register
+class HttpProbe(Probe[specs.HttpProbe]):
+    kind = "http"
+    spec_type = specs.HttpProbe
+    sample_kind = "http"
+
+    async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
+        spec = self.spec
+        request_id = new_request_id()
+        try:
+            response = await client.request(spec.method, spec.url, json=spec.json_body, timeout=spec.timeout)
+        except httpx.HTTPError as exc:
+            return RequestSample(
+                source=self.name,
+                kind=self.sample_kind,
+                started=now,
+                latency=time.monotonic() - now,
+                ok=False,
+                error=describe_error(exc),
+                request_id=request_id,
+            )
+        latency = time.monotonic() - now
+        try:
+            body: object = response.json()
+        except ValueError:
+            body = MISSING
+        problems = check_response(spec, response.status_code, latency, body)
+        return RequestSample(
+            source=self.name,
+            kind=self.sample_kind,
+            started=now,
+            latency=latency,
+            ok=not problems,
+            status=response.status_code,
+            error="; ".join(problems) or None,
+            request_id=request_id,
+        )

@@ -1,0 +1,198 @@
+"""The ``sovereignty`` probe: a judge of every request of a run, and a check of its own.
+
+The judge is pure: `violations(sample, design)` lists each hop of a request (load or probe) whose
+level is below the minimum its data class accepts. A hop is held to the lower of the level the
+design gives its region and the level it claims, and to ``foreign`` when neither is known, so that
+an unidentified hop is never mistaken for a safe one. A sample without a data class, or with one the
+design does not know, cannot be judged. The guard being off does not excuse a violation: it is how a
+design that does not enforce residency gets scored.
+
+`SovereigntyJudge` records the violations of every sample the run shows it (its ``observe`` is the
+sink for load and probe samples alike). `SovereigntyProbe` carries one as ``judge``; its own
+``sample`` asks a question of the design's most demanding class (or the spec's) through the edge and
+fails when the answer touched a hop below that class's minimum, and its ``finish`` returns the
+judge's report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import httpx
+
+from bascule.model.catalog import Sovereignty
+from bascule.model.design import Design
+from bascule.probes import specs
+from bascule.probes.base import (
+    Destination,
+    Probe,
+    ProbeContext,
+    complete_hops,
+    hop_level,
+    new_request_id,
+    register,
+    render_template,
+)
+from bascule.probes.rag import check_data_class, read_answer
+from bascule.runner.samples import Hop, RequestSample
+from bascule.stack.corpus import load_golden_set
+
+__all__ = [
+    "SovereigntyJudge",
+    "SovereigntyProbe",
+    "SovereigntyReport",
+    "Violation",
+    "describe_violations",
+    "most_demanding_class",
+    "violations",
+]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One hop of one request below its data class's minimum level."""
+
+    request_id: str | None
+    source: str
+    """``load`` or the probe's name."""
+    data_class: str
+    hop: Hop
+    minimum: Sovereignty
+    level: Sovereignty
+    """The level the hop was held to."""
+    started: float
+
+
+def violations(sample: RequestSample, design: Design) -> list[Violation]:
+    """Every hop of ``sample`` below the minimum of its data class (pure)."""
+    data_class = sample.data_class
+    if data_class is None or data_class not in design.data_classes:
+        return []
+    minimum = design.data_classes[data_class].min_sovereignty
+    out = []
+    for hop in sample.hops:
+        level = hop_level(hop, design)
+        if not level.satisfies(minimum):
+            out.append(
+                Violation(sample.request_id, sample.source, data_class, hop, minimum, level, sample.started)
+            )
+    return out
+
+
+def describe_violations(found: Iterable[Violation]) -> str:
+    return "; ".join(
+        f"{v.hop.component} in {v.hop.region or 'an unnamed region'} is {v.level.value}, "
+        f"below {v.minimum.value} for {v.data_class}"
+        for v in found
+    )
+
+
+def most_demanding_class(design: Design) -> str:
+    """The data class with the highest minimum level (the first of them on a tie)."""
+    classes = design.data_classes
+    return max(classes, key=lambda name: classes[name].min_sovereignty.rank)
+
+
+@dataclass(frozen=True)
+class SovereigntyReport:
+    judged: int
+    """Samples that carried a data class the design knows."""
+    violations: tuple[Violation, ...]
+    requests: int
+    """Requests with at least one violation."""
+    by_hop: Mapping[tuple[str, str], int]
+    """(component, region) → violations there."""
+
+
+class SovereigntyJudge:
+    """Records the violations of every sample it observes; safe to feed from several threads."""
+
+    def __init__(self, design: Design) -> None:
+        self.design = design
+        self._lock = threading.Lock()
+        self._judged = 0
+        self._found: list[Violation] = []
+
+    def observe(self, sample: RequestSample) -> list[Violation]:
+        found = violations(sample, self.design)
+        with self._lock:
+            if sample.data_class in self.design.data_classes:
+                self._judged += 1
+            self._found.extend(found)
+        return found
+
+    def report(self) -> SovereigntyReport:
+        with self._lock:
+            found = tuple(self._found)
+            judged = self._judged
+        requests = len({(v.source, v.request_id, v.started) for v in found})
+        by_hop = Counter((v.hop.component, v.hop.region) for v in found)
+        return SovereigntyReport(judged, found, requests, dict(by_hop))
+
+
+@register
+class SovereigntyProbe(Probe[specs.SovereigntyProbe]):
+    kind = "sovereignty"
+    spec_type = specs.SovereigntyProbe
+    sample_kind = "ask"
+
+    def __init__(self, spec: specs.SovereigntyProbe, context: ProbeContext, name: str | None = None) -> None:
+        super().__init__(spec, context, name)
+        design = context.design
+        self._class = spec.data_class or most_demanding_class(design)
+        check_data_class(self._class, design)
+        self.judge = SovereigntyJudge(design)
+        self.destination = Destination(spec.url, "/v1/ask", context, spec.paths)
+        golden = load_golden_set()
+        if spec.question is not None:
+            named = [q.question for q in golden if q.id == spec.question]
+            self.questions: tuple[str, ...] = tuple(named) or (spec.question,)
+        else:
+            of_class = [q.question for q in golden if q.data_class.value == self._class]
+            self.questions = tuple(of_class or [q.question for q in golden])
+        self._turn = itertools.count()
+
+    @property
+    def data_class(self) -> str:
+        return self._class
+
+    async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
+        spec = self.spec
+        question = self.questions[next(self._turn) % len(self.questions)]
+        payload = render_template(spec.request, {"question": question, "data_class": self._class})
+        reply = await self.destination.post(client, payload, self._class, spec.timeout)
+        sample = RequestSample(
+            source=self.name,
+            kind=self.sample_kind,
+            started=now,
+            latency=time.monotonic() - now,
+            ok=False,
+            status=reply.status,
+            data_class=self._class,
+            entry_region=reply.entry_region,
+            request_id=new_request_id(),
+        )
+        if not reply.ok:
+            return replace(sample, error=reply.error or f"HTTP {reply.status}")
+        answer = read_answer(reply, spec.paths)
+        if isinstance(answer, str):
+            return replace(sample, error=answer)
+        hops = complete_hops(answer.hops, self.context.design)
+        sample = replace(
+            sample,
+            hops=hops,
+            degraded=answer.degraded,
+            entry_region=sample.entry_region or (hops[0].region if hops else None),
+        )
+        found = violations(sample, self.context.design)
+        if not hops:
+            return replace(sample, error="the answer names no hop: nothing to judge")
+        return replace(sample, ok=not found, error=describe_violations(found) or None)
+
+    async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> SovereigntyReport:
+        return self.judge.report()
