@@ -23,7 +23,7 @@ import httpx
 from bascule.model.design import Design, RoutingMode
 from bascule.stack.breaker import CircuitBreaker
 
-__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError"]
+__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError", "region_failed"]
 
 
 class NoEntryError(Exception):
@@ -64,9 +64,9 @@ class EdgeResponse:
         return f"HTTP {self.status}" if self.status is not None else "no entry point"
 
 
-def _region_failed(status: int) -> bool:
-    # A 5xx or a 429 says the region cannot serve now: try the next one. Other 4xx are answers
-    # about the request itself (a sovereignty refusal included) and end the attempt.
+def region_failed(status: int) -> bool:
+    """A 5xx or a 429 says the region cannot serve now: try the next one. Other 4xx are answers
+    about the request itself (a sovereignty refusal included) and end the attempt."""
     return status >= 500 or status == 429
 
 
@@ -130,7 +130,7 @@ class Edge:
             body = _json(response)
             attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
             last = (response.status_code, body, region)
-            if _region_failed(response.status_code):
+            if region_failed(response.status_code):
                 if ticket is not None:
                     breaker.fail(ticket)
                 continue
