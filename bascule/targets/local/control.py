@@ -1,10 +1,14 @@
 """The local target's control channel: faults set and cleared over HTTP/JSON on loopback.
 
-A process that does not host the `FaultPlane` and `DnsServer` (the runner in another process,
-`bascule recover` after a crash, an SRE's terminal) drives them through a `ControlServer`:
-a small HTTP/1.1 server on 127.0.0.1 only, in a thread of its own, that answers nothing without
-`Authorization: Bearer <token>`. The token is random (`secrets.token_urlsafe(32)`) unless given,
-and compared in constant time.
+A process that does not host the `FaultPlane`, `DnsServer` and `Supervisor` (the runner in another
+process, `bascule recover` after a crash, `bascule inject` in an SRE's terminal) drives them
+through a `ControlServer`: a small HTTP/1.1 server on 127.0.0.1 only, in a thread of its own, that
+answers nothing without `Authorization: Bearer <token>`. The token is random
+(`secrets.token_urlsafe(32)`) unless given, and compared in constant time.
+
+Whole faults go through the stack's `FaultBoard` (``/v1/faults``), which keeps overlapping
+faults right whichever process applied them; the part-level endpoints act directly and know
+nothing of other faults on the same part.
 
     PUT    /v1/routes/{route}/fault      {"mode": "latency", "fixed": 0.2}   set a proxy fault
     DELETE /v1/routes/{route}/fault                                          back to pass
@@ -13,10 +17,19 @@ and compared in constant time.
     DELETE /v1/dns/faults/{name}
     PUT    /v1/dns/records/{name}        {"addresses": ["127.0.0.1"]}
     DELETE /v1/dns/records/{name}
+    POST   /v1/processes/{name}/kill     {"restart_after": 0.5}     SIGKILL; restarted unless frozen
+    POST   /v1/processes/{name}/pause                               SIGSTOP
+    POST   /v1/processes/{name}/resume                              SIGCONT
+    PUT    /v1/regions/{region}/freeze                              nothing restarts in the region
+    DELETE /v1/regions/{region}/freeze                              thaw
+    PUT    /v1/faults/{key}              {"effects": [...]}          apply a fault (409 if applied)
+    DELETE /v1/faults/{key}                                         revert it ({"reverted": bool})
+    GET    /v1/faults                                               the faults in force
     GET    /v1/state                                                         everything above
 
-Route and DNS names are percent-encoded in paths (route names contain `/`). Bodies are
-`faultstate.dump_proxy_fault` mappings. `ControlClient` is the matching client.
+Route, DNS, process, region and fault names are percent-encoded in paths (route names and
+regions contain `/`). Route fault bodies are `faultstate.dump_proxy_fault` mappings, effects
+`effects.dump_effect` ones. `ControlClient` is the matching client.
 """
 
 from __future__ import annotations
@@ -26,15 +39,18 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
-from bascule.errors import TargetError
+from bascule.errors import FaultError, RevertError, TargetError
+from bascule.stack.supervisor import Supervisor
+from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.effects import Effect, dump_effect, parse_effect
 from bascule.targets.local.faultstate import (
     DnsFaultMode,
     ProxyFault,
@@ -90,23 +106,37 @@ _ROUTES: Final = [
     ("DELETE", re.compile(r"/v1/dns/faults/([^/]+)"), "clear_dns_fault"),
     ("PUT", re.compile(r"/v1/dns/records/([^/]+)"), "set_dns_record"),
     ("DELETE", re.compile(r"/v1/dns/records/([^/]+)"), "remove_dns_record"),
+    ("POST", re.compile(r"/v1/processes/([^/]+)/kill"), "kill"),
+    ("POST", re.compile(r"/v1/processes/([^/]+)/pause"), "pause"),
+    ("POST", re.compile(r"/v1/processes/([^/]+)/resume"), "resume"),
+    ("PUT", re.compile(r"/v1/regions/([^/]+)/freeze"), "freeze"),
+    ("DELETE", re.compile(r"/v1/regions/([^/]+)/freeze"), "thaw"),
+    ("GET", re.compile(r"/v1/faults"), "faults"),
+    ("PUT", re.compile(r"/v1/faults/([^/]+)"), "apply_fault"),
+    ("DELETE", re.compile(r"/v1/faults/([^/]+)"), "revert_fault"),
 ]
+_WITH_BODY: Final = frozenset({"PUT", "POST"})
 
 
 class ControlServer:
-    """Serves the control API for a fault plane and/or a DNS server on 127.0.0.1."""
+    """Serves the control API for a fault plane, a DNS server, a supervisor and/or a fault board
+    on 127.0.0.1."""
 
     def __init__(
         self,
         *,
         plane: FaultPlane | None = None,
         dns: DnsServer | None = None,
+        supervisor: Supervisor | None = None,
+        board: FaultBoard | None = None,
         token: str | None = None,
     ) -> None:
         if token is not None and len(token) < 16:
             raise ValueError("a control token must be at least 16 characters")
         self._plane = plane
         self._dns = dns
+        self._supervisor = supervisor
+        self._board = board
         self._token = token if token is not None else secrets.token_urlsafe(32)
         self._thread = LoopThread("bascule-control")
         self._server: asyncio.Server | None = None
@@ -232,10 +262,12 @@ class ControlServer:
             handler: Callable[..., object] = getattr(self, "_" + action)
             args = [unquote(g) for g in match.groups()]
             data: dict[str, Any] = {}
-            if head.method == "PUT":
+            if head.method in _WITH_BODY:
                 data = _json_object(body)
             try:
-                result = handler(*args, data) if head.method == "PUT" else handler(*args)
+                result = handler(*args, data) if head.method in _WITH_BODY else handler(*args)
+            except _HttpError:
+                raise
             except KeyError as exc:
                 return _Reply(404, {"error": str(exc.args[0]) if exc.args else "not found"})
             except (ValueError, TypeError) as exc:
@@ -258,6 +290,16 @@ class ControlServer:
         if self._dns is None:
             raise KeyError("this control server has no DNS server")
         return self._dns
+
+    def _need_supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            raise KeyError("this control server has no process supervisor")
+        return self._supervisor
+
+    def _need_board(self) -> FaultBoard:
+        if self._board is None:
+            raise KeyError("this control server has no fault board")
+        return self._board
 
     def _state(self) -> dict[str, object]:
         state: dict[str, object] = {}
@@ -288,6 +330,24 @@ class ControlServer:
                     "by_name": dict(stats.by_name),
                 },
             }
+        if self._supervisor is not None:
+            replicas = self._supervisor.replicas()
+            state["processes"] = [
+                {
+                    "name": r.spec.name,
+                    "region": r.spec.group,
+                    "pid": r.pid,
+                    "start_time": r.start_time,
+                    "url": r.url,
+                    "state": r.state.value,
+                    "restarts": r.restarts,
+                }
+                for r in replicas
+            ]
+            groups = sorted({r.spec.group for r in replicas})
+            state["frozen"] = [g for g in groups if self._supervisor.is_frozen(g)]
+        if self._board is not None:
+            state["faults"] = self._faults()["faults"]
         return state
 
     def _set_route_fault(self, name: str, data: dict[str, Any]) -> dict[str, object]:
@@ -332,6 +392,61 @@ class ControlServer:
     def _remove_dns_record(self, name: str) -> dict[str, object]:
         self._need_dns().remove_record(name)
         return {"name": name, "addresses": []}
+
+    def _process_call(self, name: str, act: Callable[[Supervisor], None]) -> dict[str, object]:
+        supervisor = self._need_supervisor()
+        try:
+            act(supervisor)
+        except TargetError as exc:
+            raise KeyError(str(exc)) from None
+        replica = supervisor.replica(name)
+        return {"name": name, "pid": replica.pid, "state": replica.state.value}
+
+    def _kill(self, name: str, data: dict[str, Any]) -> dict[str, object]:
+        delay = data.get("restart_after")
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
+            raise ValueError(f"restart_after must be a number >= 0 or null, got {delay!r}")
+        after = None if delay is None else float(delay)
+        return self._process_call(name, lambda s: s.kill(name, restart_after=after))
+
+    def _pause(self, name: str, data: dict[str, Any]) -> dict[str, object]:
+        return self._process_call(name, lambda s: s.pause(name))
+
+    def _resume(self, name: str, data: dict[str, Any]) -> dict[str, object]:
+        return self._process_call(name, lambda s: s.resume(name))
+
+    def _freeze(self, region: str, data: dict[str, Any]) -> dict[str, object]:
+        self._need_supervisor().freeze(region)
+        return {"region": region, "frozen": True}
+
+    def _thaw(self, region: str) -> dict[str, object]:
+        self._need_supervisor().thaw(region)
+        return {"region": region, "frozen": False}
+
+    def _faults(self) -> dict[str, object]:
+        active = self._need_board().active()
+        return {"faults": {key: [dump_effect(e) for e in effects] for key, effects in active.items()}}
+
+    def _apply_fault(self, key: str, data: dict[str, Any]) -> dict[str, object]:
+        raw = data.get("effects")
+        if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+            raise ValueError('a fault is {"effects": [{"op": ...}, ...]}')
+        effects = [parse_effect(e) for e in raw]
+        board = self._need_board()
+        if key in board.active():
+            raise _HttpError(409, f"fault {key!r} is already applied")
+        try:
+            board.apply(key, effects)
+        except FaultError as exc:
+            raise _HttpError(502, str(exc)) from None
+        return {"key": key, "applied": True}
+
+    def _revert_fault(self, key: str) -> dict[str, object]:
+        try:
+            reverted = self._need_board().revert(key)
+        except RevertError as exc:
+            raise _HttpError(502, str(exc)) from None
+        return {"key": key, "reverted": reverted}
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -390,6 +505,35 @@ class ControlClient:
 
     def remove_dns_record(self, name: str) -> None:
         self._request("DELETE", f"/v1/dns/records/{_segment(name)}")
+
+    def kill(self, name: str, *, restart_after: float | None = None) -> None:
+        self._request("POST", f"/v1/processes/{_segment(name)}/kill", {"restart_after": restart_after})
+
+    def pause(self, name: str) -> None:
+        self._request("POST", f"/v1/processes/{_segment(name)}/pause", {})
+
+    def resume(self, name: str) -> None:
+        self._request("POST", f"/v1/processes/{_segment(name)}/resume", {})
+
+    def freeze(self, region: str) -> None:
+        self._request("PUT", f"/v1/regions/{_segment(region)}/freeze", {})
+
+    def thaw(self, region: str) -> None:
+        self._request("DELETE", f"/v1/regions/{_segment(region)}/freeze")
+
+    def apply_fault(self, key: str, effects: Sequence[Effect]) -> None:
+        """Apply a fault on the stack's board; `ControlError` 409 if `key` is already applied,
+        502 if an effect failed (the board undid the rest)."""
+        body = {"effects": [dump_effect(e) for e in effects]}
+        self._request("PUT", f"/v1/faults/{_segment(key)}", body)
+
+    def revert_fault(self, key: str) -> bool:
+        """Revert a fault; False when it was not in force."""
+        return bool(self._request("DELETE", f"/v1/faults/{_segment(key)}").get("reverted"))
+
+    def faults(self) -> dict[str, list[Effect]]:
+        data = self._request("GET", "/v1/faults").get("faults", {})
+        return {key: [parse_effect(e) for e in effects] for key, effects in data.items()}
 
     def _request(self, method: str, path: str, body: object = None) -> dict[str, Any]:
         response = self._http.request(method, path, json=body)

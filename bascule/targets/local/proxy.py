@@ -53,7 +53,7 @@ import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -1026,6 +1026,18 @@ class FaultPlane:
     def set_fault(self, name: str, state: ProxyFault) -> None:
         """Put route `name` in `state`; in force for the next bytes and connections on return."""
         self._thread.call(lambda: self._route(name).set_fault(state))
+
+    def set_faults(self, states: Mapping[str, ProxyFault]) -> None:
+        """Put several routes in their states in one step of the loop: no connection sees some of
+        them changed and others not. Unknown names raise `KeyError` before anything changes."""
+        chosen = dict(states)
+
+        def set_all() -> None:
+            routes = [(self._route(name), state) for name, state in chosen.items()]
+            for route, state in routes:
+                route.set_fault(state)
+
+        self._thread.call(set_all)
 
     def clear_fault(self, name: str) -> None:
         """Back to `Pass` for every connection of the route."""

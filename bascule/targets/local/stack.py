@@ -4,18 +4,31 @@
 and fault plane, opens one route per hop, starts every replica at once under the supervisor and
 waits until all are ready. Routes follow the replicas: when a replica (re)starts on a new port, the
 routes to its component are pointed at it. ``stop`` undoes all of it. Faults act on these parts —
-the plane's routes, the DNS server's names and the supervisor's processes.
+the plane's routes, the DNS server's names and the supervisor's processes — through the stack's
+`FaultBoard` (``.board``), in this process or, with ``control=True``, from another one over the
+token-protected loopback control channel whose URL and token ``stack.json`` (mode 0600) holds.
+
+Before anything starts, the run's undo ledger (``ledger.jsonl``, `ledger.Ledger`) is created in
+the run directory; every port bound and every process started is recorded there, and every
+process carries the run's marker in its environment, so that `bascule recover` can clean up
+after a run that was killed at any instant. A run directory whose previous run did not end
+cleanly is refused until it has been recovered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 from bascule.errors import TargetError
@@ -23,12 +36,24 @@ from bascule.model.design import Design
 from bascule.plan.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, replica_argv
 from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
+from bascule.targets.local.board import FaultBoard
+from bascule.targets.local.control import ControlServer
 from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.ledger import (
+    LEDGER_FILE,
+    ClosedRecord,
+    Ledger,
+    PortRecord,
+    ProcessRecord,
+)
+from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.proxy import FaultPlane, Upstream
 
-__all__ = ["LocalStack", "StackTimings"]
+__all__ = ["LEDGER_FILE", "STATE_FILE", "LocalStack", "StackTimings", "read_state"]
 
-STATE_FILE = "stack.json"
+STATE_FILE: Final = "stack.json"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +75,15 @@ class LocalStack:
     plane: FaultPlane
     supervisor: Supervisor
     route_ports: dict[str, int]
+    ledger: Ledger
+    board: FaultBoard
+    marker: str
     timings: StackTimings = field(default_factory=StackTimings)
+    control: ControlServer | None = None
+    """The control channel, when started with ``control=True``."""
+    _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
+    _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -63,25 +96,57 @@ class LocalStack:
         *,
         timeout: float = 30.0,
         progress: Callable[[str], None] | None = None,
+        control: bool = False,
     ) -> LocalStack:
+        """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token).
+
+        Raises `TargetError` when `run_dir` holds the ledger of a run that is alive or was not
+        recovered, or when a process does not start or become ready within `timeout`.
+        """
         say = progress or (lambda _: None)
         began = time.monotonic()
         stack_layout = layout(design)
         run_dir.mkdir(parents=True, exist_ok=True)
+        marker = secrets.token_hex(16)
+        ledger = Ledger.create(run_dir / LEDGER_FILE, design=design.id, marker=marker)
         dns = DnsServer()
         plane = FaultPlane()
         supervisor: Supervisor | None = None
+        server: ControlServer | None = None
         try:
             dns_port = dns.start()
+            for proto in ("udp", "tcp"):
+                ledger.append(PortRecord(proto, dns_port, "dns", time.time()))
             for host in stack_layout.hosts():
                 dns.set_record(host, ["127.0.0.1"])
             plane.start()
-            ports = {route.name: plane.add_route(route.name, []) for route in stack_layout.routes}
+            ports: dict[str, int] = {}
+            for route in stack_layout.routes:
+                ports[route.name] = plane.add_route(route.name, [])
+                ledger.append(PortRecord("tcp", ports[route.name], f"route {route.name}", time.time()))
             say(f"DNS on 127.0.0.1:{dns_port}, {len(ports)} routes")
             timings = StackTimings(network=time.monotonic() - began)
             supervisor = Supervisor(run_dir / "logs")
+            board = FaultBoard(plane, dns, supervisor)
+            if control:
+                server = ControlServer(plane=plane, dns=dns, supervisor=supervisor, board=board)
+                control_port = server.start()
+                ledger.append(PortRecord("tcp", control_port, "control", time.time()))
+                say(f"control channel on 127.0.0.1:{control_port}")
             stack = cls(
-                design, design_path.resolve(), run_dir, stack_layout, dns, plane, supervisor, ports, timings
+                design,
+                design_path.resolve(),
+                run_dir,
+                stack_layout,
+                dns,
+                plane,
+                supervisor,
+                ports,
+                ledger,
+                board,
+                marker,
+                timings,
+                server,
             )
             supervisor.subscribe(stack._on_event)
             specs = stack._specs(dns_port)
@@ -94,20 +159,36 @@ class LocalStack:
             stack.write_state()
             return stack
         except BaseException:
+            stopped = supervisor is None
             if supervisor is not None:
-                supervisor.stop(timeout=3.0)
+                with contextlib.suppress(Exception):
+                    supervisor.stop(timeout=3.0)
+                    stopped = True
+            if server is not None:
+                server.stop()
             plane.stop()
             dns.stop()
+            if stopped:
+                ledger.append(ClosedRecord(time.time()))
+            ledger.close()
             raise
 
     def stop(self, *, timeout: float = 5.0) -> None:
-        """Stop every process, then the routes and the DNS server."""
+        """Stop every process, then the routes, the DNS server and the control channel; then
+        mark the ledger closed. Calling it again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             self.supervisor.stop(timeout=timeout)
         finally:
+            if self.control is not None:
+                self.control.stop()
             self.plane.stop()
             self.dns.stop()
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+        self.ledger.append(ClosedRecord(time.time()))
+        self.ledger.close()
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -128,7 +209,7 @@ class LocalStack:
                 dns_server=("127.0.0.1", dns_port),
                 python=sys.executable,
             )
-            env: dict[str, str] = {}
+            env: dict[str, str] = {MARKER_ENV: self.marker}
             secret = self._secret_for(replica, identity_secrets)
             if secret is not None:
                 env["BASCULE_TOKEN_SECRET"] = secret
@@ -144,10 +225,33 @@ class LocalStack:
         return None
 
     def _on_event(self, event: SupervisorEvent) -> None:
+        if event.kind in ("started", "restarting"):
+            self._record_process(event)
         if event.kind in ("started", "killed", "exited"):
             spec = self.replica_spec(event.name)
             if spec is not None:
                 self.refresh_routes(spec.endpoint)
+
+    def _record_process(self, event: SupervisorEvent) -> None:
+        # A "restarting" event carries the old PID; the new process is already spawned.
+        replica = self.supervisor.replica(event.name)
+        pid, start_time, url = replica.pid, replica.start_time, replica.url
+        if pid is None or start_time is None:
+            return
+        port = urlsplit(url).port if url else None
+        with self._record_lock:
+            if self._stopped:
+                return
+            try:
+                if (pid, start_time) not in self._recorded:
+                    self._recorded.add((pid, start_time))
+                    self.ledger.append(ProcessRecord(event.name, pid, start_time, time.time()))
+                if event.kind == "started" and port is not None:
+                    self.ledger.append(PortRecord("tcp", port, f"process {event.name}", time.time()))
+            except (OSError, ValueError):
+                # Raising here would end the supervisor's watcher thread, and with it every
+                # restart; the process still carries the run's marker for `bascule recover`.
+                _log.exception("could not record %s (pid %s) in the ledger", event.name, pid)
 
     def refresh_routes(self, endpoint: Endpoint) -> None:
         """Point every route to ``endpoint`` at its replicas that are up."""
@@ -175,7 +279,7 @@ class LocalStack:
         }
 
     def state(self) -> dict[str, object]:
-        return {
+        state: dict[str, object] = {
             "design": self.design.id,
             "design_path": str(self.design_path),
             "entries": self.entries(),
@@ -192,11 +296,21 @@ class LocalStack:
                 for r in self.supervisor.replicas()
             ],
             "routes": {name: port for name, port in self.route_ports.items()},
+            "ledger": str(self.ledger.path),
+            "pid": os.getpid(),
         }
+        if self.control is not None:
+            state["control"] = {"url": self.control.url, "token": self.control.token}
+        return state
 
     def write_state(self) -> Path:
+        """Write ``stack.json`` (mode 0600: it holds the control token), replacing it atomically."""
         path = self.run_dir / STATE_FILE
-        path.write_text(json.dumps(self.state(), indent=2))
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(self.state(), indent=2))
+        os.replace(temporary, path)
         return path
 
 

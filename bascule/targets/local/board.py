@@ -1,0 +1,257 @@
+"""The local stack's active faults, and the state of each part when several overlap.
+
+Phases may overlap: a partition and a region outage both act on the route from one region to
+the other, two control-plane faults freeze the same region. A `FaultBoard` keeps, for each part
+(a route, a DNS name, a region's control plane, a process), the stack of active faults that set
+it, by fault key, and puts the part in the state of the most recently applied fault still active.
+Reverting one fault therefore never clears another's: the route falls back to the fault below,
+or to `Pass` when none is left; a region thaws and a process resumes only when no fault holds
+them any more.
+
+Instant effects (`Kill`, `Wipe`, `ResetConnections`) act once, when applied, and leave nothing to
+revert. A fault whose application fails half-way is rolled back before the error is raised.
+
+The board acts on the live parts of one stack (its `FaultPlane`, `DnsServer` and `Supervisor`),
+so it lives in the process that runs the stack; other processes reach it through the control
+channel (`control.ControlServer`). It is thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import httpx
+
+from bascule.errors import FaultError, RevertError, TargetError
+from bascule.stack.supervisor import Supervisor
+from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.effects import (
+    INSTANT,
+    DnsFault,
+    Effect,
+    Freeze,
+    Kill,
+    Pause,
+    ResetConnections,
+    RouteFault,
+    Wipe,
+    describe_effect,
+)
+from bascule.targets.local.faultstate import DnsFaultMode, Pass, ProxyFault, Refuse
+from bascule.targets.local.proxy import FaultPlane
+
+__all__ = ["FaultBoard"]
+
+_WIPE_TIMEOUT_S = 5.0
+
+_Part = tuple[str, str]
+_Value = ProxyFault | DnsFaultMode | None
+
+
+@dataclass
+class _Layers:
+    """The faults holding one part, oldest first; the last one decides its state."""
+
+    entries: list[tuple[str, _Value]] = field(default_factory=list)
+
+    @property
+    def top(self) -> _Value:
+        return self.entries[-1][1] if self.entries else None
+
+
+@dataclass
+class _Change:
+    """A part whose layers an apply or a revert changed: its state before, and its layers now."""
+
+    part: _Part
+    before: _Value
+    was_held: bool
+    layers: _Layers
+
+    @property
+    def now_held(self) -> bool:
+        return bool(self.layers.entries)
+
+
+def _part(effect: Effect) -> tuple[_Part, _Value] | None:
+    match effect:
+        case RouteFault(route, state):
+            return ("route", route), state
+        case DnsFault(host, mode):
+            return ("dns", host), mode
+        case Freeze(region):
+            return ("freeze", region), None
+        case Pause(replica):
+            return ("pause", replica), None
+        case _:
+            return None
+
+
+class FaultBoard:
+    """Applies and reverts faults, as lists of effects under a key, on one stack's parts."""
+
+    def __init__(self, plane: FaultPlane, dns: DnsServer, supervisor: Supervisor) -> None:
+        self._plane = plane
+        self._dns = dns
+        self._supervisor = supervisor
+        self._lock = threading.RLock()
+        self._layers: dict[_Part, _Layers] = {}
+        self._active: dict[str, tuple[Effect, ...]] = {}
+
+    def active(self) -> dict[str, tuple[Effect, ...]]:
+        """Every fault in force, by key, in the order applied."""
+        with self._lock:
+            return dict(self._active)
+
+    def apply(self, key: str, effects: Sequence[Effect]) -> None:
+        """Put the fault `key` in force; on return every effect has taken place.
+
+        Raises `ValueError` if `key` is already in force, `FaultError` if an effect failed (what
+        had been applied of it is reverted first).
+        """
+        with self._lock:
+            if key in self._active:
+                raise ValueError(f"fault {key!r} is already applied")
+            self._active[key] = tuple(effects)
+            try:
+                changes: list[_Change] = []
+                for effect in effects:
+                    held = _part(effect)
+                    if held is not None:
+                        part, value = held
+                        layers = self._layers.setdefault(part, _Layers())
+                        changes.append(_Change(part, layers.top, bool(layers.entries), layers))
+                        layers.entries.append((key, value))
+                self._actuate(changes)
+                for effect in effects:
+                    if isinstance(effect, INSTANT):
+                        self._act_once(effect)
+            except Exception as exc:
+                try:
+                    self.revert(key)
+                except RevertError as undo_exc:
+                    raise FaultError(
+                        f"fault {key!r} failed ({exc}) and could not be fully undone: {undo_exc}"
+                    ) from exc
+                if isinstance(exc, FaultError):
+                    raise
+                raise FaultError(f"fault {key!r} could not be applied: {exc}") from exc
+
+    def revert(self, key: str) -> bool:
+        """End the fault `key`: each part it held goes back to the fault below, or to normal.
+
+        Returns False when `key` is not in force. Every part is attempted even if one fails;
+        then `RevertError` names the failures.
+        """
+        with self._lock:
+            if self._active.pop(key, None) is None:
+                return False
+            changes: list[_Change] = []
+            for part, layers in list(self._layers.items()):
+                if not any(k == key for k, _ in layers.entries):
+                    continue
+                changes.append(_Change(part, layers.top, True, layers))
+                layers.entries = [(k, v) for k, v in layers.entries if k != key]
+                if not layers.entries:
+                    del self._layers[part]
+            failures = self._actuate(changes, keep_going=True)
+            if failures:
+                raise RevertError(f"fault {key!r}: " + "; ".join(failures))
+            return True
+
+    def revert_all(self) -> list[str]:
+        """Revert every active fault, the most recent first; the keys reverted."""
+        done: list[str] = []
+        errors: list[str] = []
+        for key in reversed(list(self.active())):
+            try:
+                self.revert(key)
+            except RevertError as exc:
+                errors.append(str(exc))
+            done.append(key)
+        if errors:
+            raise RevertError("; ".join(errors))
+        return done
+
+    def describe(self) -> dict[str, list[str]]:
+        return {key: [describe_effect(e) for e in effects] for key, effects in self.active().items()}
+
+    # -- acting on the parts --
+
+    def _actuate(self, changes: Sequence[_Change], *, keep_going: bool = False) -> list[str]:
+        """Bring every changed part to its new state: control planes first (so that nothing
+        killed by the same fault comes back), then all routes at once, names, processes."""
+        failures: list[str] = []
+
+        def attempt(what: str, act: Callable[[], None]) -> None:
+            try:
+                act()
+            except Exception as exc:
+                if not keep_going:
+                    raise
+                failures.append(f"{what}: {exc}")
+
+        by_kind: dict[str, list[_Change]] = {}
+        for change in changes:
+            by_kind.setdefault(change.part[0], []).append(change)
+        for change in by_kind.get("freeze", []):
+            region = change.part[1]
+            if change.now_held and not change.was_held:
+                attempt(f"freeze {region}", partial(self._supervisor.freeze, region))
+            elif change.was_held and not change.now_held:
+                attempt(f"thaw {region}", partial(self._supervisor.thaw, region))
+        routes = {
+            c.part[1]: _route_state(c.layers.top)
+            for c in by_kind.get("route", [])
+            if c.layers.top != c.before or c.was_held != c.now_held
+        }
+        if routes:
+            attempt(f"routes {', '.join(routes)}", partial(self._plane.set_faults, routes))
+        for change in by_kind.get("dns", []):
+            host, top = change.part[1], change.layers.top
+            if isinstance(top, DnsFaultMode):
+                attempt(f"dns {host}", partial(self._dns.set_fault, host, top))
+            else:
+                attempt(f"dns {host}", partial(self._dns.clear_fault, host))
+        for change in by_kind.get("pause", []):
+            name = change.part[1]
+            if change.now_held and not change.was_held:
+                attempt(f"pause {name}", partial(self._supervisor.pause, name))
+            elif change.was_held and not change.now_held:
+                attempt(f"resume {name}", partial(self._supervisor.resume, name))
+        return failures
+
+    def _act_once(self, effect: Effect) -> None:
+        match effect:
+            case Kill(replica, restart_after):
+                self._supervisor.kill(replica, restart_after=restart_after)
+            case Wipe(replica):
+                self._wipe(replica)
+            case ResetConnections(route):
+                # Refusing resets the open connections; the route then takes back its state.
+                current = self._layers.get(("route", route), _Layers()).top
+                self._plane.set_fault(route, Refuse())
+                self._plane.set_fault(route, _route_state(current))
+            case _:
+                raise AssertionError(f"not an instant effect: {effect!r}")
+
+    def _wipe(self, replica: str) -> None:
+        try:
+            url = self._supervisor.replica(replica).url
+        except TargetError as exc:
+            raise FaultError(str(exc)) from exc
+        if url is None:
+            raise FaultError(f"store {replica} is not running: there is nothing to wipe")
+        try:
+            response = httpx.post(f"{url}/v1/admin/wipe", timeout=_WIPE_TIMEOUT_S, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise FaultError(f"store {replica} could not be wiped: {exc}") from exc
+        if response.status_code != 200:
+            raise FaultError(f"store {replica} refused the wipe: HTTP {response.status_code}")
+
+
+def _route_state(value: _Value) -> ProxyFault:
+    return Pass() if value is None or isinstance(value, DnsFaultMode) else value

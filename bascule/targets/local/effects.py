@@ -1,0 +1,393 @@
+"""What each fault kind does to a local stack, as plain effects on its parts. Pure.
+
+The local target carries out every kind of the vocabulary by composing a few effects on the parts
+of `LocalStack`: a proxy route put in a state, a DNS name failing, a region's control plane
+frozen, a process paused, killed or wiped. `compute_effects(fault, touch, layout)` turns a fault
+and its blast radius (the planner's `Touch`) into those effects, or raises `FaultError` with the
+reason the local stack cannot do it — so a kind it cannot carry out is refused at plan time,
+never silently ignored.
+
+- region-outage, provider-outage: every route into or out of the regions blackholed (or refused,
+  per `mode`), and their control plane frozen;
+- crash: each replica killed; the supervisor restarts it after `restart_after` unless its region
+  is frozen;
+- hang: each replica paused (SIGSTOP) until the fault ends;
+- blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
+- dns: each name fails with the answer; without `new_connections_only`, the connections open on
+  routes to it are reset too, so that their clients must look it up again;
+- partition, replication-pause: the hops' routes blackholed;
+- control-plane: the regions frozen;
+- data-loss: each store replica wiped (irreversible);
+- identity: the routes to the token service — `error` gives HTTP errors, `slow` latency,
+  `timeout` a blackhole.
+
+Routes out of a region are cut by an outage too: a region whose network is down sends nothing,
+so replication from it stops as well. Effects are JSON-ready through `dump_effect` /
+`parse_effect`, for the undo ledger and the control channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from bascule.errors import FaultError
+from bascule.faults import (
+    Blackhole,
+    ControlPlane,
+    Crash,
+    DataLoss,
+    Dns,
+    Fault,
+    Flap,
+    Hang,
+    HttpError,
+    Identity,
+    IdentityMode,
+    Latency,
+    OutageMode,
+    Partition,
+    ProviderOutage,
+    Refuse,
+    RegionOutage,
+    ReplicationPause,
+    Throttle,
+)
+from bascule.plan.model import Touch
+from bascule.plan.topology import Hop
+from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout
+from bascule.targets.local import faultstate as fs
+from bascule.targets.local.faultstate import DnsFaultMode, ProxyFault, dump_proxy_fault, parse_proxy_fault
+
+__all__ = [
+    "INSTANT",
+    "DnsFault",
+    "Effect",
+    "Freeze",
+    "Kill",
+    "Pause",
+    "ResetConnections",
+    "RouteFault",
+    "Wipe",
+    "compute_effects",
+    "describe_effect",
+    "dump_effect",
+    "parse_effect",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFault:
+    """Route `route` is in `state` while the fault holds."""
+
+    route: str
+    state: ProxyFault
+
+
+@dataclass(frozen=True, slots=True)
+class DnsFault:
+    """Lookups of `host` get `mode` while the fault holds."""
+
+    host: str
+    mode: DnsFaultMode
+
+
+@dataclass(frozen=True, slots=True)
+class ResetConnections:
+    """Reset the connections open on `route` once, so that their clients must look the name up again."""
+
+    route: str
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """Nothing in `region` restarts while the fault holds."""
+
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Process `replica` is stopped (SIGSTOP) while the fault holds."""
+
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Process `replica` is killed once; the supervisor restarts it after `restart_after` seconds."""
+
+    replica: str
+    restart_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wipe:
+    """Store `replica` loses every document once. Nothing brings them back."""
+
+    replica: str
+
+
+Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe
+"""Any effect on a part of the local stack."""
+
+INSTANT: Final = (ResetConnections, Kill, Wipe)
+"""Effects that act once, when the fault is applied; the others hold until it is reverted."""
+
+
+def describe_effect(effect: Effect) -> str:
+    """One line for reports: ``route clients->gateway@aws-us-east-1: blackhole``."""
+    match effect:
+        case RouteFault(route, state):
+            return f"route {route}: {state.mode.value}"
+        case DnsFault(host, mode):
+            return f"dns {host}: {mode.value}"
+        case ResetConnections(route):
+            return f"route {route}: connections reset"
+        case Freeze(region):
+            return f"region {region}: control plane frozen"
+        case Pause(replica):
+            return f"process {replica}: paused"
+        case Kill(replica, restart_after):
+            return f"process {replica}: killed (restart after {restart_after:g} s)"
+        case Wipe(replica):
+            return f"store {replica}: wiped"
+
+
+def dump_effect(effect: Effect) -> dict[str, object]:
+    """A JSON-ready mapping; `parse_effect` reads it back."""
+    match effect:
+        case RouteFault(route, state):
+            return {"op": "route", "route": route, "state": dump_proxy_fault(state)}
+        case DnsFault(host, mode):
+            return {"op": "dns", "host": host, "mode": mode.value}
+        case ResetConnections(route):
+            return {"op": "reset", "route": route}
+        case Freeze(region):
+            return {"op": "freeze", "region": region}
+        case Pause(replica):
+            return {"op": "pause", "replica": replica}
+        case Kill(replica, restart_after):
+            return {"op": "kill", "replica": replica, "restart_after": restart_after}
+        case Wipe(replica):
+            return {"op": "wipe", "replica": replica}
+
+
+def _text(data: Mapping[str, object], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"effect {data.get('op')!r} needs a non-empty string {key!r}, got {value!r}")
+    return value
+
+
+def parse_effect(data: Mapping[str, object]) -> Effect:
+    """Raises `ValueError` naming what is wrong."""
+    op = data.get("op")
+    match op:
+        case "route":
+            state = data.get("state")
+            if not isinstance(state, Mapping):
+                raise ValueError(f"a route effect needs a 'state' mapping, got {state!r}")
+            return RouteFault(_text(data, "route"), parse_proxy_fault(state))
+        case "dns":
+            try:
+                mode = DnsFaultMode(data.get("mode"))
+            except ValueError:
+                raise ValueError(f"unknown DNS fault mode {data.get('mode')!r}") from None
+            return DnsFault(_text(data, "host"), mode)
+        case "reset":
+            return ResetConnections(_text(data, "route"))
+        case "freeze":
+            return Freeze(_text(data, "region"))
+        case "pause":
+            return Pause(_text(data, "replica"))
+        case "kill":
+            delay = data.get("restart_after")
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise ValueError(f"a kill effect needs 'restart_after' >= 0, got {delay!r}")
+            return Kill(_text(data, "replica"), float(delay))
+        case "wipe":
+            return Wipe(_text(data, "replica"))
+        case _:
+            raise ValueError(f"unknown effect op {op!r}")
+
+
+# -- from a fault to its effects ------------------------------------------------------------------
+
+
+class _Parts:
+    """Lookups of a layout's routes and processes."""
+
+    def __init__(self, layout: StackLayout) -> None:
+        self.layout = layout
+        self.route_of: dict[Hop, str] = {r.hop: r.name for r in layout.routes}
+        self.replica_of: dict[tuple[str, str, int], ReplicaSpec] = {
+            (r.component, r.region, r.index): r for r in layout.replicas
+        }
+
+    def routes(self, hops: Iterable[Hop], what: str) -> list[str]:
+        hops = list(hops)
+        names = list(dict.fromkeys(self.route_of[h] for h in hops if h in self.route_of))
+        if hops and not names:
+            missing = sorted({str(h.target) for h in hops})
+            raise FaultError(
+                f"{what}: the local stack runs nothing behind {', '.join(missing)} (of the shared "
+                "dependencies, only identity services are run as processes)"
+            )
+        return names
+
+    def replicas(self, touch: Touch, what: str, kinds: Iterable[ProcessKind] | None = None) -> list[str]:
+        wanted = set(kinds) if kinds is not None else None
+        found = [
+            self.replica_of[key]
+            for ref in touch.replicas
+            if (key := (ref.component, ref.region, ref.index)) in self.replica_of
+        ]
+        found = [r for r in found if wanted is None or r.kind in wanted]
+        if touch.replicas and not found:
+            refs = ", ".join(str(r) for r in touch.replicas)
+            raise FaultError(
+                f"{what}: the local stack runs no process for {refs} (a component whose kind is not "
+                "gateway, retriever, store or llm, or a replica above the count it starts with)"
+            )
+        return [r.name for r in found]
+
+
+def _hop_state(
+    fault: Blackhole | Refuse | Latency | HttpError | Throttle,
+) -> ProxyFault:
+    match fault:
+        case Blackhole():
+            return fs.Blackhole(new_connections_only=fault.new_connections_only)
+        case Refuse():
+            return fs.Refuse(new_connections_only=fault.new_connections_only)
+        case Latency():
+            return fs.Latency(fixed=fault.fixed, jitter=fault.jitter, per=fs.LatencyPer(fault.per.value))
+        case HttpError():
+            return fs.HttpError(statuses=fault.statuses, ratio=fault.ratio)
+        case Throttle():
+            return fs.Throttle(retry_after=fault.retry_after, body=fault.body, ratio=fault.ratio)
+
+
+def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    assert isinstance(fault, RegionOutage | ProviderOutage)
+    regions = set(touch.regions)
+    state: ProxyFault = fs.Refuse() if fault.mode is OutageMode.REFUSE else fs.Blackhole()
+    routes = [
+        r.name
+        for r in parts.layout.routes
+        if r.hop.target.region in regions or (r.hop.source is not None and r.hop.source.region in regions)
+    ]
+    effects: list[Effect] = [Freeze(region) for region in sorted(regions)]
+    return effects + [RouteFault(name, state) for name in routes]
+
+
+def _crash(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    assert isinstance(fault, Crash)
+    return [Kill(name, fault.restart_after) for name in parts.replicas(touch, "crash")]
+
+
+def _hang(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    return [Pause(name) for name in parts.replicas(touch, "hang")]
+
+
+def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    assert isinstance(fault, Blackhole | Refuse | Latency | HttpError | Throttle)
+    state = _hop_state(fault)
+    return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
+
+
+def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    return [RouteFault(name, fs.Blackhole()) for name in parts.routes(touch.hops, fault.kind)]
+
+
+def _dns(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    assert isinstance(fault, Dns)
+    served = set(parts.layout.hosts())
+    hosts = [h for h in touch.hosts if h in served]
+    if touch.hosts and not hosts:
+        raise FaultError(
+            f"dns: the local stack's DNS server serves none of {', '.join(touch.hosts)} (of the shared "
+            "dependencies, only identity services are run as processes)"
+        )
+    mode = DnsFaultMode(fault.answer.value)
+    effects: list[Effect] = [DnsFault(host, mode) for host in hosts]
+    if not fault.new_connections_only:
+        # A pooled connection never looks its name up again: reset it, so the fault reaches it.
+        names = set(hosts)
+        effects += [
+            ResetConnections(r.name)
+            for r in parts.layout.routes
+            if r.host in names and r.hop.source is not None
+        ]
+    return effects
+
+
+def _control_plane(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    return [Freeze(region) for region in touch.regions]
+
+
+def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    return [Wipe(name) for name in parts.replicas(touch, "data-loss", [ProcessKind.STORE])]
+
+
+def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    assert isinstance(fault, Identity)
+    state: ProxyFault
+    match fault.mode:
+        case IdentityMode.ERROR:
+            state = fs.HttpError(statuses=fault.statuses)
+        case IdentityMode.SLOW:
+            state = fs.Latency(fixed=fault.latency)
+        case IdentityMode.TIMEOUT:
+            state = fs.Blackhole()
+    return [RouteFault(name, state) for name in parts.routes(touch.hops, "identity")]
+
+
+_Mapper = Callable[[Fault, Touch, _Parts], list[Effect]]
+
+_MAPPERS: dict[type[Fault], _Mapper] = {
+    RegionOutage: _outage,
+    ProviderOutage: _outage,
+    Crash: _crash,
+    Hang: _hang,
+    Blackhole: _on_hops,
+    Refuse: _on_hops,
+    Latency: _on_hops,
+    HttpError: _on_hops,
+    Throttle: _on_hops,
+    Dns: _dns,
+    Partition: _cut,
+    ReplicationPause: _cut,
+    ControlPlane: _control_plane,
+    DataLoss: _data_loss,
+    Identity: _identity,
+}
+
+_ORDER: dict[type[object], int] = {
+    # Frozen first, so that a process killed by the same fault does not come back; killed and
+    # wiped last, once every route already shows the fault.
+    Freeze: 0,
+    RouteFault: 1,
+    DnsFault: 2,
+    ResetConnections: 3,
+    Pause: 4,
+    Kill: 5,
+    Wipe: 6,
+}
+
+
+def compute_effects(fault: Fault, touch: Touch, layout: StackLayout) -> tuple[Effect, ...]:
+    """The effects of `fault` on the parts `touch` names, in the order they are to be applied.
+
+    Raises `FaultError` with the reason when the local stack cannot carry the fault out. A flap
+    is not a fault of its own here: the planner expands it into its inner fault's cycles.
+    """
+    if isinstance(fault, Flap):
+        raise FaultError("a flap is applied as its inner fault, one cycle at a time (see the plan's actions)")
+    mapper = _MAPPERS.get(type(fault))
+    if mapper is None:
+        raise FaultError(f"the local target does not know how to carry out {fault.kind!r}")
+    effects = list(dict.fromkeys(mapper(fault, touch, _Parts(layout))))
+    return tuple(sorted(effects, key=lambda e: _ORDER[type(e)]))

@@ -1,0 +1,196 @@
+"""`bascule inject KIND --target … --for 30s`: one fault, by hand, on a running `bascule stack up`.
+
+For game days driven from a terminal: the fault is resolved against the running stack's design as
+a scenario phase would be (`bascule.plan.resolve`), refused with the reason if this stack cannot
+carry it out, applied through the stack's control channel (`LocalTarget.connect`) with its undo
+recorded in the run's ledger first, held for the duration — or until Ctrl-C or SIGTERM — and
+reverted, whatever ends the wait. A ``flap`` switches its inner fault on and off on its period and
+duty cycle (in real time: nothing is compressed here) until the end.
+
+If this process is killed outright, the stack keeps the fault: `bascule recover RUN_DIR` reverts
+it, since the ledger names this process as the fault's owner and the owner is gone.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+
+from bascule.errors import FaultError, PlanError, Problem, RevertError
+from bascule.faults import Fault, Flap
+from bascule.model.selector import Selector
+from bascule.plan.model import Action, ActionOp, Touch
+from bascule.plan.resolve import resolve
+from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
+from bascule.targets.local.target import LocalTarget, Transition
+
+__all__ = ["InjectEvent", "InjectEventKind", "InjectReport", "inject"]
+
+_TICK_S = 0.2
+
+
+class InjectEventKind(StrEnum):
+    PLANNED = "planned"
+    """The fault was resolved; ``message`` says what it touches."""
+    APPLIED = "applied"
+    REVERTED = "reverted"
+    INTERRUPTED = "interrupted"
+    """Ctrl-C or SIGTERM: the fault is being reverted now."""
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class InjectEvent:
+    kind: InjectEventKind
+    message: str
+    monotonic: float
+    transition: Transition | None = None
+
+
+@dataclass(frozen=True)
+class InjectReport:
+    kind: str
+    selector: str
+    touch: Touch
+    transitions: tuple[Transition, ...]
+    interrupted: bool
+    duration: float | None
+    """As asked (None: until interrupted)."""
+    held: float
+    """Seconds from the first apply to the last revert."""
+
+
+class _Interrupted(BaseException):
+    """SIGTERM while waiting: handled like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted
+
+
+def _windows(fault: Fault, duration: float | None) -> Iterator[tuple[int | None, float, float]]:
+    """(cycle, on, off) in seconds from the start — the planner's flap windows at scale 1."""
+    end = math.inf if duration is None else duration
+    if not isinstance(fault, Flap):
+        yield None, 0.0, end
+        return
+    period = max(fault.period, fault.min_period)
+    cycle = 0
+    while cycle * period < end - 1e-6:
+        on = cycle * period
+        yield cycle, on, min(on + period * fault.duty, end)
+        cycle += 1
+
+
+def _wait_until(deadline: float) -> None:
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, _TICK_S))
+
+
+def _touched(touch: Touch) -> str:
+    parts = [
+        f"{len(touch.replicas)} process(es)" if touch.replicas else "",
+        f"{len(touch.hops)} hop(s)" if touch.hops else "",
+        f"{len(touch.hosts)} name(s)" if touch.hosts else "",
+        f"regions {', '.join(touch.regions)}" if touch.regions else "",
+    ]
+    return ", ".join(p for p in parts if p) or "nothing"
+
+
+def inject(
+    run_dir: Path,
+    fault: Fault,
+    selector: Selector,
+    duration: float | None = None,
+    *,
+    on_event: Callable[[InjectEvent], None] | None = None,
+) -> InjectReport:
+    """Apply `fault` on `selector` to the stack running in `run_dir`, hold it for `duration`
+    seconds (None: until Ctrl-C or SIGTERM), and revert it — always.
+
+    Raises `PlanError` when the selector does not fit the design, `FaultError` when the fault
+    touches nothing or this stack cannot carry it out, `TargetError` when no stack with a control
+    channel runs there, `RevertError` when a revert failed (the ledger keeps the fault for
+    `bascule recover`).
+    """
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a number of seconds above 0, got {duration!r}")
+    emit = on_event or (lambda _: None)
+    target = LocalTarget.connect(run_dir)
+    inner = fault.fault if isinstance(fault, Flap) else fault
+    transitions: list[Transition] = []
+    interrupted = False
+    previous_handler = None
+    in_main = threading.current_thread() is threading.main_thread()
+    try:
+        touch, problems = resolve(target.design, fault, selector, ("inject",))
+        if problems:
+            raise PlanError(Problem(message, path) for path, message in problems)
+        if touch.empty:
+            raise FaultError(f"{selector.describe()} selects nothing in design {target.design.id!r}")
+        refusal = target.refusal(fault, touch)
+        if refusal is not None:
+            raise FaultError(refusal)
+        emit(InjectEvent(InjectEventKind.PLANNED, f"{fault.kind} on {_touched(touch)}", time.monotonic()))
+        if in_main:
+            previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+        start = time.monotonic()
+        try:
+            for cycle, on, off in _windows(fault, duration):
+                _wait_until(start + on)
+                action = Action(on, ActionOp.APPLY, 0, inner, cycle)
+                moved = target.apply(action, touch)
+                transitions.append(moved)
+                emit(InjectEvent(InjectEventKind.APPLIED, "; ".join(moved.effects), moved.monotonic, moved))
+                if math.isinf(off):
+                    while True:
+                        time.sleep(_TICK_S)
+                _wait_until(start + off)
+                moved = target.revert(action)
+                transitions.append(moved)
+                emit(InjectEvent(InjectEventKind.REVERTED, moved.key, moved.monotonic, moved))
+        except (KeyboardInterrupt, _Interrupted):
+            interrupted = True
+            emit(InjectEvent(InjectEventKind.INTERRUPTED, "reverting now", time.monotonic()))
+    finally:
+        try:
+            _close(target, run_dir, transitions, emit)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+    applied = [t for t in transitions if t.op is ActionOp.APPLY]
+    reverted = [t for t in transitions if t.op is ActionOp.REVERT]
+    held = (reverted[-1].monotonic - applied[0].monotonic) if applied and reverted else 0.0
+    return InjectReport(
+        fault.kind, selector.describe(), touch, tuple(transitions), interrupted, duration, held
+    )
+
+
+def _close(
+    target: LocalTarget,
+    run_dir: Path,
+    transitions: list[Transition],
+    emit: Callable[[InjectEvent], None],
+) -> None:
+    """Revert what is still in force. If the stack itself has ended meanwhile, its faults ended
+    with it: that is not a failure to revert."""
+    try:
+        reverted = target.close()
+    except RevertError:
+        state = read_ledger(run_dir / LEDGER_FILE)
+        if not (state.finished or (state.run is not None and not state.run.owner.alive())):
+            raise
+        emit(
+            InjectEvent(InjectEventKind.NOTE, "the stack stopped; its faults ended with it", time.monotonic())
+        )
+        return
+    for moved in reverted:
+        transitions.append(moved)
+        emit(InjectEvent(InjectEventKind.REVERTED, moved.key, moved.monotonic, moved))
