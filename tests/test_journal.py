@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,11 @@ def test_journal_is_readable_while_written_and_tolerates_a_cut_line(tmp_path: Pa
     with (tmp_path / "journal.jsonl").open("a") as f:
         f.write(json.dumps({"type": "fault-applied"})[:10])
     assert len(list(read_journal(tmp_path))) == 2
+
+
+def test_probe_samples_are_journaled_always_load_samples_only_when_raw(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, origin=0.0)
+    journal.sample(sample(1.0))
+    journal.sample(replace(sample(2.0), source="rag-internal"))
+    journal.close()
+    assert [r["source"] for r in read_journal(tmp_path) if r["type"] == "sample"] == ["rag-internal"]

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from bascule import __version__
+from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.stack import stack_app
 from bascule.errors import BasculeError, ScenarioError
@@ -23,6 +24,7 @@ from bascule.model.loading import read_any, read_design, read_scenario, scenario
 from bascule.model.scenario import Scenario
 from bascule.plan import plan as make_plan
 from bascule.plan import plan_to_dict
+from bascule.runner.run import RunOptions, run_scenario
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -36,7 +38,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(stack_app, name="stack")
+app.command("inject")(inject_command)
+app.command("recover")(recover_command)
 out = Console()
+out_console = out
 err = Console(stderr=True)
 
 
@@ -134,6 +139,61 @@ def plan(
         typer.echo(json.dumps(plan_to_dict(built), indent=2, ensure_ascii=False))
     else:
         out.print(render_plan(built, show_actions=actions))
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
+    design: Annotated[
+        Path | None,
+        typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
+    ] = None,
+    target: Annotated[str, typer.Option(help="Where to run: local (the embedded target).")] = "local",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="The run directory (default: runs/<time>-<ids>).")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="One line per event instead of the live view.")
+    ] = False,
+    load_workers: Annotated[
+        int, typer.Option("--load-workers", min=0, help="Locust worker processes (0: one process).")
+    ] = 0,
+    raw_samples: Annotated[
+        bool, typer.Option("--raw-samples", help="Journal every request, not only windows.")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve live figures as Prometheus metrics (127.0.0.1)."),
+    ] = None,
+) -> None:
+    """Run a scenario end to end: start the design's stack, drive load and probes, replay the
+    incident's faults, roll everything back, and write the run's journal.
+
+    Exit codes: 0 completed and the hypothesis held, 1 the hypothesis failed after rollback,
+    2 invalid input, 3 aborted (guardrail, Ctrl-C, SIGTERM), 4 target or infrastructure error.
+
+    [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
+    """
+    try:
+        outcome = run_scenario(
+            RunOptions(
+                scenario=scenario,
+                design=design,
+                out=out,
+                target=target,
+                quiet=quiet,
+                load_workers=load_workers,
+                raw_samples=raw_samples,
+                metrics_port=metrics_port,
+            ),
+            console=out_console,
+        )
+    except ScenarioError as exc:
+        raise _fail_input(exc) from exc
+    style = "green" if outcome.exit_code == 0 else "red"
+    out_console.print(f"[{style}]{outcome.reason}[/{style}] (exit {outcome.exit_code})", highlight=False)
+    out_console.print(f"journal: {outcome.run_dir / 'journal.jsonl'}", highlight=False)
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()

@@ -65,7 +65,9 @@ def up(
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         with out.status(f"starting the stack of {loaded.id!r}…") as status:
-            stack = LocalStack.start(loaded, design, run_dir, timeout=timeout, progress=status.update)
+            stack = LocalStack.start(
+                loaded, design, run_dir, timeout=timeout, progress=status.update, control=True
+            )
     except BasculeError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(ExitCode.TARGET_ERROR) from exc
@@ -82,6 +84,10 @@ def up(
         out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
         out.print(
             f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
+        )
+        out.print(
+            "break it: bascule inject crash --target component=retriever,region="
+            f"{stack.design.regions[0].id} --for 30s --run-dir {run_dir}"
         )
         deadline = None if for_seconds is None else time.monotonic() + for_seconds
         try:

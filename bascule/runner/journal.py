@@ -185,7 +185,8 @@ class WindowAggregator:
 
     def close_before(self, now: float) -> list[Window]:
         """Windows that ended more than ``grace`` seconds before ``now`` (monotonic): requests
-        that started in them have had the time to report."""
+        that started in them have had the time to report. A request slower than that lands in a
+        new window with the same start, written later: readers merge windows by start."""
         limit = math.floor((now - self.origin - self.grace) / self.length)
         done = sorted(i for i in self._open if i < limit)
         return [self._open.pop(i) for i in done]
@@ -237,7 +238,9 @@ class Journal:
         self.write("window", at=self.origin + window.start + window.length, **record)
 
     def sample(self, sample: RequestSample) -> None:
-        if self.raw_samples:
+        """Probe samples always (a few per second, and what detection and recovery are timed
+        from); load samples only with ``raw_samples``."""
+        if self.raw_samples or sample.source != "load":
             self.write("sample", at=sample.started, **sample_to_json(sample))
 
     def close(self) -> None:
@@ -261,8 +264,10 @@ def _default(value: object) -> object:
     return str(value)
 
 
-def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a journal, in order. A last line cut short by a crash is skipped."""
+def read_journal(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of a journal (its file or its run directory), in order. A last line cut short by
+    a crash is skipped."""
+    path = Path(path)
     file = path / JOURNAL_FILE if path.is_dir() else path
     with file.open(encoding="utf-8") as handle:
         for line in handle:
