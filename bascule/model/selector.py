@@ -85,7 +85,7 @@ class Selector(BaseModel):
         if self.dependency is not None:
             return f"dependency {self.dependency}"
         if self.component is not None:
-            where = f"@{self.region}" if self.region else ""
+            where = f"@{self.region or self.provider}" if (self.region or self.provider) else ""
             which = f"#{self.replica}" if self.replica is not None else ""
             return f"{self.component}{which}{where}"
         return self.region or f"provider {self.provider}"

@@ -316,7 +316,7 @@ class _Runner:
             took=round(transition.took, 6),
             effects=list(transition.effects),
         )
-        self.live.note(f"{action.op.value} {phase.kind} ({phase.name})")
+        self._event(f"{action.op.value} {phase.kind} ({phase.name})")
 
     # -- samples -----------------------------------------------------------------------------------
 
@@ -380,7 +380,7 @@ class _Runner:
             reason=trip.reason,
             window_end=trip.at,
         )
-        self.live.note(f"guardrail {trip.guardrail}: {trip.reason}")
+        self._event(f"guardrail {trip.guardrail}: {trip.reason}")
         self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)
 
     # -- load and probes ----------------------------------------------------------------------------
@@ -466,7 +466,7 @@ class _Runner:
             summary=result.summary(),
             failures=[str(f) for f in result.failures[:20]],
         )
-        self.live.note(result.summary())
+        self._event(result.summary())
         if not result.ok:
             self._status(result.summary())
         return result.ok
@@ -521,9 +521,15 @@ class _Runner:
 
     def _status(self, message: str) -> None:
         self.live.stage = message
+        self._event(message)
+
+    def _event(self, message: str) -> None:
+        """In the live view's last events; a line of its own with ``--quiet`` (CI logs)."""
         self.live.note(message)
         if self.options.quiet:
-            self.out.print(f"[{time.monotonic() - self.origin:6.1f}s] {message}", highlight=False)
+            self.out.print(
+                f"[{time.monotonic() - self.origin:6.1f}s] {message}", highlight=False, soft_wrap=True
+            )
 
     @contextmanager
     def _view(self) -> Iterator[Callable[[], None]]:
