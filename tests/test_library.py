@@ -122,3 +122,23 @@ def test_each_incident_replay_runs_against_active_passive_sovereign(path: Path, 
     reverted = [r for r in records if r["type"] == "fault-reverted"]
     assert len(applied) == len(reverted)
     assert [r for r in records if r["type"] == "sovereignty-violation"] == []
+
+
+def test_scenarios_and_designs_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bascule.cli import app
+
+    runner = CliRunner()
+    monkeypatch.chdir(ROOT)
+    listed = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0, listed.output
+    for scenario_id in EXPECTED_INCIDENTS | {"fault-dns", "fault-flap"}:
+        assert scenario_id in listed.output
+    assert "flap(refuse)" in listed.output and "aws.amazon.com" in listed.output
+    listed = runner.invoke(app, ["designs", "list"], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0, listed.output
+    assert "ovhcloud/sbg (sovereign) → scaleway/fr-par (sovereign)" in listed.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: x\ntitle: y\nphases: []\n")
+    assert runner.invoke(app, ["scenarios", "list", str(broken)]).exit_code == 2

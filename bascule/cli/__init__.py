@@ -15,6 +15,7 @@ from rich.console import Console
 
 from bascule import __version__
 from bascule.cli.gameday import inject_command, recover_command
+from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.stack import stack_app
 from bascule.errors import BasculeError, ScenarioError
@@ -38,6 +39,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(scenarios_app, name="scenarios")
+app.add_typer(designs_app, name="designs")
 app.command("inject")(inject_command)
 app.command("recover")(recover_command)
 out = Console()

@@ -4,14 +4,16 @@ renderables out; the CLI prints them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
+from pydantic.fields import FieldInfo
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from bascule.faults import FAULT_KINDS
 from bascule.model.catalog import CATALOG, PROVIDERS
-from bascule.model.durations import format_duration
+from bascule.model.durations import format_duration, parse_duration
 from bascule.plan import Finding, Hop, Plan, Severity
 
 __all__ = ["render_catalog", "render_faults", "render_plan"]
@@ -118,13 +120,26 @@ def render_faults() -> RenderableType:
     table.add_column("parameters")
     for name, cls in FAULT_KINDS.items():
         params = ", ".join(
-            f"{field}={'required' if info.is_required() else info.default!r}"
+            f"{field}={'(required)' if info.is_required() else _default(info)}"
             for field, info in cls.model_fields.items()
             if field != "kind"
         )
         scopes = ", ".join(sorted(s.value for s in cls.scopes))
         table.add_row(name, cls.client_sees, scopes, params)
     return table
+
+
+def _default(info: FieldInfo) -> str:
+    value = info.default
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, float) and any(getattr(m, "func", None) is parse_duration for m in info.metadata):
+        return format_duration(value) if value else "0s"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def render_catalog() -> RenderableType:
