@@ -7,7 +7,10 @@ process of its own, then measures from this process:
   the backend directly and through the proxy; the difference is the latency the hop adds;
 - throughput: requests per second over many concurrent keep-alive connections for a bounded
   time, with `wrk` when it is installed (it spends far less CPU per request than Python would,
-  leaving the machine to the backend and the proxy), else with an asyncio load generator.
+  leaving the machine to the backend and the proxy; `apt-get install wrk`), else with an asyncio
+  load generator;
+- the same hop through the smallest possible asyncio relay (no fault state, no statistics), in the
+  same run: the floor that any Python proxy starts from on this machine.
 
 Targets (issue 4): added p50 <= 100 µs per hop, >= 30,000 req/s through one proxy.
 
@@ -97,6 +100,60 @@ def serve_proxy(upstream_port: int) -> None:
     threading.Event().wait()
 
 
+class _RelayUp(asyncio.Protocol):
+    def __init__(self, down: asyncio.Transport) -> None:
+        self.down = down
+
+    def data_received(self, data: bytes) -> None:
+        self.down.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.close()
+
+
+class _RelayDown(asyncio.Protocol):
+    """The smallest asyncio relay there is: no fault state, no statistics, no HTTP awareness —
+    the floor any Python proxy on this machine starts from."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.up: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.down = transport
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        up, _ = await loop.create_connection(lambda: _RelayUp(self.down), "127.0.0.1", self.upstream_port)
+        self.up = up
+        for data in self.pending:
+            up.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.up is None:
+            self.pending.append(data)
+        else:
+            self.up.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.close()
+
+
+def serve_relay(upstream_port: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _RelayDown(upstream_port), "127.0.0.1", 0, backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    _exit_when_parent_goes()
+    asyncio.run(main())
+
+
 @contextlib.contextmanager
 def child(*args: str) -> Iterator[int]:
     """Run this script with `args` in a child process; yields the port it prints."""
@@ -147,25 +204,23 @@ def _timed_requests(sock: socket.socket, count: int, samples: list[float] | None
             samples.append(clock() - start)
 
 
-def measure_latency(
-    direct_port: int, proxied_port: int, requests: int, warmup: int, blocks: int = 20
-) -> tuple[list[float], list[float]]:
+def measure_latency(ports: list[int], requests: int, warmup: int, blocks: int = 20) -> list[list[float]]:
     """Seconds per request, sequential over one keep-alive connection to each port.
 
-    Direct and proxied requests alternate in blocks, so that drift of the machine (frequency,
-    neighbours) weighs on both alike.
+    Requests to the ports alternate in blocks, so that drift of the machine (frequency,
+    neighbours) weighs on every series alike.
     """
-    direct: list[float] = []
-    proxied: list[float] = []
-    with contextlib.closing(_connect(direct_port)) as d, contextlib.closing(_connect(proxied_port)) as p:
-        _timed_requests(d, warmup, None)
-        _timed_requests(p, warmup, None)
+    series: list[list[float]] = [[] for _ in ports]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(contextlib.closing(_connect(port))) for port in ports]
+        for sock in socks:
+            _timed_requests(sock, warmup, None)
         per_block, extra = divmod(requests, blocks)
         for block in range(blocks):
             count = per_block + (1 if block < extra else 0)
-            _timed_requests(d, count, direct)
-            _timed_requests(p, count, proxied)
-    return direct, proxied
+            for sock, samples in zip(socks, series, strict=True):
+                _timed_requests(sock, count, samples)
+    return series
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -243,8 +298,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
     # Other work on the machine skews every figure here; the load average says how much.
     load_at_start = os.getloadavg()[0]
     started = time.monotonic()
-    with child("--serve-backend") as backend_port, child("--serve-proxy", str(backend_port)) as proxy_port:
-        direct, proxied = measure_latency(backend_port, proxy_port, args.requests, args.warmup)
+    with (
+        child("--serve-backend") as backend_port,
+        child("--serve-proxy", str(backend_port)) as proxy_port,
+        child("--serve-relay", str(backend_port)) as relay_port,
+    ):
+        direct, proxied, relayed = measure_latency(
+            [backend_port, proxy_port, relay_port], args.requests, args.warmup
+        )
 
         def rate(port: int) -> float:
             if wrk is not None:
@@ -253,6 +314,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
 
         direct_rps = rate(backend_port)
         proxied_rps = rate(proxy_port)
+        relayed_rps = rate(relay_port)
     p50_d, p99_d = percentile(direct, 0.5), percentile(direct, 0.99)
     p50_p, p99_p = percentile(proxied, 0.5), percentile(proxied, 0.99)
     added_p50_us = (p50_p - p50_d) * 1e6
@@ -272,11 +334,18 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
             },
             "added_p50": added_p50_us,
             "added_p99": (p99_p - p99_d) * 1e6,
+            # The same hop through the smallest possible asyncio relay: what Python alone costs here.
+            "minimal_relay": {
+                "p50": percentile(relayed, 0.5) * 1e6,
+                "p99": percentile(relayed, 0.99) * 1e6,
+                "added_p50": (percentile(relayed, 0.5) - p50_d) * 1e6,
+            },
         },
         "throughput_rps": {
             "direct": direct_rps,
             "proxied": proxied_rps,
             "ratio": proxied_rps / direct_rps,
+            "minimal_relay": relayed_rps,
         },
         "targets": {
             "added_p50_us_max": TARGET_ADDED_P50_US,
@@ -292,7 +361,7 @@ def render_table(result: dict[str, object]) -> str:
     lat = result["latency_us"]
     thr = result["throughput_rps"]
     assert isinstance(lat, dict) and isinstance(thr, dict)
-    d, p = lat["direct"], lat["proxied"]
+    d, p, r = lat["direct"], lat["proxied"], lat["minimal_relay"]
     rows = [
         f"fault proxy benchmark — {result['cpus']} CPUs (load average "
         f"{result['load_average_1m_at_start']:.2f} at start), load: {result['load_generator']}, "
@@ -302,6 +371,8 @@ def render_table(result: dict[str, object]) -> str:
         f"{'latency p50 (µs)':26}{d['p50']:12.1f}{p['p50']:12.1f}{lat['added_p50']:+14.1f}",
         f"{'latency p99 (µs)':26}{d['p99']:12.1f}{p['p99']:12.1f}{lat['added_p99']:+14.1f}",
         f"{'throughput (req/s)':26}{thr['direct']:12.0f}{thr['proxied']:12.0f}{thr['ratio']:14.2f}",
+        f"the smallest asyncio relay, for comparison: p50 {r['p50']:.1f} µs ({r['added_p50']:+.1f}), "
+        f"p99 {r['p99']:.1f} µs, {thr['minimal_relay']:.0f} req/s",
         f"targets: added p50 <= {TARGET_ADDED_P50_US:g} µs "
         f"({'met' if lat['added_p50'] <= TARGET_ADDED_P50_US else 'MISSED'}), "
         f"proxied >= {TARGET_PROXIED_RPS:,.0f} req/s "
@@ -321,12 +392,16 @@ def main() -> None:
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio load generator")
     parser.add_argument("--serve-backend", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-proxy", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
         serve_backend()
         return
     if args.serve_proxy is not None:
         serve_proxy(args.serve_proxy)
+        return
+    if args.serve_relay is not None:
+        serve_relay(args.serve_relay)
         return
     if not (1 <= args.seconds <= 20 and 1 <= args.requests <= 100_000):
         parser.error("--seconds must be within [1, 20] and --requests within [1, 100000]")
