@@ -1,0 +1,197 @@
+"""Designs side by side: many run results (`bascule.result/1` documents) → one comparison. Pure.
+
+`build_comparison(results)` arranges results by scenario and design, picks the winner of each
+scenario and says why in words — the dimensions where the winner beats the runner-up by the most
+— and `render_compare_markdown` prints it for a pull request or a design review. When a scenario
+was run more than once against a design, the last result given wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Cell", "Comparison", "ScenarioVerdict", "build_comparison", "render_compare_markdown"]
+
+DIMENSIONS = ("availability", "recovery", "latency", "correctness", "durability", "sovereignty")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One design under one scenario."""
+
+    scenario: str
+    design: str
+    overall: float
+    grade: str
+    passed: bool
+    capped: str | None
+    dimensions: Mapping[str, Mapping[str, Any]]
+    figures: Mapping[str, Any]
+    run_dir: str
+
+    def sub(self, dimension: str) -> float | None:
+        entry = self.dimensions.get(dimension)
+        value = None if entry is None else entry.get("sub_score")
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class ScenarioVerdict:
+    scenario: str
+    title: str
+    ranking: tuple[Cell, ...]
+    """Best first: overall score, then fewer failing dimensions."""
+    why: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    scenarios: tuple[str, ...]
+    designs: tuple[str, ...]
+    cells: Mapping[tuple[str, str], Cell]
+    verdicts: tuple[ScenarioVerdict, ...]
+    costs: Mapping[str, tuple[float | None, str]] = field(default_factory=dict)
+    """Steady-state cost per hour of each design, and its currency."""
+    titles: Mapping[str, str] = field(default_factory=dict)
+    """Design titles."""
+
+
+def _cell(result: Mapping[str, Any]) -> Cell:
+    run, score = result["run"], result["score"]
+    cap = score.get("cap")
+    return Cell(
+        scenario=run["scenario"]["id"],
+        design=run["design"]["id"],
+        overall=float(score["overall"]),
+        grade=str(score["grade"]),
+        passed=bool(score["passed"]),
+        capped=None if not cap else str(cap.get("reason", "")),
+        dimensions={d["name"]: d for d in score["dimensions"]},
+        figures=result.get("figures", {}),
+        run_dir=str(run.get("dir", "")),
+    )
+
+
+def _rank_key(cell: Cell) -> tuple[float, int, str]:
+    failing = sum(1 for d in cell.dimensions.values() if not d.get("passed", False))
+    return (-cell.overall, failing, cell.design)
+
+
+def _fmt_measured(entry: Mapping[str, Any]) -> str:
+    value, unit = entry.get("measured"), entry.get("unit")
+    if value is None:
+        return "not measured"
+    if unit == "ratio":
+        return f"{float(value) * 100:.1f} %"
+    if unit == "s":
+        return f"{float(value):.1f} s"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _why(ranking: Sequence[Cell]) -> str:
+    best = ranking[0]
+    if len(ranking) == 1:
+        return f"{best.design} is the only design run: {best.grade} ({best.overall:.0f})."
+    second = ranking[1]
+    if abs(best.overall - second.overall) < 0.05:
+        return f"{best.design} and {second.design} tie at {best.overall:.0f}."
+    gaps: list[tuple[float, str]] = []
+    for name in DIMENSIONS:
+        mine, theirs = best.sub(name), second.sub(name)
+        if mine is None or theirs is None or mine - theirs < 1.0:
+            continue
+        a, b = best.dimensions[name], second.dimensions[name]
+        gaps.append((mine - theirs, f"{name} {_fmt_measured(a)} vs {_fmt_measured(b)}"))
+    gaps.sort(reverse=True)
+    reasons = "; ".join(text for _, text in gaps[:3]) or "small differences across dimensions"
+    cap = f" ({second.design}'s score is capped: {second.capped})" if second.capped else ""
+    return (
+        f"{best.design} ({best.grade}, {best.overall:.0f}) beats {second.design} "
+        f"({second.grade}, {second.overall:.0f}){cap}: {reasons}."
+    )
+
+
+def build_comparison(results: Sequence[Mapping[str, Any]]) -> Comparison:
+    """Raises `ValueError` when `results` is empty or a document is not `bascule.result/1`."""
+    if not results:
+        raise ValueError("nothing to compare: no run result given")
+    cells: dict[tuple[str, str], Cell] = {}
+    scenario_titles: dict[str, str] = {}
+    design_titles: dict[str, str] = {}
+    costs: dict[str, tuple[float | None, str]] = {}
+    for result in results:
+        if result.get("schema") != "bascule.result/1":
+            raise ValueError(f"not a bascule.result/1 document: schema {result.get('schema')!r}")
+        cell = _cell(result)
+        cells[(cell.scenario, cell.design)] = cell
+        scenario_titles.setdefault(cell.scenario, str(result["run"]["scenario"].get("title", "")))
+        design_titles.setdefault(cell.design, str(result["run"]["design"].get("title", "")))
+        cost = result.get("figures", {}).get("cost")
+        if cost:
+            costs[cell.design] = (cost.get("steady_per_hour"), str(cost.get("currency", "")))
+        else:
+            costs.setdefault(cell.design, (None, ""))
+    scenarios = tuple(dict.fromkeys(c.scenario for c in cells.values()))
+    designs = tuple(dict.fromkeys(c.design for c in cells.values()))
+    verdicts = []
+    for scenario in scenarios:
+        ranking = tuple(sorted((c for c in cells.values() if c.scenario == scenario), key=_rank_key))
+        verdicts.append(ScenarioVerdict(scenario, scenario_titles[scenario], ranking, _why(ranking)))
+    return Comparison(scenarios, designs, cells, tuple(verdicts), costs, design_titles)
+
+
+def _figure(cell: Cell) -> str:
+    f = cell.figures
+    parts = []
+    if f.get("success_ratio") is not None:
+        parts.append(f"avail {float(f['success_ratio']) * 100:.1f} %")
+    if f.get("recovered") is False:
+        parts.append("never recovered")
+    elif f.get("rto") is not None:
+        parts.append(f"RTO {float(f['rto']):.1f} s")
+    latency = f.get("latency") or {}
+    if latency.get("p95") is not None:
+        parts.append(f"p95 {float(latency['p95']) * 1000:.0f} ms")
+    lost = (f.get("rpo") or {}).get("lost")
+    if lost:
+        parts.append(f"{lost} writes lost")
+    if f.get("sovereignty_violations"):
+        parts.append(f"{f['sovereignty_violations']} violations")
+    return ", ".join(parts)
+
+
+def render_compare_markdown(comparison: Comparison) -> str:
+    lines = ["# Design comparison", ""]
+    head = "| scenario | " + " | ".join(comparison.designs) + " |"
+    lines += [head, "|---|" + "---|" * len(comparison.designs)]
+    for scenario in comparison.scenarios:
+        row = [scenario]
+        for design in comparison.designs:
+            cell = comparison.cells.get((scenario, design))
+            if cell is None:
+                row.append("—")
+                continue
+            mark = "✅" if cell.passed else "❌"
+            row.append(f"{mark} **{cell.grade} {cell.overall:.0f}**<br>{_figure(cell)}")
+        lines.append("| " + " | ".join(row) + " |")
+    cost_row = ["steady-state cost / h"]
+    for design in comparison.designs:
+        value, currency = comparison.costs.get(design, (None, ""))
+        cost_row.append("—" if value is None else f"{value:.2f} {currency}")
+    lines.append("| " + " | ".join(cost_row) + " |")
+    lines += ["", "## Who wins, and why", ""]
+    for verdict in comparison.verdicts:
+        lines.append(f"- **{verdict.scenario}** — {verdict.why}")
+    lines += ["", "## Sub-scores", ""]
+    lines.append("| scenario | design | " + " | ".join(DIMENSIONS) + " |")
+    lines.append("|---|---|" + "---:|" * len(DIMENSIONS))
+    for scenario in comparison.scenarios:
+        for design in comparison.designs:
+            cell = comparison.cells.get((scenario, design))
+            if cell is None:
+                continue
+            subs = [("—" if (v := cell.sub(d)) is None else f"{v:.0f}") for d in DIMENSIONS]
+            lines.append(f"| {scenario} | {design} | " + " | ".join(subs) + " |")
+    return "\n".join(lines) + "\n"

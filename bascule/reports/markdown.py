@@ -1,0 +1,173 @@
+"""`summary.md`: one run in GitHub-flavoured Markdown, short enough for a pull-request comment or a
+CI step summary — the verdict line, the score's dimensions, any cap, the phase timeline, what to
+fix first and the key figures. Pure: `render_markdown(result) -> str`.
+
+Text from the document is escaped so that a name cannot break a table, open a link or inject HTML
+into the page that shows the summary."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from bascule.reports._format import DASH, as_float, as_int, as_map, as_str, fmt_seconds
+from bascule.reports._summary import (
+    FindingKind,
+    compute_cap,
+    compute_dimension_rows,
+    compute_figures,
+    compute_findings,
+    compute_headline,
+    compute_phase_rows,
+    safe_links,
+)
+
+__all__ = ["render_markdown"]
+
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_FINDING_PREFIX = {
+    FindingKind.RECOMMENDATION: "🔧",
+    FindingKind.SOVEREIGNTY: "🛂",
+    FindingKind.PLAN: "📋",
+}
+
+
+def _md(value: object) -> str:
+    """Plain text for Markdown (and table cells): HTML and Markdown syntax neutralised, one line."""
+    text = " ".join(as_str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def _url(link: str) -> str:
+    # Characters that would end the link destination or the Markdown around it are percent-encoded.
+    for char, code in (("(", "%28"), (")", "%29"), ("<", "%3C"), (">", "%3E"), (" ", "%20"), ("|", "%7C")):
+        link = link.replace(char, code)
+    return link
+
+
+def _shown(link: str) -> str:
+    return link.split("://", 1)[-1].rstrip("/")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
+    aligned = set(right)
+    rule = ["---:" if i in aligned else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _title(result: Mapping[str, Any]) -> list[str]:
+    h = compute_headline(result)
+    mark = {"PASS": "✅", "FAIL": "❌"}.get(h.verdict, "❔")
+    lines = [
+        f"## {mark} {h.verdict} · {_md(h.overall_text)}/100, grade {_md(h.grade)} — "
+        f"{_md(h.scenario_id)} on {_md(h.design_id)}",
+        "",
+    ]
+    run = as_map(result.get("run"))
+    about = []
+    if h.scenario_title:
+        about.append(f"**{_md(h.scenario_title)}**")
+    run_length = as_float(run.get("run_length"))
+    if run_length is not None:
+        about.append(f"replayed in {fmt_seconds(run_length)}")
+    if h.design_title:
+        about.append(f"against *{_md(h.design_title)}*")
+    sentence = " ".join(about)
+    exit_code = as_int(run.get("exit_code"))
+    reason = as_str(run.get("reason"))
+    if exit_code is not None:
+        sentence += f" · exit {exit_code}" + (f": {_md(reason)}" if reason else "")
+    links = safe_links(result)
+    if links:
+        sentence += " · source: " + ", ".join(f"[{_md(_shown(link))}]({_url(link)})" for link in links)
+    if sentence:
+        lines += [sentence, ""]
+    return lines
+
+
+def _dimensions(result: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for d in compute_dimension_rows(result):
+        status = "" if d.passed is None else (" ✅" if d.passed else " ❌")
+        rows.append(
+            [
+                f"{_md(d.name)}{status}",
+                _md(d.measured),
+                _md(d.objective),
+                _md(d.sub_score_text),
+                _md(d.weight),
+                _md(d.why) or DASH,
+            ]
+        )
+    if not rows:
+        return []
+    header = ["dimension", "measured", "objective", "sub-score", "weight", "why"]
+    return ["### Score", "", *_table(header, rows, right=(1, 2, 3, 4)), ""]
+
+
+def _cap(result: Mapping[str, Any]) -> list[str]:
+    cap = compute_cap(result)
+    return [f"**Cap:** {_md(cap)}", ""] if cap else ["No cap applied to the overall score.", ""]
+
+
+def _phases(result: Mapping[str, Any]) -> list[str]:
+    rows = [
+        [
+            _md(r.index),
+            _md(r.name) or DASH,
+            _md(r.kind),
+            _md(r.target) or DASH,
+            _md(r.real),
+            _md(r.planned),
+            _md(r.actual),
+            _md(r.success),
+            _md(r.p95),
+        ]
+        for r in compute_phase_rows(result)
+    ]
+    if not rows:
+        return []
+    started = as_map(as_map(result.get("run")).get("scenario")).get("started_at")
+    real = "incident time (UTC)" if isinstance(started, str) and started else "incident time"
+    header = ["#", "phase", "kind", "target", real, "run time planned", "run time actual", "success", "p95"]
+    return ["### Phases", "", *_table(header, rows, right=(0, 5, 6, 7, 8)), ""]
+
+
+def _findings(result: Mapping[str, Any]) -> list[str]:
+    findings = compute_findings(result)
+    if not findings:
+        return []
+    lines = ["### Top findings", ""]
+    for n, f in enumerate(findings, start=1):
+        subject = f"**{_md(f.subject)}**: " if f.kind is FindingKind.RECOMMENDATION else ""
+        lines.append(f"{n}. {_FINDING_PREFIX[f.kind]} {subject}{_md(f.text)}")
+    return [*lines, ""]
+
+
+def _figures(result: Mapping[str, Any]) -> list[str]:
+    rows = [[f"**{_md(f.label)}**", _md(f.value), _md(f.note)] for f in compute_figures(result)]
+    return ["### Key figures", "", *_table(["figure", "value", "measured as"], rows), ""]
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """`summary.md` for one `bascule.result/1` document."""
+    lines = [
+        *_title(result),
+        *_dimensions(result),
+        *_cap(result),
+        *_phases(result),
+        *_findings(result),
+        *_figures(result),
+    ]
+    run = as_map(result.get("run"))
+    version = as_str(run.get("bascule"))
+    directory = as_str(run.get("dir"))
+    footer = "<sub>bascule" + (f" {_md(version)}" if version else "")
+    if directory:
+        footer += f" · run {_md(directory)}"
+    lines.append(footer + " · full report: report.html</sub>")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""`bascule compare`'s pure core: results arranged by scenario and design, a winner per scenario
+with the reasons in words, and the Markdown table."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bascule.reports.compare import build_comparison, render_compare_markdown
+
+SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
+
+
+def result(design: str, overall: float, grade: str, **dimension_changes: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = copy.deepcopy(json.loads(SAMPLE.read_text()))
+    doc["run"]["design"]["id"] = design
+    doc["score"]["overall"], doc["score"]["grade"] = overall, grade
+    for entry in doc["score"]["dimensions"]:
+        entry.update(dimension_changes.get(entry["name"], {}))
+    doc["score"]["passed"] = all(d["passed"] for d in doc["score"]["dimensions"])
+    return doc
+
+
+def test_the_winner_is_explained_by_its_largest_gaps() -> None:
+    good = result("active-passive-sovereign", 88.0, "B")
+    bad = result(
+        "single-region",
+        31.0,
+        "F",
+        availability={"measured": 0.61, "sub_score": 0.0, "passed": False},
+        recovery={"measured": None, "sub_score": 0.0, "passed": False},
+    )
+    comparison = build_comparison([bad, good])
+    (verdict,) = comparison.verdicts
+    assert [c.design for c in verdict.ranking] == ["active-passive-sovereign", "single-region"]
+    assert verdict.why.startswith("active-passive-sovereign (B, 88) beats single-region (F, 31)")
+    assert "availability 99.3 % vs 61.0 %" in verdict.why
+    assert "recovery" in verdict.why and "not measured" in verdict.why
+    text = render_compare_markdown(comparison)
+    assert "| scenario | single-region | active-passive-sovereign |" in text
+    assert "❌ **F 31**" in text and "**B 88**" in text
+    assert "steady-state cost / h" in text and "0.79 USD" in text
+
+
+def test_a_capped_runner_up_is_said_to_be_capped() -> None:
+    capped = result("us-fallback", 50.0, "D", sovereignty={"measured": 12, "sub_score": 0.0, "passed": False})
+    capped["score"]["cap"] = {"at": 50, "reason": "12 sovereignty violations"}
+    comparison = build_comparison([capped, result("active-passive-sovereign", 88.0, "B")])
+    assert "capped: 12 sovereignty violations" in comparison.verdicts[0].why
+
+
+def test_ties_and_lone_designs_are_said_plainly() -> None:
+    assert "only design" in build_comparison([result("a", 70.0, "C")]).verdicts[0].why
+    assert "tie" in build_comparison([result("a", 70.0, "C"), result("b", 70.0, "C")]).verdicts[0].why
+
+
+def test_foreign_documents_are_refused() -> None:
+    with pytest.raises(ValueError, match="nothing to compare"):
+        build_comparison([])
+    with pytest.raises(ValueError, match=r"bascule\.result/1"):
+        build_comparison([{"schema": "other"}])

@@ -1,0 +1,107 @@
+"""report.html in a real browser: Debian's chromium, driven by Playwright (no browser download),
+opens the page from disk with no console error and no request beyond the file itself, and the
+charts are drawn (each chart's pixels vary, in light and dark colour schemes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from playwright.sync_api import ConsoleMessage, Request, sync_playwright
+
+from bascule.reports.html import render_html
+
+SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    # CI installs chromium (.ci/run sets BASCULE_REQUIRE_BROWSER): there, a missing browser fails.
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("BASCULE_REQUIRE_BROWSER"),
+        reason="chromium is not installed (Debian: apt-get install -y chromium)",
+    ),
+]
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(mpimg.imread(io.BytesIO(png), format="png"))[:, :, :3]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_report_opens_cleanly_and_draws_its_charts(tmp_path: Path, scheme: str) -> None:
+    result: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    report = tmp_path / "report.html"
+    report.write_text(render_html(result), encoding="utf-8")
+    problems: list[str] = []
+    requests: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"{message.type}: {message.text}")
+
+    def on_request(request: Request) -> None:
+        requests.append(request.url)
+
+    with sync_playwright() as playwright:
+        # The flags the brief asks for; Playwright adds --headless, and the profile is fresh.
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 900},
+            color_scheme=scheme,
+        )
+        try:
+            page = context.new_page()
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("request", on_request)
+            page.goto(report.as_uri(), wait_until="load")
+            assert page.title().startswith("bascule · aws-us-east-1-2025-10-20 on active-passive-sovereign")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            labelled = page.evaluate(
+                """() => [...document.querySelectorAll('svg.chart')].map(svg =>
+                    svg.getAttribute('aria-labelledby').split(' ')
+                       .map(id => (document.getElementById(id) || {}).textContent || '').join(' | '))"""
+            )
+            page.screenshot(path=str(tmp_path / f"report-{scheme}.png"), full_page=True)
+            charts = page.locator("svg.chart")
+            assert charts.count() == 3
+            shots = []
+            for i in range(3):
+                chart = charts.nth(i)
+                box = chart.bounding_box()
+                assert box is not None
+                shots.append((box, chart.screenshot()))
+        finally:
+            context.close()
+
+    assert problems == []
+    assert requests == [report.as_uri()]
+    assert overflow <= 0  # nothing wider than the window
+    assert len(labelled) == 3 and all(len(text) > 40 for text in labelled)
+    for box, png in shots:
+        assert box["width"] > 400 and box["height"] > 180
+        image = pixels(png)
+        assert float(image.std()) > 0.05
+        # Drawn content, not an empty frame: a good share of the chart differs from its background.
+        background = np.median(image.reshape(-1, 3), axis=0)
+        assert float(np.mean(np.any(np.abs(image - background) > 0.1, axis=2))) > 0.05
