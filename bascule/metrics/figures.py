@@ -1,0 +1,653 @@
+"""The derived figures of a run — impact window, detection, failover, outages and RTO, failback,
+RPO, sovereignty, correctness, error budget, cost, per-phase figures and the time series — from
+the `JournalState` that `compute_metrics` kept. Pure; docs/scoring.md defines each figure."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+from bascule.metrics.model import (
+    Correctness,
+    Cost,
+    DesignFacts,
+    ErrorBudget,
+    Event,
+    Finding,
+    Metrics,
+    Outage,
+    PhaseMetrics,
+    Rpo,
+    RunInfo,
+    Series,
+    Violation,
+)
+from bascule.metrics.state import (
+    MAX_EVENTS,
+    Aggregate,
+    FaultInterval,
+    JournalState,
+    MergedWindow,
+    PhasePlan,
+    num,
+    rounded,
+)
+from bascule.model.design import ComponentKind
+
+__all__ = ["SUSTAIN", "derive"]
+
+SUSTAIN = 1.0
+"""Seconds the success ratio must stay at the objective for an outage to count as over."""
+_EPS = 1e-9
+_INF = math.inf
+
+
+def derive(state: JournalState) -> Metrics:
+    """The metrics of a journal read to its end."""
+    return _Figures(state).metrics()
+
+
+class _Figures:
+    """The derived figures; ``self.r`` is the state the journal's records left."""
+
+    def __init__(self, state: JournalState) -> None:
+        self.r = state
+        reader = state
+        self.objective = reader.objectives.availability
+        self.windows = [reader.windows[k] for k in sorted(reader.windows)]
+        self.window_starts = [w.start for w in self.windows]
+        self.base = reader.plan_start if reader.plan_start is not None else 0.0
+        self.intervals = sorted(reader.intervals, key=lambda iv: iv.apply)
+        self.first_fault = self.intervals[0].apply if self.intervals else None
+        ends = [t for t in (reader.last_t, reader.ticks.last_instant()) if t is not None and t > -_INF]
+        self.data_end = max(ends) if ends else None
+        self.notes: dict[str, str] = {}
+        design = reader.design
+        self.primary = design.routing_order[0] if design is not None and design.routing_order else None
+
+    def rel(self, t: float | None) -> float | None:
+        return None if t is None else round(t - self.base, 6)
+
+    # -- spans ---------------------------------------------------------------------------------
+
+    def span(self, start: float, end: float) -> Aggregate:
+        """Windows overlapping ``[start, end)``."""
+        agg = Aggregate()
+        i = max(0, bisect_left(self.window_starts, start) - 1)
+        for w in self.windows[i:]:
+            if w.start >= end:
+                break
+            if w.end > start + _EPS:
+                agg.add(w)
+        return agg
+
+    def before(self, t: float) -> Aggregate:
+        agg = Aggregate()
+        for w in self.windows:
+            if w.end > t + _EPS:
+                break
+            agg.add(w)
+        return agg
+
+    def first_failed_sample(self, start: float, end: float) -> float | None:
+        return self.r.ticks.first_failure(start, end)
+
+    def first_failure(self, start: float, end: float) -> float | None:
+        """The first failed request started in ``[start, end)``: from samples, unless a window shows
+        an earlier one."""
+        from_samples = self.first_failed_sample(start, end)
+        for w in self._windows_from(start, end):
+            if w.requests > w.ok:
+                if from_samples is None or w.end <= from_samples:
+                    return max(w.start, start)
+                break
+        return from_samples
+
+    def first_success(self, start: float, end: float, match: Callable[[str, str], bool]) -> float | None:
+        """The first success started in ``[start, end)`` whose (data class, serving region) ``match``."""
+        from_samples = self.r.ticks.first_success(start, end, match)
+        for w in self._windows_from(start, end):
+            if any(n and match(klass, region) for (klass, region), n in w.served.items()):
+                if from_samples is None or w.end <= from_samples:
+                    return max(w.start, start)
+                break
+        return from_samples
+
+    def _windows_from(self, start: float, end: float) -> Iterable[MergedWindow]:
+        i = max(0, bisect_left(self.window_starts, start) - 1)
+        for w in self.windows[i:]:
+            if w.start >= end:
+                return
+            if w.end > start + _EPS:
+                yield w
+
+    def recovery_instant(self, bad: MergedWindow) -> float:
+        """Within the last window below the objective: when the samples that failed in it succeeded
+        again (`Ticks.recovered_at`), or the window's end when samples do not say."""
+        back = self.r.ticks.recovered_at(bad.start, bad.end)
+        return bad.end if back is None else min(back, bad.end)
+
+    # -- outages and recovery ------------------------------------------------------------------------
+
+    def is_bad(self, w: MergedWindow) -> bool:
+        return w.ok < self.objective * w.requests - _EPS
+
+    def outages(self, start: float, until: float) -> list[Outage]:
+        """Stretches below the objective that began before ``until``, searched from ``start``."""
+        found: list[Outage] = []
+        first: MergedWindow | None = None
+        last: MergedWindow | None = None
+        good = 0.0
+        for w in self.windows:
+            if w.end <= start + _EPS or w.requests == 0:
+                continue
+            if self.is_bad(w):
+                if first is None:
+                    if w.start >= until:
+                        break
+                    first = w
+                last, good = w, 0.0
+            elif first is not None and last is not None:
+                good += w.length
+                if good >= SUSTAIN - _EPS:
+                    found.append(self._outage(first, last, recovered=True))
+                    first = last = None
+                    good = 0.0
+        if first is not None and last is not None:
+            found.append(self._outage(first, last, recovered=False))
+        return found
+
+    def _outage(self, first: MergedWindow, last: MergedWindow, *, recovered: bool) -> Outage:
+        began = self.first_failed_sample(first.start, first.end)
+        began = first.start if began is None else began
+        end = self.recovery_instant(last) if recovered else None
+        cause, phases = self.cause(began, first.end)
+        return Outage(start=began, end=end, cause=cause, phases=phases)
+
+    def cause(self, began: float, first_end: float) -> tuple[float | None, tuple[int, ...]]:
+        """The fault start an outage counts from: the latest fault applied and still in force when
+        it began; else a fault applied later within its first window; else, when every fault had
+        been reverted by then, the outage's own start. ``None`` before any fault."""
+        in_force = [
+            iv for iv in self.intervals if iv.apply <= began and (iv.revert is None or iv.revert > began)
+        ]
+        if in_force:
+            return max(iv.apply for iv in in_force), tuple(sorted({iv.phase for iv in in_force}))
+        later = [iv for iv in self.intervals if began < iv.apply < first_end]
+        if later:
+            cause = min(iv.apply for iv in later)
+            return cause, tuple(sorted({iv.phase for iv in later if iv.apply == cause}))
+        if any(iv.apply <= began for iv in self.intervals):
+            return began, ()
+        return None, ()
+
+    # -- the metrics -------------------------------------------------------------------------------
+
+    def metrics(self) -> Metrics:
+        r = self.r
+        first = self.first_fault
+        impact = self.impact_bounds()
+        baseline = self.before(first if first is not None else _INF)
+        whole = self.span(*impact) if impact else Aggregate()
+        if impact is None:
+            self.notes["impact_window"] = (
+                "no fault was applied: the run stopped before its plan did anything"
+                if r.started
+                else "the journal has no run-started record"
+            )
+        elif whole.requests == 0:
+            self.notes["success_ratio"] = "no request started during the impact window"
+        if impact is not None and whole.ok == 0:
+            self.notes["latency"] = "no request succeeded during the impact window"
+        if first is not None and not baseline.requests:
+            self.notes["success_ratio_baseline"] = "no request completed before the first fault"
+
+        outages = (
+            [o for o in self.outages(first, impact[1]) if o.cause is not None]
+            if impact is not None and first is not None
+            else []
+        )
+        rto, recovered = self.recovery(outages, first, impact)
+        impaired = tuple(dict.fromkeys(reg for p in r.phase_plans.values() for reg in p.regions))
+        ttd = ttf = None
+        if impact is not None and first is not None:
+            ttd = self.delta(self.first_failure(first, impact[1]), first)
+            if ttd is None:
+                self.notes["time_to_detect"] = "no request failed after the first fault"
+            ttf = self.failover(first, impact[1], impaired, baseline)
+        failback = self.failback(baseline)
+        correctness = self.correctness(baseline, whole, impact is not None)
+        budget = None
+        if impact is not None and whole.requests:
+            allowed = (1 - self.objective) * whole.requests
+            spent = whole.requests - whole.ok
+            burnt = spent / allowed if allowed > 0 else (0.0 if spent == 0 else None)
+            budget = ErrorBudget(round(allowed, 6), spent, None if burnt is None else round(burnt, 6))
+            if burnt is None:
+                self.notes["error_budget"] = "the objective allows no failure and some requests failed"
+        judged = bool(r.sov_report is not None or self.windows or r.violation_count)
+        if not judged:
+            self.notes["sovereignty"] = "no request was judged (no traffic in the journal)"
+        violations = max(r.violation_count, len((r.sov_report or {}).get("violations") or ()))
+        violating = r.violating
+        if r.sov_report is not None and isinstance(r.sov_report.get("requests"), int):
+            violating = max(violating, r.sov_report["requests"])
+        return Metrics(
+            run=self.run_info(),
+            objectives=r.objectives,
+            weights=r.weights,
+            design=self.design_facts(),
+            impact_window=(
+                (round(impact[0] - self.base, 6), round(impact[1] - self.base, 6)) if impact else None
+            ),
+            requests=whole.requests,
+            failed=whole.requests - whole.ok,
+            success_ratio=rounded(whole.ratio),
+            success_ratio_baseline=rounded(baseline.ratio),
+            latency=whole.latency(),
+            latency_baseline=baseline.latency(),
+            by_class={k: (v[0], v[1]) for k, v in sorted(whole.by_class.items())},
+            time_to_detect=ttd,
+            time_to_failover=ttf,
+            rto=rto,
+            recovered=recovered,
+            outages=tuple(
+                Outage(round(o.start - self.base, 6), self.rel(o.end), self.rel(o.cause), o.phases)
+                for o in outages
+            ),
+            failback=failback,
+            rpo=self.rpo(),
+            sovereignty_judged=judged,
+            sovereignty_violations=violations,
+            violating_requests=violating,
+            violations=tuple(_shift_violation(v, self.base) for v in r.violations),
+            violations_by_hop=tuple((*k, n) for k, n in r.by_hop.most_common()),
+            correctness=correctness,
+            degraded=whole.degraded,
+            error_budget=budget,
+            cost=self.cost(),
+            phases=self.phases(baseline, outages),
+            series=self.series(),
+            findings=tuple(
+                Finding(
+                    kind=str(f.get("kind", "")),
+                    message=str(f.get("message", "")),
+                    regions=tuple(str(x) for x in f.get("regions") or ()),
+                    data_class=f.get("data_class") if isinstance(f.get("data_class"), str) else None,
+                    phase=f.get("phase") if isinstance(f.get("phase"), int) else None,
+                )
+                for f in r.findings
+            ),
+            events=self.events(),
+            notes=dict(self.notes),
+        )
+
+    def impact_bounds(self) -> tuple[float, float] | None:
+        if self.first_fault is None:
+            return None
+        end = self.data_end if self.data_end is not None else self.first_fault
+        if self.r.reverts and not any(iv.revert is None for iv in self.intervals):
+            end = min(end, max(self.r.reverts) + self.r.settle)
+        return self.first_fault, max(end, self.first_fault)
+
+    def delta(self, t: float | None, since: float) -> float | None:
+        return None if t is None else round(max(0.0, t - since), 6)
+
+    def recovery(
+        self, outages: Sequence[Outage], first: float | None, impact: tuple[float, float] | None
+    ) -> tuple[float | None, bool | None]:
+        if impact is None or first is None:
+            self.notes["rto"] = "no fault was applied"
+            return None, None
+        if not outages:
+            if not any(w.end > first for w in self.windows):
+                self.notes["rto"] = "no request was made after the first fault"
+                return None, None
+            return 0.0, True
+        if any(o.end is None for o in outages):
+            self.notes["rto"] = "the success ratio never got back to the objective before the journal ended"
+            return None, False
+        return round(max(o.rto or 0.0 for o in outages), 6), True
+
+    def failover(
+        self, start: float, end: float, impaired: Sequence[str], baseline: Aggregate
+    ) -> float | None:
+        if not impaired:
+            self.notes.setdefault("time_to_failover", "the plan impairs no region")
+            return None
+        bad = set(impaired)
+        t = self.first_success(start, end, _elsewhere(self.served_in(bad, baseline), bad))
+        if t is None:
+            self.notes.setdefault(
+                "time_to_failover",
+                f"no request of a class served in {', '.join(impaired)} succeeded elsewhere",
+            )
+        return self.delta(t, start)
+
+    def served_in(self, regions: set[str], baseline: Aggregate) -> set[str]:
+        """The data classes ``regions`` served before the faults (every class, without a baseline):
+        only their traffic can fail over from there."""
+        if not baseline.served:
+            return {k for w in self.windows for (k, _) in w.served}
+        return {k for (k, region), n in baseline.served.items() if n and region in regions}
+
+    def failback(self, baseline: Aggregate) -> float | None:
+        primary = self.primary
+        if primary is None or not self.r.reverts:
+            self.notes["failback"] = "no fault was reverted" if primary else "the design names no primary"
+            return None
+        last = max(self.r.reverts)
+        classes = {k for (k, region), n in baseline.served.items() if n and region == primary}
+        total = sum(n for (k, _), n in baseline.served.items() if k in classes)
+        on_primary = sum(
+            n for (k, region), n in baseline.served.items() if k in classes and region == primary
+        )
+        if not classes or not total:
+            self.notes["failback"] = f"{primary} served nothing before the first fault"
+            return None
+        threshold = on_primary / total / 2
+        end = self.data_end if self.data_end is not None else last
+        for w in self._windows_from(last, end + 1.0):
+            mine = sum(n for (k, _), n in w.served.items() if k in classes)
+            there = sum(n for (k, region), n in w.served.items() if k in classes and region == primary)
+            if mine and there / mine >= threshold - _EPS:
+                t = self.first_success(
+                    max(w.start, last), w.end, lambda k, region: k in classes and region == primary
+                )
+                return self.delta(t if t is not None else max(w.start, last), last)
+        self.notes["failback"] = f"traffic was not back on {primary} when the journal ended"
+        return None
+
+    def correctness(self, baseline: Aggregate, whole: Aggregate, impact: bool) -> Correctness:
+        base = baseline.golden[0] / baseline.golden[1] if baseline.golden[1] else None
+        during = whole.golden[0] / whole.golden[1] if whole.golden[1] else None
+        if impact and during is None:
+            self.notes["correctness"] = "no golden answer was graded during the impact window"
+        if base is None:
+            self.notes["correctness_baseline"] = "no golden answer was graded before the first fault"
+        return Correctness(rounded(base), rounded(during), whole.golden[1], baseline.golden[1])
+
+    def rpo(self) -> Rpo | None:
+        reports = self.r.data_reports
+        if not reports:
+            self.notes["rpo"] = (
+                "no data-report in the journal: the run stopped before the canary writes were read back"
+            )
+            return None
+        acknowledged = sum(int(d.get("acknowledged") or 0) for d in reports)
+        lost_at: list[float] = []
+        intervals: list[float] = []
+        for d in reports:
+            times = [float(x[1]) for x in d.get("lost") or () if isinstance(x, Sequence) and len(x) > 1]
+            lost_at.extend(times)
+            stats = self.r.writes.get(str(d.get("probe", "")))
+            if times and stats is not None and stats.interval is not None:
+                intervals.append(stats.interval)
+        unverified = sum(len(d.get("unverified") or ()) for d in reports)
+        if not lost_at:
+            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0)
+        window = max(lost_at) - min(lost_at)
+        interval = max(intervals) if intervals else None
+        if interval is None:
+            self.notes["rpo_interval"] = "the canary interval is unknown: the RPO is the lost writes' span"
+        origin = self.r.origin_mono
+        first = None if origin is None else self.rel(min(lost_at) - origin)
+        last = None if origin is None else self.rel(max(lost_at) - origin)
+        return Rpo(
+            acknowledged=acknowledged,
+            lost=len(lost_at),
+            unverified=unverified,
+            window=round(window, 6),
+            first_lost=first,
+            last_lost=last,
+            interval=rounded(interval),
+            seconds=round(window + (interval or 0.0), 6),
+        )
+
+    def cost(self) -> Cost | None:
+        design = self.r.design
+        if design is None:
+            self.notes["cost"] = "the journal carries no design"
+            return None
+        replicas: Counter[str] = Counter()
+        ceiling: Counter[str] = Counter()
+        for spec in design.components.values():
+            for region_id, placement in spec.replicas.items():
+                replicas[region_id] += placement.replicas
+                ceiling[region_id] += placement.ceiling
+        unpriced = [
+            r.id
+            for r in design.region_map.values()
+            if ceiling[r.id] and (r.cost is None or r.cost.replica_hour is None)
+        ]
+        if unpriced:
+            self.notes["cost"] = f"no replica-hour rate for {', '.join(unpriced)}"
+            return None
+        priced = [r for r in design.region_map.values() if ceiling[r.id] and r.cost is not None]
+        currencies = {r.cost.currency for r in priced if r.cost is not None}
+        if len(currencies) != 1:
+            mixed = ", ".join(sorted(currencies))
+            self.notes["cost"] = f"mixed currencies: {mixed}" if currencies else "no region has a rate"
+            return None
+        steady = extra = 0.0
+        for region in priced:
+            assert region.cost is not None and region.cost.replica_hour is not None
+            steady += region.cost.replica_hour * replicas[region.id]
+            if region.id != self.primary:
+                extra += region.cost.replica_hour * (ceiling[region.id] - replicas[region.id])
+        return Cost(currencies.pop(), round(steady, 6), round(extra, 6))
+
+    def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:
+        out = []
+        plans = self.r.phase_plans
+        by_phase: dict[int, list[FaultInterval]] = {}
+        for iv in self.intervals:
+            by_phase.setdefault(iv.phase, []).append(iv)
+        for index in sorted(set(plans) | set(by_phase)):
+            plan = plans.get(index) or PhasePlan(index, f"phase {index}", "", "", (), None, None, None, None)
+            ivs = by_phase.get(index, [])
+            start = ivs[0].apply if ivs else None
+            reverted = [iv.revert for iv in ivs if iv.revert is not None]
+            end = max(reverted) if reverted and len(reverted) == len(ivs) else None
+            agg = Aggregate()
+            ttd = ttf = rto = None
+            recovered: bool | None = None
+            if start is not None:
+                until = end if end is not None else (self.data_end or start)
+                agg = self.span(start, until)
+                ttd = self.delta(self.first_failure(start, until), start)
+                if plan.regions:
+                    bad = set(plan.regions)
+                    match = _elsewhere(self.served_in(bad, baseline), bad)
+                    ttf = self.delta(self.first_success(start, until, match), start)
+                mine = [o for o in all_outages if index in o.phases]
+                if any(o.end is None for o in mine):
+                    recovered = False
+                else:
+                    recovered = True
+                    rto = round(max((o.rto or 0.0 for o in mine), default=0.0), 6)
+            out.append(
+                PhaseMetrics(
+                    index=index,
+                    name=plan.name,
+                    kind=plan.kind,
+                    target=plan.target,
+                    regions=plan.regions,
+                    real_start=plan.real_start,
+                    real_end=plan.real_end,
+                    planned_start=plan.planned_start,
+                    planned_end=plan.planned_end,
+                    actual_start=self.rel(start),
+                    actual_end=self.rel(end),
+                    requests=agg.requests,
+                    failed=agg.requests - agg.ok,
+                    success_ratio=rounded(agg.ratio),
+                    latency=agg.latency(),
+                    time_to_detect=ttd,
+                    time_to_failover=ttf,
+                    rto=rto,
+                    recovered=recovered,
+                    share=agg.share(),
+                )
+            )
+        return tuple(out)
+
+    def series(self) -> Series:
+        regions: dict[str, None] = {}
+        if self.r.design is not None:
+            regions.update(dict.fromkeys(self.r.design.routing_order))
+        for w in self.windows:
+            for _, region in w.served:
+                regions.setdefault(region, None)
+        facts = self.region_facts(regions)
+        providers = list(dict.fromkeys(facts[r][0] for r in regions))
+        levels = [
+            lv
+            for lv in ("sovereign", "trusted", "exposed", "foreign", "unknown")
+            if any(facts[r][1] == lv for r in regions)
+        ]
+        share_region: dict[str, list[float | None]] = {r: [] for r in regions}
+        share_provider: dict[str, list[float | None]] = {p: [] for p in providers}
+        share_level: dict[str, list[float | None]] = {lv: [] for lv in levels}
+        ts, lengths, reqs, ratios, p50, p95, p99 = [], [], [], [], [], [], []
+        for w in self.windows:
+            ts.append(self.rel(w.start) or 0.0)
+            lengths.append(w.length)
+            reqs.append(w.requests)
+            ratios.append(rounded(w.ok / w.requests) if w.requests else None)
+            p50.append(rounded(w.sketch.quantile(0.5)))
+            p95.append(rounded(w.sketch.quantile(0.95)))
+            p99.append(rounded(w.sketch.quantile(0.99)))
+            by_region: Counter[str] = Counter()
+            for (_, region), n in w.served.items():
+                by_region[region] += n
+            total = sum(by_region.values())
+            by_provider: Counter[str] = Counter()
+            by_level: Counter[str] = Counter()
+            for region, n in by_region.items():
+                by_provider[facts[region][0]] += n
+                by_level[facts[region][1]] += n
+            pairs = ((by_region, share_region), (by_provider, share_provider), (by_level, share_level))
+            for counts, shares in pairs:
+                for key, values in shares.items():
+                    values.append(round(counts[key] / total, 6) if total else None)
+        return Series(
+            t=tuple(ts),
+            length=tuple(lengths),
+            requests=tuple(reqs),
+            success_ratio=tuple(ratios),
+            p50=tuple(p50),
+            p95=tuple(p95),
+            p99=tuple(p99),
+            share_region={k: tuple(v) for k, v in share_region.items()},
+            share_provider={k: tuple(v) for k, v in share_provider.items()},
+            share_level={k: tuple(v) for k, v in share_level.items()},
+        )
+
+    def region_facts(self, regions: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Region → (provider, sovereignty level), from the design, else the catalog."""
+        out = {}
+        design = self.r.design
+        for region in regions:
+            provider, level = region.split("/", 1)[0], "unknown"
+            if design is not None:
+                try:
+                    resolved = design.region(region)
+                    provider, level = resolved.provider, resolved.sovereignty.value
+                except KeyError:
+                    pass
+            out[region] = (provider, level)
+        return out
+
+    def design_facts(self) -> DesignFacts:
+        design = self.r.design
+        if design is None:
+            return DesignFacts()
+        scale: dict[str, list[int]] = {}
+        models: dict[str, str] = {}
+        for name, spec in design.components.items():
+            for region, placement in spec.replicas.items():
+                if placement.ceiling > placement.replicas:
+                    counts = scale.setdefault(region, [0, 0])
+                    counts[0] += placement.replicas
+                    counts[1] += placement.ceiling
+                if design.component_kind(name) is ComponentKind.LLM and placement.model:
+                    models[region] = placement.model
+        routing = design.routing
+        facts = self.region_facts(design.region_map)
+        return DesignFacts(
+            primary=self.primary,
+            routing_mode=routing.mode.value,
+            replication_mode=design.replication.mode.value,
+            replication_lag=design.replication.lag,
+            detection_delay=routing.health_check.interval * routing.health_check.unhealthy_after,
+            failback_after=routing.failback.after_healthy_for,
+            request_timeout=routing.timeouts.request,
+            sovereignty_guard=routing.sovereignty_guard,
+            scale_up={k: (v[0], v[1]) for k, v in scale.items()},
+            llm_models=models,
+            levels={r: f[1] for r, f in facts.items()},
+            providers={r: f[0] for r, f in facts.items()},
+        )
+
+    def run_info(self) -> RunInfo:
+        r = self.r
+        started = r.started
+        scenario = started.get("scenario") or {}
+        plan = started.get("plan") or {}
+        design = r.design
+        regions = []
+        if design is not None:
+            for region in design.region_map.values():
+                regions.append(
+                    {
+                        "id": region.id,
+                        "provider": region.provider,
+                        "jurisdiction": region.jurisdiction,
+                        "sovereignty": region.sovereignty.value,
+                    }
+                )
+        design_dump = started.get("design") or {}
+        return RunInfo(
+            bascule=started.get("bascule"),
+            started_wall=started.get("wall"),
+            elapsed=num(r.ended.get("elapsed")),
+            run_length=r.run_length,
+            exit_code=r.ended.get("exit_code") if isinstance(r.ended.get("exit_code"), int) else None,
+            reason=r.ended.get("reason"),
+            plan_start=r.plan_start,
+            scenario={
+                "id": scenario.get("id"),
+                "title": scenario.get("title"),
+                "source": list(scenario.get("source") or ()),
+                "started_at": scenario.get("started_at"),
+                "duration": num((plan.get("time") or {}).get("real_duration_s")),
+                "time_scale": num((plan.get("time") or {}).get("scale")),
+            },
+            design={"id": design_dump.get("id"), "title": design_dump.get("title"), "regions": regions},
+            hypothesis_skipped=r.hypothesis_skipped,
+            hypothesis_before=r.hypothesis.get("before"),
+            hypothesis_after=r.hypothesis.get("after"),
+        )
+
+    def events(self) -> tuple[Event, ...]:
+        events = sorted(self.r.raw_events, key=lambda e: e[0])
+        out = [Event(t=round(t - self.base, 6), text=text, kind=kind) for t, kind, text in events]
+        if self.r.events_dropped:
+            dropped = self.r.events_dropped
+            self.notes["events"] = f"{dropped} more events left out (the first {MAX_EVENTS} kept)"
+        return tuple(out)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _elsewhere(classes: set[str], impaired: set[str]) -> Callable[[str, str], bool]:
+    """Matches successes of ``classes`` served outside ``impaired``."""
+    return lambda klass, region: klass in classes and region not in impaired
+
+
+def _shift_violation(v: Violation, base: float) -> Violation:
+    return Violation(round(v.t - base, 6), v.request_id, v.source, v.data_class, v.hop, v.minimum, v.level)

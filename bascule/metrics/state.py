@@ -1,0 +1,407 @@
+"""The streaming state of `compute_metrics`: what it keeps of a journal's records as they go by —
+windows merged by start, sample records folded into `Ticks`, faults as intervals, violations
+counted (the first 100 kept), events — and nothing that grows with the number of requests."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from bascule.metrics.model import Latency, Violation
+from bascule.metrics.ticks import Ticks
+from bascule.model.design import Design
+from bascule.model.scenario import Objectives, Weights
+from bascule.runner.journal import LatencySketch
+from bascule.runner.samples import Hop
+
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_VIOLATIONS",
+    "Aggregate",
+    "FaultInterval",
+    "JournalState",
+    "MergedWindow",
+    "PhasePlan",
+    "WriteStats",
+    "num",
+    "rounded",
+]
+
+MAX_VIOLATIONS = 100
+MAX_EVENTS = 1000
+_INF = math.inf
+
+
+class MergedWindow:
+    """Windows of one ``start``, merged."""
+
+    __slots__ = ("by_class", "degraded", "golden", "length", "ok", "requests", "served", "sketch", "start")
+
+    def __init__(self, start: float, length: float) -> None:
+        self.start = start
+        self.length = length
+        self.requests = 0
+        self.ok = 0
+        self.sketch = LatencySketch()
+        self.served: Counter[tuple[str, str]] = Counter()
+        self.golden = [0, 0]
+        self.degraded = 0
+        self.by_class: dict[str, list[int]] = {}
+
+    @property
+    def end(self) -> float:
+        return self.start + self.length
+
+
+@dataclass
+class Aggregate:
+    requests: int = 0
+    ok: int = 0
+    sketch: LatencySketch = field(default_factory=LatencySketch)
+    served: Counter[tuple[str, str]] = field(default_factory=Counter)
+    golden: list[int] = field(default_factory=lambda: [0, 0])
+    degraded: int = 0
+    by_class: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, w: MergedWindow) -> None:
+        self.requests += w.requests
+        self.ok += w.ok
+        self.sketch.merge(w.sketch)
+        self.served.update(w.served)
+        self.golden[0] += w.golden[0]
+        self.golden[1] += w.golden[1]
+        self.degraded += w.degraded
+        for klass, (n, ok) in w.by_class.items():
+            mine = self.by_class.setdefault(klass, [0, 0])
+            mine[0] += n
+            mine[1] += ok
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ok / self.requests if self.requests else None
+
+    def latency(self) -> Latency:
+        q = self.sketch.quantile
+        return Latency(rounded(q(0.5)), rounded(q(0.95)), rounded(q(0.99)))
+
+    def share(self) -> dict[str, float]:
+        by_region: Counter[str] = Counter()
+        for (_, region), n in self.served.items():
+            by_region[region] += n
+        total = sum(by_region.values())
+        return {r: round(n / total, 6) for r, n in sorted(by_region.items())} if total else {}
+
+
+@dataclass
+class FaultInterval:
+    phase: int
+    cycle: int | None
+    apply: float
+    revert: float | None = None
+
+
+@dataclass
+class PhasePlan:
+    index: int
+    name: str
+    kind: str
+    target: str
+    regions: tuple[str, ...]
+    real_start: float | None
+    real_end: float | None
+    planned_start: float | None
+    planned_end: float | None
+
+
+@dataclass
+class WriteStats:
+    count: int = 0
+    first: float = _INF
+    last: float = -_INF
+
+    @property
+    def interval(self) -> float | None:
+        return (self.last - self.first) / (self.count - 1) if self.count > 1 else None
+
+
+class JournalState:
+    """What `compute_metrics` keeps of the records it has seen; ``feed`` takes any record."""
+
+    def __init__(self, objectives: Objectives | None) -> None:
+        self.given_objectives = objectives
+        self.started: Mapping[str, Any] = {}
+        self.design: Design | None = None
+        self.objectives = objectives or Objectives()
+        self.weights = Weights()
+        self.settle = 10.0
+        self.phase_plans: dict[int, PhasePlan] = {}
+        self.findings: list[Mapping[str, Any]] = []
+        self.plan_start: float | None = None
+        self.run_length: float | None = None
+        self.ended: Mapping[str, Any] = {}
+        self.hypothesis: dict[str, bool | None] = {}
+        self.hypothesis_skipped = False
+        self.windows: dict[float, MergedWindow] = {}
+        self.ticks = Ticks()
+        self.writes: dict[str, WriteStats] = {}
+        self.origin_mono: float | None = None
+        self.last_t = -_INF
+        self.intervals: list[FaultInterval] = []
+        self.open: dict[tuple[int, int | None], FaultInterval] = {}
+        self.reverts: list[float] = []
+        self.data_reports: list[Mapping[str, Any]] = []
+        self.sov_report: Mapping[str, Any] | None = None
+        self.violation_count = 0
+        self.violating = 0
+        self.last_violating: tuple[object, object] | None = None
+        self.violations: list[Violation] = []
+        self.by_hop: Counter[tuple[str, str, str, str]] = Counter()
+        self.raw_events: list[tuple[float, str, str]] = []
+        self.events_dropped = 0
+        self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+            "run-started": self._run_started,
+            "plan-started": self._plan_started,
+            "window": self._window,
+            "sample": self.sample,
+            "fault-applied": self._fault_applied,
+            "fault-reverted": self._fault_reverted,
+            "sovereignty-violation": self._violation,
+            "sovereignty-report": self._sovereignty_report,
+            "data-report": self._data_report,
+            "hypothesis": self._hypothesis,
+            "guardrail-tripped": self._guardrail,
+            "error": self._error,
+            "refused": self._error,
+            "run-ended": self._run_ended,
+        }
+
+    def feed(self, record: Mapping[str, Any]) -> None:
+        handler = self.handlers.get(record.get("type", ""))
+        if handler is not None:
+            handler(record)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def sample(self, r: Mapping[str, Any]) -> None:
+        self.ticks.add_record(r)
+        self.sample_extras(r)
+
+    def sample_extras(self, r: Mapping[str, Any]) -> None:
+        """What a sample record says beyond `Ticks`: the run's origin on the monotonic clock (from
+        the first one), and the pace of canary writes."""
+        t = r.get("t")
+        if not isinstance(t, float | int):
+            return
+        if self.origin_mono is None:
+            started = r.get("started")
+            if isinstance(started, float | int):
+                self.origin_mono = started - t
+        if r.get("kind") == "write" and r.get("ok"):
+            source = r.get("source") or ""
+            stats = self.writes.get(source)
+            if stats is None:
+                stats = self.writes[source] = WriteStats()
+            stats.count += 1
+            stats.first = min(stats.first, t)
+            stats.last = max(stats.last, t)
+
+    def _window(self, r: Mapping[str, Any]) -> None:
+        start = num(r.get("start"))
+        length = num(r.get("length")) or 1.0
+        if start is None:
+            return
+        key = round(start, 6)
+        w = self.windows.get(key)
+        if w is None:
+            w = self.windows[key] = MergedWindow(key, length)
+        w.requests += int(r.get("requests") or 0)
+        w.ok += int(r.get("ok") or 0)
+        latency = r.get("latency")
+        if isinstance(latency, Mapping) and latency:
+            w.sketch.merge(LatencySketch.from_json(latency))
+        for klass, regions in (r.get("regions") or {}).items():
+            for region, n in (regions or {}).items():
+                w.served[(klass, region)] += int(n)
+        golden = r.get("golden") or {}
+        w.golden[0] += int(golden.get("correct") or 0)
+        w.golden[1] += int(golden.get("graded") or 0)
+        w.degraded += int(r.get("degraded") or 0)
+        for klass, counts in (r.get("by_class") or {}).items():
+            mine = w.by_class.setdefault(klass, [0, 0])
+            mine[0] += int((counts or {}).get("requests") or 0)
+            mine[1] += int((counts or {}).get("ok") or 0)
+        self.last_t = max(self.last_t, w.end)
+
+    def _run_started(self, r: Mapping[str, Any]) -> None:
+        self.started = r
+        scenario = r.get("scenario") or {}
+        if self.given_objectives is None:
+            self.objectives = _model(Objectives, scenario.get("objectives"))
+        self.weights = _model(Weights, scenario.get("weights"))
+        settle = num(scenario.get("settle"))
+        self.settle = settle if settle is not None else 10.0
+        try:
+            self.design = Design.model_validate(r.get("design") or {})
+        except ValidationError:
+            self.design = None
+        plan = r.get("plan") or {}
+        for p in plan.get("phases") or ():
+            touch = p.get("touch") or {}
+            regions = tuple(dict.fromkeys([*touch.get("regions", ()), *touch.get("indirect_regions", ())]))
+            index = int(p.get("index", len(self.phase_plans)))
+            self.phase_plans[index] = PhasePlan(
+                index,
+                str(p.get("name", f"phase {index}")),
+                str(p.get("kind", "")),
+                str(p.get("target", "")),
+                regions,
+                num(p.get("real_start_s")),
+                num(p.get("real_end_s")),
+                num(p.get("run_start_s")),
+                num(p.get("run_end_s")),
+            )
+        self.findings = [f for f in plan.get("findings") or () if isinstance(f, Mapping)]
+        self.run_length = num((plan.get("time") or {}).get("run_length_s"))
+
+    def _plan_started(self, r: Mapping[str, Any]) -> None:
+        self.plan_start = num(r.get("t"))
+        self.run_length = num(r.get("run_length")) or self.run_length
+
+    def _fault_applied(self, r: Mapping[str, Any]) -> None:
+        t, phase = num(r.get("t")), r.get("phase")
+        if t is None or not isinstance(phase, int):
+            return
+        cycle = r.get("cycle") if isinstance(r.get("cycle"), int) else None
+        interval = FaultInterval(phase, cycle, t)
+        self.intervals.append(interval)
+        self.open[(phase, cycle)] = interval
+        self._event(t, "fault", f"applied {self._describe(phase, r.get('kind'), cycle)}")
+
+    def _fault_reverted(self, r: Mapping[str, Any]) -> None:
+        t = num(r.get("t"))
+        if t is None:
+            return
+        phase, cycle = r.get("phase"), r.get("cycle")
+        if not isinstance(phase, int):
+            phase, cycle = _parse_key(str(r.get("key", "")))
+        cycle = cycle if isinstance(cycle, int) else None
+        self.reverts.append(t)
+        if phase is None:
+            self._event(t, "fault", f"rolled back {r.get('kind', 'a fault')} ({r.get('key', '?')})")
+            return
+        interval = self.open.pop((phase, cycle), None)
+        if interval is not None:
+            interval.revert = t
+        verb = "rolled back" if r.get("rollback") else "reverted"
+        self._event(t, "fault", f"{verb} {self._describe(phase, r.get('kind'), cycle)}")
+
+    def _describe(self, phase: int, kind: object, cycle: int | None) -> str:
+        plan = self.phase_plans.get(phase)
+        what = str(kind or (plan.kind if plan else "fault"))
+        where = f" on {plan.target}" if plan and plan.target else ""
+        name = f" ({plan.name})" if plan else f" (phase {phase})"
+        on = f", cycle {cycle}" if cycle is not None else ""
+        return f"{what}{where}{name}{on}"
+
+    def _violation(self, r: Mapping[str, Any]) -> None:
+        self.violation_count += 1
+        ident = (r.get("source"), r.get("request_id"))
+        if ident != self.last_violating or ident[1] is None:
+            self.violating += 1
+        self.last_violating = ident
+        hop = r.get("hop") or {}
+        level = str(r.get("level") or hop.get("sovereignty") or "")
+        klass = str(r.get("data_class") or "-")
+        self.by_hop[(klass, str(hop.get("component", "")), str(hop.get("region", "")), level)] += 1
+        if len(self.violations) < MAX_VIOLATIONS:
+            self.violations.append(
+                Violation(
+                    t=num(r.get("t")) or 0.0,
+                    request_id=r.get("request_id"),
+                    source=str(r.get("source") or ""),
+                    data_class=klass,
+                    hop=Hop(
+                        component=str(hop.get("component", "")),
+                        region=str(hop.get("region", "")),
+                        provider=str(hop.get("provider", "")),
+                        jurisdiction=str(hop.get("jurisdiction", "")),
+                        sovereignty=str(hop.get("sovereignty", "")),
+                    ),
+                    minimum=str(r.get("minimum") or ""),
+                    level=level,
+                )
+            )
+
+    def _sovereignty_report(self, r: Mapping[str, Any]) -> None:
+        self.sov_report = r
+
+    def _data_report(self, r: Mapping[str, Any]) -> None:
+        self.data_reports.append(r)
+
+    def _hypothesis(self, r: Mapping[str, Any]) -> None:
+        when = str(r.get("when", ""))
+        if r.get("skipped"):
+            self.hypothesis_skipped = True
+            return
+        self.hypothesis[when] = bool(r.get("ok"))
+        t = num(r.get("t"))
+        if t is not None:
+            verdict = "held" if r.get("ok") else "failed"
+            summary = f": {r['summary']}" if r.get("summary") else ""
+            self._event(t, "hypothesis", f"steady-state hypothesis {verdict} ({when}){summary}")
+
+    def _guardrail(self, r: Mapping[str, Any]) -> None:
+        t = num(r.get("t"))
+        if t is not None:
+            self._event(t, "guardrail", f"guardrail {r.get('guardrail')} tripped: {r.get('reason')}")
+
+    def _error(self, r: Mapping[str, Any]) -> None:
+        t = num(r.get("t"))
+        if t is not None:
+            prefix = "refused: " if r.get("type") == "refused" else "error: "
+            self._event(t, "error", prefix + str(r.get("message", "")))
+
+    def _run_ended(self, r: Mapping[str, Any]) -> None:
+        self.ended = r
+        t = num(r.get("t"))
+        if t is not None:
+            self._event(t, "run", f"run ended (exit {r.get('exit_code')}): {r.get('reason', '')}")
+
+    def _event(self, t: float, kind: str, text: str) -> None:
+        if len(self.raw_events) < MAX_EVENTS:
+            self.raw_events.append((t, kind, text))
+        else:
+            self.events_dropped += 1
+
+
+def _parse_key(key: str) -> tuple[int | None, int | None]:
+    """A ledger key (``p3``, ``p4.c2``) → (phase, cycle)."""
+    head, _, tail = key.partition(".")
+    try:
+        phase = int(head[1:]) if head.startswith("p") else None
+        cycle = int(tail[1:]) if tail.startswith("c") else None
+    except ValueError:
+        return None, None
+    return phase, cycle
+
+
+def num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _model(kind: type[Objectives] | type[Weights], data: object) -> Any:
+    try:
+        return kind.model_validate(data or {})
+    except ValidationError:
+        return kind()

@@ -1,0 +1,246 @@
+"""The sentences of the score: why each dimension scored what it did, and what to change when it
+falls short — specific to the phase that hurt and to the design's own settings. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bascule.metrics.model import Metrics, PhaseMetrics
+
+__all__ = [
+    "fmt_ratio",
+    "fmt_seconds",
+    "phase_advice",
+    "recommend_availability",
+    "recommend_correctness",
+    "recommend_durability",
+    "recommend_latency",
+    "recommend_recovery",
+    "recommend_sovereignty",
+    "worst_phase",
+]
+
+
+def fmt_ratio(value: float) -> str:
+    """``0.99341`` → ``99.34 %``; ``0.99`` → ``99 %``."""
+    text = f"{value * 100:.2f}".rstrip("0").rstrip(".")
+    return f"{text} %"
+
+
+def fmt_seconds(value: float) -> str:
+    """``12.34`` → ``12.3 s``; ``1.5`` → ``1.50 s``; ``0.212`` → ``212 ms``; ``0`` → ``0 s``."""
+    if value == 0:
+        return "0 s"
+    if value >= 10:
+        return f"{value:.1f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1000:.0f} ms"
+
+
+def worst_phase(metrics: Metrics, key: str) -> PhaseMetrics | None:
+    """The phase with the most failed requests (``failed``), the highest p95 (``p95``) or the longest
+    recovery (``rto``)."""
+    phases = [p for p in metrics.phases if p.actual_start is not None]
+    if key == "failed":
+        phases = [p for p in phases if p.failed]
+        return max(phases, key=lambda p: p.failed, default=None)
+    if key == "p95":
+        phases = [p for p in phases if p.latency.p95 is not None]
+        return max(phases, key=lambda p: p.latency.p95 or 0.0, default=None)
+    phases = [p for p in phases if p.rto or p.recovered is False]
+    return max(phases, key=lambda p: float("inf") if p.rto is None else p.rto, default=None)
+
+
+def _regions(regions: Sequence[str]) -> str:
+    return ", ".join(regions) if regions else "the impaired regions"
+
+
+def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
+    """What would have kept the service up through a phase of this kind, in this design."""
+    facts = metrics.design
+    kind = phase.kind
+    if kind == "control-plane":
+        standbys = {r: n for r, n in facts.scale_up.items() if r != facts.primary}
+        if standbys:
+            region, (now, ceiling) = next(iter(standbys.items()))
+            return (
+                f"the standby could not scale while the control plane was frozen: run it at full size "
+                f"({ceiling} replicas instead of {now} in {region})"
+            )
+        return (
+            "nothing could start or restart while the control plane was frozen: keep enough replicas "
+            "running in another region to carry the whole load without starting anything"
+        )
+    if kind == "dns":
+        return (
+            "new name lookups failed while pooled connections kept working: keep connections alive "
+            "longer (connection_pool.keepalive_expiry) and fail over on resolution errors too"
+        )
+    if kind == "identity":
+        return (
+            f"services in {_regions(phase.regions)} lost their credentials with the identity service: "
+            "cache tokens for longer than such an outage, or give each region its own identity service"
+        )
+    if kind in ("region-outage", "provider-outage", "blackhole", "hang"):
+        detect = facts.detection_delay
+        timeout = facts.request_timeout
+        if detect is not None and timeout is not None:
+            return (
+                f"unanswered requests are noticed only after {fmt_seconds(detect)} of health checks and "
+                f"{fmt_seconds(timeout)} request timeouts: check health more often, lower the timeout and "
+                "open the circuit breaker after fewer failures"
+            )
+        return "fail over sooner: shorten failure detection and lower request timeouts"
+    if kind in ("crash", "refuse"):
+        return "refused connections should fail over at once: retry them on the next region"
+    if kind == "http-error":
+        return "retry 5xx answers on another region, within the retry budget"
+    if kind == "throttle":
+        return "honour Retry-After and send retries to another region instead of the throttled one"
+    if kind == "latency":
+        return "hedge slow requests to another region and lower the request timeout"
+    if kind == "flap":
+        return (
+            "the fault switched on and off: require several healthy checks before sending traffic back "
+            "(health_check.healthy_after, failback.after_healthy_for) so that it does not ping-pong"
+        )
+    if kind == "partition":
+        return "the regions were cut apart: make sure each one can serve on its own data"
+    if kind in ("replication-pause", "data-loss"):
+        return (
+            "serve reads from a region whose store is complete, and re-sync the lost one before failing back"
+        )
+    return "fail over sooner: shorten failure detection and retry on another region"
+
+
+def _no_failover(metrics: Metrics) -> str | None:
+    """The plan's finding that explains failures no failover could avoid: a data class that only
+    impaired regions may serve, and that did fail."""
+    impaired = {r for p in metrics.phases if p.actual_start is not None for r in p.regions}
+    failing = {k for k, (n, ok) in metrics.by_class.items() if ok < n}
+    for f in metrics.findings:
+        if f.kind not in ("no-failover", "class-outage"):
+            continue
+        if f.data_class in failing and (not f.regions or set(f.regions) <= impaired):
+            return f"{f.message.rstrip('.')} — add a region allowed for that data class"
+    return None
+
+
+def recommend_availability(metrics: Metrics) -> str:
+    phase = worst_phase(metrics, "failed")
+    finding = _no_failover(metrics)
+    if finding:
+        return f"{finding[0].upper()}{finding[1:]}."
+    if phase is None:
+        return "Fail over sooner: shorten failure detection and retry on another region."
+    advice = phase_advice(metrics, phase)
+    return f"Most failures came during “{phase.name}” ({phase.kind}): {advice}."
+
+
+def recommend_recovery(metrics: Metrics) -> str:
+    longest = max(metrics.outages, key=lambda o: float("inf") if o.rto is None else o.rto, default=None)
+    in_force = [p for p in metrics.phases if longest is not None and p.index in longest.phases]
+    frozen = next((p for p in in_force if p.kind == "control-plane"), None)
+    if frozen is not None and any(r != metrics.design.primary for r in metrics.design.scale_up):
+        return f"Recovery was slow while “{frozen.name}” was in force: {phase_advice(metrics, frozen)}."
+    finding = _no_failover(metrics)
+    if finding:
+        return f"Some traffic had nowhere to go: {finding}."
+    cause = longest.cause if longest is not None else None
+    started = [
+        p for p in in_force if p.actual_start is not None and cause is not None and p.actual_start <= cause
+    ]
+    phase = max(started, key=lambda p: p.actual_start or 0.0, default=None) or worst_phase(metrics, "rto")
+    if phase is None:
+        return "Fail over sooner: shorten failure detection and retry on another region."
+    return f"The longest outage came during “{phase.name}” ({phase.kind}): {phase_advice(metrics, phase)}."
+
+
+def recommend_latency(metrics: Metrics) -> str:
+    phase = worst_phase(metrics, "p95")
+    facts = metrics.design
+    if phase is not None and phase.kind in (
+        "hang",
+        "blackhole",
+        "latency",
+        "region-outage",
+        "provider-outage",
+    ):
+        timeout = (
+            f"a request timeout of {fmt_seconds(facts.request_timeout)}"
+            if facts.request_timeout
+            else "long timeouts"
+        )
+        return (
+            f"During “{phase.name}” ({phase.kind}) {timeout} let stuck hops hold requests: lower it "
+            "and hedge slow requests to another region."
+        )
+    if phase is not None:
+        return (
+            f"Latency peaked during “{phase.name}” ({phase.kind}): give the region that takes the traffic "
+            "enough replicas for the whole load, and keep connection pools warm there."
+        )
+    return "Give the region that takes the traffic enough replicas for the whole load."
+
+
+def recommend_correctness(metrics: Metrics) -> str:
+    facts = metrics.design
+    primary_model = facts.llm_models.get(facts.primary or "")
+    others = {r: m for r, m in facts.llm_models.items() if r != facts.primary and m != primary_model}
+    if primary_model and others:
+        region, model = next(iter(others.items()))
+        return (
+            f"The standby in {region} answers with {model} instead of {primary_model}: serve the same model "
+            "in every region, or set objectives.correctness to the accuracy you accept after failover."
+        )
+    if metrics.degraded:
+        return (
+            f"{metrics.degraded} answers were degraded during the impact: keep a retriever and a complete "
+            "store in every region that answers."
+        )
+    return (
+        "Answers were less accurate during the impact: check that the store of the region taking the "
+        "traffic holds the whole corpus (replication) and that its model is the same."
+    )
+
+
+def recommend_durability(metrics: Metrics) -> str:
+    facts = metrics.design
+    mode = facts.replication_mode
+    if mode == "async":
+        lag = (
+            f" with {fmt_seconds(facts.replication_lag)} of lag" if facts.replication_lag is not None else ""
+        )
+        return (
+            f"Replication is asynchronous{lag}, so a region lost before shipping its writes loses them: "
+            "acknowledge writes only once replicated (sync) for data that must survive, or shorten the lag."
+        )
+    if mode == "none":
+        return "The design replicates nothing: replicate the store to the standby region."
+    return (
+        "Writes were lost despite synchronous replication: acknowledge a write only once every replica "
+        "has it."
+    )
+
+
+def recommend_sovereignty(metrics: Metrics) -> str:
+    if not metrics.violations_by_hop:
+        return "Route every data class only to regions of at least its minimum level."
+    klass, component, region, level, _ = metrics.violations_by_hop[0]
+    minimum = next((v.minimum for v in metrics.violations if v.data_class == klass), "")
+    needs = f" (it requires {minimum})" if minimum else ""
+    if metrics.design.sovereignty_guard is False:
+        return (
+            f"The sovereignty guard is off: turn routing.sovereignty_guard on so that {klass} data is never "
+            f"sent to {region} ({level}){needs}."
+        )
+    if component not in ("gateway", "retriever", "store", "llm"):
+        return (
+            f"{klass} data reached {component} in {region} ({level}){needs}: move that dependency to a "
+            "region of that level, or do without it for this class."
+        )
+    return (
+        f"{klass} data reached the {component} in {region} ({level}){needs}: place a {component} of that "
+        f"level in every region that serves {klass} data."
+    )

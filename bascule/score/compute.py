@@ -1,0 +1,274 @@
+"""`score`: a run's metrics against its objectives and weights, as DESIGN.md's explainable 0–100
+score (docs/scoring.md). Pure.
+
+A dimension whose figure could not be measured gets no sub-score: it takes no part in the weighted
+mean (the other weights are renormalised), says why, and keeps the run from passing — a run cannot
+pass on what it did not show. Leave a dimension out on purpose by giving it a weight of 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bascule.metrics.model import Metrics
+from bascule.model.scenario import DIMENSIONS, Objectives, Weights
+from bascule.score import advice
+from bascule.score.formula import (
+    SOVEREIGNTY_CAP,
+    grade,
+    sub_availability,
+    sub_correctness,
+    sub_durability,
+    sub_sovereignty,
+    sub_within,
+    weighted_mean,
+)
+from bascule.score.model import Cap, DimensionScore, Score, Unit
+
+__all__ = ["score"]
+
+_ratio, _s = advice.fmt_ratio, advice.fmt_seconds
+
+
+def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
+    """The score of one run: a sub-score per dimension, the weighted overall, its cap and grade."""
+    builders = {
+        "availability": _availability,
+        "recovery": _recovery,
+        "latency": _latency,
+        "correctness": _correctness,
+        "durability": _durability,
+        "sovereignty": _sovereignty,
+    }
+    dimensions = tuple(
+        builders[name](metrics, objectives, float(getattr(weights, name))) for name in DIMENSIONS
+    )
+    measured = {d.name: d.sub_score for d in dimensions if d.sub_score is not None}
+    mean = weighted_mean(measured, {d.name: d.weight for d in dimensions})
+    cap = None
+    if metrics.sovereignty_violations > 0:
+        n = metrics.sovereignty_violations
+        cap = Cap(SOVEREIGNTY_CAP, f"{n} sovereignty violation{'s' if n != 1 else ''}")
+        if mean is not None:
+            mean = min(mean, SOVEREIGNTY_CAP)
+    overall = None if mean is None else round(mean, 1)
+    # Sovereignty beyond its objective fails the run whatever its weight, as it caps it.
+    passed = (
+        overall is not None
+        and all(d.passed is True for d in dimensions if d.weight > 0)
+        and all(d.passed is not False for d in dimensions if d.name == "sovereignty")
+    )
+    return Score(
+        overall=overall,
+        grade=None if overall is None else grade(overall),
+        passed=passed,
+        cap=cap,
+        dimensions=dimensions,
+    )
+
+
+def _unmeasured(
+    name: str, weight: float, objective: float | None, unit: Unit, why: str, how: str
+) -> DimensionScore:
+    return DimensionScore(
+        name=name,
+        weight=weight,
+        measured=None,
+        objective=objective,
+        unit=unit,
+        sub_score=None,
+        passed=None,
+        explanation=f"Not measured: {why}.",
+        recommendation=how if weight > 0 else None,
+    )
+
+
+def _measured(
+    name: str,
+    weight: float,
+    unit: Unit,
+    values: tuple[float | None, float | None],
+    verdict: tuple[float, bool],
+    explanation: str,
+    recommend: Callable[[], str],
+) -> DimensionScore:
+    """``values``: (measured, objective); ``verdict``: (sub-score, passed). A recommendation is
+    written only when the dimension falls short."""
+    (measured, objective), (sub, passed) = values, verdict
+    return DimensionScore(
+        name=name,
+        weight=weight,
+        measured=measured,
+        objective=objective,
+        unit=unit,
+        sub_score=round(sub, 2),
+        passed=passed,
+        explanation=explanation,
+        recommendation=None if passed and sub >= 100.0 else recommend(),
+    )
+
+
+def _why(metrics: Metrics, *keys: str) -> str:
+    for key in keys:
+        if key in metrics.notes:
+            return metrics.notes[key]
+    return "the journal does not say"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _availability(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    if m.success_ratio is None:
+        why = _why(m, "success_ratio", "impact_window")
+        how = "Make sure load or probes run while the faults are in force."
+        return _unmeasured("availability", weight, o.availability, Unit.RATIO, why, how)
+    text = (
+        f"{_ratio(m.success_ratio)} of {m.requests} requests succeeded during the impact window "
+        f"({m.failed} failed); the objective is {_ratio(o.availability)}."
+    )
+    verdict = (sub_availability(m.success_ratio, o.availability), m.success_ratio >= o.availability)
+    return _measured(
+        "availability",
+        weight,
+        Unit.RATIO,
+        (m.success_ratio, o.availability),
+        verdict,
+        text,
+        lambda: advice.recommend_availability(m),
+    )
+
+
+def _recovery(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    if m.recovered is None:
+        how = "Let the plan apply its faults: recovery is timed from them."
+        return _unmeasured("recovery", weight, o.rto, Unit.SECONDS, _why(m, "rto", "impact_window"), how)
+    target = _ratio(m.objectives.availability)
+    goal = f"the objective is {_s(o.rto)}"
+    if m.recovered is False or m.rto is None:
+        text = f"The success ratio never got back to {target} before the run ended; {goal}."
+        verdict = (0.0, False)
+    else:
+        if not m.outages:
+            text = f"The success ratio never fell below {target} after the first fault; {goal}."
+        else:
+            text = (
+                f"The success ratio was back at {target} {_s(m.rto)} after the fault that began the "
+                f"longest outage ({_plural(len(m.outages), 'outage')} in all); {goal}."
+            )
+        verdict = (sub_within(m.rto, o.rto), m.rto <= o.rto)
+    return _measured(
+        "recovery",
+        weight,
+        Unit.SECONDS,
+        (m.rto, o.rto),
+        verdict,
+        text,
+        lambda: advice.recommend_recovery(m),
+    )
+
+
+def _latency(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    p95 = m.latency.p95
+    if p95 is None:
+        why = _why(m, "latency", "impact_window")
+        how = "Latency is that of successful requests: make sure some succeed during the impact window."
+        return _unmeasured("latency", weight, o.latency_p95, Unit.SECONDS, why, how)
+    before = m.latency_baseline.p95
+    was = f" ({_s(before)} before the first fault)" if before is not None else ""
+    text = (
+        f"The p95 latency of successful requests was {_s(p95)} during the impact window{was}; "
+        f"the objective is {_s(o.latency_p95)}."
+    )
+    return _measured(
+        "latency",
+        weight,
+        Unit.SECONDS,
+        (p95, o.latency_p95),
+        (sub_within(p95, o.latency_p95), p95 <= o.latency_p95),
+        text,
+        lambda: advice.recommend_latency(m),
+    )
+
+
+def _correctness(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    c = m.correctness
+    target = o.correctness if o.correctness is not None else c.baseline
+    against = "the objective" if o.correctness is not None else "the accuracy before the first fault"
+    if c.impact is None or target is None:
+        why = (
+            _why(m, "correctness")
+            if c.impact is None
+            else "no golden answer was graded before the first fault, and the objectives set no accuracy"
+        )
+        how = "Ask golden questions during the run (a rag probe), or set weights.correctness to 0."
+        return _unmeasured("correctness", weight, target, Unit.RATIO, why, how)
+    text = (
+        f"{_ratio(c.impact)} of {c.graded} graded golden answers were correct during the impact window, "
+        f"against {_ratio(target)} ({against})."
+    )
+    return _measured(
+        "correctness",
+        weight,
+        Unit.RATIO,
+        (c.impact, target),
+        (sub_correctness(c.impact, target), c.impact >= target),
+        text,
+        lambda: advice.recommend_correctness(m),
+    )
+
+
+def _durability(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    rpo = m.rpo
+    if rpo is None or rpo.seconds is None:
+        how = "Let the run finish: canary writes are read back after it settles."
+        return _unmeasured("durability", weight, o.rpo, Unit.SECONDS, _why(m, "rpo"), how)
+    if rpo.lost == 0:
+        text = (
+            f"All {rpo.acknowledged} acknowledged canary writes were found after the run; "
+            f"the RPO objective is {_s(o.rpo)}."
+        )
+        passed = True
+    else:
+        text = (
+            f"{rpo.lost} of {rpo.acknowledged} acknowledged canary writes "
+            f"{'was' if rpo.lost == 1 else 'were'} lost, an RPO of "
+            f"{_s(rpo.seconds)}; the objective is {_s(o.rpo)}."
+        )
+        passed = o.rpo > 0 and rpo.seconds <= o.rpo
+    return _measured(
+        "durability",
+        weight,
+        Unit.SECONDS,
+        (rpo.seconds, o.rpo),
+        (sub_durability(rpo.lost, rpo.seconds, o.rpo), passed),
+        text,
+        lambda: advice.recommend_durability(m),
+    )
+
+
+def _sovereignty(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+    allowed = float(o.sovereignty_violations)
+    if not m.sovereignty_judged:
+        how = "Send traffic during the run so that every request's hops can be judged."
+        return _unmeasured("sovereignty", weight, allowed, Unit.COUNT, _why(m, "sovereignty"), how)
+    n = m.sovereignty_violations
+    if n == 0:
+        text = "No request touched a hop below its data class's minimum sovereignty level."
+    else:
+        klass, component, region, level, _ = (m.violations_by_hop or (("?", "?", "?", "?", 0),))[0]
+        text = (
+            f"{_plural(n, 'hop')} of {_plural(m.violating_requests, 'request')} ran below their data "
+            f"class's minimum level (most often {klass} data on the {component} in {region}, {level}); "
+            f"any violation scores 0 and caps the overall at {SOVEREIGNTY_CAP:g}."
+        )
+    return _measured(
+        "sovereignty",
+        weight,
+        Unit.COUNT,
+        (float(n), allowed),
+        (sub_sovereignty(n), n <= allowed),
+        text,
+        lambda: advice.recommend_sovereignty(m),
+    )

@@ -1,0 +1,369 @@
+"""Metrics from synthetic journals with known answers: RTO to a probe period, failover and failback,
+RPO, sovereignty, the error budget, cost, figures that cannot be measured, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import math
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from journal_factory import (
+    PRIMARY,
+    STANDBY,
+    FaultSpan,
+    JournalSpec,
+    Served,
+    build_records,
+    one_phase_scenario,
+    reference_design,
+    write_journal,
+)
+
+from bascule.metrics import TICK, compute_metrics
+from bascule.model.design import Design
+from bascule.model.scenario import Objectives
+from bascule.runner.journal import read_journal
+
+PROBE_PERIOD = 0.1
+
+
+def outage_world(start: float, length: float) -> Any:
+    """Internal requests fail over ``[start, start + length)``; confidential ones (served by the
+    sovereign standby) never do."""
+
+    def world(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential":
+            return Served(True, STANDBY, correct=True)
+        if start <= t < start + length:
+            return Served(False)
+        return Served(True, PRIMARY, correct=True)
+
+    return world
+
+
+def failover_world(t: float, source: str, data_class: str) -> Served:
+    """Primary down at 0 s; internal traffic fails for 3 s, is served by the standby (slower, less
+    accurate) until 5 s after the 12 s revert, then goes back to the primary."""
+    if data_class == "confidential":
+        return Served(True, STANDBY, correct=True)
+    if 0.0 <= t < 3.0:
+        return Served(False)
+    if 3.0 <= t < 17.0:
+        return Served(True, STANDBY, latency=0.3, correct=(int(t * 10) % 10 != 0))
+    return Served(True, PRIMARY, correct=True)
+
+
+def healthy(t: float, source: str, data_class: str) -> Served:
+    return Served(True, STANDBY if data_class == "confidential" else PRIMARY, correct=True)
+
+
+def spec(world: Any = healthy, **kw: Any) -> JournalSpec:
+    scenario = kw.pop("scenario", None) or one_phase_scenario(
+        length=kw.pop("phase", 12.0), at=kw.pop("at", 0.0)
+    )
+    return JournalSpec(reference_design(), scenario, world, length=kw.pop("length", 40.0), **kw)
+
+
+# -- recovery ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("at", [0.0, 0.37, 0.55, 0.91])
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_12s_outage_has_an_rto_of_12s_to_a_probe_period(at: float, raw: bool) -> None:
+    m = compute_metrics(build_records(spec(outage_world(at, 12.0), at=at, raw_load=raw)))
+    assert m.recovered is True
+    assert m.rto is not None and abs(m.rto - 12.0) <= PROBE_PERIOD
+    assert len(m.outages) == 1 and m.outages[0].cause == pytest.approx(at)
+    assert m.time_to_detect is not None and 0 <= m.time_to_detect <= PROBE_PERIOD
+    assert m.phases[0].rto == m.rto and m.phases[0].recovered is True
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(min_value=0.0, max_value=0.99), st.floats(min_value=1.5, max_value=20.0))
+def test_rto_follows_the_outage_length(at: float, length: float) -> None:
+    scenario = one_phase_scenario(at=at, length=length)
+    m = compute_metrics(build_records(spec(outage_world(at, length), scenario=scenario, length=length + 20)))
+    assert m.rto is not None and abs(m.rto - length) <= PROBE_PERIOD + TICK
+
+
+def test_an_outage_that_never_ends_is_not_recovered() -> None:
+    m = compute_metrics(build_records(spec(outage_world(0.0, 1000.0), length=30.0)))
+    assert m.recovered is False and m.rto is None
+    assert "never got back" in m.notes["rto"]
+    assert m.outages[-1].end is None
+
+
+def test_a_service_that_never_falls_below_its_objective_recovers_at_once() -> None:
+    m = compute_metrics(build_records(spec(healthy)))
+    assert m.rto == 0.0 and m.recovered is True and m.outages == ()
+    assert m.time_to_detect is None and "no request failed" in m.notes["time_to_detect"]
+    assert m.success_ratio == 1.0 and m.error_budget is not None and m.error_budget.burnt == 0.0
+
+
+def test_an_outage_begins_with_the_latest_fault_in_force() -> None:
+    # Phase 0 is in force from 0 s to 30 s; a second application of it (a flap cycle) at 20 s is
+    # followed by 2 s of failures: the outage is counted from 20 s, not from 0 s.
+    faults = [FaultSpan(0, 0.0, 10.0, cycle=0), FaultSpan(0, 20.0, 30.0, cycle=1)]
+    m = compute_metrics(build_records(spec(outage_world(20.0, 2.0), faults=faults, phase=30.0, length=45.0)))
+    assert m.outages and m.outages[0].cause == pytest.approx(20.0)
+    assert m.rto is not None and abs(m.rto - 2.0) <= PROBE_PERIOD
+    assert m.phases[0].actual_start == 0.0 and m.phases[0].actual_end == 30.0
+
+
+def test_an_outage_after_every_revert_counts_from_its_own_start() -> None:
+    # The fault is reverted at 12 s; a failback glitch fails requests from 15 s to 16 s.
+    m = compute_metrics(build_records(spec(outage_world(15.0, 1.0))))
+    assert len(m.outages) == 1 and m.outages[0].cause == pytest.approx(m.outages[0].start)
+    assert m.rto is not None and m.rto <= 1.0 + PROBE_PERIOD
+    assert m.outages[0].phases == ()
+
+
+# -- failover, failback, shares ------------------------------------------------------------------------
+
+
+def test_failover_and_failback_are_timed_from_samples() -> None:
+    m = compute_metrics(build_records(spec(failover_world)))
+    assert m.time_to_detect is not None and m.time_to_detect <= PROBE_PERIOD
+    assert m.time_to_failover is not None and abs(m.time_to_failover - 3.0) <= PROBE_PERIOD
+    assert m.rto is not None and abs(m.rto - 3.0) <= PROBE_PERIOD
+    assert m.failback is not None and abs(m.failback - 5.0) <= PROBE_PERIOD
+    phase = m.phases[0]
+    assert phase.share == {STANDBY: 1.0}
+    assert phase.time_to_failover == m.time_to_failover
+    assert m.latency_baseline.p95 == pytest.approx(0.05, rel=0.011)
+    assert m.latency.p95 == pytest.approx(0.3, rel=0.011)
+
+
+def test_series_shares_sum_to_one_by_region_provider_and_level() -> None:
+    m = compute_metrics(build_records(spec(failover_world)))
+    s = m.series
+    assert s.t[0] == -5.0 and list(s.t) == sorted(s.t)
+    assert set(s.share_region) == {PRIMARY, STANDBY}
+    assert set(s.share_provider) == {"aws", "scaleway"}
+    assert set(s.share_level) == {"sovereign", "foreign"}
+    for shares in (s.share_region, s.share_provider, s.share_level):
+        for i in range(len(s.t)):
+            values = [v[i] for v in shares.values()]
+            if any(v is not None for v in values):
+                assert sum(v or 0.0 for v in values) == pytest.approx(1.0, abs=1e-5)
+    during = s.t.index(5.0)
+    assert s.share_region[STANDBY][during] == 1.0 and s.share_level["foreign"][during] == 0.0
+    assert all(len(v) == len(s.t) for v in (s.requests, s.success_ratio, s.p50, s.p95, s.p99))
+
+
+def test_correctness_during_the_impact_against_the_baseline() -> None:
+    m = compute_metrics(build_records(spec(failover_world)))
+    assert m.correctness.baseline == 1.0
+    assert m.correctness.impact is not None and 0.85 < m.correctness.impact < 1.0
+    assert m.correctness.graded > 0 and m.correctness.baseline_graded > 0
+
+
+# -- durability, sovereignty, budget, cost -----------------------------------------------------------
+
+
+def test_rpo_spans_the_lost_writes_plus_one_canary_interval() -> None:
+    m = compute_metrics(build_records(spec(healthy, lost=(5.0, 6.0, 7.0))))
+    assert m.rpo is not None and m.rpo.lost == 3 and m.rpo.acknowledged > 80
+    assert m.rpo.window == pytest.approx(2.0, abs=0.01)
+    assert m.rpo.interval == pytest.approx(0.5, abs=0.05)
+    assert m.rpo.seconds == pytest.approx(m.rpo.window + m.rpo.interval)
+    assert m.rpo.first_lost == pytest.approx(5.0, abs=0.3) and m.rpo.last_lost == pytest.approx(7.0, abs=0.3)
+
+
+def test_no_lost_write_is_an_rpo_of_zero() -> None:
+    m = compute_metrics(build_records(spec(healthy)))
+    assert m.rpo is not None and m.rpo.lost == 0 and m.rpo.seconds == 0.0 and m.rpo.window is None
+
+
+def test_sovereignty_violations_are_counted_and_kept() -> None:
+    def leak(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential" and 2.0 <= t < 8.0:
+            return Served(True, STANDBY, llm_region=PRIMARY, correct=True)
+        return healthy(t, source, data_class)
+
+    records = build_records(spec(leak, raw_load=True))
+    m = compute_metrics(records)
+    expected = sum(1 for r in records if r["type"] == "sovereignty-violation")
+    assert expected > 100
+    assert m.sovereignty_violations == expected == m.violating_requests
+    assert len(m.violations) == 100 and m.violations[0].t >= 2.0
+    assert m.violations_by_hop[0] == ("confidential", "llm", PRIMARY, "foreign", expected)
+    assert m.violations[0].minimum == "sovereign"
+
+
+def test_error_budget() -> None:
+    m = compute_metrics(build_records(spec(outage_world(0.0, 3.0))))
+    assert m.error_budget is not None
+    assert m.error_budget.allowed == pytest.approx(0.01 * m.requests)
+    assert m.error_budget.spent == m.failed > 0
+    assert m.error_budget.burnt == pytest.approx(m.failed / (0.01 * m.requests), rel=1e-5)
+
+
+def test_cost_of_the_design_per_hour() -> None:
+    m = compute_metrics(build_records(spec(healthy)))
+    # aws/us-east-1: 2 gateways + retriever + store + llm at 0.0832; fr-par: the same at 0.075.
+    assert m.cost is not None and m.cost.currency == "USD"
+    assert m.cost.steady_per_hour == pytest.approx(5 * 0.0832 + 5 * 0.075)
+    assert m.cost.failover_extra == 0.0
+
+
+def _pilot_light() -> Design:
+    data = reference_design().model_dump(mode="json")
+    for component in ("gateway", "retriever", "llm"):
+        placement = data["components"][component]["replicas"][STANDBY]
+        placement["max_replicas"] = placement["replicas"] + 1
+    data["routing"]["mode"] = "pilot-light"
+    return Design.model_validate(data)
+
+
+def test_cost_of_scaling_a_pilot_light_standby() -> None:
+    records = build_records(replace(spec(healthy), design=_pilot_light()))
+    m = compute_metrics(records)
+    assert m.cost is not None and m.cost.failover_extra == pytest.approx(3 * 0.075)
+    assert m.design.scale_up[STANDBY] == (4, 7)
+
+
+# -- what cannot be measured is None --------------------------------------------------------------------
+
+
+def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:
+    records = [
+        r
+        for r in build_records(spec(healthy, data_report=False))
+        if r["type"] not in ("fault-applied", "fault-reverted")
+    ]
+    m = compute_metrics(records)
+    assert m.impact_window is None and m.success_ratio is None and m.rto is None
+    assert m.recovered is None and m.time_to_detect is None and m.time_to_failover is None
+    assert m.latency.p95 is None and m.error_budget is None and m.correctness.impact is None
+    assert m.rpo is None and "data-report" in m.notes["rpo"]
+    assert "no fault was applied" in m.notes["impact_window"]
+    assert m.requests == 0 and m.failed == 0
+    assert m.success_ratio_baseline == 1.0
+
+
+def test_an_empty_journal_measures_nothing() -> None:
+    m = compute_metrics([])
+    assert m.impact_window is None and m.success_ratio is None and m.cost is None
+    assert m.sovereignty_judged is False and m.rpo is None and m.phases == ()
+    assert m.series.t == ()
+
+
+def test_no_golden_answer_means_no_correctness() -> None:
+    def ungraded(t: float, source: str, data_class: str) -> Served:
+        return replace(outage_world(0.0, 2.0)(t, source, data_class), correct=None)
+
+    m = compute_metrics(build_records(spec(ungraded)))
+    assert m.correctness.impact is None and m.correctness.baseline is None
+    assert "golden" in m.notes["correctness"]
+
+
+def test_a_design_without_rates_has_no_cost() -> None:
+    data = reference_design().model_dump(mode="json")
+    for region in data["regions"]:
+        region["cost"] = None
+    m = compute_metrics(build_records(replace(spec(healthy), design=Design.model_validate(data))))
+    assert m.cost is None and "replica-hour" in m.notes["cost"]
+
+
+# -- reading journals --------------------------------------------------------------------------------
+
+
+def test_windows_split_across_records_merge_by_start() -> None:
+    records = build_records(spec(failover_world))
+    split: list[dict[str, Any]] = []
+    for r in records:
+        if r["type"] != "window" or r["requests"] < 2:
+            split.append(r)
+            continue
+        # A copy with every count halved, and the rest: two records with the same start.
+        first = json.loads(json.dumps(r))
+        first.update(requests=r["requests"] // 2, ok=min(r["ok"], r["requests"] // 2), latency={})
+        rest = json.loads(json.dumps(r))
+        rest.update(requests=r["requests"] - first["requests"], ok=r["ok"] - first["ok"])
+        split += [first, rest]
+    a, b = compute_metrics(records), compute_metrics(split)
+    assert (a.requests, a.failed, a.success_ratio, a.rto, a.latency) == (
+        b.requests,
+        b.failed,
+        b.success_ratio,
+        b.rto,
+        b.latency,
+    )
+    assert a.series.requests == b.series.requests
+
+
+def test_reads_a_journal_file_in_one_pass(tmp_path: Path) -> None:
+    s = spec(failover_world, lost=(4.0,))
+    path = write_journal(s, tmp_path / "journal.jsonl")
+
+    def once() -> Iterator[dict[str, Any]]:
+        yield from read_journal(path)
+
+    assert compute_metrics(once()) == compute_metrics(build_records(s))
+
+
+def test_objectives_come_from_the_journal_unless_given() -> None:
+    scenario = one_phase_scenario(objectives={"availability": 0.5, "rto": 7})
+    records = build_records(spec(outage_world(0.0, 12.0), scenario=scenario))
+    m = compute_metrics(records)
+    assert m.objectives.availability == 0.5 and m.objectives.rto == 7
+    strict = compute_metrics(records, objectives=Objectives(availability=0.999))
+    assert strict.error_budget is not None
+    assert strict.error_budget.allowed == pytest.approx(0.001 * strict.requests)
+
+
+def test_events_and_rollbacks_in_time_order() -> None:
+    extra = [{"type": "fault-reverted", "t": 44.0, "key": "p0", "kind": "region-outage", "rollback": True}]
+    faults = [FaultSpan(0, 0.0, None)]
+    m = compute_metrics(build_records(spec(healthy, faults=faults, extra=extra)))
+    assert [e.t for e in m.events] == sorted(e.t for e in m.events)
+    texts = [e.text for e in m.events]
+    assert any(t.startswith("applied region-outage on aws/us-east-1") for t in texts)
+    assert any(t.startswith("rolled back region-outage") for t in texts)
+    assert m.phases[0].actual_end == pytest.approx(44.0 - 5.0)
+
+
+def _synthetic_samples(n: int, seconds: float) -> Iterator[dict[str, Any]]:
+    """``n`` raw load samples spread over ``seconds``, a tenth of them failed."""
+    hops = [
+        {"component": c, "region": PRIMARY, "provider": "aws", "jurisdiction": "US", "sovereignty": "foreign"}
+        for c in ("gateway", "retriever", "store", "llm")
+    ]
+    for i in range(n):
+        t = 5.0 + seconds * i / n
+        ok = i % 10 != 0
+        yield {
+            "type": "sample",
+            "t": t,
+            "source": "load",
+            "kind": "ask",
+            "started": 1000.0 + t,
+            "latency": 0.05,
+            "ok": ok,
+            "data_class": ("internal", "confidential")[i % 2],
+            "hops": hops if ok else [],
+        }
+
+
+def _peak(n: int) -> int:
+    tracemalloc.start()
+    try:
+        compute_metrics(_synthetic_samples(n, 20.0))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_number_of_samples() -> None:
+    small, large = _peak(20_000), _peak(80_000)
+    # 10 ms ticks over 20 s bound what is kept: four times the samples, not four times the memory.
+    assert large < 1.3 * small
+    assert math.isfinite(large)
