@@ -111,7 +111,12 @@ def test_readme_command_runs_the_aws_replay(tmp_path: Path) -> None:
 
 def test_us_fallback_records_each_violation_with_request_and_hop(tmp_path: Path) -> None:
     code, out = run("run-us-fallback", tmp_path)
-    assert code == 0
+    assert code == 1  # completed, but objectives not met: the violations fail sovereignty
+    (scored,) = records(out, "score")
+    assert "sovereignty" in scored["failing"] and scored["cap"]["at"] == 50 and scored["overall"] <= 50
+    (ended,) = records(out, "run-ended")
+    assert ended["reason"].startswith("objectives not met") and "sovereignty" in ended["reason"]
+    assert (out / "report.html").exists() and (out / "result.json").exists()
     violations = records(out, "sovereignty-violation")
     assert violations
     first = violations[0]
@@ -165,7 +170,7 @@ def test_a_signal_mid_fault_reverts_and_stops_within_two_seconds(tmp_path: Path,
 
 def test_probes_see_an_outage_within_two_periods_of_its_instants(tmp_path: Path) -> None:
     code, out = run("run-probe-timing", tmp_path)  # probe samples are journaled without --raw-samples
-    assert code == 0
+    assert code == 1  # 4 s with no sovereign entry point: confidential asks fail, availability is missed
     (applied,) = records(out, "fault-applied")
     (reverted,) = [r for r in records(out, "fault-reverted") if "phase" in r]
     samples = [r for r in records(out, "sample") if r["source"].startswith("rag")]
@@ -204,7 +209,7 @@ def test_metrics_port_serves_the_live_figures(tmp_path: Path) -> None:
     thread.start()
     code, _out = run("run-us-fallback", tmp_path, metrics_port=port)
     thread.join(5)
-    assert code == 0
+    assert code == 1  # sovereignty violations (see above)
     text = next(s for s in scraped if "bascule_success_ratio{" in s)
     assert 'scenario="test-us-fallback"' in text and "bascule_served_requests_total" in text
     assert port not in listening_ports()

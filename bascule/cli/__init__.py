@@ -17,7 +17,9 @@ from bascule import __version__
 from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
+from bascule.cli.reporting import append_step_summary, compare_command, report_command
 from bascule.cli.stack import stack_app
+from bascule.cli.suite import suite_command
 from bascule.errors import BasculeError, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
@@ -38,11 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(stack_app, name="stack")
-app.add_typer(scenarios_app, name="scenarios")
-app.add_typer(designs_app, name="designs")
-app.command("inject")(inject_command)
-app.command("recover")(recover_command)
 out = Console()
 out_console = out
 err = Console(stderr=True)
@@ -168,12 +165,20 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="Serve live figures as Prometheus metrics (127.0.0.1)."),
     ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
+    ] = None,
 ) -> None:
     """Run a scenario end to end: start the design's stack, drive load and probes, replay the
     incident's faults, roll everything back, and write the run's journal.
 
-    Exit codes: 0 completed and the hypothesis held, 1 the hypothesis failed after rollback,
-    2 invalid input, 3 aborted (guardrail, Ctrl-C, SIGTERM), 4 target or infrastructure error.
+    Writes the journal, then result.json, summary.md, report.html and PNG charts into the run
+    directory (re-render them with `bascule report RUN_DIR`).
+
+    Exit codes: 0 completed and every objective met, 1 objectives not met (or the score below
+    --min-score, or the hypothesis failed after rollback), 2 invalid input, 3 aborted (guardrail,
+    Ctrl-C, SIGTERM), 4 target or infrastructure error.
 
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
@@ -188,6 +193,7 @@ def run(
                 load_workers=load_workers,
                 raw_samples=raw_samples,
                 metrics_port=metrics_port,
+                min_score=min_score,
             ),
             console=out_console,
         )
@@ -196,6 +202,10 @@ def run(
     style = "green" if outcome.exit_code == 0 else "red"
     out_console.print(f"[{style}]{outcome.reason}[/{style}] (exit {outcome.exit_code})", highlight=False)
     out_console.print(f"journal: {outcome.run_dir / 'journal.jsonl'}", highlight=False)
+    report = outcome.run_dir / "report.html"
+    if report in outcome.reports:
+        out_console.print(f"report: {report} · summary: {outcome.run_dir / 'summary.md'}", highlight=False)
+        append_step_summary(outcome.run_dir / "summary.md")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -215,6 +225,25 @@ def regions() -> None:
     [b]Example[/b]: bascule regions
     """
     out.print(render_catalog())
+
+
+# Registered after the verbs defined above, so that `bascule --help` lists them in this order.
+app.command("suite", short_help="Run scenarios × designs for CI: one exit code, JUnit XML, suite.md.")(
+    suite_command
+)
+app.command("report", short_help="Re-render a run's result.json, summary.md, report.html, charts.")(
+    report_command
+)
+app.command("compare", short_help="Designs side by side over the same scenarios: compare.md, .html.")(
+    compare_command
+)
+app.add_typer(stack_app, name="stack")
+app.command("inject", short_help="One fault, by hand, on a running `bascule stack up`.")(inject_command)
+app.command("recover", short_help="Clean up after a killed run or injector: processes, faults.")(
+    recover_command
+)
+app.add_typer(scenarios_app, name="scenarios")
+app.add_typer(designs_app, name="designs")
 
 
 def main() -> None:

@@ -234,7 +234,8 @@ def compute_figures(result: Mapping[str, Any]) -> list[Figure]:
     currency = as_str(cost.get("currency"))
     if cost:
         cost_value = f"{fmt_money(cost.get('steady_per_hour'), currency)}/h"
-        cost_note = f"steady state; the failover cost {fmt_money(cost.get('failover_extra'), currency)} more"
+        extra = fmt_money(cost.get("failover_extra"), currency)
+        cost_note = f"steady state; {extra}/h more while failed over"
     else:
         cost_value, cost_note = DASH, "the design gives no cost rates"
     rpo_value, rpo_note = _rpo_text(as_map(figures.get("rpo")))

@@ -45,6 +45,7 @@ from bascule.probes.data import DataReport
 from bascule.probes.runner import HypothesisResult, ProbeRunner, check_hypothesis, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge, Violation
 from bascule.probes.specs import DataProbe, ProbeSpec, RagProbe
+from bascule.reports.files import grade_journal, report_run
 from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.journal import Journal, Window, WindowAggregator
@@ -72,6 +73,8 @@ class RunOptions:
     raw_samples: bool = False
     stack_timeout: float = 60.0
     metrics_port: int | None = None
+    min_score: float | None = None
+    """A completed run whose score is below this exits 1, even if every objective was met."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class RunOutcome:
     exit_code: int
     run_dir: Path
     reason: str
+    reports: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -178,6 +182,7 @@ class _Runner:
         self.judge: Callable[[RequestSample], list[dict[str, Any]]] | None = None
         self.judge_obj: SovereigntyJudge | None = None
         self.continuous: list[Any] = []
+        self.reports: list[Path] = []
         self.metrics = (
             MetricsEndpoint(options.metrics_port, scenario.id, design.id)
             if options.metrics_port is not None
@@ -218,6 +223,8 @@ class _Runner:
                 self._shutdown()
         if self.abort.event.is_set():
             code, reason = self.abort.code, self.abort.reason
+        if code in (ExitCode.OK, ExitCode.OBJECTIVES_FAILED):
+            code, reason = self._score(code, reason)
         self.journal.write(
             "run-ended",
             durable=True,
@@ -226,7 +233,52 @@ class _Runner:
             elapsed=round(time.monotonic() - self.origin, 3),
         )
         self.journal.close()
-        return RunOutcome(int(code), self.run_dir, reason)
+        self._report()
+        return RunOutcome(int(code), self.run_dir, reason, tuple(self.reports))
+
+    def _score(self, code: int, reason: str) -> tuple[int, str]:
+        """Score the completed run from its journal and journal the score; objectives not met (or
+        a score below ``--min-score``) turn a completed run's exit code into 1."""
+        try:
+            _, graded = grade_journal(self.run_dir)
+        except Exception as exc:  # a run's journal must end even if measuring it fails
+            self.journal.write("error", message=f"scoring failed: {type(exc).__name__}: {exc}")
+            return code, reason
+        failing = [d.name for d in graded.dimensions if d.passed is False]
+        self.journal.write(
+            "score",
+            overall=graded.overall,
+            grade=None if graded.grade is None else str(graded.grade),
+            passed=graded.passed,
+            failing=failing,
+            unmeasured=list(graded.unmeasured),
+            cap=None if graded.cap is None else {"at": graded.cap.at, "reason": graded.cap.reason},
+        )
+        shown = "—" if graded.overall is None else f"{graded.overall:.1f}"
+        self._event(
+            f"score {shown}/100, grade {graded.grade or '—'}"
+            + (f"; failing: {', '.join(failing)}" if failing else "")
+        )
+        if code != ExitCode.OK:
+            return code, reason
+        minimum = self.options.min_score
+        if minimum is not None and (graded.overall is None or graded.overall < minimum):
+            return ExitCode.OBJECTIVES_FAILED, f"score {shown} is below --min-score {minimum:g}"
+        if not graded.passed:
+            missed = ", ".join(failing) or "some could not be measured: " + ", ".join(graded.unmeasured)
+            return ExitCode.OBJECTIVES_FAILED, f"objectives not met: {missed}"
+        return code, reason
+
+    def _report(self) -> None:
+        """result.json, summary.md, report.html and the charts, from the closed journal."""
+        try:
+            _, written = report_run(self.run_dir)
+        except Exception as exc:  # the run itself is over and journaled; say so and go on
+            self.out.print(
+                f"[red]could not write the reports[/red]: {type(exc).__name__}: {exc}", highlight=False
+            )
+            return
+        self.reports = written
 
     def _run(self) -> tuple[int, str]:
         if self.options.target != "local":

@@ -1,0 +1,182 @@
+"""The pytest plugin (entry point ``pytest11``): resilience scenarios as test items, and a fixture.
+
+    pytest --bascule scenarios/faults --bascule-design designs/active-passive-sovereign.yaml
+
+With ``--bascule`` (or ``bascule = true`` in the ini file), every YAML file with ``phases:`` that
+pytest meets becomes one item per design — the designs given with ``--bascule-design``, else the
+one the scenario names — named ``<design id>`` under the file, so ``-k`` and ``--junitxml`` work as
+for any test. An item passes when its run completes and meets its objectives (and
+``--bascule-min-score``); a failing item prints the score table and what to do, not a traceback.
+Score, grade and key figures go to the item's ``user_properties``, which ``--junitxml`` writes as
+properties.
+
+The ``bascule`` fixture runs scenarios from a test written in Python::
+
+    def test_failover_is_quick(bascule):
+        result = bascule.run("scenarios/faults/crash.yaml", design="designs/active-passive-sovereign.yaml")
+        assert result.dimension("rto").measured < 10
+
+Imports of the runner are deferred: the plugin costs nothing to a pytest session that does not use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from bascule.ci.results import RunResult
+
+__all__ = ["BasculeRunner", "ScenarioFailedError", "ScenarioFile", "ScenarioItem"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bascule", "bascule resilience scenarios")
+    group.addoption("--bascule", action="store_true", help="collect scenario YAML files as test items")
+    group.addoption(
+        "--bascule-design",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="run each scenario against this design (repeatable; default: the design it names)",
+    )
+    group.addoption("--bascule-target", default="local", help="where scenarios run (default: local)")
+    group.addoption("--bascule-min-score", type=float, default=None, help="fail items scoring below this")
+    group.addoption(
+        "--bascule-out", default=None, metavar="DIR", help="where run directories go (default: runs/pytest)"
+    )
+    parser.addini("bascule", type="bool", default=False, help="collect scenario YAML files as test items")
+    parser.addini("bascule_designs", type="linelist", default=[], help="designs to run each scenario against")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bascule: a bascule resilience scenario run")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("bascule") or config.getini("bascule"))
+
+
+def _is_scenario(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "phases" in data and "id" in data
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> ScenarioFile | None:
+    if _enabled(parent.config) and file_path.suffix in (".yaml", ".yml") and _is_scenario(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    """One scenario file: an item per design."""
+
+    def collect(self) -> Iterator[ScenarioItem]:
+        from bascule.model.loading import read_design, read_scenario, scenario_design_path
+
+        scenario = read_scenario(self.path)
+        config = self.config
+        designs = [Path(d) for d in config.getoption("bascule_design") or config.getini("bascule_designs")]
+        if not designs:
+            own = scenario_design_path(self.path, scenario)
+            if own is None:
+                raise self.CollectError(f"{self.path}: the scenario names no design; pass --bascule-design")
+            designs = [own]
+        for design_path in designs:
+            design = read_design(design_path)
+            item = ScenarioItem.from_parent(
+                self, name=design.id, design_path=design_path, scenario_id=scenario.id
+            )
+            item.add_marker(pytest.mark.bascule)
+            yield item
+
+
+class ScenarioFailedError(Exception):
+    """A run that did not pass; its result says why."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def _properties(result: RunResult) -> list[tuple[str, object]]:
+    figures = result.figures
+    props: list[tuple[str, object]] = [
+        ("bascule.exit_code", result.exit_code),
+        ("bascule.score", result.score),
+        ("bascule.grade", result.grade),
+        ("bascule.run_dir", str(result.run_dir)),
+    ]
+    for name in ("success_ratio", "rto", "time_to_failover", "failback", "sovereignty_violations"):
+        props.append((f"bascule.{name}", figures.get(name)))
+    props += [(f"bascule.{d.name}.sub_score", d.sub_score) for d in result.dimensions]
+    return props
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario run against one design."""
+
+    def __init__(self, *, design_path: Path, scenario_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.design_path = design_path
+        self.scenario_id = scenario_id
+
+    def _out(self) -> Path:
+        # Kept after the session (unlike tmp_path), so that CI can upload the reports.
+        base = self.config.getoption("bascule_out")
+        root = Path(base) if base else self.config.invocation_params.dir / "runs" / "pytest"
+        return root / f"{self.scenario_id}--{self.name}"
+
+    def runtest(self) -> None:
+        from bascule.ci.results import run
+
+        result = run(
+            self.path,
+            design=self.design_path,
+            out=self._out(),
+            target=self.config.getoption("bascule_target"),
+            min_score=self.config.getoption("bascule_min_score"),
+        )
+        self.user_properties.extend(_properties(result))
+        if not result.passed:
+            raise ScenarioFailedError(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        from bascule.errors import ScenarioError
+
+        if isinstance(excinfo.value, ScenarioFailedError):
+            return excinfo.value.result.failure_text()
+        if isinstance(excinfo.value, ScenarioError):
+            return "\n".join(str(p) for p in excinfo.value.problems)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"bascule: {self.scenario_id} on {self.name}"
+
+
+class BasculeRunner:
+    """What the ``bascule`` fixture gives a test: `run` with run directories under its tmp_path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._count = 0
+
+    def run(self, scenario: str | Path, *, design: str | Path | None = None, **options: Any) -> RunResult:
+        from bascule.ci.results import run
+
+        self._count += 1
+        out = options.pop("out", None) or self.root / f"run-{self._count}"
+        return run(scenario, design=design, out=out, **options)
+
+
+@pytest.fixture
+def bascule(tmp_path: Path) -> BasculeRunner:
+    """Run bascule scenarios from a test: ``bascule.run("scenarios/…", design="designs/…")``."""
+    return BasculeRunner(tmp_path / "bascule")

@@ -1,0 +1,187 @@
+"""bascule from Python: `run(scenario, design=…) -> RunResult`, for tests written by hand (the pytest
+plugin's ``bascule`` fixture) and for scripts.
+
+    result = run("scenarios/faults/crash.yaml", design="designs/active-passive-sovereign.yaml")
+    assert result.exit_code == 0, result.failure_text()
+    assert result.dimension("recovery").measured < 10
+
+A `RunResult` reads the run's `bascule.result/1` document (docs/result.md); its figures are exactly
+what the reports show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bascule.exit_codes import ExitCode
+from bascule.reports.files import report_run
+from bascule.runner.run import RunOptions, run_scenario
+
+__all__ = ["Dimension", "RunResult", "read_result", "run"]
+
+_DIMENSIONS = {"rto": "recovery", "rpo": "durability", "p95": "latency", "accuracy": "correctness"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One line of the score table."""
+
+    name: str
+    measured: float | None
+    objective: float | None
+    unit: str
+    sub_score: float | None
+    weight: float
+    passed: bool | None
+    explanation: str
+    recommendation: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished run: its exit code and its result document."""
+
+    exit_code: int
+    reason: str
+    run_dir: Path
+    document: Mapping[str, Any]
+
+    @property
+    def score(self) -> float | None:
+        value = self.document.get("score", {}).get("overall")
+        return None if value is None else float(value)
+
+    @property
+    def grade(self) -> str | None:
+        grade = self.document.get("score", {}).get("grade")
+        return None if grade is None else str(grade)
+
+    @property
+    def passed(self) -> bool:
+        """Completed, and every objective met."""
+        return self.exit_code == ExitCode.OK
+
+    @property
+    def figures(self) -> Mapping[str, Any]:
+        """The key figures (docs/result.md's ``figures``): ``result.figures["time_to_failover"]``."""
+        figures = self.document.get("figures") or {}
+        return figures if isinstance(figures, Mapping) else {}
+
+    @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        return tuple(
+            Dimension(
+                name=str(d.get("name")),
+                measured=d.get("measured"),
+                objective=d.get("objective"),
+                unit=str(d.get("unit", "")),
+                sub_score=d.get("sub_score"),
+                weight=float(d.get("weight", 0.0)),
+                passed=d.get("passed"),
+                explanation=str(d.get("explanation", "")),
+                recommendation=d.get("recommendation"),
+            )
+            for d in self.document.get("score", {}).get("dimensions", ())
+        )
+
+    def dimension(self, name: str) -> Dimension:
+        """A dimension by name: availability, recovery (or ``rto``), latency (``p95``), correctness
+        (``accuracy``), durability (``rpo``), sovereignty. Raises `KeyError` naming the known ones."""
+        wanted = _DIMENSIONS.get(name, name)
+        for dimension in self.dimensions:
+            if dimension.name == wanted:
+                return dimension
+        known = ", ".join(d.name for d in self.dimensions)
+        raise KeyError(f"no dimension {name!r} in this result; it has: {known}")
+
+    def score_table(self) -> str:
+        """The score table as plain text: what a failing test prints."""
+        rows = [f"{'dimension':<13}{'measured':>14}{'objective':>14}{'sub-score':>11}{'weight':>8}  why"]
+        for d in self.dimensions:
+            mark = "ok  " if d.passed else ("FAIL" if d.passed is False else "n/a ")
+            rows.append(
+                f"{d.name:<13}{_show(d.measured, d.unit):>14}{_show(d.objective, d.unit):>14}"
+                f"{_show(d.sub_score, ''):>11}{d.weight:>8g}  {mark} {d.explanation}"
+            )
+        return "\n".join(rows)
+
+    def failure_text(self) -> str:
+        """Why this run did not pass, for a test report: the verdict, the score table and each
+        failing dimension's recommendation."""
+        overall = "—" if self.score is None else f"{self.score:.1f}"
+        lines = [
+            f"bascule: exit {self.exit_code} — {self.reason}",
+            f"score {overall}/100, grade {self.grade or '—'} · run directory {self.run_dir}",
+            "",
+            self.score_table(),
+        ]
+        advice = [
+            f"- {d.name}: {d.recommendation}"
+            for d in self.dimensions
+            if d.passed is False and d.recommendation
+        ]
+        if advice:
+            lines += ["", "what to do:", *advice]
+        cap = self.document.get("score", {}).get("cap")
+        if cap:
+            lines.append(f"overall capped at {cap.get('at')}: {cap.get('reason')}")
+        return "\n".join(lines)
+
+
+def _show(value: object, unit: str) -> str:
+    if value is None:
+        return "—"
+    if not isinstance(value, int | float):
+        return str(value)
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:g}"
+
+
+def read_result(run_dir: Path, exit_code: int | None = None, reason: str = "") -> RunResult:
+    """The result of a finished run, from its result.json (rendered again from the journal when
+    missing). Without `exit_code`, the run's own."""
+    path = run_dir / "result.json"
+    if path.exists():
+        document: Mapping[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        try:
+            document, _ = report_run(run_dir, charts=False)
+        except Exception as exc:  # a run that ended before anything could be measured
+            document = {"run": {"exit_code": exit_code, "reason": reason or f"no result: {exc}"}}
+    run_info = document.get("run", {})
+    code = int(run_info.get("exit_code") or 0) if exit_code is None else exit_code
+    return RunResult(code, reason or str(run_info.get("reason", "")), run_dir, document)
+
+
+def run(
+    scenario: str | Path,
+    *,
+    design: str | Path | None = None,
+    out: str | Path | None = None,
+    target: str = "local",
+    min_score: float | None = None,
+    console: Console | None = None,
+) -> RunResult:
+    """Run one scenario (quietly) and return its result. Raises `ScenarioError` for invalid input;
+    anything that happens during the run is in the result's exit code and reason."""
+    outcome = run_scenario(
+        RunOptions(
+            scenario=Path(scenario),
+            design=None if design is None else Path(design),
+            out=None if out is None else Path(out),
+            target=target,
+            quiet=True,
+            min_score=min_score,
+        ),
+        console=console or Console(quiet=True),
+    )
+    return read_result(outcome.run_dir, outcome.exit_code, outcome.reason)

@@ -1,0 +1,199 @@
+"""`bascule suite`: many scenarios × one or more designs, one after the other, with one exit code,
+a Markdown summary, a JSON summary and JUnit XML for the CI system.
+
+The suite's exit code is the most serious of its runs': 4 (a target or infrastructure error) over
+3 (aborted) over 1 (objectives not met) over 0; 2 (invalid input) is reported before anything
+runs, since every file is loaded and planned first.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bascule.ci.results import RunResult, run
+from bascule.errors import Problem, ScenarioError
+from bascule.exit_codes import ExitCode
+from bascule.model.loading import read_design, read_scenario, scenario_design_path
+from bascule.plan import plan
+from bascule.reports.junit import render_junit
+
+__all__ = [
+    "SuiteCase",
+    "SuiteOutcome",
+    "collect_scenarios",
+    "plan_suite",
+    "render_suite_markdown",
+    "run_suite",
+]
+
+_SEVERITY = {
+    ExitCode.OK: 0,
+    ExitCode.OBJECTIVES_FAILED: 1,
+    ExitCode.ABORTED: 2,
+    ExitCode.TARGET_ERROR: 3,
+    ExitCode.INVALID_INPUT: 4,
+}
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    scenario: Path
+    design: Path
+    scenario_id: str
+    design_id: str
+
+    @property
+    def slug(self) -> str:
+        return f"{self.scenario_id}--{self.design_id}"
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    exit_code: int
+    results: tuple[tuple[SuiteCase, RunResult], ...]
+    files: tuple[Path, ...]
+
+
+def collect_scenarios(paths: Iterable[str | Path]) -> list[Path]:
+    """Scenario files from files, folders (every ``*.yaml`` below) and globs, in order, once each.
+    Raises `ScenarioError` for a path that matches nothing."""
+    found: list[Path] = []
+    problems: list[Problem] = []
+    for item in paths:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(path.rglob("*.yaml"))
+        elif path.exists():
+            matches = [path]
+        else:
+            matches = sorted(
+                Path(m) for m in glob.glob(text, recursive=True) if m.endswith((".yaml", ".yml"))
+            )
+        if not matches:
+            problems.append(Problem("matches no scenario file", (), text))
+        found += [m for m in matches if m not in found]
+    if problems:
+        raise ScenarioError(problems)
+    return found
+
+
+def plan_suite(scenarios: Sequence[Path], designs: Sequence[Path]) -> list[SuiteCase]:
+    """Every scenario × design, each loaded and planned, so that a mistake anywhere stops the suite
+    before anything runs. Without designs, each scenario runs against the design it names.
+    Raises `ScenarioError` with every problem found."""
+    cases: list[SuiteCase] = []
+    problems: list[Problem] = []
+    for scenario_path in scenarios:
+        try:
+            scenario = read_scenario(scenario_path)
+        except ScenarioError as exc:
+            problems += exc.problems
+            continue
+        own = scenario_design_path(scenario_path, scenario)
+        targets = list(designs) or ([own] if own is not None else [])
+        if not targets:
+            problems.append(Problem("names no design; pass --design", (), str(scenario_path)))
+        for design_path in targets:
+            try:
+                design = read_design(design_path)
+                plan(design, scenario)
+            except ScenarioError as exc:
+                problems += exc.problems
+                continue
+            cases.append(SuiteCase(scenario_path, Path(design_path), scenario.id, design.id))
+    if problems:
+        raise ScenarioError(problems)
+    return cases
+
+
+def suite_exit_code(codes: Iterable[int]) -> int:
+    worst = ExitCode.OK
+    for code in codes:
+        current = ExitCode(code) if code in ExitCode._value2member_map_ else ExitCode.TARGET_ERROR
+        if _SEVERITY[current] > _SEVERITY[worst]:
+            worst = current
+    return int(worst)
+
+
+def _row(case: SuiteCase, result: RunResult) -> str:
+    overall = "—" if result.score is None else f"{result.score:.1f}"
+    verdict = "✅ pass" if result.passed else f"❌ exit {result.exit_code}"
+    failing = ", ".join(d.name for d in result.dimensions if d.passed is False) or "—"
+    return (
+        f"| {case.scenario_id} | {case.design_id} | {verdict} | {overall} | {result.grade or '—'} "
+        f"| {failing} | {result.reason.replace('|', '/')} |"
+    )
+
+
+def render_suite_markdown(results: Sequence[tuple[SuiteCase, RunResult]], exit_code: int) -> str:
+    passed = sum(1 for _, r in results if r.passed)
+    head = "✅" if exit_code == 0 else "❌"
+    lines = [
+        f"## {head} bascule suite: {passed}/{len(results)} passed (exit {exit_code})",
+        "",
+        "| scenario | design | verdict | score | grade | failing | reason |",
+        "|---|---|---|---:|---|---|---|",
+        *(_row(case, result) for case, result in results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_suite(
+    cases: Sequence[SuiteCase],
+    out_dir: Path,
+    *,
+    min_score: float | None = None,
+    on_start: Callable[[int, SuiteCase], None] | None = None,
+    on_done: Callable[[int, SuiteCase, RunResult], None] | None = None,
+) -> SuiteOutcome:
+    """Run every case in turn into ``out_dir/<scenario>--<design>/``, then write ``suite.md``,
+    ``suite.json`` and ``junit.xml`` into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[tuple[SuiteCase, RunResult]] = []
+    for index, case in enumerate(cases):
+        if on_start is not None:
+            on_start(index, case)
+        result = run(case.scenario, design=case.design, out=out_dir / case.slug, min_score=min_score)
+        done.append((case, result))
+        if on_done is not None:
+            on_done(index, case, result)
+    code = suite_exit_code(r.exit_code for _, r in done)
+    summary: dict[str, Any] = {
+        "schema": "bascule.suite/1",
+        "exit_code": code,
+        "runs": [
+            {
+                "scenario": case.scenario_id,
+                "design": case.design_id,
+                "exit_code": result.exit_code,
+                "reason": result.reason,
+                "score": result.score,
+                "grade": result.grade,
+                "run_dir": str(result.run_dir),
+            }
+            for case, result in done
+        ],
+    }
+    files = {
+        out_dir / "suite.md": render_suite_markdown(done, code),
+        out_dir / "suite.json": json.dumps(summary, indent=2) + "\n",
+        out_dir / "junit.xml": render_junit(
+            [_with_exit(result) for _, result in done], suite_name="bascule suite"
+        ),
+    }
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return SuiteOutcome(code, tuple(done), tuple(files))
+
+
+def _with_exit(result: RunResult) -> dict[str, Any]:
+    """The result document with the run's final exit code (a --min-score may have raised it)."""
+    document = dict(result.document)
+    document["run"] = {**document.get("run", {}), "exit_code": result.exit_code, "reason": result.reason}
+    return document

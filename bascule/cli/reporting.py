@@ -1,0 +1,156 @@
+"""``bascule report`` and ``bascule compare``: a run's reports re-rendered from its journal, and
+designs side by side over the same scenarios. Thin verbs over `bascule.reports`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bascule.errors import ScenarioError
+from bascule.exit_codes import ExitCode
+from bascule.reports.compare import build_comparison, render_compare_markdown
+from bascule.reports.compare_html import render_compare_html
+from bascule.reports.files import report_run
+from bascule.runner.run import RunOptions, run_scenario
+
+__all__ = ["append_step_summary", "compare_command", "report_command"]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def append_step_summary(summary: Path) -> None:
+    """In a GitHub Actions job, add `summary` to the job's step summary."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target and summary.exists():
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(summary.read_text(encoding="utf-8") + "\n")
+
+
+def _score_line(result: dict[str, Any]) -> str:
+    score = result["score"]
+    overall = "—" if score.get("overall") is None else f"{score['overall']:.1f}"
+    verdict = "[green]PASS[/green]" if score.get("passed") else "[red]FAIL[/red]"
+    failing = [d["name"] for d in score.get("dimensions", ()) if d.get("passed") is False]
+    tail = f" — failing: {', '.join(failing)}" if failing else ""
+    return f"score {overall}/100, grade {score.get('grade') or '—'}, {verdict}{tail}"
+
+
+def report_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (it holds journal.jsonl).", show_default=False)
+    ],
+    charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Also write the PNG charts.")] = True,
+) -> None:
+    """Measure, score and render a run again from its journal: result.json, summary.md,
+    report.html and the PNG charts, in the run directory. Works on a run still in progress.
+
+    [b]Example[/b]: bascule report runs/20261126-101500-aws-us-east-1-2025-10-20-active-passive-sovereign
+    """
+    began = time.perf_counter()
+    try:
+        result, written = report_run(run_dir, charts=charts)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+    took = time.perf_counter() - began
+    out.print(_score_line(result), highlight=False)
+    for path in written:
+        out.print(f"  {path}", highlight=False)
+    out.print(f"rendered in {took:.2f} s", highlight=False)
+
+
+def _result_of(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "result.json"
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    result, _ = report_run(run_dir, charts=False)
+    return result
+
+
+def compare_command(
+    run_dirs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Existing run directories to compare (instead of running).", show_default=False),
+    ] = None,
+    designs: Annotated[
+        list[Path] | None, typer.Option("--designs", "-d", help="Design files to run (repeat the option).")
+    ] = None,
+    scenarios: Annotated[
+        list[Path] | None,
+        typer.Option("--scenarios", "-s", help="Scenario files to run (repeat the option)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where compare.md, compare.html and the runs go.")
+    ] = None,
+) -> None:
+    """Compare designs over the same scenarios: run every scenario against every design (one at a
+    time), or take existing run directories, and write compare.md and compare.html — the scores
+    and key figures side by side, the cost of each design next to its resilience, and which design
+    wins each scenario and why.
+
+    [b]Examples[/b]:
+      bascule compare -d designs/active-passive-sovereign.yaml -d designs/single-region.yaml
+          -s scenarios/incidents/aws-us-east-1-2025-10-20.yaml
+      bascule compare runs/*-aws-us-east-1-2025-10-20-*
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = out_dir or Path("runs") / f"compare-{stamp}"
+    results: list[dict[str, Any]] = []
+    if run_dirs and (designs or scenarios):
+        err.print("[red]error[/red] give run directories, or --designs and --scenarios, not both")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    if run_dirs:
+        for run_dir in run_dirs:
+            if not (run_dir / "journal.jsonl").exists():
+                err.print(f"[red]error[/red] {run_dir} holds no journal.jsonl", highlight=False)
+                raise typer.Exit(ExitCode.INVALID_INPUT)
+            results.append(_result_of(run_dir))
+    else:
+        if not designs or not scenarios:
+            err.print(
+                "[red]error[/red] give --designs and --scenarios (each at least once), or run directories"
+            )
+            raise typer.Exit(ExitCode.INVALID_INPUT)
+        total = len(designs) * len(scenarios)
+        done = 0
+        for scenario in scenarios:
+            for design in designs:
+                done += 1
+                run_dir = target / f"{scenario.stem}--{design.stem}"
+                out.print(f"[{done}/{total}] {scenario.stem} on {design.stem} → {run_dir}", highlight=False)
+                try:
+                    outcome = run_scenario(
+                        RunOptions(scenario=scenario, design=design, out=run_dir, quiet=True),
+                        console=Console(quiet=True),
+                    )
+                except ScenarioError as exc:
+                    for problem in exc.problems:
+                        err.print(f"[red]error[/red] {problem}", highlight=False)
+                    raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+                result = _result_of(outcome.run_dir)
+                out.print(f"    exit {outcome.exit_code}: {_score_line(result)}", highlight=False)
+                results.append(result)
+    try:
+        comparison = build_comparison(results)
+    except ValueError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+    target.mkdir(parents=True, exist_ok=True)
+    markdown = target / "compare.md"
+    html = target / "compare.html"
+    markdown.write_text(render_compare_markdown(comparison), encoding="utf-8")
+    html.write_text(render_compare_html(comparison), encoding="utf-8")
+    for verdict in comparison.verdicts:
+        out.print(f"{verdict.scenario}: {verdict.why}", highlight=False)
+    out.print(f"comparison: {markdown} · {html}", highlight=False)
+    append_step_summary(markdown)

@@ -1,0 +1,74 @@
+"""``bascule suite``: a resilience suite for CI — many scenarios × designs, one exit code, JUnit XML."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bascule.ci.results import RunResult
+from bascule.ci.suite import SuiteCase, collect_scenarios, plan_suite, run_suite
+from bascule.cli.reporting import append_step_summary
+from bascule.errors import ScenarioError
+from bascule.exit_codes import ExitCode
+
+__all__ = ["suite_command"]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def suite_command(
+    paths: Annotated[list[str], typer.Argument(help="Scenario files, folders or globs.", show_default=False)],
+    designs: Annotated[
+        list[Path] | None,
+        typer.Option("--design", "-d", help="Run every scenario against this design (repeatable)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where the runs and the suite's reports go.")
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", min=0, max=100, help="A run scoring below this fails (exit 1)."),
+    ] = None,
+) -> None:
+    """Run a resilience suite: every scenario against every design, one at a time, then write
+    suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
+
+    Every file is loaded and planned first: a mistake anywhere exits 2 before anything runs.
+    Exit code: the most serious of the runs' — 4 target error, 3 aborted, 1 objectives not met, 0.
+
+    [b]Example[/b]: bascule suite scenarios/faults --design designs/active-passive-sovereign.yaml
+    """
+    try:
+        cases = plan_suite(collect_scenarios(paths), designs or [])
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = out_dir or Path("runs") / f"suite-{stamp}"
+    total = len(cases)
+    out.print(f"suite: {total} run(s) into {target}", highlight=False)
+
+    def started(index: int, case: SuiteCase) -> None:
+        out.print(f"[{index + 1}/{total}] {case.scenario_id} on {case.design_id} …", highlight=False)
+
+    def finished(index: int, case: SuiteCase, result: RunResult) -> None:
+        overall = "—" if result.score is None else f"{result.score:.1f}"
+        style = "green" if result.passed else "red"
+        grade = result.grade or "—"
+        line = f"    [{style}]exit {result.exit_code}[/{style}] score {overall} ({grade}): {result.reason}"
+        out.print(line, highlight=False)
+
+    outcome = run_suite(cases, target, min_score=min_score, on_start=started, on_done=finished)
+    passed = sum(1 for _, r in outcome.results if r.passed)
+    style = "green" if outcome.exit_code == 0 else "red"
+    out.print(f"[{style}]{passed}/{total} passed[/{style}] (exit {outcome.exit_code})", highlight=False)
+    for path in outcome.files:
+        out.print(f"  {path}", highlight=False)
+    append_step_summary(target / "suite.md")
+    raise typer.Exit(outcome.exit_code)

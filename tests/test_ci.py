@@ -1,0 +1,171 @@
+"""CI integration: `bascule suite` (exit code, suite.md, suite.json, JUnit XML), the pytest plugin
+(items per scenario × design, failures printed as the score table, JUnit properties), the Python
+API, and every exit code produced by a real command. The runs are short but real (~13 s each):
+marked slow, except the checks that stop before anything runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bascule.ci.suite import collect_scenarios, plan_suite, suite_exit_code
+from bascule.cli import app
+from bascule.errors import ScenarioError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "tests" / "samples"
+APS = ROOT / "designs" / "active-passive-sovereign.yaml"
+CLI = [sys.executable, "-c", "from bascule.cli import main; main()"]
+
+pytest_plugins = ["pytester"]
+
+
+def test_suite_exit_code_is_the_most_serious() -> None:
+    assert suite_exit_code([]) == 0
+    assert suite_exit_code([0, 1, 0]) == 1
+    assert suite_exit_code([1, 3, 0]) == 3
+    assert suite_exit_code([3, 4, 1]) == 4
+
+
+def test_suite_collects_files_folders_and_globs_and_plans_everything_first(tmp_path: Path) -> None:
+    faults = collect_scenarios([ROOT / "scenarios" / "faults"])
+    assert len(faults) == 16
+    assert collect_scenarios([str(ROOT / "scenarios" / "incidents" / "aws-*.yaml")])[0].name.startswith(
+        "aws-"
+    )
+    with pytest.raises(ScenarioError, match="matches no scenario file"):
+        collect_scenarios([tmp_path / "nothing-*.yaml"])
+    cases = plan_suite(faults[:2], [APS, ROOT / "designs" / "single-region.yaml"])
+    assert [(c.scenario_id, c.design_id) for c in cases][:2] == [
+        (cases[0].scenario_id, "active-passive-sovereign"),
+        (cases[0].scenario_id, "single-region"),
+    ]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "id: broken\ntitle: x\nphases:\n"
+        "  - {name: p, at: 0s, for: bogus, fault: {kind: crash}, target: {component: gateway}}\n"
+    )
+    result = CliRunner().invoke(app, ["suite", str(broken), str(faults[0]), "--design", str(APS)])
+    assert result.exit_code == 2 and "broken.yaml" in result.output
+
+
+def test_exit_code_2_for_invalid_input_and_4_for_a_target_that_is_not_there(tmp_path: Path) -> None:
+    assert CliRunner().invoke(app, ["run", str(tmp_path / "missing.yaml")]).exit_code == 2
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(SAMPLES / "ci-pass.yaml"),
+            "--target",
+            "kubernetes",
+            "--quiet",
+            "--out",
+            str(tmp_path / "k"),
+        ],
+    )
+    assert result.exit_code == 4, result.output
+    assert (
+        "kubernetes" in json.loads((tmp_path / "k" / "journal.jsonl").read_text().splitlines()[-1])["reason"]
+    )
+
+
+@pytest.mark.slow
+def test_suite_with_one_impossible_scenario_exits_1_and_writes_junit(tmp_path: Path) -> None:
+    folder = tmp_path / "suite-in"
+    folder.mkdir()
+    for name in ("ci-pass.yaml", "ci-impossible.yaml"):
+        text = (SAMPLES / name).read_text().replace("../../designs/", f"{ROOT}/designs/")
+        (folder / name).write_text(text)
+    summary = tmp_path / "step-summary.md"
+    proc = subprocess.run(
+        [*CLI, "suite", str(folder), "--design", str(APS), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1/2 passed" in proc.stdout
+    suite = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert {r["scenario"]: r["exit_code"] for r in suite["runs"]} == {"ci-impossible": 1, "ci-pass": 0}
+    junit = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert junit.attrib["tests"] == "2" and junit.attrib["failures"] == "1"
+    failed = next(c for c in junit.iter("testcase") if c.find("failure") is not None)
+    failure = failed.find("failure")
+    assert failed.attrib["classname"] == "ci-impossible" and failure is not None
+    assert "latency" in failure.attrib["message"]
+    assert "| ci-impossible | active-passive-sovereign | ❌ exit 1 |" in summary.read_text()
+
+
+@pytest.mark.slow
+def test_pytest_plugin_items_failures_and_junit_properties(pytester: pytest.Pytester) -> None:
+    for name in ("ci-pass.yaml", "ci-impossible.yaml"):
+        shutil.copy(SAMPLES / name, pytester.path / name)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "--bascule",
+        "--bascule-design",
+        str(APS),
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        timeout=300,
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    text = result.stdout.str()
+    assert "FAILED" in text and "ci-impossible.yaml::active-passive-sovereign" in text
+    assert "dimension" in text and "latency" in text and "FAIL" in text  # the score table, not a traceback
+    assert "Traceback" not in text
+    (passed,) = [c for c in ET.parse(junit).getroot().iter("testcase") if "ci-pass" in c.attrib["classname"]]
+    assert passed.attrib["name"] == "active-passive-sovereign"
+    props = {p.attrib["name"]: p.attrib["value"] for p in passed.iter("property")}
+    assert props["bascule.exit_code"] == "0" and float(props["bascule.score"]) >= 90
+    selected = pytester.runpytest_subprocess(
+        "--bascule", "--bascule-design", str(APS), "-k", "impossible", "--collect-only", "-q", timeout=120
+    )
+    assert "ci-impossible.yaml::active-passive-sovereign" in selected.stdout.str()
+    assert "ci-pass" not in selected.stdout.str()
+
+
+@pytest.mark.slow
+def test_the_fixture_runs_a_scenario_from_python(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        f"""
+        def test_quick(bascule):
+            result = bascule.run({str(SAMPLES / "ci-pass.yaml")!r}, design={str(APS)!r})
+            assert result.exit_code == 0, result.failure_text()
+            assert result.dimension("rto").name == "recovery"
+            assert result.dimension("latency").measured < 2.0
+            assert result.grade == "A"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_ci_examples_run_a_suite_that_plans(name: str) -> None:
+    import yaml
+
+    text = (ROOT / "examples" / "ci" / name).read_text()
+    yaml.safe_load(text)
+    assert "bascule suite scenarios/faults" in text and "junit.xml" in text
+    cases = plan_suite(
+        collect_scenarios(
+            [
+                ROOT / "scenarios" / "faults",
+                ROOT / "scenarios" / "incidents" / "aws-us-east-1-2025-10-20.yaml",
+            ]
+        ),
+        [APS],
+    )
+    assert len(cases) == 17

@@ -1,0 +1,76 @@
+"""`bascule report` and `bascule compare` on journals with known answers (tests/journal_factory.py):
+every report file written, the score printed, the comparison explained in words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from journal_factory import (
+    PRIMARY,
+    STANDBY,
+    JournalSpec,
+    Served,
+    one_phase_scenario,
+    reference_design,
+    write_journal,
+)
+from typer.testing import CliRunner
+
+from bascule.cli import app
+from bascule.reports.files import REPORT_FILES
+
+runner = CliRunner()
+
+
+def synthetic_run(run_dir: Path, *, fails_over: bool, design_id: str) -> Path:
+    """A 12 s outage of the primary; a design that fails over keeps answering from the standby."""
+    design = reference_design().model_copy(update={"id": design_id})
+
+    def world(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential":
+            return Served(True, STANDBY, correct=True)
+        if 0.0 <= t < 12.0:
+            return Served(True, STANDBY, correct=True) if fails_over else Served(False)
+        return Served(True, PRIMARY, correct=True)
+
+    run_dir.mkdir(parents=True)
+    write_journal(JournalSpec(design, one_phase_scenario(), world, length=25.0), run_dir / "journal.jsonl")
+    return run_dir
+
+
+def test_report_renders_every_file_and_prints_the_score(tmp_path: Path) -> None:
+    run_dir = synthetic_run(tmp_path / "run", fails_over=True, design_id="active-passive-sovereign")
+    result = runner.invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "score " in result.output and "grade" in result.output and "rendered in" in result.output
+    for name in REPORT_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    document = json.loads((run_dir / "result.json").read_text())
+    assert document["schema"] == "bascule.result/1" and document["run"]["dir"] == str(run_dir)
+
+
+def test_report_of_a_directory_without_a_journal_exits_2(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["report", str(tmp_path)]).exit_code == 2
+
+
+def test_compare_existing_runs_explains_the_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = synthetic_run(tmp_path / "good", fails_over=True, design_id="standby")
+    bad = synthetic_run(tmp_path / "bad", fails_over=False, design_id="alone")
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", str(good), str(bad), "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    text = (out / "compare.md").read_text()
+    assert "| scenario | standby | alone |" in text
+    assert "standby (" in text and "beats alone (" in text and "availability" in text
+    assert (out / "compare.html").read_text().startswith("<!DOCTYPE html>")
+    assert summary.read_text() == text + "\n"
+
+
+def test_compare_needs_something_to_compare(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["compare"]).exit_code == 2
+    assert runner.invoke(app, ["compare", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(app, ["compare", str(tmp_path), "-d", "designs/single-region.yaml"]).exit_code == 2
