@@ -4,46 +4,22 @@ charts are drawn (each chart's pixels vary, in light and dark colour schemes).""
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
-from playwright.sync_api import ConsoleMessage, Request, sync_playwright
+from browser import BROWSER_MARKS, open_page, pixels
+from playwright.sync_api import Page
 from test_compare_render import sample_results
 
 from bascule.reports.compare import DIMENSIONS, build_comparison
 from bascule.reports.compare_html import render_compare_html
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    # CI installs chromium (.ci/run sets BASCULE_REQUIRE_BROWSER): there, a missing browser fails.
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("BASCULE_REQUIRE_BROWSER"),
-        reason="chromium is not installed (Debian: apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 CHARTS = 1 + len(DIMENSIONS)  # the cost scatter, then one grouped-bar chart per dimension
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(mpimg.imread(io.BytesIO(png), format="png"))[:, :, :3]
 
 
 def painted(image: np.ndarray, hex_colour: str) -> int:
@@ -60,52 +36,30 @@ def test_compare_opens_cleanly_and_draws_its_charts(tmp_path: Path, scheme: str)
     # The design colours in the order of the page's design list; active-active has no cost (no point).
     colours = list(dict.fromkeys(re.findall(r'class="swatch" style="background: (#[0-9a-f]{6})"', html)))
     assert len(colours) == 4
-    problems: list[str] = []
-    requests: list[str] = []
 
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(f"{message.type}: {message.text}")
-
-    def on_request(request: Request) -> None:
-        requests.append(request.url)
-
-    with sync_playwright() as playwright:
-        # The flags the brief asks for; Playwright adds --headless, and the profile is fresh.
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1280, "height": 900},
-            color_scheme=scheme,
+    def inspect(page: Page) -> tuple[Any, ...]:
+        assert page.title() == "bascule · design comparison — 4 designs × 3 scenarios"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        labelled = page.evaluate(
+            """() => [...document.querySelectorAll('svg.chart')].map(svg =>
+                svg.getAttribute('aria-labelledby').split(' ')
+                   .map(id => (document.getElementById(id) || {}).textContent || '').join(' | '))"""
         )
-        try:
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("request", on_request)
-            page.goto(page_path.as_uri(), wait_until="load")
-            assert page.title() == "bascule · design comparison — 4 designs × 3 scenarios"
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            labelled = page.evaluate(
-                """() => [...document.querySelectorAll('svg.chart')].map(svg =>
-                    svg.getAttribute('aria-labelledby').split(' ')
-                       .map(id => (document.getElementById(id) || {}).textContent || '').join(' | '))"""
-            )
-            links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
-            page.screenshot(path=str(tmp_path / f"compare-{scheme}.png"), full_page=True)
-            charts = page.locator("svg.chart")
-            assert charts.count() == CHARTS
-            shots = []
-            for i in range(CHARTS):
-                chart = charts.nth(i)
-                box = chart.bounding_box()
-                assert box is not None
-                shots.append((box, chart.screenshot()))
-        finally:
-            context.close()
+        links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        page.screenshot(path=str(tmp_path / f"compare-{scheme}.png"), full_page=True)
+        charts = page.locator("svg.chart")
+        assert charts.count() == CHARTS
+        shots = []
+        for i in range(CHARTS):
+            chart = charts.nth(i)
+            box = chart.bounding_box()
+            assert box is not None
+            shots.append((box, chart.screenshot()))
+        return overflow, labelled, links, shots
 
+    (overflow, labelled, links, shots), problems, requests = open_page(
+        page_path, tmp_path / "profile", scheme, inspect
+    )
     assert problems == []
     assert requests == [page_path.as_uri()]
     assert overflow <= 0  # nothing wider than the window

@@ -4,44 +4,19 @@ charts are drawn (each chart's pixels vary, in light and dark colour schemes).""
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
-from playwright.sync_api import ConsoleMessage, Request, sync_playwright
+from browser import BROWSER_MARKS, open_page, pixels
+from playwright.sync_api import Page
 
 from bascule.reports.html import render_html
 
 SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    # CI installs chromium (.ci/run sets BASCULE_REQUIRE_BROWSER): there, a missing browser fails.
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("BASCULE_REQUIRE_BROWSER"),
-        reason="chromium is not installed (Debian: apt-get install -y chromium)",
-    ),
-]
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(mpimg.imread(io.BytesIO(png), format="png"))[:, :, :3]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -49,51 +24,27 @@ def test_report_opens_cleanly_and_draws_its_charts(tmp_path: Path, scheme: str) 
     result: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
     report = tmp_path / "report.html"
     report.write_text(render_html(result), encoding="utf-8")
-    problems: list[str] = []
-    requests: list[str] = []
 
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(f"{message.type}: {message.text}")
-
-    def on_request(request: Request) -> None:
-        requests.append(request.url)
-
-    with sync_playwright() as playwright:
-        # The flags the brief asks for; Playwright adds --headless, and the profile is fresh.
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1280, "height": 900},
-            color_scheme=scheme,
+    def inspect(page: Page) -> tuple[Any, ...]:
+        assert page.title().startswith("bascule · aws-us-east-1-2025-10-20 on active-passive-sovereign")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        labelled = page.evaluate(
+            """() => [...document.querySelectorAll('svg.chart')].map(svg =>
+                svg.getAttribute('aria-labelledby').split(' ')
+                   .map(id => (document.getElementById(id) || {}).textContent || '').join(' | '))"""
         )
-        try:
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("request", on_request)
-            page.goto(report.as_uri(), wait_until="load")
-            assert page.title().startswith("bascule · aws-us-east-1-2025-10-20 on active-passive-sovereign")
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            labelled = page.evaluate(
-                """() => [...document.querySelectorAll('svg.chart')].map(svg =>
-                    svg.getAttribute('aria-labelledby').split(' ')
-                       .map(id => (document.getElementById(id) || {}).textContent || '').join(' | '))"""
-            )
-            page.screenshot(path=str(tmp_path / f"report-{scheme}.png"), full_page=True)
-            charts = page.locator("svg.chart")
-            assert charts.count() == 3
-            shots = []
-            for i in range(3):
-                chart = charts.nth(i)
-                box = chart.bounding_box()
-                assert box is not None
-                shots.append((box, chart.screenshot()))
-        finally:
-            context.close()
+        page.screenshot(path=str(tmp_path / f"report-{scheme}.png"), full_page=True)
+        charts = page.locator("svg.chart")
+        assert charts.count() == 3
+        shots = []
+        for i in range(3):
+            chart = charts.nth(i)
+            box = chart.bounding_box()
+            assert box is not None
+            shots.append((box, chart.screenshot()))
+        return overflow, labelled, shots
 
+    (overflow, labelled, shots), problems, requests = open_page(report, tmp_path / "profile", scheme, inspect)
     assert problems == []
     assert requests == [report.as_uri()]
     assert overflow <= 0  # nothing wider than the window
