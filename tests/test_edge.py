@@ -96,3 +96,44 @@ def test_an_open_breaker_sends_clients_to_the_next_region_first() -> None:
 def test_everything_down_reports_the_last_failure() -> None:
     response = run(Edge(APS, ENTRIES), answering({"aws.test": 503, "par.test": 0}, []), "internal")
     assert not response.ok and len(response.attempts) == 2 and response.error is not None
+
+
+def test_a_caller_giving_up_on_a_region_counts_as_its_failure() -> None:
+    """A probe whose deadline is shorter than the edge's timeout cancels the attempt: the breaker
+    must still hear of it, or a blackholed region would hold every such caller for ever."""
+    edge = Edge(APS, ENTRIES)
+
+    async def blackholed(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "aws.test":
+            await asyncio.sleep(60)
+        return httpx.Response(200, json={"answer": request.url.host, "served_by": []})
+
+    async def go() -> list[str | None]:
+        answered: list[str | None] = []
+        async with httpx.AsyncClient(transport=httpx.MockTransport(blackholed)) as client:
+            for _ in range(APS.routing.circuit_breaker.failure_threshold + 1):
+                try:
+                    async with asyncio.timeout(0.05):
+                        answered.append((await edge.ask(client, "q", "internal")).region)
+                except TimeoutError:
+                    answered.append(None)
+        return answered
+
+    answered = asyncio.run(go())
+    threshold = APS.routing.circuit_breaker.failure_threshold
+    assert answered == [None] * threshold + ["scaleway/fr-par"]
+
+
+def test_tickets_of_regions_not_tried_go_back_to_a_half_open_breaker() -> None:
+    clock = Clock()
+    edge = Edge(APS, ENTRIES, clock=clock)
+    par = edge.breakers["scaleway/fr-par"]
+    for _ in range(APS.routing.circuit_breaker.failure_threshold):
+        ticket = par.acquire()
+        assert ticket is not None
+        par.fail(ticket)
+    clock.now += APS.routing.circuit_breaker.open_for + 0.1  # fr-par half-open: few trial calls
+    seen: list[str] = []
+    for _ in range(5):  # us-east-1 answers first; fr-par's trial tickets must not leak
+        assert run(edge, answering({}, seen), "internal").region == "aws/us-east-1"
+    assert par.acquire() is not None

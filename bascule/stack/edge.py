@@ -112,31 +112,47 @@ class Edge:
         # Regions whose breaker refuses are tried last, so that a total outage still gets an answer.
         tickets = [(region, self.breakers[region].acquire()) for region in order]
         ranked = [t for t in tickets if t[1] is not None] + [t for t in tickets if t[1] is None]
-        for region, ticket in ranked:
-            breaker = self.breakers[region]
-            started = self._clock()
-            try:
-                response = await client.post(
-                    self.entries[region] + path, json=dict(payload), timeout=self.timeout
-                )
-            except httpx.HTTPError as exc:
+        tried: set[str] = set()
+        try:
+            for region, ticket in ranked:
+                tried.add(region)
+                breaker = self.breakers[region]
+                started = self._clock()
+                try:
+                    response = await client.post(
+                        self.entries[region] + path, json=dict(payload), timeout=self.timeout
+                    )
+                except httpx.HTTPError as exc:
+                    if ticket is not None:
+                        breaker.fail(ticket)
+                    attempts.append(
+                        EdgeAttempt(region, None, f"{type(exc).__name__}: {exc}", self._clock() - started)
+                    )
+                    last = (None, None, region)
+                    continue
+                except asyncio.CancelledError:
+                    # The caller gave up on this region (its own deadline is shorter than ours): to
+                    # the client that is a failure of the region, and the breaker must hear of it,
+                    # or a blackholed region would keep every caller with a short deadline.
+                    if ticket is not None:
+                        breaker.fail(ticket)
+                    raise
+                body = _json(response)
+                attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
+                last = (response.status_code, body, region)
+                if region_failed(response.status_code):
+                    if ticket is not None:
+                        breaker.fail(ticket)
+                    continue
                 if ticket is not None:
-                    breaker.fail(ticket)
-                attempts.append(
-                    EdgeAttempt(region, None, f"{type(exc).__name__}: {exc}", self._clock() - started)
-                )
-                last = (None, None, region)
-                continue
-            body = _json(response)
-            attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
-            last = (response.status_code, body, region)
-            if region_failed(response.status_code):
-                if ticket is not None:
-                    breaker.fail(ticket)
-                continue
-            if ticket is not None:
-                breaker.succeed(ticket)
-            break
+                    breaker.succeed(ticket)
+                break
+        finally:
+            # Tickets of regions never tried go back, so that a half-open breaker's trial calls
+            # are not used up by requests that never reached it.
+            for region, ticket in ranked:
+                if ticket is not None and region not in tried:
+                    self.breakers[region].release(ticket)
         status, body, answered_by = last
         return EdgeResponse(status, body, answered_by, tuple(attempts), self._clock() - began)
 
