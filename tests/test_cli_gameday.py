@@ -107,6 +107,7 @@ def test_a_game_day_by_hand(tmp_path: Path) -> None:
     design = write_small_design(tmp_path)
     run_dir = tmp_path / "stack"
     stack = _bascule("stack", "up", "--design", str(design), "--run-dir", str(run_dir), "--for", "120")
+    injectors: list[subprocess.Popen[str]] = []
     try:
         state = _wait_ready(run_dir, stack)
         routes = state["routes"]
@@ -126,6 +127,7 @@ def test_a_game_day_by_hand(tmp_path: Path) -> None:
             "--run-dir",
             str(run_dir),
         )
+        injectors.append(held)
         _wait_status(url, 503, timeout=15)  # the injector starts, connects, applies
         output, _ = held.communicate(timeout=30)
         assert held.returncode == 0, output
@@ -133,6 +135,7 @@ def test_a_game_day_by_hand(tmp_path: Path) -> None:
         assert httpx.get(url, trust_env=False).status_code == 200
 
         killed = _bascule("inject", "http-error", "-t", "component=llm", "--run-dir", str(run_dir))
+        injectors.append(killed)
         _wait_status(url, 503, timeout=30)
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
@@ -145,6 +148,10 @@ def test_a_game_day_by_hand(tmp_path: Path) -> None:
         assert httpx.get(url, trust_env=False).status_code == 200
         assert read_ledger(run_dir / LEDGER_FILE).active == ()
     finally:
+        for injector in injectors:  # a test that failed half-way leaves no injector behind
+            if injector.poll() is None:
+                injector.kill()
+                injector.wait(10)
         if stack.poll() is None:
             stack.send_signal(signal.SIGTERM)
         output, _ = stack.communicate(timeout=60)
