@@ -14,6 +14,9 @@ process of its own, then measures from this process:
 
 Targets (issue 4): added p50 <= 100 µs per hop, >= 30,000 req/s through one proxy.
 
+The fault plane runs on uvloop when it is installed (a dependency of bascule on Linux);
+`BASCULE_EVENT_LOOP=asyncio python bench/proxy.py` measures it on asyncio's own loop instead.
+
     python bench/proxy.py            # table
     python bench/proxy.py --json     # one JSON object
 """
@@ -293,6 +296,16 @@ def throughput_asyncio(port: int, connections: int, seconds: float) -> float:
     return asyncio.run(run())
 
 
+def _event_loop_name() -> str:
+    from bascule.targets.local.proxy import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    finally:
+        loop.close()
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
     wrk = None if args.no_wrk else shutil.which("wrk")
     # Other work on the machine skews every figure here; the load average says how much.
@@ -320,6 +333,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
     added_p50_us = (p50_p - p50_d) * 1e6
     return {
         "cpus": os.cpu_count(),
+        "event_loop": _event_loop_name(),
         "load_average_1m_at_start": load_at_start,
         "load_generator": "wrk -t1" if wrk is not None else "asyncio",
         "requests": args.requests,
@@ -363,7 +377,7 @@ def render_table(result: dict[str, object]) -> str:
     assert isinstance(lat, dict) and isinstance(thr, dict)
     d, p, r = lat["direct"], lat["proxied"], lat["minimal_relay"]
     rows = [
-        f"fault proxy benchmark — {result['cpus']} CPUs (load average "
+        f"fault proxy benchmark ({result['event_loop']} loop) — {result['cpus']} CPUs (load average "
         f"{result['load_average_1m_at_start']:.2f} at start), load: {result['load_generator']}, "
         f"{result['requests']} sequential requests, {result['connections']} connections "
         f"× {result['seconds']:g} s",

@@ -46,6 +46,7 @@ import http
 import ipaddress
 import json
 import logging
+import os
 import random
 import re
 import socket
@@ -55,7 +56,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from bascule.errors import TargetError
 from bascule.targets.local.faultstate import (
@@ -365,8 +366,8 @@ class _UpstreamSide(asyncio.Protocol):
         self._conn = conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._conn.upstream_made(transport)
+        # Not an isinstance check: uvloop's transports are not subclasses of asyncio.Transport.
+        self._conn.upstream_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         conn = self._conn
@@ -425,7 +426,7 @@ class _ClientSide(asyncio.Protocol):
     # -- client transport callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.transport = transport
         route = self.route
         if route.closing:
@@ -866,6 +867,23 @@ class _Route:
         return [*self.upstreams[start:], *self.upstreams[:start]]
 
 
+EVENT_LOOP_ENV: Final = "BASCULE_EVENT_LOOP"
+"""``asyncio`` forces the standard library's event loop even where uvloop is installed."""
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed — a relayed request costs about half as much CPU in
+    it — unless ``BASCULE_EVENT_LOOP=asyncio``; the standard library's otherwise."""
+    if os.environ.get(EVENT_LOOP_ENV, "").lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class LoopThread:
     """An asyncio event loop running in a daemon thread, driven from other threads.
 
@@ -891,7 +909,7 @@ class LoopThread:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError(f"{self._name} is already started")
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         ready = threading.Event()
         thread = threading.Thread(target=self._run, args=(loop, ready), name=self._name, daemon=True)
         self._loop = loop
