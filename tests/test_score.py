@@ -405,3 +405,24 @@ def test_result_document_follows_the_schema() -> None:
         assert all(len(v) == n for v in series[group].values())
     assert [e["t"] for e in doc["events"]] == sorted(e["t"] for e in doc["events"])
     assert doc["findings"] and all(isinstance(x, str) for x in doc["findings"])
+
+
+def test_wrong_answers_after_a_store_is_wiped_blame_the_wipe_not_the_model() -> None:
+    scenario = one_phase_scenario(
+        kind="data-loss",
+        target={"component": "store", "region": STANDBY},
+        length=10.0,
+        objectives={"correctness": 0.95},
+    )
+
+    def world(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential" and t >= 0.0:
+            return Served(True, STANDBY, correct=False)  # the documents are gone
+        return Served(True, PRIMARY if data_class == "internal" else STANDBY, correct=True)
+
+    m = compute_metrics(build_records(JournalSpec(reference_design(), scenario, world, length=20.0)))
+    s = score(m, m.objectives, m.weights)
+    correctness = next(d for d in s.dimensions if d.name == "correctness")
+    assert correctness.passed is False and correctness.recommendation is not None
+    assert f"The store in {STANDBY} was wiped" in correctness.recommendation
+    assert "mistral-small" not in correctness.recommendation

@@ -186,6 +186,15 @@ def recommend_latency(metrics: Metrics) -> str:
 
 def recommend_correctness(metrics: Metrics) -> str:
     facts = metrics.design
+    wiped = [p for p in metrics.phases if p.kind == "data-loss" and p.actual_start is not None]
+    if wiped:
+        # A wiped store explains wrong answers better than any model difference.
+        where = _regions(list(dict.fromkeys(r for p in wiped for r in p.regions)))
+        return (
+            f"The store in {where} was wiped during “{wiped[0].name}”: answers there lack their documents "
+            "until the store is rebuilt. Restore it from another region or a backup automatically, or stop "
+            "routing to a region whose store is empty."
+        )
     primary_model = facts.llm_models.get(facts.primary or "")
     others = {r: m for r, m in facts.llm_models.items() if r != facts.primary and m != primary_model}
     if primary_model and others:
