@@ -307,6 +307,17 @@ def test_search_filters_above_max_class_and_honours_k(lone_store: str) -> None:
     assert httpx.post(f"{lone_store}/v1/search", json=nothing).json()["results"] == []
 
 
+def test_synthetic_documents_are_stored_but_never_searched(lone_store: str) -> None:
+    """Load writes and canaries carry the synthetic tag: readable, but out of every answer."""
+    text = "zeppelin mooring zeppelin anchors zeppelin"
+    write(lone_store, {"id": "SYN-001", "text": text, "data_class": "public", "tags": ["synthetic"]})
+    write(lone_store, {"id": "REAL-001", "text": text, "data_class": "public"})
+    assert httpx.get(f"{lone_store}/v1/documents/SYN-001").json()["tags"] == ["synthetic"]
+    body = {"query": "zeppelin", "k": 5, "max_class": "confidential"}
+    found = [r["id"] for r in httpx.post(f"{lone_store}/v1/search", json=body).json()["results"]]
+    assert found == ["REAL-001"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

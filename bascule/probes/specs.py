@@ -132,7 +132,13 @@ class DataProbe(ProbeSpec):
     data_class: str = "internal"
     url: str | None = None
     """As for ``rag``: the edge by default (``/v1/documents``), a path through the edge, or a full URL."""
-    request: dict[str, object] = {"id": "{id}", "text": "{text}", "data_class": "{data_class}"}
+    request: dict[str, object] = {
+        "id": "{id}",
+        "text": "{text}",
+        "data_class": "{data_class}",
+        # The reference store keeps synthetic documents out of search: canaries must not change answers.
+        "tags": ["synthetic"],
+    }
     paths: ResponsePaths = ResponsePaths()
     read_back: dict[str, tuple[str, ...]] = {}
     """Per region, URL templates with ``{id}`` answering 200 when the document is there and 404

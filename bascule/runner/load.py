@@ -284,7 +284,7 @@ def golden_pool(golden: Sequence[GoldenQuestion], data_class: str) -> tuple[Gold
     return tuple(golden)
 
 
-def new_document(data_class: str, marker: str) -> dict[str, str]:
+def new_document(data_class: str, marker: str) -> dict[str, Any]:
     """A document for a load write: a unique ``load-<uuid>`` id, the run's marker in its text."""
     doc_id = f"load-{uuid.uuid4().hex}"
     return {
@@ -292,6 +292,9 @@ def new_document(data_class: str, marker: str) -> dict[str, str]:
         "title": f"Load write {doc_id}",
         "text": f"Written by bascule's load generator. Marker bascule-load-{marker} document {doc_id}.",
         "data_class": data_class,
+        # Stored and replicated like any write, but kept out of search: the load must not change
+        # the answers the golden set grades (see the store's SYNTHETIC_TAG).
+        "tags": ["synthetic"],
     }
 
 

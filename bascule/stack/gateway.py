@@ -242,6 +242,9 @@ class _AskRequest(BaseModel):
     tenant: str | None = None
 
 
+_Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 class _DocumentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -249,6 +252,10 @@ class _DocumentRequest(BaseModel):
     title: str | None = None
     text: _Text
     data_class: _Text
+    tags: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=64)] | None
+    ) = None
+    """Passed to the store; ``synthetic`` keeps test writes out of search results."""
 
 
 class _HopIn(BaseModel):

@@ -10,6 +10,9 @@ API (every response carries ``x-bascule-served-by: {"component": "store", "regio
   data_class, score}], region}``: the top-k documents by cosine similarity among those not
   above ``max_class``; only positive scores are returned (a document sharing no word with the
   query is not a result). Ties break by id, so every replica ranks the same documents alike.
+  Documents tagged ``synthetic`` (bascule's load writes and canaries) are stored, replicated and
+  read back like any other, but never searched: test traffic must not change the answers that
+  the golden set measures.
 - ``POST /v1/replicate {origin, entries: [{seq, doc}]}``: peers' entries, applied idempotently.
 - ``GET /v1/replication``: this replica's log position, each peer's progress and lag, the last
   sequence applied from each origin, and ``max_class`` (which peers read before shipping).
@@ -74,7 +77,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import httpx
 import numpy as np
@@ -118,6 +121,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPONENT",
     "ENV_PREFIX",
+    "SYNTHETIC_TAG",
     "ClassNotAllowedError",
     "DocumentIndex",
     "LogEntry",
@@ -145,6 +149,11 @@ BACKOFF_MAX = 1.0
 _BODY_LIMIT = 4 * 1024 * 1024
 _REPLICATE_BODY_LIMIT = 32 * 1024 * 1024
 _INITIAL_ROWS = 64
+
+SYNTHETIC_TAG: Final = "synthetic"
+"""Tag of documents written by test traffic: kept out of search results."""
+_UNSEARCHABLE: Final = 127
+"""The rank of a synthetic document's row: above every data class's, so no search sees it."""
 
 
 class ReplicationMode(enum.StrEnum):
@@ -354,7 +363,7 @@ class DocumentIndex:
         else:
             self._documents[row] = document
         self._vectors[row] = vector
-        self._ranks[row] = document.data_class.rank
+        self._ranks[row] = _UNSEARCHABLE if SYNTHETIC_TAG in document.tags else document.data_class.rank
         return True
 
     def search(
