@@ -518,8 +518,9 @@ class _Runner:
             summary=result.summary(),
             failures=[str(f) for f in result.failures[:20]],
         )
-        self._event(result.summary())
-        if not result.ok:
+        if result.ok:
+            self._event(result.summary())
+        else:  # also the live view's stage, so that a failed hypothesis stays on screen
             self._status(result.summary())
         return result.ok
 
