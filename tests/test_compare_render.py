@@ -9,11 +9,11 @@ import copy
 import json
 import re
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from html_check import parse
 
 from bascule.reports.compare import DIMENSIONS, build_comparison
 from bascule.reports.compare_html import render_compare_html
@@ -23,7 +23,6 @@ HOSTILE = (
     '<script>alert("x")</script> "quoted" \'single\' & | pipe | ](javascript:alert(1)) '
     "<img src=x onerror=alert(1)> *star* `tick`"
 )
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 DURABLE = {"measured": 0.0, "sub_score": 100.0, "passed": True}
 SCENARIOS = {
     "aws-us-east-1-2025-10-20": "AWS us-east-1 — DynamoDB DNS race, 2025-10-19/20",
@@ -136,43 +135,6 @@ def sample_results() -> list[dict[str, Any]]:
             latency={"measured": 0.9, "sub_score": 72.0, "passed": True},
         ),
     ]
-
-
-class StrictHTML(HTMLParser):
-    """Records tags, attributes and text; notes every end tag that does not close the open one."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.errors: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
-        else:
-            self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(html: str) -> StrictHTML:
-    parser = StrictHTML()
-    parser.feed(html)
-    parser.close()
-    assert parser.errors == []
-    assert parser.stack == []
-    return parser
 
 
 def words(texts: list[str]) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -25,12 +26,30 @@ designs_app = typer.Typer(help="The design library.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
+T = TypeVar("T")
+
 
 def _files(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         found += sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
     return found
+
+
+def _read_each(paths: list[Path], read: Callable[[Path], T]) -> tuple[list[tuple[Path, T]], int]:
+    """Every file read with `read`; one line on stderr for each that does not load, and how many."""
+    loaded: list[tuple[Path, T]] = []
+    failed = 0
+    for path in _files(paths):
+        try:
+            loaded.append((path, read(path)))
+        except ScenarioError as exc:
+            err.print(
+                f"[red]error[/red] {path}: {len(exc.problems)} problem(s); run bascule validate",
+                highlight=False,
+            )
+            failed += 1
+    return loaded, failed
 
 
 def _kinds(scenario: Scenario) -> str:
@@ -67,17 +86,8 @@ def list_scenarios(
     table = Table(title="Scenarios", title_justify="left")
     for column in ("id", "title", "source", "incident", "run", "kinds", "file"):
         table.add_column(column, overflow="fold")
-    failed = 0
-    for path in _files(paths or [Path("scenarios")]):
-        try:
-            scenario = read_scenario(path)
-        except ScenarioError as exc:
-            err.print(
-                f"[red]error[/red] {path}: {len(exc.problems)} problem(s); run bascule validate",
-                highlight=False,
-            )
-            failed += 1
-            continue
+    scenarios, failed = _read_each(paths or [Path("scenarios")], read_scenario)
+    for path, scenario in scenarios:
         source = ", ".join(urlsplit(url).netloc for url in scenario.source) or "—"
         real = format_duration(scenario.duration) if scenario.duration else "—"
         table.add_row(
@@ -119,17 +129,8 @@ def list_designs(
     table = Table(title="Designs", title_justify="left")
     for column in ("id", "title", "regions (routing order)", "mode", "replication", "guard", "file"):
         table.add_column(column, overflow="fold")
-    failed = 0
-    for path in _files(paths or [Path("designs")]):
-        try:
-            design = read_design(path)
-        except ScenarioError as exc:
-            err.print(
-                f"[red]error[/red] {path}: {len(exc.problems)} problem(s); run bascule validate",
-                highlight=False,
-            )
-            failed += 1
-            continue
+    designs, failed = _read_each(paths or [Path("designs")], read_design)
+    for path, design in designs:
         table.add_row(design.id, design.title, *_describe_design(design), str(path))
     out.print(table)
     if failed:
