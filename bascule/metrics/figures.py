@@ -123,11 +123,14 @@ class _Figures:
             if w.end > start + _EPS:
                 yield w
 
-    def recovery_instant(self, bad: MergedWindow) -> float:
-        """Within the last window below the objective: when the samples that failed in it succeeded
-        again (`Ticks.recovered_at`), or the window's end when samples do not say."""
-        back = self.r.ticks.recovered_at(bad.start, bad.end)
-        return bad.end if back is None else min(back, bad.end)
+    def recovery_instant(self, first: MergedWindow, bad: MergedWindow) -> float:
+        """Within ``bad``, the last window below the objective of a stretch that began with ``first``:
+        when the samples that failed in the stretch succeeded again (`Ticks.recovered_at`), kept
+        inside ``bad``; the window's end when samples do not say. The whole stretch is searched
+        because the failures that put ``bad`` below the objective may all be in aggregated load
+        windows, while the probe samples that time the recovery failed just before it began."""
+        back = self.r.ticks.recovered_at(first.start, bad.end)
+        return bad.end if back is None else min(max(back, bad.start), bad.end)
 
     # -- outages and recovery ------------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class _Figures:
     def _outage(self, first: MergedWindow, last: MergedWindow, *, recovered: bool) -> Outage:
         began = self.first_failed_sample(first.start, first.end)
         began = first.start if began is None else began
-        end = self.recovery_instant(last) if recovered else None
+        end = self.recovery_instant(first, last) if recovered else None
         cause, phases = self.cause(began, first.end)
         return Outage(start=began, end=end, cause=cause, phases=phases)
 
