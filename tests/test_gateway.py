@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,7 @@ def make_stack() -> Iterator[StackFactory]:
     servers: list[ThreadServer] = []
     clients: list[httpx.Client] = []
 
-    def make(text: str | None = None, **app_options: Any) -> Stack:
+    def make(text: str | None = None, *, max_inflight: int | None = None, **app_options: Any) -> Stack:
         design = parse_design(text or design_text())
         upstreams = {}
         for component in ("retriever", "llm", "store"):
@@ -310,6 +311,7 @@ def make_stack() -> Iterator[StackFactory]:
             retrievers=urls("retriever"),
             llms=urls("llm"),
             stores=urls("store"),
+            max_inflight=max_inflight,
         )
         gateway = ThreadServer(create_app(config, design, **app_options))
         servers.insert(0, gateway)
@@ -510,6 +512,37 @@ def test_a_hanging_upstream_times_out_and_fails_over(make_stack: StackFactory) -
     assert response.status_code == 200, response.text
     assert hops(response.json(), "retriever") == [PAR]
     assert elapsed < 2.0
+
+
+def test_a_replica_out_of_slots_sheds_with_503_and_retry_after_and_counts_it(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(max_inflight=2)
+    for region in REGIONS:
+        stack.up("retriever", region).delay = 0.6
+    body = {"question": QUESTION, "data_class": "internal"}
+    with (
+        httpx.Client(base_url=stack.gateway.url, timeout=10, trust_env=False) as other,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        slow = [pool.submit(other.post, "/v1/ask", json=body) for _ in range(2)]
+        time.sleep(0.3)  # both in flight, waiting on the retriever
+        assert stack.status()["load"] == {"inflight": 2, "max_inflight": 2, "shed": 0}
+        shed = stack.ask()
+        write = stack.write()
+        assert [f.result().status_code for f in slow] == [200, 200]
+    for refused in (shed, write):
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"] == "overloaded"
+    assert stack.status()["load"] == {"inflight": 0, "max_inflight": 2, "shed": 2}
+    assert stack.ask().status_code == 200, "a freed slot serves again"
+
+
+def test_max_inflight_comes_from_a_flag_or_the_environment() -> None:
+    base = ["--region", AWS, "--design", "d.yaml"]
+    assert parse_args(base).max_inflight is None
+    assert parse_args([*base, "--max-inflight", "8"]).max_inflight == 8
+    assert parse_args(base, {"BASCULE_GATEWAY_MAX_INFLIGHT": "3"}).max_inflight == 3
 
 
 # --- (e): degraded mode -----------------------------------------------------------------------

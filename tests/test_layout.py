@@ -67,3 +67,16 @@ def test_command_lines_wire_routes_names_and_tokens() -> None:
     llm = _argv("active-passive-sovereign", "llm-scaleway-fr-par-0")
     assert llm[llm.index("--model") + 1] == "mistral-small-latest"
     assert "--token-secret" not in " ".join(gateway)
+
+
+def test_a_pilot_light_region_lays_out_its_reserves_and_gives_gateways_their_slots() -> None:
+    design = read_design(ROOT / "designs" / "pilot-light.yaml")
+    stack = layout(design)
+    reserves = stack.reserves("scaleway/fr-par")
+    assert [r.name for r in reserves] == ["gateway-scaleway-fr-par-1", "gateway-scaleway-fr-par-2"]
+    assert not stack.reserves("aws/us-east-1")
+    running = [r for r in stack.replicas if r.kind is ProcessKind.GATEWAY and not r.reserve]
+    assert len(running) == 3
+    argv = _argv("pilot-light", "gateway-scaleway-fr-par-2")
+    assert argv[argv.index("--max-inflight") + 1] == "8"
+    assert "--max-inflight" not in _argv("active-passive-sovereign", "gateway-scaleway-fr-par-0")

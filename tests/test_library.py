@@ -38,6 +38,7 @@ EXPECTED_DESIGNS = {
     "us-fallback",
     "hidden-dependency",
     "gcp-multi-region",
+    "pilot-light",
 }
 
 

@@ -134,3 +134,24 @@ def test_design_cross_references_are_located() -> None:
     found = {(p.line, p.message.split(";")[0]) for p in info.value.problems}
     assert (4, "unknown dependency 'stss' (did you mean 'sts'?)") in found
     assert any(line == 13 and "unknown region 'scaleway/fr-pa'" in m for line, m in found)
+
+
+def test_a_region_that_scales_up_needs_a_gateway_with_slots_and_only_gateways_take_them() -> None:
+    text = """id: pl
+regions: [{id: aws/us-east-1}, {id: scaleway/fr-par}]
+components:
+  gateway: {replicas: {aws/us-east-1: 2, scaleway/fr-par: {replicas: 1, max_replicas: 3}}}
+  llm: {replicas: {aws/us-east-1: {replicas: 1, max_inflight: 4}}}
+"""
+    with pytest.raises(ScenarioError) as info:
+        parse_design(text, "d.yaml")
+    found = {(p.line, p.message) for p in info.value.problems}
+    assert (5, "only gateway components take max_inflight") in found
+    assert any(
+        line == 4 and "scaleway/fr-par scales up" in message and "max_inflight" in message
+        for line, message in found
+    ), found
+    fixed = text.replace("max_replicas: 3}", "max_replicas: 3, max_inflight: 8}").replace(
+        "{replicas: 1, max_inflight: 4}", "1"
+    )
+    assert parse_design(fixed, "d.yaml").growing_regions() == ["scaleway/fr-par"]

@@ -130,3 +130,28 @@ def test_pid_identity_uses_start_time() -> None:
     me = os.getpid()
     start = process_start_time(me)
     assert start is not None and pid_is(me, start) and not pid_is(me, start + 1)
+
+
+def test_a_parked_replica_starts_only_when_unparked_and_not_while_frozen(
+    supervisor: tuple[Supervisor, list[SupervisorEvent]],
+) -> None:
+    sup, events = supervisor
+    sup.park([spec("reserve", group="standby")])
+    reserve = sup.replica("reserve")
+    time.sleep(0.3)
+    assert reserve.state is ProcessState.PARKED and reserve.pid is None
+    sup.kill("reserve")  # nothing to kill: a parked replica has no process
+    assert reserve.state is ProcessState.PARKED
+    sup.freeze("standby")
+    asked = time.monotonic()
+    assert sup.unpark(["reserve"], after=0.2) == ["reserve"]
+    assert sup.unpark(["reserve"]) == []  # already on its way
+    time.sleep(0.5)
+    assert reserve.state is ProcessState.PARKED, "a frozen control plane starts nothing"
+    sup.thaw("standby")
+    _wait(lambda: reserve.state is ProcessState.RUNNING)
+    assert time.monotonic() - asked >= 0.5 and reserve.url is not None
+    assert httpx.get(reserve.url).status_code == 200
+    kinds = [e.kind for e in events if e.name == "reserve"]
+    assert kinds.index("launching") < kinds.index("started")
+    assert reserve.restarts == 0

@@ -119,6 +119,9 @@ class Placement(_Spec):
     max_replicas: Annotated[int, Field(ge=0, le=64)] | None = None
     model: str | None = None
     """For llm components: the model name served in this region (e.g. ``mistral-small-latest``)."""
+    max_inflight: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    """For gateway components: requests one replica serves at once (its worker slots); beyond,
+    it sheds load with 503 ``overloaded``. What a pilot-light region scales up on. Unset: no limit."""
 
     @model_validator(mode="before")
     @classmethod
@@ -382,6 +385,14 @@ class Design(_Spec):
                     problems.append(
                         (("components", name, "replicas", rid, "model"), "only llm components take a model")
                     )
+                is_gateway = self.component_kind(name) is ComponentKind.GATEWAY
+                if placement.max_inflight is not None and not is_gateway:
+                    problems.append(
+                        (
+                            ("components", name, "replicas", rid, "max_inflight"),
+                            "only gateway components take max_inflight",
+                        )
+                    )
         for i, rid in enumerate(self.routing.order):
             if rid not in self.region_map:
                 problems.append((("routing", "order", i), _unknown("region", rid, declared)))
@@ -389,6 +400,39 @@ class Design(_Spec):
             problems.append((("routing", "order"), "a region appears twice in the routing order"))
         if not self.components_of(ComponentKind.GATEWAY):
             problems.append((("components",), "a design needs a gateway component (its entry point)"))
+        problems += self._scale_up_problems()
+        return problems
+
+    def growing_regions(self) -> list[str]:
+        """Regions where some component has ``max_replicas`` above ``replicas``."""
+        return sorted(
+            {
+                rid
+                for spec in self.components.values()
+                for rid, placement in spec.replicas.items()
+                if placement.ceiling > placement.replicas
+            }
+        )
+
+    def _scale_up_problems(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        # A region scales up on its gateways' load (as an autoscaler on concurrency would): without
+        # a running gateway that has a slot count, nothing could ever tell it to grow.
+        problems: list[tuple[tuple[PathElement, ...], str]] = []
+        gateways = self.components_of(ComponentKind.GATEWAY)
+        for rid in self.growing_regions():
+            placements = [self.components[g].replicas.get(rid) for g in gateways]
+            if not any(p is not None and p.replicas >= 1 and p.max_inflight for p in placements):
+                name = next((g for g in gateways if rid in self.components[g].replicas), None)
+                where: tuple[PathElement, ...] = (
+                    ("components", name, "replicas", rid) if name else ("components",)
+                )
+                problems.append(
+                    (
+                        where,
+                        f"{rid} scales up (max_replicas) on its gateways' load, so it needs a gateway "
+                        "there with replicas ≥ 1 and max_inflight",
+                    )
+                )
         return problems
 
     def attach_source(self, source: SourceMap) -> Design:

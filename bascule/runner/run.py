@@ -54,6 +54,7 @@ from bascule.runner.load import LoadGenerator
 from bascule.runner.metrics_endpoint import MetricsEndpoint
 from bascule.runner.samples import RequestSample
 from bascule.stack.layout import ProcessKind
+from bascule.targets.local.scaler import ScaleEvent
 from bascule.targets.local.stack import LocalStack
 from bascule.targets.local.target import LocalTarget
 
@@ -280,6 +281,14 @@ class _Runner:
             return
         self.reports = written
 
+    def _on_scale(self, event: ScaleEvent) -> None:
+        fields: dict[str, Any] = {"event": event.kind, "region": event.region}
+        fields["replicas"] = list(event.replicas)
+        if event.due is not None:
+            fields["due"] = round(event.due - self.origin, 6)
+        self.journal.write("scale-up", at=event.at, **fields)
+        self._event(f"scale-up {event.kind}: {event.region} ({len(event.replicas)} replicas)")
+
     def _run(self) -> tuple[int, str]:
         if self.options.target != "local":
             raise TargetError(f"target {self.options.target!r} is not available; use --target local")
@@ -292,6 +301,8 @@ class _Runner:
             progress=self._status,
         )
         self.target = LocalTarget(self.stack)
+        if self.stack.scaler is not None:
+            self.stack.scaler.subscribe(self._on_scale)
         refusals = self.target.check(self.plan)
         if refusals:
             for refusal in refusals:

@@ -62,11 +62,19 @@ def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
     kind = phase.kind
     if kind == "control-plane":
         standbys = {r: n for r, n in facts.scale_up.items() if r != facts.primary}
-        if standbys:
-            region, (now, ceiling) = next(iter(standbys.items()))
+        frozen = {r: n for r, n in standbys.items() if r in phase.regions}
+        if frozen:
+            region, (now, ceiling) = next(iter(frozen.items()))
             return (
                 f"the standby could not scale while the control plane was frozen: run it at full size "
                 f"({ceiling} replicas instead of {now} in {region})"
+            )
+        if standbys:
+            region, (now, ceiling) = next(iter(standbys.items()))
+            return (
+                f"the pilot-light standby had to scale up before it could take all the traffic: keep "
+                f"more of it running ({ceiling} replicas instead of {now} in {region}) or shorten its "
+                "scale-up"
             )
         return (
             "nothing could start or restart while the control plane was frozen: keep enough replicas "
@@ -142,7 +150,8 @@ def recommend_recovery(metrics: Metrics) -> str:
     longest = max(metrics.outages, key=lambda o: float("inf") if o.rto is None else o.rto, default=None)
     in_force = [p for p in metrics.phases if longest is not None and p.index in longest.phases]
     frozen = next((p for p in in_force if p.kind == "control-plane"), None)
-    if frozen is not None and any(r != metrics.design.primary for r in metrics.design.scale_up):
+    standbys = [r for r in metrics.design.scale_up if r != metrics.design.primary]
+    if frozen is not None and any(r in frozen.regions for r in standbys):
         return f"Recovery was slow while “{frozen.name}” was in force: {phase_advice(metrics, frozen)}."
     finding = _no_failover(metrics)
     if finding:

@@ -87,6 +87,7 @@ from bascule.stack.serve import (
     ServedByMiddleware,
     base_url,
     non_empty,
+    non_negative_int,
     port,
     positive_int,
     read_body,
@@ -151,6 +152,8 @@ class GatewayConfig:
     """Model asked in each region; otherwise the design's placement model, else DEFAULT_MODEL."""
     top_k: int = 4
     """Passages asked of the retriever."""
+    max_inflight: int | None = None
+    """Asks and writes served at once; beyond, 503 ``overloaded`` (None: no limit)."""
 
     def upstreams(self) -> dict[str, Mapping[str, str]]:
         return {"retriever": self.retrievers, "llm": self.llms, "store": self.stores}
@@ -198,6 +201,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     flags.option("--name", non_empty, defaults.name, "replica name in served_by")
     flags.option("--design", str, "", "design file (required)")
     flags.option("--top-k", positive_int, defaults.top_k, "passages asked of the retriever")
+    flags.option(
+        "--max-inflight", non_negative_int, 0, "asks and writes served at once; beyond, 503 (0: no limit)"
+    )
     flags.repeated("--retriever", _region_url, "retriever base URL of a region, REGION=URL")
     flags.repeated("--llm", _region_url, "llm base URL of a region, REGION=URL")
     flags.repeated("--store", _region_url, "store base URL of a region for writes, REGION=URL")
@@ -226,6 +232,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         stores=maps["store"],
         llm_models=maps["llm_model"],
         top_k=args.top_k,
+        max_inflight=args.max_inflight or None,
     )
 
 
@@ -479,6 +486,27 @@ class _Gateway:
         timeouts = design.routing.timeouts
         self._timeout = httpx.Timeout(timeouts.request, connect=timeouts.connect)
         self.ready = False
+        self.inflight = 0
+        self.shed = 0
+
+    # -- admission -------------------------------------------------------------------------------
+
+    async def admit(self, serve: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
+        """Serve `request` if a slot is free; otherwise shed it with 503 ``overloaded`` and a
+        ``Retry-After``, as a replica out of worker slots does (one event loop: no lock needed)."""
+        limit = self.config.max_inflight
+        if limit is not None and self.inflight >= limit:
+            self.shed += 1
+            response = _error(
+                503, "overloaded", f"this gateway replica serves {limit} requests at once and all are busy"
+            )
+            response.headers["retry-after"] = "1"
+            return response
+        self.inflight += 1
+        try:
+            return await serve(request)
+        finally:
+            self.inflight -= 1
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -908,6 +936,7 @@ class _Gateway:
                 for region in self.design.routing_order
             ],
             "breakers": breakers,
+            "load": {"inflight": self.inflight, "max_inflight": self.config.max_inflight, "shed": self.shed},
             "retry_budget": {
                 "budget": usage.budget,
                 "window": usage.window,
@@ -978,10 +1007,10 @@ def create_app(
     )
 
     async def ask(request: Request) -> Response:
-        return await gateway.ask(request)
+        return await gateway.admit(gateway.ask, request)
 
     async def documents(request: Request) -> Response:
-        return await gateway.write_document(request)
+        return await gateway.admit(gateway.write_document, request)
 
     async def status(request: Request) -> Response:
         return JSONResponse(gateway.status())

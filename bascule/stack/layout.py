@@ -44,6 +44,9 @@ class ReplicaSpec:
     region: str
     index: int
     kind: ProcessKind
+    reserve: bool = False
+    """Above the placement's ``replicas``, up to ``max_replicas``: started only when the region
+    scales up (pilot light)."""
 
     @property
     def name(self) -> str:
@@ -79,6 +82,10 @@ class StackLayout:
     replicas: tuple[ReplicaSpec, ...]
     routes: tuple[RouteSpec, ...]
 
+    def reserves(self, region: str) -> list[ReplicaSpec]:
+        """The replicas a region starts when it scales up."""
+        return [r for r in self.replicas if r.reserve and r.region == region]
+
     def replicas_of(self, endpoint: Endpoint) -> list[ReplicaSpec]:
         return [r for r in self.replicas if r.endpoint == endpoint]
 
@@ -109,7 +116,10 @@ def layout(design: Design) -> StackLayout:
         if kind is None:
             continue
         for region, placement in spec.replicas.items():
-            replicas += [ReplicaSpec(name, region, i, _KINDS[kind]) for i in range(placement.replicas)]
+            replicas += [
+                ReplicaSpec(name, region, i, _KINDS[kind], reserve=i >= placement.replicas)
+                for i in range(placement.ceiling)
+            ]
     identity = {n for n, d in design.dependencies.items() if d.kind is DependencyKind.IDENTITY}
     for name in sorted(identity):
         replicas.append(ReplicaSpec(name, design.dependencies[name].region, 0, ProcessKind.IDENTITY))
@@ -210,6 +220,9 @@ def replica_argv(
             argv += ["--store", _url(route, route_ports)]
     elif replica.kind is ProcessKind.GATEWAY:
         argv += ["--design", design_path]
+        slots = design.components[replica.component].replicas[replica.region].max_inflight
+        if slots is not None:
+            argv += ["--max-inflight", str(slots)]
         for route in stack.routes_from(me, HopPurpose.RETRIEVE):
             argv += ["--retriever", f"{route.hop.target.region}={_url(route, route_ports)}"]
         for route in stack.routes_from(me, HopPurpose.GENERATE):

@@ -2,7 +2,9 @@
 
 Like a Deployment controller: a replica that dies is restarted after a delay — unless its region's
 control plane is frozen (the ``control-plane`` fault), in which case it stays down until the region
-thaws. Processes run in their own session so that a signal reaches the whole process, and each one
+thaws. A *parked* replica is known but not started (the reserve of a pilot-light region);
+:meth:`Supervisor.unpark` starts it after a delay, by the same path and under the same freeze.
+Processes run in their own session so that a signal reaches the whole process, and each one
 is recorded with its kernel start time so that a PID reused by an unrelated process is never
 signalled (see :func:`process_start_time`).
 
@@ -72,6 +74,7 @@ class ProcessSpec:
 
 
 class ProcessState(StrEnum):
+    PARKED = "parked"
     STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
@@ -97,8 +100,8 @@ class Replica:
 
 @dataclass(frozen=True)
 class SupervisorEvent:
-    """``started`` (with url), ``exited`` (with returncode), ``restarting``, ``killed``, ``paused``,
-    ``resumed``, ``frozen``, ``thawed``, ``stopped``."""
+    """``started`` (with url), ``exited`` (with returncode), ``restarting``, ``launching`` (a parked
+    replica's first start), ``killed``, ``paused``, ``resumed``, ``frozen``, ``thawed``, ``stopped``."""
 
     kind: str
     name: str
@@ -164,6 +167,27 @@ class Supervisor:
                     f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
                 )
         return replicas
+
+    def park(self, specs: Sequence[ProcessSpec]) -> None:
+        """Know these processes without starting them (see :meth:`unpark`)."""
+        with self._lock:
+            for spec in specs:
+                if spec.name in self._replicas:
+                    raise TargetError(f"a process named {spec.name!r} is already supervised")
+                self._replicas[spec.name] = Replica(spec, state=ProcessState.PARKED)
+
+    def unpark(self, names: Sequence[str], *, after: float = 0.0) -> list[str]:
+        """Start the named parked replicas ``after`` seconds from now — later if their group is
+        frozen then. Returns the names that were parked (the others are left alone)."""
+        due = time.monotonic() + after
+        moved: list[str] = []
+        with self._lock:
+            for name in names:
+                replica = self.replica(name)
+                if replica.state is ProcessState.PARKED and replica.restart_at is None:
+                    replica.restart_at = due
+                    moved.append(name)
+        return moved
 
     def wait_ready(self, names: Sequence[str] | None = None, *, timeout: float = 30.0) -> None:
         """Poll each replica's readiness path until it answers 200."""
@@ -340,6 +364,14 @@ class Supervisor:
         with self._lock:
             for replica in self._replicas.values():
                 popen = replica.popen
+                if replica.state is ProcessState.PARKED:
+                    if replica.restart_at is not None and now >= replica.restart_at:
+                        if replica.spec.group in self._frozen:
+                            continue
+                        replica.restart_at = None
+                        events.append(SupervisorEvent("launching", replica.spec.name))
+                        self._spawn(replica)
+                    continue
                 if popen is None or replica.state is ProcessState.STOPPED:
                     continue
                 code = popen.poll()

@@ -48,6 +48,7 @@ from bascule.targets.local.ledger import (
 )
 from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.proxy import FaultPlane, Upstream
+from bascule.targets.local.scaler import Autoscaler
 
 __all__ = ["LEDGER_FILE", "STATE_FILE", "LocalStack", "StackTimings", "read_state"]
 
@@ -81,6 +82,8 @@ class LocalStack:
     timings: StackTimings = field(default_factory=StackTimings)
     control: ControlServer | None = None
     """The control channel, when started with ``control=True``."""
+    scaler: Autoscaler | None = None
+    """Grows pilot-light regions (``max_replicas``) on their gateways' load."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
@@ -150,12 +153,18 @@ class LocalStack:
             )
             supervisor.subscribe(stack._on_event)
             specs = stack._specs(dns_port)
-            say(f"starting {len(specs)} processes")
-            supervisor.start(specs, timeout=timeout)
+            reserve = {r.name for r in stack_layout.replicas if r.reserve}
+            supervisor.park([s for s in specs if s.name in reserve])
+            initial = [s for s in specs if s.name not in reserve]
+            parked = f" ({len(reserve)} more parked until their region scales up)" if reserve else ""
+            say(f"starting {len(initial)} processes{parked}")
+            supervisor.start(initial, timeout=timeout)
             timings.announced = time.monotonic() - began
             say("waiting for readiness")
-            supervisor.wait_ready(timeout=max(1.0, timeout - timings.announced))
+            supervisor.wait_ready([s.name for s in initial], timeout=max(1.0, timeout - timings.announced))
             timings.ready = time.monotonic() - began
+            stack.scaler = stack._autoscaler()
+            stack.scaler.start()
             stack.write_state()
             return stack
         except BaseException:
@@ -180,6 +189,8 @@ class LocalStack:
             return
         self._stopped = True
         try:
+            if self.scaler is not None:
+                self.scaler.stop()
             self.supervisor.stop(timeout=timeout)
         finally:
             if self.control is not None:
@@ -216,6 +227,24 @@ class LocalStack:
             specs.append(ProcessSpec(replica.name, tuple(argv), group=replica.region, env=env))
         return specs
 
+    def _autoscaler(self) -> Autoscaler:
+        growing = self.design.growing_regions()
+        gateways = {
+            region: [
+                r.name
+                for r in self.layout.replicas
+                if r.region == region and r.kind is ProcessKind.GATEWAY and not r.reserve
+            ]
+            for region in growing
+        }
+        reserves = {region: [r.name for r in self.layout.reserves(region)] for region in growing}
+        return Autoscaler(
+            self.supervisor,
+            gateways=gateways,
+            reserves=reserves,
+            delay=self.design.routing.scale_up_delay,
+        )
+
     def _secret_for(self, replica: ReplicaSpec, identity_secrets: dict[str, str]) -> str | None:
         if replica.kind is ProcessKind.IDENTITY:
             return identity_secrets[replica.component]
@@ -225,7 +254,7 @@ class LocalStack:
         return None
 
     def _on_event(self, event: SupervisorEvent) -> None:
-        if event.kind in ("started", "restarting"):
+        if event.kind in ("started", "restarting", "launching"):
             self._record_process(event)
         if event.kind in ("started", "killed", "exited"):
             spec = self.replica_spec(event.name)
