@@ -169,7 +169,7 @@ regions:
 dependencies:
   registry: {kind: registry, region: aws/us-east-1}
 components:
-  gateway: {replicas: {aws/us-east-1: 1, scaleway/fr-par: 1}}
+  gateway: {replicas: {aws/us-east-1: 1, scaleway/fr-par: {replicas: 1, max_inflight: 8}}}
   retriever: {replicas: {aws/us-east-1: 1, scaleway/fr-par: 1}}
   store: {replicas: {aws/us-east-1: 1, scaleway/fr-par: 1}}
   llm: {replicas: {aws/us-east-1: 1, scaleway/fr-par: {replicas: 0, max_replicas: 2}}}
@@ -196,13 +196,16 @@ def test_kinds_the_stack_cannot_carry_out_are_refused_at_plan_time() -> None:
         ),
     )
     refusals = check_plan(plan(design, scenario), design)
-    assert len(refusals) == 4, refusals
+    assert len(refusals) == 3, refusals
     assert refusals[0].startswith(
         "phase 0 (hang-cache, hang): hang: the local stack runs no process for cache"
     )
     assert "phase 1 (blackhole-registry" in refusals[1] and "only identity services" in refusals[1]
     assert "phase 2 (dns-registry" in refusals[2] and "registry.aws-us-east-1" in refusals[2]
-    assert "phase 3 (crash-standby-llm" in refusals[3]
+    # A parked replica (above `replicas`, up to `max_replicas`) is a process the stack may start:
+    # a crash of it is carried out — killing it if its region scaled up by then, else nothing.
+    _, touch = phase(design, Crash(), Selector(component="llm", region=PAR, replica=1))
+    assert compute_effects(Crash(), touch, layout(design)) == (Kill("llm-scaleway-fr-par-1", 5.0),)
     other = parse_design(ODD_DESIGN.replace("id: odd", "id: other"))
     assert check_plan(plan(design, scenario), other) == ["the plan is for design 'odd', not 'other'"]
 

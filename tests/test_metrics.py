@@ -237,10 +237,12 @@ def test_cost_of_scaling_a_pilot_light_standby() -> None:
 
 
 def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:
+    # The run stopped before its plan applied anything (no fault, and no hypothesis after it).
     records = [
         r
         for r in build_records(spec(healthy, data_report=False))
         if r["type"] not in ("fault-applied", "fault-reverted")
+        and not (r["type"] == "hypothesis" and r["when"] == "after")
     ]
     m = compute_metrics(records)
     assert m.impact_window is None and m.success_ratio is None and m.rto is None
@@ -370,3 +372,19 @@ def test_memory_does_not_grow_with_the_number_of_samples() -> None:
     # 10 ms ticks over 20 s bound what is kept: four times the samples, not four times the memory.
     assert large < 1.3 * small
     assert math.isfinite(large)
+
+
+def test_a_plan_that_touches_nothing_in_the_design_is_measured_over_the_planned_run() -> None:
+    # An AWS incident against a design without AWS: the plan runs to its end, no fault applies;
+    # the service is still measured (and would still fail) over the planned run.
+    m = compute_metrics(build_records(spec(healthy, faults=[], phase=12.0, length=40.0)))
+    assert m.impact_window is not None and m.impact_window[0] == 0.0
+    assert m.success_ratio == 1.0 and m.requests > 0 and m.rto == 0.0 and m.recovered is True
+    assert "touched this design" in m.notes["impact_window"]
+    assert m.time_to_failover is None and "no fault touched" in m.notes["time_to_failover"]
+
+    def failing(t: float, source: str, data_class: str) -> Served:
+        return Served(False) if 4.0 <= t < 6.0 else healthy(t, source, data_class)
+
+    hurt = compute_metrics(build_records(spec(failing, faults=[], phase=12.0, length=40.0)))
+    assert hurt.success_ratio is not None and hurt.success_ratio < 0.99

@@ -186,6 +186,10 @@ def test_markdown_phase_table_real_and_run_times(sample: dict[str, Any]) -> None
     rows = table_rows(render_markdown(no_clock), "#")
     assert rows[0][4] == "+0:00 → +2:37"
     assert rows[0][6] == "— → 10.81 s"
+    seconds = copy.deepcopy(no_clock)
+    seconds["phases"][0]["real_start"], seconds["phases"][0]["real_end"] = 3.0, 13.0
+    rows = table_rows(render_markdown(seconds), "#")
+    assert rows[0][4] == "+3s → +13s", "a phase of seconds in seconds, not +0:00 → +0:00"
 
 
 def test_markdown_findings_order(sample: dict[str, Any]) -> None:

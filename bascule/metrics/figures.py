@@ -192,6 +192,15 @@ class _Figures:
         r = self.r
         first = self.first_fault
         impact = self.impact_bounds()
+        if impact is None and self.untouched():
+            # The plan ran to its end and none of its faults touched this design (an AWS incident
+            # against a design with no AWS region): the service was measured all the same, over the
+            # planned run, and a fall below the objective there would still show.
+            first = r.plan_start
+            impact = self.plan_bounds()
+            self.notes["impact_window"] = (
+                "no fault of the scenario touched this design: the figures cover the planned run"
+            )
         baseline = self.before(first if first is not None else _INF)
         whole = self.span(*impact) if impact else Aggregate()
         if impact is None:
@@ -215,7 +224,9 @@ class _Figures:
         rto, recovered = self.recovery(outages, first, impact)
         impaired = tuple(dict.fromkeys(reg for p in r.phase_plans.values() for reg in p.regions))
         ttd = ttf = None
-        if impact is not None and first is not None:
+        if self.first_fault is None and impact is not None:
+            self.notes["time_to_detect"] = self.notes["time_to_failover"] = "no fault touched this design"
+        elif impact is not None and first is not None:
             ttd = self.delta(self.first_failure(first, impact[1]), first)
             if ttd is None:
                 self.notes["time_to_detect"] = "no request failed after the first fault"
@@ -286,6 +297,19 @@ class _Figures:
             events=self.events(),
             notes=dict(self.notes),
         )
+
+    def untouched(self) -> bool:
+        """The plan ran to its end without applying any fault."""
+        return self.first_fault is None and self.r.plan_start is not None and self.r.plan_done
+
+    def plan_bounds(self) -> tuple[float, float] | None:
+        start = self.r.plan_start
+        if start is None:
+            return None
+        end = start + (self.r.run_length or 0.0) + self.r.settle
+        if self.data_end is not None:
+            end = min(end, self.data_end)
+        return start, max(end, start)
 
     def impact_bounds(self) -> tuple[float, float] | None:
         if self.first_fault is None:

@@ -146,6 +146,7 @@ class JournalState:
         self.ended: Mapping[str, Any] = {}
         self.hypothesis: dict[str, bool | None] = {}
         self.hypothesis_skipped = False
+        self.plan_done = False
         self.windows: dict[float, MergedWindow] = {}
         self.ticks = Ticks()
         self.writes: dict[str, WriteStats] = {}
@@ -345,6 +346,9 @@ class JournalState:
 
     def _hypothesis(self, r: Mapping[str, Any]) -> None:
         when = str(r.get("when", ""))
+        if when == "after":
+            # Checked (or skipped) once the plan and its settle time are over: the plan ran to its end.
+            self.plan_done = True
         if r.get("skipped"):
             self.hypothesis_skipped = True
             return

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bascule.model.durations import format_duration
+
 __all__ = [
     "DASH",
     "as_float",
@@ -164,7 +166,10 @@ def _clock(origin: datetime, offset: float) -> str:
     return moment.strftime("%H:%M") + (f" (+{days} d)" if days else "")
 
 
-def _offset(offset: float) -> str:
+def _offset(offset: float, *, seconds: bool = False) -> str:
+    if seconds:
+        # A scenario of seconds (a fault scenario, your own game day): minutes would all read +0:00.
+        return f"{'-' if offset < 0 else '+'}{format_duration(abs(offset))}"
     minutes = round(offset / 60)
     sign = "-" if minutes < 0 else "+"
     hours, rest = divmod(abs(minutes), 60)
@@ -173,15 +178,17 @@ def _offset(offset: float) -> str:
 
 def fmt_clock_span(real_start: object, real_end: object, started_at: object) -> str:
     """An incident phase in the incident's own time: "06:48 → 09:25" UTC when the scenario says when
-    the incident started, else offsets from its start ("+0:00 → +2:37")."""
+    the incident started, else offsets from its start ("+0:00 → +2:37", or "+3s → +13s" for a
+    phase shorter than a few minutes)."""
     a, b = as_float(real_start), as_float(real_end)
     if a is None and b is None:
         return DASH
     origin = _parse_instant(started_at) if isinstance(started_at, str) else None
+    short = max(abs(x) for x in (a, b) if x is not None) < 600
 
     def one(x: float | None) -> str:
         if x is None:
             return DASH
-        return _clock(origin, x) if origin is not None else _offset(x)
+        return _clock(origin, x) if origin is not None else _offset(x, seconds=short)
 
     return f"{one(a)} → {one(b)}"
