@@ -28,6 +28,7 @@ from bascule.runner.load import (
     LoadConfig,
     LoadGenerator,
     _Tail,
+    build_request,
     compute_schedule,
     draw_request,
     edge_post,
@@ -403,3 +404,34 @@ def test_an_arrival_rate_is_kept_while_the_stack_keeps_up(stack: LocalStack, tmp
     # Spread over the window, not in bursts a period apart.
     per_second = [sum(1 for s in samples if int(s.started - origin) == k) for k in range(5)]
     assert max(per_second) <= 2.5 * 12, per_second
+
+
+def test_requests_follow_the_templates_of_a_service_of_your_own() -> None:
+    pools = {"internal": golden_pool(load_golden_set(), "internal")}
+    rng = random.Random(7)
+    reference = Load.model_validate({"users": 1}).requests
+    question, path, payload, request_id = build_request(reference, "ask", "internal", rng, pools, "m")
+    assert question is not None and path == "/v1/ask" and request_id is None
+    assert payload == {"question": question.question, "data_class": "internal"}
+    _, path, document, request_id = build_request(reference, "write", "internal", rng, pools, "m")
+    assert path == "/v1/documents" and document["id"] == request_id and document["tags"] == ["synthetic"]
+
+    own = Load.model_validate(
+        {
+            "users": 1,
+            "requests": {
+                "ask_path": "/api/search",
+                "ask": {"q": "{question}", "meta": {"class": "{data_class}"}},
+                "questions": ["Where are the pumps?"],
+                "write_path": "/api/notes",
+                "write": {"note_id": "{id}", "body": "{text}"},
+            },
+        }
+    ).requests
+    question, path, payload, _ = build_request(own, "ask", "internal", rng, pools, "m")
+    assert question is None, "a question of your own is not graded"
+    assert (path, payload) == ("/api/search", {"q": "Where are the pumps?", "meta": {"class": "internal"}})
+    _, path, payload, request_id = build_request(own, "write", "internal", rng, pools, "m")
+    assert path == "/api/notes" and payload["note_id"] == request_id and "bascule-load-m" in payload["body"]
+    with pytest.raises(ValueError, match="starting with '/'"):
+        Load.model_validate({"users": 1, "requests": {"ask_path": "api/search"}})

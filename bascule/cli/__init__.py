@@ -15,6 +15,7 @@ from rich.console import Console
 
 from bascule import __version__
 from bascule.cli.gameday import inject_command, recover_command
+from bascule.cli.init import init_command
 from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
@@ -242,6 +243,7 @@ app.command("inject", short_help="One fault, by hand, on a running `bascule stac
 app.command("recover", short_help="Clean up after a killed run or injector: processes, faults.")(
     recover_command
 )
+app.command("init", short_help="Write a design and a scenario for a service of your own.")(init_command)
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(designs_app, name="designs")
 

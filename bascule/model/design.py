@@ -8,10 +8,12 @@ that do not resolve, by path, so that the loader can place them at ``file:line:c
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -109,6 +111,8 @@ class ComponentKind(StrEnum):
     RETRIEVER = "retriever"
     STORE = "store"
     LLM = "llm"
+    SERVICE = "service"
+    """The user's own: a ``command`` bascule starts, or a ``url`` it only fronts."""
 
 
 class Placement(_Spec):
@@ -139,12 +143,53 @@ class Placement(_Spec):
         return self.max_replicas if self.max_replicas is not None else self.replicas
 
 
+class Readiness(_Spec):
+    """How bascule knows an own service is up: an HTTP path answering 2xx, else a TCP connect."""
+
+    path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("a readiness path starts with '/', e.g. /healthz")
+        return value
+
+
+class CommandSpec(_Spec):
+    """An own service bascule starts and supervises, one process per replica.
+
+    Strings of ``argv`` and ``env`` may hold placeholders, filled per replica: ``{port}`` (the port
+    it must listen on, chosen by bascule), ``{host}`` (127.0.0.1), ``{region}``, ``{replica}`` (its
+    name), ``{python}`` (the interpreter running bascule), and for each component it ``calls``:
+    ``{NAME.url}``, ``{NAME.host}``, ``{NAME.port}`` — the fault route in front of that component,
+    which is how faults reach the hop. ``{{`` and ``}}`` are literal braces."""
+
+    argv: Annotated[tuple[str, ...], Field(min_length=1)]
+    cwd: str | None = None
+    """Working directory, relative to the design file's directory (default: that directory)."""
+    env: dict[str, str] = {}
+    ready: Readiness = Readiness()
+    restart_delay: Duration = 1.0
+    """How long a crashed replica stays down before it is restarted (unless its region is frozen)."""
+
+
 class ComponentSpec(_Spec):
     """A component and its placement: ``{replicas: {aws/us-east-1: 2, scaleway/fr-par: 1}}``."""
 
     kind: ComponentKind | None = None
-    """Defaults to the component's name when that is a known kind (gateway, retriever, store, llm)."""
+    """Defaults to the component's name when that is a known kind (gateway, retriever, store, llm),
+    and to ``service`` for a component with a ``command`` or a ``url``."""
     replicas: dict[RegionId, Placement]
+    command: CommandSpec | None = None
+    """An own service that bascule starts (``kind: service``)."""
+    url: dict[RegionId, str] | None = None
+    """An own service already running, by region, that bascule only fronts with its fault routes."""
+    entry: bool = False
+    """Clients (load, probes) reach the service here, through the edge — instead of a gateway."""
+    calls: tuple[str, ...] = ()
+    """Other components this one calls (``command`` only): each in the caller's region when placed
+    there, else in the first region of the routing order where it is."""
 
     @field_validator("replicas")
     @classmethod
@@ -152,6 +197,34 @@ class ComponentSpec(_Spec):
         if not value:
             raise ValueError("place the component in at least one region")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_urls(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for region, url in (value or {}).items():
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname or parts.port is None:
+                raise ValueError(
+                    f"{region}: {url!r} — give http://HOST:PORT (the fault route speaks plain TCP to it)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _own_service(self) -> ComponentSpec:
+        if self.command is not None and self.url is not None:
+            raise ValueError("give either command (bascule starts it) or url (already running), not both")
+        own = self.command is not None or self.url is not None
+        if own and self.kind not in (None, ComponentKind.SERVICE):
+            raise ValueError("a component with a command or a url is of kind service")
+        if self.kind is ComponentKind.SERVICE and not own:
+            raise ValueError("a service component needs a command (bascule starts it) or a url")
+        if self.url is not None and self.calls:
+            raise ValueError("a url component is already running: bascule cannot tell it what to call")
+        return self
+
+    @property
+    def own(self) -> bool:
+        return self.command is not None or self.url is not None
 
 
 class DependencyKind(StrEnum):
@@ -326,6 +399,8 @@ class Design(_Spec):
         spec = self.components[name]
         if spec.kind is not None:
             return spec.kind
+        if spec.own:
+            return ComponentKind.SERVICE
         try:
             return ComponentKind(name)
         except ValueError:
@@ -398,9 +473,53 @@ class Design(_Spec):
                 problems.append((("routing", "order", i), _unknown("region", rid, declared)))
         if len(set(self.routing.order)) != len(self.routing.order):
             problems.append((("routing", "order"), "a region appears twice in the routing order"))
-        if not self.components_of(ComponentKind.GATEWAY):
-            problems.append((("components",), "a design needs a gateway component (its entry point)"))
+        problems += self._own_problems()
+        entries = [n for n, c in self.components.items() if c.entry]
+        if not self.components_of(ComponentKind.GATEWAY) and not entries:
+            problems.append(
+                (("components",), "a design needs an entry point: a gateway, or a service with entry: true")
+            )
         problems += self._scale_up_problems()
+        return problems
+
+    def entry_component(self) -> str | None:
+        """The own service clients reach, when the design has one instead of a gateway."""
+        return next((n for n, c in self.components.items() if c.entry), None)
+
+    def _own_problems(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        problems: list[tuple[tuple[PathElement, ...], str]] = []
+        entries = [n for n, c in self.components.items() if c.entry]
+        for name in entries[1:]:
+            problems.append((("components", name, "entry"), f"only one entry point: {entries[0]} is one"))
+        if entries and self.components_of(ComponentKind.GATEWAY):
+            problems.append(
+                (("components", entries[0], "entry"), "a design with a gateway enters through it")
+            )
+        for name, comp in self.components.items():
+            if comp.entry and not comp.own:
+                problems.append((("components", name, "entry"), "only a service (command or url) enters"))
+            for i, callee in enumerate(comp.calls):
+                if callee not in self.components or callee == name:
+                    problems.append(
+                        (("components", name, "calls", i), _unknown("component", callee, self.components))
+                    )
+            if comp.command is not None:
+                problems += _placeholder_problems(name, comp.command, comp.calls)
+            if comp.url is not None:
+                for rid in comp.replicas:
+                    if rid not in comp.url:
+                        problems.append((("components", name, "url"), f"no url for {rid}, where it runs"))
+                for rid in comp.url:
+                    if rid not in comp.replicas:
+                        problems.append((("components", name, "url", rid), f"{name} is not placed in {rid}"))
+                for rid, placement in comp.replicas.items():
+                    if placement.replicas != 1 or placement.max_replicas not in (None, 1):
+                        problems.append(
+                            (
+                                ("components", name, "replicas", rid),
+                                "a url component is one running service per region: replicas: 1",
+                            )
+                        )
         return problems
 
     def growing_regions(self) -> list[str]:
@@ -442,3 +561,40 @@ class Design(_Spec):
     @property
     def source_map(self) -> SourceMap | None:
         return self._source
+
+
+OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python")
+CALLEE_FIELDS = ("url", "host", "port")
+
+
+def placeholders(text: str) -> list[str]:
+    """The ``{…}`` field names in `text` (``{{`` and ``}}`` are literal braces). Raises
+    ValueError on a malformed template."""
+    return [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+
+
+def _placeholder_problems(
+    name: str, command: CommandSpec, calls: tuple[str, ...]
+) -> list[tuple[tuple[PathElement, ...], str]]:
+    allowed = [*OWN_PLACEHOLDERS, *(f"{c}.{f}" for c in calls for f in CALLEE_FIELDS)]
+    problems: list[tuple[tuple[PathElement, ...], str]] = []
+    texts: list[tuple[tuple[PathElement, ...], str]] = [
+        (("components", name, "command", "argv", i), a) for i, a in enumerate(command.argv)
+    ]
+    texts += [(("components", name, "command", "env", k), v) for k, v in command.env.items()]
+    for where, text in texts:
+        try:
+            fields = placeholders(text)
+        except ValueError as exc:
+            problems.append((where, f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"))
+            continue
+        for field in fields:
+            if field not in allowed:
+                problems.append(
+                    (
+                        where,
+                        f"unknown placeholder {{{field}}}; known here: "
+                        + ", ".join(f"{{{a}}}" for a in allowed),
+                    )
+                )
+    return problems

@@ -25,6 +25,7 @@ __all__ = [
     "DIMENSIONS",
     "Guardrail",
     "Load",
+    "LoadRequests",
     "LoadStep",
     "Objectives",
     "Phase",
@@ -104,6 +105,28 @@ class RequestMix(_Spec):
     """Share of requests that are document writes."""
 
 
+class LoadRequests(_Spec):
+    """What each load request sends, for a service shaped differently from the reference gateway.
+    Templates have ``{question}`` and ``{data_class}`` (asks), ``{id}``, ``{text}`` and
+    ``{data_class}`` (writes) replaced in every string; paths are taken at every entry point."""
+
+    ask_path: str = "/v1/ask"
+    ask: dict[str, object] = {"question": "{question}", "data_class": "{data_class}"}
+    questions: tuple[str, ...] = ()
+    """Questions asks draw from; by default the golden set's questions of the request's class
+    (graded). Questions of your own are not graded: success is a 2xx."""
+    write_path: str = "/v1/documents"
+    write: dict[str, object] | None = None
+    """Default: the reference store's document (``id``, ``title``, ``text``, ``data_class``, tags)."""
+
+    @field_validator("ask_path", "write_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a path at the entry points, starting with '/'")
+        return value
+
+
 class Load(_Spec):
     """Traffic during the run: closed-model ``users`` or an open-model arrival ``rate`` (req/s)."""
 
@@ -113,6 +136,7 @@ class Load(_Spec):
     steps: tuple[LoadStep, ...] = ()
     mix: RequestMix = RequestMix()
     think_time: Duration = 0.0
+    requests: LoadRequests = LoadRequests()
 
     @model_validator(mode="after")
     def _users_or_rate(self) -> Load:

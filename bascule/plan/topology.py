@@ -3,7 +3,9 @@
 Every hop is a client connection a fault can sit on: clients → gateways, gateway → retriever and
 llm of every region it may route to (and → stores, for writes), retriever → its region's store,
 store → peer stores (replication), and every component of a region → the shared dependencies
-that region relies on.
+that region relies on. A design of the user's own services has instead: clients → its entry
+service, and each service → every component it ``calls`` (in its own region when placed there,
+else in the first region of the routing order where it is).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from enum import StrEnum
 
 from bascule.model.design import ComponentKind, Design, ReplicationMode
 
-__all__ = ["Endpoint", "Hop", "HopPurpose", "hops"]
+__all__ = ["Endpoint", "Hop", "HopPurpose", "callee_region", "hops"]
 
 
 @dataclass(frozen=True, order=True)
@@ -35,6 +37,7 @@ class HopPurpose(StrEnum):
     WRITE = "write"
     REPLICATE = "replicate"
     DEPENDENCY = "dependency"
+    CALL = "call"
 
 
 @dataclass(frozen=True, order=True)
@@ -83,7 +86,38 @@ def hops(design: Design) -> tuple[Hop, ...]:
             dep = design.dependencies[dep_id]
             target = Endpoint(dep_id, dep.region)
             out += [Hop(c, target, HopPurpose.DEPENDENCY) for c in callers]
+    out += _own_hops(design)
     return tuple(sorted(set(out), key=_hop_key))
+
+
+def _own_hops(design: Design) -> list[Hop]:
+    out: list[Hop] = []
+    entry = design.entry_component()
+    if entry is not None:
+        out += [
+            Hop(None, Endpoint(entry, region), HopPurpose.INGRESS)
+            for region, placement in design.components[entry].replicas.items()
+            if placement.ceiling > 0
+        ]
+    for name, spec in design.components.items():
+        for region, placement in spec.replicas.items():
+            if placement.ceiling == 0:
+                continue
+            for callee in spec.calls:
+                where = callee_region(design, callee, region)
+                if where is not None:
+                    out.append(Hop(Endpoint(name, region), Endpoint(callee, where), HopPurpose.CALL))
+    return out
+
+
+def callee_region(design: Design, callee: str, caller_region: str) -> str | None:
+    """Where a caller in `caller_region` reaches `callee`: its own region when the callee is
+    placed there, else the first region of the routing order where it is."""
+    placed = [r for r, p in design.components[callee].replicas.items() if p.ceiling > 0]
+    if caller_region in placed:
+        return caller_region
+    ordered = [r for r in design.routing_order if r in placed] or placed
+    return ordered[0] if ordered else None
 
 
 def _hop_key(hop: Hop) -> tuple[str, str, str, str, str]:

@@ -145,14 +145,27 @@ def account_losses(
 
 
 def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
-    """Region → URL templates (with ``{id}``) that say whether a document is there."""
+    """Region → URL templates (with ``{id}``) that say whether a document is there. A template that
+    is a path (``/api/notes/{id}``) is asked at that region's entry point."""
     if spec.read_back:
-        return {region: tuple(templates) for region, templates in spec.read_back.items()}
+        return {
+            region: tuple(_at_entry(t, region, context) for t in templates)
+            for region, templates in spec.read_back.items()
+        }
     return {
         region: tuple(f"{url.rstrip('/')}/v1/documents/{{id}}" for url in urls)
         for region, urls in context.store_urls.items()
         if urls
     }
+
+
+def _at_entry(template: str, region: str, context: ProbeContext) -> str:
+    if not template.startswith("/"):
+        return template
+    entry = context.entries.get(region)
+    if entry is None:
+        raise ProbeError(f"read_back {template!r} for {region}: the design has no entry point there")
+    return entry.rstrip("/") + template
 
 
 async def _presence(

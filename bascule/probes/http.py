@@ -9,9 +9,12 @@ import time
 
 import httpx
 
+from bascule.errors import ProbeError
+from bascule.model.design import Design
 from bascule.probes import specs
 from bascule.probes.base import MISSING, Probe, describe_error, new_request_id, read_path, register
 from bascule.runner.samples import RequestSample
+from bascule.stack.edge import Edge, NoEntryError
 
 __all__ = ["HttpProbe", "check_assertion", "check_response"]
 
@@ -66,9 +69,18 @@ class HttpProbe(Probe[specs.HttpProbe]):
     kind = "http"
     spec_type = specs.HttpProbe
     sample_kind = "http"
+    _edge: Edge | None = None
+
+    @property
+    def data_class(self) -> str | None:
+        if not self.spec.url.startswith("/"):
+            return self.spec.data_class
+        return self.spec.data_class or least_demanding_class(self.context.design)
 
     async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
         spec = self.spec
+        if spec.url.startswith("/"):
+            return await self._through_edge(client, now)
         request_id = new_request_id()
         try:
             response = await client.request(spec.method, spec.url, json=spec.json_body, timeout=spec.timeout)
@@ -98,3 +110,49 @@ class HttpProbe(Probe[specs.HttpProbe]):
             error="; ".join(problems) or None,
             request_id=request_id,
         )
+
+    async def _through_edge(self, client: httpx.AsyncClient, now: float) -> RequestSample:
+        spec = self.spec
+        data_class = self.data_class
+        assert data_class is not None
+        if self._edge is None:
+            if not self.context.entries:
+                raise ProbeError(f"no entry point to send {spec.url} to: give the probe a full `url`")
+            self._edge = Edge(self.context.design, self.context.entries)
+        try:
+            answer = await self._edge.post(client, spec.url, spec.json_body, data_class, method=spec.method)
+        except NoEntryError as exc:
+            return RequestSample(
+                source=self.name,
+                kind=self.sample_kind,
+                started=now,
+                latency=time.monotonic() - now,
+                ok=False,
+                data_class=data_class,
+                error=str(exc),
+                request_id=new_request_id(),
+            )
+        latency = time.monotonic() - now
+        problems = (
+            check_response(spec, answer.status, latency, MISSING if answer.body is None else answer.body)
+            if answer.status is not None
+            else [answer.error or "no answer"]
+        )
+        return RequestSample(
+            source=self.name,
+            kind=self.sample_kind,
+            started=now,
+            latency=latency,
+            ok=not problems,
+            status=answer.status,
+            data_class=data_class,
+            entry_region=answer.region if answer.status is not None else None,
+            error="; ".join(problems) or None,
+            request_id=new_request_id(),
+        )
+
+
+def least_demanding_class(design: Design) -> str:
+    """The data class the most regions may serve (the first such, in the design's order)."""
+    classes = list(design.data_classes)
+    return max(classes, key=lambda c: len(design.allowed_regions(c)))

@@ -52,6 +52,11 @@ class HttpProbe(ProbeSpec):
 
     kind: Literal["http"] = "http"
     url: str
+    """A full URL, asked directly; or a path (``/healthz``), asked at the design's entry points
+    through the edge — in routing order, failing over as clients do."""
+    data_class: str | None = None
+    """Through the edge: the class whose allowed regions it may go to (default: the design's
+    least demanding class)."""
     method: Literal["GET", "POST", "PUT", "HEAD"] = "GET"
     json_body: dict[str, object] | None = Field(default=None, alias="json")
     expect_status: tuple[int, ...] = (200,)
@@ -142,7 +147,8 @@ class DataProbe(ProbeSpec):
     paths: ResponsePaths = ResponsePaths()
     read_back: dict[str, tuple[str, ...]] = {}
     """Per region, URL templates with ``{id}`` answering 200 when the document is there and 404
-    when it is not; defaults to each store replica's ``/v1/documents/{id}`` (reference stack)."""
+    when it is not — or paths, asked at that region's entry point; defaults to each store
+    replica's ``/v1/documents/{id}`` (reference stack)."""
 
     @model_validator(mode="after")
     def _request_names_the_id(self) -> DataProbe:

@@ -37,7 +37,8 @@ from typing import IO, Any, Final
 from bascule.errors import PathElement, PlanError, Problem, TargetError
 from bascule.model.design import Design
 from bascule.model.loading import parse_design
-from bascule.model.scenario import Load, RequestMix
+from bascule.model.scenario import Load, LoadRequests, RequestMix
+from bascule.probes.base import render_template
 from bascule.runner.samples import RequestSample, hops_from_json, sample_from_json
 from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer
 from bascule.stack.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
@@ -296,6 +297,37 @@ def new_document(data_class: str, marker: str) -> dict[str, Any]:
         # the answers the golden set grades (see the store's SYNTHETIC_TAG).
         "tags": ["synthetic"],
     }
+
+
+def build_request(
+    requests: LoadRequests,
+    kind: str,
+    data_class: str,
+    rng: random.Random,
+    pools: Mapping[str, Sequence[GoldenQuestion]],
+    marker: str,
+) -> tuple[GoldenQuestion | None, str, dict[str, Any], str | None]:
+    """``(golden question or None, path, payload, request id)`` of one load request: a write of a
+    new document, or an ask of a golden question of the class (or of the scenario's own)."""
+    if kind == "write":
+        document = new_document(data_class, marker)
+        if requests.write is None:
+            return None, requests.write_path, document, document["id"]
+        values = {"id": document["id"], "text": document["text"], "data_class": data_class}
+        return None, requests.write_path, _as_dict(render_template(requests.write, values)), document["id"]
+    question: GoldenQuestion | None = None
+    if requests.questions:
+        text = rng.choice(requests.questions)
+    else:
+        question = rng.choice(pools[data_class])
+        text = question.question
+    payload = _as_dict(render_template(requests.ask, {"question": text, "data_class": data_class}))
+    return question, requests.ask_path, payload, None
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    assert isinstance(value, dict)
+    return value
 
 
 # -- the edge over a synchronous client ---------------------------------------------------------

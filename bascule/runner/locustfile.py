@@ -14,7 +14,8 @@ Configured by the environment:
   to take the master's port from.
 
 Each user draws every request from the mix — a write with the mix's probability, else an ask of a
-golden question — with a data class drawn by the mix's weights, and sends it through the edge:
+golden question (or of the scenario's own ``load.requests.questions``) — with a data class drawn by
+the mix's weights, shapes it with ``load.requests``' templates, and sends it through the edge:
 the design's entry points in routing order for that class, failing over on a 5xx, a 429 or a
 transport error, as `bascule.stack.edge.Edge` does, over locust's gevent HTTP client.
 """
@@ -47,11 +48,11 @@ from bascule.runner.load import (
     STREAM_ENV,
     LoadConfig,
     Send,
+    build_request,
     compute_schedule,
     draw_request,
     edge_post,
     golden_pool,
-    new_document,
     parse_load_config,
     sample_from_response,
 )
@@ -247,17 +248,9 @@ class BasculeUser(FastHttpUser):
         if time.monotonic() >= END:
             raise StopUser
         kind, data_class = draw_request(self.rng, LOAD.mix)
-        question: GoldenQuestion | None = None
-        if kind == "write":
-            payload = new_document(data_class, CONFIG.marker)
-            path, request_id = "/v1/documents", payload["id"]
-        else:
-            question = self.rng.choice(POOLS[data_class])
-            path, payload, request_id = (
-                "/v1/ask",
-                {"question": question.question, "data_class": data_class},
-                None,
-            )
+        question, path, payload, request_id = build_request(
+            LOAD.requests, kind, data_class, self.rng, POOLS, CONFIG.marker
+        )
         started = time.monotonic()
         try:
             response = edge_post(EDGE, self._sender(kind), path, payload, data_class)

@@ -114,6 +114,19 @@ def load_inputs(options: RunOptions) -> tuple[Scenario, Design, Path, Plan]:
             [Problem("the scenario names no design: pass --design FILE", (), str(options.scenario))]
         )
     design = read_design(design_path)
+    if design.entry_component() is not None and scenario.steady_state is None:
+        raise ScenarioError(
+            [
+                Problem(
+                    f"{design.id} enters through a service of your own ({design.entry_component()}), "
+                    "which bascule has no default probe for: say how to check it in "
+                    "steady_state.probes (an http probe with a path, or rag/data probes with their "
+                    "request templates; docs/own-services.md)",
+                    ("steady_state",),
+                    str(options.scenario),
+                )
+            ]
+        )
     return scenario, design, Path(design_path), plan(design, scenario)
 
 
@@ -465,7 +478,9 @@ class _Runner:
             servable = [c for c in self.design.data_classes if self.design.allowed_regions(c)]
             chosen = [c for c in servable if c in ("internal", "confidential")] or servable[:1]
             specs = [RagProbe(data_class=c) for c in chosen]
-        if not any(isinstance(s, DataProbe) for s in specs):
+        own = self.design.entry_component() is not None
+        if not own and not any(isinstance(s, DataProbe) for s in specs):
+            # An own service's writes take a request template only its author can give.
             specs.append(DataProbe(data_class="internal"))
         return specs
 

@@ -103,8 +103,16 @@ class Edge:
         return order
 
     async def post(
-        self, client: httpx.AsyncClient, path: str, payload: Mapping[str, Any], data_class: str
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        data_class: str,
+        *,
+        method: str = "POST",
     ) -> EdgeResponse:
+        """`method` `path` at the entry points allowed for `data_class`, in routing order, failing
+        over on a transport error, a 5xx or a 429. `payload` is the JSON body (none when None)."""
         began = self._clock()
         attempts: list[EdgeAttempt] = []
         last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
@@ -119,8 +127,11 @@ class Edge:
                 breaker = self.breakers[region]
                 started = self._clock()
                 try:
-                    response = await client.post(
-                        self.entries[region] + path, json=dict(payload), timeout=self.timeout
+                    response = await client.request(
+                        method,
+                        self.entries[region] + path,
+                        json=None if payload is None else dict(payload),
+                        timeout=self.timeout,
                     )
                 except httpx.HTTPError as exc:
                     if ticket is not None:

@@ -11,6 +11,8 @@ reference stack.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,12 +22,14 @@ from bascule.model.design import ComponentKind, DependencyKind, Design, host_nam
 from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
 
 __all__ = [
+    "OwnCommand",
     "ProcessKind",
     "ReplicaSpec",
     "RouteSpec",
     "StackLayout",
     "layout",
     "max_class_for",
+    "own_command",
     "replica_argv",
 ]
 
@@ -36,6 +40,8 @@ class ProcessKind(StrEnum):
     STORE = "store"
     LLM = "llm"
     IDENTITY = "identity"
+    SERVICE = "service"
+    """The user's own ``command``."""
 
 
 @dataclass(frozen=True, order=True)
@@ -81,6 +87,8 @@ class StackLayout:
     design_id: str
     replicas: tuple[ReplicaSpec, ...]
     routes: tuple[RouteSpec, ...]
+    fronted: tuple[str, ...] = ()
+    """Components that run already (``url:``): routes lead to them, no process is started."""
 
     def reserves(self, region: str) -> list[ReplicaSpec]:
         """The replicas a region starts when it scales up."""
@@ -102,6 +110,7 @@ class StackLayout:
 
 
 _KINDS = {
+    ComponentKind.SERVICE: ProcessKind.SERVICE,
     ComponentKind.GATEWAY: ProcessKind.GATEWAY,
     ComponentKind.RETRIEVER: ProcessKind.RETRIEVER,
     ComponentKind.STORE: ProcessKind.STORE,
@@ -113,7 +122,8 @@ def layout(design: Design) -> StackLayout:
     replicas: list[ReplicaSpec] = []
     for name, spec in design.components.items():
         kind = design.component_kind(name)
-        if kind is None:
+        if kind is None or spec.url is not None:
+            # Nothing to start: an unknown kind has no process, a url service is already running.
             continue
         for region, placement in spec.replicas.items():
             replicas += [
@@ -128,7 +138,8 @@ def layout(design: Design) -> StackLayout:
         for h in hops(design)
         if h.purpose is not HopPurpose.DEPENDENCY or h.target.name in identity
     ]
-    return StackLayout(design.id, tuple(sorted(replicas)), tuple(routes))
+    fronted = tuple(sorted(n for n, c in design.components.items() if c.url is not None))
+    return StackLayout(design.id, tuple(sorted(replicas)), tuple(routes), fronted)
 
 
 _CLASS_ORDER = ("public", "internal", "confidential")
@@ -233,3 +244,52 @@ def replica_argv(
         for route in stack.routes_from(me, HopPurpose.WRITE):
             argv += ["--store", f"{route.hop.target.region}={_url(route, route_ports)}"]
     return argv
+
+
+@dataclass(frozen=True)
+class OwnCommand:
+    """How one replica of an own service is started: its command line and environment with every
+    placeholder filled, its working directory and readiness."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    port: int
+    ready_path: str | None
+
+
+@dataclass(frozen=True)
+class _Callee:
+    url: str
+    host: str
+    port: int
+
+
+def own_command(
+    design: Design,
+    stack: StackLayout,
+    replica: ReplicaSpec,
+    *,
+    port: int,
+    route_ports: Mapping[str, int],
+    base_dir: str,
+) -> OwnCommand:
+    """The command of one replica of an own service (``command:``), placeholders filled: the
+    callees it names are reached through their fault routes on 127.0.0.1, never by DNS."""
+    command = design.components[replica.component].command
+    if command is None:
+        raise ValueError(f"{replica.component} has no command")
+    values: dict[str, object] = {
+        "port": port,
+        "host": "127.0.0.1",
+        "region": replica.region,
+        "replica": replica.name,
+        "python": sys.executable,
+    }
+    for route in stack.routes_from(replica.endpoint, HopPurpose.CALL):
+        callee_port = route_ports[route.name]
+        values[route.hop.target.name] = _Callee(f"http://127.0.0.1:{callee_port}", "127.0.0.1", callee_port)
+    argv = tuple(a.format_map(values) for a in command.argv)
+    env = {k: v.format_map(values) for k, v in command.env.items()}
+    cwd = os.path.normpath(os.path.join(base_dir, command.cwd or "."))
+    return OwnCommand(argv, env, cwd, port, command.ready.path)

@@ -9,7 +9,9 @@ is recorded with its kernel start time so that a PID reused by an unrelated proc
 signalled (see :func:`process_start_time`).
 
 A replica announces its address by printing ``listening on http://HOST:PORT`` once it accepts
-connections; the supervisor reads that line, so every replica can bind port 0.
+connections; the supervisor reads that line, so every replica can bind port 0. A process that
+cannot say so (the user's own service) is given its port and counts as started once it accepts a
+TCP connection there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -71,6 +74,10 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     restart_delay: float = 1.0
     ready_path: str | None = "/readyz"
+    cwd: str | None = None
+    port: int | None = None
+    """A process that does not announce itself (an own service) listens here: it counts as started
+    once a TCP connection to 127.0.0.1 on this port succeeds."""
 
 
 class ProcessState(StrEnum):
@@ -200,7 +207,7 @@ class Supervisor:
                     url = replica.url
                     assert url is not None and replica.spec.ready_path is not None
                     try:
-                        ok = client.get(url + replica.spec.ready_path).status_code == 200
+                        ok = 200 <= client.get(url + replica.spec.ready_path).status_code < 300
                     except httpx.HTTPError:
                         ok = False
                     if not ok:
@@ -223,6 +230,7 @@ class Supervisor:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=spec.cwd,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -327,7 +335,35 @@ class Supervisor:
                     self._read(key)
             else:
                 time.sleep(self._poll)
+            self._check_ports()
             self._reap_and_restart()
+
+    def _check_ports(self) -> None:
+        waiting = [
+            r
+            for r in self.replicas()
+            if r.spec.port is not None and r.url is None and r.popen is not None and r.popen.poll() is None
+        ]
+        for replica in waiting:
+            port = replica.spec.port
+            assert port is not None
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.05):
+                    pass
+            except OSError:
+                continue
+            popen = replica.popen
+            assert popen is not None
+            with self._lock:
+                if replica.popen is not popen or replica.url is not None:
+                    continue
+                replica.url = f"http://127.0.0.1:{port}"
+                if replica.state is ProcessState.STARTING:
+                    replica.state = ProcessState.RUNNING
+                replica.announced.set()
+            self._emit(
+                SupervisorEvent("started", replica.spec.name, popen.pid, replica.start_time, replica.url)
+            )
 
     def _read(self, key: selectors.SelectorKey) -> None:
         replica, popen, buffer = key.data
@@ -347,7 +383,7 @@ class Supervisor:
         buffer.extend(chunk)
         with self.log_path(replica.spec.name).open("ab") as log:
             log.write(chunk)
-        match = _LISTENING.search(buffer)
+        match = _LISTENING.search(buffer) if replica.spec.port is None else None
         if match and replica.popen is popen and replica.url is None:
             replica.url = match.group(1).decode()
             if replica.state is ProcessState.STARTING:

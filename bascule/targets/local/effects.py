@@ -225,6 +225,8 @@ class _Parts:
         self.replica_of: dict[tuple[str, str, int], ReplicaSpec] = {
             (r.component, r.region, r.index): r for r in layout.replicas
         }
+        self.urls = set(layout.fronted)
+        self.own = self.urls | {r.component for r in layout.replicas if r.kind is ProcessKind.SERVICE}
 
     def routes(self, hops: Iterable[Hop], what: str) -> list[str]:
         hops = list(hops)
@@ -246,10 +248,19 @@ class _Parts:
         ]
         found = [r for r in found if wanted is None or r.kind in wanted]
         if touch.replicas and not found:
+            running = sorted(
+                {f"{r.component}@{r.region}" for r in touch.replicas if r.component in self.urls}
+            )
+            if running:
+                raise FaultError(
+                    f"{what}: {', '.join(running)} is a url service, already running and not started by "
+                    "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
+                    "http-error, throttle, an outage of its region)"
+                )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
                 f"{what}: the local stack runs no process for {refs} (a component whose kind is not "
-                "gateway, retriever, store or llm, or a replica above the count it starts with)"
+                "gateway, retriever, store, llm or a service with a command)"
             )
         return [r.name for r in found]
 
@@ -304,6 +315,14 @@ def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 def _dns(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, Dns)
+    own_hosts = {r.host: str(r.hop.target) for r in parts.layout.routes if r.hop.target.name in parts.own}
+    own = sorted({own_hosts[h] for h in touch.hosts if h in own_hosts})
+    if own:
+        raise FaultError(
+            f"dns: {', '.join(own)} is reached at 127.0.0.1 and a port its callers were given, not by a "
+            "name bascule's DNS server answers, so a DNS fault would change nothing they see; use "
+            "blackhole or refuse on its hops"
+        )
     served = set(parts.layout.hosts())
     hosts = [h for h in touch.hosts if h in served]
     if touch.hosts and not hosts:
@@ -325,6 +344,12 @@ def _dns(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _control_plane(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    started = {r.region for r in parts.layout.replicas}
+    if touch.regions and not started & set(touch.regions):
+        raise FaultError(
+            f"control-plane: bascule starts nothing in {', '.join(touch.regions)} (only url services, "
+            "already running, are there), so there is nothing to keep from restarting or scaling"
+        )
     return [Freeze(region) for region in touch.regions]
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from bascule.errors import TargetError
 from bascule.model.design import Design
 from bascule.plan.topology import Endpoint
-from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, replica_argv
+from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, own_command, replica_argv
 from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.control import ControlServer
@@ -152,6 +153,7 @@ class LocalStack:
                 server,
             )
             supervisor.subscribe(stack._on_event)
+            stack._front_running_services()
             specs = stack._specs(dns_port)
             reserve = {r.name for r in stack_layout.replicas if r.reserve}
             supervisor.park([s for s in specs if s.name in reserve])
@@ -211,6 +213,9 @@ class LocalStack:
         }
         specs: list[ProcessSpec] = []
         for replica in self.layout.replicas:
+            if replica.kind is ProcessKind.SERVICE:
+                specs.append(self._own_spec(replica))
+                continue
             argv = replica_argv(
                 self.design,
                 self.layout,
@@ -226,6 +231,38 @@ class LocalStack:
                 env["BASCULE_TOKEN_SECRET"] = secret
             specs.append(ProcessSpec(replica.name, tuple(argv), group=replica.region, env=env))
         return specs
+
+    def _own_spec(self, replica: ReplicaSpec) -> ProcessSpec:
+        command = own_command(
+            self.design,
+            self.layout,
+            replica,
+            port=free_port(),
+            route_ports=self.route_ports,
+            base_dir=str(self.design_path.parent),
+        )
+        spec = self.design.components[replica.component].command
+        assert spec is not None
+        return ProcessSpec(
+            replica.name,
+            command.argv,
+            group=replica.region,
+            env={**command.env, MARKER_ENV: self.marker},
+            restart_delay=spec.restart_delay,
+            ready_path=command.ready_path,
+            cwd=command.cwd,
+            port=command.port,
+        )
+
+    def _front_running_services(self) -> None:
+        """Point the routes to ``url:`` services at them, once: nothing restarts them."""
+        for route in self.layout.routes:
+            urls = self.design.components.get(route.hop.target.name)
+            if urls is None or urls.url is None:
+                continue
+            parts = urlsplit(urls.url[route.hop.target.region])
+            assert parts.hostname is not None and parts.port is not None
+            self.plane.set_upstreams(route.name, [Upstream(parts.hostname, parts.port)])
 
     def _autoscaler(self) -> Autoscaler:
         growing = self.design.growing_regions()
@@ -351,3 +388,12 @@ def read_state(run_dir: Path) -> dict[str, object]:
     except FileNotFoundError as exc:
         raise TargetError(f"no running stack found at {run_dir} (start one with `bascule stack up`)") from exc
     return data
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a service that must be told where to listen. Another
+    process may take it before the service binds it; the start-up timeout then says so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,5 @@
+"""``python -m bascule``: the same as the ``bascule`` command."""
+
+from bascule.cli import main
+
+main()
