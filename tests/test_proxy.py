@@ -7,6 +7,7 @@ connections that were already open are spared when `new_connections_only` says s
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import statistics
@@ -582,3 +583,47 @@ def test_new_connections_spread_over_upstreams_and_skip_a_dead_one(plane: FaultP
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_a_fault_answer_after_the_upstream_ended_the_connection_is_dropped_not_raised(
+    plane: FaultPlane,
+) -> None:
+    # An upstream that answers once and half-closes (as an HTTP/1.0 server does): the relay ends
+    # the client side too. A request the client sends meanwhile, under an http-error fault, would
+    # be answered after that end: the answer is dropped and the client sees the close, instead of
+    # an error in the fault plane's event loop.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    errors: list[dict[str, object]] = []
+    try:
+        port = plane.add_route("one-shot", Upstream("127.0.0.1", server.getsockname()[1]))
+        plane.spawn(_capture_loop_errors(errors))
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(sock).endswith(b"ok")
+            time.sleep(0.1)  # the upstream's end has reached the client side
+            plane.set_fault("one-shot", HttpError())
+            sock.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096) == b"", "the client sees the connection end, not a 503 after it"
+        time.sleep(0.1)
+        assert errors == []
+        assert plane.stats("one-shot").bytes_dropped > 0
+    finally:
+        server.close()
+        thread.join(5)
+
+
+async def _capture_loop_errors(errors: list[dict[str, object]]) -> None:
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))

@@ -408,6 +408,7 @@ class _ClientSide(asyncio.Protocol):
         self.held_up: list[bytes] = []
         self.held_down: list[bytes] = []
         self.line: _DelayLine | None = None
+        self.down_eof_sent = False
         self.parser: _RequestReader | None = None
         self.http_raw = False
         self.up_fast = False
@@ -696,6 +697,7 @@ class _ClientSide(asyncio.Protocol):
         if self.state.mode in _FORWARDING:
             if self.transport is not None and self.transport.can_write_eof():
                 self.transport.write_eof()
+                self.down_eof_sent = True
             if self.client_eof:
                 self.close()
 
@@ -710,8 +712,15 @@ class _ClientSide(asyncio.Protocol):
             self.up_gone = True
 
     def write_client(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if transport is None:
+            return
+        if self.down_eof_sent or transport.is_closing():
+            # The client side is already half-closed (the upstream ended it) or closing: a fault's
+            # answer to a request sent meanwhile cannot reach it; the client sees the close instead.
+            self.route.bytes_dropped += len(data)
+            return
+        transport.write(data)
 
     # -- ending --
 
