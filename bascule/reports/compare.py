@@ -30,6 +30,8 @@ class Cell:
     dimensions: Mapping[str, Mapping[str, Any]]
     figures: Mapping[str, Any]
     run_dir: str
+    exit_code: int | None = None
+    reason: str = ""
 
     def sub(self, dimension: str) -> float | None:
         entry = self.dimensions.get(dimension)
@@ -71,6 +73,8 @@ def _cell(result: Mapping[str, Any]) -> Cell:
         dimensions={d["name"]: d for d in score["dimensions"]},
         figures=result.get("figures", {}),
         run_dir=str(run.get("dir", "")),
+        exit_code=run.get("exit_code"),
+        reason=str(run.get("reason") or ""),
     )
 
 
@@ -194,4 +198,37 @@ def render_compare_markdown(comparison: Comparison) -> str:
                 continue
             subs = [("—" if (v := cell.sub(d)) is None else f"{v:.0f}") for d in DIMENSIONS]
             lines.append(f"| {scenario} | {design} | " + " | ".join(subs) + " |")
+    lines += ["", "## Figures", ""]
+    lines.append(
+        "| scenario | design | success | RTO | fail over | p95 | writes lost | violations | run ended |"
+    )
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for scenario in comparison.scenarios:
+        for design in comparison.designs:
+            cell = comparison.cells.get((scenario, design))
+            if cell is not None:
+                lines.append(f"| {scenario} | {design} | " + " | ".join(_figure_row(cell)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: object) -> str:
+    return "—" if not isinstance(value, int | float) else f"{float(value):.1f} s"
+
+
+def _figure_row(cell: Cell) -> list[str]:
+    f = cell.figures
+    ratio = f.get("success_ratio")
+    rto = "never" if f.get("recovered") is False else _seconds(f.get("rto"))
+    p95 = (f.get("latency") or {}).get("p95")
+    rpo = f.get("rpo") or {}
+    lost = "—" if rpo.get("acknowledged") is None else f"{rpo.get('lost', 0)} of {rpo['acknowledged']}"
+    ended = "—" if cell.exit_code is None else f"exit {cell.exit_code}: {cell.reason}"
+    return [
+        "—" if ratio is None else f"{float(ratio) * 100:.2f} %",
+        rto,
+        _seconds(f.get("time_to_failover")),
+        "—" if p95 is None else f"{float(p95) * 1000:.0f} ms",
+        lost,
+        str(f.get("sovereignty_violations", "—")),
+        ended.replace("|", "/"),
+    ]
