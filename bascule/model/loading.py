@@ -29,6 +29,7 @@ __all__ = [
     "read_design",
     "read_scenario",
     "scenario_design_path",
+    "validate_model",
 ]
 
 DocumentKind = Literal["design", "scenario"]
@@ -46,7 +47,7 @@ def detect_kind(data: Any) -> DocumentKind | None:
 
 def parse_design(text: str, file: str = "<design>") -> Design:
     data, source = parse_yaml(text, file)
-    design = _validate(Design, data, source)
+    design = validate_model(Design, data, source)
     problems = [source.problem(path, message) for path, message in design.check()]
     if problems:
         raise ScenarioError(problems)
@@ -55,7 +56,7 @@ def parse_design(text: str, file: str = "<design>") -> Design:
 
 def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     data, source = parse_yaml(text, file)
-    return _validate(Scenario, data, source).attach_source(source)
+    return validate_model(Scenario, data, source).attach_source(source)
 
 
 def read_design(path: str | Path) -> Design:
@@ -104,7 +105,9 @@ def _read_text(path: str | Path) -> str:
         raise ScenarioError([Problem(f"cannot read the file: {exc}", (), str(path))]) from exc
 
 
-def _validate(model: type[M], data: Any, source: SourceMap) -> M:
+def validate_model(model: type[M], data: Any, source: SourceMap) -> M:
+    """`data` (parsed YAML) as `model`, or `ScenarioError` with every problem at file:line:column
+    (through `source`). For any file bascule reads: designs, scenarios, target files."""
     if not isinstance(data, dict):
         raise ScenarioError([source.problem((), "expected a mapping of keys at the top level")])
     try:

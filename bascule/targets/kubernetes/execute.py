@@ -1,0 +1,332 @@
+"""Carrying a call plan out, and undoing it: the effectful half of the Kubernetes adapters.
+
+For each `Call`, `expand` reads what it selects (lists, gets) and returns the `Change`s it will make,
+each with the prior state of what it changes; the target writes them to the ledger (fsynced), and
+only then `carry_out` makes each change. `undo` reverts one change: a patched field is set back to
+its original value (or removed, when it had none) once no other fault in force holds it, appended
+text is cut out exactly, a created object is deleted after its ``bascule.io/run-id`` label is
+checked, and a deletion stays (pods are recreated by their controllers; volumes are gone).
+
+Safety checks made here, before anything changes: a pod with no controller is never deleted (it
+would not come back), and a call marked ``required`` that matches nothing fails the fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bascule.errors import FaultError, TargetError
+from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb
+from bascule.targets.kubernetes.cluster import KubeApi
+from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
+from bascule.targets.kubernetes.resources import NODES, PODS, PVCS, RUN_LABEL
+
+__all__ = ["Holds", "carry_out", "expand", "undo"]
+
+_ABSENT = object()
+
+
+def _read(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    current: Any = obj
+    for part in path:
+        if not isinstance(current, Mapping) or part not in current:
+            return _ABSENT
+        current = current[part]
+    return current
+
+
+def _nested(path: Sequence[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {path[-1]: value}
+    for part in reversed(path[:-1]):
+        out = {part: out}
+    return out
+
+
+def _merge(into: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _shown(present: bool, value: Any) -> str:
+    if not present:
+        return "absent"
+    if isinstance(value, str) and "\n" in value:
+        return f"{value.count(chr(10))} line(s)"
+    return "true" if value is True else "false" if value is False else str(value)
+
+
+@dataclass
+class _Hold:
+    before_present: bool
+    before: Any
+    holders: list[str] = field(default_factory=list)
+
+
+class Holds:
+    """Fields that faults in force have set, with their original values: when faults overlap on a
+    field (two cordons of one node), the last one reverted restores the original."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[ObjectRef, tuple[str, ...]], _Hold] = {}
+
+    def original(self, ref: ObjectRef, path: tuple[str, ...]) -> tuple[bool, Any] | None:
+        hold = self._held.get((ref, path))
+        return None if hold is None else (hold.before_present, hold.before)
+
+    def take(self, key: str, changes: Iterable[Change]) -> None:
+        for change in changes:
+            for f in change.fields:
+                if f.mode == ChangeMode.SET.value:
+                    hold = self._held.setdefault((change.ref, f.path), _Hold(f.before_present, f.before))
+                    if key not in hold.holders:
+                        hold.holders.append(key)
+
+    def release(self, key: str, ref: ObjectRef, path: tuple[str, ...]) -> list[str]:
+        """Drop `key`'s hold; the faults that still hold the field (none: restore it now)."""
+        hold = self._held.get((ref, path))
+        if hold is None:
+            return []
+        if key in hold.holders:
+            hold.holders.remove(key)
+        if not hold.holders:
+            del self._held[(ref, path)]
+        return list(hold.holders)
+
+    def drop(self, key: str, changes: Iterable[Change]) -> None:
+        """Release `key`'s holds without restoring anything (a fault recorded, never applied)."""
+        for change in changes:
+            for f in change.fields:
+                self.release(key, change.ref, f.path)
+
+
+def _ref(call: Call, obj: Mapping[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") if call.resource.namespaced else None
+    return ObjectRef(call.context, call.resource, namespace or call.namespace, str(meta.get("name")))
+
+
+def _pods(call: Call, api: KubeApi) -> list[dict[str, Any]]:
+    pods = api.list(PODS, call.namespace, dict(call.labels))
+    pods = [p for p in pods if _read(p, ("metadata", "deletionTimestamp")) in (_ABSENT, None)]
+    if call.on_nodes is None:
+        return pods
+    nodes = {str(_read(n, ("metadata", "name"))) for n in api.list(NODES, None, dict(call.on_nodes))}
+    return [p for p in pods if _read(p, ("spec", "nodeName")) in nodes]
+
+
+def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    owners = _read(pod, ("metadata", "ownerReferences"))
+    if not isinstance(owners, list):
+        return None
+    return next((o for o in owners if isinstance(o, Mapping) and o.get("controller")), None)
+
+
+def _fields(
+    ref: ObjectRef, obj: Mapping[str, Any], changes: Sequence[FieldChange], holds: Holds
+) -> list[FieldState]:
+    out: list[FieldState] = []
+    for change in changes:
+        current = _read(obj, change.path)
+        present = current is not _ABSENT
+        match change.mode:
+            case ChangeMode.SET | ChangeMode.COPY:
+                if change.mode is ChangeMode.COPY:
+                    after = _read(obj, change.source)
+                    if after is _ABSENT or after is None:
+                        raise FaultError(
+                            f"{ref} has no {'.'.join(change.source)} to pin {'.'.join(change.path)} to"
+                        )
+                else:
+                    after = change.value
+                held = holds.original(ref, change.path)
+                if held is not None:
+                    present, current = held
+                out.append(
+                    FieldState(
+                        change.path, ChangeMode.SET.value, present, current if present else None, after
+                    )
+                )
+            case ChangeMode.APPEND:
+                if not isinstance(current, str):
+                    raise FaultError(f"{ref} has no text at {'.'.join(change.path)} to append to")
+                out.append(FieldState(change.path, ChangeMode.APPEND.value, True, current, str(change.value)))
+    return out
+
+
+def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
+    """The changes `call` makes, with the prior state of everything it changes. Reads only.
+    Raises `FaultError` when it must not or cannot go ahead."""
+    changes: list[Change] = []
+    try:
+        if call.verb is Verb.CREATE:
+            assert call.name is not None and call.body is not None
+            ref = ObjectRef(call.context, call.resource, call.namespace, call.name)
+            changes.append(Change(ChangeOp.CREATE, ref, body=dict(call.body)))
+        elif call.verb is Verb.PATCH:
+            if call.name is not None:
+                found = api.get(call.resource, call.namespace, call.name)
+                if found is None:
+                    where = f"{call.namespace}/" if call.namespace else ""
+                    raise FaultError(
+                        f"{call.resource.kind} {where}{call.name} does not exist in {call.context}"
+                    )
+                objects = [found]
+            else:
+                objects = api.list(call.resource, call.namespace, dict(call.labels))
+            for obj in objects:
+                ref = _ref(call, obj)
+                changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
+        elif call.resource == PVCS and call.via_pods:
+            for pod in _pods(call, api):
+                volumes = _read(pod, ("spec", "volumes"))
+                for volume in volumes if isinstance(volumes, list) else []:
+                    claim = _read(volume, ("persistentVolumeClaim", "claimName"))
+                    if not isinstance(claim, str):
+                        continue
+                    found = api.get(PVCS, call.namespace, claim)
+                    if found is not None:
+                        changes.append(
+                            Change(ChangeOp.DELETE, _ref(call, found), body=_kept(found), note="irreversible")
+                        )
+        elif call.resource == PODS:
+            for pod in _pods(call, api):
+                ref = _ref(call, pod)
+                owner = _controller(pod)
+                if owner is None:
+                    raise FaultError(
+                        f"{ref} has no controller: deleted, it would not come back; bascule deletes only "
+                        "pods that a Deployment, StatefulSet, ReplicaSet or DaemonSet recreates"
+                    )
+                note = f"recreated by {owner.get('kind')} {owner.get('name')}"
+                changes.append(Change(ChangeOp.DELETE, ref, body=_kept(pod), note=note))
+        else:
+            raise FaultError(f"no adapter deletes {call.resource.kind} by selector")
+    except TargetError as exc:
+        raise FaultError(str(exc)) from exc
+    if call.required and not changes:
+        raise FaultError(
+            f"{call.describe()}: matched nothing, so the fault would do nothing (check the mapping)"
+        )
+    return _unique(changes)
+
+
+def _unique(changes: list[Change]) -> list[Change]:
+    seen: set[tuple[ChangeOp, ObjectRef]] = set()
+    out: list[Change] = []
+    for change in changes:
+        if (change.op, change.ref) not in seen:
+            seen.add((change.op, change.ref))
+            out.append(change)
+    return out
+
+
+def _kept(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ledger keeps of a deleted object, for the report: its identity and where it ran."""
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "labels", "ownerReferences") if k in meta
+        }
+    }
+    node = _read(obj, ("spec", "nodeName"))
+    if isinstance(node, str):
+        kept["spec"] = {"nodeName": node}
+    return kept
+
+
+def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
+    """Make one recorded change; the effect line for the journal. Raises `TargetError`."""
+    ref = change.ref
+    api = apis[ref.context]
+    match change.op:
+        case ChangeOp.CREATE:
+            assert change.body is not None
+            api.create(ref.resource, ref.namespace, change.body)
+            return f"create {ref}"
+        case ChangeOp.DELETE:
+            gone = api.delete(ref.resource, ref.namespace, ref.name)
+            return f"delete {ref}" + ("" if gone else " (already gone)")
+        case ChangeOp.PATCH:
+            patch: dict[str, Any] = {}
+            shown: list[str] = []
+            for f in change.fields:
+                if f.mode == ChangeMode.APPEND.value:
+                    _merge(patch, _nested(f.path, str(f.before) + str(f.after)))
+                    shown.append(f"{'.'.join(f.path)} += {str(f.after).count(chr(10))} line(s)")
+                else:
+                    _merge(patch, _nested(f.path, f.after))
+                    shown.append(
+                        f"{'.'.join(f.path)}: {_shown(f.before_present, f.before)} → {_shown(True, f.after)}"
+                    )
+            if patch:
+                api.patch(ref.resource, ref.namespace, ref.name, patch)
+            return f"patch {ref}: {', '.join(shown)}"
+
+
+def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, run_id: str) -> str | None:
+    """Revert one change; the effect line, or None when there was nothing to revert. Raises
+    `TargetError` when the cluster refused or could not be reached."""
+    ref = change.ref
+    api = apis[ref.context]
+    match change.op:
+        case ChangeOp.DELETE:
+            return None
+        case ChangeOp.CREATE:
+            found = api.get(ref.resource, ref.namespace, ref.name)
+            if found is None:
+                return f"{ref} was already gone"
+            labels = _read(found, ("metadata", "labels"))
+            if not isinstance(labels, Mapping) or labels.get(RUN_LABEL) != run_id:
+                return f"{ref} does not carry {RUN_LABEL}={run_id}: left alone"
+            api.delete(ref.resource, ref.namespace, ref.name)
+            return f"delete {ref}"
+        case ChangeOp.PATCH:
+            return _undo_patch(change, api, holds, key)
+
+
+def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | None:
+    ref = change.ref
+    patch: dict[str, Any] = {}
+    shown: list[str] = []
+    current: Mapping[str, Any] | None = None
+    for f in change.fields:
+        where = ".".join(f.path)
+        if f.mode == ChangeMode.APPEND.value:
+            if current is None:
+                current = api.get(ref.resource, ref.namespace, ref.name)
+                if current is None:
+                    return f"{ref} is gone: nothing to restore"
+            text = _read(current, f.path)
+            if not isinstance(text, str):
+                shown.append(f"{where} is gone: left alone")
+                continue
+            if text == str(f.before) + str(f.after):
+                restored = str(f.before)
+            elif str(f.after) in text:
+                restored = text.replace(str(f.after), "", 1)
+            else:
+                shown.append(f"{where} no longer holds the appended text: left alone")
+                continue
+            _merge(patch, _nested(f.path, restored))
+            shown.append(f"{where} restored ({len(restored)} bytes)")
+        else:
+            others = holds.release(key, ref, f.path)
+            if others:
+                shown.append(f"{where} still held by {', '.join(others)}")
+                continue
+            _merge(patch, _nested(f.path, f.before if f.before_present else None))
+            shown.append(f"{where} → {_shown(f.before_present, f.before)}")
+    if patch:
+        try:
+            api.patch(ref.resource, ref.namespace, ref.name, patch)
+        except TargetError:
+            if api.get(ref.resource, ref.namespace, ref.name) is None:
+                return f"{ref} is gone: nothing to restore"
+            raise
+    return f"patch {ref}: {', '.join(shown)}" if shown else None

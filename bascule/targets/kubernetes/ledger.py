@@ -1,0 +1,467 @@
+"""The Kubernetes undo ledger: an append-only JSONL file in the run directory that outlives the run.
+
+Same discipline as the local target's (`bascule.targets.local.ledger`): one record a line, one
+``write`` on an ``O_APPEND`` descriptor, fsynced before `append` returns — and a fault's record,
+which holds the prior state of every object it is about to change, before the first change:
+
+    {"type": "run", "owner": {…}, "run_id": "1a2b3c", "design": "…", "kubeconfig": "…",
+     "contexts": ["aws-east", "scw-par"], "at": …}
+    {"type": "fault", "key": "p0", "kind": "control-plane", "phase": 0, "cycle": null, "by": {…},
+     "changes": [{"op": "patch", "ref": {…Node aws-east/node-1}, "fields": [{"path": ["spec",
+     "unschedulable"], "mode": "set", "before_present": false, "after": true}]}, …], "at": …}
+    {"type": "reverted", "key": "p0", "by": {…}, "at": …, "note": ""}
+    {"type": "closed", "at": …}  ·  {"type": "recovered", "at": …, "summary": "…"}
+
+A field's ``before`` is the value it had before the first fault in force that changed it (a second
+fault on the same field records the same original), so whichever fault is reverted last — or
+`bascule recover`, from any subset of records — restores the original. `parse_kube_ledger` is pure;
+a torn last line is counted in ``damaged`` and otherwise ignored (its changes had not begun).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from bascule.errors import TargetError
+from bascule.targets.kubernetes.resources import Resource
+from bascule.targets.local.ledger import Owner
+
+__all__ = [
+    "KUBE_LEDGER_FILE",
+    "Change",
+    "ChangeOp",
+    "FieldState",
+    "KubeClosed",
+    "KubeFault",
+    "KubeLedger",
+    "KubeLedgerState",
+    "KubeRecord",
+    "KubeRecovered",
+    "KubeReverted",
+    "KubeRun",
+    "ObjectRef",
+    "dump_kube_record",
+    "parse_kube_ledger",
+    "parse_kube_record",
+    "read_kube_ledger",
+]
+
+KUBE_LEDGER_FILE: Final = "kubernetes-ledger.jsonl"
+
+
+class ChangeOp(StrEnum):
+    PATCH = "patch"
+    CREATE = "create"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """One object in one cluster."""
+
+    context: str
+    resource: Resource
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.resource.kind} {where}{self.name} [{self.context}]"
+
+
+@dataclass(frozen=True)
+class FieldState:
+    """One field a patch changes. ``mode`` is ``set`` (``after`` is the value set, ``before`` the
+    original) or ``append`` (``after`` is the text appended, ``before`` the text it was appended to)."""
+
+    path: tuple[str, ...]
+    mode: str
+    before_present: bool
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    op: ChangeOp
+    ref: ObjectRef
+    fields: tuple[FieldState, ...] = ()
+    body: Mapping[str, Any] | None = None
+    """create: the object as sent; delete: what it was (kept for the report, never re-created)."""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class KubeRun:
+    owner: Owner
+    run_id: str
+    design: str
+    kubeconfig: str | None
+    contexts: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class KubeFault:
+    key: str
+    kind: str
+    phase: int | None
+    cycle: int | None
+    changes: tuple[Change, ...]
+    by: Owner
+    at: float
+
+
+@dataclass(frozen=True)
+class KubeReverted:
+    key: str
+    by: Owner
+    at: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class KubeClosed:
+    at: float
+
+
+@dataclass(frozen=True)
+class KubeRecovered:
+    at: float
+    summary: str = ""
+
+
+KubeRecord = KubeRun | KubeFault | KubeReverted | KubeClosed | KubeRecovered
+
+
+# -- pure: records to and from JSON ---------------------------------------------------------------
+
+
+def _dump_resource(resource: Resource) -> dict[str, Any]:
+    return {
+        "group": resource.group,
+        "version": resource.version,
+        "plural": resource.plural,
+        "kind": resource.kind,
+        "namespaced": resource.namespaced,
+    }
+
+
+def _dump_change(change: Change) -> dict[str, Any]:
+    ref = change.ref
+    data: dict[str, Any] = {
+        "op": change.op.value,
+        "ref": {
+            "context": ref.context,
+            "resource": _dump_resource(ref.resource),
+            "namespace": ref.namespace,
+            "name": ref.name,
+        },
+        "fields": [
+            {
+                "path": list(f.path),
+                "mode": f.mode,
+                "before_present": f.before_present,
+                "before": f.before,
+                "after": f.after,
+            }
+            for f in change.fields
+        ],
+    }
+    if change.body is not None:
+        data["body"] = dict(change.body)
+    if change.note:
+        data["note"] = change.note
+    return data
+
+
+def _owner(owner: Owner) -> dict[str, int]:
+    return {"pid": owner.pid, "start_time": owner.start_time}
+
+
+def dump_kube_record(record: KubeRecord) -> str:
+    """One line of JSON, without the newline."""
+    data: dict[str, Any]
+    match record:
+        case KubeRun():
+            data = {
+                "type": "run",
+                "owner": _owner(record.owner),
+                "run_id": record.run_id,
+                "design": record.design,
+                "kubeconfig": record.kubeconfig,
+                "contexts": list(record.contexts),
+                "at": record.at,
+            }
+        case KubeFault():
+            data = {
+                "type": "fault",
+                "key": record.key,
+                "kind": record.kind,
+                "phase": record.phase,
+                "cycle": record.cycle,
+                "changes": [_dump_change(c) for c in record.changes],
+                "by": _owner(record.by),
+                "at": record.at,
+            }
+        case KubeReverted():
+            data = {
+                "type": "reverted",
+                "key": record.key,
+                "by": _owner(record.by),
+                "at": record.at,
+                "note": record.note,
+            }
+        case KubeClosed():
+            data = {"type": "closed", "at": record.at}
+        case KubeRecovered():
+            data = {"type": "recovered", "at": record.at, "summary": record.summary}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = data.get(key)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ValueError(f"{key} has the wrong type: {value!r}")
+    return value
+
+
+def _load_owner(data: Any) -> Owner:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"an owner is {{pid, start_time}}, got {data!r}")
+    return Owner(_get(data, "pid", int), _get(data, "start_time", int))
+
+
+def _load_resource(data: Any) -> Resource:
+    if not isinstance(data, Mapping):
+        raise ValueError("a resource is a mapping")
+    return Resource(
+        _get(data, "group", str),
+        _get(data, "version", str),
+        _get(data, "plural", str),
+        _get(data, "kind", str),
+        _get(data, "namespaced", bool),
+    )
+
+
+def _load_change(data: Any) -> Change:
+    if not isinstance(data, Mapping):
+        raise ValueError("a change is a mapping")
+    ref = data.get("ref")
+    if not isinstance(ref, Mapping):
+        raise ValueError("a change needs a ref")
+    namespace = ref.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise ValueError("namespace must be a string")
+    fields = []
+    for f in _get(data, "fields", list):
+        if not isinstance(f, Mapping):
+            raise ValueError("a field change is a mapping")
+        fields.append(
+            FieldState(
+                tuple(str(p) for p in _get(f, "path", list)),
+                _get(f, "mode", str),
+                _get(f, "before_present", bool),
+                f.get("before"),
+                f.get("after"),
+            )
+        )
+    body = data.get("body")
+    return Change(
+        ChangeOp(_get(data, "op", str)),
+        ObjectRef(
+            _get(ref, "context", str), _load_resource(ref.get("resource")), namespace, _get(ref, "name", str)
+        ),
+        tuple(fields),
+        body if isinstance(body, Mapping) else None,
+        str(data.get("note", "")),
+    )
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    return None if data.get(key) is None else int(_get(data, key, int))
+
+
+def parse_kube_record(line: str) -> KubeRecord:
+    """Raises `ValueError` for a line that is not a record."""
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("a ledger record is a JSON object")
+    at = float(_get(data, "at", (int, float)))
+    match data.get("type"):
+        case "run":
+            kubeconfig = data.get("kubeconfig")
+            return KubeRun(
+                _load_owner(data.get("owner")),
+                _get(data, "run_id", str),
+                _get(data, "design", str),
+                kubeconfig if isinstance(kubeconfig, str) else None,
+                tuple(str(c) for c in _get(data, "contexts", list)),
+                at,
+            )
+        case "fault":
+            return KubeFault(
+                _get(data, "key", str),
+                _get(data, "kind", str),
+                _opt_int(data, "phase"),
+                _opt_int(data, "cycle"),
+                tuple(_load_change(c) for c in _get(data, "changes", list)),
+                _load_owner(data.get("by")),
+                at,
+            )
+        case "reverted":
+            return KubeReverted(
+                _get(data, "key", str), _load_owner(data.get("by")), at, str(data.get("note", ""))
+            )
+        case "closed":
+            return KubeClosed(at)
+        case "recovered":
+            return KubeRecovered(at, str(data.get("summary", "")))
+        case other:
+            raise ValueError(f"unknown ledger record type {other!r}")
+
+
+@dataclass(frozen=True)
+class KubeLedgerState:
+    run: KubeRun | None
+    applied: tuple[KubeFault, ...]
+    active: tuple[KubeFault, ...]
+    """Faults recorded and not reverted, in the order recorded."""
+    closed: bool
+    recovered: bool
+    damaged: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.closed or self.recovered
+
+
+def parse_kube_ledger(text: str) -> KubeLedgerState:
+    run: KubeRun | None = None
+    applied: list[KubeFault] = []
+    active: dict[str, KubeFault] = {}
+    closed = recovered = False
+    damaged = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = parse_kube_record(line)
+        except (ValueError, KeyError, TypeError):
+            damaged += 1
+            continue
+        match record:
+            case KubeRun():
+                run = record
+            case KubeFault():
+                applied.append(record)
+                active[record.key] = record
+            case KubeReverted():
+                active.pop(record.key, None)
+            case KubeClosed():
+                closed = True
+            case KubeRecovered():
+                recovered = True
+    return KubeLedgerState(run, tuple(applied), tuple(active.values()), closed, recovered, damaged)
+
+
+# -- I/O ---------------------------------------------------------------------------------------------
+
+
+def read_kube_ledger(path: Path) -> KubeLedgerState:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError as exc:
+        raise TargetError(f"no Kubernetes undo ledger at {path}") from exc
+    return parse_kube_ledger(text)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class KubeLedger:
+    """Appends records, each fsynced before `append` returns. Thread-safe."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(
+        cls, path: Path, *, run_id: str, design: str, kubeconfig: str | None, contexts: tuple[str, ...]
+    ) -> KubeLedger:
+        """Start the ledger of a new run. A previous ledger there is replaced only if its run ended;
+        otherwise `TargetError` says to stop it or run `bascule recover` first."""
+        if path.exists():
+            previous = read_kube_ledger(path)
+            if not previous.finished:
+                owner = previous.run.owner if previous.run else None
+                if owner is not None and owner.alive():
+                    raise TargetError(
+                        f"a bascule run (pid {owner.pid}) is still using {path.parent}; stop it first"
+                    )
+                raise TargetError(
+                    f"{path.parent} holds the Kubernetes undo ledger of a run that did not end cleanly; "
+                    f"run `bascule recover {path.parent}` first"
+                )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        ledger = cls(path, fd)
+        try:
+            ledger.append(KubeRun(Owner.me(), run_id, design, kubeconfig, contexts, time.time()))
+            os.replace(temporary, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            ledger.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        return ledger
+
+    @classmethod
+    def open(cls, path: Path) -> KubeLedger:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError as exc:
+            raise TargetError(f"no Kubernetes undo ledger at {path}") from exc
+        return cls(path, fd)
+
+    def append(self, record: KubeRecord) -> None:
+        line = (dump_kube_record(record) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"the ledger {self.path} is closed")
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> KubeLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def read(self) -> KubeLedgerState:
+        return read_kube_ledger(self.path)

@@ -1,0 +1,188 @@
+"""`bascule recover` for the Kubernetes target: a run SIGKILLed with faults in force — or in the
+middle of applying one, its ledger record written and only some changes made — leaves a ledger
+from which every object is restored; recovering twice does nothing more. Also the ledger's own
+format: records round-trip, a torn last line is ignored, an unfinished ledger blocks a new run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kube_world import World, world
+
+from bascule.errors import TargetError
+from bascule.targets.kubernetes.ledger import (
+    KUBE_LEDGER_FILE,
+    Change,
+    ChangeOp,
+    FieldState,
+    KubeClosed,
+    KubeFault,
+    KubeLedger,
+    KubeRecovered,
+    KubeReverted,
+    KubeRun,
+    ObjectRef,
+    dump_kube_record,
+    parse_kube_ledger,
+    parse_kube_record,
+)
+from bascule.targets.kubernetes.recover import recover_kubernetes
+from bascule.targets.kubernetes.resources import NODES
+from bascule.targets.kubernetes.target import KubernetesTarget
+from bascule.targets.local.ledger import Owner
+
+TESTS = Path(__file__).resolve().parent
+
+CHILD = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from kube_world import mapping, touch_of
+from bascule.faults import ControlPlane, Dns, DnsAnswer, Partition, RegionOutage, Refuse, Latency
+from bascule.model.selector import Selector
+from bascule.plan.model import Action, ActionOp
+from bascule.targets.kubernetes import target as target_module
+from bascule.targets.kubernetes.cluster import connect
+from bascule.targets.kubernetes.target import KubernetesTarget
+
+kill_after = {kill_after!r}
+made = [0]
+original = target_module.carry_out
+
+def carry_out(change, apis):
+    if kill_after is not None and made[0] == kill_after:
+        print("killed mid-apply", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    made[0] += 1
+    return original(change, apis)
+
+target_module.carry_out = carry_out
+m = mapping()
+apis = connect(m.target, {kubeconfig!r})
+target = KubernetesTarget.start(m, apis, __import__("pathlib").Path({run_dir!r}))
+faults = [
+    (ControlPlane(), Selector(region="aws/us-east-1")),
+    (RegionOutage(), Selector(region="aws/us-east-1")),
+    (Partition(), Selector(link=("aws/eu-west-3", "scaleway/fr-par"))),
+    (Dns(answer=DnsAnswer.NXDOMAIN), Selector(component="store", region="scaleway/fr-par")),
+    (Refuse(), Selector(component="gateway", region="aws/eu-west-3")),
+    (Latency(fixed=0.3), Selector(component="llm", region="scaleway/fr-par")),
+]
+for i, (fault, selector) in enumerate(faults):
+    target.apply(Action(float(i), ActionOp.APPLY, i, fault), touch_of(fault, selector))
+print("all applied", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> Iterator[World]:
+    with world(tmp_path) as found:
+        yield found
+
+
+def _run_child(w: World, run_dir: Path, kill_after: int | None) -> str:
+    code = CHILD.format(
+        tests=str(TESTS), kubeconfig=str(w.kubeconfig), run_dir=str(run_dir), kill_after=kill_after
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return done.stdout
+
+
+def _assert_restored(w: World, before: dict[str, dict[object, object]]) -> None:
+    after = w.snapshot()
+    for cluster, objects in before.items():
+        assert not set(after[cluster]) - set(objects)
+        missing = set(objects) - set(after[cluster])
+        assert all(key[0] == "v1/pods" for key in missing), missing  # type: ignore[index]
+        for key in set(objects) & set(after[cluster]):
+            assert after[cluster][key] == objects[key], key
+    assert w.created() == []
+
+
+def test_recover_restores_every_object_after_a_sigkill(w: World, tmp_path: Path) -> None:
+    before = w.snapshot()
+    run_dir = tmp_path / "run"
+    assert "all applied" in _run_child(w, run_dir, None)
+    assert w.snapshot() != before
+    # No clients given: recover opens them from the kubeconfig and contexts the ledger names.
+    report = recover_kubernetes(run_dir)
+    assert report.clean, report.lines()
+    assert any("Corefile restored" in line for line in report.restored)
+    assert any("deleted" in line and "Pod" in line for line in report.final)
+    _assert_restored(w, before)
+    again = recover_kubernetes(run_dir, w.apis)
+    assert again.previously == "recovered" and again.restored == ()
+
+
+@pytest.mark.parametrize("kill_after", [0, 3, 9])
+def test_recover_restores_a_fault_killed_midway(w: World, tmp_path: Path, kill_after: int) -> None:
+    before = w.snapshot()
+    run_dir = tmp_path / "run"
+    assert "killed mid-apply" in _run_child(w, run_dir, kill_after)
+    report = recover_kubernetes(run_dir, w.apis)
+    assert report.clean, report.lines()
+    _assert_restored(w, before)
+
+
+def test_recover_refuses_a_run_that_is_alive(w: World, tmp_path: Path) -> None:
+    with (
+        KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run"),
+        pytest.raises(TargetError, match="still alive"),
+    ):
+        recover_kubernetes(tmp_path / "run", w.apis)
+
+
+# -- the ledger ----------------------------------------------------------------------------------------
+
+
+DEAD = Owner(2**22 + 12345, 1)
+
+
+def _records() -> list[object]:
+    ref = ObjectRef("aws", NODES, None, "use1-a")
+    field = FieldState(("spec", "unschedulable"), "set", False, None, True)
+    change = Change(ChangeOp.PATCH, ref, (field,))
+    created = Change(ChangeOp.CREATE, ObjectRef("aws", NODES, None, "n2"), body={"metadata": {"name": "n2"}})
+    return [
+        KubeRun(DEAD, "ab12cd", "kube-three", "/tmp/kubeconfig", ("aws", "scw"), 1.5),
+        KubeFault("ab12cd/p0", "control-plane", 0, None, (change, created), DEAD, 2.0),
+        KubeReverted("ab12cd/p0", DEAD, 3.0, "closing"),
+        KubeClosed(4.0),
+        KubeRecovered(5.0, "1 fault(s)"),
+    ]
+
+
+def test_records_round_trip() -> None:
+    for record in _records():
+        line = dump_kube_record(record)  # type: ignore[arg-type]
+        assert "\n" not in line
+        assert parse_kube_record(line) == record
+
+
+def test_a_torn_last_line_is_counted_and_ignored() -> None:
+    run, fault = _records()[:2]
+    text = dump_kube_record(run) + "\n" + dump_kube_record(fault) + "\n" + dump_kube_record(fault)[:40]  # type: ignore[arg-type]
+    state = parse_kube_ledger(text)
+    assert state.damaged == 1 and len(state.active) == 1 and not state.finished
+
+
+def test_an_unfinished_ledger_blocks_a_new_run_until_recovered(tmp_path: Path) -> None:
+    path = tmp_path / KUBE_LEDGER_FILE
+    run, fault = _records()[:2]
+    path.write_text(dump_kube_record(run) + "\n" + dump_kube_record(fault) + "\n", encoding="utf-8")  # type: ignore[arg-type]
+    with pytest.raises(TargetError, match="bascule recover"):
+        KubeLedger.create(path, run_id="new", design="d", kubeconfig=None, contexts=("aws",))
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"type": "recovered", "at": 9.0, "summary": ""}) + "\n")
+    with KubeLedger.create(path, run_id="new", design="d", kubeconfig=None, contexts=("aws",)) as ledger:
+        state = ledger.read()
+    assert state.run is not None and state.run.run_id == "new" and state.applied == ()
