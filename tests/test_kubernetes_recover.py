@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from kube_world import World, world
+from typer.testing import CliRunner
 
+from bascule.cli import app
 from bascule.errors import TargetError
 from bascule.targets.kubernetes.ledger import (
     KUBE_LEDGER_FILE,
@@ -113,11 +115,12 @@ def test_recover_restores_every_object_after_a_sigkill(w: World, tmp_path: Path)
     run_dir = tmp_path / "run"
     assert "all applied" in _run_child(w, run_dir, None)
     assert w.snapshot() != before
-    # No clients given: recover opens them from the kubeconfig and contexts the ledger names.
-    report = recover_kubernetes(run_dir)
-    assert report.clean, report.lines()
-    assert any("Corefile restored" in line for line in report.restored)
-    assert any("deleted" in line and "Pod" in line for line in report.final)
+    # `bascule recover RUN_DIR`, as after a real crash: it opens clients from the kubeconfig and
+    # contexts the ledger names.
+    result = CliRunner().invoke(app, ["recover", str(run_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "Corefile restored" in result.output
+    assert any("deleted" in line and "Pod" in line for line in result.output.splitlines())
     _assert_restored(w, before)
     again = recover_kubernetes(run_dir, w.apis)
     assert again.previously == "recovered" and again.restored == ()

@@ -26,8 +26,8 @@ from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
 from bascule.model.scenario import Scenario
+from bascule.plan import Plan, plan_to_dict
 from bascule.plan import plan as make_plan
-from bascule.plan import plan_to_dict
 from bascule.runner.run import RunOptions, run_scenario
 
 __all__ = ["ExitCode", "app", "main"]
@@ -120,9 +120,26 @@ def plan(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     actions: Annotated[bool, typer.Option("--actions", help="List every apply/revert action.")] = False,
+    target: Annotated[
+        str, typer.Option(help="local, or kubernetes: list every API call the run would make.")
+    ] = "local",
+    target_file: Annotated[
+        Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
+    ] = None,
+    discover_clusters: Annotated[
+        bool,
+        typer.Option(
+            "--discover", help="Kubernetes: ask each cluster what it serves (GET only; Chaos Mesh)."
+        ),
+    ] = False,
 ) -> None:
     """Show what a run would do, without running anything: the timeline in incident and run time,
-    the blast radius of each phase, and the findings (hidden dependencies, sovereignty).
+    the blast radius of each phase, and the findings (hidden dependencies, sovereignty). With
+    --target kubernetes, every API call (verb, kind, namespace/name, field changes) each action
+    would make — and none is made; --discover only reads which APIs each cluster serves.
 
     [b]Example[/b]:
       bascule plan scenarios/incidents/aws-us-east-1-2025-10-20.yaml -d designs/active-passive-sovereign.yaml
@@ -133,13 +150,48 @@ def plan(
         if design_path is None:
             err.print("[red]error[/red] the scenario names no design: pass --design FILE")
             raise typer.Exit(ExitCode.INVALID_INPUT)
-        built = make_plan(read_design(design_path), loaded)
+        the_design = read_design(design_path)
+        built = make_plan(the_design, loaded)
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
+    if target == "kubernetes":
+        _plan_kubernetes(built, the_design, target_file, kubeconfig, discover_clusters)
+        return
+    if target != "local":
+        err.print(f"[red]error[/red] unknown target {target!r}: local or kubernetes")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
     if as_json:
         typer.echo(json.dumps(plan_to_dict(built), indent=2, ensure_ascii=False))
     else:
         out.print(render_plan(built, show_actions=actions))
+
+
+def _plan_kubernetes(
+    built: Plan, design: Design, target_file: Path | None, kubeconfig: Path | None, discover_clusters: bool
+) -> None:
+    # Imported here: the official Kubernetes client takes about a second to import.
+    from bascule.targets.kubernetes.calls import ClusterFacts, check_plan, render_plan_calls
+    from bascule.targets.kubernetes.cluster import connected, discover
+    from bascule.targets.kubernetes.mapping import bind, read_target
+
+    if target_file is None:
+        err.print("[red]error[/red] --target kubernetes needs --target-file (docs/kubernetes.md)")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    try:
+        mapping = bind(read_target(target_file, design), design)
+    except ScenarioError as exc:
+        raise _fail_input(exc) from exc
+    facts: dict[str, ClusterFacts | None] = {}
+    if discover_clusters:
+        with connected(mapping.target, kubeconfig) as apis:
+            facts.update(discover(apis))
+    for line in render_plan_calls(built, mapping, facts):
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
+    refusals = check_plan(built, mapping, facts)
+    for refusal in refusals:
+        err.print(f"[red]refused[/red] {refusal}", highlight=False, soft_wrap=True)
+    if refusals:
+        raise typer.Exit(ExitCode.INVALID_INPUT)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from bascule.exit_codes import ExitCode
 from bascule.faults import FAULT_KINDS, AnyFault, Fault
 from bascule.model.durations import parse_duration
 from bascule.model.selector import Selector
+from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE
 from bascule.targets.local.inject import InjectEvent, InjectEventKind, inject
 from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
 from bascule.targets.local.recover import recover
@@ -207,6 +208,22 @@ def recover_command(
             return
     clean = True
     for run_dir in targets:
+        if (run_dir / KUBE_LEDGER_FILE).exists():
+            # A run against Kubernetes clusters: restore the objects it changed. (Imported here:
+            # the official client takes most of a second to import, every other verb skips it.)
+            from bascule.targets.kubernetes.recover import recover_kubernetes
+
+            try:
+                kube = recover_kubernetes(run_dir)
+            except TargetError as exc:
+                err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+                clean = False
+                continue
+            for line in kube.lines():
+                out.print(line, highlight=False, soft_wrap=True)
+            clean = clean and kube.clean
+            if not (run_dir / LEDGER_FILE).exists():
+                continue
         try:
             report = recover(run_dir, grace=grace)
         except TargetError as exc:

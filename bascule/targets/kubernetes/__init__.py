@@ -11,42 +11,47 @@ to workloads, and every fault carried out through the Kubernetes API — safely.
   restores what a killed run left; `probe.read_readiness`: ready replicas per workload per region.
 """
 
-from bascule.targets.kubernetes.calls import (
-    Call,
-    CallPlan,
-    ClusterFacts,
-    Permission,
-    PermissionScope,
-    Refusal,
-    RefusalRule,
-    Verb,
-    check_plan,
-    compute_calls,
-    permissions,
-    probe_permissions,
-    render_plan_calls,
-)
-from bascule.targets.kubernetes.cluster import (
-    CONFIRM_ENV,
-    KubeApi,
-    connect,
-    connect_contexts,
-    connected,
-    discover,
-    unconfirmed,
-)
-from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
-from bascule.targets.kubernetes.mapping import (
-    ALWAYS_PROTECTED,
-    KubeMapping,
-    TargetFile,
-    bind,
-    parse_target,
-    read_target,
-)
-from bascule.targets.kubernetes.probe import Readiness, read_readiness
-from bascule.targets.kubernetes.recover import KubeRecoverReport, recover_kubernetes
-from bascule.targets.kubernetes.target import KubernetesTarget, new_run_id
+import importlib
+
+# Imported on first use (PEP 562): the official client takes about a second to import, and the
+# CLI verbs that only need a constant or the ledger's file name must not pay for it.
+_WHERE = {
+    "ALWAYS_PROTECTED": "mapping",
+    "CONFIRM_ENV": "cluster",
+    "Call": "calls",
+    "CallPlan": "calls",
+    "ClusterFacts": "calls",
+    "KUBE_LEDGER_FILE": "ledger",
+    "KubeApi": "cluster",
+    "KubeMapping": "mapping",
+    "KubeRecoverReport": "recover",
+    "KubernetesTarget": "target",
+    "Permission": "calls",
+    "PermissionScope": "calls",
+    "Readiness": "probe",
+    "Refusal": "calls",
+    "RefusalRule": "calls",
+    "TargetFile": "mapping",
+    "Verb": "calls",
+    "bind": "mapping",
+    "check_plan": "calls",
+    "compute_calls": "calls",
+    "connect": "cluster",
+    "connect_contexts": "cluster",
+    "connected": "cluster",
+    "discover": "cluster",
+    "new_run_id": "target",
+    "parse_target": "mapping",
+    "permissions": "calls",
+    "probe_permissions": "calls",
+    "read_kube_ledger": "ledger",
+    "read_readiness": "probe",
+    "read_target": "mapping",
+    "recover_kubernetes": "recover",
+    "render_plan_calls": "calls",
+    "unconfirmed": "cluster",
+}
+
 
 __all__ = [
     "ALWAYS_PROTECTED",
@@ -84,3 +89,10 @@ __all__ = [
     "render_plan_calls",
     "unconfirmed",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
