@@ -55,3 +55,44 @@ def test_count_ready_skips_pods_being_deleted_and_off_the_regions_nodes() -> Non
     ]
     assert count_ready(pods, {"n1"}) == (1, 2)
     assert count_ready(pods, None) == (2, 4)
+
+
+def test_the_probe_kind_holds_while_workloads_are_ready_and_names_what_is_not(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+    from kube_world import DESIGN, TARGET
+
+    from bascule.model.loading import parse_design
+    from bascule.probes.base import ProbeContext, make_probe
+    from bascule.probes.specs import KubernetesReadyProbe
+
+    target_file = tmp_path / "target.yaml"
+    target_file.write_text(TARGET)
+    context = ProbeContext(parse_design(DESIGN))
+
+    async def check(spec: KubernetesReadyProbe) -> tuple[bool, str | None]:
+        probe = make_probe(spec, context)
+        async with httpx.AsyncClient() as client:
+            try:
+                sample = await probe.sample(client, 0.0)
+            finally:
+                await probe.finish(client, context)
+        return sample.ok, sample.error
+
+    with world(tmp_path) as w:
+        spec = KubernetesReadyProbe(target_file=str(target_file), kubeconfig=str(w.kubeconfig))
+        assert asyncio.run(check(spec)) == (True, None)
+        crash = Crash()
+        with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+            target.apply(
+                Action(0.0, ActionOp.APPLY, 0, crash),
+                touch_of(crash, Selector(component="gateway", region="aws/us-east-1")),
+            )
+            ok, error = asyncio.run(check(spec))
+            assert not ok and error == "gateway in aws/us-east-1: 0 of 2 ready"
+            only_par = spec.model_copy(update={"regions": ("scaleway/fr-par",)})
+            assert asyncio.run(check(only_par)) == (True, None)
+    missing = KubernetesReadyProbe(target_file=str(tmp_path / "nowhere.yaml"))
+    ok, error = asyncio.run(check(missing))
+    assert not ok and error is not None and "nowhere.yaml" in error

@@ -65,8 +65,8 @@ __all__ = [
     "sample_once",
 ]
 
-KINDS: Final = ("http", "rag", "sovereignty", "data", "command", "python")
-"""The built-in kinds, each in the module of that name."""
+KINDS: Final = ("http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready")
+"""The built-in kinds, each in the module of that name (dashes as underscores)."""
 
 
 class _Missing:
@@ -147,7 +147,7 @@ def register(cls: P) -> P:
 def load_kinds() -> None:
     """Import every built-in kind module, which registers it."""
     for kind in KINDS:
-        importlib.import_module(f"bascule.probes.{kind}")
+        importlib.import_module(f"bascule.probes.{kind.replace('-', '_')}")
 
 
 def make_probe(spec: ProbeSpec, context: ProbeContext, name: str | None = None) -> Probe[Any]:
@@ -184,6 +184,7 @@ def default_name(spec: ProbeSpec) -> str:
         "data": ("data_class",),
         "command": ("argv",),
         "python": ("call",),
+        "kubernetes-ready": ("components",),
     }.get(spec.kind, ())
     words = [spec.kind]
     for attribute in detail:

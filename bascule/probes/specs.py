@@ -19,6 +19,7 @@ __all__ = [
     "DataProbe",
     "HttpProbe",
     "JsonAssertion",
+    "KubernetesReadyProbe",
     "ProbeSpec",
     "PythonProbe",
     "RagProbe",
@@ -173,6 +174,24 @@ class PythonProbe(ProbeSpec):
     rate: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
+class KubernetesReadyProbe(ProbeSpec):
+    """Ready replicas of each mapped workload in each region of a Kubernetes target, against the
+    replicas the design places there."""
+
+    kind: Literal["kubernetes-ready"] = "kubernetes-ready"
+    target_file: str
+    """The Kubernetes target file (docs/kubernetes.md); relative paths from the working directory."""
+    kubeconfig: str | None = None
+    """Default: the target file's, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    components: tuple[str, ...] = ()
+    """Only these components (default: every mapped one)."""
+    regions: tuple[str, ...] = ()
+    """Only these regions (default: every mapped one)."""
+    min_ready: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Fraction of the placed replicas that must be ready, in each workload and region."""
+    rate: Annotated[float, Field(gt=0, le=100)] = 1.0
+
+
 _KINDS: tuple[type[ProbeSpec], ...] = (
     HttpProbe,
     RagProbe,
@@ -180,6 +199,7 @@ _KINDS: tuple[type[ProbeSpec], ...] = (
     DataProbe,
     CommandProbe,
     PythonProbe,
+    KubernetesReadyProbe,
 )
 PROBE_KINDS: dict[str, type[ProbeSpec]] = {str(cls.model_fields["kind"].default): cls for cls in _KINDS}
 
