@@ -201,7 +201,23 @@ def run(
         Path | None,
         typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
     ] = None,
-    target: Annotated[str, typer.Option(help="Where to run: local (the embedded target).")] = "local",
+    target: Annotated[
+        str, typer.Option(help="Where to run: local (the embedded target) or kubernetes.")
+    ] = "local",
+    target_file: Annotated[
+        Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
+    ] = None,
+    confirm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--confirm",
+            help="Kubernetes: a context on another machine you mean to act on (repeat; or "
+            "BASCULE_CONFIRM_CONTEXTS).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="The run directory (default: runs/<time>-<ids>).")
     ] = None,
@@ -247,6 +263,9 @@ def run(
                 raw_samples=raw_samples,
                 metrics_port=metrics_port,
                 min_score=min_score,
+                target_file=target_file,
+                kubeconfig=kubeconfig,
+                confirm=tuple(confirm or ()),
             ),
             console=out_console,
         )

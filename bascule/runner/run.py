@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.live import Live
 
 from bascule import __version__
-from bascule.errors import BasculeError, Problem, ScenarioError, TargetError
+from bascule.errors import BasculeError, Problem, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_design, read_scenario, scenario_design_path
@@ -76,6 +76,11 @@ class RunOptions:
     metrics_port: int | None = None
     min_score: float | None = None
     """A completed run whose score is below this exits 1, even if every objective was met."""
+    target_file: Path | None = None
+    """Kubernetes: the target file mapping the design onto clusters (docs/kubernetes.md)."""
+    kubeconfig: Path | None = None
+    confirm: tuple[str, ...] = ()
+    """Kubernetes: contexts on other machines the user confirmed acting on."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,10 @@ class _Runner:
         self.active: dict[str, str] = {}
         self.stack: Any = None
         self.target: Any = None
+        self.entries: dict[str, str] = {}
+        self.store_urls: dict[str, list[str]] = {}
+        self.kube_apis: dict[str, Any] = {}
+        self.kube_seen: dict[str, int] = {}
         self.load: Any = None
         self.probes: Any = None
         self.judge: Callable[[RequestSample], list[dict[str, Any]]] | None = None
@@ -303,8 +312,22 @@ class _Runner:
         self._event(f"scale-up {event.kind}: {event.region} ({len(event.replicas)} replicas)")
 
     def _run(self) -> tuple[int, str]:
-        if self.options.target != "local":
-            raise TargetError(f"target {self.options.target!r} is not available; use --target local")
+        if self.options.target == "kubernetes":
+            refused = self._start_kubernetes()
+            if refused is not None:
+                return refused
+        elif self.options.target == "local":
+            self._start_local()
+        else:
+            return ExitCode.INVALID_INPUT, f"unknown target {self.options.target!r}: local or kubernetes"
+        refusals = self.target.check(self.plan)
+        if refusals:
+            for refusal in refusals:
+                self.journal.write("refused", message=refusal)
+            return ExitCode.INVALID_INPUT, f"the {self.options.target} target refuses: " + "; ".join(refusals)
+        return self._drive()
+
+    def _start_local(self) -> None:
         self._status("starting the stack")
         self.stack = LocalStack.start(
             self.design,
@@ -316,16 +339,18 @@ class _Runner:
         self.target = LocalTarget(self.stack)
         if self.stack.scaler is not None:
             self.stack.scaler.subscribe(self._on_scale)
-        refusals = self.target.check(self.plan)
-        if refusals:
-            for refusal in refusals:
-                self.journal.write("refused", message=refusal)
-            return ExitCode.INVALID_INPUT, "the local target refuses: " + "; ".join(refusals)
+        self.entries = self.stack.entries()
+        stores: dict[str, list[str]] = {}
+        for replica in self.stack.supervisor.replicas():
+            spec = self.stack.replica_spec(replica.spec.name)
+            if spec is not None and spec.kind is ProcessKind.STORE and replica.url:
+                stores.setdefault(spec.region, []).append(replica.url)
+        self.store_urls = stores
         self.journal.write(
             "target-started",
             target="local",
             cold_start=self.stack.timings.ready,
-            entries=self.stack.entries(),
+            entries=self.entries,
             dns_port=self.stack.dns.port,
             route_ports=dict(self.stack.route_ports),
             processes=[
@@ -333,6 +358,63 @@ class _Runner:
                 for r in self.stack.supervisor.replicas()
             ],
         )
+
+    def _start_kubernetes(self) -> tuple[int, str] | None:
+        """Map the design onto the clusters, refuse what is not confirmed, start the target's ledger;
+        None when the run may go on, else its exit code and reason."""
+        # Imported here: the official client takes about a second to import.
+        from bascule.targets.kubernetes.cluster import connect, unconfirmed
+        from bascule.targets.kubernetes.mapping import bind, read_target
+        from bascule.targets.kubernetes.target import KubernetesTarget
+
+        if self.options.target_file is None:
+            return ExitCode.INVALID_INPUT, "--target kubernetes needs --target-file (docs/kubernetes.md)"
+        try:
+            mapping = bind(read_target(self.options.target_file, self.design), self.design)
+        except ScenarioError as exc:
+            return ExitCode.INVALID_INPUT, str(exc)
+        if not mapping.target.entries:
+            return ExitCode.INVALID_INPUT, (
+                f"{self.options.target_file} gives no `entries`: where do clients reach each region's "
+                "service? (docs/kubernetes.md)"
+            )
+        self._status("connecting to the clusters")
+        apis = connect(mapping.target, self.options.kubeconfig)
+        missing = unconfirmed({c: a.server for c, a in apis.items()}, self.options.confirm)
+        if missing:
+            for api in apis.values():
+                api.close()
+            return ExitCode.INVALID_INPUT, (
+                f"acting on {', '.join(missing)} needs --confirm {' --confirm '.join(missing)} "
+                "(or BASCULE_CONFIRM_CONTEXTS): they are clusters on other machines"
+            )
+        self.kube_apis = apis
+        self.target = KubernetesTarget.start(
+            mapping, apis, self.run_dir, kubeconfig=str(self.options.kubeconfig or "") or None
+        )
+        self.entries = dict(mapping.target.entries)
+        self.store_urls = {r: list(urls) for r, urls in mapping.target.stores.items()}
+        self.journal.write(
+            "target-started",
+            target="kubernetes",
+            run_id=self.target.run_id,
+            contexts={c: a.server for c, a in apis.items()},
+            chaos_mesh={c: sorted(f.chaos) if f else [] for c, f in self.target.facts.items()},
+            entries=self.entries,
+            api_calls=self._kube_requests(),
+        )
+        return None
+
+    def _kube_requests(self) -> list[list[str]]:
+        """Every Kubernetes API request made since the last call: [method, path, context]."""
+        out: list[list[str]] = []
+        for api in self.kube_apis.values():
+            seen = self.kube_seen.get(api.context, 0)
+            out += [list(call) for call in api.made[seen:]]
+            self.kube_seen[api.context] = len(api.made)
+        return out
+
+    def _drive(self) -> tuple[int, str]:
         self.aggregator = WindowAggregator(origin=self.origin, grace=1.0)
         self._start_traffic()
         self.live.stage = Stage.WARM_UP.value
@@ -378,6 +460,7 @@ class _Runner:
             transition = self.target.revert(action, phase.touch)
             self.active.pop(action.key, None)
         self.live.active_faults = sorted(set(self.active.values()))
+        extra: dict[str, Any] = {"api_calls": self._kube_requests()} if self.kube_apis else {}
         self.journal.write(
             f"fault-{'applied' if action.op is ActionOp.APPLY else 'reverted'}",
             durable=True,
@@ -391,6 +474,7 @@ class _Runner:
             late_by=round(step.late_by, 6),
             took=round(transition.took, 6),
             effects=list(transition.effects),
+            **extra,
         )
         self._event(f"{action.op.value} {phase.kind} ({phase.name})")
 
@@ -462,12 +546,7 @@ class _Runner:
     # -- load and probes ----------------------------------------------------------------------------
 
     def _context(self) -> ProbeContext:
-        stores: dict[str, list[str]] = {}
-        for replica in self.stack.supervisor.replicas():
-            spec = self.stack.replica_spec(replica.spec.name)
-            if spec is not None and spec.kind is ProcessKind.STORE and replica.url:
-                stores.setdefault(spec.region, []).append(replica.url)
-        return ProbeContext(self.design, entries=self.stack.entries(), store_urls=stores)
+        return ProbeContext(self.design, entries=self.entries, store_urls=self.store_urls)
 
     def _continuous_specs(self) -> list[ProbeSpec]:
         """The steady-state probes, or a golden question per servable data class; plus canary writes,
@@ -479,7 +558,7 @@ class _Runner:
             chosen = [c for c in servable if c in ("internal", "confidential")] or servable[:1]
             specs = [RagProbe(data_class=c) for c in chosen]
         own = self.design.entry_component() is not None
-        if not own and not any(isinstance(s, DataProbe) for s in specs):
+        if not own and self.store_urls and not any(isinstance(s, DataProbe) for s in specs):
             # An own service's writes take a request template only its author can give.
             specs.append(DataProbe(data_class="internal"))
         return specs
@@ -501,7 +580,7 @@ class _Runner:
             lead = min(3.0, self.scenario.warm_up)
             self.load = LoadGenerator.start(
                 self.design_path,
-                self.stack.entries(),
+                self.entries,
                 self.scenario.load,
                 duration - lead,
                 self.run_dir,
@@ -575,6 +654,7 @@ class _Runner:
             self.journal.write("error", message=f"stopping the probes: {exc}")
         if self.target is not None:
             for transition in self.target.close():
+                extra: dict[str, Any] = {"api_calls": self._kube_requests()} if self.kube_apis else {}
                 self.journal.write(
                     "fault-reverted",
                     durable=True,
@@ -583,7 +663,14 @@ class _Runner:
                     kind=transition.kind,
                     rollback=True,
                     effects=list(transition.effects),
+                    **extra,
                 )
+        if self.kube_apis:
+            left = self._kube_requests()
+            if left:
+                self.journal.write("kubernetes-calls", api_calls=left)
+            for api in self.kube_apis.values():
+                api.close()
         if self.stack is not None:
             self.stack.stop(timeout=0.5 if hurry else 3.0)
         self._drain_final()

@@ -149,6 +149,20 @@ class TargetFile(_Spec):
     protected_namespaces: tuple[Namespace, ...] = ()
     allow_coredns_override: bool = False
     allow_data_loss: bool = False
+    entries: dict[RegionId, str] = {}
+    """Where clients reach each region's entry point (its gateway's ingress, a load balancer): the
+    URLs `bascule run --target kubernetes` sends load and probes to, through the edge."""
+    stores: dict[RegionId, tuple[str, ...]] = {}
+    """Base URLs of each region's store replicas, to read canary writes back after a run; without
+    them, a run measures no RPO unless its data probes say where to read (``read_back``)."""
+
+    @field_validator("entries")
+    @classmethod
+    def _entry_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for region, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{region}: {url!r} is not an http(s) URL")
+        return value
 
     @field_validator("contexts")
     @classmethod
@@ -218,6 +232,11 @@ class TargetFile(_Spec):
         for name in self.components:
             if name not in names:
                 problems.append((("components", name), unknown_name("component or dependency", name, names)))
+        declared = [s.id for s in design.regions]
+        for field in ("entries", "stores"):
+            for rid in getattr(self, field):
+                if rid not in design.region_map:
+                    problems.append(((field, rid), unknown_name("region", rid, declared)))
         return problems
 
 
