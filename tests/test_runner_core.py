@@ -62,6 +62,29 @@ def test_success_ratio_trips_after_its_duration_not_before() -> None:
     assert trip is not None and trip.at == 4.0 and "below 0.5" in trip.reason
 
 
+def test_late_windows_of_a_second_already_seen_are_merged_not_counted_again() -> None:
+    # During a blackhole, requests slower than the aggregator's grace land in late windows with
+    # the start of one already closed — several per second. They are the same second: 20 s of
+    # failures take 20 s to trip, not 4 (seen in an OVHcloud replay before this was fixed).
+    monitor = GuardrailMonitor(
+        GUARDRAILS.validate_python([{"kind": "success-ratio", "below": 0.05, "for": "20s"}]), 0.99
+    )
+    for second in range(19):
+        assert monitor.observe(window(second, 0, 3)) is None
+        for _ in range(8):  # late stragglers of that same second
+            assert monitor.observe(window(second, 0, 2)) is None, f"tripped after {second + 1} s"
+    trip = monitor.observe(window(19, 0, 3))
+    assert trip is not None and trip.at == 20.0 and "for 20 s" in trip.reason
+    # A late window can also turn a second good: successes that came back late count.
+    recovering = GuardrailMonitor(
+        GUARDRAILS.validate_python([{"kind": "success-ratio", "below": 0.5, "for": "3s"}]), 0.99
+    )
+    assert recovering.observe(window(0, 0, 4)) is None
+    assert recovering.observe(window(1, 0, 4)) is None
+    assert recovering.observe(window(1, 10, 0)) is None  # second 1 was mostly served after all
+    assert recovering.observe(window(2, 0, 4)) is None, "the streak restarted after second 1"
+
+
 def test_a_good_window_resets_the_streak() -> None:
     monitor = GuardrailMonitor(
         GUARDRAILS.validate_python([{"kind": "success-ratio", "below": 0.5, "for": "2s"}]), 0.99

@@ -2,7 +2,10 @@
 they say when and why to stop.
 
 - ``success-ratio``: the success ratio stays below ``below`` for ``for`` seconds (consecutive
-  windows that saw requests; an empty window neither trips nor resets it);
+  windows that saw requests; an empty window neither trips nor resets it). Time is counted by
+  window start: a request slower than the aggregator's grace lands in a late window with the
+  start of one already seen, which is merged into it — during a blackhole there are many — and
+  never counted as another second;
 - ``latency-p95``: p95 stays above ``above`` for ``for`` seconds;
 - ``error-budget``: failures since the start exceed ``burnt`` × the budget that the availability
   objective allows for the requests made so far;
@@ -11,6 +14,7 @@ they say when and why to stop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bascule.model.scenario import (
@@ -20,7 +24,7 @@ from bascule.model.scenario import (
     SovereigntyGuardrail,
     SuccessRatioGuardrail,
 )
-from bascule.runner.journal import Window
+from bascule.runner.journal import LatencySketch, Window
 
 __all__ = ["GuardrailMonitor", "Trip"]
 
@@ -34,8 +38,17 @@ class Trip:
 
 
 @dataclass
-class _Streak:
-    seconds: float = 0.0
+class _Second:
+    """Every window seen with one start, merged."""
+
+    length: float
+    requests: int = 0
+    ok: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
+
+
+_KEEP = 600.0
+"""Seconds of window starts kept for streaks: longer than any sensible guardrail's ``for``."""
 
 
 @dataclass
@@ -45,15 +58,23 @@ class GuardrailMonitor:
     requests: int = 0
     failures: int = 0
     violations: int = 0
-    _streaks: dict[int, _Streak] = field(default_factory=dict)
+    _seconds: dict[float, _Second] = field(default_factory=dict)
 
     def observe(self, window: Window) -> Trip | None:
-        """Take in one closed window (in time order); the first guardrail it trips, if any."""
+        """Take in one closed window (in time order, late windows of an earlier start included);
+        the first guardrail it trips, if any."""
         self.requests += window.requests
         self.failures += window.requests - window.ok
-        end = window.start + window.length
-        for index, guardrail in enumerate(self.guardrails):
-            trip = self._check(index, guardrail, window, end)
+        second = self._seconds.setdefault(window.start, _Second(window.length))
+        second.requests += window.requests
+        second.ok += window.ok
+        second.latency.merge(window.latency)
+        latest = max(self._seconds)
+        for start in [t for t in self._seconds if t < latest - _KEEP]:
+            del self._seconds[start]
+        end = latest + self._seconds[latest].length
+        for guardrail in self.guardrails:
+            trip = self._check(guardrail, end)
             if trip is not None:
                 return trip
         return None
@@ -69,21 +90,35 @@ class GuardrailMonitor:
                 )
         return None
 
-    def _check(self, index: int, guardrail: Guardrail, window: Window, end: float) -> Trip | None:
-        if isinstance(guardrail, SuccessRatioGuardrail | LatencyGuardrail):
-            if window.requests == 0:
-                return None
-            streak = self._streaks.setdefault(index, _Streak())
-            if isinstance(guardrail, SuccessRatioGuardrail):
-                bad = window.ok / window.requests < guardrail.below
-                what = f"success ratio below {guardrail.below:g}"
-            else:
-                p95 = window.latency.quantile(0.95)
-                bad = p95 is None or p95 > guardrail.above
-                what = f"p95 latency above {guardrail.above:g} s"
-            streak.seconds = streak.seconds + window.length if bad else 0.0
-            if streak.seconds >= guardrail.for_ - 1e-9:
-                return Trip(_name(guardrail), f"{what} for {streak.seconds:g} s", end)
+    def _streak(self, bad: Callable[[_Second], bool]) -> float:
+        """Seconds of the latest run of bad window starts (empty ones skipped, not breaking it)."""
+        seconds = 0.0
+        for start in sorted(self._seconds, reverse=True):
+            second = self._seconds[start]
+            if second.requests == 0:
+                continue
+            if not bad(second):
+                break
+            seconds += second.length
+        return seconds
+
+    def _check(self, guardrail: Guardrail, end: float) -> Trip | None:
+        if isinstance(guardrail, SuccessRatioGuardrail):
+            below = guardrail.below
+            seconds = self._streak(lambda s: s.ok / s.requests < below)
+            if seconds >= guardrail.for_ - 1e-9:
+                return Trip(_name(guardrail), f"success ratio below {below:g} for {seconds:g} s", end)
+            return None
+        if isinstance(guardrail, LatencyGuardrail):
+            above = guardrail.above
+
+            def slow(second: _Second) -> bool:
+                p95 = second.latency.quantile(0.95)
+                return p95 is None or p95 > above
+
+            seconds = self._streak(slow)
+            if seconds >= guardrail.for_ - 1e-9:
+                return Trip(_name(guardrail), f"p95 latency above {above:g} s for {seconds:g} s", end)
             return None
         if isinstance(guardrail, ErrorBudgetGuardrail):
             budget = (1 - self.availability_objective) * self.requests
