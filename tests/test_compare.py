@@ -83,3 +83,16 @@ def test_the_figures_table_gives_rto_failover_writes_lost_and_how_each_run_ended
     assert figures[0].endswith("| exit 1: objectives not met: durability |")
     assert "| — | — | — |" in figures[1], "an aborted run measured nothing: dashes, not zeros"
     assert figures[1].endswith("| exit 3: guardrail sovereignty-violations: 12 / more |")
+
+
+def test_the_comparison_goes_between_the_markers_of_a_page_and_nothing_else_changes() -> None:
+    from bascule.reports.compare import BEGIN_MARK, END_MARK, splice_generated
+
+    page = f"# Results\n\nA reading.\n\n{BEGIN_MARK}\nold table\n{END_MARK}\n\nMore reading.\n"
+    filled = splice_generated(page, "# Design comparison\n\n| a |\n## Figures\n")
+    assert filled.startswith("# Results\n\nA reading.\n\n" + BEGIN_MARK)
+    assert "## Design comparison" in filled and "### Figures" in filled and "old table" not in filled
+    assert filled.endswith(f"{END_MARK}\n\nMore reading.\n")
+    assert splice_generated(filled, "# Other\n") == splice_generated(page, "# Other\n"), "idempotent"
+    with pytest.raises(ValueError, match="no"):
+        splice_generated("# no markers\n", "x")

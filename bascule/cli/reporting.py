@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
-from bascule.reports.compare import build_comparison, render_compare_markdown
+from bascule.reports.compare import build_comparison, render_compare_markdown, splice_generated
 from bascule.reports.compare_html import render_compare_html
 from bascule.reports.files import report_run
 from bascule.runner.run import RunOptions, run_scenario
@@ -92,6 +92,14 @@ def compare_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where compare.md, compare.html and the runs go.")
     ] = None,
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into",
+            help="Also put compare.md into this Markdown file, between its bascule-compare markers "
+            "(docs/results.md).",
+        ),
+    ] = None,
 ) -> None:
     """Compare designs over the same scenarios: run every scenario against every design (one at a
     time), or take existing run directories, and write compare.md and compare.html — the scores
@@ -102,7 +110,16 @@ def compare_command(
       bascule compare -d designs/active-passive-sovereign.yaml -d designs/single-region.yaml
           -s scenarios/incidents/aws-us-east-1-2025-10-20.yaml
       bascule compare runs/*-aws-us-east-1-2025-10-20-*
+      bascule compare runs/results/*--* --into docs/results.md
     """
+    page = None
+    if into is not None:
+        try:
+            page = into.read_text(encoding="utf-8")
+            splice_generated(page, "")
+        except (OSError, ValueError) as exc:
+            err.print(f"[red]error[/red] --into {into}: {exc}", highlight=False)
+            raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out_dir or Path("runs") / f"compare-{stamp}"
     results: list[dict[str, Any]] = []
@@ -149,6 +166,9 @@ def compare_command(
     markdown = target / "compare.md"
     html = target / "compare.html"
     markdown.write_text(render_compare_markdown(comparison), encoding="utf-8")
+    if into is not None and page is not None:
+        into.write_text(splice_generated(page, render_compare_markdown(comparison)), encoding="utf-8")
+        out.print(f"updated {into}", highlight=False)
     html.write_text(render_compare_html(comparison), encoding="utf-8")
     for verdict in comparison.verdicts:
         out.print(f"{verdict.scenario}: {verdict.why}", highlight=False)

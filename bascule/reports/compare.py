@@ -12,7 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Cell", "Comparison", "ScenarioVerdict", "build_comparison", "render_compare_markdown"]
+__all__ = [
+    "BEGIN_MARK",
+    "END_MARK",
+    "Cell",
+    "Comparison",
+    "ScenarioVerdict",
+    "build_comparison",
+    "render_compare_markdown",
+    "splice_generated",
+]
 
 DIMENSIONS = ("availability", "recovery", "latency", "correctness", "durability", "sovereignty")
 
@@ -232,3 +241,18 @@ def _figure_row(cell: Cell) -> list[str]:
         str(f.get("sovereignty_violations", "—")),
         ended.replace("|", "/"),
     ]
+
+
+BEGIN_MARK = "<!-- bascule compare: begin (generated; edit around it, not inside) -->"
+END_MARK = "<!-- bascule compare: end -->"
+
+
+def splice_generated(document: str, generated: str) -> str:
+    """`document` with what lies between its `BEGIN_MARK` and `END_MARK` lines replaced by
+    `generated`, its headings one level down (a comparison inside a page of its own). Raises
+    `ValueError` when the markers are missing or out of order."""
+    begin, end = document.find(BEGIN_MARK), document.find(END_MARK)
+    if begin < 0 or end < 0 or end < begin:
+        raise ValueError(f"the document has no '{BEGIN_MARK}' … '{END_MARK}' section to fill")
+    body = "\n".join("#" + line if line.startswith("#") else line for line in generated.strip().splitlines())
+    return document[: begin + len(BEGIN_MARK)] + "\n\n" + body + "\n\n" + document[end:]
