@@ -59,19 +59,31 @@ def test_suite_collects_files_folders_and_globs_and_plans_everything_first(tmp_p
 
 def test_exit_code_2_for_invalid_input_and_4_for_a_target_that_is_not_there(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["run", str(tmp_path / "missing.yaml")]).exit_code == 2
+    # A Kubernetes cluster that does not answer: its API server on a loopback port nobody serves.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: ghost\n"
+        "clusters: [{name: ghost, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: ghost, context: {cluster: ghost, user: u}}]\n"
+    )
+    target_file = tmp_path / "target.yaml"
+    target_file.write_text(
+        "contexts: [ghost]\n"
+        "regions:\n"
+        "  aws/us-east-1: {context: ghost, nodes: {r: a}, pods: {r: a}}\n"
+        "  scaleway/fr-par: {context: ghost, nodes: {r: b}, pods: {r: b}}\n"
+        "components: {llm: {namespace: rag, selector: {app: llm}, port: 8080}}\n"
+        "entries: {aws/us-east-1: 'http://127.0.0.1:9', scaleway/fr-par: 'http://127.0.0.1:9'}\n"
+    )
+    args = ["run", str(SAMPLES / "ci-pass.yaml"), "--quiet", "--out", str(tmp_path / "k")]
     result = CliRunner().invoke(
         app,
-        [
-            "run",
-            str(SAMPLES / "ci-pass.yaml"),
-            "--target",
-            "kubernetes",
-            "--quiet",
-            "--out",
-            str(tmp_path / "k"),
-        ],
+        [*args, "--target", "kubernetes", "--target-file", str(target_file), "--kubeconfig", str(kubeconfig)],
     )
     assert result.exit_code == 4, result.output
+    unknown = CliRunner().invoke(app, [*args, "--target", "mars"])
+    assert unknown.exit_code == 2 and "unknown target 'mars'" in unknown.output
     assert (
         "kubernetes" in json.loads((tmp_path / "k" / "journal.jsonl").read_text().splitlines()[-1])["reason"]
     )

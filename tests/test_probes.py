@@ -167,7 +167,7 @@ def test_templates_and_paths() -> None:
 
 
 def test_registry_names_and_spec_validation() -> None:
-    assert set(PROBES) == {"http", "rag", "sovereignty", "data", "command", "python"}
+    assert set(PROBES) == {"http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready"}
     probes = make_probes(
         [spec({"kind": "rag", "data_class": "internal"}), spec({"kind": "rag", "data_class": "internal"})],
         context(FakeGateway()),
