@@ -78,5 +78,5 @@ def test_a_pilot_light_region_lays_out_its_reserves_and_gives_gateways_their_slo
     running = [r for r in stack.replicas if r.kind is ProcessKind.GATEWAY and not r.reserve]
     assert len(running) == 3
     argv = _argv("pilot-light", "gateway-scaleway-fr-par-2")
-    assert argv[argv.index("--max-inflight") + 1] == "8"
+    assert argv[argv.index("--max-inflight") + 1] == "9"
     assert "--max-inflight" not in _argv("active-passive-sovereign", "gateway-scaleway-fr-par-0")
