@@ -111,24 +111,29 @@ def _check(path: Path, document: Design | Scenario) -> str:
     return detail
 
 
+DesignOption = Annotated[
+    Path | None,
+    typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
+]
+TargetFileOption = Annotated[
+    Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
+]
+KubeconfigOption = Annotated[
+    Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
+]
+
+
 @app.command()
 def plan(
     scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
-    design: Annotated[
-        Path | None,
-        typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
-    ] = None,
+    design: DesignOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     actions: Annotated[bool, typer.Option("--actions", help="List every apply/revert action.")] = False,
     target: Annotated[
         str, typer.Option(help="local, or kubernetes: list every API call the run would make.")
     ] = "local",
-    target_file: Annotated[
-        Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
-    ] = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
-    ] = None,
+    target_file: TargetFileOption = None,
+    kubeconfig: KubeconfigOption = None,
     discover_clusters: Annotated[
         bool,
         typer.Option(
@@ -197,19 +202,12 @@ def _plan_kubernetes(
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
-    design: Annotated[
-        Path | None,
-        typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
-    ] = None,
+    design: DesignOption = None,
     target: Annotated[
         str, typer.Option(help="Where to run: local (the embedded target) or kubernetes.")
     ] = "local",
-    target_file: Annotated[
-        Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
-    ] = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
-    ] = None,
+    target_file: TargetFileOption = None,
+    kubeconfig: KubeconfigOption = None,
     confirm: Annotated[
         list[str] | None,
         typer.Option(

@@ -81,35 +81,17 @@ class HttpProbe(Probe[specs.HttpProbe]):
         spec = self.spec
         if spec.url.startswith("/"):
             return await self._through_edge(client, now)
-        request_id = new_request_id()
         try:
             response = await client.request(spec.method, spec.url, json=spec.json_body, timeout=spec.timeout)
         except httpx.HTTPError as exc:
-            return RequestSample(
-                source=self.name,
-                kind=self.sample_kind,
-                started=now,
-                latency=time.monotonic() - now,
-                ok=False,
-                error=describe_error(exc),
-                request_id=request_id,
-            )
+            return self._sample(now, [describe_error(exc)])
         latency = time.monotonic() - now
         try:
             body: object = response.json()
         except ValueError:
             body = MISSING
         problems = check_response(spec, response.status_code, latency, body)
-        return RequestSample(
-            source=self.name,
-            kind=self.sample_kind,
-            started=now,
-            latency=latency,
-            ok=not problems,
-            status=response.status_code,
-            error="; ".join(problems) or None,
-            request_id=request_id,
-        )
+        return self._sample(now, problems, status=response.status_code, latency=latency)
 
     async def _through_edge(self, client: httpx.AsyncClient, now: float) -> RequestSample:
         spec = self.spec
@@ -122,31 +104,35 @@ class HttpProbe(Probe[specs.HttpProbe]):
         try:
             answer = await self._edge.post(client, spec.url, spec.json_body, data_class, method=spec.method)
         except NoEntryError as exc:
-            return RequestSample(
-                source=self.name,
-                kind=self.sample_kind,
-                started=now,
-                latency=time.monotonic() - now,
-                ok=False,
-                data_class=data_class,
-                error=str(exc),
-                request_id=new_request_id(),
-            )
+            return self._sample(now, [str(exc)], data_class=data_class)
         latency = time.monotonic() - now
-        problems = (
-            check_response(spec, answer.status, latency, MISSING if answer.body is None else answer.body)
-            if answer.status is not None
-            else [answer.error or "no answer"]
+        if answer.status is None:
+            return self._sample(now, [answer.error or "no answer"], data_class=data_class, latency=latency)
+        body = MISSING if answer.body is None else answer.body
+        problems = check_response(spec, answer.status, latency, body)
+        return self._sample(
+            now, problems, status=answer.status, data_class=data_class, region=answer.region, latency=latency
         )
+
+    def _sample(
+        self,
+        now: float,
+        problems: list[str],
+        *,
+        status: int | None = None,
+        data_class: str | None = None,
+        region: str | None = None,
+        latency: float | None = None,
+    ) -> RequestSample:
         return RequestSample(
             source=self.name,
             kind=self.sample_kind,
             started=now,
-            latency=latency,
+            latency=time.monotonic() - now if latency is None else latency,
             ok=not problems,
-            status=answer.status,
+            status=status,
             data_class=data_class,
-            entry_region=answer.region if answer.status is not None else None,
+            entry_region=region,
             error="; ".join(problems) or None,
             request_id=new_request_id(),
         )

@@ -21,8 +21,6 @@ a torn last line is counted in ``damaged`` and otherwise ignored (its changes ha
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any, Final
 
 from bascule.errors import TargetError
 from bascule.targets.kubernetes.resources import Resource
+from bascule.targets.ledgerfile import LedgerFile
 from bascule.targets.local.ledger import Owner
 
 __all__ = [
@@ -385,21 +384,10 @@ def read_kube_ledger(path: Path) -> KubeLedgerState:
     return parse_kube_ledger(text)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class KubeLedger:
+class KubeLedger(LedgerFile):
     """Appends records, each fsynced before `append` returns. Thread-safe."""
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd: int | None = fd
-        self._lock = threading.Lock()
+    what = "Kubernetes undo ledger"
 
     @classmethod
     def create(
@@ -407,61 +395,21 @@ class KubeLedger:
     ) -> KubeLedger:
         """Start the ledger of a new run. A previous ledger there is replaced only if its run ended;
         otherwise `TargetError` says to stop it or run `bascule recover` first."""
-        if path.exists():
-            previous = read_kube_ledger(path)
-            if not previous.finished:
-                owner = previous.run.owner if previous.run else None
-                if owner is not None and owner.alive():
-                    raise TargetError(
-                        f"a bascule run (pid {owner.pid}) is still using {path.parent}; stop it first"
-                    )
-                raise TargetError(
-                    f"{path.parent} holds the Kubernetes undo ledger of a run that did not end cleanly; "
-                    f"run `bascule recover {path.parent}` first"
-                )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        ledger = cls(path, fd)
-        try:
-            ledger.append(KubeRun(Owner.me(), run_id, design, kubeconfig, contexts, time.time()))
-            os.replace(temporary, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            ledger.close()
-            temporary.unlink(missing_ok=True)
-            raise
-        return ledger
-
-    @classmethod
-    def open(cls, path: Path) -> KubeLedger:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError as exc:
-            raise TargetError(f"no Kubernetes undo ledger at {path}") from exc
-        return cls(path, fd)
+        return cls._create(
+            path,
+            _previous,
+            lambda ledger: ledger.append(
+                KubeRun(Owner.me(), run_id, design, kubeconfig, contexts, time.time())
+            ),
+        )
 
     def append(self, record: KubeRecord) -> None:
-        line = (dump_kube_record(record) + "\n").encode()
-        with self._lock:
-            if self._fd is None:
-                raise ValueError(f"the ledger {self.path} is closed")
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def __enter__(self) -> KubeLedger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self.append_line(dump_kube_record(record))
 
     def read(self) -> KubeLedgerState:
         return read_kube_ledger(self.path)
+
+
+def _previous(path: Path) -> tuple[bool, Owner | None]:
+    state = read_kube_ledger(path)
+    return state.finished, state.run.owner if state.run else None

@@ -20,17 +20,16 @@ ledger to `recover.recover`.
 from __future__ import annotations
 
 import secrets
-import signal
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault
 from bascule.plan.model import Action, ActionOp, Plan, Touch
+from bascule.targets.base import ClosingTarget, Transition, signals_deferred
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
 from bascule.targets.kubernetes.cluster import KubeApi, discover
 from bascule.targets.kubernetes.execute import Holds, carry_out, expand, undo
@@ -44,7 +43,6 @@ from bascule.targets.kubernetes.ledger import (
 )
 from bascule.targets.kubernetes.mapping import KubeMapping
 from bascule.targets.local.ledger import Owner
-from bascule.targets.local.target import Transition, signals_deferred
 
 __all__ = ["KubernetesTarget", "new_run_id"]
 
@@ -54,11 +52,7 @@ def new_run_id() -> str:
     return secrets.token_hex(3)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-class KubernetesTarget:
+class KubernetesTarget(ClosingTarget):
     """Applies and reverts a plan's faults on the clusters of a target file, recording each first."""
 
     def __init__(
@@ -265,21 +259,3 @@ class KubernetesTarget:
         if errors:
             raise RevertError("; ".join(errors))
         return reverted
-
-    def __enter__(self) -> KubernetesTarget:
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.close()
-        finally:
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None

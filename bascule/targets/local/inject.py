@@ -28,8 +28,9 @@ from bascule.faults import Fault, Flap
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp, Touch
 from bascule.plan.resolve import resolve
+from bascule.targets.base import Transition
 from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
-from bascule.targets.local.target import LocalTarget, Transition
+from bascule.targets.local.target import LocalTarget
 
 __all__ = ["InjectEvent", "InjectEventKind", "InjectReport", "inject"]
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any, Final
 
 from bascule.errors import TargetError
 from bascule.stack.supervisor import process_start_time
+from bascule.targets.ledgerfile import LedgerFile
 from bascule.targets.local.effects import Effect, dump_effect, parse_effect
 from bascule.targets.local.procfs import process_alive
 
@@ -336,21 +336,8 @@ def read_ledger(path: Path) -> LedgerState:
     return parse_ledger(text)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Ledger:
+class Ledger(LedgerFile):
     """Appends records to a ledger file, each fsynced before `append` returns. Thread-safe."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd: int | None = fd
-        self._lock = threading.Lock()
 
     @classmethod
     def create(cls, path: Path, *, design: str, marker: str) -> Ledger:
@@ -359,63 +346,19 @@ class Ledger:
         A previous ledger there is replaced if its run ended (closed or recovered); otherwise
         `TargetError` says whether that run is still alive or needs `bascule recover`.
         """
-        if path.exists():
-            previous = read_ledger(path)
-            if not previous.finished:
-                owner = previous.run.owner if previous.run else None
-                if owner is not None and owner.alive():
-                    raise TargetError(
-                        f"a bascule run (pid {owner.pid}) is still using {path.parent}; stop it first"
-                    )
-                raise TargetError(
-                    f"{path.parent} holds the undo ledger of a run that did not end cleanly; "
-                    f"run `bascule recover {path.parent}` first"
-                )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        ledger = cls(path, fd)
-        try:
-            ledger.append(RunRecord(Owner.me(), marker, design, time.time()))
-            os.replace(temporary, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            ledger.close()
-            temporary.unlink(missing_ok=True)
-            raise
-        return ledger
-
-    @classmethod
-    def open(cls, path: Path) -> Ledger:
-        """Append to the ledger of a running stack (as `bascule inject` does)."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError as exc:
-            raise TargetError(f"no undo ledger at {path}") from exc
-        return cls(path, fd)
+        return cls._create(
+            path,
+            _previous,
+            lambda ledger: ledger.append(RunRecord(Owner.me(), marker, design, time.time())),
+        )
 
     def append(self, record: Record) -> None:
-        line = (dump_record(record) + "\n").encode()
-        with self._lock:
-            if self._fd is None:
-                raise ValueError(f"the ledger {self.path} is closed")
-            # One write per record: with O_APPEND, two processes' records never interleave.
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self.append_line(dump_record(record))
 
     def read(self) -> LedgerState:
         return read_ledger(self.path)
+
+
+def _previous(path: Path) -> tuple[bool, Owner | None]:
+    state = read_ledger(path)
+    return state.finished, state.run.owner if state.run else None

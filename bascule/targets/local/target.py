@@ -30,15 +30,11 @@ leaves the stack running. `bascule inject` is built on it (`inject.inject`).
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, Protocol
 
 import httpx
@@ -49,6 +45,7 @@ from bascule.model.design import Design
 from bascule.model.loading import read_design
 from bascule.plan.model import Action, ActionOp, Plan, Touch
 from bascule.stack.layout import StackLayout, layout
+from bascule.targets.base import ClosingTarget, Transition, signals_deferred
 from bascule.targets.local.control import ControlClient, ControlError
 from bascule.targets.local.effects import INSTANT, Effect, compute_effects, describe_effect
 from bascule.targets.local.ledger import LEDGER_FILE, FaultRecord, Ledger, Owner, RevertedRecord
@@ -63,25 +60,6 @@ __all__ = [
     "refusal",
     "signals_deferred",
 ]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One fault put in force or ended, and when."""
-
-    key: str
-    """The fault's key on the stack's board: ``<session>/<action key>``."""
-    op: ActionOp
-    kind: str
-    monotonic: float
-    """``time.monotonic()`` once the change had taken effect."""
-    wall: float
-    """``time.time()`` at the same instant."""
-    took: float
-    """Seconds from the call to the change in force (the ledger's fsync included)."""
-    effects: tuple[str, ...]
-    """One line per effect: put in force (apply), or ended (revert; a kill or a wipe ends nothing)."""
-    changed: bool = True
 
 
 class FaultBoardLike(Protocol):
@@ -114,33 +92,6 @@ class RemoteBoard:
         self._client.close()
 
 
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while the block runs, then deliver them (main thread only;
-    elsewhere a no-op, since Python runs signal handlers in the main thread only).
-
-    A handler that notes the signal, rather than a blocked signal mask: a signal sent to the
-    process is delivered to any thread that does not block it (the fault plane's, the DNS
-    server's), and Python would still run its handler in the main thread in the middle of the block.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        pending.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        for held in pending:
-            signal.raise_signal(held)
-
-
 def refusal(fault: Fault, touch: Touch, stack_layout: StackLayout) -> str | None:
     """Why a local stack laid out as `stack_layout` cannot carry `fault` out on `touch`, or None."""
     inner = fault.fault if isinstance(fault, Flap) else fault
@@ -167,11 +118,7 @@ def check_plan(plan: Plan, design: Design) -> list[str]:
     return refusals
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-class LocalTarget:
+class LocalTarget(ClosingTarget):
     """Applies and reverts a plan's faults on a local stack, recording each undo first."""
 
     def __init__(self, stack: LocalStack, *, session: str | None = None) -> None:
@@ -389,21 +336,3 @@ class LocalTarget:
         ended = tuple(describe_effect(e) for e in self._effects.pop(key, ()) if not isinstance(e, INSTANT))
         done, wall = time.monotonic(), time.time()
         return Transition(key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, ended)
-
-    def __enter__(self) -> LocalTarget:
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.close()
-        finally:
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None

@@ -1,0 +1,113 @@
+"""What every target's undo ledger shares: an append-only JSON-lines file, one ``write(2)`` per record
+on an ``O_APPEND`` descriptor (two processes' records never interleave), each fsynced before
+`LedgerFile.append_line` returns; a new ledger written aside and renamed into place (its directory
+fsynced), and refused while the previous one there belongs to a run that did not end cleanly.
+
+The records and what they mean are each target's own: ``bascule.targets.local.ledger`` and
+``bascule.targets.kubernetes.ledger``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, Self
+
+from bascule.errors import TargetError
+
+__all__ = ["LedgerFile", "PreviousRun", "fsync_dir"]
+
+
+class _Owner(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+    def alive(self) -> bool: ...
+
+
+PreviousRun = Callable[[Path], tuple[bool, _Owner | None]]
+"""Reads the ledger already at a path: whether its run finished, and the process that ran it."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LedgerFile:
+    """Appends lines to a ledger file, each fsynced before `append_line` returns. Thread-safe."""
+
+    what = "undo ledger"
+    """How errors name it ("Kubernetes undo ledger")."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _create(cls, path: Path, previous: PreviousRun, first: Callable[[Self], None]) -> Self:
+        """A new ledger at `path`, `first` having appended its first record. A ledger already
+        there is replaced if its run ended; otherwise `TargetError` says whether that run is still
+        alive or needs `bascule recover`."""
+        if path.exists():
+            finished, owner = previous(path)
+            if not finished:
+                if owner is not None and owner.alive():
+                    raise TargetError(
+                        f"a bascule run (pid {owner.pid}) is still using {path.parent}; stop it first"
+                    )
+                raise TargetError(
+                    f"{path.parent} holds the {cls.what} of a run that did not end cleanly; "
+                    f"run `bascule recover {path.parent}` first"
+                )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        ledger = cls(path, fd)
+        try:
+            first(ledger)
+            os.replace(temporary, path)
+            fsync_dir(path.parent)
+        except BaseException:
+            ledger.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        return ledger
+
+    @classmethod
+    def open(cls, path: Path) -> Self:
+        """Append to the ledger of a running stack (as `bascule inject` does)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError as exc:
+            raise TargetError(f"no {cls.what} at {path}") from exc
+        return cls(path, fd)
+
+    def append_line(self, text: str) -> None:
+        line = (text + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"the ledger {self.path} is closed")
+            # One write per record: with O_APPEND, two processes' records never interleave.
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
