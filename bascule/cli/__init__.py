@@ -16,6 +16,7 @@ from rich.console import Console
 from bascule import __version__
 from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.init import init_command
+from bascule.cli.kube import cluster_app, deploy_command, render_app
 from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
@@ -313,6 +314,11 @@ app.command("recover", short_help="Clean up after a killed run or injector: proc
     recover_command
 )
 app.command("init", short_help="Write a design and a scenario for a service of your own.")(init_command)
+app.add_typer(render_app, name="render")
+app.command("deploy", short_help="Apply rendered manifests to the mapped Kubernetes clusters.")(
+    deploy_command
+)
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(scenarios_app, name="scenarios")
 app.add_typer(designs_app, name="designs")
 

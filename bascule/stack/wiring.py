@@ -49,12 +49,14 @@ class CredentialsError(httpx.RequestError):
 
 
 def _callee_region_slug(host: str) -> str | None:
-    # retriever.aws-us-east-1.bascule.internal → aws-us-east-1
+    # retriever.aws-us-east-1.bascule.internal → aws-us-east-1 (the local target's names);
+    # retriever--aws-us-east-1.rag.svc.cluster.local → aws-us-east-1 (rendered Kubernetes Services).
     suffix = "." + ZONE
-    if not host.endswith(suffix):
-        return None
-    labels = host[: -len(suffix)].split(".")
-    return labels[-1] if len(labels) >= 2 else None
+    if host.endswith(suffix):
+        labels = host[: -len(suffix)].split(".")
+        return labels[-1] if len(labels) >= 2 else None
+    _, sep, slug = host.split(".", 1)[0].rpartition("--")
+    return slug if sep else None
 
 
 class _WiredClient(httpx.AsyncClient):

@@ -4,6 +4,8 @@ to workloads, and every fault carried out through the Kubernetes API — safely.
 - `mapping`: the target file (`parse_target`, `read_target`, `bind` → `KubeMapping`).
 - `calls`: the pure call plan of a fault (`compute_calls`), its refusals, `check_plan`,
   `render_plan_calls` (``bascule plan --target kubernetes``) and the RBAC it needs (`permissions`).
+- `render` (pure): manifests for the reference stack; `deploy`: apply them; `k3s`: a throwaway
+  cluster for CI (`cluster_up`, `cluster_down`).
 - `cluster`: one `KubeApi` per listed context over the official client (`connect`), API discovery
   (`discover`), and which contexts still need ``--confirm`` (`unconfirmed`).
 - `target.KubernetesTarget`: the runner's protocol (check, apply, revert, close), every prior
@@ -21,6 +23,7 @@ _WHERE = {
     "Call": "calls",
     "CallPlan": "calls",
     "ClusterFacts": "calls",
+    "ClusterUnavailableError": "k3s",
     "KUBE_LEDGER_FILE": "ledger",
     "KubeApi": "cluster",
     "KubeMapping": "mapping",
@@ -34,22 +37,31 @@ _WHERE = {
     "TargetFile": "mapping",
     "Verb": "calls",
     "bind": "mapping",
+    "check_engine": "k3s",
     "check_plan": "calls",
+    "cluster_down": "k3s",
+    "cluster_up": "k3s",
     "compute_calls": "calls",
     "connect": "cluster",
     "connect_contexts": "cluster",
     "connected": "cluster",
+    "deploy": "deploy",
     "discover": "cluster",
     "new_run_id": "target",
     "parse_target": "mapping",
     "permissions": "calls",
     "probe_permissions": "calls",
     "read_kube_ledger": "ledger",
+    "read_manifests": "deploy",
     "read_readiness": "probe",
     "read_target": "mapping",
     "recover_kubernetes": "recover",
+    "render_manifests": "render",
     "render_plan_calls": "calls",
+    "render_yaml": "render",
     "unconfirmed": "cluster",
+    "unrenderable": "render",
+    "write_manifests": "deploy",
 }
 
 
@@ -60,6 +72,7 @@ __all__ = [
     "Call",
     "CallPlan",
     "ClusterFacts",
+    "ClusterUnavailableError",
     "KubeApi",
     "KubeMapping",
     "KubeRecoverReport",
@@ -72,22 +85,31 @@ __all__ = [
     "TargetFile",
     "Verb",
     "bind",
+    "check_engine",
     "check_plan",
+    "cluster_down",
+    "cluster_up",
     "compute_calls",
     "connect",
     "connect_contexts",
     "connected",
+    "deploy",
     "discover",
     "new_run_id",
     "parse_target",
     "permissions",
     "probe_permissions",
     "read_kube_ledger",
+    "read_manifests",
     "read_readiness",
     "read_target",
     "recover_kubernetes",
+    "render_manifests",
     "render_plan_calls",
+    "render_yaml",
     "unconfirmed",
+    "unrenderable",
+    "write_manifests",
 ]
 
 
