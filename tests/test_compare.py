@@ -56,6 +56,8 @@ def test_a_capped_runner_up_is_said_to_be_capped() -> None:
 def test_ties_and_lone_designs_are_said_plainly() -> None:
     assert "only design" in build_comparison([result("a", 70.0, "C")]).verdicts[0].why
     assert "tie" in build_comparison([result("a", 70.0, "C"), result("b", 70.0, "C")]).verdicts[0].why
+    three = build_comparison([result(n, 100.0, "A") for n in ("a", "b", "c")] + [result("d", 50.0, "D")])
+    assert three.verdicts[0].why == "3 designs tie at 100: a, b, c."
 
 
 def test_foreign_documents_are_refused() -> None:

@@ -108,6 +108,9 @@ def _why(ranking: Sequence[Cell]) -> str:
     if len(ranking) == 1:
         return f"{best.design} is the only design run: {best.grade} ({best.overall:.0f})."
     second = ranking[1]
+    tied = [c.design for c in ranking if abs(c.overall - best.overall) < 0.05]
+    if len(tied) > 2:
+        return f"{len(tied)} designs tie at {best.overall:.0f}: {', '.join(tied)}."
     if abs(best.overall - second.overall) < 0.05:
         return f"{best.design} and {second.design} tie at {best.overall:.0f}."
     gaps: list[tuple[float, str]] = []
