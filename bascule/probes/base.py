@@ -122,6 +122,19 @@ class Probe(ABC, Generic[S]):
         """The data class its requests carry, if any."""
         return None
 
+    def verdict(self, now: float, error: str | None) -> RequestSample:
+        """The sample of a check started at ``now`` that ends now: passed when ``error`` is None."""
+        return RequestSample(
+            source=self.name,
+            kind=self.sample_kind,
+            started=now,
+            latency=time.monotonic() - now,
+            ok=error is None,
+            data_class=self.data_class,
+            error=error,
+            request_id=new_request_id(),
+        )
+
     @abstractmethod
     async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
         """One check, started at ``now`` (``time.monotonic()``)."""
@@ -220,16 +233,7 @@ async def sample_once(probe: Probe[Any], client: httpx.AsyncClient, now: float) 
         error = f"no result within the probe's timeout ({timeout:g} s)"
     except Exception as exc:
         error = describe_error(exc)
-    return RequestSample(
-        source=probe.name,
-        kind=probe.sample_kind,
-        started=now,
-        latency=time.monotonic() - now,
-        ok=False,
-        data_class=probe.data_class,
-        error=error,
-        request_id=new_request_id(),
-    )
+    return probe.verdict(now, error)
 
 
 # --- reading a service's answer (pure) -----------------------------------------------------------

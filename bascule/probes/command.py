@@ -13,12 +13,11 @@ import contextlib
 import json
 import os
 import signal
-import time
 
 import httpx
 
 from bascule.probes import specs
-from bascule.probes.base import Probe, ProbeContext, describe_error, new_request_id, register
+from bascule.probes.base import Probe, ProbeContext, describe_error, register
 from bascule.runner.samples import RequestSample
 
 __all__ = ["CommandProbe", "explain_exit"]
@@ -59,8 +58,7 @@ class CommandProbe(Probe[specs.CommandProbe]):
 
     async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
         spec = self.spec
-        request_id = new_request_id()
-        ok, error = False, None
+        error: str | None = None
         try:
             process = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -78,19 +76,11 @@ class CommandProbe(Probe[specs.CommandProbe]):
             try:
                 stdout, stderr = await process.communicate()
                 assert process.returncode is not None
-                ok = process.returncode == 0
-                error = None if ok else explain_exit(process.returncode, stdout, stderr)
+                if process.returncode != 0:
+                    error = explain_exit(process.returncode, stdout, stderr)
             finally:
                 if process.returncode is None:
                     _kill_group(process)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(process.wait(), _KILL_WAIT)
-        return RequestSample(
-            source=self.name,
-            kind=self.sample_kind,
-            started=now,
-            latency=time.monotonic() - now,
-            ok=ok,
-            error=error,
-            request_id=request_id,
-        )
+        return self.verdict(now, error)

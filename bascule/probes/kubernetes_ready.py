@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 
 from bascule.errors import BasculeError, ProbeError
 from bascule.probes import specs
-from bascule.probes.base import Probe, ProbeContext, describe_error, new_request_id, register
+from bascule.probes.base import Probe, ProbeContext, describe_error, register
 from bascule.runner.samples import RequestSample
 
 __all__ = ["KubernetesReadyProbe", "shortfalls"]
@@ -80,15 +79,7 @@ class KubernetesReadyProbe(Probe[specs.KubernetesReadyProbe]):
             error = "; ".join(problems) or None
         except (BasculeError, OSError) as exc:
             error = describe_error(exc)
-        return RequestSample(
-            source=self.name,
-            kind=self.sample_kind,
-            started=now,
-            latency=time.monotonic() - now,
-            ok=error is None,
-            error=error,
-            request_id=new_request_id(),
-        )
+        return self.verdict(now, error)
 
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> object | None:
         for api in (self._apis or {}).values():

@@ -14,14 +14,13 @@ import contextlib
 import importlib
 import inspect
 import threading
-import time
 from collections.abc import Callable
 
 import httpx
 
 from bascule.errors import ProbeError
 from bascule.probes import specs
-from bascule.probes.base import Probe, ProbeContext, describe_error, new_request_id, register
+from bascule.probes.base import Probe, ProbeContext, describe_error, register
 from bascule.runner.samples import RequestSample
 
 __all__ = ["PythonProbe", "load_callable"]
@@ -99,12 +98,4 @@ class PythonProbe(Probe[specs.PythonProbe]):
             error = describe_error(exc)
         else:
             error = None if result else f"{self.spec.call} returned {result!r}"
-        return RequestSample(
-            source=self.name,
-            kind=self.sample_kind,
-            started=now,
-            latency=time.monotonic() - now,
-            ok=error is None,
-            error=error,
-            request_id=new_request_id(),
-        )
+        return self.verdict(now, error)
