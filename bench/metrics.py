@@ -44,12 +44,12 @@ STANDBY = "scaleway/fr-par"
 
 
 def _records(samples: int, length: float) -> Iterator[dict[str, Any]]:
+    from bascule.journal import WindowAggregator
+    from bascule.journal.samples import Hop, RequestSample, sample_to_json
     from bascule.model.loading import read_design, read_scenario
     from bascule.model.scenario import Replay
     from bascule.plan import ActionOp, plan, plan_to_dict
     from bascule.probes.sovereignty import violations
-    from bascule.runner.journal import WindowAggregator
-    from bascule.runner.samples import Hop, RequestSample, sample_to_json
 
     design = read_design(ROOT / "designs" / "active-passive-sovereign.yaml")
     scenario = read_scenario(ROOT / "scenarios" / "incidents" / "aws-us-east-1-2025-10-20.yaml")
@@ -219,8 +219,8 @@ def _memory_mb(field: str) -> float:
 
 def measure(path: Path, parse_only: bool) -> dict[str, Any]:
     """In the child: time the pass and report its peak memory."""
+    from bascule.journal import read_journal
     from bascule.metrics import compute_metrics
-    from bascule.runner.journal import read_journal
 
     after_imports = _memory_mb("VmRSS")
     cpu = time.process_time()

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bascule.journal import WindowAggregator
+from bascule.journal.samples import Hop, RequestSample, sample_to_json
 from bascule.model.design import Design
 from bascule.model.loading import read_design
 from bascule.model.scenario import Scenario
 from bascule.plan import ActionOp, plan, plan_to_dict
 from bascule.probes.sovereignty import violations
-from bascule.runner.journal import WindowAggregator
-from bascule.runner.samples import Hop, RequestSample, sample_to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIMARY = "aws/us-east-1"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bascule.runner.journal import Journal, LatencySketch, WindowAggregator, read_journal, served_region
-from bascule.runner.samples import Hop, RequestSample
+from bascule.journal import Journal, LatencySketch, WindowAggregator, read_journal, served_region
+from bascule.journal.samples import Hop, RequestSample
 
 
 def sample(started: float, ok: bool = True, latency: float = 0.02, **kw: object) -> RequestSample:

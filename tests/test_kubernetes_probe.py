@@ -64,8 +64,8 @@ def test_the_probe_kind_holds_while_workloads_are_ready_and_names_what_is_not(tm
     from kube_world import DESIGN, TARGET
 
     from bascule.model.loading import parse_design
+    from bascule.model.probes import KubernetesReadyProbe
     from bascule.probes.base import ProbeContext, make_probe
-    from bascule.probes.specs import KubernetesReadyProbe
 
     target_file = tmp_path / "target.yaml"
     target_file.write_text(TARGET)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from kube_world import DESIGN, TARGET, world
 
+from bascule.journal import read_journal
 from bascule.model.loading import parse_design
-from bascule.runner.journal import read_journal
 from bascule.runner.run import RunOptions, run_scenario
 from bascule.targets.local.stack import LocalStack
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bascule.model.loading import read_design
-from bascule.plan.topology import Endpoint, HopPurpose
+from bascule.model.topology import Endpoint, LinkPurpose
 from bascule.stack.layout import ProcessKind, layout, max_class_for, replica_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,11 +40,11 @@ def test_one_process_per_replica_and_identity_service() -> None:
 def test_routes_are_per_hop_so_a_fault_can_cut_one_link() -> None:
     stack = layout(APS)
     aws_gw = Endpoint("gateway", "aws/us-east-1")
-    retrieve = stack.routes_from(aws_gw, HopPurpose.RETRIEVE)
+    retrieve = stack.routes_from(aws_gw, LinkPurpose.RETRIEVE)
     assert {r.hop.target.region for r in retrieve} == {"aws/us-east-1", "scaleway/fr-par"}
     assert len({r.name for r in stack.routes}) == len(stack.routes)
     assert {r.hop.target.region for r in stack.ingress()} == {"aws/us-east-1", "scaleway/fr-par"}
-    replication = [r for r in stack.routes if r.hop.purpose is HopPurpose.REPLICATE]
+    replication = [r for r in stack.routes if r.hop.purpose is LinkPurpose.REPLICATE]
     assert len(replication) == 2
 
 

@@ -1,4 +1,4 @@
-"""Load generation (`bascule.runner.load`): the pure parts (schedule, mix, edge, samples, stream
+"""Load generation (`bascule.load`): the pure parts (schedule, mix, edge, samples, stream
 tail), then locust for real — its own processes, against a running local stack, samples streamed
 back while it runs."""
 
@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from bascule.errors import PlanError
-from bascule.model.loading import read_design
-from bascule.model.scenario import Load
-from bascule.runner.load import (
+from bascule.journal.samples import RequestSample, sample_to_json
+from bascule.load.generator import (
     CONFIG_ENV,
     LOCUSTFILE,
     STREAM_ENV,
@@ -36,7 +35,8 @@ from bascule.runner.load import (
     parse_load_config,
     sample_from_response,
 )
-from bascule.runner.samples import RequestSample, sample_to_json
+from bascule.model.loading import read_design
+from bascule.model.scenario import Load
 from bascule.stack.corpus import load_golden_set
 from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
 from bascule.stack.supervisor import pid_is
@@ -62,7 +62,7 @@ def _mix(writes: float = 0.2) -> dict[str, Any]:
 
 def test_importing_load_imports_neither_locust_nor_gevent() -> None:
     code = (
-        "import sys, bascule.runner, bascule.runner.load\n"
+        "import sys, bascule.load\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent', 'zmq'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

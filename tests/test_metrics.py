@@ -26,10 +26,10 @@ from journal_factory import (
     write_journal,
 )
 
+from bascule.journal import read_journal
 from bascule.metrics import TICK, compute_metrics
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives
-from bascule.runner.journal import read_journal
 
 PROBE_PERIOD = 0.1
 

@@ -18,10 +18,10 @@ import pytest
 
 from bascule.errors import ScenarioError
 from bascule.faults import ControlPlane, Crash, Dns, DnsAnswer, Latency
+from bascule.journal import read_journal
 from bascule.model.loading import parse_design, read_design
 from bascule.model.selector import Selector
 from bascule.plan.resolve import resolve
-from bascule.runner.journal import read_journal
 from bascule.runner.run import RunOptions, run_scenario
 from bascule.stack.layout import layout
 from bascule.targets.local.stack import LocalStack

@@ -23,8 +23,23 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from bascule.errors import ProbeError
+from bascule.journal.samples import Hop, RequestSample
 from bascule.model.catalog import Sovereignty
 from bascule.model.loading import parse_design, read_design
+from bascule.model.probes import (
+    AnyProbe,
+    CommandProbe,
+    HttpProbe,
+    ProbeSpec,
+    PythonProbe,
+    RagProbe,
+)
+from bascule.model.probes import (
+    DataProbe as DataSpec,
+)
+from bascule.model.probes import (
+    SovereigntyProbe as SovereigntySpec,
+)
 from bascule.probes.base import (
     MISSING,
     PROBES,
@@ -41,21 +56,6 @@ from bascule.probes.data import CanaryWrite, DataProbe, DataReport, Presence, ac
 from bascule.probes.http import check_response
 from bascule.probes.runner import ProbeRunner, check_hypothesis, finish_probes, judge_hypothesis
 from bascule.probes.sovereignty import SovereigntyJudge, SovereigntyProbe, SovereigntyReport, violations
-from bascule.probes.specs import (
-    AnyProbe,
-    CommandProbe,
-    HttpProbe,
-    ProbeSpec,
-    PythonProbe,
-    RagProbe,
-)
-from bascule.probes.specs import (
-    DataProbe as DataSpec,
-)
-from bascule.probes.specs import (
-    SovereigntyProbe as SovereigntySpec,
-)
-from bascule.runner.samples import Hop, RequestSample
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 
 ROOT = Path(__file__).resolve().parent.parent

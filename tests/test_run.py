@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bascule.runner.journal import read_journal
+from bascule.journal import read_journal
 from bascule.runner.run import RunOptions, run_scenario
 from bascule.stack.supervisor import pid_is
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from bascule.journal import Window
+from bascule.journal.samples import RequestSample
 from bascule.model.loading import read_design, read_scenario
 from bascule.model.scenario import Guardrail
 from bascule.plan import plan
 from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
 from bascule.runner.guardrails import GuardrailMonitor
-from bascule.runner.journal import Window
-from bascule.runner.samples import RequestSample
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = plan(

@@ -14,7 +14,7 @@ from rich.text import Text
 from bascule.faults import FAULT_KINDS
 from bascule.model.catalog import CATALOG, PROVIDERS
 from bascule.model.durations import format_duration, parse_duration
-from bascule.plan import Finding, Hop, Plan, Severity
+from bascule.plan import Finding, Link, Plan, Severity
 
 __all__ = ["render_catalog", "render_faults", "render_plan"]
 
@@ -93,7 +93,7 @@ def render_plan(plan: Plan, *, show_actions: bool = False) -> RenderableType:
     return Group(*parts)
 
 
-def _hop_summary(hops: Sequence[Hop]) -> list[str]:
+def _hop_summary(hops: Sequence[Link]) -> list[str]:
     callers: dict[str, int] = {}
     for hop in hops:
         callers[str(hop.target)] = callers.get(str(hop.target), 0) + 1

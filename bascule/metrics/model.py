@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bascule.journal.samples import Hop
 from bascule.model.scenario import Objectives, Weights
-from bascule.runner.samples import Hop
 
 __all__ = [
     "Correctness",

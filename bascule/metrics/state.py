@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bascule.journal import LatencySketch
+from bascule.journal.samples import Hop
 from bascule.metrics.model import Latency, Violation
 from bascule.metrics.ticks import Ticks
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives, Weights
-from bascule.runner.journal import LatencySketch
-from bascule.runner.samples import Hop
 
 __all__ = [
     "MAX_EVENTS",

@@ -194,7 +194,7 @@ class Ticks:
 
 
 def served_region(r: Mapping[str, Any]) -> str | None:
-    """`bascule.runner.journal.served_region` of a sample record, without building the sample."""
+    """`bascule.journal.served_region` of a sample record, without building the sample."""
     hops = r.get("hops")
     if not hops:
         return r.get("entry_region")

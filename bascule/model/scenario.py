@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from bascule.faults import AnyFault
 from bascule.model.durations import Duration
+from bascule.model.probes import AnyProbe
 from bascule.model.selector import Selector
 from bascule.model.source import SourceMap
-from bascule.probes.specs import AnyProbe
 
 __all__ = [
     "DIMENSIONS",

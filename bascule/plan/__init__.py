@@ -1,6 +1,7 @@
 """Planning: from a design and a scenario to a timeline of concrete apply/revert actions, the blast
 radius of each phase and the findings a run would confirm. Pure: data in, data out."""
 
+from bascule.model.topology import Endpoint, Link, LinkPurpose, links
 from bascule.plan.model import (
     Action,
     ActionOp,
@@ -15,7 +16,6 @@ from bascule.plan.model import (
 )
 from bascule.plan.planner import plan
 from bascule.plan.render import plan_to_dict
-from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
 
 __all__ = [
     "Action",
@@ -23,15 +23,15 @@ __all__ = [
     "Endpoint",
     "Finding",
     "FindingKind",
-    "Hop",
-    "HopPurpose",
+    "Link",
+    "LinkPurpose",
     "Plan",
     "PlannedPhase",
     "ReplicaRef",
     "Severity",
     "TimeMap",
     "Touch",
-    "hops",
+    "links",
     "plan",
     "plan_to_dict",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bascule.faults import Fault
-from bascule.plan.topology import Hop
+from bascule.model.topology import Link
 
 __all__ = [
     "Action",
@@ -38,7 +38,7 @@ class Touch:
     """What a phase acts on, concretely, in this design (its blast radius)."""
 
     replicas: tuple[ReplicaRef, ...] = ()
-    hops: tuple[Hop, ...] = ()
+    hops: tuple[Link, ...] = ()
     hosts: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()

@@ -34,8 +34,8 @@ from bascule.model.catalog import CATALOG, PROVIDERS
 from bascule.model.design import ComponentKind, DependencyKind, Design, host_name
 from bascule.model.selector import Selector
 from bascule.model.suggest import unknown_name
+from bascule.model.topology import Endpoint, Link, LinkPurpose, links
 from bascule.plan.model import ReplicaRef, Touch
-from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
 
 __all__ = ["Problems", "resolve"]
 
@@ -132,7 +132,7 @@ def _touch(
     design: Design,
     *,
     replicas: Iterable[ReplicaRef] = (),
-    hop_list: Iterable[Hop] = (),
+    hop_list: Iterable[Link] = (),
     hosts: Iterable[str] = (),
     deps: Iterable[str] = (),
     regions: Iterable[str] = (),
@@ -163,7 +163,7 @@ def _outage(
     return _touch(
         design,
         replicas=_replicas(design, sel, where, problems),
-        hop_list=[h for h in hops(design) if h.target.region in regions],
+        hop_list=[h for h in links(design) if h.target.region in regions],
         deps=deps,
         regions=regions,
     )
@@ -176,11 +176,11 @@ def _process(
     return _touch(design, replicas=replicas, regions=[r.region for r in replicas])
 
 
-def _hop_matches(design: Design, sel: Selector) -> Callable[[Hop], bool]:
+def _hop_matches(design: Design, sel: Selector) -> Callable[[Link], bool]:
     if sel.link is not None:
         pair = set(sel.link)
 
-        def on_link(h: Hop) -> bool:
+        def on_link(h: Link) -> bool:
             return h.source is not None and {h.source.region, h.target.region} == pair
 
         return on_link
@@ -205,7 +205,7 @@ def _on_hops(
             ((*where, "replica"), f"{fault.kind!r} acts on the hops to a component, not on one replica")
         )
         return Touch()
-    matched = [h for h in hops(design) if _hop_matches(design, sel)(h)]
+    matched = [h for h in links(design) if _hop_matches(design, sel)(h)]
     deps = [h.target.name for h in matched if h.target.name in design.dependencies]
     regions = sorted(sel.link) if sel.link else [h.target.region for h in matched]
     return _touch(design, hop_list=matched, deps=deps, regions=regions)
@@ -220,13 +220,13 @@ def _dns(
     else:
         regions = set(_regions_of(design, sel)) if sel.region else None
         targets = sorted(
-            {h.target for h in hops(design)}
+            {h.target for h in links(design)}
             if sel.component is None
             else {Endpoint(sel.component, r) for r in design.components[sel.component].replicas},
         )
         targets = [t for t in targets if regions is None or t.region in regions]
     names = set(targets)
-    matched = [h for h in hops(design) if h.target in names and h.source is not None]
+    matched = [h for h in links(design) if h.target in names and h.source is not None]
     deps = [t.name for t in targets if t.name in design.dependencies]
     return _touch(
         design,
@@ -254,7 +254,7 @@ def _control_plane(
 def _replication(
     design: Design, fault: Fault, sel: Selector, where: tuple[PathElement, ...], problems: Problems
 ) -> Touch:
-    replicating = [h for h in hops(design) if h.purpose is HopPurpose.REPLICATE]
+    replicating = [h for h in links(design) if h.purpose is LinkPurpose.REPLICATE]
     if sel.link is not None:
         pair = set(sel.link)
         matched = [
@@ -294,7 +294,7 @@ def _identity(
         ]
     return _touch(
         design,
-        hop_list=[h for h in hops(design) if h.target.name in deps],
+        hop_list=[h for h in links(design) if h.target.name in deps],
         deps=deps,
         regions=[design.dependencies[d].region for d in deps],
     )

@@ -33,10 +33,10 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 import httpx
 
 from bascule.errors import ProbeError
+from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
-from bascule.probes.specs import ProbeSpec, ResponsePaths
-from bascule.runner.samples import Hop, RequestSample, hops_from_json
+from bascule.model.probes import ProbeSpec, ResponsePaths
 from bascule.stack.edge import Edge, NoEntryError
 
 __all__ = [

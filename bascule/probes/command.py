@@ -16,9 +16,9 @@ import signal
 
 import httpx
 
-from bascule.probes import specs
+from bascule.journal.samples import RequestSample
+from bascule.model import probes as specs
 from bascule.probes.base import Probe, ProbeContext, describe_error, register
-from bascule.runner.samples import RequestSample
 
 __all__ = ["CommandProbe", "explain_exit"]
 

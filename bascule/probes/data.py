@@ -32,8 +32,9 @@ from enum import StrEnum
 import httpx
 
 from bascule.errors import ProbeError
+from bascule.journal.samples import RequestSample
+from bascule.model import probes as specs
 from bascule.model.design import Design
-from bascule.probes import specs
 from bascule.probes.base import (
     Destination,
     Probe,
@@ -44,7 +45,6 @@ from bascule.probes.base import (
     render_template,
 )
 from bascule.probes.rag import check_data_class
-from bascule.runner.samples import RequestSample
 
 __all__ = [
     "CanaryWrite",

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from bascule.errors import BasculeError, ProbeError
-from bascule.probes import specs
+from bascule.journal.samples import RequestSample
+from bascule.model import probes as specs
 from bascule.probes.base import Probe, ProbeContext, describe_error, register
-from bascule.runner.samples import RequestSample
 
 __all__ = ["KubernetesReadyProbe", "shortfalls"]
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 import httpx
 
 from bascule.errors import ProbeError
-from bascule.probes import specs
+from bascule.journal.samples import RequestSample
+from bascule.model import probes as specs
 from bascule.probes.base import Probe, ProbeContext, describe_error, register
-from bascule.runner.samples import RequestSample
 
 __all__ = ["PythonProbe", "load_callable"]
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 import httpx
 
 from bascule.errors import ProbeError
+from bascule.journal.samples import Hop, RequestSample
+from bascule.model import probes as specs
 from bascule.model.design import Design
-from bascule.probes import specs
 from bascule.probes.base import (
     MISSING,
     Destination,
@@ -34,7 +35,6 @@ from bascule.probes.base import (
     register,
     render_template,
 )
-from bascule.runner.samples import Hop, RequestSample
 from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer, load_golden_set
 
 __all__ = [

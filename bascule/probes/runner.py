@@ -31,9 +31,9 @@ from typing import Any
 import httpx
 
 from bascule.errors import ProbeError
+from bascule.journal.samples import RequestSample
+from bascule.model.probes import ProbeSpec
 from bascule.probes.base import Probe, ProbeContext, load_kinds, passed, sample_once
-from bascule.probes.specs import ProbeSpec
-from bascule.runner.samples import RequestSample
 
 __all__ = [
     "Failure",

@@ -25,9 +25,10 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from bascule.journal.samples import Hop, RequestSample
+from bascule.model import probes as specs
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
-from bascule.probes import specs
 from bascule.probes.base import (
     Destination,
     Probe,
@@ -39,7 +40,6 @@ from bascule.probes.base import (
     render_template,
 )
 from bascule.probes.rag import check_data_class, read_answer
-from bascule.runner.samples import Hop, RequestSample
 from bascule.stack.corpus import load_golden_set
 
 __all__ = [

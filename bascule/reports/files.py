@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bascule.journal import read_journal
 from bascule.metrics import Metrics, compute_metrics
 from bascule.reports.html import render_html
 from bascule.reports.markdown import render_markdown
 from bascule.reports.result import build_result
-from bascule.runner.journal import read_journal
 from bascule.score import Score, score
 
 __all__ = ["REPORT_FILES", "grade_journal", "report_run", "write_reports"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bascule.journal import LatencySketch, Window
 from bascule.model.scenario import (
     ErrorBudgetGuardrail,
     Guardrail,
@@ -24,7 +25,6 @@ from bascule.model.scenario import (
     SovereigntyGuardrail,
     SuccessRatioGuardrail,
 )
-from bascule.runner.journal import LatencySketch, Window
 
 __all__ = ["GuardrailMonitor", "Trip"]
 

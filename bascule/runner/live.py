@@ -11,8 +11,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from bascule.journal import LatencySketch, Window
 from bascule.model.durations import format_duration
-from bascule.runner.journal import LatencySketch, Window
 
 __all__ = ["LiveState", "render_live"]
 

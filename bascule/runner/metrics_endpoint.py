@@ -7,7 +7,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from bascule.runner.journal import Window
+from bascule.journal import Window
 
 __all__ = ["MetricsEndpoint"]
 

@@ -36,23 +36,23 @@ from rich.live import Live
 from bascule import __version__
 from bascule.errors import BasculeError, Problem, ScenarioError
 from bascule.exit_codes import ExitCode
+from bascule.journal import Journal, Window, WindowAggregator
+from bascule.journal.samples import RequestSample
+from bascule.load import LoadGenerator
 from bascule.model.design import Design
 from bascule.model.loading import read_design, read_scenario, scenario_design_path
+from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
 from bascule.model.scenario import Scenario
 from bascule.plan import ActionOp, Plan, plan, plan_to_dict
 from bascule.probes.base import ProbeContext, make_probes
 from bascule.probes.data import DataReport
 from bascule.probes.runner import HypothesisResult, ProbeRunner, check_hypothesis, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge, Violation
-from bascule.probes.specs import DataProbe, ProbeSpec, RagProbe
 from bascule.reports.files import grade_journal, report_run
 from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
 from bascule.runner.guardrails import GuardrailMonitor, Trip
-from bascule.runner.journal import Journal, Window, WindowAggregator
 from bascule.runner.live import LiveState, render_live
-from bascule.runner.load import LoadGenerator
 from bascule.runner.metrics_endpoint import MetricsEndpoint
-from bascule.runner.samples import RequestSample
 from bascule.stack.layout import ProcessKind
 from bascule.targets.local.scaler import ScaleEvent
 from bascule.targets.local.stack import LocalStack

@@ -1,6 +1,6 @@
 """How a design becomes processes and routes on one machine. Pure: no ports are opened here.
 
-Every component replica is one process. Every hop of the design (``bascule.plan.topology``) is a
+Every component replica is one process. Every hop of the design (``bascule.model.topology``) is a
 *route*: a listening address owned by the target, forwarding to the callee's replicas. A caller
 reaches a callee by its DNS name and the route's port — ``http://retriever.scaleway-fr-par.bascule.internal:41234``
 — so the name resolves through the stack's DNS server at connection time and the port selects the
@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import ComponentKind, DependencyKind, Design, host_name, region_slug
-from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
+from bascule.model.topology import Endpoint, Link, LinkPurpose, links
 
 __all__ = [
     "OwnCommand",
@@ -68,7 +68,7 @@ class ReplicaSpec:
 class RouteSpec:
     """One hop as a listening address: callers in ``hop.source`` reach ``hop.target`` through it."""
 
-    hop: Hop
+    hop: Link
 
     @property
     def name(self) -> str:
@@ -97,13 +97,13 @@ class StackLayout:
     def replicas_of(self, endpoint: Endpoint) -> list[ReplicaSpec]:
         return [r for r in self.replicas if r.endpoint == endpoint]
 
-    def routes_from(self, source: Endpoint | None, purpose: HopPurpose | None = None) -> list[RouteSpec]:
+    def routes_from(self, source: Endpoint | None, purpose: LinkPurpose | None = None) -> list[RouteSpec]:
         return [
             r for r in self.routes if r.hop.source == source and (purpose is None or r.hop.purpose is purpose)
         ]
 
     def ingress(self) -> list[RouteSpec]:
-        return self.routes_from(None, HopPurpose.INGRESS)
+        return self.routes_from(None, LinkPurpose.INGRESS)
 
     def hosts(self) -> list[str]:
         return sorted({r.host for r in self.routes})
@@ -135,8 +135,8 @@ def layout(design: Design) -> StackLayout:
         replicas.append(ReplicaSpec(name, design.dependencies[name].region, 0, ProcessKind.IDENTITY))
     routes = [
         RouteSpec(h)
-        for h in hops(design)
-        if h.purpose is not HopPurpose.DEPENDENCY or h.target.name in identity
+        for h in links(design)
+        if h.purpose is not LinkPurpose.DEPENDENCY or h.target.name in identity
     ]
     fronted = tuple(sorted(n for n, c in design.components.items() if c.url is not None))
     return StackLayout(design.id, tuple(sorted(replicas)), tuple(routes), fronted)
@@ -203,7 +203,7 @@ def replica_argv(
     if pool.max_age is not None:
         argv += ["--pool-max-age", f"{pool.max_age:g}"]
     # An llm calls nobody; it gets the identity flags only to check the tokens of its callers.
-    identity_routes = stack.routes_from(me, HopPurpose.DEPENDENCY)
+    identity_routes = stack.routes_from(me, LinkPurpose.DEPENDENCY)
     if identity_routes:
         argv += [
             "--identity-url",
@@ -214,7 +214,7 @@ def replica_argv(
             replica.region,
         ]
     if replica.kind is ProcessKind.STORE:
-        peers = stack.routes_from(me, HopPurpose.REPLICATE)
+        peers = stack.routes_from(me, LinkPurpose.REPLICATE)
         for route in peers:
             argv += ["--peer", _url(route, route_ports)]
         argv += [
@@ -227,21 +227,21 @@ def replica_argv(
             "--seed-corpus",
         ]
     elif replica.kind is ProcessKind.RETRIEVER:
-        for route in stack.routes_from(me, HopPurpose.SEARCH):
+        for route in stack.routes_from(me, LinkPurpose.SEARCH):
             argv += ["--store", _url(route, route_ports)]
     elif replica.kind is ProcessKind.GATEWAY:
         argv += ["--design", design_path]
         slots = design.components[replica.component].replicas[replica.region].max_inflight
         if slots is not None:
             argv += ["--max-inflight", str(slots)]
-        for route in stack.routes_from(me, HopPurpose.RETRIEVE):
+        for route in stack.routes_from(me, LinkPurpose.RETRIEVE):
             argv += ["--retriever", f"{route.hop.target.region}={_url(route, route_ports)}"]
-        for route in stack.routes_from(me, HopPurpose.GENERATE):
+        for route in stack.routes_from(me, LinkPurpose.GENERATE):
             argv += ["--llm", f"{route.hop.target.region}={_url(route, route_ports)}"]
             model = design.components[route.hop.target.name].replicas[route.hop.target.region].model
             if model:
                 argv += ["--llm-model", f"{route.hop.target.region}={model}"]
-        for route in stack.routes_from(me, HopPurpose.WRITE):
+        for route in stack.routes_from(me, LinkPurpose.WRITE):
             argv += ["--store", f"{route.hop.target.region}={_url(route, route_ports)}"]
     return argv
 
@@ -286,7 +286,7 @@ def own_command(
         "replica": replica.name,
         "python": sys.executable,
     }
-    for route in stack.routes_from(replica.endpoint, HopPurpose.CALL):
+    for route in stack.routes_from(replica.endpoint, LinkPurpose.CALL):
         callee_port = route_ports[route.name]
         values[route.hop.target.name] = _Callee(f"http://127.0.0.1:{callee_port}", "127.0.0.1", callee_port)
     argv = tuple(a.format_map(values) for a in command.argv)

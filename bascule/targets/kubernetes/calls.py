@@ -64,8 +64,8 @@ from bascule.faults import (
     ReplicationPause,
     Throttle,
 )
+from bascule.model.topology import Endpoint, Link, LinkPurpose, links
 from bascule.plan.model import ActionOp, Plan, Touch
-from bascule.plan.topology import Endpoint, Hop, HopPurpose, hops
 from bascule.targets.kubernetes.mapping import KubeMapping, RegionTarget, WorkloadKind, selector_text
 from bascule.targets.kubernetes.resources import (
     CONFIGMAPS,
@@ -641,7 +641,7 @@ def _partition(b: _Builder, fault: Fault, touch: Touch) -> None:
 def _replication(b: _Builder, fault: Fault, touch: Touch) -> None:
     by_target: dict[Endpoint, set[Endpoint]] = {}
     for hop in touch.hops:
-        if hop.purpose is HopPurpose.REPLICATE and hop.source is not None:
+        if hop.purpose is LinkPurpose.REPLICATE and hop.source is not None:
             by_target.setdefault(hop.target, set()).add(hop.source)
     for target, sources in sorted(by_target.items()):
         region = b.region(target.region)
@@ -724,7 +724,7 @@ def _unrestricted_targets(b: _Builder, touch: Touch) -> list[Endpoint]:
     return out
 
 
-def _by_target(touched: Iterable[Hop]) -> dict[Endpoint, set[Endpoint | None]]:
+def _by_target(touched: Iterable[Link]) -> dict[Endpoint, set[Endpoint | None]]:
     out: dict[Endpoint, set[Endpoint | None]] = {}
     for hop in touched:
         out.setdefault(hop.target, set()).add(hop.source)
@@ -733,7 +733,7 @@ def _by_target(touched: Iterable[Hop]) -> dict[Endpoint, set[Endpoint | None]]:
 
 def _restriction(b: _Builder, target: Endpoint, touched: set[Endpoint | None]) -> set[Endpoint] | None:
     """None when `touched` is every caller of `target`; else the callers touched."""
-    every = {h.source for h in hops(b.mapping.design) if h.target == target}
+    every = {h.source for h in links(b.mapping.design) if h.target == target}
     if touched >= every:
         return None
     if None in touched:

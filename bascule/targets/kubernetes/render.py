@@ -52,7 +52,7 @@ import yaml
 from bascule.errors import TargetError
 from bascule.model.design import DependencyKind, Design
 from bascule.model.names import region_slug
-from bascule.plan.topology import Endpoint
+from bascule.model.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, replica_argv
 from bascule.targets.kubernetes.mapping import KubeMapping, WorkloadKind
 

@@ -54,8 +54,8 @@ from bascule.faults import (
     ReplicationPause,
     Throttle,
 )
+from bascule.model.topology import Link
 from bascule.plan.model import Touch
-from bascule.plan.topology import Hop
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.faultstate import DnsFaultMode, ProxyFault, dump_proxy_fault, parse_proxy_fault
@@ -221,14 +221,14 @@ class _Parts:
 
     def __init__(self, layout: StackLayout) -> None:
         self.layout = layout
-        self.route_of: dict[Hop, str] = {r.hop: r.name for r in layout.routes}
+        self.route_of: dict[Link, str] = {r.hop: r.name for r in layout.routes}
         self.replica_of: dict[tuple[str, str, int], ReplicaSpec] = {
             (r.component, r.region, r.index): r for r in layout.replicas
         }
         self.urls = set(layout.fronted)
         self.own = self.urls | {r.component for r in layout.replicas if r.kind is ProcessKind.SERVICE}
 
-    def routes(self, hops: Iterable[Hop], what: str) -> list[str]:
+    def routes(self, hops: Iterable[Link], what: str) -> list[str]:
         hops = list(hops)
         names = list(dict.fromkeys(self.route_of[h] for h in hops if h in self.route_of))
         if hops and not names:

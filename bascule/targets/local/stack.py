@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from bascule.errors import TargetError
 from bascule.model.design import Design
-from bascule.plan.topology import Endpoint
+from bascule.model.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, own_command, replica_argv
 from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
 from bascule.targets.local.board import FaultBoard

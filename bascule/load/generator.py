@@ -1,7 +1,7 @@
 """Load generation for a run: locust, driven as subprocesses, its samples streamed back.
 
 locust monkey-patches the standard library when it is imported, so it never runs in bascule's
-process: `LoadGenerator` starts ``python -m locust -f bascule/runner/locustfile.py`` — one
+process: `LoadGenerator` starts ``python -m locust -f bascule/load/locustfile.py`` — one
 standalone process, or a master and N workers — and reads the `RequestSample` JSON lines each of
 them appends to its stream file, incrementally, while the load runs. See docs/load.md.
 
@@ -35,11 +35,11 @@ from types import TracebackType
 from typing import IO, Any, Final
 
 from bascule.errors import PathElement, PlanError, Problem, TargetError
+from bascule.journal.samples import RequestSample, hops_from_json, sample_from_json
 from bascule.model.design import Design
 from bascule.model.loading import parse_design
 from bascule.model.scenario import Load, LoadRequests, RequestMix
 from bascule.probes.base import render_template
-from bascule.runner.samples import RequestSample, hops_from_json, sample_from_json
 from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer
 from bascule.stack.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
 from bascule.stack.supervisor import process_start_time

@@ -1,44 +1,21 @@
-"""The run's journal: one directory per run, ``journal.jsonl`` inside, append-only, flushed as it
-goes and readable while the run is in progress. Schema ``bascule.journal/1`` (docs/journal.md).
-
-Every record is one JSON object with ``type``, ``t`` (seconds since the run's origin, on the
-machine-wide monotonic clock) and ``wall`` (UTC, ISO 8601). Request samples are folded into
-windows of ``window`` seconds (1 s by default) as they arrive, so memory stays bounded however long
-the run: a window keeps counts per outcome, data class, serving region and sovereignty level, and a
-latency sketch whose buckets are mergeable (DDSketch-style, 1 % relative accuracy) — the metrics
-merge windows into any span without keeping a list of every latency. Raw samples are written too
-only when asked.
+"""Request samples folded into windows of ``window`` seconds (1 s by default) as they arrive, so
+memory stays bounded however long the run: a window keeps counts per outcome, data class, serving
+region and sovereignty level, and a latency sketch whose buckets are mergeable (DDSketch-style, 1 %
+relative accuracy) — the metrics merge windows into any span without keeping a list of every
+latency. Pure.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bascule.runner.samples import RequestSample, sample_to_json
+from bascule.journal.samples import RequestSample
 
-__all__ = [
-    "JOURNAL_FILE",
-    "JOURNAL_SCHEMA",
-    "Journal",
-    "LatencySketch",
-    "Window",
-    "WindowAggregator",
-    "read_journal",
-    "served_region",
-]
-
-JOURNAL_SCHEMA = "bascule.journal/1"
-JOURNAL_FILE = "journal.jsonl"
+__all__ = ["LatencySketch", "Window", "WindowAggregator", "served_region"]
 
 _ACCURACY = 0.01
 _GAMMA = (1 + _ACCURACY) / (1 - _ACCURACY)
@@ -197,85 +174,3 @@ class WindowAggregator:
 
     def recent(self) -> list[Window]:
         return [self._open[i] for i in sorted(self._open)]
-
-
-class Journal:
-    """The append-only JSONL journal of one run. Thread-safe; every record is flushed at once, and
-    records that matter for recovery (faults) are also fsynced."""
-
-    def __init__(self, run_dir: Path, origin: float, *, raw_samples: bool = False) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / JOURNAL_FILE
-        self.origin = origin
-        self.raw_samples = raw_samples
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = self.path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def write(
-        self, record_type: str, *, durable: bool = False, at: float | None = None, **fields: Any
-    ) -> None:
-        now = time.monotonic() if at is None else at
-        record = {
-            "type": record_type,
-            "t": round(now - self.origin, 6),
-            "wall": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            **fields,
-        }
-        line = json.dumps(record, ensure_ascii=False, default=_default, separators=(",", ":"))
-        with self._lock:
-            if self._closed:
-                return
-            self._file.write(line + "\n")
-            self._file.flush()
-            if durable:
-                os.fsync(self._file.fileno())
-
-    def window(self, window: Window) -> None:
-        record = window.to_record()
-        record.pop("type")
-        self.write("window", at=self.origin + window.start + window.length, **record)
-
-    def sample(self, sample: RequestSample) -> None:
-        """Probe samples always (a few per second, and what detection and recovery are timed
-        from); load samples only with ``raw_samples``."""
-        if self.raw_samples or sample.source != "load":
-            self.write("sample", at=sample.started, **sample_to_json(sample))
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._closed = True
-
-
-def _default(value: object) -> object:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
-def read_journal(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a journal (its file or its run directory), in order. A last line cut short by
-    a crash is skipped."""
-    path = Path(path)
-    file = path / JOURNAL_FILE if path.is_dir() else path
-    with file.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                yield record

@@ -1,4 +1,4 @@
-"""The hops of a design: who calls whom, across which regions. Pure.
+"""The links of a design: who calls whom, across which regions. Pure.
 
 Every hop is a client connection a fault can sit on: clients → gateways, gateway → retriever and
 llm of every region it may route to (and → stores, for writes), retriever → its region's store,
@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from bascule.model.design import ComponentKind, Design, ReplicationMode
 
-__all__ = ["Endpoint", "Hop", "HopPurpose", "callee_region", "hops"]
+__all__ = ["Endpoint", "Link", "LinkPurpose", "callee_region", "links"]
 
 
 @dataclass(frozen=True, order=True)
@@ -29,7 +29,7 @@ class Endpoint:
         return f"{self.name}@{self.region}"
 
 
-class HopPurpose(StrEnum):
+class LinkPurpose(StrEnum):
     INGRESS = "ingress"
     RETRIEVE = "retrieve"
     GENERATE = "generate"
@@ -41,12 +41,12 @@ class HopPurpose(StrEnum):
 
 
 @dataclass(frozen=True, order=True)
-class Hop:
+class Link:
     """A caller (``None`` for the service's clients) reaching a callee."""
 
     source: Endpoint | None
     target: Endpoint
-    purpose: HopPurpose
+    purpose: LinkPurpose
 
     def __str__(self) -> str:
         return f"{self.source or 'clients'} -> {self.target}"
@@ -64,38 +64,38 @@ def _placed(design: Design, kind: ComponentKind) -> list[Endpoint]:
     ]
 
 
-def hops(design: Design) -> tuple[Hop, ...]:
+def links(design: Design) -> tuple[Link, ...]:
     order = {region: i for i, region in enumerate(design.routing_order)}
     gateways = _placed(design, ComponentKind.GATEWAY)
     retrievers = _placed(design, ComponentKind.RETRIEVER)
     llms = _placed(design, ComponentKind.LLM)
     stores = _placed(design, ComponentKind.STORE)
-    out: list[Hop] = [Hop(None, g, HopPurpose.INGRESS) for g in gateways]
+    out: list[Link] = [Link(None, g, LinkPurpose.INGRESS) for g in gateways]
     for g in gateways:
-        out += [Hop(g, r, HopPurpose.RETRIEVE) for r in retrievers if r.region in order]
-        out += [Hop(g, m, HopPurpose.GENERATE) for m in llms if m.region in order]
-        out += [Hop(g, s, HopPurpose.WRITE) for s in stores if s.region in order]
+        out += [Link(g, r, LinkPurpose.RETRIEVE) for r in retrievers if r.region in order]
+        out += [Link(g, m, LinkPurpose.GENERATE) for m in llms if m.region in order]
+        out += [Link(g, s, LinkPurpose.WRITE) for s in stores if s.region in order]
     for r in retrievers:
         local = [s for s in stores if s.region == r.region]
-        out += [Hop(r, s, HopPurpose.SEARCH) for s in (local or stores)]
+        out += [Link(r, s, LinkPurpose.SEARCH) for s in (local or stores)]
     if design.replication.mode is not ReplicationMode.NONE:
-        out += [Hop(a, b, HopPurpose.REPLICATE) for a in stores for b in stores if a.region != b.region]
+        out += [Link(a, b, LinkPurpose.REPLICATE) for a in stores for b in stores if a.region != b.region]
     for region in design.region_map.values():
         callers = [e for e in gateways + retrievers + llms + stores if e.region == region.id]
         for dep_id in region.depends_on:
             dep = design.dependencies[dep_id]
             target = Endpoint(dep_id, dep.region)
-            out += [Hop(c, target, HopPurpose.DEPENDENCY) for c in callers]
+            out += [Link(c, target, LinkPurpose.DEPENDENCY) for c in callers]
     out += _own_hops(design)
     return tuple(sorted(set(out), key=_hop_key))
 
 
-def _own_hops(design: Design) -> list[Hop]:
-    out: list[Hop] = []
+def _own_hops(design: Design) -> list[Link]:
+    out: list[Link] = []
     entry = design.entry_component()
     if entry is not None:
         out += [
-            Hop(None, Endpoint(entry, region), HopPurpose.INGRESS)
+            Link(None, Endpoint(entry, region), LinkPurpose.INGRESS)
             for region, placement in design.components[entry].replicas.items()
             if placement.ceiling > 0
         ]
@@ -106,7 +106,7 @@ def _own_hops(design: Design) -> list[Hop]:
             for callee in spec.calls:
                 where = callee_region(design, callee, region)
                 if where is not None:
-                    out.append(Hop(Endpoint(name, region), Endpoint(callee, where), HopPurpose.CALL))
+                    out.append(Link(Endpoint(name, region), Endpoint(callee, where), LinkPurpose.CALL))
     return out
 
 
@@ -120,7 +120,7 @@ def callee_region(design: Design, callee: str, caller_region: str) -> str | None
     return ordered[0] if ordered else None
 
 
-def _hop_key(hop: Hop) -> tuple[str, str, str, str, str]:
+def _hop_key(hop: Link) -> tuple[str, str, str, str, str]:
     src = hop.source
     return (
         hop.purpose.value,

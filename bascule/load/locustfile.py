@@ -1,6 +1,6 @@
 """Locust's half of bascule's load generator. Only ever loaded by locust (``locust -f``) in a
 process of its own, never imported into bascule's: locust monkey-patches the standard library.
-`bascule.runner.load.LoadGenerator` starts it; docs/load.md says how to start workers by hand.
+`bascule.load.LoadGenerator` starts it; docs/load.md says how to start workers by hand.
 
 Configured by the environment:
 
@@ -39,7 +39,8 @@ from locust.exception import StopUser
 from locust.rpc.protocol import Message
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
-from bascule.runner.load import (
+from bascule.journal.samples import RequestSample, sample_to_json
+from bascule.load.generator import (
     CONFIG_ENV,
     MASTER_INFO_ENV,
     MASTER_WAIT_ENV,
@@ -56,7 +57,6 @@ from bascule.runner.load import (
     parse_load_config,
     sample_from_response,
 )
-from bascule.runner.samples import RequestSample, sample_to_json
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
 

@@ -1,0 +1,26 @@
+"""The run's journal: what load and probes report about each request (`samples`), those samples
+folded into bounded windows (`windows`), the append-only JSONL file a run writes (`writer`) and
+reads back (`reader`). Shared by the runner that writes it and the metrics and reports that read
+it, so neither side imports the other.
+"""
+
+from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
+from bascule.journal.samples import Hop, RequestSample, hops_from_json, sample_from_json, sample_to_json
+from bascule.journal.windows import LatencySketch, Window, WindowAggregator, served_region
+from bascule.journal.writer import Journal
+
+__all__ = [
+    "JOURNAL_FILE",
+    "JOURNAL_SCHEMA",
+    "Hop",
+    "Journal",
+    "LatencySketch",
+    "RequestSample",
+    "Window",
+    "WindowAggregator",
+    "hops_from_json",
+    "read_journal",
+    "sample_from_json",
+    "sample_to_json",
+    "served_region",
+]
