@@ -37,11 +37,7 @@ __all__ = ["blackhole", "http_error", "identity", "latency", "refuse", "throttle
 
 def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, Refuse)
-    if fault.new_connections_only:
-        raise b.refuse(
-            RefusalRule.UNSUPPORTED,
-            "refuse with new_connections_only: scaling a workload to zero also ends its pooled connections",
-        )
+    _every_connection(b, fault, "scaling a workload to zero also ends its pooled connections")
     for target in _unrestricted_targets(b, touch):
         region = b.region(target.region)
         b.workload(target.name, target.region)
@@ -174,13 +170,14 @@ def latency(b: Builder, fault: Fault, touch: Touch) -> None:
 
 def blackhole(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, Blackhole)
-    if fault.new_connections_only:
-        raise b.refuse(
-            RefusalRule.UNSUPPORTED,
-            "blackhole with new_connections_only: NetworkChaos drops every packet, pooled connections too",
-        )
+    _every_connection(b, fault, "NetworkChaos drops every packet, pooled connections too")
     spec = {"action": "loss", "loss": {"loss": "100", "correlation": "0"}, "direction": "both"}
     _chaos_on_hops(b, touch, NETWORK_CHAOS, spec, "every packet dropped", http=False)
+
+
+def _every_connection(b: Builder, fault: Refuse | Blackhole, why: str) -> None:
+    if fault.new_connections_only:
+        raise b.refuse(RefusalRule.UNSUPPORTED, f"{b.kind} with new_connections_only: {why}")
 
 
 def _whole_ratio(b: Builder, ratio: float) -> None:
