@@ -42,13 +42,13 @@ from bascule.targets.kubernetes.calls import (
     ClusterFacts,
     RefusalRule,
     Verb,
-    _except_groups,
     check_plan,
     compute_calls,
     coredns_block,
     object_name,
     render_plan_calls,
 )
+from bascule.targets.kubernetes.calls.policies import except_groups
 from bascule.targets.kubernetes.cluster import connect, discover, is_local_server, unconfirmed
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, KubeLedger
 from bascule.targets.kubernetes.mapping import bind, parse_target
@@ -322,7 +322,7 @@ def _peer_allows(peer: dict[str, Any], labels: dict[str, str]) -> bool:
 def test_except_groups_lets_in_exactly_the_pods_in_none_of_the_groups(
     groups: list[tuple[tuple[str, str], ...]],
 ) -> None:
-    peers = _except_groups(groups)
+    peers = except_groups(groups)
     keys = {
         "app": ["store", "gateway"],
         "bascule.io/region": ["a", "b", "c"],

@@ -34,8 +34,9 @@ from bascule.targets.kubernetes.deploy import (
     render_deploy_report,
     write_manifests,
 )
+from bascule.targets.kubernetes.manifests import CONTEXT_ANNOTATION, object_context
 from bascule.targets.kubernetes.mapping import KubeMapping, TargetFile, bind, parse_target
-from bascule.targets.kubernetes.render import CONTEXT_ANNOTATION, object_context, render_manifests
+from bascule.targets.kubernetes.render import render_manifests
 
 Json = dict[str, Any]
 SECRET = "test-only-token-secret"

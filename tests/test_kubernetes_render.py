@@ -23,21 +23,18 @@ from bascule.model.design import Design
 from bascule.model.loading import parse_design, read_design
 from bascule.stack.wiring import read_wiring
 from bascule.targets.kubernetes.k3s import K3S_IMAGE, cluster_target
+from bascule.targets.kubernetes.manifests import CONTEXT_ANNOTATION, MANAGED_BY, object_context, render_yaml
 from bascule.targets.kubernetes.mapping import KubeMapping, bind, parse_target
 from bascule.targets.kubernetes.render import (
-    CONTEXT_ANNOTATION,
     DEFAULT_PORT,
     DESIGN_CONFIGMAP,
     DESIGN_DIGEST,
     DESIGN_PATH,
-    MANAGED_BY,
     RUN_AS_USER,
     SECRET_DIGEST,
     TOKEN_SECRET,
     UnrenderableError,
-    object_context,
     render_manifests,
-    render_yaml,
     unrenderable,
 )
 

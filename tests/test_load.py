@@ -20,21 +20,9 @@ import pytest
 
 from bascule.errors import PlanError
 from bascule.journal.samples import RequestSample, sample_to_json
-from bascule.load.generator import (
-    CONFIG_ENV,
-    LOCUSTFILE,
-    STREAM_ENV,
-    LoadConfig,
-    LoadGenerator,
-    _Tail,
-    build_request,
-    compute_schedule,
-    draw_request,
-    edge_post,
-    golden_pool,
-    parse_load_config,
-    sample_from_response,
-)
+from bascule.load.generator import LOCUSTFILE, LoadGenerator, _Tail
+from bascule.load.mix import build_request, draw_request, edge_post, golden_pool, sample_from_response
+from bascule.load.schedule import CONFIG_ENV, STREAM_ENV, LoadConfig, compute_schedule, parse_load_config
 from bascule.model.loading import read_design
 from bascule.model.scenario import Load
 from bascule.stack.corpus import load_golden_set
@@ -64,6 +52,21 @@ def test_importing_load_imports_neither_locust_nor_gevent() -> None:
     code = (
         "import sys, bascule.load\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent', 'zmq'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_pure_load_modules_import_neither_the_driver_nor_the_runner() -> None:
+    # What the locustfile imports of bascule's load package: its configuration, schedule and mix.
+    code = (
+        "import sys, bascule.load.schedule, bascule.load.mix\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m == 'bascule.load.generator' or m.startswith('bascule.runner'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )

@@ -5,15 +5,8 @@ process: `LoadGenerator` starts ``python -m locust -f bascule/load/locustfile.py
 standalone process, or a master and N workers — and reads the `RequestSample` JSON lines each of
 them appends to its stream file, incrementally, while the load runs. See docs/load.md.
 
-This module is also imported by the locustfile, for the parts that do not depend on locust and are
-pure: the configuration handed to the locust processes (`LoadConfig`), the users over time
-(`LoadSchedule`), the request mix (`draw_request`, `golden_pool`, `new_document`), the edge's
-failover over any synchronous HTTP client (`edge_post`) and the sample made of its outcome
-(`sample_from_response`). It must never import locust or gevent.
-
-Times are ``time.monotonic()`` seconds, which on Linux every process of the machine shares: the
-load's ``origin`` and its samples' ``started`` line up with the runner's clock.
-"""
+What the locust processes do is decided by the pure modules the locustfile imports: `schedule`
+(their configuration, the users over time) and `mix` (the requests and their samples)."""
 
 from __future__ import annotations
 
@@ -29,384 +22,34 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Final
 
-from bascule.errors import PathElement, PlanError, Problem, TargetError
-from bascule.journal.samples import RequestSample, hops_from_json, sample_from_json
-from bascule.model.design import Design
-from bascule.model.loading import parse_design
-from bascule.model.scenario import Load, LoadRequests, RequestMix
-from bascule.probes.base import render_template
-from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer
-from bascule.stack.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
+from bascule.errors import TargetError
+from bascule.journal.samples import RequestSample, sample_from_json
+from bascule.load.schedule import (
+    CONFIG_ENV,
+    MASTER_INFO_ENV,
+    MASTER_WAIT_ENV,
+    STARTUP_TIMEOUT,
+    STREAM_ENV,
+    LoadConfig,
+    LoadSchedule,
+    compute_schedule,
+)
+from bascule.model.scenario import Load
 from bascule.stack.supervisor import process_start_time
 
-__all__ = [
-    "CONFIG_ENV",
-    "LOCUSTFILE",
-    "MASTER_INFO_ENV",
-    "MASTER_WAIT_ENV",
-    "SAMPLES_MESSAGE",
-    "STREAM_ENV",
-    "LoadConfig",
-    "LoadGenerator",
-    "LoadProcess",
-    "LoadSchedule",
-    "Send",
-    "check_load",
-    "compute_schedule",
-    "draw_request",
-    "edge_post",
-    "golden_pool",
-    "new_document",
-    "parse_load_config",
-    "sample_from_response",
-    "user_slot",
-]
+__all__ = ["LOCUSTFILE", "STOP_GRACE", "LoadGenerator", "LoadProcess"]
 
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
-CONFIG_ENV: Final = "BASCULE_LOAD_CONFIG"
-"""The `LoadConfig` as JSON, for every locust process (master, workers, remote workers)."""
-STREAM_ENV: Final = "BASCULE_LOAD_STREAM"
-"""The file a locust process appends its samples to; a worker without one forwards them to its
-master (a worker on another machine)."""
-MASTER_INFO_ENV: Final = "BASCULE_LOAD_MASTER_INFO"
-"""Where a master writes ``{"port", "pid"}`` once it listens, so workers can be pointed at it."""
-MASTER_WAIT_ENV: Final = "BASCULE_LOAD_MASTER_WAIT"
-"""For a worker started with its master: the master's info file, from which the locustfile takes
-the master's port before locust reads its options."""
-SAMPLES_MESSAGE: Final = "bascule-samples"
-"""The locust message a worker without a stream file sends its samples to the master in."""
-
-TICK: Final = 1.0
-"""How often locust asks a `LoadTestShape` for the number of users (fixed by locust)."""
-STARTUP_TIMEOUT: Final = 20.0
-"""Seconds for the locust processes to start and the workers to connect."""
 STOP_GRACE: Final = 10.0
 """Seconds past ``--run-time`` before the generator kills whatever still runs."""
 
 _READ_BUDGET = 1 << 20
 _MAX_LINE = 1 << 20
-
-
-# -- configuration handed to the locust processes ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    """Everything a locust process needs, self-contained so that a worker on another machine
-    needs nothing but this JSON (the design travels as text)."""
-
-    design_path: str
-    design_text: str
-    entries: dict[str, str]
-    load: dict[str, Any]
-    """The scenario's `Load`, as JSON."""
-    duration: float
-    """Seconds of load from ``origin``."""
-    origin: float
-    """``time.monotonic()`` at which load time 0 falls (the runner's machine)."""
-    seed: int
-    marker: str
-    """Written into the text of every document the load writes."""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    def design(self) -> Design:
-        return parse_design(self.design_text, self.design_path)
-
-    def load_spec(self) -> Load:
-        return Load.model_validate(self.load)
-
-
-def parse_load_config(text: str) -> LoadConfig:
-    """A `LoadConfig` from its JSON. Raises ``ValueError`` when it is not one."""
-    try:
-        data = json.loads(text)
-        return LoadConfig(
-            design_path=str(data["design_path"]),
-            design_text=str(data["design_text"]),
-            entries={str(k): str(v) for k, v in dict(data["entries"]).items()},
-            load=dict(data["load"]),
-            duration=float(data["duration"]),
-            origin=float(data["origin"]),
-            seed=int(data["seed"]),
-            marker=str(data["marker"]),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"not a load configuration: {exc}") from exc
-
-
-# -- users over time -----------------------------------------------------------------------------
-
-
-def user_slot(design: Design) -> float:
-    """Seconds an open-model user spends per request at most before it falls behind its rate: one
-    entry point's connect and request timeouts, and at least a second."""
-    timeouts = design.routing.timeouts
-    return max(1.0, timeouts.connect + timeouts.request)
-
-
-@dataclass(frozen=True)
-class LoadSchedule:
-    """How many locust users run at each instant of load time (seconds since the origin).
-
-    A closed-model load (``users``) runs its users with ``think_time`` between requests. An
-    open-model load (``rate``) is approximated with users that each make at most ``user_rate``
-    requests a second (locust's ``constant_throughput``), as many as the rate needs: the rate is
-    exact while requests take less than `user_slot`, quantised to ``user_rate`` between steps, and
-    falls below its target when requests take longer (the users then run back to back).
-    """
-
-    levels: tuple[tuple[float, int], ...]
-    """``(from, users)`` in time order; the first is from 0."""
-    ramp_up: float
-    """Seconds over which the first level is reached from 0 (until the first step)."""
-    duration: float
-    user_rate: float | None
-    """Requests per second per user (open model), or None (closed model)."""
-    think_time: float
-
-    @property
-    def peak_users(self) -> int:
-        return max(users for _, users in self.levels)
-
-    def level(self, t: float) -> int:
-        """Users at load time ``t`` once any ramp is over."""
-        users = self.levels[0][1]
-        for start, count in self.levels:
-            if start <= t:
-                users = count
-        return users
-
-    def tick(self, t: float) -> tuple[int, float] | None:
-        """What locust's shape answers at load time ``t``: ``(users, spawn rate)``, or None once
-        the load is over. The first users are asked for one tick before the origin (they wait for
-        it, so that the load starts on time); a ramp asks each tick for the users due at the next
-        tick, at the ramp's own pace, so that locust (which blocks while it spawns) stays on time;
-        a step is reached at once, at the first tick after its time."""
-        if t >= self.duration:
-            return None
-        fast = float(max(self.peak_users, 1) * 10)
-        if t < -TICK:
-            return (0, fast)
-        t = max(t, 0.0)
-        users = self.level(t)
-        before_steps = len(self.levels) == 1 or t < self.levels[1][0]
-        if users > 0 and self.ramp_up > 0 and t < self.ramp_up and before_steps:
-            due = math.ceil(users * min(1.0, (t + TICK) / self.ramp_up))
-            return (due, users / self.ramp_up)
-        return (users, fast)
-
-
-def check_load(design: Design, load: Load) -> list[Problem]:
-    """What in ``load`` does not fit ``design`` or cannot be run; pure."""
-    problems: list[Problem] = []
-    mix_path: tuple[PathElement, ...] = ("load", "mix", "data_classes")
-    for name in load.mix.data_classes:
-        if name not in design.data_classes:
-            known = ", ".join(design.data_classes)
-            problems.append(
-                Problem(f"the design has no data class {name!r} (it has: {known})", (*mix_path, name))
-            )
-    if sum(load.mix.data_classes.values()) <= 0:
-        problems.append(Problem("the mix needs a data class with a weight above 0", mix_path))
-    unit = "users" if load.users is not None else "rate"
-    for index, step in enumerate(load.steps):
-        given = [name for name in ("users", "rate") if getattr(step, name) is not None]
-        if given != [unit]:
-            problems.append(
-                Problem(f"a step of a {unit} load gives {unit} (and only that)", ("load", "steps", index))
-            )
-    return problems
-
-
-def compute_schedule(design: Design, load: Load, duration: float) -> LoadSchedule:
-    """The users over time of ``load`` for ``duration`` seconds. Raises `PlanError` when the load
-    does not fit the design (`check_load`), ``ValueError`` when ``duration`` is not above 0."""
-    if not duration > 0:
-        raise ValueError(f"the load duration must be above 0 s, got {duration}")
-    problems = check_load(design, load)
-    if problems:
-        raise PlanError(problems)
-    steps = sorted(load.steps, key=lambda s: s.at)
-    if load.users is not None:
-        levels = [(0.0, load.users), *((s.at, s.users or 0) for s in steps)]
-        return LoadSchedule(_merge(levels), load.ramp_up, duration, None, load.think_time)
-    assert load.rate is not None
-    rates = [(0.0, load.rate), *((s.at, s.rate or 0.0) for s in steps)]
-    peak = max(rate for _, rate in rates)
-    user_rate = peak / math.ceil(peak * user_slot(design))
-    # The epsilon keeps a rate that is an exact multiple of user_rate from asking one user too many.
-    levels = [(at, math.ceil(rate / user_rate - 1e-9)) for at, rate in rates]
-    return LoadSchedule(_merge(levels), load.ramp_up, duration, user_rate, load.think_time)
-
-
-def _merge(levels: Sequence[tuple[float, int]]) -> tuple[tuple[float, int], ...]:
-    # A step at 0 replaces the base level instead of making a zero-length one.
-    out: list[tuple[float, int]] = []
-    for at, users in levels:
-        if out and out[-1][0] == at:
-            out[-1] = (at, users)
-        else:
-            out.append((at, users))
-    return tuple(out)
-
-
-# -- the request mix -------------------------------------------------------------------------------
-
-
-def draw_request(rng: random.Random, mix: RequestMix) -> tuple[str, str]:
-    """``("ask" | "write", data_class)``: a write with probability ``mix.writes``, the class by the
-    mix's weights for both."""
-    kind = "write" if rng.random() < mix.writes else "ask"
-    names = [name for name, weight in mix.data_classes.items() if weight > 0]
-    weights = [mix.data_classes[name] for name in names]
-    return kind, rng.choices(names, weights=weights)[0]
-
-
-def golden_pool(golden: Sequence[GoldenQuestion], data_class: str) -> tuple[GoldenQuestion, ...]:
-    """The golden questions an ask of ``data_class`` draws from: those of that class; else those
-    of less sensitive classes (a request may carry a stricter class than its documents); else
-    (a class the corpus does not know) all of them."""
-    exact = tuple(q for q in golden if q.data_class.value == data_class)
-    if exact:
-        return exact
-    known = {c.value: c for c in DataClass}
-    if data_class in known:
-        rank = known[data_class].rank
-        lower = tuple(q for q in golden if q.data_class.rank < rank)
-        if lower:
-            return lower
-    return tuple(golden)
-
-
-def new_document(data_class: str, marker: str) -> dict[str, Any]:
-    """A document for a load write: a unique ``load-<uuid>`` id, the run's marker in its text."""
-    doc_id = f"load-{uuid.uuid4().hex}"
-    return {
-        "id": doc_id,
-        "title": f"Load write {doc_id}",
-        "text": f"Written by bascule's load generator. Marker bascule-load-{marker} document {doc_id}.",
-        "data_class": data_class,
-        # Stored and replicated like any write, but kept out of search: the load must not change
-        # the answers the golden set grades (see the store's SYNTHETIC_TAG).
-        "tags": ["synthetic"],
-    }
-
-
-def build_request(
-    requests: LoadRequests,
-    kind: str,
-    data_class: str,
-    rng: random.Random,
-    pools: Mapping[str, Sequence[GoldenQuestion]],
-    marker: str,
-) -> tuple[GoldenQuestion | None, str, dict[str, Any], str | None]:
-    """``(golden question or None, path, payload, request id)`` of one load request: a write of a
-    new document, or an ask of a golden question of the class (or of the scenario's own)."""
-    if kind == "write":
-        document = new_document(data_class, marker)
-        if requests.write is None:
-            return None, requests.write_path, document, document["id"]
-        values = {"id": document["id"], "text": document["text"], "data_class": data_class}
-        return None, requests.write_path, _as_dict(render_template(requests.write, values)), document["id"]
-    question: GoldenQuestion | None = None
-    if requests.questions:
-        text = rng.choice(requests.questions)
-    else:
-        question = rng.choice(pools[data_class])
-        text = question.question
-    payload = _as_dict(render_template(requests.ask, {"question": text, "data_class": data_class}))
-    return question, requests.ask_path, payload, None
-
-
-def _as_dict(value: object) -> dict[str, Any]:
-    assert isinstance(value, dict)
-    return value
-
-
-# -- the edge over a synchronous client ---------------------------------------------------------
-
-Send = Callable[[str, str, Mapping[str, Any]], tuple[int | None, dict[str, Any] | None, str | None]]
-"""``send(region, url, payload) -> (status, body, error)``: one POST; a transport failure is
-``(None, None, "Type: message")`` and never an exception."""
-
-
-def edge_post(
-    edge: Edge,
-    send: Send,
-    path: str,
-    payload: Mapping[str, Any],
-    data_class: str,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> EdgeResponse:
-    """`Edge.post` for a synchronous client (locust's): the edge's candidates in order, regions
-    whose breaker refuses tried last, a 5xx, a 429 or a transport error a region failure (next
-    region), any other answer final. Raises `NoEntryError` when no region may take the class."""
-    began = clock()
-    attempts: list[EdgeAttempt] = []
-    last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
-    tickets = [(region, edge.breakers[region].acquire()) for region in edge.candidates(data_class)]
-    ranked = [t for t in tickets if t[1] is not None] + [t for t in tickets if t[1] is None]
-    for region, ticket in ranked:
-        breaker = edge.breakers[region]
-        started = clock()
-        status, body, error = send(region, edge.entries[region] + path, payload)
-        attempts.append(EdgeAttempt(region, status, error, clock() - started))
-        last = (status, body, region)
-        if status is None or region_failed(status):
-            if ticket is not None:
-                breaker.fail(ticket)
-            continue
-        if ticket is not None:
-            breaker.succeed(ticket)
-        break
-    status, body, answered_by = last
-    return EdgeResponse(status, body, answered_by, tuple(attempts), clock() - began)
-
-
-def sample_from_response(
-    kind: str,
-    data_class: str,
-    started: float,
-    response: EdgeResponse,
-    *,
-    question: GoldenQuestion | None = None,
-    request_id: str | None = None,
-) -> RequestSample:
-    """The load sample of one request through the edge. ``correct`` grades a successful answer
-    to a golden question; it is None for writes and for requests that got no answer."""
-    body = response.body or {}
-    correct: bool | None = None
-    if question is not None and response.ok:
-        citations = body.get("citations")
-        cited = [str(c) for c in citations] if isinstance(citations, list) else []
-        correct = grade_answer(question, str(body.get("answer", "")), cited)
-    served_by = body.get("served_by")
-    return RequestSample(
-        source="load",
-        kind=kind,
-        started=started,
-        latency=response.seconds,
-        ok=response.ok,
-        status=response.status,
-        data_class=data_class,
-        entry_region=response.region if response.status is not None else None,
-        hops=hops_from_json(served_by if isinstance(served_by, list) else None),
-        correct=correct,
-        degraded=bool(body.get("degraded", False)),
-        error=response.error,
-        request_id=request_id,
-    )
-
-
-# -- the generator -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from locust.rpc.protocol import Message
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
 from bascule.journal.samples import RequestSample, sample_to_json
-from bascule.load.generator import (
+from bascule.load.mix import Send, build_request, draw_request, edge_post, golden_pool, sample_from_response
+from bascule.load.schedule import (
     CONFIG_ENV,
     MASTER_INFO_ENV,
     MASTER_WAIT_ENV,
@@ -48,14 +49,8 @@ from bascule.load.generator import (
     STARTUP_TIMEOUT,
     STREAM_ENV,
     LoadConfig,
-    Send,
-    build_request,
     compute_schedule,
-    draw_request,
-    edge_post,
-    golden_pool,
     parse_load_config,
-    sample_from_response,
 )
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 from bascule.stack.edge import Edge, EdgeResponse, NoEntryError

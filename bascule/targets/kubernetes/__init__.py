@@ -4,8 +4,8 @@ to workloads, and every fault carried out through the Kubernetes API — safely.
 - `mapping`: the target file (`parse_target`, `read_target`, `bind` → `KubeMapping`).
 - `calls`: the pure call plan of a fault (`compute_calls`), its refusals, `check_plan`,
   `render_plan_calls` (``bascule plan --target kubernetes``) and the RBAC it needs (`permissions`).
-- `render` (pure): manifests for the reference stack; `deploy`: apply them; `k3s`: a throwaway
-  cluster for CI (`cluster_up`, `cluster_down`).
+- `render` (pure): manifests for the reference stack; `manifests` (pure): their order and YAML;
+  `deploy`: apply them; `k3s`: a throwaway cluster for CI (`cluster_up`, `cluster_down`).
 - `cluster`: one `KubeApi` per listed context over the official client (`connect`), API discovery
   (`discover`), and which contexts still need ``--confirm`` (`unconfirmed`).
 - `target.KubernetesTarget`: the runner's protocol (check, apply, revert, close), every prior
@@ -58,7 +58,7 @@ _WHERE = {
     "recover_kubernetes": "recover",
     "render_manifests": "render",
     "render_plan_calls": "calls",
-    "render_yaml": "render",
+    "render_yaml": "manifests",
     "unconfirmed": "cluster",
     "unrenderable": "render",
     "write_manifests": "deploy",

@@ -36,8 +36,8 @@ import yaml
 
 from bascule.errors import TargetError
 from bascule.targets.kubernetes.cluster import KubeApi, unconfirmed
+from bascule.targets.kubernetes.manifests import MANAGED_BY, apply_order, object_context, render_yaml
 from bascule.targets.kubernetes.mapping import ALWAYS_PROTECTED, TargetFile
-from bascule.targets.kubernetes.render import MANAGED_BY, apply_order, object_context, render_yaml
 from bascule.targets.kubernetes.resources import CONFIGMAPS, DEPLOYMENTS, HPAS, STATEFULSETS, Resource
 
 __all__ = [

@@ -1,5 +1,6 @@
 """The reference stack as Kubernetes manifests: what ``bascule render kubernetes`` writes. Pure:
-a design and its target file in, a list of objects (plain dicts) out.
+a design and its target file in, a list of objects (plain dicts) out, in apply order (their order
+and their YAML are `manifests`'s).
 
 For each component in each region where the design places it (and each identity dependency in
 its region), in the context, namespace and labels the target file gives it:
@@ -54,27 +55,23 @@ from bascule.model.design import DependencyKind, Design
 from bascule.model.names import region_slug
 from bascule.model.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, replica_argv
+from bascule.targets.kubernetes.manifests import CONTEXT_ANNOTATION, MANAGED_BY, apply_order
 from bascule.targets.kubernetes.mapping import KubeMapping, WorkloadKind
 
 __all__ = [
     "COMPONENT_LABEL",
-    "CONTEXT_ANNOTATION",
     "DEFAULT_PORT",
     "DESIGN_CONFIGMAP",
     "DESIGN_DIGEST",
     "DESIGN_LABEL",
     "DESIGN_PATH",
-    "MANAGED_BY",
     "REGION_LABEL",
     "RUN_AS_USER",
     "SECRET_DIGEST",
     "TOKEN_SECRET",
     "TOKEN_SECRET_KEY",
     "UnrenderableError",
-    "apply_order",
-    "object_context",
     "render_manifests",
-    "render_yaml",
     "unrenderable",
     "workload_name",
 ]
@@ -84,8 +81,6 @@ DEFAULT_PORT: Final = 8080
 RUN_AS_USER: Final = 10001
 """The image's non-root user (``deploy/Dockerfile``)."""
 
-CONTEXT_ANNOTATION: Final = "bascule.io/context"
-MANAGED_BY: Final = ("app.kubernetes.io/managed-by", "bascule")
 DESIGN_LABEL: Final = "bascule.io/design"
 COMPONENT_LABEL: Final = "bascule.io/component"
 REGION_LABEL: Final = "bascule.io/region"
@@ -106,17 +101,6 @@ CLUSTERSET_DOMAIN: Final = "svc.clusterset.local"
 _MCS_API: Final = "multicluster.x-k8s.io/v1alpha1"
 
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-_KIND_ORDER: Final = (
-    "Namespace",
-    "Secret",
-    "ConfigMap",
-    "Service",
-    "ServiceExport",
-    "Deployment",
-    "StatefulSet",
-    "HorizontalPodAutoscaler",
-)
 
 # Resources measured on the reference services at rest (RSS 40-72 MB, see docs/kubernetes.md):
 # requests leave room for load, the memory limit for the store's log and index to grow.
@@ -157,14 +141,6 @@ class _Workload:
 def workload_name(component: str, region: str) -> str:
     """``retriever``, ``aws/us-east-1`` → ``retriever--aws-us-east-1``: its Deployment, Service and HPA."""
     return f"{component}--{region_slug(region)}"
-
-
-def object_context(obj: Mapping[str, Any]) -> str | None:
-    """The context a rendered object belongs to (its ``bascule.io/context`` annotation)."""
-    meta = obj.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
-    value = annotations.get(CONTEXT_ANNOTATION) if isinstance(annotations, Mapping) else None
-    return value if isinstance(value, str) else None
 
 
 def unrenderable(design: Design) -> list[str]:
@@ -562,40 +538,3 @@ def render_manifests(
                 }
             )
     return sorted(objects, key=apply_order)
-
-
-def apply_order(obj: Mapping[str, Any]) -> tuple[str, int, str, str]:
-    """Sort key of rendered objects: by context, then namespaces, secrets, config maps, services,
-    workloads, autoscalers (what an object refers to exists before it), then namespace and name."""
-    meta = obj.get("metadata") or {}
-    kind = str(obj.get("kind"))
-    return (
-        object_context(obj) or "",
-        _KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER),
-        str(meta.get("namespace", "")),
-        str(meta.get("name", "")),
-    )
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (the design in its ConfigMap) as literal blocks, readable in the file."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def render_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """`manifests` as one multi-document YAML text, in their order (``kubectl apply -f`` reads it)."""
-    return yaml.dump_all(
-        [dict(m) for m in manifests],
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        explicit_start=True,
-    )

@@ -1,0 +1,120 @@
+"""The front door of the call plan: one planner per fault kind (`compute_calls`), every phase of a
+plan checked (`check_plan`) and the calls `bascule plan --target kubernetes` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from bascule.faults import (
+    Blackhole,
+    ControlPlane,
+    Crash,
+    DataLoss,
+    Dns,
+    Fault,
+    Flap,
+    Hang,
+    HttpError,
+    Identity,
+    Latency,
+    Partition,
+    ProviderOutage,
+    Refuse,
+    RegionOutage,
+    ReplicationPause,
+    Throttle,
+)
+from bascule.plan.model import ActionOp, Plan, Touch
+from bascule.targets.kubernetes.calls import hops, policies, workloads
+from bascule.targets.kubernetes.calls.builder import Builder
+from bascule.targets.kubernetes.calls.dns import dns
+from bascule.targets.kubernetes.calls.model import CallPlan, ClusterFacts, RefusalRule, RefusedError
+from bascule.targets.kubernetes.mapping import KubeMapping
+
+__all__ = ["check_plan", "compute_calls", "render_plan_calls"]
+
+
+_Planner = Callable[[Builder, Fault, Touch], None]
+
+_PLANNERS: dict[type[Fault], _Planner] = {
+    RegionOutage: workloads.outage,
+    ProviderOutage: workloads.outage,
+    Crash: workloads.crash,
+    Hang: workloads.hang,
+    ControlPlane: workloads.control_plane,
+    Partition: policies.partition,
+    ReplicationPause: policies.replication,
+    Refuse: hops.refuse,
+    Latency: hops.latency,
+    Blackhole: hops.blackhole,
+    HttpError: hops.http_error,
+    Throttle: hops.throttle,
+    Identity: hops.identity,
+    Dns: dns,
+    DataLoss: workloads.data_loss,
+}
+
+
+def compute_calls(
+    fault: Fault,
+    touch: Touch,
+    mapping: KubeMapping,
+    facts: Mapping[str, ClusterFacts | None],
+    *,
+    run_id: str,
+    key: str,
+) -> CallPlan:
+    """The calls that put `fault` in force on `touch` (a flap's inner fault for a flap), or why not.
+
+    `facts` says what discovery found per context; a context missing from it counts as not
+    checked (Chaos Mesh calls are then planned with a note). `run_id` and `key` name what is
+    created. Pure: makes no request."""
+    inner = fault.fault if isinstance(fault, Flap) else fault
+    builder = Builder(mapping, facts, run_id, key, inner.kind)
+    if touch.empty:
+        return CallPlan(inner.kind, notes=("touches nothing in this design",))
+    planner = _PLANNERS.get(type(inner))
+    try:
+        if planner is None:
+            raise builder.refuse(
+                RefusalRule.UNSUPPORTED, f"the Kubernetes target has no adapter for {inner.kind!r}"
+            )
+        planner(builder, inner, touch)
+    except RefusedError as refused:
+        return CallPlan(inner.kind, refusal=refused.refusal)
+    return CallPlan(inner.kind, tuple(builder.calls), tuple(dict.fromkeys(builder.notes)))
+
+
+def check_plan(
+    plan: Plan, mapping: KubeMapping, facts: Mapping[str, ClusterFacts | None], *, run_id: str = "plan"
+) -> list[str]:
+    """Every phase of `plan` the clusters cannot carry out, each with the reason. Pure."""
+    if plan.design_id != mapping.design.id:
+        return [f"the plan is for design {plan.design_id!r}, not {mapping.design.id!r}"]
+    out: list[str] = []
+    for phase in plan.phases:
+        found = compute_calls(phase.fault, phase.touch, mapping, facts, run_id=run_id, key=f"p{phase.index}")
+        if found.refusal is not None:
+            out.append(f"phase {phase.index} ({phase.name}, {phase.kind}): {found.refusal}")
+    return out
+
+
+def render_plan_calls(
+    plan: Plan, mapping: KubeMapping, facts: Mapping[str, ClusterFacts | None], *, run_id: str = "plan"
+) -> list[str]:
+    """What `bascule plan --target kubernetes` prints: each action with the calls it makes."""
+    lines: list[str] = []
+    for action in plan.actions:
+        phase = plan.phases[action.phase]
+        head = (
+            f"{action.offset:8.2f}s {action.op.value:<6} {action.key} {action.fault.kind} on {phase.selector}"
+        )
+        lines.append(head)
+        found = compute_calls(action.fault, phase.touch, mapping, facts, run_id=run_id, key=action.key)
+        if action.op is ActionOp.APPLY:
+            lines += [f"    {line}" for line in found.lines()]
+        elif found.refusal is None:
+            for call in reversed(found.calls):
+                undo = ", ".join(f"{verb.value} {res.kind}" for res, verb in call.undo()) or "nothing (final)"
+                lines.append(f"    undo {call.verb.value} {call.resource.kind} {call.target_text()}: {undo}")
+    return lines

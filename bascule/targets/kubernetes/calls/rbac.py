@@ -1,0 +1,58 @@
+"""The RBAC a call plan needs: every permission carrying out, reading and reverting its calls takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE
+from bascule.targets.kubernetes.calls.model import Call, Verb
+from bascule.targets.kubernetes.resources import CONFIGMAPS, Resource
+
+__all__ = ["Permission", "PermissionScope", "permissions", "probe_permissions"]
+
+
+class PermissionScope(StrEnum):
+    CLUSTER = "cluster"
+    """Cluster-scoped resources (nodes): a ClusterRole bound cluster-wide."""
+    WORKLOADS = "workloads"
+    """Namespaced resources in the mapped namespaces: a ClusterRole bound by RoleBindings there."""
+    COREDNS = "coredns"
+    """kube-system/coredns only: a Role in kube-system with resourceNames."""
+
+
+@dataclass(frozen=True, order=True)
+class Permission:
+    scope: PermissionScope
+    group: str
+    resource: str
+    verb: Verb
+    name: str | None = None
+
+
+def _permission(call: Call, resource: Resource, verb: Verb) -> Permission:
+    if not resource.namespaced:
+        return Permission(PermissionScope.CLUSTER, resource.group, resource.plural, verb)
+    if call.namespace == COREDNS_NAMESPACE and call.name == COREDNS_NAME and resource == CONFIGMAPS:
+        return Permission(PermissionScope.COREDNS, resource.group, resource.plural, verb, COREDNS_NAME)
+    return Permission(PermissionScope.WORKLOADS, resource.group, resource.plural, verb)
+
+
+def permissions(calls: Iterable[Call]) -> frozenset[Permission]:
+    """Every permission carrying out and reverting `calls` needs: the call, its reads, its undo."""
+    out: set[Permission] = set()
+    for call in calls:
+        for resource, verb in [(call.resource, call.verb), *call.reads(), *call.undo()]:
+            out.add(_permission(call, resource, verb))
+    return frozenset(out)
+
+
+def probe_permissions() -> frozenset[Permission]:
+    """What the ``kubernetes-ready`` probe reads: pods, and nodes to place them in regions."""
+    return frozenset(
+        {
+            Permission(PermissionScope.WORKLOADS, "", "pods", Verb.LIST),
+            Permission(PermissionScope.CLUSTER, "", "nodes", Verb.LIST),
+        }
+    )

@@ -1,0 +1,466 @@
+"""The relay of one client connection: its fault state applied to the bytes in both directions
+(everything here runs on the plane's loop). The hot path: in `Pass` the bytes go from one transport
+to the other with no parsing and no call beyond the protocol callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, cast
+
+from bascule.targets.local.faultstate import HttpError, Latency, LatencyPer, ProxyFault, ProxyMode, Throttle
+from bascule.targets.local.proxy.framing import (
+    HttpParseError,
+    RequestReader,
+    UnsupportedRequestError,
+    fault_response,
+    render_response,
+)
+
+if TYPE_CHECKING:
+    from bascule.targets.local.proxy.route import Route, Upstream
+
+__all__ = ["ClientSide"]
+
+_RST_LINGER: Final = struct.pack("ii", 1, 0)
+_FORWARDING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
+_HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
+
+
+class DelayLine:
+    """Releases chunks to a sink at given times, never out of order (None stands for EOF)."""
+
+    __slots__ = ("_items", "_loop", "_on_idle", "_sink", "_timer")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sink: Callable[[bytes | None], None],
+        on_idle: Callable[[], None],
+    ) -> None:
+        self._loop = loop
+        self._sink = sink
+        self._on_idle = on_idle
+        self._items: deque[tuple[float, bytes | None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._items)
+
+    def push(self, data: bytes | None, release_at: float) -> None:
+        if self._items:
+            release_at = max(release_at, self._items[-1][0])
+        elif release_at <= self._loop.time():
+            self._sink(data)
+            return
+        self._items.append((release_at, data))
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._items[0][0], self._release)
+
+    def cancel(self) -> None:
+        self._items.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _release(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        while self._items and self._items[0][0] <= now:
+            self._sink(self._items.popleft()[1])
+        if self._items:
+            self._timer = self._loop.call_at(self._items[0][0], self._release)
+        else:
+            self._on_idle()
+
+
+class UpstreamSide(asyncio.Protocol):
+    """The proxy's connection to the upstream; all decisions are its `ClientSide`'s."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: ClientSide) -> None:
+        self._conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an isinstance check: uvloop's transports are not subclasses of asyncio.Transport.
+        self._conn.upstream_made(cast(asyncio.Transport, transport))
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        conn.route.bytes_from_upstream += len(data)
+        conn.answered = True
+        if conn.down_fast:
+            conn.write_client(data)
+        else:
+            conn.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        self._conn.upstream_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self._conn.upstream_full = True
+        self._conn.sync_reading()
+
+    def resume_writing(self) -> None:
+        self._conn.upstream_full = False
+        self._conn.sync_reading()
+
+
+class ClientSide(asyncio.Protocol):
+    """One accepted client connection and the fault state that governs it."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.loop = route.loop
+        self.state: ProxyFault = route.state
+        self.transport: asyncio.Transport | None = None
+        self.up: asyncio.Transport | None = None
+        self.connecting: asyncio.Task[object] | None = None
+        self.pending_up: list[bytes | None] = []
+        self.held_up: list[bytes] = []
+        self.held_down: list[bytes] = []
+        self.line: DelayLine | None = None
+        self.down_eof_sent = False
+        self.parser: RequestReader | None = None
+        self.http_raw = False
+        self.up_fast = False
+        self.down_fast = False
+        # True when the upstream spoke last (or nobody has yet): the next client bytes start a
+        # new request. Latency charges and HTTP parsing both begin at such a boundary.
+        self.answered = True
+        self.latency_charged = False
+        self.upstream_full = False
+        self.client_full = False
+        self.client_eof = False
+        self.up_eof = False
+        self.up_gone = False
+        self.closed = False
+
+    # -- client transport callbacks --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        self.transport = transport
+        route = self.route
+        if route.closing:
+            transport.abort()
+            return
+        route.conns.add(self)
+        route.connections_open += 1
+        # The route's state now, not at accept(): a fault set in between must reach this
+        # connection, since it was not open when the fault was set.
+        self.state = route.state
+        if self.state.mode is ProxyMode.REFUSE:
+            self.reset()
+            return
+        self.sync_reading()
+        if self.state.mode in _FORWARDING:
+            self.ensure_upstream()
+        self.refresh_fast()
+
+    def data_received(self, data: bytes) -> None:
+        self.route.bytes_from_clients += len(data)
+        up = self.up
+        if self.up_fast and up is not None:
+            self.answered = False
+            up.write(data)
+        else:
+            self.client_data(data)
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        if self.state.mode in _FORWARDING:
+            if self.parser is not None:
+                rest = self.parser.take()
+                if rest:
+                    self.forward(rest)
+            self.forward(None)
+        else:
+            self.close()
+        if self.up_eof:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.route.conns.discard(self)
+        self.route.connections_open -= 1
+        if self.line is not None:
+            self.line.cancel()
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.up is not None:
+            self.up.close()
+
+    def pause_writing(self) -> None:
+        self.client_full = True
+        self.sync_reading()
+
+    def resume_writing(self) -> None:
+        self.client_full = False
+        self.sync_reading()
+
+    # -- state --
+
+    def apply(self, state: ProxyFault) -> None:
+        old = self.state
+        if state == old:
+            return
+        self.state = state
+        mode = state.mode
+        if mode is ProxyMode.REFUSE:
+            self.reset()
+            return
+        if old.mode in _HTTP_MODES and mode not in _HTTP_MODES and self.parser is not None:
+            rest = self.parser.take()
+            self.parser = None
+            self.http_raw = False
+            if rest:
+                self.forward(rest)
+        if mode is ProxyMode.LATENCY:
+            self.latency_charged = False
+        self.sync_reading()
+        if mode in _FORWARDING and self.up_gone:
+            # The upstream closed while the fault hid it; a client would find its connection
+            # dead once the network healed.
+            self.reset()
+            return
+        if old.mode is ProxyMode.HANG and mode is not ProxyMode.HANG:
+            held_up, self.held_up = self.held_up, []
+            held_down, self.held_down = self.held_down, []
+            for chunk in held_down:
+                self.upstream_data(chunk)
+            for chunk in held_up:
+                self.client_data(chunk)
+        if mode in _FORWARDING:
+            self.ensure_upstream()
+        self.refresh_fast()
+
+    def refresh_fast(self) -> None:
+        mode = self.state.mode
+        self.down_fast = mode in _FORWARDING and self.transport is not None
+        self.up_fast = (
+            mode is ProxyMode.PASS
+            and self.up is not None
+            and not self.pending_up
+            and (self.line is None or not self.line.busy)
+        )
+
+    def sync_reading(self) -> None:
+        hang = self.state.mode is ProxyMode.HANG
+        if self.transport is not None:
+            if hang or self.upstream_full:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+        if self.up is not None:
+            if hang or self.client_full:
+                self.up.pause_reading()
+            else:
+                self.up.resume_reading()
+
+    # -- client → upstream --
+
+    def client_data(self, data: bytes) -> None:
+        mode = self.state.mode
+        if mode is ProxyMode.PASS:
+            self.answered = False
+            self.forward(data)
+        elif mode is ProxyMode.BLACKHOLE:
+            self.route.bytes_dropped += len(data)
+        elif mode is ProxyMode.HANG:
+            self.held_up.append(data)
+        elif mode is ProxyMode.LATENCY:
+            self.delay(data)
+        elif mode is ProxyMode.REFUSE:
+            self.reset()
+        else:
+            self.http_data(data)
+
+    def delay(self, data: bytes) -> None:
+        state = self.state
+        assert isinstance(state, Latency)
+        wait = 0.0
+        if self.answered and (state.per is LatencyPer.REQUEST or not self.latency_charged):
+            wait = state.fixed
+            if state.jitter:
+                wait += self.route.rng.uniform(0.0, state.jitter)
+            self.latency_charged = True
+        self.answered = False
+        if self.line is None:
+            self.line = DelayLine(self.loop, self.emit_up, self.refresh_fast)
+        self.line.push(data, self.loop.time() + wait)
+
+    def http_data(self, data: bytes) -> None:
+        if self.http_raw:
+            self.answered = False
+            self.forward(data)
+            return
+        if self.parser is None:
+            if not self.answered:
+                # Mid-request when the fault arrived: the rest of it passes, and parsing starts
+                # at the next request.
+                self.forward(data)
+                return
+            self.parser = RequestReader()
+        self.parser.feed(data)
+        state = self.state
+        assert isinstance(state, HttpError | Throttle)
+        while not self.closed:
+            try:
+                request = self.parser.next_request()
+            except UnsupportedRequestError as exc:
+                self.route.requests_rejected += 1
+                self.write_client(
+                    render_response(
+                        501,
+                        str(exc).encode(),
+                        content_type="text/plain; charset=utf-8",
+                        headers=(("x-bascule-fault", "unsupported"),),
+                        keep_alive=False,
+                    )
+                )
+                self.close()
+                return
+            except HttpParseError:
+                self.http_raw = True
+                self.answered = False
+                self.forward(self.parser.take())
+                return
+            if request is None:
+                return
+            raw, head = request
+            if self.route.rng.random() < state.ratio:
+                self.route.requests_faulted += 1
+                self.write_client(fault_response(state, head, self.route.rng))
+                if not head.keep_alive:
+                    self.close()
+            else:
+                self.answered = False
+                self.forward(raw)
+
+    def forward(self, data: bytes | None) -> None:
+        if self.line is not None and self.line.busy:
+            self.line.push(data, 0.0)
+        else:
+            self.emit_up(data)
+
+    def emit_up(self, data: bytes | None) -> None:
+        up = self.up
+        if up is None or self.pending_up:
+            self.pending_up.append(data)
+            self.ensure_upstream()
+        elif data is None:
+            if up.can_write_eof():
+                up.write_eof()
+        else:
+            up.write(data)
+
+    def ensure_upstream(self) -> None:
+        if self.up is not None or self.connecting is not None or self.closed or self.up_gone:
+            return
+        self.connecting = self.route.plane.spawn(self._connect(self.route.next_upstreams()))
+
+    async def _connect(self, candidates: list[Upstream]) -> None:
+        # Like a load balancer's target group: each new connection goes to the next replica, and
+        # a replica that refuses (crashed, restarting) is skipped for the next one.
+        try:
+            for upstream in candidates:
+                try:
+                    await self.loop.create_connection(
+                        lambda: UpstreamSide(self), upstream.host, upstream.port
+                    )
+                    return
+                except OSError:
+                    self.route.upstream_connect_failures += 1
+                if self.closed:
+                    return
+            if not self.closed:
+                self.reset()
+        finally:
+            self.connecting = None
+
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        if self.closed:
+            transport.abort()
+            return
+        self.up = transport
+        pending, self.pending_up = self.pending_up, []
+        for data in pending:
+            self.emit_up(data)
+        self.sync_reading()
+        self.refresh_fast()
+
+    # -- upstream → client --
+
+    def upstream_data(self, data: bytes) -> None:
+        mode = self.state.mode
+        if mode is ProxyMode.HANG:
+            self.held_down.append(data)
+        elif mode in _FORWARDING:
+            self.write_client(data)
+        else:
+            self.route.bytes_dropped += len(data)
+
+    def upstream_eof(self) -> None:
+        self.up_eof = True
+        if self.state.mode in _FORWARDING:
+            if self.transport is not None and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.down_eof_sent = True
+            if self.client_eof:
+                self.close()
+
+    def upstream_lost(self) -> None:
+        self.up = None
+        self.up_fast = False
+        if self.closed:
+            return
+        if self.state.mode in _FORWARDING:
+            self.close()
+        else:
+            self.up_gone = True
+
+    def write_client(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self.down_eof_sent or transport.is_closing():
+            # The client side is already half-closed (the upstream ended it) or closing: a fault's
+            # answer to a request sent meanwhile cannot reach it; the client sees the close instead.
+            self.route.bytes_dropped += len(data)
+            return
+        transport.write(data)
+
+    # -- ending --
+
+    def close(self) -> None:
+        """Close both sides after flushing what is already written."""
+        if self.transport is not None:
+            self.transport.close()
+        if self.up is not None:
+            self.up.close()
+
+    def reset(self) -> None:
+        """Reset the client connection (RST) and drop the upstream one."""
+        self.route.connections_reset += 1
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER)
+            self.transport.abort()
+        if self.up is not None:
+            self.up.abort()
