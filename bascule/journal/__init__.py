@@ -4,6 +4,7 @@ reads back (`reader`). Shared by the runner that writes it and the metrics and r
 it, so neither side imports the other.
 """
 
+from bascule.journal.hops import RouteHop, route_hop_from_json, route_hop_to_json
 from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
 from bascule.journal.samples import Hop, RequestSample, hops_from_json, sample_from_json, sample_to_json
 from bascule.journal.windows import LatencySketch, Window, WindowAggregator, served_region
@@ -16,10 +17,13 @@ __all__ = [
     "Journal",
     "LatencySketch",
     "RequestSample",
+    "RouteHop",
     "Window",
     "WindowAggregator",
     "hops_from_json",
     "read_journal",
+    "route_hop_from_json",
+    "route_hop_to_json",
     "sample_from_json",
     "sample_to_json",
     "served_region",

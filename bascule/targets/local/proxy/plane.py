@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
+from typing import Final
 
+from bascule.journal.hops import RouteHop
 from bascule.targets.local.faultstate import Pass, ProxyFault
 from bascule.targets.local.proxy.loop import LoopThread
 from bascule.targets.local.proxy.route import Route, RouteInfo, RouteStats, Upstream
@@ -14,6 +17,9 @@ from bascule.targets.local.proxy.route import Route, RouteInfo, RouteStats, Upst
 __all__ = ["FaultPlane"]
 
 _log = logging.getLogger(__name__)
+
+HOPS_KEPT: Final = 200_000
+"""Hops held between two `take_hops` calls; beyond, the oldest are dropped and counted."""
 
 
 class FaultPlane:
@@ -23,10 +29,13 @@ class FaultPlane:
     the plane's own loop (a callback on it), it runs inline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, record_hops: bool = True) -> None:
         self._thread = LoopThread("bascule-faultplane")
         self._routes: dict[str, Route] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        # Appended on the loop, taken from another thread: deque's append and popleft are atomic.
+        self.hops: deque[RouteHop] | None = deque() if record_hops else None
+        self.hops_dropped = 0
 
     def __enter__(self) -> FaultPlane:
         self.start()
@@ -129,7 +138,29 @@ class FaultPlane:
         """Every route with its port, upstream, state and counters."""
         return self._thread.call(lambda: {name: r.info() for name, r in self._routes.items()})
 
+    def take_hops(self) -> list[RouteHop]:
+        """The HTTP requests relayed (or answered by a fault) since the last call, oldest first."""
+        hops = self.hops
+        if hops is None:
+            return []
+        taken: list[RouteHop] = []
+        while True:
+            try:
+                taken.append(hops.popleft())
+            except IndexError:
+                return taken
+
     # -- internals --
+
+    def record_hop(self, hop: RouteHop) -> None:
+        """Keep `hop` for `take_hops` (loop thread only)."""
+        hops = self.hops
+        if hops is None:
+            return
+        if len(hops) >= HOPS_KEPT:
+            hops.popleft()
+            self.hops_dropped += 1
+        hops.append(hop)
 
     def spawn(self, coro: Coroutine[object, object, object]) -> asyncio.Task[object]:
         """Run `coro` on the loop as a task that `stop` cancels (loop thread only)."""

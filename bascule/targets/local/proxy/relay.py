@@ -1,17 +1,23 @@
 """The relay of one client connection: its fault state applied to the bytes in both directions
 (everything here runs on the plane's loop). The hot path: in `Pass` the bytes go from one transport
-to the other with no parsing and no call beyond the protocol callbacks."""
+to the other with no parsing and no call beyond the protocol callbacks — except once per HTTP
+request, at its first bytes, where the request's trace id is read (`request_begins`) so that the
+plane can record the hop (`bascule.journal.RouteHop`), completed at the first byte of its answer.
+A connection whose first bytes are not an HTTP/1.x request line is not looked at again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
+from bascule.journal.hops import RouteHop
 from bascule.targets.local.faultstate import HttpError, Latency, LatencyPer, ProxyFault, ProxyMode, Throttle
 from bascule.targets.local.proxy.framing import (
     HttpParseError,
@@ -20,6 +26,7 @@ from bascule.targets.local.proxy.framing import (
     fault_response,
     render_response,
 )
+from bascule.tracecontext import parse_traceparent
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route, Upstream
@@ -29,6 +36,10 @@ __all__ = ["ClientSide"]
 _RST_LINGER: Final = struct.pack("ii", 1, 0)
 _FORWARDING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
 _HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
+_RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY})
+_REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
+_TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_HEAD_END: Final = b"\r\n\r\n"
 
 
 class DelayLine:
@@ -94,6 +105,8 @@ class UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self._conn
         conn.route.bytes_from_upstream += len(data)
+        if conn.hop_started is not None:
+            conn.hop_answered(data)
         conn.answered = True
         if conn.down_fast:
             conn.write_client(data)
@@ -139,6 +152,10 @@ class ClientSide(asyncio.Protocol):
         # new request. Latency charges and HTTP parsing both begin at such a boundary.
         self.answered = True
         self.latency_charged = False
+        self.tracing = route.plane.hops is not None
+        self.hop_started: float | None = None
+        self.hop_trace: str | None = None
+        self.hop_relayed = False
         self.upstream_full = False
         self.client_full = False
         self.client_eof = False
@@ -170,6 +187,8 @@ class ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.route.bytes_from_clients += len(data)
+        if self.answered and self.tracing:
+            self.request_begins(data)
         up = self.up
         if self.up_fast and up is not None:
             self.answered = False
@@ -195,6 +214,8 @@ class ClientSide(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.hop_started is not None:
+            self.hop_done(None, None)
         self.route.conns.discard(self)
         self.route.connections_open -= 1
         if self.line is not None:
@@ -344,12 +365,61 @@ class ClientSide(asyncio.Protocol):
             raw, head = request
             if self.route.rng.random() < state.ratio:
                 self.route.requests_faulted += 1
-                self.write_client(fault_response(state, head, self.route.rng))
+                answer = fault_response(state, head, self.route.rng)
+                if self.tracing:
+                    self.hop_faulted(head.header("traceparent"), answer)
+                self.write_client(answer)
                 if not head.keep_alive:
                     self.close()
             else:
+                if self.tracing:
+                    self.hop_begins(head.header("traceparent"), relayed=True)
                 self.answered = False
                 self.forward(raw)
+
+    # -- the hops of HTTP requests --
+
+    def request_begins(self, data: bytes) -> None:
+        """The first bytes of a request outside the HTTP fault modes (which parse whole requests
+        and record their hops themselves)."""
+        mode = self.state.mode
+        if mode in _HTTP_MODES:
+            return
+        if _REQUEST_START.match(data) is None:
+            self.tracing = False  # not HTTP/1.x (or a head cut before its first line ends)
+            return
+        end = data.find(_HEAD_END)
+        found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
+        self.hop_begins(found.group(1) if found else None, relayed=mode in _RELAYING)
+
+    def hop_begins(self, header: str | bytes | None, *, relayed: bool) -> None:
+        if self.hop_started is not None:
+            self.hop_done(None, None)
+        self.hop_started = time.monotonic()
+        self.hop_trace = parse_traceparent(header)
+        self.hop_relayed = relayed
+
+    def hop_answered(self, data: bytes) -> None:
+        """The callee's first bytes of an answer: its status line, if it is HTTP."""
+        status = None
+        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
+            digits = data[9:12]
+            if digits.isdigit():
+                status = int(digits)
+        self.hop_relayed = True
+        assert self.hop_started is not None
+        self.hop_done(status, time.monotonic() - self.hop_started)
+
+    def hop_faulted(self, header: str | None, answer: bytes) -> None:
+        self.hop_begins(header, relayed=False)
+        self.hop_done(int(answer[9:12]), 0.0)
+
+    def hop_done(self, status: int | None, took: float | None) -> None:
+        started, self.hop_started = self.hop_started, None
+        assert started is not None
+        self.route.plane.record_hop(
+            RouteHop(self.route.name, self.hop_trace, started, took, status, self.hop_relayed)
+        )
 
     def forward(self, data: bytes | None) -> None:
         if self.line is not None and self.line.busy:

@@ -1,0 +1,53 @@
+"""What the fault plane saw of each HTTP request it relayed: a `RouteHop` per request and route,
+tied to the request that caused it by the W3C trace id it carried (`bascule.tracecontext`). The
+target turns a route into the design's link (caller, callee, region); the runner attaches the hops
+to the request's sample, so that failover, traffic share and sovereignty are measured on any
+service that propagates trace context. Pure data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RouteHop", "route_hop_from_json", "route_hop_to_json"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHop:
+    """One HTTP request on one route of the fault plane."""
+
+    route: str
+    trace_id: str | None
+    """From the request's ``traceparent``; None when it carried none (or an invalid one)."""
+    started: float
+    """``time.monotonic()`` when the request's first bytes reached the route."""
+    took: float | None
+    """Seconds to the first byte of the answer; None when no answer came."""
+    status: int | None
+    """The answer's HTTP status (the callee's, or the fault's when ``relayed`` is False)."""
+    relayed: bool
+    """Whether the request's bytes went on to the callee (False: a fault answered or dropped it)."""
+
+
+def route_hop_to_json(hop: RouteHop) -> dict[str, Any]:
+    return {
+        "route": hop.route,
+        "trace_id": hop.trace_id,
+        "started": hop.started,
+        "took": hop.took,
+        "status": hop.status,
+        "relayed": hop.relayed,
+    }
+
+
+def route_hop_from_json(data: Mapping[str, Any]) -> RouteHop:
+    return RouteHop(
+        route=str(data["route"]),
+        trace_id=data.get("trace_id"),
+        started=float(data["started"]),
+        took=None if data.get("took") is None else float(data["took"]),
+        status=None if data.get("status") is None else int(data["status"]),
+        relayed=bool(data.get("relayed", True)),
+    )

@@ -1,0 +1,108 @@
+"""The fault plane records each HTTP request it relays as a hop, keyed by the request's W3C trace
+id: relayed or answered by a fault, its status and the time to the first byte of its answer."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+
+import httpx
+
+from bascule.journal import RouteHop
+from bascule.targets.local.faultstate import Blackhole, HttpError, Latency, Throttle
+from bascule.targets.local.proxy import FaultPlane, Upstream
+from bascule.tracecontext import new_trace_id, traceparent
+from tests.test_proxy import _Upstream, client
+
+pytest_plugins = ["tests.test_proxy"]
+
+
+def _wait_hops(plane: FaultPlane, count: int, timeout: float = 2.0) -> list[RouteHop]:
+    hops: list[RouteHop] = []
+    deadline = time.monotonic() + timeout
+    while len(hops) < count and time.monotonic() < deadline:
+        hops += plane.take_hops()
+        time.sleep(0.01)
+    return hops
+
+
+def test_each_relayed_request_is_a_hop_with_its_trace_id(plane: FaultPlane, port: int) -> None:
+    traces = [new_trace_id() for _ in range(5)]
+    before = time.monotonic()
+    with client(port) as http:
+        for trace in traces:
+            assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 200
+        assert http.post("/y", content=b"body").status_code == 200  # no trace context
+    hops = _wait_hops(plane, 6)
+    assert [h.trace_id for h in hops] == [*traces, None]
+    assert all(h.route == "eu/llm" and h.relayed and h.status == 200 for h in hops)
+    assert all(before <= h.started <= time.monotonic() for h in hops)
+    assert all(h.took is not None and 0 <= h.took < 1.0 for h in hops)
+    assert plane.take_hops() == []
+
+
+def test_an_invalid_traceparent_counts_as_none(plane: FaultPlane, port: int) -> None:
+    with client(port) as http:
+        http.get("/x", headers={"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"})
+        http.get("/x", headers={"TraceParent": traceparent("ab" * 16)})
+    hops = _wait_hops(plane, 2)
+    assert [h.trace_id for h in hops] == [None, "ab" * 16]
+
+
+def test_a_fault_answer_is_a_hop_not_relayed(plane: FaultPlane, port: int) -> None:
+    plane.set_fault("eu/llm", Throttle(retry_after=1.0))
+    trace = new_trace_id()
+    with client(port) as http:
+        assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 429
+    plane.set_fault("eu/llm", HttpError(statuses=(503,), ratio=1.0))
+    with client(port) as http:
+        assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 503
+    hops = _wait_hops(plane, 2)
+    assert [(h.trace_id, h.status, h.relayed) for h in hops] == [(trace, 429, False), (trace, 503, False)]
+
+
+def test_a_request_relayed_under_an_http_fault_is_a_relayed_hop(plane: FaultPlane, port: int) -> None:
+    plane.set_fault("eu/llm", HttpError(statuses=(503,), ratio=0.0))
+    trace = new_trace_id()
+    with client(port) as http:
+        assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 200
+    hops = _wait_hops(plane, 1)
+    assert [(h.trace_id, h.status, h.relayed) for h in hops] == [(trace, 200, True)]
+
+
+def test_latency_shows_in_the_time_to_first_byte(plane: FaultPlane, port: int) -> None:
+    plane.set_fault("eu/llm", Latency(fixed=0.2))
+    with client(port) as http:
+        http.get("/x", headers={"traceparent": traceparent(new_trace_id())})
+    (hop,) = _wait_hops(plane, 1)
+    assert hop.relayed and hop.status == 200
+    assert hop.took is not None and hop.took >= 0.2
+
+
+def test_a_blackholed_request_is_a_hop_with_no_answer(plane: FaultPlane, port: int) -> None:
+    plane.set_fault("eu/llm", Blackhole())
+    trace = new_trace_id()
+    with client(port, timeout=0.3) as http, contextlib.suppress(httpx.TimeoutException):
+        http.get("/x", headers={"traceparent": traceparent(trace)})
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.status, hop.took, hop.relayed) == (trace, None, None, False)
+
+
+def test_bytes_that_are_not_http_make_no_hop(plane: FaultPlane, upstream: _Upstream) -> None:
+    port = plane.add_route("tcp", Upstream("127.0.0.1", upstream.port))
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        sock.settimeout(1.0)
+        with contextlib.suppress(TimeoutError):
+            sock.recv(100)
+    time.sleep(0.1)
+    assert plane.take_hops() == []
+
+
+def test_a_plane_without_hop_recording_keeps_none(upstream: _Upstream) -> None:
+    with FaultPlane(record_hops=False) as quiet:
+        port = quiet.add_route("eu/llm", Upstream("127.0.0.1", upstream.port))
+        with client(port) as http:
+            http.get("/x", headers={"traceparent": traceparent(new_trace_id())})
+        assert quiet.take_hops() == []
