@@ -646,12 +646,15 @@ def test_a_protobuf_request_gets_an_empty_export_response(receiver: TraceReceive
         (b"\xff\xff\xff", "application/x-protobuf", "/v1/traces", 400),
         (b"{", "application/json", "/v1/traces", 400),
         (b"{}", "application/json", "/v1/metrics", 404),
+        (b"{}", "application/json; content-encoding=br", "/v1/traces", 415),
     ],
 )
 def test_requests_that_are_not_trace_exports_are_refused(
     receiver: TraceReceiver, body: bytes, content_type: str, path: str, status: int
 ) -> None:
-    got, _, answer = post(receiver, body, content_type, path)
+    content_type, _, coding = content_type.partition("; content-encoding=")
+    headers = {"Content-Encoding": coding} if coding else {}
+    got, _, answer = post(receiver, body, content_type, path, **headers)
     assert got == status and answer
     assert receiver.counts.refused == 1 and receiver.counts.requests == 0
     assert receiver.poll() == []

@@ -3,13 +3,14 @@ runner polls the spans, attributed to the design's regions.
 
 ``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (protobuf or OTLP/JSON, gzip or not)
 answers 200 with an ``ExportTraceServiceResponse`` in the request's encoding — its partial success
-counting the spans that were refused (bad ids) or dropped (queue full). Other content types: 415;
-a body that cannot be decoded: 400; a body over ``max_body`` (or inflating beyond 16 times it):
-413; another path: 404. Error bodies are a ``google.rpc.Status``, as the specification asks.
+counting the spans that were refused (bad ids) or dropped (queue full). Another content type or
+content encoding: 415; a body that cannot be decoded: 400; a body over ``max_body`` (or inflating
+beyond 16 times it): 413; no ``Content-Length``: 411; another path: 404. Error bodies are a
+``google.rpc.Status``, as the specification asks.
 
-The server listens on 127.0.0.1 and serves from a thread of its own (a thread per connection).
-Spans wait in a bounded queue until ``poll()``; when it is full they are dropped and counted, so a
-sender is never held up by a slow reader.
+The server listens on 127.0.0.1 and accepts in a thread of its own (each open connection is served
+by one more, ended by ``stop()``). Spans wait in a bounded queue until ``poll()``; when it is full
+they are dropped and counted, so that a sender is never held up by a slow reader.
 """
 
 from __future__ import annotations
@@ -245,6 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "send application/x-protobuf or application/json (OTLP/HTTP)",
             )
             return
+        coding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        if coding not in ("identity", "gzip"):
+            self._fail(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, encoding, "send the body as is or gzip-encoded")
+            return
         length = self._length()
         if length is None:
             self._fail(HTTPStatus.LENGTH_REQUIRED, encoding, "a Content-Length is required")
@@ -260,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            invalid, dropped = receiver._accept(body, encoding, self.headers.get("Content-Encoding"))
+            invalid, dropped = receiver._accept(body, encoding, coding)
         except BodyTooLargeError as exc:
             self._fail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, encoding, str(exc))
             return
