@@ -312,7 +312,7 @@ def test_media_types(content_type: str | None, expected: Encoding | None) -> Non
         ({"service.name": "kv"}, "gcp/europe-west9", "service.name", ""),
         ({"cloud.provider": "scaleway"}, "scaleway/fr-par", "cloud.provider", ""),
         ({"service.name": "gateway"}, None, "", "service.name 'gateway' runs in 2 regions"),
-        ({"service.name": "billing"}, None, "", "service.name 'billing' is no component"),
+        ({"service.name": "billing"}, None, "", "service.name 'billing' is no component of the design"),
         ({}, None, "", "no cloud.provider; no service.name"),
         (
             {"cloud.provider": "aws", "cloud.region": "us-west-2"},
@@ -326,7 +326,12 @@ def test_media_types(content_type: str | None, expected: Encoding | None) -> Non
             "service.name",
             "",
         ),
-        ({"cloud.provider": "oracle_cloud", "cloud.region": "eu-paris-1"}, None, "", "is no region of it"),
+        (
+            {"cloud.provider": "oracle_cloud", "cloud.region": "eu-paris-1"},
+            None,
+            "",
+            "is no region of the design",
+        ),
         (
             {"cloud.provider": "ovh"},
             None,

@@ -199,7 +199,8 @@ class Attributor:
                     known.sovereignty.value,
                     reason=f"{rid} (cloud.provider, cloud.region) is not a region of the design",
                 )
-            notes.append(f"cloud.provider={provider} cloud.region={cloud_region or zone} is no region of it")
+            told = f"cloud.provider={provider} cloud.region={cloud_region or zone}"
+            notes.append(f"{told} is no region of the design")
         elif not provider:
             notes.append("no cloud.provider")
         if service in self._placed:
@@ -208,7 +209,7 @@ class Attributor:
                 return _attributed(self._region_map[regions[0]], "service.name")
             notes.append(f"service.name {service!r} runs in {len(regions)} regions ({', '.join(regions)})")
         elif service:
-            notes.append(f"service.name {service!r} is no component of it")
+            notes.append(f"service.name {service!r} is no component of the design")
         else:
             notes.append("no service.name")
         if provider:
