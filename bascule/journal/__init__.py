@@ -1,5 +1,6 @@
 """The run's journal: what load and probes report about each request (`samples`), those samples
-folded into bounded windows (`windows`), the append-only JSONL file a run writes (`writer`) and
+folded into bounded windows (`windows`), the hops the fault plane relayed (`hops`), the OpenTelemetry spans received during a run with
+the region each was attributed to (`spans`), the append-only JSONL file a run writes (`writer`) and
 reads back (`reader`). Shared by the runner that writes it and the metrics and reports that read
 it, so neither side imports the other.
 """
@@ -7,6 +8,7 @@ it, so neither side imports the other.
 from bascule.journal.hops import RouteHop, route_hop_from_json, route_hop_to_json
 from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
 from bascule.journal.samples import Hop, RequestSample, hops_from_json, sample_from_json, sample_to_json
+from bascule.journal.spans import SpanKind, SpanRecord, SpanStatus, span_from_json, span_to_json
 from bascule.journal.windows import LatencySketch, Window, WindowAggregator, served_region
 from bascule.journal.writer import Journal
 
@@ -18,6 +20,9 @@ __all__ = [
     "LatencySketch",
     "RequestSample",
     "RouteHop",
+    "SpanKind",
+    "SpanRecord",
+    "SpanStatus",
     "Window",
     "WindowAggregator",
     "hops_from_json",
@@ -27,4 +32,6 @@ __all__ = [
     "sample_from_json",
     "sample_to_json",
     "served_region",
+    "span_from_json",
+    "span_to_json",
 ]
