@@ -85,9 +85,10 @@ def test_nginx_fails_over_and_sends_confidential_requests_to_the_foreign_primary
     truth = nginx_truth(example, tmp_path / "out" / "journal.jsonl")
 
     # The failover, as nginx saw it: the fallback served the first requests after the throttle
-    # went in (each retried there after a 429), well within a probe period.
+    # went in (each retried there after a 429): within 2 probe periods, the bound issue 14 sets
+    # for bascule's own figure.
     assert truth["time_to_failover"] is not None
-    assert 0 <= truth["time_to_failover"] <= PROBE_PERIOD
+    assert 0 <= truth["time_to_failover"] <= 2 * PROBE_PERIOD
     assert truth["served"]["scaleway/fr-par"]["public"] > 0
     # ... and back on the primary once the faults were reverted (nginx's fail_timeout is 2 s).
     assert truth["failback"] is not None and truth["failback"] <= 3.0
@@ -107,7 +108,7 @@ def test_the_sovereign_setup_keeps_confidential_requests_in_fr_par(example: Path
     assert "confidential" not in truth["reached"]["aws/us-east-1"]
     assert truth["served"]["scaleway/fr-par"]["confidential"] > 0
     # The other classes still fail over and back.
-    assert truth["time_to_failover"] is not None and truth["time_to_failover"] <= PROBE_PERIOD
+    assert truth["time_to_failover"] is not None and truth["time_to_failover"] <= 2 * PROBE_PERIOD
     assert truth["served"]["aws/us-east-1"]["internal"] > 0
 
 
