@@ -1,8 +1,8 @@
 """The run's journal: what load and probes report about each request (`samples`), those samples
-folded into bounded windows (`windows`), the hops the fault plane relayed (`hops`), the OpenTelemetry spans received during a run with
-the region each was attributed to (`spans`), the append-only JSONL file a run writes (`writer`) and
-reads back (`reader`). Shared by the runner that writes it and the metrics and reports that read
-it, so neither side imports the other.
+folded into bounded windows (`windows`), the hops the fault plane relayed (`hops`), the
+OpenTelemetry spans received during a run with the region each was attributed to (`spans`), the
+append-only JSONL file a run writes (`writer`) and reads back (`reader`). Shared by the runner
+that writes it and the metrics and reports that read it, so neither side imports the other.
 """
 
 from bascule.journal.hops import RouteHop, route_hop_from_json, route_hop_to_json

@@ -12,7 +12,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Hop", "RequestSample", "hops_from_json", "sample_from_json", "sample_to_json"]
+__all__ = ["Hop", "HopSource", "RequestSample", "hops_from_json", "sample_from_json", "sample_to_json"]
+
+
+class HopSource:
+    """Where a hop was learnt, in order of trust (docs/journal.md)."""
+
+    FAULT_PLANE = "fault-plane"
+    """A route of the fault plane relayed the request (or answered it with a fault)."""
+    OTLP = "otlp"
+    """A span the service exported over OTLP, attributed by its resource attributes."""
+    SERVED_BY = "served_by"
+    """The service's own report of the hops it touched (the reference stack's ``served_by``)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,16 @@ class Hop:
     provider: str = ""
     jurisdiction: str = ""
     sovereignty: str = ""
+    via: str = HopSource.SERVED_BY
+    status: int | None = None
+    """The answer's HTTP status on that hop, where the source tells it."""
+    relayed: bool = True
+    """Whether the request reached the component (False: a fault answered in front of it)."""
+
+    @property
+    def served(self) -> bool:
+        """Reached the component and answered without a server error or a throttle."""
+        return self.relayed and (self.status is None or (self.status < 500 and self.status != 429))
 
 
 @dataclass(frozen=True)
@@ -50,8 +71,10 @@ class RequestSample:
     request_id: str | None = None
 
 
-def hops_from_json(items: Sequence[Mapping[str, Any]] | None) -> tuple[Hop, ...]:
-    """Hops from a ``served_by`` list; unknown fields are ignored, missing ones left empty."""
+def hops_from_json(items: Sequence[Mapping[str, Any]] | None, *, recorded: bool = False) -> tuple[Hop, ...]:
+    """Hops from a ``served_by`` list; unknown fields are ignored, missing ones left empty. A
+    service's own report is always ``served_by``; ``recorded`` hops (read back from a journal)
+    keep the source, status and relaying they were written with."""
     out: list[Hop] = []
     for item in items or ():
         if isinstance(item, Mapping) and "component" in item:
@@ -62,9 +85,16 @@ def hops_from_json(items: Sequence[Mapping[str, Any]] | None) -> tuple[Hop, ...]
                     provider=str(item.get("provider", "")),
                     jurisdiction=str(item.get("jurisdiction", "")),
                     sovereignty=str(item.get("sovereignty", "")),
+                    via=str(item.get("via", HopSource.SERVED_BY)) if recorded else HopSource.SERVED_BY,
+                    status=_status(item.get("status")) if recorded else None,
+                    relayed=bool(item.get("relayed", True)) if recorded else True,
                 )
             )
     return tuple(out)
+
+
+def _status(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def sample_to_json(sample: RequestSample) -> dict[str, Any]:
@@ -75,6 +105,6 @@ def sample_to_json(sample: RequestSample) -> dict[str, Any]:
 
 def sample_from_json(data: Mapping[str, Any]) -> RequestSample:
     fields = dict(data)
-    fields["hops"] = hops_from_json(fields.get("hops"))
+    fields["hops"] = hops_from_json(fields.get("hops"), recorded=True)
     known = RequestSample.__dataclass_fields__
     return RequestSample(**{k: v for k, v in fields.items() if k in known})

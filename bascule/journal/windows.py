@@ -62,14 +62,16 @@ class LatencySketch:
 
 
 def served_region(sample: RequestSample) -> str | None:
-    """Where a request's work was done: the region of its retriever hop (or of its last hop), else
-    the entry point that answered."""
+    """Where a request's work was done: the region of its retriever hop, else of the last hop
+    that served it (hops are in the order they were taken; a hop a fault answered, or that
+    answered 5xx or 429, did not serve), else the entry point that answered."""
+    last = None
     for hop in sample.hops:
-        if hop.component == "retriever":
-            return hop.region
-    if sample.hops:
-        return sample.hops[-1].region
-    return sample.entry_region
+        if hop.served:
+            if hop.component == "retriever":
+                return hop.region
+            last = hop.region
+    return last or sample.entry_region
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Window:
             region = served_region(sample)
             if region:
                 self.regions[klass][region] += 1
-            levels = [h.sovereignty for h in sample.hops if h.sovereignty]
+            levels = [h.sovereignty for h in sample.hops if h.sovereignty and h.relayed]
             if levels:
                 self.levels[min(levels, key=_LEVEL_RANK.get)] += 1  # type: ignore[arg-type]
         elif sample.error:
