@@ -1,6 +1,10 @@
 """The typed `bascule.result/1` (bascule.reports.model): ``result.json`` written from the model is
 byte for byte what the dict builder wrote, documents of older and newer bascules still parse, and a
-foreign document is refused."""
+foreign document is refused.
+
+``samples/results-by-dict-builder/*.json`` are what the dict builder (replaced by the model in the
+commit that added this file) wrote for the journals of `SPECS`: a change of the metrics, the score or
+the document shows here as a diff of those files."""
 
 from __future__ import annotations
 
@@ -17,14 +21,15 @@ from journal_factory import (
     one_phase_scenario,
     reference_design,
 )
-from result_dict_builder import build_result_dict
 
 from bascule.metrics import Metrics, compute_metrics
 from bascule.reports.model import RESULT_SCHEMA, Result, dump_result, parse_result
 from bascule.reports.result import build_result
 from bascule.score import score
 
-SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
+SAMPLES = Path(__file__).parent / "samples"
+SAMPLE = SAMPLES / "result-sample.json"
+BY_DICT_BUILDER = SAMPLES / "results-by-dict-builder"
 
 
 def failover(t: float, source: str, data_class: str) -> Served:
@@ -36,7 +41,7 @@ def failover(t: float, source: str, data_class: str) -> Served:
 
 
 def leaking(t: float, source: str, data_class: str) -> Served:
-    """Confidential asks answered by the llm in the foreign primary while it is up: violations."""
+    """An outage, then every answer's llm hop in the foreign primary: sovereignty violations."""
     if 0.0 <= t < 6.0:
         return Served(False)
     return Served(True, STANDBY, latency=0.2, correct=t > 10.0, llm_region=PRIMARY)
@@ -61,7 +66,7 @@ SPECS = {
 def test_the_model_writes_the_bytes_the_dict_builder_wrote(name: str) -> None:
     m = metrics_of(SPECS[name])
     graded = score(m, m.objectives, m.weights)
-    old = json.dumps(build_result_dict(m, graded, run_dir="runs/x"), indent=2, ensure_ascii=False) + "\n"
+    old = (BY_DICT_BUILDER / f"{name}.json").read_text(encoding="utf-8")
     new = dump_result(build_result(m, graded, run_dir="runs/x"))
     assert new == old
     assert parse_result(new) == build_result(m, graded, run_dir="runs/x")
