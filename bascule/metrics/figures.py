@@ -9,10 +9,9 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from bascule.metrics.context import compute_cost, design_facts, region_facts, run_info
 from bascule.metrics.model import (
     Correctness,
-    Cost,
-    DesignFacts,
     ErrorBudget,
     Event,
     Finding,
@@ -20,7 +19,6 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     Rpo,
-    RunInfo,
     Series,
     Violation,
 )
@@ -31,10 +29,8 @@ from bascule.metrics.state import (
     JournalState,
     MergedWindow,
     PhasePlan,
-    num,
     rounded,
 )
-from bascule.model.design import ComponentKind
 
 __all__ = ["SUSTAIN", "derive"]
 
@@ -249,10 +245,10 @@ class _Figures:
         if r.sov_report is not None and isinstance(r.sov_report.get("requests"), int):
             violating = max(violating, r.sov_report["requests"])
         return Metrics(
-            run=self.run_info(),
+            run=run_info(self.r),
             objectives=r.objectives,
             weights=r.weights,
-            design=self.design_facts(),
+            design=design_facts(self.r.design, self.primary),
             impact_window=(
                 (round(impact[0] - self.base, 6), round(impact[1] - self.base, 6)) if impact else None
             ),
@@ -281,7 +277,7 @@ class _Figures:
             correctness=correctness,
             degraded=whole.degraded,
             error_budget=budget,
-            cost=self.cost(),
+            cost=compute_cost(self.r.design, self.primary, self.notes),
             phases=self.phases(baseline, outages),
             series=self.series(),
             findings=tuple(
@@ -433,39 +429,6 @@ class _Figures:
             seconds=round(window + (interval or 0.0), 6),
         )
 
-    def cost(self) -> Cost | None:
-        design = self.r.design
-        if design is None:
-            self.notes["cost"] = "the journal carries no design"
-            return None
-        replicas: Counter[str] = Counter()
-        ceiling: Counter[str] = Counter()
-        for spec in design.components.values():
-            for region_id, placement in spec.replicas.items():
-                replicas[region_id] += placement.replicas
-                ceiling[region_id] += placement.ceiling
-        unpriced = [
-            r.id
-            for r in design.region_map.values()
-            if ceiling[r.id] and (r.cost is None or r.cost.replica_hour is None)
-        ]
-        if unpriced:
-            self.notes["cost"] = f"no replica-hour rate for {', '.join(unpriced)}"
-            return None
-        priced = [r for r in design.region_map.values() if ceiling[r.id] and r.cost is not None]
-        currencies = {r.cost.currency for r in priced if r.cost is not None}
-        if len(currencies) != 1:
-            mixed = ", ".join(sorted(currencies))
-            self.notes["cost"] = f"mixed currencies: {mixed}" if currencies else "no region has a rate"
-            return None
-        steady = extra = 0.0
-        for region in priced:
-            assert region.cost is not None and region.cost.replica_hour is not None
-            steady += region.cost.replica_hour * replicas[region.id]
-            if region.id != self.primary:
-                extra += region.cost.replica_hour * (ceiling[region.id] - replicas[region.id])
-        return Cost(currencies.pop(), round(steady, 6), round(extra, 6))
-
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:
         out = []
         plans = self.r.phase_plans
@@ -528,7 +491,7 @@ class _Figures:
         for w in self.windows:
             for _, region in w.served:
                 regions.setdefault(region, None)
-        facts = self.region_facts(regions)
+        facts = region_facts(self.r.design, regions)
         providers = list(dict.fromkeys(facts[r][0] for r in regions))
         levels = [
             lv
@@ -571,92 +534,6 @@ class _Figures:
             share_region={k: tuple(v) for k, v in share_region.items()},
             share_provider={k: tuple(v) for k, v in share_provider.items()},
             share_level={k: tuple(v) for k, v in share_level.items()},
-        )
-
-    def region_facts(self, regions: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """Region → (provider, sovereignty level), from the design, else the catalog."""
-        out = {}
-        design = self.r.design
-        for region in regions:
-            provider, level = region.split("/", 1)[0], "unknown"
-            if design is not None:
-                try:
-                    resolved = design.region(region)
-                    provider, level = resolved.provider, resolved.sovereignty.value
-                except KeyError:
-                    pass
-            out[region] = (provider, level)
-        return out
-
-    def design_facts(self) -> DesignFacts:
-        design = self.r.design
-        if design is None:
-            return DesignFacts()
-        scale: dict[str, list[int]] = {}
-        models: dict[str, str] = {}
-        for name, spec in design.components.items():
-            for region, placement in spec.replicas.items():
-                if placement.ceiling > placement.replicas:
-                    counts = scale.setdefault(region, [0, 0])
-                    counts[0] += placement.replicas
-                    counts[1] += placement.ceiling
-                if design.component_kind(name) is ComponentKind.LLM and placement.model:
-                    models[region] = placement.model
-        routing = design.routing
-        facts = self.region_facts(design.region_map)
-        return DesignFacts(
-            primary=self.primary,
-            routing_mode=routing.mode.value,
-            replication_mode=design.replication.mode.value,
-            replication_lag=design.replication.lag,
-            detection_delay=routing.health_check.interval * routing.health_check.unhealthy_after,
-            failback_after=routing.failback.after_healthy_for,
-            request_timeout=routing.timeouts.request,
-            sovereignty_guard=routing.sovereignty_guard,
-            scale_up={k: (v[0], v[1]) for k, v in scale.items()},
-            llm_models=models,
-            levels={r: f[1] for r, f in facts.items()},
-            providers={r: f[0] for r, f in facts.items()},
-        )
-
-    def run_info(self) -> RunInfo:
-        r = self.r
-        started = r.started
-        scenario = started.get("scenario") or {}
-        plan = started.get("plan") or {}
-        design = r.design
-        regions = []
-        if design is not None:
-            for region in design.region_map.values():
-                regions.append(
-                    {
-                        "id": region.id,
-                        "provider": region.provider,
-                        "jurisdiction": region.jurisdiction,
-                        "sovereignty": region.sovereignty.value,
-                    }
-                )
-        design_dump = started.get("design") or {}
-        return RunInfo(
-            bascule=started.get("bascule"),
-            started_wall=started.get("wall"),
-            elapsed=num(r.ended.get("elapsed")),
-            run_length=r.run_length,
-            exit_code=r.ended.get("exit_code") if isinstance(r.ended.get("exit_code"), int) else None,
-            reason=r.ended.get("reason"),
-            plan_start=r.plan_start,
-            scenario={
-                "id": scenario.get("id"),
-                "title": scenario.get("title"),
-                "source": list(scenario.get("source") or ()),
-                "started_at": scenario.get("started_at"),
-                "duration": num((plan.get("time") or {}).get("real_duration_s")),
-                "time_scale": num((plan.get("time") or {}).get("scale")),
-            },
-            design={"id": design_dump.get("id"), "title": design_dump.get("title"), "regions": regions},
-            hypothesis_skipped=r.hypothesis_skipped,
-            hypothesis_before=r.hypothesis.get("before"),
-            hypothesis_after=r.hypothesis.get("after"),
         )
 
     def events(self) -> tuple[Event, ...]:
