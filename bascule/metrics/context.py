@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from bascule.metrics.model import Cost, DesignFacts, RunInfo
-from bascule.metrics.state import JournalState, num
+from bascule.metrics.records import RunStarted
+from bascule.metrics.state import JournalState
 from bascule.model.design import ComponentKind, Design
 
 __all__ = ["compute_cost", "design_facts", "region_facts", "run_info"]
@@ -16,9 +17,8 @@ __all__ = ["compute_cost", "design_facts", "region_facts", "run_info"]
 
 def run_info(r: JournalState) -> RunInfo:
     """What was run, against what, and how it ended: from ``run-started`` and ``run-ended``."""
-    started = r.started
-    scenario = started.get("scenario") or {}
-    plan = started.get("plan") or {}
+    started = r.started or RunStarted()
+    scenario, time = started.scenario, started.plan.time
     design = r.design
     regions = []
     if design is not None:
@@ -31,24 +31,23 @@ def run_info(r: JournalState) -> RunInfo:
                     "sovereignty": region.sovereignty.value,
                 }
             )
-    design_dump = started.get("design") or {}
     return RunInfo(
-        bascule=started.get("bascule"),
-        started_wall=started.get("wall"),
-        elapsed=num(r.ended.get("elapsed")),
+        bascule=started.bascule,
+        started_wall=started.wall,
+        elapsed=r.ended.elapsed,
         run_length=r.run_length,
-        exit_code=r.ended.get("exit_code") if isinstance(r.ended.get("exit_code"), int) else None,
-        reason=r.ended.get("reason"),
+        exit_code=r.ended.exit_code,
+        reason=r.ended.reason,
         plan_start=r.plan_start,
         scenario={
-            "id": scenario.get("id"),
-            "title": scenario.get("title"),
-            "source": list(scenario.get("source") or ()),
-            "started_at": scenario.get("started_at"),
-            "duration": num((plan.get("time") or {}).get("real_duration_s")),
-            "time_scale": num((plan.get("time") or {}).get("scale")),
+            "id": scenario.id,
+            "title": scenario.title,
+            "source": list(scenario.source),
+            "started_at": scenario.started_at,
+            "duration": time.real_duration_s,
+            "time_scale": time.scale,
         },
-        design={"id": design_dump.get("id"), "title": design_dump.get("title"), "regions": regions},
+        design={"id": started.design.get("id"), "title": started.design.get("title"), "regions": regions},
         hypothesis_skipped=r.hypothesis_skipped,
         hypothesis_before=r.hypothesis.get("before"),
         hypothesis_after=r.hypothesis.get("after"),

@@ -202,7 +202,7 @@ class _Figures:
         if impact is None:
             self.notes["impact_window"] = (
                 "no fault was applied: the run stopped before its plan did anything"
-                if r.started
+                if r.started is not None
                 else "the journal has no run-started record"
             )
         elif whole.requests == 0:
@@ -240,10 +240,11 @@ class _Figures:
         judged = bool(r.sov_report is not None or self.windows or r.violation_count)
         if not judged:
             self.notes["sovereignty"] = "no request was judged (no traffic in the journal)"
-        violations = max(r.violation_count, len((r.sov_report or {}).get("violations") or ()))
+        report = r.sov_report
+        violations = max(r.violation_count, 0 if report is None else len(report.violations))
         violating = r.violating
-        if r.sov_report is not None and isinstance(r.sov_report.get("requests"), int):
-            violating = max(violating, r.sov_report["requests"])
+        if report is not None and report.requests is not None:
+            violating = max(violating, report.requests)
         return Metrics(
             run=run_info(self.r),
             objectives=r.objectives,
@@ -282,11 +283,7 @@ class _Figures:
             series=self.series(),
             findings=tuple(
                 Finding(
-                    kind=str(f.get("kind", "")),
-                    message=str(f.get("message", "")),
-                    regions=tuple(str(x) for x in f.get("regions") or ()),
-                    data_class=f.get("data_class") if isinstance(f.get("data_class"), str) else None,
-                    phase=f.get("phase") if isinstance(f.get("phase"), int) else None,
+                    kind=f.kind, message=f.message, regions=f.regions, data_class=f.data_class, phase=f.phase
                 )
                 for f in r.findings
             ),
@@ -399,16 +396,15 @@ class _Figures:
                 "no data-report in the journal: the run stopped before the canary writes were read back"
             )
             return None
-        acknowledged = sum(int(d.get("acknowledged") or 0) for d in reports)
+        acknowledged = sum(d.acknowledged for d in reports)
         lost_at: list[float] = []
         intervals: list[float] = []
         for d in reports:
-            times = [float(x[1]) for x in d.get("lost") or () if isinstance(x, Sequence) and len(x) > 1]
-            lost_at.extend(times)
-            stats = self.r.writes.get(str(d.get("probe", "")))
-            if times and stats is not None and stats.interval is not None:
+            lost_at.extend(d.lost)
+            stats = self.r.writes.get(d.probe)
+            if d.lost and stats is not None and stats.interval is not None:
                 intervals.append(stats.interval)
-        unverified = sum(len(d.get("unverified") or ()) for d in reports)
+        unverified = sum(len(d.unverified) for d in reports)
         if not lost_at:
             return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0)
         window = max(lost_at) - min(lost_at)
