@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bascule.reports.compare import build_comparison, render_compare_markdown
+from bascule.reports.model import parse_result
 
 SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
 
@@ -34,7 +35,7 @@ def test_the_winner_is_explained_by_its_largest_gaps() -> None:
         availability={"measured": 0.61, "sub_score": 0.0, "passed": False},
         recovery={"measured": None, "sub_score": 0.0, "passed": False},
     )
-    comparison = build_comparison([bad, good])
+    comparison = build_comparison([parse_result(r) for r in [bad, good]])
     (verdict,) = comparison.verdicts
     assert [c.design for c in verdict.ranking] == ["active-passive-sovereign", "single-region"]
     assert verdict.why.startswith("active-passive-sovereign (B, 88) beats single-region (F, 31)")
@@ -49,14 +50,25 @@ def test_the_winner_is_explained_by_its_largest_gaps() -> None:
 def test_a_capped_runner_up_is_said_to_be_capped() -> None:
     capped = result("us-fallback", 50.0, "D", sovereignty={"measured": 12, "sub_score": 0.0, "passed": False})
     capped["score"]["cap"] = {"at": 50, "reason": "12 sovereignty violations"}
-    comparison = build_comparison([capped, result("active-passive-sovereign", 88.0, "B")])
+    comparison = build_comparison(
+        [parse_result(r) for r in [capped, result("active-passive-sovereign", 88.0, "B")]]
+    )
     assert "capped: 12 sovereignty violations" in comparison.verdicts[0].why
 
 
 def test_ties_and_lone_designs_are_said_plainly() -> None:
-    assert "only design" in build_comparison([result("a", 70.0, "C")]).verdicts[0].why
-    assert "tie" in build_comparison([result("a", 70.0, "C"), result("b", 70.0, "C")]).verdicts[0].why
-    three = build_comparison([result(n, 100.0, "A") for n in ("a", "b", "c")] + [result("d", 50.0, "D")])
+    assert (
+        "only design" in build_comparison([parse_result(r) for r in [result("a", 70.0, "C")]]).verdicts[0].why
+    )
+    assert (
+        "tie"
+        in build_comparison([parse_result(r) for r in [result("a", 70.0, "C"), result("b", 70.0, "C")]])
+        .verdicts[0]
+        .why
+    )
+    three = build_comparison(
+        [parse_result(r) for r in [result(n, 100.0, "A") for n in ("a", "b", "c")] + [result("d", 50.0, "D")]]
+    )
     assert three.verdicts[0].why == "3 designs tie at 100: a, b, c."
 
 
@@ -64,7 +76,7 @@ def test_foreign_documents_are_refused() -> None:
     with pytest.raises(ValueError, match="nothing to compare"):
         build_comparison([])
     with pytest.raises(ValueError, match=r"bascule\.result/1"):
-        build_comparison([{"schema": "other"}])
+        build_comparison([parse_result({"schema": "other"})])
 
 
 def test_the_figures_table_gives_rto_failover_writes_lost_and_how_each_run_ended() -> None:
@@ -77,7 +89,7 @@ def test_the_figures_table_gives_rto_failover_writes_lost_and_how_each_run_ended
     aborted["figures"].update(
         success_ratio=None, rto=None, recovered=None, time_to_failover=None, latency={}, rpo=None
     )
-    text = render_compare_markdown(build_comparison([good, aborted]))
+    text = render_compare_markdown(build_comparison([parse_result(r) for r in [good, aborted]]))
     rows = [line for line in text.splitlines() if line.startswith(f"| {good['run']['scenario']['id']} |")]
     figures = [r for r in rows if "exit " in r]
     assert len(figures) == 2

@@ -16,6 +16,7 @@ from test_compare_render import sample_results
 
 from bascule.reports.compare import DIMENSIONS, build_comparison
 from bascule.reports.compare_html import render_compare_html
+from bascule.reports.model import parse_result
 
 pytestmark = BROWSER_MARKS
 
@@ -31,7 +32,7 @@ def painted(image: np.ndarray, hex_colour: str) -> int:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_compare_opens_cleanly_and_draws_its_charts(tmp_path: Path, scheme: str) -> None:
     page_path = tmp_path / "compare.html"
-    html = render_compare_html(build_comparison(sample_results()))
+    html = render_compare_html(build_comparison([parse_result(r) for r in sample_results()]))
     page_path.write_text(html, encoding="utf-8")
     # The design colours in the order of the page's design list; active-active has no cost (no point).
     colours = list(dict.fromkeys(re.findall(r'class="swatch" style="background: (#[0-9a-f]{6})"', html)))

@@ -17,6 +17,7 @@ from html_check import parse
 
 from bascule.reports.compare import DIMENSIONS, build_comparison
 from bascule.reports.compare_html import render_compare_html
+from bascule.reports.model import parse_result
 
 SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
 HOSTILE = (
@@ -159,7 +160,7 @@ def chart(html: str, ident: str) -> str:
 
 @pytest.fixture
 def html() -> str:
-    return render_compare_html(build_comparison(sample_results()))
+    return render_compare_html(build_comparison([parse_result(r) for r in sample_results()]))
 
 
 def test_page_is_well_formed_and_has_every_part(html: str) -> None:
@@ -219,14 +220,16 @@ def test_scatter_leaves_out_a_design_priced_in_another_currency() -> None:
         make_result("b", "s", 70.0, "C", cost=2.0, currency="EUR"),
         make_result("c", "s", 60.0, "C", cost=3.0, currency="USD"),
     ]
-    html = render_compare_html(build_comparison(results))
+    html = render_compare_html(build_comparison([parse_result(r) for r in results]))
     scatter = chart(html, "cost-scatter")
     assert scatter.count('<circle class="point"') == 2
     assert "Not plotted: c (cost in USD)." in scatter and "EUR per hour" in scatter
 
 
 def test_no_cost_at_all_says_so_instead_of_an_empty_chart() -> None:
-    html = render_compare_html(build_comparison([make_result("a", "s", 80.0, "B", cost=None)]))
+    html = render_compare_html(
+        build_comparison([parse_result(r) for r in [make_result("a", "s", 80.0, "B", cost=None)]])
+    )
     parse(html)
     assert 'id="cost-scatter-title"' not in html
     assert "Not plotted: a (no cost rates)." in html
@@ -257,7 +260,7 @@ def test_one_grouped_bar_chart_per_dimension(html: str) -> None:
 
 
 def test_who_wins_lists_each_ranking_and_its_why(html: str) -> None:
-    comparison = build_comparison(sample_results())
+    comparison = build_comparison([parse_result(r) for r in sample_results()])
     wins = '<section aria-labelledby="wins-h">' + html.split('<section aria-labelledby="wins-h">', 1)[1]
     wins = wins.split("</section>", 1)[0] + "</section>"
     text = words(parse(wins).text)
@@ -275,7 +278,7 @@ def test_only_links_are_the_relative_run_reports() -> None:
     results[2]["run"]["dir"] = "//evil.example/x"
     results[3]["run"]["dir"] = "/abs/runs/x"
     results[4]["run"]["dir"] = ""
-    html = render_compare_html(build_comparison(results))
+    html = render_compare_html(build_comparison([parse_result(r) for r in results]))
     page = parse(html)
     expected = {f"{r['run']['dir']}/report.html" for r in results[5:]} | {
         "runs/a%20dir%20%231%3Fx%3Dy/report.html"
@@ -305,7 +308,7 @@ def test_hostile_ids_titles_and_grades_are_escaped() -> None:
         doc["figures"]["cost"]["currency"] = HOSTILE
     results[5]["run"]["scenario"]["id"] = HOSTILE
     results[6]["score"]["dimensions"][0]["unit"] = HOSTILE
-    html = render_compare_html(build_comparison(results))
+    html = render_compare_html(build_comparison([parse_result(r) for r in results]))
     page = parse(html)
     for tag, attrs in page.tags:
         assert tag not in ("script", "img")
@@ -322,7 +325,7 @@ def test_render_is_fast() -> None:
         for d in range(8)
         for s in range(10)
     ]
-    comparison = build_comparison(results)
+    comparison = build_comparison([parse_result(r) for r in results])
     started = time.perf_counter()
     html = render_compare_html(comparison)
     elapsed = time.perf_counter() - started

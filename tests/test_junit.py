@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bascule.reports.junit import render_junit
+from bascule.reports.model import parse_result
 
 SAMPLE = json.loads((Path(__file__).parent / "samples" / "result-sample.json").read_text())
 
@@ -27,9 +28,12 @@ def variant(design: str, *, passed: bool, exit_code: int = 0) -> dict[str, Any]:
 def test_cases_properties_failures_and_errors() -> None:
     xml = render_junit(
         [
-            variant("good", passed=True),
-            variant("lossy", passed=False, exit_code=1),
-            variant("broken", passed=False, exit_code=4),
+            parse_result(r)
+            for r in [
+                variant("good", passed=True),
+                variant("lossy", passed=False, exit_code=1),
+                variant("broken", passed=False, exit_code=4),
+            ]
         ]
     )
     suite = ET.fromstring(xml)
@@ -50,7 +54,7 @@ def test_cases_properties_failures_and_errors() -> None:
 def test_hostile_text_is_escaped() -> None:
     doc = variant('<design & "co">', passed=False, exit_code=1)
     doc["score"]["dimensions"][4]["explanation"] = "]]></failure><x>"
-    suite = ET.fromstring(render_junit([doc]))
+    suite = ET.fromstring(render_junit([parse_result(r) for r in [doc]]))
     (case,) = suite.findall("testcase")
     assert case.attrib["name"] == '<design & "co">'
     failure = case.find("failure")

@@ -14,6 +14,7 @@ from browser import BROWSER_MARKS, open_page, pixels
 from playwright.sync_api import Page
 
 from bascule.reports.html import render_html
+from bascule.reports.model import parse_result
 
 SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
 pytestmark = BROWSER_MARKS
@@ -23,7 +24,7 @@ pytestmark = BROWSER_MARKS
 def test_report_opens_cleanly_and_draws_its_charts(tmp_path: Path, scheme: str) -> None:
     result: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
     report = tmp_path / "report.html"
-    report.write_text(render_html(result), encoding="utf-8")
+    report.write_text(render_html(parse_result(result)), encoding="utf-8")
 
     def inspect(page: Page) -> tuple[Any, ...]:
         assert page.title().startswith("bascule · aws-us-east-1-2025-10-20 on active-passive-sovereign")

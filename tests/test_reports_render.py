@@ -22,6 +22,7 @@ from matplotlib import image as mpimg
 from bascule.reports.charts import render_charts
 from bascule.reports.html import render_html
 from bascule.reports.markdown import render_markdown
+from bascule.reports.model import parse_result
 
 SAMPLE = Path(__file__).parent / "samples" / "result-sample.json"
 SOURCE = "https://aws.amazon.com/message/101925/"
@@ -136,19 +137,19 @@ def table_rows(markdown: str, first_header: str) -> list[list[str]]:
 
 
 def test_markdown_title_line(sample: dict[str, Any]) -> None:
-    md = render_markdown(sample)
+    md = render_markdown(parse_result(sample))
     title = md.splitlines()[0]
     assert title.startswith("## ❌ FAIL")
     assert "89.7/100, grade B" in title
     assert "aws-us-east-1-2025-10-20 on active-passive-sovereign" in title
     passing = copy.deepcopy(sample)
     passing["score"]["passed"] = True
-    assert render_markdown(passing).splitlines()[0].startswith("## ✅ PASS")
+    assert render_markdown(parse_result(passing)).splitlines()[0].startswith("## ✅ PASS")
     assert f"[aws.amazon.com/message/101925]({SOURCE})" in md
 
 
 def test_markdown_dimension_table(sample: dict[str, Any]) -> None:
-    rows = table_rows(render_markdown(sample), "dimension")
+    rows = table_rows(render_markdown(parse_result(sample)), "dimension")
     assert [r[0] for r in rows] == [
         "availability ✅",
         "recovery ✅",
@@ -162,11 +163,11 @@ def test_markdown_dimension_table(sample: dict[str, Any]) -> None:
     assert rows[2][1:3] == ["380 ms", "≤ 1.5 s"]
     assert rows[4][1:5] == ["840 ms", "≤ 0 s", "0.0", "10"]
     assert rows[4][5].startswith("2 of 120 acknowledged canary writes were lost")
-    assert "No cap applied" in render_markdown(sample)
+    assert "No cap applied" in render_markdown(parse_result(sample))
 
 
 def test_markdown_phase_table_real_and_run_times(sample: dict[str, Any]) -> None:
-    rows = table_rows(render_markdown(sample), "#")
+    rows = table_rows(render_markdown(parse_result(sample)), "#")
     assert len(rows) == 6
     assert rows[0] == [
         "0",
@@ -183,17 +184,17 @@ def test_markdown_phase_table_real_and_run_times(sample: dict[str, Any]) -> None
     no_clock = copy.deepcopy(sample)
     no_clock["run"]["scenario"]["started_at"] = None
     no_clock["phases"][0]["actual_start"] = None
-    rows = table_rows(render_markdown(no_clock), "#")
+    rows = table_rows(render_markdown(parse_result(no_clock)), "#")
     assert rows[0][4] == "+0:00 → +2:37"
     assert rows[0][6] == "— → 10.81 s"
     seconds = copy.deepcopy(no_clock)
     seconds["phases"][0]["real_start"], seconds["phases"][0]["real_end"] = 3.0, 13.0
-    rows = table_rows(render_markdown(seconds), "#")
+    rows = table_rows(render_markdown(parse_result(seconds)), "#")
     assert rows[0][4] == "+3s → +13s", "a phase of seconds in seconds, not +0:00 → +0:00"
 
 
 def test_markdown_findings_order(sample: dict[str, Any]) -> None:
-    md = render_markdown(with_violations(sample, listed=100, total=130))
+    md = render_markdown(parse_result(with_violations(sample, listed=100, total=130)))
     section = md.split("### Top findings", 1)[1].split("###", 1)[0]
     items = [line for line in section.splitlines() if re.match(r"\d+\. ", line)]
     assert len(items) == 5
@@ -208,7 +209,7 @@ def test_markdown_findings_order(sample: dict[str, Any]) -> None:
 
 
 def test_markdown_key_figures(sample: dict[str, Any]) -> None:
-    figures = {r[0]: r[1] for r in table_rows(render_markdown(sample), "figure")}
+    figures = {r[0]: r[1] for r in table_rows(render_markdown(parse_result(sample)), "figure")}
     assert figures["**RTO**"] == "6.8 s"
     assert figures["**Time to detect**"] == "1.35 s"
     assert figures["**Time to fail over**"] == "3.1 s"
@@ -216,7 +217,9 @@ def test_markdown_key_figures(sample: dict[str, Any]) -> None:
     assert figures["**RPO**"] == "2 of 120 writes lost"
     assert figures["**Error budget**"] == "66 % burnt"
     assert figures["**Cost**"] == "0.79 USD/h"
-    nulls = {r[0]: r[1] for r in table_rows(render_markdown(all_null_figures(sample)), "figure")}
+    nulls = {
+        r[0]: r[1] for r in table_rows(render_markdown(parse_result(all_null_figures(sample))), "figure")
+    }
     assert nulls["**RTO**"] == "not recovered"
     for label in (
         "Time to detect",
@@ -231,7 +234,7 @@ def test_markdown_key_figures(sample: dict[str, Any]) -> None:
 
 
 def test_markdown_escapes_hostile_strings(sample: dict[str, Any]) -> None:
-    md = render_markdown(hostile(sample))
+    md = render_markdown(parse_result(hostile(sample)))
     assert "<script" not in md and "<img" not in md
     assert "&lt;script&gt;" in md
     assert not re.search(r"(?<!\\)\]\(javascript", md)
@@ -247,7 +250,7 @@ def test_markdown_escapes_hostile_strings(sample: dict[str, Any]) -> None:
 
 
 def test_html_is_well_formed_and_complete(sample: dict[str, Any]) -> None:
-    html = render_html(sample)
+    html = render_html(parse_result(sample))
     assert html.startswith("<!DOCTYPE html>")
     page = parse(html)
     text = " ".join(page.text)
@@ -275,7 +278,7 @@ def test_html_is_well_formed_and_complete(sample: dict[str, Any]) -> None:
 
 
 def test_html_loads_nothing_from_the_network(sample: dict[str, Any]) -> None:
-    html = render_html(sample)
+    html = render_html(parse_result(sample))
     page = parse(html)
     for tag, attrs in page.tags:
         assert tag not in ("script", "link", "img", "iframe", "object", "embed")
@@ -290,7 +293,7 @@ def test_html_loads_nothing_from_the_network(sample: dict[str, Any]) -> None:
 
 
 def test_html_charts_show_phases_rto_and_levels(sample: dict[str, Any]) -> None:
-    html = render_html(sample)
+    html = render_html(parse_result(sample))
     timeline = html.split('aria-labelledby="timeline-title', 1)[1].split("</svg>", 1)[0]
     for phase in sample["phases"]:
         assert f"Phase {phase['index']}: {phase['name']}" in timeline
@@ -309,7 +312,7 @@ def test_html_phase_falls_back_to_planned_times_and_gaps_break_lines(sample: dic
         doc["series"]["p95"][i] = None
         for share in (*doc["series"]["share_region"].values(), *doc["series"]["share_level"].values()):
             share[i] = None
-    html = render_html(doc)
+    html = render_html(parse_result(doc))
     parse(html)
     assert (
         "Phase 3: Network-state backlog — new instances unreachable (control-plane on aws/us-east-1), "
@@ -322,19 +325,19 @@ def test_html_phase_falls_back_to_planned_times_and_gaps_break_lines(sample: dic
 
 
 def test_html_lists_violations_and_cap(sample: dict[str, Any]) -> None:
-    html = render_html(with_violations(sample, listed=100, total=130))
+    html = render_html(parse_result(with_violations(sample, listed=100, total=130)))
     page = parse(html)
     text = " ".join(page.text)
     assert "Sovereignty violations (130)" in text
     assert "The first 100 of 130 are listed." in text
     assert "load-1099" in text
     assert "Overall score capped at 50: 130 sovereignty violations" in text
-    clean = render_html(sample)
+    clean = render_html(parse_result(sample))
     assert "No sovereignty violation" in clean and "Sovereignty violations (0)" in clean
 
 
 def test_html_escapes_hostile_strings(sample: dict[str, Any]) -> None:
-    html = render_html(hostile(sample))
+    html = render_html(parse_result(hostile(sample)))
     page = parse(html)
     for tag, attrs in page.tags:
         assert tag not in ("script", "img")
@@ -350,7 +353,7 @@ def test_html_escapes_hostile_strings(sample: dict[str, Any]) -> None:
 
 def test_html_and_markdown_with_null_figures(sample: dict[str, Any]) -> None:
     doc = all_null_figures(sample)
-    html = render_html(doc)
+    html = render_html(parse_result(doc))
     text = " ".join(parse(html).text)
     assert "not recovered" in text
     assert (
@@ -378,7 +381,7 @@ def share_of_colour(pixels: np.ndarray, hex_colour: str, tolerance: float = 0.12
 
 
 def test_png_charts_are_valid_and_not_blank(sample: dict[str, Any]) -> None:
-    charts = render_charts(sample)
+    charts = render_charts(parse_result(sample))
     assert set(charts) == {"timeline.png", "traffic-region.png", "traffic-level.png"}
     for name, png in charts.items():
         pixels = decode(png)
@@ -395,7 +398,7 @@ def test_png_charts_are_valid_and_not_blank(sample: dict[str, Any]) -> None:
 
 def test_png_charts_survive_hostile_and_empty_documents(sample: dict[str, Any]) -> None:
     for doc in (hostile(sample), all_null_figures(sample)):
-        for png in render_charts(doc).values():
+        for png in render_charts(parse_result(doc)).values():
             decode(png)
     empty = {
         "schema": "bascule.result/1",
@@ -417,10 +420,10 @@ def test_png_charts_survive_hostile_and_empty_documents(sample: dict[str, Any]) 
         "findings": [],
         "events": [],
     }
-    for png in render_charts(empty).values():
+    for png in render_charts(parse_result(empty)).values():
         decode(png)
-    parse(render_html(empty))
-    assert render_markdown(empty).startswith("## ❔ —")
+    parse(render_html(parse_result(empty)))
+    assert render_markdown(parse_result(empty)).startswith("## ❔ —")
 
 
 def test_charts_leave_matplotlib_global_state_alone() -> None:
@@ -430,7 +433,8 @@ def test_charts_leave_matplotlib_global_state_alone() -> None:
         "params = lambda: {k: matplotlib.rcParams[k] for k in matplotlib.rcParams if k != 'backend'}\n"
         "before = params()\n"
         "from bascule.reports.charts import render_charts\n"
-        f"render_charts(json.load(open({str(SAMPLE)!r}, encoding='utf-8')))\n"
+        "from bascule.reports.model import parse_result\n"
+        f"render_charts(parse_result(open({str(SAMPLE)!r}, encoding='utf-8').read()))\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
         "assert params() == before, 'rcParams changed'\n"
         "print('ok')\n"
@@ -443,9 +447,9 @@ def test_charts_leave_matplotlib_global_state_alone() -> None:
 
 
 def test_rendering_all_three_is_fast(sample: dict[str, Any]) -> None:
-    render_charts(sample)  # matplotlib's first draw loads fonts; the figure is the steady cost
+    render_charts(parse_result(sample))  # matplotlib's first draw loads fonts; the figure is the steady cost
     started = time.perf_counter()
-    render_markdown(sample)
-    render_html(sample)
-    render_charts(sample)
+    render_markdown(parse_result(sample))
+    render_html(parse_result(sample))
+    render_charts(parse_result(sample))
     assert time.perf_counter() - started < 5.0

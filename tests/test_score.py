@@ -23,6 +23,7 @@ from journal_factory import (
 from bascule.metrics import Correctness, Latency, Metrics, Outage, Rpo, compute_metrics
 from bascule.model.design import Design
 from bascule.model.scenario import DIMENSIONS, Objectives, Weights
+from bascule.reports.model import dump_result
 from bascule.reports.result import RESULT_SCHEMA, build_result
 from bascule.score import (
     Grade,
@@ -350,7 +351,7 @@ def test_result_document_follows_the_schema() -> None:
 
     spec = JournalSpec(reference_design(), one_phase_scenario(), failover, length=40.0, lost=(1.0,))
     m = compute_metrics(build_records(spec))
-    doc = build_result(m, score(m, m.objectives, m.weights), run_dir="runs/x")
+    doc = json.loads(dump_result(build_result(m, score(m, m.objectives, m.weights), run_dir="runs/x")))
     json.dumps(doc, allow_nan=False)
     assert doc["schema"] == RESULT_SCHEMA == "bascule.result/1"
     assert set(doc) == {

@@ -114,8 +114,13 @@ def _properties(result: RunResult) -> list[tuple[str, object]]:
         ("bascule.grade", result.grade),
         ("bascule.run_dir", str(result.run_dir)),
     ]
-    for name in ("success_ratio", "rto", "time_to_failover", "failback", "sovereignty_violations"):
-        props.append((f"bascule.{name}", figures.get(name)))
+    props += [
+        ("bascule.success_ratio", figures.success_ratio),
+        ("bascule.rto", figures.rto),
+        ("bascule.time_to_failover", figures.time_to_failover),
+        ("bascule.failback", figures.failback),
+        ("bascule.sovereignty_violations", figures.sovereignty_violations),
+    ]
     props += [(f"bascule.{d.name}.sub_score", d.sub_score) for d in result.dimensions]
     return props
 

@@ -11,36 +11,20 @@ what the reports show.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from bascule.exit_codes import ExitCode
+from bascule.reports.files import read_result as read_result_file
 from bascule.reports.files import report_run
+from bascule.reports.model import Dimension, Figures, Result, Run
 from bascule.runner.run import RunOptions, run_scenario
 
 __all__ = ["Dimension", "RunResult", "read_result", "run"]
 
 _DIMENSIONS = {"rto": "recovery", "rpo": "durability", "p95": "latency", "accuracy": "correctness"}
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One line of the score table."""
-
-    name: str
-    measured: float | None
-    objective: float | None
-    unit: str
-    sub_score: float | None
-    weight: float
-    passed: bool | None
-    explanation: str
-    recommendation: str | None
 
 
 @dataclass(frozen=True)
@@ -50,17 +34,15 @@ class RunResult:
     exit_code: int
     reason: str
     run_dir: Path
-    document: Mapping[str, Any]
+    document: Result
 
     @property
     def score(self) -> float | None:
-        value = self.document.get("score", {}).get("overall")
-        return None if value is None else float(value)
+        return self.document.score.overall
 
     @property
     def grade(self) -> str | None:
-        grade = self.document.get("score", {}).get("grade")
-        return None if grade is None else str(grade)
+        return self.document.score.grade
 
     @property
     def passed(self) -> bool:
@@ -68,27 +50,13 @@ class RunResult:
         return self.exit_code == ExitCode.OK
 
     @property
-    def figures(self) -> Mapping[str, Any]:
-        """The key figures (docs/result.md's ``figures``): ``result.figures["time_to_failover"]``."""
-        figures = self.document.get("figures") or {}
-        return figures if isinstance(figures, Mapping) else {}
+    def figures(self) -> Figures:
+        """The key figures (docs/result.md's ``figures``): ``result.figures.time_to_failover``."""
+        return self.document.figures
 
     @property
     def dimensions(self) -> tuple[Dimension, ...]:
-        return tuple(
-            Dimension(
-                name=str(d.get("name")),
-                measured=d.get("measured"),
-                objective=d.get("objective"),
-                unit=str(d.get("unit", "")),
-                sub_score=d.get("sub_score"),
-                weight=float(d.get("weight", 0.0)),
-                passed=d.get("passed"),
-                explanation=str(d.get("explanation", "")),
-                recommendation=d.get("recommendation"),
-            )
-            for d in self.document.get("score", {}).get("dimensions", ())
-        )
+        return self.document.score.dimensions
 
     def dimension(self, name: str) -> Dimension:
         """A dimension by name: availability, recovery (or ``rto``), latency (``p95``), correctness
@@ -107,7 +75,7 @@ class RunResult:
             mark = "ok  " if d.passed else ("FAIL" if d.passed is False else "n/a ")
             rows.append(
                 f"{d.name:<13}{_show(d.measured, d.unit):>14}{_show(d.objective, d.unit):>14}"
-                f"{_show(d.sub_score, ''):>11}{d.weight:>8g}  {mark} {d.explanation}"
+                f"{_show(d.sub_score, ''):>11}{d.weight or 0.0:>8g}  {mark} {d.explanation}"
             )
         return "\n".join(rows)
 
@@ -128,9 +96,9 @@ class RunResult:
         ]
         if advice:
             lines += ["", "what to do:", *advice]
-        cap = self.document.get("score", {}).get("cap")
-        if cap:
-            lines.append(f"overall capped at {cap.get('at')}: {cap.get('reason')}")
+        cap = self.document.score.cap
+        if cap is not None:
+            lines.append(f"overall capped at {cap.at}: {cap.reason}")
         return "\n".join(lines)
 
 
@@ -151,15 +119,15 @@ def read_result(run_dir: Path, exit_code: int | None = None, reason: str = "") -
     missing). Without `exit_code`, the run's own."""
     path = run_dir / "result.json"
     if path.exists():
-        document: Mapping[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        document = read_result_file(path)
     else:
         try:
             document, _ = report_run(run_dir, charts=False)
         except Exception as exc:  # a run that ended before anything could be measured
-            document = {"run": {"exit_code": exit_code, "reason": reason or f"no result: {exc}"}}
-    run_info = document.get("run", {})
-    code = int(run_info.get("exit_code") or 0) if exit_code is None else exit_code
-    return RunResult(code, reason or str(run_info.get("reason", "")), run_dir, document)
+            document = Result(run=Run(exit_code=exit_code, reason=reason or f"no result: {exc}"))
+    run_info = document.run
+    code = (run_info.exit_code or 0) if exit_code is None else exit_code
+    return RunResult(code, reason or (run_info.reason or ""), run_dir, document)
 
 
 def run(

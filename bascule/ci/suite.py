@@ -21,6 +21,7 @@ from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_design, read_scenario, scenario_design_path
 from bascule.plan import plan
 from bascule.reports.junit import render_junit
+from bascule.reports.model import Result
 
 __all__ = [
     "SuiteCase",
@@ -192,8 +193,7 @@ def run_suite(
     return SuiteOutcome(code, tuple(done), tuple(files))
 
 
-def _with_exit(result: RunResult) -> dict[str, Any]:
+def _with_exit(result: RunResult) -> Result:
     """The result document with the run's final exit code (a --min-score may have raised it)."""
-    document = dict(result.document)
-    document["run"] = {**document.get("run", {}), "exit_code": result.exit_code, "reason": result.reason}
-    return document
+    run = result.document.run.model_copy(update={"exit_code": result.exit_code, "reason": result.reason})
+    return result.document.model_copy(update={"run": run})

@@ -3,12 +3,11 @@ designs side by side over the same scenarios. Thin verbs over `bascule.reports`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +16,8 @@ from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.reports.compare import build_comparison, render_compare_markdown, splice_generated
 from bascule.reports.compare_html import render_compare_html
-from bascule.reports.files import report_run
+from bascule.reports.files import read_result, report_run
+from bascule.reports.model import Result
 from bascule.runner.run import RunOptions, run_scenario
 
 __all__ = ["append_step_summary", "compare_command", "report_command"]
@@ -34,13 +34,13 @@ def append_step_summary(summary: Path) -> None:
             f.write(summary.read_text(encoding="utf-8") + "\n")
 
 
-def _score_line(result: dict[str, Any]) -> str:
-    score = result["score"]
-    overall = "—" if score.get("overall") is None else f"{score['overall']:.1f}"
-    verdict = "[green]PASS[/green]" if score.get("passed") else "[red]FAIL[/red]"
-    failing = [d["name"] for d in score.get("dimensions", ()) if d.get("passed") is False]
+def _score_line(result: Result) -> str:
+    score = result.score
+    overall = "—" if score.overall is None else f"{score.overall:.1f}"
+    verdict = "[green]PASS[/green]" if score.passed else "[red]FAIL[/red]"
+    failing = [d.name for d in score.dimensions if d.passed is False]
     tail = f" — failing: {', '.join(failing)}" if failing else ""
-    return f"score {overall}/100, grade {score.get('grade') or '—'}, {verdict}{tail}"
+    return f"score {overall}/100, grade {score.grade or '—'}, {verdict}{tail}"
 
 
 def report_command(
@@ -67,12 +67,12 @@ def report_command(
     out.print(f"rendered in {took:.2f} s", highlight=False)
 
 
-def _result_of(run_dir: Path) -> dict[str, Any]:
+def _result_of(run_dir: Path) -> Result:
+    """The run's result.json, parsed; measured again from its journal when there is none. Raises
+    `ValueError` when result.json is not a ``bascule.result/1`` document."""
     path = run_dir / "result.json"
     if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            return data
+        return read_result(path)
     result, _ = report_run(run_dir, charts=False)
     return result
 
@@ -122,7 +122,7 @@ def compare_command(
             raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out_dir or Path("runs") / f"compare-{stamp}"
-    results: list[dict[str, Any]] = []
+    results: list[Result] = []
     if run_dirs and (designs or scenarios):
         err.print("[red]error[/red] give run directories, or --designs and --scenarios, not both")
         raise typer.Exit(ExitCode.INVALID_INPUT)
@@ -131,7 +131,11 @@ def compare_command(
             if not (run_dir / "journal.jsonl").exists():
                 err.print(f"[red]error[/red] {run_dir} holds no journal.jsonl", highlight=False)
                 raise typer.Exit(ExitCode.INVALID_INPUT)
-            results.append(_result_of(run_dir))
+            try:
+                results.append(_result_of(run_dir))
+            except ValueError as exc:
+                err.print(f"[red]error[/red] {run_dir / 'result.json'}: {exc}", highlight=False)
+                raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     else:
         if not designs or not scenarios:
             err.print(

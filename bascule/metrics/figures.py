@@ -9,10 +9,9 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from bascule.metrics.context import compute_cost, design_facts, region_facts, run_info
 from bascule.metrics.model import (
     Correctness,
-    Cost,
-    DesignFacts,
     ErrorBudget,
     Event,
     Finding,
@@ -20,7 +19,6 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     Rpo,
-    RunInfo,
     Series,
     Violation,
 )
@@ -31,10 +29,8 @@ from bascule.metrics.state import (
     JournalState,
     MergedWindow,
     PhasePlan,
-    num,
     rounded,
 )
-from bascule.model.design import ComponentKind
 
 __all__ = ["SUSTAIN", "derive"]
 
@@ -206,7 +202,7 @@ class _Figures:
         if impact is None:
             self.notes["impact_window"] = (
                 "no fault was applied: the run stopped before its plan did anything"
-                if r.started
+                if r.started is not None
                 else "the journal has no run-started record"
             )
         elif whole.requests == 0:
@@ -244,15 +240,16 @@ class _Figures:
         judged = bool(r.sov_report is not None or self.windows or r.violation_count)
         if not judged:
             self.notes["sovereignty"] = "no request was judged (no traffic in the journal)"
-        violations = max(r.violation_count, len((r.sov_report or {}).get("violations") or ()))
+        report = r.sov_report
+        violations = max(r.violation_count, 0 if report is None else len(report.violations))
         violating = r.violating
-        if r.sov_report is not None and isinstance(r.sov_report.get("requests"), int):
-            violating = max(violating, r.sov_report["requests"])
+        if report is not None and report.requests is not None:
+            violating = max(violating, report.requests)
         return Metrics(
-            run=self.run_info(),
+            run=run_info(self.r),
             objectives=r.objectives,
             weights=r.weights,
-            design=self.design_facts(),
+            design=design_facts(self.r.design, self.primary),
             impact_window=(
                 (round(impact[0] - self.base, 6), round(impact[1] - self.base, 6)) if impact else None
             ),
@@ -281,16 +278,12 @@ class _Figures:
             correctness=correctness,
             degraded=whole.degraded,
             error_budget=budget,
-            cost=self.cost(),
+            cost=compute_cost(self.r.design, self.primary, self.notes),
             phases=self.phases(baseline, outages),
             series=self.series(),
             findings=tuple(
                 Finding(
-                    kind=str(f.get("kind", "")),
-                    message=str(f.get("message", "")),
-                    regions=tuple(str(x) for x in f.get("regions") or ()),
-                    data_class=f.get("data_class") if isinstance(f.get("data_class"), str) else None,
-                    phase=f.get("phase") if isinstance(f.get("phase"), int) else None,
+                    kind=f.kind, message=f.message, regions=f.regions, data_class=f.data_class, phase=f.phase
                 )
                 for f in r.findings
             ),
@@ -403,16 +396,15 @@ class _Figures:
                 "no data-report in the journal: the run stopped before the canary writes were read back"
             )
             return None
-        acknowledged = sum(int(d.get("acknowledged") or 0) for d in reports)
+        acknowledged = sum(d.acknowledged for d in reports)
         lost_at: list[float] = []
         intervals: list[float] = []
         for d in reports:
-            times = [float(x[1]) for x in d.get("lost") or () if isinstance(x, Sequence) and len(x) > 1]
-            lost_at.extend(times)
-            stats = self.r.writes.get(str(d.get("probe", "")))
-            if times and stats is not None and stats.interval is not None:
+            lost_at.extend(d.lost)
+            stats = self.r.writes.get(d.probe)
+            if d.lost and stats is not None and stats.interval is not None:
                 intervals.append(stats.interval)
-        unverified = sum(len(d.get("unverified") or ()) for d in reports)
+        unverified = sum(len(d.unverified) for d in reports)
         if not lost_at:
             return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0)
         window = max(lost_at) - min(lost_at)
@@ -432,39 +424,6 @@ class _Figures:
             interval=rounded(interval),
             seconds=round(window + (interval or 0.0), 6),
         )
-
-    def cost(self) -> Cost | None:
-        design = self.r.design
-        if design is None:
-            self.notes["cost"] = "the journal carries no design"
-            return None
-        replicas: Counter[str] = Counter()
-        ceiling: Counter[str] = Counter()
-        for spec in design.components.values():
-            for region_id, placement in spec.replicas.items():
-                replicas[region_id] += placement.replicas
-                ceiling[region_id] += placement.ceiling
-        unpriced = [
-            r.id
-            for r in design.region_map.values()
-            if ceiling[r.id] and (r.cost is None or r.cost.replica_hour is None)
-        ]
-        if unpriced:
-            self.notes["cost"] = f"no replica-hour rate for {', '.join(unpriced)}"
-            return None
-        priced = [r for r in design.region_map.values() if ceiling[r.id] and r.cost is not None]
-        currencies = {r.cost.currency for r in priced if r.cost is not None}
-        if len(currencies) != 1:
-            mixed = ", ".join(sorted(currencies))
-            self.notes["cost"] = f"mixed currencies: {mixed}" if currencies else "no region has a rate"
-            return None
-        steady = extra = 0.0
-        for region in priced:
-            assert region.cost is not None and region.cost.replica_hour is not None
-            steady += region.cost.replica_hour * replicas[region.id]
-            if region.id != self.primary:
-                extra += region.cost.replica_hour * (ceiling[region.id] - replicas[region.id])
-        return Cost(currencies.pop(), round(steady, 6), round(extra, 6))
 
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:
         out = []
@@ -528,7 +487,7 @@ class _Figures:
         for w in self.windows:
             for _, region in w.served:
                 regions.setdefault(region, None)
-        facts = self.region_facts(regions)
+        facts = region_facts(self.r.design, regions)
         providers = list(dict.fromkeys(facts[r][0] for r in regions))
         levels = [
             lv
@@ -571,92 +530,6 @@ class _Figures:
             share_region={k: tuple(v) for k, v in share_region.items()},
             share_provider={k: tuple(v) for k, v in share_provider.items()},
             share_level={k: tuple(v) for k, v in share_level.items()},
-        )
-
-    def region_facts(self, regions: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """Region → (provider, sovereignty level), from the design, else the catalog."""
-        out = {}
-        design = self.r.design
-        for region in regions:
-            provider, level = region.split("/", 1)[0], "unknown"
-            if design is not None:
-                try:
-                    resolved = design.region(region)
-                    provider, level = resolved.provider, resolved.sovereignty.value
-                except KeyError:
-                    pass
-            out[region] = (provider, level)
-        return out
-
-    def design_facts(self) -> DesignFacts:
-        design = self.r.design
-        if design is None:
-            return DesignFacts()
-        scale: dict[str, list[int]] = {}
-        models: dict[str, str] = {}
-        for name, spec in design.components.items():
-            for region, placement in spec.replicas.items():
-                if placement.ceiling > placement.replicas:
-                    counts = scale.setdefault(region, [0, 0])
-                    counts[0] += placement.replicas
-                    counts[1] += placement.ceiling
-                if design.component_kind(name) is ComponentKind.LLM and placement.model:
-                    models[region] = placement.model
-        routing = design.routing
-        facts = self.region_facts(design.region_map)
-        return DesignFacts(
-            primary=self.primary,
-            routing_mode=routing.mode.value,
-            replication_mode=design.replication.mode.value,
-            replication_lag=design.replication.lag,
-            detection_delay=routing.health_check.interval * routing.health_check.unhealthy_after,
-            failback_after=routing.failback.after_healthy_for,
-            request_timeout=routing.timeouts.request,
-            sovereignty_guard=routing.sovereignty_guard,
-            scale_up={k: (v[0], v[1]) for k, v in scale.items()},
-            llm_models=models,
-            levels={r: f[1] for r, f in facts.items()},
-            providers={r: f[0] for r, f in facts.items()},
-        )
-
-    def run_info(self) -> RunInfo:
-        r = self.r
-        started = r.started
-        scenario = started.get("scenario") or {}
-        plan = started.get("plan") or {}
-        design = r.design
-        regions = []
-        if design is not None:
-            for region in design.region_map.values():
-                regions.append(
-                    {
-                        "id": region.id,
-                        "provider": region.provider,
-                        "jurisdiction": region.jurisdiction,
-                        "sovereignty": region.sovereignty.value,
-                    }
-                )
-        design_dump = started.get("design") or {}
-        return RunInfo(
-            bascule=started.get("bascule"),
-            started_wall=started.get("wall"),
-            elapsed=num(r.ended.get("elapsed")),
-            run_length=r.run_length,
-            exit_code=r.ended.get("exit_code") if isinstance(r.ended.get("exit_code"), int) else None,
-            reason=r.ended.get("reason"),
-            plan_start=r.plan_start,
-            scenario={
-                "id": scenario.get("id"),
-                "title": scenario.get("title"),
-                "source": list(scenario.get("source") or ()),
-                "started_at": scenario.get("started_at"),
-                "duration": num((plan.get("time") or {}).get("real_duration_s")),
-                "time_scale": num((plan.get("time") or {}).get("scale")),
-            },
-            design={"id": design_dump.get("id"), "title": design_dump.get("title"), "regions": regions},
-            hypothesis_skipped=r.hypothesis_skipped,
-            hypothesis_before=r.hypothesis.get("before"),
-            hypothesis_after=r.hypothesis.get("after"),
         )
 
     def events(self) -> tuple[Event, ...]:

@@ -15,6 +15,23 @@ from pydantic import ValidationError
 from bascule.journal import LatencySketch
 from bascule.journal.samples import Hop
 from bascule.metrics.model import Latency, Violation
+from bascule.metrics.records import (
+    DataReport,
+    ErrorRecord,
+    FaultApplied,
+    FaultReverted,
+    FindingRecord,
+    GuardrailTripped,
+    HypothesisChecked,
+    PlanStarted,
+    R,
+    RunEnded,
+    RunStarted,
+    SovereigntyReport,
+    SovereigntyViolation,
+    num,
+    parse_record,
+)
 from bascule.metrics.ticks import Ticks
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives, Weights
@@ -134,16 +151,16 @@ class JournalState:
 
     def __init__(self, objectives: Objectives | None) -> None:
         self.given_objectives = objectives
-        self.started: Mapping[str, Any] = {}
+        self.started: RunStarted | None = None
         self.design: Design | None = None
         self.objectives = objectives or Objectives()
         self.weights = Weights()
         self.settle = 10.0
         self.phase_plans: dict[int, PhasePlan] = {}
-        self.findings: list[Mapping[str, Any]] = []
+        self.findings: list[FindingRecord] = []
         self.plan_start: float | None = None
         self.run_length: float | None = None
-        self.ended: Mapping[str, Any] = {}
+        self.ended = RunEnded()
         self.hypothesis: dict[str, bool | None] = {}
         self.hypothesis_skipped = False
         self.plan_done = False
@@ -155,30 +172,30 @@ class JournalState:
         self.intervals: list[FaultInterval] = []
         self.open: dict[tuple[int, int | None], FaultInterval] = {}
         self.reverts: list[float] = []
-        self.data_reports: list[Mapping[str, Any]] = []
-        self.sov_report: Mapping[str, Any] | None = None
+        self.data_reports: list[DataReport] = []
+        self.sov_report: SovereigntyReport | None = None
         self.violation_count = 0
         self.violating = 0
-        self.last_violating: tuple[object, object] | None = None
+        self.last_violating: tuple[str | None, str | None] | None = None
         self.violations: list[Violation] = []
         self.by_hop: Counter[tuple[str, str, str, str]] = Counter()
         self.raw_events: list[tuple[float, str, str]] = []
         self.events_dropped = 0
         self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
-            "run-started": self._run_started,
-            "plan-started": self._plan_started,
+            "run-started": _typed(RunStarted, self._run_started),
+            "plan-started": _typed(PlanStarted, self._plan_started),
             "window": self._window,
             "sample": self.sample,
-            "fault-applied": self._fault_applied,
-            "fault-reverted": self._fault_reverted,
-            "sovereignty-violation": self._violation,
-            "sovereignty-report": self._sovereignty_report,
-            "data-report": self._data_report,
-            "hypothesis": self._hypothesis,
-            "guardrail-tripped": self._guardrail,
-            "error": self._error,
-            "refused": self._error,
-            "run-ended": self._run_ended,
+            "fault-applied": _typed(FaultApplied, self._fault_applied),
+            "fault-reverted": _typed(FaultReverted, self._fault_reverted),
+            "sovereignty-violation": _typed(SovereigntyViolation, self._violation),
+            "sovereignty-report": _typed(SovereigntyReport, self._sovereignty_report),
+            "data-report": _typed(DataReport, self._data_report),
+            "hypothesis": _typed(HypothesisChecked, self._hypothesis),
+            "guardrail-tripped": _typed(GuardrailTripped, self._guardrail),
+            "error": _typed(ErrorRecord, self._error),
+            "refused": _typed(ErrorRecord, self._error),
+            "run-ended": _typed(RunEnded, self._run_ended),
         }
 
     def feed(self, record: Mapping[str, Any]) -> None:
@@ -238,68 +255,64 @@ class JournalState:
             mine[1] += int((counts or {}).get("ok") or 0)
         self.last_t = max(self.last_t, w.end)
 
-    def _run_started(self, r: Mapping[str, Any]) -> None:
+    def _run_started(self, r: RunStarted) -> None:
         self.started = r
-        scenario = r.get("scenario") or {}
+        scenario = r.scenario
         if self.given_objectives is None:
-            self.objectives = _model(Objectives, scenario.get("objectives"))
-        self.weights = _model(Weights, scenario.get("weights"))
-        settle = num(scenario.get("settle"))
-        self.settle = settle if settle is not None else 10.0
+            self.objectives = _model(Objectives, scenario.objectives)
+        self.weights = _model(Weights, scenario.weights)
+        self.settle = scenario.settle if scenario.settle is not None else 10.0
         try:
-            self.design = Design.model_validate(r.get("design") or {})
+            self.design = Design.model_validate(r.design)
         except ValidationError:
             self.design = None
-        plan = r.get("plan") or {}
-        for p in plan.get("phases") or ():
-            touch = p.get("touch") or {}
-            regions = tuple(dict.fromkeys([*touch.get("regions", ()), *touch.get("indirect_regions", ())]))
-            index = int(p.get("index", len(self.phase_plans)))
+        for p in r.plan.phases:
+            regions = tuple(dict.fromkeys([*p.touch.regions, *p.touch.indirect_regions]))
+            index = len(self.phase_plans) if p.index is None else p.index
             self.phase_plans[index] = PhasePlan(
                 index,
-                str(p.get("name", f"phase {index}")),
-                str(p.get("kind", "")),
-                str(p.get("target", "")),
+                f"phase {index}" if p.name is None else p.name,
+                p.kind,
+                p.target,
                 regions,
-                num(p.get("real_start_s")),
-                num(p.get("real_end_s")),
-                num(p.get("run_start_s")),
-                num(p.get("run_end_s")),
+                p.real_start_s,
+                p.real_end_s,
+                p.run_start_s,
+                p.run_end_s,
             )
-        self.findings = [f for f in plan.get("findings") or () if isinstance(f, Mapping)]
-        self.run_length = num((plan.get("time") or {}).get("run_length_s"))
+        self.findings = list(r.plan.findings)
+        self.run_length = r.plan.time.run_length_s
 
-    def _plan_started(self, r: Mapping[str, Any]) -> None:
-        self.plan_start = num(r.get("t"))
-        self.run_length = num(r.get("run_length")) or self.run_length
+    def _plan_started(self, r: PlanStarted) -> None:
+        self.plan_start = r.t
+        self.run_length = r.run_length or self.run_length
 
-    def _fault_applied(self, r: Mapping[str, Any]) -> None:
-        t, phase = num(r.get("t")), r.get("phase")
-        if t is None or not isinstance(phase, int):
+    def _fault_applied(self, r: FaultApplied) -> None:
+        t, phase, cycle = r.t, r.phase, r.cycle
+        if t is None or phase is None:
             return
-        cycle = r.get("cycle") if isinstance(r.get("cycle"), int) else None
         interval = FaultInterval(phase, cycle, t)
         self.intervals.append(interval)
         self.open[(phase, cycle)] = interval
-        self._event(t, "fault", f"applied {self._describe(phase, r.get('kind'), cycle)}")
+        self._event(t, "fault", f"applied {self._describe(phase, r.kind, cycle)}")
 
-    def _fault_reverted(self, r: Mapping[str, Any]) -> None:
-        t = num(r.get("t"))
+    def _fault_reverted(self, r: FaultReverted) -> None:
+        t = r.t
         if t is None:
             return
-        phase, cycle = r.get("phase"), r.get("cycle")
-        if not isinstance(phase, int):
-            phase, cycle = _parse_key(str(r.get("key", "")))
-        cycle = cycle if isinstance(cycle, int) else None
+        phase, cycle = r.phase, r.cycle
+        if phase is None:
+            phase, cycle = _parse_key("" if r.key is None else r.key)
         self.reverts.append(t)
         if phase is None:
-            self._event(t, "fault", f"rolled back {r.get('kind', 'a fault')} ({r.get('key', '?')})")
+            kind = "a fault" if r.kind is None else r.kind
+            self._event(t, "fault", f"rolled back {kind} ({'?' if r.key is None else r.key})")
             return
         interval = self.open.pop((phase, cycle), None)
         if interval is not None:
             interval.revert = t
-        verb = "rolled back" if r.get("rollback") else "reverted"
-        self._event(t, "fault", f"{verb} {self._describe(phase, r.get('kind'), cycle)}")
+        verb = "rolled back" if r.rollback else "reverted"
+        self._event(t, "fault", f"{verb} {self._describe(phase, r.kind, cycle)}")
 
     def _describe(self, phase: int, kind: object, cycle: int | None) -> str:
         plan = self.phase_plans.get(phase)
@@ -309,72 +322,67 @@ class JournalState:
         on = f", cycle {cycle}" if cycle is not None else ""
         return f"{what}{where}{name}{on}"
 
-    def _violation(self, r: Mapping[str, Any]) -> None:
+    def _violation(self, r: SovereigntyViolation) -> None:
         self.violation_count += 1
-        ident = (r.get("source"), r.get("request_id"))
+        ident = (r.source, r.request_id)
         if ident != self.last_violating or ident[1] is None:
             self.violating += 1
         self.last_violating = ident
-        hop = r.get("hop") or {}
-        level = str(r.get("level") or hop.get("sovereignty") or "")
-        klass = str(r.get("data_class") or "-")
-        self.by_hop[(klass, str(hop.get("component", "")), str(hop.get("region", "")), level)] += 1
+        hop = r.hop
+        level = r.level or hop.sovereignty
+        klass = r.data_class or "-"
+        self.by_hop[(klass, hop.component, hop.region, level)] += 1
         if len(self.violations) < MAX_VIOLATIONS:
             self.violations.append(
                 Violation(
-                    t=num(r.get("t")) or 0.0,
-                    request_id=r.get("request_id"),
-                    source=str(r.get("source") or ""),
+                    t=r.t or 0.0,
+                    request_id=r.request_id,
+                    source=r.source or "",
                     data_class=klass,
                     hop=Hop(
-                        component=str(hop.get("component", "")),
-                        region=str(hop.get("region", "")),
-                        provider=str(hop.get("provider", "")),
-                        jurisdiction=str(hop.get("jurisdiction", "")),
-                        sovereignty=str(hop.get("sovereignty", "")),
+                        component=hop.component,
+                        region=hop.region,
+                        provider=hop.provider,
+                        jurisdiction=hop.jurisdiction,
+                        sovereignty=hop.sovereignty,
                     ),
-                    minimum=str(r.get("minimum") or ""),
+                    minimum=r.minimum or "",
                     level=level,
                 )
             )
 
-    def _sovereignty_report(self, r: Mapping[str, Any]) -> None:
+    def _sovereignty_report(self, r: SovereigntyReport) -> None:
         self.sov_report = r
 
-    def _data_report(self, r: Mapping[str, Any]) -> None:
+    def _data_report(self, r: DataReport) -> None:
         self.data_reports.append(r)
 
-    def _hypothesis(self, r: Mapping[str, Any]) -> None:
-        when = str(r.get("when", ""))
-        if when == "after":
+    def _hypothesis(self, r: HypothesisChecked) -> None:
+        if r.when == "after":
             # Checked (or skipped) once the plan and its settle time are over: the plan ran to its end.
             self.plan_done = True
-        if r.get("skipped"):
+        if r.skipped:
             self.hypothesis_skipped = True
             return
-        self.hypothesis[when] = bool(r.get("ok"))
-        t = num(r.get("t"))
-        if t is not None:
-            verdict = "held" if r.get("ok") else "failed"
-            summary = f": {r['summary']}" if r.get("summary") else ""
-            self._event(t, "hypothesis", f"steady-state hypothesis {verdict} ({when}){summary}")
+        self.hypothesis[r.when] = r.ok
+        if r.t is not None:
+            verdict = "held" if r.ok else "failed"
+            summary = f": {r.summary}" if r.summary else ""
+            self._event(r.t, "hypothesis", f"steady-state hypothesis {verdict} ({r.when}){summary}")
 
-    def _guardrail(self, r: Mapping[str, Any]) -> None:
-        t = num(r.get("t"))
-        if t is not None:
-            self._event(t, "guardrail", f"guardrail {r.get('guardrail')} tripped: {r.get('reason')}")
+    def _guardrail(self, r: GuardrailTripped) -> None:
+        if r.t is not None:
+            self._event(r.t, "guardrail", f"guardrail {r.guardrail} tripped: {r.reason}")
 
-    def _error(self, r: Mapping[str, Any]) -> None:
-        t = num(r.get("t"))
-        if t is not None:
-            prefix = "refused: " if r.get("type") == "refused" else "error: "
-            self._event(t, "error", prefix + str(r.get("message", "")))
+    def _error(self, r: ErrorRecord) -> None:
+        if r.t is not None:
+            prefix = "refused: " if r.type == "refused" else "error: "
+            self._event(r.t, "error", prefix + r.message)
 
-    def _run_ended(self, r: Mapping[str, Any]) -> None:
+    def _run_ended(self, r: RunEnded) -> None:
         self.ended = r
-        t = num(r.get("t"))
-        if t is not None:
-            self._event(t, "run", f"run ended (exit {r.get('exit_code')}): {r.get('reason', '')}")
+        if r.t is not None:
+            self._event(r.t, "run", f"run ended (exit {r.exit_code}): {r.reason or ''}")
 
     def _event(self, t: float, kind: str, text: str) -> None:
         if len(self.raw_events) < MAX_EVENTS:
@@ -394,14 +402,19 @@ def _parse_key(key: str) -> tuple[int | None, int | None]:
     return phase, cycle
 
 
-def num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
+
+
+def _typed(kind: type[R], handle: Callable[[R], None]) -> Callable[[Mapping[str, Any]], None]:
+    """A handler of raw records that parses each as a `kind` first (and skips one it cannot)."""
+
+    def feed(record: Mapping[str, Any]) -> None:
+        parsed = parse_record(record, kind)
+        if parsed is not None:
+            handle(parsed)
+
+    return feed
 
 
 def _model(kind: type[Objectives] | type[Weights], data: object) -> Any:

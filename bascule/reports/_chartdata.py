@@ -6,11 +6,11 @@ colours. Null points break a line (a window with no request is a gap, not a zero
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from bascule.reports._format import as_float, as_int, as_list, as_map, as_str, fmt_percent, fmt_seconds
+from bascule.reports._format import as_float, fmt_percent, fmt_seconds
+from bascule.reports.model import Phase, Result
 
 __all__ = [
     "LEVEL_COLOURS",
@@ -142,8 +142,8 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> Axis:
     return Axis(ticks[0], ticks[-1], ticks)
 
 
-def _floats(values: object) -> list[float | None]:
-    return [as_float(v) for v in as_list(values)]
+def _floats(values: Sequence[float | None]) -> list[float | None]:
+    return [as_float(v) for v in values]
 
 
 def _segments(t: Sequence[float | None], y: Sequence[float | None]) -> tuple[tuple[Point, ...], ...]:
@@ -176,9 +176,9 @@ def _widen_stack(segment: tuple[StackPoint, ...]) -> tuple[StackPoint, ...]:
     return ((x - _LONE_HALF_WIDTH, lower, upper), (x + _LONE_HALF_WIDTH, lower, upper))
 
 
-def _phase_span(phase: Mapping[str, Any]) -> tuple[float, float, bool] | None:
-    actual = as_float(phase.get("actual_start")), as_float(phase.get("actual_end"))
-    planned = as_float(phase.get("planned_start")), as_float(phase.get("planned_end"))
+def _phase_span(phase: Phase) -> tuple[float, float, bool] | None:
+    actual = as_float(phase.actual_start), as_float(phase.actual_end)
+    planned = as_float(phase.planned_start), as_float(phase.planned_end)
     start = actual[0] if actual[0] is not None else planned[0]
     end = actual[1] if actual[1] is not None else planned[1]
     if start is None or end is None:
@@ -186,19 +186,17 @@ def _phase_span(phase: Mapping[str, Any]) -> tuple[float, float, bool] | None:
     return start, max(end, start), actual[0] is None or actual[1] is None
 
 
-def _phases(result: Mapping[str, Any]) -> tuple[tuple[PhaseBand, ...], int]:
+def _phases(result: Result) -> tuple[tuple[PhaseBand, ...], int]:
     colours: dict[str, str] = {}
     spans = []
-    for position, item in enumerate(as_list(result.get("phases"))):
-        phase = as_map(item)
+    for position, phase in enumerate(result.phases):
         span = _phase_span(phase)
         if span is None:
             continue
-        kind = as_str(phase.get("kind"))
+        kind = phase.kind
         if kind not in colours:
             colours[kind] = _PHASE_PALETTE[len(colours) % len(_PHASE_PALETTE)]
-        index = as_int(phase.get("index"))
-        spans.append((span, phase, kind, position if index is None else index))
+        spans.append((span, phase, kind, position if phase.index is None else phase.index))
     spans.sort(key=lambda s: (s[0][0], s[3]))
     lane_ends: list[float] = []
     bands = []
@@ -212,9 +210,9 @@ def _phases(result: Mapping[str, Any]) -> tuple[tuple[PhaseBand, ...], int]:
         bands.append(
             PhaseBand(
                 index=index,
-                name=as_str(phase.get("name")),
+                name=phase.name,
                 kind=kind,
-                target=as_str(phase.get("target")),
+                target=phase.target,
                 start=start,
                 end=end,
                 planned=planned,
@@ -225,9 +223,9 @@ def _phases(result: Mapping[str, Any]) -> tuple[tuple[PhaseBand, ...], int]:
     return tuple(bands), len(lane_ends)
 
 
-def _fault_window(result: Mapping[str, Any], phases: Sequence[PhaseBand]) -> tuple[float, float] | None:
-    window = _floats(as_map(result.get("figures")).get("impact_window"))
-    start = window[0] if window else None
+def _fault_window(result: Result, phases: Sequence[PhaseBand]) -> tuple[float, float] | None:
+    window = result.figures.impact_window
+    start = as_float(window[0]) if window else None
     if start is None and phases:
         start = min(p.start for p in phases)
     if start is None:
@@ -245,12 +243,9 @@ def _x_axis(t: Sequence[float | None], phases: Sequence[PhaseBand]) -> Axis:
     return Axis(lo, hi, tuple(x for x in axis.ticks if lo - 1e-9 <= x <= hi + 1e-9))
 
 
-def _objective(result: Mapping[str, Any], name: str) -> float | None:
-    for item in as_list(as_map(result.get("score")).get("dimensions")):
-        dim = as_map(item)
-        if dim.get("name") == name:
-            return as_float(dim.get("objective"))
-    return None
+def _objective(result: Result, name: str) -> float | None:
+    dim = result.score.dimension(name)
+    return None if dim is None else as_float(dim.objective)
 
 
 def _success_axis(values: Sequence[float], objective: float | None) -> Axis:
@@ -263,11 +258,11 @@ def _success_axis(values: Sequence[float], objective: float | None) -> Axis:
     return Axis(lo, 1.0 + 0.025 * (1.0 - lo), tuple(round(lo + i * step, 10) for i in range(n + 1)))
 
 
-def compute_timeline(result: Mapping[str, Any]) -> Timeline:
-    series = as_map(result.get("series"))
-    t = _floats(series.get("t"))
-    success = _floats(series.get("success_ratio"))
-    p95 = _floats(series.get("p95"))
+def compute_timeline(result: Result) -> Timeline:
+    series = result.series
+    t = _floats(series.t)
+    success = _floats(series.success_ratio)
+    p95 = _floats(series.p95)
     phases, lanes = _phases(result)
     x = _x_axis(t, phases)
     success_objective = _objective(result, "availability")
@@ -277,8 +272,8 @@ def compute_timeline(result: Mapping[str, Any]) -> Timeline:
     p95_axis = nice_ticks(0.0, p95_top * 1.08, 5)
     known_success = [v for v in success if v is not None]
     window = _fault_window(result, phases)
-    figures = as_map(result.get("figures"))
-    rto = as_float(figures.get("rto"))
+    figures = result.figures
+    rto = as_float(figures.rto)
     rto_marker = None
     if window is not None and rto is not None:
         rto_marker = Marker(window[0] + rto, f"RTO {fmt_seconds(rto)}")
@@ -291,7 +286,7 @@ def compute_timeline(result: Mapping[str, Any]) -> Timeline:
         parts.append(f"p95 latency peaked at {fmt_seconds(p95[peak])} at {t[peak] or 0.0:.0f} s")
     if rto_marker is not None:
         parts.append(f"recovery (RTO) {fmt_seconds(rto)} after the first fault")
-    elif figures.get("recovered") is False:
+    elif figures.recovered is False:
         parts.append("the success ratio never recovered")
     parts.append(f"{len(phases)} fault phases shaded")
     return Timeline(
@@ -310,16 +305,11 @@ def compute_timeline(result: Mapping[str, Any]) -> Timeline:
     )
 
 
-def _region_levels(result: Mapping[str, Any]) -> dict[str, str]:
-    design = as_map(as_map(result.get("run")).get("design"))
-    levels = {}
-    for item in as_list(design.get("regions")):
-        region = as_map(item)
-        levels[as_str(region.get("id"))] = as_str(region.get("sovereignty"))
-    return levels
+def _region_levels(result: Result) -> dict[str, str]:
+    return {region.id: region.sovereignty for region in result.run.design.regions}
 
 
-def _layer_order(by: str, keys: Sequence[str], result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def _layer_order(by: str, keys: Sequence[str], result: Result) -> list[tuple[str, str, str]]:
     """(key, label, colour) bottom to top: levels from sovereign up, regions in the design's order."""
     if by == "level":
         ordered = [k for k in LEVEL_ORDER if k in keys] + sorted(k for k in keys if k not in LEVEL_ORDER)
@@ -338,13 +328,13 @@ def _layer_order(by: str, keys: Sequence[str], result: Mapping[str, Any]) -> lis
     return layers
 
 
-def compute_stack(result: Mapping[str, Any], by: str) -> Stack:
+def compute_stack(result: Result, by: str) -> Stack:
     """Traffic share over time, stacked, by `region` or by sovereignty `level`."""
-    series = as_map(result.get("series"))
-    t = _floats(series.get("t"))
-    shares = as_map(series.get("share_level" if by == "level" else "share_region"))
-    keys = [as_str(k) for k in shares]
-    values = {k: _floats(shares.get(k)) for k in keys}
+    series = result.series
+    t = _floats(series.t)
+    shares = series.share_level if by == "level" else series.share_region
+    keys = list(shares)
+    values = {k: _floats(shares[k]) for k in keys}
     order = _layer_order(by, keys, result)
     phases, _ = _phases(result)
     # A window where no layer has a value had no successful request: a gap in every layer.

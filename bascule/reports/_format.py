@@ -1,23 +1,17 @@
-"""How the human-facing reports read a `bascule.result/1` document and write its values: typed
-accessors that turn JSON values into Python ones (absent or null stays None, never 0), and the
-formatting of ratios, durations, counts, money and incident clock times shared by the Markdown
-summary, the HTML report and the charts."""
+"""How the human-facing reports write the values of a `bascule.result/1` document: a figure that is
+null or not finite reads as a dash (never 0), and ratios, durations, counts, money and incident
+clock times are formatted alike by the Markdown summary, the HTML report and the charts."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from bascule.model.durations import format_duration
 
 __all__ = [
     "DASH",
     "as_float",
-    "as_int",
-    "as_list",
-    "as_map",
     "as_str",
     "fmt_clock_span",
     "fmt_count",
@@ -41,23 +35,8 @@ def as_float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def as_int(value: object) -> int | None:
-    number = as_float(value)
-    return None if number is None else round(number)
-
-
 def as_str(value: object) -> str:
     return "" if value is None else str(value)
-
-
-def as_map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def as_list(value: object) -> list[Any]:
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    return []
 
 
 def _trim(text: str) -> str:
@@ -125,8 +104,8 @@ def fmt_span(start: object, end: object) -> str:
 
 
 def fmt_count(value: object) -> str:
-    number = as_int(value)
-    return DASH if number is None else f"{number:,}"
+    number = as_float(value)
+    return DASH if number is None else f"{round(number):,}"
 
 
 def fmt_money(value: object, currency: str) -> str:

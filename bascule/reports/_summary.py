@@ -6,17 +6,12 @@ The rows hold unescaped text; each renderer escapes it for its own format."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from bascule.reports._format import (
     DASH,
     as_float,
-    as_int,
-    as_list,
-    as_map,
     as_str,
     fmt_clock_span,
     fmt_count,
@@ -27,6 +22,7 @@ from bascule.reports._format import (
     fmt_span,
     fmt_value,
 )
+from bascule.reports.model import Result, Rpo
 
 __all__ = [
     "DimensionRow",
@@ -108,151 +104,124 @@ class Finding:
     text: str
 
 
-def _passed(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def compute_headline(result: Mapping[str, Any]) -> Headline:
-    run = as_map(result.get("run"))
-    scenario = as_map(run.get("scenario"))
-    design = as_map(run.get("design"))
-    score = as_map(result.get("score"))
-    overall = as_float(score.get("overall"))
-    passed = _passed(score.get("passed"))
+def compute_headline(result: Result) -> Headline:
+    scenario, design, score = result.run.scenario, result.run.design, result.score
+    overall = as_float(score.overall)
     return Headline(
-        scenario_id=as_str(scenario.get("id")) or DASH,
-        scenario_title=as_str(scenario.get("title")),
-        design_id=as_str(design.get("id")) or DASH,
-        design_title=as_str(design.get("title")),
+        scenario_id=as_str(scenario.id) or DASH,
+        scenario_title=as_str(scenario.title),
+        design_id=as_str(design.id) or DASH,
+        design_title=as_str(design.title),
         overall=overall,
         overall_text=DASH if overall is None else f"{overall:.1f}",
-        grade=as_str(score.get("grade")) or DASH,
-        passed=passed,
-        verdict=DASH if passed is None else ("PASS" if passed else "FAIL"),
+        grade=as_str(score.grade) or DASH,
+        passed=score.passed,
+        verdict=DASH if score.passed is None else ("PASS" if score.passed else "FAIL"),
     )
 
 
-def safe_links(result: Mapping[str, Any]) -> list[str]:
+def safe_links(result: Result) -> list[str]:
     """The scenario's sources that may become links: http(s) only, so that a document cannot turn a
     report into a javascript: or file: link."""
-    scenario = as_map(as_map(result.get("run")).get("scenario"))
     links = []
-    for source in as_list(scenario.get("source")):
-        text = as_str(source).strip()
+    for source in result.run.scenario.source:
+        text = source.strip()
         if text.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in text):
             links.append(text)
     return links
 
 
-def compute_cap(result: Mapping[str, Any]) -> str | None:
-    cap = as_map(as_map(result.get("score")).get("cap"))
-    if not cap:
+def compute_cap(result: Result) -> str | None:
+    cap = result.score.cap
+    if cap is None:
         return None
-    at = as_float(cap.get("at"))
-    reason = as_str(cap.get("reason"))
+    at = as_float(cap.at)
     head = "Overall score capped" if at is None else f"Overall score capped at {at:g}"
-    return f"{head}: {reason}" if reason else head
+    return f"{head}: {cap.reason}" if cap.reason else head
 
 
-def compute_dimension_rows(result: Mapping[str, Any]) -> list[DimensionRow]:
+def compute_dimension_rows(result: Result) -> list[DimensionRow]:
     rows = []
-    for item in as_list(as_map(result.get("score")).get("dimensions")):
-        dim = as_map(item)
-        name = as_str(dim.get("name"))
-        unit = as_str(dim.get("unit"))
-        objective = fmt_value(dim.get("objective"), unit)
+    for dim in result.score.dimensions:
+        name = dim.name
+        objective = fmt_value(dim.objective, dim.unit)
         if objective != DASH and name in _AT_LEAST:
             objective = f"≥ {objective}"
         elif objective != DASH and name:
             objective = f"≤ {objective}"
-        sub = as_float(dim.get("sub_score"))
-        weight = as_float(dim.get("weight"))
+        sub = as_float(dim.sub_score)
+        weight = as_float(dim.weight)
         rows.append(
             DimensionRow(
                 name=name,
-                measured=fmt_value(dim.get("measured"), unit),
+                measured=fmt_value(dim.measured, dim.unit),
                 objective=objective,
                 sub_score=sub,
                 sub_score_text=DASH if sub is None else f"{sub:.1f}",
                 weight=DASH if weight is None else f"{weight:g}",
-                why=as_str(dim.get("explanation")),
-                passed=_passed(dim.get("passed")),
-                recommendation=as_str(dim.get("recommendation")),
+                why=dim.explanation,
+                passed=dim.passed,
+                recommendation=as_str(dim.recommendation),
             )
         )
     return rows
 
 
-def compute_phase_rows(result: Mapping[str, Any]) -> list[PhaseRow]:
-    started_at = as_map(as_map(result.get("run")).get("scenario")).get("started_at")
-    rows = []
-    for item in as_list(result.get("phases")):
-        phase = as_map(item)
-        index = as_int(phase.get("index"))
-        rows.append(
-            PhaseRow(
-                index=DASH if index is None else str(index),
-                name=as_str(phase.get("name")),
-                kind=as_str(phase.get("kind")),
-                target=as_str(phase.get("target")),
-                real=fmt_clock_span(phase.get("real_start"), phase.get("real_end"), started_at),
-                planned=fmt_span(phase.get("planned_start"), phase.get("planned_end")),
-                actual=fmt_span(phase.get("actual_start"), phase.get("actual_end")),
-                success=fmt_percent(phase.get("success_ratio")),
-                p95=fmt_seconds(phase.get("p95")),
-            )
+def compute_phase_rows(result: Result) -> list[PhaseRow]:
+    started_at = result.run.scenario.started_at
+    return [
+        PhaseRow(
+            index=DASH if phase.index is None else str(phase.index),
+            name=phase.name,
+            kind=phase.kind,
+            target=phase.target,
+            real=fmt_clock_span(phase.real_start, phase.real_end, started_at),
+            planned=fmt_span(phase.planned_start, phase.planned_end),
+            actual=fmt_span(phase.actual_start, phase.actual_end),
+            success=fmt_percent(phase.success_ratio),
+            p95=fmt_seconds(phase.p95),
         )
-    return rows
+        for phase in result.phases
+    ]
 
 
-def _rpo_text(rpo: Mapping[str, Any]) -> tuple[str, str]:
-    acknowledged = as_int(rpo.get("acknowledged"))
-    lost = as_int(rpo.get("lost"))
-    if acknowledged is None and lost is None:
+def _rpo_text(rpo: Rpo | None) -> tuple[str, str]:
+    if rpo is None:
         return DASH, "no canary writes were made"
-    lost_text = fmt_count(lost)
-    value = f"{lost_text} of {fmt_count(acknowledged)} writes lost"
-    window = as_float(rpo.get("window"))
+    value = f"{fmt_count(rpo.lost)} of {fmt_count(rpo.acknowledged)} writes lost"
     note = "acknowledged canary writes lost"
-    if window is not None:
-        note += f", spanning {fmt_seconds(window)}"
+    if as_float(rpo.window) is not None:
+        note += f", spanning {fmt_seconds(rpo.window)}"
     return value, note
 
 
-def compute_figures(result: Mapping[str, Any]) -> list[Figure]:
-    figures = as_map(result.get("figures"))
-    rto = as_float(figures.get("rto"))
-    recovered = figures.get("recovered")
-    rto_value = "not recovered" if rto is None and recovered is False else fmt_seconds(rto)
-    budget = as_map(figures.get("error_budget"))
-    spent, allowed = budget.get("spent"), budget.get("allowed")
-    if as_float(spent) is None and as_float(allowed) is None:
-        budget_value = DASH
-    else:
-        budget_value = f"{fmt_percent(budget.get('burnt'), 0)} burnt"
-    cost = as_map(figures.get("cost"))
-    currency = as_str(cost.get("currency"))
-    if cost:
-        cost_value = f"{fmt_money(cost.get('steady_per_hour'), currency)}/h"
-        extra = fmt_money(cost.get("failover_extra"), currency)
+def compute_figures(result: Result) -> list[Figure]:
+    figures = result.figures
+    rto = as_float(figures.rto)
+    rto_value = "not recovered" if rto is None and figures.recovered is False else fmt_seconds(rto)
+    budget = figures.error_budget
+    spent, allowed = (None, None) if budget is None else (budget.spent, budget.allowed)
+    budget_value = DASH if budget is None else f"{fmt_percent(budget.burnt, 0)} burnt"
+    cost = figures.cost
+    if cost is not None:
+        cost_value = f"{fmt_money(cost.steady_per_hour, cost.currency)}/h"
+        extra = fmt_money(cost.failover_extra, cost.currency)
         cost_note = f"steady state; {extra}/h more while failed over"
     else:
         cost_value, cost_note = DASH, "the design gives no cost rates"
-    rpo_value, rpo_note = _rpo_text(as_map(figures.get("rpo")))
-    latency = as_map(figures.get("latency"))
-    window = as_list(figures.get("impact_window"))
-    window_note = (
-        f"impact window {fmt_span(window[0], window[1])}" if len(window) == 2 else "over the impact window"
-    )
+    rpo_value, rpo_note = _rpo_text(figures.rpo)
+    latency = figures.latency
+    window = figures.impact_window
+    window_note = f"impact window {fmt_span(*window)}" if window is not None else "over the impact window"
     return [
         Figure("RTO", rto_value, "first fault → success ratio back at its objective, sustained"),
-        Figure("Time to detect", fmt_seconds(figures.get("time_to_detect")), "first failed request"),
+        Figure("Time to detect", fmt_seconds(figures.time_to_detect), "first failed request"),
         Figure(
             "Time to fail over",
-            fmt_seconds(figures.get("time_to_failover")),
+            fmt_seconds(figures.time_to_failover),
             "first success served outside the impaired regions",
         ),
-        Figure("Failback", fmt_seconds(figures.get("failback")), "last revert → traffic back on the primary"),
+        Figure("Failback", fmt_seconds(figures.failback), "last revert → traffic back on the primary"),
         Figure("RPO", rpo_value, rpo_note),
         Figure(
             "Error budget",
@@ -264,48 +233,46 @@ def compute_figures(result: Mapping[str, Any]) -> list[Figure]:
         Figure("Cost", cost_value, cost_note),
         Figure(
             "Requests",
-            fmt_count(figures.get("requests")),
-            f"{fmt_count(figures.get('failed'))} failed; {window_note}",
+            fmt_count(figures.requests),
+            f"{fmt_count(figures.failed)} failed; {window_note}",
         ),
         Figure(
             "Success ratio",
-            fmt_percent(figures.get("success_ratio")),
-            f"{fmt_percent(figures.get('success_ratio_baseline'))} before the first fault",
+            fmt_percent(figures.success_ratio),
+            f"{fmt_percent(figures.success_ratio_baseline)} before the first fault",
         ),
         Figure(
             "Latency p95",
-            fmt_seconds(latency.get("p95")),
-            f"p50 {fmt_seconds(latency.get('p50'))}, p99 {fmt_seconds(latency.get('p99'))}",
+            fmt_seconds(latency.p95),
+            f"p50 {fmt_seconds(latency.p50)}, p99 {fmt_seconds(latency.p99)}",
         ),
         Figure(
             "Sovereignty violations",
-            fmt_count(figures.get("sovereignty_violations")),
+            fmt_count(figures.sovereignty_violations),
             "hops below their data class's level",
         ),
     ]
 
 
-def _violation_summary(result: Mapping[str, Any]) -> str | None:
-    listed = [as_map(v) for v in as_list(result.get("violations"))]
-    total = as_int(as_map(result.get("figures")).get("sovereignty_violations"))
+def _violation_summary(result: Result) -> str | None:
+    listed = result.violations
+    total = result.figures.sovereignty_violations
     if total is None:
         total = len(listed)
     if total <= 0:
         return None
     groups: Counter[tuple[str, str, str, str, str, str]] = Counter()
     for violation in listed:
-        hop = as_map(violation.get("hop"))
-        where = ", ".join(
-            part for part in (as_str(hop.get("provider")), as_str(hop.get("jurisdiction"))) if part
-        )
+        hop = violation.hop
+        where = ", ".join(part for part in (hop.provider, hop.jurisdiction) if part)
         groups[
             (
-                as_str(violation.get("data_class")) or "?",
-                as_str(violation.get("minimum")) or "?",
-                as_str(hop.get("component")) or "?",
-                as_str(hop.get("region")) or "?",
+                violation.data_class or "?",
+                violation.minimum or "?",
+                hop.component or "?",
+                hop.region or "?",
                 where,
-                as_str(violation.get("level")) or as_str(hop.get("sovereignty")) or "?",
+                violation.level or hop.sovereignty or "?",
             )
         ] += 1
     noun = "violation" if total == 1 else "violations"
@@ -320,7 +287,7 @@ def _violation_summary(result: Mapping[str, Any]) -> str | None:
         text += ": " + "; ".join(parts)
         if len(groups) > _VIOLATION_GROUPS_SHOWN:
             text += f"; and {len(groups) - _VIOLATION_GROUPS_SHOWN} more kinds"
-    first = as_float(as_map(listed[0]).get("t")) if listed else None
+    first = as_float(listed[0].t) if listed else None
     if first is not None:
         text += f". The first at {first:.2f} s"
     if len(listed) < total:
@@ -328,7 +295,7 @@ def _violation_summary(result: Mapping[str, Any]) -> str | None:
     return text + "."
 
 
-def compute_findings(result: Mapping[str, Any]) -> list[Finding]:
+def compute_findings(result: Result) -> list[Finding]:
     """Failing dimensions' recommendations first, then the sovereignty violations, then the plan's
     findings: the order in which a reader should act on them."""
     findings = []
@@ -339,8 +306,8 @@ def compute_findings(result: Mapping[str, Any]) -> list[Finding]:
     summary = _violation_summary(result)
     if summary is not None:
         findings.append(Finding(FindingKind.SOVEREIGNTY, "sovereignty", summary))
-    for item in as_list(result.get("findings")):
-        text = as_str(item).strip()
+    for item in result.findings:
+        text = item.strip()
         if text:
             findings.append(Finding(FindingKind.PLAN, "plan", text))
     return findings

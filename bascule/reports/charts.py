@@ -9,8 +9,6 @@ global backend or state, from the same chart data (`_chartdata`) as the HTML rep
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
-from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from bascule.reports._chartdata import Stack, Timeline, compute_stack, compute_timeline
-from bascule.reports._format import as_map, as_str, fmt_percent, fmt_seconds
+from bascule.reports._format import as_str, fmt_percent, fmt_seconds
+from bascule.reports.model import Result
 
 __all__ = ["render_charts"]
 
@@ -69,10 +68,9 @@ def _y_ticks(ax: Axes, ticks: tuple[float, ...], labels: list[str]) -> None:
     ax.set_yticks(list(ticks), labels)
 
 
-def _context(result: Mapping[str, Any]) -> str:
-    run = as_map(result.get("run"))
-    scenario = as_str(as_map(run.get("scenario")).get("id"))
-    design = as_str(as_map(run.get("design")).get("id"))
+def _context(result: Result) -> str:
+    scenario = as_str(result.run.scenario.id)
+    design = as_str(result.run.design.id)
     return _plain(f"{scenario} on {design}" if scenario and design else scenario or design)
 
 
@@ -258,7 +256,7 @@ def _draw_stack(chart: Stack, context: str) -> bytes:
     return _png(figure)
 
 
-def render_charts(result: Mapping[str, Any]) -> dict[str, bytes]:
+def render_charts(result: Result) -> dict[str, bytes]:
     """`timeline.png`, `traffic-region.png` and `traffic-level.png` for one `bascule.result/1` document."""
     context = _context(result)
     return {

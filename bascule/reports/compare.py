@@ -1,4 +1,5 @@
-"""Designs side by side: many run results (`bascule.result/1` documents) → one comparison. Pure.
+"""Designs side by side: many run results (`bascule.result/1`, `bascule.reports.model.Result`) → one
+comparison. Pure.
 
 `build_comparison(results)` arranges results by scenario and design, picks the winner of each
 scenario and says why in words — the dimensions where the winner beats the runner-up by the most
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from bascule.reports.model import Dimension, Figures, Result
 
 __all__ = [
     "BEGIN_MARK",
@@ -36,16 +38,15 @@ class Cell:
     grade: str
     passed: bool
     capped: str | None
-    dimensions: Mapping[str, Mapping[str, Any]]
-    figures: Mapping[str, Any]
+    dimensions: Mapping[str, Dimension]
+    figures: Figures
     run_dir: str
     exit_code: int | None = None
     reason: str = ""
 
     def sub(self, dimension: str) -> float | None:
         entry = self.dimensions.get(dimension)
-        value = None if entry is None else entry.get("sub_score")
-        return None if value is None else float(value)
+        return None if entry is None or entry.sub_score is None else float(entry.sub_score)
 
 
 @dataclass(frozen=True)
@@ -69,31 +70,32 @@ class Comparison:
     """Design titles."""
 
 
-def _cell(result: Mapping[str, Any]) -> Cell:
-    run, score = result["run"], result["score"]
-    cap = score.get("cap")
+def _cell(result: Result) -> Cell:
+    run, score = result.run, result.score
+    if score.overall is None:
+        raise ValueError(f"{run.dir or 'a run'} has no overall score: nothing measured to compare")
     return Cell(
-        scenario=run["scenario"]["id"],
-        design=run["design"]["id"],
-        overall=float(score["overall"]),
-        grade=str(score["grade"]),
-        passed=bool(score["passed"]),
-        capped=None if not cap else str(cap.get("reason", "")),
-        dimensions={d["name"]: d for d in score["dimensions"]},
-        figures=result.get("figures", {}),
-        run_dir=str(run.get("dir", "")),
-        exit_code=run.get("exit_code"),
-        reason=str(run.get("reason") or ""),
+        scenario=str(run.scenario.id),
+        design=str(run.design.id),
+        overall=float(score.overall),
+        grade=str(score.grade),
+        passed=bool(score.passed),
+        capped=None if score.cap is None else score.cap.reason,
+        dimensions={d.name: d for d in score.dimensions},
+        figures=result.figures,
+        run_dir=run.dir or "",
+        exit_code=run.exit_code,
+        reason=run.reason or "",
     )
 
 
 def _rank_key(cell: Cell) -> tuple[float, int, str]:
-    failing = sum(1 for d in cell.dimensions.values() if not d.get("passed", False))
+    failing = sum(1 for d in cell.dimensions.values() if not d.passed)
     return (-cell.overall, failing, cell.design)
 
 
-def _fmt_measured(entry: Mapping[str, Any]) -> str:
-    value, unit = entry.get("measured"), entry.get("unit")
+def _fmt_measured(entry: Dimension) -> str:
+    value, unit = entry.measured, entry.unit
     if value is None:
         return "not measured"
     if unit == "ratio":
@@ -129,8 +131,8 @@ def _why(ranking: Sequence[Cell]) -> str:
     )
 
 
-def build_comparison(results: Sequence[Mapping[str, Any]]) -> Comparison:
-    """Raises `ValueError` when `results` is empty or a document is not `bascule.result/1`."""
+def build_comparison(results: Sequence[Result]) -> Comparison:
+    """Raises `ValueError` when `results` is empty or a result has no overall score."""
     if not results:
         raise ValueError("nothing to compare: no run result given")
     cells: dict[tuple[str, str], Cell] = {}
@@ -138,15 +140,13 @@ def build_comparison(results: Sequence[Mapping[str, Any]]) -> Comparison:
     design_titles: dict[str, str] = {}
     costs: dict[str, tuple[float | None, str]] = {}
     for result in results:
-        if result.get("schema") != "bascule.result/1":
-            raise ValueError(f"not a bascule.result/1 document: schema {result.get('schema')!r}")
         cell = _cell(result)
         cells[(cell.scenario, cell.design)] = cell
-        scenario_titles.setdefault(cell.scenario, str(result["run"]["scenario"].get("title", "")))
-        design_titles.setdefault(cell.design, str(result["run"]["design"].get("title", "")))
-        cost = result.get("figures", {}).get("cost")
-        if cost:
-            costs[cell.design] = (cost.get("steady_per_hour"), str(cost.get("currency", "")))
+        scenario_titles.setdefault(cell.scenario, result.run.scenario.title or "")
+        design_titles.setdefault(cell.design, result.run.design.title or "")
+        cost = result.figures.cost
+        if cost is not None:
+            costs[cell.design] = (cost.steady_per_hour, cost.currency)
         else:
             costs.setdefault(cell.design, (None, ""))
     scenarios = tuple(dict.fromkeys(c.scenario for c in cells.values()))
@@ -161,20 +161,18 @@ def build_comparison(results: Sequence[Mapping[str, Any]]) -> Comparison:
 def _figure(cell: Cell) -> str:
     f = cell.figures
     parts = []
-    if f.get("success_ratio") is not None:
-        parts.append(f"avail {float(f['success_ratio']) * 100:.1f} %")
-    if f.get("recovered") is False:
+    if f.success_ratio is not None:
+        parts.append(f"avail {f.success_ratio * 100:.1f} %")
+    if f.recovered is False:
         parts.append("never recovered")
-    elif f.get("rto") is not None:
-        parts.append(f"RTO {float(f['rto']):.1f} s")
-    latency = f.get("latency") or {}
-    if latency.get("p95") is not None:
-        parts.append(f"p95 {float(latency['p95']) * 1000:.0f} ms")
-    lost = (f.get("rpo") or {}).get("lost")
-    if lost:
-        parts.append(f"{lost} writes lost")
-    if f.get("sovereignty_violations"):
-        parts.append(f"{f['sovereignty_violations']} violations")
+    elif f.rto is not None:
+        parts.append(f"RTO {f.rto:.1f} s")
+    if f.latency.p95 is not None:
+        parts.append(f"p95 {f.latency.p95 * 1000:.0f} ms")
+    if f.rpo is not None and f.rpo.lost:
+        parts.append(f"{f.rpo.lost} writes lost")
+    if f.sovereignty_violations:
+        parts.append(f"{f.sovereignty_violations} violations")
     return ", ".join(parts)
 
 
@@ -223,25 +221,24 @@ def render_compare_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _seconds(value: object) -> str:
-    return "—" if not isinstance(value, int | float) else f"{float(value):.1f} s"
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
 
 
 def _figure_row(cell: Cell) -> list[str]:
     f = cell.figures
-    ratio = f.get("success_ratio")
-    rto = "never" if f.get("recovered") is False else _seconds(f.get("rto"))
-    p95 = (f.get("latency") or {}).get("p95")
-    rpo = f.get("rpo") or {}
-    lost = "—" if rpo.get("acknowledged") is None else f"{rpo.get('lost', 0)} of {rpo['acknowledged']}"
+    rto = "never" if f.recovered is False else _seconds(f.rto)
+    p95 = f.latency.p95
+    lost = "—" if f.rpo is None else f"{f.rpo.lost} of {f.rpo.acknowledged}"
     ended = "—" if cell.exit_code is None else f"exit {cell.exit_code}: {cell.reason}"
+    violations = f.sovereignty_violations
     return [
-        "—" if ratio is None else f"{float(ratio) * 100:.2f} %",
+        "—" if f.success_ratio is None else f"{f.success_ratio * 100:.2f} %",
         rto,
-        _seconds(f.get("time_to_failover")),
-        "—" if p95 is None else f"{float(p95) * 1000:.0f} ms",
+        _seconds(f.time_to_failover),
+        "—" if p95 is None else f"{p95 * 1000:.0f} ms",
         lost,
-        str(f.get("sovereignty_violations", "—")),
+        "—" if violations is None else str(violations),
         ended.replace("|", "/"),
     ]
 

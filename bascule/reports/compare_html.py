@@ -21,8 +21,6 @@ from bascule.reports._chartdata import Axis, nice_ticks
 from bascule.reports._format import (
     DASH,
     as_float,
-    as_int,
-    as_map,
     as_str,
     fmt_count,
     fmt_money,
@@ -215,20 +213,19 @@ def _head(comparison: Comparison, colours: Mapping[str, str]) -> str:
 
 def _cell_figures(cell: Cell) -> str:
     f = cell.figures
-    rows: list[tuple[str, str, bool]] = [("availability", fmt_percent(f.get("success_ratio")), False)]
-    if f.get("recovered") is False:
+    rows: list[tuple[str, str, bool]] = [("availability", fmt_percent(f.success_ratio), False)]
+    if f.recovered is False:
         rows.append(("RTO", "never recovered", True))
     else:
-        rows.append(("RTO", fmt_seconds(f.get("rto")), False))
-    rows.append(("p95", fmt_seconds(as_map(f.get("latency")).get("p95")), False))
-    rpo = as_map(f.get("rpo"))
-    lost, acknowledged = as_int(rpo.get("lost")), as_int(rpo.get("acknowledged"))
+        rows.append(("RTO", fmt_seconds(f.rto), False))
+    rows.append(("p95", fmt_seconds(f.latency.p95), False))
+    lost, acknowledged = (None, None) if f.rpo is None else (f.rpo.lost, f.rpo.acknowledged)
     if lost is None:
         rows.append(("writes lost", DASH, False))
     else:
         of = "" if acknowledged is None else f" of {fmt_count(acknowledged)}"
         rows.append(("writes lost", f"{fmt_count(lost)}{of}", lost > 0))
-    violations = as_int(f.get("sovereignty_violations"))
+    violations = f.sovereignty_violations
     rows.append(("sovereignty violations", fmt_count(violations), bool(violations)))
     return (
         '<dl class="figs">'
@@ -461,11 +458,12 @@ def _bar_chart(comparison: Comparison, dimension: str, colours: Mapping[str, str
                     + "</g>"
                 )
                 continue
-            entry = as_map(cell.dimensions.get(dimension)) if cell is not None else {}
-            failed = entry.get("passed") is False
-            measured = entry.get("measured")
-            shown = "not measured" if measured is None else fmt_value(measured, as_str(entry.get("unit")))
-            verdict = ", failed" if failed else ", passed" if entry.get("passed") is True else ""
+            entry = cell.dimensions.get(dimension) if cell is not None else None
+            passed = None if entry is None else entry.passed
+            failed = passed is False
+            measured = None if entry is None else entry.measured
+            shown = "not measured" if entry is None or measured is None else fmt_value(measured, entry.unit)
+            verdict = ", failed" if failed else ", passed" if passed is True else ""
             tip = f"{design} under {scenario}: {dimension} {value:.0f} of 100{verdict}; measured {shown}"
             parts.append(f"{design} {value:.0f}{' (failed)' if failed else ''}")
             top_y = y(value)

@@ -4,20 +4,18 @@ effectful shell around the pure core (`compute_metrics`, `score`, `build_result`
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bascule.journal import read_journal
 from bascule.metrics import Metrics, compute_metrics
 from bascule.reports.html import render_html
 from bascule.reports.markdown import render_markdown
+from bascule.reports.model import Result, dump_result, parse_result
 from bascule.reports.result import build_result
 from bascule.score import Score, score
 
-__all__ = ["REPORT_FILES", "grade_journal", "report_run", "write_reports"]
+__all__ = ["REPORT_FILES", "grade_journal", "read_result", "report_run", "write_reports"]
 
 REPORT_FILES = (
     "result.json",
@@ -36,12 +34,18 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def write_reports(run_dir: Path, result: Mapping[str, Any], *, charts: bool = True) -> list[Path]:
+def read_result(path: Path) -> Result:
+    """The `Result` in a ``result.json`` file; `ValueError` when it is not a ``bascule.result/1``
+    document, `OSError` when it cannot be read."""
+    return parse_result(path.read_bytes())
+
+
+def write_reports(run_dir: Path, result: Result, *, charts: bool = True) -> list[Path]:
     """Write result.json, summary.md, report.html and (with `charts`) the PNG charts into
     `run_dir`; returns the paths written."""
     written: list[Path] = []
     outputs: dict[str, bytes] = {
-        "result.json": (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode(),
+        "result.json": dump_result(result).encode(),
         "summary.md": render_markdown(result).encode(),
         "report.html": render_html(result).encode(),
     }
@@ -63,7 +67,7 @@ def grade_journal(run_dir: Path) -> tuple[Metrics, Score]:
     return metrics, score(metrics, metrics.objectives, metrics.weights)
 
 
-def report_run(run_dir: Path, *, charts: bool = True) -> tuple[dict[str, Any], list[Path]]:
+def report_run(run_dir: Path, *, charts: bool = True) -> tuple[Result, list[Path]]:
     """Measure, score and render the run in `run_dir`; returns its result document and the files
     written. Raises `FileNotFoundError` when there is no journal."""
     if not (run_dir / "journal.jsonl").exists():

@@ -10,17 +10,13 @@ become links."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from html import escape
-from typing import Any
 
 from bascule.reports._chartdata import LEVEL_COLOURS, Stack, compute_stack, compute_timeline
 from bascule.reports._format import (
     DASH,
     as_float,
-    as_int,
-    as_list,
-    as_map,
     as_str,
     fmt_count,
     fmt_instant,
@@ -38,6 +34,7 @@ from bascule.reports._summary import (
     safe_links,
 )
 from bascule.reports._svg import render_stack_svg, render_timeline_svg
+from bascule.reports.model import Result
 
 __all__ = ["render_html"]
 
@@ -65,41 +62,38 @@ def _header(cells: Iterable[str], numeric: Iterable[int] = ()) -> str:
     )
 
 
-def _head(result: Mapping[str, Any]) -> str:
+def _head(result: Result) -> str:
     headline = compute_headline(result)
-    run = as_map(result.get("run"))
-    scenario = as_map(run.get("scenario"))
-    hypothesis = run.get("hypothesis")
-    if isinstance(hypothesis, Mapping):
+    run = result.run
+    scenario = run.scenario
+    hypothesis = run.hypothesis
+    if hypothesis is not None:
 
-        def said(value: object) -> str:
+        def said(value: bool | None) -> str:
             return "held" if value is True else "failed" if value is False else "not checked"
 
-        hyp = (
-            f"before faults: {said(hypothesis.get('before'))}; "
-            f"after rollback: {said(hypothesis.get('after'))}"
-        )
+        hyp = f"before faults: {said(hypothesis.before)}; after rollback: {said(hypothesis.after)}"
     else:
         hyp = "skipped (the scenario has none)"
-    scale = as_float(scenario.get("time_scale"))
-    replay = f"{fmt_seconds(scenario.get('duration'))} of incident in {fmt_seconds(run.get('run_length'))}"
+    scale = as_float(scenario.time_scale)
+    replay = f"{fmt_seconds(scenario.duration)} of incident in {fmt_seconds(run.run_length)}"
     if scale:
         replay += f" (1:{round(1 / scale):,})"
-    exit_code = as_int(run.get("exit_code"))
-    reason = as_str(run.get("reason"))
+    exit_code = run.exit_code
+    reason = as_str(run.reason)
     links = safe_links(result)
     sources = [f'<a href="{_e(link)}" rel="noopener noreferrer">{_e(link)}</a>' for link in links] + [
-        _e(s) for s in as_list(scenario.get("source")) if as_str(s).strip() not in links
+        _e(s) for s in scenario.source if s.strip() not in links
     ]
     items = [
-        ("Run", f'<span class="mono">{_e(run.get("dir")) or DASH}</span>'),
-        ("Started", _e(run.get("started_wall")) or DASH),
-        ("Incident", f"{_e(scenario.get('started_at')) or DASH}; {_e(replay)}"),
-        ("Run took", f"{_e(fmt_seconds(run.get('elapsed')))} in all"),
+        ("Run", f'<span class="mono">{_e(run.dir) or DASH}</span>'),
+        ("Started", _e(run.started_wall) or DASH),
+        ("Incident", f"{_e(scenario.started_at) or DASH}; {_e(replay)}"),
+        ("Run took", f"{_e(fmt_seconds(run.elapsed))} in all"),
         ("Exit", f"{DASH if exit_code is None else exit_code}{' — ' + _e(reason) if reason else ''}"),
         ("Steady-state hypothesis", _e(hyp)),
         ("Sources", ", ".join(sources) or DASH),
-        ("bascule", _e(run.get("bascule")) or DASH),
+        ("bascule", _e(run.bascule) or DASH),
     ]
     meta = "".join(f"<div><dt>{label}</dt><dd>{value}</dd></div>" for label, value in items)
     title = headline.scenario_title or headline.scenario_id
@@ -113,7 +107,7 @@ def _head(result: Mapping[str, Any]) -> str:
     )
 
 
-def _score(result: Mapping[str, Any]) -> str:
+def _score(result: Result) -> str:
     headline = compute_headline(result)
     grade_class = f" grade-{headline.grade}" if headline.grade in _GRADES else ""
     verdict_class = "" if headline.passed is None else (" pass" if headline.passed else " fail")
@@ -169,7 +163,7 @@ def _score(result: Mapping[str, Any]) -> str:
     )
 
 
-def _figures(result: Mapping[str, Any]) -> str:
+def _figures(result: Result) -> str:
     cards = "".join(
         f'<div class="card"><div class="label">{_e(f.label)}</div><div class="value">{_e(f.value)}</div>'
         f'<div class="note">{_e(f.note)}</div></div>'
@@ -181,7 +175,7 @@ def _figures(result: Mapping[str, Any]) -> str:
     )
 
 
-def _timeline(result: Mapping[str, Any]) -> str:
+def _timeline(result: Result) -> str:
     chart = compute_timeline(result)
     legend = [
         '<li><span class="swatch-line" style="border-color: var(--accent)"></span>success ratio</li>',
@@ -223,7 +217,7 @@ def _stack_figure(chart: Stack, ident: str) -> str:
     )
 
 
-def _traffic(result: Mapping[str, Any]) -> str:
+def _traffic(result: Result) -> str:
     return (
         '<section aria-labelledby="traffic-h"><h2 id="traffic-h">Where the traffic went</h2><div class="two">'
         f"{_stack_figure(compute_stack(result, 'region'), 'traffic-region')}"
@@ -234,13 +228,12 @@ def _traffic(result: Mapping[str, Any]) -> str:
     )
 
 
-def _phases(result: Mapping[str, Any]) -> str:
+def _phases(result: Result) -> str:
     rows = compute_phase_rows(result)
     if not rows:
         body = '<p class="empty">The scenario has no fault phases.</p>'
     else:
-        started = as_map(as_map(result.get("run")).get("scenario")).get("started_at")
-        real = "incident time (UTC)" if isinstance(started, str) and started else "incident time"
+        real = "incident time (UTC)" if result.run.scenario.started_at else "incident time"
         head = _header(
             [
                 "#",
@@ -267,7 +260,7 @@ def _phases(result: Mapping[str, Any]) -> str:
     return f'<section aria-labelledby="phases-h"><h2 id="phases-h">Phases</h2>{body}</section>'
 
 
-def _findings(result: Mapping[str, Any]) -> str:
+def _findings(result: Result) -> str:
     findings = compute_findings(result)
     if not findings:
         body = '<p class="empty">Nothing to report: every objective was met and the plan found nothing.</p>'
@@ -286,9 +279,9 @@ def _level_class(level: str) -> str:
     return f" level-{level}" if level in LEVEL_COLOURS else ""
 
 
-def _violations(result: Mapping[str, Any]) -> str:
-    listed = [as_map(v) for v in as_list(result.get("violations"))]
-    total = as_int(as_map(result.get("figures")).get("sovereignty_violations"))
+def _violations(result: Result) -> str:
+    listed = result.violations
+    total = result.figures.sovereignty_violations
     total = len(listed) if total is None else total
     if not listed:
         body = (
@@ -317,15 +310,15 @@ def _violations(result: Mapping[str, Any]) -> str:
         )
         lines = []
         for v in listed:
-            hop = as_map(v.get("hop"))
-            level = as_str(v.get("level") or hop.get("sovereignty"))
+            hop = v.hop
+            level = v.level or hop.sovereignty
             lines.append(
                 "<tr>"
-                f'<td class="num">{_e(fmt_instant(v.get("t")))}</td>'
-                f'<td class="mono">{_e(v.get("request_id"))}</td><td>{_e(v.get("source"))}</td>'
-                f"<td>{_e(v.get('data_class'))}</td><td>{_e(v.get('minimum'))}</td>"
-                f'<td>{_e(hop.get("component"))}</td><td class="nowrap">{_e(hop.get("region"))}</td>'
-                f"<td>{_e(hop.get('provider'))} · {_e(hop.get('jurisdiction'))}</td>"
+                f'<td class="num">{_e(fmt_instant(v.t))}</td>'
+                f'<td class="mono">{_e(v.request_id)}</td><td>{_e(v.source)}</td>'
+                f"<td>{_e(v.data_class)}</td><td>{_e(v.minimum)}</td>"
+                f'<td>{_e(hop.component)}</td><td class="nowrap">{_e(hop.region)}</td>'
+                f"<td>{_e(hop.provider)} · {_e(hop.jurisdiction)}</td>"
                 f'<td class="level{_level_class(level)}">{_e(level)}</td></tr>'
             )
         body = f'{note}<div class="table-wrap"><table>{head}{"".join(lines)}</table></div>'
@@ -333,24 +326,22 @@ def _violations(result: Mapping[str, Any]) -> str:
     return f'<section aria-labelledby="violations-h"><h2 id="violations-h">{_e(title)}</h2>{body}</section>'
 
 
-def _events(result: Mapping[str, Any]) -> str:
-    events = [as_map(e) for e in as_list(result.get("events"))]
+def _events(result: Result) -> str:
+    events = result.events
     if not events:
         body = '<p class="empty">No event was recorded.</p>'
     else:
         head = _header(["t", "event"], numeric=(0,))
         lines = "".join(
-            f'<tr><td class="num">{_e(fmt_instant(ev.get("t")))}</td><td>{_e(ev.get("text"))}</td></tr>'
-            for ev in events
+            f'<tr><td class="num">{_e(fmt_instant(ev.t))}</td><td>{_e(ev.text)}</td></tr>' for ev in events
         )
         body = f'<div class="table-wrap"><table>{head}{lines}</table></div>'
     return f'<section aria-labelledby="events-h"><h2 id="events-h">Events</h2>{body}</section>'
 
 
-def render_html(result: Mapping[str, Any]) -> str:
+def render_html(result: Result) -> str:
     """The whole report page for one `bascule.result/1` document."""
     headline = compute_headline(result)
-    run = as_map(result.get("run"))
     title = (
         f"bascule · {headline.scenario_id} on {headline.design_id} — "
         f"{headline.overall_text} {headline.grade} {headline.verdict}"
@@ -368,7 +359,7 @@ def render_html(result: Mapping[str, Any]) -> str:
             _violations(result),
             _events(result),
             "</main>",
-            f"<footer>Generated by bascule {_e(run.get('bascule'))} from {_e(result.get('schema'))}. "
+            f"<footer>Generated by bascule {_e(result.run.bascule)} from {_e(result.schema_)}. "
             "This page is self-contained: it loads nothing from the network.</footer>",
         ]
     )

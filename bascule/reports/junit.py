@@ -1,5 +1,5 @@
-"""JUnit XML for CI systems: one test case per scenario × design, from `bascule.result/1`
-documents. Pure.
+"""JUnit XML for CI systems: one test case per scenario × design, from `bascule.result/1` results
+(`bascule.reports.model.Result`). Pure.
 
 A case passes when the run completed and met its objectives; it *fails* (``<failure>``) when the
 objectives were not met — its message names the failing dimensions, its text explains each — and
@@ -11,8 +11,9 @@ Jenkins and GitHub test reporters show next to the case.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from bascule.reports.model import Result, ResultScore
 
 __all__ = ["render_junit"]
 
@@ -27,71 +28,65 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _properties(case: ET.Element, result: Mapping[str, Any]) -> None:
-    score = result.get("score") or {}
-    figures = result.get("figures") or {}
-    latency = figures.get("latency") or {}
-    rpo = figures.get("rpo") or {}
+def _properties(case: ET.Element, result: Result) -> None:
+    score, figures = result.score, result.figures
     values: dict[str, object] = {
-        "bascule.score": score.get("overall"),
-        "bascule.grade": score.get("grade"),
-        "bascule.passed": score.get("passed"),
-        "bascule.success_ratio": figures.get("success_ratio"),
-        "bascule.rto_s": figures.get("rto"),
-        "bascule.recovered": figures.get("recovered"),
-        "bascule.latency_p95_s": latency.get("p95"),
-        "bascule.writes_lost": rpo.get("lost"),
-        "bascule.sovereignty_violations": figures.get("sovereignty_violations"),
-        "bascule.run_dir": (result.get("run") or {}).get("dir"),
+        "bascule.score": score.overall,
+        "bascule.grade": score.grade,
+        "bascule.passed": score.passed,
+        "bascule.success_ratio": figures.success_ratio,
+        "bascule.rto_s": figures.rto,
+        "bascule.recovered": figures.recovered,
+        "bascule.latency_p95_s": figures.latency.p95,
+        "bascule.writes_lost": None if figures.rpo is None else figures.rpo.lost,
+        "bascule.sovereignty_violations": figures.sovereignty_violations,
+        "bascule.run_dir": result.run.dir,
     }
-    for entry in score.get("dimensions") or ():
-        values[f"bascule.{entry.get('name')}.sub_score"] = entry.get("sub_score")
+    for entry in score.dimensions:
+        values[f"bascule.{entry.name}.sub_score"] = entry.sub_score
     properties = ET.SubElement(case, "properties")
     for name, value in values.items():
         ET.SubElement(properties, "property", name=name, value=_text(value))
 
 
-def _failure_text(score: Mapping[str, Any]) -> tuple[str, str]:
-    failing = [d for d in score.get("dimensions") or () if not d.get("passed", False)]
-    names = ", ".join(str(d.get("name")) for d in failing) or "the overall score"
-    message = f"score {_text(score.get('overall'))} ({score.get('grade')}): objectives not met — {names}"
+def _failure_text(score: ResultScore) -> tuple[str, str]:
+    failing = [d for d in score.dimensions if not d.passed]
+    names = ", ".join(d.name for d in failing) or "the overall score"
+    message = f"score {_text(score.overall)} ({score.grade}): objectives not met — {names}"
     lines = []
     for d in failing:
-        lines.append(f"{d.get('name')}: {d.get('explanation', '')}")
-        if d.get("recommendation"):
-            lines.append(f"  → {d['recommendation']}")
-    cap = score.get("cap")
-    if cap:
-        lines.append(f"capped at {cap.get('at')}: {cap.get('reason')}")
+        lines.append(f"{d.name}: {d.explanation}")
+        if d.recommendation:
+            lines.append(f"  → {d.recommendation}")
+    if score.cap is not None:
+        lines.append(f"capped at {score.cap.at}: {score.cap.reason}")
     return message, "\n".join(lines)
 
 
-def render_junit(results: Sequence[Mapping[str, Any]], *, suite_name: str = "bascule") -> str:
+def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> str:
     """The JUnit XML document for `results`, one ``<testcase>`` each, in the order given."""
     suite = ET.Element("testsuite", name=suite_name)
     failures = errors = 0
     total_time = 0.0
     for result in results:
-        run = result.get("run") or {}
-        scenario = (run.get("scenario") or {}).get("id", "?")
-        design = (run.get("design") or {}).get("id", "?")
-        elapsed = float(run.get("elapsed") or 0.0)
+        run, score = result.run, result.score
+        scenario = "?" if run.scenario.id is None else run.scenario.id
+        design = "?" if run.design.id is None else run.design.id
+        elapsed = run.elapsed or 0.0
         total_time += elapsed
-        case = ET.SubElement(
-            suite, "testcase", classname=str(scenario), name=str(design), time=f"{elapsed:.3f}"
-        )
+        case = ET.SubElement(suite, "testcase", classname=scenario, name=design, time=f"{elapsed:.3f}")
         _properties(case, result)
-        code = int(run.get("exit_code") or 0)
-        score = result.get("score") or {}
+        code = run.exit_code or 0
+        reason = run.reason or ""
         if code in _ERRORS:
             errors += 1
-            error = ET.SubElement(case, "error", message=f"{_ERRORS[code]}: {run.get('reason', '')}")
-            error.text = str(run.get("reason", ""))
-        elif code != 0 or not score.get("passed", False):
+            error = ET.SubElement(case, "error", message=f"{_ERRORS[code]}: {reason}")
+            error.text = reason
+        elif code != 0 or not score.passed:
             failures += 1
             message, text = _failure_text(score)
-            if code == 1 and score.get("passed", False):
-                message = f"the steady-state hypothesis failed after rollback: {run.get('reason', '')}"
+            if code == 1 and score.passed:
+                message = f"the steady-state hypothesis failed after rollback: {reason}"
             failure = ET.SubElement(case, "failure", message=message)
             failure.text = text
     suite.set("tests", str(len(results)))

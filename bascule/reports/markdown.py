@@ -8,10 +8,9 @@ into the page that shows the summary."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from bascule.reports._format import DASH, as_float, as_int, as_map, as_str, fmt_seconds
+from bascule.reports._format import DASH, as_float, as_str, fmt_seconds
 from bascule.reports._summary import (
     FindingKind,
     compute_cap,
@@ -22,6 +21,7 @@ from bascule.reports._summary import (
     compute_phase_rows,
     safe_links,
 )
+from bascule.reports.model import Result
 
 __all__ = ["render_markdown"]
 
@@ -59,7 +59,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable
     return lines
 
 
-def _title(result: Mapping[str, Any]) -> list[str]:
+def _title(result: Result) -> list[str]:
     h = compute_headline(result)
     mark = {"PASS": "✅", "FAIL": "❌"}.get(h.verdict, "❔")
     lines = [
@@ -67,18 +67,18 @@ def _title(result: Mapping[str, Any]) -> list[str]:
         f"{_md(h.scenario_id)} on {_md(h.design_id)}",
         "",
     ]
-    run = as_map(result.get("run"))
+    run = result.run
     about = []
     if h.scenario_title:
         about.append(f"**{_md(h.scenario_title)}**")
-    run_length = as_float(run.get("run_length"))
+    run_length = as_float(run.run_length)
     if run_length is not None:
         about.append(f"replayed in {fmt_seconds(run_length)}")
     if h.design_title:
         about.append(f"against *{_md(h.design_title)}*")
     sentence = " ".join(about)
-    exit_code = as_int(run.get("exit_code"))
-    reason = as_str(run.get("reason"))
+    exit_code = run.exit_code
+    reason = as_str(run.reason)
     if exit_code is not None:
         sentence += f" · exit {exit_code}" + (f": {_md(reason)}" if reason else "")
     links = safe_links(result)
@@ -89,7 +89,7 @@ def _title(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _dimensions(result: Mapping[str, Any]) -> list[str]:
+def _dimensions(result: Result) -> list[str]:
     rows = []
     for d in compute_dimension_rows(result):
         status = "" if d.passed is None else (" ✅" if d.passed else " ❌")
@@ -109,12 +109,12 @@ def _dimensions(result: Mapping[str, Any]) -> list[str]:
     return ["### Score", "", *_table(header, rows, right=(1, 2, 3, 4)), ""]
 
 
-def _cap(result: Mapping[str, Any]) -> list[str]:
+def _cap(result: Result) -> list[str]:
     cap = compute_cap(result)
     return [f"**Cap:** {_md(cap)}", ""] if cap else ["No cap applied to the overall score.", ""]
 
 
-def _phases(result: Mapping[str, Any]) -> list[str]:
+def _phases(result: Result) -> list[str]:
     rows = [
         [
             _md(r.index),
@@ -131,13 +131,12 @@ def _phases(result: Mapping[str, Any]) -> list[str]:
     ]
     if not rows:
         return []
-    started = as_map(as_map(result.get("run")).get("scenario")).get("started_at")
-    real = "incident time (UTC)" if isinstance(started, str) and started else "incident time"
+    real = "incident time (UTC)" if result.run.scenario.started_at else "incident time"
     header = ["#", "phase", "kind", "target", real, "run time planned", "run time actual", "success", "p95"]
     return ["### Phases", "", *_table(header, rows, right=(0, 5, 6, 7, 8)), ""]
 
 
-def _findings(result: Mapping[str, Any]) -> list[str]:
+def _findings(result: Result) -> list[str]:
     findings = compute_findings(result)
     if not findings:
         return []
@@ -148,12 +147,12 @@ def _findings(result: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _figures(result: Mapping[str, Any]) -> list[str]:
+def _figures(result: Result) -> list[str]:
     rows = [[f"**{_md(f.label)}**", _md(f.value), _md(f.note)] for f in compute_figures(result)]
     return ["### Key figures", "", *_table(["figure", "value", "measured as"], rows), ""]
 
 
-def render_markdown(result: Mapping[str, Any]) -> str:
+def render_markdown(result: Result) -> str:
     """`summary.md` for one `bascule.result/1` document."""
     lines = [
         *_title(result),
@@ -163,9 +162,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         *_findings(result),
         *_figures(result),
     ]
-    run = as_map(result.get("run"))
-    version = as_str(run.get("bascule"))
-    directory = as_str(run.get("dir"))
+    version = as_str(result.run.bascule)
+    directory = as_str(result.run.dir)
     footer = "<sub>bascule" + (f" {_md(version)}" if version else "")
     if directory:
         footer += f" · run {_md(directory)}"

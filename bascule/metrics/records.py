@@ -1,0 +1,274 @@
+"""The journal's records as the metrics read them (docs/journal.md): one frozen record per type that
+`JournalState` handles, with only the fields it reads, parsed from the raw JSON object by
+`parse_record`. Pure.
+
+A journal may be cut short, written by an older bascule or hand-edited, and the metrics measure what
+they can of it: so a field of the wrong kind reads as absent (``None``, ``""``, ``()``) rather than
+failing the record, and keys a record carries beyond these are ignored. Window and sample records,
+most of a journal, are not parsed here: `bascule.metrics.ticks` and the window merge read them as
+they stream by, on the shortest path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+__all__ = [
+    "DataReport",
+    "ErrorRecord",
+    "FaultApplied",
+    "FaultReverted",
+    "FindingRecord",
+    "GuardrailTripped",
+    "HopRecord",
+    "HypothesisChecked",
+    "PlanDump",
+    "PlanPhase",
+    "PlanStarted",
+    "PlanTime",
+    "RunEnded",
+    "RunStarted",
+    "ScenarioDump",
+    "SovereigntyReport",
+    "SovereigntyViolation",
+    "num",
+    "parse_record",
+]
+
+
+def num(value: object) -> float | None:
+    """A JSON number as a float; anything else (a bool included) as ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _maybe_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return tuple(str(x) for x in value)
+    return ()
+
+
+def _items(value: object) -> tuple[Any, ...]:
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return tuple(value)
+    return ()
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int | float | str):
+        try:
+            return int(value or 0)
+        except ValueError:
+            return 0
+    return 0
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+Num = Annotated[float | None, BeforeValidator(num)]
+Int = Annotated[int | None, BeforeValidator(_int)]
+Text = Annotated[str, BeforeValidator(_text)]
+MaybeText = Annotated[str | None, BeforeValidator(_maybe_text)]
+Texts = Annotated[tuple[str, ...], BeforeValidator(_texts)]
+Flag = Annotated[bool, BeforeValidator(bool)]
+Raw = Annotated[Mapping[str, Any], BeforeValidator(_mapping)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def _record(value: object, kind: type[R]) -> R:
+    return kind.model_validate(value if isinstance(value, Mapping) else {})
+
+
+# -- run-started ----------------------------------------------------------------------------------
+
+
+class ScenarioDump(_Record):
+    id: MaybeText = None
+    title: MaybeText = None
+    source: Texts = ()
+    started_at: MaybeText = None
+    objectives: Raw = {}
+    weights: Raw = {}
+    settle: Num = None
+
+
+class Touch(_Record):
+    regions: Texts = ()
+    indirect_regions: Texts = ()
+
+
+class PlanPhase(_Record):
+    index: Int = None
+    name: MaybeText = None
+    kind: Text = ""
+    target: Text = ""
+    touch: Annotated[Touch, BeforeValidator(lambda v: _record(v, Touch))] = Touch()
+    real_start_s: Num = None
+    real_end_s: Num = None
+    run_start_s: Num = None
+    run_end_s: Num = None
+
+
+class FindingRecord(_Record):
+    """One of the plan's static findings."""
+
+    kind: Text = ""
+    message: Text = ""
+    regions: Texts = ()
+    data_class: Annotated[str | None, BeforeValidator(lambda v: v if isinstance(v, str) else None)] = None
+    phase: Int = None
+
+
+class PlanTime(_Record):
+    run_length_s: Num = None
+    real_duration_s: Num = None
+    scale: Num = None
+
+
+def _phases(value: object) -> tuple[PlanPhase, ...]:
+    return tuple(_record(p, PlanPhase) for p in _items(value))
+
+
+def _findings(value: object) -> tuple[FindingRecord, ...]:
+    return tuple(_record(f, FindingRecord) for f in _items(value) if isinstance(f, Mapping))
+
+
+class PlanDump(_Record):
+    phases: Annotated[tuple[PlanPhase, ...], BeforeValidator(_phases)] = ()
+    findings: Annotated[tuple[FindingRecord, ...], BeforeValidator(_findings)] = ()
+    time: Annotated[PlanTime, BeforeValidator(lambda v: _record(v, PlanTime))] = PlanTime()
+
+
+class RunStarted(_Record):
+    bascule: MaybeText = None
+    wall: MaybeText = None
+    scenario: Annotated[ScenarioDump, BeforeValidator(lambda v: _record(v, ScenarioDump))] = ScenarioDump()
+    design: Raw = {}
+    """The design as loaded (validated by `bascule.model.design.Design` where it is used)."""
+    plan: Annotated[PlanDump, BeforeValidator(lambda v: _record(v, PlanDump))] = PlanDump()
+
+
+# -- the run's course ------------------------------------------------------------------------------
+
+
+class PlanStarted(_Record):
+    t: Num = None
+    run_length: Num = None
+
+
+class FaultApplied(_Record):
+    t: Num = None
+    phase: Int = None
+    cycle: Int = None
+    kind: MaybeText = None
+
+
+class FaultReverted(_Record):
+    t: Num = None
+    phase: Int = None
+    cycle: Int = None
+    key: MaybeText = None
+    """The ledger key (``p3``, ``p4.c2``) when the phase is not given."""
+    kind: MaybeText = None
+    rollback: Flag = False
+
+
+class HopRecord(_Record):
+    component: Text = ""
+    region: Text = ""
+    provider: Text = ""
+    jurisdiction: Text = ""
+    sovereignty: Text = ""
+
+
+class SovereigntyViolation(_Record):
+    t: Num = None
+    source: MaybeText = None
+    request_id: MaybeText = None
+    data_class: MaybeText = None
+    hop: Annotated[HopRecord, BeforeValidator(lambda v: _record(v, HopRecord))] = HopRecord()
+    minimum: MaybeText = None
+    level: MaybeText = None
+
+
+class SovereigntyReport(_Record):
+    requests: Int = None
+    violations: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
+
+
+def _lost_at(value: object) -> tuple[float, ...]:
+    # Each lost canary is [key, acknowledged at (monotonic), …].
+    return tuple(
+        float(x[1])
+        for x in _items(value)
+        if isinstance(x, Sequence) and not isinstance(x, str) and len(x) > 1 and num(x[1]) is not None
+    )
+
+
+class DataReport(_Record):
+    probe: Text = ""
+    acknowledged: Annotated[int, BeforeValidator(_count)] = 0
+    lost: Annotated[tuple[float, ...], BeforeValidator(_lost_at)] = ()
+    """When each lost write was acknowledged, monotonic seconds."""
+    unverified: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
+
+
+class HypothesisChecked(_Record):
+    t: Num = None
+    when: Text = ""
+    ok: Flag = False
+    skipped: Flag = False
+    summary: MaybeText = None
+
+
+class GuardrailTripped(_Record):
+    t: Num = None
+    guardrail: MaybeText = None
+    reason: MaybeText = None
+
+
+class ErrorRecord(_Record):
+    """An ``error`` or a ``refused`` record."""
+
+    type: Text = ""
+    t: Num = None
+    message: Text = ""
+
+
+class RunEnded(_Record):
+    t: Num = None
+    exit_code: Int = None
+    reason: MaybeText = None
+    elapsed: Num = None
+
+
+def parse_record(record: Mapping[str, Any], kind: type[R]) -> R | None:
+    """``record`` as a `kind`; ``None`` when it cannot be read as one at all."""
+    try:
+        return kind.model_validate(record)
+    except ValidationError:
+        return None

@@ -1,0 +1,303 @@
+"""The ``bascule.result/1`` document (docs/result.md) as typed, frozen records: what `build_result`
+returns, what ``result.json`` holds, and what every renderer, ``bascule compare``, JUnit and the CI
+API read. Parsed once at the boundary (`parse_result`); pure.
+
+Every field has a default so that a document written by an older bascule (fewer keys) still
+parses — ``None`` for a figure, as for one that could not be measured — and keys this version does
+not know are ignored so that a newer one does too. Values stay
+as loose as the JSON allows where a renderer must show whatever it is given (a grade, a
+sovereignty level): strings, not enums.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "RESULT_SCHEMA",
+    "ClassFigures",
+    "Correctness",
+    "Cost",
+    "DesignInfo",
+    "Dimension",
+    "ErrorBudget",
+    "Event",
+    "Figures",
+    "Hypothesis",
+    "Latency",
+    "Outage",
+    "Phase",
+    "Region",
+    "Result",
+    "ResultCap",
+    "ResultHop",
+    "ResultScore",
+    "Rpo",
+    "Run",
+    "ScenarioInfo",
+    "Series",
+    "Violation",
+    "dump_result",
+    "parse_result",
+]
+
+RESULT_SCHEMA = "bascule.result/1"
+
+Number = int | float
+"""A figure whose JSON spelling is kept as measured: a count stays ``12``, a ratio ``0.99``."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ScenarioInfo(_Record):
+    id: str | None = None
+    title: str | None = None
+    source: tuple[str, ...] = ()
+    started_at: str | None = None
+    duration: float | None = None
+    """Incident seconds the scenario replays."""
+    time_scale: float | None = None
+
+
+class Region(_Record):
+    id: str = ""
+    provider: str = ""
+    jurisdiction: str = ""
+    sovereignty: str = ""
+
+
+class DesignInfo(_Record):
+    id: str | None = None
+    title: str | None = None
+    regions: tuple[Region, ...] = ()
+
+
+class Hypothesis(_Record):
+    before: bool | None = None
+    after: bool | None = None
+
+
+class Run(_Record):
+    dir: str | None = None
+    bascule: str | None = None
+    started_wall: str | None = None
+    elapsed: float | None = None
+    run_length: float | None = None
+    plan_start: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    scenario: ScenarioInfo = ScenarioInfo()
+    design: DesignInfo = DesignInfo()
+    hypothesis: Hypothesis | None = None
+    """``None`` when the hypothesis was skipped."""
+
+
+class Dimension(_Record):
+    name: str = ""
+    weight: Number | None = None
+    measured: Number | None = None
+    objective: Number | None = None
+    unit: str = ""
+    """``ratio``, ``s`` or ``count``."""
+    sub_score: float | None = None
+    passed: bool | None = None
+    explanation: str = ""
+    recommendation: str | None = None
+
+
+class ResultCap(_Record):
+    at: Number = 0
+    reason: str = ""
+
+
+class ResultScore(_Record):
+    overall: float | None = None
+    grade: str | None = None
+    passed: bool | None = None
+    cap: ResultCap | None = None
+    unmeasured: tuple[str, ...] = ()
+    dimensions: tuple[Dimension, ...] = ()
+
+    def dimension(self, name: str) -> Dimension | None:
+        return next((d for d in self.dimensions if d.name == name), None)
+
+
+class Latency(_Record):
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class ClassFigures(_Record):
+    requests: int = 0
+    ok: int = 0
+    success_ratio: float | None = None
+
+
+class Outage(_Record):
+    start: float = 0.0
+    end: float | None = None
+    cause: float | None = None
+    rto: float | None = None
+    phases: tuple[int, ...] = ()
+
+
+class Rpo(_Record):
+    acknowledged: int = 0
+    lost: int = 0
+    window: float | None = None
+    seconds: float | None = None
+    first_lost: float | None = None
+    last_lost: float | None = None
+    interval: float | None = None
+    unverified: int = 0
+
+
+class Correctness(_Record):
+    baseline: float | None = None
+    impact: float | None = None
+    graded: int = 0
+    baseline_graded: int = 0
+
+
+class ErrorBudget(_Record):
+    allowed: float = 0.0
+    spent: int = 0
+    burnt: float | None = None
+
+
+class Cost(_Record):
+    currency: str = ""
+    steady_per_hour: float = 0.0
+    failover_extra: float = 0.0
+
+
+class Figures(_Record):
+    impact_window: tuple[float, float] | None = None
+    requests: int | None = None
+    failed: int | None = None
+    success_ratio: float | None = None
+    success_ratio_baseline: float | None = None
+    latency: Latency = Latency()
+    latency_baseline: Latency = Latency()
+    by_class: Mapping[str, ClassFigures] = {}
+    time_to_detect: float | None = None
+    time_to_failover: float | None = None
+    rto: float | None = None
+    recovered: bool | None = None
+    outages: tuple[Outage, ...] = ()
+    failback: float | None = None
+    rpo: Rpo | None = None
+    sovereignty_violations: int | None = None
+    violating_requests: int | None = None
+    correctness: Correctness = Correctness()
+    degraded: int | None = None
+    error_budget: ErrorBudget | None = None
+    cost: Cost | None = None
+    notes: Mapping[str, str] = {}
+    """Figure name → why it is ``None``."""
+
+
+class Phase(_Record):
+    index: int | None = None
+    name: str = ""
+    kind: str = ""
+    target: str = ""
+    regions: tuple[str, ...] = ()
+    real_start: float | None = None
+    real_end: float | None = None
+    planned_start: float | None = None
+    planned_end: float | None = None
+    actual_start: float | None = None
+    actual_end: float | None = None
+    requests: int | None = None
+    failed: int | None = None
+    success_ratio: float | None = None
+    p95: float | None = None
+    time_to_detect: float | None = None
+    time_to_failover: float | None = None
+    rto: float | None = None
+    recovered: bool | None = None
+    share: Mapping[str, float] = {}
+
+
+Shares = Mapping[str, tuple[float | None, ...]]
+
+
+class Series(_Record):
+    t: tuple[float, ...] = ()
+    length: tuple[float, ...] = ()
+    requests: tuple[int, ...] = ()
+    success_ratio: tuple[float | None, ...] = ()
+    p50: tuple[float | None, ...] = ()
+    p95: tuple[float | None, ...] = ()
+    p99: tuple[float | None, ...] = ()
+    share_region: Shares = {}
+    share_level: Shares = {}
+    share_provider: Shares = {}
+
+
+class ResultHop(_Record):
+    component: str = ""
+    region: str = ""
+    provider: str = ""
+    jurisdiction: str = ""
+    sovereignty: str = ""
+
+
+class Violation(_Record):
+    t: float = 0.0
+    request_id: str | None = None
+    source: str = ""
+    data_class: str = ""
+    hop: ResultHop = ResultHop()
+    minimum: str = ""
+    level: str = ""
+
+
+class Event(_Record):
+    t: float = 0.0
+    text: str = ""
+    kind: str = ""
+    """``fault``, ``guardrail``, ``hypothesis``, ``error`` or ``run``."""
+
+
+class Result(_Record):
+    schema_: str = Field(RESULT_SCHEMA, alias="schema")
+    run: Run = Run()
+    score: ResultScore = ResultScore()
+    figures: Figures = Figures()
+    phases: tuple[Phase, ...] = ()
+    series: Series = Series()
+    violations: tuple[Violation, ...] = ()
+    """The first 100; ``figures.sovereignty_violations`` is the total."""
+    findings: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+def parse_result(document: Mapping[str, Any] | str | bytes) -> Result:
+    """The `Result` of a decoded or raw JSON document; `ValueError` when it is not a
+    ``bascule.result/1`` document (another schema, or values of the wrong kind)."""
+    data: object = json.loads(document) if isinstance(document, str | bytes) else document
+    schema = data.get("schema") if isinstance(data, Mapping) else None
+    if schema != RESULT_SCHEMA:
+        raise ValueError(f"not a {RESULT_SCHEMA} document (schema {schema!r})")
+    try:
+        return Result.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"not a valid {RESULT_SCHEMA} document: {exc}") from exc
+
+
+def dump_result(result: Result) -> str:
+    """``result.json``'s text: the document indented by two, non-ASCII kept, a final newline.
+    Spelled by `json` rather than `model_dump_json` so that numbers read as they always have
+    (``1e-05``, not ``0.00001``)."""
+    return json.dumps(result.model_dump(by_alias=True), indent=2, ensure_ascii=False) + "\n"
