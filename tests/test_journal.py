@@ -107,3 +107,38 @@ def test_probe_samples_are_journaled_always_load_samples_only_when_raw(tmp_path:
     journal.sample(replace(sample(2.0), source="rag-internal"))
     journal.close()
     assert [r["source"] for r in read_journal(tmp_path) if r["type"] == "sample"] == ["rag-internal"]
+
+
+def test_served_region_is_the_last_hop_that_served_and_the_record_reader_agrees() -> None:
+    from bascule.journal import HopSource, sample_from_json, sample_to_json
+    from bascule.metrics.ticks import served_region as served_region_of_record
+
+    plane = HopSource.FAULT_PLANE
+    cases = [
+        ((), "eu", "eu"),
+        (
+            (
+                Hop("proxy", "par", via=plane, status=200),
+                Hop("llm", "us", via=plane, status=429, relayed=False),
+                Hop("llm", "par2", via=plane, status=200),
+            ),
+            "par",
+            "par2",
+        ),
+        ((Hop("proxy", "par", via=plane, status=200), Hop("llm", "us", via=plane, status=503)), "par", "par"),
+        ((Hop("gateway", "a"), Hop("retriever", "b"), Hop("llm", "c")), "a", "b"),
+        ((Hop("llm", "us", via=plane, status=None, relayed=False),), "par", "par"),
+    ]
+    for hops, entry, expected in cases:
+        sample = RequestSample("load", "ask", 0.0, 0.1, True, entry_region=entry, hops=hops)
+        assert served_region(sample) == expected
+        record = sample_to_json(sample)
+        assert served_region_of_record(record) == expected
+        assert sample_from_json(record) == sample
+
+
+def test_a_service_cannot_claim_a_hop_source_in_its_own_report() -> None:
+    from bascule.journal import HopSource, hops_from_json
+
+    (hop,) = hops_from_json([{"component": "x", "region": "r", "via": "fault-plane", "status": 503}])
+    assert (hop.via, hop.status, hop.relayed) == (HopSource.SERVED_BY, None, True)

@@ -7,7 +7,14 @@ that writes it and the metrics and reports that read it, so neither side imports
 
 from bascule.journal.hops import RouteHop, route_hop_from_json, route_hop_to_json
 from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
-from bascule.journal.samples import Hop, RequestSample, hops_from_json, sample_from_json, sample_to_json
+from bascule.journal.samples import (
+    Hop,
+    HopSource,
+    RequestSample,
+    hops_from_json,
+    sample_from_json,
+    sample_to_json,
+)
 from bascule.journal.spans import SpanKind, SpanRecord, SpanStatus, span_from_json, span_to_json
 from bascule.journal.windows import LatencySketch, Window, WindowAggregator, served_region
 from bascule.journal.writer import Journal
@@ -16,6 +23,7 @@ __all__ = [
     "JOURNAL_FILE",
     "JOURNAL_SCHEMA",
     "Hop",
+    "HopSource",
     "Journal",
     "LatencySketch",
     "RequestSample",

@@ -195,10 +195,11 @@ class Ticks:
 
 def served_region(r: Mapping[str, Any]) -> str | None:
     """`bascule.journal.served_region` of a sample record, without building the sample."""
-    hops = r.get("hops")
-    if not hops:
-        return r.get("entry_region")
-    for hop in hops:
-        if hop.get("component") == "retriever":
-            return hop.get("region") or None
-    return hops[-1].get("region") or None
+    last = None
+    for hop in r.get("hops") or ():
+        status = hop.get("status")
+        if hop.get("relayed", True) and (status is None or (status < 500 and status != 429)):
+            if hop.get("component") == "retriever":
+                return hop.get("region") or None
+            last = hop.get("region") or None
+    return last or r.get("entry_region")
