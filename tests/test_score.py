@@ -440,3 +440,28 @@ def test_wrong_answers_after_a_store_is_wiped_blame_the_wipe_not_the_model() -> 
     assert correctness.passed is False and correctness.recommendation is not None
     assert f"The store in {STANDBY} was wiped" in correctness.recommendation
     assert "mistral-small" not in correctness.recommendation
+
+
+def test_a_run_that_did_not_reach_its_plan_has_no_score() -> None:
+    """A steady state that failed before any fault measured a warm-up, not a resilience: no overall,
+    no grade, every dimension unmeasured with the run's reason (it was once '❌ FAIL · 100.0/100, A')."""
+    spec = JournalSpec(reference_design(), one_phase_scenario(), healthy, length=30.0, exit_code=4)
+    records = [
+        r for r in build_records(spec) if r["type"] not in ("plan-started", "fault-applied", "fault-reverted")
+    ]
+    for r in records:
+        if r["type"] == "run-ended":
+            r["reason"] = "the steady-state hypothesis failed before any fault"
+    m = compute_metrics(records)
+    assert m.run.plan_start is None
+    s = score(m, m.objectives, m.weights)
+    assert s.overall is None and s.grade is None and s.passed is False and s.cap is None
+    assert set(s.unmeasured) == set(DIMENSIONS)
+    assert all(
+        d.explanation
+        == "Not measured: the run stopped before its plan started (the steady-state hypothesis failed "
+        "before any fault)."
+        for d in s.dimensions
+    )
+    document = json.loads(dump_result(build_result(m, s)))
+    assert document["score"]["overall"] is None and document["score"]["grade"] is None

@@ -40,6 +40,8 @@ def _score_line(result: Result) -> str:
     verdict = "[green]PASS[/green]" if score.passed else "[red]FAIL[/red]"
     failing = [d.name for d in score.dimensions if d.passed is False]
     tail = f" — failing: {', '.join(failing)}" if failing else ""
+    if score.overall is None:
+        return f"not scored, {verdict}{tail}"
     return f"score {overall}/100, grade {score.grade or '—'}, {verdict}{tail}"
 
 

@@ -62,9 +62,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable
 def _title(result: Result) -> list[str]:
     h = compute_headline(result)
     mark = {"PASS": "✅", "FAIL": "❌"}.get(h.verdict, "❔")
+    scored = "not scored" if h.overall is None else f"{_md(h.overall_text)}/100, grade {_md(h.grade)}"
     lines = [
-        f"## {mark} {h.verdict} · {_md(h.overall_text)}/100, grade {_md(h.grade)} — "
-        f"{_md(h.scenario_id)} on {_md(h.design_id)}",
+        f"## {mark} {h.verdict} · {scored} — {_md(h.scenario_id)} on {_md(h.design_id)}",
         "",
     ]
     run = result.run

@@ -43,6 +43,8 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
     dimensions = tuple(
         builders[name](metrics, objectives, float(getattr(weights, name))) for name in DIMENSIONS
     )
+    if metrics.run.plan_start is None:
+        return _not_scored(metrics, dimensions)
     measured = {d.name: d.sub_score for d in dimensions if d.sub_score is not None}
     mean = weighted_mean(measured, {d.name: d.weight for d in dimensions})
     cap = None
@@ -64,6 +66,21 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
         passed=passed,
         cap=cap,
         dimensions=dimensions,
+    )
+
+
+def _not_scored(metrics: Metrics, dimensions: tuple[DimensionScore, ...]) -> Score:
+    """A run that stopped before its plan started has no score: what it measured (a warm-up, a
+    steady state that failed) says nothing about the faults it never met."""
+    reason = metrics.run.reason
+    why = "the run stopped before its plan started" + (f" ({reason})" if reason else "")
+    how = "Make the run reach its plan (its reason is in the summary), then run it again."
+    return Score(
+        overall=None,
+        grade=None,
+        passed=False,
+        cap=None,
+        dimensions=tuple(_unmeasured(d.name, d.weight, d.objective, d.unit, why, how) for d in dimensions),
     )
 
 
