@@ -810,3 +810,28 @@ def test_data_probe_canaries_are_all_read_back_on_the_live_stack(stack: Any) -> 
     assert isinstance(probes[1], DataProbe)
     acked = probes[1].acknowledged()
     assert (first, last) == (acked[0].acked_at, acked[-1].acked_at)
+
+
+def test_the_judge_counts_only_requests_whose_path_is_known() -> None:
+    """A request of a data class with no hop at all (nobody could tell where it went) is not judged
+    — it is counted as unattributed — and a hop a fault answered in front of is not a violation."""
+    from bascule.journal import HopSource
+    from bascule.model.loading import read_design
+    from bascule.probes.sovereignty import SovereigntyJudge
+
+    design = read_design(ROOT / "designs" / "us-fallback.yaml")
+    judge = SovereigntyJudge(design)
+    plane = HopSource.FAULT_PLANE
+    us = Hop("llm", "aws/us-east-1", via=plane, status=200)
+    blocked = Hop("llm", "aws/us-east-1", via=plane, status=429, relayed=False)
+    par = Hop("llm", "scaleway/fr-par", via=plane, status=200)
+    samples = [
+        RequestSample("load", "ask", 0.0, 0.1, True, data_class="confidential"),  # no path
+        RequestSample("load", "ask", 0.0, 0.1, False, data_class="confidential"),  # failed, no path
+        RequestSample("load", "ask", 0.0, 0.1, True, data_class="confidential", hops=(blocked, par)),
+        RequestSample("load", "ask", 0.0, 0.1, True, data_class="confidential", hops=(us,)),
+    ]
+    found = [v for s in samples for v in judge.observe(s)]
+    report = judge.report()
+    assert (report.judged, report.unattributed, report.requests) == (2, 1, 1)
+    assert [(v.hop.region, v.data_class) for v in found] == [("aws/us-east-1", "confidential")]

@@ -237,10 +237,23 @@ class _Figures:
             budget = ErrorBudget(round(allowed, 6), spent, None if burnt is None else round(burnt, 6))
             if burnt is None:
                 self.notes["error_budget"] = "the objective allows no failure and some requests failed"
-        judged = bool(r.sov_report is not None or self.windows or r.violation_count)
-        if not judged:
-            self.notes["sovereignty"] = "no request was judged (no traffic in the journal)"
         report = r.sov_report
+        # Journals from before paths were counted have no `unattributed`: judged wherever there was
+        # traffic, as then.
+        counted = None if report is None or report.unattributed is None else report.judged
+        unattributed = 0 if report is None or report.unattributed is None else report.unattributed
+        if counted is None:
+            judged = bool(report is not None or self.windows or r.violation_count)
+        else:
+            judged = counted > 0 or r.violation_count > 0
+        if not judged:
+            self.notes["sovereignty"] = (
+                f"no request's path was known: {unattributed} answered request"
+                f"{'s' if unattributed != 1 else ''} of a data class reported no hop — neither the "
+                "fault plane, nor OpenTelemetry spans, nor the service said where they went"
+                if unattributed
+                else "no request was judged (no traffic in the journal)"
+            )
         violations = max(r.violation_count, 0 if report is None else len(report.violations))
         violating = r.violating
         if report is not None and report.requests is not None:
@@ -271,6 +284,10 @@ class _Figures:
             failback=failback,
             rpo=self.rpo(),
             sovereignty_judged=judged,
+            sovereignty_judged_requests=counted
+            if report is not None and report.unattributed is not None
+            else None,
+            sovereignty_unattributed=unattributed,
             sovereignty_violations=violations,
             violating_requests=violating,
             violations=tuple(_shift_violation(v, self.base) for v in r.violations),

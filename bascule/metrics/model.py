@@ -247,7 +247,7 @@ class Metrics:
     failback: float | None
     rpo: Rpo | None
     sovereignty_judged: bool
-    """Whether requests were judged at all (traffic seen, or the judge's report journaled)."""
+    """Whether requests were judged at all: some request's path was known, or a violation seen."""
     sovereignty_violations: int
     violating_requests: int
     violations: tuple[Violation, ...]
@@ -266,3 +266,8 @@ class Metrics:
     events: tuple[Event, ...]
     notes: Mapping[str, str]
     """Figure name → why it is ``None`` (not measurable, or the event never happened)."""
+    sovereignty_judged_requests: int | None = None
+    """Requests judged: of a data class the design knows, with a known path (None: a journal from
+    before that was counted)."""
+    sovereignty_unattributed: int = 0
+    """Answered requests of a known data class whose path no source could tell."""

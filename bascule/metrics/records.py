@@ -216,6 +216,9 @@ class SovereigntyViolation(_Record):
 
 
 class SovereigntyReport(_Record):
+    judged: Int = None
+    """Requests of a known data class whose path was known (None in journals before it meant that)."""
+    unattributed: Int = None
     requests: Int = None
     violations: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
 

@@ -76,6 +76,8 @@ def violations(sample: RequestSample, design: Design) -> list[Violation]:
     minimum = design.data_classes[data_class].min_sovereignty
     out = []
     for hop in sample.hops:
+        if not hop.relayed:
+            continue  # a fault answered in front of it: the request's data never got there
         level = hop_level(hop, design)
         if not level.satisfies(minimum):
             out.append(
@@ -101,12 +103,15 @@ def most_demanding_class(design: Design) -> str:
 @dataclass(frozen=True)
 class SovereigntyReport:
     judged: int
-    """Samples that carried a data class the design knows."""
+    """Samples that carried a data class the design knows and at least one hop the request reached:
+    a request whose path nobody could tell is not judged (it could not have failed)."""
     violations: tuple[Violation, ...]
     requests: int
     """Requests with at least one violation."""
     by_hop: Mapping[tuple[str, str], int]
     """(component, region) → violations there."""
+    unattributed: int = 0
+    """Answered samples of a data class the design knows whose path no source could tell."""
 
 
 class SovereigntyJudge:
@@ -116,23 +121,27 @@ class SovereigntyJudge:
         self.design = design
         self._lock = threading.Lock()
         self._judged = 0
+        self._unattributed = 0
         self._found: list[Violation] = []
 
     def observe(self, sample: RequestSample) -> list[Violation]:
         found = violations(sample, self.design)
         with self._lock:
             if sample.data_class in self.design.data_classes:
-                self._judged += 1
+                if any(hop.relayed for hop in sample.hops):
+                    self._judged += 1
+                elif sample.ok:
+                    self._unattributed += 1
             self._found.extend(found)
         return found
 
     def report(self) -> SovereigntyReport:
         with self._lock:
             found = tuple(self._found)
-            judged = self._judged
+            judged, unattributed = self._judged, self._unattributed
         requests = len({(v.source, v.request_id, v.started) for v in found})
         by_hop = Counter((v.hop.component, v.hop.region) for v in found)
-        return SovereigntyReport(judged, found, requests, dict(by_hop))
+        return SovereigntyReport(judged, found, requests, dict(by_hop), unattributed)
 
 
 @register

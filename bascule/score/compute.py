@@ -271,14 +271,18 @@ def _sovereignty(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
         how = "Send traffic during the run so that every request's hops can be judged."
         return _unmeasured("sovereignty", weight, allowed, Unit.COUNT, _why(m, "sovereignty"), how)
     n = m.sovereignty_violations
+    over = ""
+    if m.sovereignty_judged_requests is not None:
+        over = f" (judged over {_plural(m.sovereignty_judged_requests, 'request')} whose path was known"
+        over += f"; {m.sovereignty_unattributed} answered without one)" if m.sovereignty_unattributed else ")"
     if n == 0:
-        text = "No request touched a hop below its data class's minimum sovereignty level."
+        text = f"No request touched a hop below its data class's minimum sovereignty level{over}."
     else:
         klass, component, region, level, _ = (m.violations_by_hop or (("?", "?", "?", "?", 0),))[0]
         text = (
             f"{_plural(n, 'hop')} of {_plural(m.violating_requests, 'request')} ran below their data "
             f"class's minimum level (most often {klass} data on the {component} in {region}, {level}); "
-            f"any violation scores 0 and caps the overall at {SOVEREIGNTY_CAP:g}."
+            f"any violation scores 0 and caps the overall at {SOVEREIGNTY_CAP:g}{over}."
         )
     return _measured(
         "sovereignty",
