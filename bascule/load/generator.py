@@ -34,14 +34,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final
 
+from bascule.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
 from bascule.errors import PathElement, PlanError, Problem, TargetError
 from bascule.journal.samples import RequestSample, hops_from_json, sample_from_json
 from bascule.model.design import Design
 from bascule.model.loading import parse_design
 from bascule.model.scenario import Load, LoadRequests, RequestMix
 from bascule.probes.base import render_template
-from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer
-from bascule.stack.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
+from bascule.probes.grading import grade_answer
+from bascule.stack.corpus import DataClass, GoldenQuestion
 from bascule.stack.supervisor import process_start_time
 
 __all__ = [
