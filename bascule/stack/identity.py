@@ -16,13 +16,12 @@ Run it with ``python -m bascule.stack.identity --port 0 --ttl 300 --secret S`` (
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -32,6 +31,7 @@ from starlette.routing import Route
 
 from bascule.stack.auth import issue_token
 from bascule.stack.serve import non_empty, port, serve
+from bascule.stack.service import create_service_app
 
 __all__ = ["ENV_PREFIX", "IdentityConfig", "create_app", "main", "parse_args"]
 
@@ -118,7 +118,6 @@ def _name(body: object, key: str) -> str | None:
 
 def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
     """The identity ASGI app; ``clock`` gives epoch seconds (the time base of ``expires_at``)."""
-    ready = False
 
     async def token(request: Request) -> Response:
         try:
@@ -139,31 +138,8 @@ def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time
             }
         )
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        if not ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal ready
-        ready = True
-        try:
-            yield
-        finally:
-            ready = False
-
-    return Starlette(
-        routes=[
-            Route("/v1/token", token, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    # Tokens are fetched beside requests, not on their path: no served-by hop.
+    return create_service_app([Route("/v1/token", token, methods=["POST"])])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,22 +27,19 @@ accepts connections it prints ``listening on http://HOST:PORT`` on stdout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
 import re
-import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -52,14 +49,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bascule.stack.prompt import extract_answer, message_text, parse_context
 from bascule.stack.serve import (
     FlagParser,
-    ServedByMiddleware,
     non_empty,
     non_negative_float,
     non_negative_int,
     port,
-    serve,
 )
-from bascule.stack.wiring import read_wiring
+from bascule.stack.service import ServedBy, create_service_app, ready_response, serve_wired
+from bascule.stack.wiring import Wiring
 
 __all__ = [
     "EMBEDDING_MODEL",
@@ -339,9 +335,14 @@ class _HeadersMiddleware:
 # --- the app ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Readiness:
-    ready: bool = False
+class _MistralErrors:
+    """`ServiceErrors` as Mistral's error bodies."""
+
+    def http_error(self, status: int, detail: str) -> Response:
+        return _error(status, detail, "invalid_request_error")
+
+    def internal_error(self, exc: Exception) -> Response:
+        return _error(500, "Internal Server Error", "invalid_request_error")
 
 
 def create_app(
@@ -352,7 +353,6 @@ def create_app(
 ) -> Starlette:
     """A new llm ASGI app for `config`; apps share no state, so tests can run several."""
     limiter = _RateLimiter(config.rate_limit_per_minute, config.tokens_limit_per_minute, clock)
-    readiness = _Readiness()
     created = int(time.time())
     cards = {
         config.model: _model_card(config.model, created, chat=True),
@@ -503,47 +503,20 @@ def create_app(
             return _error(404, f"Model not found: {model}", "invalid_model", "1500")
         return JSONResponse(cards[model])
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+    async def readiness() -> Response:
+        return ready_response(model=config.model)
 
-    async def readyz(request: Request) -> Response:
-        if not readiness.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready", "model": config.model})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
-        return _error(status, detail, "invalid_request_error")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        readiness.ready = True
-        try:
-            yield
-        finally:
-            readiness.ready = False
-
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        HTTPException: http_error,
-        Exception: http_error,
-    }
-    return Starlette(
-        routes=[
+    return create_service_app(
+        [
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[
-            Middleware(ServedByMiddleware, component="llm", region=config.region, replica=config.name),
-            *middleware,
-            Middleware(_HeadersMiddleware, config=config, limiter=limiter),
-        ],
-        exception_handlers=handlers,
-        lifespan=lifespan,
+        served_by=ServedBy("llm", config.region, config.name),
+        errors=_MistralErrors(),
+        readiness=readiness,
+        middleware=[*middleware, Middleware(_HeadersMiddleware, config=config, limiter=limiter)],
     )
 
 
@@ -559,9 +532,12 @@ def _embed(text: str) -> list[float]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the llm until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
-    config = parse_args(rest)
-    serve(create_app(config, middleware=wiring.incoming(config.region)), config.host, config.port)
+
+    def build(rest: list[str], wiring: Wiring) -> tuple[LlmConfig, ASGIApp]:
+        config = parse_args(rest)
+        return config, create_app(config, middleware=wiring.incoming(config.region))
+
+    serve_wired(argv, build)
 
 
 if __name__ == "__main__":
