@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
 import time
 import uuid
@@ -52,7 +51,6 @@ from bascule.stack.serve import (
     non_empty,
     non_negative_float,
     non_negative_int,
-    port,
 )
 from bascule.stack.service import ServedBy, create_service_app, ready_response, serve_wired
 from bascule.stack.wiring import Wiring
@@ -108,12 +106,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         "python -m bascule.stack.llm",
         "Reference llm service speaking the Mistral API.",
         ENV_PREFIX,
-        os.environ if environ is None else environ,
+        environ,
     )
-    flags.option("--host", non_empty, d.host, "address to bind")
-    flags.option("--port", port, d.port, "port to bind; 0 picks a free one")
-    flags.option("--region", non_empty, d.region, "region this replica runs in (for served-by)")
-    flags.option("--name", non_empty, d.name, "replica name (for served-by)")
+    flags.listen(d.host, d.port)
+    flags.replica(d.region, d.name)
     flags.option("--model", non_empty, d.model, "chat model id served")
     flags.option("--provider", non_empty, d.provider, "provider label for response headers")
     flags.option("--ttft", non_negative_float, d.ttft, "seconds to first token")
@@ -530,14 +526,13 @@ def _embed(text: str) -> list[float]:
 # --- process entry point ---------------------------------------------------------------------
 
 
+def _wired(config: LlmConfig, wiring: Wiring) -> Starlette:
+    return create_app(config, middleware=wiring.incoming(config.region))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the llm until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-
-    def build(rest: list[str], wiring: Wiring) -> tuple[LlmConfig, ASGIApp]:
-        config = parse_args(rest)
-        return config, create_app(config, middleware=wiring.incoming(config.region))
-
-    serve_wired(argv, build)
+    serve_wired(argv, parse_args, _wired)
 
 
 if __name__ == "__main__":

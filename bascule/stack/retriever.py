@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -41,7 +40,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from bascule.stack.corpus import DataClass
 from bascule.stack.embedding import embed
@@ -51,14 +49,11 @@ from bascule.stack.serve import (
     FlagParser,
     base_url,
     hop,
-    non_empty,
-    port,
     positive_float,
     positive_int,
     read_body,
 )
 from bascule.stack.service import (
-    ReasonErrors,
     ServedBy,
     bad_body,
     create_service_app,
@@ -66,8 +61,8 @@ from bascule.stack.service import (
     ready_response,
     reason_error,
     serve_wired,
+    wired_caller,
 )
-from bascule.stack.wiring import Wiring
 
 __all__ = [
     "COMPONENT",
@@ -118,12 +113,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         prog="python -m bascule.stack.retriever",
         description="Reference retriever service: embeds questions and searches a store.",
         env_prefix=ENV_PREFIX,
-        environ=os.environ if environ is None else environ,
+        environ=environ,
     )
-    flags.option("--host", non_empty, defaults.host, "address to bind")
-    flags.option("--port", port, defaults.port, "port to bind; 0 picks a free one")
-    flags.option("--region", non_empty, defaults.region, "region this replica runs in")
-    flags.option("--name", non_empty, defaults.name, "replica name, unique in its region")
+    flags.listen(defaults.host, defaults.port)
+    flags.replica(defaults.region, defaults.name)
     flags.repeated("--store", base_url, "base URL of a store of this region, in fallback order")
     flags.option("--top-k", positive_int, defaults.top_k, f"default passages, 1..{MAX_K}")
     flags.option("--store-timeout", positive_float, defaults.store_timeout, "seconds per store search")
@@ -308,11 +301,9 @@ def create_app(
             runtime.client = None
             await http.aclose()
 
-    served_by = ServedBy(COMPONENT, config.region, config.name)
     return create_service_app(
         [Route("/v1/retrieve", retrieve, methods=["POST"])],
-        served_by=served_by,
-        errors=ReasonErrors(served_by),
+        served_by=ServedBy(COMPONENT, config.region, config.name),
         lifecycle=lifecycle,
         readiness=readiness,
         middleware=middleware,
@@ -322,19 +313,9 @@ def create_app(
 # --- process entry point ---------------------------------------------------------------------
 
 
-def _build(argv: list[str], wiring: Wiring) -> tuple[RetrieverConfig, ASGIApp]:
-    config = parse_args(argv)
-    app = create_app(
-        config,
-        client_factory=wiring.client_factory(config.region),
-        middleware=wiring.incoming(config.region),
-    )
-    return config, app
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve a retriever until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    serve_wired(argv, _build)
+    serve_wired(argv, parse_args, wired_caller(create_app))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The skeleton every reference service shares: the app around its routes, and its ``main``.
 
 A service brings only what is its own — its routes, what it starts and stops (`Lifecycle`),
-what ``/readyz`` says once started (`Readiness`), the shape of its error bodies
-(`ServiceErrors`) — and `create_service_app` adds the rest:
+what ``/readyz`` says once started (`Readiness`), the shape of its error bodies when it is not
+the stack's ``{"error", "reason"}`` (`ServiceErrors`) — and `create_service_app` adds the rest:
 
 - ``GET /healthz``: ``{"status": "ok"}`` as soon as the process serves;
 - ``GET /readyz``: 503 ``{"status": "starting"}`` until the lifecycle has started and once it
@@ -11,8 +11,9 @@ what ``/readyz`` says once started (`Readiness`), the shape of its error bodies
   service's middleware (authentication, …) in the order given;
 - ``HTTPException`` and unhandled errors answered in the service's error shape.
 
-`serve_wired` is the ``main`` of a service that takes the stack's shared wiring flags (DNS,
-tokens): it parses, builds and serves until SIGINT/SIGTERM.
+`serve_wired` is every service's ``main`` but the identity's: it takes the stack's shared
+wiring flags (DNS, tokens) out of the command line, parses the rest, builds the app and serves
+it until SIGINT/SIGTERM; `wired_caller` wires a service that calls others.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import httpx
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -43,11 +45,12 @@ from bascule.stack.serve import (
 from bascule.stack.wiring import Wiring, read_wiring
 
 __all__ = [
+    "CallerAppFactory",
     "Lifecycle",
-    "Listening",
     "Readiness",
     "ReasonErrors",
     "ServedBy",
+    "ServiceConfig",
     "ServiceErrors",
     "bad_body",
     "create_service_app",
@@ -55,6 +58,7 @@ __all__ = [
     "ready_response",
     "reason_error",
     "serve_wired",
+    "wired_caller",
 ]
 
 Lifecycle = Callable[[], AbstractAsyncContextManager[None]]
@@ -158,8 +162,9 @@ def create_service_app(
 ) -> Starlette:
     """A service's ASGI app: its `routes` with ``/healthz`` and ``/readyz`` added.
 
-    Without `served_by` responses name no hop; without `errors`, Starlette's plain answers
-    stand.
+    `errors` defaults to the stack's ``{"error", "reason"}`` bodies (`ReasonErrors`) for a
+    service that names its hop; without `served_by`, responses name no hop and Starlette's
+    plain error answers stand unless `errors` is given.
     """
     started = False
 
@@ -182,6 +187,8 @@ def create_service_app(
                 started = False
 
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {}
+    if errors is None and served_by is not None:
+        errors = ReasonErrors(served_by)
     if errors is not None:
         answers = errors
 
@@ -207,8 +214,8 @@ def create_service_app(
 # --- the process entry point -----------------------------------------------------------------
 
 
-class Listening(Protocol):
-    """A service configuration: where it listens."""
+class ServiceConfig(Protocol):
+    """What the skeleton reads of a service's configuration: where it listens, its region."""
 
     @property
     def host(self) -> str: ...
@@ -216,13 +223,47 @@ class Listening(Protocol):
     @property
     def port(self) -> int: ...
 
+    @property
+    def region(self) -> str: ...
+
+
+C = TypeVar("C", bound=ServiceConfig)
+C_contra = TypeVar("C_contra", bound=ServiceConfig, contravariant=True)
+
+
+class CallerAppFactory(Protocol[C_contra]):
+    """The ``create_app`` of a service that calls others (the store, the retriever)."""
+
+    def __call__(
+        self,
+        config: C_contra,
+        *,
+        client_factory: Callable[[], httpx.AsyncClient],
+        middleware: Sequence[Middleware],
+    ) -> Starlette: ...
+
+
+def wired_caller(create_app: CallerAppFactory[C]) -> Callable[[C, Wiring], ASGIApp]:
+    """`create_app` wired into the stack: its client resolves names through the stack's DNS
+    and carries tokens, and calls into it are checked for theirs."""
+
+    def create(config: C, wiring: Wiring) -> ASGIApp:
+        return create_app(
+            config,
+            client_factory=wiring.client_factory(config.region),
+            middleware=wiring.incoming(config.region),
+        )
+
+    return create
+
 
 def serve_wired(
     argv: Sequence[str] | None,
-    build: Callable[[list[str], Wiring], tuple[Listening, ASGIApp]],
+    parse: Callable[[list[str]], C],
+    create: Callable[[C, Wiring], ASGIApp],
 ) -> None:
     """Serve a service until SIGINT/SIGTERM: the shared wiring flags are taken out of `argv`
-    (default: ``sys.argv``), and `build` makes the configuration and the app from the rest."""
+    (default: ``sys.argv``), `parse` reads the rest, and `create` makes the app."""
     rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
-    config, app = build(rest, wiring)
-    serve(app, config.host, config.port)
+    config = parse(rest)
+    serve(create(config, wiring), config.host, config.port)

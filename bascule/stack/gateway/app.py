@@ -13,7 +13,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from bascule.errors import ScenarioError
 from bascule.model.design import Design
@@ -133,11 +132,10 @@ def create_app(
 # --- process entry point ---------------------------------------------------------------------
 
 
-def _build(argv: list[str], wiring: Wiring) -> tuple[GatewayConfig, ASGIApp]:
-    config = parse_args(argv)
+def _wired(config: GatewayConfig, wiring: Wiring) -> Starlette:
     try:
         design = read_design(config.design)
-        app = create_app(
+        return create_app(
             config,
             design,
             client_factory=wiring.client_factory(config.region),
@@ -146,9 +144,8 @@ def _build(argv: list[str], wiring: Wiring) -> tuple[GatewayConfig, ASGIApp]:
     except (ScenarioError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    return config, app
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the gateway until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    serve_wired(argv, _build)
+    serve_wired(argv, parse_args, _wired)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -12,7 +11,6 @@ from bascule.stack.serve import (
     base_url,
     non_empty,
     non_negative_int,
-    port,
     positive_int,
 )
 
@@ -76,16 +74,14 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     Repeatable flags (``--retriever REGION=URL`` …) fall back to a comma-separated variable.
     Invalid values exit with argparse's usage message (status 2), as any CLI does.
     """
-    env = os.environ if environ is None else environ
     defaults = GatewayConfig(region="")
     flags = FlagParser(
         "python -m bascule.stack.gateway",
         "Reference gateway: routes questions and writes across regions.",
         ENV_PREFIX,
-        env,
+        environ,
     )
-    flags.option("--host", non_empty, defaults.host, "address to bind")
-    flags.option("--port", port, defaults.port, "port to bind; 0 picks a free one")
+    flags.listen(defaults.host, defaults.port)
     flags.option("--region", str, "", "region this gateway runs in (required)")
     flags.option("--name", non_empty, defaults.name, "replica name in served_by")
     flags.option("--design", str, "", "design file (required)")

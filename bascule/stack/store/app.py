@@ -15,26 +15,24 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from bascule.stack.corpus import load_documents
 from bascule.stack.embedding import embed
 from bascule.stack.serve import BodyTooLargeError, read_body
 from bascule.stack.service import (
-    ReasonErrors,
     ServedBy,
     bad_body,
     create_service_app,
     ready_response,
     reason_error,
     serve_wired,
+    wired_caller,
 )
 from bascule.stack.store.config import COMPONENT, ReplicationMode, StoreConfig, parse_args
 from bascule.stack.store.index import StoredDocument
 from bascule.stack.store.replica import ClassNotAllowedError, ReplicationLoopError, Store
 from bascule.stack.store.replicator import Replicator
 from bascule.stack.store.wire import DocumentIn, ReplicateIn, SearchIn
-from bascule.stack.wiring import Wiring
 
 __all__ = ["create_app", "main"]
 
@@ -196,7 +194,6 @@ def create_app(
             await shipper.stop()
             await client.aclose()
 
-    served_by = ServedBy(COMPONENT, config.region, config.name)
     return create_service_app(
         [
             Route("/v1/documents", write_document, methods=["POST"]),
@@ -207,8 +204,7 @@ def create_app(
             Route("/v1/admin/wipe", wipe, methods=["POST"]),
             Route("/v1/admin/stats", stats, methods=["GET"]),
         ],
-        served_by=served_by,
-        errors=ReasonErrors(served_by),
+        served_by=ServedBy(COMPONENT, config.region, config.name),
         lifecycle=lifecycle,
         readiness=readiness,
         middleware=middleware,
@@ -218,16 +214,6 @@ def create_app(
 # --- process entry point ---------------------------------------------------------------------
 
 
-def _build(argv: list[str], wiring: Wiring) -> tuple[StoreConfig, ASGIApp]:
-    config = parse_args(argv)
-    app = create_app(
-        config,
-        client_factory=wiring.client_factory(config.region),
-        middleware=wiring.incoming(config.region),
-    )
-    return config, app
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve a store until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    serve_wired(argv, _build)
+    serve_wired(argv, parse_args, wired_caller(create_app))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -11,9 +10,7 @@ from bascule.stack.corpus import DataClass
 from bascule.stack.serve import (
     FlagParser,
     base_url,
-    non_empty,
     non_negative_float,
-    port,
     positive_float,
     positive_int,
 )
@@ -80,12 +77,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         prog="python -m bascule.stack.store",
         description="Reference store service: documents, search index and replication.",
         env_prefix=ENV_PREFIX,
-        environ=os.environ if environ is None else environ,
+        environ=environ,
     )
-    flags.option("--host", non_empty, defaults.host, "address to bind")
-    flags.option("--port", port, defaults.port, "port to bind; 0 picks a free one")
-    flags.option("--region", non_empty, defaults.region, "region this replica runs in")
-    flags.option("--name", non_empty, defaults.name, "replica name, unique in its region")
+    flags.listen(defaults.host, defaults.port)
+    flags.replica(defaults.region, defaults.name)
     flags.repeated("--peer", base_url, "base URL of a peer store to replicate to")
     flags.choice(
         "--replication",

@@ -55,29 +55,22 @@ class StoredDocument:
         tags = sum(len(tag.encode()) for tag in self.tags)
         return len(self.text.encode()) + len(self.title.encode()) + len(self.id) + tags
 
-    def to_json(self) -> dict[str, Any]:
-        """The document as ``GET /v1/documents/{id}`` returns it."""
+    def _content(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
             "text": self.text,
             "data_class": self.data_class.value,
             "tags": list(self.tags),
-            "origin": self.origin,
-            "seq": self.seq,
-            "written_at": self.written_at,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as ``GET /v1/documents/{id}`` returns it."""
+        return {**self._content(), "origin": self.origin, "seq": self.seq, "written_at": self.written_at}
 
     def to_wire(self) -> dict[str, Any]:
         """The document as a replication entry carries it (origin and seq travel beside it)."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "text": self.text,
-            "data_class": self.data_class.value,
-            "tags": list(self.tags),
-            "written_at": self.written_at,
-        }
+        return {**self._content(), "written_at": self.written_at}
 
 
 class DocumentIndex:
