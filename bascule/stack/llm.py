@@ -46,12 +46,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bascule.stack.prompt import extract_answer, message_text, parse_context
-from bascule.stack.serve import (
-    FlagParser,
-    non_empty,
-    non_negative_float,
-    non_negative_int,
-)
+from bascule.stack.serve import FlagParser, non_empty, non_negative_float, non_negative_int
 from bascule.stack.service import ServedBy, create_service_app, ready_response, serve_wired
 from bascule.stack.wiring import Wiring
 

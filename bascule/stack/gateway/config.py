@@ -6,13 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bascule.stack.serve import (
-    FlagParser,
-    base_url,
-    non_empty,
-    non_negative_int,
-    positive_int,
-)
+from bascule.stack.serve import FlagParser, base_url, non_empty, non_negative_int, positive_int
 
 __all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "GatewayConfig", "parse_args"]
 

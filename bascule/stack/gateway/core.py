@@ -43,18 +43,10 @@ from bascule.stack.gateway.wire import (
     served_by_hop,
     validation_error,
 )
-from bascule.stack.prompt import (
-    Passage,
-    build_messages,
-    message_text,
-    parse_citations,
-)
+from bascule.stack.prompt import Passage, build_messages, message_text, parse_citations
 from bascule.stack.routing import Probe, Router, UnknownDataClassError
 from bascule.stack.routing import Route as RegionRoute
-from bascule.stack.serve import (
-    BodyTooLargeError,
-    read_body,
-)
+from bascule.stack.serve import BodyTooLargeError, read_body
 
 __all__ = ["RETRY_BUDGET_WINDOW", "ClientFactory", "Gateway", "HeadersProvider"]
 

@@ -13,14 +13,8 @@ from starlette.responses import JSONResponse
 
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design, region_slug
-from bascule.stack.prompt import (
-    NO_CONTEXT_ANSWER,
-    Passage,
-    parse_citations,
-)
-from bascule.stack.serve import (
-    SERVED_BY_HEADER,
-)
+from bascule.stack.prompt import NO_CONTEXT_ANSWER, Passage, parse_citations
+from bascule.stack.serve import SERVED_BY_HEADER
 
 __all__ = [
     "AskRequest",

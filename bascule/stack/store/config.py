@@ -7,13 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bascule.stack.corpus import DataClass
-from bascule.stack.serve import (
-    FlagParser,
-    base_url,
-    non_negative_float,
-    positive_float,
-    positive_int,
-)
+from bascule.stack.serve import FlagParser, base_url, non_negative_float, positive_float, positive_int
 
 __all__ = [
     "BATCH_MAX_ENTRIES",
