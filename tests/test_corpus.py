@@ -14,11 +14,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from bascule.probes.grading import grade_answer
 from bascule.stack.corpus import (
     DataClass,
     Document,
     GoldenQuestion,
-    grade_answer,
     load_documents,
     load_golden_set,
     most_sensitive,

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bascule.edge import Edge, EdgeResponse, NoEntryError
 from bascule.model.loading import parse_design, read_design
-from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
 
 ROOT = Path(__file__).resolve().parent.parent
 APS = read_design(ROOT / "designs" / "active-passive-sovereign.yaml")

@@ -38,7 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bascule.model.loading import parse_design
 from bascule.stack import prompt
 from bascule.stack.breaker import BreakerState, CircuitBreaker, RetryBudget
-from bascule.stack.gateway import GatewayConfig, create_app, parse_args, retrieval_only_answer
+from bascule.stack.gateway.app import create_app
+from bascule.stack.gateway.config import GatewayConfig, parse_args
+from bascule.stack.gateway.wire import retrieval_only_answer
 from bascule.stack.routing import RegionHealth, Router, UnknownDataClassError
 
 AWS = "aws/us-east-1"

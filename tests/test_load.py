@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bascule.edge import Edge, EdgeResponse, NoEntryError
 from bascule.errors import PlanError
 from bascule.journal.samples import RequestSample, sample_to_json
 from bascule.load.generator import LOCUSTFILE, LoadGenerator, _Tail
@@ -26,7 +27,6 @@ from bascule.load.schedule import CONFIG_ENV, STREAM_ENV, LoadConfig, compute_sc
 from bascule.model.loading import read_design
 from bascule.model.scenario import Load
 from bascule.stack.corpus import load_golden_set
-from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
 from bascule.stack.supervisor import pid_is
 from bascule.targets.local.stack import LocalStack
 

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bascule.edge import Edge, EdgeResponse
 from bascule.model.catalog import Sovereignty
 from bascule.model.loading import read_design
-from bascule.stack.corpus import GoldenQuestion, grade_answer, load_golden_set
-from bascule.stack.edge import Edge, EdgeResponse
+from bascule.probes.grading import grade_answer
+from bascule.stack.corpus import GoldenQuestion, load_golden_set
 from bascule.targets.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,16 +30,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bascule.stack import embedding, serve
 from bascule.stack.corpus import DataClass, load_documents
-from bascule.stack.store import (
-    LogEntry,
-    ReplicationLog,
-    ReplicationMode,
-    Store,
-    StoreConfig,
-    StoredDocument,
-    create_app,
-    parse_args,
-)
+from bascule.stack.store.app import create_app
+from bascule.stack.store.config import ReplicationMode, StoreConfig, parse_args
+from bascule.stack.store.index import StoredDocument
+from bascule.stack.store.log import LogEntry, ReplicationLog
+from bascule.stack.store.replica import Store
 
 DOCS = [
     {

@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bascule.edge import Edge, NoEntryError
 from bascule.errors import BasculeError, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_design
-from bascule.stack.edge import Edge, NoEntryError
 from bascule.targets.local.stack import LocalStack, read_state
 
 __all__ = ["stack_app"]

@@ -17,7 +17,7 @@ Each user draws every request from the mix — a write with the mix's probabilit
 golden question (or of the scenario's own ``load.requests.questions``) — with a data class drawn by
 the mix's weights, shapes it with ``load.requests``' templates, and sends it through the edge:
 the design's entry points in routing order for that class, failing over on a 5xx, a 429 or a
-transport error, as `bascule.stack.edge.Edge` does, over locust's gevent HTTP client.
+transport error, as `bascule.edge.Edge` does, over locust's gevent HTTP client.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from locust.exception import StopUser
 from locust.rpc.protocol import Message
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
+from bascule.edge import Edge, EdgeResponse, NoEntryError
 from bascule.journal.samples import RequestSample, sample_to_json
 from bascule.load.mix import Send, build_request, draw_request, edge_post, golden_pool, sample_from_response
 from bascule.load.schedule import (
@@ -53,7 +54,6 @@ from bascule.load.schedule import (
     parse_load_config,
 )
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
-from bascule.stack.edge import Edge, EdgeResponse, NoEntryError
 
 FORWARD_EVERY = 0.2
 """Seconds a worker without a stream keeps samples before sending them to the master."""

@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bascule.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
 from bascule.journal.samples import RequestSample, hops_from_json
 from bascule.model.scenario import LoadRequests, RequestMix
 from bascule.probes.base import render_template
-from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer
-from bascule.stack.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
+from bascule.probes.grading import grade_answer
+from bascule.stack.corpus import DataClass, GoldenQuestion
 
 __all__ = [
     "Send",

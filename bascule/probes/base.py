@@ -8,7 +8,7 @@ that drives it (`bascule.probes.runner`). Probes that judge at the end of a run 
 implement `Probe.finish`.
 
 Requests go where the spec says: without ``url``, or with a path such as ``/v1/ask``, through the
-edge (`bascule.stack.edge`) to the design's regional entry points, failing over as clients do; with
+edge (`bascule.edge`) to the design's regional entry points, failing over as clients do; with
 a full URL, straight to that service (a user's own, shaped as the request template and the
 `ResponsePaths` say). The edge only returns bodies, so hops in a response header need a full URL.
 
@@ -32,12 +32,12 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import httpx
 
+from bascule.edge import Edge, NoEntryError
 from bascule.errors import ProbeError
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
 from bascule.model.probes import ProbeSpec, ResponsePaths
-from bascule.stack.edge import Edge, NoEntryError
 
 __all__ = [
     "KINDS",

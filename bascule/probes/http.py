@@ -9,12 +9,12 @@ import time
 
 import httpx
 
+from bascule.edge import Edge, NoEntryError
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
 from bascule.model.design import Design
 from bascule.probes.base import MISSING, Probe, describe_error, new_request_id, read_path, register
-from bascule.stack.edge import Edge, NoEntryError
 
 __all__ = ["HttpProbe", "check_assertion", "check_response"]
 

@@ -35,7 +35,8 @@ from bascule.probes.base import (
     register,
     render_template,
 )
-from bascule.stack.corpus import DataClass, GoldenQuestion, grade_answer, load_golden_set
+from bascule.probes.grading import grade_answer
+from bascule.stack.corpus import DataClass, GoldenQuestion, load_golden_set
 
 __all__ = [
     "Answer",

@@ -15,14 +15,11 @@ Run it with ``python -m bascule.stack.identity --port 0 --ttl 300 --secret S`` (
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -31,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bascule.stack.auth import issue_token
-from bascule.stack.serve import non_empty, port, serve
+from bascule.stack.serve import FlagParser, non_empty, positive_float, serve
+from bascule.stack.service import create_service_app
 
 __all__ = ["ENV_PREFIX", "IdentityConfig", "create_app", "main", "parse_args"]
 
@@ -57,51 +55,27 @@ class IdentityConfig:
             raise ValueError("ttl must be a finite number > 0")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
 def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> IdentityConfig:
     """The configuration from flags, falling back to ``BASCULE_IDENTITY_*`` and
     ``BASCULE_TOKEN_SECRET``. Invalid values exit with argparse's usage message (status 2)."""
-    env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(
+    flags = FlagParser(
         prog="python -m bascule.stack.identity",
         description="Reference identity service issuing short-lived HMAC tokens.",
+        env_prefix=ENV_PREFIX,
+        environ=environ,
     )
-    parser.add_argument(
-        "--host",
-        type=non_empty,
-        default=env.get(ENV_PREFIX + "HOST", "127.0.0.1"),
-        help=f"address to bind (env {ENV_PREFIX}HOST, default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port",
-        type=port,
-        default=env.get(ENV_PREFIX + "PORT", "8000"),
-        help=f"port to bind; 0 picks a free one (env {ENV_PREFIX}PORT, default 8000)",
-    )
-    parser.add_argument(
-        "--ttl",
-        type=_positive_float,
-        default=env.get(ENV_PREFIX + "TTL", "300"),
-        help=f"seconds a token stays valid (env {ENV_PREFIX}TTL, default 300)",
-    )
-    parser.add_argument(
+    flags.listen("127.0.0.1", 8000)
+    flags.option("--ttl", positive_float, 300.0, "seconds a token stays valid")
+    flags.option(
         "--secret",
-        type=non_empty,
-        default=env.get(SECRET_VARIABLE),
-        help=f"HMAC secret shared with the services that verify tokens (env {SECRET_VARIABLE})",
+        non_empty,
+        None,
+        "HMAC secret shared with the services that verify tokens",
+        variable=SECRET_VARIABLE,
     )
-    ns = parser.parse_args(argv)
+    ns = flags.parse(argv)
     if ns.secret is None:
-        parser.error(f"give --secret or set {SECRET_VARIABLE}")
+        flags.error(f"give --secret or set {SECRET_VARIABLE}")
     return IdentityConfig(secret=ns.secret, host=ns.host, port=ns.port, ttl=ns.ttl)
 
 
@@ -118,7 +92,6 @@ def _name(body: object, key: str) -> str | None:
 
 def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
     """The identity ASGI app; ``clock`` gives epoch seconds (the time base of ``expires_at``)."""
-    ready = False
 
     async def token(request: Request) -> Response:
         try:
@@ -139,31 +112,8 @@ def create_app(config: IdentityConfig, *, clock: Callable[[], float] = time.time
             }
         )
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        if not ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal ready
-        ready = True
-        try:
-            yield
-        finally:
-            ready = False
-
-    return Starlette(
-        routes=[
-            Route("/v1/token", token, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    # Tokens are fetched beside requests, not on their path: no served-by hop.
+    return create_service_app([Route("/v1/token", token, methods=["POST"])])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,22 +27,18 @@ accepts connections it prints ``listening on http://HOST:PORT`` on stdout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import re
-import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -50,16 +46,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bascule.stack.prompt import extract_answer, message_text, parse_context
-from bascule.stack.serve import (
-    FlagParser,
-    ServedByMiddleware,
-    non_empty,
-    non_negative_float,
-    non_negative_int,
-    port,
-    serve,
-)
-from bascule.stack.wiring import read_wiring
+from bascule.stack.serve import FlagParser, non_empty, non_negative_float, non_negative_int
+from bascule.stack.service import ServedBy, create_service_app, ready_response, serve_wired
+from bascule.stack.wiring import Wiring
 
 __all__ = [
     "EMBEDDING_MODEL",
@@ -112,12 +101,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         "python -m bascule.stack.llm",
         "Reference llm service speaking the Mistral API.",
         ENV_PREFIX,
-        os.environ if environ is None else environ,
+        environ,
     )
-    flags.option("--host", non_empty, d.host, "address to bind")
-    flags.option("--port", port, d.port, "port to bind; 0 picks a free one")
-    flags.option("--region", non_empty, d.region, "region this replica runs in (for served-by)")
-    flags.option("--name", non_empty, d.name, "replica name (for served-by)")
+    flags.listen(d.host, d.port)
+    flags.replica(d.region, d.name)
     flags.option("--model", non_empty, d.model, "chat model id served")
     flags.option("--provider", non_empty, d.provider, "provider label for response headers")
     flags.option("--ttft", non_negative_float, d.ttft, "seconds to first token")
@@ -339,9 +326,14 @@ class _HeadersMiddleware:
 # --- the app ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Readiness:
-    ready: bool = False
+class _MistralErrors:
+    """`ServiceErrors` as Mistral's error bodies."""
+
+    def http_error(self, status: int, detail: str) -> Response:
+        return _error(status, detail, "invalid_request_error")
+
+    def internal_error(self, exc: Exception) -> Response:
+        return _error(500, "Internal Server Error", "invalid_request_error")
 
 
 def create_app(
@@ -352,7 +344,6 @@ def create_app(
 ) -> Starlette:
     """A new llm ASGI app for `config`; apps share no state, so tests can run several."""
     limiter = _RateLimiter(config.rate_limit_per_minute, config.tokens_limit_per_minute, clock)
-    readiness = _Readiness()
     created = int(time.time())
     cards = {
         config.model: _model_card(config.model, created, chat=True),
@@ -503,47 +494,20 @@ def create_app(
             return _error(404, f"Model not found: {model}", "invalid_model", "1500")
         return JSONResponse(cards[model])
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+    async def readiness() -> Response:
+        return ready_response(model=config.model)
 
-    async def readyz(request: Request) -> Response:
-        if not readiness.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready", "model": config.model})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
-        return _error(status, detail, "invalid_request_error")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        readiness.ready = True
-        try:
-            yield
-        finally:
-            readiness.ready = False
-
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        HTTPException: http_error,
-        Exception: http_error,
-    }
-    return Starlette(
-        routes=[
+    return create_service_app(
+        [
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[
-            Middleware(ServedByMiddleware, component="llm", region=config.region, replica=config.name),
-            *middleware,
-            Middleware(_HeadersMiddleware, config=config, limiter=limiter),
-        ],
-        exception_handlers=handlers,
-        lifespan=lifespan,
+        served_by=ServedBy("llm", config.region, config.name),
+        errors=_MistralErrors(),
+        readiness=readiness,
+        middleware=[*middleware, Middleware(_HeadersMiddleware, config=config, limiter=limiter)],
     )
 
 
@@ -557,11 +521,13 @@ def _embed(text: str) -> list[float]:
 # --- process entry point ---------------------------------------------------------------------
 
 
+def _wired(config: LlmConfig, wiring: Wiring) -> Starlette:
+    return create_app(config, middleware=wiring.incoming(config.region))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the llm until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
-    config = parse_args(rest)
-    serve(create_app(config, middleware=wiring.incoming(config.region)), config.host, config.port)
+    serve_wired(argv, parse_args, _wired)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,18 +47,22 @@ from bascule.stack.serve import (
     SERVED_BY_HEADER,
     BodyTooLargeError,
     FlagParser,
-    ServedByMiddleware,
     base_url,
     hop,
-    non_empty,
-    port,
     positive_float,
     positive_int,
     read_body,
-    serve,
-    served_by_value,
 )
-from bascule.stack.wiring import read_wiring
+from bascule.stack.service import (
+    ServedBy,
+    bad_body,
+    create_service_app,
+    describe,
+    ready_response,
+    reason_error,
+    serve_wired,
+    wired_caller,
+)
 
 __all__ = [
     "COMPONENT",
@@ -111,12 +113,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         prog="python -m bascule.stack.retriever",
         description="Reference retriever service: embeds questions and searches a store.",
         env_prefix=ENV_PREFIX,
-        environ=os.environ if environ is None else environ,
+        environ=environ,
     )
-    flags.option("--host", non_empty, defaults.host, "address to bind")
-    flags.option("--port", port, defaults.port, "port to bind; 0 picks a free one")
-    flags.option("--region", non_empty, defaults.region, "region this replica runs in")
-    flags.option("--name", non_empty, defaults.name, "replica name, unique in its region")
+    flags.listen(defaults.host, defaults.port)
+    flags.replica(defaults.region, defaults.name)
     flags.repeated("--store", base_url, "base URL of a store of this region, in fallback order")
     flags.option("--top-k", positive_int, defaults.top_k, f"default passages, 1..{MAX_K}")
     flags.option("--store-timeout", positive_float, defaults.store_timeout, "seconds per store search")
@@ -183,15 +183,6 @@ class _StoreError(Exception):
     """A store answered, but not with a search result."""
 
 
-def _error(status: int, error: str, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "reason": reason, **extra}, status_code=status)
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # --- the app ---------------------------------------------------------------------------------
 
 
@@ -240,14 +231,8 @@ def create_app(
     async def retrieve(request: Request) -> Response:
         try:
             body = _RetrieveIn.model_validate_json(await read_body(request, _BODY_LIMIT))
-        except BodyTooLargeError as exc:
-            return _error(413, "body too large", str(exc))
-        except ValidationError as exc:
-            details = [
-                {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-                for error in exc.errors(include_url=False, include_context=False)
-            ]
-            return _error(422, "invalid request", "the body does not match", detail=details)
+        except (BodyTooLargeError, ValidationError) as exc:
+            return bad_body(exc)
         payload = {
             "vector": embed(body.question).tolist(),
             "k": body.k or config.top_k,
@@ -267,7 +252,7 @@ def create_app(
                 attempts.append({"store": url, "error": str(exc)})
                 continue
             except httpx.HTTPError as exc:
-                attempts.append({"store": url, "error": _describe(exc)})
+                attempts.append({"store": url, "error": describe(exc)})
                 continue
             runtime.store_answered = True
             passages = [
@@ -281,7 +266,7 @@ def create_app(
                 for result in results
             ]
             return JSONResponse({"passages": passages, "served_by": [own_hop, store_hop]})
-        return _error(
+        return reason_error(
             502,
             "store unavailable",
             f"none of the {len(config.stores)} stores answered the search",
@@ -289,19 +274,14 @@ def create_app(
             served_by=[own_hop],
         )
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        if runtime.client is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
+    async def readiness() -> Response:
         problems = []
         for url in () if runtime.store_answered else config.stores:
             try:
                 async with asyncio.timeout(_READY_PROBE_TIMEOUT):
-                    response = await runtime.client.get(url + "/readyz")
+                    response = await client().get(url + "/readyz")
             except (TimeoutError, httpx.HTTPError) as exc:
-                problems.append({"store": url, "error": _describe(exc)})
+                problems.append({"store": url, "error": describe(exc)})
                 continue
             if response.status_code == 200:
                 runtime.store_answered = True
@@ -309,20 +289,10 @@ def create_app(
             problems.append({"store": url, "error": f"HTTP {response.status_code}"})
         if not runtime.store_answered:
             return JSONResponse({"status": "waiting for a store", "attempts": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    served_by = served_by_value(COMPONENT, config.region, config.name)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, HTTPException):
-            return _error(exc.status_code, str(exc.detail), str(exc.detail))
-        # Unhandled errors are answered outside every middleware: name the hop here.
-        response = _error(500, "internal error", _describe(exc))
-        response.headers[SERVED_BY_HEADER] = served_by
-        return response
+        return ready_response()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifecycle() -> AsyncIterator[None]:
         runtime.client = client_factory()
         try:
             yield
@@ -331,22 +301,12 @@ def create_app(
             runtime.client = None
             await http.aclose()
 
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        HTTPException: http_error,
-        Exception: http_error,
-    }
-    return Starlette(
-        routes=[
-            Route("/v1/retrieve", retrieve, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        middleware=[
-            Middleware(ServedByMiddleware, component=COMPONENT, region=config.region, replica=config.name),
-            *middleware,
-        ],
-        exception_handlers=handlers,
-        lifespan=lifespan,
+    return create_service_app(
+        [Route("/v1/retrieve", retrieve, methods=["POST"])],
+        served_by=ServedBy(COMPONENT, config.region, config.name),
+        lifecycle=lifecycle,
+        readiness=readiness,
+        middleware=middleware,
     )
 
 
@@ -355,14 +315,7 @@ def create_app(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve a retriever until SIGINT/SIGTERM, configured from `argv` (default: ``sys.argv``)."""
-    rest, wiring = read_wiring(sys.argv[1:] if argv is None else argv)
-    config = parse_args(rest)
-    app = create_app(
-        config,
-        client_factory=wiring.client_factory(config.region),
-        middleware=wiring.incoming(config.region),
-    )
-    serve(app, config.host, config.port)
+    serve_wired(argv, parse_args, wired_caller(create_app))
 
 
 if __name__ == "__main__":

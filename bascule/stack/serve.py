@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -131,26 +132,48 @@ class FlagParser:
     variable, exit with argparse's usage message (status 2), as any CLI does.
     """
 
-    def __init__(self, prog: str, description: str, env_prefix: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, prog: str, description: str, env_prefix: str, environ: Mapping[str, str] | None = None
+    ) -> None:
         self._parser = argparse.ArgumentParser(prog=prog, description=description)
         self._prefix = env_prefix
-        self._environ = environ
+        self._environ = os.environ if environ is None else environ
         self._repeated: dict[str, tuple[str, Callable[[str], Any]]] = {}
 
     def variable(self, flag: str) -> str:
         """The environment variable backing `flag`."""
         return self._prefix + flag.removeprefix("--").replace("-", "_").upper()
 
-    def option(self, flag: str, kind: Callable[[str], Any], default: object, text: str) -> None:
-        """A single-valued flag."""
-        variable = self.variable(flag)
+    def option(
+        self,
+        flag: str,
+        kind: Callable[[str], Any],
+        default: object,
+        text: str,
+        *,
+        variable: str | None = None,
+    ) -> None:
+        """A single-valued flag, backed by `variable` (default: the prefix's); a `default` of
+        None leaves the flag None when neither it nor its variable is given."""
+        variable = variable or self.variable(flag)
+        shown = "" if default is None else f", default {default}"
         # argparse runs `type` on string defaults, so a bad variable is reported like a flag.
         self._parser.add_argument(
             flag,
             type=kind,
-            default=self._environ.get(variable, str(default)),
-            help=f"{text} (env {variable}, default {default})",
+            default=self._environ.get(variable, None if default is None else str(default)),
+            help=f"{text} (env {variable}{shown})",
         )
+
+    def listen(self, default_host: str, default_port: int) -> None:
+        """``--host`` and ``--port``: where the service listens (port 0 picks a free one)."""
+        self.option("--host", non_empty, default_host, "address to bind")
+        self.option("--port", port, default_port, "port to bind; 0 picks a free one")
+
+    def replica(self, default_region: str, default_name: str) -> None:
+        """``--region`` and ``--name``: the hop this replica is in ``served_by``."""
+        self.option("--region", non_empty, default_region, "region this replica runs in")
+        self.option("--name", non_empty, default_name, "replica name, unique in its region")
 
     def choice(self, flag: str, choices: Sequence[str], default: str, text: str) -> None:
         """A flag taking one of `choices`."""

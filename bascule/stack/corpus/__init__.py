@@ -8,9 +8,10 @@ held to a stricter sovereignty level than public ones. The golden set lists ques
 the short facts a correct answer must contain and the documents it must cite.
 
 Both ship as package data (``documents/<id>.md`` with YAML front matter, and
-``golden.yaml``). Parsing and grading are pure; `load_documents` and `load_golden_set` read
-the package data once and cache the result. Malformed data raises `ValueError` naming the
-file and the entry at fault.
+``golden.yaml``). Parsing is pure; `load_documents` and `load_golden_set` read the package
+data once and cache the result. Malformed data raises `ValueError` naming the file and the
+entry at fault. Grading an answer against the golden set is the tool's business, not the
+stack's: `bascule.probes.grading`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -29,7 +30,6 @@ __all__ = [
     "DataClass",
     "Document",
     "GoldenQuestion",
-    "grade_answer",
     "load_documents",
     "load_golden_set",
     "most_sensitive",
@@ -230,26 +230,3 @@ def load_golden_set() -> tuple[GoldenQuestion, ...]:
     """The packaged golden question set, in file order (read once, then cached)."""
     raw = (resources.files(__name__) / _GOLDEN_SOURCE).read_text(encoding="utf-8")
     return parse_golden_set(raw, load_documents())
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _states(fact: str, said: str) -> bool:
-    # Bounded on both sides so that "2 m" is not found inside "12 m" or "2.5 m", "red" inside
-    # "covered", nor "1,000" inside "1,000,000": a wrong answer must not pass by accident.
-    pattern = rf"(?<!\w)(?<!\d[.,]){re.escape(_normalise(fact))}(?!\w)(?![.,]\d)"
-    return re.search(pattern, said) is not None
-
-
-def grade_answer(question: GoldenQuestion, answer: str, citations: Sequence[str]) -> bool:
-    """Whether `answer` states every fact of `question` and `citations` name every cited doc.
-
-    A fact is stated when it appears in the answer, case-insensitively and with runs of
-    whitespace collapsed, as whole words and whole numbers (not inside a longer word or
-    number). Extra citations are allowed.
-    """
-    said = _normalise(answer)
-    states_facts = all(_states(fact, said) for fact in question.facts)
-    return states_facts and set(question.cites).issubset(citations)
