@@ -22,8 +22,9 @@ import httpx
 
 from bascule.model.design import Design, RoutingMode
 from bascule.stack.breaker import CircuitBreaker
+from bascule.tracecontext import TRACEPARENT, traceparent
 
-__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError", "region_failed"]
+__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError", "region_failed", "request_headers"]
 
 
 class NoEntryError(Exception):
@@ -110,9 +111,13 @@ class Edge:
         data_class: str,
         *,
         method: str = "POST",
+        trace_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> EdgeResponse:
         """`method` `path` at the entry points allowed for `data_class`, in routing order, failing
-        over on a transport error, a 5xx or a 429. `payload` is the JSON body (none when None)."""
+        over on a transport error, a 5xx or a 429. `payload` is the JSON body (none when None).
+        Every attempt carries `headers` and, with `trace_id`, a ``traceparent`` of that trace (one
+        span per attempt), so that the hops of every attempt belong to the one request."""
         began = self._clock()
         attempts: list[EdgeAttempt] = []
         last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
@@ -131,6 +136,7 @@ class Edge:
                         method,
                         self.entries[region] + path,
                         json=None if payload is None else dict(payload),
+                        headers=request_headers(headers, trace_id),
                         timeout=self.timeout,
                     )
                 except httpx.HTTPError as exc:
@@ -184,6 +190,14 @@ class Edge:
                 return await self.ask(client, question, data_class)
 
         return asyncio.run(go())
+
+
+def request_headers(headers: Mapping[str, str] | None, trace_id: str | None) -> dict[str, str]:
+    """`headers`, plus a ``traceparent`` of `trace_id` (a new span) when there is one."""
+    out = dict(headers or {})
+    if trace_id is not None:
+        out[TRACEPARENT] = traceparent(trace_id)
+    return out
 
 
 def _json(response: httpx.Response) -> dict[str, Any] | None:

@@ -182,11 +182,13 @@ class FakeServer:
     def __init__(self, answers: Mapping[str, int | None]) -> None:
         self.answers = dict(answers)
         self.calls: list[str] = []
+        self.headers: list[Mapping[str, str]] = []
 
     def __call__(
-        self, region: str, url: str, payload: Mapping[str, Any]
+        self, region: str, url: str, payload: Mapping[str, Any], headers: Mapping[str, str]
     ) -> tuple[int | None, dict[str, Any] | None, str | None]:
         self.calls.append(url)
+        self.headers.append(headers)
         status = self.answers[region]
         if status is None:
             return None, None, "ConnectError: refused"
@@ -438,3 +440,17 @@ def test_requests_follow_the_templates_of_a_service_of_your_own() -> None:
     assert path == "/api/notes" and payload["note_id"] == request_id and "bascule-load-m" in payload["body"]
     with pytest.raises(ValueError, match="starting with '/'"):
         Load.model_validate({"users": 1, "requests": {"ask_path": "api/search"}})
+
+
+def test_every_attempt_of_a_load_request_carries_its_trace() -> None:
+    from bascule.tracecontext import new_trace_id, parse_traceparent
+
+    edge = Edge(APS, ENTRIES)
+    server = FakeServer({"aws/us-east-1": 503, "scaleway/fr-par": 200})
+    trace = new_trace_id()
+    answer = edge_post(edge, server, "/v1/ask", {"question": "q"}, "internal", trace_id=trace)
+    assert answer.ok and len(server.headers) == 2
+    assert [parse_traceparent(h["traceparent"]) for h in server.headers] == [trace, trace]
+    assert server.headers[0]["traceparent"] != server.headers[1]["traceparent"]  # one span per attempt
+    sample = sample_from_response("ask", "internal", 0.0, answer, trace_id=trace)
+    assert sample.trace_id == trace

@@ -835,3 +835,29 @@ def test_the_judge_counts_only_requests_whose_path_is_known() -> None:
     report = judge.report()
     assert (report.judged, report.unattributed, report.requests) == (2, 1, 1)
     assert [(v.hop.region, v.data_class) for v in found] == [("aws/us-east-1", "confidential")]
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        {"kind": "http", "url": "http://svc.test/healthz"},
+        {"kind": "http", "url": "/healthz"},
+        {"kind": "rag", "data_class": "internal"},
+        {"kind": "sovereignty"},
+        {"kind": "data", "data_class": "internal"},
+    ],
+)
+def test_every_probe_request_carries_the_trace_its_sample_records(probe: dict[str, Any]) -> None:
+    """The trace id a sample records is the one its request carried in `traceparent`: what ties the
+    hops the fault plane relays (and a service's spans) to the request."""
+    from bascule.tracecontext import parse_traceparent
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(parse_traceparent(request.headers.get("traceparent")))
+        return httpx.Response(200, json={"status": "ok", "id": "x", "answer": "", "citations": []})
+
+    sample = one_sample(make_probe(spec(probe), context(handler)))
+    assert seen and seen[0] is not None
+    assert sample.trace_id == seen[0]

@@ -69,6 +69,9 @@ class RequestSample:
     degraded: bool = False
     error: str | None = None
     request_id: str | None = None
+    trace_id: str | None = None
+    """The W3C trace id the request was sent with (`bascule.tracecontext`): the key that ties the
+    hops the fault plane relayed, and the spans a service exported, to this request."""
 
 
 def hops_from_json(items: Sequence[Mapping[str, Any]] | None, *, recorded: bool = False) -> tuple[Hop, ...]:

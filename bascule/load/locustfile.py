@@ -54,6 +54,7 @@ from bascule.load.schedule import (
     parse_load_config,
 )
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
+from bascule.tracecontext import new_trace_id
 
 FORWARD_EVERY = 0.2
 """Seconds a worker without a stream keeps samples before sending them to the master."""
@@ -247,21 +248,30 @@ class BasculeUser(FastHttpUser):
             LOAD.requests, kind, data_class, self.rng, POOLS, CONFIG.marker
         )
         started = time.monotonic()
+        trace_id = new_trace_id()
         try:
-            response = edge_post(EDGE, self._sender(kind), path, payload, data_class)
+            response = edge_post(EDGE, self._sender(kind), path, payload, data_class, trace_id=trace_id)
         except NoEntryError as exc:
             response = EdgeResponse(None, {"message": str(exc)}, None, (), time.monotonic() - started)
         OUTPUT.emit(
             sample_from_response(
-                kind, data_class, started, response, question=question, request_id=request_id
+                kind,
+                data_class,
+                started,
+                response,
+                question=question,
+                request_id=request_id,
+                trace_id=trace_id,
             )
         )
 
     def _sender(self, kind: str) -> Send:
         def send(
-            region: str, url: str, payload: Mapping[str, Any]
+            region: str, url: str, payload: Mapping[str, Any], headers: Mapping[str, str]
         ) -> tuple[int | None, dict[str, Any] | None, str | None]:
-            response = self.client.post(url, json=dict(payload), name=f"{kind} {region}")
+            response = self.client.post(
+                url, json=dict(payload), headers=dict(headers), name=f"{kind} {region}"
+            )
             if not response.status_code:
                 error = getattr(response, "error", None)
                 return None, None, f"{type(error).__name__}: {error}"

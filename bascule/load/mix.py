@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bascule.edge import Edge, EdgeAttempt, EdgeResponse, region_failed
+from bascule.edge import Edge, EdgeAttempt, EdgeResponse, region_failed, request_headers
 from bascule.journal.samples import RequestSample, hops_from_json
 from bascule.model.scenario import LoadRequests, RequestMix
 from bascule.probes.base import render_template
@@ -103,9 +103,11 @@ def _as_dict(value: object) -> dict[str, Any]:
 
 # -- the edge over a synchronous client ---------------------------------------------------------
 
-Send = Callable[[str, str, Mapping[str, Any]], tuple[int | None, dict[str, Any] | None, str | None]]
-"""``send(region, url, payload) -> (status, body, error)``: one POST; a transport failure is
-``(None, None, "Type: message")`` and never an exception."""
+Send = Callable[
+    [str, str, Mapping[str, Any], Mapping[str, str]], tuple[int | None, dict[str, Any] | None, str | None]
+]
+"""``send(region, url, payload, headers) -> (status, body, error)``: one POST; a transport failure
+is ``(None, None, "Type: message")`` and never an exception."""
 
 
 def edge_post(
@@ -115,11 +117,13 @@ def edge_post(
     payload: Mapping[str, Any],
     data_class: str,
     *,
+    trace_id: str | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> EdgeResponse:
     """`Edge.post` for a synchronous client (locust's): the edge's candidates in order, regions
     whose breaker refuses tried last, a 5xx, a 429 or a transport error a region failure (next
-    region), any other answer final. Raises `NoEntryError` when no region may take the class."""
+    region), any other answer final; every attempt with a ``traceparent`` of `trace_id`. Raises
+    `NoEntryError` when no region may take the class."""
     began = clock()
     attempts: list[EdgeAttempt] = []
     last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
@@ -128,7 +132,9 @@ def edge_post(
     for region, ticket in ranked:
         breaker = edge.breakers[region]
         started = clock()
-        status, body, error = send(region, edge.entries[region] + path, payload)
+        status, body, error = send(
+            region, edge.entries[region] + path, payload, request_headers(None, trace_id)
+        )
         attempts.append(EdgeAttempt(region, status, error, clock() - started))
         last = (status, body, region)
         if status is None or region_failed(status):
@@ -150,6 +156,7 @@ def sample_from_response(
     *,
     question: GoldenQuestion | None = None,
     request_id: str | None = None,
+    trace_id: str | None = None,
 ) -> RequestSample:
     """The load sample of one request through the edge. ``correct`` grades a successful answer
     to a golden question; it is None for writes and for requests that got no answer."""
@@ -174,4 +181,5 @@ def sample_from_response(
         degraded=bool(body.get("degraded", False)),
         error=response.error,
         request_id=request_id,
+        trace_id=trace_id,
     )

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import httpx
 
-from bascule.edge import Edge, NoEntryError
+from bascule.edge import Edge, NoEntryError, request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
@@ -379,19 +379,28 @@ class Destination:
         return self.url or f"edge {self.path}"
 
     async def post(
-        self, client: httpx.AsyncClient, payload: object, data_class: str, timeout: float
+        self,
+        client: httpx.AsyncClient,
+        payload: object,
+        data_class: str,
+        timeout: float,
+        *,
+        trace_id: str | None = None,
     ) -> Reply:
+        """One request with a ``traceparent`` of `trace_id` (through the edge, every attempt)."""
         if self.edge is not None:
             if not isinstance(payload, Mapping):
                 raise ProbeError("a request sent through the edge must be a JSON object")
             try:
-                answer = await self.edge.post(client, self.path, payload, data_class)
+                answer = await self.edge.post(client, self.path, payload, data_class, trace_id=trace_id)
             except NoEntryError as exc:
                 return Reply(None, None, {}, None, f"no entry point: {exc}")
             return Reply(answer.status, answer.body, {}, answer.region, answer.error)
         assert self.url is not None
         try:
-            response = await client.post(self.url, json=payload, timeout=timeout)
+            response = await client.post(
+                self.url, json=payload, headers=request_headers(None, trace_id), timeout=timeout
+            )
         except httpx.HTTPError as exc:
             return Reply(None, None, {}, None, describe_error(exc))
         try:

@@ -45,6 +45,7 @@ from bascule.probes.base import (
     render_template,
 )
 from bascule.probes.rag import check_data_class
+from bascule.tracecontext import new_trace_id
 
 __all__ = [
     "CanaryWrite",
@@ -242,7 +243,8 @@ class DataProbe(Probe[specs.DataProbe]):
         payload = render_template(
             spec.request, {"id": canary_id, "text": text, "data_class": spec.data_class}
         )
-        reply = await self.destination.post(client, payload, spec.data_class, spec.timeout)
+        trace_id = new_trace_id()
+        reply = await self.destination.post(client, payload, spec.data_class, spec.timeout, trace_id=trace_id)
         acked_at = time.monotonic()
         sample = RequestSample(
             source=self.name,
@@ -255,6 +257,7 @@ class DataProbe(Probe[specs.DataProbe]):
             entry_region=reply.entry_region,
             error=None if reply.ok else reply.error or f"HTTP {reply.status}",
             request_id=canary_id,
+            trace_id=trace_id,
         )
         if not reply.ok:
             return sample

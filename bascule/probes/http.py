@@ -9,12 +9,13 @@ import time
 
 import httpx
 
-from bascule.edge import Edge, NoEntryError
+from bascule.edge import Edge, NoEntryError, request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
 from bascule.model.design import Design
 from bascule.probes.base import MISSING, Probe, describe_error, new_request_id, read_path, register
+from bascule.tracecontext import new_trace_id
 
 __all__ = ["HttpProbe", "check_assertion", "check_response"]
 
@@ -79,21 +80,28 @@ class HttpProbe(Probe[specs.HttpProbe]):
 
     async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
         spec = self.spec
+        trace_id = new_trace_id()
         if spec.url.startswith("/"):
-            return await self._through_edge(client, now)
+            return await self._through_edge(client, now, trace_id)
         try:
-            response = await client.request(spec.method, spec.url, json=spec.json_body, timeout=spec.timeout)
+            response = await client.request(
+                spec.method,
+                spec.url,
+                json=spec.json_body,
+                headers=request_headers(None, trace_id),
+                timeout=spec.timeout,
+            )
         except httpx.HTTPError as exc:
-            return self._sample(now, [describe_error(exc)])
+            return self._sample(now, [describe_error(exc)], trace_id=trace_id)
         latency = time.monotonic() - now
         try:
             body: object = response.json()
         except ValueError:
             body = MISSING
         problems = check_response(spec, response.status_code, latency, body)
-        return self._sample(now, problems, status=response.status_code, latency=latency)
+        return self._sample(now, problems, status=response.status_code, latency=latency, trace_id=trace_id)
 
-    async def _through_edge(self, client: httpx.AsyncClient, now: float) -> RequestSample:
+    async def _through_edge(self, client: httpx.AsyncClient, now: float, trace_id: str) -> RequestSample:
         spec = self.spec
         data_class = self.data_class
         assert data_class is not None
@@ -102,16 +110,25 @@ class HttpProbe(Probe[specs.HttpProbe]):
                 raise ProbeError(f"no entry point to send {spec.url} to: give the probe a full `url`")
             self._edge = Edge(self.context.design, self.context.entries)
         try:
-            answer = await self._edge.post(client, spec.url, spec.json_body, data_class, method=spec.method)
+            answer = await self._edge.post(
+                client, spec.url, spec.json_body, data_class, method=spec.method, trace_id=trace_id
+            )
         except NoEntryError as exc:
-            return self._sample(now, [str(exc)], data_class=data_class)
+            return self._sample(now, [str(exc)], data_class=data_class, trace_id=trace_id)
         latency = time.monotonic() - now
         if answer.status is None:
-            return self._sample(now, [answer.error or "no answer"], data_class=data_class, latency=latency)
+            error = answer.error or "no answer"
+            return self._sample(now, [error], data_class=data_class, latency=latency, trace_id=trace_id)
         body = MISSING if answer.body is None else answer.body
         problems = check_response(spec, answer.status, latency, body)
         return self._sample(
-            now, problems, status=answer.status, data_class=data_class, region=answer.region, latency=latency
+            now,
+            problems,
+            status=answer.status,
+            data_class=data_class,
+            region=answer.region,
+            latency=latency,
+            trace_id=trace_id,
         )
 
     def _sample(
@@ -123,6 +140,7 @@ class HttpProbe(Probe[specs.HttpProbe]):
         data_class: str | None = None,
         region: str | None = None,
         latency: float | None = None,
+        trace_id: str | None = None,
     ) -> RequestSample:
         return RequestSample(
             source=self.name,
@@ -135,6 +153,7 @@ class HttpProbe(Probe[specs.HttpProbe]):
             entry_region=region,
             error="; ".join(problems) or None,
             request_id=new_request_id(),
+            trace_id=trace_id,
         )
 
 

@@ -37,6 +37,7 @@ from bascule.probes.base import (
 )
 from bascule.probes.grading import grade_answer
 from bascule.stack.corpus import DataClass, GoldenQuestion, load_golden_set
+from bascule.tracecontext import new_trace_id
 
 __all__ = [
     "Answer",
@@ -103,6 +104,7 @@ def rag_sample(
     started: float,
     latency: float,
     request_id: str,
+    trace_id: str | None = None,
 ) -> RequestSample:
     """The sample for one golden question and the reply it got. ``ok`` says the service answered;
     ``correct`` says the answer was right, and ``error`` then says what it lacked."""
@@ -116,6 +118,7 @@ def rag_sample(
         data_class=data_class,
         entry_region=reply.entry_region,
         request_id=request_id,
+        trace_id=trace_id,
     )
     if not reply.ok:
         return replace(base, error=reply.error or f"HTTP {reply.status}")
@@ -197,7 +200,8 @@ class RagProbe(Probe[specs.RagProbe]):
         payload = render_template(
             spec.request, {"question": question.question, "data_class": spec.data_class}
         )
-        reply = await self.destination.post(client, payload, spec.data_class, spec.timeout)
+        trace_id = new_trace_id()
+        reply = await self.destination.post(client, payload, spec.data_class, spec.timeout, trace_id=trace_id)
         return rag_sample(
             source=self.name,
             question=question,
@@ -208,4 +212,5 @@ class RagProbe(Probe[specs.RagProbe]):
             started=now,
             latency=time.monotonic() - now,
             request_id=new_request_id(),
+            trace_id=trace_id,
         )

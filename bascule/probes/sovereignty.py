@@ -41,6 +41,7 @@ from bascule.probes.base import (
 )
 from bascule.probes.rag import check_data_class, read_answer
 from bascule.stack.corpus import load_golden_set
+from bascule.tracecontext import new_trace_id
 
 __all__ = [
     "SovereigntyJudge",
@@ -174,7 +175,8 @@ class SovereigntyProbe(Probe[specs.SovereigntyProbe]):
         spec = self.spec
         question = self.questions[next(self._turn) % len(self.questions)]
         payload = render_template(spec.request, {"question": question, "data_class": self._class})
-        reply = await self.destination.post(client, payload, self._class, spec.timeout)
+        trace_id = new_trace_id()
+        reply = await self.destination.post(client, payload, self._class, spec.timeout, trace_id=trace_id)
         sample = RequestSample(
             source=self.name,
             kind=self.sample_kind,
@@ -185,6 +187,7 @@ class SovereigntyProbe(Probe[specs.SovereigntyProbe]):
             data_class=self._class,
             entry_region=reply.entry_region,
             request_id=new_request_id(),
+            trace_id=trace_id,
         )
         if not reply.ok:
             return replace(sample, error=reply.error or f"HTTP {reply.status}")
