@@ -5,7 +5,7 @@ append-only JSONL file a run writes (`writer`) and reads back (`reader`). Shared
 that writes it and the metrics and reports that read it, so neither side imports the other.
 """
 
-from bascule.journal.hops import RouteHop, route_hop_from_json, route_hop_to_json
+from bascule.journal.hops import PathHop, RouteHop, route_hop_from_json, route_hop_to_json
 from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
 from bascule.journal.samples import (
     Hop,
@@ -26,6 +26,7 @@ __all__ = [
     "HopSource",
     "Journal",
     "LatencySketch",
+    "PathHop",
     "RequestSample",
     "RouteHop",
     "SpanKind",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RouteHop", "route_hop_from_json", "route_hop_to_json"]
+__all__ = ["PathHop", "RouteHop", "route_hop_from_json", "route_hop_to_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +51,23 @@ def route_hop_from_json(data: Mapping[str, Any]) -> RouteHop:
         status=None if data.get("status") is None else int(data["status"]),
         relayed=bool(data.get("relayed", True)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PathHop:
+    """A `RouteHop` placed in the design: who called whom, where. What a target reports to the
+    runner (`Target.take_hops`), whatever observed it."""
+
+    trace_id: str | None
+    started: float
+    took: float | None
+    status: int | None
+    relayed: bool
+    route: str
+    caller: str | None
+    """The calling component, or None for the service's clients (an entry route)."""
+    caller_region: str | None
+    component: str
+    """The component called."""
+    region: str
+    """The region of the component called (a region id of the design)."""
