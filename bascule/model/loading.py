@@ -54,7 +54,14 @@ def detect_kind(data: Any) -> DocumentKind | None:
 
 
 def parse_design(text: str, file: str = "<design>") -> Design:
-    data, source = parse_yaml(text, file)
+    return _design(*parse_yaml(text, file))
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    return _scenario(*parse_yaml(text, file))
+
+
+def _design(data: Any, source: SourceMap) -> Design:
     design = validate_model(Design, data, source)
     problems = [source.problem(path, message) for path, message in design.check()]
     if problems:
@@ -62,8 +69,7 @@ def parse_design(text: str, file: str = "<design>") -> Design:
     return design.attach_source(source)
 
 
-def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
-    data, source = parse_yaml(text, file)
+def _scenario(data: Any, source: SourceMap) -> Scenario:
     scenario = validate_model(Scenario, data, source)
     problems = [source.problem(path, message) for path, message in scenario.check()]
     if problems:
@@ -81,13 +87,12 @@ def read_scenario(path: str | Path) -> Scenario:
 
 def read_any(path: str | Path) -> Design | Scenario:
     """A design or a scenario, told apart by their top-level keys."""
-    text = _read_text(path)
-    data, _ = parse_yaml(text, str(path))
+    data, source = parse_yaml(_read_text(path), str(path))
     kind = detect_kind(data)
     if kind == "scenario":
-        return parse_scenario(text, str(path))
+        return _scenario(data, source)
     if kind == "design":
-        return parse_design(text, str(path))
+        return _design(data, source)
     raise ScenarioError(
         [
             Problem(

@@ -116,6 +116,15 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:  # noqa: N803
+        # Also bounded in the scanner: it keeps one pending key per open bracket and walks them
+        # all at every token, which over thousands of '[' takes seconds before composing starts.
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
     def _mark(self) -> yaml.error.Mark | None:
         event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
         return event.start_mark if isinstance(event.start_mark, yaml.error.Mark) else None
