@@ -367,6 +367,16 @@ def test_a_design_that_is_not_a_readable_file_is_reported_at_the_design_line(
     assert fragment in problem.message and repr(design) in problem.message
 
 
+def test_a_design_path_holding_a_nul_character_is_reported_at_the_design_line(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO.format(design='"a\\0b.yaml"'))
+    with pytest.raises(ScenarioError) as info:
+        scenario_design_path(path, read_scenario(path))
+    (problem,) = info.value.problems
+    assert problem.line == 3 and "not a valid path" in problem.message
+    assert "not a valid path" in _whole_file_problem(lambda: read_design(Path("a\0b"))).message
+
+
 # -- bounds -----------------------------------------------------------------------------------
 
 DESIGN = (ROOT / "designs" / "active-passive-sovereign.yaml").read_text()

@@ -111,15 +111,15 @@ def scenario_design_path(scenario_file: str | Path, scenario: Scenario) -> Path 
     :class:`ScenarioError` at the scenario's ``design:`` line when that is not a readable file."""
     if scenario.design is None:
         return None
-    path = (Path(scenario_file).parent / scenario.design).resolve()
+    path = Path(scenario_file).parent / scenario.design
     wrong = _not_a_file(path)
-    if wrong is not None:
-        message = f"design {scenario.design!r} ({path}): {wrong}"
-        source = scenario.source_map
-        if source is None:
-            raise ScenarioError([Problem(message, ("design",), str(scenario_file))])
-        raise ScenarioError([source.problem(("design",), message)])
-    return path
+    if wrong is None:
+        return path.resolve()
+    message = f"design {scenario.design!r} ({path}): {wrong}"
+    source = scenario.source_map
+    if source is None:
+        raise ScenarioError([Problem(message, ("design",), str(scenario_file))])
+    raise ScenarioError([source.problem(("design",), message)])
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -130,6 +130,8 @@ def _not_a_file(path: Path) -> str | None:
         return "no such file"
     except OSError as exc:
         return f"cannot read it: {exc.strerror or exc}"
+    except ValueError:
+        return "not a valid path (it holds a NUL character)"
     return None if stat.S_ISREG(mode) else _not_regular(mode)
 
 
@@ -153,6 +155,8 @@ def _read_text(path: str | Path) -> str:
         raise ScenarioError([Problem("no such file", (), file)]) from exc
     except OSError as exc:
         raise ScenarioError([Problem(f"cannot read the file: {exc.strerror or exc}", (), file)]) from exc
+    except ValueError as exc:
+        raise ScenarioError([Problem("not a valid path (it holds a NUL character)", (), file)]) from exc
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
