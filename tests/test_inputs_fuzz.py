@@ -470,7 +470,7 @@ def test_a_run_longer_than_30_days_is_refused() -> None:
 # -- the command line -------------------------------------------------------------------------
 
 
-def test_validate_exits_2_with_located_errors_for_bad_inputs(tmp_path: Path) -> None:
+def test_validate_and_plan_exit_2_with_located_errors_for_bad_inputs(tmp_path: Path) -> None:
     nul = tmp_path / "nul.yaml"
     nul.write_bytes(b"id: x\ntitle: \x00\n")
     deep = tmp_path / "deep.yaml"
@@ -499,3 +499,17 @@ def test_validate_exits_2_with_located_errors_for_bad_inputs(tmp_path: Path) -> 
     assert f"{directory}:3:9: design:" in proc.stderr and "a directory" in proc.stderr
     assert "/dev/zero: a device" in proc.stderr
     assert "5 of 5 files invalid" in proc.stderr
+
+    null = tmp_path / "null-design.yaml"
+    null.write_text(SCENARIO.format(design="/dev/null"))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from bascule.cli import main; main()", "plan", str(null)],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{null}:3:9: design:" in proc.stderr and "a device" in proc.stderr

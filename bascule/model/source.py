@@ -98,7 +98,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(text)
         self._depth = 0
         self._composed = 0
-        self._merges_checked = False
+        self._inside_checked_merge = False
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self._depth >= MAX_DEPTH:
@@ -130,15 +130,15 @@ class _BoundedLoader(yaml.SafeLoader):
         return event.start_mark if isinstance(event.start_mark, yaml.error.Mark) else None
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        if self._merges_checked:
+        if self._inside_checked_merge:
             super().flatten_mapping(node)
             return
         _merged_size(node, 0, set(), {})
-        self._merges_checked = True
+        self._inside_checked_merge = True
         try:
             super().flatten_mapping(node)
         finally:
-            self._merges_checked = False
+            self._inside_checked_merge = False
 
 
 def _merged_size(node: yaml.MappingNode, depth: int, stack: set[int], sizes: dict[int, int]) -> int:
