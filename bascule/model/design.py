@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from bascule.errors import PathElement
 from bascule.model.catalog import CATALOG, Sovereignty
-from bascule.model.durations import Duration
+from bascule.model.durations import Duration, Interval, Lifetime, Timeout
 from bascule.model.names import ZONE, host_name, region_slug
 from bascule.model.selector import RegionId
 from bascule.model.source import SourceMap
@@ -54,7 +54,7 @@ __all__ = [
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=40)]
@@ -239,7 +239,7 @@ class DependencySpec(_Spec):
 
     kind: DependencyKind
     region: RegionId
-    token_ttl: Duration = 300.0
+    token_ttl: Lifetime = 300.0
     """For identity services: how long an issued token stays valid (real seconds of the run)."""
     refresh_before: Duration = 0.2
     """Refresh a token when this fraction of its lifetime remains, in [0, 1)."""
@@ -260,17 +260,17 @@ class RoutingMode(StrEnum):
 
 
 class HealthCheck(_Spec):
-    interval: Duration = 1.0
-    timeout: Duration = 0.5
-    unhealthy_after: Annotated[int, Field(ge=1)] = 3
-    healthy_after: Annotated[int, Field(ge=1)] = 3
+    interval: Interval = 1.0
+    timeout: Timeout = 0.5
+    unhealthy_after: Annotated[int, Field(ge=1, le=1000)] = 3
+    healthy_after: Annotated[int, Field(ge=1, le=1000)] = 3
 
 
 class RetryPolicy(_Spec):
     attempts: Annotated[int, Field(ge=1, le=10)] = 3
     budget: Annotated[float, Field(ge=0, le=1)] = 0.2
     """Retries allowed as a fraction of requests, so that retries cannot multiply an overload."""
-    min_retries_per_second: Annotated[float, Field(ge=0)] = 10.0
+    min_retries_per_second: Annotated[float, Field(ge=0, le=100_000)] = 10.0
     """Retries always allowed on top of the budget, so that a quiet service can still retry
     (Finagle's RetryBudget default)."""
     backoff_base: Duration = 0.05
@@ -279,15 +279,15 @@ class RetryPolicy(_Spec):
 
 
 class CircuitBreaker(_Spec):
-    failure_threshold: Annotated[int, Field(ge=1)] = 5
-    window: Duration = 10.0
+    failure_threshold: Annotated[int, Field(ge=1, le=100_000)] = 5
+    window: Interval = 10.0
     open_for: Duration = 5.0
-    half_open_probes: Annotated[int, Field(ge=1)] = 1
+    half_open_probes: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 class Timeouts(_Spec):
-    connect: Duration = 0.5
-    request: Duration = 5.0
+    connect: Timeout = 0.5
+    request: Timeout = 5.0
 
 
 class Hedging(_Spec):
@@ -299,7 +299,7 @@ class ConnectionPool(_Spec):
     """Client connection pools between components. Pooled connections survive DNS faults that spare
     existing connections (2025-10-20): the longer they live, the less such a fault hurts."""
 
-    max_connections: Annotated[int, Field(ge=1)] = 20
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = 20
     keepalive_expiry: Duration = 30.0
     max_age: Duration | None = None
 

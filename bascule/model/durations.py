@@ -1,15 +1,30 @@
 """Durations at the YAML boundary: ``"90s"``, ``"2m"``, ``"14h32m"``, ``"250ms"`` or a number of
-seconds. Inside bascule every duration is a float number of seconds."""
+seconds. Inside bascule every duration is a float number of seconds.
+
+Every duration lies between 0 and ``MAX_DURATION`` (30 days: the longest cloud incidents last
+hours, and a run is real time). ``Timeout``, ``Interval`` and ``Lifetime`` are durations that
+must also be above 0, each saying why."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-__all__ = ["Duration", "format_duration", "parse_duration"]
+__all__ = [
+    "MAX_DURATION",
+    "Duration",
+    "Interval",
+    "Lifetime",
+    "Timeout",
+    "format_duration",
+    "parse_duration",
+]
+
+MAX_DURATION = 30 * 86400.0
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _ORDER = ["d", "h", "m", "s", "ms"]
@@ -19,21 +34,41 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 def parse_duration(value: Any) -> float:
     """Seconds from a YAML duration. Raises ``ValueError`` with a message meant for the user."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like '90s', '2m' or '14h32m', got {value!r}")
+        raise ValueError(f"expected a duration like '90s', '2m' or '14h32m', got {_shown(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         seconds = _parse_text(value.strip())
     else:
-        raise ValueError(f"expected a duration like '90s', '2m' or '14h32m', got {value!r}")
+        raise ValueError(f"expected a duration like '90s', '2m' or '14h32m', got {_shown(value)}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"a duration must be a finite number of seconds ≥ 0, got {value!r}")
+        raise ValueError(f"a duration must be a finite number of seconds ≥ 0, got {_shown(value)}")
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"a duration must be at most 30d (an incident or a run longer than a month is surely "
+            f"a mistake), got {_shown(value)}"
+        )
     return seconds
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _above_zero(why: str) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError(f"must be above 0s: {why}")
+        return seconds
+
+    return parse
 
 
 def _parse_text(text: str) -> float:
     bad = ValueError(
-        f"invalid duration {text!r}: expected a number of seconds or parts like '1h', '30m', "
+        f"invalid duration {_shown(text)}: expected a number of seconds or parts like '1h', '30m', "
         "'90s', '250ms' in decreasing order (e.g. '14h32m')"
     )
     if not text:
@@ -84,3 +119,12 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A pydantic field type: accepts YAML durations, holds float seconds."""
+
+Timeout = Annotated[float, BeforeValidator(_above_zero("a zero timeout gives up before anything can answer"))]
+"""How long to wait for an answer: above 0."""
+
+Interval = Annotated[float, BeforeValidator(_above_zero("a zero interval would repeat without pause"))]
+"""A period between repeated actions or the window they are counted over: above 0."""
+
+Lifetime = Annotated[float, BeforeValidator(_above_zero("a zero lifetime expires as soon as it is issued"))]
+"""How long something issued stays valid: above 0."""

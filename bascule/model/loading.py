@@ -2,10 +2,14 @@
 
 ``parse_design`` and ``parse_scenario`` are pure (text in, model out); ``read_design``,
 ``read_scenario`` and ``read_any`` read files. All the problems of a file are reported at once.
+Only regular files of at most ``MAX_FILE_BYTES`` are read (a FIFO or ``/dev/zero`` would block or
+never end), and they must be UTF-8: bytes that are not are reported at their line and column.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +25,7 @@ from bascule.model.source import SourceMap, parse_yaml
 from bascule.model.suggest import did_you_mean
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "DocumentKind",
     "detect_kind",
     "parse_design",
@@ -31,6 +36,9 @@ __all__ = [
     "scenario_design_path",
     "validate_model",
 ]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest design or scenario file read (1 MiB); real ones are a few kilobytes."""
 
 DocumentKind = Literal["design", "scenario"]
 M = TypeVar("M", bound=BaseModel)
@@ -46,7 +54,14 @@ def detect_kind(data: Any) -> DocumentKind | None:
 
 
 def parse_design(text: str, file: str = "<design>") -> Design:
-    data, source = parse_yaml(text, file)
+    return _design(*parse_yaml(text, file))
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    return _scenario(*parse_yaml(text, file))
+
+
+def _design(data: Any, source: SourceMap) -> Design:
     design = validate_model(Design, data, source)
     problems = [source.problem(path, message) for path, message in design.check()]
     if problems:
@@ -54,9 +69,12 @@ def parse_design(text: str, file: str = "<design>") -> Design:
     return design.attach_source(source)
 
 
-def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
-    data, source = parse_yaml(text, file)
-    return validate_model(Scenario, data, source).attach_source(source)
+def _scenario(data: Any, source: SourceMap) -> Scenario:
+    scenario = validate_model(Scenario, data, source)
+    problems = [source.problem(path, message) for path, message in scenario.check()]
+    if problems:
+        raise ScenarioError(problems)
+    return scenario.attach_source(source)
 
 
 def read_design(path: str | Path) -> Design:
@@ -69,13 +87,12 @@ def read_scenario(path: str | Path) -> Scenario:
 
 def read_any(path: str | Path) -> Design | Scenario:
     """A design or a scenario, told apart by their top-level keys."""
-    text = _read_text(path)
-    data, _ = parse_yaml(text, str(path))
+    data, source = parse_yaml(_read_text(path), str(path))
     kind = detect_kind(data)
     if kind == "scenario":
-        return parse_scenario(text, str(path))
+        return _scenario(data, source)
     if kind == "design":
-        return parse_design(text, str(path))
+        return _design(data, source)
     raise ScenarioError(
         [
             Problem(
@@ -90,19 +107,90 @@ def read_any(path: str | Path) -> Design | Scenario:
 
 
 def scenario_design_path(scenario_file: str | Path, scenario: Scenario) -> Path | None:
-    """The design a scenario names as its default, relative to the scenario file."""
+    """The design a scenario names as its default, relative to the scenario file. Raises
+    :class:`ScenarioError` at the scenario's ``design:`` line when that is not a readable file."""
     if scenario.design is None:
         return None
-    return (Path(scenario_file).parent / scenario.design).resolve()
+    path = Path(scenario_file).parent / scenario.design
+    wrong = _not_a_file(path)
+    if wrong is None:
+        return path.resolve()
+    message = f"design {scenario.design!r} ({path}): {wrong}"
+    source = scenario.source_map
+    if source is None:
+        raise ScenarioError([Problem(message, ("design",), str(scenario_file))])
+    raise ScenarioError([source.problem(("design",), message)])
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as an input file, or None when it can be opened."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    except ValueError:
+        return "not a valid path (it holds a NUL character)"
+    return None if stat.S_ISREG(mode) else _not_regular(mode)
+
+
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO), not a regular file"
+    return "not a regular file"
 
 
 def _read_text(path: str | Path) -> str:
+    """The file's text: a regular file of at most MAX_FILE_BYTES, in UTF-8."""
+    file = str(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # Non-blocking, so that opening a FIFO returns at once; it is then refused as not regular.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
-        raise ScenarioError([Problem("no such file", (), str(path))]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(f"cannot read the file: {exc}", (), str(path))]) from exc
+        raise ScenarioError([Problem("no such file", (), file)]) from exc
+    except OSError as exc:
+        raise ScenarioError([Problem(f"cannot read the file: {exc.strerror or exc}", (), file)]) from exc
+    except ValueError as exc:
+        raise ScenarioError([Problem("not a valid path (it holds a NUL character)", (), file)]) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ScenarioError([Problem(_not_regular(mode), (), file)])
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError([Problem(f"cannot read the file: {exc.strerror or exc}", (), file)]) from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            [
+                Problem(
+                    f"larger than {MAX_FILE_BYTES // 1024 // 1024} MiB, the limit for an input file", (), file
+                )
+            ]
+        )
+    return _decode(data, file)
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        bad = data[exc.start : exc.end].hex(" ")
+        message = f"not UTF-8: byte{'s' if exc.end - exc.start > 1 else ''} {bad} cannot be decoded"
+        raise ScenarioError([Problem(message, (), file, line, column)]) from exc
+    # Universal newlines, as text-mode reading gave: YAML counts lines the same either way.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def validate_model(model: type[M], data: Any, source: SourceMap) -> M:

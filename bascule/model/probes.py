@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bascule.model.durations import Duration
+from bascule.model.durations import Timeout
 
 __all__ = [
     "PROBE_KINDS",
@@ -29,17 +29,17 @@ __all__ = [
 
 
 class ProbeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: str
     name: str | None = None
     rate: Annotated[float, Field(gt=0, le=100)] = 10.0
     """Samples per second when the probe runs continuously."""
-    timeout: Duration = 2.0
+    timeout: Timeout = 2.0
 
 
 class JsonAssertion(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     path: str
     """A dotted path into the JSON body: ``answer``, ``served_by.0.region``."""
@@ -60,8 +60,8 @@ class HttpProbe(ProbeSpec):
     least demanding class)."""
     method: Literal["GET", "POST", "PUT", "HEAD"] = "GET"
     json_body: dict[str, object] | None = Field(default=None, alias="json")
-    expect_status: tuple[int, ...] = (200,)
-    max_latency: Duration | None = None
+    expect_status: tuple[Annotated[int, Field(ge=100, le=599)], ...] = (200,)
+    max_latency: Timeout | None = None
     assertions: tuple[JsonAssertion, ...] = ()
 
 
@@ -69,7 +69,7 @@ class ResponsePaths(BaseModel):
     """Where to find things in a service's answer (dotted JSON paths), for services shaped
     differently from the reference gateway."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     answer: str = "answer"
     citations: str = "citations"

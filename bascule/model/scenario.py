@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from bascule.faults import AnyFault
-from bascule.model.durations import Duration
+from bascule.errors import PathElement
+from bascule.faults import AnyFault, Flap
+from bascule.model.durations import MAX_DURATION, Duration, Interval, format_duration
 from bascule.model.probes import AnyProbe
 from bascule.model.selector import Selector
 from bascule.model.source import SourceMap
@@ -38,7 +39,11 @@ __all__ = [
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+MAX_FLAP_CYCLES = 10_000
+"""On/off cycles of one flapping phase in run time: each is two actions of the plan."""
 
 
 class Replay(_Spec):
@@ -47,8 +52,24 @@ class Replay(_Spec):
     ``min_phase``, so that a 3-minute event in a 14-hour incident stays observable."""
 
     compress_to: Duration | None = None
-    time_scale: Annotated[float, Field(gt=0)] | None = None
+    time_scale: float | None = None
     min_phase: Duration = 3.0
+
+    @field_validator("time_scale")
+    @classmethod
+    def _sane_scale(cls, value: float | None) -> float | None:
+        if value is not None and not 1e-6 <= value <= 100:
+            raise ValueError(
+                "time_scale is run seconds per incident second, between 0.000001 (30 days in under "
+                "3 s) and 100 (a run a hundred times slower than the incident)"
+            )
+        return value
+
+    def scale(self, real_duration: float) -> float:
+        """Run seconds per incident second for an incident of ``real_duration`` seconds."""
+        if self.compress_to is not None:
+            return self.compress_to / real_duration if real_duration > 0 else 1.0
+        return self.time_scale if self.time_scale is not None else 1.0
 
     @model_validator(mode="after")
     def _one_way(self) -> Replay:
@@ -94,8 +115,8 @@ class Phase(_Spec):
 class LoadStep(_Spec):
     at: Duration
     """Run time from the start of the plan."""
-    users: Annotated[int, Field(ge=0)] | None = None
-    rate: Annotated[float, Field(ge=0)] | None = None
+    users: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    rate: Annotated[float, Field(ge=0, le=100_000)] | None = None
 
 
 class RequestMix(_Spec):
@@ -158,7 +179,7 @@ class Objectives(_Spec):
     """Golden-set accuracy to keep; ``None`` means the run's own pre-fault baseline."""
     rpo: Duration = 0.0
     failback: Duration | None = None
-    sovereignty_violations: Annotated[int, Field(ge=0)] = 0
+    sovereignty_violations: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 class Weights(_Spec):
@@ -207,14 +228,14 @@ class ErrorBudgetGuardrail(_Guardrail):
     """Abort when more than ``burnt`` of the run's error budget (from the availability objective) is spent."""
 
     kind: Literal["error-budget"] = "error-budget"
-    burnt: Annotated[float, Field(gt=0)] = 1.0
+    burnt: Annotated[float, Field(gt=0, le=1000)] = 1.0
 
 
 class SovereigntyGuardrail(_Guardrail):
     """Abort as soon as more than ``above`` sovereignty violations are seen."""
 
     kind: Literal["sovereignty-violations"] = "sovereignty-violations"
-    above: Annotated[int, Field(ge=0)] = 0
+    above: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 if TYPE_CHECKING:
@@ -232,7 +253,7 @@ class SteadyState(_Spec):
 
     probes: tuple[AnyProbe, ...] = Field(min_length=1)
     success_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
-    over: Duration = 3.0
+    over: Interval = 3.0
 
 
 class Scenario(_Spec):
@@ -279,6 +300,29 @@ class Scenario(_Spec):
                     f"({self.duration:g}s)"
                 )
         return self
+
+    def check(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        """What the fields allow one by one but not together, as ``(path, message)``: a run
+        longer than 30 days, a phase flapping more than ``MAX_FLAP_CYCLES`` times. Pure."""
+        problems: list[tuple[tuple[PathElement, ...], str]] = []
+        scale = self.replay.scale(self.real_duration)
+        if self.real_duration * scale > MAX_DURATION:
+            run = format_duration(self.real_duration * scale)
+            problems.append((("replay",), f"the run would last {run}, more than 30 days"))
+        for index, phase in enumerate(self.phases):
+            if not isinstance(phase.fault, Flap):
+                continue
+            length = max((phase.end - phase.at) * scale, self.replay.min_phase)
+            period = max(phase.fault.period * scale, phase.fault.min_period)
+            if period <= 0 or length / period > MAX_FLAP_CYCLES:
+                problems.append(
+                    (
+                        ("phases", index, "fault", "period"),
+                        f"the phase would flap more than {MAX_FLAP_CYCLES} times in run time: "
+                        "give a longer period or min_period",
+                    )
+                )
+        return problems
 
     @property
     def real_duration(self) -> float:
