@@ -96,7 +96,13 @@ def plan_suite(scenarios: Sequence[Path], designs: Sequence[Path]) -> list[Suite
         except ScenarioError as exc:
             problems += exc.problems
             continue
-        own = scenario_design_path(scenario_path, scenario)
+        own = None
+        if not designs:  # the scenario's own design, which must then exist
+            try:
+                own = scenario_design_path(scenario_path, scenario)
+            except ScenarioError as exc:
+                problems += exc.problems
+                continue
         targets = list(designs) or ([own] if own is not None else [])
         if not targets:
             problems.append(Problem("names no design; pass --design", (), str(scenario_path)))

@@ -64,10 +64,10 @@ def _kinds(scenario: Scenario) -> str:
 
 
 def _run_length(path: Path, scenario: Scenario) -> str:
-    design_path = scenario_design_path(path, scenario)
-    if design_path is None:
-        return "—"
     try:
+        design_path = scenario_design_path(path, scenario)
+        if design_path is None:
+            return "—"
         return f"{plan(read_design(design_path), scenario).run_length:.0f} s"
     except ScenarioError:
         return "(does not plan)"
