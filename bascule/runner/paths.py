@@ -1,0 +1,118 @@
+"""Where each request went: the hops a target observed (the fault plane's routes, keyed by the W3C
+trace id every request of load and probes carries) attached to the request's sample, and what
+could not be tied to any request counted per route. Pure: the runner feeds it and asks.
+
+    paths = PathJoiner(design)
+    paths.observe(target.take_hops())    # before the samples that the hops belong to
+    sample = paths.attach(sample)        # its hops, in the order they were taken
+    paths.expire(now)                    # hops no sample claimed within `keep` seconds
+    paths.report()                       # counts for the journal: traced, untraced, unclaimed
+
+A hop arrives before its sample: a route records it at the first byte of the answer, which the
+client reads after. So the runner takes the target's hops after it has taken a batch of samples,
+and every sample of the batch finds its hops already here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from bascule.journal import Hop, HopSource, PathHop, RequestSample
+from bascule.model.design import Design
+
+__all__ = ["PathJoiner", "PathReport", "hop_of"]
+
+
+@dataclass(frozen=True)
+class PathReport:
+    """What the fault plane saw, and how much of it was tied to a request."""
+
+    hops: int = 0
+    """Every hop observed."""
+    claimed: int = 0
+    """Hops attached to a sample."""
+    untraced: dict[str, int] = field(default_factory=dict)
+    """Route → hops that carried no trace context: requests of a service that does not propagate
+    it (or of a client other than bascule's)."""
+    unclaimed: dict[str, int] = field(default_factory=dict)
+    """Route → hops whose trace no sample claimed (a service that starts a trace of its own)."""
+
+    @property
+    def incomplete_routes(self) -> list[str]:
+        """Routes between components (not the clients' entry routes) with hops no request owns:
+        there, where a request went could not be told."""
+        routes = set(self.untraced) | set(self.unclaimed)
+        return sorted(r for r in routes if not r.startswith("clients->"))
+
+
+def hop_of(path: PathHop, design: Design) -> Hop:
+    """The sample's view of a hop: the component called, where, with the design's facts."""
+    try:
+        region = design.region(path.region)
+        provider, jurisdiction, level = region.provider, region.jurisdiction, region.sovereignty.value
+    except KeyError:
+        provider = jurisdiction = level = ""
+    return Hop(
+        component=path.component,
+        region=path.region,
+        provider=provider,
+        jurisdiction=jurisdiction,
+        sovereignty=level,
+        via=HopSource.FAULT_PLANE,
+        status=path.status,
+        relayed=path.relayed,
+    )
+
+
+class PathJoiner:
+    """Hops by trace id until their sample claims them (or `keep` seconds pass)."""
+
+    def __init__(self, design: Design, *, keep: float = 120.0) -> None:
+        self.design = design
+        self.keep = keep
+        self._pending: dict[str, list[PathHop]] = {}
+        self._hops = 0
+        self._claimed = 0
+        self._untraced: Counter[str] = Counter()
+        self._unclaimed: Counter[str] = Counter()
+
+    def observe(self, hops: Iterable[PathHop]) -> None:
+        for hop in hops:
+            self._hops += 1
+            if hop.trace_id is None:
+                self._untraced[hop.route] += 1
+            else:
+                self._pending.setdefault(hop.trace_id, []).append(hop)
+
+    def attach(self, sample: RequestSample) -> RequestSample:
+        """`sample` with the hops of its trace added after those it already has (its service's own
+        report), leaving out a hop its service already reported (same component and region)."""
+        if sample.trace_id is None:
+            return sample
+        found = self._pending.pop(sample.trace_id, None)
+        if not found:
+            return sample
+        self._claimed += len(found)
+        known = {(h.component, h.region) for h in sample.hops}
+        added = tuple(
+            hop_of(h, self.design)
+            for h in sorted(found, key=lambda h: h.started)
+            if (h.component, h.region) not in known
+        )
+        return replace(sample, hops=sample.hops + added) if added else sample
+
+    def expire(self, now: float) -> None:
+        """Forget hops that started more than `keep` seconds before `now`, counting them unclaimed."""
+        limit = now - self.keep
+        for trace_id in [t for t, hops in self._pending.items() if hops[0].started < limit]:
+            for hop in self._pending.pop(trace_id):
+                self._unclaimed[hop.route] += 1
+
+    def report(self) -> PathReport:
+        unclaimed = Counter(self._unclaimed)
+        for hops in self._pending.values():
+            for hop in hops:
+                unclaimed[hop.route] += 1
+        return PathReport(self._hops, self._claimed, dict(self._untraced), dict(unclaimed))
