@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bascule.errors import FaultError, TargetError
+from bascule.errors import FaultError, RevertError, TargetError
 from bascule.model.design import Design
 from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, Refusal, StartRequest, Target, TargetEvent
@@ -30,6 +30,7 @@ __all__ = ["ENTRY", "PACKAGE", "FakeStarter", "FakeTarget"]
 
 class _Service(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     faulty: set[str]
     unhealthy: bool
 
@@ -53,8 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeTarget(LedgerTarget[str]):
     """Faults held in memory: the ledger is `log`. `fail`: ``unhealthy`` (every entry answers 503),
     ``refuse`` (check refuses every phase), ``check`` (check raises), ``apply`` (applying a fault
-    of any phase after the first raises), ``interrupt`` (SIGINT to this process while applying),
-    ``hurry`` (two of them)."""
+    of any phase after the first raises), ``hurry`` (two SIGINTs to this process while applying),
+    ``revert`` (reverting raises: the fault stays in force)."""
 
     name = "fake"
 
@@ -125,14 +126,15 @@ class FakeTarget(LedgerTarget[str]):
         self.log.append(("apply", key))
         if kind == "http-error":
             self._service.faulty.add(key)
-        if self.fail in ("interrupt", "hurry"):
-            os.kill(os.getpid(), signal.SIGINT)  # held back until the fault is in force and recorded
         if self.fail == "hurry":
+            os.kill(os.getpid(), signal.SIGINT)  # held back until the fault is in force and recorded
             time.sleep(0.01)  # lets the first be noted: two signals at once may arrive as one
             os.kill(os.getpid(), signal.SIGINT)
         return (f"{kind} in force",)
 
     def _undo(self, key: str, held: str) -> tuple[str, ...]:
+        if self.fail == "revert":
+            raise RevertError(f"fault {key!r}: the fake target could not revert it")
         self.log.append(("revert", key))
         self._service.faulty.discard(key)
         return (f"{held} ended",)

@@ -48,7 +48,7 @@ from bascule.runner.metrics_endpoint import MetricsEndpoint
 from bascule.runner.traffic import TICK, Traffic
 from bascule.targets.base import JsonFields, Refusal, StartRequest, Target, TargetEvent, TargetStarter
 
-__all__ = ["RunOptions", "RunOutcome", "Scored", "Scoring", "run_scenario"]
+__all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,17 @@ class RunOptions:
     target: TargetStarter
     """The target chosen with its options (`bascule.targets.registry.choose`)."""
     design: Path | None = None
+    """The design file (default: the one the scenario names)."""
     out: Path | None = None
+    """The run directory (default: ``runs/<time>-<scenario>-<design>``)."""
     quiet: bool = False
+    """One line per event instead of the live view."""
     load_workers: int = 0
+    """Locust worker processes (0: one process)."""
     raw_samples: bool = False
+    """Journal every request, not only windows."""
     metrics_port: int | None = None
+    """Serve live figures as Prometheus metrics on this port of 127.0.0.1."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,9 @@ class RunOutcome:
     exit_code: int
     run_dir: Path
     reason: str
+    """Why the run ended as it did: ``completed``, the abort's reason, the error."""
     reports: tuple[Path, ...] = ()
+    """The report files its caller wrote (`bascule.ci.results.run_scored`)."""
 
 
 class Scored(Protocol):
@@ -96,12 +104,20 @@ Scoring = Callable[[Path, int, str], Scored]
 """Scores a completed run from its journal (run directory, exit code, reason), before ``run-ended``."""
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    scenario: Scenario
+    design: Design
+    design_path: Path
+    plan: Plan
+
+
 def default_run_dir(scenario: Scenario, design: Design) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
 
 
-def load_inputs(options: RunOptions) -> tuple[Scenario, Design, Path, Plan]:
+def load_inputs(options: RunOptions) -> RunInputs:
     scenario = read_scenario(options.scenario)
     design_path = options.design or scenario_design_path(options.scenario, scenario)
     if design_path is None:
@@ -122,7 +138,7 @@ def load_inputs(options: RunOptions) -> tuple[Scenario, Design, Path, Plan]:
                 )
             ]
         )
-    return scenario, design, Path(design_path), plan(design, scenario)
+    return RunInputs(scenario, design, Path(design_path), plan(design, scenario))
 
 
 def run_scenario(
@@ -131,41 +147,26 @@ def run_scenario(
     """Run one scenario; never raises for what happens during the run (it is journaled and turned
     into an exit code), only :class:`ScenarioError` for invalid input before anything starts.
     `scoring` scores a completed run before its journal ends (none: not scored)."""
-    scenario, design, design_path, built = load_inputs(options)
-    run_dir = options.out or default_run_dir(scenario, design)
-    runner = _Runner(options, scenario, design, design_path, built, run_dir, console or Console())
-    return runner.execute(scoring)
+    inputs = load_inputs(options)
+    run_dir = options.out or default_run_dir(inputs.scenario, inputs.design)
+    return _Runner(options, inputs, run_dir, console or Console()).execute(scoring)
 
 
 class _Runner:
-    def __init__(
-        self,
-        options: RunOptions,
-        scenario: Scenario,
-        design: Design,
-        design_path: Path,
-        built: Plan,
-        run_dir: Path,
-        out: Console,
-    ) -> None:
+    def __init__(self, options: RunOptions, inputs: RunInputs, run_dir: Path, out: Console) -> None:
         self.options = options
-        self.scenario = scenario
-        self.design = design
-        self.design_path = design_path
-        self.plan = built
+        scenario, design, built = inputs.scenario, inputs.design, inputs.plan
+        self.scenario, self.design, self.design_path, self.plan = scenario, design, inputs.design_path, built
         self.run_dir = run_dir
         self.origin = time.monotonic()
         self.journal = Journal(run_dir, self.origin, raw_samples=options.raw_samples)
         self.abort = Abort()
         self.live = LiveState(scenario.id, design.id, built.run_length, built.time.scale)
         self.display = Display(self.live, out, quiet=options.quiet, origin=self.origin)
-        metrics = (
-            MetricsEndpoint(options.metrics_port, scenario.id, design.id)
-            if options.metrics_port is not None
-            else None
-        )
         guardrails = GuardrailMonitor(scenario.guardrails, scenario.objectives.availability)
-        self.traffic = Traffic(self.journal, self.display, self.abort, guardrails, metrics)
+        self.traffic = Traffic(self.journal, self.display, self.abort, guardrails)
+        if options.metrics_port is not None:
+            self.traffic.metrics = MetricsEndpoint(options.metrics_port, scenario.id, design.id)
         self.active: dict[str, str] = {}
         self.target: Target | None = None
         self.context = ProbeContext(design)
@@ -200,9 +201,11 @@ class _Runner:
                 code, reason = ExitCode.TARGET_ERROR, f"{type(exc).__name__}: {exc}"
                 self.journal.write("error", message=reason, durable=True)
             finally:
-                self._shutdown()
+                left = self._shutdown()
         if self.abort.is_set:
             code, reason = self.abort.code, self.abort.reason
+        if left is not None:  # faults may still be in force: `bascule recover` must follow
+            code, reason = ExitCode.TARGET_ERROR, left
         if scoring is not None and code in (ExitCode.OK, ExitCode.OBJECTIVES_FAILED):
             code, reason = self._score(scoring, code, reason)
         self.journal.write(
@@ -322,17 +325,22 @@ class _Runner:
 
     # -- stopping ----------------------------------------------------------------------------------
 
-    def _shutdown(self) -> None:
-        hurry = self.abort.hurry
-        self.traffic.stop(hurry=hurry)
+    def _shutdown(self) -> str | None:
+        """Stop the traffic, roll back and stop the target; what could not be rolled back, if any."""
+        left = None
+        self.traffic.stop(hurry=self.abort.hurry)
         if self.target is not None:
             try:
                 self._roll_back(self.target)
+            except Exception as exc:
+                left = f"rolling back: {type(exc).__name__}: {exc}"
+                self.journal.write("error", message=left, durable=True)
             finally:
                 self.target.stop(hurry=self.abort.hurry)
         self.traffic.drain_final()
         if self.traffic.metrics is not None:
             self.traffic.metrics.close()
+        return left
 
     def _roll_back(self, target: Target) -> None:
         for transition in target.close():

@@ -53,18 +53,14 @@ def continuous_specs(
 
 class Traffic:
     def __init__(
-        self,
-        journal: Journal,
-        display: Display,
-        abort: Abort,
-        guardrails: GuardrailMonitor,
-        metrics: MetricsEndpoint | None,
+        self, journal: Journal, display: Display, abort: Abort, guardrails: GuardrailMonitor
     ) -> None:
         self.journal = journal
         self.display = display
         self.abort = abort
         self.guardrails = guardrails
-        self.metrics = metrics
+        self.metrics: MetricsEndpoint | None = None
+        """Set to serve live figures as Prometheus metrics."""
         self.samples: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
         self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0)
         self.plan_start: float | None = None

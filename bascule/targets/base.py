@@ -19,6 +19,7 @@ import contextlib
 import signal
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,7 @@ Held = TypeVar("Held")
 (Kubernetes)."""
 
 
-class LedgerTarget(ClosingTarget, Generic[Held]):
+class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
     """The bookkeeping both targets share: a fault's undo is recorded (fsynced) before it takes
     effect, here or ahead of its instant in `prepare`; every change holds a lock and defers SIGINT
     and SIGTERM, so that an interrupted run never leaves a fault half-applied or unrecorded; `close`
@@ -243,24 +244,24 @@ class LedgerTarget(ClosingTarget, Generic[Held]):
 
     # -- what a target says --
 
-    def _compute(self, action: Action, touch: Touch) -> Held:
-        raise TypeError(f"{type(self).__name__} must define _compute()")
+    @abstractmethod
+    def _compute(self, action: Action, touch: Touch) -> Held: ...
 
+    @abstractmethod
     def _record(self, key: str, action: Action, held: Held) -> None:
         """Append the fault's undo record to the ledger (fsynced)."""
-        raise TypeError(f"{type(self).__name__} must define _record()")
 
+    @abstractmethod
     def _carry_out(self, key: str, held: Held) -> tuple[str, ...]:
         """Put the fault in force; one line per effect. On failure, undo what was done, record it,
         and raise `FaultError`."""
-        raise TypeError(f"{type(self).__name__} must define _carry_out()")
 
+    @abstractmethod
     def _undo(self, key: str, held: Held) -> tuple[str, ...]:
         """End the fault; one line per effect ended. Raises `RevertError` when a part stays."""
-        raise TypeError(f"{type(self).__name__} must define _undo()")
 
-    def _record_reverted(self, key: str, note: str) -> None:
-        raise TypeError(f"{type(self).__name__} must define _record_reverted()")
+    @abstractmethod
+    def _record_reverted(self, key: str, note: str) -> None: ...
 
     def _forget(self, key: str, held: Held) -> None:
         """A fault prepared and never applied."""
@@ -280,16 +281,21 @@ class LedgerTarget(ClosingTarget, Generic[Held]):
         with self._lock:
             return list(self._active)
 
+    @contextlib.contextmanager
+    def _changing(self, action: Action, verb: str) -> Iterator[str]:
+        """The key of an apply action's fault, the lock held and signals deferred, on an open target."""
+        if action.op is not ActionOp.APPLY:
+            raise ValueError(f"{verb}() takes an apply action, got {action.op.value}")
+        with self._lock, signals_deferred():
+            if self._closed:
+                raise TargetError("the target is closed")
+            yield self.key(action)
+
     def prepare(self, action: Action, touch: Touch) -> None:
         """Record the fault's undo (fsynced) ahead of its instant, so that `apply` then only acts:
         the disk's latency stays off the fault's activation. A fault prepared and never applied is
         recorded as such when reverted or at `close`."""
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"prepare() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
+        with self._changing(action, "prepare") as key:
             if key in self._active or key in self._prepared:
                 return
             held = self._compute(action, touch)
@@ -300,12 +306,7 @@ class LedgerTarget(ClosingTarget, Generic[Held]):
         """Put the fault in force, its undo recorded first — here, unless `prepare` did. Raises
         `FaultError` when it cannot be carried out (what was done of it is undone and recorded)."""
         called = time.monotonic()
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"apply() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
+        with self._changing(action, "apply") as key:
             if key in self._active:
                 raise FaultError(f"fault {key!r} is already applied")
             held = self._prepared.pop(key, None)
