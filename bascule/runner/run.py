@@ -244,9 +244,8 @@ class _Runner:
         if refusals:
             for refusal in refusals:
                 self.journal.write("refused", message=refusal)
-            return ExitCode.INVALID_INPUT, f"the {self.options.target.name} target refuses: " + "; ".join(
-                refusals
-            )
+            joined = "; ".join(refusals)
+            return ExitCode.INVALID_INPUT, f"the {self.options.target.name} target refuses: {joined}"
         return self._drive(started)
 
     def _on_target_event(self, event: TargetEvent) -> None:

@@ -8,7 +8,6 @@ import queue
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal, Window, WindowAggregator
@@ -66,7 +65,7 @@ class Traffic:
         self.plan_start: float | None = None
         self.active_faults = 0
         self.judge: SovereigntyJudge | None = None
-        self.continuous: list[Probe[Any]] = []
+        self.continuous: list[Probe[ProbeSpec]] = []
         self.probes: ProbeRunner | None = None
         self.load: LoadGenerator | None = None
 
