@@ -69,7 +69,9 @@ class FakeTarget(LedgerTarget[str]):
         self._service = _Service(("127.0.0.1", 0), _Handler)
         self._service.faulty = set()
         self._service.unhealthy = fail == "unhealthy"
-        self._thread = threading.Thread(target=self._service.serve_forever, name="fake-target", daemon=True)
+        self._thread = threading.Thread(
+            target=self._service.serve_forever, args=(0.01,), name="fake-target", daemon=True
+        )
         self._thread.start()
         self._start_ledger("fake")
 
