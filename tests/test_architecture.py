@@ -46,6 +46,9 @@ def test_the_contracts_hold_on_the_tree() -> None:
         ("bascule/metrics/compute.py", "bascule.runner.engine", "the pure core imports no edge"),
         ("bascule/reports/html.py", "bascule.probes.base", "the pure core imports no edge"),
         ("bascule/stack/llm.py", "bascule.plan.planner", "the system under test imports nothing"),
+        ("bascule/runner/run.py", "bascule.targets.local.stack", "the runner names no target"),
+        ("bascule/runner/traffic.py", "bascule.targets.kubernetes.cluster", "the runner names no target"),
+        ("bascule/runner/run.py", "bascule.reports.files", "the runner leaves scoring to its caller"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from kube_world import DESIGN, TARGET, world
 
+from bascule.ci.results import run_scored
 from bascule.journal import read_journal
 from bascule.model.loading import parse_design
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.runner.run import RunOptions
 from bascule.targets.local.stack import LocalStack
+from bascule.targets.registry import choose
 
 ROOT = Path(__file__).resolve().parent.parent
 AWS_2025 = ROOT / "scenarios" / "incidents" / "aws-us-east-1-2025-10-20.yaml"
@@ -40,14 +42,12 @@ def test_the_aws_replay_runs_against_emulated_clusters_and_journals_every_reques
         with world(tmp_path) as w:
             before = w.snapshot()
             seen_before = {name: len(c.requests()) for name, c in w.clusters.items()}
-            outcome = run_scenario(
+            outcome = run_scored(
                 RunOptions(
                     scenario=AWS_2025,
                     design=design_path,
                     out=tmp_path / "run",
-                    target="kubernetes",
-                    target_file=target_file,
-                    kubeconfig=w.kubeconfig,
+                    target=choose("kubernetes", {"target_file": target_file, "kubeconfig": w.kubeconfig}),
                     quiet=True,
                 )
             )
@@ -97,12 +97,10 @@ def test_a_cluster_on_another_machine_needs_confirm(tmp_path: Path) -> None:
         scenario=AWS_2025,
         design=design_path,
         out=tmp_path / "run",
-        target="kubernetes",
-        target_file=target_file,
-        kubeconfig=kubeconfig,
+        target=choose("kubernetes", {"target_file": target_file, "kubeconfig": kubeconfig}),
         quiet=True,
     )
-    outcome = run_scenario(options)
+    outcome = run_scored(options)
     assert outcome.exit_code == 2
     assert "--confirm aws --confirm scw" in outcome.reason
     assert not (outcome.run_dir / "kubernetes-ledger.jsonl").exists()

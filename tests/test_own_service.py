@@ -16,16 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
+from bascule.ci.results import run_scored
 from bascule.errors import ScenarioError
 from bascule.faults import ControlPlane, Crash, Dns, DnsAnswer, Latency
 from bascule.journal import read_journal
 from bascule.model.loading import parse_design, read_design
 from bascule.model.selector import Selector
 from bascule.plan.resolve import resolve
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.runner.run import RunOptions
 from bascule.stack.layout import layout
 from bascule.targets.local.stack import LocalStack
 from bascule.targets.local.target import refusal
+from bascule.targets.registry import choose
 
 PAR = "scaleway/fr-par"
 PROBE_PERIOD = 0.1
@@ -78,9 +80,10 @@ def test_a_blackhole_before_a_third_party_server_is_measured_within_two_probe_pe
     (site / "index.html").write_text("<h1>floating solar</h1>\n")
     (tmp_path / "design.yaml").write_text(twisted_design(site))
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
-    outcome = run_scenario(
+    outcome = run_scored(
         RunOptions(
             scenario=tmp_path / "scenario.yaml",
+            target=choose("local"),
             design=tmp_path / "design.yaml",
             out=tmp_path / "run",
             quiet=True,

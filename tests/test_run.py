@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from bascule.ci.results import run_scored
 from bascule.journal import read_journal
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.runner.run import RunOptions
 from bascule.stack.supervisor import pid_is
+from bascule.targets.registry import choose
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
@@ -60,8 +62,10 @@ def assert_nothing_left(run_dir: Path) -> None:
 def run(name: str, tmp_path: Path, **options: Any) -> tuple[int, Path]:
     out = tmp_path / name
     with open(os.devnull, "w") as sink:
-        outcome = run_scenario(
-            RunOptions(scenario=SAMPLES / f"{name}.yaml", out=out, quiet=True, **options),
+        outcome = run_scored(
+            RunOptions(
+                scenario=SAMPLES / f"{name}.yaml", target=choose("local"), out=out, quiet=True, **options
+            ),
             console=Console(file=sink),
         )
     return outcome.exit_code, out

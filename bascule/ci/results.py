@@ -11,18 +11,20 @@ what the reports show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 
 from bascule.exit_codes import ExitCode
 from bascule.reports.files import read_result as read_result_file
-from bascule.reports.files import report_run
+from bascule.reports.files import report_run, score_run
 from bascule.reports.model import Dimension, Figures, Result, Run
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.runner.run import RunOptions, RunOutcome, run_scenario
+from bascule.targets.registry import choose
 
-__all__ = ["Dimension", "RunResult", "read_result", "run"]
+__all__ = ["Dimension", "RunResult", "read_result", "run", "run_scored"]
 
 _DIMENSIONS = {"rto": "recovery", "rpo": "durability", "p95": "latency", "accuracy": "correctness"}
 
@@ -130,6 +132,28 @@ def read_result(run_dir: Path, exit_code: int | None = None, reason: str = "") -
     return RunResult(code, reason or (run_info.reason or ""), run_dir, document)
 
 
+def run_scored(
+    options: RunOptions,
+    *,
+    min_score: float | None = None,
+    console: Console | None = None,
+    charts: bool = True,
+) -> RunOutcome:
+    """Run one scenario, score it and write its reports — the one way every caller runs one
+    (`bascule run`, `bascule compare`, `bascule suite`, `run`). The ``score`` record comes before
+    ``run-ended``; objectives not met, or a score below `min_score`, turn a completed run's exit
+    code into 1; the report files are written once the journal is closed, and a failure to write
+    them is printed on `console`, not raised (`charts`: the PNG charts too)."""
+    out = console or Console()
+    outcome = run_scenario(options, console=out, scoring=partial(score_run, min_score=min_score))
+    try:
+        _, written = report_run(outcome.run_dir, charts=charts)
+    except Exception as exc:  # the run itself is over and journaled; say so and go on
+        out.print(f"[red]could not write the reports[/red]: {type(exc).__name__}: {exc}", highlight=False)
+        return outcome
+    return replace(outcome, reports=tuple(written))
+
+
 def run(
     scenario: str | Path,
     *,
@@ -141,15 +165,15 @@ def run(
 ) -> RunResult:
     """Run one scenario (quietly) and return its result. Raises `ScenarioError` for invalid input;
     anything that happens during the run is in the result's exit code and reason."""
-    outcome = run_scenario(
+    outcome = run_scored(
         RunOptions(
             scenario=Path(scenario),
+            target=choose(target),
             design=None if design is None else Path(design),
             out=None if out is None else Path(out),
-            target=target,
             quiet=True,
-            min_score=min_score,
         ),
+        min_score=min_score,
         console=console or Console(quiet=True),
     )
     return read_result(outcome.run_dir, outcome.exit_code, outcome.reason)

@@ -6,14 +6,18 @@ Exit codes, the same for every verb: 0 success, 1 objectives failed, 2 invalid i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from bascule import __version__
+from bascule.ci.results import run_scored
 from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.init import init_command
 from bascule.cli.kube import cluster_app, deploy_command, render_app
@@ -27,9 +31,11 @@ from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
 from bascule.model.scenario import Scenario
-from bascule.plan import Plan, plan_to_dict
 from bascule.plan import plan as make_plan
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.plan import plan_to_dict
+from bascule.runner.run import RunOptions
+from bascule.targets.base import Refusal
+from bascule.targets.registry import OptionValue, TargetOption, Verb, choose, describe_plan, options
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -116,15 +122,56 @@ DesignOption = Annotated[
     Path | None,
     typer.Option("--design", "-d", help="The design file (default: the one the scenario names)."),
 ]
-TargetFileOption = Annotated[
-    Path | None, typer.Option("--target-file", help="Kubernetes: the target file (docs/kubernetes.md).")
-]
-KubeconfigOption = Annotated[
-    Path | None, typer.Option(help="Kubernetes: the kubeconfig (default: the target file's).")
-]
+TargetValues = dict[str, OptionValue]
+
+
+def _annotation(option: TargetOption) -> tuple[object, object]:
+    """The typer annotation and default of a target's option."""
+    flag = typer.Option(option.flag, help=option.help)
+    if option.kind == "flag":
+        return Annotated[bool, flag], False
+    if option.multiple:
+        return Annotated[list[str] | None, flag], None
+    if option.kind == "path":
+        return Annotated[Path | None, flag], None
+    return Annotated[str | None, flag], None
+
+
+def _target_options(verb: Verb) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a verb every registered target's options for it (`targets.registry.options`), as
+    command-line options of its own; the verb receives their values in ``target_values``."""
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        declared = options(verb)
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "target_values"]
+        added = []
+        for option in declared:
+            annotation, default = _annotation(option)
+            added.append(
+                inspect.Parameter(
+                    option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                )
+            )
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> None:
+            values: TargetValues = {}
+            for option in declared:
+                value = kwargs.pop(option.name)
+                values[option.name] = tuple(value or ()) if option.multiple else value
+            func(**kwargs, target_values=values)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return command
+
+    return decorate
 
 
 @app.command()
+@_target_options("plan")
 def plan(
     scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
     design: DesignOption = None,
@@ -133,14 +180,7 @@ def plan(
     target: Annotated[
         str, typer.Option(help="local, or kubernetes: list every API call the run would make.")
     ] = "local",
-    target_file: TargetFileOption = None,
-    kubeconfig: KubeconfigOption = None,
-    discover_clusters: Annotated[
-        bool,
-        typer.Option(
-            "--discover", help="Kubernetes: ask each cluster what it serves (GET only; Chaos Mesh)."
-        ),
-    ] = False,
+    target_values: TargetValues | None = None,
 ) -> None:
     """Show what a run would do, without running anything: the timeline in incident and run time,
     the blast radius of each phase, and the findings (hidden dependencies, sovereignty). With
@@ -158,65 +198,34 @@ def plan(
             raise typer.Exit(ExitCode.INVALID_INPUT)
         the_design = read_design(design_path)
         built = make_plan(the_design, loaded)
+        described = describe_plan(target, built, the_design, target_values)
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
-    if target == "kubernetes":
-        _plan_kubernetes(built, the_design, target_file, kubeconfig, discover_clusters)
+    if isinstance(described, Refusal):
+        err.print(f"[red]error[/red] {described.reason}", highlight=False)
+        raise typer.Exit(described.exit_code)
+    if described.lines:  # the target's own account of what the run would do
+        for line in described.lines:
+            out.print(line, highlight=False, soft_wrap=True, markup=False)
+        for refusal in described.refusals:
+            err.print(f"[red]refused[/red] {refusal}", highlight=False, soft_wrap=True)
+        if described.refusals:
+            raise typer.Exit(ExitCode.INVALID_INPUT)
         return
-    if target != "local":
-        err.print(f"[red]error[/red] unknown target {target!r}: local or kubernetes")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
     if as_json:
         typer.echo(json.dumps(plan_to_dict(built), indent=2, ensure_ascii=False))
     else:
         out.print(render_plan(built, show_actions=actions))
 
 
-def _plan_kubernetes(
-    built: Plan, design: Design, target_file: Path | None, kubeconfig: Path | None, discover_clusters: bool
-) -> None:
-    # Imported here: the official Kubernetes client takes about a second to import.
-    from bascule.targets.kubernetes.calls import ClusterFacts, check_plan, render_plan_calls
-    from bascule.targets.kubernetes.cluster import connected, discover
-    from bascule.targets.kubernetes.mapping import bind, read_target
-
-    if target_file is None:
-        err.print("[red]error[/red] --target kubernetes needs --target-file (docs/kubernetes.md)")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
-    try:
-        mapping = bind(read_target(target_file, design), design)
-    except ScenarioError as exc:
-        raise _fail_input(exc) from exc
-    facts: dict[str, ClusterFacts | None] = {}
-    if discover_clusters:
-        with connected(mapping.target, kubeconfig) as apis:
-            facts.update(discover(apis))
-    for line in render_plan_calls(built, mapping, facts):
-        out.print(line, highlight=False, soft_wrap=True, markup=False)
-    refusals = check_plan(built, mapping, facts)
-    for refusal in refusals:
-        err.print(f"[red]refused[/red] {refusal}", highlight=False, soft_wrap=True)
-    if refusals:
-        raise typer.Exit(ExitCode.INVALID_INPUT)
-
-
 @app.command()
+@_target_options("run")
 def run(
     scenario: Annotated[Path, typer.Argument(help="The scenario file.", show_default=False)],
     design: DesignOption = None,
     target: Annotated[
         str, typer.Option(help="Where to run: local (the embedded target) or kubernetes.")
     ] = "local",
-    target_file: TargetFileOption = None,
-    kubeconfig: KubeconfigOption = None,
-    confirm: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--confirm",
-            help="Kubernetes: a context on another machine you mean to act on (repeat; or "
-            "BASCULE_CONFIRM_CONTEXTS).",
-        ),
-    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="The run directory (default: runs/<time>-<ids>).")
     ] = None,
@@ -237,6 +246,7 @@ def run(
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
     ] = None,
+    target_values: TargetValues | None = None,
 ) -> None:
     """Run a scenario end to end: start the design's stack, drive load and probes, replay the
     incident's faults, roll everything back, and write the run's journal.
@@ -251,21 +261,18 @@ def run(
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
     try:
-        outcome = run_scenario(
+        outcome = run_scored(
             RunOptions(
                 scenario=scenario,
+                target=choose(target, target_values),
                 design=design,
                 out=out,
-                target=target,
                 quiet=quiet,
                 load_workers=load_workers,
                 raw_samples=raw_samples,
                 metrics_port=metrics_port,
-                min_score=min_score,
-                target_file=target_file,
-                kubeconfig=kubeconfig,
-                confirm=tuple(confirm or ()),
             ),
+            min_score=min_score,
             console=out_console,
         )
     except ScenarioError as exc:

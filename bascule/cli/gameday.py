@@ -1,6 +1,6 @@
 """``bascule inject`` and ``bascule recover``: one fault by hand on a running stack, and the
-clean-up after a run that was killed. Thin verbs over `bascule.targets.local.inject` and
-`bascule.targets.local.recover`."""
+clean-up after a run that was killed. Thin verbs over `bascule.targets.local.inject` and the
+target registry's `recover` (each target cleans up its own part of a run)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from bascule.exit_codes import ExitCode
 from bascule.faults import FAULT_KINDS, AnyFault, Fault
 from bascule.model.durations import parse_duration
 from bascule.model.selector import Selector
-from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE
 from bascule.targets.local.inject import InjectEvent, InjectEventKind, inject
-from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
-from bascule.targets.local.recover import recover
+from bascule.targets.registry import recover, unfinished_runs
 
 __all__ = ["inject_command", "parse_fault_argument", "parse_target_argument", "recover_command"]
 
@@ -169,19 +167,6 @@ def inject_command(
         raise typer.Exit(ExitCode.ABORTED)
 
 
-def _unfinished_runs(root: Path) -> list[Path]:
-    """Run directories under `root` whose ledger says they were neither closed nor recovered."""
-    found: list[Path] = []
-    for ledger in sorted(root.glob(f"*/{LEDGER_FILE}")):
-        try:
-            state = read_ledger(ledger)
-        except OSError:
-            continue
-        if state.run is not None and not state.finished:
-            found.append(ledger.parent)
-    return found
-
-
 def recover_command(
     run_dirs: Annotated[
         list[Path] | None,
@@ -202,43 +187,19 @@ def recover_command(
     """
     targets = list(run_dirs or [])
     if not targets:
-        targets = _unfinished_runs(RUNS_DIR)
+        targets = unfinished_runs(RUNS_DIR)
         if not targets:
             out.print(f"no unfinished run under {RUNS_DIR}/: nothing to recover")
             return
     clean = True
     for run_dir in targets:
-        if (run_dir / KUBE_LEDGER_FILE).exists():
-            # A run against Kubernetes clusters: restore the objects it changed. (Imported here:
-            # the official client takes most of a second to import, every other verb skips it.)
-            from bascule.targets.kubernetes.recover import recover_kubernetes
-
-            try:
-                kube = recover_kubernetes(run_dir)
-            except TargetError as exc:
-                err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-                clean = False
-                continue
-            for line in kube.lines():
-                out.print(line, highlight=False, soft_wrap=True)
-            clean = clean and kube.clean
-            if not (run_dir / LEDGER_FILE).exists():
-                continue
         try:
-            report = recover(run_dir, grace=grace)
-        except TargetError as exc:
+            for report in recover(run_dir, grace=grace):
+                for line in report.lines():
+                    out.print(line, highlight=False, soft_wrap=True)
+                clean = clean and report.clean
+        except (TargetError, FileNotFoundError) as exc:
             err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
             clean = False
-            continue
-        except FileNotFoundError:
-            err.print(
-                f"[red]error[/red] {run_dir / LEDGER_FILE} does not exist: not a run directory",
-                highlight=False,
-            )
-            clean = False
-            continue
-        for line in report.lines():
-            out.print(line, highlight=False, soft_wrap=True)
-        clean = clean and report.clean
     if not clean:
         raise typer.Exit(ExitCode.TARGET_ERROR)

@@ -12,13 +12,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bascule.ci.results import run_scored
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.reports.compare import build_comparison, render_compare_markdown, splice_generated
 from bascule.reports.compare_html import render_compare_html
 from bascule.reports.files import read_result, report_run
 from bascule.reports.model import Result
-from bascule.runner.run import RunOptions, run_scenario
+from bascule.runner.run import RunOptions
+from bascule.targets.registry import choose
 
 __all__ = ["append_step_summary", "compare_command", "report_command"]
 
@@ -152,8 +154,8 @@ def compare_command(
                 run_dir = target / f"{scenario.stem}--{design.stem}"
                 out.print(f"[{done}/{total}] {scenario.stem} on {design.stem} → {run_dir}", highlight=False)
                 try:
-                    outcome = run_scenario(
-                        RunOptions(scenario=scenario, design=design, out=run_dir, quiet=True),
+                    outcome = run_scored(
+                        RunOptions(scenario, choose("local"), design=design, out=run_dir, quiet=True),
                         console=Console(quiet=True),
                     )
                 except ScenarioError as exc:

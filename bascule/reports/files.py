@@ -1,12 +1,17 @@
 """The report files of a run directory: its journal read, measured, scored and rendered — the thin
 effectful shell around the pure core (`compute_metrics`, `score`, `build_result`, the renderers).
-`bascule run` calls `report_run` at the end of every run; `bascule report RUN_DIR` calls it again."""
+A run's caller passes `score_run` to the runner (the ``score`` record, before ``run-ended``) and
+calls `report_run` once the journal is closed (`bascule.ci.results.run_scored`); `bascule report
+RUN_DIR` calls it again."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bascule.exit_codes import ExitCode
 from bascule.journal import read_journal
 from bascule.metrics import Metrics, compute_metrics
 from bascule.reports.html import render_html
@@ -15,7 +20,15 @@ from bascule.reports.model import Result, dump_result, parse_result
 from bascule.reports.result import build_result
 from bascule.score import Score, score
 
-__all__ = ["REPORT_FILES", "grade_journal", "read_result", "report_run", "write_reports"]
+__all__ = [
+    "REPORT_FILES",
+    "ScoredRun",
+    "grade_journal",
+    "read_result",
+    "report_run",
+    "score_run",
+    "write_reports",
+]
 
 REPORT_FILES = (
     "result.json",
@@ -75,3 +88,46 @@ def report_run(run_dir: Path, *, charts: bool = True) -> tuple[Result, list[Path
     metrics, graded = grade_journal(run_dir)
     result = build_result(metrics, graded, run_dir=str(run_dir))
     return result, write_reports(run_dir, result, charts=charts)
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """A completed run scored: its final exit code and reason, the ``score`` record's fields."""
+
+    exit_code: int
+    reason: str
+    record: dict[str, Any] | None
+    """None when the journal could not be scored (`note` says why)."""
+    note: str
+
+
+def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None = None) -> ScoredRun:
+    """Score the completed run journaled in `run_dir`; objectives not met (or a score below
+    `min_score`) turn a completed run's exit code into 1."""
+    try:
+        _, graded = grade_journal(run_dir)
+    except Exception as exc:  # a run's journal must end even if measuring it fails
+        return ScoredRun(code, reason, None, f"scoring failed: {type(exc).__name__}: {exc}")
+    failing = [d.name for d in graded.dimensions if d.passed is False]
+    record = {
+        "overall": graded.overall,
+        "grade": None if graded.grade is None else str(graded.grade),
+        "passed": graded.passed,
+        "failing": failing,
+        "unmeasured": list(graded.unmeasured),
+        "cap": None if graded.cap is None else {"at": graded.cap.at, "reason": graded.cap.reason},
+    }
+    shown = "—" if graded.overall is None else f"{graded.overall:.1f}"
+    note = f"score {shown}/100, grade {graded.grade or '—'}" + (
+        f"; failing: {', '.join(failing)}" if failing else ""
+    )
+    if code != ExitCode.OK:
+        return ScoredRun(code, reason, record, note)
+    if min_score is not None and (graded.overall is None or graded.overall < min_score):
+        return ScoredRun(
+            ExitCode.OBJECTIVES_FAILED, f"score {shown} is below --min-score {min_score:g}", record, note
+        )
+    if not graded.passed:
+        missed = ", ".join(failing) or "some could not be measured: " + ", ".join(graded.unmeasured)
+        return ScoredRun(ExitCode.OBJECTIVES_FAILED, f"objectives not met: {missed}", record, note)
+    return ScoredRun(code, reason, record, note)

@@ -1,7 +1,16 @@
-"""What every target shares: the `Transition` a fault's apply or revert reports, the way a target
-holds SIGINT and SIGTERM back while it changes something (`signals_deferred`), and `ClosingTarget`,
-the context manager that turns SIGTERM into an exit and always closes the target — reverting every
-fault still in force — on the way out.
+"""What every target shares, and what the runner needs of one.
+
+- `Target`: a started target as the runner drives it — `check` a plan, `prepare`/`apply`/`revert`
+  its actions (each a `Transition`), `close` (the faults still in force, reverted), `stop`; the
+  entries and store URLs clients use; the fields of its ``target-started`` record and of each
+  transition; its own events (`TargetEvent`) reported to a listener.
+- `TargetStarter`: what starts one (a registry entry bound to its options, `targets.registry`);
+  `StartRequest` is what it is given, `Refusal` what it answers instead of a target.
+- `LedgerTarget`: the base both targets share — the lock, the signals held back while something
+  changes (`signals_deferred`), the undo recorded first and the bookkeeping of prepared, applied
+  and reverted faults; a target says only how to compute, record, carry out and undo a fault.
+- `ClosingTarget`: the context manager that turns SIGTERM into an exit and always closes the
+  target — reverting every fault still in force — on the way out.
 """
 
 from __future__ import annotations
@@ -9,14 +18,31 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
-from bascule.plan.model import ActionOp
+from bascule.errors import FaultError, RevertError, TargetError
+from bascule.exit_codes import ExitCode
+from bascule.model.design import Design
+from bascule.plan.model import Action, ActionOp, Plan, Touch
 
-__all__ = ["ClosingTarget", "Transition", "signals_deferred"]
+__all__ = [
+    "ClosingTarget",
+    "JsonFields",
+    "LedgerTarget",
+    "Refusal",
+    "StartRequest",
+    "Target",
+    "TargetEvent",
+    "TargetStarter",
+    "Transition",
+    "signals_deferred",
+]
 
 
 @dataclass(frozen=True)
@@ -95,3 +121,251 @@ class ClosingTarget:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
+
+
+JsonFields = Mapping[str, Any]
+"""Fields of a journal record: JSON-ready values."""
+
+
+@dataclass(frozen=True)
+class TargetEvent:
+    """Something the target did on its own (the local stack's scale-up, the API calls made while
+    closing): one journal record, and a line for the live view."""
+
+    record: str
+    """The journal record's type."""
+    fields: JsonFields
+    at: float | None = None
+    """``time.monotonic()`` of the event (None: when it is journaled)."""
+    instants: Mapping[str, float] = field(default_factory=dict)
+    """Further fields that are monotonic instants: journaled as seconds of the run."""
+    message: str | None = None
+    """The live view's line (None: journaled only)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a target would not start (or a run not go on): exit 2 unless said otherwise."""
+
+    reason: str
+    exit_code: int = ExitCode.INVALID_INPUT
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What starting a target for one run is given."""
+
+    design: Design
+    design_path: Path
+    run_dir: Path
+    progress: Callable[[str], None]
+    """Where the target says what it is doing (the live view's stage)."""
+
+
+class Target(Protocol):
+    """A started target, as the runner drives it."""
+
+    name: str
+
+    @property
+    def entries(self) -> Mapping[str, str]:
+        """Region → the URL clients (probes, load) reach its service at."""
+        ...
+
+    @property
+    def store_urls(self) -> Mapping[str, Sequence[str]]:
+        """Region → its stores' URLs, for the canary reads."""
+        ...
+
+    def started_record(self) -> JsonFields:
+        """The fields of the ``target-started`` record, besides ``target``."""
+        ...
+
+    def transition_fields(self) -> JsonFields:
+        """Fields added to each ``fault-applied`` and ``fault-reverted`` record: what the target did
+        since the last one beyond the transition itself (empty when nothing to say)."""
+        ...
+
+    def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
+        """Report the target's own events to `listener` (from any thread)."""
+        ...
+
+    def check(self, plan: Plan) -> list[str]:
+        """Every phase of `plan` this target cannot carry out, each with the reason."""
+        ...
+
+    def prepare(self, action: Action, touch: Touch) -> None: ...
+
+    def apply(self, action: Action, touch: Touch) -> Transition: ...
+
+    def revert(self, action: Action, touch: Touch | None = None) -> Transition: ...
+
+    def close(self) -> list[Transition]:
+        """Revert every fault still in force; the reverts done."""
+        ...
+
+    def stop(self, *, hurry: bool) -> None:
+        """Release what the target holds (processes, clients); `hurry` after a second Ctrl-C."""
+        ...
+
+
+class TargetStarter(Protocol):
+    """A target chosen by name with its options (`targets.registry.choose`): what the runner starts."""
+
+    @property
+    def name(self) -> str: ...
+
+    def start(self, request: StartRequest) -> Target | Refusal: ...
+
+
+Held = TypeVar("Held")
+"""What a fault's undo record holds: its effects (local), its changes with their prior state
+(Kubernetes)."""
+
+
+class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
+    """The bookkeeping both targets share: a fault's undo is recorded (fsynced) before it takes
+    effect, here or ahead of its instant in `prepare`; every change holds a lock and defers SIGINT
+    and SIGTERM, so that an interrupted run never leaves a fault half-applied or unrecorded; `close`
+    reverts what is still in force, the most recent first.
+
+    A subclass calls `_start_ledger` and says how a fault is computed (`_compute`), recorded
+    (`_record`), carried out (`_carry_out`) and undone (`_undo`), how its end is recorded
+    (`_record_reverted`), and what closing ends besides (`_end`)."""
+
+    session: str
+
+    def _start_ledger(self, session: str) -> None:
+        self.session = session
+        self._active: dict[str, tuple[Action, Held]] = {}
+        self._prepared: dict[str, Held] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- what a target says --
+
+    @abstractmethod
+    def _compute(self, action: Action, touch: Touch) -> Held: ...
+
+    @abstractmethod
+    def _record(self, key: str, action: Action, held: Held) -> None:
+        """Append the fault's undo record to the ledger (fsynced)."""
+
+    @abstractmethod
+    def _carry_out(self, key: str, held: Held) -> tuple[str, ...]:
+        """Put the fault in force; one line per effect. On failure, undo what was done, record it,
+        and raise `FaultError`."""
+
+    @abstractmethod
+    def _undo(self, key: str, held: Held) -> tuple[str, ...]:
+        """End the fault; one line per effect ended. Raises `RevertError` when a part stays."""
+
+    @abstractmethod
+    def _record_reverted(self, key: str, note: str) -> None: ...
+
+    def _forget(self, key: str, held: Held) -> None:
+        """A fault prepared and never applied."""
+        self._record_reverted(key, "never applied")
+
+    def _end(self, clean: bool) -> list[str]:
+        """What closing ends once the faults are reverted (`clean`: all of them); the problems."""
+        return []
+
+    # -- run time --
+
+    def key(self, action: Action) -> str:
+        return f"{self.session}/{action.key}"
+
+    def active(self) -> list[str]:
+        """The keys of the faults in force, in the order applied."""
+        with self._lock:
+            return list(self._active)
+
+    @contextlib.contextmanager
+    def _changing(self, action: Action, verb: str) -> Iterator[str]:
+        """The key of an apply action's fault, the lock held and signals deferred, on an open target."""
+        if action.op is not ActionOp.APPLY:
+            raise ValueError(f"{verb}() takes an apply action, got {action.op.value}")
+        with self._lock, signals_deferred():
+            if self._closed:
+                raise TargetError("the target is closed")
+            yield self.key(action)
+
+    def prepare(self, action: Action, touch: Touch) -> None:
+        """Record the fault's undo (fsynced) ahead of its instant, so that `apply` then only acts:
+        the disk's latency stays off the fault's activation. A fault prepared and never applied is
+        recorded as such when reverted or at `close`."""
+        with self._changing(action, "prepare") as key:
+            if key in self._active or key in self._prepared:
+                return
+            held = self._compute(action, touch)
+            self._record(key, action, held)
+            self._prepared[key] = held
+
+    def apply(self, action: Action, touch: Touch) -> Transition:
+        """Put the fault in force, its undo recorded first — here, unless `prepare` did. Raises
+        `FaultError` when it cannot be carried out (what was done of it is undone and recorded)."""
+        called = time.monotonic()
+        with self._changing(action, "apply") as key:
+            if key in self._active:
+                raise FaultError(f"fault {key!r} is already applied")
+            held = self._prepared.pop(key, None)
+            if held is None:
+                held = self._compute(action, touch)
+                self._record(key, action, held)
+            lines = self._carry_out(key, held)
+            self._active[key] = (action, held)
+            done, wall = time.monotonic(), time.time()
+        return Transition(key, ActionOp.APPLY, action.fault.kind, done, wall, done - called, lines)
+
+    def revert(self, action: Action, touch: Touch | None = None) -> Transition:
+        """End the fault `action` names (its apply or its revert action); one not in force is left
+        alone (``changed`` is False). Raises `RevertError` if a part could not be restored: the
+        fault then stays in the ledger for `bascule recover`."""
+        called = time.monotonic()
+        key = self.key(action)
+        with self._lock, signals_deferred():
+            entry = self._active.get(key)
+            if entry is None:
+                prepared = self._prepared.pop(key, None)
+                if prepared is not None:
+                    self._forget(key, prepared)
+                now = time.monotonic()
+                return Transition(
+                    key, ActionOp.REVERT, action.fault.kind, now, time.time(), now - called, (), False
+                )
+            return self._revert_locked(key, called, note="")
+
+    def _revert_locked(self, key: str, called: float, note: str) -> Transition:
+        action, held = self._active[key]
+        lines = self._undo(key, held)
+        self._record_reverted(key, note)
+        del self._active[key]
+        done, wall = time.monotonic(), time.time()
+        return Transition(key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, lines)
+
+    def close(self) -> list[Transition]:
+        """Revert every fault still in force (most recent first), then end the rest (`_end`); the
+        reverts done. Idempotent. Raises `RevertError` at the end if something could not be
+        reverted — after everything else was done."""
+        reverted: list[Transition] = []
+        with self._lock, signals_deferred():
+            if self._closed:
+                return reverted
+            self._closed = True
+            errors: list[str] = []
+            for key in reversed(list(self._active)):
+                try:
+                    reverted.append(self._revert_locked(key, time.monotonic(), note="closing"))
+                except (RevertError, OSError) as exc:
+                    errors.append(str(exc))
+            for key, held in list(self._prepared.items()):
+                try:
+                    self._forget(key, held)
+                except OSError as exc:
+                    errors.append(str(exc))
+                del self._prepared[key]
+            errors += self._end(clean=not errors)
+        if errors:
+            raise RevertError("; ".join(errors))
+        return reverted

@@ -1,5 +1,5 @@
 """The Kubernetes target: a plan's actions carried out through the Kubernetes API, every prior
-state on disk first. Same protocol as `LocalTarget`, so that the runner drives either:
+state on disk first. The same `LedgerTarget` as `LocalTarget`, so that the runner drives either:
 
     apis = connect(target_file, kubeconfig)              # one client per listed context
     with KubernetesTarget.start(mapping, apis, run_dir) as target:
@@ -20,16 +20,14 @@ ledger to `recover.recover`.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault
-from bascule.plan.model import Action, ActionOp, Plan, Touch
-from bascule.targets.base import ClosingTarget, Transition, signals_deferred
+from bascule.plan.model import Action, Plan, Touch
+from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
 from bascule.targets.kubernetes.cluster import KubeApi, discover
 from bascule.targets.kubernetes.execute import Holds, carry_out, expand, undo
@@ -52,8 +50,11 @@ def new_run_id() -> str:
     return secrets.token_hex(3)
 
 
-class KubernetesTarget(ClosingTarget):
-    """Applies and reverts a plan's faults on the clusters of a target file, recording each first."""
+class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
+    """Applies and reverts a plan's faults on the clusters of a target file, recording each first;
+    the runner's `Target`."""
+
+    name = "kubernetes"
 
     def __init__(
         self,
@@ -71,13 +72,11 @@ class KubernetesTarget(ClosingTarget):
         self.run_id = run_id
         self.facts = dict(facts)
         self._apis = dict(apis)
+        self._seen: dict[str, int] = {}
+        self._listeners: list[Callable[[TargetEvent], None]] = []
         self._ledger = ledger
         self._holds = Holds()
-        self._active: dict[str, tuple[Action, tuple[Change, ...]]] = {}
-        self._prepared: dict[str, tuple[Change, ...]] = {}
-        self._lock = threading.RLock()
-        self._closed = False
-        self._previous_sigterm: Any = None
+        self._start_ledger(run_id)
 
     @classmethod
     def start(
@@ -117,16 +116,52 @@ class KubernetesTarget(ClosingTarget):
     def check(self, plan: Plan) -> list[str]:
         return check_plan(plan, self.mapping, self.facts, run_id=self.run_id)
 
-    # -- run time --
+    # -- what the runner reads --
 
-    def key(self, action: Action) -> str:
-        return f"{self.run_id}/{action.key}"
+    @property
+    def entries(self) -> dict[str, str]:
+        return dict(self.mapping.target.entries)
 
-    def active(self) -> list[str]:
-        with self._lock:
-            return list(self._active)
+    @property
+    def store_urls(self) -> dict[str, list[str]]:
+        return {r: list(urls) for r, urls in self.mapping.target.stores.items()}
 
-    def _expand(self, action: Action, touch: Touch) -> tuple[Change, ...]:
+    def api_calls(self) -> list[list[str]]:
+        """Every Kubernetes API request made since the last call: [method, path, context]."""
+        out: list[list[str]] = []
+        for api in self._apis.values():
+            seen = self._seen.get(api.context, 0)
+            out += [list(call) for call in api.made[seen:]]
+            self._seen[api.context] = len(api.made)
+        return out
+
+    def started_record(self) -> JsonFields:
+        return {
+            "run_id": self.run_id,
+            "contexts": {c: a.server for c, a in self._apis.items()},
+            "chaos_mesh": {c: sorted(f.chaos) if f else [] for c, f in self.facts.items()},
+            "entries": self.entries,
+            "api_calls": self.api_calls(),
+        }
+
+    def transition_fields(self) -> JsonFields:
+        return {"api_calls": self.api_calls()}
+
+    def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
+        """The API calls made after the last transition (closing), as a ``kubernetes-calls`` record."""
+        self._listeners.append(listener)
+
+    def stop(self, *, hurry: bool) -> None:
+        left = self.api_calls()
+        if left:
+            for listener in self._listeners:
+                listener(TargetEvent("kubernetes-calls", {"api_calls": left}))
+        for api in self._apis.values():
+            api.close()
+
+    # -- the ledger's bookkeeping (`LedgerTarget`) --
+
+    def _compute(self, action: Action, touch: Touch) -> tuple[Change, ...]:
         found = self.call_plan(action.fault, touch, action.key)
         if found.refusal is not None:
             raise FaultError(f"{action.fault.kind} refused: {found.refusal}")
@@ -138,58 +173,25 @@ class KubernetesTarget(ClosingTarget):
             changes += expand(call, api, self._holds)
         return tuple(changes)
 
-    def _record(self, key: str, action: Action, changes: tuple[Change, ...]) -> None:
-        record = KubeFault(
-            key, action.fault.kind, action.phase, action.cycle, changes, Owner.me(), time.time()
-        )
+    def _record(self, key: str, action: Action, held: tuple[Change, ...]) -> None:
+        record = KubeFault(key, action.fault.kind, action.phase, action.cycle, held, Owner.me(), time.time())
         self._ledger.append(record)
-        self._holds.take(key, changes)
+        self._holds.take(key, held)
 
-    def prepare(self, action: Action, touch: Touch) -> None:
-        """Read and record the fault's prior state ahead of its instant, so that `apply` only acts."""
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"prepare() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
-            if key in self._active or key in self._prepared:
-                return
-            changes = self._expand(action, touch)
-            self._record(key, action, changes)
-            self._prepared[key] = changes
+    def _carry_out(self, key: str, held: tuple[Change, ...]) -> tuple[str, ...]:
+        lines: list[str] = []
+        try:
+            for change in held:
+                lines.append(carry_out(change, self._apis))
+        except TargetError as exc:
+            _, problems = self._undo_all(key, held)
+            note = f"apply failed: {exc}" + (f"; undo failed: {'; '.join(problems)}" if problems else "")
+            if not problems:
+                self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note=note))
+            raise FaultError(f"fault {key!r}: {exc}") from exc
+        return tuple(lines)
 
-    def apply(self, action: Action, touch: Touch) -> Transition:
-        """Put the fault in force, the prior state of all it changes written to the ledger first.
-        Raises `FaultError` when refused, or when a change failed (what was done is undone)."""
-        called = time.monotonic()
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"apply() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
-            if key in self._active:
-                raise FaultError(f"fault {key!r} is already applied")
-            changes = self._prepared.pop(key, None)
-            if changes is None:
-                changes = self._expand(action, touch)
-                self._record(key, action, changes)
-            lines: list[str] = []
-            try:
-                for change in changes:
-                    lines.append(carry_out(change, self._apis))
-            except TargetError as exc:
-                _, problems = self._undo(key, changes)
-                note = f"apply failed: {exc}" + (f"; undo failed: {'; '.join(problems)}" if problems else "")
-                if not problems:
-                    self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note=note))
-                raise FaultError(f"fault {key!r}: {exc}") from exc
-            self._active[key] = (action, changes)
-            done, wall = time.monotonic(), time.time()
-        return Transition(key, ActionOp.APPLY, action.fault.kind, done, wall, done - called, tuple(lines))
-
-    def _undo(self, key: str, changes: tuple[Change, ...]) -> tuple[list[str], list[str]]:
+    def _undo_all(self, key: str, changes: tuple[Change, ...]) -> tuple[list[str], list[str]]:
         lines: list[str] = []
         problems: list[str] = []
         for change in reversed(changes):
@@ -202,60 +204,21 @@ class KubernetesTarget(ClosingTarget):
                 lines.append(line)
         return lines, problems
 
-    def revert(self, action: Action, touch: Touch | None = None) -> Transition:
-        """End the fault `action` names; one not in force is left alone (``changed`` False).
-        Raises `RevertError` when a change could not be undone: the fault then stays in the
-        ledger for `bascule recover`."""
-        called = time.monotonic()
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            entry = self._active.get(key)
-            if entry is None:
-                prepared = self._prepared.pop(key, None)
-                if prepared is not None:
-                    self._holds.drop(key, prepared)
-                    self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note="never applied"))
-                now = time.monotonic()
-                return Transition(
-                    key, ActionOp.REVERT, action.fault.kind, now, time.time(), now - called, (), False
-                )
-            return self._revert_locked(key, entry, called, note="")
-
-    def _revert_locked(
-        self, key: str, entry: tuple[Action, tuple[Change, ...]], called: float, note: str
-    ) -> Transition:
-        action, changes = entry
-        lines, problems = self._undo(key, changes)
+    def _undo(self, key: str, held: tuple[Change, ...]) -> tuple[str, ...]:
+        lines, problems = self._undo_all(key, held)
         if problems:
             raise RevertError(f"fault {key!r}: {'; '.join(problems)}")
+        return tuple(lines)
+
+    def _record_reverted(self, key: str, note: str) -> None:
         self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note=note))
-        del self._active[key]
-        done, wall = time.monotonic(), time.time()
-        return Transition(key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, tuple(lines))
 
-    # -- ending --
+    def _forget(self, key: str, held: tuple[Change, ...]) -> None:
+        self._holds.drop(key, held)
+        self._record_reverted(key, "never applied")
 
-    def close(self) -> list[Transition]:
-        """Revert every fault still in force (most recent first), then close the ledger.
-        Idempotent. Raises `RevertError` at the end if a fault could not be reverted."""
-        reverted: list[Transition] = []
-        with self._lock, signals_deferred():
-            if self._closed:
-                return reverted
-            self._closed = True
-            errors: list[str] = []
-            for key, entry in reversed(list(self._active.items())):
-                try:
-                    reverted.append(self._revert_locked(key, entry, time.monotonic(), note="closing"))
-                except RevertError as exc:
-                    errors.append(str(exc))
-            for key, prepared in list(self._prepared.items()):
-                self._holds.drop(key, prepared)
-                self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note="never applied"))
-                del self._prepared[key]
-            if not errors:
-                self._ledger.append(KubeClosed(time.time()))
-            self._ledger.close()
-        if errors:
-            raise RevertError("; ".join(errors))
-        return reverted
+    def _end(self, clean: bool) -> list[str]:
+        if clean:
+            self._ledger.append(KubeClosed(time.time()))
+        self._ledger.close()
+        return []

@@ -31,11 +31,10 @@ leaves the stack running. `bascule inject` is built on it (`inject.inject`).
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
@@ -43,12 +42,13 @@ from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault, Flap
 from bascule.model.design import Design
 from bascule.model.loading import read_design
-from bascule.plan.model import Action, ActionOp, Plan, Touch
-from bascule.stack.layout import StackLayout, layout
-from bascule.targets.base import ClosingTarget, Transition, signals_deferred
+from bascule.plan.model import Action, Plan, Touch
+from bascule.stack.layout import ProcessKind, StackLayout, layout
+from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent, Transition, signals_deferred
 from bascule.targets.local.control import ControlClient, ControlError
 from bascule.targets.local.effects import INSTANT, Effect, compute_effects, describe_effect
 from bascule.targets.local.ledger import LEDGER_FILE, FaultRecord, Ledger, Owner, RevertedRecord
+from bascule.targets.local.scaler import ScaleEvent
 from bascule.targets.local.stack import LocalStack, read_state
 
 __all__ = [
@@ -118,8 +118,11 @@ def check_plan(plan: Plan, design: Design) -> list[str]:
     return refusals
 
 
-class LocalTarget(ClosingTarget):
-    """Applies and reverts a plan's faults on a local stack, recording each undo first."""
+class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
+    """Applies and reverts a plan's faults on a local stack, recording each undo first; the runner's
+    `Target` when it runs the stack in-process."""
+
+    name = "local"
 
     def __init__(self, stack: LocalStack, *, session: str | None = None) -> None:
         self._setup(
@@ -176,20 +179,20 @@ class LocalTarget(ClosingTarget):
     ) -> None:
         self.design = design
         self.layout = stack_layout
-        self.session = session
         self._board = board
         self._ledger = ledger
         self._stack = stack
-        self._active: dict[str, Action] = {}
-        self._prepared: dict[str, tuple[Effect, ...]] = {}
-        self._effects: dict[str, tuple[Effect, ...]] = {}
-        self._lock = threading.RLock()
-        self._closed = False
-        self._previous_sigterm: Any = None
+        self._stop_timeout = 5.0
+        self._start_ledger(session)
 
     @property
     def stack(self) -> LocalStack | None:
         """The stack this target runs in-process (None when connected over the control channel)."""
+        return self._stack
+
+    def _running(self) -> LocalStack:
+        if self._stack is None:
+            raise TargetError("this target drives a stack another process runs")
         return self._stack
 
     # -- plan time --
@@ -202,137 +205,102 @@ class LocalTarget(ClosingTarget):
         """Every phase of `plan` this target cannot carry out, each with the reason."""
         return check_plan(plan, self.design)
 
-    # -- run time --
+    # -- what the runner reads of the stack --
 
-    def key(self, action: Action) -> str:
-        return f"{self.session}/{action.key}"
+    @property
+    def entries(self) -> dict[str, str]:
+        return self._running().entries()
 
-    def active(self) -> list[str]:
-        """The keys of the faults this target has in force, in the order applied."""
-        with self._lock:
-            return list(self._active)
+    @property
+    def store_urls(self) -> dict[str, list[str]]:
+        stack = self._running()
+        stores: dict[str, list[str]] = {}
+        for replica in stack.supervisor.replicas():
+            spec = stack.replica_spec(replica.spec.name)
+            if spec is not None and spec.kind is ProcessKind.STORE and replica.url:
+                stores.setdefault(spec.region, []).append(replica.url)
+        return stores
 
-    def prepare(self, action: Action, touch: Touch) -> None:
-        """Write the fault's undo record to the ledger (fsynced) ahead of its instant, so that
-        `apply` then only acts: the disk's latency stays off the fault's activation. A runner
-        calls it some time before ``action.offset``; a fault prepared and never applied is
-        recorded as such when reverted or at `close`."""
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"prepare() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        effects = compute_effects(action.fault, touch, self.layout)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
-            if key in self._active or key in self._prepared:
-                return
-            self._ledger.append(
-                FaultRecord(
-                    key, action.fault.kind, action.phase, action.cycle, effects, Owner.me(), time.time()
+    def started_record(self) -> JsonFields:
+        stack = self._running()
+        return {
+            "cold_start": stack.timings.ready,
+            "entries": self.entries,
+            "dns_port": stack.dns.port,
+            "route_ports": dict(stack.route_ports),
+            "processes": [
+                {"name": r.spec.name, "region": r.spec.group, "pid": r.pid, "start_time": r.start_time}
+                for r in stack.supervisor.replicas()
+            ],
+        }
+
+    def transition_fields(self) -> JsonFields:
+        return {}
+
+    def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
+        """The stack's scale-up events (designs with an autoscaler), as ``scale-up`` records."""
+        scaler = self._running().scaler
+        if scaler is None:
+            return
+
+        def forward(event: ScaleEvent) -> None:
+            listener(
+                TargetEvent(
+                    "scale-up",
+                    {"event": event.kind, "region": event.region, "replicas": list(event.replicas)},
+                    at=event.at,
+                    instants={} if event.due is None else {"due": event.due},
+                    message=f"scale-up {event.kind}: {event.region} ({len(event.replicas)} replicas)",
                 )
             )
-            self._prepared[key] = effects
 
-    def apply(self, action: Action, touch: Touch) -> Transition:
-        """Put the fault in force, its undo record written to the ledger (fsynced) first — here,
-        unless `prepare` wrote it already.
+        scaler.subscribe(forward)
 
-        Raises `FaultError` when the fault cannot be carried out or applying it failed (what was
-        applied of it is undone, and the ledger says so).
-        """
-        called = time.monotonic()
-        if action.op is not ActionOp.APPLY:
-            raise ValueError(f"apply() takes an apply action, got {action.op.value}")
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            if self._closed:
-                raise TargetError("the target is closed")
-            if key in self._active:
-                raise FaultError(f"fault {key!r} is already applied")
-            me = Owner.me()
-            effects = self._prepared.pop(key, None)
-            if effects is None:
-                effects = compute_effects(action.fault, touch, self.layout)
-                self._ledger.append(
-                    FaultRecord(key, action.fault.kind, action.phase, action.cycle, effects, me, time.time())
-                )
-            try:
-                self._board.apply(key, effects)
-            except BaseException as exc:
-                self._ledger.append(RevertedRecord(key, me, time.time(), note=f"apply failed: {exc}"))
-                raise
-            self._active[key] = action
-            self._effects[key] = effects
-            done, wall = time.monotonic(), time.time()
-        return Transition(
-            key,
-            ActionOp.APPLY,
-            action.fault.kind,
-            done,
-            wall,
-            done - called,
-            tuple(describe_effect(e) for e in effects),
+    def stop(self, *, hurry: bool) -> None:
+        if self._stack is not None:
+            self._stack.stop(timeout=0.5 if hurry else 3.0)
+
+    # -- the ledger's bookkeeping (`LedgerTarget`) --
+
+    def _compute(self, action: Action, touch: Touch) -> tuple[Effect, ...]:
+        return compute_effects(action.fault, touch, self.layout)
+
+    def _record(self, key: str, action: Action, held: tuple[Effect, ...]) -> None:
+        self._ledger.append(
+            FaultRecord(key, action.fault.kind, action.phase, action.cycle, held, Owner.me(), time.time())
         )
 
-    def revert(self, action: Action, touch: Touch | None = None) -> Transition:
-        """End the fault `action` names (its apply or its revert action); a fault not in force is
-        left alone (``changed`` is False). Raises `RevertError` if a part could not be restored;
-        the fault then stays in the ledger for `bascule recover`."""
-        called = time.monotonic()
-        key = self.key(action)
-        with self._lock, signals_deferred():
-            applied = self._active.get(key)
-            if applied is None:
-                if self._prepared.pop(key, None) is not None:
-                    self._ledger.append(RevertedRecord(key, Owner.me(), time.time(), note="never applied"))
-                now = time.monotonic()
-                return Transition(
-                    key, ActionOp.REVERT, action.fault.kind, now, time.time(), now - called, (), False
-                )
-            return self._revert_locked(applied, called, note="")
+    def _carry_out(self, key: str, held: tuple[Effect, ...]) -> tuple[str, ...]:
+        try:
+            self._board.apply(key, held)
+        except BaseException as exc:
+            self._ledger.append(RevertedRecord(key, Owner.me(), time.time(), note=f"apply failed: {exc}"))
+            raise
+        return tuple(describe_effect(e) for e in held)
 
-    # -- ending --
+    def _undo(self, key: str, held: tuple[Effect, ...]) -> tuple[str, ...]:
+        self._board.revert(key)
+        return tuple(describe_effect(e) for e in held if not isinstance(e, INSTANT))
+
+    def _record_reverted(self, key: str, note: str) -> None:
+        self._ledger.append(RevertedRecord(key, Owner.me(), time.time(), note=note))
+
+    def _end(self, clean: bool) -> list[str]:
+        if self._stack is not None:
+            try:
+                self._stack.stop(timeout=self._stop_timeout)
+            except Exception as exc:
+                return [f"stopping the stack: {exc}"]
+            return []
+        if isinstance(self._board, RemoteBoard):
+            self._board.close()
+        self._ledger.close()
+        return []
 
     def close(self, *, timeout: float = 5.0) -> list[Transition]:
         """Revert every fault still in force (most recent first), then stop the stack (in-process,
         giving its processes `timeout` seconds to exit) or close the channel (connected); the
         reverts done. Idempotent. Raises `RevertError` at the end if a fault could not be
         reverted — after everything else was done."""
-        reverted: list[Transition] = []
-        with self._lock, signals_deferred():
-            if self._closed:
-                return reverted
-            self._closed = True
-            errors: list[str] = []
-            for action in reversed(list(self._active.values())):
-                try:
-                    reverted.append(self._revert_locked(action, time.monotonic()))
-                except (RevertError, OSError) as exc:
-                    errors.append(str(exc))
-            for key in list(self._prepared):
-                try:
-                    self._ledger.append(RevertedRecord(key, Owner.me(), time.time(), note="never applied"))
-                except OSError as exc:
-                    errors.append(str(exc))
-                del self._prepared[key]
-            if self._stack is not None:
-                try:
-                    self._stack.stop(timeout=timeout)
-                except Exception as exc:
-                    errors.append(f"stopping the stack: {exc}")
-            else:
-                if isinstance(self._board, RemoteBoard):
-                    self._board.close()
-                self._ledger.close()
-        if errors:
-            raise RevertError("; ".join(errors))
-        return reverted
-
-    def _revert_locked(self, action: Action, called: float, note: str = "closing") -> Transition:
-        key = self.key(action)
-        self._board.revert(key)
-        self._ledger.append(RevertedRecord(key, Owner.me(), time.time(), note=note))
-        del self._active[key]
-        ended = tuple(describe_effect(e) for e in self._effects.pop(key, ()) if not isinstance(e, INSTANT))
-        done, wall = time.monotonic(), time.time()
-        return Transition(key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, ended)
+        self._stop_timeout = timeout
+        return super().close()

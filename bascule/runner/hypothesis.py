@@ -1,0 +1,56 @@
+"""The steady-state hypothesis, checked before any fault and after rollback: its probes run in a
+thread of their own while the run's traffic keeps being pumped, and an abort stops waiting."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bascule.journal import Journal
+from bascule.model.scenario import Scenario
+from bascule.probes.base import ProbeContext, make_probes
+from bascule.probes.runner import HypothesisResult, check_hypothesis
+from bascule.runner.display import Display
+from bascule.runner.traffic import TICK, Traffic
+
+__all__ = ["check_steady_state"]
+
+
+def check_steady_state(
+    when: str, scenario: Scenario, context: ProbeContext, traffic: Traffic, journal: Journal, display: Display
+) -> bool:
+    """Whether the hypothesis holds (`when`: before, after); journaled. False when aborted."""
+    steady = scenario.steady_state
+    if steady is None:
+        journal.write("hypothesis", when=when, ok=True, skipped=True)
+        return True
+    display.status(f"checking the steady-state hypothesis ({when})")
+    probes = make_probes(steady.probes, context)
+    box: dict[str, HypothesisResult] = {}
+    worker = threading.Thread(
+        target=lambda: box.update(
+            result=check_hypothesis(probes, probes[0].context, steady.over, steady.success_ratio)
+        ),
+        name="bascule-hypothesis",
+        daemon=True,
+    )
+    worker.start()
+    while worker.is_alive() and not traffic.abort.is_set:
+        traffic.pump(time.monotonic() + TICK)
+        worker.join(0)
+    result = box.get("result")
+    if result is None:
+        return False
+    journal.write(
+        "hypothesis",
+        durable=True,
+        when=when,
+        ok=result.ok,
+        summary=result.summary(),
+        failures=[str(f) for f in result.failures[:20]],
+    )
+    if result.ok:
+        display.event(result.summary())
+    else:  # also the live view's stage, so that a failed hypothesis stays on screen
+        display.status(result.summary())
+    return result.ok

@@ -1,0 +1,187 @@
+"""The run's traffic: continuous probes and load against the target's entries, every sample
+journaled, judged for sovereignty and folded into 1 s windows that feed the journal, the guardrails,
+the live view and the metrics endpoint. `pump` processes them until an instant or an abort."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bascule.exit_codes import ExitCode
+from bascule.journal import Journal, Window, WindowAggregator
+from bascule.journal.samples import RequestSample
+from bascule.load import LoadGenerator
+from bascule.model.design import Design
+from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
+from bascule.model.scenario import Scenario
+from bascule.plan import Plan
+from bascule.probes.base import Probe, ProbeContext, make_probes
+from bascule.probes.data import DataReport
+from bascule.probes.runner import ProbeRunner, finish_probes
+from bascule.probes.sovereignty import SovereigntyJudge
+from bascule.runner.display import Display
+from bascule.runner.guardrails import GuardrailMonitor, Trip
+from bascule.runner.interrupt import Abort
+from bascule.runner.metrics_endpoint import MetricsEndpoint
+from bascule.runner.records import jsonable, violation_json
+
+__all__ = ["TICK", "Traffic", "continuous_specs"]
+
+TICK = 0.1
+
+
+def continuous_specs(
+    scenario: Scenario, design: Design, store_urls: Mapping[str, Sequence[str]]
+) -> list[ProbeSpec]:
+    """The steady-state probes, or a golden question per servable data class; plus canary writes,
+    so that lost acknowledged writes (RPO) are measured in every run."""
+    if scenario.steady_state is not None:
+        specs: list[ProbeSpec] = list(scenario.steady_state.probes)
+    else:
+        servable = [c for c in design.data_classes if design.allowed_regions(c)]
+        chosen = [c for c in servable if c in ("internal", "confidential")] or servable[:1]
+        specs = [RagProbe(data_class=c) for c in chosen]
+    own = design.entry_component() is not None
+    if not own and store_urls and not any(isinstance(s, DataProbe) for s in specs):
+        # An own service's writes take a request template only its author can give.
+        specs.append(DataProbe(data_class="internal"))
+    return specs
+
+
+class Traffic:
+    def __init__(
+        self, journal: Journal, display: Display, abort: Abort, guardrails: GuardrailMonitor
+    ) -> None:
+        self.journal = journal
+        self.display = display
+        self.abort = abort
+        self.guardrails = guardrails
+        self.metrics: MetricsEndpoint | None = None
+        """Set to serve live figures as Prometheus metrics."""
+        self.samples: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
+        self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0)
+        self.plan_start: float | None = None
+        self.active_faults = 0
+        self.judge: SovereigntyJudge | None = None
+        self.continuous: list[Probe[ProbeSpec]] = []
+        self.probes: ProbeRunner | None = None
+        self.load: LoadGenerator | None = None
+
+    # -- starting and stopping --
+
+    def start(
+        self, context: ProbeContext, scenario: Scenario, built: Plan, design_path: Path, *, load_workers: int
+    ) -> None:
+        self.judge = SovereigntyJudge(context.design)
+        self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
+        self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
+        self.probes.start()
+        self.journal.write("probes-started", probes=[p.name for p in self.continuous])
+        self.display.status(f"probes running: {', '.join(p.name for p in self.continuous)}")
+        if scenario.load is None:
+            return
+        over = scenario.steady_state.over if scenario.steady_state else 0.0
+        duration = scenario.warm_up + 2 * over + built.run_length + scenario.settle + 10.0
+        # Locust takes a few seconds to start: its clock starts a little ahead, within the warm-up.
+        lead = min(3.0, scenario.warm_up)
+        self.load = LoadGenerator.start(
+            design_path,
+            dict(context.entries),
+            scenario.load,
+            duration - lead,
+            self.journal.run_dir,
+            workers=load_workers,
+            origin=time.monotonic() + lead,
+        )
+        self.journal.write("load-started", pids=[list(p) for p in self.load.pids()], duration=duration)
+        self.display.status(
+            f"load running ({scenario.load.users or scenario.load.rate} "
+            f"{'users' if scenario.load.users else 'req/s'})"
+        )
+
+    def finish_data(self, context: ProbeContext) -> None:
+        """Read the canary writes back from every region; journal them and the sovereignty report."""
+        self.display.status("reading canary writes back from every region")
+        for name, report in finish_probes(self.continuous, context).items():
+            if isinstance(report, DataReport):
+                self.journal.write("data-report", durable=True, probe=name, **jsonable(report))
+        if self.judge is not None:
+            self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
+
+    def stop(self, *, hurry: bool) -> None:
+        try:
+            if self.load is not None:
+                self.load.stop(timeout=0.5 if hurry else 3.0)
+        except Exception as exc:
+            self.journal.write("error", message=f"stopping the load: {exc}")
+        try:
+            if self.probes is not None:
+                self.probes.stop()
+        except Exception as exc:
+            self.journal.write("error", message=f"stopping the probes: {exc}")
+
+    def drain_final(self) -> None:
+        self.drain()
+        for window in self.aggregator.close_all():
+            self.journal.window(window)
+
+    # -- samples --
+
+    def pump(self, until: float) -> None:
+        """Process samples and windows until ``until`` (monotonic), or an abort."""
+        while True:
+            self.drain()
+            now = time.monotonic()
+            if now >= until or self.abort.is_set:
+                return
+            self.display.refresh()
+            self.abort.event.wait(min(TICK, until - now))
+
+    def drain(self) -> None:
+        if self.load is not None:
+            for sample in self.load.poll():
+                self.samples.put(sample)
+        batch: list[RequestSample] = []
+        while True:
+            try:
+                batch.append(self.samples.get_nowait())
+            except queue.Empty:
+                break
+        violations = 0
+        for sample in batch:
+            self.journal.sample(sample)
+            self.aggregator.add(sample)
+            for violation in self.judge.observe(sample) if self.judge is not None else ():
+                violations += 1
+                self.journal.write("sovereignty-violation", at=sample.started, **violation_json(violation))
+        if violations:
+            self.display.live.violations += violations
+            if self.metrics is not None:
+                self.metrics.add_violations(violations)
+            self._trip(
+                self.guardrails.observe_violations(violations, time.monotonic() - (self.plan_start or 0))
+            )
+        for window in self.aggregator.close_before(time.monotonic()):
+            self._close_window(window)
+
+    def _close_window(self, window: Window) -> None:
+        self.journal.window(window)
+        self.display.live.recent.append(window)
+        if self.metrics is not None:
+            self.metrics.observe(window, active_faults=self.active_faults, elapsed=self.display.live.elapsed)
+        self._trip(self.guardrails.observe(window))
+
+    def _trip(self, trip: Trip | None) -> None:
+        if trip is None or self.abort.is_set:
+            return
+        self.journal.write(
+            "guardrail-tripped",
+            durable=True,
+            guardrail=trip.guardrail,
+            reason=trip.reason,
+            window_end=trip.at,
+        )
+        self.display.event(f"guardrail {trip.guardrail}: {trip.reason}")
+        self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)

@@ -1,0 +1,71 @@
+"""The local target as the registry knows it (`targets.registry`): started for a run, described
+for a plan, recovered after a killed run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bascule.model.design import Design
+from bascule.plan.model import Plan
+from bascule.targets.base import Refusal, StartRequest, Target
+from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
+from bascule.targets.local.recover import RecoverReport, recover
+from bascule.targets.local.stack import LocalStack
+from bascule.targets.local.target import LocalTarget
+from bascule.targets.registry import OptionValue, PlanDescription
+
+__all__ = ["PACKAGE", "LocalOptions", "LocalPackage", "LocalStarter"]
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    stack_timeout: float = 60.0
+    """Seconds the stack has to become ready."""
+
+
+@dataclass(frozen=True)
+class LocalStarter:
+    options: LocalOptions
+    name: str = "local"
+
+    def start(self, request: StartRequest) -> Target | Refusal:
+        request.progress("starting the stack")
+        stack = LocalStack.start(
+            request.design,
+            request.design_path,
+            request.run_dir,
+            timeout=self.options.stack_timeout,
+            progress=request.progress,
+        )
+        return LocalTarget(stack)
+
+
+class LocalPackage:
+    def choose(self, values: Mapping[str, OptionValue]) -> LocalStarter:
+        return LocalStarter(LocalOptions())
+
+    def describe_plan(
+        self, built: Plan, design: Design, values: Mapping[str, OptionValue]
+    ) -> PlanDescription | Refusal:
+        return PlanDescription()
+
+    def recover(self, run_dir: Path, *, grace: float) -> RecoverReport | None:
+        if not (run_dir / LEDGER_FILE).exists():
+            return None
+        return recover(run_dir, grace=grace)
+
+    def unfinished_runs(self, root: Path) -> list[Path]:
+        found: list[Path] = []
+        for ledger in sorted(root.glob(f"*/{LEDGER_FILE}")):
+            try:
+                state = read_ledger(ledger)
+            except OSError:
+                continue
+            if state.run is not None and not state.finished:
+                found.append(ledger.parent)
+        return found
+
+
+PACKAGE = LocalPackage()
