@@ -3,7 +3,9 @@ and `kubernetes` — its package (this module's ``PACKAGE``) and one registry en
 
 Its service is an HTTP server in a thread of the test's process on 127.0.0.1: every region's entry
 answers ``GET /healthz`` with 200, or 503 while an ``http-error`` fault is in force, so that probes
-really answer and faults really show. Every prepare, apply and revert is logged (`FakeTarget.log`),
+really answer and faults really show; each request is also the hop a fault plane would have seen
+(`take_hops`), so that where requests went is measured as on a real target. Every prepare, apply
+and revert is logged (`FakeTarget.log`),
 and it can be told to fail where a real target might: at start, in `check`, in `apply`.
 """
 
@@ -20,10 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bascule.errors import FaultError, RevertError, TargetError
+from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, Refusal, StartRequest, Target, TargetEvent
 from bascule.targets.registry import Entry, OptionValue, PlanDescription, TargetOption
+from bascule.tracecontext import parse_traceparent
 
 __all__ = ["ENTRY", "PACKAGE", "FakeStarter", "FakeTarget"]
 
@@ -33,13 +37,25 @@ class _Service(ThreadingHTTPServer):
     request_queue_size = 128
     faulty: set[str]
     unhealthy: bool
+    component: str
+    region: str
+    hops: list[PathHop]
+    """Every request, as the hop a fault plane in front of the service would have recorded."""
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Service
 
     def do_GET(self) -> None:
+        started = time.monotonic()
         status = 503 if self.server.faulty or self.server.unhealthy else 200
+        service = self.server
+        route = f"clients->{service.component}@{service.region}"
+        trace_id = parse_traceparent(self.headers.get("traceparent"))
+        hop = PathHop(
+            trace_id, started, 0.0, status, True, route, None, None, service.component, service.region
+        )
+        service.hops.append(hop)  # list.append is atomic: the runner's thread takes them
         body = json.dumps({"ok": status == 200, "path": self.path}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -69,6 +85,9 @@ class FakeTarget(LedgerTarget[str]):
         self._service = _Service(("127.0.0.1", 0), _Handler)
         self._service.faulty = set()
         self._service.unhealthy = fail == "unhealthy"
+        self._service.component = design.entry_component() or "gateway"
+        self._service.region = design.regions[0].id
+        self._service.hops = []
         self._thread = threading.Thread(
             target=self._service.serve_forever, args=(0.01,), name="fake-target", daemon=True
         )
@@ -95,6 +114,10 @@ class FakeTarget(LedgerTarget[str]):
 
     def transition_fields(self) -> JsonFields:
         return {"fake_log": len(self.log)}
+
+    def take_hops(self) -> list[PathHop]:
+        hops, self._service.hops = self._service.hops, []
+        return hops
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         self.listeners.append(listener)

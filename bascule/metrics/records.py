@@ -25,6 +25,7 @@ __all__ = [
     "GuardrailTripped",
     "HopRecord",
     "HypothesisChecked",
+    "PathsReport",
     "PlanDump",
     "PlanPhase",
     "PlanStarted",
@@ -215,7 +216,16 @@ class SovereigntyViolation(_Record):
     level: MaybeText = None
 
 
+class PathsReport(_Record):
+    """What the fault plane relayed, and what of it no request's trace claimed."""
+
+    hops: Int = None
+    claimed: Int = None
+    incomplete_routes: Texts = ()
+
+
 class SovereigntyReport(_Record):
+    relayed_only: Int = None
     judged: Int = None
     """Requests of a known data class whose path was known (None in journals before it meant that)."""
     unattributed: Int = None

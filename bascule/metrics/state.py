@@ -23,6 +23,7 @@ from bascule.metrics.records import (
     FindingRecord,
     GuardrailTripped,
     HypothesisChecked,
+    PathsReport,
     PlanStarted,
     R,
     RunEnded,
@@ -174,6 +175,7 @@ class JournalState:
         self.reverts: list[float] = []
         self.data_reports: list[DataReport] = []
         self.sov_report: SovereigntyReport | None = None
+        self.paths_report: PathsReport | None = None
         self.violation_count = 0
         self.violating = 0
         self.last_violating: tuple[str | None, str | None] | None = None
@@ -190,6 +192,7 @@ class JournalState:
             "fault-reverted": _typed(FaultReverted, self._fault_reverted),
             "sovereignty-violation": _typed(SovereigntyViolation, self._violation),
             "sovereignty-report": _typed(SovereigntyReport, self._sovereignty_report),
+            "paths-report": _typed(PathsReport, self._paths_report),
             "data-report": _typed(DataReport, self._data_report),
             "hypothesis": _typed(HypothesisChecked, self._hypothesis),
             "guardrail-tripped": _typed(GuardrailTripped, self._guardrail),
@@ -353,6 +356,9 @@ class JournalState:
 
     def _sovereignty_report(self, r: SovereigntyReport) -> None:
         self.sov_report = r
+
+    def _paths_report(self, r: PathsReport) -> None:
+        self.paths_report = r
 
     def _data_report(self, r: DataReport) -> None:
         self.data_reports.append(r)

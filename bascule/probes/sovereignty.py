@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from bascule.journal.samples import Hop, RequestSample
+from bascule.journal.samples import Hop, HopSource, RequestSample
 from bascule.model import probes as specs
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
@@ -113,6 +113,9 @@ class SovereigntyReport:
     """(component, region) → violations there."""
     unattributed: int = 0
     """Answered samples of a data class the design knows whose path no source could tell."""
+    relayed_only: int = 0
+    """Judged samples whose path only the fault plane told (their service reported no hop): their
+    paths are complete only where every component propagated the trace context."""
 
 
 class SovereigntyJudge:
@@ -123,6 +126,7 @@ class SovereigntyJudge:
         self._lock = threading.Lock()
         self._judged = 0
         self._unattributed = 0
+        self._relayed_only = 0
         self._found: list[Violation] = []
 
     def observe(self, sample: RequestSample) -> list[Violation]:
@@ -131,6 +135,8 @@ class SovereigntyJudge:
             if sample.data_class in self.design.data_classes:
                 if any(hop.relayed for hop in sample.hops):
                     self._judged += 1
+                    if all(hop.via == HopSource.FAULT_PLANE for hop in sample.hops):
+                        self._relayed_only += 1
                 elif sample.ok:
                     self._unattributed += 1
             self._found.extend(found)
@@ -139,10 +145,10 @@ class SovereigntyJudge:
     def report(self) -> SovereigntyReport:
         with self._lock:
             found = tuple(self._found)
-            judged, unattributed = self._judged, self._unattributed
+            judged, unattributed, relayed_only = self._judged, self._unattributed, self._relayed_only
         requests = len({(v.source, v.request_id, v.started) for v in found})
         by_hop = Counter((v.hop.component, v.hop.region) for v in found)
-        return SovereigntyReport(judged, found, requests, dict(by_hop), unattributed)
+        return SovereigntyReport(judged, found, requests, dict(by_hop), unattributed, relayed_only)
 
 
 @register

@@ -256,7 +256,12 @@ class _Runner:
 
     def _drive(self, target: Target) -> tuple[int, str]:
         self.traffic.start(
-            self.context, self.scenario, self.plan, self.design_path, load_workers=self.options.load_workers
+            self.context,
+            self.scenario,
+            self.plan,
+            self.design_path,
+            load_workers=self.options.load_workers,
+            take_hops=target.take_hops,
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)

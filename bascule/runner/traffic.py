@@ -1,16 +1,17 @@
-"""The run's traffic: continuous probes and load against the target's entries, every sample
-journaled, judged for sovereignty and folded into 1 s windows that feed the journal, the guardrails,
-the live view and the metrics endpoint. `pump` processes them until an instant or an abort."""
+"""The run's traffic: continuous probes and load against the target's entries, every sample given
+the hops the target saw its request take (`paths`), journaled, judged for sovereignty and folded
+into 1 s windows that feed the journal, the guardrails, the live view and the metrics endpoint.
+`pump` processes them until an instant or an abort."""
 
 from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bascule.exit_codes import ExitCode
-from bascule.journal import Journal, Window, WindowAggregator
+from bascule.journal import Journal, PathHop, Window, WindowAggregator
 from bascule.journal.samples import RequestSample
 from bascule.load import LoadGenerator
 from bascule.model.design import Design
@@ -25,6 +26,7 @@ from bascule.runner.display import Display
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.interrupt import Abort
 from bascule.runner.metrics_endpoint import MetricsEndpoint
+from bascule.runner.paths import PathJoiner
 from bascule.runner.records import jsonable, violation_json
 
 __all__ = ["TICK", "Traffic", "continuous_specs"]
@@ -68,13 +70,24 @@ class Traffic:
         self.continuous: list[Probe[ProbeSpec]] = []
         self.probes: ProbeRunner | None = None
         self.load: LoadGenerator | None = None
+        self.paths: PathJoiner | None = None
+        self.take_hops: Callable[[], Sequence[PathHop]] = list
 
     # -- starting and stopping --
 
     def start(
-        self, context: ProbeContext, scenario: Scenario, built: Plan, design_path: Path, *, load_workers: int
+        self,
+        context: ProbeContext,
+        scenario: Scenario,
+        built: Plan,
+        design_path: Path,
+        *,
+        load_workers: int,
+        take_hops: Callable[[], Sequence[PathHop]] = list,
     ) -> None:
         self.judge = SovereigntyJudge(context.design)
+        self.paths = PathJoiner(context.design)
+        self.take_hops = take_hops
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
         self.probes.start()
@@ -102,13 +115,11 @@ class Traffic:
         )
 
     def finish_data(self, context: ProbeContext) -> None:
-        """Read the canary writes back from every region; journal them and the sovereignty report."""
+        """Read the canary writes back from every region and journal them."""
         self.display.status("reading canary writes back from every region")
         for name, report in finish_probes(self.continuous, context).items():
             if isinstance(report, DataReport):
                 self.journal.write("data-report", durable=True, probe=name, **jsonable(report))
-        if self.judge is not None:
-            self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
 
     def stop(self, *, hurry: bool) -> None:
         try:
@@ -123,9 +134,28 @@ class Traffic:
             self.journal.write("error", message=f"stopping the probes: {exc}")
 
     def drain_final(self) -> None:
+        """The last samples and windows, then what the run's paths and sovereignty came to — on
+        every way out, so that an aborted run is judged over what it saw too."""
         self.drain()
         for window in self.aggregator.close_all():
             self.journal.window(window)
+        if self.paths is not None:
+            try:
+                self.paths.observe(self.take_hops())
+            except Exception as exc:  # the target is stopped; what it saw before still counts
+                self.journal.write("error", message=f"reading the last hops: {type(exc).__name__}: {exc}")
+            report = self.paths.report()
+            self.journal.write(
+                "paths-report",
+                durable=True,
+                hops=report.hops,
+                claimed=report.claimed,
+                untraced=report.untraced,
+                unclaimed=report.unclaimed,
+                incomplete_routes=report.incomplete_routes,
+            )
+        if self.judge is not None:
+            self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
 
     # -- samples --
 
@@ -149,6 +179,12 @@ class Traffic:
                 batch.append(self.samples.get_nowait())
             except queue.Empty:
                 break
+        paths = self.paths
+        if paths is not None:
+            # After the batch: a request's hops are recorded before its sample can be queued.
+            paths.observe(self.take_hops())
+            batch = [paths.attach(sample) for sample in batch]
+            paths.expire(time.monotonic())
         violations = 0
         for sample in batch:
             self.journal.sample(sample)

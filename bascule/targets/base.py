@@ -28,6 +28,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.exit_codes import ExitCode
+from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.plan.model import Action, ActionOp, Plan, Touch
 
@@ -188,6 +189,12 @@ class Target(Protocol):
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         """Report the target's own events to `listener` (from any thread)."""
+        ...
+
+    def take_hops(self) -> list[PathHop]:
+        """The HTTP requests the target saw go from one component to another since the last call,
+        placed in the design and keyed by trace id (`bascule.runner.paths`); empty where the target
+        relays nothing (its paths then come from OpenTelemetry traces only)."""
         ...
 
     def check(self, plan: Plan) -> list[str]:

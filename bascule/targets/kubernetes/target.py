@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault
+from bascule.journal.hops import PathHop
 from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
@@ -143,6 +144,10 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
             "entries": self.entries,
             "api_calls": self.api_calls(),
         }
+
+    def take_hops(self) -> list[PathHop]:
+        """Nothing: bascule relays no request on a cluster (paths there come from OTLP spans)."""
+        return []
 
     def transition_fields(self) -> JsonFields:
         return {"api_calls": self.api_calls()}

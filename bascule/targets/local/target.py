@@ -40,8 +40,10 @@ import httpx
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault, Flap
+from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.model.loading import read_design
+from bascule.model.topology import Link
 from bascule.plan.model import Action, Plan, Touch
 from bascule.stack.layout import ProcessKind, StackLayout, layout
 from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent, Transition, signals_deferred
@@ -183,6 +185,7 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
         self._ledger = ledger
         self._stack = stack
         self._stop_timeout = 5.0
+        self._links: dict[str, Link] = {route.name: route.hop for route in stack_layout.routes}
         self._start_ledger(session)
 
     @property
@@ -236,6 +239,30 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
 
     def transition_fields(self) -> JsonFields:
         return {}
+
+    def take_hops(self) -> list[PathHop]:
+        """The fault plane's hops since the last call, each route read as the design's link."""
+        out: list[PathHop] = []
+        for hop in self._running().plane.take_hops():
+            link = self._links.get(hop.route)
+            if link is None:
+                continue
+            source = link.source
+            out.append(
+                PathHop(
+                    trace_id=hop.trace_id,
+                    started=hop.started,
+                    took=hop.took,
+                    status=hop.status,
+                    relayed=hop.relayed,
+                    route=hop.route,
+                    caller=None if source is None else source.name,
+                    caller_region=None if source is None else source.region,
+                    component=link.target.name,
+                    region=link.target.region,
+                )
+            )
+        return out
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         """The stack's scale-up events (designs with an autoscaler), as ``scale-up`` records."""
