@@ -227,7 +227,7 @@ class _Figures:
             if ttd is None:
                 self.notes["time_to_detect"] = "no request failed after the first fault"
             ttf = self.failover(first, impact[1], impaired, baseline)
-        failback = self.failback(baseline)
+        failback = self.failback(baseline, impaired)
         correctness = self.correctness(baseline, whole, impact is not None)
         budget = None
         if impact is not None and whole.requests:
@@ -382,31 +382,39 @@ class _Figures:
             return {k for w in self.windows for (k, _) in w.served}
         return {k for (k, region), n in baseline.served.items() if n and region in regions}
 
-    def failback(self, baseline: Aggregate) -> float | None:
-        primary = self.primary
-        if primary is None or not self.r.reverts:
-            self.notes["failback"] = "no fault was reverted" if primary else "the design names no primary"
+    def failback(self, baseline: Aggregate, impaired: Sequence[str]) -> float | None:
+        """Last revert → the first success served again where its class was served before the
+        first fault — for the classes served then in a region the faults impaired —, once at
+        least half the baseline's share is back there. Where each class was served comes from the
+        requests' paths, so this holds for any stack, not only for a design whose routing order
+        names the region that serves."""
+        if not self.r.reverts:
+            self.notes["failback"] = "no fault was reverted"
             return None
         last = max(self.r.reverts)
-        classes = {k for (k, region), n in baseline.served.items() if n and region == primary}
-        total = sum(n for (k, _), n in baseline.served.items() if k in classes)
-        on_primary = sum(
-            n for (k, region), n in baseline.served.items() if k in classes and region == primary
-        )
-        if not classes or not total:
-            self.notes["failback"] = f"{primary} served nothing before the first fault"
+        home: dict[str, str] = {}
+        for (k, region), n in sorted(baseline.served.items(), key=lambda item: -item[1]):
+            if n and k not in home:
+                home[k] = region
+        if not home:
+            self.notes["failback"] = "no request was served before the first fault"
             return None
-        threshold = on_primary / total / 2
+        home = {k: region for k, region in home.items() if region in impaired}
+        totals = {k: sum(n for (c, _), n in baseline.served.items() if c == k) for k in home}
+        if not home or not sum(totals.values()):
+            self.notes["failback"] = "no class was served in an impaired region before the first fault"
+            return None
+        at_home = sum(n for (k, region), n in baseline.served.items() if home.get(k) == region)
+        threshold = at_home / sum(totals.values()) / 2
         end = self.data_end if self.data_end is not None else last
         for w in self._windows_from(last, end + 1.0):
-            mine = sum(n for (k, _), n in w.served.items() if k in classes)
-            there = sum(n for (k, region), n in w.served.items() if k in classes and region == primary)
+            mine = sum(n for (k, _), n in w.served.items() if k in home)
+            there = sum(n for (k, region), n in w.served.items() if home.get(k) == region)
             if mine and there / mine >= threshold - _EPS:
-                t = self.first_success(
-                    max(w.start, last), w.end, lambda k, region: k in classes and region == primary
-                )
+                t = self.first_success(max(w.start, last), w.end, lambda k, region: home.get(k) == region)
                 return self.delta(t if t is not None else max(w.start, last), last)
-        self.notes["failback"] = f"traffic was not back on {primary} when the journal ended"
+        where = ", ".join(sorted(set(home.values())))
+        self.notes["failback"] = f"traffic was not back on {where} when the journal ended"
         return None
 
     def correctness(self, baseline: Aggregate, whole: Aggregate, impact: bool) -> Correctness:
