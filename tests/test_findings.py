@@ -53,3 +53,18 @@ def test_guard_on_refuses_instead_of_leaking() -> None:
     assert sovereignty and all(f.severity is Severity.INFO for f in sovereignty)
     (single,) = built.findings_of(FindingKind.NO_FAILOVER)
     assert "only scaleway/fr-par may serve 'confidential'" in single.message
+
+
+def test_a_design_of_ones_own_is_promised_no_gateway_guard() -> None:
+    """A stack entered through the user's own service has no gateway applying the routing: the
+    finding says what bascule's edge does and that the rest is measured, not promised."""
+    from pathlib import Path
+
+    from bascule.model.loading import read_design, read_scenario
+    from bascule.plan import plan
+
+    root = Path(__file__).resolve().parent.parent / "examples" / "proxy-fallback"
+    built = plan(read_design(root / "design.yaml"), read_scenario(root / "scenario.yaml"))
+    texts = [f.message for f in built.findings if f.kind.value == "sovereignty"]
+    assert texts and not any("gateway" in text for text in texts)
+    assert any("bascule's edge never sends it to proxy" in text for text in texts)

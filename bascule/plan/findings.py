@@ -73,6 +73,7 @@ def _hidden_dependencies(design: Design, phases: Sequence[PlannedPhase]) -> list
 def _sovereignty(design: Design) -> list[Finding]:
     out: list[Finding] = []
     guard = design.routing.sovereignty_guard
+    own = design.entry_component()
     stores = {
         region
         for name in design.components_of(ComponentKind.STORE)
@@ -85,12 +86,18 @@ def _sovereignty(design: Design) -> list[Finding]:
         allowed = [r for r in design.routing_order if r not in below]
         for region in below:
             if guard:
+                where = (
+                    "the gateway fails closed there"
+                    if own is None
+                    else f"bascule's edge never sends it to {own} there; where {own} sends it next is "
+                    "measured from the requests' paths, not assumed"
+                )
                 out.append(
                     Finding(
                         FindingKind.SOVEREIGNTY,
                         Severity.INFO,
                         f"{name!r} is never routed to {_describe_region(design, region)}: below "
-                        f"{minimum.value}, the gateway fails closed there",
+                        f"{minimum.value}, {where}",
                         regions=(region,),
                         data_class=name,
                     )
