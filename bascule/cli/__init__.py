@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bascule import __version__
+from bascule._version import __version__
 from bascule.ci.results import run_scored
 from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.init import init_command

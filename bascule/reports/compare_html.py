@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from bascule import __version__
+from bascule._version import __version__
 from bascule.reports._chartdata import Axis, nice_ticks
 from bascule.reports._format import (
     DASH,

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from rich.console import Console
 
-from bascule import __version__
+from bascule._version import __version__
 from bascule.errors import BasculeError, Problem, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal
