@@ -57,7 +57,11 @@ def test_a_sample_gets_the_hops_of_its_trace_in_order_with_the_design_facts() ->
     assert paths.attach(sample(None)).hops == ()
     report = paths.report()
     assert (report.hops, report.claimed) == (4, 3)
-    assert report.unclaimed == {"clients->gateway@aws/us-east-1": 1}
+    assert report.relayed == {
+        "clients->gateway@scaleway/fr-par": {"confidential": 1},
+        "gateway->llm@scaleway/fr-par": {"confidential": 1},
+    }
+    assert report.unclaimed == {} and report.unanswered == 1  # t2 entered: a request of bascule's
     assert report.incomplete_routes == []
 
 

@@ -1,10 +1,13 @@
 """A user's own stack with a third-party proxy: nginx in front of an LLM in aws/us-east-1 and a
 fallback in scaleway/fr-par (examples/proxy-fallback/), run end to end as its README says.
 
-What is asserted is what nginx's own access log shows (``truth.py``): the failover, and the
-confidential requests the first design sends to the foreign primary while the second keeps
-them in fr-par. bascule's own figures for this stack are recorded in the README, not asserted
-here: its failover, failback and sovereignty figures need hop records from the fault plane.
+Two views of the same run are compared: nginx's own access log (``truth.py``) and bascule's
+figures, which come from the hops its fault plane relayed, tied to each request by the W3C trace
+context its load and probes send and nginx passes on. bascule's time to fail over is within 2
+probe periods of nginx's, every confidential request that reached the foreign upstream is counted
+(as many as the fault plane relayed there, and as nginx's log shows within the requests still in
+flight when the load stopped), and sovereignty fails; the correct setup is judged over its
+requests and passes.
 """
 
 from __future__ import annotations
@@ -64,6 +67,21 @@ def run_example(example: Path, out: Path, *design: str) -> dict[str, Any]:
     return result
 
 
+def journal_record(out: Path, kind: str) -> dict[str, Any]:
+    found = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    (record,) = [r for r in found if r["type"] == kind]
+    return record
+
+
+def dimension(result: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [d for d in result["score"]["dimensions"] if d["name"] == name]
+    return found
+
+
+FOREIGN_ROUTE = "proxy@scaleway-fr-par->llm-us@aws-us-east-1"
+USERS = 3  # the scenario's load: at most this many requests in flight when the load stops
+
+
 def nginx_truth(example: Path, journal: Path) -> dict[str, Any]:
     state = example / "run" / "proxy-scaleway-fr-par-0"
     done = subprocess.run(
@@ -81,7 +99,8 @@ def test_nginx_fails_over_and_sends_confidential_requests_to_the_foreign_primary
     example: Path, tmp_path: Path
 ) -> None:
     result = run_example(example, tmp_path / "out")
-    assert result["run"]["reason"] == "completed"
+    # It ran to the end, and failed on sovereignty alone.
+    assert (result["run"]["exit_code"], result["run"]["reason"]) == (1, "objectives not met: sovereignty")
     truth = nginx_truth(example, tmp_path / "out" / "journal.jsonl")
 
     # The failover, as nginx saw it: the fallback served the first requests after the throttle
@@ -98,10 +117,22 @@ def test_nginx_fails_over_and_sends_confidential_requests_to_the_foreign_primary
     assert truth["confidential_served_foreign"] > 0
     assert truth["reached"]["aws/us-east-1"]["confidential"] == truth["confidential_reached_foreign"]
 
+    # bascule's own figures, from the paths its fault plane relayed.
+    figures = result["figures"]
+    assert figures["time_to_failover"] is not None
+    assert abs(figures["time_to_failover"] - truth["time_to_failover"]) <= 2 * PROBE_PERIOD
+    paths = journal_record(tmp_path / "out", "paths-report")
+    relayed_foreign = paths["relayed"][FOREIGN_ROUTE]["confidential"]
+    assert figures["violating_requests"] == relayed_foreign > 0
+    assert 0 <= truth["confidential_served_foreign"] - relayed_foreign <= USERS
+    sovereignty = dimension(result, "sovereignty")
+    assert sovereignty["passed"] is False and sovereignty["sub_score"] == 0
+    assert result["score"]["cap"] is not None and result["score"]["overall"] <= 50
+
 
 def test_the_sovereign_setup_keeps_confidential_requests_in_fr_par(example: Path, tmp_path: Path) -> None:
     result = run_example(example, tmp_path / "out", "--design", str(example / "design-sovereign.yaml"))
-    assert result["run"]["reason"] == "completed"
+    assert (result["run"]["exit_code"], result["run"]["reason"]) == (0, "completed")
     truth = nginx_truth(example, tmp_path / "out" / "journal.jsonl")
 
     assert truth["confidential_reached_foreign"] == 0
@@ -110,6 +141,17 @@ def test_the_sovereign_setup_keeps_confidential_requests_in_fr_par(example: Path
     # The other classes still fail over and back.
     assert truth["time_to_failover"] is not None and truth["time_to_failover"] <= 2 * PROBE_PERIOD
     assert truth["served"]["aws/us-east-1"]["internal"] > 0
+
+    # bascule judged every request's path, found no violation, and says over how many.
+    paths = journal_record(tmp_path / "out", "paths-report")
+    assert "confidential" not in paths["relayed"].get(FOREIGN_ROUTE, {})
+    assert paths["incomplete_routes"] == [] and paths["untraced"] == {} and paths["unclaimed"] == {}
+    report = journal_record(tmp_path / "out", "sovereignty-report")
+    assert report["judged"] > 0 and report["unattributed"] == 0
+    sovereignty = dimension(result, "sovereignty")
+    assert sovereignty["passed"] is True and sovereignty["measured"] == 0
+    assert f"judged over {report['judged']} requests" in sovereignty["explanation"]
+    assert abs(result["figures"]["time_to_failover"] - truth["time_to_failover"]) <= 2 * PROBE_PERIOD
 
 
 def free_port() -> int:

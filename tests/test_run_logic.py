@@ -295,7 +295,8 @@ def test_every_probe_sample_gets_the_hops_the_target_saw_for_its_trace(tmp_path:
     for s in samples:
         assert [(h["component"], h["region"], h["via"]) for h in s["hops"]] == [("notes", PAR, "fault-plane")]
     (paths,) = records(outcome, "paths-report")
-    # The hypothesis checks send requests whose samples are judged apart: their hops stay unclaimed.
-    assert paths["claimed"] == len(samples) <= paths["hops"] and paths["incomplete_routes"] == []
+    # Every hop is some request's: the continuous probes' and the steady-state checks' (judged apart).
+    assert paths["claimed"] == paths["hops"] > len(samples) and paths["unclaimed"] == {}
+    assert paths["incomplete_routes"] == []
     (report,) = records(outcome, "sovereignty-report")
     assert report["judged"] > 0 and report["unattributed"] == 0

@@ -29,7 +29,9 @@ def check_steady_state(
     box: dict[str, HypothesisResult] = {}
     worker = threading.Thread(
         target=lambda: box.update(
-            result=check_hypothesis(probes, probes[0].context, steady.over, steady.success_ratio)
+            result=check_hypothesis(
+                probes, probes[0].context, steady.over, steady.success_ratio, on_sample=traffic.checks.put
+            )
         ),
         name="bascule-hypothesis",
         daemon=True,

@@ -37,7 +37,14 @@ class PathReport:
     """Route → hops that carried no trace context: requests of a service that does not propagate
     it (or of a client other than bascule's)."""
     unclaimed: dict[str, int] = field(default_factory=dict)
-    """Route → hops whose trace no sample claimed (a service that starts a trace of its own)."""
+    """Route → hops whose trace no sample claimed and that did not enter through a client's route:
+    a trace a service started itself."""
+    unanswered: int = 0
+    """Requests of bascule's (their trace entered through a client's route) whose sample never came:
+    in flight when the load stopped."""
+    relayed: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Route → data class → requests of that class the route relayed to its callee: the fault
+    plane's own count of where each class's data went."""
 
     @property
     def incomplete_routes(self) -> list[str]:
@@ -77,6 +84,8 @@ class PathJoiner:
         self._claimed = 0
         self._untraced: Counter[str] = Counter()
         self._unclaimed: Counter[str] = Counter()
+        self._unanswered = 0
+        self._relayed: Counter[tuple[str, str]] = Counter()
 
     def observe(self, hops: Iterable[PathHop]) -> None:
         for hop in hops:
@@ -95,6 +104,9 @@ class PathJoiner:
         if not found:
             return sample
         self._claimed += len(found)
+        klass = sample.data_class or "-"
+        for route in {h.route for h in found if h.relayed}:
+            self._relayed[route, klass] += 1
         known = {(h.component, h.region) for h in sample.hops}
         added = tuple(
             hop_of(h, self.design)
@@ -107,12 +119,24 @@ class PathJoiner:
         """Forget hops that started more than `keep` seconds before `now`, counting them unclaimed."""
         limit = now - self.keep
         for trace_id in [t for t, hops in self._pending.items() if hops[0].started < limit]:
-            for hop in self._pending.pop(trace_id):
-                self._unclaimed[hop.route] += 1
+            self._unanswered += _forget(self._pending.pop(trace_id), self._unclaimed)
 
     def report(self) -> PathReport:
         unclaimed = Counter(self._unclaimed)
-        for hops in self._pending.values():
-            for hop in hops:
-                unclaimed[hop.route] += 1
-        return PathReport(self._hops, self._claimed, dict(self._untraced), dict(unclaimed))
+        unanswered = self._unanswered + sum(_forget(hops, unclaimed) for hops in self._pending.values())
+        relayed: dict[str, dict[str, int]] = {}
+        for (route, klass), n in sorted(self._relayed.items()):
+            relayed.setdefault(route, {})[klass] = n
+        return PathReport(
+            self._hops, self._claimed, dict(self._untraced), dict(unclaimed), unanswered, relayed
+        )
+
+
+def _forget(hops: list[PathHop], unclaimed: Counter[str]) -> int:
+    """Count a trace no sample claimed: 1 when it was a request of bascule's (it entered through a
+    client's route) that only lost its sample, else 0 and its hops unclaimed on their routes."""
+    if any(hop.caller is None for hop in hops):
+        return 1
+    for hop in hops:
+        unclaimed[hop.route] += 1
+    return 0

@@ -63,6 +63,8 @@ class Traffic:
         self.metrics: MetricsEndpoint | None = None
         """Set to serve live figures as Prometheus metrics."""
         self.samples: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
+        self.checks: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
+        """Samples of the steady-state checks: judged apart, but their hops are theirs."""
         self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0)
         self.plan_start: float | None = None
         self.active_faults = 0
@@ -152,7 +154,9 @@ class Traffic:
                 claimed=report.claimed,
                 untraced=report.untraced,
                 unclaimed=report.unclaimed,
+                unanswered=report.unanswered,
                 incomplete_routes=report.incomplete_routes,
+                relayed=report.relayed,
             )
         if self.judge is not None:
             self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
@@ -173,17 +177,15 @@ class Traffic:
         if self.load is not None:
             for sample in self.load.poll():
                 self.samples.put(sample)
-        batch: list[RequestSample] = []
-        while True:
-            try:
-                batch.append(self.samples.get_nowait())
-            except queue.Empty:
-                break
+        batch = _take(self.samples)
+        checks = _take(self.checks)
         paths = self.paths
         if paths is not None:
             # After the batch: a request's hops are recorded before its sample can be queued.
             paths.observe(self.take_hops())
             batch = [paths.attach(sample) for sample in batch]
+            for sample in checks:
+                paths.attach(sample)
             paths.expire(time.monotonic())
         violations = 0
         for sample in batch:
@@ -221,3 +223,12 @@ class Traffic:
         )
         self.display.event(f"guardrail {trip.guardrail}: {trip.reason}")
         self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)
+
+
+def _take(samples: queue.SimpleQueue[RequestSample]) -> list[RequestSample]:
+    taken: list[RequestSample] = []
+    while True:
+        try:
+            taken.append(samples.get_nowait())
+        except queue.Empty:
+            return taken
