@@ -53,6 +53,7 @@ from bascule.load.schedule import (
     compute_schedule,
     parse_load_config,
 )
+from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 from bascule.tracecontext import new_trace_id
 
@@ -97,6 +98,11 @@ END = CONFIG.origin + CONFIG.duration
 """No request starts after this ``time.monotonic()``; the shape, which ticks once a second,
 stops the users soon after."""
 EDGE = Edge(DESIGN, CONFIG.entries)
+try:
+    # Read from this process's environment (inherited from `bascule run`): never from a file.
+    HEADERS = resolve_headers(LOAD.requests.headers, os.environ)
+except MissingVariableError as exc:
+    sys.exit(f"bascule load: {exc}")
 _GOLDEN = load_golden_set()
 POOLS: dict[str, tuple[GoldenQuestion, ...]] = {c: golden_pool(_GOLDEN, c) for c in LOAD.mix.data_classes}
 _USER_NUMBERS = itertools.count(1)
@@ -250,7 +256,9 @@ class BasculeUser(FastHttpUser):
         started = time.monotonic()
         trace_id = new_trace_id()
         try:
-            response = edge_post(EDGE, self._sender(kind), path, payload, data_class, trace_id=trace_id)
+            response = edge_post(
+                EDGE, self._sender(kind), path, payload, data_class, trace_id=trace_id, headers=HEADERS
+            )
         except NoEntryError as exc:
             response = EdgeResponse(None, {"message": str(exc)}, None, (), time.monotonic() - started)
         OUTPUT.emit(

@@ -118,6 +118,7 @@ def edge_post(
     data_class: str,
     *,
     trace_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> EdgeResponse:
     """`Edge.post` for a synchronous client (locust's): the edge's candidates in order, regions
@@ -133,7 +134,7 @@ def edge_post(
         breaker = edge.breakers[region]
         started = clock()
         status, body, error = send(
-            region, edge.entries[region] + path, payload, request_headers(None, trace_id)
+            region, edge.entries[region] + path, payload, request_headers(headers, trace_id)
         )
         attempts.append(EdgeAttempt(region, status, error, clock() - started))
         last = (status, body, region)

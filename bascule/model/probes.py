@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bascule.model.durations import Timeout
+from bascule.model.headers import Headers
 
 __all__ = [
     "PROBE_KINDS",
@@ -63,6 +64,8 @@ class HttpProbe(ProbeSpec):
     expect_status: tuple[Annotated[int, Field(ge=100, le=599)], ...] = (200,)
     max_latency: Timeout | None = None
     assertions: tuple[JsonAssertion, ...] = ()
+    headers: Headers = {}
+    """Request headers of your own (an API key): values may read ``${ENV_VAR}`` at run time."""
 
 
 class ResponsePaths(BaseModel):
@@ -98,6 +101,8 @@ class RagProbe(ProbeSpec):
     """For a question of the user's own: the facts a correct answer states."""
     cites: tuple[str, ...] = ()
     """For a question of the user's own: the document ids a correct answer cites."""
+    headers: Headers = {}
+    """Request headers of your own (an API key): values may read ``${ENV_VAR}`` at run time."""
 
     @model_validator(mode="after")
     def _own_question_has_text(self) -> RagProbe:
@@ -118,6 +123,8 @@ class SovereigntyProbe(ProbeSpec):
     """As for ``rag``: the edge by default, a path through the edge, or a full URL."""
     request: dict[str, object] = {"question": "{question}", "data_class": "{data_class}"}
     paths: ResponsePaths = ResponsePaths()
+    headers: Headers = {}
+    """Request headers of your own (an API key): values may read ``${ENV_VAR}`` at run time."""
 
 
 def _mentions(template: object, placeholder: str) -> bool:
@@ -150,6 +157,8 @@ class DataProbe(ProbeSpec):
     """Per region, URL templates with ``{id}`` answering 200 when the document is there and 404
     when it is not — or paths, asked at that region's entry point; defaults to each store
     replica's ``/v1/documents/{id}`` (reference stack)."""
+    headers: Headers = {}
+    """Request headers of your own (an API key): values may read ``${ENV_VAR}`` at run time."""
 
     @model_validator(mode="after")
     def _request_names_the_id(self) -> DataProbe:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from bascule.errors import PathElement
 from bascule.faults import AnyFault, Flap
 from bascule.model.durations import MAX_DURATION, Duration, Interval, format_duration
+from bascule.model.headers import Headers
 from bascule.model.probes import AnyProbe
 from bascule.model.selector import Selector
 from bascule.model.source import SourceMap
@@ -139,6 +140,9 @@ class LoadRequests(_Spec):
     write_path: str = "/v1/documents"
     write: dict[str, object] | None = None
     """Default: the reference store's document (``id``, ``title``, ``text``, ``data_class``, tags)."""
+    headers: Headers = {}
+    """Request headers of your own (an API key) on every load request: values may read
+    ``${ENV_VAR}``, resolved in the load generator's processes, never written to a file."""
 
     @field_validator("ask_path", "write_path")
     @classmethod

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -37,6 +38,7 @@ from bascule.errors import ProbeError
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
+from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import ProbeSpec, ResponsePaths
 
 __all__ = [
@@ -116,6 +118,9 @@ class Probe(ABC, Generic[S]):
         self.spec = spec
         self.context = context
         self.name = name or spec.name or default_name(spec)
+        self.headers = own_headers(spec)
+        """The spec's request headers with ``${ENV_VAR}`` read now: a missing variable stops the
+        run before it starts, and the values live in memory only."""
 
     @property
     def data_class(self) -> str | None:
@@ -207,6 +212,15 @@ def default_name(spec: ProbeSpec) -> str:
         if value:
             words.append(str(value))
     return " ".join(words)
+
+
+def own_headers(spec: ProbeSpec) -> dict[str, str]:
+    """The request headers a probe's spec gives (none for kinds that send no HTTP request), with
+    their ``${ENV_VAR}`` references resolved; `ProbeError` naming a variable that is not set."""
+    try:
+        return resolve_headers(getattr(spec, "headers", {}), os.environ)
+    except MissingVariableError as exc:
+        raise ProbeError(f"{spec.name or spec.kind} probe: {exc}") from exc
 
 
 def new_request_id() -> str:
@@ -356,9 +370,15 @@ class Destination:
     """Where a probe's requests go: the edge (no URL, or a path) or one service (a full URL)."""
 
     def __init__(
-        self, url: str | None, default_path: str, context: ProbeContext, paths: ResponsePaths | None = None
+        self,
+        url: str | None,
+        default_path: str,
+        context: ProbeContext,
+        paths: ResponsePaths | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.url: str | None = None
+        self.headers = dict(headers or {})
         self.path = default_path
         self.edge: Edge | None = None
         if url is not None and not url.startswith("/"):
@@ -392,14 +412,16 @@ class Destination:
             if not isinstance(payload, Mapping):
                 raise ProbeError("a request sent through the edge must be a JSON object")
             try:
-                answer = await self.edge.post(client, self.path, payload, data_class, trace_id=trace_id)
+                answer = await self.edge.post(
+                    client, self.path, payload, data_class, trace_id=trace_id, headers=self.headers
+                )
             except NoEntryError as exc:
                 return Reply(None, None, {}, None, f"no entry point: {exc}")
             return Reply(answer.status, answer.body, {}, answer.region, answer.error)
         assert self.url is not None
         try:
             response = await client.post(
-                self.url, json=payload, headers=request_headers(None, trace_id), timeout=timeout
+                self.url, json=payload, headers=request_headers(self.headers, trace_id), timeout=timeout
             )
         except httpx.HTTPError as exc:
             return Reply(None, None, {}, None, describe_error(exc))

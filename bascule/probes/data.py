@@ -170,14 +170,18 @@ def _at_entry(template: str, region: str, context: ProbeContext) -> str:
 
 
 async def _presence(
-    client: httpx.AsyncClient, templates: Sequence[str], doc_id: str, timeout: float
+    client: httpx.AsyncClient,
+    templates: Sequence[str],
+    doc_id: str,
+    timeout: float,
+    headers: Mapping[str, str],
 ) -> Presence:
     # A region holds a document when any of its replicas does; it is missing only when every
     # replica that answered said so.
     answered = False
     for template in templates:
         try:
-            response = await client.get(template.replace("{id}", doc_id), timeout=timeout)
+            response = await client.get(template.replace("{id}", doc_id), headers=headers, timeout=timeout)
         except httpx.HTTPError:
             continue
         if response.status_code == 200:
@@ -192,13 +196,14 @@ async def read_back(
     ids: Sequence[str],
     urls: Mapping[str, Sequence[str]],
     timeout: float,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Presence]]:
-    """Ask every region about every id, a bounded number of requests at a time."""
+    """Ask every region about every id, a bounded number of requests at a time (with `headers`)."""
     limit = asyncio.Semaphore(_READ_CONCURRENCY)
 
     async def one(region: str, doc_id: str) -> tuple[str, str, Presence]:
         async with limit:
-            return region, doc_id, await _presence(client, urls[region], doc_id, timeout)
+            return region, doc_id, await _presence(client, urls[region], doc_id, timeout, headers or {})
 
     found = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
     readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
@@ -221,7 +226,7 @@ class DataProbe(Probe[specs.DataProbe]):
                 "the data probe has nowhere to read canaries back from: the target gives no store "
                 "replicas and the spec no `read_back`"
             )
-        self.destination = Destination(spec.url, "/v1/documents", context, spec.paths)
+        self.destination = Destination(spec.url, "/v1/documents", context, spec.paths, self.headers)
         # Ids unique across runs, so that a store kept between runs cannot answer for a lost write.
         self.run_id = uuid.uuid4().hex[:8]
         self._numbers = itertools.count(1)
@@ -271,7 +276,7 @@ class DataProbe(Probe[specs.DataProbe]):
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
         acked = self.acknowledged()
         urls = read_back_urls(self.spec, context)
-        readings = await read_back(client, [c.id for c in acked], urls, self.spec.timeout)
+        readings = await read_back(client, [c.id for c in acked], urls, self.spec.timeout, self.headers)
         design = context.design
         return account_losses(
             acked, readings, lambda region, data_class: may_hold(design, region, data_class)

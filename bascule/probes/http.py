@@ -88,7 +88,7 @@ class HttpProbe(Probe[specs.HttpProbe]):
                 spec.method,
                 spec.url,
                 json=spec.json_body,
-                headers=request_headers(None, trace_id),
+                headers=request_headers(self.headers, trace_id),
                 timeout=spec.timeout,
             )
         except httpx.HTTPError as exc:
@@ -111,7 +111,13 @@ class HttpProbe(Probe[specs.HttpProbe]):
             self._edge = Edge(self.context.design, self.context.entries)
         try:
             answer = await self._edge.post(
-                client, spec.url, spec.json_body, data_class, method=spec.method, trace_id=trace_id
+                client,
+                spec.url,
+                spec.json_body,
+                data_class,
+                method=spec.method,
+                trace_id=trace_id,
+                headers=self.headers,
             )
         except NoEntryError as exc:
             return self._sample(now, [str(exc)], data_class=data_class, trace_id=trace_id)

@@ -187,7 +187,7 @@ class RagProbe(Probe[specs.RagProbe]):
         super().__init__(spec, context, name)
         check_data_class(spec.data_class, context.design)
         self.questions = select_questions(spec, load_golden_set())
-        self.destination = Destination(spec.url, "/v1/ask", context, spec.paths)
+        self.destination = Destination(spec.url, "/v1/ask", context, spec.paths, self.headers)
         self._turn = itertools.count()
 
     @property

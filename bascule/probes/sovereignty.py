@@ -163,7 +163,7 @@ class SovereigntyProbe(Probe[specs.SovereigntyProbe]):
         self._class = spec.data_class or most_demanding_class(design)
         check_data_class(self._class, design)
         self.judge = SovereigntyJudge(design)
-        self.destination = Destination(spec.url, "/v1/ask", context, spec.paths)
+        self.destination = Destination(spec.url, "/v1/ask", context, spec.paths, self.headers)
         golden = load_golden_set()
         if spec.question is not None:
             named = [q.question for q in golden if q.id == spec.question]

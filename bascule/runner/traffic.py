@@ -5,16 +5,19 @@ into 1 s windows that feed the journal, the guardrails, the live view and the me
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from bascule.errors import ProbeError
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal, PathHop, Window, WindowAggregator
 from bascule.journal.samples import RequestSample
 from bascule.load import LoadGenerator
 from bascule.model.design import Design
+from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
 from bascule.model.scenario import Scenario
 from bascule.plan import Plan
@@ -97,6 +100,10 @@ class Traffic:
         self.display.status(f"probes running: {', '.join(p.name for p in self.continuous)}")
         if scenario.load is None:
             return
+        try:  # the load's processes read them themselves: here, only that they can
+            resolve_headers(scenario.load.requests.headers, os.environ)
+        except MissingVariableError as exc:
+            raise ProbeError(f"load: {exc}") from exc
         over = scenario.steady_state.over if scenario.steady_state else 0.0
         duration = scenario.warm_up + 2 * over + built.run_length + scenario.settle + 10.0
         # Locust takes a few seconds to start: its clock starts a little ahead, within the warm-up.
