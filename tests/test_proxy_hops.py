@@ -106,3 +106,15 @@ def test_a_plane_without_hop_recording_keeps_none(upstream: _Upstream) -> None:
         with client(port) as http:
             http.get("/x", headers={"traceparent": traceparent(new_trace_id())})
         assert quiet.take_hops() == []
+
+
+def test_a_request_to_a_replica_that_is_down_did_not_reach_it(plane: FaultPlane) -> None:
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        dead = spare.getsockname()[1]  # nothing listens there once the socket closes
+    port = plane.add_route("eu/down", Upstream("127.0.0.1", dead))
+    trace = new_trace_id()
+    with client(port) as http, contextlib.suppress(httpx.TransportError):
+        http.get("/x", headers={"traceparent": traceparent(trace)})
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.status, hop.relayed) == (trace, None, False)

@@ -156,6 +156,8 @@ class ClientSide(asyncio.Protocol):
         self.hop_started: float | None = None
         self.hop_trace: str | None = None
         self.hop_relayed = False
+        self.reached = False
+        """An upstream accepted this connection: bytes relayed did get to a process."""
         self.upstream_full = False
         self.client_full = False
         self.client_eof = False
@@ -417,9 +419,10 @@ class ClientSide(asyncio.Protocol):
     def hop_done(self, status: int | None, took: float | None) -> None:
         started, self.hop_started = self.hop_started, None
         assert started is not None
-        self.route.plane.record_hop(
-            RouteHop(self.route.name, self.hop_trace, started, took, status, self.hop_relayed)
-        )
+        # Unanswered, it reached the callee only if some upstream took the connection (a crashed
+        # replica refuses it, and the request's bytes never left the plane).
+        relayed = self.hop_relayed and (took is not None or self.reached)
+        self.route.plane.record_hop(RouteHop(self.route.name, self.hop_trace, started, took, status, relayed))
 
     def forward(self, data: bytes | None) -> None:
         if self.line is not None and self.line.busy:
@@ -467,6 +470,7 @@ class ClientSide(asyncio.Protocol):
             transport.abort()
             return
         self.up = transport
+        self.reached = True
         pending, self.pending_up = self.pending_up, []
         for data in pending:
             self.emit_up(data)
