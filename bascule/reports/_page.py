@@ -65,7 +65,7 @@ td.nowrap { white-space: nowrap; }
 .recommendation::before { content: "→ "; color: var(--fail); }
 svg.bar { width: 120px; height: 10px; display: block; margin-top: 5px; }
 svg.bar .track { fill: var(--grid); }
-.bar-pass { fill: var(--pass); } .bar-fail { fill: var(--fail); }
+.bar-pass { fill: var(--pass); } .bar-fail { fill: var(--fail); } .bar-unmeasured { fill: none; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }

@@ -136,7 +136,7 @@ def _score(result: Result) -> str:
     ]
     for dim in compute_dimension_rows(result):
         width = 0.0 if dim.sub_score is None else min(max(dim.sub_score, 0.0), 100.0)
-        bar_class = "bar-fail" if dim.passed is False else "bar-pass"
+        bar_class = {True: "bar-pass", False: "bar-fail"}.get(dim.passed, "bar-unmeasured")
         bar = (
             f'<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" '
             f'aria-label="{_e(dim.name)} sub-score {_e(dim.sub_score_text)} of 100">'
@@ -146,7 +146,7 @@ def _score(result: Result) -> str:
         why = f'<div class="why">{_e(dim.why)}</div>' if dim.why else ""
         if dim.recommendation:
             why += f'<div class="recommendation">{_e(dim.recommendation)}</div>'
-        status = "" if dim.passed is None else (" ✓" if dim.passed else " ✗")
+        status = " (not measured)" if dim.passed is None else (" ✓" if dim.passed else " ✗")
         rows.append(
             "<tr>"
             f'<td class="dim-name">{_e(dim.name)}{status}</td>'

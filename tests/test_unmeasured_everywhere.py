@@ -1,0 +1,72 @@
+"""A dimension judged over zero requests is "unmeasured" in every output — result.json, summary.md,
+report.html, JUnit, compare.md and compare.html — and never shown as a pass; the run does not pass."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+from html_check import parse
+from journal_factory import JournalSpec, build_records, one_phase_scenario, reference_design
+
+from bascule.metrics import compute_metrics
+from bascule.reports.compare import build_comparison, render_compare_markdown
+from bascule.reports.compare_html import render_compare_html
+from bascule.reports.html import render_html
+from bascule.reports.junit import render_junit
+from bascule.reports.markdown import render_markdown
+from bascule.reports.model import Result, dump_result
+from bascule.reports.result import build_result
+from bascule.score import score
+from tests.test_score import healthy
+
+
+def blind_result() -> Result:
+    """Every figure measured and met, but no request's path known: sovereignty judged over none."""
+    spec = JournalSpec(reference_design(), one_phase_scenario(), healthy, length=20.0)
+    metrics = compute_metrics(build_records(spec))
+    metrics = replace(
+        metrics,
+        sovereignty_judged=False,
+        notes={**metrics.notes, "sovereignty": "no request's path was known"},
+    )
+    return build_result(metrics, score(metrics, metrics.objectives, metrics.weights), run_dir="runs/blind")
+
+
+def test_json_says_unmeasured_and_not_passed() -> None:
+    document = json.loads(dump_result(blind_result()))
+    (sovereignty,) = [d for d in document["score"]["dimensions"] if d["name"] == "sovereignty"]
+    assert sovereignty["passed"] is None and sovereignty["sub_score"] is None
+    assert sovereignty["explanation"].startswith("Not measured: no request's path was known")
+    assert document["score"]["passed"] is False and "sovereignty" in document["score"]["unmeasured"]
+
+
+def test_markdown_shows_no_pass_for_it() -> None:
+    text = render_markdown(blind_result())
+    assert text.startswith("## ❌ FAIL")
+    (row,) = [line for line in text.splitlines() if line.startswith("| sovereignty")]
+    assert "✅" not in row and "Not measured" in row
+
+
+def test_html_shows_no_pass_for_it() -> None:
+    page = render_html(blind_result())
+    parse(page)  # well formed
+    row = re.search(r'<td class="dim-name">sovereignty[^<]*</td>.*?</tr>', page, re.S)
+    assert row is not None
+    assert "✓" not in row.group(0) and "not measured" in row.group(0)
+    assert "bar-pass" not in row.group(0)
+    assert 'class="verdict fail"' in page
+
+
+def test_junit_fails_the_case() -> None:
+    xml = render_junit([blind_result()])
+    assert 'failures="1"' in xml and "<failure" in xml
+
+
+def test_compare_shows_no_pass_for_it() -> None:
+    comparison = build_comparison([blind_result()])
+    markdown = render_compare_markdown(comparison)
+    assert "❌" in markdown and "✅" not in markdown
+    page = render_compare_html(comparison)
+    assert "✗ FAIL" in page and "✓ PASS" not in page
