@@ -136,7 +136,7 @@ def _score(result: Result) -> str:
     ]
     for dim in compute_dimension_rows(result):
         width = 0.0 if dim.sub_score is None else min(max(dim.sub_score, 0.0), 100.0)
-        bar_class = {True: "bar-pass", False: "bar-fail"}.get(dim.passed, "bar-unmeasured")
+        bar_class = "bar-unmeasured" if dim.passed is None else ("bar-pass" if dim.passed else "bar-fail")
         bar = (
             f'<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" '
             f'aria-label="{_e(dim.name)} sub-score {_e(dim.sub_score_text)} of 100">'
