@@ -2,40 +2,9 @@
 ``compute_metrics(records) -> Metrics`` — in one pass and memory bounded by the run's duration, never
 by its number of requests. docs/scoring.md says how each figure is defined."""
 
+from bascule.metrics import model
 from bascule.metrics.compute import SUSTAIN, TICK, compute_metrics
-from bascule.metrics.model import (
-    Correctness,
-    Cost,
-    DesignFacts,
-    ErrorBudget,
-    Event,
-    Finding,
-    Latency,
-    Metrics,
-    Outage,
-    PhaseMetrics,
-    Rpo,
-    RunInfo,
-    Series,
-    Violation,
-)
+from bascule.metrics.model import *  # noqa: F403  (the records, listed once: model.__all__)
 
-__all__ = [
-    "SUSTAIN",
-    "TICK",
-    "Correctness",
-    "Cost",
-    "DesignFacts",
-    "ErrorBudget",
-    "Event",
-    "Finding",
-    "Latency",
-    "Metrics",
-    "Outage",
-    "PhaseMetrics",
-    "Rpo",
-    "RunInfo",
-    "Series",
-    "Violation",
-    "compute_metrics",
-]
+__all__ = ["SUSTAIN", "TICK", "compute_metrics"]
+__all__ += model.__all__

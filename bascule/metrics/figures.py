@@ -18,6 +18,7 @@ from bascule.metrics.model import (
     Metrics,
     Outage,
     PhaseMetrics,
+    PhasePlan,
     Rpo,
     Series,
     Violation,
@@ -28,7 +29,6 @@ from bascule.metrics.state import (
     FaultInterval,
     JournalState,
     MergedWindow,
-    PhasePlan,
     rounded,
 )
 

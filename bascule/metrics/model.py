@@ -26,6 +26,7 @@ __all__ = [
     "Metrics",
     "Outage",
     "PhaseMetrics",
+    "PhasePlan",
     "Rpo",
     "RunInfo",
     "Series",
@@ -63,7 +64,9 @@ class Outage:
 
 
 @dataclass(frozen=True)
-class PhaseMetrics:
+class PhasePlan:
+    """A phase as the plan laid it out (``run-started``): what it is, what it impairs and when."""
+
     index: int
     name: str
     kind: str
@@ -74,6 +77,12 @@ class PhaseMetrics:
     real_end: float | None
     planned_start: float | None
     planned_end: float | None
+
+
+@dataclass(frozen=True)
+class PhaseMetrics(PhasePlan):
+    """A phase as planned, and what it did."""
+
     actual_start: float | None
     actual_end: float | None
     """The phase's last revert; ``None`` when it was never reverted."""

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from bascule.journal import LatencySketch
 from bascule.journal.samples import Hop
-from bascule.metrics.model import Latency, Violation
+from bascule.metrics.model import Latency, PhasePlan, Violation
 from bascule.metrics.records import (
     DataReport,
     ErrorRecord,
@@ -44,7 +44,6 @@ __all__ = [
     "FaultInterval",
     "JournalState",
     "MergedWindow",
-    "PhasePlan",
     "WriteStats",
     "num",
     "rounded",
@@ -121,19 +120,6 @@ class FaultInterval:
     cycle: int | None
     apply: float
     revert: float | None = None
-
-
-@dataclass
-class PhasePlan:
-    index: int
-    name: str
-    kind: str
-    target: str
-    regions: tuple[str, ...]
-    real_start: float | None
-    real_end: float | None
-    planned_start: float | None
-    planned_end: float | None
 
 
 @dataclass

@@ -92,63 +92,51 @@ def _sovereignty(design: Design) -> list[Finding]:
                     else f"bascule's edge never sends it to {own} there; where {own} sends it next is "
                     "measured from the requests' paths, not assumed"
                 )
-                out.append(
-                    Finding(
-                        FindingKind.SOVEREIGNTY,
-                        Severity.INFO,
-                        f"{name!r} is never routed to {_describe_region(design, region)}: below "
-                        f"{minimum.value}, {where}",
-                        regions=(region,),
-                        data_class=name,
-                    )
+                severity = Severity.INFO
+                message = (
+                    f"{name!r} is never routed to {_describe_region(design, region)}: below "
+                    f"{minimum.value}, {where}"
                 )
             else:
                 when = "in normal operation" if design.routing_order[0] == region else "on failover"
-                out.append(
-                    Finding(
-                        FindingKind.SOVEREIGNTY,
-                        Severity.CRITICAL,
-                        f"{name!r} requires {minimum.value} but the routing sends it to "
-                        f"{_describe_region(design, region)} {when} (sovereignty guard off)",
-                        regions=(region,),
-                        data_class=name,
-                    )
+                severity = Severity.CRITICAL
+                message = (
+                    f"{name!r} requires {minimum.value} but the routing sends it to "
+                    f"{_describe_region(design, region)} {when} (sovereignty guard off)"
                 )
+            out.append(_class_finding(name, FindingKind.SOVEREIGNTY, severity, message, region))
         if not guard and replicated:
-            for region in sorted(stores):
-                if not design.region(region).sovereignty.satisfies(minimum):
-                    out.append(
-                        Finding(
-                            FindingKind.SOVEREIGNTY,
-                            Severity.CRITICAL,
-                            f"replication copies {name!r} documents to the store in "
-                            f"{_describe_region(design, region)}, below {minimum.value}",
-                            regions=(region,),
-                            data_class=name,
-                        )
-                    )
-        if guard and not allowed:
-            out.append(
-                Finding(
-                    FindingKind.NO_FAILOVER,
+            out.extend(
+                _class_finding(
+                    name,
+                    FindingKind.SOVEREIGNTY,
                     Severity.CRITICAL,
-                    f"no region of the design may serve {name!r} (requires {minimum.value}): every "
-                    "ask of that class will be refused",
-                    data_class=name,
+                    f"replication copies {name!r} documents to the store in "
+                    f"{_describe_region(design, region)}, below {minimum.value}",
+                    region,
                 )
+                for region in sorted(stores)
+                if not design.region(region).sovereignty.satisfies(minimum)
             )
+        if guard and not allowed:
+            message = (
+                f"no region of the design may serve {name!r} (requires {minimum.value}): every "
+                "ask of that class will be refused"
+            )
+            out.append(_class_finding(name, FindingKind.NO_FAILOVER, Severity.CRITICAL, message))
         elif guard and len(allowed) == 1 and len(design.routing_order) > 1:
-            out.append(
-                Finding(
-                    FindingKind.NO_FAILOVER,
-                    Severity.WARNING,
-                    f"only {allowed[0]} may serve {name!r} (requires {minimum.value}): an outage there "
-                    "leaves that class with no failover",
-                    regions=(allowed[0],),
-                    data_class=name,
-                )
+            message = (
+                f"only {allowed[0]} may serve {name!r} (requires {minimum.value}): an outage there "
+                "leaves that class with no failover"
             )
+            out.append(_class_finding(name, FindingKind.NO_FAILOVER, Severity.WARNING, message, allowed[0]))
     return out
+
+
+def _class_finding(
+    data_class: str, kind: FindingKind, severity: Severity, message: str, *regions: str
+) -> Finding:
+    return Finding(kind, severity, message, regions=regions, data_class=data_class)
 
 
 def _impaired(phase: PlannedPhase) -> set[str]:

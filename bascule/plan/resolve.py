@@ -10,26 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from bascule import faults
 from bascule.errors import PathElement
-from bascule.faults import (
-    Blackhole,
-    ControlPlane,
-    Crash,
-    DataLoss,
-    Dns,
-    Fault,
-    Flap,
-    Hang,
-    HttpError,
-    Identity,
-    Latency,
-    Partition,
-    ProviderOutage,
-    Refuse,
-    RegionOutage,
-    ReplicationPause,
-    Throttle,
-)
+from bascule.faults import Fault
 from bascule.model.catalog import CATALOG, PROVIDERS
 from bascule.model.design import ComponentKind, DependencyKind, Design, host_name
 from bascule.model.selector import Selector
@@ -48,7 +31,7 @@ def resolve(
     """``at`` is the phase's path in the scenario (for error placement). Returns the touch and the
     problems; the touch is empty when there are problems."""
     problems: Problems = []
-    inner = fault.fault if isinstance(fault, Flap) else fault
+    inner = fault.fault if isinstance(fault, faults.Flap) else fault
     where = (*at, "target")
     if selector.scope not in inner.scopes:
         shapes = ", ".join(sorted(s.value for s in inner.scopes))
@@ -301,19 +284,19 @@ def _identity(
 
 
 _RESOLVERS: dict[type[Fault], Resolver] = {
-    RegionOutage: _outage,
-    ProviderOutage: _outage,
-    Crash: _process,
-    Hang: _process,
-    Blackhole: _on_hops,
-    Refuse: _on_hops,
-    Latency: _on_hops,
-    HttpError: _on_hops,
-    Throttle: _on_hops,
-    Dns: _dns,
-    Partition: _partition,
-    ControlPlane: _control_plane,
-    ReplicationPause: _replication,
-    DataLoss: _data_loss,
-    Identity: _identity,
+    faults.RegionOutage: _outage,
+    faults.ProviderOutage: _outage,
+    faults.Crash: _process,
+    faults.Hang: _process,
+    faults.Blackhole: _on_hops,
+    faults.Refuse: _on_hops,
+    faults.Latency: _on_hops,
+    faults.HttpError: _on_hops,
+    faults.Throttle: _on_hops,
+    faults.Dns: _dns,
+    faults.Partition: _partition,
+    faults.ControlPlane: _control_plane,
+    faults.ReplicationPause: _replication,
+    faults.DataLoss: _data_loss,
+    faults.Identity: _identity,
 }

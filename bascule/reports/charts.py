@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from bascule.reports._chartdata import Stack, Timeline, compute_stack, compute_timeline
+from bascule.reports._chartdata import Axis, Point, Stack, Timeline, compute_stack, compute_timeline
 from bascule.reports._format import as_str, fmt_percent, fmt_seconds
 from bascule.reports.model import Result
 
@@ -66,6 +66,29 @@ def _style(ax: Axes) -> None:
 def _y_ticks(ax: Axes, ticks: tuple[float, ...], labels: list[str]) -> None:
     ax.yaxis.set_major_locator(FixedLocator(list(ticks)))
     ax.set_yticks(list(ticks), labels)
+
+
+def _curve(
+    ax: Axes,
+    segments: tuple[tuple[Point, ...], ...],
+    colour: str,
+    linewidth: float,
+    axis: Axis,
+    labels: list[str],
+    ylabel: str,
+) -> None:
+    """A panel's curve, broken where a window had nothing to measure, on its own y axis."""
+    for segment in segments:
+        ax.plot([p[0] for p in segment], [p[1] for p in segment], color=colour, linewidth=linewidth)
+    ax.set_ylim(axis.lo, axis.hi)
+    _y_ticks(ax, axis.ticks, labels)
+    ax.set_ylabel(ylabel, color=_MUTED, fontsize=9, family=_FONT)
+
+
+def _objective(ax: Axes, x: float, y: float, label: str, va: str) -> None:
+    """A panel's objective: a dashed line across it, labelled at its right end (above or below)."""
+    ax.axhline(y, color=_MUTED, linewidth=1, linestyle=(0, (6, 4)))
+    ax.text(x, y, f"objective {label} ", ha="right", va=va, fontsize=8, color=_FG, family=_FONT)
 
 
 def _context(result: Result) -> str:
@@ -135,25 +158,13 @@ def _draw_timeline(chart: Timeline, context: str) -> bytes:
         if chart.rto is not None:
             ax.axvline(chart.rto.at, color=_FAIL, linewidth=1.3, linestyle="--")
 
-    for segment in chart.success:
-        success_ax.plot([p[0] for p in segment], [p[1] for p in segment], color=_SUCCESS, linewidth=1.8)
-    success_ax.set_ylim(chart.success_axis.lo, chart.success_axis.hi)
-    _y_ticks(success_ax, chart.success_axis.ticks, [fmt_percent(v, 0) for v in chart.success_axis.ticks])
-    success_ax.set_ylabel("success ratio", color=_MUTED, fontsize=9, family=_FONT)
+    success_labels = [fmt_percent(v, 0) for v in chart.success_axis.ticks]
+    _curve(success_ax, chart.success, _SUCCESS, 1.8, chart.success_axis, success_labels, "success ratio")
     success_ax.tick_params(labelbottom=False)
     if chart.success_objective is not None and chart.success_axis.lo <= chart.success_objective <= 1:
         # Below the line: the success ratio sits just above it most of the time.
-        success_ax.axhline(chart.success_objective, color=_MUTED, linewidth=1, linestyle=(0, (6, 4)))
-        success_ax.text(
-            chart.x.hi,
-            chart.success_objective,
-            f"objective {fmt_percent(chart.success_objective)} ",
-            ha="right",
-            va="top",
-            fontsize=8,
-            color=_FG,
-            family=_FONT,
-        )
+        objective = chart.success_objective
+        _objective(success_ax, chart.x.hi, objective, fmt_percent(objective), "top")
     if chart.rto is not None:
         bottom = chart.success_axis.lo + 0.06 * (chart.success_axis.hi - chart.success_axis.lo)
         if chart.fault_start is not None:
@@ -169,23 +180,10 @@ def _draw_timeline(chart: Timeline, context: str) -> bytes:
             family=_FONT,
         )
 
-    for segment in chart.p95:
-        p95_ax.plot([p[0] for p in segment], [p[1] for p in segment], color=_P95, linewidth=1.6)
-    p95_ax.set_ylim(chart.p95_axis.lo, chart.p95_axis.hi)
-    _y_ticks(p95_ax, chart.p95_axis.ticks, [fmt_seconds(v) for v in chart.p95_axis.ticks])
-    p95_ax.set_ylabel("p95 latency", color=_MUTED, fontsize=9, family=_FONT)
+    p95_labels = [fmt_seconds(v) for v in chart.p95_axis.ticks]
+    _curve(p95_ax, chart.p95, _P95, 1.6, chart.p95_axis, p95_labels, "p95 latency")
     if chart.p95_objective is not None and chart.p95_objective <= chart.p95_axis.hi:
-        p95_ax.axhline(chart.p95_objective, color=_MUTED, linewidth=1, linestyle=(0, (6, 4)))
-        p95_ax.text(
-            chart.x.hi,
-            chart.p95_objective,
-            f"objective {fmt_seconds(chart.p95_objective)} ",
-            ha="right",
-            va="bottom",
-            fontsize=8,
-            color=_FG,
-            family=_FONT,
-        )
+        _objective(p95_ax, chart.x.hi, chart.p95_objective, fmt_seconds(chart.p95_objective), "bottom")
     p95_ax.xaxis.set_major_locator(FixedLocator(list(chart.x.ticks)))
     p95_ax.xaxis.set_minor_locator(NullLocator())
     p95_ax.set_xlim(chart.x.lo, chart.x.hi)

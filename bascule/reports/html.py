@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
+from bascule.reports import _summary as summary
 from bascule.reports._chartdata import LEVEL_COLOURS, Stack, compute_stack, compute_timeline
 from bascule.reports._format import (
     DASH,
@@ -23,16 +24,6 @@ from bascule.reports._format import (
     fmt_seconds,
 )
 from bascule.reports._page import render_page
-from bascule.reports._summary import (
-    FindingKind,
-    compute_cap,
-    compute_dimension_rows,
-    compute_figures,
-    compute_findings,
-    compute_headline,
-    compute_phase_rows,
-    safe_links,
-)
 from bascule.reports._svg import render_stack_svg, render_timeline_svg
 from bascule.reports.model import Result
 
@@ -40,9 +31,9 @@ __all__ = ["render_html"]
 
 _GRADES = frozenset("ABCDF")
 _FINDING_LABELS = {
-    FindingKind.RECOMMENDATION: "fix",
-    FindingKind.SOVEREIGNTY: "sovereignty",
-    FindingKind.PLAN: "plan",
+    summary.FindingKind.RECOMMENDATION: "fix",
+    summary.FindingKind.SOVEREIGNTY: "sovereignty",
+    summary.FindingKind.PLAN: "plan",
 }
 
 
@@ -63,7 +54,7 @@ def _header(cells: Iterable[str], numeric: Iterable[int] = ()) -> str:
 
 
 def _head(result: Result) -> str:
-    headline = compute_headline(result)
+    headline = summary.compute_headline(result)
     run = result.run
     scenario = run.scenario
     hypothesis = run.hypothesis
@@ -81,7 +72,7 @@ def _head(result: Result) -> str:
         replay += f" (1:{round(1 / scale):,})"
     exit_code = run.exit_code
     reason = as_str(run.reason)
-    links = safe_links(result)
+    links = summary.safe_links(result)
     sources = [f'<a href="{_e(link)}" rel="noopener noreferrer">{_e(link)}</a>' for link in links] + [
         _e(s) for s in scenario.source if s.strip() not in links
     ]
@@ -108,10 +99,10 @@ def _head(result: Result) -> str:
 
 
 def _score(result: Result) -> str:
-    headline = compute_headline(result)
+    headline = summary.compute_headline(result)
     grade_class = f" grade-{headline.grade}" if headline.grade in _GRADES else ""
     verdict_class = "" if headline.passed is None else (" pass" if headline.passed else " fail")
-    cap = compute_cap(result)
+    cap = summary.compute_cap(result)
     card = (
         f'<div class="score-card" aria-label="overall score {_e(headline.overall_text)} of 100, grade '
         f'{_e(headline.grade)}, {_e(headline.verdict)}">'
@@ -134,7 +125,7 @@ def _score(result: Result) -> str:
             numeric=(1, 2, 3, 4),
         )
     ]
-    for dim in compute_dimension_rows(result):
+    for dim in summary.compute_dimension_rows(result):
         width = 0.0 if dim.sub_score is None else min(max(dim.sub_score, 0.0), 100.0)
         bar_class = "bar-unmeasured" if dim.passed is None else ("bar-pass" if dim.passed else "bar-fail")
         bar = (
@@ -167,7 +158,7 @@ def _figures(result: Result) -> str:
     cards = "".join(
         f'<div class="card"><div class="label">{_e(f.label)}</div><div class="value">{_e(f.value)}</div>'
         f'<div class="note">{_e(f.note)}</div></div>'
-        for f in compute_figures(result)
+        for f in summary.compute_figures(result)
     )
     return (
         '<section aria-labelledby="figures-h"><h2 id="figures-h">Key figures</h2>'
@@ -229,7 +220,7 @@ def _traffic(result: Result) -> str:
 
 
 def _phases(result: Result) -> str:
-    rows = compute_phase_rows(result)
+    rows = summary.compute_phase_rows(result)
     if not rows:
         body = '<p class="empty">The scenario has no fault phases.</p>'
     else:
@@ -261,13 +252,13 @@ def _phases(result: Result) -> str:
 
 
 def _findings(result: Result) -> str:
-    findings = compute_findings(result)
+    findings = summary.compute_findings(result)
     if not findings:
         body = '<p class="empty">Nothing to report: every objective was met and the plan found nothing.</p>'
     else:
         items = "".join(
             f'<li><span class="tag tag-{f.kind.value}">{_e(_FINDING_LABELS[f.kind])}</span>'
-            + (f"<strong>{_e(f.subject)}</strong>: " if f.kind is FindingKind.RECOMMENDATION else "")
+            + (f"<strong>{_e(f.subject)}</strong>: " if f.kind is summary.FindingKind.RECOMMENDATION else "")
             + f"{_e(f.text)}</li>"
             for f in findings
         )
@@ -341,7 +332,7 @@ def _events(result: Result) -> str:
 
 def render_html(result: Result) -> str:
     """The whole report page for one `bascule.result/1` document."""
-    headline = compute_headline(result)
+    headline = summary.compute_headline(result)
     title = (
         f"bascule · {headline.scenario_id} on {headline.design_id} — "
         f"{headline.overall_text} {headline.grade} {headline.verdict}"

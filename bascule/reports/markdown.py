@@ -10,26 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from bascule.reports import _summary as summary
 from bascule.reports._format import DASH, as_float, as_str, fmt_seconds
-from bascule.reports._summary import (
-    FindingKind,
-    compute_cap,
-    compute_dimension_rows,
-    compute_figures,
-    compute_findings,
-    compute_headline,
-    compute_phase_rows,
-    safe_links,
-)
 from bascule.reports.model import Result
 
 __all__ = ["render_markdown"]
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _FINDING_PREFIX = {
-    FindingKind.RECOMMENDATION: "🔧",
-    FindingKind.SOVEREIGNTY: "🛂",
-    FindingKind.PLAN: "📋",
+    summary.FindingKind.RECOMMENDATION: "🔧",
+    summary.FindingKind.SOVEREIGNTY: "🛂",
+    summary.FindingKind.PLAN: "📋",
 }
 
 
@@ -60,7 +51,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable
 
 
 def _title(result: Result) -> list[str]:
-    h = compute_headline(result)
+    h = summary.compute_headline(result)
     mark = {"PASS": "✅", "FAIL": "❌"}.get(h.verdict, "❔")
     scored = "not scored" if h.overall is None else f"{_md(h.overall_text)}/100, grade {_md(h.grade)}"
     lines = [
@@ -81,7 +72,7 @@ def _title(result: Result) -> list[str]:
     reason = as_str(run.reason)
     if exit_code is not None:
         sentence += f" · exit {exit_code}" + (f": {_md(reason)}" if reason else "")
-    links = safe_links(result)
+    links = summary.safe_links(result)
     if links:
         sentence += " · source: " + ", ".join(f"[{_md(_shown(link))}]({_url(link)})" for link in links)
     if sentence:
@@ -91,7 +82,7 @@ def _title(result: Result) -> list[str]:
 
 def _dimensions(result: Result) -> list[str]:
     rows = []
-    for d in compute_dimension_rows(result):
+    for d in summary.compute_dimension_rows(result):
         status = "" if d.passed is None else (" ✅" if d.passed else " ❌")
         rows.append(
             [
@@ -110,7 +101,7 @@ def _dimensions(result: Result) -> list[str]:
 
 
 def _cap(result: Result) -> list[str]:
-    cap = compute_cap(result)
+    cap = summary.compute_cap(result)
     return [f"**Cap:** {_md(cap)}", ""] if cap else ["No cap applied to the overall score.", ""]
 
 
@@ -127,7 +118,7 @@ def _phases(result: Result) -> list[str]:
             _md(r.success),
             _md(r.p95),
         ]
-        for r in compute_phase_rows(result)
+        for r in summary.compute_phase_rows(result)
     ]
     if not rows:
         return []
@@ -137,18 +128,18 @@ def _phases(result: Result) -> list[str]:
 
 
 def _findings(result: Result) -> list[str]:
-    findings = compute_findings(result)
+    findings = summary.compute_findings(result)
     if not findings:
         return []
     lines = ["### Top findings", ""]
     for n, f in enumerate(findings, start=1):
-        subject = f"**{_md(f.subject)}**: " if f.kind is FindingKind.RECOMMENDATION else ""
+        subject = f"**{_md(f.subject)}**: " if f.kind is summary.FindingKind.RECOMMENDATION else ""
         lines.append(f"{n}. {_FINDING_PREFIX[f.kind]} {subject}{_md(f.text)}")
     return [*lines, ""]
 
 
 def _figures(result: Result) -> list[str]:
-    rows = [[f"**{_md(f.label)}**", _md(f.value), _md(f.note)] for f in compute_figures(result)]
+    rows = [[f"**{_md(f.label)}**", _md(f.value), _md(f.note)] for f in summary.compute_figures(result)]
     return ["### Key figures", "", *_table(["figure", "value", "measured as"], rows), ""]
 
 

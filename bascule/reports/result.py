@@ -4,6 +4,10 @@ rendering: ``summary.md``, ``report.html``, the charts and ``bascule compare`` r
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from bascule.metrics import model as metrics
 from bascule.reports.model import (
     RESULT_SCHEMA,
@@ -29,9 +33,11 @@ from bascule.reports.model import (
     Series,
     Violation,
 )
-from bascule.score.model import DimensionScore, Score
+from bascule.score.model import Score
 
 __all__ = ["RESULT_SCHEMA", "build_result"]
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def build_result(m: metrics.Metrics, score: Score, *, run_dir: str | None = None) -> Result:
@@ -40,12 +46,20 @@ def build_result(m: metrics.Metrics, score: Score, *, run_dir: str | None = None
         run=_run(m.run, run_dir),
         score=_score(score),
         figures=_figures(m),
-        phases=tuple(_phase(p) for p in m.phases),
-        series=_series(m.series),
-        violations=tuple(_violation(v) for v in m.violations),
+        phases=tuple(_copy(Phase, p, p95=p.latency.p95) for p in m.phases),
+        series=_copy(Series, m.series),
+        violations=tuple(_copy(Violation, v, hop=_copy(ResultHop, v.hop)) for v in m.violations),
         findings=tuple(f.message for f in m.findings),
-        events=tuple(Event(t=e.t, text=e.text, kind=e.kind) for e in m.events),
+        events=tuple(_copy(Event, e) for e in m.events),
     )
+
+
+def _copy(model: type[_Model], record: object, **given: object) -> _Model:
+    """``model`` from the attribute of the same name of ``record`` for each of its fields, but those
+    ``given``: most of the document is a field-for-field copy of the metrics and the score. A field
+    ``record`` lacks is an `AttributeError`, never a silent default."""
+    values = {name: given[name] if name in given else getattr(record, name) for name in model.model_fields}
+    return model.model_validate(values)
 
 
 def _run(run: metrics.RunInfo, run_dir: str | None) -> Run:
@@ -54,15 +68,10 @@ def _run(run: metrics.RunInfo, run_dir: str | None) -> Run:
         if run.hypothesis_skipped
         else Hypothesis(before=run.hypothesis_before, after=run.hypothesis_after)
     )
-    return Run(
+    return _copy(
+        Run,
+        run,
         dir=run_dir,
-        bascule=run.bascule,
-        started_wall=run.started_wall,
-        elapsed=run.elapsed,
-        run_length=run.run_length,
-        plan_start=run.plan_start,
-        exit_code=run.exit_code,
-        reason=run.reason,
         scenario=ScenarioInfo.model_validate(run.scenario),
         design=DesignInfo.model_validate(run.design),
         hypothesis=hypothesis,
@@ -70,148 +79,31 @@ def _run(run: metrics.RunInfo, run_dir: str | None) -> Run:
 
 
 def _score(s: Score) -> ResultScore:
-    return ResultScore(
-        overall=s.overall,
+    return _copy(
+        ResultScore,
+        s,
         grade=None if s.grade is None else s.grade.value,
-        passed=s.passed,
-        cap=None if s.cap is None else ResultCap(at=s.cap.at, reason=s.cap.reason),
-        unmeasured=s.unmeasured,
-        dimensions=tuple(_dimension(d) for d in s.dimensions),
-    )
-
-
-def _dimension(d: DimensionScore) -> Dimension:
-    return Dimension(
-        name=d.name,
-        weight=d.weight,
-        measured=d.measured,
-        objective=d.objective,
-        unit=d.unit.value,
-        sub_score=d.sub_score,
-        passed=d.passed,
-        explanation=d.explanation,
-        recommendation=d.recommendation,
-    )
-
-
-def _latency(latency: metrics.Latency) -> Latency:
-    return Latency(p50=latency.p50, p95=latency.p95, p99=latency.p99)
-
-
-def _rpo(rpo: metrics.Rpo | None) -> Rpo | None:
-    if rpo is None:
-        return None
-    return Rpo(
-        acknowledged=rpo.acknowledged,
-        lost=rpo.lost,
-        window=rpo.window,
-        seconds=rpo.seconds,
-        first_lost=rpo.first_lost,
-        last_lost=rpo.last_lost,
-        interval=rpo.interval,
-        unverified=rpo.unverified,
+        cap=None if s.cap is None else _copy(ResultCap, s.cap),
+        dimensions=tuple(_copy(Dimension, d, unit=d.unit.value) for d in s.dimensions),
     )
 
 
 def _figures(m: metrics.Metrics) -> Figures:
     budget = m.error_budget
     cost = m.cost
-    return Figures(
-        impact_window=m.impact_window,
-        requests=m.requests,
-        failed=m.failed,
-        success_ratio=m.success_ratio,
-        success_ratio_baseline=m.success_ratio_baseline,
-        latency=_latency(m.latency),
-        latency_baseline=_latency(m.latency_baseline),
+    return _copy(
+        Figures,
+        m,
+        latency=_copy(Latency, m.latency),
+        latency_baseline=_copy(Latency, m.latency_baseline),
         by_class={
             klass: ClassFigures(requests=n, ok=ok, success_ratio=round(ok / n, 6) if n else None)
             for klass, (n, ok) in m.by_class.items()
         },
-        time_to_detect=m.time_to_detect,
-        time_to_failover=m.time_to_failover,
-        rto=m.rto,
-        recovered=m.recovered,
-        outages=tuple(
-            Outage(start=o.start, end=o.end, cause=o.cause, rto=o.rto, phases=o.phases) for o in m.outages
-        ),
-        failback=m.failback,
-        rpo=_rpo(m.rpo),
-        sovereignty_violations=m.sovereignty_violations,
-        violating_requests=m.violating_requests,
-        correctness=Correctness(
-            baseline=m.correctness.baseline,
-            impact=m.correctness.impact,
-            graded=m.correctness.graded,
-            baseline_graded=m.correctness.baseline_graded,
-        ),
-        degraded=m.degraded,
-        error_budget=None
-        if budget is None
-        else ErrorBudget(allowed=budget.allowed, spent=budget.spent, burnt=budget.burnt),
-        cost=None
-        if cost is None
-        else Cost(
-            currency=cost.currency, steady_per_hour=cost.steady_per_hour, failover_extra=cost.failover_extra
-        ),
+        outages=tuple(_copy(Outage, o) for o in m.outages),
+        rpo=None if m.rpo is None else _copy(Rpo, m.rpo),
+        correctness=_copy(Correctness, m.correctness),
+        error_budget=None if budget is None else _copy(ErrorBudget, budget),
+        cost=None if cost is None else _copy(Cost, cost),
         notes=dict(m.notes),
-    )
-
-
-def _phase(p: metrics.PhaseMetrics) -> Phase:
-    return Phase(
-        index=p.index,
-        name=p.name,
-        kind=p.kind,
-        target=p.target,
-        regions=p.regions,
-        real_start=p.real_start,
-        real_end=p.real_end,
-        planned_start=p.planned_start,
-        planned_end=p.planned_end,
-        actual_start=p.actual_start,
-        actual_end=p.actual_end,
-        requests=p.requests,
-        failed=p.failed,
-        success_ratio=p.success_ratio,
-        p95=p.latency.p95,
-        time_to_detect=p.time_to_detect,
-        time_to_failover=p.time_to_failover,
-        rto=p.rto,
-        recovered=p.recovered,
-        share=dict(p.share),
-    )
-
-
-def _series(s: metrics.Series) -> Series:
-    return Series(
-        t=s.t,
-        length=s.length,
-        requests=s.requests,
-        success_ratio=s.success_ratio,
-        p50=s.p50,
-        p95=s.p95,
-        p99=s.p99,
-        share_region=dict(s.share_region),
-        share_level=dict(s.share_level),
-        share_provider=dict(s.share_provider),
-    )
-
-
-def _violation(v: metrics.Violation) -> Violation:
-    hop = v.hop
-    return Violation(
-        t=v.t,
-        request_id=v.request_id,
-        source=v.source,
-        data_class=v.data_class,
-        hop=ResultHop(
-            component=hop.component,
-            region=hop.region,
-            provider=hop.provider,
-            jurisdiction=hop.jurisdiction,
-            sovereignty=hop.sovereignty,
-        ),
-        minimum=v.minimum,
-        level=v.level,
     )

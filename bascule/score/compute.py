@@ -9,6 +9,8 @@ pass on what it did not show. Leave a dimension out on purpose by giving it a we
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from bascule.metrics.model import Metrics
 from bascule.model.scenario import DIMENSIONS, Objectives, Weights
@@ -33,16 +35,19 @@ _ratio, _s = advice.fmt_ratio, advice.fmt_seconds
 def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
     """The score of one run: a sub-score per dimension, the weighted overall, its cap and grade."""
     builders = {
-        "availability": _availability,
-        "recovery": _recovery,
-        "latency": _latency,
-        "correctness": _correctness,
-        "durability": _durability,
-        "sovereignty": _sovereignty,
+        "availability": (_availability, Unit.RATIO, advice.recommend_availability),
+        "recovery": (_recovery, Unit.SECONDS, advice.recommend_recovery),
+        "latency": (_latency, Unit.SECONDS, advice.recommend_latency),
+        "correctness": (_correctness, Unit.RATIO, advice.recommend_correctness),
+        "durability": (_durability, Unit.SECONDS, advice.recommend_durability),
+        "sovereignty": (_sovereignty, Unit.COUNT, advice.recommend_sovereignty),
     }
-    dimensions = tuple(
-        builders[name](metrics, objectives, float(getattr(weights, name))) for name in DIMENSIONS
-    )
+    scored = []
+    for name in DIMENSIONS:
+        build, unit, advise = builders[name]
+        weight = float(getattr(weights, name))
+        scored.append(build(metrics, objectives, _Dimension(name, weight, unit, partial(advise, metrics))))
+    dimensions = tuple(scored)
     if metrics.run.plan_start is None:
         return _not_scored(metrics, dimensions)
     measured = {d.name: d.sub_score for d in dimensions if d.sub_score is not None}
@@ -100,29 +105,36 @@ def _unmeasured(
     )
 
 
-def _measured(
-    name: str,
-    weight: float,
-    unit: Unit,
-    values: tuple[float | None, float | None],
-    verdict: tuple[float, bool],
-    explanation: str,
-    recommend: Callable[[], str],
-) -> DimensionScore:
-    """``values``: (measured, objective); ``verdict``: (sub-score, passed). A recommendation is
-    written only when the dimension falls short."""
-    (measured, objective), (sub, passed) = values, verdict
-    return DimensionScore(
-        name=name,
-        weight=weight,
-        measured=measured,
-        objective=objective,
-        unit=unit,
-        sub_score=round(sub, 2),
-        passed=passed,
-        explanation=explanation,
-        recommendation=None if passed and sub >= 100.0 else recommend(),
-    )
+@dataclass(frozen=True)
+class _Dimension:
+    """What each sub-score of a dimension carries whatever was measured: its name, its weight, the
+    unit of its figure, and the advice written when it falls short."""
+
+    name: str
+    weight: float
+    unit: Unit
+    advise: Callable[[], str]
+
+    def unmeasured(self, objective: float | None, why: str, how: str) -> DimensionScore:
+        return _unmeasured(self.name, self.weight, objective, self.unit, why, how)
+
+    def measured(
+        self, values: tuple[float | None, float | None], verdict: tuple[float, bool], explanation: str
+    ) -> DimensionScore:
+        """``values``: (measured, objective); ``verdict``: (sub-score, passed). A recommendation is
+        written only when the dimension falls short."""
+        (measured, objective), (sub, passed) = values, verdict
+        return DimensionScore(
+            name=self.name,
+            weight=self.weight,
+            measured=measured,
+            objective=objective,
+            unit=self.unit,
+            sub_score=round(sub, 2),
+            passed=passed,
+            explanation=explanation,
+            recommendation=None if passed and sub >= 100.0 else self.advise(),
+        )
 
 
 def _why(metrics: Metrics, *keys: str) -> str:
@@ -136,31 +148,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def _availability(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _availability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     if m.success_ratio is None:
         why = _why(m, "success_ratio", "impact_window")
         how = "Make sure load or probes run while the faults are in force."
-        return _unmeasured("availability", weight, o.availability, Unit.RATIO, why, how)
+        return d.unmeasured(o.availability, why, how)
     text = (
         f"{_ratio(m.success_ratio)} of {m.requests} requests succeeded during the impact window "
         f"({m.failed} failed); the objective is {_ratio(o.availability)}."
     )
     verdict = (sub_availability(m.success_ratio, o.availability), m.success_ratio >= o.availability)
-    return _measured(
-        "availability",
-        weight,
-        Unit.RATIO,
-        (m.success_ratio, o.availability),
-        verdict,
-        text,
-        lambda: advice.recommend_availability(m),
-    )
+    return d.measured((m.success_ratio, o.availability), verdict, text)
 
 
-def _recovery(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _recovery(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     if m.recovered is None:
         how = "Let the plan apply its faults: recovery is timed from them."
-        return _unmeasured("recovery", weight, o.rto, Unit.SECONDS, _why(m, "rto", "impact_window"), how)
+        return d.unmeasured(o.rto, _why(m, "rto", "impact_window"), how)
     target = _ratio(m.objectives.availability)
     goal = f"the objective is {_s(o.rto)}"
     if m.recovered is False or m.rto is None:
@@ -175,41 +179,25 @@ def _recovery(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
                 f"longest outage ({_plural(len(m.outages), 'outage')} in all); {goal}."
             )
         verdict = (sub_within(m.rto, o.rto), m.rto <= o.rto)
-    return _measured(
-        "recovery",
-        weight,
-        Unit.SECONDS,
-        (m.rto, o.rto),
-        verdict,
-        text,
-        lambda: advice.recommend_recovery(m),
-    )
+    return d.measured((m.rto, o.rto), verdict, text)
 
 
-def _latency(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _latency(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     p95 = m.latency.p95
     if p95 is None:
         why = _why(m, "latency", "impact_window")
         how = "Latency is that of successful requests: make sure some succeed during the impact window."
-        return _unmeasured("latency", weight, o.latency_p95, Unit.SECONDS, why, how)
+        return d.unmeasured(o.latency_p95, why, how)
     before = m.latency_baseline.p95
     was = f" ({_s(before)} before the first fault)" if before is not None else ""
     text = (
         f"The p95 latency of successful requests was {_s(p95)} during the impact window{was}; "
         f"the objective is {_s(o.latency_p95)}."
     )
-    return _measured(
-        "latency",
-        weight,
-        Unit.SECONDS,
-        (p95, o.latency_p95),
-        (sub_within(p95, o.latency_p95), p95 <= o.latency_p95),
-        text,
-        lambda: advice.recommend_latency(m),
-    )
+    return d.measured((p95, o.latency_p95), (sub_within(p95, o.latency_p95), p95 <= o.latency_p95), text)
 
 
-def _correctness(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _correctness(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     c = m.correctness
     target = o.correctness if o.correctness is not None else c.baseline
     against = "the objective" if o.correctness is not None else "the accuracy before the first fault"
@@ -220,27 +208,19 @@ def _correctness(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
             else "no golden answer was graded before the first fault, and the objectives set no accuracy"
         )
         how = "Ask golden questions during the run (a rag probe), or set weights.correctness to 0."
-        return _unmeasured("correctness", weight, target, Unit.RATIO, why, how)
+        return d.unmeasured(target, why, how)
     text = (
         f"{_ratio(c.impact)} of {c.graded} graded golden answers were correct during the impact window, "
         f"against {_ratio(target)} ({against})."
     )
-    return _measured(
-        "correctness",
-        weight,
-        Unit.RATIO,
-        (c.impact, target),
-        (sub_correctness(c.impact, target), c.impact >= target),
-        text,
-        lambda: advice.recommend_correctness(m),
-    )
+    return d.measured((c.impact, target), (sub_correctness(c.impact, target), c.impact >= target), text)
 
 
-def _durability(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _durability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     rpo = m.rpo
     if rpo is None or rpo.seconds is None:
         how = "Let the run finish: canary writes are read back after it settles."
-        return _unmeasured("durability", weight, o.rpo, Unit.SECONDS, _why(m, "rpo"), how)
+        return d.unmeasured(o.rpo, _why(m, "rpo"), how)
     if rpo.lost == 0:
         text = (
             f"All {rpo.acknowledged} acknowledged canary writes were found after the run; "
@@ -254,22 +234,14 @@ def _durability(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
             f"{_s(rpo.seconds)}; the objective is {_s(o.rpo)}."
         )
         passed = o.rpo > 0 and rpo.seconds <= o.rpo
-    return _measured(
-        "durability",
-        weight,
-        Unit.SECONDS,
-        (rpo.seconds, o.rpo),
-        (sub_durability(rpo.lost, rpo.seconds, o.rpo), passed),
-        text,
-        lambda: advice.recommend_durability(m),
-    )
+    return d.measured((rpo.seconds, o.rpo), (sub_durability(rpo.lost, rpo.seconds, o.rpo), passed), text)
 
 
-def _sovereignty(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
+def _sovereignty(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     allowed = float(o.sovereignty_violations)
     if not m.sovereignty_judged:
         how = "Send traffic during the run so that every request's hops can be judged."
-        return _unmeasured("sovereignty", weight, allowed, Unit.COUNT, _why(m, "sovereignty"), how)
+        return d.unmeasured(allowed, _why(m, "sovereignty"), how)
     n = m.sovereignty_violations
     over = ""
     if m.sovereignty_judged_requests is not None:
@@ -284,12 +256,4 @@ def _sovereignty(m: Metrics, o: Objectives, weight: float) -> DimensionScore:
             f"class's minimum level (most often {klass} data on the {component} in {region}, {level}); "
             f"any violation scores 0 and caps the overall at {SOVEREIGNTY_CAP:g}{over}."
         )
-    return _measured(
-        "sovereignty",
-        weight,
-        Unit.COUNT,
-        (float(n), allowed),
-        (sub_sovereignty(n), n <= allowed),
-        text,
-        lambda: advice.recommend_sovereignty(m),
-    )
+    return d.measured((float(n), allowed), (sub_sovereignty(n), n <= allowed), text)

@@ -13,11 +13,13 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 from bascule.errors import TargetError
 
-__all__ = ["LedgerFile", "PreviousRun", "fsync_dir"]
+__all__ = ["LedgerFile", "PreviousRun", "fsync_dir", "parse_lines"]
+
+_R = TypeVar("_R")
 
 
 class _Owner(Protocol):
@@ -29,6 +31,25 @@ class _Owner(Protocol):
 
 PreviousRun = Callable[[Path], tuple[bool, _Owner | None]]
 """Reads the ledger already at a path: whether its run finished, and the process that ran it."""
+
+
+def parse_lines(
+    text: str,
+    parse_record: Callable[[str], _R],
+    damage: tuple[type[Exception], ...] = (ValueError, KeyError),
+) -> tuple[list[_R], int]:
+    """A ledger's records, in order, and how many lines could not be read (a torn last write: the
+    run killed in the middle of it). Pure."""
+    records: list[_R] = []
+    damaged = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_record(line))
+        except damage:
+            damaged += 1
+    return records, damaged
 
 
 def fsync_dir(path: Path) -> None:
@@ -79,6 +100,14 @@ class LedgerFile:
             temporary.unlink(missing_ok=True)
             raise
         return ledger
+
+    @classmethod
+    def read_text(cls, path: Path) -> str:
+        """The text of the ledger at `path` (`TargetError` when there is none)."""
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError as exc:
+            raise TargetError(f"no {cls.what} at {path}") from exc
 
     @classmethod
     def open(cls, path: Path) -> Self:

@@ -28,10 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from bascule.errors import TargetError
 from bascule.targets.kubernetes.resources import Resource
-from bascule.targets.ledgerfile import LedgerFile
-from bascule.targets.local.ledger import Owner
+from bascule.targets.ledgerfile import LedgerFile, parse_lines
+from bascule.targets.local.ledger import Owner, dump_owner, parse_owner
 
 __all__ = [
     "KUBE_LEDGER_FILE",
@@ -182,10 +181,6 @@ def _dump_change(change: Change) -> dict[str, Any]:
     return data
 
 
-def _owner(owner: Owner) -> dict[str, int]:
-    return {"pid": owner.pid, "start_time": owner.start_time}
-
-
 def dump_kube_record(record: KubeRecord) -> str:
     """One line of JSON, without the newline."""
     data: dict[str, Any]
@@ -193,7 +188,7 @@ def dump_kube_record(record: KubeRecord) -> str:
         case KubeRun():
             data = {
                 "type": "run",
-                "owner": _owner(record.owner),
+                "owner": dump_owner(record.owner),
                 "run_id": record.run_id,
                 "design": record.design,
                 "kubeconfig": record.kubeconfig,
@@ -208,14 +203,14 @@ def dump_kube_record(record: KubeRecord) -> str:
                 "phase": record.phase,
                 "cycle": record.cycle,
                 "changes": [_dump_change(c) for c in record.changes],
-                "by": _owner(record.by),
+                "by": dump_owner(record.by),
                 "at": record.at,
             }
         case KubeReverted():
             data = {
                 "type": "reverted",
                 "key": record.key,
-                "by": _owner(record.by),
+                "by": dump_owner(record.by),
                 "at": record.at,
                 "note": record.note,
             }
@@ -232,12 +227,6 @@ def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> An
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise ValueError(f"{key} has the wrong type: {value!r}")
     return value
-
-
-def _load_owner(data: Any) -> Owner:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"an owner is {{pid, start_time}}, got {data!r}")
-    return Owner(_get(data, "pid", int), _get(data, "start_time", int))
 
 
 def _load_resource(data: Any) -> Resource:
@@ -300,7 +289,7 @@ def parse_kube_record(line: str) -> KubeRecord:
         case "run":
             kubeconfig = data.get("kubeconfig")
             return KubeRun(
-                _load_owner(data.get("owner")),
+                parse_owner(data.get("owner")),
                 _get(data, "run_id", str),
                 _get(data, "design", str),
                 kubeconfig if isinstance(kubeconfig, str) else None,
@@ -314,12 +303,12 @@ def parse_kube_record(line: str) -> KubeRecord:
                 _opt_int(data, "phase"),
                 _opt_int(data, "cycle"),
                 tuple(_load_change(c) for c in _get(data, "changes", list)),
-                _load_owner(data.get("by")),
+                parse_owner(data.get("by")),
                 at,
             )
         case "reverted":
             return KubeReverted(
-                _get(data, "key", str), _load_owner(data.get("by")), at, str(data.get("note", ""))
+                _get(data, "key", str), parse_owner(data.get("by")), at, str(data.get("note", ""))
             )
         case "closed":
             return KubeClosed(at)
@@ -349,15 +338,8 @@ def parse_kube_ledger(text: str) -> KubeLedgerState:
     applied: list[KubeFault] = []
     active: dict[str, KubeFault] = {}
     closed = recovered = False
-    damaged = 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = parse_kube_record(line)
-        except (ValueError, KeyError, TypeError):
-            damaged += 1
-            continue
+    records, damaged = parse_lines(text, parse_kube_record, (ValueError, KeyError, TypeError))
+    for record in records:
         match record:
             case KubeRun():
                 run = record
@@ -377,11 +359,7 @@ def parse_kube_ledger(text: str) -> KubeLedgerState:
 
 
 def read_kube_ledger(path: Path) -> KubeLedgerState:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError as exc:
-        raise TargetError(f"no Kubernetes undo ledger at {path}") from exc
-    return parse_kube_ledger(text)
+    return parse_kube_ledger(KubeLedger.read_text(path))
 
 
 class KubeLedger(LedgerFile):

@@ -194,15 +194,22 @@ class FaultBoard:
                     raise
                 failures.append(f"{what}: {exc}")
 
+        def hold(
+            change: _Change, on: str, held: Callable[[str], None], off: str, free: Callable[[str], None]
+        ) -> None:
+            """A part a fault holds (a frozen region, a paused process): act only where that changed."""
+            if change.now_held != change.was_held:
+                name = change.part[1]
+                if change.now_held:
+                    attempt(f"{on} {name}", partial(held, name))
+                else:
+                    attempt(f"{off} {name}", partial(free, name))
+
         by_kind: dict[str, list[_Change]] = {}
         for change in changes:
             by_kind.setdefault(change.part[0], []).append(change)
         for change in by_kind.get("freeze", []):
-            region = change.part[1]
-            if change.now_held and not change.was_held:
-                attempt(f"freeze {region}", partial(self._supervisor.freeze, region))
-            elif change.was_held and not change.now_held:
-                attempt(f"thaw {region}", partial(self._supervisor.thaw, region))
+            hold(change, "freeze", self._supervisor.freeze, "thaw", self._supervisor.thaw)
         routes = {
             c.part[1]: _route_state(c.layers.top)
             for c in by_kind.get("route", [])
@@ -217,11 +224,7 @@ class FaultBoard:
             else:
                 attempt(f"dns {host}", partial(self._dns.clear_fault, host))
         for change in by_kind.get("pause", []):
-            name = change.part[1]
-            if change.now_held and not change.was_held:
-                attempt(f"pause {name}", partial(self._supervisor.pause, name))
-            elif change.was_held and not change.now_held:
-                attempt(f"resume {name}", partial(self._supervisor.resume, name))
+            hold(change, "pause", self._supervisor.pause, "resume", self._supervisor.resume)
         return failures
 
     def _act_once(self, effect: Effect) -> None:

@@ -47,7 +47,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from bascule.errors import FaultError, RevertError, TargetError
-from bascule.stack.supervisor import Supervisor
+from bascule.stack.supervisor import Replica, Supervisor
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.dns import DnsServer
 from bascule.targets.local.effects import Effect, dump_effect, parse_effect
@@ -68,11 +68,23 @@ from bascule.targets.local.proxy import (
     render_response,
 )
 
-__all__ = ["ControlClient", "ControlError", "ControlServer"]
+__all__ = ["ControlClient", "ControlError", "ControlServer", "describe_process"]
 
 _MAX_BODY: Final = 1 << 20
 _MAX_HEAD: Final = 64 * 1024
 _READ_TIMEOUT_S: Final = 30.0
+
+
+def describe_process(replica: Replica) -> dict[str, object]:
+    """A replica as the stack's state tells it: what runs, where, as which process, in which state."""
+    return {
+        "name": replica.spec.name,
+        "region": replica.spec.group,
+        "pid": replica.pid,
+        "start_time": replica.start_time,
+        "url": replica.url,
+        "state": replica.state.value,
+    }
 
 
 class ControlError(TargetError):
@@ -332,18 +344,7 @@ class ControlServer:
             }
         if self._supervisor is not None:
             replicas = self._supervisor.replicas()
-            state["processes"] = [
-                {
-                    "name": r.spec.name,
-                    "region": r.spec.group,
-                    "pid": r.pid,
-                    "start_time": r.start_time,
-                    "url": r.url,
-                    "state": r.state.value,
-                    "restarts": r.restarts,
-                }
-                for r in replicas
-            ]
+            state["processes"] = [{**describe_process(r), "restarts": r.restarts} for r in replicas]
             groups = sorted({r.spec.group for r in replicas})
             state["frozen"] = [g for g in groups if self._supervisor.is_frozen(g)]
         if self._board is not None:

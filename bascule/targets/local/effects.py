@@ -32,28 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from bascule import faults
 from bascule.errors import FaultError
-from bascule.faults import (
-    Blackhole,
-    ControlPlane,
-    Crash,
-    DataLoss,
-    Dns,
-    Fault,
-    Flap,
-    Hang,
-    HttpError,
-    Identity,
-    IdentityMode,
-    Latency,
-    OutageMode,
-    Partition,
-    ProviderOutage,
-    Refuse,
-    RegionOutage,
-    ReplicationPause,
-    Throttle,
-)
+from bascule.faults import Fault
 from bascule.model.topology import Link
 from bascule.plan.model import Touch
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout
@@ -266,25 +247,25 @@ class _Parts:
 
 
 def _hop_state(
-    fault: Blackhole | Refuse | Latency | HttpError | Throttle,
+    fault: faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle,
 ) -> ProxyFault:
     match fault:
-        case Blackhole():
+        case faults.Blackhole():
             return fs.Blackhole(new_connections_only=fault.new_connections_only)
-        case Refuse():
+        case faults.Refuse():
             return fs.Refuse(new_connections_only=fault.new_connections_only)
-        case Latency():
+        case faults.Latency():
             return fs.Latency(fixed=fault.fixed, jitter=fault.jitter, per=fs.LatencyPer(fault.per.value))
-        case HttpError():
+        case faults.HttpError():
             return fs.HttpError(statuses=fault.statuses, ratio=fault.ratio)
-        case Throttle():
+        case faults.Throttle():
             return fs.Throttle(retry_after=fault.retry_after, body=fault.body, ratio=fault.ratio)
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(fault, RegionOutage | ProviderOutage)
+    assert isinstance(fault, faults.RegionOutage | faults.ProviderOutage)
     regions = set(touch.regions)
-    state: ProxyFault = fs.Refuse() if fault.mode is OutageMode.REFUSE else fs.Blackhole()
+    state: ProxyFault = fs.Refuse() if fault.mode is faults.OutageMode.REFUSE else fs.Blackhole()
     routes = [
         r.name
         for r in parts.layout.routes
@@ -295,7 +276,7 @@ def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _crash(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(fault, Crash)
+    assert isinstance(fault, faults.Crash)
     return [Kill(name, fault.restart_after) for name in parts.replicas(touch, "crash")]
 
 
@@ -304,7 +285,9 @@ def _hang(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(fault, Blackhole | Refuse | Latency | HttpError | Throttle)
+    assert isinstance(
+        fault, faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle
+    )
     state = _hop_state(fault)
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
 
@@ -314,7 +297,7 @@ def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _dns(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(fault, Dns)
+    assert isinstance(fault, faults.Dns)
     own_hosts = {r.host: str(r.hop.target) for r in parts.layout.routes if r.hop.target.name in parts.own}
     own = sorted({own_hosts[h] for h in touch.hosts if h in own_hosts})
     if own:
@@ -358,14 +341,14 @@ def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(fault, Identity)
+    assert isinstance(fault, faults.Identity)
     state: ProxyFault
     match fault.mode:
-        case IdentityMode.ERROR:
+        case faults.IdentityMode.ERROR:
             state = fs.HttpError(statuses=fault.statuses)
-        case IdentityMode.SLOW:
+        case faults.IdentityMode.SLOW:
             state = fs.Latency(fixed=fault.latency)
-        case IdentityMode.TIMEOUT:
+        case faults.IdentityMode.TIMEOUT:
             state = fs.Blackhole()
     return [RouteFault(name, state) for name in parts.routes(touch.hops, "identity")]
 
@@ -373,21 +356,21 @@ def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 _Mapper = Callable[[Fault, Touch, _Parts], list[Effect]]
 
 _MAPPERS: dict[type[Fault], _Mapper] = {
-    RegionOutage: _outage,
-    ProviderOutage: _outage,
-    Crash: _crash,
-    Hang: _hang,
-    Blackhole: _on_hops,
-    Refuse: _on_hops,
-    Latency: _on_hops,
-    HttpError: _on_hops,
-    Throttle: _on_hops,
-    Dns: _dns,
-    Partition: _cut,
-    ReplicationPause: _cut,
-    ControlPlane: _control_plane,
-    DataLoss: _data_loss,
-    Identity: _identity,
+    faults.RegionOutage: _outage,
+    faults.ProviderOutage: _outage,
+    faults.Crash: _crash,
+    faults.Hang: _hang,
+    faults.Blackhole: _on_hops,
+    faults.Refuse: _on_hops,
+    faults.Latency: _on_hops,
+    faults.HttpError: _on_hops,
+    faults.Throttle: _on_hops,
+    faults.Dns: _dns,
+    faults.Partition: _cut,
+    faults.ReplicationPause: _cut,
+    faults.ControlPlane: _control_plane,
+    faults.DataLoss: _data_loss,
+    faults.Identity: _identity,
 }
 
 _ORDER: dict[type[object], int] = {
@@ -409,7 +392,7 @@ def compute_effects(fault: Fault, touch: Touch, layout: StackLayout) -> tuple[Ef
     Raises `FaultError` with the reason when the local stack cannot carry the fault out. A flap
     is not a fault of its own here: the planner expands it into its inner fault's cycles.
     """
-    if isinstance(fault, Flap):
+    if isinstance(fault, faults.Flap):
         raise FaultError("a flap is applied as its inner fault, one cycle at a time (see the plan's actions)")
     mapper = _MAPPERS.get(type(fault))
     if mapper is None:

@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from bascule.errors import TargetError
 from bascule.stack.supervisor import process_start_time
-from bascule.targets.ledgerfile import LedgerFile
+from bascule.targets.ledgerfile import LedgerFile, parse_lines
 from bascule.targets.local.effects import Effect, dump_effect, parse_effect
 from bascule.targets.local.procfs import process_alive
 
@@ -54,8 +54,10 @@ __all__ = [
     "RecoveredRecord",
     "RevertedRecord",
     "RunRecord",
+    "dump_owner",
     "dump_record",
     "parse_ledger",
+    "parse_owner",
     "parse_record",
     "read_ledger",
 ]
@@ -157,7 +159,7 @@ def dump_record(record: Record) -> str:
     data: dict[str, Any]
     match record:
         case RunRecord(owner, marker, design, at):
-            data = {"type": "run", "owner": _dump_owner(owner), "marker": marker, "design": design, "at": at}
+            data = {"type": "run", "owner": dump_owner(owner), "marker": marker, "design": design, "at": at}
         case ProcessRecord(name, pid, start_time, at):
             data = {"type": "process", "name": name, "pid": pid, "start_time": start_time, "at": at}
         case PortRecord(proto, port, what, at):
@@ -170,11 +172,11 @@ def dump_record(record: Record) -> str:
                 "phase": phase,
                 "cycle": cycle,
                 "effects": [dump_effect(e) for e in effects],
-                "by": _dump_owner(by),
+                "by": dump_owner(by),
                 "at": at,
             }
         case RevertedRecord(key, by, at, note):
-            data = {"type": "reverted", "key": key, "by": _dump_owner(by), "at": at, "note": note}
+            data = {"type": "reverted", "key": key, "by": dump_owner(by), "at": at, "note": note}
         case ClosedRecord(at):
             data = {"type": "closed", "at": at}
         case RecoveredRecord(at, summary):
@@ -182,11 +184,12 @@ def dump_record(record: Record) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _dump_owner(owner: Owner) -> dict[str, int]:
+def dump_owner(owner: Owner) -> dict[str, int]:
+    """An owner as every target's ledger writes it: ``{"pid": …, "start_time": …}``."""
     return {"pid": owner.pid, "start_time": owner.start_time}
 
 
-def _load_owner(data: Any) -> Owner:
+def parse_owner(data: Any) -> Owner:
     if not isinstance(data, Mapping):
         raise ValueError(f"an owner is {{pid, start_time}}, got {data!r}")
     return Owner(_int(data, "pid"), _int(data, "start_time"))
@@ -226,7 +229,7 @@ def parse_record(line: str) -> Record:
     at = _float(data, "at")
     match kind:
         case "run":
-            return RunRecord(_load_owner(data.get("owner")), _str(data, "marker"), _str(data, "design"), at)
+            return RunRecord(parse_owner(data.get("owner")), _str(data, "marker"), _str(data, "design"), at)
         case "process":
             return ProcessRecord(_str(data, "name"), _int(data, "pid"), _int(data, "start_time"), at)
         case "port":
@@ -241,12 +244,12 @@ def parse_record(line: str) -> Record:
                 phase=_opt_int(data, "phase"),
                 cycle=_opt_int(data, "cycle"),
                 effects=tuple(parse_effect(e) for e in effects),
-                by=_load_owner(data.get("by")),
+                by=parse_owner(data.get("by")),
                 at=at,
             )
         case "reverted":
             return RevertedRecord(
-                _str(data, "key"), _load_owner(data.get("by")), at, str(data.get("note", ""))
+                _str(data, "key"), parse_owner(data.get("by")), at, str(data.get("note", ""))
             )
         case "closed":
             return ClosedRecord(at)
@@ -288,15 +291,8 @@ def parse_ledger(text: str) -> LedgerState:
     applied: list[FaultRecord] = []
     active: dict[str, FaultRecord] = {}
     closed = recovered = False
-    damaged = 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = parse_record(line)
-        except (ValueError, KeyError):
-            damaged += 1
-            continue
+    records, damaged = parse_lines(text, parse_record)
+    for record in records:
         match record:
             case RunRecord():
                 run = record
@@ -329,11 +325,7 @@ def parse_ledger(text: str) -> LedgerState:
 
 
 def read_ledger(path: Path) -> LedgerState:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError as exc:
-        raise TargetError(f"no undo ledger at {path}") from exc
-    return parse_ledger(text)
+    return parse_ledger(Ledger.read_text(path))
 
 
 class Ledger(LedgerFile):

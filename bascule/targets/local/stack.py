@@ -38,7 +38,7 @@ from bascule.model.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, own_command, replica_argv
 from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
 from bascule.targets.local.board import FaultBoard
-from bascule.targets.local.control import ControlServer
+from bascule.targets.local.control import ControlServer, describe_process
 from bascule.targets.local.dns import DnsServer
 from bascule.targets.local.ledger import (
     LEDGER_FILE,
@@ -350,17 +350,7 @@ class LocalStack:
             "design_path": str(self.design_path),
             "entries": self.entries(),
             "dns": {"host": "127.0.0.1", "port": self.dns.port},
-            "processes": [
-                {
-                    "name": r.spec.name,
-                    "region": r.spec.group,
-                    "pid": r.pid,
-                    "start_time": r.start_time,
-                    "url": r.url,
-                    "state": r.state.value,
-                }
-                for r in self.supervisor.replicas()
-            ],
+            "processes": [describe_process(r) for r in self.supervisor.replicas()],
             "routes": {name: port for name, port in self.route_ports.items()},
             "ledger": str(self.ledger.path),
             "pid": os.getpid(),

@@ -5,25 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from bascule.faults import (
-    Blackhole,
-    ControlPlane,
-    Crash,
-    DataLoss,
-    Dns,
-    Fault,
-    Flap,
-    Hang,
-    HttpError,
-    Identity,
-    Latency,
-    Partition,
-    ProviderOutage,
-    Refuse,
-    RegionOutage,
-    ReplicationPause,
-    Throttle,
-)
+from bascule import faults
+from bascule.faults import Fault
 from bascule.plan.model import ActionOp, Plan, Touch
 from bascule.targets.kubernetes.calls import hops, policies, workloads
 from bascule.targets.kubernetes.calls.builder import Builder
@@ -37,21 +20,21 @@ __all__ = ["check_plan", "compute_calls", "render_plan_calls"]
 _Planner = Callable[[Builder, Fault, Touch], None]
 
 _PLANNERS: dict[type[Fault], _Planner] = {
-    RegionOutage: workloads.outage,
-    ProviderOutage: workloads.outage,
-    Crash: workloads.crash,
-    Hang: workloads.hang,
-    ControlPlane: workloads.control_plane,
-    Partition: policies.partition,
-    ReplicationPause: policies.replication,
-    Refuse: hops.refuse,
-    Latency: hops.latency,
-    Blackhole: hops.blackhole,
-    HttpError: hops.http_error,
-    Throttle: hops.throttle,
-    Identity: hops.identity,
-    Dns: dns,
-    DataLoss: workloads.data_loss,
+    faults.RegionOutage: workloads.outage,
+    faults.ProviderOutage: workloads.outage,
+    faults.Crash: workloads.crash,
+    faults.Hang: workloads.hang,
+    faults.ControlPlane: workloads.control_plane,
+    faults.Partition: policies.partition,
+    faults.ReplicationPause: policies.replication,
+    faults.Refuse: hops.refuse,
+    faults.Latency: hops.latency,
+    faults.Blackhole: hops.blackhole,
+    faults.HttpError: hops.http_error,
+    faults.Throttle: hops.throttle,
+    faults.Identity: hops.identity,
+    faults.Dns: dns,
+    faults.DataLoss: workloads.data_loss,
 }
 
 
@@ -69,7 +52,7 @@ def compute_calls(
     `facts` says what discovery found per context; a context missing from it counts as not
     checked (Chaos Mesh calls are then planned with a note). `run_id` and `key` name what is
     created. Pure: makes no request."""
-    inner = fault.fault if isinstance(fault, Flap) else fault
+    inner = fault.fault if isinstance(fault, faults.Flap) else fault
     builder = Builder(mapping, facts, run_id, key, inner.kind)
     if touch.empty:
         return CallPlan(inner.kind, notes=("touches nothing in this design",))
