@@ -281,22 +281,3 @@ def test_plan_time_description_comes_from_the_registry(tmp_path: Path) -> None:
     assert isinstance(described, PlanDescription)
     assert described.lines == tuple(f"fake: {a.op.value} {a.key}" for a in built.actions)
     assert describe_plan("local", built, read_design(tmp_path / "design.yaml")) == PlanDescription()
-
-
-def test_every_probe_sample_gets_the_hops_the_target_saw_for_its_trace(tmp_path: Path) -> None:
-    """Paths come from the target, tied to each request by its trace id; sovereignty is then judged
-    over those requests, and a target that sees no path would leave it unmeasured."""
-    starter = fake()
-    options = RunOptions(files(tmp_path, scenario(LATENCY)), starter, out=tmp_path / "run", quiet=True)
-    outcome = run_scored(options, console=Console(quiet=True), charts=False)
-    assert outcome.exit_code == ExitCode.OK, outcome.reason
-    samples = records(outcome, "sample")
-    assert samples and all(s["trace_id"] for s in samples)
-    for s in samples:
-        assert [(h["component"], h["region"], h["via"]) for h in s["hops"]] == [("notes", PAR, "fault-plane")]
-    (paths,) = records(outcome, "paths-report")
-    # Every hop is some request's: the continuous probes' and the steady-state checks' (judged apart).
-    assert paths["claimed"] == paths["hops"] > len(samples) and paths["unclaimed"] == {}
-    assert paths["incomplete_routes"] == []
-    (report,) = records(outcome, "sovereignty-report")
-    assert report["judged"] > 0 and report["unattributed"] == 0
