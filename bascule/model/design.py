@@ -9,6 +9,7 @@ that do not resolve, by path, so that the loader can place them at ``file:line:c
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -163,7 +164,9 @@ class CommandSpec(_Spec):
     it must listen on, chosen by bascule), ``{host}`` (127.0.0.1), ``{region}``, ``{replica}`` (its
     name), ``{python}`` (the interpreter running bascule), and for each component it ``calls``:
     ``{NAME.url}``, ``{NAME.host}``, ``{NAME.port}`` — the fault route in front of that component,
-    which is how faults reach the hop. ``{{`` and ``}}`` are literal braces."""
+    which is how faults reach the hop — and ``{NAME@REGION.url}`` (``.host``, ``.port``): the route
+    to its replicas in that region, so that one service can call the same component in two regions,
+    each through a route of its own. ``{{`` and ``}}`` are literal braces."""
 
     argv: Annotated[tuple[str, ...], Field(min_length=1)]
     cwd: str | None = None
@@ -172,6 +175,22 @@ class CommandSpec(_Spec):
     ready: Readiness = Readiness()
     restart_delay: Duration = 1.0
     """How long a crashed replica stays down before it is restarted (unless its region is frozen)."""
+
+    def regional_callees(self) -> set[tuple[str, str]]:
+        """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name (malformed
+        templates name none: validation reports them)."""
+        found: set[tuple[str, str]] = set()
+        for text in (*self.argv, *self.env.values()):
+            try:
+                fields = placeholders(text)
+            except ValueError:
+                continue
+            for field in fields:
+                head = field.split(".", 1)[0]
+                if "@" in head:
+                    name, region = head.split("@", 1)
+                    found.add((name, region))
+        return found
 
 
 class ComponentSpec(_Spec):
@@ -189,7 +208,8 @@ class ComponentSpec(_Spec):
     """Clients (load, probes) reach the service here, through the edge — instead of a gateway."""
     calls: tuple[str, ...] = ()
     """Other components this one calls (``command`` only): each in the caller's region when placed
-    there, else in the first region of the routing order where it is."""
+    there, else in the first region of the routing order where it is — and in every region a
+    ``{NAME@REGION.…}`` placeholder names."""
 
     @field_validator("replicas")
     @classmethod
@@ -504,7 +524,7 @@ class Design(_Spec):
                         (("components", name, "calls", i), _unknown("component", callee, self.components))
                     )
             if comp.command is not None:
-                problems += _placeholder_problems(name, comp.command, comp.calls)
+                problems += _placeholder_problems(name, comp.command, comp.calls, self.components)
             if comp.url is not None:
                 for rid in comp.replicas:
                     if rid not in comp.url:
@@ -574,7 +594,7 @@ def placeholders(text: str) -> list[str]:
 
 
 def _placeholder_problems(
-    name: str, command: CommandSpec, calls: tuple[str, ...]
+    name: str, command: CommandSpec, calls: tuple[str, ...], components: Mapping[str, ComponentSpec]
 ) -> list[tuple[tuple[PathElement, ...], str]]:
     allowed = [*OWN_PLACEHOLDERS, *(f"{c}.{f}" for c in calls for f in CALLEE_FIELDS)]
     problems: list[tuple[tuple[PathElement, ...], str]] = []
@@ -589,12 +609,35 @@ def _placeholder_problems(
             problems.append((where, f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"))
             continue
         for field in fields:
-            if field not in allowed:
-                problems.append(
-                    (
-                        where,
-                        f"unknown placeholder {{{field}}}; known here: "
-                        + ", ".join(f"{{{a}}}" for a in allowed),
-                    )
-                )
+            if field in allowed:
+                continue
+            regional = _regional_problem(field, calls, components)
+            if regional is None:
+                continue
+            problems.append((where, regional or _unknown_placeholder(field, allowed)))
     return problems
+
+
+def _unknown_placeholder(field: str, allowed: list[str]) -> str:
+    return f"unknown placeholder {{{field}}}; known here: " + ", ".join(f"{{{a}}}" for a in allowed)
+
+
+def _regional_problem(
+    field: str, calls: tuple[str, ...], components: Mapping[str, ComponentSpec]
+) -> str | None:
+    """What is wrong with a ``{NAME@REGION.FIELD}`` placeholder: None when it is right, "" when it
+    is not of that form at all (then it is simply unknown)."""
+    head, _, attribute = field.partition(".")
+    if "@" not in head:
+        return ""
+    callee, _, region = head.partition("@")
+    if attribute not in CALLEE_FIELDS:
+        return f"{{{field}}}: give .url, .host or .port after {head}"
+    if callee not in components:
+        return f"{{{field}}}: " + _unknown("component", callee, components)
+    if callee not in calls:
+        return f"{{{field}}}: {callee} is not in calls; add it there to call it"
+    placed = [r for r, p in components[callee].replicas.items() if p.ceiling > 0]
+    if region not in placed:
+        return f"{{{field}}}: {callee} is not placed in {region!r}; it runs in " + ", ".join(placed)
+    return None
