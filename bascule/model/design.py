@@ -175,6 +175,9 @@ class CommandSpec(_Spec):
     ready: Readiness = Readiness()
     restart_delay: Duration = 1.0
     """How long a crashed replica stays down before it is restarted (unless its region is frozen)."""
+    start_timeout: Timeout | None = None
+    """How long each replica may take to start and be ready, when longer than the stack's start
+    timeout (``bascule run --stack-timeout``, 60 s by default): a service that needs 90 s to start."""
 
     def regional_callees(self) -> set[tuple[str, str]]:
         """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name (malformed
