@@ -87,6 +87,7 @@ def test_a_wrong_regional_placeholder_is_reported_at_its_line(env: str, calls: s
 def test_a_service_reaches_each_region_of_one_component_through_its_placeholder(tmp_path: Path) -> None:
     import httpx
 
+    from bascule.targets.local.faultstate import Pass, Refuse
     from bascule.targets.local.stack import LocalStack
 
     for script in ("proxy.py", "upstream.py"):
@@ -99,5 +100,14 @@ def test_a_service_reaches_each_region_of_one_component_through_its_placeholder(
         entry = stack.entries()[PAR]
         assert httpx.get(entry + "/primary", timeout=5).json() == {"region": US}
         assert httpx.get(entry + "/fallback", timeout=5).json() == {"region": PAR}
+        # A fault on the route to llm in aws/us-east-1 reaches the primary alone.
+        (to_us,) = [
+            r for r in stack.layout.routes if r.hop.purpose is LinkPurpose.CALL and r.hop.target.region == US
+        ]
+        stack.plane.set_fault(to_us.name, Refuse())
+        assert httpx.get(entry + "/primary", timeout=5).status_code == 502
+        assert httpx.get(entry + "/fallback", timeout=5).json() == {"region": PAR}
+        stack.plane.set_fault(to_us.name, Pass())
+        assert httpx.get(entry + "/primary", timeout=5).json() == {"region": US}
     finally:
         stack.stop()
