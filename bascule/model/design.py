@@ -8,8 +8,6 @@ that do not resolve, by path, so that the loader can place them at ``file:line:c
 
 from __future__ import annotations
 
-import string
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -22,6 +20,7 @@ from bascule.errors import PathElement
 from bascule.model.catalog import CATALOG, Sovereignty
 from bascule.model.durations import Duration, Interval, Lifetime, Timeout
 from bascule.model.names import ZONE, host_name, region_slug
+from bascule.model.placeholders import placeholder_problems, regional_callees
 from bascule.model.selector import RegionId
 from bascule.model.source import SourceMap
 from bascule.model.suggest import unknown_name as _unknown
@@ -179,21 +178,15 @@ class CommandSpec(_Spec):
     """How long each replica may take to start and be ready, when longer than the stack's start
     timeout (``bascule run --stack-timeout``, 60 s by default): a service that needs 90 s to start."""
 
+    def templates(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        """Every string that may hold placeholders, by where it is under ``command``."""
+        return [(("argv", i), a) for i, a in enumerate(self.argv)] + [
+            (("env", k), v) for k, v in self.env.items()
+        ]
+
     def regional_callees(self) -> set[tuple[str, str]]:
-        """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name (malformed
-        templates name none: validation reports them)."""
-        found: set[tuple[str, str]] = set()
-        for text in (*self.argv, *self.env.values()):
-            try:
-                fields = placeholders(text)
-            except ValueError:
-                continue
-            for field in fields:
-                head = field.split(".", 1)[0]
-                if "@" in head:
-                    name, region = head.split("@", 1)
-                    found.add((name, region))
-        return found
+        """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name."""
+        return regional_callees(text for _, text in self.templates())
 
 
 class ComponentSpec(_Spec):
@@ -527,7 +520,13 @@ class Design(_Spec):
                         (("components", name, "calls", i), _unknown("component", callee, self.components))
                     )
             if comp.command is not None:
-                problems += _placeholder_problems(name, comp.command, comp.calls, self.components)
+                placed = {
+                    n: [r for r, p in c.replicas.items() if p.ceiling > 0] for n, c in self.components.items()
+                }
+                problems += [
+                    (("components", name, "command", *where), message)
+                    for where, message in placeholder_problems(comp.command.templates(), comp.calls, placed)
+                ]
             if comp.url is not None:
                 for rid in comp.replicas:
                     if rid not in comp.url:
@@ -584,63 +583,3 @@ class Design(_Spec):
     @property
     def source_map(self) -> SourceMap | None:
         return self._source
-
-
-OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python")
-CALLEE_FIELDS = ("url", "host", "port")
-
-
-def placeholders(text: str) -> list[str]:
-    """The ``{…}`` field names in `text` (``{{`` and ``}}`` are literal braces). Raises
-    ValueError on a malformed template."""
-    return [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
-
-
-def _placeholder_problems(
-    name: str, command: CommandSpec, calls: tuple[str, ...], components: Mapping[str, ComponentSpec]
-) -> list[tuple[tuple[PathElement, ...], str]]:
-    allowed = [*OWN_PLACEHOLDERS, *(f"{c}.{f}" for c in calls for f in CALLEE_FIELDS)]
-    problems: list[tuple[tuple[PathElement, ...], str]] = []
-    texts: list[tuple[tuple[PathElement, ...], str]] = [
-        (("components", name, "command", "argv", i), a) for i, a in enumerate(command.argv)
-    ]
-    texts += [(("components", name, "command", "env", k), v) for k, v in command.env.items()]
-    for where, text in texts:
-        try:
-            fields = placeholders(text)
-        except ValueError as exc:
-            problems.append((where, f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"))
-            continue
-        for field in fields:
-            if field in allowed:
-                continue
-            regional = _regional_problem(field, calls, components)
-            if regional is None:
-                continue
-            problems.append((where, regional or _unknown_placeholder(field, allowed)))
-    return problems
-
-
-def _unknown_placeholder(field: str, allowed: list[str]) -> str:
-    return f"unknown placeholder {{{field}}}; known here: " + ", ".join(f"{{{a}}}" for a in allowed)
-
-
-def _regional_problem(
-    field: str, calls: tuple[str, ...], components: Mapping[str, ComponentSpec]
-) -> str | None:
-    """What is wrong with a ``{NAME@REGION.FIELD}`` placeholder: None when it is right, "" when it
-    is not of that form at all (then it is simply unknown)."""
-    head, _, attribute = field.partition(".")
-    if "@" not in head:
-        return ""
-    callee, _, region = head.partition("@")
-    if attribute not in CALLEE_FIELDS:
-        return f"{{{field}}}: give .url, .host or .port after {head}"
-    if callee not in components:
-        return f"{{{field}}}: " + _unknown("component", callee, components)
-    if callee not in calls:
-        return f"{{{field}}}: {callee} is not in calls; add it there to call it"
-    placed = [r for r, p in components[callee].replicas.items() if p.ceiling > 0]
-    if region not in placed:
-        return f"{{{field}}}: {callee} is not placed in {region!r}; it runs in " + ", ".join(placed)
-    return None
