@@ -29,7 +29,10 @@ from bascule.targets.base import JsonFields, LedgerTarget, Refusal, StartRequest
 from bascule.targets.registry import Entry, OptionValue, PlanDescription, TargetOption
 from bascule.tracecontext import parse_traceparent
 
-__all__ = ["ENTRY", "PACKAGE", "FakeStarter", "FakeTarget"]
+__all__ = ["COLD_FOR", "ENTRY", "PACKAGE", "FakeStarter", "FakeTarget"]
+
+COLD_FOR = 1.5
+"""Seconds a ``cold`` fake service answers 503 after it started."""
 
 
 class _Service(ThreadingHTTPServer):
@@ -37,6 +40,8 @@ class _Service(ThreadingHTTPServer):
     request_queue_size = 128
     faulty: set[str]
     unhealthy: bool
+    warm_at: float
+    """``time.monotonic()`` from which a cold service answers 200."""
     component: str
     region: str
     hops: list[PathHop]
@@ -48,7 +53,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         started = time.monotonic()
-        status = 503 if self.server.faulty or self.server.unhealthy else 200
+        cold = started < self.server.warm_at
+        status = 503 if self.server.faulty or self.server.unhealthy or cold else 200
         service = self.server
         route = f"clients->{service.component}@{service.region}"
         trace_id = parse_traceparent(self.headers.get("traceparent"))
@@ -69,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeTarget(LedgerTarget[str]):
     """Faults held in memory: the ledger is `log`. `fail`: ``unhealthy`` (every entry answers 503),
+    ``cold`` (every entry answers 503 for its first `COLD_FOR` seconds),
     ``refuse`` (check refuses every phase), ``check`` (check raises), ``apply`` (applying a fault
     of any phase after the first raises), ``hurry`` (two SIGINTs to this process while applying),
     ``revert`` (reverting raises: the fault stays in force)."""
@@ -85,6 +92,7 @@ class FakeTarget(LedgerTarget[str]):
         self._service = _Service(("127.0.0.1", 0), _Handler)
         self._service.faulty = set()
         self._service.unhealthy = fail == "unhealthy"
+        self._service.warm_at = time.monotonic() + COLD_FOR if fail == "cold" else 0.0
         self._service.component = design.entry_component() or "gateway"
         self._service.region = design.regions[0].id
         self._service.hops = []

@@ -162,13 +162,14 @@ def run(
     target: str = "local",
     min_score: float | None = None,
     console: Console | None = None,
+    stack_timeout: float | None = None,
 ) -> RunResult:
     """Run one scenario (quietly) and return its result. Raises `ScenarioError` for invalid input;
     anything that happens during the run is in the result's exit code and reason."""
     outcome = run_scored(
         RunOptions(
             scenario=Path(scenario),
-            target=choose(target),
+            target=choose(target, {"stack_timeout": stack_timeout}),
             design=None if design is None else Path(design),
             out=None if out is None else Path(out),
             quiet=True,

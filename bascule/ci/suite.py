@@ -156,6 +156,7 @@ def run_suite(
     out_dir: Path,
     *,
     min_score: float | None = None,
+    stack_timeout: float | None = None,
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_done: Callable[[int, SuiteCase, RunResult], None] | None = None,
 ) -> SuiteOutcome:
@@ -166,7 +167,13 @@ def run_suite(
     for index, case in enumerate(cases):
         if on_start is not None:
             on_start(index, case)
-        result = run(case.scenario, design=case.design, out=out_dir / case.slug, min_score=min_score)
+        result = run(
+            case.scenario,
+            design=case.design,
+            out=out_dir / case.slug,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+        )
         done.append((case, result))
         if on_done is not None:
             on_done(index, case, result)

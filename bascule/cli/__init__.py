@@ -130,6 +130,8 @@ def _annotation(option: TargetOption) -> tuple[object, object]:
     flag = typer.Option(option.flag, help=option.help)
     if option.kind == "flag":
         return Annotated[bool, flag], False
+    if option.kind == "seconds":
+        return Annotated[float, typer.Option(option.flag, help=option.help, min=1.0)], option.default
     if option.multiple:
         return Annotated[list[str] | None, flag], None
     if option.kind == "path":

@@ -104,6 +104,12 @@ def compare_command(
             "(docs/results.md).",
         ),
     ] = None,
+    stack_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stack-timeout", min=1.0, help="Seconds every process has to start and be ready (local target)."
+        ),
+    ] = 60.0,
 ) -> None:
     """Compare designs over the same scenarios: run every scenario against every design (one at a
     time), or take existing run directories, and write compare.md and compare.html — the scores
@@ -155,7 +161,13 @@ def compare_command(
                 out.print(f"[{done}/{total}] {scenario.stem} on {design.stem} → {run_dir}", highlight=False)
                 try:
                     outcome = run_scored(
-                        RunOptions(scenario, choose("local"), design=design, out=run_dir, quiet=True),
+                        RunOptions(
+                            scenario,
+                            choose("local", {"stack_timeout": stack_timeout}),
+                            design=design,
+                            out=run_dir,
+                            quiet=True,
+                        ),
                         console=Console(quiet=True),
                     )
                 except ScenarioError as exc:

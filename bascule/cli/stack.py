@@ -40,7 +40,12 @@ def up(
     run_dir: Annotated[
         Path, typer.Option("--run-dir", help="Where logs and the stack's state go.")
     ] = DEFAULT_RUN_DIR,
-    timeout: Annotated[float, typer.Option(help="Seconds allowed for every process to be ready.")] = 60.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", "--stack-timeout", help="Seconds allowed for every process to start and be ready."
+        ),
+    ] = 60.0,
     for_seconds: Annotated[
         float | None,
         typer.Option("--for", help="Stop by itself after this many seconds (default: until Ctrl-C)."),

@@ -34,6 +34,12 @@ def suite_command(
         float | None,
         typer.Option("--min-score", min=0, max=100, help="A run scoring below this fails (exit 1)."),
     ] = None,
+    stack_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stack-timeout", min=1.0, help="Seconds every process has to start and be ready (local target)."
+        ),
+    ] = 60.0,
 ) -> None:
     """Run a resilience suite: every scenario against every design, one at a time, then write
     suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
@@ -64,7 +70,9 @@ def suite_command(
         line = f"    [{style}]exit {result.exit_code}[/{style}] score {overall} ({grade}): {result.reason}"
         out.print(line, highlight=False)
 
-    outcome = run_suite(cases, target, min_score=min_score, on_start=started, on_done=finished)
+    outcome = run_suite(
+        cases, target, min_score=min_score, stack_timeout=stack_timeout, on_start=started, on_done=finished
+    )
     passed = sum(1 for _, r in outcome.results if r.passed)
     style = "green" if outcome.exit_code == 0 else "red"
     out.print(f"[{style}]{passed}/{total} passed[/{style}] (exit {outcome.exit_code})", highlight=False)

@@ -8,7 +8,6 @@ that do not resolve, by path, so that the loader can place them at ``file:line:c
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -21,6 +20,7 @@ from bascule.errors import PathElement
 from bascule.model.catalog import CATALOG, Sovereignty
 from bascule.model.durations import Duration, Interval, Lifetime, Timeout
 from bascule.model.names import ZONE, host_name, region_slug
+from bascule.model.placeholders import placeholder_problems, regional_callees
 from bascule.model.selector import RegionId
 from bascule.model.source import SourceMap
 from bascule.model.suggest import unknown_name as _unknown
@@ -163,7 +163,9 @@ class CommandSpec(_Spec):
     it must listen on, chosen by bascule), ``{host}`` (127.0.0.1), ``{region}``, ``{replica}`` (its
     name), ``{python}`` (the interpreter running bascule), and for each component it ``calls``:
     ``{NAME.url}``, ``{NAME.host}``, ``{NAME.port}`` — the fault route in front of that component,
-    which is how faults reach the hop. ``{{`` and ``}}`` are literal braces."""
+    which is how faults reach the hop — and ``{NAME@REGION.url}`` (``.host``, ``.port``): the route
+    to its replicas in that region, so that one service can call the same component in two regions,
+    each through a route of its own. ``{{`` and ``}}`` are literal braces."""
 
     argv: Annotated[tuple[str, ...], Field(min_length=1)]
     cwd: str | None = None
@@ -172,6 +174,19 @@ class CommandSpec(_Spec):
     ready: Readiness = Readiness()
     restart_delay: Duration = 1.0
     """How long a crashed replica stays down before it is restarted (unless its region is frozen)."""
+    start_timeout: Timeout | None = None
+    """How long each replica may take to start and be ready, when longer than the stack's start
+    timeout (``bascule run --stack-timeout``, 60 s by default): a service that needs 90 s to start."""
+
+    def templates(self) -> list[tuple[tuple[PathElement, ...], str]]:
+        """Every string that may hold placeholders, by where it is under ``command``."""
+        return [(("argv", i), a) for i, a in enumerate(self.argv)] + [
+            (("env", k), v) for k, v in self.env.items()
+        ]
+
+    def regional_callees(self) -> set[tuple[str, str]]:
+        """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name."""
+        return regional_callees(text for _, text in self.templates())
 
 
 class ComponentSpec(_Spec):
@@ -189,7 +204,8 @@ class ComponentSpec(_Spec):
     """Clients (load, probes) reach the service here, through the edge — instead of a gateway."""
     calls: tuple[str, ...] = ()
     """Other components this one calls (``command`` only): each in the caller's region when placed
-    there, else in the first region of the routing order where it is."""
+    there, else in the first region of the routing order where it is — and in every region a
+    ``{NAME@REGION.…}`` placeholder names."""
 
     @field_validator("replicas")
     @classmethod
@@ -504,7 +520,13 @@ class Design(_Spec):
                         (("components", name, "calls", i), _unknown("component", callee, self.components))
                     )
             if comp.command is not None:
-                problems += _placeholder_problems(name, comp.command, comp.calls)
+                placed = {
+                    n: [r for r, p in c.replicas.items() if p.ceiling > 0] for n, c in self.components.items()
+                }
+                problems += [
+                    (("components", name, "command", *where), message)
+                    for where, message in placeholder_problems(comp.command.templates(), comp.calls, placed)
+                ]
             if comp.url is not None:
                 for rid in comp.replicas:
                     if rid not in comp.url:
@@ -561,40 +583,3 @@ class Design(_Spec):
     @property
     def source_map(self) -> SourceMap | None:
         return self._source
-
-
-OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python")
-CALLEE_FIELDS = ("url", "host", "port")
-
-
-def placeholders(text: str) -> list[str]:
-    """The ``{…}`` field names in `text` (``{{`` and ``}}`` are literal braces). Raises
-    ValueError on a malformed template."""
-    return [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
-
-
-def _placeholder_problems(
-    name: str, command: CommandSpec, calls: tuple[str, ...]
-) -> list[tuple[tuple[PathElement, ...], str]]:
-    allowed = [*OWN_PLACEHOLDERS, *(f"{c}.{f}" for c in calls for f in CALLEE_FIELDS)]
-    problems: list[tuple[tuple[PathElement, ...], str]] = []
-    texts: list[tuple[tuple[PathElement, ...], str]] = [
-        (("components", name, "command", "argv", i), a) for i, a in enumerate(command.argv)
-    ]
-    texts += [(("components", name, "command", "env", k), v) for k, v in command.env.items()]
-    for where, text in texts:
-        try:
-            fields = placeholders(text)
-        except ValueError as exc:
-            problems.append((where, f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"))
-            continue
-        for field in fields:
-            if field not in allowed:
-                problems.append(
-                    (
-                        where,
-                        f"unknown placeholder {{{field}}}; known here: "
-                        + ", ".join(f"{{{a}}}" for a in allowed),
-                    )
-                )
-    return problems

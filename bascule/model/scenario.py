@@ -258,6 +258,10 @@ class SteadyState(_Spec):
     probes: tuple[AnyProbe, ...] = Field(min_length=1)
     success_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
     over: Interval = 3.0
+    wait_for: Duration = 0.0
+    """Before any fault, first wait up to this long until every probe has succeeded once (a service
+    still warming up), then judge over ``over``; if it runs out, the hypothesis does not hold.
+    0: judge at once."""
 
 
 class Scenario(_Spec):

@@ -5,7 +5,8 @@ llm of every region it may route to (and → stores, for writes), retriever → 
 store → peer stores (replication), and every component of a region → the shared dependencies
 that region relies on. A design of the user's own services has instead: clients → its entry
 service, and each service → every component it ``calls`` (in its own region when placed there,
-else in the first region of the routing order where it is).
+else in the first region of the routing order where it is, and in every region its
+``{NAME@REGION.…}`` placeholders name).
 """
 
 from __future__ import annotations
@@ -100,13 +101,18 @@ def _own_hops(design: Design) -> list[Link]:
             if placement.ceiling > 0
         ]
     for name, spec in design.components.items():
+        pinned = spec.command.regional_callees() if spec.command is not None else set()
         for region, placement in spec.replicas.items():
             if placement.ceiling == 0:
                 continue
             for callee in spec.calls:
                 where = callee_region(design, callee, region)
-                if where is not None:
-                    out.append(Link(Endpoint(name, region), Endpoint(callee, where), LinkPurpose.CALL))
+                wheres = {where} if where is not None else set()
+                wheres |= {r for c, r in pinned if c == callee}
+                out += [
+                    Link(Endpoint(name, region), Endpoint(callee, w), LinkPurpose.CALL)
+                    for w in sorted(wheres)
+                ]
     return out
 
 

@@ -12,7 +12,8 @@ the missed ticks (counted as late) rather than bursting. Each sample's ``started
 `ProbeRunner` runs its loop in a background thread and hands every sample to ``on_sample`` from that
 thread. The hypothesis is judged purely by `judge_hypothesis`: every probe must pass at
 ``success_ratio`` or better (a sample passes when its request succeeded and, if graded, its answer
-was correct).
+was correct) — after, when asked, waiting a bounded time until each has passed once
+(`wait_until_answered`), so that a service still warming up is not judged cold.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "finish_probes",
     "judge_hypothesis",
     "max_in_flight",
+    "wait_until_answered",
 ]
 
 _log = logging.getLogger(__name__)
@@ -295,11 +297,23 @@ class HypothesisResult:
     failures: tuple[Failure, ...]
     """Each failing sample's error (or a probe that made no sample), in time order."""
     samples: tuple[RequestSample, ...]
+    wait_for: float = 0.0
+    """How long the check could wait for every probe to succeed once before judging (0: none)."""
+    waited: float = 0.0
+    """How long it waited."""
+    unanswered: tuple[str, ...] = ()
+    """The probes that never succeeded within ``wait_for``: then nothing was judged."""
 
     def summary(self) -> str:
+        if self.unanswered:
+            return (
+                f"hypothesis does not hold: the service never answered within wait_for "
+                f"({self.wait_for:g} s): no success from {', '.join(self.unanswered)}"
+            )
         parts = [f"{v.name}: {v.passed}/{v.samples}" for v in self.verdicts]
         verdict = "holds" if self.ok else "does not hold"
-        return f"hypothesis {verdict} (≥ {self.success_ratio:.0%} each): " + ", ".join(parts)
+        waited = f" after {self.waited:.1f} s waiting for every probe to answer" if self.wait_for else ""
+        return f"hypothesis {verdict} (≥ {self.success_ratio:.0%} each){waited}: " + ", ".join(parts)
 
 
 def _why(sample: RequestSample) -> str:
@@ -346,11 +360,49 @@ def check_hypothesis(
     success_ratio: float,
     *,
     on_sample: Emit | None = None,
+    wait_for: float = 0.0,
 ) -> HypothesisResult:
     """Run ``probes`` at their rates for ``over`` seconds and judge them; blocks the calling thread
-    (which must not be running an event loop) for about ``over`` seconds plus the slowest sample."""
+    (which must not be running an event loop) for about ``over`` seconds plus the slowest sample.
+    With `wait_for`, first wait up to that long until every probe has succeeded once (its samples
+    go to `on_sample` too, and are not judged); if one never does, the hypothesis does not hold."""
+    names = [p.name for p in probes]
+    began = time.monotonic()
+    unanswered = asyncio.run(wait_until_answered(probes, context, wait_for, on_sample)) if wait_for else []
+    waited = time.monotonic() - began
+    if unanswered:
+        failures = tuple(
+            Failure(n, began, f"no success within wait_for ({wait_for:g} s)") for n in unanswered
+        )
+        return HypothesisResult(False, success_ratio, (), failures, (), wait_for, waited, tuple(unanswered))
     samples = asyncio.run(collect_samples(probes, context, over, on_sample))
-    return judge_hypothesis(samples, [p.name for p in probes], success_ratio)
+    return replace(judge_hypothesis(samples, names, success_ratio), wait_for=wait_for, waited=waited)
+
+
+async def wait_until_answered(
+    probes: Sequence[Probe[Any]],
+    context: ProbeContext,
+    wait_for: float,
+    on_sample: Emit | None = None,
+) -> list[str]:
+    """Run ``probes`` at their rates until each has passed once, for at most ``wait_for`` seconds
+    (plus the in-flight samples' end); the names of those that never passed."""
+    _check_names(probes)
+    answered: set[str] = set()
+    stop = asyncio.Event()
+
+    def emit(sample: RequestSample) -> None:
+        if passed(sample):
+            answered.add(sample.source)
+            if len(answered) == len(probes):
+                stop.set()
+        if on_sample is not None:
+            on_sample(sample)
+
+    counters = _Counters(p.name for p in probes)
+    until = time.monotonic() + wait_for
+    await _drive(probes, context, emit, stop=stop, until=until, counters=counters)
+    return [p.name for p in probes if p.name not in answered]
 
 
 def finish_probes(

@@ -1,5 +1,6 @@
 """The steady-state hypothesis, checked before any fault and after rollback: its probes run in a
-thread of their own while the run's traffic keeps being pumped, and an abort stops waiting."""
+thread of their own while the run's traffic keeps being pumped, and an abort stops waiting. Before
+any fault, ``steady_state.wait_for`` lets a service still warming up answer first."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ def check_steady_state(
     worker = threading.Thread(
         target=lambda: box.update(
             result=check_hypothesis(
-                probes, probes[0].context, steady.over, steady.success_ratio, on_sample=traffic.checks.put
+                probes,
+                probes[0].context,
+                steady.over,
+                steady.success_ratio,
+                on_sample=traffic.checks.put,
+                wait_for=steady.wait_for if when == "before" else 0.0,
             )
         ),
         name="bascule-hypothesis",

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import ComponentKind, DependencyKind, Design, host_name, region_slug
-from bascule.model.topology import Endpoint, Link, LinkPurpose, links
+from bascule.model.topology import Endpoint, Link, LinkPurpose, callee_region, links
 
 __all__ = [
     "OwnCommand",
@@ -275,7 +275,9 @@ def own_command(
     base_dir: str,
 ) -> OwnCommand:
     """The command of one replica of an own service (``command:``), placeholders filled: the
-    callees it names are reached through their fault routes on 127.0.0.1, never by DNS."""
+    callees it names are reached through their fault routes on 127.0.0.1, never by DNS —
+    ``{NAME.url}`` the route to the callee's default region, ``{NAME@REGION.url}`` the one to it in
+    REGION."""
     command = design.components[replica.component].command
     if command is None:
         raise ValueError(f"{replica.component} has no command")
@@ -288,7 +290,11 @@ def own_command(
     }
     for route in stack.routes_from(replica.endpoint, LinkPurpose.CALL):
         callee_port = route_ports[route.name]
-        values[route.hop.target.name] = _Callee(f"http://127.0.0.1:{callee_port}", "127.0.0.1", callee_port)
+        target = route.hop.target
+        callee = _Callee(f"http://127.0.0.1:{callee_port}", "127.0.0.1", callee_port)
+        values[f"{target.name}@{target.region}"] = callee
+        if target.region == callee_region(design, target.name, replica.region):
+            values[target.name] = callee
     argv = tuple(a.format_map(values) for a in command.argv)
     env = {k: v.format_map(values) for k, v in command.env.items()}
     cwd = os.path.normpath(os.path.join(base_dir, command.cwd or "."))

@@ -78,6 +78,19 @@ class ProcessSpec:
     port: int | None = None
     """A process that does not announce itself (an own service) listens here: it counts as started
     once a TCP connection to 127.0.0.1 on this port succeeds."""
+    start_timeout: float | None = None
+    """Seconds this process may take to start and be ready, when longer than the timeout the whole
+    stack is given (a slow starter of the user's own)."""
+    slow_start_hint: str = ""
+    """Where to raise that limit, said when it runs out."""
+
+    def start_limit(self, timeout: float) -> float:
+        """Seconds this process has to start and be ready, given the stack's `timeout`."""
+        return max(timeout, self.start_timeout or 0.0)
+
+    def timed_out(self, what: str, timeout: float) -> str:
+        hint = f" ({self.slow_start_hint})" if self.slow_start_hint else ""
+        return f"{self.name} {what} within {self.start_limit(timeout):g} s{hint}"
 
 
 class ProcessState(StrEnum):
@@ -152,7 +165,8 @@ class Supervisor:
     # -- starting ------------------------------------------------------------------------------
 
     def start(self, specs: Sequence[ProcessSpec], *, timeout: float = 30.0) -> list[Replica]:
-        """Start every process at once and wait until each has announced its address."""
+        """Start every process at once and wait until each has announced its address: within
+        `timeout` seconds, or its own ``start_timeout`` when longer."""
         with self._lock:
             for spec in specs:
                 if spec.name in self._replicas:
@@ -160,12 +174,13 @@ class Supervisor:
                 replica = Replica(spec)
                 self._replicas[spec.name] = replica
                 self._spawn(replica)
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
         replicas = [self._replicas[s.name] for s in specs]
         for replica in replicas:
+            deadline = began + replica.spec.start_limit(timeout)
             if not replica.announced.wait(max(0.0, deadline - time.monotonic())):
                 raise TargetError(
-                    f"{replica.spec.name} did not start within {timeout:g} s; its log: "
+                    f"{replica.spec.timed_out('did not start', timeout)}; its log: "
                     f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
                 )
             if replica.url is None:
@@ -196,10 +211,15 @@ class Supervisor:
                     moved.append(name)
         return moved
 
-    def wait_ready(self, names: Sequence[str] | None = None, *, timeout: float = 30.0) -> None:
-        """Poll each replica's readiness path until it answers 200."""
-        deadline = time.monotonic() + timeout
+    def wait_ready(
+        self, names: Sequence[str] | None = None, *, timeout: float = 30.0, spent: float = 0.0
+    ) -> None:
+        """Poll each replica's readiness path until it answers 2xx: within `timeout` seconds (or its
+        own ``start_timeout`` when longer), of which `spent` went into starting it (at least 1 s
+        is left for readiness)."""
+        now = time.monotonic()
         pending = [r for r in self._select(names) if r.spec.ready_path and r.url]
+        deadlines = {r.spec.name: now + max(1.0, r.spec.start_limit(timeout) - spent) for r in pending}
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             while pending:
                 still: list[Replica] = []
@@ -213,9 +233,9 @@ class Supervisor:
                     if not ok:
                         still.append(replica)
                 pending = still
-                if pending and time.monotonic() > deadline:
-                    names_left = ", ".join(r.spec.name for r in pending)
-                    raise TargetError(f"not ready after {timeout:g} s: {names_left}")
+                late = [r for r in pending if time.monotonic() > deadlines[r.spec.name]]
+                if late:
+                    raise TargetError("; ".join(r.spec.timed_out("was not ready", timeout) for r in late))
                 if pending:
                     time.sleep(0.05)
 

@@ -40,7 +40,7 @@ __all__ = [
     "unfinished_runs",
 ]
 
-OptionValue = Path | str | bool | tuple[str, ...] | None
+OptionValue = Path | str | bool | float | tuple[str, ...] | None
 Verb = Literal["plan", "run"]
 
 
@@ -50,11 +50,13 @@ class TargetOption:
 
     name: str
     """The parameter's name, e.g. ``target_file`` (``--target-file``)."""
-    kind: Literal["path", "text", "flag"]
+    kind: Literal["path", "text", "flag", "seconds"]
     help: str
     verbs: tuple[Verb, ...] = ("plan", "run")
     multiple: bool = False
     """Repeatable (``--confirm a --confirm b``): its value is a tuple of texts."""
+    default: float | None = None
+    """A ``seconds`` option's default, shown in ``--help``."""
 
     @property
     def flag(self) -> str:
@@ -118,7 +120,22 @@ def register(entry: Entry) -> None:
     TARGETS[entry.name] = entry
 
 
-register(Entry("local", "bascule.targets.local.package"))
+register(
+    Entry(
+        "local",
+        "bascule.targets.local.package",
+        (
+            TargetOption(
+                "stack_timeout",
+                "seconds",
+                "Local: seconds every process has to start and be ready (a component's "
+                "command: start_timeout: gives it longer).",
+                verbs=("run",),
+                default=60.0,
+            ),
+        ),
+    )
+)
 register(
     Entry(
         "kubernetes",

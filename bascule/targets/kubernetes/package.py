@@ -33,7 +33,7 @@ class KubeOptions:
     def parse(cls, values: Mapping[str, OptionValue]) -> KubeOptions:
         def path(name: str) -> Path | None:
             value = values.get(name)
-            return None if value is None or isinstance(value, bool | tuple) else Path(value)
+            return Path(value) if isinstance(value, str | Path) else None
 
         confirm = values.get("confirm") or ()
         return cls(

@@ -22,7 +22,8 @@ __all__ = ["PACKAGE", "LocalOptions", "LocalPackage", "LocalStarter"]
 @dataclass(frozen=True)
 class LocalOptions:
     stack_timeout: float = 60.0
-    """Seconds the stack has to become ready."""
+    """Seconds every process has to start and be ready (``--stack-timeout``); an own service's
+    ``start_timeout`` gives it longer."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class LocalStarter:
 
 class LocalPackage:
     def choose(self, values: Mapping[str, OptionValue]) -> LocalStarter:
+        timeout = values.get("stack_timeout")
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+            return LocalStarter(LocalOptions(stack_timeout=float(timeout)))
         return LocalStarter(LocalOptions())
 
     def describe_plan(

@@ -105,7 +105,8 @@ class LocalStack:
         """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token).
 
         Raises `TargetError` when `run_dir` holds the ledger of a run that is alive or was not
-        recovered, or when a process does not start or become ready within `timeout`.
+        recovered, or when a process does not start and become ready within `timeout` (or, for an
+        own service, its ``start_timeout`` when longer).
         """
         say = progress or (lambda _: None)
         began = time.monotonic()
@@ -163,7 +164,7 @@ class LocalStack:
             supervisor.start(initial, timeout=timeout)
             timings.announced = time.monotonic() - began
             say("waiting for readiness")
-            supervisor.wait_ready([s.name for s in initial], timeout=max(1.0, timeout - timings.announced))
+            supervisor.wait_ready([s.name for s in initial], timeout=timeout, spent=timings.announced)
             timings.ready = time.monotonic() - began
             stack.scaler = stack._autoscaler()
             stack.scaler.start()
@@ -229,7 +230,15 @@ class LocalStack:
             secret = self._secret_for(replica, identity_secrets)
             if secret is not None:
                 env["BASCULE_TOKEN_SECRET"] = secret
-            specs.append(ProcessSpec(replica.name, tuple(argv), group=replica.region, env=env))
+            specs.append(
+                ProcessSpec(
+                    replica.name,
+                    tuple(argv),
+                    group=replica.region,
+                    env=env,
+                    slow_start_hint=f"component {replica.component}: raise --stack-timeout SECONDS",
+                )
+            )
         return specs
 
     def _own_spec(self, replica: ReplicaSpec) -> ProcessSpec:
@@ -252,6 +261,9 @@ class LocalStack:
             ready_path=command.ready_path,
             cwd=command.cwd,
             port=command.port,
+            start_timeout=spec.start_timeout,
+            slow_start_hint=f"component {replica.component}: raise start_timeout: under its command: in "
+            f"the design, or --stack-timeout SECONDS for the whole stack",
         )
 
     def _front_running_services(self) -> None:
