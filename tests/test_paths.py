@@ -91,3 +91,20 @@ def test_untraced_and_unclaimed_hops_between_components_make_paths_incomplete() 
     assert report.untraced == {"gateway->llm@aws/us-east-1": 1, "clients->gateway@scaleway/fr-par": 1}
     assert report.unclaimed == {"gateway->llm@scaleway/fr-par": 2}  # expired, and still pending
     assert report.incomplete_routes == ["gateway->llm@aws/us-east-1", "gateway->llm@scaleway/fr-par"]
+
+
+def test_bascules_own_requests_claim_their_hops_before_or_after_they_come() -> None:
+    paths = PathJoiner(DESIGN)
+    paths.observe([hop("early", 1.0, "store", PAR)])
+    paths.bookkeeping("early")
+    paths.bookkeeping("late")
+    paths.observe([hop("late", 2.0, "store", PAR), hop("late", 2.1, "gateway", PAR, caller=None)])
+    report = paths.report()
+    assert (report.hops, report.claimed, report.unclaimed, report.unanswered) == (3, 3, {}, 0)
+
+
+def test_hops_before_the_first_request_are_the_stack_starting_not_lost_paths() -> None:
+    paths = PathJoiner(DESIGN, since=10.0)
+    paths.observe([hop(None, 9.0, "llm", US), hop(None, 11.0, "llm", US)])
+    report = paths.report()
+    assert report.hops == 1 and report.untraced == {"gateway->llm@aws/us-east-1": 1}

@@ -97,6 +97,9 @@ class ProbeContext:
     store_urls: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Region → base URLs of its store replicas."""
     client_factory: Callable[[], httpx.AsyncClient] = default_client
+    bookkeeping: Callable[[str], None] = field(default=lambda trace_id: None)
+    """Told the trace id of each request a probe makes that is no sample (a canary read-back), so
+    that the hops it causes are known to be bascule's own, not a request whose path was lost."""
 
 
 S = TypeVar("S", bound=ProbeSpec)

@@ -31,6 +31,7 @@ from enum import StrEnum
 
 import httpx
 
+from bascule.edge import request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
@@ -175,13 +176,17 @@ async def _presence(
     doc_id: str,
     timeout: float,
     headers: Mapping[str, str],
+    bookkeeping: Callable[[str], None],
 ) -> Presence:
     # A region holds a document when any of its replicas does; it is missing only when every
     # replica that answered said so.
     answered = False
     for template in templates:
         try:
-            response = await client.get(template.replace("{id}", doc_id), headers=headers, timeout=timeout)
+            trace_id = new_trace_id()
+            bookkeeping(trace_id)
+            sent = request_headers(headers, trace_id)
+            response = await client.get(template.replace("{id}", doc_id), headers=sent, timeout=timeout)
         except httpx.HTTPError:
             continue
         if response.status_code == 200:
@@ -197,13 +202,15 @@ async def read_back(
     urls: Mapping[str, Sequence[str]],
     timeout: float,
     headers: Mapping[str, str] | None = None,
+    bookkeeping: Callable[[str], None] = lambda trace_id: None,
 ) -> dict[str, dict[str, Presence]]:
     """Ask every region about every id, a bounded number of requests at a time (with `headers`)."""
     limit = asyncio.Semaphore(_READ_CONCURRENCY)
 
     async def one(region: str, doc_id: str) -> tuple[str, str, Presence]:
         async with limit:
-            return region, doc_id, await _presence(client, urls[region], doc_id, timeout, headers or {})
+            presence = await _presence(client, urls[region], doc_id, timeout, headers or {}, bookkeeping)
+            return region, doc_id, presence
 
     found = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
     readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
@@ -276,7 +283,9 @@ class DataProbe(Probe[specs.DataProbe]):
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
         acked = self.acknowledged()
         urls = read_back_urls(self.spec, context)
-        readings = await read_back(client, [c.id for c in acked], urls, self.spec.timeout, self.headers)
+        readings = await read_back(
+            client, [c.id for c in acked], urls, self.spec.timeout, self.headers, context.bookkeeping
+        )
         design = context.design
         return account_losses(
             acked, readings, lambda region, data_class: may_hold(design, region, data_class)

@@ -76,21 +76,36 @@ def hop_of(path: PathHop, design: Design) -> Hop:
 class PathJoiner:
     """Hops by trace id until their sample claims them (or `keep` seconds pass)."""
 
-    def __init__(self, design: Design, *, keep: float = 120.0) -> None:
+    def __init__(self, design: Design, *, keep: float = 120.0, since: float = float("-inf")) -> None:
         self.design = design
         self.keep = keep
+        self.since = since
+        """Hops that started before this instant (the stack starting up, before any request of
+        bascule's) belong to no request and are not counted against the paths."""
         self._pending: dict[str, list[PathHop]] = {}
         self._hops = 0
         self._claimed = 0
         self._untraced: Counter[str] = Counter()
         self._unclaimed: Counter[str] = Counter()
         self._unanswered = 0
+        self._own: set[str] = set()
         self._relayed: Counter[tuple[str, str]] = Counter()
+
+    def bookkeeping(self, trace_id: str) -> None:
+        """`trace_id` is a request of bascule's own that makes no sample (a canary read-back): its
+        hops are claimed as they come."""
+        self._own.add(trace_id)
+        for _hop in self._pending.pop(trace_id, ()):
+            self._claimed += 1
 
     def observe(self, hops: Iterable[PathHop]) -> None:
         for hop in hops:
+            if hop.started < self.since:
+                continue
             self._hops += 1
-            if hop.trace_id is None:
+            if hop.trace_id in self._own:
+                self._claimed += 1
+            elif hop.trace_id is None:
                 self._untraced[hop.route] += 1
             else:
                 self._pending.setdefault(hop.trace_id, []).append(hop)

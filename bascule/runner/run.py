@@ -238,7 +238,12 @@ class _Runner:
             return started.exit_code, started.reason
         self.target = started
         started.subscribe(self._on_target_event)
-        self.context = ProbeContext(self.design, entries=started.entries, store_urls=started.store_urls)
+        self.context = ProbeContext(
+            self.design,
+            entries=started.entries,
+            store_urls=started.store_urls,
+            bookkeeping=self.traffic.own_traces.put,
+        )
         self.journal.write("target-started", target=self.options.target.name, **started.started_record())
         refusals = started.check(self.plan)
         if refusals:

@@ -10,6 +10,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from bascule.errors import ProbeError
 from bascule.exit_codes import ExitCode
@@ -33,6 +34,8 @@ from bascule.runner.paths import PathJoiner
 from bascule.runner.records import jsonable, violation_json
 
 __all__ = ["TICK", "Traffic", "continuous_specs"]
+
+T = TypeVar("T")
 
 TICK = 0.1
 
@@ -68,6 +71,8 @@ class Traffic:
         self.samples: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
         self.checks: queue.SimpleQueue[RequestSample] = queue.SimpleQueue()
         """Samples of the steady-state checks: judged apart, but their hops are theirs."""
+        self.own_traces: queue.SimpleQueue[str] = queue.SimpleQueue()
+        """Trace ids of bascule's own requests that make no sample (canary read-backs)."""
         self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0)
         self.plan_start: float | None = None
         self.active_faults = 0
@@ -91,7 +96,7 @@ class Traffic:
         take_hops: Callable[[], Sequence[PathHop]] = list,
     ) -> None:
         self.judge = SovereigntyJudge(context.design)
-        self.paths = PathJoiner(context.design)
+        self.paths = PathJoiner(context.design, since=time.monotonic())
         self.take_hops = take_hops
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
@@ -149,6 +154,8 @@ class Traffic:
         for window in self.aggregator.close_all():
             self.journal.window(window)
         if self.paths is not None:
+            for trace_id in _take(self.own_traces):
+                self.paths.bookkeeping(trace_id)
             try:
                 self.paths.observe(self.take_hops())
             except Exception as exc:  # the target is stopped; what it saw before still counts
@@ -188,6 +195,8 @@ class Traffic:
         checks = _take(self.checks)
         paths = self.paths
         if paths is not None:
+            for trace_id in _take(self.own_traces):
+                paths.bookkeeping(trace_id)
             # After the batch: a request's hops are recorded before its sample can be queued.
             paths.observe(self.take_hops())
             batch = [paths.attach(sample) for sample in batch]
@@ -232,8 +241,8 @@ class Traffic:
         self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)
 
 
-def _take(samples: queue.SimpleQueue[RequestSample]) -> list[RequestSample]:
-    taken: list[RequestSample] = []
+def _take(samples: queue.SimpleQueue[T]) -> list[T]:
+    taken: list[T] = []
     while True:
         try:
             taken.append(samples.get_nowait())

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,12 +40,21 @@ HANDBOOK = {
 }
 
 
+# The W3C trace context of the request being handled (one thread per request), passed on to the
+# kv: what an OpenTelemetry-instrumented HTTP client does by itself. It lets bascule tie each call
+# to the kv to the request that caused it, so that it knows where every request went.
+CURRENT = threading.local()
+
+
 class KvError(Exception):
     """The kv did not answer, or answered with an error."""
 
 
 def kv(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(KV_URL + path, data=body, method=method)
+    traceparent = getattr(CURRENT, "traceparent", None)
+    if traceparent:
+        request.add_header("traceparent", traceparent)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return response.status, response.read()
@@ -105,6 +115,7 @@ class Handler(BaseHTTPRequestHandler):
         return data
 
     def do_GET(self) -> None:
+        CURRENT.traceparent = self.headers.get("traceparent")
         try:
             if self.path == "/healthz":
                 seed()
@@ -121,6 +132,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(503, {"error": str(exc)})
 
     def do_POST(self) -> None:
+        CURRENT.traceparent = self.headers.get("traceparent")
         try:
             body = self._body()
         except ValueError as exc:
