@@ -70,3 +70,30 @@ def test_compare_shows_no_pass_for_it() -> None:
     assert "❌" in markdown and "✅" not in markdown
     page = render_compare_html(comparison)
     assert "✗ FAIL" in page and "✓ PASS" not in page
+
+
+def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
+    """A run stopped before its plan (a guardrail in the warm-up) is a cell of its own: 'not scored'
+    with its reason, out of the ranking — it once made `bascule compare` exit 2."""
+    from journal_factory import JournalSpec as Spec
+
+    scored = blind_result()
+    spec = Spec(reference_design(), one_phase_scenario(), healthy, length=20.0, exit_code=3)
+    records = [
+        r for r in build_records(spec) if r["type"] not in ("plan-started", "fault-applied", "fault-reverted")
+    ]
+    for r in records:
+        if r["type"] == "run-ended":
+            r["reason"] = "guardrail sovereignty: 5 violations"
+        if r["type"] == "run-started":
+            r["design"] = {**r["design"], "id": "other-design"}
+    metrics = compute_metrics(records)
+    unscored = build_result(metrics, score(metrics, metrics.objectives, metrics.weights), run_dir="runs/x")
+    assert unscored.score.overall is None
+    comparison = build_comparison([scored, unscored])
+    (verdict,) = comparison.verdicts
+    assert [c.design for c in verdict.ranking] == [scored.run.design.id]
+    assert "Not scored: other-design (guardrail sovereignty: 5 violations)" in verdict.why
+    markdown = render_compare_markdown(comparison)
+    assert "**not scored**<br>guardrail sovereignty: 5 violations" in markdown
+    assert "not scored" in render_compare_html(comparison)

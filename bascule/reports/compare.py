@@ -34,7 +34,9 @@ class Cell:
 
     scenario: str
     design: str
-    overall: float
+    overall: float | None
+    """None for a run that was not scored (it stopped before its plan started): shown as such,
+    ranked after every scored one."""
     grade: str
     passed: bool
     capped: str | None
@@ -54,7 +56,7 @@ class ScenarioVerdict:
     scenario: str
     title: str
     ranking: tuple[Cell, ...]
-    """Best first: overall score, then fewer failing dimensions."""
+    """The scored runs, best first: overall score, then fewer failing dimensions."""
     why: str
 
 
@@ -72,13 +74,11 @@ class Comparison:
 
 def _cell(result: Result) -> Cell:
     run, score = result.run, result.score
-    if score.overall is None:
-        raise ValueError(f"{run.dir or 'a run'} has no overall score: nothing measured to compare")
     return Cell(
         scenario=str(run.scenario.id),
         design=str(run.design.id),
-        overall=float(score.overall),
-        grade=str(score.grade),
+        overall=None if score.overall is None else float(score.overall),
+        grade="—" if score.grade is None else str(score.grade),
         passed=bool(score.passed),
         capped=None if score.cap is None else score.cap.reason,
         dimensions={d.name: d for d in score.dimensions},
@@ -91,7 +91,12 @@ def _cell(result: Result) -> Cell:
 
 def _rank_key(cell: Cell) -> tuple[float, int, str]:
     failing = sum(1 for d in cell.dimensions.values() if not d.passed)
-    return (-cell.overall, failing, cell.design)
+    return (-(cell.overall or 0.0), failing, cell.design)
+
+
+def _score(cell: Cell) -> float:
+    assert cell.overall is not None, "only scored runs are ranked"
+    return cell.overall
 
 
 def _fmt_measured(entry: Dimension) -> str:
@@ -105,16 +110,29 @@ def _fmt_measured(entry: Dimension) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _why(ranking: Sequence[Cell]) -> str:
+def _why(ranking: Sequence[Cell], unscored: Sequence[Cell]) -> str:
+    if unscored:
+        return (
+            _why_scored(ranking)
+            + " Not scored: "
+            + "; ".join(f"{c.design} ({c.reason or 'stopped before its plan'})" for c in unscored)
+            + "."
+        )
+    return _why_scored(ranking)
+
+
+def _why_scored(ranking: Sequence[Cell]) -> str:
+    if not ranking:
+        return "No design was scored."
     best = ranking[0]
     if len(ranking) == 1:
-        return f"{best.design} is the only design run: {best.grade} ({best.overall:.0f})."
+        return f"{best.design} is the only design scored: {best.grade} ({_score(best):.0f})."
     second = ranking[1]
-    tied = [c.design for c in ranking if abs(c.overall - best.overall) < 0.05]
+    tied = [c.design for c in ranking if abs(_score(c) - _score(best)) < 0.05]
     if len(tied) > 2:
-        return f"{len(tied)} designs tie at {best.overall:.0f}: {', '.join(tied)}."
-    if abs(best.overall - second.overall) < 0.05:
-        return f"{best.design} and {second.design} tie at {best.overall:.0f}."
+        return f"{len(tied)} designs tie at {_score(best):.0f}: {', '.join(tied)}."
+    if abs(_score(best) - _score(second)) < 0.05:
+        return f"{best.design} and {second.design} tie at {_score(best):.0f}."
     gaps: list[tuple[float, str]] = []
     for name in DIMENSIONS:
         mine, theirs = best.sub(name), second.sub(name)
@@ -126,13 +144,14 @@ def _why(ranking: Sequence[Cell]) -> str:
     reasons = "; ".join(text for _, text in gaps[:3]) or "small differences across dimensions"
     cap = f" ({second.design}'s score is capped: {second.capped})" if second.capped else ""
     return (
-        f"{best.design} ({best.grade}, {best.overall:.0f}) beats {second.design} "
-        f"({second.grade}, {second.overall:.0f}){cap}: {reasons}."
+        f"{best.design} ({best.grade}, {_score(best):.0f}) beats {second.design} "
+        f"({second.grade}, {_score(second):.0f}){cap}: {reasons}."
     )
 
 
 def build_comparison(results: Sequence[Result]) -> Comparison:
-    """Raises `ValueError` when `results` is empty or a result has no overall score."""
+    """Raises `ValueError` when `results` is empty. A run that was not scored is a cell of its own,
+    out of the ranking."""
     if not results:
         raise ValueError("nothing to compare: no run result given")
     cells: dict[tuple[str, str], Cell] = {}
@@ -153,8 +172,12 @@ def build_comparison(results: Sequence[Result]) -> Comparison:
     designs = tuple(dict.fromkeys(c.design for c in cells.values()))
     verdicts = []
     for scenario in scenarios:
-        ranking = tuple(sorted((c for c in cells.values() if c.scenario == scenario), key=_rank_key))
-        verdicts.append(ScenarioVerdict(scenario, scenario_titles[scenario], ranking, _why(ranking)))
+        mine = [c for c in cells.values() if c.scenario == scenario]
+        ranking = tuple(sorted((c for c in mine if c.overall is not None), key=_rank_key))
+        unscored = [c for c in mine if c.overall is None]
+        verdicts.append(
+            ScenarioVerdict(scenario, scenario_titles[scenario], ranking, _why(ranking, unscored))
+        )
     return Comparison(scenarios, designs, cells, tuple(verdicts), costs, design_titles)
 
 
@@ -186,6 +209,9 @@ def render_compare_markdown(comparison: Comparison) -> str:
             cell = comparison.cells.get((scenario, design))
             if cell is None:
                 row.append("—")
+                continue
+            if cell.overall is None:
+                row.append(f"❌ **not scored**<br>{cell.reason or 'stopped before its plan'}")
                 continue
             mark = "✅" if cell.passed else "❌"
             row.append(f"{mark} **{cell.grade} {cell.overall:.0f}**<br>{_figure(cell)}")

@@ -166,11 +166,12 @@ def _summaries(comparison: Comparison) -> list[_DesignSummary]:
     out = []
     for design in comparison.designs:
         cells = [c for (_, d), c in comparison.cells.items() if d == design]
+        scores = [c.overall for c in cells if c.overall is not None]
         cost, currency = comparison.costs.get(design, (None, ""))
         out.append(
             _DesignSummary(
                 design=design,
-                average=sum(c.overall for c in cells) / len(cells) if cells else None,
+                average=sum(scores) / len(scores) if scores else None,
                 runs=len(cells),
                 passed=sum(1 for c in cells if c.passed),
                 cost=as_float(cost),
@@ -186,8 +187,8 @@ def _best(comparison: Comparison) -> set[tuple[str, str]]:
     for verdict in comparison.verdicts:
         if len(verdict.ranking) < 2:
             continue
-        top = max(c.overall for c in verdict.ranking)
-        best.update((c.scenario, c.design) for c in verdict.ranking if top - c.overall < _TIE)
+        top = max(c.overall or 0.0 for c in verdict.ranking)
+        best.update((c.scenario, c.design) for c in verdict.ranking if top - (c.overall or 0.0) < _TIE)
     return best
 
 
@@ -256,7 +257,7 @@ def _cell(cell: Cell | None, scenario: str, design: str, best: bool) -> str:
         f'<td class="cell{_grade_class("cell", cell.grade)}{" best" if best else ""}">'
         '<div class="cell-head">'
         f'<span class="grade-dot{_grade_class("grade", cell.grade)}" title="grade">{_e(cell.grade)}</span>'
-        f'<span class="cell-score">{cell.overall:.1f}</span>{mark}{tag}</div>'
+        f'<span class="cell-score">{_overall_text(cell)}</span>{mark}{tag}</div>'
         f"{cap}{_cell_figures(cell)}{link}</td>"
     )
 
@@ -538,7 +539,7 @@ def _verdicts(comparison: Comparison, colours: Mapping[str, str]) -> str:
         ranking = "".join(
             f'<li>{_swatch(colours[c.design])} <span class="id">{_e(c.design)}</span> — '
             f'<span class="grade-dot{_grade_class("grade", c.grade)}">{_e(c.grade)}</span> '
-            f"{c.overall:.1f} "
+            f"{_overall_text(c)} "
             + ('<span class="mark pass">PASS</span>' if c.passed else '<span class="mark fail">FAIL</span>')
             + (f' <span class="why">capped: {_e(c.capped)}</span>' if c.capped else "")
             + "</li>"
@@ -574,3 +575,7 @@ def render_compare_html(comparison: Comparison) -> str:
         ]
     )
     return render_page(title, body, _CSS)
+
+
+def _overall_text(cell: Cell) -> str:
+    return "not scored" if cell.overall is None else f"{cell.overall:.1f}"
