@@ -388,3 +388,45 @@ def test_a_plan_that_touches_nothing_in_the_design_is_measured_over_the_planned_
 
     hurt = compute_metrics(build_records(spec(failing, faults=[], phase=12.0, length=40.0)))
     assert hurt.success_ratio is not None and hurt.success_ratio < 0.99
+
+
+def test_sovereignty_is_judged_over_the_paths_known_and_unmeasured_when_none_is() -> None:
+    """Requests whose path only the fault plane told are not judged when hops between components
+    belonged to no request; those their service reported still are."""
+    from journal_factory import JournalSpec, build_records, one_phase_scenario, reference_design
+
+    from bascule.score import score
+
+    def ok(t: float, source: str, data_class: str) -> Served:
+        return Served(True, STANDBY if data_class == "confidential" else PRIMARY, correct=True)
+
+    base = build_records(JournalSpec(reference_design(), one_phase_scenario(), ok, length=10.0))
+    end = base[-1]["t"]
+    paths = {"type": "paths-report", "t": end, "hops": 500, "claimed": 400, "incomplete_routes": ["a->b@x"]}
+
+    def report(judged: int, relayed_only: int) -> dict[str, object]:
+        return {
+            "type": "sovereignty-report",
+            "t": end,
+            "judged": judged,
+            "relayed_only": relayed_only,
+            "unattributed": 0,
+            "violations": [],
+            "requests": 0,
+            "by_hop": {},
+        }
+
+    partly = compute_metrics([*base[:-1], paths, report(100, 30), base[-1]])
+    assert partly.sovereignty_judged and partly.sovereignty_judged_requests == 70
+    assert partly.sovereignty_unattributed == 30
+    explained = next(
+        d for d in score(partly, partly.objectives, partly.weights).dimensions if d.name == "sovereignty"
+    )
+    assert explained.passed is True and "judged over 70 requests" in explained.explanation
+
+    blind = compute_metrics([*base[:-1], paths, report(100, 100), base[-1]])
+    assert not blind.sovereignty_judged and "a->b@x" in blind.notes["sovereignty"]
+    unmeasured = next(
+        d for d in score(blind, blind.objectives, blind.weights).dimensions if d.name == "sovereignty"
+    )
+    assert unmeasured.passed is None and unmeasured.sub_score is None

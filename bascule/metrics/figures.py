@@ -248,16 +248,20 @@ class _Figures:
             judged = counted > 0 or r.violation_count > 0
         incomplete = () if r.paths_report is None else r.paths_report.incomplete_routes
         relayed_only = 0 if report is None or report.relayed_only is None else report.relayed_only
-        if judged and incomplete and relayed_only and not r.violation_count:
-            # Paths told by the fault plane alone, and some of its hops belonged to no request:
-            # where those requests went next is unknown, so no violation found proves nothing.
-            judged = False
-            self.notes["sovereignty"] = (
-                f"{relayed_only} request{'s' if relayed_only != 1 else ''} had a path only the fault "
-                f"plane told, and hops on {', '.join(incomplete)} carried no trace of any request "
-                "(a component that does not propagate W3C trace context, or starts its own): where "
-                "those requests went could not be told"
-            )
+        if counted is not None and judged and incomplete and relayed_only and not r.violation_count:
+            # Paths told by the fault plane alone, while some of its hops belonged to no request:
+            # where those requests went next is unknown, so they are not judged. Requests whose
+            # service reported its path still are.
+            counted -= relayed_only
+            unattributed += relayed_only
+            judged = counted > 0
+            if not judged:
+                self.notes["sovereignty"] = (
+                    f"{relayed_only} request{'s' if relayed_only != 1 else ''} had a path only the "
+                    f"fault plane told, and hops on {', '.join(incomplete)} carried no trace of any "
+                    "request (a component that does not propagate W3C trace context, or starts its "
+                    "own): where those requests went could not be told"
+                )
         if not judged and "sovereignty" not in self.notes:
             self.notes["sovereignty"] = (
                 f"no request's path was known: {unattributed} answered request"

@@ -246,7 +246,7 @@ def _sovereignty(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     over = ""
     if m.sovereignty_judged_requests is not None:
         over = f" (judged over {_plural(m.sovereignty_judged_requests, 'request')} whose path was known"
-        over += f"; {m.sovereignty_unattributed} answered without one)" if m.sovereignty_unattributed else ")"
+        over += f"; {m.sovereignty_unattributed} more without one)" if m.sovereignty_unattributed else ")"
     if n == 0:
         text = f"No request touched a hop below its data class's minimum sovereignty level{over}."
     else:
