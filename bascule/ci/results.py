@@ -146,6 +146,10 @@ def run_scored(
     them is printed on `console`, not raised (`charts`: the PNG charts too)."""
     out = console or Console()
     outcome = run_scenario(options, console=out, scoring=partial(score_run, min_score=min_score))
+    if outcome.reason.startswith("interrupted by"):
+        # Whoever interrupted wants the process gone: the PNG charts (the slow part) are left to
+        # `bascule report RUN_DIR`, which writes them from the journal.
+        charts = False
     try:
         _, written = report_run(outcome.run_dir, charts=charts)
     except Exception as exc:  # the run itself is over and journaled; say so and go on
