@@ -56,6 +56,7 @@ from bascule.probes.data import CanaryWrite, DataProbe, DataReport, Presence, ac
 from bascule.probes.http import check_response
 from bascule.probes.runner import ProbeRunner, check_hypothesis, finish_probes, judge_hypothesis
 from bascule.probes.sovereignty import SovereigntyJudge, SovereigntyProbe, SovereigntyReport, violations
+from bascule.runner.hypothesis import failure_reasons
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -716,6 +717,25 @@ def test_judge_hypothesis_is_per_probe() -> None:
         ("a", "HTTP 503"),
     ]
     assert judge_hypothesis(samples[:3], ["a"], 2 / 3).ok
+
+
+def test_a_failed_hypothesis_says_why_once_per_kind_of_failure() -> None:
+    def failed(source: str, error: str, started: float) -> RequestSample:
+        return RequestSample(source, "ask", started, 0.1, False, error=error)
+
+    samples = [failed("a", "timeout after 2.0 s", t) for t in (1, 2, 3)] + [
+        failed("b", "HTTP 503", 1),
+        failed("c", "HTTP 500", 1),
+        failed("d", "HTTP 502", 1),
+    ]
+    result = judge_hypothesis(samples, ["a", "b", "c", "d"], 1.0)
+    assert failure_reasons(result) == [
+        "a: timeout after 2.0 s (×3)",
+        "b: HTTP 503",
+        "c: HTTP 500",
+        "… and 1 more kinds of failure (the journal has them)",
+    ]
+    assert failure_reasons(judge_hypothesis(samples[:1], ["a"], 1.0)) == ["a: timeout after 2.0 s"]
 
 
 def test_check_hypothesis_runs_the_probes_over_the_window() -> None:

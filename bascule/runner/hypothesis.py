@@ -14,7 +14,7 @@ from bascule.probes.runner import HypothesisResult, check_hypothesis
 from bascule.runner.display import Display
 from bascule.runner.traffic import TICK, Traffic
 
-__all__ = ["check_steady_state"]
+__all__ = ["check_steady_state", "failure_reasons"]
 
 
 def check_steady_state(
@@ -61,4 +61,18 @@ def check_steady_state(
         display.event(result.summary())
     else:  # also the live view's stage, so that a failed hypothesis stays on screen
         display.status(result.summary())
+        for reason in failure_reasons(result):
+            display.event(f"  {reason}")
     return result.ok
+
+
+def failure_reasons(result: HypothesisResult, most: int = 3) -> list[str]:
+    """Why the hypothesis failed, one line per distinct (probe, error), with its count (pure)."""
+    counts: dict[tuple[str, str], int] = {}
+    for failure in result.failures:
+        key = (failure.probe, failure.error)
+        counts[key] = counts.get(key, 0) + 1
+    lines = [f"{probe}: {error}" + (f" (×{n})" if n > 1 else "") for (probe, error), n in counts.items()]
+    if len(lines) > most:
+        lines = [*lines[:most], f"… and {len(lines) - most} more kinds of failure (the journal has them)"]
+    return lines
