@@ -71,41 +71,62 @@ weights: {correctness: 0, durability: 0}
 """
 
 
+RUNS = 5
+
+
 @pytest.mark.slow
 def test_a_blackhole_before_a_third_party_server_is_measured_within_two_probe_periods(
     tmp_path: Path,
 ) -> None:
+    """Five runs of a 4 s blackhole in front of Twisted: every time, the outage bascule reports
+    starts and ends, and its RTO lasts, within 2 probe periods of the fault's true window."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("<h1>floating solar</h1>\n")
     (tmp_path / "design.yaml").write_text(twisted_design(site))
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
-    outcome = run_scored(
-        RunOptions(
-            scenario=tmp_path / "scenario.yaml",
-            target=choose("local"),
-            design=tmp_path / "design.yaml",
-            out=tmp_path / "run",
-            quiet=True,
-        ),
-    )
-    records = list(read_journal(outcome.run_dir / "journal.jsonl"))
-    # 4 s without an answer in a 7 s impact window: availability misses its objective, nothing else.
-    assert outcome.exit_code == 1 and outcome.reason == "objectives not met: availability", outcome.reason
-    (applied,) = [r for r in records if r["type"] == "fault-applied"]
-    (reverted,) = [r for r in records if r["type"] == "fault-reverted"]
-    samples = [r for r in records if r["type"] == "sample" and r["source"].startswith("http")]
-    during = [s for s in samples if applied["t"] <= s["t"] < reverted["t"]]
-    assert during and not any(s["ok"] for s in during if s["t"] + s["latency"] > applied["t"] + 0.05)
-    first_failed = min(s["t"] for s in samples if not s["ok"])
-    last_failed_end = max(s["t"] for s in samples if not s["ok"])
-    back = min(s["t"] for s in samples if s["ok"] and s["t"] > last_failed_end)
-    # The fault starts: the first sample that fails started at most 2 probe periods after it.
-    assert applied["t"] - PROBE_PERIOD <= first_failed <= applied["t"] + 2 * PROBE_PERIOD
-    # The fault ends: the first sample to succeed again started at most 2 probe periods after it.
-    assert reverted["t"] <= back + PROBE_PERIOD and back <= reverted["t"] + 2 * PROBE_PERIOD
-    result = json.loads((outcome.run_dir / "result.json").read_text())
-    assert result["figures"]["rto"] == pytest.approx(reverted["t"] - applied["t"], abs=2 * PROBE_PERIOD)
+    table = []
+    for attempt in range(RUNS):
+        outcome = run_scored(
+            RunOptions(
+                scenario=tmp_path / "scenario.yaml",
+                target=choose("local"),
+                design=tmp_path / "design.yaml",
+                out=tmp_path / f"run-{attempt}",
+                quiet=True,
+            ),
+        )
+        records = list(read_journal(outcome.run_dir / "journal.jsonl"))
+        # 4 s without an answer in a 7 s impact window: availability misses its objective, nothing else.
+        assert outcome.exit_code == 1 and outcome.reason == "objectives not met: availability", outcome.reason
+        (applied,) = [r for r in records if r["type"] == "fault-applied"]
+        (reverted,) = [r for r in records if r["type"] == "fault-reverted"]
+        samples = [r for r in records if r["type"] == "sample" and r["source"].startswith("http")]
+        # The revert acts a few ms before its record is written: the last period is the boundary.
+        during = [s for s in samples if applied["t"] <= s["t"] < reverted["t"] - PROBE_PERIOD]
+        assert during and not any(s["ok"] for s in during if s["t"] + s["latency"] > applied["t"] + 0.05)
+        first_failed = min(s["t"] for s in samples if not s["ok"])
+        last_failed_end = max(s["t"] for s in samples if not s["ok"])
+        back = min(s["t"] for s in samples if s["ok"] and s["t"] > last_failed_end)
+        # The raw samples: the first to fail started at most 2 probe periods after the fault…
+        assert applied["t"] - PROBE_PERIOD <= first_failed <= applied["t"] + 2 * PROBE_PERIOD
+        # …and the first to succeed again at most 2 probe periods after its end.
+        assert reverted["t"] <= back + PROBE_PERIOD and back <= reverted["t"] + 2 * PROBE_PERIOD
+        # What bascule reports, on the plan's clock: the phase's true window against the outage.
+        result = json.loads((outcome.run_dir / "result.json").read_text())
+        (phase,) = result["phases"]
+        true_start, true_end = phase["actual_start"], phase["actual_end"]
+        (outage,) = result["figures"]["outages"]
+        row = (
+            outage["start"] - true_start,
+            outage["end"] - true_end,
+            result["figures"]["rto"] - (true_end - true_start),
+        )
+        table.append(row)
+        assert all(abs(x) <= 2 * PROBE_PERIOD for x in row), (attempt, row, outage, phase)
+    print("\nrun: outage start, outage end, RTO − true length (s)")
+    for attempt, row in enumerate(table):
+        print(f"{attempt}: " + ", ".join(f"{x:+.3f}" for x in row))
 
 
 class _Notes(BaseHTTPRequestHandler):
