@@ -30,6 +30,7 @@ from bascule.model.probes import (
     AnyProbe,
     CommandProbe,
     HttpProbe,
+    JsonAssertion,
     ProbeSpec,
     PythonProbe,
     RagProbe,
@@ -52,7 +53,15 @@ from bascule.probes.base import (
     render_template,
     sample_once,
 )
-from bascule.probes.data import CanaryWrite, DataProbe, DataReport, Presence, account_losses, may_hold
+from bascule.probes.data import (
+    CanaryWrite,
+    DataProbe,
+    DataReport,
+    Presence,
+    account_losses,
+    may_hold,
+    presence_in,
+)
 from bascule.probes.http import check_response
 from bascule.probes.runner import ProbeRunner, check_hypothesis, finish_probes, judge_hypothesis
 from bascule.probes.sovereignty import SovereigntyJudge, SovereigntyProbe, SovereigntyReport, violations
@@ -540,6 +549,75 @@ def test_data_probe_for_a_confidential_class_ignores_the_region_that_may_not_hol
     report = asyncio.run(finish())
     assert set(report.per_region) == {"scaleway/fr-par"} and report.misplaced == {}
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
+
+
+class SearchStore:
+    """A store of the user's kind: writes at /notes, and a search that answers 200 either way —
+    ``{"hits": {"total": N, "ids": [...]}}`` — so 200 says nothing about presence."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, set[str]] = {"aws.test": set(), "par.test": set()}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if request.method == "POST":
+            doc_id = json.loads(request.content)["id"]
+            self.held[host].add(doc_id)
+            if host == "aws.test" and len(self.held["aws.test"]) != 3:  # replicated, but the third
+                self.held["par.test"].add(doc_id)
+            return httpx.Response(201, json={"id": doc_id})
+        wanted = request.url.params["q"]
+        ids = [wanted] if wanted in self.held[host] else []
+        return httpx.Response(200, json={"hits": {"total": len(ids), "ids": ids}})
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        [{"path": "hits.total", "equals": 1}],
+        [{"path": "hits.ids", "contains": "{id}"}],
+        [{"path": "hits.ids", "not_empty": True}],
+    ],
+)
+def test_read_back_with_found_assertions_for_a_store_that_answers_200_either_way(
+    found: list[dict[str, Any]],
+) -> None:
+    store = SearchStore()
+    read = {"aws/us-east-1": ("http://aws.test/search?q={id}",), "scaleway/fr-par": ("/search?q={id}",)}
+    probe_spec = spec({"kind": "data", "url": "http://aws.test/notes", "read_back": read, "found": found})
+    probe = make_probe(probe_spec, context(store))
+    assert isinstance(probe, DataProbe)
+    assert all(one_sample(probe).ok for _ in range(4))
+
+    async def finish() -> DataReport:
+        async with probe.context.client_factory() as client:
+            return await probe.finish(client, probe.context)
+
+    report = asyncio.run(finish())
+    third = probe.acknowledged()[2].id
+    assert report.acknowledged == 4 and report.lost == ()
+    assert report.per_region == {"aws/us-east-1": (), "scaleway/fr-par": (third,)}
+    # Without `found`, every 200 would say "there": the missing copy would go unseen.
+    blind = make_probe(probe_spec.model_copy(update={"found": ()}), context(store))
+    assert isinstance(blind, DataProbe)
+    blind._acked = list(probe.acknowledged())
+
+    async def finish_blind() -> DataReport:
+        async with blind.context.client_factory() as client:
+            return await blind.finish(client, blind.context)
+
+    assert asyncio.run(finish_blind()).per_region == {"aws/us-east-1": (), "scaleway/fr-par": ()}
+
+
+def test_presence_in_reads_json_and_says_unreadable_otherwise() -> None:
+    found = (JsonAssertion(path="rows.*.id", contains="{id}"),)
+    assert presence_in(b'{"rows": [{"id": "c-1"}]}', found, "c-1") is Presence.PRESENT
+    assert presence_in(b'{"rows": []}', found, "c-1") is Presence.MISSING
+    assert presence_in(b"<html>", found, "c-1") is Presence.UNREADABLE
+    empty = (JsonAssertion(path="rows", not_empty=False),)
+    assert presence_in(b'{"rows": []}', empty, "x") is Presence.PRESENT
+    with pytest.raises(ValidationError):
+        spec({"kind": "data", "read_back": {"a": ["x/{id}"]}, "found": [{"path": "a", "nope": 1}]})
 
 
 # --- command and python -----------------------------------------------------------------------

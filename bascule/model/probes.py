@@ -43,10 +43,14 @@ class JsonAssertion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     path: str
-    """A dotted path into the JSON body: ``answer``, ``served_by.0.region``."""
+    """A dotted path into the JSON body: ``answer``, ``served_by.0.region``, ``items.*.id`` (``*``
+    maps over a list); empty: the whole body."""
     equals: str | int | float | bool | None = None
-    contains: str | None = None
+    contains: str | int | float | None = None
+    """A string that has it as a substring, or a list that holds it."""
     exists: bool | None = None
+    not_empty: bool | None = None
+    """``true``: a non-empty list, object or string is there; ``false``: an empty one or nothing."""
 
 
 class HttpProbe(ProbeSpec):
@@ -157,6 +161,10 @@ class DataProbe(ProbeSpec):
     """Per region, URL templates with ``{id}`` answering 200 when the document is there and 404
     when it is not — or paths, asked at that region's entry point; defaults to each store
     replica's ``/v1/documents/{id}`` (reference stack)."""
+    found: tuple[JsonAssertion, ...] = ()
+    """For stores that answer a read-back with 200 either way (a search, a query over HTTP): what
+    the JSON answer must hold for the document to be there — every assertion, with ``{id}`` in a
+    string the canary's id. Empty: any 200 means found, 404 missing."""
     headers: Headers = {}
     """Request headers of your own (an API key): values may read ``${ENV_VAR}`` at run time."""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from bascule.probes.base import (
     register,
     render_template,
 )
+from bascule.probes.http import check_assertion
 from bascule.probes.rag import check_data_class
 from bascule.tracecontext import new_trace_id
 
@@ -55,6 +57,7 @@ __all__ = [
     "Presence",
     "account_losses",
     "may_hold",
+    "presence_in",
     "read_back",
     "read_back_urls",
 ]
@@ -177,6 +180,7 @@ async def _presence(
     timeout: float,
     headers: Mapping[str, str],
     bookkeeping: Callable[[str], None],
+    found: Sequence[specs.JsonAssertion] = (),
 ) -> Presence:
     # A region holds a document when any of its replicas does; it is missing only when every
     # replica that answered said so.
@@ -190,10 +194,33 @@ async def _presence(
         except httpx.HTTPError:
             continue
         if response.status_code == 200:
-            return Presence.PRESENT
-        if response.status_code == 404:
+            if not found:
+                return Presence.PRESENT
+            presence = presence_in(response.content, found, doc_id)
+            if presence is Presence.PRESENT:
+                return presence
+            answered = answered or presence is Presence.MISSING
+        elif response.status_code == 404:
             answered = True
     return Presence.MISSING if answered else Presence.UNREADABLE
+
+
+def presence_in(body: bytes, found: Sequence[specs.JsonAssertion], doc_id: str) -> Presence:
+    """Whether a read-back's 200 answer holds the document, by the probe's ``found`` assertions
+    (``{id}`` in their strings is the canary's id); unreadable when the answer is not JSON. Pure."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return Presence.UNREADABLE
+    for assertion in found:
+        values = {
+            name: value.replace("{id}", doc_id)
+            for name in ("equals", "contains")
+            if isinstance(value := getattr(assertion, name), str)
+        }
+        if check_assertion(assertion.model_copy(update=values), data) is not None:
+            return Presence.MISSING
+    return Presence.PRESENT
 
 
 async def read_back(
@@ -203,18 +230,21 @@ async def read_back(
     timeout: float,
     headers: Mapping[str, str] | None = None,
     bookkeeping: Callable[[str], None] = lambda trace_id: None,
+    found: Sequence[specs.JsonAssertion] = (),
 ) -> dict[str, dict[str, Presence]]:
     """Ask every region about every id, a bounded number of requests at a time (with `headers`)."""
     limit = asyncio.Semaphore(_READ_CONCURRENCY)
 
     async def one(region: str, doc_id: str) -> tuple[str, str, Presence]:
         async with limit:
-            presence = await _presence(client, urls[region], doc_id, timeout, headers or {}, bookkeeping)
+            presence = await _presence(
+                client, urls[region], doc_id, timeout, headers or {}, bookkeeping, found
+            )
             return region, doc_id, presence
 
-    found = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
+    answers = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
     readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
-    for region, doc_id, presence in found:
+    for region, doc_id, presence in answers:
         readings[region][doc_id] = presence
     return readings
 
@@ -284,7 +314,13 @@ class DataProbe(Probe[specs.DataProbe]):
         acked = self.acknowledged()
         urls = read_back_urls(self.spec, context)
         readings = await read_back(
-            client, [c.id for c in acked], urls, self.spec.timeout, self.headers, context.bookkeeping
+            client,
+            [c.id for c in acked],
+            urls,
+            self.spec.timeout,
+            self.headers,
+            context.bookkeeping,
+            self.spec.found,
         )
         design = context.design
         return account_losses(

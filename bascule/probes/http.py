@@ -34,15 +34,23 @@ def check_assertion(assertion: specs.JsonAssertion, body: object) -> str | None:
     where = assertion.path or "(body)"
     if assertion.exists is False:
         return None if value is MISSING else f"{where} is present"
+    if assertion.not_empty is False:
+        return None if value is MISSING or value in ("", [], {}) else f"{where} is not empty"
     if value is MISSING:
         return f"{where} is missing"
     if assertion.equals is not None and not _same(value, assertion.equals):
         return f"{where} is {value!r}, expected {assertion.equals!r}"
+    if assertion.not_empty and (not isinstance(value, str | list | dict) or not value):
+        return f"{where} is empty" if isinstance(value, str | list | dict) else f"{where} is {value!r}"
     if assertion.contains is not None:
-        if not isinstance(value, str | list):
+        if isinstance(value, str):
+            if str(assertion.contains) not in value:
+                return f"{where} does not contain {assertion.contains!r}"
+        elif isinstance(value, list):
+            if not any(_same(item, assertion.contains) for item in value):
+                return f"{where} does not contain {assertion.contains!r}"
+        else:
             return f"{where} is {type(value).__name__}, cannot contain {assertion.contains!r}"
-        if assertion.contains not in value:
-            return f"{where} does not contain {assertion.contains!r}"
     return None
 
 
