@@ -118,3 +118,20 @@ def test_a_request_to_a_replica_that_is_down_did_not_reach_it(plane: FaultPlane)
         http.get("/x", headers={"traceparent": traceparent(trace)})
     (hop,) = _wait_hops(plane, 1)
     assert (hop.trace_id, hop.status, hop.relayed) == (trace, None, False)
+
+
+def test_a_request_sent_after_every_upstream_refused_is_still_a_hop(plane: FaultPlane) -> None:
+    """The plane tries the upstream as soon as a client connects; when every replica refuses before
+    the request's bytes arrive (a slow client, a busy machine), the request is still recorded."""
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        dead = spare.getsockname()[1]
+    port = plane.add_route("eu/down-late", Upstream("127.0.0.1", dead))
+    trace = new_trace_id()
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        time.sleep(0.1)  # the upstream's refusal comes first
+        sock.sendall(f"GET /x HTTP/1.1\r\nHost: a\r\ntraceparent: {traceparent(trace)}\r\n\r\n".encode())
+        with contextlib.suppress(OSError):
+            assert sock.recv(100) == b""  # reset or closed: never an answer
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.status, hop.relayed) == (trace, None, False)

@@ -40,6 +40,9 @@ _RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY})
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
 _TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD_END: Final = b"\r\n\r\n"
+# When every upstream refused before the client sent anything, how long the reset waits for its
+# first bytes: an HTTP client sends its request at once, and the hop then names its trace.
+_UNHEARD_RESET_S: Final = 0.25
 
 
 class DelayLine:
@@ -158,6 +161,9 @@ class ClientSide(asyncio.Protocol):
         self.hop_relayed = False
         self.reached = False
         """An upstream accepted this connection: bytes relayed did get to a process."""
+        self.heard = False
+        """The client has sent bytes."""
+        self.unheard_reset: asyncio.TimerHandle | None = None
         self.upstream_full = False
         self.client_full = False
         self.client_eof = False
@@ -189,6 +195,14 @@ class ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.route.bytes_from_clients += len(data)
+        self.heard = True
+        if self.unheard_reset is not None:  # no upstream took it: record the request, then reset
+            self.unheard_reset.cancel()
+            self.unheard_reset = None
+            if self.answered and self.tracing:
+                self.request_begins(data)
+            self.reset()
+            return
         if self.answered and self.tracing:
             self.request_begins(data)
         up = self.up
@@ -216,6 +230,9 @@ class ClientSide(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.unheard_reset is not None:
+            self.unheard_reset.cancel()
+            self.unheard_reset = None
         if self.hop_started is not None:
             self.hop_done(None, None)
         self.route.conns.discard(self)
@@ -460,8 +477,12 @@ class ClientSide(asyncio.Protocol):
                     self.route.upstream_connect_failures += 1
                 if self.closed:
                     return
-            if not self.closed:
+            if self.closed:
+                return
+            if self.heard or not self.tracing:
                 self.reset()
+            else:
+                self.unheard_reset = self.loop.call_later(_UNHEARD_RESET_S, self.reset)
         finally:
             self.connecting = None
 
