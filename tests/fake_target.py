@@ -29,7 +29,10 @@ from bascule.targets.base import JsonFields, LedgerTarget, Refusal, StartRequest
 from bascule.targets.registry import Entry, OptionValue, PlanDescription, TargetOption
 from bascule.tracecontext import parse_traceparent
 
-__all__ = ["COLD_FOR", "ENTRY", "PACKAGE", "FakeStarter", "FakeTarget"]
+__all__ = ["COLD_FOR", "ENTRY", "PACKAGE", "SECRET", "FakeStarter", "FakeTarget"]
+
+SECRET = "tok-3f9a"
+"""The token ``POST /things`` hands out; ``GET /private…`` wants it in ``x-token``."""
 
 COLD_FOR = 1.5
 """Seconds a ``cold`` fake service answers 503 after it started."""
@@ -55,6 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         cold = started < self.server.warm_at
         status = 503 if self.server.faulty or self.server.unhealthy or cold else 200
+        if self.path.startswith("/private") and self.headers.get("x-token") != SECRET:
+            status = 401
         service = self.server
         route = f"clients->{service.component}@{service.region}"
         trace_id = parse_traceparent(self.headers.get("traceparent"))
@@ -63,6 +68,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         service.hops.append(hop)  # list.append is atomic: the runner's thread takes them
         body = json.dumps({"ok": status == 200, "path": self.path}).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        """``POST /things`` creates a thing: 201 with its id and a token (what setup requests save)."""
+        length = int(self.headers.get("content-length") or 0)
+        sent = json.loads(self.rfile.read(length) or b"{}")
+        status = 201 if self.path == "/things" else 404
+        body = json.dumps({"id": f"t-{sent.get('n', 0)}", "token": SECRET}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))

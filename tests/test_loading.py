@@ -10,6 +10,8 @@ from bascule.errors import ScenarioError
 from bascule.faults import Dns, DnsAnswer, Flap, Refuse
 from bascule.model.catalog import Sovereignty
 from bascule.model.loading import parse_design, parse_scenario, read_any, read_design, read_scenario
+from bascule.model.probes import HttpProbe
+from bascule.model.setup import fill_setup
 
 THREE_MISTAKES = (Path(__file__).parent / "samples" / "three-mistakes.yaml").read_text()
 
@@ -155,3 +157,48 @@ components:
         "{replicas: 1, max_inflight: 4}", "1"
     )
     assert parse_design(fixed, "d.yaml").growing_regions() == ["scaleway/fr-par"]
+
+
+SETUP_SCENARIO = """id: s
+title: t
+setup:
+  - {name: make, url: /things, save: {thing: id}}
+  - {name: again, url: "/things/{setup.later}", save: {thing: id}}
+steady_state:
+  probes:
+    - {kind: http, url: "/things/{setup.thing}"}
+    - {kind: http, url: "/x/{setup.nope}"}
+phases:
+  - {name: p, at: 0s, for: 1s, fault: {kind: latency, fixed: 1ms}, target: {component: gateway}}
+"""
+
+
+def test_setup_placeholders_are_checked_with_their_lines() -> None:
+    problems = _problems(SETUP_SCENARIO)
+    assert problems == [
+        (5, "{setup.later} is not saved by an earlier setup step"),
+        (5, "{setup.thing} is saved twice"),
+        (9, "{setup.nope} is not saved by any setup step (saved: thing)"),
+    ]
+
+
+def test_fill_setup_puts_values_in_urls_and_env_references_in_headers() -> None:
+    text = """id: s
+title: t
+setup:
+  - {name: make, url: /things, save: {thing: id, token: token}}
+steady_state:
+  probes:
+    - {kind: http, url: "/things/{setup.thing}"}
+    - {kind: http, url: /private, headers: {authorization: "Bearer {setup.token}"}}
+phases:
+  - {name: p, at: 0s, for: 1s, fault: {kind: latency, fixed: 1ms}, target: {component: gateway}}
+"""
+    scenario = parse_scenario(text, "s.yaml")
+    filled = fill_setup(scenario, {"thing": "t-1", "token": "secret"})
+    assert filled.steady_state is not None
+    first, second = filled.steady_state.probes
+    assert isinstance(first, HttpProbe) and isinstance(second, HttpProbe)
+    assert first.url == "/things/t-1"
+    assert second.headers == {"authorization": "Bearer ${BASCULE_SETUP_TOKEN}"}
+    assert filled.source_map is scenario.source_map

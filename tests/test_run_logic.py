@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_target import ENTRY, FakeStarter
+from fake_target import ENTRY, SECRET, FakeStarter
 from rich.console import Console
 
 from bascule.ci.results import run_scored
@@ -281,3 +281,46 @@ def test_plan_time_description_comes_from_the_registry(tmp_path: Path) -> None:
     assert isinstance(described, PlanDescription)
     assert described.lines == tuple(f"fake: {a.op.value} {a.key}" for a in built.actions)
     assert describe_plan("local", built, read_design(tmp_path / "design.yaml")) == PlanDescription()
+
+
+SETUP = """
+id: fake-setup
+title: setup requests fill the probes
+design: design.yaml
+replay: {time_scale: 1, min_phase: 0.1s}
+warm_up: 0s
+settle: 0.1s
+setup:
+  - {name: create, url: /things, json: {n: 42}, save: {thing: id, token: token}}
+steady_state:
+  probes:
+    - {kind: http, url: "/things/{setup.thing}", rate: 20, assertions: [{path: path, equals: /things/t-42}]}
+    - {kind: http, url: /private, rate: 20, headers: {x-token: "{setup.token}"}}
+  over: 1s
+phases:
+  - {name: slower, at: 0s, for: 0.2s, fault: {kind: latency, fixed: 10ms}, target: {component: notes}}
+weights: {correctness: 0, durability: 0}
+"""
+
+
+def test_setup_requests_fill_the_probes_and_keep_saved_values_out_of_the_journal(tmp_path: Path) -> None:
+    outcome, starter = run(tmp_path, SETUP)
+    assert outcome.exit_code == 0, outcome.reason
+    (setup,) = records(outcome, "setup")
+    assert (setup["name"], setup["status"], setup["saved"]) == (
+        "create",
+        201,
+        {"thing": 4, "token": len(SECRET)},
+    )
+    (before, after) = records(outcome, "hypothesis")
+    assert before["ok"] and after["ok"]
+    assert SECRET not in (outcome.run_dir / "journal.jsonl").read_text()
+    assert_rolled_back_and_ended(outcome, starter)
+
+
+def test_a_failing_setup_request_stops_the_run_before_any_fault(tmp_path: Path) -> None:
+    outcome, starter = run(tmp_path, SETUP.replace("url: /things,", "url: /nowhere,"))
+    assert outcome.exit_code == ExitCode.TARGET_ERROR
+    assert "setup step 'create' got HTTP 404, expected 200, 201" in outcome.reason
+    assert records(outcome, "fault-applied") == []
+    assert_rolled_back_and_ended(outcome, starter)

@@ -21,6 +21,7 @@ from bascule.model.durations import MAX_DURATION, Duration, Interval, format_dur
 from bascule.model.headers import Headers
 from bascule.model.probes import AnyProbe
 from bascule.model.selector import Selector
+from bascule.model.setup import SetupStep, setup_problems
 from bascule.model.source import SourceMap
 
 __all__ = [
@@ -281,6 +282,9 @@ class Scenario(_Spec):
     warm_up: Duration = 5.0
     settle: Duration = 10.0
     """Run time kept probing after the last revert, before the hypothesis is checked again."""
+    setup: tuple[SetupStep, ...] = ()
+    """Requests made once the stack is ready, before probes and load; their answers fill
+    ``{setup.NAME}`` in the probes and load (bascule/model/setup.py)."""
     steady_state: SteadyState | None = None
     phases: tuple[Phase, ...] = Field(min_length=1)
     load: Load | None = None
@@ -330,6 +334,7 @@ class Scenario(_Spec):
                         "give a longer period or min_period",
                     )
                 )
+        problems += setup_problems(self.setup, {"steady_state": self.steady_state, "load": self.load})
         return problems
 
     @property

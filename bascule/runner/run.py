@@ -36,6 +36,7 @@ from bascule.journal import Journal
 from bascule.model.design import Design
 from bascule.model.loading import read_design, read_scenario, scenario_design_path
 from bascule.model.scenario import Scenario
+from bascule.model.setup import fill_setup
 from bascule.plan import ActionOp, Plan, plan, plan_to_dict
 from bascule.probes.base import ProbeContext
 from bascule.runner.display import Display
@@ -45,6 +46,7 @@ from bascule.runner.hypothesis import check_steady_state
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.live import LiveState
 from bascule.runner.metrics_endpoint import MetricsEndpoint
+from bascule.runner.setup import run_setup
 from bascule.runner.traffic import TICK, Traffic
 from bascule.targets.base import JsonFields, Refusal, StartRequest, Target, TargetEvent, TargetStarter
 
@@ -260,6 +262,11 @@ class _Runner:
             self.display.event(event.message)
 
     def _drive(self, target: Target) -> tuple[int, str]:
+        if self.scenario.setup:
+            values = run_setup(
+                self.scenario.setup, self.design, self.context.entries, self.journal, self.display
+            )
+            self.scenario = fill_setup(self.scenario, values)
         self.traffic.start(
             self.context,
             self.scenario,
