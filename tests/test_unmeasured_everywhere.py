@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from html_check import parse
 from journal_factory import JournalSpec, build_records, one_phase_scenario, reference_design
+from rich.console import Console
 
 from bascule.metrics import compute_metrics
 from bascule.reports.compare import build_comparison, render_compare_markdown
@@ -18,6 +19,7 @@ from bascule.reports.junit import render_junit
 from bascule.reports.markdown import render_markdown
 from bascule.reports.model import Result, dump_result
 from bascule.reports.result import build_result
+from bascule.reports.terminal import render_terminal
 from bascule.score import score
 from tests.test_score import healthy
 
@@ -97,3 +99,15 @@ def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
     markdown = render_compare_markdown(comparison)
     assert "**not scored**<br>guardrail sovereignty: 5 violations" in markdown
     assert "not scored" in render_compare_html(comparison)
+
+
+def test_the_terminal_summary_shows_no_pass_for_it() -> None:
+    console = Console(width=120, record=True, color_system=None)
+    console.print(render_terminal(blind_result()))
+    text = console.export_text()
+    assert text.startswith("FAIL ·")
+    (row,) = [line for line in text.splitlines() if line.startswith("sovereignty ")]
+    assert "unmeasured" in row and "pass" not in row
+    (other,) = [line for line in text.splitlines() if line.startswith("availability ")]
+    assert " pass " in other
+    assert any(line.startswith("RTO ") for line in text.splitlines())

@@ -33,6 +33,8 @@ from bascule.model.loading import read_any, read_design, read_scenario, scenario
 from bascule.model.scenario import Scenario
 from bascule.plan import plan as make_plan
 from bascule.plan import plan_to_dict
+from bascule.reports.files import read_result
+from bascule.reports.terminal import render_terminal
 from bascule.runner.run import RunOptions
 from bascule.targets.base import Refusal
 from bascule.targets.registry import OptionValue, TargetOption, Verb, choose, describe_plan, options
@@ -279,6 +281,8 @@ def run(
         )
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
+    if outcome.run_dir / "result.json" in outcome.reports:  # written by this run
+        _print_verdict(outcome.run_dir / "result.json")
     style = "green" if outcome.exit_code == 0 else "red"
     out_console.print(f"[{style}]{outcome.reason}[/{style}] (exit {outcome.exit_code})", highlight=False)
     out_console.print(f"journal: {outcome.run_dir / 'journal.jsonl'}", highlight=False)
@@ -287,6 +291,18 @@ def run(
         out_console.print(f"report: {report} · summary: {outcome.run_dir / 'summary.md'}", highlight=False)
         append_step_summary(outcome.run_dir / "summary.md")
     raise typer.Exit(outcome.exit_code)
+
+
+def _print_verdict(path: Path) -> None:
+    """The score, its dimensions and the key figures of the run's result."""
+    try:
+        result = read_result(path)
+    except (OSError, ValueError) as exc:
+        out_console.print(f"[yellow]cannot read {path}: {exc}[/yellow]", highlight=False)
+        return
+    out_console.print()
+    out_console.print(render_terminal(result), highlight=False)
+    out_console.print()
 
 
 @app.command()

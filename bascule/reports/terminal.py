@@ -1,0 +1,67 @@
+"""What `bascule run` prints when a run ends: the verdict and score, each dimension with its measured
+value and objective, and the figures a person reads first (RTO, time to fail over, writes lost,
+sovereignty violations). Pure: `render_terminal(result)` returns a rich renderable; the CLI prints
+it. A dimension judged over nothing reads "unmeasured", never as a pass."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from bascule.reports import _summary as summary
+from bascule.reports._format import DASH
+from bascule.reports.model import Result
+
+__all__ = ["KEY_FIGURES", "render_terminal"]
+
+KEY_FIGURES = ("RTO", "Time to fail over", "Failback", "RPO", "Sovereignty violations")
+"""The figures shown under the dimensions, by their label in the summary."""
+
+
+def _status(passed: bool | None, unmeasured: bool) -> Text:
+    if unmeasured:
+        return Text("unmeasured", style="yellow")
+    if passed is None:
+        return Text(DASH)
+    return Text("pass", style="green") if passed else Text("FAIL", style="bold red")
+
+
+def render_terminal(result: Result) -> RenderableType:
+    """The end-of-run summary of ``result`` (a scored run; a run with no score gets its headline)."""
+    head = summary.compute_headline(result)
+    unmeasured = set(result.score.unmeasured)
+    if result.score.overall is None and not result.score.dimensions:
+        return Text(f"not scored: {result.run.reason or 'the run did not reach its plan'}", style="yellow")
+    style = "green" if head.passed else "red"
+    cap = summary.compute_cap(result)
+    headline = Text.assemble(
+        (f"{head.verdict} · {head.overall_text}/100, grade {head.grade}", f"bold {style}"),
+        f" — {head.scenario_id} on {head.design_id}",
+        *([f"\n{cap}"] if cap else []),
+    )
+    dimensions = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column, justify in (
+        ("dimension", "left"),
+        ("", "left"),
+        ("measured", "right"),
+        ("objective", "right"),
+        ("sub-score", "right"),
+    ):
+        dimensions.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summary.compute_dimension_rows(result):
+        dimensions.add_row(
+            row.name,
+            _status(row.passed, row.name in unmeasured),
+            row.measured,
+            row.objective,
+            row.sub_score_text,
+        )
+    figures = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
+    figures.add_column(style="bold")
+    figures.add_column()
+    figures.add_column(style="dim")
+    for figure in summary.compute_figures(result):
+        if figure.label in KEY_FIGURES:
+            figures.add_row(figure.label, figure.value, figure.note)
+    return Group(headline, Text(""), dimensions, Text(""), figures)
