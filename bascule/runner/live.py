@@ -73,10 +73,12 @@ def render_live(state: LiveState) -> RenderableType:
         f" — {state.stage}",
     )
     bar = ProgressBar(total=state.run_length or 1.0, completed=done, width=40)
-    clock = Text(
-        f"run {state.elapsed:6.1f}s / {state.run_length:.0f}s   incident time +{format_duration(real)}"
-        + (f"   phase: {state.phase}" if state.phase else "")
-    )
+    if state.elapsed >= state.run_length > 0:  # settling, the closing hypothesis, read-back
+        where = f"plan done ({state.run_length:.0f}s)   {state.stage}"
+    else:
+        where = f"run {state.elapsed:6.1f}s / {state.run_length:.0f}s"
+    phase = f"   phase: {state.phase}" if state.phase else ""
+    clock = Text(f"{where}   incident time +{format_duration(real)}{phase}")
     ratio, p95, regions, levels = _recent_figures(list(state.recent))
     figures = Table.grid(padding=(0, 2))
     figures.add_row(
