@@ -177,7 +177,16 @@ def test_templates_and_paths() -> None:
 
 
 def test_registry_names_and_spec_validation() -> None:
-    assert set(PROBES) == {"http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready"}
+    assert set(PROBES) == {
+        "http",
+        "rag",
+        "sovereignty",
+        "data",
+        "command",
+        "python",
+        "kubernetes-ready",
+        "prometheus",
+    }
     probes = make_probes(
         [spec({"kind": "rag", "data_class": "internal"}), spec({"kind": "rag", "data_class": "internal"})],
         context(FakeGateway()),
@@ -202,7 +211,10 @@ def test_registry_names_and_spec_validation() -> None:
 def test_every_yaml_example_in_the_docs_is_a_valid_probe_spec() -> None:
     text = (ROOT / "docs" / "probes.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
-    specs = [spec(item) for block in blocks for item in yaml.safe_load(block)]
+    # Lists of probes; a block that is a mapping shows a scenario's parts around them (a guardrail).
+    parsed = [yaml.safe_load(block) for block in blocks]
+    assert all(isinstance(b, list) or {"steady_state", "guardrails"} <= set(b) for b in parsed)
+    specs = [spec(item) for block in parsed if isinstance(block, list) for item in block]
     assert {s.kind for s in specs} == set(PROBES) and len(specs) >= 12
     runnable = [s for s in specs if s.kind != "python"]
     assert len(make_probes(runnable, context(FakeGateway()))) == len(runnable)

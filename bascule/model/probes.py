@@ -22,6 +22,7 @@ __all__ = [
     "JsonAssertion",
     "KubernetesReadyProbe",
     "ProbeSpec",
+    "PrometheusProbe",
     "PythonProbe",
     "RagProbe",
     "ResponsePaths",
@@ -209,6 +210,34 @@ class KubernetesReadyProbe(ProbeSpec):
     rate: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
+class PrometheusProbe(ProbeSpec):
+    """A PromQL instant query against a Prometheus server: it holds when every series of the
+    answer is below ``below`` and/or above ``above`` — the team's SLO, read where it already lives."""
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    """The Prometheus server (``http://127.0.0.1:9090``); the query goes to ``/api/v1/query``."""
+    query: Annotated[str, Field(min_length=1, max_length=10_000)]
+    below: float | None = None
+    above: float | None = None
+    empty: Literal["fail", "pass"] = "fail"
+    """An answer with no series: a failure (the default — no data is not a healthy SLO), or a pass
+    (for a query that lists what is wrong, such as firing alerts)."""
+    rate: Annotated[float, Field(gt=0, le=100)] = 1.0
+    headers: Headers = {}
+    """Request headers of your own (a bearer token): values may read ``${ENV_VAR}`` at run time."""
+
+    @model_validator(mode="after")
+    def _a_threshold(self) -> PrometheusProbe:
+        if self.below is None and self.above is None and self.empty == "fail":
+            raise ValueError(
+                "give `below`, `above` (or both), or `empty: pass` for a query that lists problems"
+            )
+        if self.below is not None and self.above is not None and self.above >= self.below:
+            raise ValueError(f"`above` ({self.above:g}) must be less than `below` ({self.below:g})")
+        return self
+
+
 _KINDS: tuple[type[ProbeSpec], ...] = (
     HttpProbe,
     RagProbe,
@@ -217,6 +246,7 @@ _KINDS: tuple[type[ProbeSpec], ...] = (
     CommandProbe,
     PythonProbe,
     KubernetesReadyProbe,
+    PrometheusProbe,
 )
 PROBE_KINDS: dict[str, type[ProbeSpec]] = {str(cls.model_fields["kind"].default): cls for cls in _KINDS}
 

@@ -207,6 +207,7 @@ class GuardrailKind(StrEnum):
     LATENCY_P95 = "latency-p95"
     ERROR_BUDGET = "error-budget"
     SOVEREIGNTY = "sovereignty-violations"
+    PROBE = "probe"
 
 
 class _Guardrail(_Spec):
@@ -243,11 +244,27 @@ class SovereigntyGuardrail(_Guardrail):
     above: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
+class ProbeGuardrail(_Guardrail):
+    """Abort when the steady-state probe named ``probe`` (its ``name:``) has failed without a
+    success for ``for`` seconds — a stop condition on any probe kind: an SLO query to Prometheus,
+    a health endpoint, a command. ``for: 0s`` aborts on its first failure."""
+
+    kind: Literal["probe"] = "probe"
+    probe: str
+    for_: Duration = Field(default=0.0, alias="for")
+
+
 if TYPE_CHECKING:
     Guardrail = _Guardrail
 else:
     Guardrail = Annotated[
-        Union[SuccessRatioGuardrail, LatencyGuardrail, ErrorBudgetGuardrail, SovereigntyGuardrail],  # noqa: UP007
+        Union[  # noqa: UP007
+            SuccessRatioGuardrail,
+            LatencyGuardrail,
+            ErrorBudgetGuardrail,
+            SovereigntyGuardrail,
+            ProbeGuardrail,
+        ],
         Field(discriminator="kind"),
     ]
 
@@ -335,6 +352,17 @@ class Scenario(_Spec):
                     )
                 )
         problems += setup_problems(self.setup, {"steady_state": self.steady_state, "load": self.load})
+        named = {p.name for p in self.steady_state.probes if p.name} if self.steady_state else set()
+        for index, guardrail in enumerate(self.guardrails):
+            if isinstance(guardrail, ProbeGuardrail) and guardrail.probe not in named:
+                known = ", ".join(sorted(named)) or "none has a name"
+                problems.append(
+                    (
+                        ("guardrails", index, "probe"),
+                        f"no steady-state probe is named {guardrail.probe!r} (give the probe "
+                        f"`name: {guardrail.probe}`; named probes: {known})",
+                    )
+                )
         return problems
 
     @property

@@ -67,7 +67,7 @@ __all__ = [
     "sample_once",
 ]
 
-KINDS: Final = ("http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready")
+KINDS: Final = ("http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready", "prometheus")
 """The built-in kinds, each in the module of that name (dashes as underscores)."""
 
 
@@ -206,6 +206,7 @@ def default_name(spec: ProbeSpec) -> str:
         "command": ("argv",),
         "python": ("call",),
         "kubernetes-ready": ("components",),
+        "prometheus": ("query",),
     }.get(spec.kind, ())
     words = [spec.kind]
     for attribute in detail:

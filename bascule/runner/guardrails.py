@@ -9,7 +9,9 @@ they say when and why to stop.
 - ``latency-p95``: p95 stays above ``above`` for ``for`` seconds;
 - ``error-budget``: failures since the start exceed ``burnt`` × the budget that the availability
   objective allows for the requests made so far;
-- ``sovereignty-violations``: more than ``above`` violations seen.
+- ``sovereignty-violations``: more than ``above`` violations seen;
+- ``probe``: the named steady-state probe has failed, with no success since, for ``for`` seconds
+  (from the start of its first failing sample to the end of the latest one).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bascule.model.scenario import (
     ErrorBudgetGuardrail,
     Guardrail,
     LatencyGuardrail,
+    ProbeGuardrail,
     SovereigntyGuardrail,
     SuccessRatioGuardrail,
 )
@@ -59,6 +62,36 @@ class GuardrailMonitor:
     failures: int = 0
     violations: int = 0
     _seconds: dict[float, _Second] = field(default_factory=dict)
+    _failing_since: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def watched_probes(self) -> frozenset[str]:
+        """The probes a ``probe`` guardrail watches, by name."""
+        return frozenset(g.probe for g in self.guardrails if isinstance(g, ProbeGuardrail))
+
+    def observe_sample(
+        self, probe: str, passed: bool, started: float, ended: float, error: str | None
+    ) -> Trip | None:
+        """Take in one sample of a probe (run seconds); the ``probe`` guardrail it trips, if any.
+        Samples may arrive out of order: a success that started before the failing streak did
+        (a slow request) does not end it."""
+        watching = [g for g in self.guardrails if isinstance(g, ProbeGuardrail) and g.probe == probe]
+        if not watching:
+            return None
+        since = self._failing_since.get(probe)
+        if passed:
+            if since is not None and started >= since:
+                del self._failing_since[probe]
+            return None
+        since = started if since is None else min(since, started)
+        self._failing_since[probe] = since
+        for guardrail in watching:
+            if ended - since >= guardrail.for_ - 1e-9:
+                why = f": {error}" if error else ""
+                return Trip(
+                    _name(guardrail), f"probe {probe!r} failing for {ended - since:.1f} s{why}", ended
+                )
+        return None
 
     def observe(self, window: Window) -> Trip | None:
         """Take in one closed window (in time order, late windows of an earlier start included);

@@ -22,7 +22,7 @@ from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
 from bascule.model.scenario import Scenario
 from bascule.plan import Plan
-from bascule.probes.base import Probe, ProbeContext, make_probes
+from bascule.probes.base import Probe, ProbeContext, make_probes, passed
 from bascule.probes.data import DataReport
 from bascule.probes.runner import ProbeRunner, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge
@@ -204,8 +204,17 @@ class Traffic:
                 paths.attach(sample)
             paths.expire(time.monotonic())
         violations = 0
+        watched = self.guardrails.watched_probes
+        origin = self.plan_start or 0.0
         for sample in batch:
             self.journal.sample(sample)
+            if sample.source in watched:
+                ended = sample.started + sample.latency
+                self._trip(
+                    self.guardrails.observe_sample(
+                        sample.source, passed(sample), sample.started - origin, ended - origin, sample.error
+                    )
+                )
             self.aggregator.add(sample)
             for violation in self.judge.observe(sample) if self.judge is not None else ():
                 violations += 1

@@ -1,0 +1,125 @@
+"""A real Prometheus (Debian's ``prometheus`` package) for the tests, scraping an exporter whose
+values the test sets. Skipped where the binary is missing, unless ``BASCULE_REQUIRE_PROMETHEUS=1``
+(CI sets it: there a missing install fails, never skips)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+SCRAPE = 0.2
+"""Seconds between scrapes."""
+
+
+def require_prometheus() -> None:
+    if Path(BINARY).is_file():
+        return
+    if os.environ.get("BASCULE_REQUIRE_PROMETHEUS") == "1":
+        pytest.fail(
+            "BASCULE_REQUIRE_PROMETHEUS=1 but prometheus is not installed (apt-get install prometheus)"
+        )
+    pytest.skip("prometheus is not installed (Debian: apt-get install -y prometheus)")
+
+
+@dataclass
+class Exporter:
+    """``/metrics`` in the text exposition format, from ``values`` (series → value)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    port: int = 0
+
+    def text(self) -> bytes:
+        lines = ["# TYPE slo_error_ratio gauge"]
+        lines += [f"{series} {value}" for series, value in self.values.items()]
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Prometheus:
+    url: str
+    exporter: Exporter
+
+    def wait_for(self, query: str, timeout: float = 20.0) -> None:
+        """Until ``query`` returns a series (the first scrapes are in)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=2).json()
+                if answer.get("data", {}).get("result"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"prometheus returned nothing for {query} within {timeout} s")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    require_prometheus()
+    exporter = Exporter({'slo_error_ratio{region="fr-par"}': 0.001})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = exporter.text()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain; version=0.0.4")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    exporter.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: {int(SCRAPE * 1000)}ms, evaluation_interval: 1s}}\n"
+        "scrape_configs:\n  - job_name: exporter\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
+    )
+    process = subprocess.Popen(
+        [
+            BINARY,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        found = Prometheus(f"http://127.0.0.1:{port}", exporter)
+        found.wait_for("slo_error_ratio")
+        yield found
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        server.shutdown()
+        server.server_close()
