@@ -844,6 +844,16 @@ def test_check_hypothesis_runs_the_probes_over_the_window() -> None:
     assert "does not hold" in result.summary()
 
 
+def test_a_window_that_ran_out_before_the_first_tick_still_judges_one_sample_per_probe() -> None:
+    ctx = context(FakeGateway())
+    probes = make_probes(
+        [RagProbe(data_class="public", rate=10), RagProbe(data_class="internal", rate=2)], ctx
+    )
+    result = check_hypothesis(probes, ctx, over=0.0, success_ratio=1.0)
+    assert result.ok, result.summary()
+    assert [(v.name, v.samples) for v in result.verdicts] == [("rag public", 1), ("rag internal", 1)]
+
+
 # --- against the real local stack ---------------------------------------------------------------
 
 
