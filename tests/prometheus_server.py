@@ -4,6 +4,7 @@ values the test sets. Skipped where the binary is missing, unless ``BASCULE_REQU
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,8 +20,9 @@ import httpx
 import pytest
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
-SCRAPE = 0.2
-"""Seconds between scrapes."""
+SCRAPE = 0.5
+"""Seconds between scrapes (and their timeout: a scrape that fails marks every series stale at
+once, so it must not be so short that a busy machine misses it)."""
 
 
 def require_prometheus() -> None:
@@ -46,7 +48,7 @@ class Exporter:
         return ("\n".join(lines) + "\n").encode()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -71,6 +73,40 @@ class Prometheus:
         raise AssertionError(f"prometheus returned nothing for {query} within {timeout} s")
 
 
+@contextlib.contextmanager
+def running_prometheus(tmp_path: Path, targets: list[str]) -> Iterator[str]:
+    """A Prometheus scraping ``targets`` (``host:port``) every `SCRAPE` seconds; yields its URL."""
+    require_prometheus()
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    listed = ", ".join(f"'{t}'" for t in targets)
+    config.write_text(
+        f"global: {{scrape_interval: {int(SCRAPE * 1000)}ms, evaluation_interval: 1s}}\n"
+        "scrape_configs:\n  - job_name: tests\n"
+        f"    static_configs: [{{targets: [{listed}]}}]\n"
+    )
+    process = subprocess.Popen(
+        [
+            BINARY,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     require_prometheus()
@@ -92,34 +128,11 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     exporter.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    port = _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"global: {{scrape_interval: {int(SCRAPE * 1000)}ms, evaluation_interval: 1s}}\n"
-        "scrape_configs:\n  - job_name: exporter\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
-    )
-    process = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
-        start_new_session=True,
-    )
     try:
-        found = Prometheus(f"http://127.0.0.1:{port}", exporter)
-        found.wait_for("slo_error_ratio")
-        yield found
+        with running_prometheus(tmp_path, [f"127.0.0.1:{exporter.port}"]) as url:
+            found = Prometheus(url, exporter)
+            found.wait_for("slo_error_ratio")
+            yield found
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         server.shutdown()
         server.server_close()

@@ -54,6 +54,11 @@ class MetricsEndpoint:
         self.elapsed = Gauge(
             "bascule_plan_elapsed_seconds", "Seconds since the plan started.", names, registry=self.registry
         )
+        # Every series from the start: "0 violations so far" is a figure, no series reads as no data.
+        for outcome in ("ok", "failed"):
+            self.requests.labels(**labels, outcome=outcome)
+        self.violations.labels(**labels)
+        self.active_faults.labels(**labels).set(0)
         server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
         self._server: WSGIServer = server
         self.port = int(server.server_address[1])
