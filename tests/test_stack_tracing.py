@@ -4,6 +4,7 @@ the resource attributes that tell where it ran, to an OTLP receiver (here bascul
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,16 @@ def test_with_an_exporter_each_request_is_a_server_span_of_its_trace_attributed_
     )
     assert span.http_status == 200
     assert span.attribute("service.instance.id") == "retriever-scaleway-fr-par-0"
+
+
+def test_asked_for_spans_without_the_sdk_a_service_says_how_to_get_it(
+    no_tracing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    with pytest.raises(SystemExit) as exited:
+        tracing.start_tracing("llm", "scaleway/fr-par", "llm-0", env)
+    message = str(exited.value.code)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT asks for OpenTelemetry spans" in message
+    assert "pip install 'bascule[otel]'" in message
+    assert tracing._state.tracer is None
