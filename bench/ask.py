@@ -19,6 +19,7 @@ Acceptance of issue 3: figures for the healthy stack, with zero llm latency.
     python bench/ask.py                           # table
     python bench/ask.py --json                    # one JSON object
     python bench/ask.py --concurrency 1,8 --duration 5 --data-class confidential
+    python bench/ask.py --otlp                    # the stack exporting its spans (bascule run --otlp)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import httpx
 from bascule.model.loading import read_design
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
 from bascule.targets.local.stack import LocalStack
+from bascule.traces import TraceReceiver
 
 DEFAULT_DESIGN: Final = "designs/active-passive-sovereign.yaml"
 DATA_CLASSES: Final = ("internal", "confidential", "public")
@@ -376,8 +378,13 @@ def run_benchmark(args: argparse.Namespace, say: Callable[[str], None]) -> dict[
     load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     levels: list[LevelResult] = []
-    with tempfile.TemporaryDirectory(prefix="bascule-bench-ask-") as run_dir:
-        stack = LocalStack.start(design, design_path, Path(run_dir), timeout=START_TIMEOUT_S, progress=say)
+    receiver = TraceReceiver(design) if args.otlp else None
+    spans = SpanDrain(receiver)
+    with tempfile.TemporaryDirectory(prefix="bascule-bench-ask-") as run_dir, spans:
+        endpoint = None if receiver is None else receiver.endpoint
+        stack = LocalStack.start(
+            design, design_path, Path(run_dir), timeout=START_TIMEOUT_S, progress=say, otlp_endpoint=endpoint
+        )
         try:
             entry = stack.entries()[region]
             pids = [r.pid for r in stack.supervisor.replicas() if r.pid is not None]
@@ -400,6 +407,7 @@ def run_benchmark(args: argparse.Namespace, say: Callable[[str], None]) -> dict[
             "load_average_1m_at_end": os.getloadavg()[0],
         },
         "stack": {"processes": len(pids), "cold_start_s": asdict(stack.timings)},
+        "otlp": None if receiver is None else {"spans_received": spans.count},
         "llm_latency": "zero (no time to first token, no generation pace)",
         "llm_latency_variables_cleared": cleared,
         "load_generator": "child process, one event loop, one shared httpx.AsyncClient; shares the CPUs",
@@ -412,6 +420,35 @@ def run_benchmark(args: argparse.Namespace, say: Callable[[str], None]) -> dict[
         "levels": [asdict(level) for level in levels],
         "elapsed_s": time.monotonic() - started,
     }
+
+
+class SpanDrain:
+    """With ``--otlp``: bascule's trace receiver for the stack's spans, emptied every 0.2 s as a
+    run's traffic loop would (its queue is bounded), and stopped on the way out."""
+
+    def __init__(self, receiver: TraceReceiver | None) -> None:
+        self.receiver = receiver
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def __enter__(self) -> SpanDrain:
+        if self.receiver is not None:
+            self.receiver.start()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.receiver is not None:
+            self._stop.set()
+            self._thread.join()
+            self.count += len(self.receiver.poll())
+            self.receiver.stop()
+
+    def _drain(self) -> None:
+        assert self.receiver is not None
+        while not self._stop.wait(0.2):
+            self.count += len(self.receiver.poll())
 
 
 def _stop(stack: LocalStack, say: Callable[[str], None]) -> None:
@@ -542,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each level")
     parser.add_argument("--data-class", choices=DATA_CLASSES, default="internal", help="class asked")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--otlp", action="store_true", help="the stack exports its spans to bascule's receiver (--otlp)"
+    )
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1.0 <= args.duration <= MAX_DURATION_S:

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +28,7 @@ from bascule.model.design import Design
 from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, Refusal, StartRequest, Target, TargetEvent
 from bascule.targets.registry import Entry, OptionValue, PlanDescription, TargetOption
-from bascule.tracecontext import parse_traceparent
+from bascule.tracecontext import new_span_id, parse_traceparent
 
 __all__ = ["COLD_FOR", "ENTRY", "PACKAGE", "SECRET", "FakeStarter", "FakeTarget"]
 
@@ -49,6 +50,8 @@ class _Service(ThreadingHTTPServer):
     region: str
     hops: list[PathHop]
     """Every request, as the hop a fault plane in front of the service would have recorded."""
+    otlp: str | None
+    """The run's trace receiver: each request is also exported as a server span (OTLP/JSON)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
             trace_id, started, 0.0, status, True, route, None, None, service.component, service.region
         )
         service.hops.append(hop)  # list.append is atomic: the runner's thread takes them
+        if service.otlp is not None and trace_id is not None:
+            _export_span(service.otlp, trace_id, service.component, service.region, status, started)
         body = json.dumps({"ok": status == 200, "path": self.path}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -90,6 +95,38 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def _export_span(endpoint: str, trace_id: str, component: str, region: str, status: int, at: float) -> None:
+    """One server span of `trace_id`, as an instrumented service would export it (OTLP/JSON)."""
+    provider, _, place = region.partition("/")
+    unix = time.time_ns() - int((time.monotonic() - at) * 1e9)
+    resource = {"service.name": component, "cloud.provider": provider, "cloud.region": place}
+    span = {
+        "traceId": trace_id,
+        "spanId": new_span_id(),
+        "name": "GET",
+        "kind": 2,
+        "startTimeUnixNano": str(unix),
+        "endTimeUnixNano": str(unix + 1000),
+        "attributes": [{"key": "http.response.status_code", "value": {"intValue": str(status)}}],
+    }
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in resource.items()]
+                },
+                "scopeSpans": [{"spans": [span]}],
+            }
+        ]
+    }
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        endpoint + "/v1/traces", data, {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=2.0) as answer:
+        assert answer.status == 200
+
+
 class FakeTarget(LedgerTarget[str]):
     """Faults held in memory: the ledger is `log`. `fail`: ``unhealthy`` (every entry answers 503),
     ``cold`` (every entry answers 503 for its first `COLD_FOR` seconds),
@@ -99,7 +136,7 @@ class FakeTarget(LedgerTarget[str]):
 
     name = "fake"
 
-    def __init__(self, design: Design, fail: str | None) -> None:
+    def __init__(self, design: Design, fail: str | None, otlp: str | None = None) -> None:
         self.design = design
         self.fail = fail
         self.log: list[tuple[str, str]] = []
@@ -113,6 +150,7 @@ class FakeTarget(LedgerTarget[str]):
         self._service.component = design.entry_component() or "gateway"
         self._service.region = design.regions[0].id
         self._service.hops = []
+        self._service.otlp = otlp
         self._thread = threading.Thread(
             target=self._service.serve_forever, args=(0.01,), name="fake-target", daemon=True
         )
@@ -205,12 +243,15 @@ class FakeStarter:
     name: str = "fake"
     started: list[FakeTarget] = field(default_factory=list)
     """The targets started (one per run), for the test to look at."""
+    otlp_endpoints: list[str | None] = field(default_factory=list)
+    """The trace receiver each start was given."""
 
     def start(self, request: StartRequest) -> Target | Refusal:
         request.progress("starting the fake target")
         if self.fail == "start":
             raise TargetError("the fake target could not start")
-        target = FakeTarget(request.design, self.fail)
+        self.otlp_endpoints.append(request.otlp_endpoint)
+        target = FakeTarget(request.design, self.fail, request.otlp_endpoint)
         self.started.append(target)
         return target
 

@@ -269,6 +269,29 @@ components:
     assert command.cwd == str(tmp_path / "app")
 
 
+def test_the_otlp_placeholder_is_the_runs_trace_receiver_or_empty(tmp_path: Path) -> None:
+    text = f"""
+id: one
+regions: [{{id: {PAR}}}]
+components:
+  api:
+    entry: true
+    command: {{argv: [serve, --otlp, "{{otlp.url}}"]}}
+    replicas: {{{PAR}: 1}}
+"""
+    (tmp_path / "d.yaml").write_text(text)
+    design = read_design(tmp_path / "d.yaml")
+    from bascule.stack.layout import own_command
+
+    stack = layout(design)
+    (api,) = stack.replicas
+    for endpoint, filled in (("http://127.0.0.1:4318", "http://127.0.0.1:4318"), (None, "")):
+        command = own_command(
+            design, stack, api, port=40123, route_ports={}, base_dir=str(tmp_path), otlp_endpoint=endpoint
+        )
+        assert command.argv == ("serve", "--otlp", filled)
+
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own-service"
 
 

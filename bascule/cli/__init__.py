@@ -246,6 +246,14 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="Serve live figures as Prometheus metrics (127.0.0.1)."),
     ] = None,
+    otlp: Annotated[
+        bool,
+        typer.Option(
+            "--otlp",
+            help="Receive the services' OpenTelemetry spans (OTLP/HTTP on 127.0.0.1) as a source of "
+            "paths; started services are pointed at it (docs/traces.md).",
+        ),
+    ] = False,
     min_score: Annotated[
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
@@ -275,6 +283,7 @@ def run(
                 load_workers=load_workers,
                 raw_samples=raw_samples,
                 metrics_port=metrics_port,
+                otlp=otlp,
             ),
             min_score=min_score,
             console=out_console,

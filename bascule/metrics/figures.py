@@ -304,6 +304,9 @@ class _Figures:
             if report is not None and report.unattributed is not None
             else None,
             sovereignty_unattributed=unattributed,
+            paths_by_source=None
+            if r.paths_report is None or r.paths_report.sources is None
+            else r.paths_report.sources.figures(),
             sovereignty_violations=violations,
             violating_requests=violating,
             violations=tuple(_shift_violation(v, self.base) for v in r.violations),

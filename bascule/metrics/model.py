@@ -25,11 +25,13 @@ __all__ = [
     "Latency",
     "Metrics",
     "Outage",
+    "PathSources",
     "PhaseMetrics",
     "PhasePlan",
     "Rpo",
     "RunInfo",
     "Series",
+    "SourcePaths",
     "Violation",
 ]
 
@@ -232,6 +234,32 @@ class DesignFacts:
 
 
 @dataclass(frozen=True)
+class SourcePaths:
+    """What one source of paths told on its own (the run's ``paths-report``, ``sources``)."""
+
+    source: str
+    """``fault-plane`` or ``otlp``."""
+    requests: int
+    """Requests it told at least one hop of."""
+    violating: int
+    """Of those, requests with a hop below their data class's level."""
+    time_to_failover: float | None
+
+
+@dataclass(frozen=True)
+class PathSources:
+    """The fault plane's and the OpenTelemetry spans' paths side by side (runs with ``--otlp``)."""
+
+    sources: tuple[SourcePaths, ...]
+    both: int
+    """Requests both sources attributed."""
+    same_region: int
+    """Of those, requests both say were served in the same region."""
+    same_verdict: int
+    """Of those, requests both judge alike for sovereignty."""
+
+
+@dataclass(frozen=True)
 class Metrics:
     run: RunInfo
     objectives: Objectives
@@ -280,3 +308,5 @@ class Metrics:
     before that was counted)."""
     sovereignty_unattributed: int = 0
     """Answered requests of a known data class whose path no source could tell."""
+    paths_by_source: PathSources | None = None
+    """Each source's paths judged alone, when the run received spans."""

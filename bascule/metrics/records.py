@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from bascule.metrics.model import PathSources, SourcePaths
+
 __all__ = [
     "DataReport",
     "ErrorRecord",
@@ -33,6 +35,8 @@ __all__ = [
     "RunEnded",
     "RunStarted",
     "ScenarioDump",
+    "SourceRecord",
+    "SourcesRecord",
     "SovereigntyReport",
     "SovereigntyViolation",
     "num",
@@ -216,12 +220,45 @@ class SovereigntyViolation(_Record):
     level: MaybeText = None
 
 
+class SourceRecord(_Record):
+    requests: Int = None
+    violating: Int = None
+    time_to_failover: Num = None
+
+
+class SourcesRecord(_Record):
+    """Each source's paths judged alone (``paths-report``, ``sources``; runs with ``--otlp``)."""
+
+    sources: Annotated[
+        dict[str, SourceRecord],
+        BeforeValidator(lambda v: {str(k): _record(x, SourceRecord) for k, x in _mapping(v).items()}),
+    ] = {}
+    both: Int = None
+    same_region: Int = None
+    same_verdict: Int = None
+
+    def figures(self) -> PathSources:
+        return PathSources(
+            tuple(
+                SourcePaths(name, s.requests or 0, s.violating or 0, s.time_to_failover)
+                for name, s in sorted(self.sources.items())
+            ),
+            self.both or 0,
+            self.same_region or 0,
+            self.same_verdict or 0,
+        )
+
+
 class PathsReport(_Record):
     """What the fault plane relayed, and what of it no request's trace claimed."""
 
     hops: Int = None
     claimed: Int = None
     incomplete_routes: Texts = ()
+    sources: Annotated[
+        SourcesRecord | None,
+        BeforeValidator(lambda v: _record(v, SourcesRecord) if isinstance(v, Mapping) else None),
+    ] = None
 
 
 class SovereigntyReport(_Record):

@@ -13,7 +13,7 @@ from bascule.model.suggest import unknown_name
 
 __all__ = ["CALLEE_FIELDS", "OWN_PLACEHOLDERS", "placeholder_problems", "placeholders", "regional_callees"]
 
-OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python")
+OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python", "otlp.url")
 CALLEE_FIELDS = ("url", "host", "port")
 
 Where = tuple[PathElement, ...]

@@ -22,7 +22,7 @@ from bascule.reports._format import (
     fmt_span,
     fmt_value,
 )
-from bascule.reports.model import Result, Rpo
+from bascule.reports.model import PathSources, Result, Rpo
 
 __all__ = [
     "DimensionRow",
@@ -251,6 +251,27 @@ def compute_figures(result: Result) -> list[Figure]:
             fmt_count(figures.sovereignty_violations),
             "hops below their data class's level",
         ),
+        *_by_source(figures.paths_by_source),
+    ]
+
+
+_SOURCE_NAMES = {"fault-plane": "fault plane", "otlp": "OTLP"}
+
+
+def _by_source(paths: PathSources | None) -> list[Figure]:
+    """The fault plane's and the spans' figures side by side, each from its own hops alone."""
+    if paths is None or not paths.sources:
+        return []
+    named = [(_SOURCE_NAMES.get(s.source, s.source), s) for s in paths.sources]
+    failover = " · ".join(f"{n} {fmt_seconds(s.time_to_failover)}" for n, s in named)
+    violating = " · ".join(f"{n} {fmt_count(s.violating)} of {fmt_count(s.requests)}" for n, s in named)
+    agree = (
+        f"{fmt_count(paths.both)} requests seen by both: same region for {fmt_count(paths.same_region)}, "
+        f"same sovereignty verdict for {fmt_count(paths.same_verdict)}"
+    )
+    return [
+        Figure("Time to fail over, by source", failover, "each source's hops alone"),
+        Figure("Violating requests, by source", violating, agree),
     ]
 
 

@@ -178,6 +178,22 @@ class Cost(_Record):
     failover_extra: float = 0.0
 
 
+class SourcePaths(_Record):
+    source: str = ""
+    requests: int | None = None
+    violating: int | None = None
+    time_to_failover: float | None = None
+
+
+class PathSources(_Record):
+    """The fault plane's and the OpenTelemetry spans' paths, each judged alone (runs with ``--otlp``)."""
+
+    sources: tuple[SourcePaths, ...] = ()
+    both: int | None = None
+    same_region: int | None = None
+    same_verdict: int | None = None
+
+
 class Figures(_Record):
     impact_window: tuple[float, float] | None = None
     requests: int | None = None
@@ -200,6 +216,7 @@ class Figures(_Record):
     degraded: int | None = None
     error_budget: ErrorBudget | None = None
     cost: Cost | None = None
+    paths_by_source: PathSources | None = None
     notes: Mapping[str, str] = {}
     """Figure name → why it is ``None``."""
 
@@ -299,5 +316,8 @@ def parse_result(document: Mapping[str, Any] | str | bytes) -> Result:
 def dump_result(result: Result) -> str:
     """``result.json``'s text: the document indented by two, non-ASCII kept, a final newline.
     Spelled by `json` rather than `model_dump_json` so that numbers read as they always have
-    (``1e-05``, not ``0.00001``)."""
-    return json.dumps(result.model_dump(by_alias=True), indent=2, ensure_ascii=False) + "\n"
+    (``1e-05``, not ``0.00001``). ``paths_by_source`` is written only for runs that received spans."""
+    data = result.model_dump(by_alias=True)
+    if data["figures"].get("paths_by_source") is None:
+        data["figures"].pop("paths_by_source", None)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

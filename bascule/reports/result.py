@@ -22,6 +22,7 @@ from bascule.reports.model import (
     Hypothesis,
     Latency,
     Outage,
+    PathSources,
     Phase,
     Result,
     ResultCap,
@@ -31,6 +32,7 @@ from bascule.reports.model import (
     Run,
     ScenarioInfo,
     Series,
+    SourcePaths,
     Violation,
 )
 from bascule.score.model import Score
@@ -91,6 +93,7 @@ def _score(s: Score) -> ResultScore:
 def _figures(m: metrics.Metrics) -> Figures:
     budget = m.error_budget
     cost = m.cost
+    paths = m.paths_by_source
     return _copy(
         Figures,
         m,
@@ -105,5 +108,8 @@ def _figures(m: metrics.Metrics) -> Figures:
         correctness=_copy(Correctness, m.correctness),
         error_budget=None if budget is None else _copy(ErrorBudget, budget),
         cost=None if cost is None else _copy(Cost, cost),
+        paths_by_source=None
+        if paths is None
+        else _copy(PathSources, paths, sources=tuple(_copy(SourcePaths, s) for s in paths.sources)),
         notes=dict(m.notes),
     )

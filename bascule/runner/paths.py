@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from bascule.journal import Hop, HopSource, PathHop, RequestSample
 from bascule.model.design import Design
 
-__all__ = ["PathJoiner", "PathReport", "hop_of"]
+__all__ = ["PathJoiner", "PathReport", "add_hops", "hop_of"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,14 @@ def hop_of(path: PathHop, design: Design) -> Hop:
     )
 
 
+def add_hops(sample: RequestSample, hops: tuple[Hop, ...]) -> RequestSample:
+    """`sample` with `hops` added after those it has, but for a component and region it already
+    names: a request's path is judged once per place, whichever sources told it."""
+    known = {(h.component, h.region) for h in sample.hops}
+    added = tuple(h for h in hops if (h.component, h.region) not in known)
+    return replace(sample, hops=sample.hops + added) if added else sample
+
+
 class PathJoiner:
     """Hops by trace id until their sample claims them (or `keep` seconds pass)."""
 
@@ -113,22 +121,20 @@ class PathJoiner:
     def attach(self, sample: RequestSample) -> RequestSample:
         """`sample` with the hops of its trace added after those it already has (its service's own
         report), leaving out a hop its service already reported (same component and region)."""
+        return add_hops(sample, self.claim(sample))
+
+    def claim(self, sample: RequestSample) -> tuple[Hop, ...]:
+        """Every hop of `sample`'s trace, in the order they were taken (none left here)."""
         if sample.trace_id is None:
-            return sample
+            return ()
         found = self._pending.pop(sample.trace_id, None)
         if not found:
-            return sample
+            return ()
         self._claimed += len(found)
         klass = sample.data_class or "-"
         for route in {h.route for h in found if h.relayed}:
             self._relayed[route, klass] += 1
-        known = {(h.component, h.region) for h in sample.hops}
-        added = tuple(
-            hop_of(h, self.design)
-            for h in sorted(found, key=lambda h: h.started)
-            if (h.component, h.region) not in known
-        )
-        return replace(sample, hops=sample.hops + added) if added else sample
+        return tuple(hop_of(h, self.design) for h in sorted(found, key=lambda h: h.started))
 
     def expire(self, now: float) -> None:
         """Forget hops that started more than `keep` seconds before `now`, counting them unclaimed."""

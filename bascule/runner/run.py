@@ -36,7 +36,6 @@ from bascule.journal import Journal
 from bascule.model.design import Design
 from bascule.model.loading import read_design, read_scenario, scenario_design_path
 from bascule.model.scenario import Scenario
-from bascule.model.setup import fill_setup
 from bascule.plan import ActionOp, Plan, plan, plan_to_dict
 from bascule.probes.base import ProbeContext
 from bascule.runner.display import Display
@@ -46,9 +45,11 @@ from bascule.runner.hypothesis import check_steady_state
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.live import LiveState
 from bascule.runner.metrics_endpoint import MetricsEndpoint
-from bascule.runner.setup import run_setup
-from bascule.runner.traffic import TICK, Traffic
+from bascule.runner.records import jsonable
+from bascule.runner.setup import set_up
+from bascule.runner.traffic import SPAN_HOLD, TICK, Traffic
 from bascule.targets.base import JsonFields, Refusal, StartRequest, Target, TargetEvent, TargetStarter
+from bascule.traces import TraceReceiver
 
 __all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
@@ -70,6 +71,9 @@ class RunOptions:
     """Journal every request, not only windows."""
     metrics_port: int | None = None
     """Serve live figures as Prometheus metrics on this port of 127.0.0.1."""
+    otlp: bool = False
+    """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
+    docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,9 @@ class _Runner:
         self.live = LiveState(scenario.id, design.id, built.run_length, built.time.scale)
         self.display = Display(self.live, out, quiet=options.quiet, origin=self.origin)
         guardrails = GuardrailMonitor(scenario.guardrails, scenario.objectives.availability)
-        self.traffic = Traffic(self.journal, self.display, self.abort, guardrails)
+        self.receiver = TraceReceiver(design) if options.otlp else None
+        hold = SPAN_HOLD if options.otlp else 0.0
+        self.traffic = Traffic(self.journal, self.display, self.abort, guardrails, span_hold=hold)
         if options.metrics_port is not None:
             self.traffic.metrics = MetricsEndpoint(options.metrics_port, scenario.id, design.id)
         self.active: dict[str, str] = {}
@@ -189,6 +195,7 @@ class _Runner:
                 "target": self.options.target.name,
                 "load_workers": self.options.load_workers,
                 "raw_samples": self.options.raw_samples,
+                "otlp": self.options.otlp,
             },
         )
         code: int = ExitCode.OK
@@ -234,7 +241,15 @@ class _Runner:
         return scored.exit_code, scored.reason
 
     def _run(self) -> tuple[int, str]:
-        request = StartRequest(self.design, self.design_path, self.run_dir, self.display.status)
+        endpoint = None
+        if self.receiver is not None:
+            self.receiver.start()
+            endpoint = self.receiver.endpoint
+            self.journal.write("traces-receiver", endpoint=endpoint, traces_url=self.receiver.traces_url)
+            self.display.event(f"receiving OpenTelemetry spans at {self.receiver.traces_url}")
+        request = StartRequest(
+            self.design, self.design_path, self.run_dir, self.display.status, otlp_endpoint=endpoint
+        )
         started = self.options.target.start(request)
         if isinstance(started, Refusal):
             return started.exit_code, started.reason
@@ -262,11 +277,7 @@ class _Runner:
             self.display.event(event.message)
 
     def _drive(self, target: Target) -> tuple[int, str]:
-        if self.scenario.setup:
-            values = run_setup(
-                self.scenario.setup, self.design, self.context.entries, self.journal, self.display
-            )
-            self.scenario = fill_setup(self.scenario, values)
+        self.scenario = set_up(self.scenario, self.design, self.context.entries, self.journal, self.display)
         self.traffic.start(
             self.context,
             self.scenario,
@@ -274,6 +285,12 @@ class _Runner:
             self.design_path,
             load_workers=self.options.load_workers,
             take_hops=target.take_hops,
+            poll_spans=None if self.receiver is None else self.receiver.poll,
+            impaired=[
+                region
+                for phase in self.plan.phases
+                for region in (*phase.touch.regions, *phase.touch.indirect)
+            ],
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)
@@ -315,6 +332,8 @@ class _Runner:
         phase = self.plan.phases[action.phase]
         if action.op is ActionOp.APPLY:
             transition = target.apply(action, phase.touch)
+            if self.traffic.sources is not None:
+                self.traffic.sources.fault_applied(transition.monotonic)
             self.active[action.key] = f"{phase.kind}@{phase.selector}"
             self.live.phase = phase.name
         else:
@@ -353,7 +372,13 @@ class _Runner:
                 self.journal.write("error", message=left, durable=True)
             finally:
                 self.target.stop(hurry=self.abort.hurry)
-        self.traffic.drain_final()
+        try:
+            # After the target stopped: its services flush their last spans as they exit.
+            self.traffic.drain_final()
+        finally:
+            if self.receiver is not None:
+                self.receiver.stop()
+                self.journal.write("traces-received", **jsonable(self.receiver.counts))
         if self.traffic.metrics is not None:
             self.traffic.metrics.close()
         return left

@@ -15,17 +15,27 @@ from bascule.errors import TargetError
 from bascule.journal import Journal
 from bascule.model.design import Design
 from bascule.model.headers import MissingVariableError, resolve_headers
+from bascule.model.scenario import Scenario
 from bascule.model.setup import SetupStep, env_name, fill_setup
 from bascule.probes.base import MISSING, read_path
 from bascule.probes.http import least_demanding_class
 from bascule.runner.display import Display
 from bascule.tracecontext import new_trace_id
 
-__all__ = ["SetupError", "run_setup"]
+__all__ = ["SetupError", "run_setup", "set_up"]
 
 
 class SetupError(TargetError):
     """A setup request failed or its answer lacked a value to save."""
+
+
+def set_up(
+    scenario: Scenario, design: Design, entries: Mapping[str, str], journal: Journal, display: Display
+) -> Scenario:
+    """``scenario`` with its setup requests made and their values filled in (itself without any)."""
+    if not scenario.setup:
+        return scenario
+    return fill_setup(scenario, run_setup(scenario.setup, design, entries, journal, display))
 
 
 def run_setup(

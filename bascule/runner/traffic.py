@@ -10,12 +10,12 @@ import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bascule.errors import ProbeError
 from bascule.exit_codes import ExitCode
-from bascule.journal import Journal, PathHop, Window, WindowAggregator
-from bascule.journal.samples import RequestSample
+from bascule.journal import Journal, PathHop, SpanRecord, Window, WindowAggregator, span_to_json
+from bascule.journal.samples import HopSource, RequestSample
 from bascule.load import LoadGenerator
 from bascule.model.design import Design
 from bascule.model.headers import MissingVariableError, resolve_headers
@@ -30,14 +30,21 @@ from bascule.runner.display import Display
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.interrupt import Abort
 from bascule.runner.metrics_endpoint import MetricsEndpoint
-from bascule.runner.paths import PathJoiner
+from bascule.runner.paths import PathJoiner, add_hops
 from bascule.runner.records import jsonable, violation_json
+from bascule.runner.sources import SourceComparison
+from bascule.runner.span_paths import SpanJoiner
 
-__all__ = ["TICK", "Traffic", "continuous_specs"]
+__all__ = ["MAX_SPAN_RECORDS", "SPAN_HOLD", "TICK", "Traffic", "continuous_specs"]
 
 T = TypeVar("T")
 
 TICK = 0.1
+SPAN_HOLD = 2.0
+"""Seconds a sample waits after its answer for its request's spans, when the run receives spans:
+exporters batch them (the reference stack sends every 200 ms)."""
+MAX_SPAN_RECORDS = 50_000
+"""Span records a run journals; beyond, spans are still joined to their requests, only counted."""
 
 
 def continuous_specs(
@@ -60,7 +67,13 @@ def continuous_specs(
 
 class Traffic:
     def __init__(
-        self, journal: Journal, display: Display, abort: Abort, guardrails: GuardrailMonitor
+        self,
+        journal: Journal,
+        display: Display,
+        abort: Abort,
+        guardrails: GuardrailMonitor,
+        *,
+        span_hold: float = 0.0,
     ) -> None:
         self.journal = journal
         self.display = display
@@ -73,7 +86,9 @@ class Traffic:
         """Samples of the steady-state checks: judged apart, but their hops are theirs."""
         self.own_traces: queue.SimpleQueue[str] = queue.SimpleQueue()
         """Trace ids of bascule's own requests that make no sample (canary read-backs)."""
-        self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0)
+        self.span_hold = span_hold
+        """Seconds each sample waits for its spans (0: the run receives none)."""
+        self.aggregator = WindowAggregator(origin=journal.origin, grace=1.0 + span_hold)
         self.plan_start: float | None = None
         self.active_faults = 0
         self.judge: SovereigntyJudge | None = None
@@ -82,6 +97,13 @@ class Traffic:
         self.load: LoadGenerator | None = None
         self.paths: PathJoiner | None = None
         self.take_hops: Callable[[], Sequence[PathHop]] = list
+        self.spans: SpanJoiner | None = None
+        self.poll_spans: Callable[[], Sequence[SpanRecord]] = list
+        self.sources: SourceComparison | None = None
+        self._held: list[tuple[RequestSample, bool]] = []
+        """Samples (and whether each is a steady-state check's) waiting for their spans."""
+        self._span_records = 0
+        self._spans_not_journaled = 0
 
     # -- starting and stopping --
 
@@ -94,10 +116,20 @@ class Traffic:
         *,
         load_workers: int,
         take_hops: Callable[[], Sequence[PathHop]] = list,
+        poll_spans: Callable[[], Sequence[SpanRecord]] | None = None,
+        impaired: Sequence[str] = (),
     ) -> None:
+        """`poll_spans`: the spans received over OTLP since the last call (None: the run receives
+        none); `impaired`: the regions the plan's faults touch (where the sources' failover is
+        timed from)."""
+        since = time.monotonic()
         self.judge = SovereigntyJudge(context.design)
-        self.paths = PathJoiner(context.design, since=time.monotonic())
+        self.paths = PathJoiner(context.design, since=since)
         self.take_hops = take_hops
+        if poll_spans is not None:
+            self.spans = SpanJoiner(since=since)
+            self.poll_spans = poll_spans
+            self.sources = SourceComparison(context.design, impaired)
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
         self.probes.start()
@@ -150,7 +182,7 @@ class Traffic:
     def drain_final(self) -> None:
         """The last samples and windows, then what the run's paths and sovereignty came to — on
         every way out, so that an aborted run is judged over what it saw too."""
-        self.drain()
+        self.drain(final=True)
         for window in self.aggregator.close_all():
             self.journal.window(window)
         if self.paths is not None:
@@ -161,6 +193,13 @@ class Traffic:
             except Exception as exc:  # the target is stopped; what it saw before still counts
                 self.journal.write("error", message=f"reading the last hops: {type(exc).__name__}: {exc}")
             report = self.paths.report()
+            extra: dict[str, Any] = {}
+            if self.spans is not None and self.sources is not None:
+                extra = {
+                    "spans": jsonable(self.spans.report()),
+                    "spans_not_journaled": self._spans_not_journaled,
+                    "sources": jsonable(self.sources.report()),
+                }
             self.journal.write(
                 "paths-report",
                 durable=True,
@@ -171,6 +210,7 @@ class Traffic:
                 unanswered=report.unanswered,
                 incomplete_routes=report.incomplete_routes,
                 relayed=report.relayed,
+                **extra,
             )
         if self.judge is not None:
             self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
@@ -187,7 +227,9 @@ class Traffic:
             self.display.refresh()
             self.abort.event.wait(min(TICK, until - now))
 
-    def drain(self) -> None:
+    def drain(self, *, final: bool = False) -> None:
+        """Process the samples that came; with spans, those whose answer came `span_hold` seconds
+        ago (every one when `final`)."""
         if self.load is not None:
             for sample in self.load.poll():
                 self.samples.put(sample)
@@ -195,13 +237,19 @@ class Traffic:
         checks = _take(self.checks)
         paths = self.paths
         if paths is not None:
-            for trace_id in _take(self.own_traces):
+            own = _take(self.own_traces)
+            for trace_id in own:
                 paths.bookkeeping(trace_id)
+                if self.spans is not None:
+                    self.spans.bookkeeping(trace_id)
             # After the batch: a request's hops are recorded before its sample can be queued.
             paths.observe(self.take_hops())
-            batch = [paths.attach(sample) for sample in batch]
-            for sample in checks:
-                paths.attach(sample)
+            if self.spans is not None:
+                batch = self._with_spans(paths, self.spans, batch, checks, final=final)
+            else:
+                batch = [paths.attach(sample) for sample in batch]
+                for sample in checks:
+                    paths.attach(sample)
             paths.expire(time.monotonic())
         violations = 0
         watched = self.guardrails.watched_probes
@@ -228,6 +276,44 @@ class Traffic:
             )
         for window in self.aggregator.close_before(time.monotonic()):
             self._close_window(window)
+
+    def _with_spans(
+        self,
+        paths: PathJoiner,
+        spans: SpanJoiner,
+        batch: list[RequestSample],
+        checks: list[RequestSample],
+        *,
+        final: bool,
+    ) -> list[RequestSample]:
+        """The samples whose spans have had the time to come, with the hops of both sources."""
+        now = time.monotonic()
+        received = list(self.poll_spans())
+        for span in received:
+            if self._span_records < MAX_SPAN_RECORDS:
+                self._span_records += 1
+                self.journal.write("span", at=span.started, **span_to_json(span))
+            else:
+                self._spans_not_journaled += 1
+        spans.observe(received, now)
+        self._held.extend([(s, False) for s in batch] + [(s, True) for s in checks])
+        ready: list[tuple[RequestSample, bool]] = []
+        waiting: list[tuple[RequestSample, bool]] = []
+        for held in self._held:
+            due = final or held[0].started + held[0].latency + self.span_hold <= now
+            (ready if due else waiting).append(held)
+        self._held = waiting
+        out: list[RequestSample] = []
+        for sample, is_check in ready:
+            relayed, exported = paths.claim(sample), spans.claim(sample)
+            if is_check:
+                continue
+            joined = add_hops(add_hops(sample, relayed), exported)
+            if self.sources is not None:
+                self.sources.add(joined, {HopSource.FAULT_PLANE: relayed, HopSource.OTLP: exported})
+            out.append(joined)
+        spans.expire(now)
+        return out
 
     def _close_window(self, window: Window) -> None:
         self.journal.window(window)

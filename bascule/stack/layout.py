@@ -259,6 +259,11 @@ class OwnCommand:
 
 
 @dataclass(frozen=True)
+class _Otlp:
+    url: str
+
+
+@dataclass(frozen=True)
 class _Callee:
     url: str
     host: str
@@ -273,11 +278,12 @@ def own_command(
     port: int,
     route_ports: Mapping[str, int],
     base_dir: str,
+    otlp_endpoint: str | None = None,
 ) -> OwnCommand:
     """The command of one replica of an own service (``command:``), placeholders filled: the
     callees it names are reached through their fault routes on 127.0.0.1, never by DNS —
     ``{NAME.url}`` the route to the callee's default region, ``{NAME@REGION.url}`` the one to it in
-    REGION."""
+    REGION; ``{otlp.url}`` the run's OTLP trace receiver (empty when the run receives no spans)."""
     command = design.components[replica.component].command
     if command is None:
         raise ValueError(f"{replica.component} has no command")
@@ -287,6 +293,7 @@ def own_command(
         "region": replica.region,
         "replica": replica.name,
         "python": sys.executable,
+        "otlp": _Otlp(otlp_endpoint or ""),
     }
     for route in stack.routes_from(replica.endpoint, LinkPurpose.CALL):
         callee_port = route_ports[route.name]

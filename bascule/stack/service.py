@@ -7,8 +7,10 @@ the stack's ``{"error", "reason"}`` (`ServiceErrors`) — and `create_service_ap
 - ``GET /healthz``: ``{"status": "ok"}`` as soon as the process serves;
 - ``GET /readyz``: 503 ``{"status": "starting"}`` until the lifecycle has started and once it
   begins to stop; in between, the service's readiness (by default ``{"status": "ready"}``);
-- the ``x-bascule-served-by`` header naming the hop (`ServedBy`), outermost, then the
-  service's middleware (authentication, …) in the order given;
+- the W3C trace context of each request passed on to the calls it makes, inside an OpenTelemetry
+  server span when the environment asks for spans (`bascule.stack.tracing`), outermost; then the
+  ``x-bascule-served-by`` header naming the hop (`ServedBy`), then the service's middleware
+  (authentication, …) in the order given;
 - ``HTTPException`` and unhandled errors answered in the service's error shape.
 
 `serve_wired` is every service's ``main`` but the identity's: it takes the stack's shared
@@ -42,6 +44,7 @@ from bascule.stack.serve import (
     serve,
     served_by_value,
 )
+from bascule.stack.tracing import TraceContextMiddleware, start_tracing
 from bascule.stack.wiring import Wiring, read_wiring
 
 __all__ = [
@@ -198,7 +201,12 @@ def create_service_app(
             return answers.internal_error(exc)
 
         handlers = {HTTPException: on_error, Exception: on_error}
-    outer = [] if served_by is None else [served_by.middleware()]
+    outer: list[Middleware] = []
+    if served_by is not None:
+        # Outermost: the server span covers the whole answer, and every call the request makes
+        # continues its trace (`bascule.stack.tracing`).
+        start_tracing(served_by.component, served_by.region, served_by.replica)
+        outer = [Middleware(TraceContextMiddleware, component=served_by.component), served_by.middleware()]
     return Starlette(
         routes=[
             *routes,

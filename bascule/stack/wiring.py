@@ -38,6 +38,7 @@ from bascule.stack.net import (
     make_transport,
     net_config_from_args,
 )
+from bascule.stack.tracing import TRACEPARENT, outgoing_traceparent
 
 __all__ = ["CALLER_REGION_HEADER", "CredentialsError", "SameRegionTokens", "Wiring", "read_wiring"]
 
@@ -82,8 +83,8 @@ class Wiring:
 
     def client_factory(self, region: str) -> Callable[[], httpx.AsyncClient]:
         """A factory of the service's outgoing client: names resolved at connection time through
-        the stack's DNS server, the caller's region stamped on every call, a token attached to
-        calls into the caller's own region."""
+        the stack's DNS server, the caller's region and the trace context of the request being
+        served stamped on every call, a token attached to calls into the caller's own region."""
         own = region_slug(region)
 
         def make() -> httpx.AsyncClient:
@@ -96,6 +97,9 @@ class Wiring:
 
             async def stamp(request: httpx.Request) -> None:
                 request.headers[CALLER_REGION_HEADER] = region
+                parent = outgoing_traceparent()
+                if parent is not None and TRACEPARENT not in request.headers:
+                    request.headers[TRACEPARENT] = parent
                 if tokens is None or _callee_region_slug(request.url.host) != own:
                     return
                 try:

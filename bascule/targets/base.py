@@ -161,6 +161,10 @@ class StartRequest:
     run_dir: Path
     progress: Callable[[str], None]
     """Where the target says what it is doing (the live view's stage)."""
+    otlp_endpoint: str | None = None
+    """The run's OTLP/HTTP trace receiver (``http://127.0.0.1:PORT``), when the run receives spans:
+    the target hands it to the services it starts (``OTEL_EXPORTER_OTLP_ENDPOINT``, docs/traces.md)
+    and says where it cannot."""
 
 
 class Target(Protocol):

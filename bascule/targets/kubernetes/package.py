@@ -68,6 +68,13 @@ class KubeStarter:
                 f"{target_file} gives no `entries`: where do clients reach each region's "
                 "service? (docs/kubernetes.md)"
             )
+        if request.otlp_endpoint is not None:
+            # bascule deploys nothing into the clusters that could export for the services.
+            request.progress(
+                f"receiving OpenTelemetry spans at {request.otlp_endpoint}/v1/traces on this machine: "
+                "have your services' collector export there (OTLP/HTTP, e.g. through kubectl "
+                "port-forward or an SSH tunnel); bascule sets no variable in your pods"
+            )
         request.progress("connecting to the clusters")
         apis = connect(mapping.target, self.options.kubeconfig)
         missing = unconfirmed({c: a.server for c, a in apis.items()}, self.options.confirm)

@@ -39,6 +39,7 @@ class LocalStarter:
             request.run_dir,
             timeout=self.options.stack_timeout,
             progress=request.progress,
+            otlp_endpoint=request.otlp_endpoint,
         )
         return LocalTarget(stack)
 

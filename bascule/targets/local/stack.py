@@ -50,6 +50,7 @@ from bascule.targets.local.ledger import (
 from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
+from bascule.targets.otlp import otlp_environment
 
 __all__ = ["LEDGER_FILE", "STATE_FILE", "LocalStack", "StackTimings", "read_state"]
 
@@ -85,6 +86,8 @@ class LocalStack:
     """The control channel, when started with ``control=True``."""
     scaler: Autoscaler | None = None
     """Grows pilot-light regions (``max_replicas``) on their gateways' load."""
+    otlp_endpoint: str | None = None
+    """The run's trace receiver, handed to every process started (``OTEL_EXPORTER_OTLP_*``)."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
@@ -101,8 +104,11 @@ class LocalStack:
         timeout: float = 30.0,
         progress: Callable[[str], None] | None = None,
         control: bool = False,
+        otlp_endpoint: str | None = None,
     ) -> LocalStack:
-        """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token).
+        """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token);
+        with `otlp_endpoint`, every process it starts is pointed at that trace receiver
+        (`bascule.targets.otlp`) and ``url:`` services are told of it.
 
         Raises `TargetError` when `run_dir` holds the ledger of a run that is alive or was not
         recovered, or when a process does not start and become ready within `timeout` (or, for an
@@ -153,8 +159,16 @@ class LocalStack:
                 timings,
                 server,
             )
+            stack.otlp_endpoint = otlp_endpoint
             supervisor.subscribe(stack._on_event)
             stack._front_running_services()
+            if otlp_endpoint is not None:
+                for name, component in design.components.items():
+                    if component.url is not None:
+                        say(
+                            f"{name} is a url: service bascule does not start: to measure its paths "
+                            f"from its spans, export them to {otlp_endpoint} (OTLP/HTTP)"
+                        )
             specs = stack._specs(dns_port)
             reserve = {r.name for r in stack_layout.replicas if r.reserve}
             supervisor.park([s for s in specs if s.name in reserve])
@@ -226,7 +240,7 @@ class LocalStack:
                 dns_server=("127.0.0.1", dns_port),
                 python=sys.executable,
             )
-            env: dict[str, str] = {MARKER_ENV: self.marker}
+            env: dict[str, str] = {MARKER_ENV: self.marker, **self._otlp_env(replica)}
             secret = self._secret_for(replica, identity_secrets)
             if secret is not None:
                 env["BASCULE_TOKEN_SECRET"] = secret
@@ -241,6 +255,11 @@ class LocalStack:
             )
         return specs
 
+    def _otlp_env(self, replica: ReplicaSpec) -> dict[str, str]:
+        if self.otlp_endpoint is None:
+            return {}
+        return otlp_environment(self.otlp_endpoint, replica.component, replica.region, replica.name)
+
     def _own_spec(self, replica: ReplicaSpec) -> ProcessSpec:
         command = own_command(
             self.design,
@@ -249,6 +268,7 @@ class LocalStack:
             port=free_port(),
             route_ports=self.route_ports,
             base_dir=str(self.design_path.parent),
+            otlp_endpoint=self.otlp_endpoint,
         )
         spec = self.design.components[replica.component].command
         assert spec is not None
@@ -256,7 +276,8 @@ class LocalStack:
             replica.name,
             command.argv,
             group=replica.region,
-            env={**command.env, MARKER_ENV: self.marker},
+            # The command's own environment wins: its author may name another collector.
+            env={**self._otlp_env(replica), **command.env, MARKER_ENV: self.marker},
             restart_delay=spec.restart_delay,
             ready_path=command.ready_path,
             cwd=command.cwd,
