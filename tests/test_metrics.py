@@ -198,6 +198,25 @@ def test_sovereignty_violations_are_counted_and_kept() -> None:
     assert m.sovereignty_violations == expected == m.violating_requests
     assert len(m.violations) == 100 and m.violations[0].t >= 2.0
     assert m.violations_by_hop[0] == ("confidential", "llm", PRIMARY, "foreign", expected)
+
+
+def test_a_load_request_with_two_violating_hops_is_one_violating_request() -> None:
+    def leak(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential" and 2.0 <= t < 8.0:
+            return Served(True, STANDBY, llm_region=PRIMARY, correct=True)
+        return healthy(t, source, data_class)
+
+    records: list[dict[str, Any]] = []
+    for record in build_records(spec(leak, raw_load=True)):
+        if record["type"] != "sovereignty-violation":
+            records.append(record)
+            continue
+        # As load samples are journaled: no request id, a trace id; and a second violating hop.
+        load = {**record, "request_id": None, "trace_id": record["request_id"]}
+        records += [load, {**load, "hop": {**load["hop"], "component": "store"}}]
+    m = compute_metrics(records)
+    hops = sum(1 for r in records if r["type"] == "sovereignty-violation")
+    assert m.sovereignty_violations == hops and m.violating_requests == hops // 2 > 50
     assert m.violations[0].minimum == "sovereign"
 
 

@@ -214,6 +214,8 @@ class SovereigntyViolation(_Record):
     t: Num = None
     source: MaybeText = None
     request_id: MaybeText = None
+    trace_id: MaybeText = None
+    """The request's trace: the identity of load requests, which have no request id."""
     data_class: MaybeText = None
     hop: Annotated[HopRecord, BeforeValidator(lambda v: _record(v, HopRecord))] = HopRecord()
     minimum: MaybeText = None

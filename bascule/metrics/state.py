@@ -313,7 +313,8 @@ class JournalState:
 
     def _violation(self, r: SovereigntyViolation) -> None:
         self.violation_count += 1
-        ident = (r.source, r.request_id)
+        # One request touches several hops: its hops' violations come one after the other.
+        ident = (r.source, r.request_id or r.trace_id)
         if ident != self.last_violating or ident[1] is None:
             self.violating += 1
         self.last_violating = ident

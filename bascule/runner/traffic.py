@@ -266,7 +266,12 @@ class Traffic:
             self.aggregator.add(sample)
             for violation in self.judge.observe(sample) if self.judge is not None else ():
                 violations += 1
-                self.journal.write("sovereignty-violation", at=sample.started, **violation_json(violation))
+                self.journal.write(
+                    "sovereignty-violation",
+                    at=sample.started,
+                    trace_id=sample.trace_id,
+                    **violation_json(violation),
+                )
         if violations:
             self.display.live.violations += violations
             if self.metrics is not None:
