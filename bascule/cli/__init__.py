@@ -23,6 +23,7 @@ from bascule.cli.init import init_command
 from bascule.cli.kube import cluster_app, deploy_command, render_app
 from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
+from bascule.cli.repeat import repeat_run
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
 from bascule.cli.stack import stack_app
 from bascule.cli.suite import suite_command
@@ -250,6 +251,14 @@ def run(
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            min=1,
+            help="Run it N times (fresh stack each) and judge the runs together (docs/repeats.md).",
+        ),
+    ] = 1,
     target_values: TargetValues | None = None,
 ) -> None:
     """Run a scenario end to end: start the design's stack, drive load and probes, replay the
@@ -262,23 +271,29 @@ def run(
     --min-score, or the hypothesis failed after rollback), 2 invalid input, 3 aborted (guardrail,
     Ctrl-C, SIGTERM), 4 target or infrastructure error.
 
+    With --repeat N (N ≥ 2): N runs into OUT/run-1 … run-N, then repeat.json and repeat.md with a
+    95 % interval and a pass / fail / inconclusive verdict per objective, and the flaky ones;
+    exit 0 only when every objective passes (inconclusive exits 1), docs/repeats.md.
+
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
+    options = RunOptions(
+        scenario=scenario,
+        target=choose(target, target_values),
+        design=design,
+        out=out,
+        quiet=quiet,
+        load_workers=load_workers,
+        raw_samples=raw_samples,
+        metrics_port=metrics_port,
+    )
+    if repeat > 1:
+        try:
+            repeat_run(options, repeat, min_score=min_score, console=out_console)
+        except ScenarioError as exc:
+            raise _fail_input(exc) from exc
     try:
-        outcome = run_scored(
-            RunOptions(
-                scenario=scenario,
-                target=choose(target, target_values),
-                design=design,
-                out=out,
-                quiet=quiet,
-                load_workers=load_workers,
-                raw_samples=raw_samples,
-                metrics_port=metrics_port,
-            ),
-            min_score=min_score,
-            console=out_console,
-        )
+        outcome = run_scored(options, min_score=min_score, console=out_console)
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
     if outcome.run_dir / "result.json" in outcome.reports:  # written by this run

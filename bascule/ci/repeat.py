@@ -1,0 +1,75 @@
+"""N runs of one scenario × design, one after the other (each starts its own stack), judged
+together: ``run-1/`` … ``run-N/`` and, next to them, ``repeat.json`` and ``repeat.md``
+(docs/repeats.md). The judging is `bascule.verdicts.judge_runs`; this module only runs and writes.
+
+A run that does not complete (exit 2, 3 or 4 — invalid input, aborted or interrupted, target error)
+stops the repeats: an interrupt must stop them all, and a target that failed once will most likely
+fail again. Its exit code is then the repeat's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bascule.ci.results import RunResult
+from bascule.reports.model import Result
+from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, render_repeat_markdown
+
+__all__ = ["RepeatOutcome", "final_document", "run_repeated"]
+
+RunOnce = Callable[[int, Path], RunResult]
+"""Runs the k-th repeat (1-based) into the directory given, and returns its result."""
+
+
+@dataclass(frozen=True)
+class RepeatOutcome:
+    summary: RepeatSummary
+    results: tuple[RunResult, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return self.summary.exit_code
+
+
+def final_document(result: RunResult) -> Result:
+    """The run's result document with its final exit code, reason and directory (a --min-score
+    may have raised the exit code after result.json was written)."""
+    run = result.document.run.model_copy(
+        update={"exit_code": result.exit_code, "reason": result.reason, "dir": str(result.run_dir)}
+    )
+    return result.document.model_copy(update={"run": run})
+
+
+def run_repeated(
+    run_once: RunOnce,
+    repeats: int,
+    out_dir: Path,
+    *,
+    min_score: float | None = None,
+    seed: int = 0,
+    on_done: Callable[[int, RunResult], None] | None = None,
+) -> RepeatOutcome:
+    """Run `run_once` `repeats` times into ``out_dir/run-K``, then judge the runs and write
+    ``repeat.json`` and ``repeat.md`` into `out_dir`."""
+    if repeats < 2:
+        raise ValueError("--repeat needs at least 2 runs to judge them together")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[RunResult] = []
+    for k in range(1, repeats + 1):
+        result = run_once(k, out_dir / f"run-{k}")
+        done.append(result)
+        if on_done is not None:
+            on_done(k, result)
+        if result.exit_code not in (0, 1):
+            break
+    summary = judge_runs([final_document(r) for r in done], repeats=repeats, min_score=min_score, seed=seed)
+    files = {
+        out_dir / "repeat.json": dump_repeat(summary),
+        out_dir / "repeat.md": render_repeat_markdown(summary),
+    }
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return RepeatOutcome(summary, tuple(done), tuple(files))
