@@ -74,10 +74,18 @@ def render_suite_repeat_markdown(items: Sequence[tuple[SuiteCase, RepeatSummary]
             lines.append(
                 f"- **{case.scenario_id}** on **{case.design_id}** ({summary.verdict.value}): {flips}"
             )
+    regressed = [(case, s) for case, s in items if s.regressions]
+    if regressed:
+        lines += ["", "### ❌ Regressions against the baseline (beyond noise)", ""]
+        for case, summary in regressed:
+            what = "; ".join(f"{c.name} {c.reason}" for c in summary.regressions)
+            lines.append(f"- **{case.scenario_id}** on **{case.design_id}**: {what}")
     lines += ["", "Each item's table: `<scenario>--<design>/repeat.md`."]
     closing = [f"{counts[v]} {v.value}" for v in Verdict if counts[v]]
     unsure = [f"{c.scenario_id} on {c.design_id}" for c, s in items if s.verdict is Verdict.INCONCLUSIVE]
     note = f"> {', '.join(closing)}; {len(flaky)} flaky."
+    if any(s.baseline_source for _, s in items):
+        note += f" {len(regressed)} regressed against the baseline."
     if unsure:
         note += f" Inconclusive (the interval straddles an objective; exit 1): {'; '.join(unsure)}."
     notes = sorted({n for _, s in items for n in s.notes})
@@ -92,6 +100,7 @@ def run_suite_repeated(
     *,
     min_score: float | None = None,
     stack_timeout: float | None = None,
+    baseline: Path | None = None,
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_run: Callable[[int, SuiteCase, int, RunResult], None] | None = None,
     on_done: Callable[[int, SuiteCase, RepeatSummary], None] | None = None,
@@ -118,7 +127,9 @@ def run_suite_repeated(
             if on_run is not None:
                 on_run(index, case, k, result)
 
-        outcome = run_repeated(run_once, repeats, out_dir / case.slug, min_score=min_score, on_done=ran)
+        outcome = run_repeated(
+            run_once, repeats, out_dir / case.slug, min_score=min_score, baseline=baseline, on_done=ran
+        )
         done.append((case, outcome))
         if on_done is not None:
             on_done(index, case, outcome.summary)
@@ -138,6 +149,7 @@ def run_suite_repeated(
                 "verdict": o.summary.verdict.value,
                 "flaky": o.summary.flaky,
                 "flaky_dimensions": {d.name: d.flips for d in o.summary.flaky_dimensions},
+                "regressions": {c.name: c.reason for c in o.summary.regressions},
                 "repeat_dir": str(out_dir / case.slug),
                 "run_dirs": [str(r.run_dir) for r in o.results],
             }

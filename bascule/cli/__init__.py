@@ -259,6 +259,12 @@ def run(
             help="Run it N times (fresh stack each) and judge the runs together (docs/repeats.md).",
         ),
     ] = 1,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
+        ),
+    ] = None,
     target_values: TargetValues | None = None,
 ) -> None:
     """Run a scenario end to end: start the design's stack, drive load and probes, replay the
@@ -273,7 +279,9 @@ def run(
 
     With --repeat N (N ≥ 2): N runs into OUT/run-1 … run-N, then repeat.json and repeat.md with a
     95 % interval and a pass / fail / inconclusive verdict per objective, and the flaky ones;
-    exit 0 only when every objective passes (inconclusive exits 1), docs/repeats.md.
+    exit 0 only when every objective passes (inconclusive exits 1), docs/repeats.md. With
+    --baseline DIR (a previous repeat's or suite's output) too: a figure whose interval is worse
+    than and apart from its baseline interval is a regression, and exits 1.
 
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
@@ -287,9 +295,9 @@ def run(
         raw_samples=raw_samples,
         metrics_port=metrics_port,
     )
-    if repeat > 1:
+    if repeat > 1 or baseline is not None:
         try:
-            repeat_run(options, repeat, min_score=min_score, console=out_console)
+            repeat_run(options, repeat, min_score=min_score, baseline=baseline, console=out_console)
         except ScenarioError as exc:
             raise _fail_input(exc) from exc
     try:

@@ -23,15 +23,30 @@ from bascule.ci.results import RunResult, read_result, run_scored
 from bascule.ci.suite import SuiteCase
 from bascule.ci.suite_repeat import run_suite_repeated
 from bascule.cli.reporting import append_step_summary
+from bascule.exit_codes import ExitCode
 from bascule.runner.run import RunOptions
 from bascule.verdicts import RepeatSummary, Verdict, render_repeat_lines
 
 __all__ = ["repeat_run", "repeat_suite"]
 
 
-def repeat_run(options: RunOptions, repeats: int, *, min_score: float | None, console: Console) -> None:
+def _check_baseline(repeats: int, baseline: Path | None, console: Console) -> None:
+    problem = None
+    if baseline is not None and repeats < 2:
+        problem = "--baseline compares intervals: it needs --repeat N with N ≥ 2"
+    elif baseline is not None and not baseline.is_dir():
+        problem = f"--baseline {baseline}: not a directory"
+    if problem is not None:
+        console.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+
+
+def repeat_run(
+    options: RunOptions, repeats: int, *, min_score: float | None, baseline: Path | None, console: Console
+) -> None:
     """Run `options` `repeats` times, print the verdicts, exit with the repeat's exit code.
     Raises `ScenarioError` for invalid input, before anything runs."""
+    _check_baseline(repeats, baseline, console)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = options.out or Path("runs") / f"{stamp}-repeat-{options.scenario.stem}"
 
@@ -48,11 +63,14 @@ def repeat_run(options: RunOptions, repeats: int, *, min_score: float | None, co
         line = f"  run {k}: [{style}]exit {result.exit_code}[/{style}] score {score}: {result.reason}"
         console.print(line, highlight=False)
 
-    outcome = run_repeated(run_once, repeats, out_dir, min_score=min_score, on_done=done)
+    outcome = run_repeated(run_once, repeats, out_dir, min_score=min_score, baseline=baseline, on_done=done)
     style = {"pass": "green", "fail": "red"}.get(outcome.summary.verdict.value, "yellow")
     for index, line in enumerate(render_repeat_lines(outcome.summary)):
         console.print(
-            f"[{style}]{line}[/{style}]" if index == 0 else line, highlight=False, markup=index == 0
+            f"[{style}]{line}[/{style}]" if index == 0 else line,
+            highlight=False,
+            markup=index == 0,
+            soft_wrap=True,
         )
     for path in outcome.files:
         console.print(f"  {path}", highlight=False)
@@ -67,10 +85,12 @@ def repeat_suite(
     *,
     min_score: float | None,
     stack_timeout: float | None,
+    baseline: Path | None,
     console: Console,
 ) -> None:
     """``bascule suite --repeat N``: every case N times, judged per item; prints each run and each
     verdict, exits with the suite's exit code."""
+    _check_baseline(repeats, baseline, console)
     total = len(cases)
     console.print(f"suite: {total} item(s) × {repeats} runs into {target}", highlight=False)
 
@@ -91,6 +111,7 @@ def repeat_suite(
         repeats,
         min_score=min_score,
         stack_timeout=stack_timeout,
+        baseline=baseline,
         on_start=started,
         on_run=ran,
         on_done=judged,

@@ -47,6 +47,12 @@ def suite_command(
             "--repeat", min=1, help="Run each item N times and judge it over its runs (docs/repeats.md)."
         ),
     ] = 1,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
+        ),
+    ] = None,
 ) -> None:
     """Run a resilience suite: every scenario against every design, one at a time, then write
     suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
@@ -54,7 +60,8 @@ def suite_command(
     Every file is loaded and planned first: a mistake anywhere exits 2 before anything runs.
     Exit code: the most serious of the runs' — 4 target error, 3 aborted, 1 objectives not met, 0.
     With --repeat N: each item judged over N runs (pass / fail / inconclusive, flaky apart in
-    suite.md and junit.xml); an inconclusive item exits 1.
+    suite.md and junit.xml); an inconclusive item exits 1. --baseline DIR (an earlier suite's
+    output): each item's figures against its own there; a regression beyond noise exits 1.
 
     [b]Example[/b]: bascule suite scenarios/faults --design designs/active-passive-sovereign.yaml
     """
@@ -66,8 +73,16 @@ def suite_command(
         raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out_dir or Path("runs") / f"suite-{stamp}"
-    if repeat > 1:
-        repeat_suite(cases, target, repeat, min_score=min_score, stack_timeout=stack_timeout, console=out)
+    if repeat > 1 or baseline is not None:
+        repeat_suite(
+            cases,
+            target,
+            repeat,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+            baseline=baseline,
+            console=out,
+        )
     total = len(cases)
     out.print(f"suite: {total} run(s) into {target}", highlight=False)
 

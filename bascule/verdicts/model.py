@@ -20,6 +20,7 @@ __all__ = [
     "REPEAT_SCHEMA",
     "Better",
     "DimensionVerdict",
+    "FigureChange",
     "Interval",
     "RepeatRun",
     "RepeatSummary",
@@ -97,6 +98,23 @@ class DimensionVerdict(_Record):
     --min-score)."""
 
 
+class FigureChange(_Record):
+    """One dimension now against the baseline (docs/repeats.md, "Against a baseline")."""
+
+    name: str
+    unit: str = ""
+    better: Better = Better.HIGHER
+    baseline_low: float
+    baseline_high: float
+    baseline_runs: int = 0
+    now_low: float
+    now_high: float
+    regressed: bool = False
+    """The intervals do not overlap and now is on the worse side."""
+    improved: bool = False
+    reason: str = ""
+
+
 class RepeatRun(_Record):
     run: int
     dir: str | None = None
@@ -122,11 +140,18 @@ class RepeatSummary(_Record):
     reason: str = ""
     notes: tuple[str, ...] = ()
     seed: int = 0
+    baseline: tuple[FigureChange, ...] | None = None
+    """Set with --baseline: every dimension measured both now and then."""
+    baseline_source: str | None = None
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     def dimension(self, name: str) -> DimensionVerdict | None:
         return next((d for d in self.dimensions if d.name == name), None)
+
+    @property
+    def regressions(self) -> tuple[FigureChange, ...]:
+        return tuple(c for c in self.baseline or () if c.regressed)
 
     @property
     def flaky_dimensions(self) -> tuple[DimensionVerdict, ...]:

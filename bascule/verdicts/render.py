@@ -70,6 +70,16 @@ def render_repeat_markdown(summary: RepeatSummary, *, heading: str = "##") -> st
             f"| {r.run} | {r.exit_code} | {score} | {r.grade or '—'} | {r.reason.replace('|', '/')} | "
             f"{r.dir or '—'} |"
         )
+    if summary.baseline is not None:
+        lines += ["", f"**Against the baseline** `{summary.baseline_source}`:", ""]
+        lines += ["| dimension | now | baseline | change |", "|---|---|---|---|"]
+        for c in summary.baseline:
+            mark = "❌ regressed" if c.regressed else ("✅ improved" if c.improved else "= within noise")
+            lines.append(
+                f"| {c.name} | [{show_value(c.now_low, c.unit)}, {show_value(c.now_high, c.unit)}] | "
+                f"[{show_value(c.baseline_low, c.unit)}, {show_value(c.baseline_high, c.unit)}] "
+                f"({c.baseline_runs} run{'s' if c.baseline_runs != 1 else ''}) | {mark} |"
+            )
     if summary.flaky_dimensions:
         lines += ["", "**Flaky** (verdicts differ across runs):"]
         lines += [f"- {d.name}: {d.flips}" for d in summary.flaky_dimensions]
@@ -97,5 +107,7 @@ def render_repeat_lines(summary: RepeatSummary) -> list[str]:
     for d in summary.dimensions:
         flips = f" · flaky: {d.flips}" if d.flaky else ""
         lines.append(f"  {d.name:<13}{d.verdict.value:<14}{d.reason}{flips}")
+    for c in summary.baseline or ():
+        lines.append(f"  baseline: {c.name:<13}{c.reason}")
     lines += [f"  note: {note}" for note in summary.notes]
     return lines
