@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from test_repeat_verdicts import ratios, results
+from typer.testing import CliRunner
 
 from bascule.ci.repeat import run_repeated
 from bascule.ci.results import RunResult
 from bascule.ci.suite import SuiteCase
 from bascule.ci.suite_repeat import render_suite_repeat_markdown
+from bascule.cli import app
 from bascule.reports.junit_repeat import render_junit_repeats
 from bascule.reports.model import Result, Run
 from bascule.verdicts import Verdict, judge_runs, parse_repeat
@@ -111,3 +113,22 @@ def test_junit_marks_flaky_runs_the_surefire_way() -> None:
     assert properties["bascule.verdict"] == "inconclusive" and properties["bascule.flaky"] == "True"
     assert properties["bascule.availability.flips"] == "passed 3, failed 2 of 5 runs"
     assert third.find("failure") is not None and len(third.findall("rerunFailure")) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--repeat", "2", "--baseline", "nowhere"], "not a baseline"),
+        (["--baseline", "."], "needs --repeat N with N ≥ 2"),
+    ],
+)
+def test_a_baseline_that_cannot_be_used_exits_2_before_anything_runs(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    scenario = str(root / "scenarios" / "faults" / "latency.yaml")
+    for verb in (["run", scenario], ["suite", scenario]):
+        done = CliRunner().invoke(app, [*verb, *args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+        assert done.exit_code == 2, done.output
+        assert message in done.output
+        assert not (tmp_path / "out").exists()

@@ -30,12 +30,15 @@ from bascule.verdicts import RepeatSummary, Verdict, render_repeat_lines
 __all__ = ["repeat_run", "repeat_suite"]
 
 
+_BASELINE_FILES = ("repeat.json", "suite.json", "result.json")
+
+
 def _check_baseline(repeats: int, baseline: Path | None, console: Console) -> None:
     problem = None
     if baseline is not None and repeats < 2:
         problem = "--baseline compares intervals: it needs --repeat N with N ≥ 2"
-    elif baseline is not None and not baseline.is_dir():
-        problem = f"--baseline {baseline}: not a directory"
+    elif baseline is not None and not any((baseline / f).is_file() for f in _BASELINE_FILES):
+        problem = f"--baseline {baseline}: no {', '.join(_BASELINE_FILES)} there — not a baseline"
     if problem is not None:
         console.print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(ExitCode.INVALID_INPUT)

@@ -10,9 +10,8 @@ a CI gate needs: a rerun of the same design must not read as a regression.
 
 from __future__ import annotations
 
-import math
-
 from bascule.verdicts.model import Better, DimensionVerdict, FigureChange, RepeatSummary
+from bascule.verdicts.render import show_value
 
 __all__ = ["compare_with_baseline", "with_baseline"]
 
@@ -25,16 +24,6 @@ def _bounds(d: DimensionVerdict) -> tuple[float, float] | None:
     return None
 
 
-def _show(value: float, unit: str) -> str:
-    if math.isinf(value):
-        return "never" if value > 0 else "−∞"
-    if unit == "ratio":
-        return f"{value * 100:.2f} %"
-    if unit == "s":
-        return f"{value:.3g} s"
-    return f"{value:.4g}"
-
-
 def _change(now: DimensionVerdict, then: DimensionVerdict) -> FigureChange | None:
     a, b = _bounds(then), _bounds(now)
     if a is None or b is None:
@@ -44,7 +33,7 @@ def _change(now: DimensionVerdict, then: DimensionVerdict) -> FigureChange | Non
     better = (b[0] > a[1]) if higher else (b[1] < a[0])
 
     def span(bounds: tuple[float, float]) -> str:
-        return f"[{_show(bounds[0], now.unit)}, {_show(bounds[1], now.unit)}]"
+        return f"[{show_value(bounds[0], now.unit)}, {show_value(bounds[1], now.unit)}]"
 
     if worse:
         reason = f"regressed beyond noise: {span(b)} now, {span(a)} in the baseline"

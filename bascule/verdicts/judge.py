@@ -20,12 +20,13 @@ from bascule.verdicts.model import (
     RunValue,
     Verdict,
 )
+from bascule.verdicts.render import show_value
 from bascule.verdicts.stats import bootstrap_mean_interval, coverage_limit
 
 __all__ = ["CALIBRATED_FROM", "judge_dimension", "judge_runs"]
 
 CALIBRATED_FROM = 8
-"""Runs from which the 95 % intervals hold the truth 93–97 % of the time in the calibration test."""
+"""Runs from which the 95 % intervals hold the truth 93–95 % of the time in the calibration test."""
 
 _BETTER = {
     "availability": Better.HIGHER,
@@ -38,18 +39,6 @@ _BETTER = {
 }
 # The most serious exit code wins, as in a suite: invalid input over target error over aborted.
 _SEVERITY = {0: 0, 1: 1, 3: 2, 4: 3, 2: 4}
-
-
-def _show(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    if math.isinf(value):
-        return "never" if value > 0 else "−∞"
-    if unit == "ratio":
-        return f"{value * 100:.2f} %"
-    if unit == "s":
-        return f"{value:.3g} s"
-    return f"{value:.4g}"
 
 
 def _value(dimension: Dimension, better: Better) -> float | None:
@@ -83,7 +72,7 @@ def _side(bounds: Interval, objective: float, better: Better, unit: str) -> tupl
         goal, shown = 0.0, "0 (the objective of each run)"
         higher = True
     else:
-        goal, shown = objective, _show(objective, unit)
+        goal, shown = objective, show_value(objective, unit)
         higher = better is Better.HIGHER
     if (low >= goal) if higher else (high <= goal):
         side = "at or above" if higher else "at or below"
@@ -143,7 +132,9 @@ def judge_dimension(
     }
     also = f"; unmeasured in {unmeasured} of {len(values)} runs" if unmeasured else ""
     if len(measured) < 2:
-        reason = f"measured in only 1 of {len(values)} runs ({_show(numbers[0], unit)}): no interval{also}"
+        reason = (
+            f"measured in only 1 of {len(values)} runs ({show_value(numbers[0], unit)}): no interval{also}"
+        )
         return base.model_copy(update={**stats, "verdict": Verdict.INCONCLUSIVE, "reason": reason})
     if len(objectives) > 1:  # correctness against each run's own pre-fault accuracy
         sign = 1.0 if better is Better.HIGHER else -1.0
@@ -161,10 +152,12 @@ def judge_dimension(
     )
     verdict, where = _side(interval, objective, better, unit)
     shown_unit = "" if of == "margin" else unit
-    what = "the margin to each run's objective" if of == "margin" else f"mean {_show(stats['mean'], unit)}"
+    what = (
+        "the margin to each run's objective" if of == "margin" else f"mean {show_value(stats['mean'], unit)}"
+    )
     reason = (
         f"{what} over {len(measured)} runs, {confidence * 100:g} % interval "
-        f"[{_show(interval.low, shown_unit)}, {_show(interval.high, shown_unit)}], {where}{also}"
+        f"[{show_value(interval.low, shown_unit)}, {show_value(interval.high, shown_unit)}], {where}{also}"
     )
     return base.model_copy(update={**stats, "interval": interval, "verdict": verdict, "reason": reason})
 
@@ -284,7 +277,7 @@ def judge_runs(
             f"With {len(counted)} runs a 95 % interval of the mean is narrower than it should be: an "
             f"interval inside the runs' range holds the truth at most "
             f"{coverage_limit(len(counted)) * 100:.0f} % of the time, and the calibration test "
-            f"measures 93–97 % from {CALIBRATED_FROM} runs on. Repeat more for verdicts CI can trust."
+            f"measures 93–95 % from {CALIBRATED_FROM} runs on. Repeat more for verdicts CI can trust."
         )
     return RepeatSummary(
         scenario=None if first is None else first.run.scenario.id,
