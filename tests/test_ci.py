@@ -181,3 +181,42 @@ def test_ci_examples_run_a_suite_that_plans(name: str) -> None:
         [APS],
     )
     assert len(cases) == 17
+
+
+@pytest.mark.slow
+def test_suite_repeat_judges_each_item_over_its_runs(tmp_path: Path) -> None:
+    """`suite --repeat 2`: ci-pass passes over its runs, ci-impossible fails in both (each run a
+    Surefire rerunFailure), every run has its own directory and the items their repeat.json."""
+    folder = tmp_path / "suite-in"
+    folder.mkdir()
+    for name in ("ci-pass.yaml", "ci-impossible.yaml"):
+        text = (SAMPLES / name).read_text().replace("../../designs/", f"{ROOT}/designs/")
+        (folder / name).write_text(text)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*CLI, "suite", str(folder), "--design", str(APS), "--out", str(out), "--repeat", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1/2 passed, 0 flaky (exit 1)" in proc.stdout
+    suite = json.loads((out / "suite.json").read_text())
+    assert suite["repeat"] == 2
+    assert {r["scenario"]: r["verdict"] for r in suite["runs"]} == {
+        "ci-impossible": "fail",
+        "ci-pass": "pass",
+    }
+    for item in suite["runs"]:
+        assert [Path(d).name for d in item["run_dirs"]] == ["run-1", "run-2"]
+        assert all((Path(d) / "result.json").exists() for d in item["run_dirs"])
+        repeat = json.loads((Path(item["repeat_dir"]) / "repeat.json").read_text())
+        assert repeat["schema"] == "bascule.repeat/1" and len(repeat["runs"]) == 2
+    junit = ET.parse(out / "junit.xml").getroot()
+    assert junit.attrib["tests"] == "2" and junit.attrib["failures"] == "1"
+    impossible = next(c for c in junit.iter("testcase") if c.attrib["classname"] == "ci-impossible")
+    assert len(impossible.findall("rerunFailure")) == 2
+    assert (
+        "| ci-pass | active-passive-sovereign | ✅ pass | no | 2/2 of 2 |" in (out / "suite.md").read_text()
+    )

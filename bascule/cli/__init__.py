@@ -23,6 +23,7 @@ from bascule.cli.init import init_command
 from bascule.cli.kube import cluster_app, deploy_command, render_app
 from bascule.cli.library import designs_app, scenarios_app
 from bascule.cli.render import render_catalog, render_faults, render_plan
+from bascule.cli.repeat import repeat_run
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
 from bascule.cli.stack import stack_app
 from bascule.cli.suite import suite_command
@@ -258,6 +259,20 @@ def run(
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            min=1,
+            help="Run it N times (fresh stack each) and judge the runs together (docs/repeats.md).",
+        ),
+    ] = 1,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
+        ),
+    ] = None,
     target_values: TargetValues | None = None,
 ) -> None:
     """Run a scenario end to end: start the design's stack, drive load and probes, replay the
@@ -270,24 +285,32 @@ def run(
     --min-score, or the hypothesis failed after rollback), 2 invalid input, 3 aborted (guardrail,
     Ctrl-C, SIGTERM), 4 target or infrastructure error.
 
+    With --repeat N (N ≥ 2): N runs into OUT/run-1 … run-N, then repeat.json and repeat.md with a
+    95 % interval and a pass / fail / inconclusive verdict per objective, and the flaky ones;
+    exit 0 only when every objective passes (inconclusive exits 1), docs/repeats.md. With
+    --baseline DIR (a previous repeat's or suite's output) too: a figure whose interval is worse
+    than and apart from its baseline interval is a regression, and exits 1.
+
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
+    options = RunOptions(
+        scenario=scenario,
+        target=choose(target, target_values),
+        design=design,
+        out=out,
+        quiet=quiet,
+        load_workers=load_workers,
+        raw_samples=raw_samples,
+        metrics_port=metrics_port,
+        otlp=otlp,
+    )
+    if repeat > 1 or baseline is not None:
+        try:
+            repeat_run(options, repeat, min_score=min_score, baseline=baseline, console=out_console)
+        except ScenarioError as exc:
+            raise _fail_input(exc) from exc
     try:
-        outcome = run_scored(
-            RunOptions(
-                scenario=scenario,
-                target=choose(target, target_values),
-                design=design,
-                out=out,
-                quiet=quiet,
-                load_workers=load_workers,
-                raw_samples=raw_samples,
-                metrics_port=metrics_port,
-                otlp=otlp,
-            ),
-            min_score=min_score,
-            console=out_console,
-        )
+        outcome = run_scored(options, min_score=min_score, console=out_console)
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
     if outcome.run_dir / "result.json" in outcome.reports:  # written by this run

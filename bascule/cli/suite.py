@@ -11,6 +11,7 @@ from rich.console import Console
 
 from bascule.ci.results import RunResult
 from bascule.ci.suite import SuiteCase, collect_scenarios, plan_suite, run_suite
+from bascule.cli.repeat import repeat_suite
 from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
@@ -40,12 +41,27 @@ def suite_command(
             "--stack-timeout", min=1.0, help="Seconds every process has to start and be ready (local target)."
         ),
     ] = 60.0,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat", min=1, help="Run each item N times and judge it over its runs (docs/repeats.md)."
+        ),
+    ] = 1,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
+        ),
+    ] = None,
 ) -> None:
     """Run a resilience suite: every scenario against every design, one at a time, then write
     suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
 
     Every file is loaded and planned first: a mistake anywhere exits 2 before anything runs.
     Exit code: the most serious of the runs' — 4 target error, 3 aborted, 1 objectives not met, 0.
+    With --repeat N: each item judged over N runs (pass / fail / inconclusive, flaky apart in
+    suite.md and junit.xml); an inconclusive item exits 1. --baseline DIR (an earlier suite's
+    output): each item's figures against its own there; a regression beyond noise exits 1.
 
     [b]Example[/b]: bascule suite scenarios/faults --design designs/active-passive-sovereign.yaml
     """
@@ -57,6 +73,16 @@ def suite_command(
         raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out_dir or Path("runs") / f"suite-{stamp}"
+    if repeat > 1 or baseline is not None:
+        repeat_suite(
+            cases,
+            target,
+            repeat,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+            baseline=baseline,
+            console=out,
+        )
     total = len(cases)
     out.print(f"suite: {total} run(s) into {target}", highlight=False)
 

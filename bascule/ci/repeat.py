@@ -1,0 +1,121 @@
+"""N runs of one scenario × design, one after the other (each starts its own stack), judged
+together: ``run-1/`` … ``run-N/`` and, next to them, ``repeat.json`` and ``repeat.md``
+(docs/repeats.md). The judging is `bascule.verdicts.judge_runs`; this module only runs and writes.
+
+A run that does not complete (exit 2, 3 or 4 — invalid input, aborted or interrupted, target error)
+stops the repeats: an interrupt must stop them all, and a target that failed once will most likely
+fail again. Its exit code is then the repeat's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bascule.ci.results import RunResult, read_result
+from bascule.reports.model import Result
+from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
+from bascule.verdicts.baseline import with_baseline
+
+__all__ = ["RepeatOutcome", "compare_baseline", "final_document", "read_baseline", "run_repeated"]
+
+RunOnce = Callable[[int, Path], RunResult]
+"""Runs the k-th repeat (1-based) into the directory given, and returns its result."""
+
+
+@dataclass(frozen=True)
+class RepeatOutcome:
+    summary: RepeatSummary
+    results: tuple[RunResult, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return self.summary.exit_code
+
+
+def final_document(result: RunResult) -> Result:
+    """The run's result document with its final exit code, reason and directory (a --min-score
+    may have raised the exit code after result.json was written)."""
+    run = result.document.run.model_copy(
+        update={"exit_code": result.exit_code, "reason": result.reason, "dir": str(result.run_dir)}
+    )
+    return result.document.model_copy(update={"run": run})
+
+
+def _one_run(run_dir: Path) -> RepeatSummary:
+    return judge_runs([final_document(read_result(run_dir))])
+
+
+def read_baseline(directory: Path, scenario: str | None, design: str | None) -> RepeatSummary | None:
+    """The baseline of `scenario` × `design` in `directory`: a repeat's output (its repeat.json), a
+    suite's (the item's repeat.json, or its one run's result.json when the suite ran without
+    --repeat) or one run's directory. ``None`` when the directory holds no such item; raises
+    `FileNotFoundError` when it is none of these."""
+    if (directory / "repeat.json").exists():
+        found = parse_repeat((directory / "repeat.json").read_text(encoding="utf-8"))
+        return found if (found.scenario, found.design) == (scenario, design) else None
+    if (directory / "suite.json").exists():
+        items = json.loads((directory / "suite.json").read_text(encoding="utf-8")).get("runs", [])
+        for item in items:
+            if (item.get("scenario"), item.get("design")) != (scenario, design):
+                continue
+            # Beside suite.json first: a baseline downloaded from another job has moved.
+            here = directory / f"{scenario}--{design}"
+            for candidate in (here, Path(str(item.get("repeat_dir") or item.get("run_dir") or here))):
+                if (candidate / "repeat.json").exists():
+                    return parse_repeat((candidate / "repeat.json").read_text(encoding="utf-8"))
+                if (candidate / "result.json").exists():
+                    return _one_run(candidate)
+        return None
+    if (directory / "result.json").exists():
+        found = _one_run(directory)
+        return found if (found.scenario, found.design) == (scenario, design) else None
+    raise FileNotFoundError(f"{directory}: no repeat.json, suite.json or result.json — not a baseline")
+
+
+def compare_baseline(summary: RepeatSummary, baseline: Path) -> RepeatSummary:
+    """`summary` compared with its item in `baseline`, or with a note that it has none."""
+    found = read_baseline(baseline, summary.scenario, summary.design)
+    if found is None:
+        note = f"The baseline {baseline} has no run of {summary.scenario} on {summary.design}: not compared."
+        return summary.model_copy(update={"notes": (*summary.notes, note), "baseline_source": str(baseline)})
+    return with_baseline(summary, found, str(baseline))
+
+
+def run_repeated(
+    run_once: RunOnce,
+    repeats: int,
+    out_dir: Path,
+    *,
+    min_score: float | None = None,
+    seed: int = 0,
+    baseline: Path | None = None,
+    on_done: Callable[[int, RunResult], None] | None = None,
+) -> RepeatOutcome:
+    """Run `run_once` `repeats` times into ``out_dir/run-K``, then judge the runs (against
+    `baseline` when given, `read_baseline`) and write ``repeat.json`` and ``repeat.md`` into
+    `out_dir`."""
+    if repeats < 2:
+        raise ValueError("--repeat needs at least 2 runs to judge them together")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[RunResult] = []
+    for k in range(1, repeats + 1):
+        result = run_once(k, out_dir / f"run-{k}")
+        done.append(result)
+        if on_done is not None:
+            on_done(k, result)
+        if result.exit_code not in (0, 1):
+            break
+    summary = judge_runs([final_document(r) for r in done], repeats=repeats, min_score=min_score, seed=seed)
+    if baseline is not None:
+        summary = compare_baseline(summary, baseline)
+    files = {
+        out_dir / "repeat.json": dump_repeat(summary),
+        out_dir / "repeat.md": render_repeat_markdown(summary),
+    }
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return RepeatOutcome(summary, tuple(done), tuple(files))
