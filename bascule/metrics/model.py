@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
 from bascule.model.scenario import Objectives, Weights
 
@@ -280,3 +281,6 @@ class Metrics:
     before that was counted)."""
     sovereignty_unattributed: int = 0
     """Answered requests of a known data class whose path no source could tell."""
+    discovered: tuple[DiscoveredDependency, ...] = ()
+    """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
+    reach in seconds since ``plan-started``."""

@@ -274,6 +274,7 @@ class _Runner:
             self.design_path,
             load_workers=self.options.load_workers,
             take_hops=target.take_hops,
+            take_outside=target.take_outside,
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)

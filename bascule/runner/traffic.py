@@ -15,6 +15,7 @@ from typing import TypeVar
 from bascule.errors import ProbeError
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal, PathHop, Window, WindowAggregator
+from bascule.journal.discovered import OutsideReach, dependency_to_json
 from bascule.journal.samples import RequestSample
 from bascule.load import LoadGenerator
 from bascule.model.design import Design
@@ -26,6 +27,7 @@ from bascule.probes.base import Probe, ProbeContext, make_probes
 from bascule.probes.data import DataReport
 from bascule.probes.runner import ProbeRunner, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge
+from bascule.runner.discovered import DependencyJoiner
 from bascule.runner.display import Display
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.interrupt import Abort
@@ -82,6 +84,8 @@ class Traffic:
         self.load: LoadGenerator | None = None
         self.paths: PathJoiner | None = None
         self.take_hops: Callable[[], Sequence[PathHop]] = list
+        self.outside: DependencyJoiner | None = None
+        self.take_outside: Callable[[], Sequence[OutsideReach]] = list
 
     # -- starting and stopping --
 
@@ -94,10 +98,14 @@ class Traffic:
         *,
         load_workers: int,
         take_hops: Callable[[], Sequence[PathHop]] = list,
+        take_outside: Callable[[], Sequence[OutsideReach]] = list,
     ) -> None:
         self.judge = SovereigntyJudge(context.design)
-        self.paths = PathJoiner(context.design, since=time.monotonic())
+        since = time.monotonic()
+        self.paths = PathJoiner(context.design, since=since)
         self.take_hops = take_hops
+        self.outside = DependencyJoiner(context.design, origin=self.journal.origin, since=since)
+        self.take_outside = take_outside
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
         self.probes.start()
@@ -156,10 +164,13 @@ class Traffic:
         if self.paths is not None:
             for trace_id in _take(self.own_traces):
                 self.paths.bookkeeping(trace_id)
+                if self.outside is not None:
+                    self.outside.bookkeeping(trace_id)
             try:
                 self.paths.observe(self.take_hops())
             except Exception as exc:  # the target is stopped; what it saw before still counts
                 self.journal.write("error", message=f"reading the last hops: {type(exc).__name__}: {exc}")
+            self._take_outside()
             report = self.paths.report()
             self.journal.write(
                 "paths-report",
@@ -172,6 +183,20 @@ class Traffic:
                 incomplete_routes=report.incomplete_routes,
                 relayed=report.relayed,
             )
+        if self.outside is not None:
+            found = self.outside.report()
+            self.journal.write(
+                "discovered-dependencies",
+                durable=True,
+                dependencies=[dependency_to_json(d) for d in found],
+                unattributed=sum(d.unattributed for d in found),
+                violations=sum(d.violations for d in found),
+            )
+            for dep in found:
+                self.display.event(
+                    f"discovered dependency: {dep.host} ({dep.provider or 'unknown operator'}, "
+                    f"{dep.jurisdiction}, {dep.sovereignty})"
+                )
         if self.judge is not None:
             self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
 
@@ -197,12 +222,21 @@ class Traffic:
         if paths is not None:
             for trace_id in _take(self.own_traces):
                 paths.bookkeeping(trace_id)
+                if self.outside is not None:
+                    self.outside.bookkeeping(trace_id)
             # After the batch: a request's hops are recorded before its sample can be queued.
             paths.observe(self.take_hops())
             batch = [paths.attach(sample) for sample in batch]
             for sample in checks:
                 paths.attach(sample)
             paths.expire(time.monotonic())
+            outside = self.outside
+            if outside is not None:
+                self._take_outside()
+                batch = [outside.attach(sample) for sample in batch]
+                for sample in checks:
+                    outside.attach(sample, judged=False)
+                outside.expire(time.monotonic())
         violations = 0
         for sample in batch:
             self.journal.sample(sample)
@@ -219,6 +253,15 @@ class Traffic:
             )
         for window in self.aggregator.close_before(time.monotonic()):
             self._close_window(window)
+
+    def _take_outside(self) -> None:
+        if self.outside is None:
+            return
+        try:
+            self.outside.observe(self.take_outside())
+        except Exception as exc:  # the target may be stopped; what it saw before still counts
+            self.journal.write("error", message=f"reading outside reaches: {type(exc).__name__}: {exc}")
+            self.take_outside = list
 
     def _close_window(self, window: Window) -> None:
         self.journal.window(window)

@@ -40,6 +40,7 @@ from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, Supe
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.control import ControlServer, describe_process
 from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.egress import Egress, proxy_environment
 from bascule.targets.local.ledger import (
     LEDGER_FILE,
     ClosedRecord,
@@ -47,6 +48,7 @@ from bascule.targets.local.ledger import (
     PortRecord,
     ProcessRecord,
 )
+from bascule.targets.local.lookups import OutsideLookups
 from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
@@ -85,6 +87,10 @@ class LocalStack:
     """The control channel, when started with ``control=True``."""
     scaler: Autoscaler | None = None
     """Grows pilot-light regions (``max_replicas``) on their gateways' load."""
+    egress: Egress | None = None
+    """Where own services' requests to hosts outside the design end (`egress`)."""
+    lookups: OutsideLookups | None = None
+    """Lookups of names outside the design, from the DNS server's hook (`lookups`)."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
@@ -114,8 +120,10 @@ class LocalStack:
         run_dir.mkdir(parents=True, exist_ok=True)
         marker = secrets.token_hex(16)
         ledger = Ledger.create(run_dir / LEDGER_FILE, design=design.id, marker=marker)
+        lookups = OutsideLookups(stack_layout.hosts(), {r.name: r.region for r in stack_layout.replicas})
         dns = DnsServer()
         plane = FaultPlane()
+        egress = Egress()
         supervisor: Supervisor | None = None
         server: ControlServer | None = None
         try:
@@ -125,6 +133,7 @@ class LocalStack:
             for host in stack_layout.hosts():
                 dns.set_record(host, ["127.0.0.1"])
             plane.start()
+            egress.start()
             ports: dict[str, int] = {}
             for route in stack_layout.routes:
                 ports[route.name] = plane.add_route(route.name, [])
@@ -153,6 +162,7 @@ class LocalStack:
                 timings,
                 server,
             )
+            stack.egress, stack.lookups = egress, lookups
             supervisor.subscribe(stack._on_event)
             stack._front_running_services()
             specs = stack._specs(dns_port)
@@ -179,6 +189,7 @@ class LocalStack:
             if server is not None:
                 server.stop()
             plane.stop()
+            egress.stop()
             dns.stop()
             if stopped:
                 ledger.append(ClosedRecord(time.time()))
@@ -199,6 +210,8 @@ class LocalStack:
             if self.control is not None:
                 self.control.stop()
             self.plane.stop()
+            if self.egress is not None:
+                self.egress.stop()
             self.dns.stop()
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
         self.ledger.append(ClosedRecord(time.time()))
@@ -252,11 +265,18 @@ class LocalStack:
         )
         spec = self.design.components[replica.component].command
         assert spec is not None
+        # Requests to hosts the design does not declare end at the egress, never on the internet:
+        # bascule's proxy variables win over the service's own.
+        proxy: dict[str, str] = {}
+        if self.egress is not None:
+            egress_port = self.egress.listen(replica.name, replica.region)
+            self.ledger.append(PortRecord("tcp", egress_port, f"egress {replica.name}", time.time()))
+            proxy = proxy_environment(egress_port)
         return ProcessSpec(
             replica.name,
             command.argv,
             group=replica.region,
-            env={**command.env, MARKER_ENV: self.marker},
+            env={**command.env, **proxy, MARKER_ENV: self.marker},
             restart_delay=spec.restart_delay,
             ready_path=command.ready_path,
             cwd=command.cwd,
