@@ -131,6 +131,15 @@ def test_reaches_no_request_can_be_tied_to_are_counted_unattributed_never_droppe
     assert dep.classes == {}
 
 
+def test_a_request_of_bascules_whose_answer_never_came_is_unanswered_not_unattributed() -> None:
+    joiner = DependencyJoiner(DESIGN, keep=30.0)
+    joiner.observe([reach("sts.amazonaws.com", 10.0), reach("sts.amazonaws.com", 11.0, trace="e" * 32)])
+    ours = {TRACE}.__contains__  # entered through a client's route (`PathJoiner.entered`)
+    joiner.expire(40.5, ours)  # the first is forgotten here, the second at the report
+    (dep,) = joiner.report(ours)
+    assert (dep.unanswered, dep.unattributed) == (1, 1)
+
+
 def test_a_canary_read_back_claims_its_reaches_without_a_class() -> None:
     joiner = DependencyJoiner(DESIGN)
     joiner.observe([reach("sts.amazonaws.com", 10.0)])

@@ -102,6 +102,9 @@ class DiscoveredDependency:
     tunnel, a lookup, or a trace of no request of bascule's): what data went there is unknown."""
     at_start: int = 0
     """Reaches before bascule sent any request (the stack starting): no request's data in them."""
+    unanswered: int = 0
+    """Reaches of requests of bascule's whose answer never came (in flight when the traffic
+    stopped): not judged, like the rest of those requests' paths."""
     first: float | None = None
     """Run seconds of the first reach."""
     last: float | None = None
@@ -125,6 +128,7 @@ def dependency_to_json(dep: DiscoveredDependency) -> dict[str, Any]:
         "attributed": dep.attributed,
         "unattributed": dep.unattributed,
         "at_start": dep.at_start,
+        "unanswered": dep.unanswered,
         "first": dep.first,
         "last": dep.last,
     }
@@ -163,6 +167,7 @@ def dependency_from_json(data: Mapping[str, Any]) -> DiscoveredDependency:
         attributed=count("attributed"),
         unattributed=count("unattributed"),
         at_start=count("at_start"),
+        unanswered=count("unanswered"),
         first=instant("first"),
         last=instant("last"),
     )

@@ -35,6 +35,8 @@ def describe_dependency(dep: DiscoveredDependency) -> str:
         text += "; " + ", ".join(seen)
     if dep.unattributed:
         text += f", {dep.unattributed} tied to no request (what data went there is unknown)"
+    if dep.unanswered:
+        text += f", {dep.unanswered} of requests whose answer never came (not judged)"
     if dep.at_start:
         text += f", {dep.at_start} before any request (the stack starting)"
     first, last = as_float(dep.first), as_float(dep.last)

@@ -284,6 +284,7 @@ class DiscoveredDependency(_Record):
     attributed: int = 0
     unattributed: int = 0
     at_start: int = 0
+    unanswered: int = 0
     first: float | None = None
     last: float | None = None
 

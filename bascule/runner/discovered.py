@@ -18,7 +18,7 @@ operator is a violation there, and a host the endpoint catalog does not know is 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from bascule.journal.discovered import UNKNOWN, DiscoveredDependency, OutsideReach, ReachVia
@@ -47,6 +47,10 @@ def outside_hop(reach: OutsideReach) -> Hop:
     )
 
 
+def _nobody(trace_id: str) -> bool:
+    return False
+
+
 @dataclass
 class _Host:
     owner: EndpointOwner | None
@@ -58,6 +62,7 @@ class _Host:
     attributed: int = 0
     unattributed: int = 0
     at_start: int = 0
+    unanswered: int = 0
     first: float | None = None
     last: float | None = None
 
@@ -131,24 +136,29 @@ class DependencyJoiner:
                 host.violations += 1
         return replace(sample, hops=sample.hops + tuple(added.values()))
 
-    def expire(self, now: float) -> None:
-        """Reaches of traces no sample claimed for `keep` seconds: unattributed."""
+    def expire(self, now: float, ours: Callable[[str], bool] = _nobody) -> None:
+        """Reaches of traces no sample claimed for `keep` seconds: unanswered when `ours` says the
+        trace was a request of bascule's (`PathJoiner.entered`), else unattributed."""
         limit = now - self.keep
         for trace_id in [t for t, found in self._pending.items() if found[0].started < limit]:
-            self._unclaimed(self._pending.pop(trace_id))
+            self._unclaimed(self._pending.pop(trace_id), ours(trace_id))
 
-    def report(self) -> tuple[DiscoveredDependency, ...]:
-        """One entry per outside host, the most reached first; traces still unclaimed count as
-        unattributed (the run is over: their sample never came)."""
-        for found in self._pending.values():
-            self._unclaimed(found)
+    def report(self, ours: Callable[[str], bool] = _nobody) -> tuple[DiscoveredDependency, ...]:
+        """One entry per outside host, the most reached first; traces still unclaimed are counted as
+        in `expire` (the run is over: their sample never came)."""
+        for trace_id, found in self._pending.items():
+            self._unclaimed(found, ours(trace_id))
         self._pending.clear()
         out = [_entry(name, host) for name, host in self._hosts.items()]
         return tuple(sorted(out, key=lambda d: (-(d.requests + d.tunnels + d.lookups), d.host)))
 
-    def _unclaimed(self, found: list[OutsideReach]) -> None:
+    def _unclaimed(self, found: list[OutsideReach], ours: bool) -> None:
         for reach in found:
-            self._hosts[_key(reach.host)].unattributed += 1
+            host = self._hosts[_key(reach.host)]
+            if ours:
+                host.unanswered += 1
+            else:
+                host.unattributed += 1
 
     def _host(self, reach: OutsideReach) -> _Host:
         key = _key(reach.host)
@@ -181,6 +191,7 @@ def _entry(name: str, host: _Host) -> DiscoveredDependency:
         attributed=host.attributed,
         unattributed=host.unattributed,
         at_start=host.at_start,
+        unanswered=host.unanswered,
         first=None if host.first is None else round(host.first, 6),
         last=None if host.last is None else round(host.last, 6),
     )

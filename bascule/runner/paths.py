@@ -130,6 +130,11 @@ class PathJoiner:
         )
         return replace(sample, hops=sample.hops + added) if added else sample
 
+    def entered(self, trace_id: str) -> bool:
+        """Whether `trace_id`, which no sample has claimed yet, entered through a client's route: a
+        request of bascule's (whose sample may never come: in flight when the load stopped)."""
+        return any(hop.caller is None for hop in self._pending.get(trace_id, ()))
+
     def expire(self, now: float) -> None:
         """Forget hops that started more than `keep` seconds before `now`, counting them unclaimed."""
         limit = now - self.keep

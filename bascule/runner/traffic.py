@@ -184,7 +184,7 @@ class Traffic:
                 relayed=report.relayed,
             )
         if self.outside is not None:
-            found = self.outside.report()
+            found = self.outside.report(_nobody if self.paths is None else self.paths.entered)
             self.journal.write(
                 "discovered-dependencies",
                 durable=True,
@@ -229,14 +229,14 @@ class Traffic:
             batch = [paths.attach(sample) for sample in batch]
             for sample in checks:
                 paths.attach(sample)
-            paths.expire(time.monotonic())
             outside = self.outside
             if outside is not None:
                 self._take_outside()
                 batch = [outside.attach(sample) for sample in batch]
                 for sample in checks:
                     outside.attach(sample, judged=False)
-                outside.expire(time.monotonic())
+                outside.expire(time.monotonic(), paths.entered)  # before the paths forget them
+            paths.expire(time.monotonic())
         violations = 0
         for sample in batch:
             self.journal.sample(sample)
@@ -282,6 +282,10 @@ class Traffic:
         )
         self.display.event(f"guardrail {trip.guardrail}: {trip.reason}")
         self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)
+
+
+def _nobody(trace_id: str) -> bool:
+    return False
 
 
 def _take(samples: queue.SimpleQueue[T]) -> list[T]:
