@@ -343,3 +343,19 @@ def test_a_run_that_reaches_nothing_outside_writes_an_empty_record(tmp_path: Pat
         )
     (record,) = records(outcome, "discovered-dependencies")
     assert record["dependencies"] == [] and record["unattributed"] == 0
+
+
+def test_a_client_waiting_for_100_continue_is_answered_at_once() -> None:
+    egress = Egress()
+    egress.start()
+    try:
+        port = egress.listen("a")
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            sock.sendall(
+                b"POST http://intake.example/v1 HTTP/1.1\r\nHost: intake.example\r\n"
+                b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            assert sock.recv(64).startswith(b"HTTP/1.1 502 ")
+        assert [(r.host, r.method, r.path) for r in egress.take()] == [("intake.example", "POST", "/v1")]
+    finally:
+        egress.stop()

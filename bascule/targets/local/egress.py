@@ -184,7 +184,9 @@ class Egress:
             length = head.body_length
         except (HttpParseError, ValueError):
             length, keep = _BODY_LIMIT + 1, False
-        if length <= _BODY_LIMIT:
+        if (head.header("expect") or "").lower() == "100-continue":
+            keep = False  # the client waits for a go-ahead before its body: it never gets one
+        elif length <= _BODY_LIMIT:
             await asyncio.wait_for(reader.readexactly(length), _IDLE)
         else:
             keep = False
