@@ -359,3 +359,26 @@ def test_a_client_waiting_for_100_continue_is_answered_at_once() -> None:
         assert [(r.host, r.method, r.path) for r in egress.take()] == [("intake.example", "POST", "/v1")]
     finally:
         egress.stop()
+
+
+def test_client_spans_to_an_outside_host_are_reaches_tied_to_their_request() -> None:
+    from bascule.journal.spans import SpanKind, SpanRecord, SpanStatus
+    from bascule.runner.discovered import reaches_from_spans
+
+    def span(host: str | None) -> SpanRecord:
+        return SpanRecord(
+            TRACE, "b7ad6b7169203331", None, "GET", SpanKind.CLIENT, "api", 10.1, 10.2, SpanStatus.OK,
+            http_status=200, attributes=(("http.request.method", "GET"),), region=PAR, host=host,
+        )  # fmt: skip
+
+    reaches = reaches_from_spans([span("sts.amazonaws.com"), span(None)])
+    assert [(r.host, r.via, r.trace_id, r.asker, r.region, r.method) for r in reaches] == [
+        ("sts.amazonaws.com", ReachVia.OTLP, TRACE, "api", PAR, "GET")
+    ]
+    joiner = DependencyJoiner(DESIGN)
+    joiner.observe(reaches)
+    got = joiner.attach(sample("confidential"))
+    assert [(h.component, h.via, h.status) for h in got.hops[1:]] == [("sts.amazonaws.com", "otlp", 200)]
+    assert len(violations(got, DESIGN)) == 1
+    (dep,) = joiner.report()
+    assert (dep.spans, dep.requests, dep.attributed, dep.violations) == (1, 0, 1, 1)

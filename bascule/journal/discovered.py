@@ -38,6 +38,8 @@ class ReachVia(StrEnum):
     """A ``CONNECT`` (HTTPS) through the egress proxy: the host is known, the request inside is not."""
     DNS = "dns"
     """A lookup of the name through the stack's DNS server."""
+    OTLP = "otlp"
+    """A client span a service exported over OTLP, calling the host (its trace id is the request's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class DiscoveredDependency:
     """``CONNECT`` requests (HTTPS) through the egress proxy."""
     lookups: int = 0
     """DNS lookups of the name."""
+    spans: int = 0
+    """Client spans received over OTLP that called the host."""
     attributed: int = 0
     """Reaches tied to a request of bascule's by their trace id."""
     unattributed: int = 0
@@ -125,6 +129,7 @@ def dependency_to_json(dep: DiscoveredDependency) -> dict[str, Any]:
         "requests": dep.requests,
         "tunnels": dep.tunnels,
         "lookups": dep.lookups,
+        "spans": dep.spans,
         "attributed": dep.attributed,
         "unattributed": dep.unattributed,
         "at_start": dep.at_start,
@@ -164,6 +169,7 @@ def dependency_from_json(data: Mapping[str, Any]) -> DiscoveredDependency:
         requests=count("requests"),
         tunnels=count("tunnels"),
         lookups=count("lookups"),
+        spans=count("spans"),
         attributed=count("attributed"),
         unattributed=count("unattributed"),
         at_start=count("at_start"),

@@ -28,7 +28,12 @@ def describe_dependency(dep: DiscoveredDependency) -> str:
         text += f"; {dep.violations} violation{'s' if dep.violations != 1 else ''}"
     seen = [
         f"{n} {noun}{'s' if n != 1 else ''}"
-        for n, noun in ((dep.requests, "request"), (dep.tunnels, "HTTPS tunnel"), (dep.lookups, "DNS lookup"))
+        for n, noun in (
+            (dep.requests, "request"),
+            (dep.tunnels, "HTTPS tunnel"),
+            (dep.lookups, "DNS lookup"),
+            (dep.spans, "client span"),
+        )
         if n
     ]
     if seen:

@@ -281,6 +281,7 @@ class DiscoveredDependency(_Record):
     requests: int = 0
     tunnels: int = 0
     lookups: int = 0
+    spans: int = 0
     attributed: int = 0
     unattributed: int = 0
     at_start: int = 0

@@ -7,6 +7,7 @@ per host into discovered dependencies. Pure: the runner feeds it and asks, like 
     sample = found.attach(sample)          # an ``egress`` hop per outside host its trace reached
     found.expire(now)                      # traces no sample claimed within `keep` s: unattributed
     found.report()                         # one `DiscoveredDependency` per host
+    found.observe(reaches_from_spans(spans))  # OTLP client spans to outside hosts, where received
 
 A request's outside calls are made while it is served, before its answer: so, as with hops, every
 sample of a batch finds its reaches already here. The hop a sample gets is judged like any other
@@ -23,11 +24,35 @@ from dataclasses import dataclass, field, replace
 
 from bascule.journal.discovered import UNKNOWN, DiscoveredDependency, OutsideReach, ReachVia
 from bascule.journal.samples import Hop, HopSource, RequestSample
+from bascule.journal.spans import SpanRecord
 from bascule.model.design import Design
 from bascule.model.endpoints import EndpointOwner, lookup_endpoint
 from bascule.probes.base import hop_level
 
-__all__ = ["DependencyJoiner", "outside_hop"]
+__all__ = ["DependencyJoiner", "outside_hop", "reaches_from_spans"]
+
+
+_TRACED = (ReachVia.HTTP, ReachVia.OTLP)
+"""Reaches that carry the request's trace id."""
+
+
+def reaches_from_spans(spans: Iterable[SpanRecord]) -> list[OutsideReach]:
+    """The client spans among `spans` that called a host the design does not declare (the receiver
+    sets ``host`` on those), as reaches: the service that exported it asked, from its region."""
+    return [
+        OutsideReach(
+            span.host,
+            ReachVia.OTLP,
+            span.started,
+            trace_id=span.trace_id,
+            asker=span.service_name or None,
+            region=span.region,
+            method=span.attribute("http.request.method"),
+            outcome=None if span.http_status is None else str(span.http_status),
+        )
+        for span in spans
+        if span.host
+    ]
 
 
 def outside_hop(reach: OutsideReach) -> Hop:
@@ -41,7 +66,7 @@ def outside_hop(reach: OutsideReach) -> Hop:
         provider="" if owner is None else owner.provider,
         jurisdiction="" if owner is None else owner.jurisdiction,
         sovereignty="" if owner is None else owner.sovereignty.value,
-        via=HopSource.EGRESS,
+        via=HopSource.OTLP if reach.via is ReachVia.OTLP else HopSource.EGRESS,
         status=status,
         relayed=True,
     )
@@ -100,7 +125,7 @@ class DependencyJoiner:
             host.last = t if host.last is None else max(host.last, t)
             if reach.started < self.since:
                 host.at_start += reach.count
-            elif reach.trace_id is None or reach.via is not ReachVia.HTTP:
+            elif reach.trace_id is None or reach.via not in _TRACED:
                 host.unattributed += reach.count
             else:
                 self._pending.setdefault(reach.trace_id, []).append(reach)
@@ -188,6 +213,7 @@ def _entry(name: str, host: _Host) -> DiscoveredDependency:
         requests=host.by_via[ReachVia.HTTP],
         tunnels=host.by_via[ReachVia.CONNECT],
         lookups=host.by_via[ReachVia.DNS],
+        spans=host.by_via[ReachVia.OTLP],
         attributed=host.attributed,
         unattributed=host.unattributed,
         at_start=host.at_start,
