@@ -174,6 +174,7 @@ def test_lookups_of_names_outside_the_design_are_kept_aggregated_per_name_and_as
             "localhost",
             "1.0.0.127.in-addr.arpa",  # a reverse lookup
             "telemetry.example.net",
+            "buildhost",  # a single label: the machine's own name
         ]
     ):
         consumer(Lookup(100.0 + i, name, "A", "api-scaleway-fr-par-0", "NXDOMAIN"))
@@ -186,6 +187,12 @@ def test_lookups_of_names_outside_the_design_are_kept_aggregated_per_name_and_as
     ]
     assert taken[1].outcome == "NXDOMAIN"
     assert consumer.take() == []
+    # Chained before another hook of the DNS server, both see every lookup.
+    seen: list[Lookup] = []
+    hook = consumer.chained(seen.append)
+    hook(Lookup(200.0, "sts.amazonaws.com.", "A", None, "REFUSED"))
+    assert [r.host for r in consumer.take()] == ["sts.amazonaws.com"] and len(seen) == 1
+    assert consumer.chained(None) is consumer
 
 
 # -- the egress proxy (127.0.0.1 only) --------------------------------------------------------------

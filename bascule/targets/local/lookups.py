@@ -2,7 +2,8 @@
 
 Every name the stack's own processes look up through bascule's DNS server is reported to a hook
 (``DnsServer.on_lookup``); `OutsideLookups` keeps those of names the design does not declare —
-anything outside the stack's zone, loopback names and reverse lookups left out — aggregated per
+anything outside the stack's zone; loopback names, single labels and reverse lookups left out —
+aggregated per
 name and asker between two `take` calls, as `OutsideReach` records of kind ``dns``. A lookup carries
 no trace context: it tells that the stack depends on the name, never which request's data went
 there, so the runner counts it as an unattributed reach.
@@ -13,7 +14,7 @@ The hook is called on the DNS server's thread; `__call__` and `take` are thread-
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -53,9 +54,11 @@ class LookupLike(Protocol):
 
 def outside_name(name: str, inside: Iterable[str] = ()) -> str | None:
     """`name` normalised when it is outside the design (not the zone, not loopback, not a reverse
-    lookup, not one of `inside`), else None."""
+    lookup, not one of `inside`), else None. A single label (``myhost``: the machine's own name, as
+    a server asks it when it binds) is no host anyone reaches on the internet, and is left out too:
+    a resolver that completes it with a search domain asks the completed name, which is seen."""
     host = name.strip().rstrip(".").lower()
-    if not host or host in _LOCAL or host in set(inside):
+    if not host or "." not in host or host in _LOCAL or host in set(inside):
         return None
     if host == ZONE or host.endswith("." + ZONE):
         return None
@@ -93,6 +96,17 @@ class OutsideLookups:
             seen.first = min(seen.first, lookup.t)
             seen.count += 1
             seen.outcomes[lookup.outcome] = seen.outcomes.get(lookup.outcome, 0) + 1
+
+    def chained(self, then: Callable[[LookupLike], None] | None) -> Callable[[LookupLike], None]:
+        """This consumer, then `then` (when given), as one hook for the DNS server."""
+        if then is None:
+            return self
+
+        def both(lookup: LookupLike) -> None:
+            self(lookup)
+            then(lookup)
+
+        return both
 
     def take(self) -> list[OutsideReach]:
         """One record per (name, asker) looked up since the last call, oldest first."""

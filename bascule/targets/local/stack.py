@@ -120,6 +120,7 @@ class LocalStack:
         run_dir.mkdir(parents=True, exist_ok=True)
         marker = secrets.token_hex(16)
         ledger = Ledger.create(run_dir / LEDGER_FILE, design=design.id, marker=marker)
+        # Fed by the DNS server's lookup hook where it has one: DnsServer(on_lookup=lookups.chained(…)).
         lookups = OutsideLookups(stack_layout.hosts(), {r.name: r.region for r in stack_layout.replicas})
         dns = DnsServer()
         plane = FaultPlane()
