@@ -4,8 +4,8 @@ Every name the stack's own processes look up through bascule's DNS server is rep
 (``DnsServer.on_lookup``); `OutsideLookups` keeps those of names the design does not declare —
 anything outside the stack's zone; loopback names, single labels and reverse lookups left out —
 aggregated per name and asker between two `take` calls, as `OutsideReach` records of kind ``dns``.
-A lookup carries no trace context: it tells that the stack depends on the name, never which request's data went
-there, so the runner counts it as an unattributed reach.
+A lookup carries no trace context: it tells that the stack depends on the name, never which
+request's data went there, so the runner counts it as an unattributed reach.
 
 The hook is called on the DNS server's thread; `__call__` and `take` are thread-safe.
 """
