@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bascule.errors import FaultError, RevertError, TargetError
+from bascule.journal.discovered import OutsideReach, ReachVia
 from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.plan.model import Action, Plan, Touch
@@ -52,6 +53,9 @@ class _Service(ThreadingHTTPServer):
     """Every request, as the hop a fault plane in front of the service would have recorded."""
     otlp: str | None
     """The run's trace receiver: each request is also exported as a server span (OTLP/JSON)."""
+    outside: list[OutsideReach]
+    """A request whose path starts with ``/call-out`` also calls sts.amazonaws.com, propagating its
+    trace context (``/call-out-untraced``: without it), as an egress would have recorded."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,6 +76,22 @@ class _Handler(BaseHTTPRequestHandler):
         service.hops.append(hop)  # list.append is atomic: the runner's thread takes them
         if service.otlp is not None and trace_id is not None:
             _export_span(service.otlp, trace_id, service.component, service.region, status, started)
+        if self.path.startswith("/call-out"):
+            traced = None if self.path.startswith("/call-out-untraced") else trace_id
+            service.outside.append(
+                OutsideReach(
+                    "sts.amazonaws.com",
+                    ReachVia.HTTP,
+                    time.monotonic(),
+                    trace_id=traced,
+                    asker=f"{service.component}-0",
+                    region=service.region,
+                    port=80,
+                    method="GET",
+                    path="/",
+                    outcome="502",
+                )
+            )
         body = json.dumps({"ok": status == 200, "path": self.path}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -151,6 +171,7 @@ class FakeTarget(LedgerTarget[str]):
         self._service.region = design.regions[0].id
         self._service.hops = []
         self._service.otlp = otlp
+        self._service.outside = []
         self._thread = threading.Thread(
             target=self._service.serve_forever, args=(0.01,), name="fake-target", daemon=True
         )
@@ -181,6 +202,10 @@ class FakeTarget(LedgerTarget[str]):
     def take_hops(self) -> list[PathHop]:
         hops, self._service.hops = self._service.hops, []
         return hops
+
+    def take_outside(self) -> list[OutsideReach]:
+        reaches, self._service.outside = self._service.outside, []
+        return reaches
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         self.listeners.append(listener)

@@ -364,7 +364,9 @@ def test_result_document_follows_the_schema() -> None:
         "violations",
         "findings",
         "events",
+        "discovered",
     }
+    assert doc["discovered"] == []
     assert doc["run"]["dir"] == "runs/x" and doc["run"]["hypothesis"] == {"before": True, "after": True}
     assert (
         doc["run"]["scenario"]["id"] == "synthetic"

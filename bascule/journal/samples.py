@@ -24,6 +24,10 @@ class HopSource:
     """A span the service exported over OTLP, attributed by its resource attributes."""
     SERVED_BY = "served_by"
     """The service's own report of the hops it touched (the reference stack's ``served_by``)."""
+    EGRESS = "egress"
+    """The local target's egress proxy: a service sent the request on to a host the design does not
+    declare (a discovered dependency, `bascule.journal.discovered`). Bascule answered in the host's
+    stead (nothing leaves the machine), but the request's data was sent there: it counts as relayed."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from bascule.metrics.context import compute_cost, design_facts, region_facts, run_info
+from bascule.metrics.discovered import outside_note, shift_discovered
 from bascule.metrics.model import (
     Correctness,
     ErrorBudget,
@@ -238,8 +239,7 @@ class _Figures:
             if burnt is None:
                 self.notes["error_budget"] = "the objective allows no failure and some requests failed"
         report = r.sov_report
-        # Journals from before paths were counted have no `unattributed`: judged wherever there was
-        # traffic, as then.
+        # Journals from before paths were counted have no `unattributed`: judged wherever there was traffic.
         counted = None if report is None or report.unattributed is None else report.judged
         unattributed = 0 if report is None or report.unattributed is None else report.unattributed
         if counted is None:
@@ -271,6 +271,8 @@ class _Figures:
                 else "no request was judged (no traffic in the journal)"
             )
         violations = max(r.violation_count, 0 if report is None else len(report.violations))
+        if (blind := outside_note(r.discovered)) is not None and not violations:
+            judged, self.notes["sovereignty"] = False, blind  # a violation fails it whatever else
         violating = r.violating
         if report is not None and report.requests is not None:
             violating = max(violating, report.requests)
@@ -304,9 +306,10 @@ class _Figures:
             if report is not None and report.unattributed is not None
             else None,
             sovereignty_unattributed=unattributed,
-            paths_by_source=None
-            if r.paths_report is None or r.paths_report.sources is None
-            else r.paths_report.sources.figures(),
+            paths_by_source=sources.figures()
+            if r.paths_report and (sources := r.paths_report.sources)
+            else None,
+            discovered=shift_discovered(r.discovered, self.base),
             sovereignty_violations=violations,
             violating_requests=violating,
             violations=tuple(_shift_violation(v, self.base) for v in r.violations),

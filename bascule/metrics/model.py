@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
 from bascule.model.scenario import Objectives, Weights
 
@@ -310,3 +311,6 @@ class Metrics:
     """Answered requests of a known data class whose path no source could tell."""
     paths_by_source: PathSources | None = None
     """Each source's paths judged alone, when the run received spans."""
+    discovered: tuple[DiscoveredDependency, ...] = ()
+    """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
+    reach in seconds since ``plan-started``."""

@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from bascule.journal import LatencySketch
+from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
+from bascule.metrics.discovered import parse_discovered
 from bascule.metrics.model import Latency, PhasePlan, Violation
 from bascule.metrics.records import (
     DataReport,
@@ -162,6 +164,7 @@ class JournalState:
         self.data_reports: list[DataReport] = []
         self.sov_report: SovereigntyReport | None = None
         self.paths_report: PathsReport | None = None
+        self.discovered: tuple[DiscoveredDependency, ...] = ()
         self.violation_count = 0
         self.violating = 0
         self.last_violating: tuple[str | None, str | None] | None = None
@@ -179,6 +182,7 @@ class JournalState:
             "sovereignty-violation": _typed(SovereigntyViolation, self._violation),
             "sovereignty-report": _typed(SovereigntyReport, self._sovereignty_report),
             "paths-report": _typed(PathsReport, self._paths_report),
+            "discovered-dependencies": self._discovered,
             "data-report": _typed(DataReport, self._data_report),
             "hypothesis": _typed(HypothesisChecked, self._hypothesis),
             "guardrail-tripped": _typed(GuardrailTripped, self._guardrail),
@@ -346,6 +350,9 @@ class JournalState:
 
     def _paths_report(self, r: PathsReport) -> None:
         self.paths_report = r
+
+    def _discovered(self, r: Mapping[str, Any]) -> None:
+        self.discovered = parse_discovered(r)
 
     def _data_report(self, r: DataReport) -> None:
         self.data_reports.append(r)

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+_OBSERVED = (HopSource.FAULT_PLANE, HopSource.EGRESS)
+"""Hops bascule saw itself, rather than the service reporting them."""
+
+
 @dataclass(frozen=True)
 class Violation:
     """One hop of one request below its data class's minimum level."""
@@ -135,7 +139,7 @@ class SovereigntyJudge:
             if sample.data_class in self.design.data_classes:
                 if any(hop.relayed for hop in sample.hops):
                     self._judged += 1
-                    if all(hop.via == HopSource.FAULT_PLANE for hop in sample.hops):
+                    if all(hop.via in _OBSERVED for hop in sample.hops):
                         self._relayed_only += 1
                 elif sample.ok:
                     self._unattributed += 1

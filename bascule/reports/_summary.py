@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
+from bascule.reports._discovered import discovered_lines
 from bascule.reports._format import (
     DASH,
     as_float,
@@ -94,6 +95,7 @@ class Figure:
 class FindingKind(Enum):
     RECOMMENDATION = "recommendation"
     SOVEREIGNTY = "sovereignty"
+    DISCOVERED = "discovered"
     PLAN = "plan"
 
 
@@ -291,7 +293,7 @@ def _violation_summary(result: Result) -> str | None:
                 violation.data_class or "?",
                 violation.minimum or "?",
                 hop.component or "?",
-                hop.region or "?",
+                hop.region,
                 where,
                 violation.level or hop.sovereignty or "?",
             )
@@ -302,7 +304,9 @@ def _violation_summary(result: Result) -> str | None:
     for (data_class, minimum, component, region, where, level), count in groups.most_common(
         _VIOLATION_GROUPS_SHOWN
     ):
-        place = f"{component} in {region}" + (f" ({where}, {level})" if where else f" ({level})")
+        place = f"{component} {f'in {region}' if region else 'outside the design'}" + (
+            f" ({where}, {level})" if where else f" ({level})"
+        )
         parts.append(f"'{data_class}' data (requires {minimum}) reached {place} {count}×")
     if parts:
         text += ": " + "; ".join(parts)
@@ -327,6 +331,8 @@ def compute_findings(result: Result) -> list[Finding]:
     summary = _violation_summary(result)
     if summary is not None:
         findings.append(Finding(FindingKind.SOVEREIGNTY, "sovereignty", summary))
+    for line in discovered_lines(result):
+        findings.append(Finding(FindingKind.DISCOVERED, "discovered dependency", line))
     for item in result.findings:
         text = item.strip()
         if text:

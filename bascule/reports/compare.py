@@ -45,6 +45,8 @@ class Cell:
     run_dir: str
     exit_code: int | None = None
     reason: str = ""
+    discovered: tuple[str, ...] = ()
+    """Hosts outside the design the run reached: ``sts.amazonaws.com (aws, US, foreign)``."""
 
     def sub(self, dimension: str) -> float | None:
         entry = self.dimensions.get(dimension)
@@ -86,6 +88,10 @@ def _cell(result: Result) -> Cell:
         run_dir=run.dir or "",
         exit_code=run.exit_code,
         reason=run.reason or "",
+        discovered=tuple(
+            f"{d.host} ({d.provider or 'unknown operator'}, {d.jurisdiction}, {d.sovereignty})"
+            for d in result.discovered
+        ),
     )
 
 
@@ -196,6 +202,8 @@ def _figure(cell: Cell) -> str:
         parts.append(f"{f.rpo.lost} writes lost")
     if f.sovereignty_violations:
         parts.append(f"{f.sovereignty_violations} violations")
+    if cell.discovered:
+        parts.append(f"outside the design: {'; '.join(cell.discovered)}")
     return ", ".join(parts)
 
 

@@ -228,6 +228,8 @@ def _cell_figures(cell: Cell) -> str:
         rows.append(("writes lost", f"{fmt_count(lost)}{of}", lost > 0))
     violations = f.sovereignty_violations
     rows.append(("sovereignty violations", fmt_count(violations), bool(violations)))
+    if cell.discovered:
+        rows.append(("outside the design", "; ".join(cell.discovered), True))
     return (
         '<dl class="figs">'
         + "".join(

@@ -33,6 +33,7 @@ _GRADES = frozenset("ABCDF")
 _FINDING_LABELS = {
     summary.FindingKind.RECOMMENDATION: "fix",
     summary.FindingKind.SOVEREIGNTY: "sovereignty",
+    summary.FindingKind.DISCOVERED: "discovered",
     summary.FindingKind.PLAN: "plan",
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
+from bascule.reports._discovered import discovered_lines
 from bascule.reports.model import Result, ResultScore
 
 __all__ = ["render_junit"]
@@ -40,6 +41,7 @@ def _properties(case: ET.Element, result: Result) -> None:
         "bascule.latency_p95_s": figures.latency.p95,
         "bascule.writes_lost": None if figures.rpo is None else figures.rpo.lost,
         "bascule.sovereignty_violations": figures.sovereignty_violations,
+        "bascule.discovered_dependencies": len(result.discovered),
         "bascule.run_dir": result.run.dir,
     }
     for entry in score.dimensions:
@@ -76,6 +78,10 @@ def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> s
         total_time += elapsed
         case = ET.SubElement(suite, "testcase", classname=scenario, name=design, time=f"{elapsed:.3f}")
         _properties(case, result)
+        lines = discovered_lines(result)
+        if lines:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join(["discovered dependencies (hosts outside the design):", *lines])
         code = run.exit_code or 0
         reason = run.reason or ""
         if code in _ERRORS:

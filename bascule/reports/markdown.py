@@ -20,6 +20,7 @@ _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _FINDING_PREFIX = {
     summary.FindingKind.RECOMMENDATION: "🔧",
     summary.FindingKind.SOVEREIGNTY: "🛂",
+    summary.FindingKind.DISCOVERED: "🔎",
     summary.FindingKind.PLAN: "📋",
 }
 

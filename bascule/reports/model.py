@@ -24,6 +24,7 @@ __all__ = [
     "Cost",
     "DesignInfo",
     "Dimension",
+    "DiscoveredDependency",
     "ErrorBudget",
     "Event",
     "Figures",
@@ -278,6 +279,34 @@ class Violation(_Record):
     level: str = ""
 
 
+class DiscoveredDependency(_Record):
+    """A host outside the design the stack reached during the run (docs/result.md)."""
+
+    host: str = ""
+    provider: str | None = None
+    """The endpoint catalog's provider id; None when the catalog does not know the host."""
+    operator: str | None = None
+    jurisdiction: str = "unknown"
+    sovereignty: str = "unknown"
+    """``sovereign``, ``trusted``, ``exposed``, ``foreign`` or ``unknown`` (judged as foreign)."""
+    catalog_region: str | None = None
+    regions: tuple[str, ...] = ()
+    askers: tuple[str, ...] = ()
+    classes: Mapping[str, int] = {}
+    """Data class → requests of bascule's of that class that reached the host."""
+    violations: int = 0
+    requests: int = 0
+    tunnels: int = 0
+    lookups: int = 0
+    spans: int = 0
+    attributed: int = 0
+    unattributed: int = 0
+    at_start: int = 0
+    unanswered: int = 0
+    first: float | None = None
+    last: float | None = None
+
+
 class Event(_Record):
     t: float = 0.0
     text: str = ""
@@ -296,6 +325,9 @@ class Result(_Record):
     """The first 100; ``figures.sovereignty_violations`` is the total."""
     findings: tuple[str, ...] = ()
     events: tuple[Event, ...] = ()
+    discovered: tuple[DiscoveredDependency, ...] = ()
+    """Hosts outside the design the stack reached, the most reached first (none in documents of a
+    bascule before it looked)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 

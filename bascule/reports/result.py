@@ -16,6 +16,7 @@ from bascule.reports.model import (
     Cost,
     DesignInfo,
     Dimension,
+    DiscoveredDependency,
     ErrorBudget,
     Event,
     Figures,
@@ -53,6 +54,7 @@ def build_result(m: metrics.Metrics, score: Score, *, run_dir: str | None = None
         violations=tuple(_copy(Violation, v, hop=_copy(ResultHop, v.hop)) for v in m.violations),
         findings=tuple(f.message for f in m.findings),
         events=tuple(_copy(Event, e) for e in m.events),
+        discovered=tuple(_copy(DiscoveredDependency, d) for d in m.discovered),
     )
 
 

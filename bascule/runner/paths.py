@@ -136,6 +136,11 @@ class PathJoiner:
             self._relayed[route, klass] += 1
         return tuple(hop_of(h, self.design) for h in sorted(found, key=lambda h: h.started))
 
+    def entered(self, trace_id: str) -> bool:
+        """Whether `trace_id`, which no sample has claimed yet, entered through a client's route: a
+        request of bascule's (whose sample may never come: in flight when the load stopped)."""
+        return any(hop.caller is None for hop in self._pending.get(trace_id, ()))
+
     def expire(self, now: float) -> None:
         """Forget hops that started more than `keep` seconds before `now`, counting them unclaimed."""
         limit = now - self.keep

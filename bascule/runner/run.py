@@ -291,6 +291,7 @@ class _Runner:
                 for phase in self.plan.phases
                 for region in (*phase.touch.regions, *phase.touch.indirect)
             ],
+            take_outside=target.take_outside,
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)

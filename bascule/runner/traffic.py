@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from bascule.errors import ProbeError
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal, PathHop, SpanRecord, Window, WindowAggregator, span_to_json
+from bascule.journal.discovered import OutsideReach, dependency_to_json
 from bascule.journal.samples import HopSource, RequestSample
 from bascule.load import LoadGenerator
 from bascule.model.design import Design
@@ -26,6 +27,7 @@ from bascule.probes.base import Probe, ProbeContext, make_probes, passed
 from bascule.probes.data import DataReport
 from bascule.probes.runner import ProbeRunner, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge
+from bascule.runner.discovered import DependencyJoiner, reaches_from_spans
 from bascule.runner.display import Display
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.interrupt import Abort
@@ -104,6 +106,8 @@ class Traffic:
         """Samples (and whether each is a steady-state check's) waiting for their spans."""
         self._span_records = 0
         self._spans_not_journaled = 0
+        self.outside: DependencyJoiner | None = None
+        self.take_outside: Callable[[], Sequence[OutsideReach]] = list
 
     # -- starting and stopping --
 
@@ -118,6 +122,7 @@ class Traffic:
         take_hops: Callable[[], Sequence[PathHop]] = list,
         poll_spans: Callable[[], Sequence[SpanRecord]] | None = None,
         impaired: Sequence[str] = (),
+        take_outside: Callable[[], Sequence[OutsideReach]] = list,
     ) -> None:
         """`poll_spans`: the spans received over OTLP since the last call (None: the run receives
         none); `impaired`: the regions the plan's faults touch (where the sources' failover is
@@ -130,6 +135,8 @@ class Traffic:
             self.spans = SpanJoiner(since=since)
             self.poll_spans = poll_spans
             self.sources = SourceComparison(context.design, impaired)
+        self.outside = DependencyJoiner(context.design, origin=self.journal.origin, since=since)
+        self.take_outside = take_outside
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
         self.probes.start()
@@ -188,10 +195,13 @@ class Traffic:
         if self.paths is not None:
             for trace_id in _take(self.own_traces):
                 self.paths.bookkeeping(trace_id)
+                if self.outside is not None:
+                    self.outside.bookkeeping(trace_id)
             try:
                 self.paths.observe(self.take_hops())
             except Exception as exc:  # the target is stopped; what it saw before still counts
                 self.journal.write("error", message=f"reading the last hops: {type(exc).__name__}: {exc}")
+            self._take_outside()
             report = self.paths.report()
             extra: dict[str, Any] = {}
             if self.spans is not None and self.sources is not None:
@@ -212,6 +222,20 @@ class Traffic:
                 relayed=report.relayed,
                 **extra,
             )
+        if self.outside is not None:
+            found = self.outside.report(_nobody if self.paths is None else self.paths.entered)
+            self.journal.write(
+                "discovered-dependencies",
+                durable=True,
+                dependencies=[dependency_to_json(d) for d in found],
+                unattributed=sum(d.unattributed for d in found),
+                violations=sum(d.violations for d in found),
+            )
+            for dep in found:
+                self.display.event(
+                    f"discovered dependency: {dep.host} ({dep.provider or 'unknown operator'}, "
+                    f"{dep.jurisdiction}, {dep.sovereignty})"
+                )
         if self.judge is not None:
             self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
 
@@ -242,14 +266,24 @@ class Traffic:
                 paths.bookkeeping(trace_id)
                 if self.spans is not None:
                     self.spans.bookkeeping(trace_id)
+                if self.outside is not None:
+                    self.outside.bookkeeping(trace_id)
             # After the batch: a request's hops are recorded before its sample can be queued.
             paths.observe(self.take_hops())
+            outside = self.outside
+            if outside is not None:  # the steady-state checks' reaches are bascule's own, not judged
+                self._take_outside()
+                for sample in checks:
+                    outside.attach(sample, judged=False)
             if self.spans is not None:
                 batch = self._with_spans(paths, self.spans, batch, checks, final=final)
             else:
                 batch = [paths.attach(sample) for sample in batch]
                 for sample in checks:
                     paths.attach(sample)
+            if outside is not None:
+                batch = [outside.attach(sample) for sample in batch]
+                outside.expire(time.monotonic(), paths.entered)  # before the paths forget them
             paths.expire(time.monotonic())
         violations = 0
         watched = self.guardrails.watched_probes
@@ -294,6 +328,8 @@ class Traffic:
         """The samples whose spans have had the time to come, with the hops of both sources."""
         now = time.monotonic()
         received = list(self.poll_spans())
+        if self.outside is not None:  # client spans to hosts outside the design
+            self.outside.observe(reaches_from_spans(received))
         for span in received:
             if self._span_records < MAX_SPAN_RECORDS:
                 self._span_records += 1
@@ -320,6 +356,15 @@ class Traffic:
         spans.expire(now)
         return out
 
+    def _take_outside(self) -> None:
+        if self.outside is None:
+            return
+        try:
+            self.outside.observe(self.take_outside())
+        except Exception as exc:  # the target may be stopped; what it saw before still counts
+            self.journal.write("error", message=f"reading outside reaches: {type(exc).__name__}: {exc}")
+            self.take_outside = list
+
     def _close_window(self, window: Window) -> None:
         self.journal.window(window)
         self.display.live.recent.append(window)
@@ -339,6 +384,10 @@ class Traffic:
         )
         self.display.event(f"guardrail {trip.guardrail}: {trip.reason}")
         self.abort.set(f"guardrail {trip.guardrail}: {trip.reason}", ExitCode.ABORTED)
+
+
+def _nobody(trace_id: str) -> bool:
+    return False
 
 
 def _take(samples: queue.SimpleQueue[T]) -> list[T]:

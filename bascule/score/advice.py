@@ -248,6 +248,11 @@ def recommend_sovereignty(metrics: Metrics) -> str:
     klass, component, region, level, _ = metrics.violations_by_hop[0]
     minimum = next((v.minimum for v in metrics.violations if v.data_class == klass), "")
     needs = f" (it requires {minimum})" if minimum else ""
+    if not region:  # a host outside the design (a discovered dependency)
+        return (
+            f"{klass} data reached {component}, outside the design ({level}){needs}: stop sending "
+            f"{klass} requests' data there, or use an endpoint of that level and declare it in the design."
+        )
     if metrics.design.sovereignty_guard is False:
         return (
             f"The sovereignty guard is off: turn routing.sovereignty_guard on so that {klass} data is never "

@@ -253,7 +253,8 @@ def _sovereignty(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
         klass, component, region, level, _ = (m.violations_by_hop or (("?", "?", "?", "?", 0),))[0]
         text = (
             f"{_plural(n, 'hop')} of {_plural(m.violating_requests, 'request')} ran below their data "
-            f"class's minimum level (most often {klass} data on the {component} in {region}, {level}); "
+            f"class's minimum level (most often {klass} data on the {component} "
+            f"{f'in {region}' if region else 'outside the design'}, {level}); "
             f"any violation scores 0 and caps the overall at {SOVEREIGNTY_CAP:g}{over}."
         )
     return d.measured((float(n), allowed), (sub_sovereignty(n), n <= allowed), text)

@@ -28,6 +28,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.exit_codes import ExitCode
+from bascule.journal.discovered import OutsideReach
 from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.plan.model import Action, ActionOp, Plan, Touch
@@ -199,6 +200,11 @@ class Target(Protocol):
         """The HTTP requests the target saw go from one component to another since the last call,
         placed in the design and keyed by trace id (`bascule.runner.paths`); empty where the target
         relays nothing (its paths then come from OpenTelemetry traces only)."""
+        ...
+
+    def take_outside(self) -> list[OutsideReach]:
+        """Requests (and name lookups) the stack made to hosts the design does not declare since the
+        last call (`bascule.runner.discovered`); empty where the target has no egress of its own."""
         ...
 
     def check(self, plan: Plan) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault
+from bascule.journal.discovered import OutsideReach
 from bascule.journal.hops import PathHop
 from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
@@ -147,6 +148,10 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
 
     def take_hops(self) -> list[PathHop]:
         """Nothing: bascule relays no request on a cluster (paths there come from OTLP spans)."""
+        return []
+
+    def take_outside(self) -> list[OutsideReach]:
+        """Nothing: a cluster's egress is not bascule's (an outside host shows only in OTLP spans)."""
         return []
 
     def transition_fields(self) -> JsonFields:

@@ -40,6 +40,7 @@ from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, Supe
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.control import ControlServer, describe_process
 from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.egress import Egress, proxy_environment
 from bascule.targets.local.ledger import (
     LEDGER_FILE,
     ClosedRecord,
@@ -47,6 +48,7 @@ from bascule.targets.local.ledger import (
     PortRecord,
     ProcessRecord,
 )
+from bascule.targets.local.lookups import OutsideLookups
 from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
@@ -88,6 +90,10 @@ class LocalStack:
     """Grows pilot-light regions (``max_replicas``) on their gateways' load."""
     otlp_endpoint: str | None = None
     """The run's trace receiver, handed to every process started (``OTEL_EXPORTER_OTLP_*``)."""
+    egress: Egress | None = None
+    """Where own services' requests to hosts outside the design end (`egress`)."""
+    lookups: OutsideLookups | None = None
+    """Lookups of names outside the design, from the DNS server's hook (`lookups`)."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
@@ -120,8 +126,11 @@ class LocalStack:
         run_dir.mkdir(parents=True, exist_ok=True)
         marker = secrets.token_hex(16)
         ledger = Ledger.create(run_dir / LEDGER_FILE, design=design.id, marker=marker)
+        # Fed by the DNS server's lookup hook where it has one: DnsServer(on_lookup=lookups.chained(…)).
+        lookups = OutsideLookups(stack_layout.hosts(), {r.name: r.region for r in stack_layout.replicas})
         dns = DnsServer()
         plane = FaultPlane()
+        egress = Egress()
         supervisor: Supervisor | None = None
         server: ControlServer | None = None
         try:
@@ -131,6 +140,7 @@ class LocalStack:
             for host in stack_layout.hosts():
                 dns.set_record(host, ["127.0.0.1"])
             plane.start()
+            egress.start()
             ports: dict[str, int] = {}
             for route in stack_layout.routes:
                 ports[route.name] = plane.add_route(route.name, [])
@@ -160,6 +170,7 @@ class LocalStack:
                 server,
             )
             stack.otlp_endpoint = otlp_endpoint
+            stack.egress, stack.lookups = egress, lookups
             supervisor.subscribe(stack._on_event)
             stack._front_running_services()
             if otlp_endpoint is not None:
@@ -193,6 +204,7 @@ class LocalStack:
             if server is not None:
                 server.stop()
             plane.stop()
+            egress.stop()
             dns.stop()
             if stopped:
                 ledger.append(ClosedRecord(time.time()))
@@ -213,6 +225,8 @@ class LocalStack:
             if self.control is not None:
                 self.control.stop()
             self.plane.stop()
+            if self.egress is not None:
+                self.egress.stop()
             self.dns.stop()
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
         self.ledger.append(ClosedRecord(time.time()))
@@ -272,12 +286,20 @@ class LocalStack:
         )
         spec = self.design.components[replica.component].command
         assert spec is not None
+        # Requests to hosts the design does not declare end at the egress, never on the internet:
+        # bascule's proxy variables win over the service's own.
+        proxy: dict[str, str] = {}
+        if self.egress is not None:
+            egress_port = self.egress.listen(replica.name, replica.region)
+            self.ledger.append(PortRecord("tcp", egress_port, f"egress {replica.name}", time.time()))
+            proxy = proxy_environment(egress_port)
         return ProcessSpec(
             replica.name,
             command.argv,
             group=replica.region,
-            # The command's own environment wins: its author may name another collector.
-            env={**self._otlp_env(replica), **command.env, MARKER_ENV: self.marker},
+            # The command's own environment wins for its collector; the egress proxy variables win
+            # over its own (a request to a host outside the design must end at bascule's egress).
+            env={**self._otlp_env(replica), **command.env, **proxy, MARKER_ENV: self.marker},
             restart_delay=spec.restart_delay,
             ready_path=command.ready_path,
             cwd=command.cwd,

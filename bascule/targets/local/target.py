@@ -40,6 +40,7 @@ import httpx
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import Fault, Flap
+from bascule.journal.discovered import OutsideReach
 from bascule.journal.hops import PathHop
 from bascule.model.design import Design
 from bascule.model.loading import read_design
@@ -263,6 +264,15 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
                 )
             )
         return out
+
+    def take_outside(self) -> list[OutsideReach]:
+        """Requests to hosts outside the design that the egress answered, and lookups of names
+        outside it, since the last call."""
+        stack = self._running()
+        reaches = [] if stack.egress is None else stack.egress.take()
+        if stack.lookups is not None:
+            reaches += stack.lookups.take()
+        return reaches
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         """The stack's scale-up events (designs with an autoscaler), as ``scale-up`` records."""
