@@ -336,5 +336,5 @@ def main() -> None:
     try:
         app()
     except BasculeError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.TARGET_ERROR) from exc

@@ -14,6 +14,7 @@ from bascule.ci.suite import SuiteCase, collect_scenarios, plan_suite, run_suite
 from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
+from bascule.runner.interrupt import Abort, signals
 
 __all__ = ["suite_command"]
 
@@ -46,6 +47,8 @@ def suite_command(
 
     Every file is loaded and planned first: a mistake anywhere exits 2 before anything runs.
     Exit code: the most serious of the runs' — 4 target error, 3 aborted, 1 objectives not met, 0.
+    Ctrl-C or SIGTERM stops the whole suite: the run in progress is reverted, no further scenario
+    starts, the summary lists what completed, and the suite exits 3 (4 if a run had a target error).
 
     [b]Example[/b]: bascule suite scenarios/faults --design designs/active-passive-sovereign.yaml
     """
@@ -70,11 +73,27 @@ def suite_command(
         line = f"    [{style}]exit {result.exit_code}[/{style}] score {overall} ({grade}): {result.reason}"
         out.print(line, highlight=False)
 
-    outcome = run_suite(
-        cases, target, min_score=min_score, stack_timeout=stack_timeout, on_start=started, on_done=finished
-    )
+    with signals(Abort()) as abort:
+        outcome = run_suite(
+            cases,
+            target,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+            on_start=started,
+            on_done=finished,
+            abort=abort,
+        )
     passed = sum(1 for _, r in outcome.results if r.passed)
     style = "green" if outcome.exit_code == 0 else "red"
+    if outcome.interrupted:
+        ended = ", ".join(
+            f"{c.scenario_id} on {c.design_id} (exit {r.exit_code})" for c, r in outcome.results
+        )
+        out.print(
+            f"[red]{outcome.interrupted}[/red]: the suite stopped; runs: {ended or 'none'}", highlight=False
+        )
+        for case in outcome.not_run:
+            out.print(f"    not run: {case.scenario_id} on {case.design_id}", highlight=False)
     out.print(f"[{style}]{passed}/{total} passed[/{style}] (exit {outcome.exit_code})", highlight=False)
     for path in outcome.files:
         out.print(f"  {path}", highlight=False)

@@ -1,5 +1,15 @@
-"""How a run is stopped early: an `Abort` set once by a guardrail or a signal (a second one hurries
-the rollback), and `signals`, which turns SIGINT and SIGTERM into that abort while the run lasts."""
+"""How a long command is stopped early — one path for `run`, `suite`, `compare`, `stack up`:
+
+- `Abort`: set once by a guardrail or a signal; a second signal hurries (processes are killed
+  rather than stopped, and nothing more is written than the journal and the ledger need).
+- `signals`: turns SIGINT and SIGTERM into that abort while the block runs. It installs its own
+  handlers whatever was there before — a SIGINT ignored by the parent (a job started with ``&``
+  by a script) must not make Ctrl-C do nothing — and restores the previous ones on the way out.
+  Handlers only set the abort: the code that waits (the run's loop, the stack's start-up, a
+  suite between two runs) looks at it, so that nothing is interrupted halfway.
+
+The exit code of an interrupted command is 3 (`ExitCode.ABORTED`), as for a guardrail.
+"""
 
 from __future__ import annotations
 
@@ -34,15 +44,25 @@ class Abort:
     def is_set(self) -> bool:
         return self.event.is_set()
 
+    @property
+    def interrupted(self) -> bool:
+        """Set by a signal (rather than a guardrail)."""
+        return self.is_set and self.reason.startswith("interrupted by")
+
 
 @contextmanager
-def signals(abort: Abort) -> Iterator[None]:
+def signals(abort: Abort) -> Iterator[Abort]:
+    """SIGINT and SIGTERM set `abort` while the block runs (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield abort
+        return
+
     def handler(signum: int, frame: FrameType | None) -> None:
         abort.set(f"interrupted by {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield abort
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_DFL if h is None else h)

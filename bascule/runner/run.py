@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from bascule.model.loading import read_design, read_scenario, scenario_design_pa
 from bascule.model.scenario import Scenario
 from bascule.plan import ActionOp, Plan, plan, plan_to_dict
 from bascule.probes.base import ProbeContext
+from bascule.rundir import describe_os_error, prepare_run_directory
 from bascule.runner.display import Display
 from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
 from bascule.runner.guardrails import GuardrailMonitor
@@ -78,6 +80,8 @@ class RunOutcome:
     """Why the run ended as it did: ``completed``, the abort's reason, the error."""
     reports: tuple[Path, ...] = ()
     """The report files its caller wrote (`bascule.ci.results.run_scored`)."""
+    hurried: bool = False
+    """A second signal asked to exit at once (the reports are left to `bascule report`)."""
 
 
 class Scored(Protocol):
@@ -142,25 +146,34 @@ def load_inputs(options: RunOptions) -> RunInputs:
 
 
 def run_scenario(
-    options: RunOptions, *, console: Console | None = None, scoring: Scoring | None = None
+    options: RunOptions,
+    *,
+    console: Console | None = None,
+    scoring: Scoring | None = None,
+    abort: Abort | None = None,
 ) -> RunOutcome:
     """Run one scenario; never raises for what happens during the run (it is journaled and turned
     into an exit code), only :class:`ScenarioError` for invalid input before anything starts.
-    `scoring` scores a completed run before its journal ends (none: not scored)."""
+    `scoring` scores a completed run before its journal ends (none: not scored). `abort` is the
+    caller's, shared by the runs of a suite (a signal stops the suite too); by default the run's own.
+    Raises `RunDirectoryError` before anything starts when the run directory cannot be written.
+    """
     inputs = load_inputs(options)
-    run_dir = options.out or default_run_dir(inputs.scenario, inputs.design)
-    return _Runner(options, inputs, run_dir, console or Console()).execute(scoring)
+    run_dir = prepare_run_directory(options.out or default_run_dir(inputs.scenario, inputs.design))
+    return _Runner(options, inputs, run_dir, console or Console(), abort or Abort()).execute(scoring)
 
 
 class _Runner:
-    def __init__(self, options: RunOptions, inputs: RunInputs, run_dir: Path, out: Console) -> None:
+    def __init__(
+        self, options: RunOptions, inputs: RunInputs, run_dir: Path, out: Console, abort: Abort
+    ) -> None:
         self.options = options
         scenario, design, built = inputs.scenario, inputs.design, inputs.plan
         self.scenario, self.design, self.design_path, self.plan = scenario, design, inputs.design_path, built
         self.run_dir = run_dir
         self.origin = time.monotonic()
-        self.journal = Journal(run_dir, self.origin, raw_samples=options.raw_samples)
-        self.abort = Abort()
+        self.abort = abort
+        self.journal = Journal(run_dir, self.origin, raw_samples=options.raw_samples, on_failure=self._lost)
         self.live = LiveState(scenario.id, design.id, built.run_length, built.time.scale)
         self.display = Display(self.live, out, quiet=options.quiet, origin=self.origin)
         guardrails = GuardrailMonitor(scenario.guardrails, scenario.objectives.availability)
@@ -170,6 +183,12 @@ class _Runner:
         self.active: dict[str, str] = {}
         self.target: Target | None = None
         self.context = ProbeContext(design)
+
+    def _lost(self, exc: OSError) -> None:
+        # The journal cannot be written (the disk full): the run is worthless from here on, and ends.
+        if not self.abort.is_set:
+            why = describe_os_error(exc)
+            self.abort.set(f"the journal in {self.run_dir} cannot be written: {why}", ExitCode.TARGET_ERROR)
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -216,7 +235,7 @@ class _Runner:
             elapsed=round(time.monotonic() - self.origin, 3),
         )
         self.journal.close()
-        return RunOutcome(int(code), self.run_dir, reason)
+        return RunOutcome(int(code), self.run_dir, reason, hurried=self.abort.hurry)
 
     def _score(self, scoring: Scoring, code: int, reason: str) -> tuple[int, str]:
         try:
@@ -232,11 +251,15 @@ class _Runner:
         return scored.exit_code, scored.reason
 
     def _run(self) -> tuple[int, str]:
-        request = StartRequest(self.design, self.design_path, self.run_dir, self.display.status)
+        request = StartRequest(
+            self.design, self.design_path, self.run_dir, self.display.status, cancel=self.abort.event
+        )
         started = self.options.target.start(request)
         if isinstance(started, Refusal):
             return started.exit_code, started.reason
         self.target = started
+        if self.abort.is_set:
+            return self.abort.code, self.abort.reason
         started.subscribe(self._on_target_event)
         self.context = ProbeContext(
             self.design,
@@ -267,6 +290,7 @@ class _Runner:
             self.design_path,
             load_workers=self.options.load_workers,
             take_hops=target.take_hops,
+            recorder=target,
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)
@@ -335,17 +359,26 @@ class _Runner:
     # -- stopping ----------------------------------------------------------------------------------
 
     def _shutdown(self) -> str | None:
-        """Stop the traffic, roll back and stop the target; what could not be rolled back, if any."""
+        """Stop the traffic, roll back and stop the target; what could not be rolled back, if any.
+        Aborted, the traffic stops alongside the rollback (a probe waiting on a hung replica ends
+        once the hang is reverted); completed, before it, so that no sample sees the target stop."""
         left = None
-        self.traffic.stop(hurry=self.abort.hurry)
-        if self.target is not None:
-            try:
-                self._roll_back(self.target)
-            except Exception as exc:
-                left = f"rolling back: {type(exc).__name__}: {exc}"
-                self.journal.write("error", message=left, durable=True)
-            finally:
-                self.target.stop(hurry=self.abort.hurry)
+        stopping = threading.Thread(
+            target=self.traffic.stop, kwargs={"hurry": self.abort.hurry}, name="traffic-stop", daemon=True
+        )
+        stopping.start() if self.abort.is_set else stopping.run()
+        try:
+            if self.target is not None:
+                try:
+                    self._roll_back(self.target)
+                except Exception as exc:
+                    left = f"rolling back: {type(exc).__name__}: {exc}"
+                    self.journal.write("error", message=left, durable=True)
+                finally:
+                    self.target.stop(hurry=self.abort.hurry)
+        finally:
+            if stopping.ident is not None:
+                stopping.join()
         self.traffic.drain_final()
         if self.traffic.metrics is not None:
             self.traffic.metrics.close()

@@ -17,6 +17,7 @@ from bascule.exit_codes import ExitCode
 from bascule.journal import Journal, PathHop, Window, WindowAggregator
 from bascule.journal.samples import RequestSample
 from bascule.load import LoadGenerator
+from bascule.load.generator import LoadProcess
 from bascule.model.design import Design
 from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
@@ -32,6 +33,7 @@ from bascule.runner.interrupt import Abort
 from bascule.runner.metrics_endpoint import MetricsEndpoint
 from bascule.runner.paths import PathJoiner
 from bascule.runner.records import jsonable, violation_json
+from bascule.targets.base import RecordsProcesses
 
 __all__ = ["TICK", "Traffic", "continuous_specs"]
 
@@ -56,6 +58,14 @@ def continuous_specs(
         # An own service's writes take a request template only its author can give.
         specs.append(DataProbe(data_class="internal"))
     return specs
+
+
+def _recording(recorder: RecordsProcesses) -> Callable[[LoadProcess], None]:
+    def record(process: LoadProcess) -> None:
+        if process.start_time is not None:  # None: it has exited already
+            recorder.record_process(f"load {process.role}", process.pid, process.start_time)
+
+    return record
 
 
 class Traffic:
@@ -94,7 +104,13 @@ class Traffic:
         *,
         load_workers: int,
         take_hops: Callable[[], Sequence[PathHop]] = list,
+        recorder: object = None,
     ) -> None:
+        """Start the probes, then the load; a `recorder` that keeps them (the target, when it is
+        `RecordsProcesses`) gets each load process into its undo ledger before the next one
+        starts, each carrying its environment (the run's marker) from its start."""
+        if not isinstance(recorder, RecordsProcesses):
+            recorder = None
         self.judge = SovereigntyJudge(context.design)
         self.paths = PathJoiner(context.design, since=time.monotonic())
         self.take_hops = take_hops
@@ -121,6 +137,8 @@ class Traffic:
             self.journal.run_dir,
             workers=load_workers,
             origin=time.monotonic() + lead,
+            on_process=None if recorder is None else _recording(recorder),
+            environment=None if recorder is None else recorder.process_environment(),
         )
         self.journal.write("load-started", pids=[list(p) for p in self.load.pids()], duration=duration)
         self.display.status(

@@ -39,6 +39,7 @@ class LocalStarter:
             request.run_dir,
             timeout=self.options.stack_timeout,
             progress=request.progress,
+            cancel=request.cancel,
         )
         return LocalTarget(stack)
 
