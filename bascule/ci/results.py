@@ -21,7 +21,7 @@ from bascule.exit_codes import ExitCode
 from bascule.reports.files import read_result as read_result_file
 from bascule.reports.files import report_run, score_run
 from bascule.reports.model import Dimension, Figures, Result, Run
-from bascule.runner.interrupt import Abort
+from bascule.runner.interrupt import Abort, StepInterruptedError, stoppable
 from bascule.runner.run import RunOptions, RunOutcome, run_scenario
 from bascule.targets.registry import choose
 
@@ -148,7 +148,8 @@ def run_scored(
     them is printed on `console`, not raised (`charts`: the PNG charts too). `abort` is shared by
     the runs of a suite (`bascule.runner.interrupt`).
 
-    Interrupted, the PNG charts are left to `bascule report`; interrupted twice, every report is."""
+    Interrupted, the PNG charts are left to `bascule report`; interrupted twice, or while the
+    reports are written, every report not yet written is."""
     out = console or Console()
     scoring = partial(score_run, min_score=min_score)
     outcome = run_scenario(options, console=out, scoring=scoring, abort=abort)
@@ -160,7 +161,14 @@ def run_scored(
         # `bascule report RUN_DIR`, which writes them from the journal.
         charts = False
     try:
-        _, written = report_run(outcome.run_dir, charts=charts)
+        with stoppable(abort):
+            _, written = report_run(outcome.run_dir, charts=charts)
+    except StepInterruptedError as stopped:
+        out.print(
+            f"{stopped} while writing the reports: `bascule report {outcome.run_dir}` writes them",
+            highlight=False,
+        )
+        return outcome
     except Exception as exc:  # the run itself is over and journaled; say so and go on
         out.print(f"[red]could not write the reports[/red]: {type(exc).__name__}: {exc}", highlight=False)
         return outcome

@@ -6,9 +6,13 @@ Exit codes, the same for every verb: 0 success, 1 objectives failed, 2 invalid i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -338,3 +342,19 @@ def main() -> None:
     except BasculeError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.TARGET_ERROR) from exc
+    except SystemExit as done:
+        if done.code == ExitCode.ABORTED:
+            _exit_now(ExitCode.ABORTED)
+        raise
+
+
+def _exit_now(code: int) -> None:
+    """Exit an interrupted command without tearing the interpreter down: whoever interrupted it
+    wants it gone, and the teardown of bascule's modules alone takes 0.6–0.9 s on a loaded 2-core
+    machine. Everything the command wrote is closed by now (journal, ledger, reports); the
+    standard streams and the logging handlers are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

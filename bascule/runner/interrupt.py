@@ -22,7 +22,7 @@ from types import FrameType
 
 from bascule.exit_codes import ExitCode
 
-__all__ = ["Abort", "signals"]
+__all__ = ["Abort", "StepInterruptedError", "signals", "stoppable"]
 
 
 @dataclass
@@ -63,6 +63,33 @@ def signals(abort: Abort) -> Iterator[Abort]:
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield abort
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+class StepInterruptedError(Exception):
+    """A signal stopped a step that can be left undone (`stoppable`)."""
+
+
+@contextmanager
+def stoppable(abort: Abort | None = None) -> Iterator[None]:
+    """SIGINT and SIGTERM raise `StepInterruptedError` in the block — for a step after the run that
+    can be left undone and done later (the reports) — and set `abort` (a suite's: no further run
+    starts).
+    Main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if abort is not None:
+            abort.set(f"interrupted by {signal.Signals(signum).name}")
+        raise StepInterruptedError(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
     finally:
         for s, h in previous.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)
