@@ -165,10 +165,8 @@ def render_suite_markdown(
         *(_row(case, result) for case, result in results),
     ]
     if interrupted:
-        lines += [
-            "",
-            f"**The suite was {interrupted}**: {len(results)} run(s) completed, {len(not_run)} not run.",
-        ]
+        ran = f"{len(results)} run(s) ran (each with its exit code above)" if results else "no run started"
+        lines += ["", f"**The suite was {interrupted}**: {ran}, {len(not_run)} not run."]
         lines += [f"- not run: {case.scenario_id} on {case.design_id}" for case in not_run]
     return "\n".join(lines) + "\n"
 

@@ -37,6 +37,7 @@ from bascule.model.loading import read_any, read_design, read_scenario, scenario
 from bascule.model.scenario import Scenario
 from bascule.plan import plan as make_plan
 from bascule.plan import plan_to_dict
+from bascule.runner.interrupt import signalled
 from bascule.runner.run import RunOptions
 from bascule.targets.base import Refusal
 from bascule.targets.registry import OptionValue, TargetOption, Verb, choose, describe_plan, options
@@ -343,8 +344,8 @@ def main() -> None:
         err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.TARGET_ERROR) from exc
     except SystemExit as done:
-        if done.code == ExitCode.ABORTED:
-            _exit_now(ExitCode.ABORTED)
+        if isinstance(done.code, int) and (done.code == ExitCode.ABORTED or signalled()):
+            _exit_now(done.code)
         raise
 
 

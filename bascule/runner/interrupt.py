@@ -22,7 +22,14 @@ from types import FrameType
 
 from bascule.exit_codes import ExitCode
 
-__all__ = ["Abort", "StepInterruptedError", "signals", "stoppable"]
+__all__ = ["Abort", "StepInterruptedError", "signalled", "signals", "stoppable"]
+
+_received: list[int] = []
+
+
+def signalled() -> bool:
+    """Whether a SIGINT or SIGTERM reached a handler of this module in this process."""
+    return bool(_received)
 
 
 @dataclass
@@ -58,6 +65,7 @@ def signals(abort: Abort) -> Iterator[Abort]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        _received.append(signum)
         abort.set(f"interrupted by {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -83,6 +91,7 @@ def stoppable(abort: Abort | None = None) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        _received.append(signum)
         if abort is not None:
             abort.set(f"interrupted by {signal.Signals(signum).name}")
         raise StepInterruptedError(signal.Signals(signum).name)
