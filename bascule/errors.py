@@ -6,7 +6,8 @@ BasculeError
 ├── TargetError        a target cannot start, reach or drive the system under test
 ├── FaultError         a fault could not be applied
 ├── RevertError        a fault could not be reverted (the undo ledger keeps it for `bascule recover`)
-└── ProbeError         a probe is misconfigured or cannot run
+├── ProbeError         a probe is misconfigured or cannot run
+└── RunDirectoryError  a run directory cannot be created or written (exit 4; nothing was started)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "ProbeError",
     "Problem",
     "RevertError",
+    "RunDirectoryError",
     "ScenarioError",
     "TargetError",
     "format_path",
@@ -91,3 +93,8 @@ class RevertError(BasculeError):
 
 class ProbeError(BasculeError):
     """A probe is misconfigured or cannot run."""
+
+
+class RunDirectoryError(BasculeError):
+    """A run directory (``--out``, ``--run-dir``) cannot be created or written; raised before
+    anything starts, or while a run writes its journal (the disk full), which ends the run."""

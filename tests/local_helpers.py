@@ -4,8 +4,11 @@
     python tests/local_helpers.py poll URL SECONDS         GET URL back to back, one line per answer
                                                            (until SECONDS or stdin is closed)
 
-`drive` is the run that tests kill (SIGKILL, SIGTERM, SIGINT) at random instants; it prints
-``ready`` once the stack is up and ``applied <kind>`` / ``reverted <kind>`` as it goes. `poll`
+`drive` is the run that tests kill (SIGKILL, SIGTERM, SIGINT) at random instants; once the stack
+is up it checks its steady state (a golden question answered through the edge: ``steady-failed``
+and exit 1 otherwise), prints ``ready``, starts locust (recorded in the ledger, carrying the run's
+marker, as a run's load is: ``load`` once it is), then prints ``applied <kind>`` /
+``reverted <kind>`` as it goes. With ``BASCULE_TEST_NO_LOAD=1`` it starts no load. `poll`
 prints ``ready`` once it has a connection, then, at the end, ``<sent> <received> <status>`` per
 request (``time.monotonic()``, comparable across
 processes), with status 0 for a transport error — the load of the activation-latency test runs
@@ -19,6 +22,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -42,6 +46,10 @@ from bascule.model.selector import Selector  # noqa: E402
 from bascule.plan.model import Action, ActionOp, Touch  # noqa: E402
 from bascule.plan.resolve import resolve  # noqa: E402
 
+if TYPE_CHECKING:
+    from bascule.load.generator import LoadGenerator, LoadProcess
+    from bascule.targets.local.target import LocalTarget
+
 SMALL_DESIGN = """
 id: one-region
 title: one region, one replica of each component, an identity service
@@ -60,6 +68,8 @@ replication: {mode: none}
 
 TEST_TAG_ENV = "BASCULE_TEST_TAG"
 """Set by a test on a program it starts; every process the program starts inherits it."""
+
+NO_LOAD_ENV = "BASCULE_TEST_NO_LOAD"
 
 RAISE_AFTER_ENV = "BASCULE_TEST_RAISE_AFTER"
 """`drive` raises an exception once it has applied this many faults (some still in force)."""
@@ -98,6 +108,7 @@ def tagged_processes(tag: str) -> list[int]:
 
 
 def _drive(run_dir: Path, design_path: Path) -> None:
+    from bascule.edge import Edge
     from bascule.targets.local.stack import LocalStack
     from bascule.targets.local.target import LocalTarget
 
@@ -117,7 +128,16 @@ def _drive(run_dir: Path, design_path: Path) -> None:
     raise_after = int(os.environ.get(RAISE_AFTER_ENV, "0"))
     stack = LocalStack.start(design, design_path, run_dir, control=True)
     with LocalTarget(stack) as target:
+        answer = Edge(design, target.entries).ask_once(
+            "What pretension is applied to a mooring line?", "internal"
+        )
+        if not answer.ok:
+            print(f"steady-failed {answer.error}", flush=True)
+            raise SystemExit(1)
         print("ready", flush=True)
+        if not os.environ.get(NO_LOAD_ENV):
+            _start_load(design_path, target, run_dir)
+            print("load", flush=True)
         index = 0
         while True:
             if raise_after and index >= raise_after:
@@ -136,6 +156,27 @@ def _drive(run_dir: Path, design_path: Path) -> None:
             for action in held:
                 target.revert(action)
                 print(f"reverted {action.fault.kind}", flush=True)
+
+
+def _start_load(design_path: Path, target: LocalTarget, run_dir: Path) -> LoadGenerator:
+    # As `bascule run` starts it (runner.traffic): each process in the ledger before the next
+    # starts, each carrying the run's marker. The stack's stop ends it.
+    from bascule.load.generator import LoadGenerator
+    from bascule.model.scenario import Load
+
+    def record(process: LoadProcess) -> None:
+        if process.start_time is not None:
+            target.record_process(f"load {process.role}", process.pid, process.start_time)
+
+    return LoadGenerator.start(
+        design_path,
+        target.entries,
+        Load(rate=4.0),
+        120.0,
+        run_dir,
+        on_process=record,
+        environment=target.process_environment(),
+    )
 
 
 def _poll(url: str, seconds: float) -> None:

@@ -77,8 +77,36 @@ def test_recover_without_unfinished_runs_says_so(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["recover"])
     assert result.exit_code == 0 and "nothing to recover" in result.output
+    # A run killed before its directory existed, or before its ledger did, started nothing.
     result = CliRunner().invoke(app, ["recover", str(tmp_path / "nowhere")])
-    assert result.exit_code == 4
+    assert result.exit_code == 0, result.output
+    assert "nowhere does not exist: the run started nothing there, nothing to recover" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["recover", str(tmp_path / "empty")])
+    assert result.exit_code == 0 and "empty holds no undo ledger" in result.output
+
+
+@pytest.mark.parametrize("verb", ["run", "suite", "compare", "stack up"])
+def test_a_run_directory_in_the_way_is_one_clear_error_with_exit_4(tmp_path: Path, verb: str) -> None:
+    root = Path(__file__).resolve().parent.parent
+    scenario = root / "tests" / "samples" / "run-long.yaml"
+    design = root / "designs" / "active-passive-sovereign.yaml"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    out = blocker / "run"
+    args = {
+        "run": ["run", str(scenario), "--out", str(out)],
+        "suite": ["suite", str(scenario), "--out", str(out)],
+        "compare": ["compare", "-d", str(design), "-s", str(scenario), "--out", str(out)],
+        "stack up": ["stack", "up", "-d", str(design), "--run-dir", str(out)],
+    }[verb]
+    done = subprocess.run(
+        [*BASCULE, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot use {out} as a run directory: a part of its path is a file" in done.stderr
+    assert blocker.read_text() == "a file, not a directory"
 
 
 def _bascule(*args: str, **kwargs: object) -> subprocess.Popen[str]:

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import RAISE_AFTER_ENV, ROOT, TEST_TAG_ENV, tagged_processes, write_small_design
+from local_helpers import (
+    NO_LOAD_ENV,
+    RAISE_AFTER_ENV,
+    ROOT,
+    TEST_TAG_ENV,
+    tagged_processes,
+    write_small_design,
+)
 
 from bascule.errors import TargetError
 from bascule.stack.supervisor import Supervisor, process_start_time
@@ -37,7 +44,7 @@ from bascule.targets.local.ledger import (
     dump_record,
     read_ledger,
 )
-from bascule.targets.local.procfs import MARKER_ENV, bound_ports, process_alive
+from bascule.targets.local.procfs import MARKER_ENV, bound_ports, find_marked, process_alive
 from bascule.targets.local.proxy import FaultPlane
 from bascule.targets.local.recover import recover
 from bascule.targets.local.stack import STATE_FILE
@@ -195,13 +202,21 @@ def test_a_live_run_keeps_its_processes_and_gets_back_what_a_dead_injector_left(
 # -- killing a real run -------------------------------------------------------------------------
 
 
-def _drive(run_dir: Path, design: Path, tag: str, raise_after: int = 0) -> subprocess.Popen[str]:
+def _drive(
+    run_dir: Path, design: Path, tag: str, raise_after: int = 0, *, load: bool = True
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "local_helpers.py"), "drive", str(run_dir), str(design)],
-        env={**os.environ, TEST_TAG_ENV: tag, RAISE_AFTER_ENV: str(raise_after)},
+        env={
+            **os.environ,
+            TEST_TAG_ENV: tag,
+            RAISE_AFTER_ENV: str(raise_after),
+            **({} if load else {NO_LOAD_ENV: "1"}),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # its own process group, which the kill test kills whole
     )
 
 
@@ -220,35 +235,53 @@ def _assert_nothing_left(run_dir: Path, tag: str) -> None:
     if path.exists():
         state = read_ledger(path)
         assert not [p for p in state.processes if process_alive(p.pid, p.start_time)]
+        assert state.run is not None and find_marked(state.run.marker) == []
         assert bound_ports((p.proto, p.port) for p in state.ports) == []
+
+
+def _read_until(driver: subprocess.Popen[str], wanted: str) -> list[str]:
+    assert driver.stdout is not None
+    lines: list[str] = []
+    while not lines or lines[-1] != wanted:
+        line = driver.stdout.readline()
+        assert line, f"the driver ended before {wanted!r}: {lines}"
+        lines.append(line.strip())
+    return lines
 
 
 @pytest.mark.slow
 def test_a_run_killed_at_random_instants_is_always_recovered(tmp_path: Path) -> None:
-    """Half the runs are killed at a random instant of their start-up (before or while processes
-    are spawned, routes opened, the ledger written), half at a random instant once they are
-    applying and reverting faults."""
+    """24 runs (a stack, locust, faults) SIGKILLed — the run's process alone, or its whole process
+    group — at random instants: a third during start-up (the ledger being written, processes
+    spawned, routes opened), a third just after the steady state held (locust starting), a third
+    while faults are applied and reverted. After `recover`: no process of the run (by the test's
+    tag and by the run's marker), no port of it bound; and every next run's steady state holds
+    (each run checks it before it says ``ready``; a last one after the last kill)."""
     design = write_small_design(tmp_path)
     rng = random.Random(20251020)
     began = time.monotonic()
     kinds_seen: set[str] = set()
-    killed_mid_fault = 0
-    for attempt in range(20):
+    killed_mid_fault = killed_with_load = steady = 0
+    for attempt in range(24):
         run_dir = tmp_path / f"run-{attempt}"
         tag = uuid.uuid4().hex
         driver = _drive(run_dir, design, tag)
         try:
-            assert driver.stdout is not None
-            if attempt % 2 == 0:
-                time.sleep(rng.uniform(0.0, 6.0))
+            if attempt % 3 == 0:
+                time.sleep(rng.uniform(0.0, 5.0))
             else:
-                assert driver.stdout.readline().strip() == "ready"
-                time.sleep(rng.uniform(0.0, 2.0))
-            driver.send_signal(signal.SIGKILL)
+                _read_until(driver, "ready")
+                steady += 1
+                time.sleep(rng.uniform(0.0, 1.5) if attempt % 3 == 1 else rng.uniform(2.0, 4.0))
+            if attempt % 2:
+                os.killpg(driver.pid, signal.SIGKILL)
+            else:
+                driver.send_signal(signal.SIGKILL)
             out, _ = driver.communicate(timeout=10)
             applied = [line.split()[1] for line in out.splitlines() if line.startswith("applied")]
             kinds_seen |= set(applied)
             killed_mid_fault += bool(applied)
+            killed_with_load += "load" in out.split()
             if (run_dir / LEDGER_FILE).exists():
                 report = recover(run_dir)
                 assert report.clean, report.lines()
@@ -263,8 +296,27 @@ def test_a_run_killed_at_random_instants_is_always_recovered(tmp_path: Path) -> 
                 driver.kill()
                 driver.wait()
             _stop_tagged(tag)
-    assert time.monotonic() - began < 240
-    assert killed_mid_fault >= 5 and len(kinds_seen) >= 3, (killed_mid_fault, kinds_seen)
+    tag = uuid.uuid4().hex
+    last = _drive(tmp_path / "run-last", design, tag, load=False)
+    try:
+        _read_until(last, "ready")
+        steady += 1
+        last.send_signal(signal.SIGTERM)
+        last.communicate(timeout=30)
+        _assert_nothing_left(tmp_path / "run-last", tag)
+    finally:
+        if last.poll() is None:
+            last.kill()
+            last.wait()
+        _stop_tagged(tag)
+    took = time.monotonic() - began
+    print(
+        f"\n24 kills: {killed_mid_fault} mid-fault ({sorted(kinds_seen)}), {killed_with_load} with load "
+        f"running; {steady} steady states held; {took:.0f} s"
+    )
+    assert took < 300
+    assert killed_mid_fault >= 5 and len(kinds_seen) >= 4, (killed_mid_fault, kinds_seen)
+    assert killed_with_load >= 8 and steady == 17
 
 
 @pytest.mark.slow

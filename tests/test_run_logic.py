@@ -4,6 +4,7 @@ ends the journal with ``run-ended``, in seconds and without a process."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -18,11 +19,13 @@ from fake_target import ENTRY, SECRET, FakeStarter
 from rich.console import Console
 
 from bascule.ci.results import run_scored
+from bascule.errors import RunDirectoryError
 from bascule.exit_codes import ExitCode
-from bascule.journal import read_journal
+from bascule.journal import Journal, read_journal
 from bascule.model.loading import read_design, read_scenario
 from bascule.plan import plan
 from bascule.reports.files import score_run
+from bascule.runner.interrupt import Abort
 from bascule.runner.run import RunOptions, RunOutcome, run_scenario
 from bascule.targets import registry
 from bascule.targets.registry import PlanDescription, choose, describe_plan
@@ -324,3 +327,65 @@ def test_a_failing_setup_request_stops_the_run_before_any_fault(tmp_path: Path) 
     assert "setup step 'create' got HTTP 404, expected 200, 201" in outcome.reason
     assert records(outcome, "fault-applied") == []
     assert_rolled_back_and_ended(outcome, starter)
+
+
+def test_a_signal_sets_the_abort_a_suite_shares_so_that_no_further_run_starts(tmp_path: Path) -> None:
+    starter = fake()
+    shared = Abort()
+    sender = signal_once_applied(starter, signal.SIGINT)
+    options = RunOptions(files(tmp_path, scenario(LONG)), starter, out=tmp_path / "run", quiet=True)
+    with open(os.devnull, "w") as sink:
+        outcome = run_scenario(options, console=Console(file=sink), abort=shared)
+    sender.join()
+    assert (outcome.exit_code, outcome.reason) == (ExitCode.ABORTED, "interrupted by SIGINT")
+    assert shared.interrupted and not shared.hurry and not outcome.hurried
+    assert_rolled_back_and_ended(outcome, starter)
+
+
+class _FillingFile:
+    """A journal file on a disk that fills up once a fault is in force."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.full = inner, False
+
+    def write(self, text: str) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.full = '"type":"fault-applied"' in text
+        return int(self.inner.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_journal_that_cannot_be_written_ends_the_run_with_exit_4_and_everything_reverted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = Journal.__init__
+
+    def filling(self: Journal, *args: Any, **kwargs: Any) -> None:
+        opened(self, *args, **kwargs)
+        self._file = _FillingFile(self._file)  # type: ignore[assignment]
+
+    monkeypatch.setattr(Journal, "__init__", filling)
+    outcome, starter = run(tmp_path, scenario(LONG))
+    assert outcome.exit_code == ExitCode.TARGET_ERROR
+    assert outcome.reason == f"the journal in {tmp_path / 'run'} cannot be written: the disk is full"
+    (target,) = starter.started
+    assert len(target.applied()) == 1 and target.reverted() == target.applied() and target.active() == []
+    assert target.stopped is not None
+    assert records(outcome)[-1]["type"] == "fault-applied"  # nothing more could be written
+
+
+@pytest.mark.parametrize("where", ["a file in the way", "a path under a file"])
+def test_a_run_directory_that_cannot_be_made_is_one_error_and_nothing_starts(
+    tmp_path: Path, where: str
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    out = blocker if where == "a file in the way" else blocker / "run"
+    starter = fake()
+    options = RunOptions(files(tmp_path, scenario(LATENCY)), starter, out=out, quiet=True)
+    with pytest.raises(RunDirectoryError, match=f"cannot use {out} as a run directory: "):
+        run_scenario(options, console=Console(quiet=True))
+    assert starter.started == []

@@ -21,6 +21,7 @@ from bascule.exit_codes import ExitCode
 from bascule.reports.files import read_result as read_result_file
 from bascule.reports.files import report_run, score_run
 from bascule.reports.model import Dimension, Figures, Result, Run
+from bascule.runner.interrupt import Abort, StepInterruptedError, stoppable
 from bascule.runner.run import RunOptions, RunOutcome, run_scenario
 from bascule.targets.registry import choose
 
@@ -138,20 +139,36 @@ def run_scored(
     min_score: float | None = None,
     console: Console | None = None,
     charts: bool = True,
+    abort: Abort | None = None,
 ) -> RunOutcome:
     """Run one scenario, score it and write its reports — the one way every caller runs one
     (`bascule run`, `bascule compare`, `bascule suite`, `run`). The ``score`` record comes before
     ``run-ended``; objectives not met, or a score below `min_score`, turn a completed run's exit
     code into 1; the report files are written once the journal is closed, and a failure to write
-    them is printed on `console`, not raised (`charts`: the PNG charts too)."""
+    them is printed on `console`, not raised (`charts`: the PNG charts too). `abort` is shared by
+    the runs of a suite (`bascule.runner.interrupt`).
+
+    Interrupted, the PNG charts are left to `bascule report`; interrupted twice, or while the
+    reports are written, every report not yet written is."""
     out = console or Console()
-    outcome = run_scenario(options, console=out, scoring=partial(score_run, min_score=min_score))
+    scoring = partial(score_run, min_score=min_score)
+    outcome = run_scenario(options, console=out, scoring=scoring, abort=abort)
+    if outcome.hurried:
+        out.print(f"reports not written: `bascule report {outcome.run_dir}` writes them", highlight=False)
+        return outcome
     if outcome.reason.startswith("interrupted by"):
         # Whoever interrupted wants the process gone: the PNG charts (the slow part) are left to
         # `bascule report RUN_DIR`, which writes them from the journal.
         charts = False
     try:
-        _, written = report_run(outcome.run_dir, charts=charts)
+        with stoppable(abort):
+            _, written = report_run(outcome.run_dir, charts=charts)
+    except StepInterruptedError as stopped:
+        out.print(
+            f"{stopped} while writing the reports: `bascule report {outcome.run_dir}` writes them",
+            highlight=False,
+        )
+        return outcome
     except Exception as exc:  # the run itself is over and journaled; say so and go on
         out.print(f"[red]could not write the reports[/red]: {type(exc).__name__}: {exc}", highlight=False)
         return outcome
@@ -167,9 +184,11 @@ def run(
     min_score: float | None = None,
     console: Console | None = None,
     stack_timeout: float | None = None,
+    abort: Abort | None = None,
 ) -> RunResult:
     """Run one scenario (quietly) and return its result. Raises `ScenarioError` for invalid input;
-    anything that happens during the run is in the result's exit code and reason."""
+    anything that happens during the run is in the result's exit code and reason. `abort`: as for
+    `run_scored`."""
     outcome = run_scored(
         RunOptions(
             scenario=Path(scenario),
@@ -180,5 +199,6 @@ def run(
         ),
         min_score=min_score,
         console=console or Console(quiet=True),
+        abort=abort,
     )
     return read_result(outcome.run_dir, outcome.exit_code, outcome.reason)

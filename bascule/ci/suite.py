@@ -4,6 +4,10 @@ a Markdown summary, a JSON summary and JUnit XML for the CI system.
 The suite's exit code is the most serious of its runs': 4 (a target or infrastructure error) over
 3 (aborted) over 1 (objectives not met) over 0; 2 (invalid input) is reported before anything
 runs, since every file is loaded and planned first.
+
+SIGINT or SIGTERM stops the suite, not only the run in progress: that run is reverted and ends
+(exit 3), no further scenario starts, and the summary lists the runs that completed and those not
+run (`SuiteOutcome.not_run`); the suite then exits 3 (4 if a run before had a target error).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from bascule.model.loading import read_design, read_scenario, scenario_design_pa
 from bascule.plan import plan
 from bascule.reports.junit import render_junit
 from bascule.reports.model import Result
+from bascule.rundir import prepare_run_directory
+from bascule.runner.interrupt import Abort
 
 __all__ = [
     "SuiteCase",
@@ -58,6 +64,10 @@ class SuiteOutcome:
     exit_code: int
     results: tuple[tuple[SuiteCase, RunResult], ...]
     files: tuple[Path, ...]
+    not_run: tuple[SuiteCase, ...] = ()
+    """The cases an interruption left unstarted."""
+    interrupted: str | None = None
+    """Why the suite stopped early (``interrupted by SIGINT``), or None."""
 
 
 def collect_scenarios(paths: Iterable[str | Path]) -> list[Path]:
@@ -138,7 +148,13 @@ def _row(case: SuiteCase, result: RunResult) -> str:
     )
 
 
-def render_suite_markdown(results: Sequence[tuple[SuiteCase, RunResult]], exit_code: int) -> str:
+def render_suite_markdown(
+    results: Sequence[tuple[SuiteCase, RunResult]],
+    exit_code: int,
+    *,
+    not_run: Sequence[SuiteCase] = (),
+    interrupted: str | None = None,
+) -> str:
     passed = sum(1 for _, r in results if r.passed)
     head = "✅" if exit_code == 0 else "❌"
     lines = [
@@ -148,6 +164,10 @@ def render_suite_markdown(results: Sequence[tuple[SuiteCase, RunResult]], exit_c
         "|---|---|---|---:|---|---|---|",
         *(_row(case, result) for case, result in results),
     ]
+    if interrupted:
+        ran = f"{len(results)} run(s) ran (each with its exit code above)" if results else "no run started"
+        lines += ["", f"**The suite was {interrupted}**: {ran}, {len(not_run)} not run."]
+        lines += [f"- not run: {case.scenario_id} on {case.design_id}" for case in not_run]
     return "\n".join(lines) + "\n"
 
 
@@ -159,12 +179,17 @@ def run_suite(
     stack_timeout: float | None = None,
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_done: Callable[[int, SuiteCase, RunResult], None] | None = None,
+    abort: Abort | None = None,
 ) -> SuiteOutcome:
     """Run every case in turn into ``out_dir/<scenario>--<design>/``, then write ``suite.md``,
-    ``suite.json`` and ``junit.xml`` into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ``suite.json`` and ``junit.xml`` into `out_dir`. Once `abort` is set (a signal, see
+    `bascule.runner.interrupt`), the run in progress ends and no further case starts."""
+    prepare_run_directory(out_dir)
     done: list[tuple[SuiteCase, RunResult]] = []
+    stop = abort or Abort()
     for index, case in enumerate(cases):
+        if stop.is_set:
+            break
         if on_start is not None:
             on_start(index, case)
         result = run(
@@ -173,14 +198,20 @@ def run_suite(
             out=out_dir / case.slug,
             min_score=min_score,
             stack_timeout=stack_timeout,
+            abort=stop,
         )
         done.append((case, result))
         if on_done is not None:
             on_done(index, case, result)
-    code = suite_exit_code(r.exit_code for _, r in done)
+    interrupted = stop.reason if stop.is_set else None
+    not_run = tuple(cases[len(done) :])
+    codes = [r.exit_code for _, r in done] + ([ExitCode.ABORTED] if interrupted else [])
+    code = suite_exit_code(codes)
     summary: dict[str, Any] = {
         "schema": "bascule.suite/1",
         "exit_code": code,
+        "interrupted": interrupted,
+        "not_run": [{"scenario": c.scenario_id, "design": c.design_id} for c in not_run],
         "runs": [
             {
                 "scenario": case.scenario_id,
@@ -195,7 +226,7 @@ def run_suite(
         ],
     }
     files = {
-        out_dir / "suite.md": render_suite_markdown(done, code),
+        out_dir / "suite.md": render_suite_markdown(done, code, not_run=not_run, interrupted=interrupted),
         out_dir / "suite.json": json.dumps(summary, indent=2) + "\n",
         out_dir / "junit.xml": render_junit(
             [_with_exit(result) for _, result in done], suite_name="bascule suite"
@@ -203,7 +234,7 @@ def run_suite(
     }
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
-    return SuiteOutcome(code, tuple(done), tuple(files))
+    return SuiteOutcome(code, tuple(done), tuple(files), not_run, interrupted)
 
 
 def _with_exit(result: RunResult) -> Result:

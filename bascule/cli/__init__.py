@@ -6,9 +6,13 @@ Exit codes, the same for every verb: 0 success, 1 objectives failed, 2 invalid i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +40,7 @@ from bascule.plan import plan as make_plan
 from bascule.plan import plan_to_dict
 from bascule.reports.files import read_result
 from bascule.reports.terminal import render_terminal
+from bascule.runner.interrupt import signalled
 from bascule.runner.run import RunOptions
 from bascule.targets.base import Refusal
 from bascule.targets.registry import OptionValue, TargetOption, Verb, choose, describe_plan, options
@@ -384,5 +389,21 @@ def main() -> None:
     try:
         app()
     except BasculeError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.TARGET_ERROR) from exc
+    except SystemExit as done:
+        if isinstance(done.code, int) and (done.code == ExitCode.ABORTED or signalled()):
+            _exit_now(done.code)
+        raise
+
+
+def _exit_now(code: int) -> None:
+    """Exit an interrupted command without tearing the interpreter down: whoever interrupted it
+    wants it gone, and the teardown of bascule's modules alone takes 0.6–0.9 s on a loaded 2-core
+    machine. Everything the command wrote is closed by now (journal, ledger, reports); the
+    standard streams and the logging handlers are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -181,7 +181,11 @@ def recover_command(
     start time, so an unrelated process that reused a PID is never signalled), revert the faults
     its ledger holds, and report any port of it still bound. Recovering twice does no harm.
 
-    Exit codes: 0 nothing of the runs is left, 4 something could not be cleaned up (see the report).
+    A directory with no ledger in it — a run killed before it had started anything, even before
+    its directory existed — has nothing to recover: it says so and counts as clean.
+
+    Exit codes: 0 nothing of the runs is left (or there was nothing to do), 4 something could not
+    be cleaned up (see the report).
 
     [b]Example[/b]: bascule recover runs/20261126-101500-aws-us-east-1-2025-10-20
     """
@@ -198,7 +202,14 @@ def recover_command(
                 for line in report.lines():
                     out.print(line, highlight=False, soft_wrap=True)
                 clean = clean and report.clean
-        except (TargetError, FileNotFoundError) as exc:
+        except FileNotFoundError:
+            what = "holds no undo ledger" if run_dir.is_dir() else "does not exist"
+            out.print(
+                f"{run_dir} {what}: the run started nothing there, nothing to recover",
+                highlight=False,
+                soft_wrap=True,
+            )
+        except TargetError as exc:
             err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
             clean = False
     if not clean:

@@ -19,6 +19,8 @@ from bascule.reports.compare import build_comparison, render_compare_markdown, s
 from bascule.reports.compare_html import render_compare_html
 from bascule.reports.files import read_result, report_run
 from bascule.reports.model import Result
+from bascule.rundir import prepare_run_directory
+from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
 from bascule.targets.registry import choose
 
@@ -114,7 +116,8 @@ def compare_command(
     """Compare designs over the same scenarios: run every scenario against every design (one at a
     time), or take existing run directories, and write compare.md and compare.html — the scores
     and key figures side by side, the cost of each design next to its resilience, and which design
-    wins each scenario and why.
+    wins each scenario and why. Ctrl-C or SIGTERM stops the whole comparison: the run in progress
+    is reverted, no further one starts, the runs completed are listed, and it exits 3.
 
     [b]Examples[/b]:
       bascule compare -d designs/active-passive-sovereign.yaml -d designs/single-region.yaml
@@ -133,9 +136,11 @@ def compare_command(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out_dir or Path("runs") / f"compare-{stamp}"
     results: list[Result] = []
+    completed: list[Path] = []
     if run_dirs and (designs or scenarios):
         err.print("[red]error[/red] give run directories, or --designs and --scenarios, not both")
         raise typer.Exit(ExitCode.INVALID_INPUT)
+    prepare_run_directory(target)
     if run_dirs:
         for run_dir in run_dirs:
             if not (run_dir / "journal.jsonl").exists():
@@ -153,10 +158,11 @@ def compare_command(
             )
             raise typer.Exit(ExitCode.INVALID_INPUT)
         total = len(designs) * len(scenarios)
-        done = 0
-        for scenario in scenarios:
-            for design in designs:
-                done += 1
+        pairs = [(scenario, design) for scenario in scenarios for design in designs]
+        with signals(Abort()) as abort:
+            for done, (scenario, design) in enumerate(pairs, start=1):
+                if abort.is_set:
+                    break
                 run_dir = target / f"{scenario.stem}--{design.stem}"
                 out.print(f"[{done}/{total}] {scenario.stem} on {design.stem} → {run_dir}", highlight=False)
                 try:
@@ -169,14 +175,28 @@ def compare_command(
                             quiet=True,
                         ),
                         console=Console(quiet=True),
+                        abort=abort,
                     )
                 except ScenarioError as exc:
                     for problem in exc.problems:
                         err.print(f"[red]error[/red] {problem}", highlight=False)
                     raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+                if outcome.reason.startswith("interrupted by"):
+                    out.print(f"    exit {outcome.exit_code}: {outcome.reason}", highlight=False)
+                    break
                 result = _result_of(outcome.run_dir)
                 out.print(f"    exit {outcome.exit_code}: {_score_line(result)}", highlight=False)
                 results.append(result)
+                completed.append(outcome.run_dir)
+        if abort.is_set:
+            err.print(
+                f"[red]{abort.reason}[/red]: the comparison stopped, {len(completed)} of {total} run(s) "
+                f"completed: {', '.join(map(str, completed)) or 'none'}",
+                highlight=False,
+            )
+            if completed:
+                err.print(f"compare them: bascule compare {' '.join(map(str, completed))}", highlight=False)
+            raise typer.Exit(ExitCode.ABORTED)
     try:
         comparison = build_comparison(results)
     except ValueError as exc:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -17,6 +14,8 @@ from bascule.edge import Edge, NoEntryError
 from bascule.errors import BasculeError, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_design
+from bascule.rundir import prepare_run_directory
+from bascule.runner.interrupt import Abort, signals
 from bascule.targets.local.stack import LocalStack, read_state
 
 __all__ = ["stack_app"]
@@ -52,7 +51,10 @@ def up(
     ] = None,
 ) -> None:
     """Start one process per component replica per region, a DNS server and a route per hop; wait
-    until all are ready, print the endpoints, and run until Ctrl-C (then stop everything).
+    until all are ready, print the endpoints, and run until Ctrl-C or SIGTERM (then stop
+    everything; a second one kills rather than stops). Exit 0 when stopped that way or after
+    --for; 3 when interrupted while still starting (everything started is stopped); 4 when the
+    stack could not start.
 
     [b]Example[/b]: bascule stack up --design designs/active-passive-sovereign.yaml
     """
@@ -62,49 +64,52 @@ def up(
         for problem in exc.problems:
             err.print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(ExitCode.INVALID_INPUT) from exc
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        with out.status(f"starting the stack of {loaded.id!r}…") as status:
-            stack = LocalStack.start(
-                loaded, design, run_dir, timeout=timeout, progress=status.update, control=True
-            )
-    except BasculeError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(ExitCode.TARGET_ERROR) from exc
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        t = stack.timings
-        out.print(
-            f"[green]ready[/green]: {len(stack.layout.replicas)} processes, {len(stack.route_ports)} routes, "
-            f"all ready in [bold]{t.ready:.2f} s[/bold] (announced {t.announced:.2f} s)"
-        )
-        out.print(_endpoints(stack))
-        out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
-        out.print(
-            f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
-        )
-        out.print(
-            "break it: bascule inject crash --target component=retriever,region="
-            f"{stack.design.regions[0].id} --for 30s --run-dir {run_dir}"
-        )
-        deadline = None if for_seconds is None else time.monotonic() + for_seconds
+    prepare_run_directory(run_dir)
+    with signals(Abort()) as abort:
         try:
-            while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
-                stopping.wait(0.2)
-        except KeyboardInterrupt:
-            pass
-    finally:
-        with out.status("stopping…"):
-            stack.stop()
-        signal.signal(signal.SIGTERM, previous)
-        out.print("stopped: every process of the stack is gone.")
+            with out.status(f"starting the stack of {loaded.id!r}…") as status:
+                stack = LocalStack.start(
+                    loaded,
+                    design,
+                    run_dir,
+                    timeout=timeout,
+                    progress=status.update,
+                    control=True,
+                    cancel=abort.event,
+                )
+        except BasculeError as exc:
+            if abort.is_set:
+                err.print(f"[yellow]{abort.reason}[/yellow] while starting: everything started was stopped")
+                raise typer.Exit(ExitCode.ABORTED) from exc
+            err.print(f"[red]error[/red] {exc}", highlight=False)
+            raise typer.Exit(ExitCode.TARGET_ERROR) from exc
+        try:
+            if not abort.is_set:
+                _announce(stack, run_dir)
+            deadline = None if for_seconds is None else time.monotonic() + for_seconds
+            while not abort.is_set and (deadline is None or time.monotonic() < deadline):
+                abort.event.wait(0.2)
+        finally:
+            with out.status("stopping…"):
+                stack.stop(timeout=0.5 if abort.hurry else 3.0)
+            out.print("stopped: every process of the stack is gone.")
+
+
+def _announce(stack: LocalStack, run_dir: Path) -> None:
+    t = stack.timings
+    out.print(
+        f"[green]ready[/green]: {len(stack.layout.replicas)} processes, {len(stack.route_ports)} routes, "
+        f"all ready in [bold]{t.ready:.2f} s[/bold] (announced {t.announced:.2f} s)"
+    )
+    out.print(_endpoints(stack))
+    out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
+    out.print(
+        f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
+    )
+    out.print(
+        "break it: bascule inject crash --target component=retriever,region="
+        f"{stack.design.regions[0].id} --for 30s --run-dir {run_dir}"
+    )
 
 
 def _endpoints(stack: LocalStack) -> Table:

@@ -15,6 +15,7 @@ from bascule.cli.repeat import repeat_suite
 from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
+from bascule.runner.interrupt import Abort, signals
 
 __all__ = ["suite_command"]
 
@@ -63,6 +64,9 @@ def suite_command(
     suite.md and junit.xml); an inconclusive item exits 1. --baseline DIR (an earlier suite's
     output): each item's figures against its own there; a regression beyond noise exits 1.
 
+    Ctrl-C or SIGTERM stops the whole suite: the run in progress is reverted, no further scenario
+    starts, the summary lists what completed, and the suite exits 3 (4 if a run had a target error).
+
     [b]Example[/b]: bascule suite scenarios/faults --design designs/active-passive-sovereign.yaml
     """
     try:
@@ -96,11 +100,27 @@ def suite_command(
         line = f"    [{style}]exit {result.exit_code}[/{style}] score {overall} ({grade}): {result.reason}"
         out.print(line, highlight=False)
 
-    outcome = run_suite(
-        cases, target, min_score=min_score, stack_timeout=stack_timeout, on_start=started, on_done=finished
-    )
+    with signals(Abort()) as abort:
+        outcome = run_suite(
+            cases,
+            target,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+            on_start=started,
+            on_done=finished,
+            abort=abort,
+        )
     passed = sum(1 for _, r in outcome.results if r.passed)
     style = "green" if outcome.exit_code == 0 else "red"
+    if outcome.interrupted:
+        ended = ", ".join(
+            f"{c.scenario_id} on {c.design_id} (exit {r.exit_code})" for c, r in outcome.results
+        )
+        out.print(
+            f"[red]{outcome.interrupted}[/red]: the suite stopped; runs: {ended or 'none'}", highlight=False
+        )
+        for case in outcome.not_run:
+            out.print(f"    not run: {case.scenario_id} on {case.design_id}", highlight=False)
     out.print(f"[{style}]{passed}/{total} passed[/{style}] (exit {outcome.exit_code})", highlight=False)
     for path in outcome.files:
         out.print(f"  {path}", highlight=False)

@@ -9,10 +9,12 @@ windows (`bascule.journal.windows`); raw samples are written too only when asked
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -26,9 +28,20 @@ __all__ = ["Journal"]
 
 class Journal:
     """The append-only JSONL journal of one run. Thread-safe; every record is flushed at once, and
-    records that matter for recovery (faults) are also fsynced."""
+    records that matter for recovery (faults) are also fsynced.
 
-    def __init__(self, run_dir: Path, origin: float, *, raw_samples: bool = False) -> None:
+    A write that fails (the disk full) never raises into the writer — a supervisor's or a probe's
+    thread — : the journal stops writing, keeps the error in `failure`, and tells `on_failure`
+    once (the runner ends the run)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        origin: float,
+        *,
+        raw_samples: bool = False,
+        on_failure: Callable[[OSError], None] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.path = run_dir / JOURNAL_FILE
         self.origin = origin
@@ -37,6 +50,8 @@ class Journal:
         self._file: IO[str] = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self._closed = False
+        self.failure: OSError | None = None
+        self._on_failure = on_failure
 
     def write(
         self, record_type: str, *, durable: bool = False, at: float | None = None, **fields: Any
@@ -50,12 +65,18 @@ class Journal:
         }
         line = json.dumps(record, ensure_ascii=False, default=_default, separators=(",", ":"))
         with self._lock:
-            if self._closed:
+            if self._closed or self.failure is not None:
                 return
-            self._file.write(line + "\n")
-            self._file.flush()
-            if durable:
-                os.fsync(self._file.fileno())
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+                if durable:
+                    os.fsync(self._file.fileno())
+                return
+            except OSError as exc:
+                self.failure = failure = exc
+        if self._on_failure is not None:
+            self._on_failure(failure)
 
     def window(self, window: Window) -> None:
         record = window.to_record()
@@ -71,10 +92,15 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             if not self._closed:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
                 self._closed = True
+                try:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                except OSError as exc:
+                    self.failure = self.failure or exc
+                finally:
+                    with contextlib.suppress(OSError):
+                        self._file.close()
 
 
 def _default(value: object) -> object:

@@ -142,6 +142,7 @@ class LoadGenerator:
         master_port: int = 0,
         startup_timeout: float = STARTUP_TIMEOUT,
         on_process: Callable[[LoadProcess], None] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> LoadGenerator:
         """Start locust against ``entries`` (region → gateway entry URL) for ``duration`` seconds
         from ``origin`` (``time.monotonic()``; default now), the shape computed from ``load``.
@@ -150,7 +151,8 @@ class LoadGenerator:
         master bound to ``master_bind``:``master_port`` (0: any free port, see `master_port`)
         that waits up to ``startup_timeout`` for ``workers`` local worker processes plus
         ``remote_workers`` attached from elsewhere (docs/load.md). ``on_process`` sees each
-        process as soon as it exists, before the next one starts (for the undo ledger).
+        process as soon as it exists, before the next one starts (for the undo ledger); every
+        process carries ``environment`` (the run's marker) from its start.
 
         Raises `PlanError` when the load does not fit the design, ``ValueError`` on bad
         arguments, `TargetError` when locust does not start.
@@ -187,7 +189,7 @@ class LoadGenerator:
         generator._watchdog = threading.Timer(generator.deadline - now, generator._expire)
         generator._watchdog.daemon = True
         generator._watchdog.start()
-        env = _environment(config)
+        env = {**_environment(config), **(environment or {})}
         common = ["--headless", "--only-summary", "--run-time", f"{run_time}s"]
         notify = on_process or (lambda _: None)
         try:

@@ -20,153 +20,73 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from rich.console import Console
 
 from bascule._version import __version__
-from bascule.errors import BasculeError, Problem, ScenarioError
+from bascule.errors import BasculeError
 from bascule.exit_codes import ExitCode
 from bascule.journal import Journal
-from bascule.model.design import Design
-from bascule.model.loading import read_design, read_scenario, scenario_design_path
-from bascule.model.scenario import Scenario
-from bascule.plan import ActionOp, Plan, plan, plan_to_dict
+from bascule.plan import ActionOp, plan_to_dict
 from bascule.probes.base import ProbeContext
+from bascule.rundir import describe_os_error, prepare_run_directory
 from bascule.runner.display import Display
 from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
 from bascule.runner.guardrails import GuardrailMonitor
 from bascule.runner.hypothesis import check_steady_state
+from bascule.runner.inputs import (
+    RunInputs,
+    RunOptions,
+    RunOutcome,
+    Scored,
+    Scoring,
+    default_run_dir,
+    load_inputs,
+)
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.live import LiveState
 from bascule.runner.metrics_endpoint import MetricsEndpoint
 from bascule.runner.records import jsonable
 from bascule.runner.setup import set_up
 from bascule.runner.traffic import SPAN_HOLD, TICK, Traffic
-from bascule.targets.base import JsonFields, Refusal, StartRequest, Target, TargetEvent, TargetStarter
+from bascule.targets.base import Refusal, StartRequest, Target, TargetEvent
 from bascule.traces import TraceReceiver
 
 __all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    scenario: Path
-    target: TargetStarter
-    """The target chosen with its options (`bascule.targets.registry.choose`)."""
-    design: Path | None = None
-    """The design file (default: the one the scenario names)."""
-    out: Path | None = None
-    """The run directory (default: ``runs/<time>-<scenario>-<design>``)."""
-    quiet: bool = False
-    """One line per event instead of the live view."""
-    load_workers: int = 0
-    """Locust worker processes (0: one process)."""
-    raw_samples: bool = False
-    """Journal every request, not only windows."""
-    metrics_port: int | None = None
-    """Serve live figures as Prometheus metrics on this port of 127.0.0.1."""
-    otlp: bool = False
-    """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
-    docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    exit_code: int
-    run_dir: Path
-    reason: str
-    """Why the run ended as it did: ``completed``, the abort's reason, the error."""
-    reports: tuple[Path, ...] = ()
-    """The report files its caller wrote (`bascule.ci.results.run_scored`)."""
-
-
-class Scored(Protocol):
-    """What the caller's scoring step found (`bascule.reports.files.score_run`)."""
-
-    @property
-    def exit_code(self) -> int: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def record(self) -> JsonFields | None:
-        """The fields of the ``score`` record; None when scoring failed."""
-        ...
-
-    @property
-    def note(self) -> str:
-        """The live view's line, or why scoring failed."""
-        ...
-
-
-Scoring = Callable[[Path, int, str], Scored]
-"""Scores a completed run from its journal (run directory, exit code, reason), before ``run-ended``."""
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    scenario: Scenario
-    design: Design
-    design_path: Path
-    plan: Plan
-
-
-def default_run_dir(scenario: Scenario, design: Design) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
-
-
-def load_inputs(options: RunOptions) -> RunInputs:
-    scenario = read_scenario(options.scenario)
-    design_path = options.design or scenario_design_path(options.scenario, scenario)
-    if design_path is None:
-        raise ScenarioError(
-            [Problem("the scenario names no design: pass --design FILE", (), str(options.scenario))]
-        )
-    design = read_design(design_path)
-    if design.entry_component() is not None and scenario.steady_state is None:
-        raise ScenarioError(
-            [
-                Problem(
-                    f"{design.id} enters through a service of your own ({design.entry_component()}), "
-                    "which bascule has no default probe for: say how to check it in "
-                    "steady_state.probes (an http probe with a path, or rag/data probes with their "
-                    "request templates; docs/own-services.md)",
-                    ("steady_state",),
-                    str(options.scenario),
-                )
-            ]
-        )
-    return RunInputs(scenario, design, Path(design_path), plan(design, scenario))
-
-
 def run_scenario(
-    options: RunOptions, *, console: Console | None = None, scoring: Scoring | None = None
+    options: RunOptions,
+    *,
+    console: Console | None = None,
+    scoring: Scoring | None = None,
+    abort: Abort | None = None,
 ) -> RunOutcome:
     """Run one scenario; never raises for what happens during the run (it is journaled and turned
     into an exit code), only :class:`ScenarioError` for invalid input before anything starts.
-    `scoring` scores a completed run before its journal ends (none: not scored)."""
+    `scoring` scores a completed run before its journal ends (none: not scored). `abort` is the
+    caller's, shared by the runs of a suite (a signal stops the suite too); by default the run's own.
+    Raises `RunDirectoryError` before anything starts when the run directory cannot be written.
+    """
     inputs = load_inputs(options)
-    run_dir = options.out or default_run_dir(inputs.scenario, inputs.design)
-    return _Runner(options, inputs, run_dir, console or Console()).execute(scoring)
+    run_dir = prepare_run_directory(options.out or default_run_dir(inputs.scenario, inputs.design))
+    return _Runner(options, inputs, run_dir, console or Console(), abort or Abort()).execute(scoring)
 
 
 class _Runner:
-    def __init__(self, options: RunOptions, inputs: RunInputs, run_dir: Path, out: Console) -> None:
+    def __init__(
+        self, options: RunOptions, inputs: RunInputs, run_dir: Path, out: Console, abort: Abort
+    ) -> None:
         self.options = options
         scenario, design, built = inputs.scenario, inputs.design, inputs.plan
         self.scenario, self.design, self.design_path, self.plan = scenario, design, inputs.design_path, built
         self.run_dir = run_dir
         self.origin = time.monotonic()
-        self.journal = Journal(run_dir, self.origin, raw_samples=options.raw_samples)
-        self.abort = Abort()
+        self.abort = abort
+        self.journal = Journal(run_dir, self.origin, raw_samples=options.raw_samples, on_failure=self._lost)
         self.live = LiveState(scenario.id, design.id, built.run_length, built.time.scale)
         self.display = Display(self.live, out, quiet=options.quiet, origin=self.origin)
         guardrails = GuardrailMonitor(scenario.guardrails, scenario.objectives.availability)
@@ -178,6 +98,12 @@ class _Runner:
         self.active: dict[str, str] = {}
         self.target: Target | None = None
         self.context = ProbeContext(design)
+
+    def _lost(self, exc: OSError) -> None:
+        # The journal cannot be written (the disk full): the run is worthless from here on, and ends.
+        if not self.abort.is_set:
+            why = describe_os_error(exc)
+            self.abort.set(f"the journal in {self.run_dir} cannot be written: {why}", ExitCode.TARGET_ERROR)
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -225,7 +151,7 @@ class _Runner:
             elapsed=round(time.monotonic() - self.origin, 3),
         )
         self.journal.close()
-        return RunOutcome(int(code), self.run_dir, reason)
+        return RunOutcome(int(code), self.run_dir, reason, hurried=self.abort.hurry)
 
     def _score(self, scoring: Scoring, code: int, reason: str) -> tuple[int, str]:
         try:
@@ -248,12 +174,19 @@ class _Runner:
             self.journal.write("traces-receiver", endpoint=endpoint, traces_url=self.receiver.traces_url)
             self.display.event(f"receiving OpenTelemetry spans at {self.receiver.traces_url}")
         request = StartRequest(
-            self.design, self.design_path, self.run_dir, self.display.status, otlp_endpoint=endpoint
+            self.design,
+            self.design_path,
+            self.run_dir,
+            self.display.status,
+            otlp_endpoint=endpoint,
+            cancel=self.abort.event,
         )
         started = self.options.target.start(request)
         if isinstance(started, Refusal):
             return started.exit_code, started.reason
         self.target = started
+        if self.abort.is_set:
+            return self.abort.code, self.abort.reason
         started.subscribe(self._on_target_event)
         self.context = ProbeContext(
             self.design,
@@ -292,6 +225,7 @@ class _Runner:
                 for region in (*phase.touch.regions, *phase.touch.indirect)
             ],
             take_outside=target.take_outside,
+            recorder=target,
         )
         self.live.stage = Stage.WARM_UP.value
         self.traffic.pump(time.monotonic() + self.scenario.warm_up)
@@ -362,17 +296,26 @@ class _Runner:
     # -- stopping ----------------------------------------------------------------------------------
 
     def _shutdown(self) -> str | None:
-        """Stop the traffic, roll back and stop the target; what could not be rolled back, if any."""
+        """Stop the traffic, roll back and stop the target; what could not be rolled back, if any.
+        Aborted, the traffic stops alongside the rollback (a probe waiting on a hung replica ends
+        once the hang is reverted); completed, before it, so that no sample sees the target stop."""
         left = None
-        self.traffic.stop(hurry=self.abort.hurry)
-        if self.target is not None:
-            try:
-                self._roll_back(self.target)
-            except Exception as exc:
-                left = f"rolling back: {type(exc).__name__}: {exc}"
-                self.journal.write("error", message=left, durable=True)
-            finally:
-                self.target.stop(hurry=self.abort.hurry)
+        stopping = threading.Thread(
+            target=self.traffic.stop, kwargs={"hurry": self.abort.hurry}, name="traffic-stop", daemon=True
+        )
+        stopping.start() if self.abort.is_set else stopping.run()
+        try:
+            if self.target is not None:
+                try:
+                    self._roll_back(self.target)
+                except Exception as exc:
+                    left = f"rolling back: {type(exc).__name__}: {exc}"
+                    self.journal.write("error", message=left, durable=True)
+                finally:
+                    self.target.stop(hurry=self.abort.hurry)
+        finally:
+            if stopping.ident is not None:
+                stopping.join()
         try:
             # After the target stopped: its services flush their last spans as they exit.
             self.traffic.drain_final()

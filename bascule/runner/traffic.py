@@ -18,6 +18,7 @@ from bascule.journal import Journal, PathHop, SpanRecord, Window, WindowAggregat
 from bascule.journal.discovered import OutsideReach, dependency_to_json
 from bascule.journal.samples import HopSource, RequestSample
 from bascule.load import LoadGenerator
+from bascule.load.generator import LoadProcess
 from bascule.model.design import Design
 from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
@@ -36,6 +37,7 @@ from bascule.runner.paths import PathJoiner, add_hops
 from bascule.runner.records import jsonable, violation_json
 from bascule.runner.sources import SourceComparison
 from bascule.runner.span_paths import SpanJoiner
+from bascule.targets.base import RecordsProcesses
 
 __all__ = ["MAX_SPAN_RECORDS", "SPAN_HOLD", "TICK", "Traffic", "continuous_specs"]
 
@@ -65,6 +67,14 @@ def continuous_specs(
         # An own service's writes take a request template only its author can give.
         specs.append(DataProbe(data_class="internal"))
     return specs
+
+
+def _recording(recorder: RecordsProcesses) -> Callable[[LoadProcess], None]:
+    def record(process: LoadProcess) -> None:
+        if process.start_time is not None:  # None: it has exited already
+            recorder.record_process(f"load {process.role}", process.pid, process.start_time)
+
+    return record
 
 
 class Traffic:
@@ -123,10 +133,15 @@ class Traffic:
         poll_spans: Callable[[], Sequence[SpanRecord]] | None = None,
         impaired: Sequence[str] = (),
         take_outside: Callable[[], Sequence[OutsideReach]] = list,
+        recorder: object = None,
     ) -> None:
-        """`poll_spans`: the spans received over OTLP since the last call (None: the run receives
-        none); `impaired`: the regions the plan's faults touch (where the sources' failover is
-        timed from)."""
+        """Start the probes, then the load. `poll_spans`: the spans received over OTLP since the
+        last call (None: the run receives none); `impaired`: the regions the plan's faults touch
+        (where the sources' failover is timed from); a `recorder` that keeps them (the target, when
+        it is `RecordsProcesses`) gets each load process into its undo ledger before the next one
+        starts, each carrying its environment (the run's marker) from its start."""
+        if not isinstance(recorder, RecordsProcesses):
+            recorder = None
         since = time.monotonic()
         self.judge = SovereigntyJudge(context.design)
         self.paths = PathJoiner(context.design, since=since)
@@ -160,6 +175,8 @@ class Traffic:
             self.journal.run_dir,
             workers=load_workers,
             origin=time.monotonic() + lead,
+            on_process=None if recorder is None else _recording(recorder),
+            environment=None if recorder is None else recorder.process_environment(),
         )
         self.journal.write("load-started", pids=[list(p) for p in self.load.pids()], duration=duration)
         self.display.status(

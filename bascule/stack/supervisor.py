@@ -47,6 +47,14 @@ __all__ = [
 _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
+_CANCEL_POLL_S = 0.05
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise TargetError("interrupted while the processes were starting")
+
+
 def process_start_time(pid: int) -> int | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), or ``None`` if it is gone.
 
@@ -164,9 +172,16 @@ class Supervisor:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def start(self, specs: Sequence[ProcessSpec], *, timeout: float = 30.0) -> list[Replica]:
+    def start(
+        self,
+        specs: Sequence[ProcessSpec],
+        *,
+        timeout: float = 30.0,
+        cancel: threading.Event | None = None,
+    ) -> list[Replica]:
         """Start every process at once and wait until each has announced its address: within
-        `timeout` seconds, or its own ``start_timeout`` when longer."""
+        `timeout` seconds, or its own ``start_timeout`` when longer. Raises `TargetError` at once
+        when `cancel` is set (the processes started stay supervised: `stop` ends them)."""
         with self._lock:
             for spec in specs:
                 if spec.name in self._replicas:
@@ -178,7 +193,12 @@ class Supervisor:
         replicas = [self._replicas[s.name] for s in specs]
         for replica in replicas:
             deadline = began + replica.spec.start_limit(timeout)
-            if not replica.announced.wait(max(0.0, deadline - time.monotonic())):
+            while not replica.announced.wait(min(_CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))):
+                _check_cancel(cancel)
+                if time.monotonic() >= deadline:
+                    break
+            _check_cancel(cancel)
+            if not replica.announced.is_set():
                 raise TargetError(
                     f"{replica.spec.timed_out('did not start', timeout)}; its log: "
                     f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
@@ -212,11 +232,16 @@ class Supervisor:
         return moved
 
     def wait_ready(
-        self, names: Sequence[str] | None = None, *, timeout: float = 30.0, spent: float = 0.0
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        timeout: float = 30.0,
+        spent: float = 0.0,
+        cancel: threading.Event | None = None,
     ) -> None:
         """Poll each replica's readiness path until it answers 2xx: within `timeout` seconds (or its
         own ``start_timeout`` when longer), of which `spent` went into starting it (at least 1 s
-        is left for readiness)."""
+        is left for readiness). Raises `TargetError` at once when `cancel` is set."""
         now = time.monotonic()
         pending = [r for r in self._select(names) if r.spec.ready_path and r.url]
         deadlines = {r.spec.name: now + max(1.0, r.spec.start_limit(timeout) - spent) for r in pending}
@@ -224,6 +249,7 @@ class Supervisor:
             while pending:
                 still: list[Replica] = []
                 for replica in pending:
+                    _check_cancel(cancel)
                     url = replica.url
                     assert url is not None and replica.spec.ready_path is not None
                     try:

@@ -9,6 +9,8 @@
 - `LedgerTarget`: the base both targets share — the lock, the signals held back while something
   changes (`signals_deferred`), the undo recorded first and the bookkeeping of prepared, applied
   and reverted faults; a target says only how to compute, record, carry out and undo a fault.
+- `RecordsProcesses`: a target whose undo ledger also keeps the processes the runner starts (the
+  load generator's), so that `bascule recover` ends them after a killed run.
 - `ClosingTarget`: the context manager that turns SIGTERM into an exit and always closes the
   target — reverting every fault still in force — on the way out.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.exit_codes import ExitCode
@@ -37,6 +39,7 @@ __all__ = [
     "ClosingTarget",
     "JsonFields",
     "LedgerTarget",
+    "RecordsProcesses",
     "Refusal",
     "StartRequest",
     "Target",
@@ -166,6 +169,9 @@ class StartRequest:
     """The run's OTLP/HTTP trace receiver (``http://127.0.0.1:PORT``), when the run receives spans:
     the target hands it to the services it starts (``OTEL_EXPORTER_OTLP_ENDPOINT``, docs/traces.md)
     and says where it cannot."""
+    cancel: threading.Event | None = None
+    """Set when the run is interrupted: a target that can stops starting (everything it had
+    started stopped) and raises `TargetError`; one that cannot returns when started."""
 
 
 class Target(Protocol):
@@ -223,6 +229,20 @@ class Target(Protocol):
 
     def stop(self, *, hurry: bool) -> None:
         """Release what the target holds (processes, clients); `hurry` after a second Ctrl-C."""
+        ...
+
+
+@runtime_checkable
+class RecordsProcesses(Protocol):
+    """A target that keeps the processes the runner starts in its undo ledger (the local target)."""
+
+    def process_environment(self) -> Mapping[str, str]:
+        """Variables every such process must carry from its start (the run's marker), so that one
+        killed with the run before it was recorded is still found."""
+        ...
+
+    def record_process(self, name: str, pid: int, start_time: int) -> None:
+        """Record it (fsynced) in the ledger; it is ended before the ledger is closed."""
         ...
 
 

@@ -69,11 +69,17 @@ class InjectReport:
 
 
 class _Interrupted(BaseException):
-    """SIGTERM while waiting: handled like Ctrl-C."""
+    """SIGINT or SIGTERM while waiting (a fault's change itself defers them: `signals_deferred`)."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Once: a second signal must not cut the revert short (it is done in milliseconds anyway).
+    for s in _SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     raise _Interrupted
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _windows(fault: Fault, duration: float | None) -> Iterator[tuple[int | None, float, float]]:
@@ -128,7 +134,7 @@ def inject(
     inner = fault.fault if isinstance(fault, Flap) else fault
     transitions: list[Transition] = []
     interrupted = False
-    previous_handler = None
+    previous: dict[int, object] = {}
     in_main = threading.current_thread() is threading.main_thread()
     try:
         touch, problems = resolve(target.design, fault, selector, ("inject",))
@@ -140,8 +146,8 @@ def inject(
         if refusal is not None:
             raise FaultError(refusal)
         emit(InjectEvent(InjectEventKind.PLANNED, f"{fault.kind} on {_touched(touch)}", time.monotonic()))
-        if in_main:
-            previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+        if in_main:  # its own handlers: an inherited ignored SIGINT must not make Ctrl-C do nothing
+            previous = {s: signal.signal(s, _on_signal) for s in _SIGNALS}
         start = time.monotonic()
         try:
             for cycle, on, off in _windows(fault, duration):
@@ -164,8 +170,8 @@ def inject(
         try:
             _close(target, run_dir, transitions, emit)
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)  # type: ignore[arg-type]
     applied = [t for t in transitions if t.op is ActionOp.APPLY]
     reverted = [t for t in transitions if t.op is ActionOp.REVERT]
     held = (reverted[-1].monotonic - applied[0].monotonic) if applied and reverted else 0.0

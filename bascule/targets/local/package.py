@@ -40,6 +40,7 @@ class LocalStarter:
             timeout=self.options.stack_timeout,
             progress=request.progress,
             otlp_endpoint=request.otlp_endpoint,
+            cancel=request.cancel,
         )
         return LocalTarget(stack)
 

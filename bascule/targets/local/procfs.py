@@ -16,7 +16,9 @@ is separate.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ __all__ = [
     "find_marked",
     "parse_proc_net",
     "process_alive",
+    "signal_process",
 ]
 
 MARKER_ENV: Final = "BASCULE_RUN_MARKER"
@@ -53,6 +56,18 @@ def process_alive(pid: int, start_time: int) -> bool:
         return False
     state = _state(pid)
     return state is not None and state not in ("Z", "X")
+
+
+def signal_process(pid: int, start_time: int, sig: signal.Signals) -> None:
+    """Signal the process — and its process group when it leads one, as every process a run starts
+    runs in a session of its own — if the PID is still that process."""
+    if not process_alive(pid, start_time):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
 
 
 def find_marked(marker: str, *, exclude: Iterable[int] = ()) -> list[tuple[int, int]]:

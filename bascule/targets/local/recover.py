@@ -3,12 +3,13 @@
 A run killed by SIGKILL (or a crash, or a power cut short of the disk) leaves behind what it
 recorded in its ledger (`ledger`):
 
-- **processes** — every replica it started runs in a session of its own and survives it. Each
-  one recorded with a start time that its PID still has, and each live process carrying the
-  run's marker in its environment (one started in the instant before its record was written),
-  is sent SIGCONT (it may have been paused by a ``hang``) and SIGTERM, then SIGKILL after a
-  grace period. A PID whose start time differs belongs to an unrelated process: it is never
-  signalled.
+- **processes** — every replica and load generator process it started runs in a session of its
+  own and survives it. Each one recorded with a start time that its PID still has, and each live
+  process carrying the run's marker in its environment (one started in the instant before its
+  record was written, or forked just before the run died and still starting: the scan is repeated
+  until no new one has appeared for a second), is sent SIGCONT (it may have been paused by a
+  ``hang``) and SIGTERM, then SIGKILL after a grace period. A PID whose start time differs
+  belongs to an unrelated process: it is never signalled.
 - **faults** — the proxy, DNS and control-plane states lived in the killed process and ended
   with it; the report lists the faults that were in force, and says so. A ``data-loss`` cannot be
   undone: the report says which stores were wiped.
@@ -22,8 +23,6 @@ stack's control channel. Recovering twice does no harm: the second pass finds no
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 from collections.abc import Iterable
@@ -46,12 +45,14 @@ from bascule.targets.local.ledger import (
     RevertedRecord,
     read_ledger,
 )
-from bascule.targets.local.procfs import bound_ports, find_marked, process_alive
+from bascule.targets.local.procfs import bound_ports, find_marked, process_alive, signal_process
 from bascule.targets.local.stack import STATE_FILE, read_state
 
 __all__ = ["FaultNote", "FaultOutcome", "ProcessNote", "ProcessOutcome", "RecoverReport", "recover"]
 
 _POLL_S = 0.05
+_QUIET_S = 1.0
+"""After the first pass, marked processes are looked for again until none has appeared for this long."""
 
 
 class FaultOutcome(StrEnum):
@@ -129,29 +130,17 @@ class RecoverReport:
         return out
 
 
-def _signal(pid: int, start_time: int, sig: signal.Signals) -> None:
-    """Signal the process — and its process group when it leads one, as the supervisor starts
-    each replica in a session of its own — if the PID is still the recorded process."""
-    if not process_alive(pid, start_time):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
 def _stop_processes(targets: dict[tuple[int, int], str], grace: float) -> list[ProcessNote]:
     live = {k: name for k, name in targets.items() if process_alive(*k)}
     for pid, start in live:
-        _signal(pid, start, signal.SIGCONT)
-        _signal(pid, start, signal.SIGTERM)
+        signal_process(pid, start, signal.SIGCONT)
+        signal_process(pid, start, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while any(process_alive(*k) for k in live) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
     forced = [k for k in live if process_alive(*k)]
     for pid, start in forced:
-        _signal(pid, start, signal.SIGKILL)
+        signal_process(pid, start, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
     while any(process_alive(*k) for k in forced) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
@@ -164,6 +153,27 @@ def _stop_processes(targets: dict[tuple[int, int], str], grace: float) -> list[P
         else:
             outcome = ProcessOutcome.TERMINATED
         notes.append(ProcessNote(name, pid, outcome))
+    return notes
+
+
+def _stop_late_starters(marker: str, seen: set[tuple[int, int]], grace: float) -> list[ProcessNote]:
+    """Stop the run's processes that carried its marker only after the first pass.
+
+    A child the run forked just before it died shows the run's own environment (without the
+    marker) until it executes its program: in that instant neither the ledger nor a scan of
+    ``/proc`` finds it, and a moment later it is a replica or a locust process with no parent.
+    Such a child executes within milliseconds, so the scan is repeated until none has appeared
+    for `_QUIET_S` (bounded by ten times that)."""
+    notes: list[ProcessNote] = []
+    began = time.monotonic()
+    quiet_until = began + _QUIET_S
+    while time.monotonic() < min(quiet_until, began + 10 * _QUIET_S):
+        time.sleep(_POLL_S)
+        late = {k: f"(unrecorded, pid {k[0]})" for k in find_marked(marker) if k not in seen}
+        if late:
+            seen |= late.keys()
+            notes += _stop_processes(late, grace)
+            quiet_until = time.monotonic() + _QUIET_S
     return notes
 
 
@@ -259,6 +269,8 @@ def recover(run_dir: Path, *, grace: float = 3.0) -> RecoverReport:
     for pid, start in find_marked(state.run.marker):
         targets.setdefault((pid, start), f"(unrecorded, pid {pid})")
     processes = _stop_processes(targets, grace)
+    if not state.finished:
+        processes += _stop_late_starters(state.run.marker, set(targets), grace)
     ports = bound_ports((p.proto, p.port) for p in state.ports)
     notes = _notes(state, ports)
     report = RecoverReport(

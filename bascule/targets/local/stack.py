@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -49,7 +50,7 @@ from bascule.targets.local.ledger import (
     ProcessRecord,
 )
 from bascule.targets.local.lookups import OutsideLookups
-from bascule.targets.local.procfs import MARKER_ENV
+from bascule.targets.local.procfs import MARKER_ENV, process_alive, signal_process
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
 from bascule.targets.otlp import otlp_environment
@@ -95,6 +96,7 @@ class LocalStack:
     lookups: OutsideLookups | None = None
     """Lookups of names outside the design, from the DNS server's hook (`lookups`)."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
+    _adopted: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
 
@@ -111,10 +113,13 @@ class LocalStack:
         progress: Callable[[str], None] | None = None,
         control: bool = False,
         otlp_endpoint: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> LocalStack:
         """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token);
         with `otlp_endpoint`, every process it starts is pointed at that trace receiver
-        (`bascule.targets.otlp`) and ``url:`` services are told of it.
+        (`bascule.targets.otlp`) and ``url:`` services are told of it. When `cancel` is set
+        meanwhile, everything started is stopped, the ledger closed, and `TargetError` raised
+        (within about 0.1 s, plus the time the processes take to stop).
 
         Raises `TargetError` when `run_dir` holds the ledger of a run that is alive or was not
         recovered, or when a process does not start and become ready within `timeout` (or, for an
@@ -186,10 +191,12 @@ class LocalStack:
             initial = [s for s in specs if s.name not in reserve]
             parked = f" ({len(reserve)} more parked until their region scales up)" if reserve else ""
             say(f"starting {len(initial)} processes{parked}")
-            supervisor.start(initial, timeout=timeout)
+            supervisor.start(initial, timeout=timeout, cancel=cancel)
             timings.announced = time.monotonic() - began
             say("waiting for readiness")
-            supervisor.wait_ready([s.name for s in initial], timeout=timeout, spent=timings.announced)
+            supervisor.wait_ready(
+                [s.name for s in initial], timeout=timeout, spent=timings.announced, cancel=cancel
+            )
             timings.ready = time.monotonic() - began
             stack.scaler = stack._autoscaler()
             stack.scaler.start()
@@ -221,6 +228,7 @@ class LocalStack:
             if self.scaler is not None:
                 self.scaler.stop()
             self.supervisor.stop(timeout=timeout)
+            self._end_adopted(timeout)
         finally:
             if self.control is not None:
                 self.control.stop()
@@ -231,6 +239,28 @@ class LocalStack:
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
         self.ledger.append(ClosedRecord(time.time()))
         self.ledger.close()
+
+    def record_process(self, name: str, pid: int, start_time: int) -> None:
+        """Keep a process the run started besides the stack's (a load generator's) in the ledger,
+        so that `bascule recover` ends it should the run be killed; `stop` ends it too, should its
+        starter not have, before the ledger is closed. Raises `TargetError` once stopped."""
+        with self._record_lock:
+            if self._stopped:
+                raise TargetError(f"the stack is stopped: {name} (pid {pid}) cannot be recorded")
+            self._adopted.append((pid, start_time))
+            if (pid, start_time) not in self._recorded:
+                self._recorded.add((pid, start_time))
+                self.ledger.append(ProcessRecord(name, pid, start_time, time.time()))
+
+    def _end_adopted(self, timeout: float) -> None:
+        alive = [p for p in self._adopted if process_alive(*p)]
+        for pid, start in alive:
+            signal_process(pid, start, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(process_alive(*p) for p in alive) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid, start in alive:
+            signal_process(pid, start, signal.SIGKILL)
 
     # -- wiring ----------------------------------------------------------------------------------
 

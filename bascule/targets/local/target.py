@@ -51,6 +51,7 @@ from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent, Transiti
 from bascule.targets.local.control import ControlClient, ControlError
 from bascule.targets.local.effects import INSTANT, Effect, compute_effects, describe_effect
 from bascule.targets.local.ledger import LEDGER_FILE, FaultRecord, Ledger, Owner, RevertedRecord
+from bascule.targets.local.procfs import MARKER_ENV
 from bascule.targets.local.scaler import ScaleEvent
 from bascule.targets.local.stack import LocalStack, read_state
 
@@ -292,6 +293,12 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
             )
 
         scaler.subscribe(forward)
+
+    def process_environment(self) -> dict[str, str]:
+        return {MARKER_ENV: self._running().marker}
+
+    def record_process(self, name: str, pid: int, start_time: int) -> None:
+        self._running().record_process(name, pid, start_time)
 
     def stop(self, *, hurry: bool) -> None:
         if self._stack is not None:

@@ -1,0 +1,123 @@
+"""What a run is given and what it gives back: its options, its loaded inputs (scenario, design,
+plan), its outcome and the caller's scoring step — kept apart from the lifecycle in
+`bascule.runner.run`, which re-exports them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from bascule.errors import Problem, ScenarioError
+from bascule.model.design import Design
+from bascule.model.loading import read_design, read_scenario, scenario_design_path
+from bascule.model.scenario import Scenario
+from bascule.plan import Plan, plan
+from bascule.targets.base import JsonFields, TargetStarter
+
+__all__ = [
+    "RunInputs",
+    "RunOptions",
+    "RunOutcome",
+    "Scored",
+    "Scoring",
+    "default_run_dir",
+    "load_inputs",
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    scenario: Path
+    target: TargetStarter
+    """The target chosen with its options (`bascule.targets.registry.choose`)."""
+    design: Path | None = None
+    """The design file (default: the one the scenario names)."""
+    out: Path | None = None
+    """The run directory (default: ``runs/<time>-<scenario>-<design>``)."""
+    quiet: bool = False
+    """One line per event instead of the live view."""
+    load_workers: int = 0
+    """Locust worker processes (0: one process)."""
+    raw_samples: bool = False
+    """Journal every request, not only windows."""
+    metrics_port: int | None = None
+    """Serve live figures as Prometheus metrics on this port of 127.0.0.1."""
+    otlp: bool = False
+    """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
+    docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exit_code: int
+    run_dir: Path
+    reason: str
+    """Why the run ended as it did: ``completed``, the abort's reason, the error."""
+    reports: tuple[Path, ...] = ()
+    """The report files its caller wrote (`bascule.ci.results.run_scored`)."""
+    hurried: bool = False
+    """A second signal asked to exit at once (the reports are left to `bascule report`)."""
+
+
+class Scored(Protocol):
+    """What the caller's scoring step found (`bascule.reports.files.score_run`)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def record(self) -> JsonFields | None:
+        """The fields of the ``score`` record; None when scoring failed."""
+        ...
+
+    @property
+    def note(self) -> str:
+        """The live view's line, or why scoring failed."""
+        ...
+
+
+Scoring = Callable[[Path, int, str], Scored]
+"""Scores a completed run from its journal (run directory, exit code, reason), before ``run-ended``."""
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    scenario: Scenario
+    design: Design
+    design_path: Path
+    plan: Plan
+
+
+def default_run_dir(scenario: Scenario, design: Design) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
+
+
+def load_inputs(options: RunOptions) -> RunInputs:
+    scenario = read_scenario(options.scenario)
+    design_path = options.design or scenario_design_path(options.scenario, scenario)
+    if design_path is None:
+        raise ScenarioError(
+            [Problem("the scenario names no design: pass --design FILE", (), str(options.scenario))]
+        )
+    design = read_design(design_path)
+    if design.entry_component() is not None and scenario.steady_state is None:
+        raise ScenarioError(
+            [
+                Problem(
+                    f"{design.id} enters through a service of your own ({design.entry_component()}), "
+                    "which bascule has no default probe for: say how to check it in "
+                    "steady_state.probes (an http probe with a path, or rag/data probes with their "
+                    "request templates; docs/own-services.md)",
+                    ("steady_state",),
+                    str(options.scenario),
+                )
+            ]
+        )
+    return RunInputs(scenario, design, Path(design_path), plan(design, scenario))
