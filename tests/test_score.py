@@ -217,6 +217,22 @@ def test_a_perfect_run_scores_100_and_passes() -> None:
     assert all(d.recommendation is None for d in s.dimensions)
 
 
+def test_an_interrupted_run_is_not_scored_and_a_guardrail_abort_never_passes() -> None:
+    perfect = base_metrics()
+    interrupted = replace(perfect, run=replace(perfect.run, exit_code=3, reason="interrupted by SIGINT"))
+    s = score(interrupted, perfect.objectives, Weights())
+    assert s.overall is None and s.grade is None and s.passed is False
+    assert all(
+        d.explanation.startswith("Not measured: the run was interrupted before its plan ended")
+        for d in s.dimensions
+    )
+    stopped = replace(
+        perfect, run=replace(perfect.run, exit_code=3, reason="guardrail probe: probe 'slo' failing")
+    )
+    s = score(stopped, perfect.objectives, Weights())
+    assert s.overall == 100.0 and s.passed is False
+
+
 # -- what could not be measured ------------------------------------------------------------------------
 
 

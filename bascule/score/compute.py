@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from bascule.exit_codes import ExitCode
 from bascule.metrics.model import Metrics
 from bascule.model.scenario import DIMENSIONS, Objectives, Weights
 from bascule.score import advice
@@ -50,6 +51,9 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
     dimensions = tuple(scored)
     if metrics.run.plan_start is None:
         return _not_scored(metrics, dimensions)
+    aborted = metrics.run.exit_code == ExitCode.ABORTED
+    if aborted and (metrics.run.reason or "").startswith("interrupted"):
+        return _not_scored(metrics, dimensions, before="was interrupted before its plan ended")
     measured = {d.name: d.sub_score for d in dimensions if d.sub_score is not None}
     mean = weighted_mean(measured, {d.name: d.weight for d in dimensions})
     cap = None
@@ -60,8 +64,10 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
             mean = min(mean, SOVEREIGNTY_CAP)
     overall = None if mean is None else round(mean, 1)
     # Sovereignty beyond its objective fails the run whatever its weight, as it caps it.
+    # A run a guardrail stopped keeps its score (what it measured until then) but never passes.
     passed = (
-        overall is not None
+        not aborted
+        and overall is not None
         and all(d.passed is True for d in dimensions if d.weight > 0)
         and all(d.passed is not False for d in dimensions if d.name == "sovereignty")
     )
@@ -74,11 +80,14 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
     )
 
 
-def _not_scored(metrics: Metrics, dimensions: tuple[DimensionScore, ...]) -> Score:
+def _not_scored(
+    metrics: Metrics, dimensions: tuple[DimensionScore, ...], before: str = "stopped before its plan started"
+) -> Score:
     """A run that stopped before its plan started has no score: what it measured (a warm-up, a
-    steady state that failed) says nothing about the faults it never met."""
+    steady state that failed) says nothing about the faults it never met. Nor has a run interrupted
+    midway: its figures cover the part of the plan it met."""
     reason = metrics.run.reason
-    why = "the run stopped before its plan started" + (f" ({reason})" if reason else "")
+    why = f"the run {before}" + (f" ({reason})" if reason else "")
     how = "Make the run reach its plan (its reason is in the summary), then run it again."
     return Score(
         overall=None,
