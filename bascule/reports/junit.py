@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from bascule.reports._discovered import discovered_lines
 from bascule.reports.model import Result, ResultScore
 
-__all__ = ["render_junit"]
+__all__ = ["render_junit", "text_value"]
 
 _ERRORS = {2: "invalid input", 3: "aborted", 4: "target or infrastructure error"}
 
 
-def _text(value: object) -> str:
+def text_value(value: object) -> str:
+    """A property's value as JUnit consumers show it: ``null``, 6 significant digits, or text."""
     if value is None:
         return "null"
     if isinstance(value, float):
@@ -48,13 +49,13 @@ def _properties(case: ET.Element, result: Result) -> None:
         values[f"bascule.{entry.name}.sub_score"] = entry.sub_score
     properties = ET.SubElement(case, "properties")
     for name, value in values.items():
-        ET.SubElement(properties, "property", name=name, value=_text(value))
+        ET.SubElement(properties, "property", name=name, value=text_value(value))
 
 
-def _failure_text(score: ResultScore) -> tuple[str, str]:
+def _failuretext_value(score: ResultScore) -> tuple[str, str]:
     failing = [d for d in score.dimensions if not d.passed]
     names = ", ".join(d.name for d in failing) or "the overall score"
-    message = f"score {_text(score.overall)} ({score.grade}): objectives not met — {names}"
+    message = f"score {text_value(score.overall)} ({score.grade}): objectives not met — {names}"
     lines = []
     for d in failing:
         lines.append(f"{d.name}: {d.explanation}")
@@ -90,7 +91,7 @@ def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> s
             error.text = reason
         elif code != 0 or not score.passed:
             failures += 1
-            message, text = _failure_text(score)
+            message, text = _failuretext_value(score)
             if code == 1 and score.passed:
                 message = f"the steady-state hypothesis failed after rollback: {reason}"
             failure = ET.SubElement(case, "failure", message=message)

@@ -19,18 +19,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
+from bascule.reports.junit import text_value as _text
 from bascule.reports.model import Result
 from bascule.verdicts.model import RepeatSummary, Verdict
 
 __all__ = ["render_junit_repeats"]
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def _properties(case: ET.Element, summary: RepeatSummary) -> None:
