@@ -247,7 +247,7 @@ class Identity(Fault):
     mode: IdentityMode = IdentityMode.ERROR
     statuses: tuple[int, ...] = (500, 503)
     latency: Duration = 0.0
-    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.DEPENDENCY, Scope.REGION})
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.DEPENDENCY, Scope.REGION, Scope.COMPONENT})
     client_sees: ClassVar[str] = "token refresh fails (5xx, slow)"
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ __all__ = [
     "Failback",
     "HealthCheck",
     "Hedging",
+    "OwnReplication",
     "Placement",
     "Region",
     "RegionSpec",
@@ -48,6 +49,7 @@ __all__ = [
     "Routing",
     "RoutingMode",
     "Timeouts",
+    "WipeSpec",
     "host_name",
     "region_slug",
 ]
@@ -113,6 +115,8 @@ class ComponentKind(StrEnum):
     LLM = "llm"
     SERVICE = "service"
     """The user's own: a ``command`` bascule starts, or a ``url`` it only fronts."""
+    IDENTITY = "identity"
+    """The user's own token service (``command`` or ``url``): what the ``identity`` fault acts on."""
 
 
 class Placement(_Spec):
@@ -156,6 +160,16 @@ class Readiness(_Spec):
         return value
 
 
+class WipeSpec(_Spec):
+    """How a replica of an own service loses its data (the ``data-loss`` fault): a command bascule
+    runs while that replica is stopped, then the replica is started again. Same placeholders as
+    the command (``{data_dir}`` above all)."""
+
+    argv: Annotated[tuple[str, ...], Field(min_length=1)]
+    timeout: Timeout = 30.0
+    """How long the command may run; past it, it is killed and the fault fails."""
+
+
 class CommandSpec(_Spec):
     """An own service bascule starts and supervises, one process per replica.
 
@@ -177,16 +191,29 @@ class CommandSpec(_Spec):
     start_timeout: Timeout | None = None
     """How long each replica may take to start and be ready, when longer than the stack's start
     timeout (``bascule run --stack-timeout``, 60 s by default): a service that needs 90 s to start."""
+    wipe: WipeSpec | None = None
+    """How to wipe a replica's data (``data-loss``); without it, that fault is refused."""
 
     def templates(self) -> list[tuple[tuple[PathElement, ...], str]]:
         """Every string that may hold placeholders, by where it is under ``command``."""
-        return [(("argv", i), a) for i, a in enumerate(self.argv)] + [
-            (("env", k), v) for k, v in self.env.items()
-        ]
+        out: list[tuple[tuple[PathElement, ...], str]] = [(("argv", i), a) for i, a in enumerate(self.argv)]
+        out += [(("env", k), v) for k, v in self.env.items()]
+        if self.wipe is not None:
+            out += [(("wipe", "argv", i), a) for i, a in enumerate(self.wipe.argv)]
+        return out
 
     def regional_callees(self) -> set[tuple[str, str]]:
         """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name."""
         return regional_callees(text for _, text in self.templates())
+
+
+class OwnReplication(_Spec):
+    """How an own service replicates between its regions: every other region's replica streams
+    from the one in ``primary``, over a route bascule creates (``{replication.url}``,
+    ``.host``, ``.port`` in its command), so that ``replication-pause`` and ``partition`` reach it."""
+
+    primary: RegionId
+    """The region the others replicate from."""
 
 
 class ComponentSpec(_Spec):
@@ -202,6 +229,8 @@ class ComponentSpec(_Spec):
     """An own service already running, by region, that bascule only fronts with its fault routes."""
     entry: bool = False
     """Clients (load, probes) reach the service here, through the edge — instead of a gateway."""
+    replication: OwnReplication | None = None
+    """An own service (``command``) whose regions replicate: which region is the primary."""
     calls: tuple[str, ...] = ()
     """Other components this one calls (``command`` only): each in the caller's region when placed
     there, else in the first region of the routing order where it is — and in every region a
@@ -230,12 +259,20 @@ class ComponentSpec(_Spec):
         if self.command is not None and self.url is not None:
             raise ValueError("give either command (bascule starts it) or url (already running), not both")
         own = self.command is not None or self.url is not None
-        if own and self.kind not in (None, ComponentKind.SERVICE):
-            raise ValueError("a component with a command or a url is of kind service")
-        if self.kind is ComponentKind.SERVICE and not own:
-            raise ValueError("a service component needs a command (bascule starts it) or a url")
+        if own and self.kind not in (None, ComponentKind.SERVICE, ComponentKind.IDENTITY):
+            raise ValueError("a component with a command or a url is of kind service (or identity)")
+        if self.kind in (ComponentKind.SERVICE, ComponentKind.IDENTITY) and not own:
+            raise ValueError(
+                f"a {self.kind} component is a service of your own: give it a command (bascule starts "
+                "it) or a url"
+            )
         if self.url is not None and self.calls:
             raise ValueError("a url component is already running: bascule cannot tell it what to call")
+        if self.replication is not None and self.command is None:
+            raise ValueError(
+                "replication: bascule gives the replicas of a command the route to their primary; a "
+                "url service is already running and cannot be told it"
+            )
         return self
 
     @property
@@ -525,8 +562,19 @@ class Design(_Spec):
                 }
                 problems += [
                     (("components", name, "command", *where), message)
-                    for where, message in placeholder_problems(comp.command.templates(), comp.calls, placed)
+                    for where, message in placeholder_problems(
+                        comp.command.templates(), comp.calls, placed, replication=comp.replication is not None
+                    )
                 ]
+            problems += self._replication_problems(name, comp)
+            if self.component_kind(name) is ComponentKind.IDENTITY and not comp.own:
+                problems.append(
+                    (
+                        ("components", name),
+                        "an identity component is a token service of your own: give it a command "
+                        "(bascule starts it) or a url",
+                    )
+                )
             if comp.url is not None:
                 for rid in comp.replicas:
                     if rid not in comp.url:
@@ -543,6 +591,25 @@ class Design(_Spec):
                             )
                         )
         return problems
+
+    def _replication_problems(
+        self, name: str, comp: ComponentSpec
+    ) -> list[tuple[tuple[PathElement, ...], str]]:
+        if comp.replication is None:
+            return []
+        placed = [r for r, p in comp.replicas.items() if p.ceiling > 0]
+        where: tuple[PathElement, ...] = ("components", name, "replication", "primary")
+        if comp.replication.primary not in placed:
+            return [
+                (
+                    where,
+                    f"{name} is not placed in {comp.replication.primary}: "
+                    + _unknown("region", comp.replication.primary, placed),
+                )
+            ]
+        if len(placed) < 2:
+            return [(where, f"{name} is placed in one region only: there is nothing to replicate to")]
+        return []
 
     def growing_regions(self) -> list[str]:
         """Regions where some component has ``max_replicas`` above ``replicas``."""
