@@ -83,6 +83,7 @@ def _basebackup(pgdata: Path, upstream_port: int) -> None:
                 "-X",
                 "stream",
                 "--no-sync",
+                "--checkpoint=fast",
                 "-R",
             ],
             stdout=sys.stderr,
@@ -92,7 +93,9 @@ def _basebackup(pgdata: Path, upstream_port: int) -> None:
         if done.returncode == 0:
             return
         if time.monotonic() > deadline:
-            sys.exit(f"pg_node: pg_basebackup from 127.0.0.1:{upstream_port} failed for {BASEBACKUP_FOR_S:g} s")
+            sys.exit(
+                f"pg_node: pg_basebackup from 127.0.0.1:{upstream_port} failed for {BASEBACKUP_FOR_S:g} s"
+            )
         time.sleep(1.0)
 
 
@@ -145,7 +148,11 @@ def main() -> None:
     argv = [_binary("postgres"), "-D", str(pgdata)]
     for key, value in settings.items():
         argv += ["-c", f"{key}={value}"]
-    print(f"pg_node: {'primary' if primary else 'standby'} on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+    print(
+        f"pg_node: {'primary' if primary else 'standby'} on 127.0.0.1:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
     os.execv(argv[0], argv)
 
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ISSUED: dict[str, float] = {}
 LOCK = threading.Lock()
-TTL = 4.0
+SETTINGS = {"ttl": 4.0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,8 +42,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             for old in [t for t, until in ISSUED.items() if until < now]:
                 del ISSUED[old]
-            ISSUED[token] = now + TTL
-        self._send(200, {"token": token, "ttl": TTL})
+            ISSUED[token] = now + SETTINGS["ttl"]
+        self._send(200, {"token": token, "ttl": SETTINGS["ttl"]})
 
     def do_GET(self) -> None:
         if self.path == "/healthz":
@@ -55,17 +55,16 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not found"})
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 def main() -> None:
-    global TTL
     parser = argparse.ArgumentParser(description="the example's token service")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ttl", type=float, default=4.0)
     args = parser.parse_args()
-    TTL = args.ttl
+    SETTINGS["ttl"] = args.ttl
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 
