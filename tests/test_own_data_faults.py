@@ -81,6 +81,18 @@ def test_identity_acts_on_the_routes_to_an_own_token_service(fault: Identity, st
     }
 
 
+def test_identity_reaches_a_token_service_that_already_runs() -> None:
+    tokens = {
+        "kind": "identity",
+        "url": {PAR: "http://127.0.0.1:9", GRA: "http://127.0.0.1:10"},
+        "replicas": {PAR: 1, GRA: 1},
+    }
+    effects = effects_of(
+        design_text(tokens=tokens), Identity(mode=IdentityMode.TIMEOUT), Selector(region=GRA)
+    )
+    assert effects == (RouteFault("api@ovhcloud-gra->tokens@ovhcloud-gra", Blackhole()),)
+
+
 def test_identity_on_a_component_that_is_no_token_service_says_how_to_declare_one() -> None:
     (message,) = problems_of(design_text(), Identity(), Selector(component="db"))
     assert "kind: identity" in message

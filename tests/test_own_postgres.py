@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,10 +52,23 @@ def test_the_adapted_replay_plans_with_no_refusal() -> None:
     assert "refuse" not in (done.stdout + done.stderr).lower()
 
 
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A run directory the postgres user can reach: pytest's tmp_path sits under a 0700 directory,
+    and PostgreSQL, which refuses to run as root, runs as that user when the tests run as root."""
+    top = Path(tempfile.mkdtemp(prefix="bascule-own-postgres-"))
+    top.chmod(0o755)
+    try:
+        yield top / "run"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 @pytest.mark.parametrize(("design", "loses"), [("design.yaml", True), ("design-sync.yaml", False)])
 def test_a_region_outage_after_a_replication_pause_loses_acknowledged_writes_unless_commit_is_synchronous(
-    tmp_path: Path, design: str, loses: bool
+    run_dir: Path, design: str, loses: bool
 ) -> None:
+    tmp_path = run_dir
     done = bascule(
         "run",
         str(EXAMPLE / "scenario.yaml"),

@@ -23,6 +23,7 @@ import argparse
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -42,10 +43,30 @@ def _binary(name: str) -> str:
     return path
 
 
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` may traverse every directory above `path` (pytest's 0700 tmp dirs are not)."""
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == user.pw_gid:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
 def _drop_root(data_dir: Path) -> None:
     if os.geteuid() != 0:
         return
     user = pwd.getpwnam("postgres")
+    if not _reachable(data_dir, user):
+        sys.exit(
+            f"pg_node: the postgres user cannot reach {data_dir} (a directory above it is closed to "
+            "others): give bascule run an --out directory others may traverse"
+        )
     for root, dirs, files in os.walk(data_dir):
         for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
             os.chown(name, user.pw_uid, user.pw_gid)
