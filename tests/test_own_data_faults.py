@@ -212,3 +212,20 @@ def test_a_wipe_runs_while_the_replica_is_down_and_it_restarts(tmp_path: Path) -
             pytest.fail("the replica did not restart after its wipe")
     finally:
         supervisor.stop(timeout=3)
+
+
+def test_a_wipe_command_writes_to_the_replica_log_and_its_failure_fails_the_fault(tmp_path: Path) -> None:
+    from bascule.errors import FaultError
+    from bascule.stack.layout import OwnWipe
+    from bascule.targets.local.board import _run_wipe
+
+    log = tmp_path / "db.log"
+    ok = OwnWipe((sys.executable, "-c", "print('wiped it')"), {}, str(tmp_path), 10.0)
+    _run_wipe("db-0", ok, log)
+    assert "data-loss: running" in log.read_text() and "wiped it" in log.read_text()
+    failing = OwnWipe((sys.executable, "-c", "import sys; sys.exit(3)"), {}, str(tmp_path), 10.0)
+    with pytest.raises(FaultError, match="exited 3"):
+        _run_wipe("db-0", failing, log)
+    slow = OwnWipe((sys.executable, "-c", "import time; time.sleep(30)"), {}, str(tmp_path), 0.5)
+    with pytest.raises(FaultError, match="failed"):
+        _run_wipe("db-0", slow, log)

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import httpx
 
@@ -258,7 +259,8 @@ class FaultBoard:
         own = self.wipes.get(replica)
         if own is not None:
             try:
-                self._supervisor.while_down(replica, partial(_run_wipe, replica, own))
+                log = self._supervisor.log_path(replica)
+                self._supervisor.while_down(replica, partial(_run_wipe, replica, own, log))
             except TargetError as exc:
                 raise FaultError(str(exc)) from exc
             return
@@ -276,23 +278,27 @@ class FaultBoard:
             raise FaultError(f"store {replica} refused the wipe: HTTP {response.status_code}")
 
 
-def _run_wipe(replica: str, wipe: OwnWipe) -> None:
-    """Run an own service's wipe command, bounded by its timeout; its output goes to our log."""
-    try:
-        done = subprocess.run(
-            list(wipe.argv),
-            cwd=wipe.cwd,
-            env={**os.environ, **wipe.env},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=wipe.timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FaultError(f"{replica}: its wipe command failed: {exc}") from exc
+def _run_wipe(replica: str, wipe: OwnWipe, log: Path) -> None:
+    """Run an own service's wipe command, bounded by its timeout; its output goes to the replica's
+    log, after a line that says so."""
+    with log.open("ab") as out:
+        out.write(f"bascule: data-loss: running {' '.join(wipe.argv)}\n".encode())
+        out.flush()
+        try:
+            done = subprocess.run(
+                list(wipe.argv),
+                cwd=wipe.cwd,
+                env={**os.environ, **wipe.env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=wipe.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FaultError(f"{replica}: its wipe command failed: {exc}") from exc
     if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise FaultError(f"{replica}: its wipe command exited {done.returncode}: {tail[0]}")
+        raise FaultError(f"{replica}: its wipe command exited {done.returncode} (its output: {log})")
 
 
 def _route_state(value: _Value) -> ProxyFault:
