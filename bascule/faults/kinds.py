@@ -240,8 +240,9 @@ class IdentityMode(StrEnum):
 
 @register
 class Identity(Fault):
-    """The token service a region depends on fails (STS on 2025-10-20). Cached tokens keep working
-    until they expire; then calls are rejected until a refresh succeeds."""
+    """The token service a region depends on fails (STS on 2025-10-20) — an identity dependency,
+    or a component of kind identity (a token service of the user's own). Cached tokens keep
+    working until they expire; then calls are rejected until a refresh succeeds."""
 
     kind: Literal["identity"] = "identity"
     mode: IdentityMode = IdentityMode.ERROR
