@@ -94,6 +94,9 @@ def test_a_region_outage_after_a_replication_pause_loses_acknowledged_writes_unl
     api_gra = (tmp_path / "logs" / "api-ovhcloud-gra-0.log").read_text()
     assert "promoted" in api_gra, "gra's API promotes its standby when fr-par goes dark"
     rpo = json.loads((tmp_path / "result.json").read_text())["figures"]["rpo"]
+    print(
+        f"{design}: {rpo['lost']} of {rpo['acknowledged']} acknowledged canaries lost, RPO {rpo['seconds']} s"
+    )
     assert rpo["acknowledged"] > 50 and rpo["unverified"] == 0
     if loses:
         assert rpo["lost"] > 0, rpo
