@@ -289,7 +289,14 @@ components:
     (api,) = stack.replicas
     for endpoint, filled in (("http://127.0.0.1:4318", "http://127.0.0.1:4318"), (None, "")):
         command = own_command(
-            design, stack, api, port=40123, route_ports={}, base_dir=str(tmp_path), otlp_endpoint=endpoint
+            design,
+            stack,
+            api,
+            port=40123,
+            route_ports={},
+            base_dir=str(tmp_path),
+            data_dir=str(tmp_path),
+            otlp_endpoint=endpoint,
         )
         assert command.argv == ("serve", "--otlp", filled)
 
