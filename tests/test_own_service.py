@@ -259,7 +259,9 @@ components:
     (api,) = [r for r in stack.replicas if r.component == "api"]
     ports = {r.name: 41000 + i for i, r in enumerate(stack.routes)}
     (call,) = [r for r in stack.routes if r.hop.source is not None]
-    command = own_command(design, stack, api, port=40123, route_ports=ports, base_dir=str(tmp_path))
+    command = own_command(
+        design, stack, api, port=40123, route_ports=ports, base_dir=str(tmp_path), data_dir=str(tmp_path)
+    )
     assert command.argv == ("serve", "--port", "40123", "--name", "api-scaleway-fr-par-0")
     assert command.env == {
         "KV_URL": f"http://127.0.0.1:{ports[call.name]}/v1",
@@ -287,7 +289,14 @@ components:
     (api,) = stack.replicas
     for endpoint, filled in (("http://127.0.0.1:4318", "http://127.0.0.1:4318"), (None, "")):
         command = own_command(
-            design, stack, api, port=40123, route_ports={}, base_dir=str(tmp_path), otlp_endpoint=endpoint
+            design,
+            stack,
+            api,
+            port=40123,
+            route_ports={},
+            base_dir=str(tmp_path),
+            data_dir=str(tmp_path),
+            otlp_endpoint=endpoint,
         )
         assert command.argv == ("serve", "--otlp", filled)
 

@@ -51,7 +51,9 @@ def test_each_regional_placeholder_is_the_route_to_that_region() -> None:
     ports = {r.name: 41000 + i for i, r in enumerate(stack.routes)}
     by_region = {r.hop.target.region: ports[r.name] for r in calls}
     (proxy,) = [r for r in stack.replicas if r.component == "proxy"]
-    command = own_command(design, stack, proxy, port=40000, route_ports=ports, base_dir=".")
+    command = own_command(
+        design, stack, proxy, port=40000, route_ports=ports, base_dir=".", data_dir="/tmp/d"
+    )
     assert command.env == {
         "PRIMARY": f"http://127.0.0.1:{by_region[US]}",
         "FALLBACK": f"http://127.0.0.1:{by_region[PAR]}",

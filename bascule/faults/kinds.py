@@ -240,14 +240,15 @@ class IdentityMode(StrEnum):
 
 @register
 class Identity(Fault):
-    """The token service a region depends on fails (STS on 2025-10-20). Cached tokens keep working
-    until they expire; then calls are rejected until a refresh succeeds."""
+    """The token service a region depends on fails (STS on 2025-10-20) — an identity dependency,
+    or a component of kind identity (a token service of the user's own). Cached tokens keep
+    working until they expire; then calls are rejected until a refresh succeeds."""
 
     kind: Literal["identity"] = "identity"
     mode: IdentityMode = IdentityMode.ERROR
     statuses: tuple[int, ...] = (500, 503)
     latency: Duration = 0.0
-    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.DEPENDENCY, Scope.REGION})
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.DEPENDENCY, Scope.REGION, Scope.COMPONENT})
     client_sees: ClassVar[str] = "token refresh fails (5xx, slow)"
 
     @model_validator(mode="after")

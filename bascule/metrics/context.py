@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from bascule.metrics.model import Cost, DesignFacts, RunInfo
 from bascule.metrics.records import RunStarted
 from bascule.metrics.state import JournalState
-from bascule.model.design import ComponentKind, Design
+from bascule.model.design import ComponentKind, Design, ReplicationMode
 
 __all__ = ["compute_cost", "design_facts", "region_facts", "run_info"]
 
@@ -73,7 +73,7 @@ def design_facts(design: Design | None, primary: str | None) -> DesignFacts:
     return DesignFacts(
         primary=primary,
         routing_mode=routing.mode.value,
-        replication_mode=design.replication.mode.value,
+        replication_mode=_replication_mode(design),
         replication_lag=design.replication.lag,
         detection_delay=routing.health_check.interval * routing.health_check.unhealthy_after,
         failback_after=routing.failback.after_healthy_for,
@@ -84,6 +84,15 @@ def design_facts(design: Design | None, primary: str | None) -> DesignFacts:
         levels={r: f[1] for r, f in facts.items()},
         providers={r: f[0] for r, f in facts.items()},
     )
+
+
+def _replication_mode(design: Design) -> str:
+    """The reference stores' mode; ``own`` when only services of the user's own replicate (their
+    own way, which bascule does not know: asynchronous or synchronous)."""
+    mode = design.replication.mode
+    if mode is ReplicationMode.NONE and any(c.replication is not None for c in design.components.values()):
+        return "own"
+    return mode.value
 
 
 def region_facts(design: Design | None, regions: Iterable[str]) -> dict[str, tuple[str, str]]:

@@ -20,7 +20,8 @@ from bascule.errors import PathElement
 from bascule.model.catalog import CATALOG, Sovereignty
 from bascule.model.durations import Duration, Interval, Lifetime, Timeout
 from bascule.model.names import ZONE, host_name, region_slug
-from bascule.model.placeholders import placeholder_problems, regional_callees
+from bascule.model.own import CommandSpec, OwnReplication, WipeSpec
+from bascule.model.placeholders import placeholder_problems
 from bascule.model.selector import RegionId
 from bascule.model.source import SourceMap
 from bascule.model.suggest import unknown_name as _unknown
@@ -39,6 +40,7 @@ __all__ = [
     "Failback",
     "HealthCheck",
     "Hedging",
+    "OwnReplication",
     "Placement",
     "Region",
     "RegionSpec",
@@ -48,6 +50,7 @@ __all__ = [
     "Routing",
     "RoutingMode",
     "Timeouts",
+    "WipeSpec",
     "host_name",
     "region_slug",
 ]
@@ -113,6 +116,8 @@ class ComponentKind(StrEnum):
     LLM = "llm"
     SERVICE = "service"
     """The user's own: a ``command`` bascule starts, or a ``url`` it only fronts."""
+    IDENTITY = "identity"
+    """The user's own token service (``command`` or ``url``): what the ``identity`` fault acts on."""
 
 
 class Placement(_Spec):
@@ -143,52 +148,6 @@ class Placement(_Spec):
         return self.max_replicas if self.max_replicas is not None else self.replicas
 
 
-class Readiness(_Spec):
-    """How bascule knows an own service is up: an HTTP path answering 2xx, else a TCP connect."""
-
-    path: str | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("a readiness path starts with '/', e.g. /healthz")
-        return value
-
-
-class CommandSpec(_Spec):
-    """An own service bascule starts and supervises, one process per replica.
-
-    Strings of ``argv`` and ``env`` may hold placeholders, filled per replica: ``{port}`` (the port
-    it must listen on, chosen by bascule), ``{host}`` (127.0.0.1), ``{region}``, ``{replica}`` (its
-    name), ``{python}`` (the interpreter running bascule), and for each component it ``calls``:
-    ``{NAME.url}``, ``{NAME.host}``, ``{NAME.port}`` — the fault route in front of that component,
-    which is how faults reach the hop — and ``{NAME@REGION.url}`` (``.host``, ``.port``): the route
-    to its replicas in that region, so that one service can call the same component in two regions,
-    each through a route of its own. ``{{`` and ``}}`` are literal braces."""
-
-    argv: Annotated[tuple[str, ...], Field(min_length=1)]
-    cwd: str | None = None
-    """Working directory, relative to the design file's directory (default: that directory)."""
-    env: dict[str, str] = {}
-    ready: Readiness = Readiness()
-    restart_delay: Duration = 1.0
-    """How long a crashed replica stays down before it is restarted (unless its region is frozen)."""
-    start_timeout: Timeout | None = None
-    """How long each replica may take to start and be ready, when longer than the stack's start
-    timeout (``bascule run --stack-timeout``, 60 s by default): a service that needs 90 s to start."""
-
-    def templates(self) -> list[tuple[tuple[PathElement, ...], str]]:
-        """Every string that may hold placeholders, by where it is under ``command``."""
-        return [(("argv", i), a) for i, a in enumerate(self.argv)] + [
-            (("env", k), v) for k, v in self.env.items()
-        ]
-
-    def regional_callees(self) -> set[tuple[str, str]]:
-        """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name."""
-        return regional_callees(text for _, text in self.templates())
-
-
 class ComponentSpec(_Spec):
     """A component and its placement: ``{replicas: {aws/us-east-1: 2, scaleway/fr-par: 1}}``."""
 
@@ -202,6 +161,8 @@ class ComponentSpec(_Spec):
     """An own service already running, by region, that bascule only fronts with its fault routes."""
     entry: bool = False
     """Clients (load, probes) reach the service here, through the edge — instead of a gateway."""
+    replication: OwnReplication | None = None
+    """An own service (``command``) whose regions replicate: which region is the primary."""
     calls: tuple[str, ...] = ()
     """Other components this one calls (``command`` only): each in the caller's region when placed
     there, else in the first region of the routing order where it is — and in every region a
@@ -230,12 +191,20 @@ class ComponentSpec(_Spec):
         if self.command is not None and self.url is not None:
             raise ValueError("give either command (bascule starts it) or url (already running), not both")
         own = self.command is not None or self.url is not None
-        if own and self.kind not in (None, ComponentKind.SERVICE):
-            raise ValueError("a component with a command or a url is of kind service")
-        if self.kind is ComponentKind.SERVICE and not own:
-            raise ValueError("a service component needs a command (bascule starts it) or a url")
+        if own and self.kind not in (None, ComponentKind.SERVICE, ComponentKind.IDENTITY):
+            raise ValueError("a component with a command or a url is of kind service (or identity)")
+        if self.kind in (ComponentKind.SERVICE, ComponentKind.IDENTITY) and not own:
+            raise ValueError(
+                f"a {self.kind} component is a service of your own: give it a command (bascule starts "
+                "it) or a url"
+            )
         if self.url is not None and self.calls:
             raise ValueError("a url component is already running: bascule cannot tell it what to call")
+        if self.replication is not None and self.command is None:
+            raise ValueError(
+                "replication: bascule gives the replicas of a command the route to their primary; a "
+                "url service is already running and cannot be told it"
+            )
         return self
 
     @property
@@ -525,8 +494,19 @@ class Design(_Spec):
                 }
                 problems += [
                     (("components", name, "command", *where), message)
-                    for where, message in placeholder_problems(comp.command.templates(), comp.calls, placed)
+                    for where, message in placeholder_problems(
+                        comp.command.templates(), comp.calls, placed, replication=comp.replication is not None
+                    )
                 ]
+            problems += self._replication_problems(name, comp)
+            if self.component_kind(name) is ComponentKind.IDENTITY and not comp.own:
+                problems.append(
+                    (
+                        ("components", name),
+                        "an identity component is a token service of your own: give it a command "
+                        "(bascule starts it) or a url",
+                    )
+                )
             if comp.url is not None:
                 for rid in comp.replicas:
                     if rid not in comp.url:
@@ -543,6 +523,25 @@ class Design(_Spec):
                             )
                         )
         return problems
+
+    def _replication_problems(
+        self, name: str, comp: ComponentSpec
+    ) -> list[tuple[tuple[PathElement, ...], str]]:
+        if comp.replication is None:
+            return []
+        placed = [r for r, p in comp.replicas.items() if p.ceiling > 0]
+        where: tuple[PathElement, ...] = ("components", name, "replication", "primary")
+        if comp.replication.primary not in placed:
+            return [
+                (
+                    where,
+                    f"{name} is not placed in {comp.replication.primary}: "
+                    + _unknown("region", comp.replication.primary, placed),
+                )
+            ]
+        if len(placed) < 2:
+            return [(where, f"{name} is placed in one region only: there is nothing to replicate to")]
+        return []
 
     def growing_regions(self) -> list[str]:
         """Regions where some component has ``max_replicas`` above ``replicas``."""

@@ -13,7 +13,7 @@ from bascule.model.suggest import unknown_name
 
 __all__ = ["CALLEE_FIELDS", "OWN_PLACEHOLDERS", "placeholder_problems", "placeholders", "regional_callees"]
 
-OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python", "otlp.url")
+OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python", "otlp.url", "data_dir")
 CALLEE_FIELDS = ("url", "host", "port")
 
 Where = tuple[PathElement, ...]
@@ -43,11 +43,18 @@ def regional_callees(texts: Iterable[str]) -> set[tuple[str, str]]:
 
 
 def placeholder_problems(
-    texts: Sequence[tuple[Where, str]], calls: Sequence[str], placed: Mapping[str, Sequence[str]]
+    texts: Sequence[tuple[Where, str]],
+    calls: Sequence[str],
+    placed: Mapping[str, Sequence[str]],
+    *,
+    replication: bool = False,
 ) -> list[tuple[Where, str]]:
     """What is wrong with each template of `texts` (by where it is), given the components the
-    service `calls` and the regions each component of the design is `placed` in."""
+    service `calls`, the regions each component of the design is `placed` in, and whether it
+    declares `replication` (then ``{replication.url}``, ``.host`` and ``.port`` are known)."""
     allowed = [*OWN_PLACEHOLDERS, *(f"{c}.{f}" for c in calls for f in CALLEE_FIELDS)]
+    if replication:
+        allowed += [f"replication.{f}" for f in CALLEE_FIELDS]
     problems: list[tuple[Where, str]] = []
     for where, text in texts:
         try:

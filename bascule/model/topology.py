@@ -6,7 +6,8 @@ store → peer stores (replication), and every component of a region → the sha
 that region relies on. A design of the user's own services has instead: clients → its entry
 service, and each service → every component it ``calls`` (in its own region when placed there,
 else in the first region of the routing order where it is, and in every region its
-``{NAME@REGION.…}`` placeholders name).
+``{NAME@REGION.…}`` placeholders name); and each standby region of a service that replicates →
+its primary (``replication: {primary: REGION}``), the connection a standby opens to stream from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from enum import StrEnum
 
 from bascule.model.design import ComponentKind, Design, ReplicationMode
 
-__all__ = ["Endpoint", "Link", "LinkPurpose", "callee_region", "links"]
+__all__ = ["Endpoint", "Link", "LinkPurpose", "callee_region", "links", "replicated_into"]
 
 
 @dataclass(frozen=True, order=True)
@@ -101,6 +102,14 @@ def _own_hops(design: Design) -> list[Link]:
             if placement.ceiling > 0
         ]
     for name, spec in design.components.items():
+        if spec.replication is not None:
+            # The standby connects to its primary: data flows against the link, into its source.
+            primary = Endpoint(name, spec.replication.primary)
+            out += [
+                Link(Endpoint(name, region), primary, LinkPurpose.REPLICATE)
+                for region, placement in spec.replicas.items()
+                if placement.ceiling > 0 and region != primary.region
+            ]
         pinned = spec.command.regional_callees() if spec.command is not None else set()
         for region, placement in spec.replicas.items():
             if placement.ceiling == 0:
@@ -114,6 +123,15 @@ def _own_hops(design: Design) -> list[Link]:
                     for w in sorted(wheres)
                 ]
     return out
+
+
+def replicated_into(design: Design, hop: Link) -> str:
+    """The region a replication link carries data into: a reference store pushes to its peer (the
+    link's target); an own standby pulls from its primary (the link's source)."""
+    own = design.components.get(hop.target.name)
+    if own is not None and own.replication is not None and hop.source is not None:
+        return hop.source.region
+    return hop.target.region
 
 
 def callee_region(design: Design, callee: str, caller_region: str) -> str | None:

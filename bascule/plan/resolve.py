@@ -17,7 +17,7 @@ from bascule.model.catalog import CATALOG, PROVIDERS
 from bascule.model.design import ComponentKind, DependencyKind, Design, host_name
 from bascule.model.selector import Selector
 from bascule.model.suggest import unknown_name
-from bascule.model.topology import Endpoint, Link, LinkPurpose, links
+from bascule.model.topology import Endpoint, Link, LinkPurpose, links, replicated_into
 from bascule.plan.model import ReplicaRef, Touch
 
 __all__ = ["Problems", "resolve"]
@@ -245,25 +245,52 @@ def _replication(
         ]
     else:
         regions = set(_regions_of(design, sel))
-        matched = [h for h in replicating if h.target.region in regions]
-    return _touch(design, hop_list=matched, regions=[h.target.region for h in matched])
+        matched = [h for h in replicating if replicated_into(design, h) in regions]
+    return _touch(design, hop_list=matched, regions=[replicated_into(design, h) for h in matched])
 
 
 def _data_loss(
     design: Design, fault: Fault, sel: Selector, where: tuple[PathElement, ...], problems: Problems
 ) -> Touch:
-    if sel.component is not None and design.component_kind(sel.component) is not ComponentKind.STORE:
-        problems.append(((*where, "component"), f"data-loss wipes a store; {sel.component!r} is not one"))
+    wipeable = set(design.components_of(ComponentKind.STORE)) | {
+        name for name, c in design.components.items() if c.command is not None and c.command.wipe is not None
+    }
+    if sel.component is not None and sel.component not in wipeable:
+        spec = design.components[sel.component]
+        if spec.command is not None:
+            why = (
+                "give it wipe: {argv: [...]} under its command: (a command run while the replica is stopped)"
+            )
+        elif spec.url is not None:
+            why = (
+                "it is a url service, already running: bascule did not start it and cannot stop it to wipe it"
+            )
+        else:
+            why = "it is not a store"
+        problems.append(((*where, "component"), f"data-loss: bascule cannot wipe {sel.component!r}: {why}"))
         return Touch()
-    stores = set(design.components_of(ComponentKind.STORE))
-    replicas = [r for r in _replicas(design, sel, where, problems) if r.component in stores]
+    replicas = [r for r in _replicas(design, sel, where, problems) if r.component in wipeable]
     return _touch(design, replicas=replicas, regions=[r.region for r in replicas])
 
 
 def _identity(
     design: Design, fault: Fault, sel: Selector, where: tuple[PathElement, ...], problems: Problems
 ) -> Touch:
-    if sel.dependency is not None:
+    own = design.components_of(ComponentKind.IDENTITY)
+    targets: list[Endpoint] = []
+    if sel.component is not None:
+        if sel.component not in own:
+            problems.append(
+                (
+                    (*where, "component"),
+                    f"{sel.component!r} is not a token service: declare it kind: identity (with its "
+                    "command or url)",
+                )
+            )
+            return Touch()
+        targets = [Endpoint(sel.component, r) for r, p in design.components[sel.component].replicas.items()]
+        deps: list[str] = []
+    elif sel.dependency is not None:
         if design.dependencies[sel.dependency].kind is not DependencyKind.IDENTITY:
             problems.append(((*where, "dependency"), f"{sel.dependency!r} is not an identity dependency"))
             return Touch()
@@ -275,11 +302,15 @@ def _identity(
             for name, d in design.dependencies.items()
             if d.kind is DependencyKind.IDENTITY and d.region in regions
         ]
+        targets = [
+            Endpoint(name, r) for name in own for r in design.components[name].replicas if r in regions
+        ]
+    wanted = set(targets)
     return _touch(
         design,
-        hop_list=[h for h in links(design) if h.target.name in deps],
+        hop_list=[h for h in links(design) if h.target.name in deps or h.target in wanted],
         deps=deps,
-        regions=[design.dependencies[d].region for d in deps],
+        regions=[design.dependencies[d].region for d in deps] + [t.region for t in targets],
     )
 
 

@@ -236,6 +236,13 @@ def recommend_durability(metrics: Metrics) -> str:
         )
     if mode == "none":
         return "The design replicates nothing: replicate the store to the standby region."
+    if mode == "own":
+        return (
+            "Acknowledged writes were lost though your service replicates: a write acknowledged before "
+            "the standby has it is lost with the primary's region. Acknowledge only once a standby has "
+            "it (PostgreSQL: synchronous_commit with synchronous_standby_names), or promote only a "
+            "standby that has caught up."
+        )
     return (
         "Writes were lost despite synchronous replication: acknowledge a write only once every replica "
         "has it."

@@ -23,6 +23,7 @@ from bascule.model.topology import Endpoint, Link, LinkPurpose, callee_region, l
 
 __all__ = [
     "OwnCommand",
+    "OwnWipe",
     "ProcessKind",
     "ReplicaSpec",
     "RouteSpec",
@@ -111,6 +112,7 @@ class StackLayout:
 
 _KINDS = {
     ComponentKind.SERVICE: ProcessKind.SERVICE,
+    ComponentKind.IDENTITY: ProcessKind.SERVICE,
     ComponentKind.GATEWAY: ProcessKind.GATEWAY,
     ComponentKind.RETRIEVER: ProcessKind.RETRIEVER,
     ComponentKind.STORE: ProcessKind.STORE,
@@ -256,6 +258,18 @@ class OwnCommand:
     cwd: str
     port: int
     ready_path: str | None
+    data_dir: str
+    wipe: OwnWipe | None = None
+
+
+@dataclass(frozen=True)
+class OwnWipe:
+    """How to wipe one replica of an own service: run ``argv`` in ``cwd`` while it is stopped."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -278,12 +292,15 @@ def own_command(
     port: int,
     route_ports: Mapping[str, int],
     base_dir: str,
+    data_dir: str,
     otlp_endpoint: str | None = None,
 ) -> OwnCommand:
     """The command of one replica of an own service (``command:``), placeholders filled: the
     callees it names are reached through their fault routes on 127.0.0.1, never by DNS —
     ``{NAME.url}`` the route to the callee's default region, ``{NAME@REGION.url}`` the one to it in
-    REGION; ``{otlp.url}`` the run's OTLP trace receiver (empty when the run receives no spans)."""
+    REGION; ``{otlp.url}`` the run's OTLP trace receiver (empty when the run receives no spans);
+    ``{replication.url}`` the route to its primary (its own address, in the primary);
+    ``{data_dir}`` a directory of the run kept across its restarts."""
     command = design.components[replica.component].command
     if command is None:
         raise ValueError(f"{replica.component} has no command")
@@ -294,7 +311,13 @@ def own_command(
         "replica": replica.name,
         "python": sys.executable,
         "otlp": _Otlp(otlp_endpoint or ""),
+        "data_dir": data_dir,
     }
+    if design.components[replica.component].replication is not None:
+        # A standby streams through its route to the primary; the primary is given its own address.
+        upstream = stack.routes_from(replica.endpoint, LinkPurpose.REPLICATE)
+        via = route_ports[upstream[0].name] if upstream else port
+        values["replication"] = _Callee(f"http://127.0.0.1:{via}", "127.0.0.1", via)
     for route in stack.routes_from(replica.endpoint, LinkPurpose.CALL):
         callee_port = route_ports[route.name]
         target = route.hop.target
@@ -305,4 +328,7 @@ def own_command(
     argv = tuple(a.format_map(values) for a in command.argv)
     env = {k: v.format_map(values) for k, v in command.env.items()}
     cwd = os.path.normpath(os.path.join(base_dir, command.cwd or "."))
-    return OwnCommand(argv, env, cwd, port, command.ready.path)
+    wipe = None
+    if command.wipe is not None:
+        wipe = OwnWipe(tuple(a.format_map(values) for a in command.wipe.argv), env, cwd, command.wipe.timeout)
+    return OwnCommand(argv, env, cwd, port, command.ready.path, data_dir, wipe)

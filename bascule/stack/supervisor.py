@@ -337,6 +337,29 @@ class Supervisor:
             self._signal(popen, signal.SIGKILL)
         self._emit(SupervisorEvent("killed", name, popen.pid, replica.start_time))
 
+    def while_down(self, name: str, action: Callable[[], None], *, timeout: float = 10.0) -> None:
+        """Kill the replica, wait until it has exited, run `action`, then let it restart after its
+        spec's delay (unless its group is frozen). Raises `TargetError` when it does not exit
+        within `timeout`; whatever `action` raises is raised after the restart is scheduled."""
+        with self._lock:
+            replica = self.replica(name)
+            popen = replica.popen
+            replica.restart_at = None
+            replica.state = ProcessState.DOWN
+            if popen is not None and popen.poll() is None:
+                self._signal(popen, signal.SIGKILL)
+        if popen is not None:
+            self._emit(SupervisorEvent("killed", name, popen.pid, replica.start_time))
+            try:
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise TargetError(f"{name} did not exit within {timeout:g} s of SIGKILL") from None
+        try:
+            action()
+        finally:
+            with self._lock:
+                replica.restart_at = time.monotonic() + replica.spec.restart_delay
+
     def pause(self, name: str) -> None:
         """SIGSTOP: connections are accepted by the kernel, nothing answers."""
         with self._lock:

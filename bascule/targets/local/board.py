@@ -9,7 +9,9 @@ or to `Pass` when none is left; a region thaws and a process resumes only when n
 them any more.
 
 Instant effects (`Kill`, `Wipe`, `ResetConnections`) act once, when applied, and leave nothing to
-revert. A fault whose application fails half-way is rolled back before the error is raised.
+revert. A reference store is wiped over its admin API; an own service by its design's `wipe:`
+command, run while the replica is stopped, before it restarts. A fault whose application fails
+half-way is rolled back before the error is raised.
 
 The board acts on the live parts of one stack (its `FaultPlane`, `DnsServer` and `Supervisor`),
 so it lives in the process that runs the stack; other processes reach it through the control
@@ -18,14 +20,18 @@ channel (`control.ControlServer`). It is thread-safe.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import httpx
 
 from bascule.errors import FaultError, RevertError, TargetError
+from bascule.stack.layout import OwnWipe
 from bascule.stack.supervisor import Supervisor
 from bascule.targets.local.dns import DnsServer
 from bascule.targets.local.effects import (
@@ -93,10 +99,18 @@ def _part(effect: Effect) -> tuple[_Part, _Value] | None:
 class FaultBoard:
     """Applies and reverts faults, as lists of effects under a key, on one stack's parts."""
 
-    def __init__(self, plane: FaultPlane, dns: DnsServer, supervisor: Supervisor) -> None:
+    def __init__(
+        self,
+        plane: FaultPlane,
+        dns: DnsServer,
+        supervisor: Supervisor,
+        wipes: Mapping[str, OwnWipe] | None = None,
+    ) -> None:
         self._plane = plane
         self._dns = dns
         self._supervisor = supervisor
+        self.wipes: dict[str, OwnWipe] = dict(wipes or {})
+        """How each own service's replica is wiped (its ``wipe:`` command), by replica name."""
         self._lock = threading.RLock()
         self._layers: dict[_Part, _Layers] = {}
         self._active: dict[str, tuple[Effect, ...]] = {}
@@ -242,6 +256,14 @@ class FaultBoard:
                 raise AssertionError(f"not an instant effect: {effect!r}")
 
     def _wipe(self, replica: str) -> None:
+        own = self.wipes.get(replica)
+        if own is not None:
+            try:
+                log = self._supervisor.log_path(replica)
+                self._supervisor.while_down(replica, partial(_run_wipe, replica, own, log))
+            except TargetError as exc:
+                raise FaultError(str(exc)) from exc
+            return
         try:
             url = self._supervisor.replica(replica).url
         except TargetError as exc:
@@ -254,6 +276,29 @@ class FaultBoard:
             raise FaultError(f"store {replica} could not be wiped: {exc}") from exc
         if response.status_code != 200:
             raise FaultError(f"store {replica} refused the wipe: HTTP {response.status_code}")
+
+
+def _run_wipe(replica: str, wipe: OwnWipe, log: Path) -> None:
+    """Run an own service's wipe command, bounded by its timeout; its output goes to the replica's
+    log, after a line that says so."""
+    with log.open("ab") as out:
+        out.write(f"bascule: data-loss: running {' '.join(wipe.argv)}\n".encode())
+        out.flush()
+        try:
+            done = subprocess.run(
+                list(wipe.argv),
+                cwd=wipe.cwd,
+                env={**os.environ, **wipe.env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=wipe.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FaultError(f"{replica}: its wipe command failed: {exc}") from exc
+    if done.returncode != 0:
+        raise FaultError(f"{replica}: its wipe command exited {done.returncode} (its output: {log})")
 
 
 def _route_state(value: _Value) -> ProxyFault:

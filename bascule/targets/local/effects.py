@@ -15,11 +15,13 @@ never silently ignored.
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again;
-- partition, replication-pause: the hops' routes blackholed;
+- partition, replication-pause: the hops' routes blackholed (for an own service that replicates,
+  the route each standby streams from its primary through);
 - control-plane: the regions frozen;
-- data-loss: each store replica wiped (irreversible);
-- identity: the routes to the token service — `error` gives HTTP errors, `slow` latency,
-  `timeout` a blackhole.
+- data-loss: each store replica wiped (irreversible) — an own service's by its `wipe:` command,
+  run while the replica is stopped;
+- identity: the routes to the token service (a dependency, or an own `kind: identity` component)
+  — `error` gives HTTP errors, `slow` latency, `timeout` a blackhole.
 
 Routes out of a region are cut by an outage too: a region whose network is down sends nothing,
 so replication from it stops as well. Effects are JSON-ready through `dump_effect` /
@@ -105,7 +107,8 @@ class Kill:
 
 @dataclass(frozen=True, slots=True)
 class Wipe:
-    """Store `replica` loses every document once. Nothing brings them back."""
+    """Store `replica` loses every document once (an own service: its wipe command, run while it is
+    stopped). Nothing brings them back."""
 
     replica: str
 
@@ -337,7 +340,10 @@ def _control_plane(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    return [Wipe(name) for name in parts.replicas(touch, "data-loss", [ProcessKind.STORE])]
+    # The planner keeps to stores and own services with a wipe command (`resolve._data_loss`).
+    return [
+        Wipe(name) for name in parts.replicas(touch, "data-loss", [ProcessKind.STORE, ProcessKind.SERVICE])
+    ]
 
 
 def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:

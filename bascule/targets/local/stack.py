@@ -305,6 +305,8 @@ class LocalStack:
         return otlp_environment(self.otlp_endpoint, replica.component, replica.region, replica.name)
 
     def _own_spec(self, replica: ReplicaSpec) -> ProcessSpec:
+        data_dir = self.run_dir / "data" / replica.name
+        data_dir.mkdir(parents=True, exist_ok=True)
         command = own_command(
             self.design,
             self.layout,
@@ -312,8 +314,11 @@ class LocalStack:
             port=free_port(),
             route_ports=self.route_ports,
             base_dir=str(self.design_path.parent),
+            data_dir=str(data_dir.resolve()),
             otlp_endpoint=self.otlp_endpoint,
         )
+        if command.wipe is not None:
+            self.board.wipes[replica.name] = command.wipe
         spec = self.design.components[replica.component].command
         assert spec is not None
         # Requests to hosts the design does not declare end at the egress, never on the internet:
