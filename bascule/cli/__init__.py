@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bascule._version import __version__
 from bascule.ci.results import run_scored
@@ -217,15 +218,14 @@ def plan(
     if described.lines:  # the target's own account of what the run would do
         for line in described.lines:
             out.print(line, highlight=False, soft_wrap=True, markup=False)
-        for refusal in described.refusals:
-            err.print(f"[red]refused[/red] {refusal}", highlight=False, soft_wrap=True)
-        if described.refusals:
-            raise typer.Exit(ExitCode.INVALID_INPUT)
-        return
-    if as_json:
+    elif as_json:
         typer.echo(json.dumps(plan_to_dict(built), indent=2, ensure_ascii=False))
     else:
         out.print(render_plan(built, show_actions=actions))
+    for refusal in described.refusals:
+        err.print(f"[red]refused[/red] {escape(refusal)}", highlight=False, soft_wrap=True)
+    if described.refusals:
+        raise typer.Exit(ExitCode.INVALID_INPUT)
 
 
 @app.command()

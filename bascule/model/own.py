@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bascule.errors import PathElement
 from bascule.model.durations import Duration, Timeout
-from bascule.model.placeholders import regional_callees
+from bascule.model.placeholders import named_callees, regional_callees
 from bascule.model.selector import RegionId
 
 __all__ = ["CommandSpec", "OwnReplication", "Readiness", "WipeSpec"]
@@ -52,7 +52,11 @@ class CommandSpec(_Spec):
     ``{NAME.url}``, ``{NAME.host}``, ``{NAME.port}`` — the fault route in front of that component,
     which is how faults reach the hop — and ``{NAME@REGION.url}`` (``.host``, ``.port``): the route
     to its replicas in that region, so that one service can call the same component in two regions,
-    each through a route of its own. ``{{`` and ``}}`` are literal braces."""
+    each through a route of its own. ``{NAME.dns_url}`` and ``{NAME.dns_host}`` (and their
+    ``@REGION`` forms) give the same route by its DNS name in the run's zone
+    (``http://kv.scaleway-fr-par.bascule.internal:PORT``): a replica that uses one runs with a
+    resolver that asks bascule's DNS server, so that ``dns`` faults reach it. ``{{`` and ``}}`` are
+    literal braces."""
 
     argv: Annotated[tuple[str, ...], Field(min_length=1)]
     cwd: str | None = None
@@ -74,6 +78,11 @@ class CommandSpec(_Spec):
         if self.wipe is not None:
             out += [(("wipe", "argv", i), a) for i, a in enumerate(self.wipe.argv)]
         return out
+
+    def named_callees(self) -> set[str]:
+        """The callees (``NAME`` or ``NAME@REGION``) the service is given by DNS name
+        (``{….dns_url}``…): its argv and env, what runs in its resolver's namespace."""
+        return named_callees([*self.argv, *self.env.values()])
 
     def regional_callees(self) -> set[tuple[str, str]]:
         """The ``(component, region)`` pairs its ``{NAME@REGION.…}`` placeholders name."""

@@ -1,5 +1,6 @@
-"""The placeholders of an own service's command (``{port}``, ``{kv.url}``, ``{llm@aws/us-east-1.url}``…):
-which names a template uses, and what is wrong with the ones a design cannot fill. Pure; the
+"""The placeholders of an own service's command (``{port}``, ``{kv.url}``, ``{kv.dns_url}``,
+``{llm@aws/us-east-1.url}``…): which names a template uses, which callees it asks for by DNS name,
+and what is wrong with the ones a design cannot fill. Pure; the
 design (`bascule.model.design`) gives the templates, the callees and where each is placed, and
 the stack (`bascule.stack.layout`) fills them."""
 
@@ -11,10 +12,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from bascule.errors import PathElement
 from bascule.model.suggest import unknown_name
 
-__all__ = ["CALLEE_FIELDS", "OWN_PLACEHOLDERS", "placeholder_problems", "placeholders", "regional_callees"]
+__all__ = [
+    "CALLEE_FIELDS",
+    "NAME_FIELDS",
+    "OWN_PLACEHOLDERS",
+    "named_callees",
+    "placeholder_problems",
+    "placeholders",
+    "regional_callees",
+]
 
 OWN_PLACEHOLDERS = ("port", "host", "region", "replica", "python", "otlp.url", "data_dir")
-CALLEE_FIELDS = ("url", "host", "port")
+NAME_FIELDS = ("dns_url", "dns_host")
+"""The fields that give a callee by its name in the run's DNS zone, not by address: a service that
+uses one is started with a resolver that asks bascule's DNS server."""
+CALLEE_FIELDS = ("url", "host", "port", *NAME_FIELDS)
 
 Where = tuple[PathElement, ...]
 
@@ -39,6 +51,22 @@ def regional_callees(texts: Iterable[str]) -> set[tuple[str, str]]:
             if "@" in head:
                 name, region = head.split("@", 1)
                 found.add((name, region))
+    return found
+
+
+def named_callees(texts: Iterable[str]) -> set[str]:
+    """The callees `texts` ask for by DNS name (``{NAME.dns_url}``, ``{NAME@REGION.dns_host}``…), as
+    written before the field: ``NAME`` or ``NAME@REGION`` (a malformed template names none)."""
+    found: set[str] = set()
+    for text in texts:
+        try:
+            fields = placeholders(text)
+        except ValueError:
+            continue
+        for field in fields:
+            head, _, attribute = field.rpartition(".")
+            if head and attribute in NAME_FIELDS:
+                found.add(head)
     return found
 
 
@@ -84,7 +112,8 @@ def _regional_problem(field: str, calls: Sequence[str], placed: Mapping[str, Seq
         return ""
     callee, _, region = head.partition("@")
     if attribute not in CALLEE_FIELDS:
-        return f"{{{field}}}: give .url, .host or .port after {head}"
+        fields = ", ".join(f".{f}" for f in CALLEE_FIELDS[:-1])
+        return f"{{{field}}}: give {fields} or .{CALLEE_FIELDS[-1]} after {head}"
     if callee not in placed:
         return f"{{{field}}}: " + unknown_name("component", callee, placed)
     if callee not in calls:

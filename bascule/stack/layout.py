@@ -90,6 +90,12 @@ class StackLayout:
     routes: tuple[RouteSpec, ...]
     fronted: tuple[str, ...] = ()
     """Components that run already (``url:``): routes lead to them, no process is started."""
+    named_routes: frozenset[str] = frozenset()
+    """The routes whose caller (an own service) was given the callee by DNS name
+    (``{NAME.dns_url}``…), so that a ``dns`` fault on the callee's name reaches that caller."""
+    resolving: frozenset[str] = frozenset()
+    """The own services given a callee by DNS name: each replica runs with a resolver that asks the
+    stack's DNS server."""
 
     def reserves(self, region: str) -> list[ReplicaSpec]:
         """The replicas a region starts when it scales up."""
@@ -141,7 +147,28 @@ def layout(design: Design) -> StackLayout:
         if h.purpose is not LinkPurpose.DEPENDENCY or h.target.name in identity
     ]
     fronted = tuple(sorted(n for n, c in design.components.items() if c.url is not None))
-    return StackLayout(design.id, tuple(sorted(replicas)), tuple(routes), fronted)
+    stack = StackLayout(design.id, tuple(sorted(replicas)), tuple(routes), fronted)
+    named = _named_routes(design, stack)
+    resolving = frozenset(
+        n for n, c in design.components.items() if c.command is not None and c.command.named_callees()
+    )
+    return StackLayout(stack.design_id, stack.replicas, stack.routes, fronted, named, resolving)
+
+
+def _named_routes(design: Design, stack: StackLayout) -> frozenset[str]:
+    """The call routes whose caller names the callee with a ``dns_`` placeholder."""
+    named: set[str] = set()
+    for name, spec in design.components.items():
+        wanted = spec.command.named_callees() if spec.command is not None else set()
+        if not wanted:
+            continue
+        for region in spec.replicas:
+            for route in stack.routes_from(Endpoint(name, region), LinkPurpose.CALL):
+                target = route.hop.target
+                default = target.region == callee_region(design, target.name, region)
+                if f"{target.name}@{target.region}" in wanted or (default and target.name in wanted):
+                    named.add(route.name)
+    return frozenset(named)
 
 
 _CLASS_ORDER = ("public", "internal", "confidential")
@@ -282,6 +309,9 @@ class _Callee:
     url: str
     host: str
     port: int
+    dns_url: str = ""
+    dns_host: str = ""
+    """The route by its DNS name; only callees have one (``{replication.…}`` gives no name)."""
 
 
 def own_command(
@@ -296,11 +326,12 @@ def own_command(
     otlp_endpoint: str | None = None,
 ) -> OwnCommand:
     """The command of one replica of an own service (``command:``), placeholders filled: the
-    callees it names are reached through their fault routes on 127.0.0.1, never by DNS —
-    ``{NAME.url}`` the route to the callee's default region, ``{NAME@REGION.url}`` the one to it in
-    REGION; ``{otlp.url}`` the run's OTLP trace receiver (empty when the run receives no spans);
-    ``{replication.url}`` the route to its primary (its own address, in the primary);
-    ``{data_dir}`` a directory of the run kept across its restarts."""
+    callees it names are reached through their fault routes — ``{NAME.url}`` the route to the
+    callee's default region, ``{NAME@REGION.url}`` the one to it in REGION — at 127.0.0.1, or by
+    the route's DNS name for ``{NAME.dns_url}`` and ``{NAME.dns_host}`` (the stack's DNS server
+    answers it with 127.0.0.1); ``{otlp.url}`` the run's OTLP trace receiver (empty when the run
+    receives no spans); ``{replication.url}`` the route to its primary (its own address, in the
+    primary); ``{data_dir}`` a directory of the run kept across its restarts."""
     command = design.components[replica.component].command
     if command is None:
         raise ValueError(f"{replica.component} has no command")
@@ -321,7 +352,13 @@ def own_command(
     for route in stack.routes_from(replica.endpoint, LinkPurpose.CALL):
         callee_port = route_ports[route.name]
         target = route.hop.target
-        callee = _Callee(f"http://127.0.0.1:{callee_port}", "127.0.0.1", callee_port)
+        callee = _Callee(
+            f"http://127.0.0.1:{callee_port}",
+            "127.0.0.1",
+            callee_port,
+            f"http://{route.host}:{callee_port}",
+            route.host,
+        )
         values[f"{target.name}@{target.region}"] = callee
         if target.region == callee_region(design, target.name, replica.region):
             values[target.name] = callee

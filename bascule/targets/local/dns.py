@@ -8,7 +8,13 @@ time through this server, so DNS failures can be replayed — NXDOMAIN, the empt
     port = dns.start()                      # UDP and TCP on 127.0.0.1:port
     dns.set_record("gateway.eu", ["127.0.0.1"])
     dns.set_fault("*.eu", DnsFaultMode.NODATA)
+    dns.listen("127.61.4.9", 53, asker="kv-scaleway-fr-par-0")  # this listener's queries are its
     dns.stop()
+
+A process bascule did not write resolves through the system resolver, which asks port 53 of the
+address in /etc/resolv.conf: `listen` adds such a listener, one per replica, so the server knows
+which replica asked (`bascule.targets.local.names` gives each its resolv.conf). `on_lookup` sees
+every query the server answers or drops — names outside the zone too — as a `Lookup`.
 
 The server is authoritative for one zone: names outside it are REFUSED, unknown names inside it
 get NXDOMAIN, and a known name asked for a type it lacks gets NODATA. Answers have TTL 0 by
@@ -25,18 +31,27 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
-from dnslib import AAAA, QTYPE, RCODE, RR, SOA, A, DNSError, DNSRecord
+from dnslib import DNSRecord
 
+from bascule.targets.local.dnsanswer import (
+    UDP_MAX,
+    DnsTable,
+    Outcome,
+    answer,
+    answer_query,
+    qualify,
+    udp_limit,
+)
 from bascule.targets.local.faultstate import DnsFaultMode
 
 __all__ = [
@@ -44,6 +59,7 @@ __all__ = [
     "DnsServer",
     "DnsStats",
     "DnsTable",
+    "Lookup",
     "Outcome",
     "answer_query",
     "qualify",
@@ -51,33 +67,25 @@ __all__ = [
 
 DEFAULT_ZONE: Final = "bascule.internal."
 _LOOPBACK: Final = "127.0.0.1"
-_UDP_MAX: Final = 512
 _TCP_IDLE_S: Final = 10.0
 _TCP_MAX_CONNECTIONS: Final = 64
 _BIND_ATTEMPTS: Final = 20
 _JOIN_TIMEOUT_S: Final = 5.0
 
-
-class Outcome(Enum):
-    """What the server did with one query."""
-
-    ANSWERED = "answered"
-    NODATA = "nodata"
-    NXDOMAIN = "nxdomain"
-    SERVFAIL = "servfail"
-    REFUSED = "refused"
-    DROPPED = "dropped"
-    MALFORMED = "malformed"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class DnsTable:
-    """Everything a query's answer depends on: the zone, its records and its faults."""
+class Lookup:
+    """One query the server read: when (``time.monotonic()``), the name (absolute, lower-case) and
+    type asked (``A``, ``AAAA``…), which replica asked — known when it came to that replica's own
+    listener (`DnsServer.listen`), else None — and what the server did (an `Outcome` value)."""
 
-    zone: str
-    records: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    faults: Mapping[str, DnsFaultMode] = field(default_factory=dict)
-    ttl: int = 0
+    t: float
+    name: str
+    qtype: str
+    asker: str | None
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,137 +97,29 @@ class DnsStats:
     by_name: Mapping[str, int]
 
 
-def qualify(name: str, zone: str) -> str:
-    """The absolute, lower-case form of `name` in `zone`.
-
-    `gateway.eu` and `gateway.eu.bascule.internal` both give `gateway.eu.bascule.internal.`;
-    `*` stands for every name of the zone (`*.bascule.internal.`). An absolute name outside the
-    zone is a `ValueError`.
-    """
-    zone = zone.lower().rstrip(".") + "."
-    name = name.strip().lower()
-    if not name or name == ".":
-        raise ValueError("empty DNS name")
-    if name.endswith("."):
-        absolute = name
-    elif (name + ".").endswith("." + zone) or name + "." == zone:
-        absolute = name + "."
-    else:
-        absolute = f"{name}.{zone}"
-    if absolute != zone and not absolute.endswith("." + zone):
-        raise ValueError(f"{name!r} is not in zone {zone!r}")
-    labels = absolute[:-1].split(".")
-    if any(not label or len(label) > 63 for label in labels) or len(absolute) > 254:
-        raise ValueError(f"invalid DNS name {name!r}")
-    if "*" in absolute and not (absolute.startswith("*.") and "*" not in absolute[1:]):
-        raise ValueError(f"a wildcard may only be a leading '*.' label, got {name!r}")
-    return absolute
-
-
-def _find_fault(name: str, table: DnsTable) -> DnsFaultMode | None:
-    """The fault for `name`: its own, else the closest enclosing wildcard's."""
-    faults = table.faults
-    if not faults:
-        return None
-    mode = faults.get(name)
-    if mode is not None:
-        return mode
-    rest = name
-    while rest != table.zone:
-        rest = rest.split(".", 1)[1]
-        mode = faults.get("*." + rest)
-        if mode is not None:
-            return mode
-    return None
-
-
-def _soa(table: DnsTable) -> RR:
-    return RR(
-        table.zone,
-        QTYPE.SOA,
-        rdata=SOA(f"ns.{table.zone}", f"hostmaster.{table.zone}", (1, 60, 60, 600, table.ttl)),
-        ttl=table.ttl,
-    )
-
-
-def answer_query(packet: bytes, table: DnsTable) -> tuple[bytes | None, Outcome, str | None]:
-    """The response to a query packet (None: send nothing), what happened, and the name asked."""
-    try:
-        request = DNSRecord.parse(packet)
-    except (DNSError, ValueError, IndexError):
-        return None, Outcome.MALFORMED, None
-    if request.header.qr or request.header.opcode != 0 or not request.questions:
-        return None, Outcome.MALFORMED, None
-    question = request.questions[0]
-    name = str(question.qname).lower()
-    qtype = question.qtype
-    reply = request.reply(ra=0, aa=1)
-    if name != table.zone and not name.endswith("." + table.zone):
-        reply.header.aa = 0
-        reply.header.rcode = RCODE.REFUSED
-        return bytes(reply.pack()), Outcome.REFUSED, name
-    fault = _find_fault(name, table)
-    if fault is DnsFaultMode.DROP:
-        return None, Outcome.DROPPED, name
-    if fault is DnsFaultMode.SERVFAIL:
-        reply.header.aa = 0
-        reply.header.rcode = RCODE.SERVFAIL
-        return bytes(reply.pack()), Outcome.SERVFAIL, name
-    if fault is DnsFaultMode.NXDOMAIN:
-        reply.header.rcode = RCODE.NXDOMAIN
-        reply.add_auth(_soa(table))
-        return bytes(reply.pack()), Outcome.NXDOMAIN, name
-    if fault is DnsFaultMode.NODATA:
-        reply.add_auth(_soa(table))
-        return bytes(reply.pack()), Outcome.NODATA, name
-    addresses = table.records.get(name)
-    if addresses is None:
-        if name == table.zone and qtype in (QTYPE.SOA, QTYPE.ANY):
-            reply.add_answer(_soa(table))
-            return bytes(reply.pack()), Outcome.ANSWERED, name
-        # An empty non-terminal (a name with records below it) exists, without data.
-        below = "." + name
-        if name != table.zone and not any(n.endswith(below) for n in table.records):
-            reply.header.rcode = RCODE.NXDOMAIN
-            reply.add_auth(_soa(table))
-            return bytes(reply.pack()), Outcome.NXDOMAIN, name
-        reply.add_auth(_soa(table))
-        return bytes(reply.pack()), Outcome.NODATA, name
-    for address in addresses:
-        if ":" in address and qtype in (QTYPE.AAAA, QTYPE.ANY):
-            reply.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(address), ttl=table.ttl))
-        elif ":" not in address and qtype in (QTYPE.A, QTYPE.ANY):
-            reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=table.ttl))
-    if not reply.rr:
-        reply.add_auth(_soa(table))
-        return bytes(reply.pack()), Outcome.NODATA, name
-    return bytes(reply.pack()), Outcome.ANSWERED, name
-
-
-def _udp_limit(packet: bytes) -> int:
-    """The response size the client accepts over UDP: 512, or its EDNS payload size."""
-    try:
-        request = DNSRecord.parse(packet)
-    except (DNSError, ValueError, IndexError):
-        return _UDP_MAX
-    for rr in request.ar:
-        if rr.rtype == QTYPE.OPT:
-            return max(_UDP_MAX, int(rr.rclass))
-    return _UDP_MAX
-
-
 @dataclass(slots=True)
 class _TcpClient:
     sock: socket.socket
+    asker: str | None
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
     last_active: float = field(default_factory=time.monotonic)
 
 
 class DnsServer:
-    """An authoritative DNS server for one zone on 127.0.0.1, served by one thread."""
+    """An authoritative DNS server for one zone on 127.0.0.1, served by one thread.
 
-    def __init__(self, zone: str = DEFAULT_ZONE, *, ttl: int = 0) -> None:
+    `on_lookup`, when given, is called on the serving thread with a `Lookup` for every query it
+    reads (a packet that is no query at all is not one): keep it quick, every answer waits for it.
+    An exception it raises is logged and the query answered all the same."""
+
+    def __init__(
+        self,
+        zone: str = DEFAULT_ZONE,
+        *,
+        ttl: int = 0,
+        on_lookup: Callable[[Lookup], None] | None = None,
+    ) -> None:
         if not 0 <= ttl <= 2**31 - 1:
             raise ValueError(f"ttl out of range: {ttl!r}")
         zone = zone.strip().lower().rstrip(".") + "."
@@ -237,6 +137,11 @@ class DnsServer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._port: int | None = None
+        self._on_lookup = on_lookup
+        self._listeners: list[tuple[socket.socket, socket.socket, str | None]] = []
+        """Every (UDP, TCP, asker) pair bound, the main one on 127.0.0.1 first once started."""
+        self._registered = 0
+        """How many of them the serving thread has in its selector."""
 
     @property
     def zone(self) -> str:
@@ -335,6 +240,35 @@ class DnsServer:
 
     # -- serving --
 
+    def listen(self, address: str, port: int, *, asker: str) -> None:
+        """Answer on `address`:`port` too (UDP and TCP), taking every query there as `asker`'s:
+        a replica whose resolver asks this address alone. Before or after `start`; a loopback
+        address only. Raises OSError when the address is taken (binding port 53 needs root)."""
+        if not ipaddress.ip_address(address).is_loopback:
+            raise ValueError(f"the local target only listens on loopback addresses, got {address}")
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            udp.bind((address, port))
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((address, port))
+            tcp.listen(64)
+        except OSError:
+            udp.close()
+            tcp.close()
+            raise
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        with self._write_lock:
+            self._listeners.append((udp, tcp, asker))
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                self._wake[1].send(b"+")
+
+    def listening(self) -> dict[str, tuple[str, int]]:
+        """Each asker's own listener: its address and port."""
+        return {a: u.getsockname()[:2] for u, _, a in list(self._listeners) if a is not None}
+
     def start(self) -> int:
         """Bind UDP and TCP on 127.0.0.1 (one free port for both), start the thread; the port."""
         if self._thread is not None:
@@ -344,6 +278,9 @@ class DnsServer:
         self._wake = socket.socketpair()
         for sock in (self._udp, self._tcp, *self._wake):
             sock.setblocking(False)
+        with self._write_lock:
+            self._listeners.insert(0, (self._udp, self._tcp, None))
+        self._registered = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="bascule-dns", daemon=True)
         self._thread.start()
@@ -359,9 +296,10 @@ class DnsServer:
             with contextlib.suppress(OSError):
                 self._wake[1].send(b"x")
         thread.join(_JOIN_TIMEOUT_S)
-        for sock in (self._udp, self._tcp, *(self._wake or ())):
-            if sock is not None:
-                sock.close()
+        with self._write_lock:
+            listeners, self._listeners = self._listeners, []
+        for sock in (*(s for u, t, _ in listeners for s in (u, t)), *(self._wake or ())):
+            sock.close()
         self._udp = self._tcp = self._wake = None
         self._thread = None
         self._port = None
@@ -384,38 +322,62 @@ class DnsServer:
             return udp, tcp
         raise OSError("could not bind UDP and TCP to one free port on 127.0.0.1")
 
-    def _count(self, outcome: Outcome, name: str | None) -> None:
+    def _answer(self, packet: bytes, asker: str | None) -> bytes | None:
+        """Answer one packet with the table in force, count it and tell the observer."""
+        response, outcome, name, qtype = answer(packet, self._table)
         with self._stats_lock:
             self._queries += 1
             self._by_outcome[outcome.value] = self._by_outcome.get(outcome.value, 0) + 1
             if name is not None:
                 self._by_name[name] = self._by_name.get(name, 0) + 1
+        if self._on_lookup is not None and name is not None:
+            try:
+                self._on_lookup(Lookup(time.monotonic(), name, qtype, asker, outcome.value))
+            except Exception:
+                # An observer's bug must not take the stack's names down with it.
+                _log.exception("the DNS lookup observer failed")
+        return response
+
+    def _register_new(self, selector: selectors.BaseSelector) -> None:
+        with self._write_lock:
+            new = self._listeners[self._registered :]
+            self._registered = len(self._listeners)
+        for udp, tcp, asker in new:
+            selector.register(udp, selectors.EVENT_READ, ("udp", asker))
+            selector.register(tcp, selectors.EVENT_READ, ("accept", asker))
 
     def _serve(self) -> None:
-        udp, tcp, wake = self._udp, self._tcp, self._wake
-        assert udp is not None and tcp is not None and wake is not None
+        wake = self._wake
+        assert wake is not None
         clients: dict[int, _TcpClient] = {}
         with selectors.DefaultSelector() as selector:
-            selector.register(udp, selectors.EVENT_READ, "udp")
-            selector.register(tcp, selectors.EVENT_READ, "accept")
-            selector.register(wake[0], selectors.EVENT_READ, "wake")
+            self._register_new(selector)
+            selector.register(wake[0], selectors.EVENT_READ, ("wake", None))
             try:
                 while not self._stopping:
                     for key, events in selector.select(timeout=1.0):
-                        if key.data == "udp":
-                            self._read_udp(udp)
-                        elif key.data == "accept":
-                            self._accept(tcp, selector, clients)
-                        elif key.data == "wake":
-                            return
-                        elif isinstance(key.fileobj, socket.socket):
-                            self._tcp_event(key.fileobj, events, selector, clients)
+                        what, asker = key.data
+                        sock = key.fileobj
+                        assert isinstance(sock, socket.socket)
+                        if what == "udp":
+                            self._read_udp(sock, asker)
+                        elif what == "accept":
+                            self._accept(sock, asker, selector, clients)
+                        elif what == "wake":
+                            # A byte per call: "+" when a listener was added, "x" to stop.
+                            with contextlib.suppress(OSError):
+                                sock.recv(64)
+                            if self._stopping:
+                                return
+                            self._register_new(selector)
+                        else:
+                            self._tcp_event(sock, events, selector, clients)
                     self._reap_idle(selector, clients)
             finally:
                 for client in clients.values():
                     client.sock.close()
 
-    def _read_udp(self, udp: socket.socket) -> None:
+    def _read_udp(self, udp: socket.socket, asker: str | None) -> None:
         # Drain what is queued, but bounded, so that TCP clients are not starved.
         for _ in range(64):
             try:
@@ -424,11 +386,10 @@ class DnsServer:
                 return
             except OSError:
                 return
-            response, outcome, name = answer_query(packet, self._table)
-            self._count(outcome, name)
+            response = self._answer(packet, asker)
             if response is None:
                 continue
-            if len(response) > _UDP_MAX and len(response) > _udp_limit(packet):
+            if len(response) > UDP_MAX and len(response) > udp_limit(packet):
                 response = DNSRecord.parse(response).truncate().pack()
             try:
                 udp.sendto(response, peer)
@@ -438,6 +399,7 @@ class DnsServer:
     def _accept(
         self,
         tcp: socket.socket,
+        asker: str | None,
         selector: selectors.BaseSelector,
         clients: dict[int, _TcpClient],
     ) -> None:
@@ -449,8 +411,8 @@ class DnsServer:
             sock.close()
             return
         sock.setblocking(False)
-        clients[sock.fileno()] = _TcpClient(sock)
-        selector.register(sock, selectors.EVENT_READ, "tcp")
+        clients[sock.fileno()] = _TcpClient(sock, asker)
+        selector.register(sock, selectors.EVENT_READ, ("tcp", asker))
 
     def _tcp_event(
         self,
@@ -479,8 +441,7 @@ class DnsServer:
                     break
                 packet = bytes(client.inbox[2 : 2 + size])
                 del client.inbox[: 2 + size]
-                response, outcome, name = answer_query(packet, self._table)
-                self._count(outcome, name)
+                response = self._answer(packet, client.asker)
                 if response is not None:
                     client.outbox += len(response).to_bytes(2, "big") + response
         if client.outbox:
@@ -494,7 +455,7 @@ class DnsServer:
             del client.outbox[:sent]
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbox else 0)
         if selector.get_key(sock).events != wanted:
-            selector.modify(sock, wanted, "tcp")
+            selector.modify(sock, wanted, ("tcp", client.asker))
 
     @staticmethod
     def _drop_tcp(

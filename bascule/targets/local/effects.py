@@ -14,7 +14,8 @@ never silently ignored.
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
-  routes to it are reset too, so that their clients must look it up again;
+  routes to it are reset too, so that their clients must look it up again (an own service's name
+  only where a caller was given it: ``{NAME.dns_url}``);
 - partition, replication-pause: the hops' routes blackholed (for an own service that replicates,
   the route each standby streams from its primary through);
 - control-plane: the regions frozen;
@@ -301,13 +302,22 @@ def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 def _dns(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, faults.Dns)
-    own_hosts = {r.host: str(r.hop.target) for r in parts.layout.routes if r.hop.target.name in parts.own}
-    own = sorted({own_hosts[h] for h in touch.hosts if h in own_hosts})
-    if own:
+    # An own service's callers see a DNS fault only where they were given its name ({NAME.dns_url}).
+    unnamed = sorted(
+        {
+            str(r.hop.target)
+            for r in parts.layout.routes
+            if r.host in touch.hosts
+            and r.hop.target.name in parts.own
+            and not any(c.host == r.host and c.name in parts.layout.named_routes for c in parts.layout.routes)
+        }
+    )
+    if unnamed:
         raise FaultError(
-            f"dns: {', '.join(own)} is reached at 127.0.0.1 and a port its callers were given, not by a "
-            "name bascule's DNS server answers, so a DNS fault would change nothing they see; use "
-            "blackhole or refuse on its hops"
+            f"dns: no caller of {', '.join(unnamed)} is given its name: they reach it at 127.0.0.1 and a "
+            "port, so a DNS fault would change nothing they see; give its callers {NAME.dns_url} (or "
+            "{NAME.dns_host}) instead of {NAME.url} (docs/own-services.md), or use blackhole or refuse "
+            "on its hops"
         )
     served = set(parts.layout.hosts())
     hosts = [h for h in touch.hosts if h in served]

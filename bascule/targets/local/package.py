@@ -9,11 +9,13 @@ from pathlib import Path
 
 from bascule.model.design import Design
 from bascule.plan.model import Plan
+from bascule.stack.layout import layout
 from bascule.targets.base import Refusal, StartRequest, Target
 from bascule.targets.local.ledger import LEDGER_FILE, read_ledger
+from bascule.targets.local.names import names_refusal
 from bascule.targets.local.recover import RecoverReport, recover
 from bascule.targets.local.stack import LocalStack
-from bascule.targets.local.target import LocalTarget
+from bascule.targets.local.target import LocalTarget, check_plan
 from bascule.targets.registry import OptionValue, PlanDescription
 
 __all__ = ["PACKAGE", "LocalOptions", "LocalPackage", "LocalStarter"]
@@ -32,6 +34,9 @@ class LocalStarter:
     name: str = "local"
 
     def start(self, request: StartRequest) -> Target | Refusal:
+        refused = names_refusal(layout(request.design).resolving)
+        if refused is not None:
+            return Refusal(refused)
         request.progress("starting the stack")
         stack = LocalStack.start(
             request.design,
@@ -55,7 +60,10 @@ class LocalPackage:
     def describe_plan(
         self, built: Plan, design: Design, values: Mapping[str, OptionValue]
     ) -> PlanDescription | Refusal:
-        return PlanDescription()
+        """The phases this machine's local stack could not carry out, and why; and, when services
+        are given names and this machine cannot give them a resolver of their own, that."""
+        refused = names_refusal(layout(design).resolving)
+        return PlanDescription(refusals=(*((refused,) if refused else ()), *check_plan(built, design)))
 
     def recover(self, run_dir: Path, *, grace: float) -> RecoverReport | None:
         if not (run_dir / LEDGER_FILE).exists():

@@ -40,7 +40,7 @@ from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, 
 from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.control import ControlServer, describe_process
-from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.dns import DnsServer, Lookup
 from bascule.targets.local.egress import Egress, proxy_environment
 from bascule.targets.local.ledger import (
     LEDGER_FILE,
@@ -50,6 +50,13 @@ from bascule.targets.local.ledger import (
     ProcessRecord,
 )
 from bascule.targets.local.lookups import OutsideLookups
+from bascule.targets.local.names import (
+    ResolverFiles,
+    listen_for,
+    names_refusal,
+    namespace_argv,
+    write_resolver,
+)
 from bascule.targets.local.procfs import MARKER_ENV, process_alive, signal_process
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
@@ -95,6 +102,8 @@ class LocalStack:
     """Where own services' requests to hosts outside the design end (`egress`)."""
     lookups: OutsideLookups | None = None
     """Lookups of names outside the design, from the DNS server's hook (`lookups`)."""
+    resolvers: dict[str, ResolverFiles] = field(default_factory=dict)
+    """The resolver of each own-service replica given its callees by name (`names`), by replica."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _adopted: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -114,26 +123,37 @@ class LocalStack:
         control: bool = False,
         otlp_endpoint: str | None = None,
         cancel: threading.Event | None = None,
+        on_lookup: Callable[[Lookup], None] | None = None,
     ) -> LocalStack:
         """Start the stack; with `control`, also its control channel on 127.0.0.1 (random token);
         with `otlp_endpoint`, every process it starts is pointed at that trace receiver
-        (`bascule.targets.otlp`) and ``url:`` services are told of it. When `cancel` is set
-        meanwhile, everything started is stopped, the ledger closed, and `TargetError` raised
+        (`bascule.targets.otlp`) and ``url:`` services are told of it; `on_lookup` sees every query
+        of its DNS server (`dns.Lookup`), after the stack's own consumer (`lookups`). When `cancel`
+        is set meanwhile, everything started is stopped, the ledger closed, and `TargetError` raised
         (within about 0.1 s, plus the time the processes take to stop).
 
         Raises `TargetError` when `run_dir` holds the ledger of a run that is alive or was not
-        recovered, or when a process does not start and become ready within `timeout` (or, for an
-        own service, its ``start_timeout`` when longer).
+        recovered, when services given names cannot have a resolver of their own here
+        (`names.names_refusal`), or when a process does not start and become ready within
+        `timeout` (or, for an own service, its ``start_timeout`` when longer).
         """
         say = progress or (lambda _: None)
         began = time.monotonic()
         stack_layout = layout(design)
+        refused = names_refusal(stack_layout.resolving)
+        if refused is not None:
+            raise TargetError(refused)
         run_dir.mkdir(parents=True, exist_ok=True)
         marker = secrets.token_hex(16)
         ledger = Ledger.create(run_dir / LEDGER_FILE, design=design.id, marker=marker)
-        # Fed by the DNS server's lookup hook where it has one: DnsServer(on_lookup=lookups.chained(…)).
         lookups = OutsideLookups(stack_layout.hosts(), {r.name: r.region for r in stack_layout.replicas})
-        dns = DnsServer()
+
+        def seen(lookup: Lookup) -> None:
+            lookups(lookup)
+            if on_lookup is not None:
+                on_lookup(lookup)
+
+        dns = DnsServer(on_lookup=seen)
         plane = FaultPlane()
         egress = Egress()
         supervisor: Supervisor | None = None
@@ -176,6 +196,16 @@ class LocalStack:
             )
             stack.otlp_endpoint = otlp_endpoint
             stack.egress, stack.lookups = egress, lookups
+            # Not in the ledger: these listeners are sockets of this process and die with it.
+            for replica in stack_layout.replicas:
+                if replica.component in stack_layout.resolving:
+                    try:
+                        address = listen_for(dns, replica.name)
+                    except OSError as exc:
+                        raise TargetError(str(exc)) from exc
+                    stack.resolvers[replica.name] = write_resolver(run_dir / "resolv", replica.name, address)
+            if stack.resolvers:
+                say(f"{len(stack.resolvers)} resolvers on port 53 of their own loopback addresses")
             supervisor.subscribe(stack._on_event)
             stack._front_running_services()
             if otlp_endpoint is not None:
@@ -328,9 +358,10 @@ class LocalStack:
             egress_port = self.egress.listen(replica.name, replica.region)
             self.ledger.append(PortRecord("tcp", egress_port, f"egress {replica.name}", time.time()))
             proxy = proxy_environment(egress_port)
+        resolver = self.resolvers.get(replica.name)
         return ProcessSpec(
             replica.name,
-            command.argv,
+            namespace_argv(command.argv, resolver) if resolver is not None else command.argv,
             group=replica.region,
             # The command's own environment wins for its collector; the egress proxy variables win
             # over its own (a request to a host outside the design must end at bascule's egress).
@@ -439,7 +470,11 @@ class LocalStack:
             "design": self.design.id,
             "design_path": str(self.design_path),
             "entries": self.entries(),
-            "dns": {"host": "127.0.0.1", "port": self.dns.port},
+            "dns": {
+                "host": "127.0.0.1",
+                "port": self.dns.port,
+                "resolvers": {name: files.address for name, files in self.resolvers.items()},
+            },
             "processes": [describe_process(r) for r in self.supervisor.replicas()],
             "routes": {name: port for name, port in self.route_ports.items()},
             "ledger": str(self.ledger.path),
