@@ -251,7 +251,7 @@ class DnsServer:
         try:
             udp.bind((address, port))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            tcp.bind((address, port))
+            tcp.bind((address, udp.getsockname()[1]))  # port 0: the one UDP got
             tcp.listen(64)
         except OSError:
             udp.close()
