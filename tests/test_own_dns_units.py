@@ -239,8 +239,9 @@ def test_where_a_replica_cannot_have_its_resolver_a_design_with_names_is_refused
     # `bascule plan` prints it and exits 2; a run is refused before anything starts.
     (tmp_path / "d.yaml").write_text(text)
     (tmp_path / "s.yaml").write_text(
-        "id: s\ntitle: s\ndesign: d.yaml\nphases: [{name: p, at: 1s, for: 1s, fault: {kind: latency, fixed: 10ms}, "
-        "target: {component: kv}}]\nsteady_state: {probes: [{kind: http, url: /healthz}]}\n"
+        "id: s\ntitle: s\ndesign: d.yaml\n"
+        "phases: [{name: p, at: 1s, for: 1s, fault: {kind: latency, fixed: 10ms}, target: {component: kv}}]\n"
+        "steady_state: {probes: [{kind: http, url: /healthz}]}\n"
     )
     result = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml")], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
