@@ -5,6 +5,7 @@ installed from PyPI) started as a ``command:`` component, a service already runn
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from bascule.model.selector import Selector
 from bascule.plan.resolve import resolve
 from bascule.runner.run import RunOptions
 from bascule.stack.layout import layout
+from bascule.targets.local.names import resolver_problem
 from bascule.targets.local.stack import LocalStack
 from bascule.targets.local.target import refusal
 from bascule.targets.registry import choose
@@ -302,6 +304,7 @@ components:
 
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own-service"
+BASCULE_RUN = [sys.executable, "-m", "bascule", "run"]
 
 
 @pytest.mark.slow
@@ -331,4 +334,41 @@ def test_the_worked_example_runs_end_to_end_as_the_readme_says(tmp_path: Path) -
     regions = {region for w in served for by_class in w.get("regions", {}).values() for region in by_class}
     assert {"scaleway/fr-par", "ovhcloud/gra"} <= regions
     assert figures["rpo"]["acknowledged"] > 0 and figures["rpo"]["lost"] == 0
+    assert result["score"]["passed"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    resolver_problem() is not None and not os.environ.get("BASCULE_REQUIRE_DNS_CLIENTS"),
+    reason=str(resolver_problem()),
+)
+def test_the_worked_example_by_name_fails_over_under_a_dns_fault(tmp_path: Path) -> None:
+    # README: bascule run examples/own-service/scenario-dns.yaml (the api given its kv by name)
+    done = subprocess.run(
+        [*BASCULE_RUN, str(EXAMPLE / "scenario-dns.yaml"), "--out", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    journal = list(read_journal(tmp_path / "journal.jsonl"))
+    (applied,) = [r["t"] for r in journal if r["type"] == "fault-applied"]
+    (reverted,) = [r["t"] for r in journal if r["type"] == "fault-reverted"]
+    windows = [r for r in journal if r["type"] == "window" and r["requests"]]
+
+    def served(first: float, last: float) -> set[str]:
+        return {
+            region
+            for w in windows
+            if w["start"] >= first and w["start"] + w["length"] <= last
+            for by_class in w["regions"].values()
+            for region in by_class
+        }
+
+    # Each kv request of the fr-par api looks the name up: NODATA, so it answers 503 and the edge
+    # sends everyone to gra (its breaker opens within a second; 3 s of margin on a busy machine).
+    assert served(0.0, applied) == {"scaleway/fr-par"}
+    assert served(applied + 3.0, reverted) == {"ovhcloud/gra"}
+    result = json.loads((tmp_path / "result.json").read_text())
     assert result["score"]["passed"] is True
