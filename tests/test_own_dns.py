@@ -294,3 +294,43 @@ def test_recover_finds_the_processes_started_in_a_namespace(running: Stack) -> N
         assert b"unshare" not in cmdline[0], cmdline  # the service itself, exec'd in place
     states = json.loads((running.stack.run_dir / "stack.json").read_text())["dns"]["resolvers"]
     assert set(states) == {"pyclient-scaleway-fr-par-0", "goclient-scaleway-fr-par-0"}
+
+
+@pytest.mark.timeout(300)
+def test_recover_stops_named_services_left_by_a_killed_stack(tmp_path: Path) -> None:
+    """`bascule stack up` of the example given names, SIGKILLed once ready: `bascule recover` finds
+    its services — started through the namespace wrapper — by PID and marker, and stops them."""
+    from bascule.targets.local.ledger import read_ledger
+    from bascule.targets.local.procfs import find_marked, process_alive
+
+    design = Path(__file__).resolve().parent.parent / "examples" / "own-service" / "design-names.yaml"
+    run_dir = tmp_path / "stack"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "bascule", "stack", "up", "--design", str(design), "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "stack.json").exists():
+            assert up.poll() is None and time.monotonic() < deadline, up.stdout.read() if up.stdout else ""
+            time.sleep(0.1)
+        state = json.loads((run_dir / "stack.json").read_text())
+        assert set(state["dns"]["resolvers"]) == {"notes-api-scaleway-fr-par-0", "notes-api-ovhcloud-gra-0"}
+    finally:
+        up.kill()
+        up.wait()
+    ledger = read_ledger(run_dir / "ledger.jsonl")
+    assert ledger.run is not None
+    marked = find_marked(ledger.run.marker)
+    assert len(marked) == 4, marked  # two apis (in their namespaces) and two kvs, orphaned
+    done = subprocess.run(
+        [sys.executable, "-m", "bascule", "recover", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any(process_alive(pid, start) for pid, start in marked)
