@@ -78,7 +78,7 @@ def test_dns_placeholders_give_the_route_by_its_name_and_url_stays_the_address()
     stack = layout(design)
     ports = {r.name: 41000 + i for i, r in enumerate(stack.routes)}
     api = next(r for r in stack.replicas if r.component == "api")
-    command = own_command(design, stack, api, port=40000, route_ports=ports, base_dir=".")
+    command = own_command(design, stack, api, port=40000, route_ports=ports, base_dir=".", data_dir="/d")
     par = ports["api@scaleway-fr-par->kv@scaleway-fr-par"]
     gra = ports["api@scaleway-fr-par->kv@ovhcloud-gra"]
     assert command.env == {
@@ -88,7 +88,7 @@ def test_dns_placeholders_give_the_route_by_its_name_and_url_stays_the_address()
         "GRA": f"http://kv.ovhcloud-gra.bascule.internal:{gra}",
     }
     batch = next(r for r in stack.replicas if r.component == "batch")
-    other = own_command(design, stack, batch, port=40001, route_ports=ports, base_dir=".")
+    other = own_command(design, stack, batch, port=40001, route_ports=ports, base_dir=".", data_dir="/d")
     assert other.env == {"KV": f"http://127.0.0.1:{ports['batch@scaleway-fr-par->kv@scaleway-fr-par']}"}
 
 
