@@ -47,7 +47,8 @@ class LookupLike(Protocol):
 
     @property
     def outcome(self) -> str:
-        """What it answered (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``…)."""
+        """What the server answered (`dns.Lookup.outcome`: ``answered``, ``nodata``, ``nxdomain``,
+        ``refused``…)."""
         ...
 
 
