@@ -73,6 +73,20 @@ class Prometheus:
         raise AssertionError(f"prometheus returned nothing for {query} within {timeout} s")
 
 
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    """Until Prometheus answers ``/-/ready`` (its storage opened, its API and scrapes running): a
+    test that asks it sooner gets connection errors, or data only from seconds later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"prometheus exited ({process.returncode}): {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"prometheus was not ready within {timeout} s: {log.read_text()[-2000:]}")
+
+
 @contextlib.contextmanager
 def running_prometheus(tmp_path: Path, targets: list[str]) -> Iterator[str]:
     """A Prometheus scraping ``targets`` (``host:port``) every `SCRAPE` seconds; yields its URL."""
@@ -96,8 +110,10 @@ def running_prometheus(tmp_path: Path, targets: list[str]) -> Iterator[str]:
         stderr=(tmp_path / "prometheus.log").open("wb"),
         start_new_session=True,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        _wait_ready(url, process, tmp_path / "prometheus.log")
+        yield url
     finally:
         process.terminate()
         try:

@@ -122,7 +122,10 @@ def test_every_query_of_the_dashboard_answers_from_a_real_prometheus_during_a_ru
             pending = dict(queries())
             while pending and time.monotonic() < until:
                 for where, expr in list(pending.items()):
-                    count = len(_ask(prometheus, expr))
+                    try:
+                        count = len(_ask(prometheus, expr))
+                    except httpx.HTTPError:  # a busy machine: ask again at the next round
+                        continue
                     answers[where] = max(answers.get(where, 0), count)
                     if count:
                         del pending[where]
