@@ -25,14 +25,19 @@ SCRAPE = 0.5
 once, so it must not be so short that a busy machine misses it)."""
 
 
+INSTALLED = Path(BINARY).is_file()
+# .ci/run installs Prometheus and sets BASCULE_REQUIRE_PROMETHEUS: there, a missing one fails.
+REQUIRED = os.environ.get("BASCULE_REQUIRE_PROMETHEUS") == "1"
+NEEDS_PROMETHEUS = pytest.mark.skipif(
+    not INSTALLED and not REQUIRED,
+    reason="prometheus is not installed (Debian: apt-get install -y prometheus)",
+)
+"""For the tests that run a real Prometheus."""
+
+
 def require_prometheus() -> None:
-    if Path(BINARY).is_file():
-        return
-    if os.environ.get("BASCULE_REQUIRE_PROMETHEUS") == "1":
-        pytest.fail(
-            "BASCULE_REQUIRE_PROMETHEUS=1 but prometheus is not installed (apt-get install prometheus)"
-        )
-    pytest.skip("prometheus is not installed (Debian: apt-get install -y prometheus)")
+    """Tests marked `NEEDS_PROMETHEUS` reach here only with Prometheus installed, or required."""
+    assert INSTALLED, "BASCULE_REQUIRE_PROMETHEUS=1, but prometheus is not installed (apt-get install)"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_server import SCRAPE, free_port, running_prometheus
+from prometheus_server import NEEDS_PROMETHEUS, SCRAPE, free_port, running_prometheus
 
 from bascule.exit_codes import ExitCode
 from tests.test_run_logic import fake, fake_registered, files, records  # noqa: F401 (the fixture)
@@ -95,6 +95,7 @@ def _ask(prometheus: str, expr: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@NEEDS_PROMETHEUS
 def test_every_query_of_the_dashboard_answers_from_a_real_prometheus_during_a_run(tmp_path: Path) -> None:
     import os
     from functools import partial

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_server import SCRAPE, Prometheus, prometheus  # noqa: F401 (the fixture)
+from prometheus_server import NEEDS_PROMETHEUS, SCRAPE, Prometheus, prometheus  # noqa: F401 (the fixture)
 
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
@@ -94,6 +94,7 @@ guardrails:
 
 
 @pytest.mark.slow
+@NEEDS_PROMETHEUS
 def test_the_probe_asks_a_real_prometheus(prometheus: Prometheus) -> None:  # noqa: F811
     context = ProbeContext(APS, client_factory=lambda: httpx.AsyncClient(trust_env=False))
     probe = make_probe(Spec(url=prometheus.url, query="max(slo_error_ratio)", below=0.01), context)
@@ -134,6 +135,7 @@ weights: {{correctness: 0, durability: 0}}
 
 
 @pytest.mark.slow
+@NEEDS_PROMETHEUS
 def test_a_broken_slo_in_prometheus_aborts_the_run_within_two_periods_and_a_scrape(
     tmp_path: Path,
     prometheus: Prometheus,  # noqa: F811
