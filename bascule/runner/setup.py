@@ -59,7 +59,7 @@ def run_setup(
             raise SetupError(f"setup step {step.name!r} got HTTP {status}, expected {expected}{excerpt}")
         saved: dict[str, int] = {}
         for name, path in step.save.items():
-            value = read_path(body, path) if body is not MISSING else MISSING
+            value = read_path(body, path)  # MISSING when the answer was not JSON
             if value is MISSING or isinstance(value, dict | list) or value is None:
                 raise SetupError(
                     f"setup step {step.name!r}: the answer has no string or number at "
