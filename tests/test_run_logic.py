@@ -342,6 +342,37 @@ def test_a_signal_sets_the_abort_a_suite_shares_so_that_no_further_run_starts(tm
     assert_rolled_back_and_ended(outcome, starter)
 
 
+def test_a_guardrail_ends_its_own_run_of_several_and_the_next_one_starts(tmp_path: Path) -> None:
+    """`suite` and `compare` give each run a child of their abort: a guardrail is that run's."""
+    guard = "guardrails: [{kind: success-ratio, below: 0.9, for: 0.5s}]"
+    long_errors = ERRORS.replace("for: 0.5s", "for: 30s")
+    command = Abort()
+    tripped = RunOptions(
+        files(tmp_path, scenario(long_errors, guardrails=guard)), fake(), out=tmp_path / "one", quiet=True
+    )
+    with open(os.devnull, "w") as sink:
+        first = run_scenario(tripped, console=Console(file=sink), abort=command.child())
+        assert first.reason.startswith("guardrail success-ratio")
+        assert not command.is_set, "a guardrail does not stop the runs to come"
+        calm = RunOptions(files(tmp_path, scenario(LATENCY)), fake(), out=tmp_path / "two", quiet=True)
+        second = run_scenario(calm, console=Console(file=sink), abort=command.child())
+    assert second.reason != first.reason and not second.reason.startswith("interrupted")
+
+
+def test_a_signal_during_one_run_of_several_stops_the_command_too(tmp_path: Path) -> None:
+    starter = fake()
+    command = Abort()
+    sender = signal_once_applied(starter, signal.SIGTERM)
+    options = RunOptions(files(tmp_path, scenario(LONG)), starter, out=tmp_path / "run", quiet=True)
+    with open(os.devnull, "w") as sink:
+        outcome = run_scenario(options, console=Console(file=sink), abort=command.child())
+    sender.join()
+    assert (outcome.exit_code, outcome.reason) == (ExitCode.ABORTED, "interrupted by SIGTERM")
+    assert command.interrupted and not command.hurry
+    assert command.child().is_set, "a run started after the signal is stopped before it begins"
+    assert_rolled_back_and_ended(outcome, starter)
+
+
 class _FillingFile:
     """A journal file on a disk that fills up once a fault is in force."""
 

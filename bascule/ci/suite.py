@@ -198,7 +198,7 @@ def run_suite(
             out=out_dir / case.slug,
             min_score=min_score,
             stack_timeout=stack_timeout,
-            abort=stop,
+            abort=stop.child(),
         )
         done.append((case, result))
         if on_done is not None:

@@ -175,7 +175,7 @@ def compare_command(
                             quiet=True,
                         ),
                         console=Console(quiet=True),
-                        abort=abort,
+                        abort=abort.child(),
                     )
                 except ScenarioError as exc:
                     for problem in exc.problems:

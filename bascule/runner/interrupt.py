@@ -2,6 +2,8 @@
 
 - `Abort`: set once by a guardrail or a signal; a second signal hurries (processes are killed
   rather than stopped, and nothing more is written than the journal and the ledger need).
+  A command that makes several runs (`suite`, `compare`) gives each its `child()`: a signal
+  reaches the command and the run in progress, a guardrail ends that run alone.
 - `signals`: turns SIGINT and SIGTERM into that abort while the block runs. It installs its own
   handlers whatever was there before — a SIGINT ignored by the parent (a job started with ``&``
   by a script) must not make Ctrl-C do nothing — and restores the previous ones on the way out.
@@ -39,13 +41,35 @@ class Abort:
     hurry: bool = False
     """Set by a second abort (a second Ctrl-C): processes are killed instead of stopped."""
     event: threading.Event = field(default_factory=threading.Event)
+    parent: Abort | None = field(default=None, repr=False, compare=False)
+    children: list[Abort] = field(default_factory=list, repr=False, compare=False)
 
     def set(self, reason: str, code: int = ExitCode.ABORTED) -> None:
+        """Stop this run (a guardrail, an error): its children too, never its parent."""
         if self.event.is_set():
             self.hurry = True
-            return
-        self.reason, self.code = reason, code
-        self.event.set()
+        else:
+            self.reason, self.code = reason, code
+            self.event.set()
+        for child in self.children:
+            child.set(reason, code)
+
+    def interrupt(self, signum: int) -> None:
+        """A signal: it stops this run and, up the chain, the command that started it."""
+        reason = f"interrupted by {signal.Signals(signum).name}"
+        if self.parent is not None:
+            self.parent.interrupt(signum)  # reaches this one through its children
+        else:
+            self.set(reason)
+
+    def child(self) -> Abort:
+        """The abort of one run of several: set with this one, and interrupting it interrupts this
+        one; a guardrail that sets it leaves this one (and the runs to come) alone."""
+        child = Abort(parent=self)
+        self.children[:] = [child]
+        if self.is_set:
+            child.set(self.reason, self.code)
+        return child
 
     @property
     def is_set(self) -> bool:
@@ -66,7 +90,7 @@ def signals(abort: Abort) -> Iterator[Abort]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         _received.append(signum)
-        abort.set(f"interrupted by {signal.Signals(signum).name}")
+        abort.interrupt(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -93,7 +117,7 @@ def stoppable(abort: Abort | None = None) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         _received.append(signum)
         if abort is not None:
-            abort.set(f"interrupted by {signal.Signals(signum).name}")
+            abort.interrupt(signum)
         raise StepInterruptedError(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
