@@ -233,6 +233,21 @@ def test_an_interrupted_run_is_not_scored_and_a_guardrail_abort_never_passes() -
     assert s.overall == 100.0 and s.passed is False
 
 
+def test_a_run_stopped_before_its_plan_keeps_the_sovereignty_violations_it_saw() -> None:
+    """Not scored, yet not silent: 12 confidential requests that left their jurisdiction before the
+    first fault are a failed sovereignty, not 'not measured'."""
+    seen = example_metrics(violations=12)
+    stopped = replace(
+        seen,
+        run=replace(seen.run, plan_start=None, exit_code=3, reason="guardrail sovereignty-violations"),
+    )
+    s = score(stopped, AWS_OBJECTIVES, Weights())
+    assert s.overall is None and s.passed is False
+    sovereignty = next(d for d in s.dimensions if d.name == "sovereignty")
+    assert sovereignty.measured == 12 and sovereignty.passed is False
+    assert set(s.unmeasured) == set(DIMENSIONS) - {"sovereignty"}
+
+
 # -- what could not be measured ------------------------------------------------------------------------
 
 

@@ -85,7 +85,8 @@ def _not_scored(
 ) -> Score:
     """A run that stopped before its plan started has no score: what it measured (a warm-up, a
     steady state that failed) says nothing about the faults it never met. Nor has a run interrupted
-    midway: its figures cover the part of the plan it met."""
+    midway: its figures cover the part of the plan it met. A sovereignty violation it saw is kept
+    all the same: confidential data that left its jurisdiction did, whatever the phase."""
     reason = metrics.run.reason
     why = f"the run {before}" + (f" ({reason})" if reason else "")
     how = "Make the run reach its plan (its reason is in the summary), then run it again."
@@ -94,7 +95,12 @@ def _not_scored(
         grade=None,
         passed=False,
         cap=None,
-        dimensions=tuple(_unmeasured(d.name, d.weight, d.objective, d.unit, why, how) for d in dimensions),
+        dimensions=tuple(
+            d
+            if d.name == "sovereignty" and d.passed is False
+            else _unmeasured(d.name, d.weight, d.objective, d.unit, why, how)
+            for d in dimensions
+        ),
     )
 
 
