@@ -4,6 +4,7 @@ the resource attributes that tell where it ran, to an OTLP receiver (here bascul
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterator
@@ -105,3 +106,20 @@ def test_asked_for_spans_without_the_sdk_a_service_says_how_to_get_it(
     assert "OTEL_EXPORTER_OTLP_ENDPOINT asks for OpenTelemetry spans" in message
     assert "pip install 'bascule[otel]'" in message
     assert tracing._state.tracer is None
+
+
+def test_background_work_started_while_serving_a_request_carries_no_trace_of_it(no_tracing: None) -> None:
+    """A breaker's trial call is launched by whichever request comes by: started in that request's
+    context it named its trace, and a confidential request was seen reaching a foreign region."""
+    seen: list[str | None] = []
+
+    async def trial() -> None:
+        seen.append(tracing.outgoing_traceparent())
+
+    async def serving() -> None:
+        tracing._incoming.set(traceparent(new_trace_id()))
+        assert tracing.outgoing_traceparent() is not None
+        await tracing.detached(trial())
+
+    asyncio.run(serving())
+    assert seen == [None]

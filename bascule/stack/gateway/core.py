@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -47,6 +47,7 @@ from bascule.stack.prompt import Passage, build_messages, message_text, parse_ci
 from bascule.stack.routing import Probe, Router, UnknownDataClassError
 from bascule.stack.routing import Route as RegionRoute
 from bascule.stack.serve import BodyTooLargeError, read_body
+from bascule.stack.tracing import detached
 
 __all__ = ["RETRY_BUDGET_WINDOW", "ClientFactory", "Gateway", "HeadersProvider"]
 
@@ -133,8 +134,8 @@ class Gateway:
         if self._client is not None:
             await self._client.aclose()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = detached(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
