@@ -180,9 +180,12 @@ class _Runner:
             self.display.status,
             otlp_endpoint=endpoint,
             cancel=self.abort.event,
+            plan=self.plan,
         )
         started = self.options.target.start(request)
         if isinstance(started, Refusal):
+            for refusal in started.phases:
+                self.journal.write("refused", message=refusal)
             return started.exit_code, started.reason
         self.target = started
         if self.abort.is_set:

@@ -154,6 +154,8 @@ class Refusal:
 
     reason: str
     exit_code: int = ExitCode.INVALID_INPUT
+    phases: tuple[str, ...] = ()
+    """The plan's phases the target refused, one line each (journaled as ``refused`` records)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,10 @@ class StartRequest:
     cancel: threading.Event | None = None
     """Set when the run is interrupted: a target that can stops starting (everything it had
     started stopped) and raises `TargetError`; one that cannot returns when started."""
+    plan: Plan | None = None
+    """The run's plan: a target that can tell from the design alone which phases it cannot carry
+    out refuses them before it starts anything (`Refusal.phases`); the runner asks `Target.check`
+    again once it has started."""
 
 
 class Target(Protocol):

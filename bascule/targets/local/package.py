@@ -37,6 +37,11 @@ class LocalStarter:
         refused = names_refusal(layout(request.design).resolving)
         if refused is not None:
             return Refusal(refused)
+        if request.plan is not None:
+            # Pure: a phase this stack cannot carry out is refused before any process starts.
+            phases = check_plan(request.plan, request.design)
+            if phases:
+                return Refusal(f"the local target refuses: {'; '.join(phases)}", phases=tuple(phases))
         request.progress("starting the stack")
         stack = LocalStack.start(
             request.design,
