@@ -1,7 +1,13 @@
 """The example's notes API, one per region, in front of that region's PostgreSQL.
 
     python api.py --port 8080 --region ovhcloud/gra --primary-region scaleway/fr-par \
-        --db scaleway/fr-par=41001 --db ovhcloud/gra=41002 --tokens http://127.0.0.1:41003
+        --db scaleway/fr-par=db.scaleway-fr-par.bascule.internal:41001 \
+        --db ovhcloud/gra=db.ovhcloud-gra.bascule.internal:41002 --tokens http://127.0.0.1:41003
+
+Each database is given as REGION=HOST:PORT (or REGION=PORT, on 127.0.0.1). The design gives the
+hosts as names of bascule's DNS server (``{db@REGION.dns_host}``), so that every new connection
+looks its database up, as a DynamoDB client looks its endpoint up: a ``dns`` fault on the name
+fails new connections and leaves the pooled ones working.
 
 - ``POST /api/notes {"id", "text"}``: INSERT on the current primary — its own region's database
   when that one is the primary, else the other region's, through the cross-region route; 201 only
@@ -20,7 +26,10 @@ Failover — who promotes and how: the API of a standby region runs `SELECT pg_p
 database when (1) that database is a standby, (2) the primary region's database has not answered
 a new connection for `--promote-after` seconds (3 s) and (3) clients are reaching this API (a
 request within those seconds: the edge has failed over here). Condition 3 keeps a partition that
-clients do not see from promoting a second primary. The primary region's API fences itself —
+clients do not see from promoting a second primary. A name that does not resolve is no evidence
+that the primary is down — only that the lookup failed — so it restarts the 3 s: the primary's
+record emptied while clients are here (the incident's first phase, with STS failing) makes this
+API answer 503 to writes, never promote. The primary region's API fences itself —
 answers 503 to everything, health included, for the rest of the run — once it sees the other
 region's database promoted, so that no write lands on the old primary after a failover.
 """
@@ -30,11 +39,13 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib import request as urlrequest
@@ -46,13 +57,28 @@ CHECK_TIMEOUT_S = 1.0
 
 
 def log(message: str) -> None:
-    print(f"api: {message}", file=sys.stderr, flush=True)
+    """One line on stderr (the replica's log), stamped with the wall clock's UTC time, which the
+    run's journal records next to each fault (``wall``)."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    print(f"{now} api: {message}", file=sys.stderr, flush=True)
+
+
+def unresolved(exc: BaseException) -> bool:
+    """Whether a connection failed because its host name did not resolve (pg8000 wraps the error)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Pool:
-    """A few connections to one database, opened on demand; a broken one is dropped."""
+    """A few connections to one database, opened on demand; a broken one is dropped. An idle
+    connection is reused as it is: only a new one looks the host up."""
 
-    def __init__(self, port: int, size: int = 4) -> None:
+    def __init__(self, host: str, port: int, size: int = 4) -> None:
+        self.host = host
         self.port = port
         self._idle: queue.LifoQueue[pg8000.native.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
@@ -60,13 +86,13 @@ class Pool:
     @contextmanager
     def connection(self) -> Iterator[pg8000.native.Connection]:
         if not self._slots.acquire(timeout=QUERY_TIMEOUT_S):
-            raise TimeoutError(f"no free connection to 127.0.0.1:{self.port}")
+            raise TimeoutError(f"no free connection to {self.host}:{self.port}")
         try:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
                 conn = pg8000.native.Connection(
-                    "postgres", host="127.0.0.1", port=self.port, database="postgres", timeout=QUERY_TIMEOUT_S
+                    "postgres", host=self.host, port=self.port, database="postgres", timeout=QUERY_TIMEOUT_S
                 )
             try:
                 yield conn
@@ -83,10 +109,11 @@ class Pool:
             return conn.run(sql, **params) or []
 
 
-def in_recovery(port: int) -> bool:
-    """Asked on a new connection each time, so that a cut route shows at once."""
+def in_recovery(pool: Pool) -> bool:
+    """Asked on a new connection each time (its host looked up again), so that a cut route shows
+    at once."""
     conn = pg8000.native.Connection(
-        "postgres", host="127.0.0.1", port=port, database="postgres", timeout=CHECK_TIMEOUT_S
+        "postgres", host=pool.host, port=pool.port, database="postgres", timeout=CHECK_TIMEOUT_S
     )
     try:
         return bool(conn.run("SELECT pg_is_in_recovery()")[0][0])
@@ -120,15 +147,21 @@ class Credentials:
             return True
 
 
+def parse_db(value: str) -> Pool:
+    """HOST:PORT, or PORT on 127.0.0.1."""
+    host, _, port = value.rpartition(":")
+    return Pool(host or "127.0.0.1", int(port))
+
+
 class State:
     def __init__(self, args: argparse.Namespace) -> None:
         dbs = dict(item.split("=", 1) for item in args.db)
         self.region: str = args.region
         self.home: bool = args.region == args.primary_region
-        self.local = Pool(int(dbs[args.region]))
+        self.local = parse_db(dbs[args.region])
         peer = [r for r in dbs if r != args.region]
         self.peer_region = peer[0]
-        self.peer = Pool(int(dbs[peer[0]]))
+        self.peer = parse_db(dbs[peer[0]])
         self.creds = Credentials(args.tokens)
         self.promote_after: float = args.promote_after
         self.local_standby = not self.home
@@ -136,6 +169,8 @@ class State:
         self.peer_seen = time.monotonic()
         self.last_request = 0.0
         self.fenced = False
+        self.failing: dict[str, str] = {}
+        """Pool → the error its last check failed with (logged once when it starts, once when it ends)."""
 
     def writer(self) -> Pool | None:
         if not self.local_standby:
@@ -144,16 +179,37 @@ class State:
             return self.peer
         return None
 
+    def check(self, pool: Pool) -> bool | None:
+        """Whether `pool`'s database is a standby (None: it did not answer), logging each change."""
+        where = f"{pool.host}:{pool.port}"
+        try:
+            standby = in_recovery(pool)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            cause = exc.__cause__
+            if cause is not None:
+                why += f" ({type(cause).__name__}: {cause})"
+            if where not in self.failing:
+                log(f"cannot open a connection to {where}: {why}")
+            self.failing[where] = why
+            if unresolved(exc) and pool is self.peer:
+                # The lookup failed, not the database: no evidence that the primary is down.
+                self.peer_seen = time.monotonic()
+            return None
+        if self.failing.pop(where, None) is not None:
+            log(f"{where} answers new connections again")
+        return standby
+
     def monitor(self) -> None:
         while True:
             time.sleep(0.5)
-            with suppress(Exception):
-                self.local_standby = in_recovery(self.local.port)
-            try:
-                self.peer_standby = in_recovery(self.peer.port)
+            local = self.check(self.local)
+            if local is not None:
+                self.local_standby = local
+            peer = self.check(self.peer)
+            if peer is not None:
+                self.peer_standby = peer
                 self.peer_seen = time.monotonic()
-            except Exception:
-                pass
             now = time.monotonic()
             if (
                 self.local_standby
@@ -201,7 +257,11 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             try:
                 status, body = act()
             except Exception as exc:
-                status, body = 503, {"error": f"database: {type(exc).__name__}: {exc}"}
+                why = f"{type(exc).__name__}: {exc}"
+                if exc.__cause__ is not None:
+                    why += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+                log(f"{self.command} {self.path}: 503, database: {why}")
+                status, body = 503, {"error": f"database: {why}"}
             self._send(status, body)
 
         def do_GET(self) -> None:
@@ -270,7 +330,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--region", required=True)
     parser.add_argument("--primary-region", required=True)
-    parser.add_argument("--db", action="append", required=True, help="REGION=PORT, for both regions")
+    parser.add_argument(
+        "--db", action="append", required=True, help="REGION=HOST:PORT (or REGION=PORT), for both regions"
+    )
     parser.add_argument("--tokens", required=True)
     parser.add_argument("--promote-after", type=float, default=3.0)
     args = parser.parse_args()
