@@ -43,8 +43,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -75,7 +75,9 @@ def unresolved(exc: BaseException) -> bool:
 
 class Pool:
     """A few connections to one database, opened on demand; a broken one is dropped. An idle
-    connection is reused as it is: only a new one looks the host up."""
+    connection is reused as it is: only a new one looks the host up. An idle connection found dead
+    when used (its server restarted, its route reset) is replaced by a new one once, as a pool's
+    pre-ping would; one that timed out is not (the database may be slow, not gone)."""
 
     def __init__(self, host: str, port: int, size: int = 4) -> None:
         self.host = host
@@ -83,30 +85,39 @@ class Pool:
         self._idle: queue.LifoQueue[pg8000.native.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
-    @contextmanager
-    def connection(self) -> Iterator[pg8000.native.Connection]:
+    def _open(self) -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            "postgres", host=self.host, port=self.port, database="postgres", timeout=QUERY_TIMEOUT_S
+        )
+
+    @staticmethod
+    def _run_on(conn: pg8000.native.Connection, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        try:
+            return conn.run(sql, **params) or []
+        except Exception:
+            with suppress(Exception):
+                conn.close()
+            raise
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
         if not self._slots.acquire(timeout=QUERY_TIMEOUT_S):
             raise TimeoutError(f"no free connection to {self.host}:{self.port}")
         try:
             try:
-                conn = self._idle.get_nowait()
+                conn, pooled = self._idle.get_nowait(), True
             except queue.Empty:
-                conn = pg8000.native.Connection(
-                    "postgres", host=self.host, port=self.port, database="postgres", timeout=QUERY_TIMEOUT_S
-                )
+                conn, pooled = self._open(), False
             try:
-                yield conn
-            except Exception:
-                with suppress(Exception):
-                    conn.close()
-                raise
+                rows = self._run_on(conn, sql, params)
+            except pg8000.native.InterfaceError as exc:
+                if not pooled or isinstance(exc.__cause__, TimeoutError):
+                    raise
+                conn = self._open()
+                rows = self._run_on(conn, sql, params)
             self._idle.put(conn)
+            return rows
         finally:
             self._slots.release()
-
-    def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        with self.connection() as conn:
-            return conn.run(sql, **params) or []
 
 
 def in_recovery(pool: Pool) -> bool:
