@@ -355,6 +355,23 @@ def test_events_and_rollbacks_in_time_order() -> None:
     assert m.phases[0].actual_end == pytest.approx(44.0 - 5.0)
 
 
+def test_an_applied_fault_event_says_what_it_changed() -> None:
+    # The journal's effects end the event's text (the report's Events); none, or not a list: nothing.
+    applied = {"type": "fault-applied", "t": 3.0, "phase": 0, "cycle": None, "kind": "dns"}
+    effects = ["dns db.scaleway-fr-par.bascule.internal: nodata", "route a->b: connections reset"]
+    faults = [FaultSpan(0, 0.0, None)]
+
+    def texts(effects: object) -> list[str]:
+        extra = [applied | {"effects": effects}]
+        m = compute_metrics(build_records(spec(healthy, faults=faults, extra=extra)))
+        return [e.text for e in m.events if e.text.startswith("applied dns")]
+
+    (said,) = texts(effects)
+    assert said.startswith("applied dns on aws/us-east-1 (")
+    assert said.endswith("): dns db.scaleway-fr-par.bascule.internal: nodata; route a->b: connections reset")
+    assert [t.endswith(")") for t in texts("?") + texts([])] == [True, True]
+
+
 def _synthetic_samples(n: int, seconds: float) -> Iterator[dict[str, Any]]:
     """``n`` raw load samples spread over ``seconds``, a tenth of them failed."""
     hops = [

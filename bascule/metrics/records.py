@@ -190,6 +190,8 @@ class FaultApplied(_Record):
     phase: Int = None
     cycle: Int = None
     kind: MaybeText = None
+    effects: Texts = ()
+    """What the target changed, one line each (``dns db.….bascule.internal: nodata``)."""
 
 
 class FaultReverted(_Record):

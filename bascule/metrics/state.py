@@ -287,7 +287,9 @@ class JournalState:
         interval = FaultInterval(phase, cycle, t)
         self.intervals.append(interval)
         self.open[(phase, cycle)] = interval
-        self._event(t, "fault", f"applied {self._describe(phase, r.kind, cycle)}")
+        # What the fault did on the target, so that the report shows it acting (a name, a route, a region).
+        did = f": {'; '.join(r.effects)}" if r.effects else ""
+        self._event(t, "fault", f"applied {self._describe(phase, r.kind, cycle)}{did}")
 
     def _fault_reverted(self, r: FaultReverted) -> None:
         t = r.t
