@@ -141,7 +141,16 @@ def test_a_region_outage_after_a_replication_pause_loses_acknowledged_writes_unl
         and r["t"] <= identity_on["t"]
     ]
     assert served, "fr-par's API wrote through its pooled connections during the dns phase"
-    rpo = json.loads((tmp_path / "result.json").read_text())["figures"]["rpo"]
+    result = json.loads((tmp_path / "result.json").read_text())
+    # The report's events say what each fault changed on the example.
+    events = [e["text"] for e in result["events"] if e["kind"] == "fault"]
+    for said in (
+        "dns db.scaleway-fr-par.bascule.internal: nodata",
+        "region scaleway/fr-par: control plane frozen",
+        "route api@scaleway-fr-par->tokens@scaleway-fr-par: http_error",
+    ):
+        assert any(text.startswith("applied ") and text.endswith(f": {said}") for text in events), events
+    rpo = result["figures"]["rpo"]
     print(
         f"{design}: {rpo['lost']} of {rpo['acknowledged']} acknowledged canaries lost, RPO {rpo['seconds']} s"
     )
