@@ -19,11 +19,12 @@ from kube_world import touch_of
 from test_kubernetes_contract import CASES, Check, _created_count, _missing_allowed, _spec_has
 
 from bascule.errors import TargetError
-from bascule.faults import Blackhole, Fault, Identity, IdentityMode
+from bascule.faults import Blackhole, Crash, Fault, Identity, IdentityMode
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
 from bascule.targets.kubernetes.calls import Verb
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
+from bascule.targets.kubernetes.probe import read_readiness
 from bascule.targets.kubernetes.resources import PODS, Resource
 from bascule.targets.kubernetes.target import KubernetesTarget
 
@@ -151,3 +152,21 @@ def test_apply_then_revert_restores_every_object_on_a_real_apiserver(
             assert any(f"{namespace}/{obj} " in line for line in applied.effects), key
     state = read_kube_ledger(tmp_path / "run" / KUBE_LEDGER_FILE)
     assert state.closed and not state.active
+
+
+def test_a_crashed_pod_is_terminating_not_gone_and_readiness_no_longer_counts_it(
+    w: RealWorld, tmp_path: Path
+) -> None:
+    # kmock removes a deleted pod at once; a real API server keeps a pod bound to a node, marked
+    # for graceful deletion, until its kubelet confirms: the probe must not count it as ready.
+    crash = Crash()
+    touch = touch_of(crash, Selector(component="gateway", region="scaleway/fr-par"))
+    ready_before = {(r.component, r.region): r.ready for r in read_readiness(w.mapping, w.apis)}
+    assert ready_before["gateway", "scaleway/fr-par"] == 2
+    with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+        target.apply(Action(0.0, ActionOp.APPLY, 0, crash), touch)
+    terminating = [k for k in w.clusters["scw"].terminating() if k[0] == "v1/pods"]
+    assert len(terminating) == 2 and all(k[2].startswith("gateway-") for k in terminating)
+    after = {(r.component, r.region): r for r in read_readiness(w.mapping, w.apis)}
+    assert after["gateway", "scaleway/fr-par"].ready == after["gateway", "scaleway/fr-par"].pods == 0
+    assert after["retriever", "scaleway/fr-par"].ready == 1
