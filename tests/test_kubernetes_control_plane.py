@@ -17,7 +17,10 @@ from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, running_control_pla
 from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
 from kube_world import touch_of
 from test_kubernetes_contract import CASES, Check, _created_count, _missing_allowed, _spec_has
+from test_kubernetes_recover import _assert_restored, _run_child
+from typer.testing import CliRunner
 
+from bascule.cli import app
 from bascule.errors import TargetError
 from bascule.faults import Blackhole, Crash, Fault, Identity, IdentityMode
 from bascule.model.selector import Selector
@@ -25,6 +28,7 @@ from bascule.plan.model import Action, ActionOp
 from bascule.targets.kubernetes.calls import Verb
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
 from bascule.targets.kubernetes.probe import read_readiness
+from bascule.targets.kubernetes.recover import recover_kubernetes
 from bascule.targets.kubernetes.resources import PODS, Resource
 from bascule.targets.kubernetes.target import KubernetesTarget
 
@@ -129,7 +133,7 @@ def test_apply_then_revert_restores_every_object_on_a_real_apiserver(
     applied = target.apply(action, touch)
     assert applied.effects
     assert w.snapshot() != before
-    during(w)  # type: ignore[arg-type]
+    during(w)
     for call in plan.calls:
         if call.verb is Verb.CREATE and call.body is not None:
             cluster = w.clusters[call.context]
@@ -170,3 +174,32 @@ def test_a_crashed_pod_is_terminating_not_gone_and_readiness_no_longer_counts_it
     after = {(r.component, r.region): r for r in read_readiness(w.mapping, w.apis)}
     assert after["gateway", "scaleway/fr-par"].ready == after["gateway", "scaleway/fr-par"].pods == 0
     assert after["retriever", "scaleway/fr-par"].ready == 1
+
+
+def test_recover_after_a_sigkill_restores_every_object_on_a_real_apiserver(
+    w: RealWorld, tmp_path: Path
+) -> None:
+    # The run of test_kubernetes_recover, in a child process SIGKILLed with six faults in force,
+    # then `bascule recover RUN_DIR` as the ServiceAccount.
+    before = w.snapshot()
+    run_dir = tmp_path / "run"
+    assert "all applied" in _run_child(w, run_dir, None)
+    assert w.snapshot() != before
+    result = CliRunner().invoke(app, ["recover", str(run_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "Corefile restored" in result.output
+    _assert_restored(w, before)
+    again = recover_kubernetes(run_dir, w.apis)
+    assert again.previously == "recovered" and again.restored == ()
+
+
+@pytest.mark.parametrize("kill_after", [0, 3, 9])
+def test_recover_restores_a_fault_killed_midway_on_a_real_apiserver(
+    w: RealWorld, tmp_path: Path, kill_after: int
+) -> None:
+    before = w.snapshot()
+    run_dir = tmp_path / "run"
+    assert "killed mid-apply" in _run_child(w, run_dir, kill_after)
+    report = recover_kubernetes(run_dir, w.apis)
+    assert report.clean, report.lines()
+    _assert_restored(w, before)
