@@ -26,6 +26,7 @@ from bascule.faults import (
     Hang,
     HttpError,
     Identity,
+    IdentityMode,
     Latency,
     LatencyPer,
     Partition,
@@ -147,6 +148,20 @@ def test_a_link_across_clusters_uses_the_peers_cidrs() -> None:
     external = [b["spec"]["externalTargets"] for b in bodies if "externalTargets" in b["spec"]]
     assert ["198.51.100.0/24", "2001:db8::/32"] in external
     assert ["192.0.2.0/25"] in external
+
+
+def test_network_chaos_acts_on_both_directions_only_between_named_pods() -> None:
+    # Chaos Mesh's admission webhook refuses `from` and `both` on a netem action without `target`
+    # (every peer) or with `externalTargets` (test_kubernetes_control_plane runs it).
+    everyone = _calls(Blackhole(), Selector(component="llm", region="aws/us-east-1"))
+    across = _calls(Blackhole(), Selector(link=("aws/us-east-1", "scaleway/fr-par")))
+    within = _calls(Blackhole(), Selector(link=("aws/us-east-1", "aws/eu-west-3")))
+    timeout = _calls(Identity(mode=IdentityMode.TIMEOUT), Selector(dependency="aws-sts"))
+    for found in (everyone, across, timeout):
+        specs = [c.body["spec"] for c in found.calls if c.body is not None]
+        assert specs and all(s["direction"] == "to" and "target" not in s for s in specs)
+    specs = [c.body["spec"] for c in within.calls if c.body is not None]
+    assert specs and all(s["direction"] == "both" and "target" in s for s in specs)
 
 
 # -- refusals --------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def _chaos_on_hops(
             base["port"] = workload.port
         restricted = _restriction(b, target, touched)
         if restricted is None:
-            b.create(resource, region.context, target.region, namespace, base, why)
+            b.create(resource, region.context, target.region, namespace, _untargeted(base), why)
             continue
         if http:
             raise b.refuse(
@@ -148,9 +148,18 @@ def _chaos_on_hops(
                 region.context,
                 target.region,
                 namespace,
-                {**base, "externalTargets": external},
+                {**_untargeted(base), "externalTargets": external},
                 f"{why}, to {', '.join(external)}",
             )
+
+
+def _untargeted(spec: dict[str, Any]) -> dict[str, Any]:
+    """A NetworkChaos spec with no ``target`` (every peer, or ``externalTargets``): Chaos Mesh's
+    admission webhook refuses the directions ``from`` and ``both`` there, so it acts ``to`` — on
+    the callee's outgoing packets, its answers, which cuts the calls as surely."""
+    if spec.get("direction") in ("from", "both"):
+        return {**spec, "direction": "to"}
+    return spec
 
 
 def _ms(seconds: float) -> str:

@@ -1,0 +1,57 @@
+"""The control plane's Go module and build script (no build here: see test_kubernetes_control_plane):
+the staging modules are pinned to the release matching k8s.io/kubernetes, and the cache directory
+is outside the clone, keyed by the pins."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = ROOT / "tests" / "controlplane" / "go.mod"
+BUILD = ROOT / "scripts" / "build-control-plane"
+
+
+def test_every_staging_module_is_pinned_to_the_matching_release() -> None:
+    text = MODULE.read_text(encoding="utf-8")
+    kubernetes = re.search(r"^\s*k8s\.io/kubernetes (v1\.(\d+)\.(\d+))", text, re.M)
+    assert kubernetes is not None
+    staging = f"v0.{kubernetes[2]}.{kubernetes[3]}"
+    replaced = re.findall(r"^\s*(k8s\.io/[\w-]+) => (k8s\.io/[\w-]+) (\S+)$", text, re.M)
+    assert len(replaced) >= 30
+    assert all(a == b and version == staging for a, b, version in replaced), replaced
+    assert "k8s.io/kubernetes/cmd/kube-apiserver" in text
+    assert "go.etcd.io/etcd/server/v3\n" in text
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+def test_the_cache_is_outside_the_clone_and_keyed_by_the_pins(tmp_path: Path) -> None:
+    def printed(root: Path) -> Path:
+        env = dict(os.environ, BASCULE_CACHE_DIR=str(tmp_path / "cache"))
+        answer = subprocess.run(
+            [str(root / "scripts" / "build-control-plane"), "--print"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        return Path(answer.stdout.strip())
+
+    first = printed(ROOT)
+    assert first == printed(ROOT)
+    assert first.parent == tmp_path / "cache" / "control-plane"
+    assert first.name.startswith("k8s-v1.")
+    # Another pin, another directory: a copy of the script and module with one line changed.
+    copy = tmp_path / "clone"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(BUILD, copy / "scripts")
+    shutil.copytree(MODULE.parent, copy / "tests" / "controlplane")
+    changed = copy / "tests" / "controlplane" / "go.mod"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n// another pin\n", encoding="utf-8")
+    assert printed(copy) != first
