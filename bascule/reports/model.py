@@ -30,6 +30,7 @@ __all__ = [
     "Figures",
     "Hypothesis",
     "Latency",
+    "Noise",
     "Outage",
     "Phase",
     "Region",
@@ -167,6 +168,19 @@ class Correctness(_Record):
     baseline_graded: int = 0
 
 
+class Noise(_Record):
+    """The steady state's noise before the first fault (docs/scoring.md, "Steady-state noise")."""
+
+    windows: int = 0
+    requests: int = 0
+    failed: int = 0
+    failure_ratio: float | None = None
+    success_ratio_stdev: float | None = None
+    latency_p95_mean: float | None = None
+    latency_p95_stdev: float | None = None
+    alpha: float = 0.001
+
+
 class ErrorBudget(_Record):
     allowed: float = 0.0
     spent: int = 0
@@ -218,6 +232,8 @@ class Figures(_Record):
     error_budget: ErrorBudget | None = None
     cost: Cost | None = None
     paths_by_source: PathSources | None = None
+    noise: Noise | None = None
+    """None in documents of a bascule before the noise was measured."""
     notes: Mapping[str, str] = {}
     """Figure name → why it is ``None``."""
 
