@@ -18,8 +18,17 @@ from bascule.ci.results import RunResult, read_result
 from bascule.reports.model import Result
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
+from bascule.verdicts.designdiff import design_digest
+from bascule.verdicts.model import DesignFile
 
-__all__ = ["RepeatOutcome", "compare_baseline", "final_document", "read_baseline", "run_repeated"]
+__all__ = [
+    "RepeatOutcome",
+    "compare_baseline",
+    "final_document",
+    "read_baseline",
+    "read_design_file",
+    "run_repeated",
+]
 
 RunOnce = Callable[[int, Path], RunResult]
 """Runs the k-th repeat (1-based) into the directory given, and returns its result."""
@@ -49,6 +58,22 @@ def _one_run(run_dir: Path) -> RepeatSummary:
     return judge_runs([final_document(read_result(run_dir))])
 
 
+def read_design_file(path: Path | None) -> DesignFile | None:
+    """The design file as the runs ran it: its path, SHA-256 and text (None when unreadable)."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return DesignFile(path=str(path), sha256=design_digest(text), text=text)
+
+
+def _design_of(item: dict[str, object]) -> DesignFile | None:
+    recorded = item.get("design_file")
+    return DesignFile.model_validate(recorded) if isinstance(recorded, dict) else None
+
+
 def read_baseline(directory: Path, scenario: str | None, design: str | None) -> RepeatSummary | None:
     """The baseline of `scenario` × `design` in `directory`: a repeat's output (its repeat.json), a
     suite's (the item's repeat.json, or its one run's result.json when the suite ran without
@@ -68,7 +93,7 @@ def read_baseline(directory: Path, scenario: str | None, design: str | None) -> 
                 if (candidate / "repeat.json").exists():
                     return parse_repeat((candidate / "repeat.json").read_text(encoding="utf-8"))
                 if (candidate / "result.json").exists():
-                    return _one_run(candidate)
+                    return _one_run(candidate).model_copy(update={"design_file": _design_of(item)})
         return None
     if (directory / "result.json").exists():
         found = _one_run(directory)
@@ -93,11 +118,14 @@ def run_repeated(
     min_score: float | None = None,
     seed: int = 0,
     baseline: Path | None = None,
+    design_file: Path | None = None,
     on_done: Callable[[int, RunResult], None] | None = None,
 ) -> RepeatOutcome:
     """Run `run_once` `repeats` times into ``out_dir/run-K``, then judge the runs (against
     `baseline` when given, `read_baseline`) and write ``repeat.json`` and ``repeat.md`` into
-    `out_dir`."""
+    `out_dir`. `design_file`, the design the runs run, is recorded (path, SHA-256, text) for a
+    later baseline comparison to list its differences."""
+    design = read_design_file(design_file)
     if repeats < 2:
         raise ValueError("--repeat needs at least 2 runs to judge them together")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +138,7 @@ def run_repeated(
         if result.exit_code not in (0, 1):
             break
     summary = judge_runs([final_document(r) for r in done], repeats=repeats, min_score=min_score, seed=seed)
+    summary = summary.model_copy(update={"design_file": design})
     if baseline is not None:
         summary = compare_baseline(summary, baseline)
     files = {
