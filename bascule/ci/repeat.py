@@ -14,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bascule.ci.results import RunResult, read_result
+from bascule.ci.results import RunResult, read_result, run
+from bascule.model.loading import read_scenario, scenario_design_path
+from bascule.reports.files import write_reports
 from bascule.reports.model import Result
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
+from bascule.verdicts.context import with_repeat
 from bascule.verdicts.designdiff import design_digest
 from bascule.verdicts.model import DesignFile
 
@@ -27,6 +30,7 @@ __all__ = [
     "final_document",
     "read_baseline",
     "read_design_file",
+    "repeat",
     "run_repeated",
 ]
 
@@ -141,6 +145,10 @@ def run_repeated(
     summary = summary.model_copy(update={"design_file": design})
     if baseline is not None:
         summary = compare_baseline(summary, baseline)
+    for info, result in zip(summary.runs, done, strict=True):
+        if info.counted and (result.run_dir / "result.json").is_file():
+            # Each run's own reports carry the repeat's verdicts (result.json, summary.md, report.html).
+            write_reports(result.run_dir, with_repeat(result.document, summary, info.run), charts=False)
     files = {
         out_dir / "repeat.json": dump_repeat(summary),
         out_dir / "repeat.md": render_repeat_markdown(summary),
@@ -148,3 +156,42 @@ def run_repeated(
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     return RepeatOutcome(summary, tuple(done), tuple(files))
+
+
+def repeat(
+    scenario: str | Path,
+    repeats: int,
+    *,
+    design: str | Path | None = None,
+    out: str | Path,
+    target: str = "local",
+    min_score: float | None = None,
+    baseline: str | Path | None = None,
+    stack_timeout: float | None = None,
+) -> RepeatOutcome:
+    """`run` `repeats` times into ``out/run-K`` and judge the runs (docs/repeats.md) — the Python
+    face of ``bascule run --repeat N``, used by the pytest plugin. Raises `ScenarioError` for
+    invalid input before anything runs."""
+    scenario_path = Path(scenario)
+    design_path = Path(design) if design is not None else None
+    if design_path is None:
+        design_path = scenario_design_path(scenario_path, read_scenario(scenario_path))
+
+    def run_once(k: int, run_dir: Path) -> RunResult:
+        return run(
+            scenario_path,
+            design=design_path,
+            out=run_dir,
+            target=target,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+        )
+
+    return run_repeated(
+        run_once,
+        repeats,
+        Path(out),
+        min_score=min_score,
+        baseline=None if baseline is None else Path(baseline),
+        design_file=design_path,
+    )
