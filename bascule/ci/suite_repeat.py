@@ -93,6 +93,9 @@ def render_suite_repeat_markdown(items: Sequence[tuple[SuiteCase, RepeatSummary]
         note += f" {len(regressed)} regressed against the baseline."
     if unsure:
         note += f" Inconclusive (the interval straddles an objective; exit 1): {'; '.join(unsure)}."
+    if flaky:
+        shaky = [f"{c.scenario_id} on {c.design_id} ({s.verdict.value})" for c, s in flaky]
+        note += f" Flaky (verdicts differ across runs): {'; '.join(shaky)}."
     notes = sorted({n for _, s in items for n in s.notes})
     lines += ["", note, *(f"> {n}" for n in notes[:1])]
     return "\n".join(lines) + "\n"
