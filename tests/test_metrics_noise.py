@@ -97,3 +97,19 @@ def test_explained_failures_is_the_binomial_quantile() -> None:
     # Binomial(50, 0.04): P(X > 7) ≈ 0.0008 ≤ 0.001 < P(X > 6) ≈ 0.0036.
     assert explained_failures(50, 0.04) == 7
     assert explained_failures(1000, 0.04) > explained_failures(100, 0.04)
+
+
+def test_the_reports_show_the_noise_when_there_was_some() -> None:
+    from bascule.reports.markdown import render_markdown
+
+    noisy_result = build_result(m := metrics(noisy(None)), score(m, m.objectives, m.weights))
+    assert "**Steady-state noise** | " in render_markdown(noisy_result)
+    assert "before the first fault; outages and detection count only failures beyond it" in render_markdown(
+        noisy_result
+    )
+
+    def clean(t: float, source: str, data_class: str) -> Served:
+        return Served(True, PRIMARY)
+
+    clean_result = build_result(c := metrics(clean), score(c, c.objectives, c.weights))
+    assert "Steady" not in render_markdown(clean_result)
