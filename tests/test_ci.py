@@ -5,6 +5,7 @@ marked slow, except the checks that stop before anything runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -164,6 +165,35 @@ def test_the_fixture_runs_a_scenario_from_python(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
+def test_the_plugin_repeats_an_item_and_judges_it_over_its_runs(pytester: pytest.Pytester) -> None:
+    """Real runs: ci-impossible ×2 fails on its verdict over both runs, with the verdict lines as
+    the failure and each dimension's verdict and interval as JUnit properties."""
+    shutil.copy(SAMPLES / "ci-impossible.yaml", pytester.path / "ci-impossible.yaml")
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "--bascule",
+        "--bascule-design",
+        str(APS),
+        "--bascule-repeat",
+        "2",
+        "--bascule-out",
+        str(pytester.path / "runs"),
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        timeout=600,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*repeat: fail over 2 of 2 runs*"])
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    props = {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
+    assert props["bascule.verdict"] == "fail" and props["bascule.runs_judged"] == "2"
+    assert props["bascule.latency.verdict"] == "fail" and props["bascule.latency.interval"].startswith("[")
+    repeat_dir = Path(props["bascule.repeat_dir"])
+    assert json.loads((repeat_dir / "run-2" / "result.json").read_text())["repeat"]["verdict"] == "fail"
+
+
 @pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
 def test_ci_examples_run_a_suite_that_plans(name: str) -> None:
     import yaml
@@ -213,6 +243,13 @@ def test_suite_repeat_judges_each_item_over_its_runs(tmp_path: Path) -> None:
         assert all((Path(d) / "result.json").exists() for d in item["run_dirs"])
         repeat = json.loads((Path(item["repeat_dir"]) / "repeat.json").read_text())
         assert repeat["schema"] == "bascule.repeat/1" and len(repeat["runs"]) == 2
+        # The design file it ran is recorded for a later --baseline, and each run carries the verdict.
+        assert repeat["design_file"]["sha256"] == hashlib.sha256(APS.read_bytes()).hexdigest()
+        assert item["design_file"]["sha256"] == repeat["design_file"]["sha256"]
+        for k, run_dir in enumerate(item["run_dirs"], start=1):
+            carried = json.loads((Path(run_dir) / "result.json").read_text())["repeat"]
+            assert carried["run"] == k and carried["verdict"] == item["verdict"]
+            assert "Over the repeated runs" in (Path(run_dir) / "summary.md").read_text()
     junit = ET.parse(out / "junit.xml").getroot()
     assert junit.attrib["tests"] == "2" and junit.attrib["failures"] == "1"
     impossible = next(c for c in junit.iter("testcase") if c.attrib["classname"] == "ci-impossible")

@@ -5,6 +5,7 @@ a suite's (moved elsewhere, with or without --repeat) or a run's directory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -22,7 +23,8 @@ from journal_factory import (
     reference_design,
 )
 
-from bascule.ci.repeat import compare_baseline, read_baseline
+from bascule.ci.repeat import compare_baseline, read_baseline, read_design_file, run_repeated
+from bascule.ci.results import RunResult
 from bascule.ci.suite import SuiteCase
 from bascule.ci.suite_repeat import render_suite_repeat_markdown
 from bascule.metrics import compute_metrics
@@ -30,7 +32,14 @@ from bascule.model.scenario import Objectives, Weights
 from bascule.reports.model import Result, dump_result
 from bascule.reports.result import build_result
 from bascule.score import score
-from bascule.verdicts import dump_repeat, judge_runs, render_repeat_markdown
+from bascule.verdicts import (
+    dump_repeat,
+    judge_runs,
+    parse_repeat,
+    render_repeat_lines,
+    render_repeat_markdown,
+)
+from bascule.verdicts.designdiff import design_differences
 
 WEIGHTS = Weights(availability=25, recovery=20, latency=15, correctness=0, durability=0, sovereignty=15)
 
@@ -134,3 +143,90 @@ def test_a_directory_that_is_no_baseline_is_refused_and_a_missing_item_is_said(t
     (other / "suite.json").write_text('{"runs": []}')
     now = compare_baseline(judge_runs(runs(0.5, (5, 6))), other)
     assert now.baseline is None and any("has no run of synthetic" in n for n in now.notes)
+
+
+DESIGN = Path(__file__).resolve().parent.parent / "designs" / "active-passive-sovereign.yaml"
+
+
+def slower_breaker(tmp_path: Path) -> Path:
+    """The reference design with one field changed: the breaker stays open 30 s instead of 3 s."""
+    text = DESIGN.read_text(encoding="utf-8")
+    assert "open_for: 3s}" in text
+    path = tmp_path / "slower-breaker.yaml"
+    path.write_text(text.replace("open_for: 3s}", "open_for: 30s}"), encoding="utf-8")
+    return path
+
+
+def repeated(documents: tuple[Result, ...], out: Path, design: Path, baseline: Path | None = None):  # type: ignore[no-untyped-def]
+    def run_once(k: int, run_dir: Path) -> RunResult:
+        document = documents[k - 1]
+        return RunResult(document.run.exit_code or 0, "completed", run_dir, document)
+
+    return run_repeated(run_once, len(documents), out, baseline=baseline, design_file=design)
+
+
+def test_a_regression_names_the_design_field_that_changed(tmp_path: Path) -> None:
+    base = repeated(runs(0.5, (0, 1, 2, 3, 4)), tmp_path / "base", DESIGN)
+    recorded = parse_repeat((tmp_path / "base" / "repeat.json").read_text()).design_file
+    assert recorded is not None and recorded.text == DESIGN.read_text(encoding="utf-8")
+    assert recorded.sha256 == hashlib.sha256(DESIGN.read_bytes()).hexdigest()
+    assert base.summary.design_changes is None  # no baseline given
+
+    # The slower breaker keeps more requests failing at the fault: 70 % instead of 50 %.
+    now = repeated(runs(0.7, (5, 6, 7, 8, 9)), tmp_path / "now", slower_breaker(tmp_path), tmp_path / "base")
+    summary = now.summary
+    assert [c.name for c in summary.regressions] == ["availability"] and now.exit_code == 1
+    assert summary.design_changes == ("routing.circuit_breaker.open_for: 3s → 30s",)
+    assert "(the design changed: routing.circuit_breaker.open_for: 3s → 30s)" in summary.reason
+    markdown = (tmp_path / "now" / "repeat.md").read_text()
+    assert "**Design changes since the baseline**" in markdown
+    assert "- `routing.circuit_breaker.open_for: 3s → 30s`" in markdown
+    case = SuiteCase(Path("s.yaml"), DESIGN, "synthetic", "active-passive-sovereign")
+    suite_md = render_suite_repeat_markdown([(case, summary)], 1)
+    regressions = suite_md.split("### ❌ Regressions against the baseline (beyond noise)")[1]
+    assert "    - `routing.circuit_breaker.open_for: 3s → 30s`" in regressions
+    assert any(
+        "design changes: routing.circuit_breaker.open_for: 3s → 30s" in line
+        for line in render_repeat_lines(summary)
+    )
+
+
+def test_a_rerun_of_the_same_design_file_is_not_flagged(tmp_path: Path) -> None:
+    repeated(runs(0.5, (0, 1, 2, 3, 4)), tmp_path / "base", DESIGN)
+    copy = tmp_path / "same.yaml"
+    shutil.copy(DESIGN, copy)  # another path, the same content
+    now = repeated(runs(0.5, (5, 6, 7, 8, 9)), tmp_path / "now", copy, tmp_path / "base").summary
+    assert now.regressions == () and now.exit_code == 0 and now.design_changes == ()
+    assert "Same design file as the baseline" in render_repeat_markdown(now)
+
+
+def test_a_plain_suite_records_its_design_file_for_a_later_baseline(tmp_path: Path) -> None:
+    summary = judge_runs(runs(0.5, (0,)))
+    slug = f"{summary.scenario}--{summary.design}"
+    (tmp_path / slug).mkdir()
+    (tmp_path / slug / "result.json").write_text(dump_result(runs(0.5, (0,))[0]))
+    design = read_design_file(DESIGN)
+    assert design is not None
+    item = {"scenario": summary.scenario, "design": summary.design, "design_file": design.model_dump()}
+    (tmp_path / "suite.json").write_text(json.dumps({"runs": [item]}))
+    found = read_baseline(tmp_path, summary.scenario, summary.design)
+    assert found is not None and found.design_file == design
+    now = repeated(runs(0.5, (5, 6, 7)), tmp_path / "now", slower_breaker(tmp_path), tmp_path).summary
+    assert now.design_changes == ("routing.circuit_breaker.open_for: 3s → 30s",)
+
+
+def test_without_a_recorded_design_the_differences_are_said_to_be_unknown(tmp_path: Path) -> None:
+    now = compare_baseline(judge_runs(runs(0.5, (5, 6, 7))), baseline_dir(tmp_path))
+    assert now.design_changes is None
+    assert any("recorded no design file" in note for note in now.notes)
+
+
+def test_design_differences_name_fields_and_list_items_by_id() -> None:
+    text = DESIGN.read_text(encoding="utf-8")
+    changed = text.replace("replica_hour: 0.0750", "replica_hour: 0.09").replace("  lag: 1s\n", "")
+    assert design_differences(text, changed) == (
+        "regions[scaleway/fr-par].cost.replica_hour: 0.075 → 0.09",
+        "replication.lag: 1s removed",
+    )
+    assert design_differences(text, text) == ()
+    assert design_differences("not: [valid", "a: 1") == ("-not: [valid", "+a: 1")

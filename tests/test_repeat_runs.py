@@ -83,6 +83,8 @@ def test_the_suite_markdown_puts_flaky_items_apart_and_closes_with_the_inconclus
         in text
     )
     assert "> 1 pass, 1 fail, 1 inconclusive; 1 flaky. Inconclusive (the interval straddles" in text
+    flaky_note = "Flaky (verdicts differ across runs): b on active-passive-sovereign (inconclusive)."
+    assert text.count(flaky_note) == 1
     assert "b on active-passive-sovereign." in text
 
 
@@ -132,3 +134,27 @@ def test_a_baseline_that_cannot_be_used_exits_2_before_anything_runs(
         assert done.exit_code == 2, done.output
         assert message in done.output
         assert not (tmp_path / "out").exists()
+
+
+def test_a_flaky_pass_whose_runs_all_exited_0_is_still_flaky_in_junit() -> None:
+    runs = results(min(ratios()) - 0.02)
+
+    def unjudged(result: Result) -> Result:
+        # Sovereignty not measured in this run (no request's path was known); the run exits 0.
+        dims = tuple(
+            d.model_copy(update={"measured": None, "passed": None, "sub_score": None})
+            if d.name == "sovereignty"
+            else d
+            for d in result.score.dimensions
+        )
+        return result.model_copy(update={"score": result.score.model_copy(update={"dimensions": dims})})
+
+    runs[2] = unjudged(runs[2])
+    summary = judge_runs(runs)
+    assert summary.verdict is Verdict.PASS and summary.flaky and {r.exit_code for r in summary.runs} == {0}
+    case = next(ET.fromstring(render_junit_repeats([(summary, runs)]).split("\n", 1)[1]).iter("testcase"))
+    assert case.find("failure") is None
+    (flaky,) = case.findall("flakyFailure")
+    assert flaky.attrib == {"message": "run 3: exit 0, sovereignty unmeasured", "type": "bascule.flaky"}
+    trace = flaky.find("stackTrace")
+    assert trace is not None and trace.text == "sovereignty: passed 4, unmeasured 1 of 5 runs"

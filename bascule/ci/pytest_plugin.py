@@ -10,6 +10,12 @@ for any test. An item passes when its run completes and meets its objectives (an
 Score, grade and key figures go to the item's ``user_properties``, which ``--junitxml`` writes as
 properties.
 
+With ``--bascule-repeat N`` each item runs N times and is judged over its runs (docs/repeats.md): it
+passes only when every objective's 95 % interval is on its passing side; inconclusive, fail,
+unmeasured or a regression against ``--bascule-baseline DIR`` fail it, with the verdict lines as the
+failure text. Its properties carry the verdict, ``bascule.flaky`` and each dimension's verdict and
+interval; a flaky pass is counted as ``flaky`` in pytest's summary line (it still passes).
+
 The ``bascule`` fixture runs scenarios from a test written in Python::
 
     def test_failover_is_quick(bascule):
@@ -29,9 +35,17 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
+    from bascule.ci.repeat import RepeatOutcome
     from bascule.ci.results import RunResult
+    from bascule.verdicts import RepeatSummary
 
-__all__ = ["BasculeRunner", "ScenarioFailedError", "ScenarioFile", "ScenarioItem"]
+__all__ = [
+    "BasculeRunner",
+    "ScenarioFailedError",
+    "ScenarioFile",
+    "ScenarioItem",
+    "ScenarioRepeatFailedError",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,12 +63,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bascule-out", default=None, metavar="DIR", help="where run directories go (default: runs/pytest)"
     )
+    group.addoption(
+        "--bascule-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each item N times and judge it over its runs (docs/repeats.md; N ≥ 2)",
+    )
+    group.addoption(
+        "--bascule-baseline",
+        default=None,
+        metavar="DIR",
+        help="with --bascule-repeat: flag regressions beyond noise against this earlier output",
+    )
     parser.addini("bascule", type="bool", default=False, help="collect scenario YAML files as test items")
     parser.addini("bascule_designs", type="linelist", default=[], help="designs to run each scenario against")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bascule: a bascule resilience scenario run")
+    repeats = config.getoption("bascule_repeat", 1)
+    if repeats < 1 or (config.getoption("bascule_baseline", None) and repeats < 2):
+        raise pytest.UsageError("--bascule-repeat takes N ≥ 1, and --bascule-baseline needs N ≥ 2")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    """A repeated item that passed although some of its runs did not is counted as ``flaky``: the
+    summary line says ``1 flaky``, the verbose line ``FLAKY``; the item still passes."""
+    if report.when == "call" and report.passed and ("bascule.flaky", True) in report.user_properties:
+        return "flaky", "f", ("FLAKY", {"yellow": True})
+    return None
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -125,6 +163,33 @@ def _properties(result: RunResult) -> list[tuple[str, object]]:
     return props
 
 
+class ScenarioRepeatFailedError(Exception):
+    """A repeated item whose verdict over its runs is not a pass (fail, inconclusive, unmeasured,
+    a regression against the baseline, or a run that did not complete)."""
+
+    def __init__(self, summary: RepeatSummary) -> None:
+        super().__init__(summary.reason)
+        self.summary = summary
+
+
+def _repeat_properties(summary: RepeatSummary, out: Path) -> list[tuple[str, object]]:
+    props: list[tuple[str, object]] = [
+        ("bascule.verdict", summary.verdict.value),
+        ("bascule.flaky", summary.flaky),
+        ("bascule.exit_code", summary.exit_code),
+        ("bascule.repeats", summary.repeats),
+        ("bascule.runs_judged", sum(1 for r in summary.runs if r.counted)),
+        ("bascule.repeat_dir", str(out)),
+    ]
+    for d in summary.dimensions:
+        props.append((f"bascule.{d.name}.verdict", d.verdict.value))
+        if d.interval is not None:
+            props.append((f"bascule.{d.name}.interval", f"[{d.interval.low:.6g}, {d.interval.high:.6g}]"))
+        if d.flaky:
+            props.append((f"bascule.{d.name}.flips", d.flips))
+    return props
+
+
 class ScenarioItem(pytest.Item):
     """One scenario run against one design."""
 
@@ -142,6 +207,9 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from bascule.ci.results import run
 
+        if self.config.getoption("bascule_repeat") > 1:
+            self._run_repeated()
+            return
         result = run(
             self.path,
             design=self.design_path,
@@ -153,9 +221,28 @@ class ScenarioItem(pytest.Item):
         if not result.passed:
             raise ScenarioFailedError(result)
 
+    def _run_repeated(self) -> None:
+        from bascule.ci.repeat import repeat
+
+        outcome = repeat(
+            self.path,
+            self.config.getoption("bascule_repeat"),
+            design=self.design_path,
+            out=self._out(),
+            target=self.config.getoption("bascule_target"),
+            min_score=self.config.getoption("bascule_min_score"),
+            baseline=self.config.getoption("bascule_baseline"),
+        )
+        self.user_properties.extend(_repeat_properties(outcome.summary, self._out()))
+        if outcome.exit_code != 0:
+            raise ScenarioRepeatFailedError(outcome.summary)
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from bascule.errors import ScenarioError
+        from bascule.verdicts import render_repeat_lines
 
+        if isinstance(excinfo.value, ScenarioRepeatFailedError):
+            return "\n".join(render_repeat_lines(excinfo.value.summary))
         if isinstance(excinfo.value, ScenarioFailedError):
             return excinfo.value.result.failure_text()
         if isinstance(excinfo.value, ScenarioError):
@@ -179,6 +266,16 @@ class BasculeRunner:
         self._count += 1
         out = options.pop("out", None) or self.root / f"run-{self._count}"
         return run(scenario, design=design, out=out, **options)
+
+    def repeat(
+        self, scenario: str | Path, repeats: int, *, design: str | Path | None = None, **options: Any
+    ) -> RepeatOutcome:
+        """`repeats` runs judged together: ``outcome.summary.verdict``, ``.dimension("recovery")``."""
+        from bascule.ci.repeat import repeat
+
+        self._count += 1
+        out = options.pop("out", None) or self.root / f"repeat-{self._count}"
+        return repeat(scenario, repeats, design=design, out=out, **options)
 
 
 @pytest.fixture

@@ -14,12 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bascule.ci.results import RunResult, read_result
+from bascule.ci.results import RunResult, read_result, run
+from bascule.model.loading import read_scenario, scenario_design_path
+from bascule.reports.files import write_reports
 from bascule.reports.model import Result
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
+from bascule.verdicts.context import with_repeat
+from bascule.verdicts.designdiff import design_digest
+from bascule.verdicts.model import DesignFile
 
-__all__ = ["RepeatOutcome", "compare_baseline", "final_document", "read_baseline", "run_repeated"]
+__all__ = [
+    "RepeatOutcome",
+    "compare_baseline",
+    "final_document",
+    "read_baseline",
+    "read_design_file",
+    "repeat",
+    "run_repeated",
+]
 
 RunOnce = Callable[[int, Path], RunResult]
 """Runs the k-th repeat (1-based) into the directory given, and returns its result."""
@@ -49,6 +62,22 @@ def _one_run(run_dir: Path) -> RepeatSummary:
     return judge_runs([final_document(read_result(run_dir))])
 
 
+def read_design_file(path: Path | None) -> DesignFile | None:
+    """The design file as the runs ran it: its path, SHA-256 and text (None when unreadable)."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return DesignFile(path=str(path), sha256=design_digest(text), text=text)
+
+
+def _design_of(item: dict[str, object]) -> DesignFile | None:
+    recorded = item.get("design_file")
+    return DesignFile.model_validate(recorded) if isinstance(recorded, dict) else None
+
+
 def read_baseline(directory: Path, scenario: str | None, design: str | None) -> RepeatSummary | None:
     """The baseline of `scenario` × `design` in `directory`: a repeat's output (its repeat.json), a
     suite's (the item's repeat.json, or its one run's result.json when the suite ran without
@@ -68,7 +97,7 @@ def read_baseline(directory: Path, scenario: str | None, design: str | None) -> 
                 if (candidate / "repeat.json").exists():
                     return parse_repeat((candidate / "repeat.json").read_text(encoding="utf-8"))
                 if (candidate / "result.json").exists():
-                    return _one_run(candidate)
+                    return _one_run(candidate).model_copy(update={"design_file": _design_of(item)})
         return None
     if (directory / "result.json").exists():
         found = _one_run(directory)
@@ -93,11 +122,14 @@ def run_repeated(
     min_score: float | None = None,
     seed: int = 0,
     baseline: Path | None = None,
+    design_file: Path | None = None,
     on_done: Callable[[int, RunResult], None] | None = None,
 ) -> RepeatOutcome:
     """Run `run_once` `repeats` times into ``out_dir/run-K``, then judge the runs (against
     `baseline` when given, `read_baseline`) and write ``repeat.json`` and ``repeat.md`` into
-    `out_dir`."""
+    `out_dir`. `design_file`, the design the runs run, is recorded (path, SHA-256, text) for a
+    later baseline comparison to list its differences."""
+    design = read_design_file(design_file)
     if repeats < 2:
         raise ValueError("--repeat needs at least 2 runs to judge them together")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,8 +142,13 @@ def run_repeated(
         if result.exit_code not in (0, 1):
             break
     summary = judge_runs([final_document(r) for r in done], repeats=repeats, min_score=min_score, seed=seed)
+    summary = summary.model_copy(update={"design_file": design})
     if baseline is not None:
         summary = compare_baseline(summary, baseline)
+    for info, result in zip(summary.runs, done, strict=True):
+        if info.counted and (result.run_dir / "result.json").is_file():
+            # Each run's own reports carry the repeat's verdicts (result.json, summary.md, report.html).
+            write_reports(result.run_dir, with_repeat(result.document, summary, info.run), charts=False)
     files = {
         out_dir / "repeat.json": dump_repeat(summary),
         out_dir / "repeat.md": render_repeat_markdown(summary),
@@ -119,3 +156,42 @@ def run_repeated(
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     return RepeatOutcome(summary, tuple(done), tuple(files))
+
+
+def repeat(
+    scenario: str | Path,
+    repeats: int,
+    *,
+    design: str | Path | None = None,
+    out: str | Path,
+    target: str = "local",
+    min_score: float | None = None,
+    baseline: str | Path | None = None,
+    stack_timeout: float | None = None,
+) -> RepeatOutcome:
+    """`run` `repeats` times into ``out/run-K`` and judge the runs (docs/repeats.md) — the Python
+    face of ``bascule run --repeat N``, used by the pytest plugin. Raises `ScenarioError` for
+    invalid input before anything runs."""
+    scenario_path = Path(scenario)
+    design_path = Path(design) if design is not None else None
+    if design_path is None:
+        design_path = scenario_design_path(scenario_path, read_scenario(scenario_path))
+
+    def run_once(k: int, run_dir: Path) -> RunResult:
+        return run(
+            scenario_path,
+            design=design_path,
+            out=run_dir,
+            target=target,
+            min_score=min_score,
+            stack_timeout=stack_timeout,
+        )
+
+    return run_repeated(
+        run_once,
+        repeats,
+        Path(out),
+        min_score=min_score,
+        baseline=None if baseline is None else Path(baseline),
+        design_file=design_path,
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bascule.ci.repeat import read_design_file
 from bascule.ci.results import RunResult, run
 from bascule.errors import Problem, ScenarioError
 from bascule.exit_codes import ExitCode
@@ -221,6 +222,9 @@ def run_suite(
                 "score": result.score,
                 "grade": result.grade,
                 "run_dir": str(result.run_dir),
+                "design_file": None
+                if (design := read_design_file(case.design)) is None
+                else design.model_dump(),
             }
             for case, result in done
         ],

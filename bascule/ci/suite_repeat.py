@@ -80,6 +80,11 @@ def render_suite_repeat_markdown(items: Sequence[tuple[SuiteCase, RepeatSummary]
         for case, summary in regressed:
             what = "; ".join(f"{c.name} {c.reason}" for c in summary.regressions)
             lines.append(f"- **{case.scenario_id}** on **{case.design_id}**: {what}")
+            if summary.design_changes:
+                lines.append("  - design changes since the baseline:")
+                lines += [f"    - `{change}`" for change in summary.design_changes]
+            elif summary.design_changes == ():
+                lines.append("  - the same design file as the baseline: the change is not in the design")
     lines += ["", "Each item's table: `<scenario>--<design>/repeat.md`."]
     closing = [f"{counts[v]} {v.value}" for v in Verdict if counts[v]]
     unsure = [f"{c.scenario_id} on {c.design_id}" for c, s in items if s.verdict is Verdict.INCONCLUSIVE]
@@ -88,6 +93,9 @@ def render_suite_repeat_markdown(items: Sequence[tuple[SuiteCase, RepeatSummary]
         note += f" {len(regressed)} regressed against the baseline."
     if unsure:
         note += f" Inconclusive (the interval straddles an objective; exit 1): {'; '.join(unsure)}."
+    if flaky:
+        shaky = [f"{c.scenario_id} on {c.design_id} ({s.verdict.value})" for c, s in flaky]
+        note += f" Flaky (verdicts differ across runs): {'; '.join(shaky)}."
     notes = sorted({n for _, s in items for n in s.notes})
     lines += ["", note, *(f"> {n}" for n in notes[:1])]
     return "\n".join(lines) + "\n"
@@ -128,7 +136,13 @@ def run_suite_repeated(
                 on_run(index, case, k, result)
 
         outcome = run_repeated(
-            run_once, repeats, out_dir / case.slug, min_score=min_score, baseline=baseline, on_done=ran
+            run_once,
+            repeats,
+            out_dir / case.slug,
+            min_score=min_score,
+            baseline=baseline,
+            design_file=case.design,
+            on_done=ran,
         )
         done.append((case, outcome))
         if on_done is not None:
@@ -150,6 +164,12 @@ def run_suite_repeated(
                 "flaky": o.summary.flaky,
                 "flaky_dimensions": {d.name: d.flips for d in o.summary.flaky_dimensions},
                 "regressions": {c.name: c.reason for c in o.summary.regressions},
+                "design_changes": None
+                if o.summary.design_changes is None
+                else list(o.summary.design_changes),
+                "design_file": None
+                if o.summary.design_file is None
+                else {"path": o.summary.design_file.path, "sha256": o.summary.design_file.sha256},
                 "repeat_dir": str(out_dir / case.slug),
                 "run_dirs": [str(r.run_dir) for r in o.results],
             }

@@ -24,6 +24,7 @@ from bascule.ci.suite import SuiteCase
 from bascule.ci.suite_repeat import run_suite_repeated
 from bascule.cli.reporting import append_step_summary
 from bascule.exit_codes import ExitCode
+from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.runner.run import RunOptions
 from bascule.verdicts import RepeatSummary, Verdict, render_repeat_lines
 
@@ -66,7 +67,16 @@ def repeat_run(
         line = f"  run {k}: [{style}]exit {result.exit_code}[/{style}] score {score}: {result.reason}"
         console.print(line, highlight=False)
 
-    outcome = run_repeated(run_once, repeats, out_dir, min_score=min_score, baseline=baseline, on_done=done)
+    design = options.design or scenario_design_path(options.scenario, read_scenario(options.scenario))
+    outcome = run_repeated(
+        run_once,
+        repeats,
+        out_dir,
+        min_score=min_score,
+        baseline=baseline,
+        design_file=design,
+        on_done=done,
+    )
     style = {"pass": "green", "fail": "red"}.get(outcome.summary.verdict.value, "yellow")
     for index, line in enumerate(render_repeat_lines(outcome.summary)):
         console.print(

@@ -17,12 +17,13 @@ from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.reports.compare import build_comparison, render_compare_markdown, splice_generated
 from bascule.reports.compare_html import render_compare_html
-from bascule.reports.files import read_result, report_run
+from bascule.reports.files import read_result, report_run, with_own_repeat
 from bascule.reports.model import Result
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
 from bascule.targets.registry import choose
+from bascule.verdicts.model import parse_repeat
 
 __all__ = ["append_step_summary", "compare_command", "report_command"]
 
@@ -83,10 +84,26 @@ def _result_of(run_dir: Path) -> Result:
     return result
 
 
+def _last_run_of_repeat(repeat_dir: Path) -> Path:
+    """The last judged run of a repeat's directory (``--repeat N``): it stands for the item, and
+    carries the verdicts over all its runs. The repeat directory itself when none can be read."""
+    try:
+        summary = parse_repeat((repeat_dir / "repeat.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return repeat_dir
+    judged = [repeat_dir / Path(r.dir).name for r in summary.runs if r.counted and r.dir]
+    present = [d for d in judged if (d / "journal.jsonl").exists()]
+    return present[-1] if present else repeat_dir
+
+
 def compare_command(
     run_dirs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Existing run directories to compare (instead of running).", show_default=False),
+        typer.Argument(
+            help="Existing run directories, or repeat directories (--repeat N), to compare instead of "
+            "running.",
+            show_default=False,
+        ),
     ] = None,
     designs: Annotated[
         list[Path] | None, typer.Option("--designs", "-d", help="Design files to run (repeat the option).")
@@ -124,6 +141,7 @@ def compare_command(
           -s scenarios/incidents/aws-us-east-1-2025-10-20.yaml
       bascule compare runs/*-aws-us-east-1-2025-10-20-*
       bascule compare runs/results/*--* --into docs/results.md
+      bascule compare runs/suite-x5/*--*        (a suite --repeat 5: each item's verdict and intervals)
     """
     page = None
     if into is not None:
@@ -142,12 +160,14 @@ def compare_command(
         raise typer.Exit(ExitCode.INVALID_INPUT)
     prepare_run_directory(target)
     if run_dirs:
-        for run_dir in run_dirs:
+        for given in run_dirs:
+            repeated = (given / "repeat.json").is_file() and not (given / "journal.jsonl").exists()
+            run_dir = _last_run_of_repeat(given) if repeated else given
             if not (run_dir / "journal.jsonl").exists():
                 err.print(f"[red]error[/red] {run_dir} holds no journal.jsonl", highlight=False)
                 raise typer.Exit(ExitCode.INVALID_INPUT)
             try:
-                results.append(_result_of(run_dir))
+                results.append(with_own_repeat(_result_of(run_dir), run_dir))
             except ValueError as exc:
                 err.print(f"[red]error[/red] {run_dir / 'result.json'}: {exc}", highlight=False)
                 raise typer.Exit(ExitCode.INVALID_INPUT) from exc

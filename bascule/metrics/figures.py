@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from bascule.metrics.context import compute_cost, design_facts, region_facts, run_info
+from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.discovered import outside_note, shift_discovered
 from bascule.metrics.model import (
     Correctness,
@@ -17,13 +16,15 @@ from bascule.metrics.model import (
     Event,
     Finding,
     Metrics,
+    Noise,
     Outage,
     PhaseMetrics,
     PhasePlan,
     Rpo,
-    Series,
     Violation,
 )
+from bascule.metrics.noise import explained_failures, measure_noise
+from bascule.metrics.series import compute_series
 from bascule.metrics.state import (
     MAX_EVENTS,
     Aggregate,
@@ -61,6 +62,7 @@ class _Figures:
         ends = [t for t in (reader.last_t, reader.ticks.last_instant()) if t is not None and t > -_INF]
         self.data_end = max(ends) if ends else None
         self.notes: dict[str, str] = {}
+        self.noise = Noise()
         design = reader.design
         self.primary = design.routing_order[0] if design is not None and design.routing_order else None
 
@@ -91,9 +93,23 @@ class _Figures:
     def first_failed_sample(self, start: float, end: float) -> float | None:
         return self.r.ticks.first_failure(start, end)
 
+    def beyond_noise(self, w: MergedWindow) -> bool:
+        """More failures in `w` than the steady state's noise explains (`explained_failures`)."""
+        noise = self.noise
+        rate = noise.failed / noise.requests if noise.requests else 0.0
+        return w.requests - w.ok > explained_failures(w.requests, rate, noise.alpha)
+
     def first_failure(self, start: float, end: float) -> float | None:
         """The first failed request started in ``[start, end)``: from samples, unless a window shows
-        an earlier one."""
+        an earlier one. After a noisy steady state, the first failure of the first window whose
+        failures are beyond noise."""
+        if self.noise.failed:
+            for w in self._windows_from(start, end):
+                if self.beyond_noise(w):
+                    begin = max(w.start, start)
+                    found = self.first_failed_sample(begin, w.end)
+                    return begin if found is None else found
+            return None
         from_samples = self.first_failed_sample(start, end)
         for w in self._windows_from(start, end):
             if w.requests > w.ok:
@@ -132,7 +148,8 @@ class _Figures:
     # -- outages and recovery ------------------------------------------------------------------------
 
     def is_bad(self, w: MergedWindow) -> bool:
-        return w.ok < self.objective * w.requests - _EPS
+        """Below the objective, by more failures than the steady state's noise explains."""
+        return w.ok < self.objective * w.requests - _EPS and self.beyond_noise(w)
 
     def outages(self, start: float, until: float) -> list[Outage]:
         """Stretches below the objective that began before ``until``, searched from ``start``."""
@@ -199,6 +216,8 @@ class _Figures:
                 "no fault of the scenario touched this design: the figures cover the planned run"
             )
         baseline = self.before(first if first is not None else _INF)
+        if first is not None:
+            self.noise = measure_noise([w for w in self.windows if w.end <= first + _EPS])
         whole = self.span(*impact) if impact else Aggregate()
         if impact is None:
             self.notes["impact_window"] = (
@@ -226,7 +245,12 @@ class _Figures:
         elif impact is not None and first is not None:
             ttd = self.delta(self.first_failure(first, impact[1]), first)
             if ttd is None:
-                self.notes["time_to_detect"] = "no request failed after the first fault"
+                self.notes["time_to_detect"] = (
+                    "no request failed after the first fault"
+                    if not self.noise.failed
+                    else "no window after the first fault failed beyond the steady state's noise "
+                    f"({self.noise.failed} of {self.noise.requests} requests failed before it)"
+                )
             ttf = self.failover(first, impact[1], impaired, baseline)
         failback = self.failback(baseline, impaired)
         correctness = self.correctness(baseline, whole, impact is not None)
@@ -309,6 +333,7 @@ class _Figures:
             paths_by_source=sources.figures()
             if r.paths_report and (sources := r.paths_report.sources)
             else None,
+            noise=self.noise,
             discovered=shift_discovered(r.discovered, self.base),
             sovereignty_violations=violations,
             violating_requests=violating,
@@ -319,7 +344,7 @@ class _Figures:
             error_budget=budget,
             cost=compute_cost(self.r.design, self.primary, self.notes),
             phases=self.phases(baseline, outages),
-            series=self.series(),
+            series=compute_series(self.windows, self.r.design, self.rel),
             findings=tuple(
                 Finding(
                     kind=f.kind, message=f.message, regions=f.regions, data_class=f.data_class, phase=f.phase
@@ -526,58 +551,6 @@ class _Figures:
                 )
             )
         return tuple(out)
-
-    def series(self) -> Series:
-        regions: dict[str, None] = {}
-        if self.r.design is not None:
-            regions.update(dict.fromkeys(self.r.design.routing_order))
-        for w in self.windows:
-            for _, region in w.served:
-                regions.setdefault(region, None)
-        facts = region_facts(self.r.design, regions)
-        providers = list(dict.fromkeys(facts[r][0] for r in regions))
-        levels = [
-            lv
-            for lv in ("sovereign", "trusted", "exposed", "foreign", "unknown")
-            if any(facts[r][1] == lv for r in regions)
-        ]
-        share_region: dict[str, list[float | None]] = {r: [] for r in regions}
-        share_provider: dict[str, list[float | None]] = {p: [] for p in providers}
-        share_level: dict[str, list[float | None]] = {lv: [] for lv in levels}
-        ts, lengths, reqs, ratios, p50, p95, p99 = [], [], [], [], [], [], []
-        for w in self.windows:
-            ts.append(self.rel(w.start) or 0.0)
-            lengths.append(w.length)
-            reqs.append(w.requests)
-            ratios.append(rounded(w.ok / w.requests) if w.requests else None)
-            p50.append(rounded(w.sketch.quantile(0.5)))
-            p95.append(rounded(w.sketch.quantile(0.95)))
-            p99.append(rounded(w.sketch.quantile(0.99)))
-            by_region: Counter[str] = Counter()
-            for (_, region), n in w.served.items():
-                by_region[region] += n
-            total = sum(by_region.values())
-            by_provider: Counter[str] = Counter()
-            by_level: Counter[str] = Counter()
-            for region, n in by_region.items():
-                by_provider[facts[region][0]] += n
-                by_level[facts[region][1]] += n
-            pairs = ((by_region, share_region), (by_provider, share_provider), (by_level, share_level))
-            for counts, shares in pairs:
-                for key, values in shares.items():
-                    values.append(round(counts[key] / total, 6) if total else None)
-        return Series(
-            t=tuple(ts),
-            length=tuple(lengths),
-            requests=tuple(reqs),
-            success_ratio=tuple(ratios),
-            p50=tuple(p50),
-            p95=tuple(p95),
-            p99=tuple(p99),
-            share_region={k: tuple(v) for k, v in share_region.items()},
-            share_provider={k: tuple(v) for k, v in share_provider.items()},
-            share_level={k: tuple(v) for k, v in share_level.items()},
-        )
 
     def events(self) -> tuple[Event, ...]:
         events = sorted(self.r.raw_events, key=lambda e: e[0])

@@ -25,6 +25,7 @@ __all__ = [
     "Finding",
     "Latency",
     "Metrics",
+    "Noise",
     "Outage",
     "PathSources",
     "PhaseMetrics",
@@ -125,6 +126,29 @@ class Correctness:
     impact: float | None
     graded: int
     baseline_graded: int
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The steady state's noise: what the windows that ended before the first fault showed
+    (docs/scoring.md, "Steady-state noise"). With failures there, a window counts as below the
+    objective only when its failures are more than that noise explains."""
+
+    windows: int = 0
+    """Steady-state windows with requests."""
+    requests: int = 0
+    failed: int = 0
+    failure_ratio: float | None = None
+    """Failed ÷ requests before the first fault: the noise failure rate; ``None`` without requests."""
+    success_ratio_stdev: float | None = None
+    """Standard deviation of the windows' success ratios (two windows or more)."""
+    latency_p95_mean: float | None = None
+    """Mean of the windows' p95 latency, s (windows with a success)."""
+    latency_p95_stdev: float | None = None
+    """Standard deviation of the windows' p95 latency, s (two such windows or more)."""
+    alpha: float = 0.001
+    """A window's failures are beyond noise when noise alone would give that many with
+    probability ≤ alpha (binomial, at ``failure_ratio``)."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +335,8 @@ class Metrics:
     """Answered requests of a known data class whose path no source could tell."""
     paths_by_source: PathSources | None = None
     """Each source's paths judged alone, when the run received spans."""
+    noise: Noise = Noise()
+    """The steady state's noise, which outages and detection are judged against."""
     discovered: tuple[DiscoveredDependency, ...] = ()
     """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
     reach in seconds since ``plan-started``."""

@@ -23,7 +23,7 @@ from bascule.reports._format import (
     fmt_span,
     fmt_value,
 )
-from bascule.reports.model import PathSources, Result, Rpo
+from bascule.reports.model import Noise, PathSources, Result, Rpo
 
 __all__ = [
     "DimensionRow",
@@ -254,6 +254,22 @@ def compute_figures(result: Result) -> list[Figure]:
             "hops below their data class's level",
         ),
         *_by_source(figures.paths_by_source),
+        *_noise(figures.noise),
+    ]
+
+
+def _noise(noise: Noise | None) -> list[Figure]:
+    """The steady state's noise, shown when there was some: outages and detection were then judged
+    beyond it (docs/scoring.md)."""
+    if noise is None or not noise.failed:
+        return []
+    return [
+        Figure(
+            "Steady-state noise",
+            f"{fmt_percent(noise.failure_ratio)} failed",
+            f"{fmt_count(noise.failed)} of {fmt_count(noise.requests)} requests before the first fault; "
+            "outages and detection count only failures beyond it",
+        )
     ]
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bascule.reports.model import Dimension, Figures, Result
+from bascule.reports._repeat import MARKS, compute_repeat_view, verdict_text
+from bascule.reports.model import Dimension, Figures, RepeatContext, Result
+from bascule.score.formula import grade
 
 __all__ = [
     "BEGIN_MARK",
@@ -47,6 +49,10 @@ class Cell:
     reason: str = ""
     discovered: tuple[str, ...] = ()
     """Hosts outside the design the run reached: ``sts.amazonaws.com (aws, US, foreign)``."""
+    repeat: RepeatContext | None = None
+    """A repeated item (docs/repeats.md): ``overall`` is then the mean score of its runs, ``grade``
+    that mean's grade and ``passed`` its verdict over the runs; the figures and sub-scores are
+    those of the run given (the last one)."""
 
     def sub(self, dimension: str) -> float | None:
         entry = self.dimensions.get(dimension)
@@ -75,13 +81,19 @@ class Comparison:
 
 
 def _cell(result: Result) -> Cell:
-    run, score = result.run, result.score
+    run, score, repeat = result.run, result.score, result.repeat
+    overall = None if score.overall is None else float(score.overall)
+    shown = "—" if score.grade is None else str(score.grade)
+    if repeat is not None:
+        overall = repeat.mean_score
+        shown = "—" if overall is None else grade(overall).value
     return Cell(
         scenario=str(run.scenario.id),
         design=str(run.design.id),
-        overall=None if score.overall is None else float(score.overall),
-        grade="—" if score.grade is None else str(score.grade),
-        passed=bool(score.passed),
+        overall=overall,
+        grade=shown,
+        passed=bool(score.passed) if repeat is None else repeat.verdict == "pass",
+        repeat=repeat,
         capped=None if score.cap is None else score.cap.reason,
         dimensions={d.name: d for d in score.dimensions},
         figures=result.figures,
@@ -221,6 +233,11 @@ def render_compare_markdown(comparison: Comparison) -> str:
             if cell.overall is None:
                 row.append(f"❌ **not scored**<br>{cell.reason or 'stopped before its plan'}")
                 continue
+            if cell.repeat is not None:
+                mark = MARKS.get(cell.repeat.verdict, "❔")
+                head = f"{mark} **{cell.grade} {cell.overall:.0f}** mean, {verdict_text(cell.repeat)}"
+                row.append(f"{head}<br>last run: {_figure(cell)}")
+                continue
             mark = "✅" if cell.passed else "❌"
             row.append(f"{mark} **{cell.grade} {cell.overall:.0f}**<br>{_figure(cell)}")
         lines.append("| " + " | ".join(row) + " |")
@@ -232,6 +249,7 @@ def render_compare_markdown(comparison: Comparison) -> str:
     lines += ["", "## Who wins, and why", ""]
     for verdict in comparison.verdicts:
         lines.append(f"- **{verdict.scenario}** — {verdict.why}")
+    lines += _repeats_markdown(comparison)
     lines += ["", "## Sub-scores", ""]
     lines.append("| scenario | design | " + " | ".join(DIMENSIONS) + " |")
     lines.append("|---|---|" + "---:|" * len(DIMENSIONS))
@@ -253,6 +271,25 @@ def render_compare_markdown(comparison: Comparison) -> str:
             if cell is not None:
                 lines.append(f"| {scenario} | {design} | " + " | ".join(_figure_row(cell)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _repeats_markdown(comparison: Comparison) -> list[str]:
+    """The repeated items: each dimension's verdict and 95 % interval over the runs."""
+    cells = [c for c in comparison.cells.values() if c.repeat is not None]
+    if not cells:
+        return []
+    lines = ["", "## Over repeated runs", ""]
+    lines += ["| scenario | design | verdict | mean score | dimensions: verdict, 95 % interval |"]
+    lines += ["|---|---|---|---:|---|"]
+    for cell in cells:
+        view = compute_repeat_view(cell.repeat)
+        if view is None or cell.repeat is None:
+            continue
+        dims = "<br>".join(f"{MARKS.get(r.verdict, '')} {r.name} {r.verdict} {r.interval}" for r in view.rows)
+        title = f"{MARKS.get(cell.repeat.verdict, '')} {verdict_text(cell.repeat)}"
+        lines.append(f"| {cell.scenario} | {cell.design} | {title} | {view.mean_score} | {dims} |")
+    lines += ["", "A repeated item's figures and sub-scores below are its last run's; its score is the mean."]
+    return lines
 
 
 def _seconds(value: float | None) -> str:

@@ -19,6 +19,8 @@ from bascule.reports.markdown import render_markdown
 from bascule.reports.model import Result, dump_result, parse_result
 from bascule.reports.result import build_result
 from bascule.score import Score, score
+from bascule.verdicts.context import with_repeat
+from bascule.verdicts.model import parse_repeat
 
 __all__ = [
     "REPORT_FILES",
@@ -27,6 +29,7 @@ __all__ = [
     "read_result",
     "report_run",
     "score_run",
+    "with_own_repeat",
     "write_reports",
 ]
 
@@ -86,8 +89,26 @@ def report_run(run_dir: Path, *, charts: bool = True) -> tuple[Result, list[Path
     if not (run_dir / "journal.jsonl").exists():
         raise FileNotFoundError(f"{run_dir / 'journal.jsonl'} does not exist: not a run directory")
     metrics, graded = grade_journal(run_dir)
-    result = build_result(metrics, graded, run_dir=str(run_dir))
+    result = with_own_repeat(build_result(metrics, graded, run_dir=str(run_dir)), run_dir)
     return result, write_reports(run_dir, result, charts=charts)
+
+
+def with_own_repeat(result: Result, run_dir: Path) -> Result:
+    """`result` with the verdicts of the repeat it belongs to, when ``run_dir`` is one of the runs
+    its parent's ``repeat.json`` lists (docs/repeats.md); as it is otherwise."""
+    path = run_dir.parent / "repeat.json"
+    try:
+        summary = parse_repeat(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return result
+    mine = (
+        None
+        if summary is None
+        else next((r for r in summary.runs if r.dir and Path(r.dir).name == run_dir.name), None)
+    )
+    if summary is None or mine is None:
+        return result
+    return with_repeat(result, summary, mine.run)
 
 
 @dataclass(frozen=True)

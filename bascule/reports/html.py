@@ -24,6 +24,7 @@ from bascule.reports._format import (
     fmt_seconds,
 )
 from bascule.reports._page import render_page
+from bascule.reports._repeat import MARKS, compute_repeat_view
 from bascule.reports._svg import render_stack_svg, render_timeline_svg
 from bascule.reports.model import Result
 
@@ -152,6 +153,31 @@ def _score(result: Result) -> str:
     return (
         '<section aria-labelledby="score-h"><h2 id="score-h">Score</h2>'
         f'<div class="score-grid">{card}{table}</div></section>'
+    )
+
+
+def _repeat(result: Result) -> str:
+    view = compute_repeat_view(result.repeat)
+    if view is None:
+        return ""
+    head = _header(
+        ["dimension", "verdict", "mean", "95 % interval", "objective", "runs ✓ ✗ —", "flaky", "why"], (2, 4)
+    )
+    rows = "".join(
+        f'<tr class="repeat-{_e(r.verdict)}"><td class="dim-name">{_e(r.name)}'
+        + ("" if r.counts else " (weight 0)")
+        + f'</td><td class="verdict-{_e(r.verdict)}">{MARKS.get(r.verdict, "")} {_e(r.verdict)}</td>'
+        f'<td class="num">{_e(r.mean)}</td><td>{_e(r.interval)}</td><td class="num">{_e(r.objective)}</td>'
+        f"<td>{_e(r.runs)}</td><td>{_e(r.flips)}</td><td>{_e(r.reason)}</td></tr>"
+        for r in view.rows
+    )
+    notes = "".join(f'<p class="note">{_e(note)}</p>' for note in view.notes)
+    return (
+        '<section aria-labelledby="repeat-h"><h2 id="repeat-h">Over the repeated runs: '
+        f"{_e(view.title)}</h2><p>{_e(view.reason)}. Mean score {_e(view.mean_score)}. The score below "
+        "is this run's own; the repeat's table is <code>../repeat.md</code>.</p>"
+        f'<div class="table-wrap"><table class="repeat">{head}<tbody>{rows}</tbody></table></div>{notes}'
+        "</section>"
     )
 
 
@@ -342,6 +368,7 @@ def render_html(result: Result) -> str:
         [
             _head(result),
             "<main>",
+            _repeat(result),
             _score(result),
             _figures(result),
             _timeline(result),

@@ -3,7 +3,8 @@ its N runs (`bascule.verdicts`), with flaky items marked the way Maven Surefire'
 — the convention JUnit XML consumers (Jenkins, GitLab, publish-unit-test-result-action) read. Pure.
 
 - verdict **pass**: the case passes; each run that failed is a ``<flakyFailure>``, so a consumer
-  that knows flakes counts the case as a flaky pass.
+  that knows flakes counts the case as a flaky pass — and when every run exited 0 yet a deciding
+  dimension flipped (measured in some runs only), each run where it did not pass is one.
 - verdict **fail**, **inconclusive** or **unmeasured**: a ``<failure>`` whose message says which.
 - a run that did not complete (exit 2, 3, 4; the repeats stop there): an ``<error>``.
 - in the last two, each run that failed is a ``<rerunFailure>`` (``<rerunError>`` for the one that
@@ -58,6 +59,26 @@ def _run_failure(parent: ET.Element, tag: str, result: Result, index: int) -> No
     trace.text = "\n".join(lines)
 
 
+def _quiet_flakes(case: ET.Element, summary: RepeatSummary) -> None:
+    """A flaky pass whose runs all exited 0 (a dimension measured in some runs only, e.g.
+    sovereignty of weight 0): each run in which a flaky dimension did not pass is a
+    ``<flakyFailure>``, so that a consumer counts the case as flaky rather than a plain pass."""
+    shaky = [d for d in summary.flaky_dimensions if d.counts]
+    runs = sorted({v.run for d in shaky for v in d.values if v.passed is not True})
+    for run in runs:
+        what = [
+            f"{d.name} {'failed' if v.passed is False else 'unmeasured'}"
+            for d in shaky
+            for v in d.values
+            if v.run == run and v.passed is not True
+        ]
+        element = ET.SubElement(
+            case, "flakyFailure", message=f"run {run}: exit 0, {', '.join(what)}", type="bascule.flaky"
+        )
+        trace = ET.SubElement(element, "stackTrace")
+        trace.text = "\n".join(f"{d.name}: {d.flips}" for d in shaky)
+
+
 def _reruns(case: ET.Element, failed: Sequence[tuple[int, Result]]) -> None:
     for index, result in failed:
         tag = "rerunFailure" if result.run.exit_code == 1 else "rerunError"
@@ -97,6 +118,8 @@ def render_junit_repeats(
         elif summary.verdict is Verdict.PASS:
             for index, result in failed:
                 _run_failure(case, "flakyFailure", result, index)
+            if summary.flaky and not failed:
+                _quiet_flakes(case, summary)
         else:
             failures += 1
             failure = ET.SubElement(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from bascule.reports import _summary as summary
 from bascule.reports._format import DASH, as_float, as_str, fmt_seconds
+from bascule.reports._repeat import MARKS, compute_repeat_view
 from bascule.reports.model import Result
 
 __all__ = ["render_markdown"]
@@ -81,6 +82,34 @@ def _title(result: Result) -> list[str]:
     return lines
 
 
+def _repeat(result: Result) -> list[str]:
+    view = compute_repeat_view(result.repeat)
+    if view is None:
+        return []
+    rows = [
+        [
+            _md(r.name) + ("" if r.counts else " (weight 0)"),
+            f"{MARKS.get(r.verdict, '')} {_md(r.verdict)}",
+            _md(r.mean),
+            _md(r.interval),
+            _md(r.objective),
+            _md(r.runs),
+            _md(r.flips),
+        ]
+        for r in view.rows
+    ]
+    header = ["dimension", "verdict", "mean", "95 % interval", "objective", "runs ✓ ✗ —", "flaky"]
+    lines = [
+        f"### Over the repeated runs: {_md(view.title)}",
+        "",
+        f"{_md(view.reason)}. Mean score {_md(view.mean_score)}.",
+        "",
+    ]
+    lines += [*_table(header, rows, right=(2, 4)), ""]
+    lines += [f"> {_md(note)}" for note in view.notes]
+    return [*lines, "", "This run's own figures follow; the repeat's table is `../repeat.md`.", ""]
+
+
 def _dimensions(result: Result) -> list[str]:
     rows = []
     for d in summary.compute_dimension_rows(result):
@@ -148,6 +177,7 @@ def render_markdown(result: Result) -> str:
     """`summary.md` for one `bascule.result/1` document."""
     lines = [
         *_title(result),
+        *_repeat(result),
         *_dimensions(result),
         *_cap(result),
         *_phases(result),

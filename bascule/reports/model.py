@@ -12,6 +12,7 @@ sovereignty level): strings, not enums.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,9 +31,12 @@ __all__ = [
     "Figures",
     "Hypothesis",
     "Latency",
+    "Noise",
     "Outage",
     "Phase",
     "Region",
+    "RepeatContext",
+    "RepeatDimension",
     "Result",
     "ResultCap",
     "ResultHop",
@@ -167,6 +171,19 @@ class Correctness(_Record):
     baseline_graded: int = 0
 
 
+class Noise(_Record):
+    """The steady state's noise before the first fault (docs/scoring.md, "Steady-state noise")."""
+
+    windows: int = 0
+    requests: int = 0
+    failed: int = 0
+    failure_ratio: float | None = None
+    success_ratio_stdev: float | None = None
+    latency_p95_mean: float | None = None
+    latency_p95_stdev: float | None = None
+    alpha: float = 0.001
+
+
 class ErrorBudget(_Record):
     allowed: float = 0.0
     spent: int = 0
@@ -218,6 +235,8 @@ class Figures(_Record):
     error_budget: ErrorBudget | None = None
     cost: Cost | None = None
     paths_by_source: PathSources | None = None
+    noise: Noise | None = None
+    """None in documents of a bascule before the noise was measured."""
     notes: Mapping[str, str] = {}
     """Figure name → why it is ``None``."""
 
@@ -314,6 +333,52 @@ class Event(_Record):
     """``fault``, ``guardrail``, ``hypothesis``, ``error`` or ``run``."""
 
 
+class RepeatDimension(_Record):
+    """One dimension judged over the repeated runs (docs/repeats.md); ``inf`` in ``mean``, ``low``
+    or ``high`` is a recovery that never happened, written ``"inf"``."""
+
+    name: str = ""
+    unit: str = ""
+    verdict: str = "unmeasured"
+    """``pass``, ``fail``, ``inconclusive`` or ``unmeasured`` (measured in no run: never a pass)."""
+    mean: float | None = None
+    low: float | None = None
+    high: float | None = None
+    of: str = "mean"
+    """``mean``, or ``margin`` (measured − each run's objective, judged against 0)."""
+    confidence: float = 0.95
+    objective: float | None = None
+    measured_runs: int = 0
+    passed_runs: int = 0
+    failed_runs: int = 0
+    flaky: bool = False
+    flips: str = ""
+    reason: str = ""
+    counts: bool = True
+
+
+class RepeatContext(_Record):
+    """The verdicts of the repeat a run belongs to (``bascule run --repeat N``), written into each
+    of its runs' result.json once the runs are judged; ``repeat.json`` beside them has the rest."""
+
+    run: int | None = None
+    """Which run of the repeat this document is (1-based)."""
+    repeats: int = 0
+    """Runs asked for."""
+    judged: int = 0
+    """Runs judged (those that completed)."""
+    verdict: str = "unmeasured"
+    flaky: bool = False
+    exit_code: int | None = None
+    reason: str = ""
+    mean_score: float | None = None
+    """Mean overall score of the judged runs that were scored."""
+    dimensions: tuple[RepeatDimension, ...] = ()
+    notes: tuple[str, ...] = ()
+    summary: str = "../repeat.json"
+    """Where the repeat's own document is, relative to the run directory."""
+
+
 class Result(_Record):
     schema_: str = Field(RESULT_SCHEMA, alias="schema")
     run: Run = Run()
@@ -328,6 +393,8 @@ class Result(_Record):
     discovered: tuple[DiscoveredDependency, ...] = ()
     """Hosts outside the design the stack reached, the most reached first (none in documents of a
     bascule before it looked)."""
+    repeat: RepeatContext | None = None
+    """Set in the runs of a repeat (``--repeat N``): the verdicts over all its runs."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
@@ -348,8 +415,16 @@ def parse_result(document: Mapping[str, Any] | str | bytes) -> Result:
 def dump_result(result: Result) -> str:
     """``result.json``'s text: the document indented by two, non-ASCII kept, a final newline.
     Spelled by `json` rather than `model_dump_json` so that numbers read as they always have
-    (``1e-05``, not ``0.00001``). ``paths_by_source`` is written only for runs that received spans."""
+    (``1e-05``, not ``0.00001``). ``paths_by_source`` is written only for runs that received spans,
+    ``repeat`` only for the runs of a repeat (JSON has no infinity: ``"inf"``)."""
     data = result.model_dump(by_alias=True)
     if data["figures"].get("paths_by_source") is None:
         data["figures"].pop("paths_by_source", None)
+    if data.get("repeat") is None:
+        data.pop("repeat", None)
+    else:
+        for dimension in data["repeat"]["dimensions"]:
+            for key in ("mean", "low", "high"):
+                if isinstance(dimension[key], float) and math.isinf(dimension[key]):
+                    dimension[key] = "inf" if dimension[key] > 0 else "-inf"
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

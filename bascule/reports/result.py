@@ -22,6 +22,7 @@ from bascule.reports.model import (
     Figures,
     Hypothesis,
     Latency,
+    Noise,
     Outage,
     PathSources,
     Phase,
@@ -108,6 +109,7 @@ def _figures(m: metrics.Metrics) -> Figures:
         outages=tuple(_copy(Outage, o) for o in m.outages),
         rpo=None if m.rpo is None else _copy(Rpo, m.rpo),
         correctness=_copy(Correctness, m.correctness),
+        noise=_copy(Noise, m.noise),
         error_budget=None if budget is None else _copy(ErrorBudget, budget),
         cost=None if cost is None else _copy(Cost, cost),
         paths_by_source=None

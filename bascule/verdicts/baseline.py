@@ -10,10 +10,11 @@ a CI gate needs: a rerun of the same design must not read as a regression.
 
 from __future__ import annotations
 
+from bascule.verdicts.designdiff import design_differences
 from bascule.verdicts.model import Better, DimensionVerdict, FigureChange, RepeatSummary
 from bascule.verdicts.render import show_value
 
-__all__ = ["compare_with_baseline", "with_baseline"]
+__all__ = ["compare_with_baseline", "design_changes", "with_baseline"]
 
 
 def _bounds(d: DimensionVerdict) -> tuple[float, float] | None:
@@ -73,8 +74,31 @@ def with_baseline(summary: RepeatSummary, baseline: RepeatSummary, source: str) 
     changes = compare_with_baseline(summary, baseline)
     deciding = {d.name for d in summary.dimensions if d.counts}
     regressed = [c.name for c in changes if c.regressed and c.name in deciding]
-    update: dict[str, object] = {"baseline": changes, "baseline_source": source}
+    design = design_changes(summary, baseline)
+    update: dict[str, object] = {"baseline": changes, "baseline_source": source, "design_changes": design}
+    if design is None:
+        update["notes"] = (
+            *summary.notes,
+            f"The baseline {source} or this run recorded no design file: the design's differences "
+            "cannot be listed.",
+        )
     if regressed:
-        update["reason"] = f"{summary.reason}; regressed against the baseline: {', '.join(regressed)}"
+        reason = f"{summary.reason}; regressed against the baseline: {', '.join(regressed)}"
+        if design:
+            reason += f" (the design changed: {'; '.join(design)})"
+        elif design == ():
+            reason += " (same design file as the baseline)"
+        update["reason"] = reason
         update["exit_code"] = max(summary.exit_code, 1) if summary.exit_code in (0, 1) else summary.exit_code
     return summary.model_copy(update=update)
+
+
+def design_changes(summary: RepeatSummary, baseline: RepeatSummary) -> tuple[str, ...] | None:
+    """The fields of the design file that differ from the baseline's; ``()`` for the same file
+    (same SHA-256), None when either recorded none."""
+    now, then = summary.design_file, baseline.design_file
+    if now is None or then is None:
+        return None
+    if now.sha256 == then.sha256:
+        return ()
+    return design_differences(then.text, now.text)

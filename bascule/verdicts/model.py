@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 __all__ = [
     "REPEAT_SCHEMA",
     "Better",
+    "DesignFile",
     "DimensionVerdict",
     "FigureChange",
     "Interval",
@@ -115,6 +116,14 @@ class FigureChange(_Record):
     reason: str = ""
 
 
+class DesignFile(_Record):
+    """The design file the runs ran, as it was: what a later `--baseline` diffs against."""
+
+    path: str
+    sha256: str
+    text: str
+
+
 class RepeatRun(_Record):
     run: int
     dir: str | None = None
@@ -143,6 +152,12 @@ class RepeatSummary(_Record):
     baseline: tuple[FigureChange, ...] | None = None
     """Set with --baseline: every dimension measured both now and then."""
     baseline_source: str | None = None
+    design_file: DesignFile | None = None
+    """The design file's path, hash and text (None: not recorded, e.g. from Python without it)."""
+    design_changes: tuple[str, ...] | None = None
+    """With --baseline: the design's fields that differ from the baseline's, one line each
+    (``routing.circuit_breaker.open_for: 3s → 30s``); ``()`` for the same file; None when either
+    side recorded no design file."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 

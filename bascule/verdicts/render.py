@@ -80,11 +80,22 @@ def render_repeat_markdown(summary: RepeatSummary, *, heading: str = "##") -> st
                 f"[{show_value(c.baseline_low, c.unit)}, {show_value(c.baseline_high, c.unit)}] "
                 f"({c.baseline_runs} run{'s' if c.baseline_runs != 1 else ''}) | {mark} |"
             )
+    lines += _design_lines(summary)
     if summary.flaky_dimensions:
         lines += ["", "**Flaky** (verdicts differ across runs):"]
         lines += [f"- {d.name}: {d.flips}" for d in summary.flaky_dimensions]
     lines += [f"\n> {note}" for note in summary.notes]
     return "\n".join(lines) + "\n"
+
+
+def _design_lines(summary: RepeatSummary) -> list[str]:
+    changes, mine = summary.design_changes, summary.design_file
+    if summary.baseline is None or changes is None or mine is None:
+        return []
+    if not changes:
+        return ["", f"Same design file as the baseline: `{mine.path}` (sha256 {mine.sha256[:12]})."]
+    lines = ["", f"**Design changes since the baseline** (`{mine.path}`, now sha256 {mine.sha256[:12]}):", ""]
+    return lines + [f"- `{change}`" for change in changes]
 
 
 def render_flaky_lines(summary: RepeatSummary) -> list[str]:
@@ -109,5 +120,8 @@ def render_repeat_lines(summary: RepeatSummary) -> list[str]:
         lines.append(f"  {d.name:<13}{d.verdict.value:<14}{d.reason}{flips}")
     for c in summary.baseline or ():
         lines.append(f"  baseline: {c.name:<13}{c.reason}")
+    if summary.baseline is not None and summary.design_changes is not None:
+        changed = "; ".join(summary.design_changes) or "none (the same design file)"
+        lines.append(f"  baseline: design changes: {changed}")
     lines += [f"  note: {note}" for note in summary.notes]
     return lines
