@@ -84,7 +84,8 @@ def test_the_gateway_tells_which_region_served_and_its_breakers(make_stack: Stac
     samples = scrape(stack.client)
     served = "bascule_gateway_upstream_served_total"
     own = {"component": "gateway", "region": PAR, "replica": "gateway-test"}
-    assert value(samples, served, upstream="retriever", upstream_region=AWS, data_class="internal", **own) == 1
+    aws = {"upstream_region": AWS, "data_class": "internal"}
+    assert value(samples, served, upstream="retriever", **aws, **own) == 1
     assert value(samples, served, upstream="llm", upstream_region=AWS, data_class="internal") == 1
     # The sovereignty guard keeps confidential asks in the sovereign region.
     assert value(samples, served, upstream="retriever", upstream_region=PAR, data_class="confidential") == 1
