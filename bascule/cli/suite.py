@@ -11,6 +11,7 @@ from rich.console import Console
 
 from bascule.ci.results import RunResult
 from bascule.ci.suite import SuiteCase, collect_scenarios, plan_suite, run_suite
+from bascule.cli.options import OtlpTimelineOption
 from bascule.cli.repeat import repeat_suite
 from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
@@ -54,6 +55,7 @@ def suite_command(
             "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
         ),
     ] = None,
+    otlp_timeline: OtlpTimelineOption = None,
 ) -> None:
     """Run a resilience suite: every scenario against every design, one at a time, then write
     suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
@@ -86,6 +88,7 @@ def suite_command(
             stack_timeout=stack_timeout,
             baseline=baseline,
             console=out,
+            otlp_timeline=otlp_timeline,
         )
     total = len(cases)
     out.print(f"suite: {total} run(s) into {target}", highlight=False)
@@ -106,6 +109,7 @@ def suite_command(
             target,
             min_score=min_score,
             stack_timeout=stack_timeout,
+            otlp_timeline=otlp_timeline,
             on_start=started,
             on_done=finished,
             abort=abort,
