@@ -290,3 +290,27 @@ def test_a_collector_that_hangs_is_given_up_within_the_export_timeout() -> None:
         took = time.monotonic() - began
     assert not sent and "could not be sent" in message
     assert took < EXPORT_TIMEOUT + 1.0, took
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["run", "suite"])
+def test_run_and_suite_refuse_a_timeline_url_that_is_not_http_before_anything_starts(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bascule.cli import app
+
+    root = Path(__file__).resolve().parent.parent
+    scenario_file = str(root / "scenarios" / "faults" / "latency.yaml")
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "out")]
+    flag = runner.invoke(app, [verb, scenario_file, *out, "--otlp-timeline", "collector:4318"])
+    assert flag.exit_code == ExitCode.INVALID_INPUT, flag.output
+    assert "--otlp-timeline: not an http(s) URL: 'collector:4318'" in flag.output
+    monkeypatch.setenv("BASCULE_OTLP_TIMELINE", "udp://collector")
+    env = runner.invoke(app, [verb, scenario_file, *out])
+    assert env.exit_code == ExitCode.INVALID_INPUT and "'udp://collector'" in env.output, env.output
+    assert not (tmp_path / "out" / "journal.jsonl").exists()

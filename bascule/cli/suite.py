@@ -17,6 +17,7 @@ from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.runner.interrupt import Abort, signals
+from bascule.traces.timeline import TimelineExport
 
 __all__ = ["suite_command"]
 
@@ -73,6 +74,8 @@ def suite_command(
     """
     try:
         cases = plan_suite(collect_scenarios(paths), designs or [])
+        if otlp_timeline is not None:  # its URL and the SDK checked before the first run
+            TimelineExport(otlp_timeline)
     except ScenarioError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
