@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -109,6 +110,15 @@ def test_the_gateway_tells_which_region_served_and_its_breakers(make_stack: Stac
     assert value(samples, "bascule_gateway_breaker_state", **aws) in (1, 2)  # open, or trying again
     assert value(samples, "bascule_gateway_breaker_trips_total", **aws) >= 1
     assert value(samples, served, upstream="retriever", upstream_region=PAR, data_class="internal") == 3
+
+    # Every series is documented, under the name a query uses.
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    names = {
+        n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        for n, _, _ in samples
+        if not n.endswith("_created")  # the client library's own, documented once
+    }
+    assert names and all(f"`{name}`" in documented for name in names), names - set(documented.split("`"))
 
     for region in (AWS, PAR):
         stack.up("llm", region).status = 500
