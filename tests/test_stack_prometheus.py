@@ -5,6 +5,7 @@ stack's own metrics: a healthy run passes it, a run whose fault breaks the SLO i
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from bascule.journal import read_journal
 from bascule.runner.run import RunOptions, run_scenario
 from bascule.targets.local.scrape import SCRAPE_TARGETS_FILE
 from bascule.targets.registry import choose
+from tests.test_timeline import Collector, attributes
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGN = ROOT / "designs" / "single-region.yaml"
@@ -69,7 +71,9 @@ load:
 """
 
 
-def run(tmp_path: Path, prometheus: str, name: str, fault: str) -> tuple[int, str, list[dict[str, Any]]]:
+def run(
+    tmp_path: Path, prometheus: str, name: str, fault: str, timeline: str | None = None
+) -> tuple[int, str, list[dict[str, Any]]]:
     scenario = tmp_path / f"{name}.yaml"
     scenario.write_text(
         SCENARIO.format(
@@ -82,7 +86,9 @@ def run(tmp_path: Path, prometheus: str, name: str, fault: str) -> tuple[int, st
             for_=FOR,
         )
     )
-    options = RunOptions(scenario=scenario, target=choose("local"), out=tmp_path / name, quiet=True)
+    options = RunOptions(
+        scenario=scenario, target=choose("local"), out=tmp_path / name, quiet=True, otlp_timeline=timeline
+    )
     with open(os.devnull, "w") as sink:
         outcome = run_scenario(options, console=Console(file=sink))
     return outcome.exit_code, outcome.reason, list(read_journal(tmp_path / name / "journal.jsonl"))
@@ -137,7 +143,14 @@ def test_a_promql_slo_on_the_stack_holds_when_healthy_and_aborts_the_run_when_it
         broken_dir.mkdir()
         targets.symlink_to(broken_dir / SCRAPE_TARGETS_FILE)
         fault = "{kind: http-error, statuses: [503], ratio: 1.0}"
-        code, reason, journal = run(tmp_path, prometheus, "broken", fault)
+        collector = Collector()
+        serving = threading.Thread(target=collector.server.serve_forever, args=(0.05,), daemon=True)
+        serving.start()
+        try:
+            code, reason, journal = run(tmp_path, prometheus, "broken", fault, collector.url)
+        finally:
+            collector.server.shutdown()
+            collector.server.server_close()
     assert code == ExitCode.ABORTED, reason
     assert reason.startswith("guardrail probe: probe 'gateway-errors' failing for"), reason
     (applied,) = [r for r in journal if r["type"] == "fault-applied"]
@@ -148,3 +161,11 @@ def test_a_promql_slo_on_the_stack_holds_when_healthy_and_aborts_the_run_when_it
     bound = FOR + 2 * PERIOD + WINDOW + SCRAPE
     print(f"\nSLO broken → guardrail tripped {delay:.2f} s after the fault (bound {bound:.1f} s)")
     assert FOR <= delay <= bound, (delay, trip)
+    # The same game day in a trace backend: the phase, reverted by the rollback, and the trip.
+    (root,) = [s for s in collector.spans if not s.parent_span_id]
+    assert root.name == "bascule run stack-slo-broken"
+    assert attributes(root.attributes)["bascule.target"] == "local"
+    (phase,) = [s for s in collector.spans if s.name == "phase: broken"]
+    assert [e.name for e in phase.events] == ["fault-applied", "fault-reverted"]
+    assert attributes(phase.events[1].attributes)["bascule.fault.rollback"] is True
+    assert [e.name for e in root.events if e.name == "guardrail-tripped"] == ["guardrail-tripped"]
