@@ -4,10 +4,12 @@ from real gateways and fake upstreams served by uvicorn (tests/test_gateway.py).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -144,3 +146,34 @@ def test_the_gateway_counts_shed_requests(make_stack: StackFactory) -> None:  # 
     assert value(samples, "bascule_gateway_shed_total") == 1
     assert value(samples, "bascule_gateway_inflight") == 0
     assert value(samples, "bascule_stack_requests_total", route="/v1/ask", status="503") == 1
+
+
+def test_the_targets_file_lists_the_serving_replicas_that_are_up(tmp_path: Path) -> None:
+    from bascule.stack.layout import ProcessKind, ReplicaSpec
+    from bascule.stack.supervisor import ProcessSpec, ProcessState, Replica
+    from bascule.targets.local.scrape import ScrapeTargets, scrape_groups
+
+    def replica(component: str, kind: ProcessKind, index: int, port: int | None, state: ProcessState) -> Any:
+        spec = ReplicaSpec(component, AWS, index, kind)
+        url = None if port is None else f"http://127.0.0.1:{port}"
+        return spec, Replica(ProcessSpec(spec.name, ("x",)), url=url, state=state)
+
+    pairs = [
+        replica("gateway", ProcessKind.GATEWAY, 0, 4001, ProcessState.RUNNING),
+        replica("gateway", ProcessKind.GATEWAY, 1, 4002, ProcessState.PAUSED),  # hung: scraped, up == 0
+        replica("retriever", ProcessKind.RETRIEVER, 0, 4003, ProcessState.DOWN),  # killed
+        replica("llm", ProcessKind.LLM, 0, None, ProcessState.STARTING),
+        replica("aws-sts", ProcessKind.IDENTITY, 0, 4004, ProcessState.RUNNING),  # no /metrics
+        replica("notes", ProcessKind.SERVICE, 0, 4005, ProcessState.RUNNING),  # the user's own
+    ]
+    expected = [
+        {
+            "targets": ["127.0.0.1:4001", "127.0.0.1:4002"],
+            "labels": {"bascule_component": "gateway", "bascule_region": AWS},
+        }
+    ]
+    assert scrape_groups(pairs) == expected
+    targets = ScrapeTargets(tmp_path)
+    targets.write(pairs)
+    assert json.loads(targets.path.read_text()) == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["prometheus-targets.json"]
