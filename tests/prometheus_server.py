@@ -93,16 +93,18 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, targets: list[str]) -> Iterator[str]:
-    """A Prometheus scraping ``targets`` (``host:port``) every `SCRAPE` seconds; yields its URL."""
+def running_prometheus(tmp_path: Path, targets: list[str], file_sd: Path | None = None) -> Iterator[str]:
+    """A Prometheus scraping ``targets`` (``host:port``) every `SCRAPE` seconds, and those a
+    ``file_sd`` file lists (re-read every second, and as it changes); yields its URL."""
     require_prometheus()
     port = free_port()
     config = tmp_path / "prometheus.yml"
     listed = ", ".join(f"'{t}'" for t in targets)
+    discovered = f"    file_sd_configs: [{{files: ['{file_sd}'], refresh_interval: 1s}}]\n" if file_sd else ""
     config.write_text(
         f"global: {{scrape_interval: {int(SCRAPE * 1000)}ms, evaluation_interval: 1s}}\n"
         "scrape_configs:\n  - job_name: tests\n"
-        f"    static_configs: [{{targets: [{listed}]}}]\n"
+        f"    static_configs: [{{targets: [{listed}]}}]\n" + discovered
     )
     process = subprocess.Popen(
         [

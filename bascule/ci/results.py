@@ -185,6 +185,7 @@ def run(
     console: Console | None = None,
     stack_timeout: float | None = None,
     abort: Abort | None = None,
+    otlp_timeline: str | None = None,
 ) -> RunResult:
     """Run one scenario (quietly) and return its result. Raises `ScenarioError` for invalid input;
     anything that happens during the run is in the result's exit code and reason. `abort`: as for
@@ -196,6 +197,7 @@ def run(
             design=None if design is None else Path(design),
             out=None if out is None else Path(out),
             quiet=True,
+            otlp_timeline=otlp_timeline,
         ),
         min_score=min_score,
         console=console or Console(quiet=True),

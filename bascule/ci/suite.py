@@ -178,13 +178,15 @@ def run_suite(
     *,
     min_score: float | None = None,
     stack_timeout: float | None = None,
+    otlp_timeline: str | None = None,
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_done: Callable[[int, SuiteCase, RunResult], None] | None = None,
     abort: Abort | None = None,
 ) -> SuiteOutcome:
     """Run every case in turn into ``out_dir/<scenario>--<design>/``, then write ``suite.md``,
     ``suite.json`` and ``junit.xml`` into `out_dir`. Once `abort` is set (a signal, see
-    `bascule.runner.interrupt`), the run in progress ends and no further case starts."""
+    `bascule.runner.interrupt`), the run in progress ends and no further case starts. With
+    `otlp_timeline`, each run's timeline is sent there as OpenTelemetry spans (one trace a run)."""
     prepare_run_directory(out_dir)
     done: list[tuple[SuiteCase, RunResult]] = []
     stop = abort or Abort()
@@ -199,6 +201,7 @@ def run_suite(
             out=out_dir / case.slug,
             min_score=min_score,
             stack_timeout=stack_timeout,
+            otlp_timeline=otlp_timeline,
             abort=stop.child(),
         )
         done.append((case, result))

@@ -109,6 +109,7 @@ def run_suite_repeated(
     min_score: float | None = None,
     stack_timeout: float | None = None,
     baseline: Path | None = None,
+    otlp_timeline: str | None = None,
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_run: Callable[[int, SuiteCase, int, RunResult], None] | None = None,
     on_done: Callable[[int, SuiteCase, RepeatSummary], None] | None = None,
@@ -129,6 +130,7 @@ def run_suite_repeated(
                 out=run_dir,
                 min_score=min_score,
                 stack_timeout=stack_timeout,
+                otlp_timeline=otlp_timeline,
             )
 
         def ran(k: int, result: RunResult, index: int = index, case: SuiteCase = case) -> None:

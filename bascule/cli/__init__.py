@@ -27,6 +27,7 @@ from bascule.cli.gameday import inject_command, recover_command
 from bascule.cli.init import init_command
 from bascule.cli.kube import cluster_app, deploy_command, render_app
 from bascule.cli.library import designs_app, scenarios_app
+from bascule.cli.options import OtlpTimelineOption
 from bascule.cli.render import render_catalog, render_faults, render_plan
 from bascule.cli.repeat import repeat_run
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
@@ -260,6 +261,7 @@ def run(
             "paths; started services are pointed at it (docs/traces.md).",
         ),
     ] = False,
+    otlp_timeline: OtlpTimelineOption = None,
     min_score: Annotated[
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
@@ -308,6 +310,7 @@ def run(
         raw_samples=raw_samples,
         metrics_port=metrics_port,
         otlp=otlp,
+        otlp_timeline=otlp_timeline,
     )
     if repeat > 1 or baseline is not None:
         try:

@@ -100,6 +100,7 @@ def repeat_suite(
     stack_timeout: float | None,
     baseline: Path | None,
     console: Console,
+    otlp_timeline: str | None = None,
 ) -> None:
     """``bascule suite --repeat N``: every case N times, judged per item; prints each run and each
     verdict, exits with the suite's exit code."""
@@ -125,6 +126,7 @@ def repeat_suite(
         min_score=min_score,
         stack_timeout=stack_timeout,
         baseline=baseline,
+        otlp_timeline=otlp_timeline,
         on_start=started,
         on_run=ran,
         on_done=judged,

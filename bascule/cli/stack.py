@@ -103,6 +103,8 @@ def _announce(stack: LocalStack, run_dir: Path) -> None:
     )
     out.print(_endpoints(stack))
     out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
+    if stack.scrape is not None:
+        out.print(f"Prometheus scrape targets (file_sd, docs/metrics.md): {stack.scrape.path}")
     out.print(
         f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
     )

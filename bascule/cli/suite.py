@@ -11,11 +11,13 @@ from rich.console import Console
 
 from bascule.ci.results import RunResult
 from bascule.ci.suite import SuiteCase, collect_scenarios, plan_suite, run_suite
+from bascule.cli.options import OtlpTimelineOption
 from bascule.cli.repeat import repeat_suite
 from bascule.cli.reporting import append_step_summary
 from bascule.errors import ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.runner.interrupt import Abort, signals
+from bascule.traces.timeline import TimelineExport
 
 __all__ = ["suite_command"]
 
@@ -54,6 +56,7 @@ def suite_command(
             "--baseline", help="With --repeat: flag regressions beyond noise against this earlier output."
         ),
     ] = None,
+    otlp_timeline: OtlpTimelineOption = None,
 ) -> None:
     """Run a resilience suite: every scenario against every design, one at a time, then write
     suite.md, suite.json and junit.xml (and append suite.md to $GITHUB_STEP_SUMMARY when set).
@@ -71,6 +74,8 @@ def suite_command(
     """
     try:
         cases = plan_suite(collect_scenarios(paths), designs or [])
+        if otlp_timeline is not None:  # its URL and the SDK checked before the first run
+            TimelineExport(otlp_timeline)
     except ScenarioError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
@@ -86,6 +91,7 @@ def suite_command(
             stack_timeout=stack_timeout,
             baseline=baseline,
             console=out,
+            otlp_timeline=otlp_timeline,
         )
     total = len(cases)
     out.print(f"suite: {total} run(s) into {target}", highlight=False)
@@ -106,6 +112,7 @@ def suite_command(
             target,
             min_score=min_score,
             stack_timeout=stack_timeout,
+            otlp_timeline=otlp_timeline,
             on_start=started,
             on_done=finished,
             abort=abort,

@@ -48,6 +48,9 @@ class RunOptions:
     otlp: bool = False
     """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
     docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
+    otlp_timeline: str | None = None
+    """Send the run's timeline as OpenTelemetry spans to this OTLP/HTTP collector once the run is
+    over (``--otlp-timeline``, `bascule.traces.timeline`)."""
 
 
 @dataclass(frozen=True)

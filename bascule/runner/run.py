@@ -54,6 +54,7 @@ from bascule.runner.setup import set_up
 from bascule.runner.traffic import SPAN_HOLD, TICK, Traffic
 from bascule.targets.base import Refusal, StartRequest, Target, TargetEvent
 from bascule.traces import TraceReceiver
+from bascule.traces.timeline import TimelineExport
 
 __all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
@@ -72,8 +73,20 @@ def run_scenario(
     Raises `RunDirectoryError` before anything starts when the run directory cannot be written.
     """
     inputs = load_inputs(options)
+    timeline = None if options.otlp_timeline is None else TimelineExport(options.otlp_timeline)
     run_dir = prepare_run_directory(options.out or default_run_dir(inputs.scenario, inputs.design))
-    return _Runner(options, inputs, run_dir, console or Console(), abort or Abort()).execute(scoring)
+    runner = _Runner(options, inputs, run_dir, console or Console(), abort or Abort())
+    if timeline is not None:
+        runner.journal.subscribe(timeline)
+    outcome = runner.execute(scoring)
+    # Once the journal is closed: the run never waits for a collector. A hurried exit skips it.
+    if timeline is not None and not outcome.hurried:
+        sent, message = timeline.export()
+        if sent:
+            (console or Console()).print(message, highlight=False)
+        elif message:  # on stderr: a suite's runs print nothing else
+            Console(stderr=True).print(f"[yellow]warning[/yellow] {message}", highlight=False, soft_wrap=True)
+    return outcome
 
 
 class _Runner:
@@ -122,6 +135,7 @@ class _Runner:
                 "load_workers": self.options.load_workers,
                 "raw_samples": self.options.raw_samples,
                 "otlp": self.options.otlp,
+                "otlp_timeline": self.options.otlp_timeline is not None,
             },
         )
         code: int = ExitCode.OK

@@ -7,10 +7,12 @@ the stack's ``{"error", "reason"}`` (`ServiceErrors`) — and `create_service_ap
 - ``GET /healthz``: ``{"status": "ok"}`` as soon as the process serves;
 - ``GET /readyz``: 503 ``{"status": "starting"}`` until the lifecycle has started and once it
   begins to stop; in between, the service's readiness (by default ``{"status": "ready"}``);
+- ``GET /metrics`` for a service that names its hop: its requests, errors and latency in
+  Prometheus's text format (`bascule.stack.metrics`, docs/metrics.md);
 - the W3C trace context of each request passed on to the calls it makes, inside an OpenTelemetry
   server span when the environment asks for spans (`bascule.stack.tracing`), outermost; then the
-  ``x-bascule-served-by`` header naming the hop (`ServedBy`), then the service's middleware
-  (authentication, …) in the order given;
+  request counted and timed for ``/metrics``; then the ``x-bascule-served-by`` header naming the
+  hop (`ServedBy`), then the service's middleware (authentication, …) in the order given;
 - ``HTTPException`` and unhandled errors answered in the service's error shape.
 
 `serve_wired` is every service's ``main`` but the identity's: it takes the stack's shared
@@ -37,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from bascule.stack.metrics import MetricsMiddleware, ServiceMetrics
 from bascule.stack.serve import (
     SERVED_BY_HEADER,
     BodyTooLargeError,
@@ -162,8 +165,11 @@ def create_service_app(
     lifecycle: Lifecycle | None = None,
     readiness: Readiness = _ready,
     middleware: Sequence[Middleware] = (),
+    metrics: ServiceMetrics | None = None,
 ) -> Starlette:
-    """A service's ASGI app: its `routes` with ``/healthz`` and ``/readyz`` added.
+    """A service's ASGI app: its `routes` with ``/healthz`` and ``/readyz`` added, and
+    ``/metrics`` for a service that names its hop (`metrics`: a service's own, with collectors
+    added; by default a new one).
 
     `errors` defaults to the stack's ``{"error", "reason"}`` bodies (`ReasonErrors`) for a
     service that names its hop; without `served_by`, responses name no hop and Starlette's
@@ -202,14 +208,23 @@ def create_service_app(
 
         handlers = {HTTPException: on_error, Exception: on_error}
     outer: list[Middleware] = []
+    own: list[BaseRoute] = []
     if served_by is not None:
         # Outermost: the server span covers the whole answer, and every call the request makes
         # continues its trace (`bascule.stack.tracing`).
         start_tracing(served_by.component, served_by.region, served_by.replica)
-        outer = [Middleware(TraceContextMiddleware, component=served_by.component), served_by.middleware()]
+        if metrics is None:
+            metrics = ServiceMetrics(served_by.component, served_by.region, served_by.replica)
+        own = [metrics.route()]
+        outer = [
+            Middleware(TraceContextMiddleware, component=served_by.component),
+            Middleware(MetricsMiddleware, metrics=metrics),
+            served_by.middleware(),
+        ]
     return Starlette(
         routes=[
             *routes,
+            *own,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

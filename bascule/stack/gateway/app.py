@@ -20,6 +20,7 @@ from bascule.model.loading import read_design
 from bascule.stack.gateway.config import GatewayConfig, parse_args
 from bascule.stack.gateway.core import ClientFactory, Gateway, HeadersProvider
 from bascule.stack.gateway.wire import error_response
+from bascule.stack.metrics import GatewayCollector, ServiceMetrics
 from bascule.stack.service import ServedBy, create_service_app, ready_response, serve_wired
 from bascule.stack.wiring import Wiring
 
@@ -95,6 +96,9 @@ def create_app(
         clock,
     )
 
+    metrics = ServiceMetrics("gateway", config.region, config.name)
+    metrics.add(GatewayCollector(gateway, metrics.labels))
+
     async def ask(request: Request) -> Response:
         return await gateway.admit(gateway.ask, request)
 
@@ -126,6 +130,7 @@ def create_app(
         lifecycle=lifecycle,
         readiness=readiness,
         middleware=middleware,
+        metrics=metrics,
     )
 
 

@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bascule.model.design import ComponentKind, Design
-from bascule.stack.breaker import RetryBudget, Ticket
+from bascule.stack.breaker import BreakerSnapshot, RetryBudget, Ticket
 from bascule.stack.gateway.config import DEFAULT_MODEL, GatewayConfig
 from bascule.stack.gateway.upstream import (
     Attempt,
@@ -43,6 +43,7 @@ from bascule.stack.gateway.wire import (
     served_by_hop,
     validation_error,
 )
+from bascule.stack.metrics import GatewayTally
 from bascule.stack.prompt import Passage, build_messages, message_text, parse_citations
 from bascule.stack.routing import Probe, Router, UnknownDataClassError
 from bascule.stack.routing import Route as RegionRoute
@@ -99,8 +100,8 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         timeouts = design.routing.timeouts
         self._timeout = httpx.Timeout(timeouts.request, connect=timeouts.connect)
-        self.inflight = 0
-        self.shed = 0
+        self.tally = GatewayTally()
+        """What ``/metrics`` exposes (`bascule.stack.metrics`): counted as requests are served."""
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -108,18 +109,19 @@ class Gateway:
         """Serve `request` if a slot is free; otherwise shed it with 503 ``overloaded`` and a
         ``Retry-After``, as a replica out of worker slots does (one event loop: no lock needed)."""
         limit = self.config.max_inflight
-        if limit is not None and self.inflight >= limit:
-            self.shed += 1
+        tally = self.tally
+        if limit is not None and tally.inflight >= limit:
+            tally.shed += 1
             response = error_response(
                 503, "overloaded", f"this gateway replica serves {limit} requests at once and all are busy"
             )
             response.headers["retry-after"] = "1"
             return response
-        self.inflight += 1
+        tally.inflight += 1
         try:
             return await serve(request)
         finally:
-            self.inflight -= 1
+            tally.inflight -= 1
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -413,6 +415,7 @@ class Gateway:
         except (UpstreamError, ExhaustedError):
             return self.unavailable(route, "retriever", attempts)
 
+        self.tally.served["retriever", retriever_region, body.data_class] += 1
         served_by = [self.hop]
         reported = retrieved.served_by or ([header] if header is not None else [])
         if not reported:
@@ -441,10 +444,12 @@ class Gateway:
                 "llm", route, chat, llm_attempts, idempotent=True
             )
             citations = parse_citations(answer)
+            self.tally.served["llm", llm_region, body.data_class] += 1
             where = (llm_header.region if llm_header is not None else None) or llm_region
             replica = llm_header.replica if llm_header is not None else None
             served_by.append(served_by_hop(self.design, "llm", where, replica=replica, model=model))
         except (UpstreamError, ExhaustedError, RejectedError, NoCredentialsError):
+            self.tally.degraded[body.data_class] += 1
             answer, citations = retrieval_only_answer(passages)
             tried = "; ".join(f"{a.region}: {a.outcome}" for a in llm_attempts)
             allowed = ", ".join(r for r in route.order if r in self.upstreams["llm"]) or "none"
@@ -498,6 +503,7 @@ class Gateway:
             return error_response(503, "credentials", str(exc), attempts=[a.as_json() for a in attempts])
         except (UpstreamError, ExhaustedError):
             return self.unavailable(route, "store", attempts)
+        self.tally.served["store", region, body.data_class] += 1
         where = (header.region if header is not None else None) or region
         replica = header.replica if header is not None else None
         store_hop = served_by_hop(self.design, "store", where, replica=replica)
@@ -513,6 +519,9 @@ class Gateway:
         message = f"the {exc.component} in {exc.region} refused the request (HTTP {exc.status})"
         upstream = {"component": exc.component, "region": exc.region, "body": exc.body}
         return error_response(exc.status, "rejected", message, upstream=upstream)
+
+    def breaker_snapshots(self) -> list[tuple[str, str, BreakerSnapshot]]:
+        return [(c, r, breaker.snapshot()) for (c, r), breaker in self.router.breakers.items()]
 
     def status(self) -> dict[str, Any]:
         breakers = []
@@ -547,7 +556,11 @@ class Gateway:
                 for region in self.design.routing_order
             ],
             "breakers": breakers,
-            "load": {"inflight": self.inflight, "max_inflight": self.config.max_inflight, "shed": self.shed},
+            "load": {
+                "inflight": self.tally.inflight,
+                "max_inflight": self.config.max_inflight,
+                "shed": self.tally.shed,
+            },
             "retry_budget": {
                 "budget": usage.budget,
                 "window": usage.window,

@@ -60,6 +60,7 @@ from bascule.targets.local.names import (
 from bascule.targets.local.procfs import MARKER_ENV, process_alive, signal_process
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
+from bascule.targets.local.scrape import ScrapeTargets
 from bascule.targets.otlp import otlp_environment
 
 __all__ = ["LEDGER_FILE", "STATE_FILE", "LocalStack", "StackTimings", "read_state"]
@@ -104,6 +105,8 @@ class LocalStack:
     """Lookups of names outside the design, from the DNS server's hook (`lookups`)."""
     resolvers: dict[str, ResolverFiles] = field(default_factory=dict)
     """The resolver of each own-service replica given its callees by name (`names`), by replica."""
+    scrape: ScrapeTargets | None = None
+    """``prometheus-targets.json``: where Prometheus finds every replica's ``/metrics`` (`scrape`)."""
     _recorded: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)
     _adopted: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
     _record_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -206,6 +209,7 @@ class LocalStack:
                     stack.resolvers[replica.name] = write_resolver(run_dir / "resolv", replica.name, address)
             if stack.resolvers:
                 say(f"{len(stack.resolvers)} resolvers on port 53 of their own loopback addresses")
+            stack.scrape = ScrapeTargets(run_dir)
             supervisor.subscribe(stack._on_event)
             stack._front_running_services()
             if otlp_endpoint is not None:
@@ -231,6 +235,7 @@ class LocalStack:
             stack.scaler = stack._autoscaler()
             stack.scaler.start()
             stack.write_state()
+            stack.write_scrape_targets()
             return stack
         except BaseException:
             stopped = supervisor is None
@@ -267,6 +272,8 @@ class LocalStack:
                 self.egress.stop()
             self.dns.stop()
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+            if self.scrape is not None:
+                self.scrape.path.unlink(missing_ok=True)
         self.ledger.append(ClosedRecord(time.time()))
         self.ledger.close()
 
@@ -418,6 +425,8 @@ class LocalStack:
             spec = self.replica_spec(event.name)
             if spec is not None:
                 self.refresh_routes(spec.endpoint)
+        if event.kind in ("started", "killed", "exited"):
+            self.write_scrape_targets()
 
     def _record_process(self, event: SupervisorEvent) -> None:
         # A "restarting" event carries the old PID; the new process is already spawned.
@@ -483,6 +492,18 @@ class LocalStack:
         if self.control is not None:
             state["control"] = {"url": self.control.url, "token": self.control.token}
         return state
+
+    def write_scrape_targets(self) -> None:
+        """Rewrite ``prometheus-targets.json`` from the replicas up now; never raises (it runs in
+        the supervisor's watcher thread, whose end would end every restart)."""
+        if self.scrape is None or self._stopped:
+            return
+        running = {r.spec.name: r for r in self.supervisor.replicas()}
+        pairs = [(spec, running[spec.name]) for spec in self.layout.replicas if spec.name in running]
+        try:
+            self.scrape.write(pairs)
+        except OSError:
+            _log.exception("could not write %s", self.scrape.path)
 
     def write_state(self) -> Path:
         """Write ``stack.json`` (mode 0600: it holds the control token), replacing it atomically."""
