@@ -52,6 +52,15 @@ class Journal:
         self._closed = False
         self.failure: OSError | None = None
         self._on_failure = on_failure
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Give `listener` every record from now on, as written (the live game-day page). It is
+        called in the writer's thread, in the journal's order, under the journal's lock: it must
+        only hand the record on (a queue), never block or write to the journal. A listener that
+        raises is dropped; the journal goes on."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def write(
         self, record_type: str, *, durable: bool = False, at: float | None = None, **fields: Any
@@ -72,11 +81,19 @@ class Journal:
                 self._file.flush()
                 if durable:
                     os.fsync(self._file.fileno())
+                self._tell(record)
                 return
             except OSError as exc:
                 self.failure = failure = exc
         if self._on_failure is not None:
             self._on_failure(failure)
+
+    def _tell(self, record: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception:  # a page that fails must not stop the run's journal
+                self._listeners.remove(listener)
 
     def window(self, window: Window) -> None:
         record = window.to_record()

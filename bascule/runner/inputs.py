@@ -48,6 +48,9 @@ class RunOptions:
     otlp: bool = False
     """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
     docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
+    web_port: int | None = None
+    """Serve the live game-day page on this port of 127.0.0.1 (0: a free one; ``--web``,
+    docs/game-day.md); None: no page."""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from bascule.runner.setup import set_up
 from bascule.runner.traffic import SPAN_HOLD, TICK, Traffic
 from bascule.targets.base import Refusal, StartRequest, Target, TargetEvent
 from bascule.traces import TraceReceiver
+from bascule.web import RunPage
 
 __all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
@@ -98,6 +99,10 @@ class _Runner:
         self.active: dict[str, str] = {}
         self.target: Target | None = None
         self.context = ProbeContext(design)
+        self.page = None
+        if options.web_port is not None:  # subscribed before the first record: the page sees them all
+            title = f"bascule · {scenario.id} on {design.id}"
+            self.page = RunPage(self.journal, self.abort.set, title, port=options.web_port)
 
     def _lost(self, exc: OSError) -> None:
         # The journal cannot be written (the disk full): the run is worthless from here on, and ends.
@@ -151,6 +156,8 @@ class _Runner:
             elapsed=round(time.monotonic() - self.origin, 3),
         )
         self.journal.close()
+        if self.page is not None:
+            self.page.stop()
         return RunOutcome(int(code), self.run_dir, reason, hurried=self.abort.hurry)
 
     def _score(self, scoring: Scoring, code: int, reason: str) -> tuple[int, str]:
@@ -167,6 +174,10 @@ class _Runner:
         return scored.exit_code, scored.reason
 
     def _run(self) -> tuple[int, str]:
+        if self.page is not None:
+            url = self.page.start()
+            self.journal.write("web-page", port=self.page.server.port)  # never the token
+            self.display.out.print(f"game-day page: {url}", highlight=False, soft_wrap=True)
         endpoint = None
         if self.receiver is not None:
             self.receiver.start()
