@@ -11,7 +11,8 @@ Events, each with ``t`` (run seconds: the journal's clock):
   rollback revert, which names its ``key``).
 - ``figures``: success ratio, p95 and traffic share per region and per sovereignty level over the
   last `RECENT` seconds of windows (a window is written about 2 s after it ends).
-- ``violation``, ``guardrail``, ``error``, ``score``, ``ended``: as their records say.
+- ``violation``, ``guardrail``, ``problem`` (an ``error`` or ``refused`` record; not named
+  ``error``, the event source's own event), ``score``, ``ended``: as their records say.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ _STAGES = {
     "load-started": "load started",
     "plan-started": "plan started",
 }
-_KEY = re.compile(r"p(\d+)(?:\.c\d+)?$")
+_KEY = re.compile(r"(?:^|/)p(\d+)(?:\.c\d+)?$")
+"""An action's key (`Action.key`), as a rollback names it: ``p2``, ``p4.c1``, ``run-3f9a/p0``."""
 _PASSED = ("phase", "name", "kind", "cycle", "actual", "planned", "key", "rollback", "effects")
 
 
@@ -174,7 +176,7 @@ class RunDigest:
         if kind in ("fault-applied", "fault-reverted"):
             op = "applied" if kind == "fault-applied" else "reverted"
             data = {"t": t, "op": op} | {k: record.get(k) for k in _PASSED}
-            keyed = _KEY.match(str(record.get("key") or ""))
+            keyed = _KEY.search(str(record.get("key") or ""))
             if data["phase"] is None and keyed:  # a rollback revert names its action's key
                 data["phase"] = int(keyed.group(1))
             return [PageEvent("fault", data)]
@@ -191,7 +193,7 @@ class RunDigest:
             data = {"t": t, "guardrail": record.get("guardrail"), "reason": record.get("reason")}
             return [PageEvent("guardrail", data)]
         if kind in ("error", "refused"):
-            return [PageEvent("error", {"t": t, "message": record.get("message")})]
+            return [PageEvent("problem", {"t": t, "message": record.get("message")})]
         if kind == "score":
             keep = ("overall", "grade", "passed", "failing", "unmeasured")
             return [PageEvent("score", {"t": t} | {k: record.get(k) for k in keep})]

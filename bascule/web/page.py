@@ -261,7 +261,7 @@ const handlers = {
     for (const li of $("guardrails").children) if (li.dataset.kind === d.guardrail) li.className = "bad";
     log(d.t, "guardrail " + d.guardrail + " tripped: " + d.reason, "bad");
   },
-  error: (d) => log(d.t, "error: " + d.message, "bad"),
+  problem: (d) => log(d.t, "error: " + d.message, "bad"),
   score: (d) => log(d.t, "score " + (d.overall == null ? "unmeasured" : d.overall + " (" + d.grade + ")")
     + (d.failing && d.failing.length ? ", failing: " + d.failing.join(", ") : "")),
   ended: (d) => { state.ended = true; $("abort").disabled = true; $("stage").textContent = "ended";
@@ -290,7 +290,8 @@ $("abort").addEventListener("click", async () => {
   $("abort").disabled = true;
   try {
     const a = await act("abort");
-    log(null, a.message || "abort asked", "warn"); setStatus("aborting…", "warn");
+    log(null, a.message || "abort asked", "warn");
+    if (!state.ended) setStatus("aborting…", "warn");  // the run's end may have come first
   }
   catch (e) { log(null, "abort failed: " + e.message, "bad"); $("abort").disabled = false; }
 });
