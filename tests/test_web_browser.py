@@ -108,6 +108,15 @@ def browser_page(profile: Path) -> Iterator[tuple[Page, list[str], list[str]]]:
             context.close()
 
 
+def wait_until(page: Page, expression: str, timeout: float) -> None:
+    """Until `expression` is true in the page. Polled from here: Playwright's own wait_for_function
+    evaluates a string with ``new Function``, which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {expression}"
+        time.sleep(0.05)
+
+
 def only_its_own_origin(requests: list[str], url: str) -> None:
     origin = url.split("/?", maxsplit=1)[0] + "/"
     assert requests and all(r.startswith(origin) for r in requests), requests
@@ -123,7 +132,7 @@ def test_each_fault_phase_shows_within_a_second_of_its_journal_record(tmp_path: 
         loaded = time.time() * 1000
         page.wait_for_selector("#status.ok, #status.bad", timeout=30_000)  # live, then ended
         outcome = running.wait(60)
-        page.wait_for_function("document.getElementById('stage').textContent === 'ended'", timeout=10_000)
+        wait_until(page, "document.getElementById('stage').textContent === 'ended'", 10)
         seen: list[dict[str, Any]] = page.evaluate("window.__seen")
         bars = page.evaluate(
             "[...document.querySelectorAll('.bar')].map(b => [b.textContent, b.dataset.state])"
@@ -162,9 +171,10 @@ def test_the_abort_button_reverts_everything_within_two_seconds(tmp_path: Path) 
         page.click("#abort")
         clicked = page.evaluate("window.__clicked")
         outcome = running.wait(60)
-        page.wait_for_function(
+        wait_until(
+            page,
             "document.getElementById('status').textContent.includes('aborted from the game-day page')",
-            timeout=10_000,
+            10,
         )
         assert page.evaluate("document.querySelector('.bar').dataset.state") == "reverted"
         assert page.is_disabled("#abort")
@@ -175,6 +185,7 @@ def test_the_abort_button_reverts_everything_within_two_seconds(tmp_path: Path) 
     (reverted,) = records(outcome, "fault-reverted")
     assert reverted["rollback"] is True
     took = instant_ms(records(outcome), reverted) - clicked
+    print(f"abort clicked → every fault reverted in {took:.0f} ms")
     assert 0 < took <= 2000, took
     assert problems == []
     only_its_own_origin(requests, url)
@@ -201,8 +212,7 @@ def test_the_page_needs_its_token(tmp_path: Path) -> None:
             assert status == 403
             assert running.thread is not None and running.thread.is_alive(), "the run went on"
         finally:
-            page.goto(url)
-            page.click("#abort")
+            httpx.post(url.replace("/?", "/actions/abort?"), json={}, trust_env=False)
             outcome = running.wait(60)
     assert outcome.reason == "aborted from the game-day page"
     assert_rolled_back_and_ended(outcome, starter)
@@ -260,17 +270,13 @@ def test_run_web_on_the_local_target_aborts_and_the_ledger_is_clean(tmp_path: Pa
         url = read_url(process, seen, timeout=60)
         with browser_page(tmp_path / "profile") as (page, problems, requests):
             page.goto(url, wait_until="load")
-            page.wait_for_function(
-                "document.querySelectorAll('.bar[data-state=applied]').length === 2", timeout=90_000
-            )
+            wait_until(page, "document.querySelectorAll('.bar[data-state=applied]').length === 2", 90)
             page.wait_for_selector("#figures tbody tr[data-region='aws/us-east-1']", timeout=30_000)
             page.evaluate(CLICKED)
             page.click("#abort")
             clicked = page.evaluate("window.__clicked")
             process.wait(90)
-            page.wait_for_function(
-                "document.querySelectorAll('.bar[data-state=reverted]').length === 2", timeout=10_000
-            )
+            wait_until(page, "document.querySelectorAll('.bar[data-state=reverted]').length === 2", 10)
     finally:
         stop(process, seen)
     assert process.returncode == ExitCode.ABORTED, "".join(seen)
@@ -281,6 +287,7 @@ def test_run_web_on_the_local_target_aborts_and_the_ledger_is_clean(tmp_path: Pa
     reverted = [r for r in journal if r["type"] == "fault-reverted"]
     assert len(applied) == 2 and len(reverted) == 2 and all(r.get("rollback") for r in reverted)
     took = max(instant_ms(journal, r) for r in reverted) - clicked
+    print(f"abort clicked → every fault reverted in {took:.0f} ms")
     assert 0 < took <= 2000, took
     ledger = read_ledger(out / LEDGER_FILE)
     assert len(ledger.applied) == 2 and ledger.active == () and ledger.closed
@@ -327,9 +334,7 @@ def test_stack_up_web_injects_reverts_and_aborts_faults_from_its_form(tmp_path: 
             assert httpx.get(health, trust_env=False).status_code == 503
             clicked = time.monotonic()
             page.click("#abort")
-            page.wait_for_function(
-                "document.querySelectorAll('#active li[data-state=ended]').length === 2", timeout=10_000
-            )
+            wait_until(page, "document.querySelectorAll('#active li[data-state=ended]').length === 2", 10)
             assert time.monotonic() - clicked <= 2.0
             assert httpx.get(health, trust_env=False).status_code == 200
             # A form that names nothing to act on is refused with the reason, nothing injected.

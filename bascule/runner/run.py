@@ -174,16 +174,16 @@ class _Runner:
         return scored.exit_code, scored.reason
 
     def _run(self) -> tuple[int, str]:
-        if self.page is not None:
-            url = self.page.start()
-            self.journal.write("web-page", port=self.page.server.port)  # never the token
-            self.display.out.print(f"game-day page: {url}", highlight=False, soft_wrap=True)
         endpoint = None
         if self.receiver is not None:
             self.receiver.start()
             endpoint = self.receiver.endpoint
             self.journal.write("traces-receiver", endpoint=endpoint, traces_url=self.receiver.traces_url)
             self.display.event(f"receiving OpenTelemetry spans at {self.receiver.traces_url}")
+        if self.page is not None:
+            url = self.page.start()
+            self.journal.write("web-page", port=self.page.server.port)  # never the token
+            self.display.out.print(f"game-day page: {url}", highlight=False, soft_wrap=True)
         request = StartRequest(
             self.design,
             self.design_path,

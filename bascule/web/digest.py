@@ -23,7 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from bascule.journal import LatencySketch
+from bascule.model.design import Design
 
 __all__ = ["RECENT", "PageEvent", "RunDigest", "recent_figures"]
 
@@ -106,6 +109,22 @@ def _guardrail_text(spec: Mapping[str, Any]) -> str:
     return f"{spec.get('kind', '?')}: {rest}" if rest else str(spec.get("kind", "?"))
 
 
+def _regions(design: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The design's regions with their provider and level — the catalog's where the design file
+    leaves them out."""
+    try:
+        resolved = Design.model_validate(design)
+    except ValidationError:  # a journal of another version: what it says, no more
+        return [
+            {"id": r.get("id"), "provider": r.get("provider"), "sovereignty": r.get("sovereignty")}
+            for r in design.get("regions") or []
+        ]
+    return [
+        {"id": r.id, "provider": r.provider, "sovereignty": r.sovereignty.value}
+        for r in (resolved.region(spec.id) for spec in resolved.regions)
+    ]
+
+
 def _run_event(record: Mapping[str, Any]) -> PageEvent:
     plan = record.get("plan") or {}
     scenario = record.get("scenario") or {}
@@ -119,10 +138,7 @@ def _run_event(record: Mapping[str, Any]) -> PageEvent:
             "design": plan.get("design") or design.get("id"),
             "run_length": (plan.get("time") or {}).get("run_length_s"),
             "scale": (plan.get("time") or {}).get("scale"),
-            "regions": [
-                {"id": r.get("id"), "provider": r.get("provider"), "sovereignty": r.get("sovereignty")}
-                for r in design.get("regions") or []
-            ],
+            "regions": _regions(design),
             "phases": [
                 {
                     "index": p.get("index"),

@@ -64,8 +64,8 @@ def stack_context(design: Design) -> dict[str, Any]:
     return {
         "design": design.id,
         "regions": [
-            {"id": r.id, "provider": r.provider, "sovereignty": r.sovereignty.value if r.sovereignty else ""}
-            for r in design.regions
+            {"id": r.id, "provider": r.provider, "sovereignty": r.sovereignty.value}
+            for r in (design.region(spec.id) for spec in design.regions)
         ],
         "components": sorted(design.components),
         "vocabulary": fault_vocabulary(),
@@ -120,7 +120,7 @@ section h2 { font-size:14px; margin:0 0 8px; text-transform:uppercase; letter-sp
 .bar[data-state=applied] { background:var(--fault); color:#111; font-weight:600; }
 .bar[data-state=reverted] { background:var(--done); color:#fff; }
 #cursor { position:absolute; top:0; bottom:0; width:2px; background:var(--bad); display:none; }
-#clock { color:var(--mute); font-variant-numeric: tabular-nums; }
+#clock { color:var(--mute); font-variant-numeric: tabular-nums; text-transform:none; letter-spacing:0; }
 table { border-collapse:collapse; width:100%; font-variant-numeric: tabular-nums; }
 th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); }
 th { color:var(--mute); font-weight:500; }
@@ -181,8 +181,14 @@ const COLORS = ["#3b7dd8", "#e07b39", "#3aa676", "#a05fd0", "#d04f7f", "#7f8c2b"
 const LEVEL_COLORS = {sovereign: "#1f8a4c", trusted: "#3b7dd8", exposed: "#e0a100", foreign: "#c62d2d"};
 const state = {run: null, planStart: null, levelOf: {}, violations: 0, ended: false, phases: {}};
 function fmt(t) { return (t < 0 ? "-" : "") + Math.abs(t).toFixed(1) + " s"; }
+// Times shown are plan seconds (the timeline's) once the plan started, run seconds before.
+function when(t) {
+  if (t == null) return "";
+  if (state.planStart == null) return "run " + fmt(t);
+  return (t < state.planStart ? "" : "+") + fmt(t - state.planStart);
+}
 function log(t, text, cls) {
-  const line = el("div", cls ? {class: cls} : {}, (t == null ? "" : fmt(t) + "  ") + text);
+  const line = el("div", cls ? {class: cls} : {}, (t == null ? "" : when(t) + "  ") + text);
   $("log").prepend(line);
 }
 function setStatus(text, cls) { const s = $("status"); s.textContent = text; s.className = cls || ""; }
@@ -217,7 +223,7 @@ function onClock(d) {
     const at = d.t - state.planStart, len = state.run.run_length || 1;
     const c = $("cursor"); c.style.display = "block";
     c.style.left = (100 * Math.min(Math.max(at, 0), len) / len) + "%";
-    $("clock").textContent = "· " + fmt(at) + " / " + fmt(len);
+    $("clock").textContent = at <= len ? "· " + fmt(at) + " / " + fmt(len) : "· plan done (" + fmt(len) + ")";
   }
 }
 function onFault(d) {
@@ -237,7 +243,7 @@ function onFigures(d) {
       el("td", {}, f.p95_ms == null ? "–" : f.p95_ms.toFixed(0) + " ms"), el("td", {}, f.requests),
       el("td", {}, share == null ? "" : pct(share))));
   }
-  $("figures-note").textContent = "windows up to " + fmt(d.window_end) + " of the run (last 5 s)";
+  $("figures-note").textContent = "the last 5 s of windows, up to " + when(d.window_end);
   const bar = $("levels"), legend = $("levels-legend"); bar.replaceChildren(); legend.replaceChildren();
   Object.entries(d.levels).forEach(([level, share], i) => {
     const color = LEVEL_COLORS[level] || COLORS[i % COLORS.length];
