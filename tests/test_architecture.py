@@ -49,6 +49,8 @@ def test_the_contracts_hold_on_the_tree() -> None:
         ("bascule/runner/run.py", "bascule.targets.local.stack", "the runner names no target"),
         ("bascule/runner/traffic.py", "bascule.targets.kubernetes.cluster", "the runner names no target"),
         ("bascule/runner/run.py", "bascule.reports.files", "the runner leaves scoring to its caller"),
+        ("bascule/web/server.py", "bascule.runner.interrupt", "the live page is driven by its command"),
+        ("bascule/runner/run.py", "bascule.web.stack", "the runner names no target"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

@@ -262,6 +262,20 @@ def run(
         ),
     ] = False,
     otlp_timeline: OtlpTimelineOption = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Serve the live game-day page on 127.0.0.1 (its URL, with a token, printed at start; "
+            "docs/game-day.md).",
+        ),
+    ] = False,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port", min=0, max=65535, help="The page's port (implies --web; default: a free one)."
+        ),
+    ] = None,
     min_score: Annotated[
         float | None,
         typer.Option("--min-score", min=0, max=100, help="Exit 1 when the score is below this (0–100)."),
@@ -298,6 +312,10 @@ def run(
     --baseline DIR (a previous repeat's or suite's output) too: a figure whose interval is worse
     than and apart from its baseline interval is a regression, and exits 1.
 
+    With --web: a live page on 127.0.0.1 shows the plan's timeline, success ratio and p95 per
+    region, traffic share by region and sovereignty level, findings and guardrails; its abort
+    button stops the run and rolls everything back, as Ctrl-C does (docs/game-day.md).
+
     [b]Example[/b]: bascule run scenarios/incidents/aws-us-east-1-2025-10-20.yaml
     """
     options = RunOptions(
@@ -311,6 +329,7 @@ def run(
         metrics_port=metrics_port,
         otlp=otlp,
         otlp_timeline=otlp_timeline,
+        web_port=web_port if web_port is not None else (0 if web else None),
     )
     if repeat > 1 or baseline is not None:
         try:

@@ -17,6 +17,7 @@ from bascule.model.loading import read_design
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.targets.local.stack import LocalStack, read_state
+from bascule.web.stack import StackPage
 
 __all__ = ["stack_app"]
 
@@ -49,6 +50,20 @@ def up(
         float | None,
         typer.Option("--for", help="Stop by itself after this many seconds (default: until Ctrl-C)."),
     ] = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Serve a page on 127.0.0.1 to inject and revert faults (URL with a token printed; "
+            "docs/game-day.md).",
+        ),
+    ] = False,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port", min=0, max=65535, help="The page's port (implies --web; default: a free one)."
+        ),
+    ] = None,
 ) -> None:
     """Start one process per component replica per region, a DNS server and a route per hop; wait
     until all are ready, print the endpoints, and run until Ctrl-C or SIGTERM (then stop
@@ -56,7 +71,11 @@ def up(
     --for; 3 when interrupted while still starting (everything started is stopped); 4 when the
     stack could not start.
 
-    [b]Example[/b]: bascule stack up --design designs/active-passive-sovereign.yaml
+    With --web: a page on 127.0.0.1 offers the fault vocabulary as a form; each fault is injected
+    as `bascule inject` does (undo in the ledger first) and held until its duration ends or its
+    revert button is pressed; the abort button, and stopping the stack, revert them all.
+
+    [b]Example[/b]: bascule stack up --design designs/active-passive-sovereign.yaml --web
     """
     try:
         loaded = read_design(design)
@@ -83,13 +102,22 @@ def up(
                 raise typer.Exit(ExitCode.ABORTED) from exc
             err.print(f"[red]error[/red] {exc}", highlight=False)
             raise typer.Exit(ExitCode.TARGET_ERROR) from exc
+        page = None
         try:
             if not abort.is_set:
                 _announce(stack, run_dir)
+            if web or web_port is not None:
+                page = StackPage(loaded, run_dir, port=web_port or 0)
+                out.print(f"game-day page: {page.start()}", highlight=False, soft_wrap=True)
             deadline = None if for_seconds is None else time.monotonic() + for_seconds
             while not abort.is_set and (deadline is None or time.monotonic() < deadline):
                 abort.event.wait(0.2)
+        except OSError as exc:  # the page's port
+            err.print(f"[red]error[/red] the game-day page: {exc}", highlight=False)
+            raise typer.Exit(ExitCode.TARGET_ERROR) from exc
         finally:
+            if page is not None:
+                page.stop()  # reverts what the page injected while the stack still runs
             with out.status("stopping…"):
                 stack.stop(timeout=0.5 if abort.hurry else 3.0)
             out.print("stopped: every process of the stack is gone.")

@@ -93,13 +93,20 @@ class Window:
     """Graded answers: [correct, graded]."""
     degraded: int = 0
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    by_region: dict[str, tuple[list[int], LatencySketch]] = field(default_factory=dict)
+    """Every request by the region that served it — failed, the region it entered (`served_region`):
+    [ok, requests] and the latency sketch of its successes (the live page's figures per region)."""
 
     def add(self, sample: RequestSample) -> None:
         self.requests += 1
         self.by_source[sample.source][1] += 1
         klass = sample.data_class or "-"
         self.by_class[klass][1] += 1
+        counts, sketch = self.by_region.setdefault(served_region(sample) or "-", ([0, 0], LatencySketch()))
+        counts[1] += 1
         if sample.ok:
+            counts[0] += 1
+            sketch.add(sample.latency)
             self.ok += 1
             self.by_source[sample.source][0] += 1
             self.by_class[klass][0] += 1
@@ -134,6 +141,15 @@ class Window:
             "golden": {"correct": self.golden[0], "graded": self.golden[1]},
             "degraded": self.degraded,
             "errors": dict(self.errors),
+            "by_region": {
+                k: {
+                    "ok": c[0],
+                    "requests": c[1],
+                    "p95": _round(sketch.quantile(0.95)),
+                    "latency": sketch.to_json(),
+                }
+                for k, (c, sketch) in sorted(self.by_region.items())
+            },
         }
 
 

@@ -51,6 +51,9 @@ class RunOptions:
     otlp_timeline: str | None = None
     """Send the run's timeline as OpenTelemetry spans to this OTLP/HTTP collector once the run is
     over (``--otlp-timeline``, `bascule.traces.timeline`)."""
+    web_port: int | None = None
+    """Serve the live game-day page on this port of 127.0.0.1 (0: a free one; ``--web``,
+    docs/game-day.md); None: no page."""
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from bascule.runner.traffic import SPAN_HOLD, TICK, Traffic
 from bascule.targets.base import Refusal, StartRequest, Target, TargetEvent
 from bascule.traces import TraceReceiver
 from bascule.traces.timeline import TimelineExport
+from bascule.web import RunPage
 
 __all__ = ["RunInputs", "RunOptions", "RunOutcome", "Scored", "Scoring", "load_inputs", "run_scenario"]
 
@@ -111,6 +112,10 @@ class _Runner:
         self.active: dict[str, str] = {}
         self.target: Target | None = None
         self.context = ProbeContext(design)
+        self.page = None
+        if options.web_port is not None:  # subscribed before the first record: the page sees them all
+            title = f"bascule · {scenario.id} on {design.id}"
+            self.page = RunPage(self.journal, self.abort.set, title, port=options.web_port)
 
     def _lost(self, exc: OSError) -> None:
         # The journal cannot be written (the disk full): the run is worthless from here on, and ends.
@@ -165,6 +170,8 @@ class _Runner:
             elapsed=round(time.monotonic() - self.origin, 3),
         )
         self.journal.close()
+        if self.page is not None:
+            self.page.stop()
         return RunOutcome(int(code), self.run_dir, reason, hurried=self.abort.hurry)
 
     def _score(self, scoring: Scoring, code: int, reason: str) -> tuple[int, str]:
@@ -187,6 +194,10 @@ class _Runner:
             endpoint = self.receiver.endpoint
             self.journal.write("traces-receiver", endpoint=endpoint, traces_url=self.receiver.traces_url)
             self.display.event(f"receiving OpenTelemetry spans at {self.receiver.traces_url}")
+        if self.page is not None:
+            url = self.page.start()
+            self.journal.write("web-page", port=self.page.server.port)  # never the token
+            self.display.out.print(f"game-day page: {url}", highlight=False, soft_wrap=True)
         request = StartRequest(
             self.design,
             self.design_path,

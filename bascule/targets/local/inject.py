@@ -96,9 +96,12 @@ def _windows(fault: Fault, duration: float | None) -> Iterator[tuple[int | None,
         cycle += 1
 
 
-def _wait_until(deadline: float) -> None:
+def _wait_until(deadline: float, cancel: threading.Event | None) -> None:
     while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, _TICK_S))
+        if cancel is None:
+            time.sleep(min(left, _TICK_S))
+        elif cancel.wait(min(left, _TICK_S)):
+            raise _Interrupted
 
 
 def _touched(touch: Touch) -> str:
@@ -118,9 +121,12 @@ def inject(
     duration: float | None = None,
     *,
     on_event: Callable[[InjectEvent], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> InjectReport:
     """Apply `fault` on `selector` to the stack running in `run_dir`, hold it for `duration`
-    seconds (None: until Ctrl-C or SIGTERM), and revert it — always.
+    seconds (None: until Ctrl-C or SIGTERM, or `cancel` is set), and revert it — always. Setting
+    `cancel` ends the wait as a signal does (the report says `interrupted`): the game-day page's
+    revert and abort buttons, where the injection runs in a thread of `bascule stack up --web`.
 
     Raises `PlanError` when the selector does not fit the design, `FaultError` when the fault
     touches nothing or this stack cannot carry it out, `TargetError` when no stack with a control
@@ -151,15 +157,12 @@ def inject(
         start = time.monotonic()
         try:
             for cycle, on, off in _windows(fault, duration):
-                _wait_until(start + on)
+                _wait_until(start + on, cancel)
                 action = Action(on, ActionOp.APPLY, 0, inner, cycle)
                 moved = target.apply(action, touch)
                 transitions.append(moved)
                 emit(InjectEvent(InjectEventKind.APPLIED, "; ".join(moved.effects), moved.monotonic, moved))
-                if math.isinf(off):
-                    while True:
-                        time.sleep(_TICK_S)
-                _wait_until(start + off)
+                _wait_until(start + off, cancel)
                 moved = target.revert(action)
                 transitions.append(moved)
                 emit(InjectEvent(InjectEventKind.REVERTED, moved.key, moved.monotonic, moved))
