@@ -13,6 +13,8 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
+- ttft, stream-cut, token-rate, degrade: that state on the route of each hop — the route then
+  reads the answers it relays (`proxy.answers`);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -240,7 +242,7 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, an outage of its region)"
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -250,9 +252,20 @@ class _Parts:
         return [r.name for r in found]
 
 
-def _hop_state(
-    fault: faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle,
-) -> ProxyFault:
+_HopFault = (
+    faults.Blackhole
+    | faults.Refuse
+    | faults.Latency
+    | faults.HttpError
+    | faults.Throttle
+    | faults.Ttft
+    | faults.StreamCut
+    | faults.TokenRate
+    | faults.Degrade
+)
+
+
+def _hop_state(fault: _HopFault) -> ProxyFault:
     match fault:
         case faults.Blackhole():
             return fs.Blackhole(new_connections_only=fault.new_connections_only)
@@ -264,6 +277,16 @@ def _hop_state(
             return fs.HttpError(statuses=fault.statuses, ratio=fault.ratio)
         case faults.Throttle():
             return fs.Throttle(retry_after=fault.retry_after, body=fault.body, ratio=fault.ratio)
+        case faults.Ttft():
+            return fs.Ttft(delay=fault.delay)
+        case faults.StreamCut():
+            return fs.StreamCut(
+                after_events=fault.after_events, after_bytes=fault.after_bytes, how=fs.CutHow(fault.how.value)
+            )
+        case faults.TokenRate():
+            return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
+        case faults.Degrade():
+            return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -289,9 +312,7 @@ def _hang(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(
-        fault, faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle
-    )
+    assert isinstance(fault, _HopFault)
     state = _hop_state(fault)
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
 
@@ -381,6 +402,10 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.Latency: _on_hops,
     faults.HttpError: _on_hops,
     faults.Throttle: _on_hops,
+    faults.Ttft: _on_hops,
+    faults.StreamCut: _on_hops,
+    faults.TokenRate: _on_hops,
+    faults.Degrade: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _cut,
     faults.ReplicationPause: _cut,

@@ -23,11 +23,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 __all__ = [
     "MISTRAL_RATE_LIMIT_BODY",
     "Blackhole",
+    "CutHow",
+    "Degrade",
+    "DegradeHow",
     "DnsFaultMode",
     "Hang",
     "HttpError",
@@ -37,7 +40,10 @@ __all__ = [
     "ProxyFault",
     "ProxyMode",
     "Refuse",
+    "StreamCut",
     "Throttle",
+    "TokenRate",
+    "Ttft",
     "dump_proxy_fault",
     "parse_proxy_fault",
 ]
@@ -58,6 +64,10 @@ class ProxyMode(Enum):
     HTTP_ERROR = "http_error"
     THROTTLE = "throttle"
     HANG = "hang"
+    TTFT = "ttft"
+    STREAM_CUT = "stream_cut"
+    TOKEN_RATE = "token_rate"
+    DEGRADE = "degrade"
 
 
 class LatencyPer(Enum):
@@ -203,11 +213,118 @@ class Throttle:
         return str(math.ceil(self.retry_after))
 
 
-ProxyFault = Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle
+class CutHow(Enum):
+    """How `StreamCut` ends a response it cuts."""
+
+    END = "end"
+    """The HTTP message ends there: a chunked body gets its last chunk, so the client reads a
+    complete response whose answer stops short (no ``data: [DONE]``). A Content-Length body cannot
+    end early: its connection is closed there instead, as with `EOF`."""
+    EOF = "eof"
+    """The connection is closed there (FIN): the client reads an incomplete body."""
+    RESET = "reset"
+    """The connection is reset there (RST)."""
+
+
+class DegradeHow(Enum):
+    """What `Degrade` makes of an answer's text."""
+
+    CORRUPT = "corrupt"
+    """Every letter rotated by 13 and every digit by 5: same length and shape, wrong text."""
+    TRUNCATE = "truncate"
+    """The first half of its words only."""
+    SWAP = "swap"
+    """The answer to another question the route relayed earlier in this state (the first: truncated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ttft:
+    """Each response's head goes out at once; its first body bytes are held `delay` seconds, and
+    the rest of the body queues behind them: the time to first token of a stream, stalled."""
+
+    delay: float = 0.0
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.TTFT
+
+    def __post_init__(self) -> None:
+        _check_non_negative("delay", self.delay)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCut:
+    """Each event-stream response cut after `after_events` events, or each response's body after
+    `after_bytes` bytes (exactly one of the two), ended as `how` says."""
+
+    after_events: int | None = None
+    after_bytes: int | None = None
+    how: CutHow = CutHow.END
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.STREAM_CUT
+
+    def __post_init__(self) -> None:
+        if (self.after_events is None) == (self.after_bytes is None):
+            raise ValueError("give exactly one of after_events and after_bytes")
+        for what in (self.after_events, self.after_bytes):
+            if what is not None and (isinstance(what, bool) or what < 0):
+                raise ValueError(f"a cut point must be an integer >= 0, got {what!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRate:
+    """A budget of `tokens_per_minute` for the route (a bucket that refills continuously, full
+    when the state is set). Responses carry ``x-ratelimit-*-tokens`` headers and are charged
+    their ``usage.total_tokens`` (else body bytes / 4); a request arriving with the budget spent
+    is answered 429 with ``Retry-After`` and `body`."""
+
+    tokens_per_minute: int = 1
+    body: bytes | str = MISTRAL_RATE_LIMIT_BODY
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.TOKEN_RATE
+
+    def __post_init__(self) -> None:
+        if isinstance(self.body, str):
+            object.__setattr__(self, "body", self.body.encode("utf-8"))
+        if isinstance(self.tokens_per_minute, bool) or self.tokens_per_minute < 1:
+            raise ValueError(f"tokens_per_minute must be an integer >= 1, got {self.tokens_per_minute!r}")
+
+    @property
+    def body_bytes(self) -> bytes:
+        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+
+
+@dataclass(frozen=True, slots=True)
+class Degrade:
+    """A `ratio` of the route's 2xx JSON answers rewritten as `how` says, status unchanged."""
+
+    ratio: float = 1.0
+    how: DegradeHow = DegradeHow.CORRUPT
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.DEGRADE
+
+    def __post_init__(self) -> None:
+        _check_ratio(self.ratio)
+
+
+ProxyFault = (
+    Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle | Ttft | StreamCut | TokenRate | Degrade
+)
 """Any proxy route state."""
 
 _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
-    cls.mode: cls for cls in (Pass, Blackhole, Refuse, Hang, Latency, HttpError, Throttle)
+    cls.mode: cls
+    for cls in (
+        Pass,
+        Blackhole,
+        Refuse,
+        Hang,
+        Latency,
+        HttpError,
+        Throttle,
+        Ttft,
+        StreamCut,
+        TokenRate,
+        Degrade,
+    )
 }
 
 
@@ -230,6 +347,21 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
                 "ratio": state.ratio,
                 "content_type": state.content_type,
             }
+        case Ttft():
+            data |= {"delay": state.delay}
+        case StreamCut():
+            data |= {
+                "after_events": state.after_events,
+                "after_bytes": state.after_bytes,
+                "how": state.how.value,
+            }
+        case TokenRate():
+            data |= {
+                "tokens_per_minute": state.tokens_per_minute,
+                "body": state.body_bytes.decode("utf-8", errors="replace"),
+            }
+        case Degrade():
+            data |= {"ratio": state.ratio, "how": state.how.value}
         case _:
             pass
     return data
@@ -328,3 +460,46 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
                 content_type=content_type,
                 new_connections_only=nco,
             )
+        case ProxyMode.TTFT:
+            return Ttft(delay=_number(data, "delay", 0.0), new_connections_only=nco)
+        case ProxyMode.STREAM_CUT:
+            return StreamCut(
+                after_events=_count(data, "after_events"),
+                after_bytes=_count(data, "after_bytes"),
+                how=_choice(CutHow, data.get("how", CutHow.END.value), "how"),
+                new_connections_only=nco,
+            )
+        case ProxyMode.TOKEN_RATE:
+            body = data.get("body", MISTRAL_RATE_LIMIT_BODY)
+            if not isinstance(body, str | bytes):
+                raise ValueError(f"body must be a string, got {body!r}")
+            tpm = _count(data, "tokens_per_minute")
+            if tpm is None:
+                raise ValueError("tokens_per_minute is required")
+            return TokenRate(tokens_per_minute=tpm, body=body, new_connections_only=nco)
+        case ProxyMode.DEGRADE:
+            return Degrade(
+                ratio=_number(data, "ratio", 1.0),
+                how=_choice(DegradeHow, data.get("how", DegradeHow.CORRUPT.value), "how"),
+                new_connections_only=nco,
+            )
+
+
+def _count(data: Mapping[str, object], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _choice(enum: type[_E], value: object, key: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(str(m.value) for m in enum)
+        raise ValueError(f"{key} must be one of {known}, got {value!r}") from None

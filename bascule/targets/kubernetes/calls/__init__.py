@@ -28,6 +28,8 @@ What each fault kind does (docs/kubernetes.md has the full table):
     hang                             Chaos Mesh PodChaos (pod-failure)
     identity                         HTTPChaos (error, slow) or NetworkChaos (timeout)
     data-loss                        only when allowed: delete the store's volumes, then its pods
+    ttft, stream-cut, token-rate,    refused: Chaos Mesh acts on packets and whole responses, never
+    degrade                          inside an answer nor with a count of its tokens (`answers`)
 
 By concern: `model` (calls, plans, refusals), `builder` (the checks and calls every family shares),
 one module per fault family — `workloads` (pods, nodes, controllers, volumes), `policies`

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from bascule.targets.local.faultstate import Pass, ProxyFault, ProxyMode
+from bascule.targets.local.faultstate import Degrade, Pass, ProxyFault, ProxyMode, TokenRate
+from bascule.targets.local.proxy.answers import TokenBudget, new_answer_memory
 from bascule.targets.local.proxy.relay import ClientSide
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class Route:
         self.turn = 0
         self.state: ProxyFault = Pass()
         self.rng = random.Random(seed)
+        self.tokens: TokenBudget | None = None
+        """The token budget while the route is in a `TokenRate` state (full when it was set)."""
+        self.answers = new_answer_memory()
         self.conns: set[ClientSide] = set()
         self.closing = False
         self.connections_accepted = 0
@@ -158,6 +162,13 @@ class Route:
             self.plane.spawn(self.loop.connect_accepted_socket(lambda: ClientSide(self), sock))
 
     def set_fault(self, state: ProxyFault) -> None:
+        if isinstance(state, TokenRate):
+            if state != self.state or self.tokens is None:
+                self.tokens = TokenBudget(state.tokens_per_minute)
+        else:
+            self.tokens = None
+        if isinstance(state, Degrade) and state != self.state:
+            self.answers.clear()
         self.state = state
         if state.mode is ProxyMode.REFUSE:
             self.stop_listening()
