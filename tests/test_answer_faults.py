@@ -7,6 +7,7 @@ call it through the route, as a gateway would call its llm.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -229,7 +230,7 @@ def test_token_rate_counts_down_then_answers_429_with_retry_after(plane: FaultPl
             remaining.append(int(response.headers["x-ratelimit-remaining-tokens"]))
         assert remaining[0] == int(used * 2.5)
         # Each answer charged its usage; the budget refills by 2.5 × used / 60 a second meanwhile.
-        for before, after in zip(remaining, remaining[1:], strict=False):
+        for before, after in itertools.pairwise(remaining):
             assert used - 10 <= before - after <= used
         refused = client.post(f"{route}/v1/chat/completions", json=chat_body())
         assert refused.status_code == 429
