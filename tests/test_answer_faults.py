@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +37,8 @@ from bascule.targets.local.faultstate import (
 )
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = prompt.extract_answer(QUESTION, PASSAGES).text
 
@@ -176,7 +181,7 @@ def test_stream_cut_seen_by_the_mistral_client(plane: FaultPlane, route: str) ->
         reasons = []
         with client.chat.stream(model=MODEL, messages=messages) as stream:
             for event in stream:
-                deltas.append(event.data.choices[0].delta.content or "")  # type: ignore[operator]
+                deltas.append(event.data.choices[0].delta.content or "")
                 reasons.append(event.data.choices[0].finish_reason)
     # The client raises nothing: it reads four events and the end of the stream; only the
     # missing finish_reason tells the answer was cut.
@@ -312,3 +317,35 @@ def test_degrade_at_a_ratio_leaves_the_others_right(plane: FaultPlane, route: st
     wrong = sum(1 for t in texts if t != EXPECTED)
     assert len(texts) == 40 and 4 <= wrong <= 20, wrong
     assert plane.stats("gateway->llm").requests_faulted == wrong
+
+
+@pytest.mark.slow
+def test_a_degrade_run_keeps_availability_and_loses_correctness(tmp_path: Path) -> None:
+    """scenarios/faults/degrade.yaml end to end on the local target: half the primary llm's answers
+    corrupted for 10 s. Every request still succeeds; the graded answers' correctness drops."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bascule.cli import main; main()",
+            "run",
+            str(ROOT / "scenarios" / "faults" / "degrade.yaml"),
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
+    result = json.loads((out / "result.json").read_text())
+    figures = result["figures"]
+    assert figures["success_ratio"] >= 0.99, "availability holds"
+    correctness = figures["correctness"]
+    assert correctness["baseline"] >= 0.9
+    assert correctness["impact"] <= correctness["baseline"] - 0.1, correctness
+    dims = {d["name"]: d for d in result["score"]["dimensions"]}
+    assert dims["availability"]["passed"] and not dims["correctness"]["passed"]
