@@ -111,9 +111,32 @@ class Blackhole(Fault):
     client_sees: ClassVar[str] = "connect/read timeouts"
 
 
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Counted(Fault):
+    """``count``: only the first N requests (connections, for refuse) after the fault starts;
+    ``every``: only every N-th (the N-th, the 2N-th, …) — toxiproxy's counted failures."""
+
+    count: Count | None = None
+    every: Count | None = None
+
+    @model_validator(mode="after")
+    def _count_or_every(self) -> _Counted:
+        if self.count is not None and self.every is not None:
+            raise ValueError("give count or every, not both")
+        if (self.count is not None or self.every is not None) and getattr(self, "ratio", 1.0) != 1.0:
+            raise ValueError("count and every take no ratio: they say which requests fail")
+        return self
+
+
 @register
-class Refuse(Fault):
-    """Connections to the target refused (RST) at once."""
+class Refuse(_Counted):
+    """Connections to the target refused (RST) at once.
+
+    Counted (``count`` or ``every``), new connections are counted as they come and those it
+    names are accepted and reset (ECONNRESET rather than ECONNREFUSED: a connection must be
+    accepted to be counted); the others, and connections already open, are served."""
 
     kind: Literal["refuse"] = "refuse"
     new_connections_only: bool = False
@@ -139,8 +162,9 @@ class Latency(Fault):
 
 
 @register
-class HttpError(Fault):
-    """A ratio of requests to the target answered with an error status instead of being served."""
+class HttpError(_Counted):
+    """A ratio of requests to the target answered with an error status instead of being served —
+    or, counted, the first ``count`` of them, or every ``every``-th."""
 
     kind: Literal["http-error"] = "http-error"
     statuses: tuple[int, ...] = (503,)

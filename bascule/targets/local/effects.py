@@ -270,11 +270,15 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
         case faults.Blackhole():
             return fs.Blackhole(new_connections_only=fault.new_connections_only)
         case faults.Refuse():
-            return fs.Refuse(new_connections_only=fault.new_connections_only)
+            return fs.Refuse(
+                new_connections_only=fault.new_connections_only, count=fault.count, every=fault.every
+            )
         case faults.Latency():
             return fs.Latency(fixed=fault.fixed, jitter=fault.jitter, per=fs.LatencyPer(fault.per.value))
         case faults.HttpError():
-            return fs.HttpError(statuses=fault.statuses, ratio=fault.ratio)
+            return fs.HttpError(
+                statuses=fault.statuses, ratio=fault.ratio, count=fault.count, every=fault.every
+            )
         case faults.Throttle():
             return fs.Throttle(retry_after=fault.retry_after, body=fault.body, ratio=fault.ratio)
         case faults.Ttft():

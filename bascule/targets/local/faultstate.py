@@ -107,6 +107,16 @@ def _check_ratio(ratio: float) -> None:
         raise ValueError(f"ratio must be within [0, 1], got {ratio!r}")
 
 
+def _check_counted(count: int | None, every: int | None, ratio: float) -> None:
+    if count is not None and every is not None:
+        raise ValueError("give count or every, not both")
+    for name, value in (("count", count), ("every", every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if (count is not None or every is not None) and ratio != 1.0:
+        raise ValueError("a counted fault (count or every) takes no ratio")
+
+
 @dataclass(frozen=True, slots=True)
 class Pass:
     """Relay bytes untouched (the fast path: no HTTP parsing)."""
@@ -129,10 +139,23 @@ class Blackhole:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Refuse new connections (ECONNREFUSED); reset open ones unless `new_connections_only`."""
+    """Refuse new connections (ECONNREFUSED); reset open ones unless `new_connections_only`.
+
+    Counted (`count`: the first N new connections, `every`: every N-th), the route keeps
+    listening so as to count them: those refused are accepted and reset at once (RST, a client
+    sees ECONNRESET), the others are relayed, and open connections are left alone."""
 
     new_connections_only: bool = False
+    count: int | None = None
+    every: int | None = None
     mode: ClassVar[ProxyMode] = ProxyMode.REFUSE
+
+    def __post_init__(self) -> None:
+        _check_counted(self.count, self.every, 1.0)
+
+    @property
+    def counted(self) -> bool:
+        return self.count is not None or self.every is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +192,10 @@ class HttpError:
     statuses: tuple[int, ...] = (503,)
     ratio: float = 1.0
     new_connections_only: bool = False
+    count: int | None = None
+    """Only the first `count` requests after the state is set, then none."""
+    every: int | None = None
+    """Only every `every`-th request (the N-th, 2N-th, …) after the state is set."""
     mode: ClassVar[ProxyMode] = ProxyMode.HTTP_ERROR
 
     def __post_init__(self) -> None:
@@ -178,6 +205,7 @@ class HttpError:
             if not 400 <= status <= 599:
                 raise ValueError(f"an injected error status must be 4xx or 5xx, got {status!r}")
         _check_ratio(self.ratio)
+        _check_counted(self.count, self.every, self.ratio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +367,9 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
             data |= {"fixed": state.fixed, "jitter": state.jitter, "per": state.per.value}
         case HttpError():
             data |= {"statuses": list(state.statuses), "ratio": state.ratio}
+            data |= _counted(state.count, state.every)
+        case Refuse():
+            data |= _counted(state.count, state.every)
         case Throttle():
             data |= {
                 "retry_after": state.retry_after,
@@ -365,6 +396,10 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
         case _:
             pass
     return data
+
+
+def _counted(count: int | None, every: int | None) -> dict[str, object]:
+    return {k: v for k, v in (("count", count), ("every", every)) if v is not None}
 
 
 def _number(data: Mapping[str, object], key: str, default: float) -> float:
@@ -418,7 +453,7 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
         case ProxyMode.BLACKHOLE:
             return Blackhole(new_connections_only=nco)
         case ProxyMode.REFUSE:
-            return Refuse(new_connections_only=nco)
+            return Refuse(new_connections_only=nco, count=_count(data, "count"), every=_count(data, "every"))
         case ProxyMode.HANG:
             return Hang(new_connections_only=nco)
         case ProxyMode.LATENCY:
@@ -444,6 +479,8 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
                 statuses=tuple(statuses),
                 ratio=_number(data, "ratio", 1.0),
                 new_connections_only=nco,
+                count=_count(data, "count"),
+                every=_count(data, "every"),
             )
         case ProxyMode.THROTTLE:
             body = data.get("body", MISTRAL_RATE_LIMIT_BODY)

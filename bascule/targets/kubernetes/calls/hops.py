@@ -37,6 +37,7 @@ __all__ = ["blackhole", "http_error", "identity", "latency", "refuse", "throttle
 
 def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, Refuse)
+    _uncounted(b, fault)
     _every_connection(b, fault, "scaling a workload to zero also ends its pooled connections")
     for target in _unrestricted_targets(b, touch):
         region = b.region(target.region)
@@ -180,6 +181,15 @@ def _every_connection(b: Builder, fault: Refuse | Blackhole, why: str) -> None:
         raise b.refuse(RefusalRule.UNSUPPORTED, f"{b.kind} with new_connections_only: {why}")
 
 
+def _uncounted(b: Builder, fault: Refuse | HttpError) -> None:
+    if fault.count is not None or fault.every is not None:
+        raise b.refuse(
+            RefusalRule.UNSUPPORTED,
+            f"{b.kind} with count or every: neither a scale to zero nor HTTPChaos counts requests "
+            "or connections",
+        )
+
+
 def _whole_ratio(b: Builder, ratio: float) -> None:
     if ratio < 1.0:
         raise b.refuse(
@@ -196,6 +206,7 @@ def _first_status(b: Builder, statuses: Sequence[int]) -> int:
 
 def http_error(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, HttpError)
+    _uncounted(b, fault)
     _whole_ratio(b, fault.ratio)
     code = _first_status(b, fault.statuses)
     spec = {"target": "Response", "path": "*", "replace": {"code": code}}

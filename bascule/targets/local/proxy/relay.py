@@ -20,8 +20,10 @@ from bascule.targets.local.faultstate import (
     HttpError,
     Latency,
     LatencyPer,
+    Pass,
     ProxyFault,
     ProxyMode,
+    Refuse,
     Throttle,
     TokenRate,
 )
@@ -155,9 +157,12 @@ class ClientSide(asyncio.Protocol):
         # The route's state now, not at accept(): a fault set in between must reach this
         # connection, since it was not open when the fault was set.
         self.state = route.state
-        if self.state.mode is ProxyMode.REFUSE:
-            self.reset()
-            return
+        if isinstance(self.state, Refuse):
+            state = self.state
+            if not state.counted or route.strikes(state.count, state.every, 1.0):
+                self.reset()
+                return
+            self.state = Pass()  # spared by a counted refuse: relayed as without a fault
         self.sync_reading()
         if self.state.mode in _SHAPING:
             self.shaper = shaper_for(self.state, self, route, synced=True)
@@ -388,10 +393,12 @@ class ClientSide(asyncio.Protocol):
         if isinstance(state, TokenRate):
             budget = self.route.tokens
             return None if budget is None else token_answer(state, budget, head)
-        assert isinstance(state, HttpError | Throttle)
-        if self.route.rng.random() < state.ratio:
-            return fault_response(state, head, self.route.rng)
-        return None
+        if isinstance(state, HttpError):
+            struck = self.route.strikes(state.count, state.every, state.ratio)
+        else:
+            assert isinstance(state, Throttle)
+            struck = self.route.rng.random() < state.ratio
+        return fault_response(state, head, self.route.rng) if struck else None
 
     # -- the hops of HTTP requests --
 
