@@ -180,7 +180,7 @@ def test_ci_examples_run_a_suite_that_plans(name: str) -> None:
         ),
         [APS],
     )
-    assert len(cases) == 17
+    assert len(cases) == 21
 
 
 @pytest.mark.slow
