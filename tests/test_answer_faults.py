@@ -349,3 +349,22 @@ def test_a_degrade_run_keeps_availability_and_loses_correctness(tmp_path: Path) 
     assert correctness["impact"] <= correctness["baseline"] - 0.1, correctness
     dims = {d["name"]: d for d in result["score"]["dimensions"]}
     assert dims["availability"]["passed"] and not dims["correctness"]["passed"]
+
+
+@pytest.mark.parametrize("state", [Ttft(delay=0.5), StreamCut(after_events=1000)], ids=["ttft", "stream-cut"])
+def test_a_fault_ending_mid_stream_leaves_the_stream_whole(
+    plane: FaultPlane, route: str, state: ProxyFault
+) -> None:
+    """The shaper re-framed the answer under way: it passes the rest of it, framed alike, then
+    leaves; the client reads one well-formed stream, then plain relaying."""
+    plane.set_fault("gateway->llm", state)
+    with httpx.Client(timeout=10.0) as client:
+        with client.stream("POST", f"{route}/v1/chat/completions", json=chat_body(stream=True)) as response:
+            chunks = response.iter_raw()
+            got = [next(chunks)]
+            plane.clear_fault("gateway->llm")
+            got += list(chunks)
+        events = _events(b"".join(got))
+        assert events[-1] == "[DONE]" and _text(events) == EXPECTED
+        again = client.post(f"{route}/v1/chat/completions", json=chat_body(stream=True))
+        assert _events(again.content)[-1] == "[DONE]"

@@ -70,6 +70,9 @@ class Client(Protocol):
     def finish_eof(self) -> None:
         """The upstream's end of stream, passed on as the relay does without a fault."""
 
+    def shaper_done(self) -> None:
+        """A leaving shaper has passed the response under way to its end."""
+
     def close(self) -> None: ...
 
     def reset(self) -> None: ...
@@ -180,6 +183,8 @@ class Shaper:
         self.synced = synced
         self.head: ResponseHead | None = None
         self.done = False
+        self.leaving = False
+        """The state has left: the response under way passes as it comes, re-framed (see `release`)."""
 
     def request(self, head_only: bool) -> None:
         """A request goes to the upstream: its response is the next one."""
@@ -213,6 +218,10 @@ class Shaper:
                 case End():
                     self.on_end()
                     self.head = None
+                    if self.leaving:
+                        self.leaving = False
+                        self.client.shaper_done()
+                        self.done = True  # what follows is the next shaper's, or the relay's
                 case Raw(data):
                     self.emit(data)
 
@@ -237,8 +246,18 @@ class Shaper:
     def emit_eof(self) -> None:
         self.client.finish_eof()
 
-    def release(self) -> None:
-        """The state leaves the connection: write what is held (what follows passes untouched)."""
+    def release(self) -> bool:
+        """The state leaves the connection: write what is held. True when the shaper can go now;
+        False when a response it has begun to re-frame is under way: it then passes the rest of
+        that response as it comes and calls `Client.shaper_done` at its end."""
+        self.flush()
+        if self.done or not self.synced or self.parser.between:
+            return True
+        self.leaving = True
+        return False
+
+    def flush(self) -> None:
+        """Write what the fault holds back."""
 
     def cancel(self) -> None:
         """The connection is gone: drop what is held."""
@@ -285,7 +304,9 @@ class TtftShaper(Shaper):
         elif data:
             self.client.write_client(data)
 
-    def release(self) -> None:
+    def flush(self) -> None:
+        self.shifting = False
+        self.first = False
         self.line.flush()
 
     def cancel(self) -> None:
@@ -354,6 +375,12 @@ class CutShaper(Shaper):
             super().on_body(self.carry)
             self.carry = b""
         super().on_end()
+
+    def flush(self) -> None:
+        self.counting = False
+        if self.carry:
+            Shaper.on_body(self, self.carry)
+            self.carry = b""
 
     def cut(self) -> None:
         self.route.requests_faulted += 1
@@ -439,10 +466,9 @@ class DegradeShaper(Shaper):
         super().on_body(body)
         super().on_end()
 
-    def release(self) -> None:
+    def flush(self) -> None:
         if self.body is not None and self.head is not None:
-            # Mid-answer when the fault ends: the answer goes out as it came, and the rest of it
-            # passes untouched.
+            # Mid-answer when the fault ends: the answer goes out as it came.
             self.emit(self.head.render())
             self.emit(encode_body(self.head.framing, bytes(self.body)))
             self.body = None

@@ -82,8 +82,6 @@ class UpstreamSide(asyncio.Protocol):
         conn.answered = True
         if conn.down_fast:
             conn.write_client(data)
-        elif conn.shaper is not None:
-            conn.shaper.feed(data)
         else:
             conn.upstream_data(data)
 
@@ -118,6 +116,8 @@ class ClientSide(asyncio.Protocol):
         self.held_down: list[bytes] = []
         self.line: DelayLine | None = None
         self.shaper: Shaper | None = None
+        self.next_shaper: Shaper | None = None
+        """The shaper that takes over once the one leaving has seen its response to the end."""
         self.down_eof_sent = False
         self.parser: RequestReader | None = None
         self.http_raw = False
@@ -218,6 +218,8 @@ class ClientSide(asyncio.Protocol):
             self.line.cancel()
         if self.shaper is not None:
             self.shaper.cancel()
+        if self.next_shaper is not None:
+            self.next_shaper.cancel()
         if self.connecting is not None:
             self.connecting.cancel()
         if self.up is not None:
@@ -250,12 +252,8 @@ class ClientSide(asyncio.Protocol):
                 self.forward(rest)
         if mode is ProxyMode.LATENCY:
             self.latency_charged = False
-        if self.shaper is not None:
-            self.shaper.release()
-            self.shaper = None
-        if mode in _SHAPING:
-            # An open connection may be mid-answer: the shaper starts at its next request.
-            self.shaper = shaper_for(state, self, self.route, synced=False)
+        # An open connection may be mid-answer: a new shaper starts at its next request.
+        self.set_shaper(shaper_for(state, self, self.route, synced=False) if mode in _SHAPING else None)
         self.sync_reading()
         if mode in _FORWARDING and self.up_gone:
             # The upstream closed while the fault hid it; a client would find its connection
@@ -273,9 +271,21 @@ class ClientSide(asyncio.Protocol):
             self.ensure_upstream()
         self.refresh_fast()
 
+    def set_shaper(self, shaper: Shaper | None) -> None:
+        old = self.shaper
+        if old is not None and not old.release():
+            self.next_shaper = shaper  # the old one re-framed the answer under way: it ends it
+            return
+        self.shaper = shaper
+
+    def shaper_done(self) -> None:
+        """The leaving shaper has passed the answer it was in to its end."""
+        self.shaper, self.next_shaper = self.next_shaper, None
+        self.refresh_fast()
+
     def refresh_fast(self) -> None:
         mode = self.state.mode
-        self.down_fast = mode in _FORWARDING and mode not in _SHAPING and self.transport is not None
+        self.down_fast = mode in _FORWARDING and self.shaper is None and self.transport is not None
         self.up_fast = (
             mode is ProxyMode.PASS
             and self.up is not None
@@ -509,16 +519,20 @@ class ClientSide(asyncio.Protocol):
         if mode is ProxyMode.HANG:
             self.held_down.append(data)
         elif mode in _FORWARDING:
-            self.write_client(data)
+            if self.shaper is not None:
+                self.shaper.feed(data)
+            else:
+                self.write_client(data)
         else:
             self.route.bytes_dropped += len(data)
 
     def upstream_eof(self) -> None:
         self.up_eof = True
-        if self.shaper is not None:
-            self.shaper.eof()
-        elif self.state.mode in _FORWARDING:
-            self.finish_eof()
+        if self.state.mode in _FORWARDING:
+            if self.shaper is not None:
+                self.shaper.eof()
+            else:
+                self.finish_eof()
 
     def finish_eof(self) -> None:
         """Pass the upstream's end of stream on to the client."""
