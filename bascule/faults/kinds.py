@@ -18,6 +18,7 @@ from bascule.model.selector import Scope
 
 __all__ = [
     "AnyFault",
+    "Bandwidth",
     "Blackhole",
     "ControlPlane",
     "Crash",
@@ -34,6 +35,7 @@ __all__ = [
     "IdentityMode",
     "Latency",
     "LatencyPer",
+    "LimitData",
     "OutageMode",
     "Partition",
     "ProviderOutage",
@@ -294,6 +296,29 @@ class Degrade(Fault):
     how: DegradeHow = DegradeHow.CORRUPT
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "status 200, wrong answers at a ratio"
+
+
+@register
+class Bandwidth(Fault):
+    """Answers (the bytes from the target to its callers) paced at ``rate`` bytes a second on each
+    connection; requests pass. A slow link: big answers take long, small ones barely change."""
+
+    kind: Literal["bandwidth"] = "bandwidth"
+    rate: Annotated[int, Field(ge=1)]
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers arriving at a slow, steady rate"
+
+
+@register
+class LimitData(Fault):
+    """Each connection to the target closed once ``limit`` bytes of answers have gone through it
+    (counted from when the fault reached it) — or reset, with ``reset: true``."""
+
+    kind: Literal["limit-data"] = "limit-data"
+    limit: Annotated[int, Field(ge=0)]
+    reset: bool = False
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "connections closed (or reset) after N bytes"
 
 
 class DnsAnswer(StrEnum):

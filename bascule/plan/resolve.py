@@ -328,6 +328,8 @@ _RESOLVERS: dict[type[Fault], Resolver] = {
     faults.StreamCut: _on_hops,
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
+    faults.Bandwidth: _on_hops,
+    faults.LimitData: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _partition,
     faults.ControlPlane: _control_plane,

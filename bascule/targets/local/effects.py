@@ -13,8 +13,8 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
-- ttft, stream-cut, token-rate, degrade: that state on the route of each hop — the route then
-  reads the answers it relays (`proxy.answers`);
+- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data: that state on the route of each
+  hop — the route then reads the answers it relays (`proxy.answers`);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -242,7 +242,8 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, an outage of its region)"
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, bandwidth, "
+                    "limit-data, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -262,6 +263,8 @@ _HopFault = (
     | faults.StreamCut
     | faults.TokenRate
     | faults.Degrade
+    | faults.Bandwidth
+    | faults.LimitData
 )
 
 
@@ -291,6 +294,10 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
         case faults.Degrade():
             return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
+        case faults.Bandwidth():
+            return fs.Bandwidth(rate=fault.rate)
+        case faults.LimitData():
+            return fs.LimitData(limit=fault.limit, reset=fault.reset)
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -410,6 +417,8 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.StreamCut: _on_hops,
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
+    faults.Bandwidth: _on_hops,
+    faults.LimitData: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _cut,
     faults.ReplicationPause: _cut,

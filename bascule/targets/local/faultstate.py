@@ -27,6 +27,7 @@ from typing import ClassVar, TypeVar
 
 __all__ = [
     "MISTRAL_RATE_LIMIT_BODY",
+    "Bandwidth",
     "Blackhole",
     "CutHow",
     "Degrade",
@@ -36,6 +37,7 @@ __all__ = [
     "HttpError",
     "Latency",
     "LatencyPer",
+    "LimitData",
     "Pass",
     "ProxyFault",
     "ProxyMode",
@@ -68,6 +70,8 @@ class ProxyMode(Enum):
     STREAM_CUT = "stream_cut"
     TOKEN_RATE = "token_rate"
     DEGRADE = "degrade"
+    BANDWIDTH = "bandwidth"
+    LIMIT_DATA = "limit_data"
 
 
 class LatencyPer(Enum):
@@ -333,8 +337,47 @@ class Degrade:
         _check_ratio(self.ratio)
 
 
+@dataclass(frozen=True, slots=True)
+class Bandwidth:
+    """Bytes to the client paced at `rate` bytes a second, per connection (bytes to the upstream pass)."""
+
+    rate: int = 1
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.BANDWIDTH
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or self.rate < 1:
+            raise ValueError(f"rate must be an integer >= 1, got {self.rate!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitData:
+    """Each connection closed (or reset, `reset`) once `limit` bytes have gone to its client."""
+
+    limit: int = 0
+    reset: bool = False
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.LIMIT_DATA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or self.limit < 0:
+            raise ValueError(f"limit must be an integer >= 0, got {self.limit!r}")
+
+
 ProxyFault = (
-    Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle | Ttft | StreamCut | TokenRate | Degrade
+    Pass
+    | Blackhole
+    | Refuse
+    | Hang
+    | Latency
+    | HttpError
+    | Throttle
+    | Ttft
+    | StreamCut
+    | TokenRate
+    | Degrade
+    | Bandwidth
+    | LimitData
 )
 """Any proxy route state."""
 
@@ -352,6 +395,8 @@ _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
         StreamCut,
         TokenRate,
         Degrade,
+        Bandwidth,
+        LimitData,
     )
 }
 
@@ -393,6 +438,10 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
             }
         case Degrade():
             data |= {"ratio": state.ratio, "how": state.how.value}
+        case Bandwidth():
+            data |= {"rate": state.rate}
+        case LimitData():
+            data |= {"limit": state.limit, "reset": state.reset}
         case _:
             pass
     return data
@@ -514,6 +563,13 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
             if tpm is None:
                 raise ValueError("tokens_per_minute is required")
             return TokenRate(tokens_per_minute=tpm, body=body, new_connections_only=nco)
+        case ProxyMode.BANDWIDTH:
+            return Bandwidth(rate=_count(data, "rate") or 0, new_connections_only=nco)
+        case ProxyMode.LIMIT_DATA:
+            reset = data.get("reset", False)
+            if not isinstance(reset, bool):
+                raise ValueError(f"reset must be true or false, got {reset!r}")
+            return LimitData(limit=_count(data, "limit") or 0, reset=reset, new_connections_only=nco)
         case ProxyMode.DEGRADE:
             return Degrade(
                 ratio=_number(data, "ratio", 1.0),

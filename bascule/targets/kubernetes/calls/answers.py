@@ -10,7 +10,7 @@ from bascule.plan.model import Touch
 from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.model import RefusalRule
 
-__all__ = ["degrade", "stream_cut", "token_rate", "ttft"]
+__all__ = ["degrade", "limit_data", "stream_cut", "token_rate", "ttft"]
 
 
 def ttft(b: Builder, fault: Fault, touch: Touch) -> None:
@@ -36,6 +36,14 @@ def token_rate(b: Builder, fault: Fault, touch: Touch) -> None:
         "token-rate keeps a count of the tokens answers carry: HTTPChaos answers every matching "
         "request alike and counts nothing; 'throttle' (429 on every request) is the nearest fault "
         "Chaos Mesh carries out",
+    )
+
+
+def limit_data(b: Builder, fault: Fault, touch: Touch) -> None:
+    raise b.refuse(
+        RefusalRule.UNSUPPORTED,
+        "limit-data closes each connection after some bytes: NetworkChaos acts on packets with no "
+        "count of a connection's bytes, and HTTPChaos on whole requests and responses",
     )
 
 

@@ -39,6 +39,8 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.StreamCut: answers.stream_cut,
     faults.TokenRate: answers.token_rate,
     faults.Degrade: answers.degrade,
+    faults.Bandwidth: hops.bandwidth,
+    faults.LimitData: answers.limit_data,
 }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bascule.faults import (
+    Bandwidth,
     Blackhole,
     Fault,
     HttpError,
@@ -32,7 +33,7 @@ from bascule.targets.kubernetes.resources import (
     Resource,
 )
 
-__all__ = ["blackhole", "http_error", "identity", "latency", "refuse", "throttle"]
+__all__ = ["bandwidth", "blackhole", "http_error", "identity", "latency", "refuse", "throttle"]
 
 
 def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
@@ -167,6 +168,18 @@ def latency(b: Builder, fault: Fault, touch: Touch) -> None:
     delay = {"latency": _ms(fault.fixed), "jitter": _ms(fault.jitter), "correlation": "0"}
     spec = {"action": "delay", "delay": delay, "direction": "to"}
     _chaos_on_hops(b, touch, NETWORK_CHAOS, spec, f"answers delayed {_ms(fault.fixed)}", http=False)
+
+
+def bandwidth(b: Builder, fault: Fault, touch: Touch) -> None:
+    assert isinstance(fault, Bandwidth)
+    b.notes.append("NetworkChaos limits each pod's whole egress, shared by its connections, not each one")
+    # Chaos Mesh takes bits a second; limit (bytes queued) and buffer (burst) as its docs suggest.
+    spec = {
+        "action": "bandwidth",
+        "bandwidth": {"rate": f"{fault.rate * 8}bps", "limit": 20971520, "buffer": 10000},
+        "direction": "to",
+    }
+    _chaos_on_hops(b, touch, NETWORK_CHAOS, spec, f"egress limited to {fault.rate} bytes/s", http=False)
 
 
 def blackhole(b: Builder, fault: Fault, touch: Touch) -> None:

@@ -38,7 +38,9 @@ How each state acts (see `faultstate` for the values):
 - `Ttft`, `StreamCut`, `TokenRate` and `Degrade` act on the answers: the upstream's bytes go
   through a `Shaper` (`answers`) that cuts them into responses (`responses`) and holds, cuts,
   annotates or rewrites them; `TokenRate` also reads requests, to answer 429 when its budget is
-  spent. Routes in any other state never parse a response.
+  spent. `Bandwidth` and `LimitData` go through a shaper too, on the raw bytes (nothing parsed):
+  paced, or the connection ended after some bytes. Routes in any other state never parse a
+  response.
 
 The package, by concern: `plane` (`FaultPlane`, the synchronous front), `route` (a listening port,
 its upstreams, state and counters), `relay` (one connection and how each state acts on its bytes —

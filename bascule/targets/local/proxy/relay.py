@@ -46,14 +46,21 @@ __all__ = ["ClientSide"]
 
 _RST_LINGER: Final = struct.pack("ii", 1, 0)
 # The faults on answers (`answers`): their responses go through a `Shaper`, never the fast path.
-_SHAPING: Final = frozenset({ProxyMode.TTFT, ProxyMode.STREAM_CUT, ProxyMode.TOKEN_RATE, ProxyMode.DEGRADE})
+_SHAPING: Final = frozenset(
+    {
+        ProxyMode.TTFT,
+        ProxyMode.STREAM_CUT,
+        ProxyMode.TOKEN_RATE,
+        ProxyMode.DEGRADE,
+        ProxyMode.BANDWIDTH,
+        ProxyMode.LIMIT_DATA,
+    }
+)
 _FORWARDING: Final = (
     frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE}) | _SHAPING
 )
 _HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE})
-_RELAYING: Final = frozenset(
-    {ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.TTFT, ProxyMode.STREAM_CUT, ProxyMode.DEGRADE}
-)
+_RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY}) | (_SHAPING - {ProxyMode.TOKEN_RATE})
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
 _TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD_END: Final = b"\r\n\r\n"
