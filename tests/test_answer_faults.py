@@ -36,6 +36,7 @@ from bascule.targets.local.faultstate import (
     parse_proxy_fault,
 )
 from bascule.targets.local.proxy import FaultPlane, Upstream
+from bascule.targets.local.proxy.answers import degrade_text
 from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,3 +369,23 @@ def test_a_fault_ending_mid_stream_leaves_the_stream_whole(
         assert events[-1] == "[DONE]" and _text(events) == EXPECTED
         again = client.post(f"{route}/v1/chat/completions", json=chat_body(stream=True))
         assert _events(again.content)[-1] == "[DONE]"
+
+
+def test_degrade_corrupts_streamed_answers_event_by_event(plane: FaultPlane, route: str) -> None:
+    wrong = degrade_text(EXPECTED, DegradeHow.CORRUPT, None)
+    plane.set_fault("gateway->llm", Degrade(how=DegradeHow.CORRUPT))
+    response, _, chunks = _stream(route)
+    events = _events(b"".join(c for _, c in chunks))
+    assert response.status_code == 200 and events[-1] == "[DONE]"
+    assert _text(events) == wrong != EXPECTED
+    messages: Any = prompt.build_messages(QUESTION, PASSAGES)
+    with (
+        Mistral(api_key="test-key", server_url=route) as client,
+        client.chat.stream(model=MODEL, messages=messages) as stream,
+    ):
+        deltas = [e.data.choices[0].delta.content for e in stream]
+    assert "".join(d for d in deltas if isinstance(d, str)) == wrong
+    # Truncating or swapping needs the whole answer: streams pass untouched.
+    plane.set_fault("gateway->llm", Degrade(how=DegradeHow.TRUNCATE))
+    _, _, chunks = _stream(route)
+    assert _text(_events(b"".join(c for _, c in chunks))) == EXPECTED

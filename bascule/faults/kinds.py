@@ -284,12 +284,13 @@ class DegradeHow(StrEnum):
 
 @register
 class Degrade(Fault):
-    """A ``ratio`` of the target's 2xx JSON answers replaced by wrong ones, status unchanged:
+    """A ``ratio`` of the target's 2xx answers replaced by wrong ones, status unchanged:
     availability holds, correctness drops. The answer's text (``content`` and ``answer`` fields,
     as in a chat completion or a RAG answer) becomes, per ``how``: ``corrupt`` — every letter
     rotated by 13 and every digit by 5 (corrupted characters); ``truncate`` — its first half;
     ``swap`` — the answer the hop carried before to another question (the first one is
-    truncated)."""
+    truncated). Streamed answers (event streams) are corrupted event by event; ``truncate`` and
+    ``swap`` leave them untouched."""
 
     kind: Literal["degrade"] = "degrade"
     ratio: Ratio = 1.0

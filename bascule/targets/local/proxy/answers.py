@@ -1,6 +1,6 @@
 """The faults that act on answers on their way back to the client: `Ttft`, `StreamCut`, `TokenRate`
-and `Degrade`, and the transport faults on the same bytes, `Bandwidth` and `LimitData`
-(everything here runs on the plane's loop).
+and `Degrade` (everything here runs on the plane's loop; `shapers` says which shaper carries out
+which state, `transport` has the shapers of the transport faults on the same bytes).
 
 A connection in one of these states gives the bytes its upstream sends to a `Shaper`, which cuts
 them into responses (`responses.ResponseParser`) and writes to the client what the fault makes of
@@ -22,11 +22,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from bascule.targets.local.faultstate import (
-    Bandwidth,
     CutHow,
     Degrade,
     DegradeHow,
-    LimitData,
     ProxyFault,
     StreamCut,
     TokenRate,
@@ -50,7 +48,18 @@ from bascule.targets.local.proxy.responses import (
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
-__all__ = ["Client", "Shaper", "TokenBudget", "degrade_text", "shaper_for", "token_answer"]
+__all__ = [
+    "Client",
+    "CutShaper",
+    "DegradeShaper",
+    "Shaper",
+    "TokenBudget",
+    "TokenShaper",
+    "TtftShaper",
+    "degrade_text",
+    "new_answer_memory",
+    "token_answer",
+]
 
 _EVENT_END: Final = re.compile(rb"\r?\n\r?\n")
 _TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
@@ -170,6 +179,21 @@ def _answer_texts(value: object) -> list[str]:
     if isinstance(value, list):
         return [t for v in value for t in _answer_texts(v)]
     return []
+
+
+def _corrupt_events(data: bytes) -> bytes:
+    """Server-sent events with the answer text of each ``data:`` JSON corrupted."""
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            document = json.loads(line[5:])
+        except ValueError:
+            continue
+        changed = _rewrite(document, lambda t: degrade_text(t, DegradeHow.CORRUPT, None))
+        lines[i] = b"data: " + json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"\n".join(lines)
 
 
 # -- shapers --------------------------------------------------------------------------------------
@@ -432,14 +456,30 @@ class TokenShaper(Shaper):
 
 
 class DegradeShaper(Shaper):
-    """Rewrites a ratio of 2xx JSON answers (each read whole first), status unchanged."""
+    """Rewrites a ratio of 2xx JSON answers (each read whole first), status unchanged; with
+    `DegradeHow.CORRUPT`, a ratio of 2xx chunked event streams too, event by event."""
 
     def __init__(self, state: Degrade, client: Client, route: Route, *, synced: bool) -> None:
         super().__init__(state, client, route, synced=synced)
         self.degrade = state
         self.body: bytearray | None = None
+        self.events: bytes | None = None
+        """The bytes of an event not yet whole, while a stream is corrupted."""
 
     def on_head(self, head: ResponseHead) -> None:
+        self.events = None
+        if (
+            200 <= head.status < 300
+            and head.content_type == b"text/event-stream"
+            and head.framing in (Framing.CHUNKED, Framing.CLOSE)
+            and self.degrade.how is DegradeHow.CORRUPT
+        ):
+            self.body = None
+            if self.route.rng.random() < self.degrade.ratio:
+                self.route.requests_faulted += 1
+                self.events = b""
+            super().on_head(head)
+            return
         json_ok = 200 <= head.status < 300 and head.content_type == b"application/json"
         if json_ok and head.framing is not Framing.NONE:
             self.body = bytearray()  # the head waits: its Content-Length may change
@@ -448,13 +488,23 @@ class DegradeShaper(Shaper):
             super().on_head(head)
 
     def on_body(self, payload: bytes) -> None:
-        if self.body is not None:
+        if self.events is not None:
+            data = self.events + payload
+            whole = 0
+            for found in _EVENT_END.finditer(data):
+                whole = found.end()
+            super().on_body(_corrupt_events(data[:whole]))
+            self.events = data[whole:]
+        elif self.body is not None:
             self.body += payload
         else:
             super().on_body(payload)
 
     def on_end(self) -> None:
         head = self.head
+        if self.events is not None:
+            super().on_body(_corrupt_events(self.events))
+            self.events = None
         if self.body is None or head is None:
             super().on_end()
             return
@@ -470,6 +520,9 @@ class DegradeShaper(Shaper):
         super().on_end()
 
     def flush(self) -> None:
+        if self.events:
+            super().on_body(self.events)
+        self.events = None
         if self.body is not None and self.head is not None:
             # Mid-answer when the fault ends: the answer goes out as it came.
             self.emit(self.head.render())
@@ -494,102 +547,6 @@ class DegradeShaper(Shaper):
         self.route.requests_faulted += 1
         changed = _rewrite(document, lambda t: degrade_text(t, self.degrade.how, before))
         return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class _RawShaper(Shaper):
-    """A transport fault on the bytes to the client, whatever they are (no response is parsed)."""
-
-    def request(self, head_only: bool) -> None:
-        pass
-
-    def feed(self, data: bytes) -> None:
-        if self.done:
-            self.route.bytes_dropped += len(data)
-        else:
-            self.on_raw(data)
-
-    def eof(self) -> None:
-        if not self.done:
-            self.emit_eof()
-
-    def release(self) -> bool:
-        self.flush()
-        return True
-
-    def on_raw(self, data: bytes) -> None:
-        self.emit(data)
-
-
-class BandwidthShaper(_RawShaper):
-    """Paces the bytes to the client at `rate` a second, in slices of 1/20 s."""
-
-    def __init__(self, state: Bandwidth, client: Client, route: Route, *, synced: bool) -> None:
-        super().__init__(state, client, route, synced=synced)
-        self.rate = state.rate
-        self.slice = max(1, state.rate // 20)
-        self.free_at = 0.0
-        self.line = DelayLine(route.loop, self.sink, lambda: None)
-
-    def on_raw(self, data: bytes) -> None:
-        for start in range(0, len(data), self.slice):
-            piece = data[start : start + self.slice]
-            self.free_at = max(self.route.loop.time(), self.free_at) + len(piece) / self.rate
-            self.line.push(piece, self.free_at)
-
-    def emit_eof(self) -> None:
-        if self.line.busy:
-            self.line.push(None, 0.0)
-        else:
-            super().emit_eof()
-
-    def sink(self, data: bytes | None) -> None:
-        if data is None:
-            self.client.finish_eof()
-        else:
-            self.client.write_client(data)
-
-    def flush(self) -> None:
-        self.line.flush()
-
-    def cancel(self) -> None:
-        self.line.cancel()
-
-
-class LimitShaper(_RawShaper):
-    """Closes (or resets) the connection once `limit` bytes have gone to its client."""
-
-    def __init__(self, state: LimitData, client: Client, route: Route, *, synced: bool) -> None:
-        super().__init__(state, client, route, synced=synced)
-        self.limit = state
-        self.sent = 0
-
-    def on_raw(self, data: bytes) -> None:
-        room = self.limit.limit - self.sent
-        self.sent += len(data)
-        self.emit(data[:room])
-        if self.sent >= self.limit.limit:
-            self.route.bytes_dropped += max(0, len(data) - room)
-            self.route.requests_faulted += 1
-            self.done = True
-            if self.limit.reset:
-                self.client.reset()
-            else:
-                self.client.close()
-
-
-_SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
-    Bandwidth: BandwidthShaper,
-    LimitData: LimitShaper,
-    Ttft: TtftShaper,
-    StreamCut: CutShaper,
-    TokenRate: TokenShaper,
-    Degrade: DegradeShaper,
-}
-
-
-def shaper_for(state: ProxyFault, client: Client, route: Route, *, synced: bool) -> Shaper:
-    """The shaper of `state` (one of the answer faults) for one connection."""
-    return _SHAPERS[type(state)](state, client, route, synced=synced)
 
 
 def new_answer_memory() -> deque[str]:

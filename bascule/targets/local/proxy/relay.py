@@ -27,7 +27,7 @@ from bascule.targets.local.faultstate import (
     Throttle,
     TokenRate,
 )
-from bascule.targets.local.proxy.answers import Shaper, shaper_for, token_answer
+from bascule.targets.local.proxy.answers import Shaper, token_answer
 from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.framing import (
     HttpParseError,
@@ -37,6 +37,7 @@ from bascule.targets.local.proxy.framing import (
     fault_response,
     render_response,
 )
+from bascule.targets.local.proxy.shapers import shaper_for
 from bascule.tracecontext import parse_traceparent
 
 if TYPE_CHECKING:
