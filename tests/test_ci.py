@@ -38,7 +38,7 @@ def test_suite_exit_code_is_the_most_serious() -> None:
 
 def test_suite_collects_files_folders_and_globs_and_plans_everything_first(tmp_path: Path) -> None:
     faults = collect_scenarios([ROOT / "scenarios" / "faults"])
-    assert len(faults) == 16
+    assert len(faults) == 22
     assert collect_scenarios([str(ROOT / "scenarios" / "incidents" / "aws-*.yaml")])[0].name.startswith(
         "aws-"
     )
@@ -210,7 +210,7 @@ def test_ci_examples_run_a_suite_that_plans(name: str) -> None:
         ),
         [APS],
     )
-    assert len(cases) == 17
+    assert len(cases) == 23
 
 
 @pytest.mark.slow

@@ -18,10 +18,14 @@ from bascule.model.selector import Scope
 
 __all__ = [
     "AnyFault",
+    "Bandwidth",
     "Blackhole",
     "ControlPlane",
     "Crash",
+    "CutHow",
     "DataLoss",
+    "Degrade",
+    "DegradeHow",
     "Dns",
     "DnsAnswer",
     "Flap",
@@ -31,13 +35,17 @@ __all__ = [
     "IdentityMode",
     "Latency",
     "LatencyPer",
+    "LimitData",
     "OutageMode",
     "Partition",
     "ProviderOutage",
     "Refuse",
     "RegionOutage",
     "ReplicationPause",
+    "StreamCut",
     "Throttle",
+    "TokenRate",
+    "Ttft",
 ]
 
 _HOPS = frozenset({Scope.COMPONENT, Scope.REGION, Scope.LINK, Scope.DEPENDENCY})
@@ -105,9 +113,32 @@ class Blackhole(Fault):
     client_sees: ClassVar[str] = "connect/read timeouts"
 
 
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Counted(Fault):
+    """``count``: only the first N requests (connections, for refuse) after the fault starts;
+    ``every``: only every N-th (the N-th, the 2N-th, …) — toxiproxy's counted failures."""
+
+    count: Count | None = None
+    every: Count | None = None
+
+    @model_validator(mode="after")
+    def _count_or_every(self) -> _Counted:
+        if self.count is not None and self.every is not None:
+            raise ValueError("give count or every, not both")
+        if (self.count is not None or self.every is not None) and getattr(self, "ratio", 1.0) != 1.0:
+            raise ValueError("count and every take no ratio: they say which requests fail")
+        return self
+
+
 @register
-class Refuse(Fault):
-    """Connections to the target refused (RST) at once."""
+class Refuse(_Counted):
+    """Connections to the target refused (RST) at once.
+
+    Counted (``count`` or ``every``), new connections are counted as they come and those it
+    names are accepted and reset (ECONNRESET rather than ECONNREFUSED: a connection must be
+    accepted to be counted); the others, and connections already open, are served."""
 
     kind: Literal["refuse"] = "refuse"
     new_connections_only: bool = False
@@ -133,8 +164,9 @@ class Latency(Fault):
 
 
 @register
-class HttpError(Fault):
-    """A ratio of requests to the target answered with an error status instead of being served."""
+class HttpError(_Counted):
+    """A ratio of requests to the target answered with an error status instead of being served —
+    or, counted, the first ``count`` of them, or every ``every``-th."""
 
     kind: Literal["http-error"] = "http-error"
     statuses: tuple[int, ...] = (503,)
@@ -167,6 +199,127 @@ class Throttle(Fault):
     )
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "429 with Retry-After"
+
+
+@register
+class Ttft(Fault):
+    """Time to first token stalled: each answer's head (status, headers) goes out at once, its first
+    body bytes — a stream's first event — are held ``delay``, and the rest follows in order.
+
+    A client that times out on the head sees nothing wrong; one that waits for the first token
+    (or reads a whole JSON answer) waits ``delay`` longer."""
+
+    kind: Literal["ttft"] = "ttft"
+    delay: Duration
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "headers at once, first token late"
+
+    @field_validator("delay")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("delay must be above 0")
+        return value
+
+
+class CutHow(StrEnum):
+    """How a cut answer ends (see `StreamCut`)."""
+
+    END = "end"
+    EOF = "eof"
+    RESET = "reset"
+
+
+@register
+class StreamCut(Fault):
+    """A streamed answer cut short: each event stream (``text/event-stream``) after
+    ``after_events`` events, or each answer's body after ``after_bytes`` bytes (give one).
+
+    ``how``: ``end`` ends the HTTP message there (a chunked body gets its last chunk: the client
+    reads a complete response whose answer stops, no ``data: [DONE]``; a Content-Length body
+    cannot end early, so its connection is closed there); ``eof`` closes the connection there;
+    ``reset`` resets it. Never a status code: the status already went out."""
+
+    kind: Literal["stream-cut"] = "stream-cut"
+    after_events: Annotated[int, Field(ge=0)] | None = None
+    after_bytes: Annotated[int, Field(ge=0)] | None = None
+    how: CutHow = CutHow.END
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "a truncated answer (complete, closed or reset), status 200"
+
+    @model_validator(mode="after")
+    def _one_cut_point(self) -> StreamCut:
+        if (self.after_events is None) == (self.after_bytes is None):
+            raise ValueError("give exactly one of after_events and after_bytes")
+        return self
+
+
+@register
+class TokenRate(Fault):
+    """A budget of ``tokens_per_minute`` tokens on each hop to the target, refilling continuously
+    (full when the fault starts), as a provider's token-per-minute limit.
+
+    Each answer carries ``x-ratelimit-limit-tokens``, ``x-ratelimit-remaining-tokens`` (what is
+    left as it starts) and ``x-ratelimit-reset-tokens`` (seconds until full again, ``"12.5s"``),
+    and is charged its ``usage.total_tokens`` (Mistral and OpenAI bodies, JSON or the last
+    streamed event) — else its body's bytes / 4, an estimate. A request arriving while the budget
+    is spent is answered 429 with ``Retry-After`` (until one token is back) and ``body``."""
+
+    kind: Literal["token-rate"] = "token-rate"
+    tokens_per_minute: Annotated[int, Field(ge=1)]
+    body: str = (
+        '{"object":"error","message":"Rate limit exceeded","type":"rate_limited","param":null,"code":"1300"}'
+    )
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "x-ratelimit-*-tokens counting down, then 429 with Retry-After"
+
+
+class DegradeHow(StrEnum):
+    """What a degraded answer becomes."""
+
+    CORRUPT = "corrupt"
+    TRUNCATE = "truncate"
+    SWAP = "swap"
+
+
+@register
+class Degrade(Fault):
+    """A ``ratio`` of the target's 2xx answers replaced by wrong ones, status unchanged:
+    availability holds, correctness drops. The answer's text (``content`` and ``answer`` fields,
+    as in a chat completion or a RAG answer) becomes, per ``how``: ``corrupt`` — every letter
+    rotated by 13 and every digit by 5 (corrupted characters); ``truncate`` — its first half;
+    ``swap`` — the answer the hop carried before to another question (the first one is
+    truncated). Streamed answers (event streams) are corrupted event by event; ``truncate`` and
+    ``swap`` leave them untouched."""
+
+    kind: Literal["degrade"] = "degrade"
+    ratio: Ratio = 1.0
+    how: DegradeHow = DegradeHow.CORRUPT
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "status 200, wrong answers at a ratio"
+
+
+@register
+class Bandwidth(Fault):
+    """Answers (the bytes from the target to its callers) paced at ``rate`` bytes a second on each
+    connection; requests pass. A slow link: big answers take long, small ones barely change."""
+
+    kind: Literal["bandwidth"] = "bandwidth"
+    rate: Annotated[int, Field(ge=1)]
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers arriving at a slow, steady rate"
+
+
+@register
+class LimitData(Fault):
+    """Each connection to the target closed once ``limit`` bytes of answers have gone through it
+    (counted from when the fault reached it) — or reset, with ``reset: true``."""
+
+    kind: Literal["limit-data"] = "limit-data"
+    limit: Annotated[int, Field(ge=0)]
+    reset: bool = False
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "connections closed (or reset) after N bytes"
 
 
 class DnsAnswer(StrEnum):

@@ -13,6 +13,8 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
+- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data: that state on the route of each
+  hop — the route then reads the answers it relays (`proxy.answers`);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -240,7 +242,8 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, an outage of its region)"
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, bandwidth, "
+                    "limit-data, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -250,20 +253,51 @@ class _Parts:
         return [r.name for r in found]
 
 
-def _hop_state(
-    fault: faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle,
-) -> ProxyFault:
+_HopFault = (
+    faults.Blackhole
+    | faults.Refuse
+    | faults.Latency
+    | faults.HttpError
+    | faults.Throttle
+    | faults.Ttft
+    | faults.StreamCut
+    | faults.TokenRate
+    | faults.Degrade
+    | faults.Bandwidth
+    | faults.LimitData
+)
+
+
+def _hop_state(fault: _HopFault) -> ProxyFault:
     match fault:
         case faults.Blackhole():
             return fs.Blackhole(new_connections_only=fault.new_connections_only)
         case faults.Refuse():
-            return fs.Refuse(new_connections_only=fault.new_connections_only)
+            return fs.Refuse(
+                new_connections_only=fault.new_connections_only, count=fault.count, every=fault.every
+            )
         case faults.Latency():
             return fs.Latency(fixed=fault.fixed, jitter=fault.jitter, per=fs.LatencyPer(fault.per.value))
         case faults.HttpError():
-            return fs.HttpError(statuses=fault.statuses, ratio=fault.ratio)
+            return fs.HttpError(
+                statuses=fault.statuses, ratio=fault.ratio, count=fault.count, every=fault.every
+            )
         case faults.Throttle():
             return fs.Throttle(retry_after=fault.retry_after, body=fault.body, ratio=fault.ratio)
+        case faults.Ttft():
+            return fs.Ttft(delay=fault.delay)
+        case faults.StreamCut():
+            return fs.StreamCut(
+                after_events=fault.after_events, after_bytes=fault.after_bytes, how=fs.CutHow(fault.how.value)
+            )
+        case faults.TokenRate():
+            return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
+        case faults.Degrade():
+            return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
+        case faults.Bandwidth():
+            return fs.Bandwidth(rate=fault.rate)
+        case faults.LimitData():
+            return fs.LimitData(limit=fault.limit, reset=fault.reset)
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -289,9 +323,7 @@ def _hang(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 
 def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
-    assert isinstance(
-        fault, faults.Blackhole | faults.Refuse | faults.Latency | faults.HttpError | faults.Throttle
-    )
+    assert isinstance(fault, _HopFault)
     state = _hop_state(fault)
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
 
@@ -381,6 +413,12 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.Latency: _on_hops,
     faults.HttpError: _on_hops,
     faults.Throttle: _on_hops,
+    faults.Ttft: _on_hops,
+    faults.StreamCut: _on_hops,
+    faults.TokenRate: _on_hops,
+    faults.Degrade: _on_hops,
+    faults.Bandwidth: _on_hops,
+    faults.LimitData: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _cut,
     faults.ReplicationPause: _cut,

@@ -23,21 +23,29 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 __all__ = [
     "MISTRAL_RATE_LIMIT_BODY",
+    "Bandwidth",
     "Blackhole",
+    "CutHow",
+    "Degrade",
+    "DegradeHow",
     "DnsFaultMode",
     "Hang",
     "HttpError",
     "Latency",
     "LatencyPer",
+    "LimitData",
     "Pass",
     "ProxyFault",
     "ProxyMode",
     "Refuse",
+    "StreamCut",
     "Throttle",
+    "TokenRate",
+    "Ttft",
     "dump_proxy_fault",
     "parse_proxy_fault",
 ]
@@ -58,6 +66,12 @@ class ProxyMode(Enum):
     HTTP_ERROR = "http_error"
     THROTTLE = "throttle"
     HANG = "hang"
+    TTFT = "ttft"
+    STREAM_CUT = "stream_cut"
+    TOKEN_RATE = "token_rate"
+    DEGRADE = "degrade"
+    BANDWIDTH = "bandwidth"
+    LIMIT_DATA = "limit_data"
 
 
 class LatencyPer(Enum):
@@ -97,6 +111,16 @@ def _check_ratio(ratio: float) -> None:
         raise ValueError(f"ratio must be within [0, 1], got {ratio!r}")
 
 
+def _check_counted(count: int | None, every: int | None, ratio: float) -> None:
+    if count is not None and every is not None:
+        raise ValueError("give count or every, not both")
+    for name, value in (("count", count), ("every", every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if (count is not None or every is not None) and ratio != 1.0:
+        raise ValueError("a counted fault (count or every) takes no ratio")
+
+
 @dataclass(frozen=True, slots=True)
 class Pass:
     """Relay bytes untouched (the fast path: no HTTP parsing)."""
@@ -119,10 +143,23 @@ class Blackhole:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Refuse new connections (ECONNREFUSED); reset open ones unless `new_connections_only`."""
+    """Refuse new connections (ECONNREFUSED); reset open ones unless `new_connections_only`.
+
+    Counted (`count`: the first N new connections, `every`: every N-th), the route keeps
+    listening so as to count them: those refused are accepted and reset at once (RST, a client
+    sees ECONNRESET), the others are relayed, and open connections are left alone."""
 
     new_connections_only: bool = False
+    count: int | None = None
+    every: int | None = None
     mode: ClassVar[ProxyMode] = ProxyMode.REFUSE
+
+    def __post_init__(self) -> None:
+        _check_counted(self.count, self.every, 1.0)
+
+    @property
+    def counted(self) -> bool:
+        return self.count is not None or self.every is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +196,10 @@ class HttpError:
     statuses: tuple[int, ...] = (503,)
     ratio: float = 1.0
     new_connections_only: bool = False
+    count: int | None = None
+    """Only the first `count` requests after the state is set, then none."""
+    every: int | None = None
+    """Only every `every`-th request (the N-th, 2N-th, …) after the state is set."""
     mode: ClassVar[ProxyMode] = ProxyMode.HTTP_ERROR
 
     def __post_init__(self) -> None:
@@ -168,6 +209,7 @@ class HttpError:
             if not 400 <= status <= 599:
                 raise ValueError(f"an injected error status must be 4xx or 5xx, got {status!r}")
         _check_ratio(self.ratio)
+        _check_counted(self.count, self.every, self.ratio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +245,159 @@ class Throttle:
         return str(math.ceil(self.retry_after))
 
 
-ProxyFault = Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle
+class CutHow(Enum):
+    """How `StreamCut` ends a response it cuts."""
+
+    END = "end"
+    """The HTTP message ends there: a chunked body gets its last chunk, so the client reads a
+    complete response whose answer stops short (no ``data: [DONE]``). A Content-Length body cannot
+    end early: its connection is closed there instead, as with `EOF`."""
+    EOF = "eof"
+    """The connection is closed there (FIN): the client reads an incomplete body."""
+    RESET = "reset"
+    """The connection is reset there (RST)."""
+
+
+class DegradeHow(Enum):
+    """What `Degrade` makes of an answer's text."""
+
+    CORRUPT = "corrupt"
+    """Every letter rotated by 13 and every digit by 5: same length and shape, wrong text."""
+    TRUNCATE = "truncate"
+    """The first half of its words only."""
+    SWAP = "swap"
+    """The answer to another question the route relayed earlier in this state (the first: truncated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ttft:
+    """Each response's head goes out at once; its first body bytes are held `delay` seconds, and
+    the rest of the body queues behind them: the time to first token of a stream, stalled."""
+
+    delay: float = 0.0
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.TTFT
+
+    def __post_init__(self) -> None:
+        _check_non_negative("delay", self.delay)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCut:
+    """Each event-stream response cut after `after_events` events, or each response's body after
+    `after_bytes` bytes (exactly one of the two), ended as `how` says."""
+
+    after_events: int | None = None
+    after_bytes: int | None = None
+    how: CutHow = CutHow.END
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.STREAM_CUT
+
+    def __post_init__(self) -> None:
+        if (self.after_events is None) == (self.after_bytes is None):
+            raise ValueError("give exactly one of after_events and after_bytes")
+        for what in (self.after_events, self.after_bytes):
+            if what is not None and (isinstance(what, bool) or what < 0):
+                raise ValueError(f"a cut point must be an integer >= 0, got {what!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRate:
+    """A budget of `tokens_per_minute` for the route (a bucket that refills continuously, full
+    when the state is set). Responses carry ``x-ratelimit-*-tokens`` headers and are charged
+    their ``usage.total_tokens`` (else body bytes / 4); a request arriving with the budget spent
+    is answered 429 with ``Retry-After`` and `body`."""
+
+    tokens_per_minute: int = 1
+    body: bytes | str = MISTRAL_RATE_LIMIT_BODY
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.TOKEN_RATE
+
+    def __post_init__(self) -> None:
+        if isinstance(self.body, str):
+            object.__setattr__(self, "body", self.body.encode("utf-8"))
+        if isinstance(self.tokens_per_minute, bool) or self.tokens_per_minute < 1:
+            raise ValueError(f"tokens_per_minute must be an integer >= 1, got {self.tokens_per_minute!r}")
+
+    @property
+    def body_bytes(self) -> bytes:
+        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+
+
+@dataclass(frozen=True, slots=True)
+class Degrade:
+    """A `ratio` of the route's 2xx JSON answers rewritten as `how` says, status unchanged."""
+
+    ratio: float = 1.0
+    how: DegradeHow = DegradeHow.CORRUPT
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.DEGRADE
+
+    def __post_init__(self) -> None:
+        _check_ratio(self.ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class Bandwidth:
+    """Bytes to the client paced at `rate` bytes a second, per connection (bytes to the upstream pass)."""
+
+    rate: int = 1
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.BANDWIDTH
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or self.rate < 1:
+            raise ValueError(f"rate must be an integer >= 1, got {self.rate!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitData:
+    """Each connection closed (or reset, `reset`) once `limit` bytes have gone to its client."""
+
+    limit: int = 0
+    reset: bool = False
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.LIMIT_DATA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or self.limit < 0:
+            raise ValueError(f"limit must be an integer >= 0, got {self.limit!r}")
+
+
+ProxyFault = (
+    Pass
+    | Blackhole
+    | Refuse
+    | Hang
+    | Latency
+    | HttpError
+    | Throttle
+    | Ttft
+    | StreamCut
+    | TokenRate
+    | Degrade
+    | Bandwidth
+    | LimitData
+)
 """Any proxy route state."""
 
 _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
-    cls.mode: cls for cls in (Pass, Blackhole, Refuse, Hang, Latency, HttpError, Throttle)
+    cls.mode: cls
+    for cls in (
+        Pass,
+        Blackhole,
+        Refuse,
+        Hang,
+        Latency,
+        HttpError,
+        Throttle,
+        Ttft,
+        StreamCut,
+        TokenRate,
+        Degrade,
+        Bandwidth,
+        LimitData,
+    )
 }
 
 
@@ -222,6 +412,9 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
             data |= {"fixed": state.fixed, "jitter": state.jitter, "per": state.per.value}
         case HttpError():
             data |= {"statuses": list(state.statuses), "ratio": state.ratio}
+            data |= _counted(state.count, state.every)
+        case Refuse():
+            data |= _counted(state.count, state.every)
         case Throttle():
             data |= {
                 "retry_after": state.retry_after,
@@ -230,9 +423,32 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
                 "ratio": state.ratio,
                 "content_type": state.content_type,
             }
+        case Ttft():
+            data |= {"delay": state.delay}
+        case StreamCut():
+            data |= {
+                "after_events": state.after_events,
+                "after_bytes": state.after_bytes,
+                "how": state.how.value,
+            }
+        case TokenRate():
+            data |= {
+                "tokens_per_minute": state.tokens_per_minute,
+                "body": state.body_bytes.decode("utf-8", errors="replace"),
+            }
+        case Degrade():
+            data |= {"ratio": state.ratio, "how": state.how.value}
+        case Bandwidth():
+            data |= {"rate": state.rate}
+        case LimitData():
+            data |= {"limit": state.limit, "reset": state.reset}
         case _:
             pass
     return data
+
+
+def _counted(count: int | None, every: int | None) -> dict[str, object]:
+    return {k: v for k, v in (("count", count), ("every", every)) if v is not None}
 
 
 def _number(data: Mapping[str, object], key: str, default: float) -> float:
@@ -286,7 +502,7 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
         case ProxyMode.BLACKHOLE:
             return Blackhole(new_connections_only=nco)
         case ProxyMode.REFUSE:
-            return Refuse(new_connections_only=nco)
+            return Refuse(new_connections_only=nco, count=_count(data, "count"), every=_count(data, "every"))
         case ProxyMode.HANG:
             return Hang(new_connections_only=nco)
         case ProxyMode.LATENCY:
@@ -312,6 +528,8 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
                 statuses=tuple(statuses),
                 ratio=_number(data, "ratio", 1.0),
                 new_connections_only=nco,
+                count=_count(data, "count"),
+                every=_count(data, "every"),
             )
         case ProxyMode.THROTTLE:
             body = data.get("body", MISTRAL_RATE_LIMIT_BODY)
@@ -328,3 +546,53 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
                 content_type=content_type,
                 new_connections_only=nco,
             )
+        case ProxyMode.TTFT:
+            return Ttft(delay=_number(data, "delay", 0.0), new_connections_only=nco)
+        case ProxyMode.STREAM_CUT:
+            return StreamCut(
+                after_events=_count(data, "after_events"),
+                after_bytes=_count(data, "after_bytes"),
+                how=_choice(CutHow, data.get("how", CutHow.END.value), "how"),
+                new_connections_only=nco,
+            )
+        case ProxyMode.TOKEN_RATE:
+            body = data.get("body", MISTRAL_RATE_LIMIT_BODY)
+            if not isinstance(body, str | bytes):
+                raise ValueError(f"body must be a string, got {body!r}")
+            tpm = _count(data, "tokens_per_minute")
+            if tpm is None:
+                raise ValueError("tokens_per_minute is required")
+            return TokenRate(tokens_per_minute=tpm, body=body, new_connections_only=nco)
+        case ProxyMode.BANDWIDTH:
+            return Bandwidth(rate=_count(data, "rate") or 0, new_connections_only=nco)
+        case ProxyMode.LIMIT_DATA:
+            reset = data.get("reset", False)
+            if not isinstance(reset, bool):
+                raise ValueError(f"reset must be true or false, got {reset!r}")
+            return LimitData(limit=_count(data, "limit") or 0, reset=reset, new_connections_only=nco)
+        case ProxyMode.DEGRADE:
+            return Degrade(
+                ratio=_number(data, "ratio", 1.0),
+                how=_choice(DegradeHow, data.get("how", DegradeHow.CORRUPT.value), "how"),
+                new_connections_only=nco,
+            )
+
+
+def _count(data: Mapping[str, object], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _choice(enum: type[_E], value: object, key: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(str(m.value) for m in enum)
+        raise ValueError(f"{key} must be one of {known}, got {value!r}") from None

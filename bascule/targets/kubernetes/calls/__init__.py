@@ -23,11 +23,14 @@ What each fault kind does (docs/kubernetes.md has the full table):
     refuse                           scale the workload to 0 (Services without endpoints refuse)
     dns                              DNSChaos (servfail) where Chaos Mesh is installed; else, when
                                      the target file allows it, server blocks appended to CoreDNS
-    latency, blackhole               Chaos Mesh NetworkChaos (delay, loss)
+    latency, blackhole, bandwidth    Chaos Mesh NetworkChaos (delay, loss, bandwidth)
     http-error, throttle             Chaos Mesh HTTPChaos (replace the response code)
     hang                             Chaos Mesh PodChaos (pod-failure)
     identity                         HTTPChaos (error, slow) or NetworkChaos (timeout)
     data-loss                        only when allowed: delete the store's volumes, then its pods
+    ttft, stream-cut, token-rate,    refused: Chaos Mesh acts on packets and whole responses, never
+    degrade, limit-data              inside an answer nor with a count of its tokens or bytes
+                                     (`answers`)
 
 By concern: `model` (calls, plans, refusals), `builder` (the checks and calls every family shares),
 one module per fault family — `workloads` (pods, nodes, controllers, volumes), `policies`

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from bascule import faults
 from bascule.faults import Fault
 from bascule.plan.model import ActionOp, Plan, Touch
-from bascule.targets.kubernetes.calls import hops, policies, workloads
+from bascule.targets.kubernetes.calls import answers, hops, policies, workloads
 from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.dns import dns
 from bascule.targets.kubernetes.calls.model import CallPlan, ClusterFacts, RefusalRule, RefusedError
@@ -35,6 +35,12 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.Identity: hops.identity,
     faults.Dns: dns,
     faults.DataLoss: workloads.data_loss,
+    faults.Ttft: answers.ttft,
+    faults.StreamCut: answers.stream_cut,
+    faults.TokenRate: answers.token_rate,
+    faults.Degrade: answers.degrade,
+    faults.Bandwidth: hops.bandwidth,
+    faults.LimitData: answers.limit_data,
 }
 
 

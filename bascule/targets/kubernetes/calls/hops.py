@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bascule.faults import (
+    Bandwidth,
     Blackhole,
     Fault,
     HttpError,
@@ -32,11 +33,12 @@ from bascule.targets.kubernetes.resources import (
     Resource,
 )
 
-__all__ = ["blackhole", "http_error", "identity", "latency", "refuse", "throttle"]
+__all__ = ["bandwidth", "blackhole", "http_error", "identity", "latency", "refuse", "throttle"]
 
 
 def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, Refuse)
+    _uncounted(b, fault)
     _every_connection(b, fault, "scaling a workload to zero also ends its pooled connections")
     for target in _unrestricted_targets(b, touch):
         region = b.region(target.region)
@@ -177,6 +179,18 @@ def latency(b: Builder, fault: Fault, touch: Touch) -> None:
     _chaos_on_hops(b, touch, NETWORK_CHAOS, spec, f"answers delayed {_ms(fault.fixed)}", http=False)
 
 
+def bandwidth(b: Builder, fault: Fault, touch: Touch) -> None:
+    assert isinstance(fault, Bandwidth)
+    b.notes.append("NetworkChaos limits each pod's whole egress, shared by its connections, not each one")
+    # Chaos Mesh takes bits a second; limit (bytes queued) and buffer (burst) as its docs suggest.
+    spec = {
+        "action": "bandwidth",
+        "bandwidth": {"rate": f"{fault.rate * 8}bps", "limit": 20971520, "buffer": 10000},
+        "direction": "to",
+    }
+    _chaos_on_hops(b, touch, NETWORK_CHAOS, spec, f"egress limited to {fault.rate} bytes/s", http=False)
+
+
 def blackhole(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, Blackhole)
     _every_connection(b, fault, "NetworkChaos drops every packet, pooled connections too")
@@ -187,6 +201,15 @@ def blackhole(b: Builder, fault: Fault, touch: Touch) -> None:
 def _every_connection(b: Builder, fault: Refuse | Blackhole, why: str) -> None:
     if fault.new_connections_only:
         raise b.refuse(RefusalRule.UNSUPPORTED, f"{b.kind} with new_connections_only: {why}")
+
+
+def _uncounted(b: Builder, fault: Refuse | HttpError) -> None:
+    if fault.count is not None or fault.every is not None:
+        raise b.refuse(
+            RefusalRule.UNSUPPORTED,
+            f"{b.kind} with count or every: neither a scale to zero nor HTTPChaos counts requests "
+            "or connections",
+        )
 
 
 def _whole_ratio(b: Builder, ratio: float) -> None:
@@ -205,6 +228,7 @@ def _first_status(b: Builder, statuses: Sequence[int]) -> int:
 
 def http_error(b: Builder, fault: Fault, touch: Touch) -> None:
     assert isinstance(fault, HttpError)
+    _uncounted(b, fault)
     _whole_ratio(b, fault.ratio)
     code = _first_status(b, fault.statuses)
     spec = {"target": "Response", "path": "*", "replace": {"code": code}}

@@ -24,6 +24,8 @@ How each state acts (see `faultstate` for the values):
   kernel; a second socket bound to the same port with SO_REUSEPORT (never listening) keeps the
   port reserved until the route listens again. Open connections are reset (RST) unless
   `new_connections_only`.
+  A counted `Refuse` (`count`, `every`) keeps listening, to count new connections: those it names
+  are accepted and reset, the others relayed.
 - `Blackhole` accepts and reads, and drops bytes in both directions; `Hang` stops reading on both
   sides and lets bytes wait in kernel buffers until the fault ends.
 - `Latency` delays client→upstream bytes through an order-preserving delay line.
@@ -31,12 +33,20 @@ How each state acts (see `faultstate` for the values):
   answer a ratio of them locally. A connection that was mid-request when the fault arrived is
   parsed from its next request on; bytes that are not HTTP/1.x pass untouched; requests with a
   chunked body are answered 501 and the connection is closed. Clients are assumed not to
-  pipeline requests, as no mainstream HTTP/1.1 client does.
+  pipeline requests, as no mainstream HTTP/1.1 client does. A counted `HttpError` (`count`,
+  `every`) answers the requests it names from the route's count since the state was set.
+- `Ttft`, `StreamCut`, `TokenRate` and `Degrade` act on the answers: the upstream's bytes go
+  through a `Shaper` (`answers`) that cuts them into responses (`responses`) and holds, cuts,
+  annotates or rewrites them; `TokenRate` also reads requests, to answer 429 when its budget is
+  spent. `Bandwidth` and `LimitData` go through a shaper too, on the raw bytes (nothing parsed):
+  paced, or the connection ended after some bytes. Routes in any other state never parse a
+  response.
 
 The package, by concern: `plane` (`FaultPlane`, the synchronous front), `route` (a listening port,
 its upstreams, state and counters), `relay` (one connection and how each state acts on its bytes —
-the hot path), `framing` (HTTP/1.x heads, requests and responses, pure) and `loop` (uvloop and the
-thread that runs it).
+the hot path), `delay` (the latency state's delay line), `answers` (the faults on answers),
+`responses` (responses cut from an upstream's bytes, pure), `framing` (HTTP/1.x heads, requests
+and responses, pure) and `loop` (uvloop and the thread that runs it).
 """
 
 from bascule.targets.local.proxy.framing import (

@@ -13,19 +13,31 @@ import re
 import socket
 import struct
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from bascule.journal.hops import RouteHop
-from bascule.targets.local.faultstate import HttpError, Latency, LatencyPer, ProxyFault, ProxyMode, Throttle
+from bascule.targets.local.faultstate import (
+    HttpError,
+    Latency,
+    LatencyPer,
+    Pass,
+    ProxyFault,
+    ProxyMode,
+    Refuse,
+    Throttle,
+    TokenRate,
+)
+from bascule.targets.local.proxy.answers import Shaper, token_answer
+from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.framing import (
     HttpParseError,
+    RequestHead,
     RequestReader,
     UnsupportedRequestError,
     fault_response,
     render_response,
 )
+from bascule.targets.local.proxy.shapers import shaper_for
 from bascule.tracecontext import parse_traceparent
 
 if TYPE_CHECKING:
@@ -34,63 +46,28 @@ if TYPE_CHECKING:
 __all__ = ["ClientSide"]
 
 _RST_LINGER: Final = struct.pack("ii", 1, 0)
-_FORWARDING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
-_HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE})
-_RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY})
+# The faults on answers (`answers`): their responses go through a `Shaper`, never the fast path.
+_SHAPING: Final = frozenset(
+    {
+        ProxyMode.TTFT,
+        ProxyMode.STREAM_CUT,
+        ProxyMode.TOKEN_RATE,
+        ProxyMode.DEGRADE,
+        ProxyMode.BANDWIDTH,
+        ProxyMode.LIMIT_DATA,
+    }
+)
+_FORWARDING: Final = (
+    frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE}) | _SHAPING
+)
+_HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE})
+_RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY}) | (_SHAPING - {ProxyMode.TOKEN_RATE})
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
 _TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD_END: Final = b"\r\n\r\n"
 # When every upstream refused before the client sent anything, how long the reset waits for its
 # first bytes: an HTTP client sends its request at once, and the hop then names its trace.
 _UNHEARD_RESET_S: Final = 0.25
-
-
-class DelayLine:
-    """Releases chunks to a sink at given times, never out of order (None stands for EOF)."""
-
-    __slots__ = ("_items", "_loop", "_on_idle", "_sink", "_timer")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sink: Callable[[bytes | None], None],
-        on_idle: Callable[[], None],
-    ) -> None:
-        self._loop = loop
-        self._sink = sink
-        self._on_idle = on_idle
-        self._items: deque[tuple[float, bytes | None]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._items)
-
-    def push(self, data: bytes | None, release_at: float) -> None:
-        if self._items:
-            release_at = max(release_at, self._items[-1][0])
-        elif release_at <= self._loop.time():
-            self._sink(data)
-            return
-        self._items.append((release_at, data))
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._items[0][0], self._release)
-
-    def cancel(self) -> None:
-        self._items.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _release(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        while self._items and self._items[0][0] <= now:
-            self._sink(self._items.popleft()[1])
-        if self._items:
-            self._timer = self._loop.call_at(self._items[0][0], self._release)
-        else:
-            self._on_idle()
 
 
 class UpstreamSide(asyncio.Protocol):
@@ -146,6 +123,9 @@ class ClientSide(asyncio.Protocol):
         self.held_up: list[bytes] = []
         self.held_down: list[bytes] = []
         self.line: DelayLine | None = None
+        self.shaper: Shaper | None = None
+        self.next_shaper: Shaper | None = None
+        """The shaper that takes over once the one leaving has seen its response to the end."""
         self.down_eof_sent = False
         self.parser: RequestReader | None = None
         self.http_raw = False
@@ -185,10 +165,15 @@ class ClientSide(asyncio.Protocol):
         # The route's state now, not at accept(): a fault set in between must reach this
         # connection, since it was not open when the fault was set.
         self.state = route.state
-        if self.state.mode is ProxyMode.REFUSE:
-            self.reset()
-            return
+        if isinstance(self.state, Refuse):
+            state = self.state
+            if not state.counted or route.strikes(state.count, state.every, 1.0):
+                self.reset()
+                return
+            self.state = Pass()  # spared by a counted refuse: relayed as without a fault
         self.sync_reading()
+        if self.state.mode in _SHAPING:
+            self.shaper = shaper_for(self.state, self, route, synced=True)
         if self.state.mode in _FORWARDING:
             self.ensure_upstream()
         self.refresh_fast()
@@ -239,6 +224,10 @@ class ClientSide(asyncio.Protocol):
         self.route.connections_open -= 1
         if self.line is not None:
             self.line.cancel()
+        if self.shaper is not None:
+            self.shaper.cancel()
+        if self.next_shaper is not None:
+            self.next_shaper.cancel()
         if self.connecting is not None:
             self.connecting.cancel()
         if self.up is not None:
@@ -271,6 +260,8 @@ class ClientSide(asyncio.Protocol):
                 self.forward(rest)
         if mode is ProxyMode.LATENCY:
             self.latency_charged = False
+        # An open connection may be mid-answer: a new shaper starts at its next request.
+        self.set_shaper(shaper_for(state, self, self.route, synced=False) if mode in _SHAPING else None)
         self.sync_reading()
         if mode in _FORWARDING and self.up_gone:
             # The upstream closed while the fault hid it; a client would find its connection
@@ -288,9 +279,21 @@ class ClientSide(asyncio.Protocol):
             self.ensure_upstream()
         self.refresh_fast()
 
+    def set_shaper(self, shaper: Shaper | None) -> None:
+        old = self.shaper
+        if old is not None and not old.release():
+            self.next_shaper = shaper  # the old one re-framed the answer under way: it ends it
+            return
+        self.shaper = shaper
+
+    def shaper_done(self) -> None:
+        """The leaving shaper has passed the answer it was in to its end."""
+        self.shaper, self.next_shaper = self.next_shaper, None
+        self.refresh_fast()
+
     def refresh_fast(self) -> None:
         mode = self.state.mode
-        self.down_fast = mode in _FORWARDING and self.transport is not None
+        self.down_fast = mode in _FORWARDING and self.shaper is None and self.transport is not None
         self.up_fast = (
             mode is ProxyMode.PASS
             and self.up is not None
@@ -326,8 +329,14 @@ class ClientSide(asyncio.Protocol):
             self.delay(data)
         elif mode is ProxyMode.REFUSE:
             self.reset()
-        else:
+        elif mode in _HTTP_MODES:
             self.http_data(data)
+        else:
+            shaper = self.shaper
+            if self.answered and shaper is not None:
+                shaper.request(data.startswith(b"HEAD "))
+            self.answered = False
+            self.forward(data)
 
     def delay(self, data: bytes) -> None:
         state = self.state
@@ -356,8 +365,6 @@ class ClientSide(asyncio.Protocol):
                 return
             self.parser = RequestReader()
         self.parser.feed(data)
-        state = self.state
-        assert isinstance(state, HttpError | Throttle)
         while not self.closed:
             try:
                 request = self.parser.next_request()
@@ -382,9 +389,9 @@ class ClientSide(asyncio.Protocol):
             if request is None:
                 return
             raw, head = request
-            if self.route.rng.random() < state.ratio:
+            answer = self.local_answer(head)
+            if answer is not None:
                 self.route.requests_faulted += 1
-                answer = fault_response(state, head, self.route.rng)
                 if self.tracing:
                     self.hop_faulted(head.header("traceparent"), answer)
                 self.write_client(answer)
@@ -393,8 +400,23 @@ class ClientSide(asyncio.Protocol):
             else:
                 if self.tracing:
                     self.hop_begins(head.header("traceparent"), relayed=True)
+                if self.shaper is not None:
+                    self.shaper.request(head.method == "HEAD")
                 self.answered = False
                 self.forward(raw)
+
+    def local_answer(self, head: RequestHead) -> bytes | None:
+        """The answer the fault gives `head` itself, or None to relay the request."""
+        state = self.state
+        if isinstance(state, TokenRate):
+            budget = self.route.tokens
+            return None if budget is None else token_answer(state, budget, head)
+        if isinstance(state, HttpError):
+            struck = self.route.strikes(state.count, state.every, state.ratio)
+        else:
+            assert isinstance(state, Throttle)
+            struck = self.route.rng.random() < state.ratio
+        return fault_response(state, head, self.route.rng) if struck else None
 
     # -- the hops of HTTP requests --
 
@@ -505,12 +527,23 @@ class ClientSide(asyncio.Protocol):
         if mode is ProxyMode.HANG:
             self.held_down.append(data)
         elif mode in _FORWARDING:
-            self.write_client(data)
+            if self.shaper is not None:
+                self.shaper.feed(data)
+            else:
+                self.write_client(data)
         else:
             self.route.bytes_dropped += len(data)
 
     def upstream_eof(self) -> None:
         self.up_eof = True
+        if self.state.mode in _FORWARDING:
+            if self.shaper is not None:
+                self.shaper.eof()
+            else:
+                self.finish_eof()
+
+    def finish_eof(self) -> None:
+        """Pass the upstream's end of stream on to the client."""
         if self.state.mode in _FORWARDING:
             if self.transport is not None and self.transport.can_write_eof():
                 self.transport.write_eof()

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from bascule.targets.local.faultstate import Pass, ProxyFault, ProxyMode
+from bascule.targets.local.faultstate import Degrade, Pass, ProxyFault, ProxyMode, Refuse, TokenRate
+from bascule.targets.local.proxy.answers import TokenBudget, new_answer_memory
 from bascule.targets.local.proxy.relay import ClientSide
 
 if TYPE_CHECKING:
@@ -91,6 +92,11 @@ class Route:
         self.turn = 0
         self.state: ProxyFault = Pass()
         self.rng = random.Random(seed)
+        self.counted = 0
+        """Requests (or connections) a counted state has met since it was set."""
+        self.tokens: TokenBudget | None = None
+        """The token budget while the route is in a `TokenRate` state (full when it was set)."""
+        self.answers = new_answer_memory()
         self.conns: set[ClientSide] = set()
         self.closing = False
         self.connections_accepted = 0
@@ -158,14 +164,35 @@ class Route:
             self.plane.spawn(self.loop.connect_accepted_socket(lambda: ClientSide(self), sock))
 
     def set_fault(self, state: ProxyFault) -> None:
+        if isinstance(state, TokenRate):
+            if state != self.state or self.tokens is None:
+                self.tokens = TokenBudget(state.tokens_per_minute)
+        else:
+            self.tokens = None
+        if isinstance(state, Degrade) and state != self.state:
+            self.answers.clear()
+        if state != self.state:
+            self.counted = 0
         self.state = state
-        if state.mode is ProxyMode.REFUSE:
+        counted_refuse = isinstance(state, Refuse) and state.counted
+        if state.mode is ProxyMode.REFUSE and not counted_refuse:
             self.stop_listening()
         elif self.listener is None:
             self.listen()
-        if not state.new_connections_only:
+        if not state.new_connections_only and not counted_refuse:
             for conn in list(self.conns):
                 conn.apply(state)
+
+    def strikes(self, count: int | None, every: int | None, ratio: float) -> bool:
+        """Whether the next request (or connection) a fault state meets is faulted: the first
+        `count`, every `every`-th, or a random `ratio` of them."""
+        if count is None and every is None:
+            return self.rng.random() < ratio
+        self.counted += 1
+        if count is not None:
+            return self.counted <= count
+        assert every is not None
+        return self.counted % every == 0
 
     def close(self) -> None:
         self.closing = True

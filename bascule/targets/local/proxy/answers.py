@@ -1,0 +1,554 @@
+"""The faults that act on answers on their way back to the client: `Ttft`, `StreamCut`, `TokenRate`
+and `Degrade` (everything here runs on the plane's loop; `shapers` says which shaper carries out
+which state, `transport` has the shapers of the transport faults on the same bytes).
+
+A connection in one of these states gives the bytes its upstream sends to a `Shaper`, which cuts
+them into responses (`responses.ResponseParser`) and writes to the client what the fault makes of
+each: the first body bytes held back (ttft), an event stream cut short (stream-cut), rate-limit
+headers and a charge to the route's token budget (token-rate), a JSON answer rewritten
+(degrade). A shaper set on a connection that is already open starts at the next request its
+client sends (the response under way, if any, passes untouched); one that leaves flushes what it
+holds. Routes in no such state never reach this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+from bascule.targets.local.faultstate import (
+    CutHow,
+    Degrade,
+    DegradeHow,
+    ProxyFault,
+    StreamCut,
+    TokenRate,
+    Ttft,
+)
+from bascule.targets.local.proxy.delay import DelayLine
+from bascule.targets.local.proxy.framing import RequestHead, render_response
+from bascule.targets.local.proxy.responses import (
+    END_CHUNK,
+    Body,
+    End,
+    Framing,
+    Head,
+    Piece,
+    Raw,
+    ResponseHead,
+    ResponseParser,
+    encode_body,
+)
+
+if TYPE_CHECKING:
+    from bascule.targets.local.proxy.route import Route
+
+__all__ = [
+    "Client",
+    "CutShaper",
+    "DegradeShaper",
+    "Shaper",
+    "TokenBudget",
+    "TokenShaper",
+    "TtftShaper",
+    "degrade_text",
+    "new_answer_memory",
+    "token_answer",
+]
+
+_EVENT_END: Final = re.compile(rb"\r?\n\r?\n")
+_TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+_TAIL: Final = 64
+_RATE_HEADERS: Final = frozenset(
+    {b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"}
+)
+_ANSWER_KEYS: Final = frozenset({"content", "answer"})
+_ROT_LETTERS: Final = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM5678901234",
+)
+
+
+class Client(Protocol):
+    """What a shaper writes to: the client side of the relay."""
+
+    def write_client(self, data: bytes) -> None: ...
+
+    def finish_eof(self) -> None:
+        """The upstream's end of stream, passed on as the relay does without a fault."""
+
+    def shaper_done(self) -> None:
+        """A leaving shaper has passed the response under way to its end."""
+
+    def close(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+# -- the token budget of a route (pure but for its clock) -----------------------------------------
+
+
+class TokenBudget:
+    """A bucket of `per_minute` tokens refilling continuously; full when made."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._level = float(per_minute)
+        self._at = clock()
+
+    def level(self) -> float:
+        now = self._clock()
+        self._level = min(float(self.per_minute), self._level + (now - self._at) * self._rate)
+        self._at = now
+        return self._level
+
+    def spend(self, tokens: int) -> None:
+        self._level = self.level() - tokens
+
+    def wait(self) -> float:
+        """Seconds until at least one token is left (0 when one is)."""
+        level = self.level()
+        return 0.0 if level >= 1.0 else (1.0 - level) / self._rate
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        level = self.level()
+        full_in = (self.per_minute - level) / self._rate
+        return (
+            ("x-ratelimit-limit-tokens", str(self.per_minute)),
+            ("x-ratelimit-remaining-tokens", str(max(0, math.floor(level)))),
+            ("x-ratelimit-reset-tokens", f"{full_in:.3f}s"),
+        )
+
+
+def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
+    """The 429 a request gets while the budget is spent, or None to relay it."""
+    wait = budget.wait()
+    if wait <= 0.0:
+        return None
+    return render_response(
+        429,
+        state.body_bytes,
+        headers=(
+            ("retry-after", str(max(1, math.ceil(wait)))),
+            *budget.headers(),
+            ("x-bascule-fault", "token-rate"),
+        ),
+        keep_alive=head.keep_alive,
+        head_only=head.method == "HEAD",
+    )
+
+
+# -- wrong answers (pure) -------------------------------------------------------------------------
+
+
+def degrade_text(text: str, how: DegradeHow, before: str | None) -> str:
+    """`text` made wrong as `how` says; `before` is the route's previous other answer (for swap)."""
+    if how is DegradeHow.CORRUPT:
+        return text.translate(_ROT_LETTERS)
+    if how is DegradeHow.SWAP and before is not None:
+        return before
+    words = text.split(" ")
+    return " ".join(words[: len(words) // 2])
+
+
+def _rewrite(value: object, change: Callable[[str], str]) -> object:
+    if isinstance(value, dict):
+        return {
+            k: change(v) if k in _ANSWER_KEYS and isinstance(v, str) else _rewrite(v, change)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite(v, change) for v in value]
+    return value
+
+
+def _answer_texts(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [
+            t
+            for k, v in value.items()
+            for t in ([v] if k in _ANSWER_KEYS and isinstance(v, str) else _answer_texts(v))
+        ]
+    if isinstance(value, list):
+        return [t for v in value for t in _answer_texts(v)]
+    return []
+
+
+def _corrupt_events(data: bytes) -> bytes:
+    """Server-sent events with the answer text of each ``data:`` JSON corrupted."""
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            document = json.loads(line[5:])
+        except ValueError:
+            continue
+        changed = _rewrite(document, lambda t: degrade_text(t, DegradeHow.CORRUPT, None))
+        lines[i] = b"data: " + json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"\n".join(lines)
+
+
+# -- shapers --------------------------------------------------------------------------------------
+
+
+class Shaper:
+    """Passes responses re-framed as they came; each fault's subclass changes what it needs."""
+
+    def __init__(self, state: ProxyFault, client: Client, route: Route, *, synced: bool) -> None:
+        self.state = state
+        self.client = client
+        self.route = route
+        self.parser = ResponseParser()
+        self.synced = synced
+        self.head: ResponseHead | None = None
+        self.done = False
+        self.leaving = False
+        """The state has left: the response under way passes as it comes, re-framed (see `release`)."""
+
+    def request(self, head_only: bool) -> None:
+        """A request goes to the upstream: its response is the next one."""
+        self.synced = True
+        self.parser.expect(head_only)
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            self.route.bytes_dropped += len(data)
+        elif not self.synced:
+            self.emit(data)
+        else:
+            self.pieces(self.parser.feed(data))
+
+    def eof(self) -> None:
+        if not self.done:
+            if self.synced:
+                self.pieces(self.parser.eof())
+            self.emit_eof()
+
+    def pieces(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if self.done:
+                return
+            match piece:
+                case Head(head):
+                    self.head = head
+                    self.on_head(head)
+                case Body(payload):
+                    self.on_body(payload)
+                case End():
+                    self.on_end()
+                    self.head = None
+                    if self.leaving:
+                        self.leaving = False
+                        self.client.shaper_done()
+                        self.done = True  # what follows is the next shaper's, or the relay's
+                case Raw(data):
+                    self.emit(data)
+
+    @property
+    def framing(self) -> Framing:
+        return self.head.framing if self.head is not None else Framing.NONE
+
+    def on_head(self, head: ResponseHead) -> None:
+        self.emit(head.render())
+
+    def on_body(self, payload: bytes) -> None:
+        self.emit(encode_body(self.framing, payload))
+
+    def on_end(self) -> None:
+        if self.framing is Framing.CHUNKED:
+            self.emit(END_CHUNK)
+
+    def emit(self, data: bytes) -> None:
+        if data:
+            self.client.write_client(data)
+
+    def emit_eof(self) -> None:
+        self.client.finish_eof()
+
+    def release(self) -> bool:
+        """The state leaves the connection: write what is held. True when the shaper can go now;
+        False when a response it has begun to re-frame is under way: it then passes the rest of
+        that response as it comes and calls `Client.shaper_done` at its end."""
+        self.flush()
+        if self.done or not self.synced or self.parser.between:
+            return True
+        self.leaving = True
+        return False
+
+    def flush(self) -> None:
+        """Write what the fault holds back."""
+
+    def cancel(self) -> None:
+        """The connection is gone: drop what is held."""
+
+
+class TtftShaper(Shaper):
+    """Each response's head goes out at once; from its first body bytes on, everything it sends
+    leaves `delay` seconds after it came (in order): the stream starts late and keeps its pace."""
+
+    def __init__(self, state: Ttft, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.delay = state.delay
+        self.first = False
+        self.shifting = False
+        self.line = DelayLine(route.loop, self.sink, lambda: None)
+
+    def on_head(self, head: ResponseHead) -> None:
+        self.shifting = False
+        super().on_head(head)
+        self.first = True
+
+    def on_body(self, payload: bytes) -> None:
+        if self.first and payload:
+            self.first = False
+            self.shifting = True
+            self.route.requests_faulted += 1
+        super().on_body(payload)
+
+    def emit(self, data: bytes) -> None:
+        if self.shifting or self.line.busy:
+            self.line.push(data, self.route.loop.time() + (self.delay if self.shifting else 0.0))
+        else:
+            super().emit(data)
+
+    def emit_eof(self) -> None:
+        if self.line.busy:
+            self.line.push(None, 0.0)
+        else:
+            super().emit_eof()
+
+    def sink(self, data: bytes | None) -> None:
+        if data is None:
+            self.client.finish_eof()
+        elif data:
+            self.client.write_client(data)
+
+    def flush(self) -> None:
+        self.shifting = False
+        self.first = False
+        self.line.flush()
+
+    def cancel(self) -> None:
+        self.line.cancel()
+
+
+class CutShaper(Shaper):
+    """Cuts each event stream after N events, or each body after N bytes (`StreamCut`)."""
+
+    def __init__(self, state: StreamCut, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.cut_state = state
+        self.counting = False
+        self.count = 0
+        self.carry = b""
+        self.skipping = False
+
+    def on_head(self, head: ResponseHead) -> None:
+        super().on_head(head)
+        self.count = 0
+        self.carry = b""
+        self.skipping = False
+        events = head.content_type == b"text/event-stream"
+        self.counting = head.framing is not Framing.NONE and (
+            self.cut_state.after_bytes is not None or events
+        )
+        if self.counting and (self.cut_state.after_events == 0 or self.cut_state.after_bytes == 0):
+            self.cut()
+
+    def on_body(self, payload: bytes) -> None:
+        if self.skipping:
+            self.route.bytes_dropped += len(payload)
+            return
+        if not self.counting:
+            super().on_body(payload)
+            return
+        limit = self.cut_state.after_bytes
+        if limit is not None:
+            room = limit - self.count
+            self.count += len(payload)
+            super().on_body(payload[:room])
+            if self.count >= limit:
+                self.route.bytes_dropped += max(0, len(payload) - room)
+                self.cut()
+            return
+        wanted = self.cut_state.after_events
+        assert wanted is not None
+        data = self.carry + payload
+        sent = 0
+        for found in _EVENT_END.finditer(data):
+            self.count += 1
+            sent = found.end()
+            if self.count >= wanted:
+                super().on_body(data[:sent])
+                self.route.bytes_dropped += len(data) - sent
+                self.cut()
+                return
+        super().on_body(data[:sent])
+        self.carry = data[sent:]
+
+    def on_end(self) -> None:
+        if self.skipping:
+            self.skipping = False
+            return
+        if self.carry:
+            super().on_body(self.carry)
+            self.carry = b""
+        super().on_end()
+
+    def flush(self) -> None:
+        self.counting = False
+        if self.carry:
+            Shaper.on_body(self, self.carry)
+            self.carry = b""
+
+    def cut(self) -> None:
+        self.route.requests_faulted += 1
+        how = self.cut_state.how
+        if how is CutHow.END and self.framing is Framing.CHUNKED:
+            self.emit(END_CHUNK)
+            self.skipping = True  # the rest of this response is dropped; the connection lives on
+        elif how is CutHow.RESET:
+            self.done = True
+            self.client.reset()
+        else:
+            self.done = True
+            self.client.close()
+
+
+class TokenShaper(Shaper):
+    """Adds the budget's headers to each response and charges its tokens at its end."""
+
+    def __init__(self, state: TokenRate, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.bytes = 0
+        self.usage: int | None = None
+        self.tail = b""
+
+    def on_head(self, head: ResponseHead) -> None:
+        budget = self.route.tokens
+        add = budget.headers() if budget is not None else ()
+        self.emit(head.render(drop=_RATE_HEADERS, add=add))
+        self.bytes = 0
+        self.usage = None
+        self.tail = b""
+
+    def on_body(self, payload: bytes) -> None:
+        self.bytes += len(payload)
+        seen = self.tail + payload
+        for found in _TOTAL_TOKENS.finditer(seen):
+            self.usage = int(found.group(1))
+        self.tail = seen[-_TAIL:]
+        super().on_body(payload)
+
+    def on_end(self) -> None:
+        budget = self.route.tokens
+        if budget is not None and self.head is not None and 200 <= self.head.status < 300:
+            budget.spend(self.usage if self.usage is not None else math.ceil(self.bytes / 4))
+        super().on_end()
+
+
+class DegradeShaper(Shaper):
+    """Rewrites a ratio of 2xx JSON answers (each read whole first), status unchanged; with
+    `DegradeHow.CORRUPT`, a ratio of 2xx chunked event streams too, event by event."""
+
+    def __init__(self, state: Degrade, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.degrade = state
+        self.body: bytearray | None = None
+        self.events: bytes | None = None
+        """The bytes of an event not yet whole, while a stream is corrupted."""
+
+    def on_head(self, head: ResponseHead) -> None:
+        self.events = None
+        if (
+            200 <= head.status < 300
+            and head.content_type == b"text/event-stream"
+            and head.framing in (Framing.CHUNKED, Framing.CLOSE)
+            and self.degrade.how is DegradeHow.CORRUPT
+        ):
+            self.body = None
+            if self.route.rng.random() < self.degrade.ratio:
+                self.route.requests_faulted += 1
+                self.events = b""
+            super().on_head(head)
+            return
+        json_ok = 200 <= head.status < 300 and head.content_type == b"application/json"
+        if json_ok and head.framing is not Framing.NONE:
+            self.body = bytearray()  # the head waits: its Content-Length may change
+        else:
+            self.body = None
+            super().on_head(head)
+
+    def on_body(self, payload: bytes) -> None:
+        if self.events is not None:
+            data = self.events + payload
+            whole = 0
+            for found in _EVENT_END.finditer(data):
+                whole = found.end()
+            super().on_body(_corrupt_events(data[:whole]))
+            self.events = data[whole:]
+        elif self.body is not None:
+            self.body += payload
+        else:
+            super().on_body(payload)
+
+    def on_end(self) -> None:
+        head = self.head
+        if self.events is not None:
+            super().on_body(_corrupt_events(self.events))
+            self.events = None
+        if self.body is None or head is None:
+            super().on_end()
+            return
+        body = self.rewrite(bytes(self.body))
+        self.body = None
+        if head.framing is Framing.LENGTH:
+            self.emit(
+                head.render(drop=frozenset({b"content-length"}), add=(("content-length", str(len(body))),))
+            )
+        else:
+            self.emit(head.render())
+        super().on_body(body)
+        super().on_end()
+
+    def flush(self) -> None:
+        if self.events:
+            super().on_body(self.events)
+        self.events = None
+        if self.body is not None and self.head is not None:
+            # Mid-answer when the fault ends: the answer goes out as it came.
+            self.emit(self.head.render())
+            self.emit(encode_body(self.head.framing, bytes(self.body)))
+            self.body = None
+
+    def rewrite(self, body: bytes) -> bytes:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return body
+        texts = _answer_texts(document)
+        if not texts:
+            return body
+        memory = self.route.answers
+        before = next((t for t in reversed(memory) if t not in texts), None)
+        for text in texts:
+            if text not in memory:
+                memory.append(text)
+        if self.route.rng.random() >= self.degrade.ratio:
+            return body
+        self.route.requests_faulted += 1
+        changed = _rewrite(document, lambda t: degrade_text(t, self.degrade.how, before))
+        return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def new_answer_memory() -> deque[str]:
+    """The answers a route remembers for `DegradeHow.SWAP`."""
+    return deque(maxlen=16)

@@ -1,0 +1,44 @@
+"""Which shaper carries out which fault state on a connection: the faults on answers (`answers`)
+and the transport faults on their bytes (`transport`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from bascule.targets.local.faultstate import (
+    Bandwidth,
+    Degrade,
+    LimitData,
+    ProxyFault,
+    StreamCut,
+    TokenRate,
+    Ttft,
+)
+from bascule.targets.local.proxy.answers import (
+    Client,
+    CutShaper,
+    DegradeShaper,
+    Shaper,
+    TokenShaper,
+    TtftShaper,
+)
+from bascule.targets.local.proxy.transport import BandwidthShaper, LimitShaper
+
+if TYPE_CHECKING:
+    from bascule.targets.local.proxy.route import Route
+
+__all__ = ["shaper_for"]
+
+_SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
+    Ttft: TtftShaper,
+    StreamCut: CutShaper,
+    TokenRate: TokenShaper,
+    Degrade: DegradeShaper,
+    Bandwidth: BandwidthShaper,
+    LimitData: LimitShaper,
+}
+
+
+def shaper_for(state: ProxyFault, client: Client, route: Route, *, synced: bool) -> Shaper:
+    """The shaper of `state` (a fault on answers or on their bytes) for one connection."""
+    return _SHAPERS[type(state)](state, client, route, synced=synced)
