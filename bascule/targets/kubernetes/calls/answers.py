@@ -1,9 +1,11 @@
-"""The faults on answers — ttft, stream-cut, token-rate, degrade — refused on Kubernetes, each with
-why: Chaos Mesh acts on packets (NetworkChaos) and on whole HTTP requests and responses
-(HTTPChaos: abort, delay, replace, patch of every matching one), never inside an answer's body
-nor with a count of what answers carry. The local target carries them out in its fault plane."""
+"""The faults on answers — ttft, stream-cut, token-rate, degrade, limit-data — refused on
+Kubernetes, each with why: Chaos Mesh acts on packets (NetworkChaos) and on whole HTTP requests and
+responses (HTTPChaos: abort, delay, replace, patch of every matching one), never inside an answer's
+body nor with a count of what answers carry. The local target carries them out in its fault plane."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from bascule.faults import Fault
 from bascule.plan.model import Touch
@@ -13,43 +15,32 @@ from bascule.targets.kubernetes.calls.model import RefusalRule
 __all__ = ["degrade", "limit_data", "stream_cut", "token_rate", "ttft"]
 
 
-def ttft(b: Builder, fault: Fault, touch: Touch) -> None:
-    raise b.refuse(
-        RefusalRule.UNSUPPORTED,
-        "ttft holds an answer's first body bytes after its head has gone out: HTTPChaos 'delay' "
-        "holds the whole response, head included, and NetworkChaos delays every packet; "
-        "'latency' is the nearest fault Chaos Mesh carries out",
-    )
+def _refused(why: str) -> Callable[[Builder, Fault, Touch], None]:
+    def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
+        raise b.refuse(RefusalRule.UNSUPPORTED, why)
+
+    return refuse
 
 
-def stream_cut(b: Builder, fault: Fault, touch: Touch) -> None:
-    raise b.refuse(
-        RefusalRule.UNSUPPORTED,
-        "stream-cut cuts an answer after some events or bytes: HTTPChaos replaces or patches whole "
-        "bodies and NetworkChaos drops packets, not a stream's tail",
-    )
-
-
-def token_rate(b: Builder, fault: Fault, touch: Touch) -> None:
-    raise b.refuse(
-        RefusalRule.UNSUPPORTED,
-        "token-rate keeps a count of the tokens answers carry: HTTPChaos answers every matching "
-        "request alike and counts nothing; 'throttle' (429 on every request) is the nearest fault "
-        "Chaos Mesh carries out",
-    )
-
-
-def limit_data(b: Builder, fault: Fault, touch: Touch) -> None:
-    raise b.refuse(
-        RefusalRule.UNSUPPORTED,
-        "limit-data closes each connection after some bytes: NetworkChaos acts on packets with no "
-        "count of a connection's bytes, and HTTPChaos on whole requests and responses",
-    )
-
-
-def degrade(b: Builder, fault: Fault, touch: Touch) -> None:
-    raise b.refuse(
-        RefusalRule.UNSUPPORTED,
-        "degrade rewrites the text of a share of answers: HTTPChaos can only replace every matching "
-        "body by one fixed body, with no ratio and no reading of the answer",
-    )
+ttft = _refused(
+    "ttft holds an answer's first body bytes after its head has gone out: HTTPChaos 'delay' "
+    "holds the whole response, head included, and NetworkChaos delays every packet; "
+    "'latency' is the nearest fault Chaos Mesh carries out"
+)
+stream_cut = _refused(
+    "stream-cut cuts an answer after some events or bytes: HTTPChaos replaces or patches whole "
+    "bodies and NetworkChaos drops packets, not a stream's tail"
+)
+token_rate = _refused(
+    "token-rate keeps a count of the tokens answers carry: HTTPChaos answers every matching "
+    "request alike and counts nothing; 'throttle' (429 on every request) is the nearest fault "
+    "Chaos Mesh carries out"
+)
+limit_data = _refused(
+    "limit-data closes each connection after some bytes: NetworkChaos acts on packets with no "
+    "count of a connection's bytes, and HTTPChaos on whole requests and responses"
+)
+degrade = _refused(
+    "degrade rewrites the text of a share of answers: HTTPChaos can only replace every matching "
+    "body by one fixed body, with no ratio and no reading of the answer"
+)

@@ -52,6 +52,7 @@ __all__ = [
     "Client",
     "CutShaper",
     "DegradeShaper",
+    "DelayedShaper",
     "Shaper",
     "TokenBudget",
     "TokenShaper",
@@ -290,7 +291,34 @@ class Shaper:
         """The connection is gone: drop what is held."""
 
 
-class TtftShaper(Shaper):
+class DelayedShaper(Shaper):
+    """A shaper whose bytes leave through a delay line (`line`): an end of stream waits behind
+    what the line holds, and a connection that goes drops it."""
+
+    def __init__(self, state: ProxyFault, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.line = DelayLine(route.loop, self.sink, lambda: None)
+
+    def emit_eof(self) -> None:
+        if self.line.busy:
+            self.line.push(None, 0.0)
+        else:
+            super().emit_eof()
+
+    def sink(self, data: bytes | None) -> None:
+        if data is None:
+            self.client.finish_eof()
+        elif data:
+            self.client.write_client(data)
+
+    def flush(self) -> None:
+        self.line.flush()
+
+    def cancel(self) -> None:
+        self.line.cancel()
+
+
+class TtftShaper(DelayedShaper):
     """Each response's head goes out at once; from its first body bytes on, everything it sends
     leaves `delay` seconds after it came (in order): the stream starts late and keeps its pace."""
 
@@ -299,7 +327,6 @@ class TtftShaper(Shaper):
         self.delay = state.delay
         self.first = False
         self.shifting = False
-        self.line = DelayLine(route.loop, self.sink, lambda: None)
 
     def on_head(self, head: ResponseHead) -> None:
         self.shifting = False
@@ -319,25 +346,10 @@ class TtftShaper(Shaper):
         else:
             super().emit(data)
 
-    def emit_eof(self) -> None:
-        if self.line.busy:
-            self.line.push(None, 0.0)
-        else:
-            super().emit_eof()
-
-    def sink(self, data: bytes | None) -> None:
-        if data is None:
-            self.client.finish_eof()
-        elif data:
-            self.client.write_client(data)
-
     def flush(self) -> None:
         self.shifting = False
         self.first = False
-        self.line.flush()
-
-    def cancel(self) -> None:
-        self.line.cancel()
+        super().flush()
 
 
 class CutShaper(Shaper):

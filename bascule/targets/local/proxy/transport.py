@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bascule.targets.local.faultstate import Bandwidth, LimitData
-from bascule.targets.local.proxy.answers import Client, Shaper
-from bascule.targets.local.proxy.delay import DelayLine
+from bascule.targets.local.proxy.answers import Client, DelayedShaper, Shaper
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
@@ -40,7 +39,7 @@ class RawShaper(Shaper):
         self.emit(data)
 
 
-class BandwidthShaper(RawShaper):
+class BandwidthShaper(RawShaper, DelayedShaper):
     """Paces the bytes to the client at `rate` a second, in slices of 1/20 s."""
 
     def __init__(self, state: Bandwidth, client: Client, route: Route, *, synced: bool) -> None:
@@ -48,31 +47,12 @@ class BandwidthShaper(RawShaper):
         self.rate = state.rate
         self.slice = max(1, state.rate // 20)
         self.free_at = 0.0
-        self.line = DelayLine(route.loop, self.sink, lambda: None)
 
     def on_raw(self, data: bytes) -> None:
         for start in range(0, len(data), self.slice):
             piece = data[start : start + self.slice]
             self.free_at = max(self.route.loop.time(), self.free_at) + len(piece) / self.rate
             self.line.push(piece, self.free_at)
-
-    def emit_eof(self) -> None:
-        if self.line.busy:
-            self.line.push(None, 0.0)
-        else:
-            super().emit_eof()
-
-    def sink(self, data: bytes | None) -> None:
-        if data is None:
-            self.client.finish_eof()
-        else:
-            self.client.write_client(data)
-
-    def flush(self) -> None:
-        self.line.flush()
-
-    def cancel(self) -> None:
-        self.line.cancel()
 
 
 class LimitShaper(RawShaper):
