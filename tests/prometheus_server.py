@@ -82,28 +82,45 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
     """Until Prometheus answers ``/-/ready`` (its storage opened, its API and scrapes running): a
     test that asks it sooner gets connection errors, or data only from seconds later."""
     deadline = time.monotonic() + timeout
+    name = Path(str(process.args[0])).name  # type: ignore[index]
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"prometheus exited ({process.returncode}): {log.read_text()[-2000:]}")
+            raise AssertionError(f"{name} exited ({process.returncode}): {log.read_text()[-2000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
                 return
         time.sleep(0.1)
-    raise AssertionError(f"prometheus was not ready within {timeout} s: {log.read_text()[-2000:]}")
+    raise AssertionError(f"{name} was not ready within {timeout} s: {log.read_text()[-2000:]}")
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, targets: list[str], file_sd: Path | None = None) -> Iterator[str]:
+def running_prometheus(
+    tmp_path: Path,
+    targets: list[str],
+    file_sd: Path | None = None,
+    *,
+    rules: str = "",
+    alertmanager: str | None = None,
+) -> Iterator[str]:
     """A Prometheus scraping ``targets`` (``host:port``) every `SCRAPE` seconds, and those a
-    ``file_sd`` file lists (re-read every second, and as it changes); yields its URL."""
+    ``file_sd`` file lists (re-read every second, and as it changes), evaluating ``rules`` (a rule
+    file's YAML) every second and sending their alerts to ``alertmanager`` (``host:port``); yields
+    its URL."""
     require_prometheus()
     port = free_port()
     config = tmp_path / "prometheus.yml"
     listed = ", ".join(f"'{t}'" for t in targets)
     discovered = f"    file_sd_configs: [{{files: ['{file_sd}'], refresh_interval: 1s}}]\n" if file_sd else ""
+    extra = ""
+    if rules:
+        (tmp_path / "rules.yml").write_text(rules)
+        extra += f"rule_files: ['{tmp_path / 'rules.yml'}']\n"
+    if alertmanager:
+        extra += f"alerting: {{alertmanagers: [{{static_configs: [{{targets: ['{alertmanager}']}}]}}]}}\n"
     config.write_text(
         f"global: {{scrape_interval: {int(SCRAPE * 1000)}ms, evaluation_interval: 1s}}\n"
-        "scrape_configs:\n  - job_name: tests\n"
+        + extra
+        + "scrape_configs:\n  - job_name: tests\n"
         f"    static_configs: [{{targets: [{listed}]}}]\n" + discovered
     )
     process = subprocess.Popen(
@@ -130,10 +147,9 @@ def running_prometheus(tmp_path: Path, targets: list[str], file_sd: Path | None 
             process.wait()
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    require_prometheus()
-    exporter = Exporter({'slo_error_ratio{region="fr-par"}': 0.001})
+@contextlib.contextmanager
+def serving(exporter: Exporter) -> Iterator[str]:
+    """``exporter`` served on a free loopback port; yields its ``host:port``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -152,10 +168,58 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        with running_prometheus(tmp_path, [f"127.0.0.1:{exporter.port}"]) as url:
-            found = Prometheus(url, exporter)
-            found.wait_for("slo_error_ratio")
-            yield found
+        yield f"127.0.0.1:{exporter.port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    require_prometheus()
+    exporter = Exporter({'slo_error_ratio{region="fr-par"}': 0.001})
+    with serving(exporter) as target, running_prometheus(tmp_path, [target]) as url:
+        found = Prometheus(url, exporter)
+        found.wait_for("slo_error_ratio")
+        yield found
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+NEEDS_ALERTMANAGER = pytest.mark.skipif(
+    not Path(ALERTMANAGER).is_file() and not REQUIRED,
+    reason="alertmanager is not installed (Debian: apt-get install -y prometheus-alertmanager)",
+)
+"""For the tests that run a real Alertmanager (required where Prometheus is: CI installs both)."""
+
+
+@contextlib.contextmanager
+def running_alertmanager(tmp_path: Path) -> Iterator[str]:
+    """A lone Alertmanager (no cluster: nothing listens beyond loopback) that routes every alert to
+    a receiver that sends nothing; yields its ``host:port``."""
+    assert Path(ALERTMANAGER).is_file(), "alertmanager is required but not installed (apt-get install)"
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route: {receiver: nobody, group_wait: 0s}\nreceivers: [{name: nobody}]\n")
+    log = tmp_path / "alertmanager.log"
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", process, log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

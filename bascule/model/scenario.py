@@ -208,6 +208,7 @@ class GuardrailKind(StrEnum):
     ERROR_BUDGET = "error-budget"
     SOVEREIGNTY = "sovereignty-violations"
     PROBE = "probe"
+    ALERT = "alert"
 
 
 class _Guardrail(_Spec):
@@ -254,6 +255,35 @@ class ProbeGuardrail(_Guardrail):
     for_: Duration = Field(default=0.0, alias="for")
 
 
+class AlertGuardrail(_Guardrail):
+    """Abort when one of the named alerts fires (for ``for`` seconds) in the team's Prometheus
+    (``/api/v1/alerts``: state ``firing``; ``pending`` is not yet) or Alertmanager
+    (``/api/v2/alerts``: active, neither silenced nor inhibited) — the stop condition a team
+    already pages on. ``labels`` narrows them (``{severity: page}``); no ``alerts`` with some
+    ``labels``: any alert carrying them. An alert source that cannot be read stops the run too
+    (``unreadable: abort``), since a stop condition nobody can see is none; ``ignore`` only
+    journals it."""
+
+    kind: Literal["alert"] = "alert"
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    api: Literal["prometheus", "alertmanager"] = "prometheus"
+    alerts: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+    labels: dict[str, str] = {}
+    for_: Duration = Field(default=0.0, alias="for")
+    rate: Annotated[float, Field(gt=0, le=20)] = 1.0
+    """Reads of the alert source per second."""
+    timeout: Annotated[float, Field(gt=0, le=30)] = 2.0
+    unreadable: Literal["abort", "ignore"] = "abort"
+    headers: Headers = {}
+    """Request headers of your own (a bearer token): values may read ``${ENV_VAR}`` at run time."""
+
+    @model_validator(mode="after")
+    def _something_named(self) -> AlertGuardrail:
+        if not self.alerts and not self.labels:
+            raise ValueError("name the `alerts` to stop on, or the `labels` they carry (or both)")
+        return self
+
+
 if TYPE_CHECKING:
     Guardrail = _Guardrail
 else:
@@ -264,6 +294,7 @@ else:
             ErrorBudgetGuardrail,
             SovereigntyGuardrail,
             ProbeGuardrail,
+            AlertGuardrail,
         ],
         Field(discriminator="kind"),
     ]

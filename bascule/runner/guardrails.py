@@ -11,7 +11,9 @@ they say when and why to stop.
   objective allows for the requests made so far;
 - ``sovereignty-violations``: more than ``above`` violations seen;
 - ``probe``: the named steady-state probe has failed, with no success since, for ``for`` seconds
-  (from the start of its first failing sample to the end of the latest one).
+  (from the start of its first failing sample to the end of the latest one);
+- ``alert``: one of the named alerts has fired in every read of its source for ``for`` seconds
+  (counted the same way; with ``unreadable: abort``, a read that fails counts as firing).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 from bascule.journal import LatencySketch, Window
 from bascule.model.scenario import (
+    AlertGuardrail,
     ErrorBudgetGuardrail,
     Guardrail,
     LatencyGuardrail,
@@ -63,6 +66,12 @@ class GuardrailMonitor:
     violations: int = 0
     _seconds: dict[float, _Second] = field(default_factory=dict)
     _failing_since: dict[str, float] = field(default_factory=dict)
+    _alerting_since: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def alert_guardrails(self) -> list[tuple[int, AlertGuardrail]]:
+        """The ``alert`` guardrails, with their index."""
+        return [(i, g) for i, g in enumerate(self.guardrails) if isinstance(g, AlertGuardrail)]
 
     @property
     def watched_probes(self) -> frozenset[str]:
@@ -92,6 +101,35 @@ class GuardrailMonitor:
                     _name(guardrail), f"probe {probe!r} failing for {ended - since:.1f} s{why}", ended
                 )
         return None
+
+    def observe_alerts(
+        self, index: int, started: float, ended: float, firing: tuple[str, ...], error: str | None
+    ) -> Trip | None:
+        """Take in one read of the source of the ``alert`` guardrail at ``index`` (run seconds):
+        the alerts of its own that fire, or why the source could not be read. A read where none
+        fires ends the streak; an unreadable one, with ``unreadable: ignore``, neither counts nor
+        ends it."""
+        guardrail = self.guardrails[index]
+        if not isinstance(guardrail, AlertGuardrail):
+            raise ValueError(f"guardrail {index} is not an alert guardrail")
+        if error is not None and guardrail.unreadable == "ignore":
+            return None
+        since = self._alerting_since.get(index)
+        if error is None and not firing:
+            if since is not None and started >= since:
+                del self._alerting_since[index]
+            return None
+        since = started if since is None else min(since, started)
+        self._alerting_since[index] = since
+        if ended - since < guardrail.for_ - 1e-9:
+            return None
+        lasting = f" for {ended - since:.1f} s" if guardrail.for_ > 0 else ""
+        if error is not None:
+            reason = f"the alert source {guardrail.url} cannot be read{lasting}: {error}"
+        else:
+            alerts = "alert" if len(firing) == 1 else "alerts"
+            reason = f"{alerts} firing{lasting}: {', '.join(firing)}"
+        return Trip(_name(guardrail), reason, ended)
 
     def observe(self, window: Window) -> Trip | None:
         """Take in one closed window (in time order, late windows of an earlier start included);

@@ -24,6 +24,7 @@ from bascule.model.headers import MissingVariableError, resolve_headers
 from bascule.model.probes import DataProbe, ProbeSpec, RagProbe
 from bascule.model.scenario import Scenario
 from bascule.plan import Plan
+from bascule.probes.alerts import AlertReading, AlertWatch
 from bascule.probes.base import Probe, ProbeContext, make_probes, passed
 from bascule.probes.data import DataReport
 from bascule.probes.runner import ProbeRunner, finish_probes
@@ -118,6 +119,9 @@ class Traffic:
         self._spans_not_journaled = 0
         self.outside: DependencyJoiner | None = None
         self.take_outside: Callable[[], Sequence[OutsideReach]] = list
+        self.alert_readings: queue.SimpleQueue[AlertReading] = queue.SimpleQueue()
+        self.alert_watch: AlertWatch | None = None
+        self._alert_state: dict[int, tuple[tuple[str, ...], str | None]] = {}
 
     # -- starting and stopping --
 
@@ -157,14 +161,23 @@ class Traffic:
         self.probes.start()
         self.journal.write("probes-started", probes=[p.name for p in self.continuous])
         self.display.status(f"probes running: {', '.join(p.name for p in self.continuous)}")
+        over = scenario.steady_state.over if scenario.steady_state else 0.0
+        duration = scenario.warm_up + 2 * over + built.run_length + scenario.settle + 10.0
+        if self.guardrails.alert_guardrails:
+            # Bounded by itself too: a run that never stops it still stops reading within minutes.
+            self.alert_watch = AlertWatch(
+                self.guardrails.alert_guardrails,
+                self.alert_readings.put,
+                deadline=since + duration + 300.0,
+            )
+            self.alert_watch.start()
+            self.journal.write("alerts-watched", sources=[g.url for _, g in self.guardrails.alert_guardrails])
         if scenario.load is None:
             return
         try:  # the load's processes read them themselves: here, only that they can
             resolve_headers(scenario.load.requests.headers, os.environ)
         except MissingVariableError as exc:
             raise ProbeError(f"load: {exc}") from exc
-        over = scenario.steady_state.over if scenario.steady_state else 0.0
-        duration = scenario.warm_up + 2 * over + built.run_length + scenario.settle + 10.0
         # Locust takes a few seconds to start: its clock starts a little ahead, within the warm-up.
         lead = min(3.0, scenario.warm_up)
         self.load = LoadGenerator.start(
@@ -202,6 +215,8 @@ class Traffic:
                 self.probes.stop()
         except Exception as exc:
             self.journal.write("error", message=f"stopping the probes: {exc}")
+        if self.alert_watch is not None:
+            self.alert_watch.stop(timeout=0.5 if hurry else 3.0)
 
     def drain_final(self) -> None:
         """The last samples and windows, then what the run's paths and sovereignty came to — on
@@ -330,8 +345,36 @@ class Traffic:
             self._trip(
                 self.guardrails.observe_violations(violations, time.monotonic() - (self.plan_start or 0))
             )
+        self._take_alerts()
         for window in self.aggregator.close_before(time.monotonic()):
             self._close_window(window)
+
+    def _take_alerts(self) -> None:
+        """The alert guardrails' readings: journaled when what they see changes, then judged."""
+        origin = self.plan_start or 0.0
+        for reading in _take(self.alert_readings):
+            index = reading.guardrail
+            state = (reading.firing, reading.error)
+            if self._alert_state.get(index) != state:
+                self._alert_state[index] = state
+                spec = self.guardrails.guardrails[index]
+                name = spec.name or "alert"
+                self.journal.write(
+                    "alerts",
+                    at=reading.started,
+                    guardrail=name,
+                    firing=list(reading.firing),
+                    error=reading.error,
+                )
+                if reading.firing:
+                    self.display.event(f"alert guardrail {name}: firing {', '.join(reading.firing)}")
+                elif reading.error is not None:
+                    self.display.event(f"alert guardrail {name}: cannot read its source: {reading.error}")
+            self._trip(
+                self.guardrails.observe_alerts(
+                    index, reading.started - origin, reading.ended - origin, reading.firing, reading.error
+                )
+            )
 
     def _with_spans(
         self,
