@@ -215,7 +215,8 @@ def test_a_firing_alert_in_prometheus_aborts_the_run(tmp_path: Path) -> None:
     assert seen and seen[0]["error"] is None
     # A scrape to see the value, up to an evaluation (1 s) to fire, then a read (10 Hz).
     assert broke, "the plan never started"
-    delay = trip["window_end"] - broke[0]
+    (plan,) = records(outcome, "plan-started")
+    delay = trip["window_end"] - plan["t"] - broke[0]  # run seconds, from the plan's start
     assert 0.0 <= delay <= SCRAPE + 1.0 + 2 * 0.1 + 0.5, (delay, trip)
     print(f"\nalert fired → guardrail tripped: {delay:.2f} s after the value broke")
 
@@ -255,7 +256,8 @@ def test_an_alert_prometheus_sends_to_alertmanager_aborts_the_run_unless_silence
         assert outcome.reason.startswith("guardrail alert: alert firing: SloBroken{"), outcome.reason
         assert 'severity="page"' in outcome.reason
         (trip,) = records(outcome, "guardrail-tripped")
-        delay = trip["window_end"] - broke[0]
+        (plan,) = records(outcome, "plan-started")
+        delay = trip["window_end"] - plan["t"] - broke[0]
         print(f"\nalert fired → sent to Alertmanager → guardrail tripped: {delay:.2f} s")
 
         # The alert still fires; silenced in Alertmanager, it no longer stops a run.

@@ -162,8 +162,10 @@ def test_a_broken_slo_in_prometheus_aborts_the_run_within_two_periods_and_a_scra
     assert outcome.reason.startswith("guardrail probe: probe 'slo' failing for")
     (trip,) = records(outcome, "guardrail-tripped")
     # From the exporter's change: a scrape for Prometheus to see it, then `for` (0.5 s) of failing
-    # samples at 10 Hz — within 2 probe periods; `window_end` counts from the plan's start.
+    # samples at 10 Hz — within 2 probe periods; `window_end` is in run seconds, like `t`.
     assert broke, "the plan never started"
-    delay = trip["window_end"] - broke[0]  # at most this; the poll's lag makes it up to 0.2 s less
+    (plan,) = records(outcome, "plan-started")
+    # At most this: the poll's lag makes it up to 0.2 s less.
+    delay = trip["window_end"] - plan["t"] - broke[0]
     assert 0.5 - 0.2 - 0.2 <= delay <= 0.5 + SCRAPE + 2 * 0.1, (delay, trip)
     print(f"\nSLO broken → guardrail tripped: {delay:.2f} s (for: 0.5 s, scrape every {SCRAPE} s)")

@@ -155,7 +155,8 @@ def test_a_promql_slo_on_the_stack_holds_when_healthy_and_aborts_the_run_when_it
     assert reason.startswith("guardrail probe: probe 'gateway-errors' failing for"), reason
     (applied,) = [r for r in journal if r["type"] == "fault-applied"]
     (trip,) = [r for r in journal if r["type"] == "guardrail-tripped"]
-    delay = trip["window_end"] - applied["actual"]
+    (plan,) = [r for r in journal if r["type"] == "plan-started"]
+    delay = trip["window_end"] - plan["t"] - applied["actual"]  # run seconds; `actual` is plan seconds
     # Errors reach Prometheus at its next scrape; the ratio over the window passes 5 % within a
     # scrape or two; then the guardrail's `for` of failing samples, to a probe period.
     bound = FOR + 2 * PERIOD + WINDOW + SCRAPE

@@ -40,7 +40,8 @@ class Trip:
     guardrail: str
     reason: str
     at: float
-    """Run seconds: the end of the window that tripped it."""
+    """Run seconds (from the journal's origin, as windows count them): the end of the window,
+    sample or read that tripped it."""
 
 
 @dataclass

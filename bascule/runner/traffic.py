@@ -319,7 +319,7 @@ class Traffic:
             paths.expire(time.monotonic())
         violations = 0
         watched = self.guardrails.watched_probes
-        origin = self.plan_start or 0.0
+        origin = self.journal.origin  # run seconds, as the windows count them
         for sample in batch:
             self.journal.sample(sample)
             if sample.source in watched:
@@ -343,7 +343,7 @@ class Traffic:
             if self.metrics is not None:
                 self.metrics.add_violations(violations)
             self._trip(
-                self.guardrails.observe_violations(violations, time.monotonic() - (self.plan_start or 0))
+                self.guardrails.observe_violations(violations, time.monotonic() - self.journal.origin)
             )
         self._take_alerts()
         for window in self.aggregator.close_before(time.monotonic()):
@@ -351,7 +351,7 @@ class Traffic:
 
     def _take_alerts(self) -> None:
         """The alert guardrails' readings: journaled when what they see changes, then judged."""
-        origin = self.plan_start or 0.0
+        origin = self.journal.origin  # run seconds, as the windows count them
         for reading in _take(self.alert_readings):
             index = reading.guardrail
             state = (reading.firing, reading.error)
