@@ -42,6 +42,8 @@ __all__ = [
     "Refuse",
     "RegionOutage",
     "ReplicationPause",
+    "Slicer",
+    "SlowClose",
     "StreamCut",
     "Throttle",
     "TokenRate",
@@ -320,6 +322,46 @@ class LimitData(Fault):
     reset: bool = False
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "connections closed (or reset) after N bytes"
+
+
+@register
+class Slicer(Fault):
+    """Answers (the bytes from the target to its callers) cut into small pieces of
+    ``average_size`` ± ``size_variation`` bytes, each sent ``delay`` after the one before
+    (toxiproxy's slicer). Clients that assume a message arrives in one read break; others see the
+    answer take pieces × delay longer."""
+
+    kind: Literal["slicer"] = "slicer"
+    average_size: Annotated[int, Field(ge=1)]
+    size_variation: Annotated[int, Field(ge=0)] = 0
+    delay: Duration = 0.0
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers in small pieces with delays between them"
+
+    @model_validator(mode="after")
+    def _variation_below_size(self) -> Slicer:
+        if self.size_variation >= self.average_size:
+            raise ValueError("size_variation must be below average_size")
+        return self
+
+
+@register
+class SlowClose(Fault):
+    """The target's close of a connection reaches its caller ``delay`` late (toxiproxy's
+    slow_close): the bytes pass at once, the end of stream waits. A client reading an answer to
+    its end of stream (no length, no chunking) waits; one reading a framed answer does not."""
+
+    kind: Literal["slow-close"] = "slow-close"
+    delay: Duration
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "connections closed late; answers read to their close wait"
+
+    @field_validator("delay")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("delay must be above 0")
+        return value
 
 
 class DnsAnswer(StrEnum):

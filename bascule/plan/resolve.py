@@ -330,6 +330,8 @@ _RESOLVERS: dict[type[Fault], Resolver] = {
     faults.Degrade: _on_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
+    faults.Slicer: _on_hops,
+    faults.SlowClose: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _partition,
     faults.ControlPlane: _control_plane,

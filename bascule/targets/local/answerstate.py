@@ -1,7 +1,8 @@
 """Proxy route states that act on what a hop answers, as plain immutable values: the faults on
 answers (`Ttft`, `StreamCut`, `TokenRate`, `Degrade`) and the transport faults on the same bytes
-(`Bandwidth`, `LimitData`). `proxy.shapers` carries each out; `faultstate` gathers them with the
-connection states and moves them as JSON through `dump_answer_state` / `parse_answer_state`."""
+(`Bandwidth`, `LimitData`, `Slicer`, `SlowClose`). `proxy.shapers` carries each out;
+`faultstate` gathers them with the connection states and moves them as JSON through
+`dump_answer_state` / `parse_answer_state`."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ __all__ = [
     "Degrade",
     "DegradeHow",
     "LimitData",
+    "Slicer",
+    "SlowClose",
     "StreamCut",
     "TokenRate",
     "Ttft",
@@ -157,11 +160,45 @@ class LimitData:
             raise ValueError(f"limit must be an integer >= 0, got {self.limit!r}")
 
 
-AnswerState = Ttft | StreamCut | TokenRate | Degrade | Bandwidth | LimitData
+@dataclass(frozen=True, slots=True)
+class Slicer:
+    """Bytes to the client cut into pieces of `average_size` ± `size_variation` bytes, each piece
+    `delay` seconds after the one before (toxiproxy's slicer)."""
+
+    average_size: int = 1
+    size_variation: int = 0
+    delay: float = 0.0
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.SLICER
+
+    def __post_init__(self) -> None:
+        if isinstance(self.average_size, bool) or self.average_size < 1:
+            raise ValueError(f"average_size must be an integer >= 1, got {self.average_size!r}")
+        if isinstance(self.size_variation, bool) or not 0 <= self.size_variation < self.average_size:
+            raise ValueError(
+                f"size_variation must be an integer >= 0 and below average_size, got {self.size_variation!r}"
+            )
+        check_non_negative("delay", self.delay)
+
+
+@dataclass(frozen=True, slots=True)
+class SlowClose:
+    """The upstream's close (its end of stream) reaches the client `delay` seconds late
+    (toxiproxy's slow_close); the bytes before it pass at once."""
+
+    delay: float = 0.0
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.SLOW_CLOSE
+
+    def __post_init__(self) -> None:
+        check_non_negative("delay", self.delay)
+
+
+AnswerState = Ttft | StreamCut | TokenRate | Degrade | Bandwidth | LimitData | Slicer | SlowClose
 """Any state that acts on answers or their bytes."""
 
 ANSWER_STATES: Final[dict[ProxyMode, type[AnswerState]]] = {
-    cls.mode: cls for cls in (Ttft, StreamCut, TokenRate, Degrade, Bandwidth, LimitData)
+    cls.mode: cls for cls in (Ttft, StreamCut, TokenRate, Degrade, Bandwidth, LimitData, Slicer, SlowClose)
 }
 ANSWER_MODES: Final = frozenset(ANSWER_STATES)
 
@@ -188,6 +225,14 @@ def dump_answer_state(state: AnswerState) -> dict[str, object]:
             return {"rate": state.rate}
         case LimitData():
             return {"limit": state.limit, "reset": state.reset}
+        case Slicer():
+            return {
+                "average_size": state.average_size,
+                "size_variation": state.size_variation,
+                "delay": state.delay,
+            }
+        case SlowClose():
+            return {"delay": state.delay}
 
 
 def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -> AnswerState:
@@ -220,4 +265,13 @@ def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -
             if not isinstance(reset, bool):
                 raise ValueError(f"reset must be true or false, got {reset!r}")
             return LimitData(limit=read_count(data, "limit") or 0, reset=reset, new_connections_only=nco)
+        case ProxyMode.SLICER:
+            return Slicer(
+                average_size=read_count(data, "average_size") or 0,
+                size_variation=read_count(data, "size_variation") or 0,
+                delay=read_number(data, "delay", 0.0),
+                new_connections_only=nco,
+            )
+        case ProxyMode.SLOW_CLOSE:
+            return SlowClose(delay=read_number(data, "delay", 0.0), new_connections_only=nco)
     raise ValueError(f"{mode.value!r} is not a state on answers")

@@ -13,8 +13,9 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
-- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data: that state on the route of each
-  hop — the route then reads the answers it relays (`proxy.answers`);
+- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data, slicer, slow-close: that state on
+  the route of each hop — the route then reads the answers it relays (`proxy.answers`,
+  `proxy.transport`);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -243,7 +244,7 @@ class _Parts:
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
                     "http-error, throttle, ttft, stream-cut, token-rate, degrade, bandwidth, "
-                    "limit-data, an outage of its region)"
+                    "limit-data, slicer, slow-close, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -265,6 +266,8 @@ _HopFault = (
     | faults.Degrade
     | faults.Bandwidth
     | faults.LimitData
+    | faults.Slicer
+    | faults.SlowClose
 )
 
 
@@ -298,6 +301,12 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.Bandwidth(rate=fault.rate)
         case faults.LimitData():
             return fs.LimitData(limit=fault.limit, reset=fault.reset)
+        case faults.Slicer():
+            return fs.Slicer(
+                average_size=fault.average_size, size_variation=fault.size_variation, delay=fault.delay
+            )
+        case faults.SlowClose():
+            return fs.SlowClose(delay=fault.delay)
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -419,6 +428,8 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.Degrade: _on_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
+    faults.Slicer: _on_hops,
+    faults.SlowClose: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _cut,
     faults.ReplicationPause: _cut,

@@ -35,6 +35,8 @@ from bascule.targets.local.answerstate import (
     Degrade,
     DegradeHow,
     LimitData,
+    Slicer,
+    SlowClose,
     StreamCut,
     TokenRate,
     Ttft,
@@ -71,6 +73,8 @@ __all__ = [
     "ProxyFault",
     "ProxyMode",
     "Refuse",
+    "Slicer",
+    "SlowClose",
     "StreamCut",
     "Throttle",
     "TokenRate",
@@ -261,7 +265,16 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
                 "ratio": state.ratio,
                 "content_type": state.content_type,
             }
-        case Ttft() | StreamCut() | TokenRate() | Degrade() | Bandwidth() | LimitData():
+        case (
+            Ttft()
+            | StreamCut()
+            | TokenRate()
+            | Degrade()
+            | Bandwidth()
+            | LimitData()
+            | Slicer()
+            | SlowClose()
+        ):
             data |= dump_answer_state(state)
         case _:
             pass

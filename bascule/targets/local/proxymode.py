@@ -42,6 +42,8 @@ class ProxyMode(Enum):
     DEGRADE = "degrade"
     BANDWIDTH = "bandwidth"
     LIMIT_DATA = "limit_data"
+    SLICER = "slicer"
+    SLOW_CLOSE = "slow_close"
 
 
 def check_non_negative(what: str, value: float) -> None:

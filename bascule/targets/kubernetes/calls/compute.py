@@ -41,6 +41,8 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.Degrade: answers.degrade,
     faults.Bandwidth: hops.bandwidth,
     faults.LimitData: answers.limit_data,
+    faults.Slicer: answers.slicer,
+    faults.SlowClose: answers.slow_close,
 }
 
 

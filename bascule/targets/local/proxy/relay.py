@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Final, cast
 
 from bascule.journal.hops import RouteHop
+from bascule.targets.local.answerstate import ANSWER_MODES
 from bascule.targets.local.faultstate import (
     HttpError,
     Latency,
@@ -46,17 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientSide"]
 
 _RST_LINGER: Final = struct.pack("ii", 1, 0)
-# The faults on answers (`answers`): their responses go through a `Shaper`, never the fast path.
-_SHAPING: Final = frozenset(
-    {
-        ProxyMode.TTFT,
-        ProxyMode.STREAM_CUT,
-        ProxyMode.TOKEN_RATE,
-        ProxyMode.DEGRADE,
-        ProxyMode.BANDWIDTH,
-        ProxyMode.LIMIT_DATA,
-    }
-)
+# The faults on answers and their bytes: their responses go through a `Shaper`, never the fast path.
+_SHAPING: Final = ANSWER_MODES
 _FORWARDING: Final = (
     frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE}) | _SHAPING
 )

@@ -10,6 +10,8 @@ from bascule.targets.local.faultstate import (
     Degrade,
     LimitData,
     ProxyFault,
+    Slicer,
+    SlowClose,
     StreamCut,
     TokenRate,
     Ttft,
@@ -22,7 +24,12 @@ from bascule.targets.local.proxy.answers import (
     TokenShaper,
     TtftShaper,
 )
-from bascule.targets.local.proxy.transport import BandwidthShaper, LimitShaper
+from bascule.targets.local.proxy.transport import (
+    BandwidthShaper,
+    LimitShaper,
+    SlicerShaper,
+    SlowCloseShaper,
+)
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
@@ -36,6 +43,8 @@ _SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
     Degrade: DegradeShaper,
     Bandwidth: BandwidthShaper,
     LimitData: LimitShaper,
+    Slicer: SlicerShaper,
+    SlowClose: SlowCloseShaper,
 }
 
 
