@@ -36,6 +36,7 @@ __all__ = [
     "Latency",
     "LatencyPer",
     "LimitData",
+    "ModelSwap",
     "OutageMode",
     "Partition",
     "ProviderOutage",
@@ -45,6 +46,7 @@ __all__ = [
     "Slicer",
     "SlowClose",
     "StreamCut",
+    "SwapAnswers",
     "Throttle",
     "TokenRate",
     "Ttft",
@@ -299,6 +301,31 @@ class Degrade(Fault):
     how: DegradeHow = DegradeHow.CORRUPT
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "status 200, wrong answers at a ratio"
+
+
+class SwapAnswers(StrEnum):
+    """What a swapped model's answers become (see `ModelSwap`)."""
+
+    SHORTER = "shorter"
+    UNCITED = "uncited"
+    UNCHANGED = "unchanged"
+
+
+@register
+class ModelSwap(Fault):
+    """A region serving a smaller model than the design says, on any OpenAI- or Mistral-style chat
+    hop: every ``model`` field of the target's 2xx answers (JSON, or each event of a stream) reads
+    ``to``, and a ``ratio`` of the answers is changed as a smaller model's would fail, per
+    ``answers``: ``shorter`` — only its first sentence (and the citations right after it) is kept,
+    so facts of later sentences are lost; ``uncited`` — its ``[doc:ID]`` citations are removed;
+    ``unchanged`` — only the ``model`` fields change. Status stays 200."""
+
+    kind: Literal["model-swap"] = "model-swap"
+    to: Annotated[str, Field(min_length=1)]
+    answers: SwapAnswers = SwapAnswers.SHORTER
+    ratio: Ratio = 1.0
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers labelled with a smaller model, shorter or uncited"
 
 
 @register

@@ -328,6 +328,7 @@ _RESOLVERS: dict[type[Fault], Resolver] = {
     faults.StreamCut: _on_hops,
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
+    faults.ModelSwap: _on_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
     faults.Slicer: _on_hops,

@@ -1,5 +1,5 @@
 """Proxy route states that act on what a hop answers, as plain immutable values: the faults on
-answers (`Ttft`, `StreamCut`, `TokenRate`, `Degrade`) and the transport faults on the same bytes
+answers (`Ttft`, `StreamCut`, `TokenRate`, `Degrade`, `ModelSwap`) and the transport faults on the same bytes
 (`Bandwidth`, `LimitData`, `Slicer`, `SlowClose`). `proxy.shapers` carries each out;
 `faultstate` gathers them with the connection states and moves them as JSON through
 `dump_answer_state` / `parse_answer_state`."""
@@ -31,9 +31,11 @@ __all__ = [
     "Degrade",
     "DegradeHow",
     "LimitData",
+    "ModelSwap",
     "Slicer",
     "SlowClose",
     "StreamCut",
+    "SwapAnswers",
     "TokenRate",
     "Ttft",
     "dump_answer_state",
@@ -194,11 +196,40 @@ class SlowClose:
         check_non_negative("delay", self.delay)
 
 
-AnswerState = Ttft | StreamCut | TokenRate | Degrade | Bandwidth | LimitData | Slicer | SlowClose
+class SwapAnswers(Enum):
+    """What `ModelSwap` makes of an answer's text, standing in for a smaller model's."""
+
+    SHORTER = "shorter"
+    """Its first sentence only (with the citations right after it): facts of later sentences lost."""
+    UNCITED = "uncited"
+    """Every ``[doc:ID]`` citation marker removed: the instructions to cite not followed."""
+    UNCHANGED = "unchanged"
+    """The text untouched: only the ``model`` fields say what served it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwap:
+    """2xx chat answers (JSON, or event streams event by event) relabelled: every ``model`` field
+    becomes `to`; a `ratio` of them has its text changed as `answers` says."""
+
+    to: str = "small"
+    answers: SwapAnswers = SwapAnswers.SHORTER
+    ratio: float = 1.0
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.MODEL_SWAP
+
+    def __post_init__(self) -> None:
+        if not self.to.strip():
+            raise ValueError(f"to must name a model, got {self.to!r}")
+        check_ratio(self.ratio)
+
+
+AnswerState = Ttft | StreamCut | TokenRate | Degrade | Bandwidth | LimitData | Slicer | SlowClose | ModelSwap
 """Any state that acts on answers or their bytes."""
 
 ANSWER_STATES: Final[dict[ProxyMode, type[AnswerState]]] = {
-    cls.mode: cls for cls in (Ttft, StreamCut, TokenRate, Degrade, Bandwidth, LimitData, Slicer, SlowClose)
+    cls.mode: cls
+    for cls in (Ttft, StreamCut, TokenRate, Degrade, Bandwidth, LimitData, Slicer, SlowClose, ModelSwap)
 }
 ANSWER_MODES: Final = frozenset(ANSWER_STATES)
 
@@ -233,6 +264,8 @@ def dump_answer_state(state: AnswerState) -> dict[str, object]:
             }
         case SlowClose():
             return {"delay": state.delay}
+        case ModelSwap():
+            return {"to": state.to, "answers": state.answers.value, "ratio": state.ratio}
 
 
 def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -> AnswerState:
@@ -274,4 +307,14 @@ def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -
             )
         case ProxyMode.SLOW_CLOSE:
             return SlowClose(delay=read_number(data, "delay", 0.0), new_connections_only=nco)
+        case ProxyMode.MODEL_SWAP:
+            to = data.get("to")
+            if not isinstance(to, str):
+                raise ValueError(f"to must be a string, got {to!r}")
+            return ModelSwap(
+                to=to,
+                answers=read_choice(SwapAnswers, data.get("answers", SwapAnswers.SHORTER.value), "answers"),
+                ratio=read_number(data, "ratio", 1.0),
+                new_connections_only=nco,
+            )
     raise ValueError(f"{mode.value!r} is not a state on answers")

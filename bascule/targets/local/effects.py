@@ -13,9 +13,9 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
-- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data, slicer, slow-close: that state on
-  the route of each hop — the route then reads the answers it relays (`proxy.answers`,
-  `proxy.transport`);
+- ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, limit-data, slicer, slow-close:
+  that state on the route of each hop — the route then reads the answers it relays
+  (`proxy.answers`, `proxy.modelswap`, `proxy.transport`);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -243,7 +243,7 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, bandwidth, "
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, "
                     "limit-data, slicer, slow-close, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
@@ -264,6 +264,7 @@ _HopFault = (
     | faults.StreamCut
     | faults.TokenRate
     | faults.Degrade
+    | faults.ModelSwap
     | faults.Bandwidth
     | faults.LimitData
     | faults.Slicer
@@ -297,6 +298,8 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
         case faults.Degrade():
             return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
+        case faults.ModelSwap():
+            return fs.ModelSwap(to=fault.to, answers=fs.SwapAnswers(fault.answers.value), ratio=fault.ratio)
         case faults.Bandwidth():
             return fs.Bandwidth(rate=fault.rate)
         case faults.LimitData():
@@ -426,6 +429,7 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.StreamCut: _on_hops,
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
+    faults.ModelSwap: _on_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
     faults.Slicer: _on_hops,

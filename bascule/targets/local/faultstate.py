@@ -35,9 +35,11 @@ from bascule.targets.local.answerstate import (
     Degrade,
     DegradeHow,
     LimitData,
+    ModelSwap,
     Slicer,
     SlowClose,
     StreamCut,
+    SwapAnswers,
     TokenRate,
     Ttft,
     dump_answer_state,
@@ -69,6 +71,7 @@ __all__ = [
     "Latency",
     "LatencyPer",
     "LimitData",
+    "ModelSwap",
     "Pass",
     "ProxyFault",
     "ProxyMode",
@@ -76,6 +79,7 @@ __all__ = [
     "Slicer",
     "SlowClose",
     "StreamCut",
+    "SwapAnswers",
     "Throttle",
     "TokenRate",
     "Ttft",
@@ -265,19 +269,10 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
                 "ratio": state.ratio,
                 "content_type": state.content_type,
             }
-        case (
-            Ttft()
-            | StreamCut()
-            | TokenRate()
-            | Degrade()
-            | Bandwidth()
-            | LimitData()
-            | Slicer()
-            | SlowClose()
-        ):
-            data |= dump_answer_state(state)
-        case _:
+        case Pass() | Blackhole() | Hang():
             pass
+        case _:
+            data |= dump_answer_state(state)
     return data
 
 

@@ -44,6 +44,7 @@ class ProxyMode(Enum):
     LIMIT_DATA = "limit_data"
     SLICER = "slicer"
     SLOW_CLOSE = "slow_close"
+    MODEL_SWAP = "model_swap"
 
 
 def check_non_negative(what: str, value: float) -> None:

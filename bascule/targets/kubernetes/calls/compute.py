@@ -39,6 +39,7 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.StreamCut: answers.stream_cut,
     faults.TokenRate: answers.token_rate,
     faults.Degrade: answers.degrade,
+    faults.ModelSwap: answers.model_swap,
     faults.Bandwidth: hops.bandwidth,
     faults.LimitData: answers.limit_data,
     faults.Slicer: answers.slicer,

@@ -1,5 +1,5 @@
-"""Which shaper carries out which fault state on a connection: the faults on answers (`answers`)
-and the transport faults on their bytes (`transport`)."""
+"""Which shaper carries out which fault state on a connection: the faults on answers (`answers`,
+`modelswap`) and the transport faults on their bytes (`transport`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bascule.targets.local.faultstate import (
     Bandwidth,
     Degrade,
     LimitData,
+    ModelSwap,
     ProxyFault,
     Slicer,
     SlowClose,
@@ -24,6 +25,7 @@ from bascule.targets.local.proxy.answers import (
     TokenShaper,
     TtftShaper,
 )
+from bascule.targets.local.proxy.modelswap import ModelSwapShaper
 from bascule.targets.local.proxy.transport import (
     BandwidthShaper,
     LimitShaper,
@@ -41,6 +43,7 @@ _SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
     StreamCut: CutShaper,
     TokenRate: TokenShaper,
     Degrade: DegradeShaper,
+    ModelSwap: ModelSwapShaper,
     Bandwidth: BandwidthShaper,
     LimitData: LimitShaper,
     Slicer: SlicerShaper,
