@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from bascule.targets.local.faultstate import ModelSwap, SwapAnswers
 from bascule.targets.local.proxy.answers import Client, Shaper
+from bascule.targets.local.proxy.jsonanswers import JsonShaper, dumps
 from bascule.targets.local.proxy.responses import Framing, ResponseHead
 
 if TYPE_CHECKING:
@@ -81,18 +82,13 @@ def _rewrite(value: object, to: str, change: Callable[[str], str] | None) -> obj
     return value
 
 
-def _dumps(document: object) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class ModelSwapShaper(Shaper):
+class ModelSwapShaper(JsonShaper):
     """Relabels 2xx JSON answers (read whole) and event streams (event by event) with the swapped
     model, and changes a ratio of their texts."""
 
     def __init__(self, state: ModelSwap, client: Client, route: Route, *, synced: bool) -> None:
         super().__init__(state, client, route, synced=synced)
         self.swap = state
-        self.body: bytearray | None = None
         self.events: bytes | None = None
         """The bytes of an event not yet whole, while a stream is relabelled."""
         self.change: Callable[[str], str] | None = None
@@ -109,18 +105,18 @@ class ModelSwapShaper(Shaper):
 
     def on_head(self, head: ResponseHead) -> None:
         self.events = None
-        self.body = None
-        ok = 200 <= head.status < 300 and head.framing is not Framing.NONE
-        if ok and head.content_type == b"text/event-stream" and head.framing is not Framing.LENGTH:
+        super().on_head(head)
+
+    def on_other_head(self, head: ResponseHead) -> None:
+        ok = 200 <= head.status < 300 and head.framing in (Framing.CHUNKED, Framing.CLOSE)
+        if ok and head.content_type == b"text/event-stream":
             self.events = b""
             self.change = self.changer(stream=True)
-            self.emit(self.relabelled(head))
-        elif ok and head.content_type == b"application/json":
-            self.body = bytearray()  # the head waits: its Content-Length may change
+            self.emit(self.rendered(head, None))
         else:
-            super().on_head(head)
+            super().on_other_head(head)
 
-    def relabelled(self, head: ResponseHead, length: int | None = None) -> bytes:
+    def rendered(self, head: ResponseHead, length: int | None) -> bytes:
         drop = {_MODEL_HEADER} if head.header(_MODEL_HEADER) is not None else set()
         add = [("x-bascule-model", self.swap.to)] if drop else []
         if length is not None:
@@ -129,48 +125,30 @@ class ModelSwapShaper(Shaper):
         return head.render(drop=frozenset(drop), add=tuple(add))
 
     def on_body(self, payload: bytes) -> None:
-        if self.events is not None:
-            data = self.events + payload
-            whole = 0
-            for found in _EVENT_END.finditer(data):
-                whole = found.end()
-            super().on_body(self.stream_events(data[:whole]))
-            self.events = data[whole:]
-        elif self.body is not None:
-            self.body += payload
-        else:
+        if self.events is None:
             super().on_body(payload)
+            return
+        data = self.events + payload
+        whole = 0
+        for found in _EVENT_END.finditer(data):
+            whole = found.end()
+        Shaper.on_body(self, self.stream_events(data[:whole]))
+        self.events = data[whole:]
 
     def on_end(self) -> None:
-        head = self.head
         if self.events is not None:
-            super().on_body(self.stream_events(self.events))
+            Shaper.on_body(self, self.stream_events(self.events))
             self.events = None
-        if self.body is None or head is None:
-            super().on_end()
-            return
-        body = self.answer(bytes(self.body))
-        self.body = None
-        self.emit(self.relabelled(head, len(body) if head.framing is Framing.LENGTH else None))
-        super().on_body(body)
         super().on_end()
 
     def flush(self) -> None:
         if self.events:
-            super().on_body(self.events)
+            Shaper.on_body(self, self.events)
         self.events = None
-        if self.body is not None and self.head is not None:
-            # Mid-answer when the fault ends: the answer goes out as it came.
-            self.emit(self.head.render())
-            super().on_body(bytes(self.body))
-            self.body = None
+        super().flush()
 
-    def answer(self, body: bytes) -> bytes:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return body
-        return _dumps(_rewrite(document, self.swap.to, self.changer(stream=False)))
+    def rewrite(self, document: object) -> object | None:
+        return _rewrite(document, self.swap.to, self.changer(stream=False))
 
     def stream_events(self, data: bytes) -> bytes:
         lines = data.split(b"\n")
@@ -181,5 +159,5 @@ class ModelSwapShaper(Shaper):
                 document = json.loads(line[5:])
             except ValueError:
                 continue  # data: [DONE], or not JSON
-            lines[i] = b"data: " + _dumps(_rewrite(document, self.swap.to, self.change))
+            lines[i] = b"data: " + dumps(_rewrite(document, self.swap.to, self.change))
         return b"\n".join(lines)
