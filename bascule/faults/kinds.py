@@ -38,6 +38,7 @@ __all__ = [
     "LimitData",
     "ModelSwap",
     "OutageMode",
+    "PartialIndex",
     "Partition",
     "ProviderOutage",
     "Refuse",
@@ -326,6 +327,20 @@ class ModelSwap(Fault):
     ratio: Ratio = 1.0
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "answers labelled with a smaller model, shorter or uncited"
+
+
+@register
+class PartialIndex(Fault):
+    """A ``ratio`` of the documents missing from the target's index: removed from every search
+    answer it gives (a JSON list of results, each naming its document — see docs/faults.md), the
+    same documents every time (a stable hash of their id, ``salt`` mixed in). Status stays 200;
+    answers that needed a missing document are answered from the others, or not at all."""
+
+    kind: Literal["partial-index"] = "partial-index"
+    ratio: Ratio
+    salt: str = ""
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
+    client_sees: ClassVar[str] = "search answers without a share of the documents, status 200"
 
 
 @register

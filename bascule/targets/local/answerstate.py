@@ -32,6 +32,7 @@ __all__ = [
     "DegradeHow",
     "LimitData",
     "ModelSwap",
+    "PartialIndex",
     "Slicer",
     "SlowClose",
     "StreamCut",
@@ -224,12 +225,48 @@ class ModelSwap:
         check_ratio(self.ratio)
 
 
-AnswerState = Ttft | StreamCut | TokenRate | Degrade | Bandwidth | LimitData | Slicer | SlowClose | ModelSwap
+@dataclass(frozen=True, slots=True)
+class PartialIndex:
+    """The documents whose id hashes below `ratio` (a stable hash, `salt` mixed in) are removed
+    from the route's 2xx JSON search answers: the same share missing from every answer."""
+
+    ratio: float = 0.5
+    salt: str = ""
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.PARTIAL_INDEX
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio)
+
+
+AnswerState = (
+    Ttft
+    | StreamCut
+    | TokenRate
+    | Degrade
+    | Bandwidth
+    | LimitData
+    | Slicer
+    | SlowClose
+    | ModelSwap
+    | PartialIndex
+)
 """Any state that acts on answers or their bytes."""
 
 ANSWER_STATES: Final[dict[ProxyMode, type[AnswerState]]] = {
     cls.mode: cls
-    for cls in (Ttft, StreamCut, TokenRate, Degrade, Bandwidth, LimitData, Slicer, SlowClose, ModelSwap)
+    for cls in (
+        Ttft,
+        StreamCut,
+        TokenRate,
+        Degrade,
+        Bandwidth,
+        LimitData,
+        Slicer,
+        SlowClose,
+        ModelSwap,
+        PartialIndex,
+    )
 }
 ANSWER_MODES: Final = frozenset(ANSWER_STATES)
 
@@ -266,6 +303,8 @@ def dump_answer_state(state: AnswerState) -> dict[str, object]:
             return {"delay": state.delay}
         case ModelSwap():
             return {"to": state.to, "answers": state.answers.value, "ratio": state.ratio}
+        case PartialIndex():
+            return {"ratio": state.ratio, "salt": state.salt}
 
 
 def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -> AnswerState:
@@ -317,4 +356,9 @@ def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -
                 ratio=read_number(data, "ratio", 1.0),
                 new_connections_only=nco,
             )
+        case ProxyMode.PARTIAL_INDEX:
+            salt = data.get("salt", "")
+            if not isinstance(salt, str):
+                raise ValueError(f"salt must be a string, got {salt!r}")
+            return PartialIndex(ratio=read_number(data, "ratio", 0.5), salt=salt, new_connections_only=nco)
     raise ValueError(f"{mode.value!r} is not a state on answers")

@@ -16,6 +16,8 @@ never silently ignored.
 - ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, limit-data, slicer, slow-close:
   that state on the route of each hop — the route then reads the answers it relays
   (`proxy.answers`, `proxy.modelswap`, `proxy.transport`);
+- partial-index: that state on the route of each hop, once no hop leads to a component whose
+  answers are not search answers (a gateway, llm or identity service of the reference stack);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -243,8 +245,8 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, "
-                    "limit-data, slicer, slow-close, an outage of its region)"
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, model-swap, partial-index, "
+                    "bandwidth, limit-data, slicer, slow-close, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -265,6 +267,7 @@ _HopFault = (
     | faults.TokenRate
     | faults.Degrade
     | faults.ModelSwap
+    | faults.PartialIndex
     | faults.Bandwidth
     | faults.LimitData
     | faults.Slicer
@@ -300,6 +303,8 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
         case faults.ModelSwap():
             return fs.ModelSwap(to=fault.to, answers=fs.SwapAnswers(fault.answers.value), ratio=fault.ratio)
+        case faults.PartialIndex():
+            return fs.PartialIndex(ratio=fault.ratio, salt=fault.salt)
         case faults.Bandwidth():
             return fs.Bandwidth(rate=fault.rate)
         case faults.LimitData():
@@ -338,6 +343,27 @@ def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, _HopFault)
     state = _hop_state(fault)
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
+
+
+_NOT_SEARCHING: Final = frozenset({ProcessKind.GATEWAY, ProcessKind.LLM, ProcessKind.IDENTITY})
+
+
+def _on_search_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    wrong = sorted(
+        {
+            f"{hop.target} ({spec.kind.value})"
+            for hop in touch.hops
+            for spec in parts.layout.replicas_of(hop.target)[:1]
+            if spec.kind in _NOT_SEARCHING
+        }
+    )
+    if wrong:
+        raise FaultError(
+            f"{fault.kind}: {', '.join(wrong)} gives no search answers (a JSON list of results naming "
+            "their documents): target the retriever or the store, or a service of your own that "
+            "searches (docs/faults.md)"
+        )
+    return _on_hops(fault, touch, parts)
 
 
 def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -430,6 +456,7 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
     faults.ModelSwap: _on_hops,
+    faults.PartialIndex: _on_search_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
     faults.Slicer: _on_hops,

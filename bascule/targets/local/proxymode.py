@@ -45,6 +45,7 @@ class ProxyMode(Enum):
     SLICER = "slicer"
     SLOW_CLOSE = "slow_close"
     MODEL_SWAP = "model_swap"
+    PARTIAL_INDEX = "partial_index"
 
 
 def check_non_negative(what: str, value: float) -> None:

@@ -1,5 +1,5 @@
-"""The faults on answers — ttft, stream-cut, token-rate, degrade, model-swap, limit-data, slicer,
-slow-close —
+"""The faults on answers — ttft, stream-cut, token-rate, degrade, model-swap, partial-index,
+limit-data, slicer, slow-close —
 refused on
 Kubernetes, each with why: Chaos Mesh acts on packets (NetworkChaos) and on whole HTTP requests and
 responses (HTTPChaos: abort, delay, replace, patch of every matching one), never inside an answer's
@@ -14,7 +14,17 @@ from bascule.plan.model import Touch
 from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.model import RefusalRule
 
-__all__ = ["degrade", "limit_data", "model_swap", "slicer", "slow_close", "stream_cut", "token_rate", "ttft"]
+__all__ = [
+    "degrade",
+    "limit_data",
+    "model_swap",
+    "partial_index",
+    "slicer",
+    "slow_close",
+    "stream_cut",
+    "token_rate",
+    "ttft",
+]
 
 
 def _refused(why: str) -> Callable[[Builder, Fault, Touch], None]:
@@ -59,4 +69,8 @@ model_swap = _refused(
     "model-swap relabels every answer's model and shortens or uncites a share of their texts: "
     "HTTPChaos's JSON merge patch could set a non-streamed answer's 'model' field, but not change "
     "each answer's own text, a ratio of them, nor the events of a stream"
+)
+partial_index = _refused(
+    "partial-index removes a share of the documents from each search answer: HTTPChaos replaces "
+    "or merge-patches whole bodies alike, and cannot drop some items of a list by their ids"
 )

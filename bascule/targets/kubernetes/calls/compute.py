@@ -40,6 +40,7 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.TokenRate: answers.token_rate,
     faults.Degrade: answers.degrade,
     faults.ModelSwap: answers.model_swap,
+    faults.PartialIndex: answers.partial_index,
     faults.Bandwidth: hops.bandwidth,
     faults.LimitData: answers.limit_data,
     faults.Slicer: answers.slicer,

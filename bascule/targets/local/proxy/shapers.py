@@ -1,5 +1,5 @@
 """Which shaper carries out which fault state on a connection: the faults on answers (`answers`,
-`modelswap`) and the transport faults on their bytes (`transport`)."""
+`modelswap`, `retrieval`) and the transport faults on their bytes (`transport`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from bascule.targets.local.faultstate import (
     Degrade,
     LimitData,
     ModelSwap,
+    PartialIndex,
     ProxyFault,
     Slicer,
     SlowClose,
@@ -26,6 +27,7 @@ from bascule.targets.local.proxy.answers import (
     TtftShaper,
 )
 from bascule.targets.local.proxy.modelswap import ModelSwapShaper
+from bascule.targets.local.proxy.retrieval import PartialIndexShaper
 from bascule.targets.local.proxy.transport import (
     BandwidthShaper,
     LimitShaper,
@@ -44,6 +46,7 @@ _SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
     TokenRate: TokenShaper,
     Degrade: DegradeShaper,
     ModelSwap: ModelSwapShaper,
+    PartialIndex: PartialIndexShaper,
     Bandwidth: BandwidthShaper,
     LimitData: LimitShaper,
     Slicer: SlicerShaper,
