@@ -1,7 +1,8 @@
-"""`partial-index`: documents missing from a region's search answers, as httpx sees them through a
-fault-plane route in front of the reference store (called directly, and by the reference
-retriever); which answers are understood; the kind as data, the plan-time refusal of hops that give
-no search answers, and Kubernetes' refusal."""
+"""Retrieval faults — `partial-index` (documents missing from a region's search answers) and
+`embedding-mismatch` (its query vectors from another model) — as httpx and the `mistralai` client
+see them through a fault-plane route in front of the reference store (called directly, and by the
+reference retriever) and llm (its embeddings); which answers are understood; the kinds as data,
+the plan-time refusal of hops that carry no search, and Kubernetes' refusal."""
 
 from __future__ import annotations
 
@@ -13,23 +14,28 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from kube_world import TARGET, mapping, touch_of
 from local_helpers import ROOT, phase
+from mistralai.client import Mistral
 
 from bascule.errors import FaultError
-from bascule.faults import PartialIndex
+from bascule.faults import EmbeddingMismatch, PartialIndex
 from bascule.model.loading import read_design
 from bascule.model.selector import Selector
 from bascule.stack import store
 from bascule.stack.embedding import embed
 from bascule.stack.layout import layout
+from bascule.stack.llm import LlmConfig
 from bascule.targets.kubernetes.calls import ClusterFacts, RefusalRule, compute_calls
 from bascule.targets.kubernetes.resources import CHAOS_KINDS
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.effects import RouteFault, compute_effects
 from bascule.targets.local.proxy import FaultPlane, Upstream
+from bascule.targets.local.proxy.embeddings import remap
 from bascule.targets.local.proxy.retrieval import drop_missing, missing
+from tests.test_llm import serve as serve_llm
 from tests.test_retriever import serve_app, serve_retriever
 
 STORE = Selector(component="store", region="aws/us-east-1")
@@ -96,7 +102,7 @@ def test_the_kind_as_data() -> None:
     assert fs.parse_proxy_fault(fs.dump_proxy_fault(state)) == state
     llm = Selector(component="llm", region="aws/us-east-1")
     _, on_llm = phase(design, fault, llm)
-    with pytest.raises(FaultError, match="gives no search answers"):
+    with pytest.raises(FaultError, match="carries no search answers"):
         compute_effects(fault, on_llm, layout(design))
     plan = compute_calls(fault, touch_of(fault, STORE), mapping(TARGET), FACTS, run_id="r", key="p0")
     assert plan.refusal is not None and plan.refusal.rule is RefusalRule.UNSUPPORTED
@@ -128,6 +134,69 @@ def test_the_reference_retriever_passes_on_what_is_left(plane: FaultPlane, route
     assert [p["doc_id"] for p in after] == [p["doc_id"] for p in before if not missing(p["doc_id"], 0.5)]
 
 
+def test_another_models_vectors_keep_their_geometry_but_not_the_index() -> None:
+    a, b = embed("helical anchors screwed 18 m deep"), embed("anchors of the floats")
+    ma, mb = np.array(remap(a.tolist(), "m")), np.array(remap(b.tolist(), "m"))
+    assert np.isclose(np.linalg.norm(ma), np.linalg.norm(a)) and np.isclose(ma @ mb, a @ b)
+    assert abs(ma @ b) < 0.5 * abs(a @ b), "no longer near the unmapped vectors"
+    assert remap(a.tolist(), "m") == remap(a.tolist(), "m") != remap(a.tolist(), "n")
+
+
+def test_the_mismatch_as_data() -> None:
+    design = read_design(ROOT / "designs" / "active-passive-sovereign.yaml")
+    fault = EmbeddingMismatch(model="e5")
+    _, touch = phase(design, fault, STORE)
+    effects = compute_effects(fault, touch, layout(design))
+    assert effects and all(
+        isinstance(e, RouteFault) and e.state == fs.EmbeddingMismatch("e5") for e in effects
+    )
+    state = fs.EmbeddingMismatch(model="e5")
+    assert fs.parse_proxy_fault(fs.dump_proxy_fault(state)) == state
+    _, on_llm = phase(design, fault, Selector(component="llm", region="aws/us-east-1"))
+    assert compute_effects(fault, on_llm, layout(design)), "the llm serves embeddings"
+    _, on_gateway = phase(design, fault, Selector(component="gateway", region="aws/us-east-1"))
+    with pytest.raises(FaultError, match="carries no query vectors nor embeddings"):
+        compute_effects(fault, on_gateway, layout(design))
+    plan = compute_calls(fault, touch_of(fault, STORE), mapping(TARGET), FACTS, run_id="r", key="p0")
+    assert plan.refusal is not None and plan.refusal.rule is RefusalRule.UNSUPPORTED
+
+
+def test_httpx_searches_with_another_models_query(plane: FaultPlane, route: str) -> None:
+    search = {"vector": embed(QUESTION).tolist(), "k": 5, "max_class": "confidential"}
+    with httpx.Client(timeout=10.0) as client:
+        before = client.post(f"{route}/v1/search", json=search).json()["results"]
+        plane.set_fault("r", fs.EmbeddingMismatch(model="other-embed"))
+        after = client.post(f"{route}/v1/search", json=search)
+        wrote = client.post(
+            f"{route}/v1/documents",
+            json={"text": "no vector here", "data_class": "public", "tags": ["synthetic"]},
+        )
+    found = [r["id"] for r in after.json()["results"]]
+    assert after.status_code == 200 and found != [r["id"] for r in before] and found[:1] != [before[0]["id"]]
+    assert wrote.status_code == 200, "requests without a query vector pass"
+    with serve_retriever(route) as url:
+        passages = httpx.post(
+            f"{url}/v1/retrieve", json={"question": QUESTION, "data_class": "confidential"}, timeout=10
+        ).json()["passages"]
+    assert [p["doc_id"] for p in passages][:1] != [before[0]["id"]]
+
+
+def test_embeddings_answers_seen_by_httpx_and_the_mistral_client(plane: FaultPlane) -> None:
+    with serve_llm(LlmConfig()) as llm:
+        port = urlsplit(llm).port
+        assert port is not None
+        url = f"http://127.0.0.1:{plane.add_route('e', Upstream('127.0.0.1', port))}"
+        body = {"model": "mistral-embed", "input": ["anchors"]}
+        plain = httpx.post(f"{url}/v1/embeddings", json=body, timeout=10).json()["data"][0]["embedding"]
+        plane.set_fault("e", fs.EmbeddingMismatch(model="other-embed"))
+        mapped = httpx.post(f"{url}/v1/embeddings", json=body, timeout=10).json()["data"][0]["embedding"]
+        with Mistral(api_key="k", server_url=url) as client:
+            seen = client.embeddings.create(model="mistral-embed", inputs=["anchors"])
+    assert mapped == remap(plain, "other-embed") != plain
+    assert seen.data[0].embedding == mapped
+    assert plane.stats("e").requests_faulted == 2
+
+
 @pytest.mark.slow
 def test_a_partial_index_run_keeps_availability_and_loses_correctness(tmp_path: Path) -> None:
     """scenarios/faults/partial-index.yaml end to end: half the documents missing from the
@@ -140,6 +209,34 @@ def test_a_partial_index_run_keeps_availability_and_loses_correctness(tmp_path: 
             "from bascule.cli import main; main()",
             "run",
             str(ROOT / "scenarios" / "faults" / "partial-index.yaml"),
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
+    result = json.loads((out / "result.json").read_text())
+    assert result["figures"]["success_ratio"] >= 0.99, "availability holds"
+    correctness = result["figures"]["correctness"]
+    assert correctness["impact"] <= correctness["baseline"] - 0.1, correctness
+
+
+@pytest.mark.slow
+def test_an_embedding_mismatch_run_keeps_availability_and_loses_correctness(tmp_path: Path) -> None:
+    """scenarios/faults/embedding-mismatch.yaml end to end: the primary's query vectors from
+    another model for 10 s; bascule's grading measures the correctness lost."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bascule.cli import main; main()",
+            "run",
+            str(ROOT / "scenarios" / "faults" / "embedding-mismatch.yaml"),
             "--quiet",
             "--out",
             str(out),

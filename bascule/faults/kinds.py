@@ -28,6 +28,7 @@ __all__ = [
     "DegradeHow",
     "Dns",
     "DnsAnswer",
+    "EmbeddingMismatch",
     "Flap",
     "Hang",
     "HttpError",
@@ -341,6 +342,20 @@ class PartialIndex(Fault):
     salt: str = ""
     scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
     client_sees: ClassVar[str] = "search answers without a share of the documents, status 200"
+
+
+@register
+class EmbeddingMismatch(Fault):
+    """A region's query embeddings made by another model (``model``) than the one its index was
+    built with: the query vectors of the JSON requests to the target (``vector``, ``query_vector``,
+    ``embedding``) and the vectors of its embeddings answers (``data[].embedding``) are mapped as
+    that model would place them — a fixed signed permutation of their coordinates — so that they no
+    longer match the index's. Searches still answer 200, with unrelated documents."""
+
+    kind: Literal["embedding-mismatch"] = "embedding-mismatch"
+    model: Annotated[str, Field(min_length=1)] = "other-embed"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
+    client_sees: ClassVar[str] = "searches answering unrelated documents, status 200"
 
 
 @register

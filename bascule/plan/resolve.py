@@ -330,6 +330,7 @@ _RESOLVERS: dict[type[Fault], Resolver] = {
     faults.Degrade: _on_hops,
     faults.ModelSwap: _on_hops,
     faults.PartialIndex: _on_hops,
+    faults.EmbeddingMismatch: _on_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
     faults.Slicer: _on_hops,

@@ -30,6 +30,7 @@ __all__ = [
     "CutHow",
     "Degrade",
     "DegradeHow",
+    "EmbeddingMismatch",
     "LimitData",
     "ModelSwap",
     "PartialIndex",
@@ -239,6 +240,21 @@ class PartialIndex:
         check_ratio(self.ratio)
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingMismatch:
+    """Query vectors in the route's JSON requests (`vector`, `query_vector`, `embedding`) and the
+    vectors of its 2xx embeddings answers (``data[].embedding``) mapped as if another model,
+    named `model`, had made them: a fixed signed permutation of their coordinates seeded by it."""
+
+    model: str = "other"
+    new_connections_only: bool = False
+    mode: ClassVar[ProxyMode] = ProxyMode.EMBEDDING_MISMATCH
+
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ValueError(f"model must name a model, got {self.model!r}")
+
+
 AnswerState = (
     Ttft
     | StreamCut
@@ -250,6 +266,7 @@ AnswerState = (
     | SlowClose
     | ModelSwap
     | PartialIndex
+    | EmbeddingMismatch
 )
 """Any state that acts on answers or their bytes."""
 
@@ -266,6 +283,7 @@ ANSWER_STATES: Final[dict[ProxyMode, type[AnswerState]]] = {
         SlowClose,
         ModelSwap,
         PartialIndex,
+        EmbeddingMismatch,
     )
 }
 ANSWER_MODES: Final = frozenset(ANSWER_STATES)
@@ -305,6 +323,8 @@ def dump_answer_state(state: AnswerState) -> dict[str, object]:
             return {"to": state.to, "answers": state.answers.value, "ratio": state.ratio}
         case PartialIndex():
             return {"ratio": state.ratio, "salt": state.salt}
+        case EmbeddingMismatch():
+            return {"model": state.model}
 
 
 def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -> AnswerState:
@@ -361,4 +381,9 @@ def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -
             if not isinstance(salt, str):
                 raise ValueError(f"salt must be a string, got {salt!r}")
             return PartialIndex(ratio=read_number(data, "ratio", 0.5), salt=salt, new_connections_only=nco)
+        case ProxyMode.EMBEDDING_MISMATCH:
+            model = data.get("model")
+            if not isinstance(model, str):
+                raise ValueError(f"model must be a string, got {model!r}")
+            return EmbeddingMismatch(model=model, new_connections_only=nco)
     raise ValueError(f"{mode.value!r} is not a state on answers")

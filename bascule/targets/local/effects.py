@@ -16,8 +16,9 @@ never silently ignored.
 - ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, limit-data, slicer, slow-close:
   that state on the route of each hop — the route then reads the answers it relays
   (`proxy.answers`, `proxy.modelswap`, `proxy.transport`);
-- partial-index: that state on the route of each hop, once no hop leads to a component whose
-  answers are not search answers (a gateway, llm or identity service of the reference stack);
+- partial-index, embedding-mismatch: that state on the route of each hop, once no hop leads to a
+  component that neither searches nor embeds (a gateway or identity service of the reference
+  stack, or its llm for partial-index);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -246,6 +247,7 @@ class _Parts:
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
                     "http-error, throttle, ttft, stream-cut, token-rate, degrade, model-swap, partial-index, "
+                    "embedding-mismatch, "
                     "bandwidth, limit-data, slicer, slow-close, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
@@ -268,6 +270,7 @@ _HopFault = (
     | faults.Degrade
     | faults.ModelSwap
     | faults.PartialIndex
+    | faults.EmbeddingMismatch
     | faults.Bandwidth
     | faults.LimitData
     | faults.Slicer
@@ -305,6 +308,8 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.ModelSwap(to=fault.to, answers=fs.SwapAnswers(fault.answers.value), ratio=fault.ratio)
         case faults.PartialIndex():
             return fs.PartialIndex(ratio=fault.ratio, salt=fault.salt)
+        case faults.EmbeddingMismatch():
+            return fs.EmbeddingMismatch(model=fault.model)
         case faults.Bandwidth():
             return fs.Bandwidth(rate=fault.rate)
         case faults.LimitData():
@@ -345,7 +350,12 @@ def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
 
 
-_NOT_SEARCHING: Final = frozenset({ProcessKind.GATEWAY, ProcessKind.LLM, ProcessKind.IDENTITY})
+# The reference components whose hops carry no search answers (partial-index), or neither query
+# vectors nor embeddings (embedding-mismatch): a fault there would change nothing.
+_NOT_SEARCHING: Final = {
+    faults.PartialIndex: frozenset({ProcessKind.GATEWAY, ProcessKind.LLM, ProcessKind.IDENTITY}),
+    faults.EmbeddingMismatch: frozenset({ProcessKind.GATEWAY, ProcessKind.IDENTITY}),
+}
 
 
 def _on_search_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -354,14 +364,18 @@ def _on_search_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
             f"{hop.target} ({spec.kind.value})"
             for hop in touch.hops
             for spec in parts.layout.replicas_of(hop.target)[:1]
-            if spec.kind in _NOT_SEARCHING
+            if spec.kind in _NOT_SEARCHING[type(fault)]
         }
     )
     if wrong:
+        carries = (
+            "search answers (a JSON list of results naming their documents)"
+            if isinstance(fault, faults.PartialIndex)
+            else "query vectors nor embeddings"
+        )
         raise FaultError(
-            f"{fault.kind}: {', '.join(wrong)} gives no search answers (a JSON list of results naming "
-            "their documents): target the retriever or the store, or a service of your own that "
-            "searches (docs/faults.md)"
+            f"{fault.kind}: {', '.join(wrong)} carries no {carries}: target the retriever or the "
+            "store, or a service of your own that searches (docs/faults.md)"
         )
     return _on_hops(fault, touch, parts)
 
@@ -457,6 +471,7 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.Degrade: _on_hops,
     faults.ModelSwap: _on_hops,
     faults.PartialIndex: _on_search_hops,
+    faults.EmbeddingMismatch: _on_search_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
     faults.Slicer: _on_hops,

@@ -46,6 +46,7 @@ class ProxyMode(Enum):
     SLOW_CLOSE = "slow_close"
     MODEL_SWAP = "model_swap"
     PARTIAL_INDEX = "partial_index"
+    EMBEDDING_MISMATCH = "embedding_mismatch"
 
 
 def check_non_negative(what: str, value: float) -> None:

@@ -31,7 +31,7 @@ What each fault kind does (docs/kubernetes.md has the full table):
     ttft, stream-cut, token-rate,    refused: Chaos Mesh acts on packets and whole responses, never
     degrade, model-swap, slicer,     inside an answer nor with a count of its tokens or bytes, nor
     limit-data, slow-close,          re-segments a stream or tells its close apart (`answers`)
-    partial-index
+    partial-index, embedding-mismatch
 
 By concern: `model` (calls, plans, refusals), `builder` (the checks and calls every family shares),
 one module per fault family — `workloads` (pods, nodes, controllers, volumes), `policies`

@@ -1,5 +1,5 @@
 """The faults on answers — ttft, stream-cut, token-rate, degrade, model-swap, partial-index,
-limit-data, slicer, slow-close —
+embedding-mismatch, limit-data, slicer, slow-close —
 refused on
 Kubernetes, each with why: Chaos Mesh acts on packets (NetworkChaos) and on whole HTTP requests and
 responses (HTTPChaos: abort, delay, replace, patch of every matching one), never inside an answer's
@@ -16,6 +16,7 @@ from bascule.targets.kubernetes.calls.model import RefusalRule
 
 __all__ = [
     "degrade",
+    "embedding_mismatch",
     "limit_data",
     "model_swap",
     "partial_index",
@@ -73,4 +74,8 @@ model_swap = _refused(
 partial_index = _refused(
     "partial-index removes a share of the documents from each search answer: HTTPChaos replaces "
     "or merge-patches whole bodies alike, and cannot drop some items of a list by their ids"
+)
+embedding_mismatch = _refused(
+    "embedding-mismatch remaps the vectors inside each request and answer: HTTPChaos replaces or "
+    "merge-patches whole bodies by one fixed value, and cannot compute a new vector from each one"
 )

@@ -41,6 +41,7 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.Degrade: answers.degrade,
     faults.ModelSwap: answers.model_swap,
     faults.PartialIndex: answers.partial_index,
+    faults.EmbeddingMismatch: answers.embedding_mismatch,
     faults.Bandwidth: hops.bandwidth,
     faults.LimitData: answers.limit_data,
     faults.Slicer: answers.slicer,

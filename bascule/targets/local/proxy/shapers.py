@@ -1,5 +1,5 @@
 """Which shaper carries out which fault state on a connection: the faults on answers (`answers`,
-`modelswap`, `retrieval`) and the transport faults on their bytes (`transport`)."""
+`modelswap`, `retrieval`, `embeddings`) and the transport faults on their bytes (`transport`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Final
 from bascule.targets.local.faultstate import (
     Bandwidth,
     Degrade,
+    EmbeddingMismatch,
     LimitData,
     ModelSwap,
     PartialIndex,
@@ -26,6 +27,7 @@ from bascule.targets.local.proxy.answers import (
     TokenShaper,
     TtftShaper,
 )
+from bascule.targets.local.proxy.embeddings import EmbeddingShaper
 from bascule.targets.local.proxy.modelswap import ModelSwapShaper
 from bascule.targets.local.proxy.retrieval import PartialIndexShaper
 from bascule.targets.local.proxy.transport import (
@@ -47,6 +49,7 @@ _SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
     Degrade: DegradeShaper,
     ModelSwap: ModelSwapShaper,
     PartialIndex: PartialIndexShaper,
+    EmbeddingMismatch: EmbeddingShaper,
     Bandwidth: BandwidthShaper,
     LimitData: LimitShaper,
     Slicer: SlicerShaper,
