@@ -107,6 +107,13 @@ def test_the_kind_as_data() -> None:
     plan = compute_calls(fault, touch_of(fault, STORE), mapping(TARGET), FACTS, run_id="r", key="p0")
     assert plan.refusal is not None and plan.refusal.rule is RefusalRule.UNSUPPORTED
     assert "HTTPChaos" in plan.refusal.message
+    # A service of one's own is taken at its word: its answers are read at run time.
+    own = read_design(ROOT / "examples" / "own-service" / "design.yaml")
+    kv = Selector(component="kv", region="scaleway/fr-par")
+    _, on_kv = phase(own, fault, kv)
+    assert [e.state for e in compute_effects(fault, on_kv, layout(own)) if isinstance(e, RouteFault)] == [
+        fs.PartialIndex(ratio=0.5, salt="s")
+    ]
 
 
 def test_httpx_searches_without_the_missing_documents(plane: FaultPlane, route: str) -> None:
