@@ -1,9 +1,13 @@
-"""Transport faults on the bytes a hop answers, toxiproxy's way — `bandwidth` and `limit-data` —
+"""Transport faults on the bytes a hop answers, toxiproxy's way — `bandwidth`, `limit-data`,
+`slicer` and `slow-close` —
 as httpx and the official `mistralai` client see them through a fault-plane route in front of
 the reference llm service; and what Kubernetes makes of them."""
 
 from __future__ import annotations
 
+import socket
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +19,7 @@ from kube_world import TARGET, mapping, touch_of
 from local_helpers import ROOT, phase
 from mistralai.client import Mistral
 
-from bascule.faults import Bandwidth, LimitData
+from bascule.faults import Bandwidth, LimitData, Slicer, SlowClose
 from bascule.model.loading import read_design
 from bascule.model.selector import Selector
 from bascule.stack import prompt
@@ -56,6 +60,11 @@ def test_the_kinds_as_data() -> None:
     for fault, state in [
         (Bandwidth(rate=1000), fs.Bandwidth(rate=1000)),
         (LimitData(limit=10, reset=True), fs.LimitData(limit=10, reset=True)),
+        (
+            Slicer(average_size=8, size_variation=2, delay=0.01),
+            fs.Slicer(average_size=8, size_variation=2, delay=0.01),
+        ),
+        (SlowClose(delay=2.0), fs.SlowClose(delay=2.0)),
     ]:
         _, touch = phase(design, fault, LLM)
         effects = compute_effects(fault, touch, layout(design))
@@ -78,6 +87,14 @@ def test_the_kinds_as_data() -> None:
         LimitData(limit=1), touch_of(LimitData(limit=1), LLM), mapping(TARGET), FACTS, run_id="r", key="p0"
     )
     assert limited.refusal is not None and limited.refusal.rule is RefusalRule.UNSUPPORTED
+    for fault in (Slicer(average_size=8), SlowClose(delay=1.0)):
+        plan = compute_calls(fault, touch_of(fault, LLM), mapping(TARGET), FACTS, run_id="r", key="p0")
+        assert plan.refusal is not None and plan.refusal.rule is RefusalRule.UNSUPPORTED
+        assert fault.kind in plan.refusal.message and "NetworkChaos" in plan.refusal.message
+    with pytest.raises(ValueError, match="size_variation"):
+        Slicer(average_size=4, size_variation=4)
+    with pytest.raises(ValueError, match="delay"):
+        SlowClose(delay=0.0)
 
 
 def test_bandwidth_paces_the_answers(plane: FaultPlane, route: str) -> None:
@@ -117,3 +134,94 @@ def test_limit_data_cuts_the_connection_after_n_bytes(
     assert httpx.get(f"{route}/healthz", timeout=5.0).status_code == 200
     stats = plane.stats("r")
     assert stats.requests_faulted == 1 and stats.connections_reset == (1 if reset else 0)
+
+
+def test_slicer_cuts_answers_into_delayed_pieces(plane: FaultPlane, route: str) -> None:
+    with httpx.Client(timeout=20.0) as client:
+        plain = client.post(f"{route}/v1/chat/completions", json=chat_body())
+        size = len(plain.content) + 200  # the body and at least its head
+        plane.set_fault("r", fs.Slicer(average_size=16, size_variation=8, delay=0.01))
+        started = time.monotonic()
+        chunks: list[bytes] = []
+        with client.stream("POST", f"{route}/v1/chat/completions", json=chat_body()) as sliced:
+            chunks.extend(sliced.iter_raw())
+        took = time.monotonic() - started
+    body = b"".join(chunks)
+    assert (
+        sliced.status_code == 200
+        and httpx.Response(200, content=body).json()["choices"] == (plain.json()["choices"])
+    )
+    pieces = size // 24  # at least this many pieces of at most 16 + 8 bytes
+    assert took >= 0.8 * (pieces - 1) * 0.01, (took, pieces)
+    # The pieces arrive apart: the client reads the body in many small reads, not one.
+    assert len(chunks) >= len(body) // 48, [len(c) for c in chunks]
+    assert plane.stats("r").bytes_dropped == 0
+
+
+def test_slicer_seen_by_the_mistral_client_streaming(plane: FaultPlane, route: str) -> None:
+    messages: Any = prompt.build_messages(QUESTION, PASSAGES)
+
+    def answer() -> str:
+        with (
+            Mistral(api_key="k", server_url=route) as client,
+            client.chat.stream(model=MODEL, messages=messages) as stream,
+        ):
+            return "".join(
+                str(event.data.choices[0].delta.content or "") for event in stream if event.data.choices
+            )
+
+    whole = answer()
+    plane.set_fault("r", fs.Slicer(average_size=7, size_variation=3, delay=0.002))
+    assert whole and answer() == whole, "events split across reads are put back together"
+
+
+class _CloseDelimited(socketserver.BaseRequestHandler):
+    """An HTTP/1.1 answer with neither a length nor chunking: its body ends when the server closes."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nhello")
+        self.request.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def close_delimited(plane: FaultPlane) -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _CloseDelimited)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = plane.add_route("eof", Upstream("127.0.0.1", server.server_address[1]))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5.0)
+
+
+def test_slow_close_holds_an_answer_read_to_its_close(plane: FaultPlane, close_delimited: str) -> None:
+    started = time.monotonic()
+    assert httpx.get(close_delimited, timeout=10.0).text == "hello"
+    quick = time.monotonic() - started
+    plane.set_fault("eof", fs.SlowClose(delay=1.5))
+    started = time.monotonic()
+    late = httpx.get(close_delimited, timeout=10.0)
+    took = time.monotonic() - started
+    assert late.text == "hello" and took >= 1.4 and took > quick + 1.0, (took, quick)
+    assert plane.stats("eof").requests_faulted == 1
+
+
+def test_slow_close_leaves_framed_answers_alone(plane: FaultPlane, route: str) -> None:
+    """A framed answer (Content-Length, or chunked as every stream) ends before the close: neither
+    httpx nor the mistralai client streaming waits for it."""
+    plane.set_fault("r", fs.SlowClose(delay=5.0))
+    messages: Any = prompt.build_messages(QUESTION, PASSAGES)
+    started = time.monotonic()
+    with httpx.Client(timeout=20.0) as client:
+        assert client.post(f"{route}/v1/chat/completions", json=chat_body()).status_code == 200
+    with (
+        Mistral(api_key="k", server_url=route) as mistral,
+        mistral.chat.stream(model=MODEL, messages=messages) as stream,
+    ):
+        assert sum(1 for _ in stream) > 1
+    assert time.monotonic() - started < 4.0

@@ -28,6 +28,7 @@ __all__ = [
     "DegradeHow",
     "Dns",
     "DnsAnswer",
+    "EmbeddingMismatch",
     "Flap",
     "Hang",
     "HttpError",
@@ -36,13 +37,18 @@ __all__ = [
     "Latency",
     "LatencyPer",
     "LimitData",
+    "ModelSwap",
     "OutageMode",
+    "PartialIndex",
     "Partition",
     "ProviderOutage",
     "Refuse",
     "RegionOutage",
     "ReplicationPause",
+    "Slicer",
+    "SlowClose",
     "StreamCut",
+    "SwapAnswers",
     "Throttle",
     "TokenRate",
     "Ttft",
@@ -299,6 +305,59 @@ class Degrade(Fault):
     client_sees: ClassVar[str] = "status 200, wrong answers at a ratio"
 
 
+class SwapAnswers(StrEnum):
+    """What a swapped model's answers become (see `ModelSwap`)."""
+
+    SHORTER = "shorter"
+    UNCITED = "uncited"
+    UNCHANGED = "unchanged"
+
+
+@register
+class ModelSwap(Fault):
+    """A region serving a smaller model than the design says, on any OpenAI- or Mistral-style chat
+    hop: every ``model`` field of the target's 2xx answers (JSON, or each event of a stream) reads
+    ``to``, and a ``ratio`` of the answers is changed as a smaller model's would fail, per
+    ``answers``: ``shorter`` — only its first sentence (and the citations right after it) is kept,
+    so facts of later sentences are lost; ``uncited`` — its ``[doc:ID]`` citations are removed;
+    ``unchanged`` — only the ``model`` fields change. Status stays 200."""
+
+    kind: Literal["model-swap"] = "model-swap"
+    to: Annotated[str, Field(min_length=1)]
+    answers: SwapAnswers = SwapAnswers.SHORTER
+    ratio: Ratio = 1.0
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers labelled with a smaller model, shorter or uncited"
+
+
+@register
+class PartialIndex(Fault):
+    """A ``ratio`` of the documents missing from the target's index: removed from every search
+    answer it gives (a JSON list of results, each naming its document — see docs/faults.md), the
+    same documents every time (a stable hash of their id, ``salt`` mixed in). Status stays 200;
+    answers that needed a missing document are answered from the others, or not at all."""
+
+    kind: Literal["partial-index"] = "partial-index"
+    ratio: Ratio
+    salt: str = ""
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
+    client_sees: ClassVar[str] = "search answers without a share of the documents, status 200"
+
+
+@register
+class EmbeddingMismatch(Fault):
+    """A region's query embeddings made by another model (``model``) than the one its index was
+    built with: the query vectors of the JSON requests to the target (``vector``, ``query_vector``,
+    ``embedding``) and the vectors of its embeddings answers (``data[].embedding``) are mapped as
+    that model would place them — a fixed signed permutation of their coordinates — so that they no
+    longer match the index's. Searches still answer 200, with unrelated documents."""
+
+    kind: Literal["embedding-mismatch"] = "embedding-mismatch"
+    model: Annotated[str, Field(min_length=1)] = "other-embed"
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
+    client_sees: ClassVar[str] = "searches answering unrelated documents, status 200"
+
+
 @register
 class Bandwidth(Fault):
     """Answers (the bytes from the target to its callers) paced at ``rate`` bytes a second on each
@@ -320,6 +379,46 @@ class LimitData(Fault):
     reset: bool = False
     scopes: ClassVar[frozenset[Scope]] = _HOPS
     client_sees: ClassVar[str] = "connections closed (or reset) after N bytes"
+
+
+@register
+class Slicer(Fault):
+    """Answers (the bytes from the target to its callers) cut into small pieces of
+    ``average_size`` ± ``size_variation`` bytes, each sent ``delay`` after the one before
+    (toxiproxy's slicer). Clients that assume a message arrives in one read break; others see the
+    answer take pieces × delay longer."""
+
+    kind: Literal["slicer"] = "slicer"
+    average_size: Annotated[int, Field(ge=1)]
+    size_variation: Annotated[int, Field(ge=0)] = 0
+    delay: Duration = 0.0
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "answers in small pieces with delays between them"
+
+    @model_validator(mode="after")
+    def _variation_below_size(self) -> Slicer:
+        if self.size_variation >= self.average_size:
+            raise ValueError("size_variation must be below average_size")
+        return self
+
+
+@register
+class SlowClose(Fault):
+    """The target's close of a connection reaches its caller ``delay`` late (toxiproxy's
+    slow_close): the bytes pass at once, the end of stream waits. A client reading an answer to
+    its end of stream (no length, no chunking) waits; one reading a framed answer does not."""
+
+    kind: Literal["slow-close"] = "slow-close"
+    delay: Duration
+    scopes: ClassVar[frozenset[Scope]] = _HOPS
+    client_sees: ClassVar[str] = "connections closed late; answers read to their close wait"
+
+    @field_validator("delay")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("delay must be above 0")
+        return value
 
 
 class DnsAnswer(StrEnum):

@@ -13,8 +13,12 @@ never silently ignored.
   is frozen;
 - hang: each replica paused (SIGSTOP) until the fault ends;
 - blackhole, refuse, latency, http-error, throttle: that state on the route of each hop;
-- ttft, stream-cut, token-rate, degrade, bandwidth, limit-data: that state on the route of each
-  hop — the route then reads the answers it relays (`proxy.answers`);
+- ttft, stream-cut, token-rate, degrade, model-swap, bandwidth, limit-data, slicer, slow-close:
+  that state on the route of each hop — the route then reads the answers it relays
+  (`proxy.answers`, `proxy.modelswap`, `proxy.transport`);
+- partial-index, embedding-mismatch: that state on the route of each hop, once no hop leads to a
+  component that neither searches nor embeds (a gateway or identity service of the reference
+  stack, or its llm for partial-index);
 - dns: each name fails with the answer; without `new_connections_only`, the connections open on
   routes to it are reset too, so that their clients must look it up again (an own service's name
   only where a caller was given it: ``{NAME.dns_url}``);
@@ -242,8 +246,9 @@ class _Parts:
                 raise FaultError(
                     f"{what}: {', '.join(running)} is a url service, already running and not started by "
                     "bascule: only the faults of its routes reach it (blackhole, refuse, latency, "
-                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, bandwidth, "
-                    "limit-data, an outage of its region)"
+                    "http-error, throttle, ttft, stream-cut, token-rate, degrade, model-swap, partial-index, "
+                    "embedding-mismatch, "
+                    "bandwidth, limit-data, slicer, slow-close, an outage of its region)"
                 )
             refs = ", ".join(str(r) for r in touch.replicas)
             raise FaultError(
@@ -263,8 +268,13 @@ _HopFault = (
     | faults.StreamCut
     | faults.TokenRate
     | faults.Degrade
+    | faults.ModelSwap
+    | faults.PartialIndex
+    | faults.EmbeddingMismatch
     | faults.Bandwidth
     | faults.LimitData
+    | faults.Slicer
+    | faults.SlowClose
 )
 
 
@@ -294,10 +304,22 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
             return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
         case faults.Degrade():
             return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
+        case faults.ModelSwap():
+            return fs.ModelSwap(to=fault.to, answers=fs.SwapAnswers(fault.answers.value), ratio=fault.ratio)
+        case faults.PartialIndex():
+            return fs.PartialIndex(ratio=fault.ratio, salt=fault.salt)
+        case faults.EmbeddingMismatch():
+            return fs.EmbeddingMismatch(model=fault.model)
         case faults.Bandwidth():
             return fs.Bandwidth(rate=fault.rate)
         case faults.LimitData():
             return fs.LimitData(limit=fault.limit, reset=fault.reset)
+        case faults.Slicer():
+            return fs.Slicer(
+                average_size=fault.average_size, size_variation=fault.size_variation, delay=fault.delay
+            )
+        case faults.SlowClose():
+            return fs.SlowClose(delay=fault.delay)
 
 
 def _outage(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -326,6 +348,36 @@ def _on_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, _HopFault)
     state = _hop_state(fault)
     return [RouteFault(name, state) for name in parts.routes(touch.hops, fault.kind)]
+
+
+# The reference components whose hops carry no search answers (partial-index), or neither query
+# vectors nor embeddings (embedding-mismatch): a fault there would change nothing.
+_NOT_SEARCHING: Final = {
+    faults.PartialIndex: frozenset({ProcessKind.GATEWAY, ProcessKind.LLM, ProcessKind.IDENTITY}),
+    faults.EmbeddingMismatch: frozenset({ProcessKind.GATEWAY, ProcessKind.IDENTITY}),
+}
+
+
+def _on_search_hops(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    wrong = sorted(
+        {
+            f"{hop.target} ({spec.kind.value})"
+            for hop in touch.hops
+            for spec in parts.layout.replicas_of(hop.target)[:1]
+            if spec.kind in _NOT_SEARCHING[type(fault)]
+        }
+    )
+    if wrong:
+        carries = (
+            "search answers (a JSON list of results naming their documents)"
+            if isinstance(fault, faults.PartialIndex)
+            else "query vectors nor embeddings"
+        )
+        raise FaultError(
+            f"{fault.kind}: {', '.join(wrong)} carries no {carries}: target the retriever or the "
+            "store, or a service of your own that searches (docs/faults.md)"
+        )
+    return _on_hops(fault, touch, parts)
 
 
 def _cut(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
@@ -417,8 +469,13 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.StreamCut: _on_hops,
     faults.TokenRate: _on_hops,
     faults.Degrade: _on_hops,
+    faults.ModelSwap: _on_hops,
+    faults.PartialIndex: _on_search_hops,
+    faults.EmbeddingMismatch: _on_search_hops,
     faults.Bandwidth: _on_hops,
     faults.LimitData: _on_hops,
+    faults.Slicer: _on_hops,
+    faults.SlowClose: _on_hops,
     faults.Dns: _dns,
     faults.Partition: _cut,
     faults.ReplicationPause: _cut,

@@ -1,9 +1,11 @@
 """Fault states of the local target's proxies and DNS server, as plain immutable values.
 
 A proxy route is always in exactly one `ProxyFault` state (`Pass` when nothing is injected); the
-DNS server maps names to a `DnsFaultMode`. These values carry no behaviour: `proxy.FaultPlane`
-and `dns.DnsServer` act on them, and `control` moves them across its channel as JSON through
-`dump_proxy_fault` / `parse_proxy_fault`.
+DNS server maps names to a `DnsFaultMode`. Here: the states on connections and requests; the
+states on answers and their bytes live in `answerstate` (re-exported here), and what all share —
+`ProxyMode`, the checks and readers of values — in `proxymode`. These values carry no behaviour:
+`proxy.FaultPlane` and `dns.DnsServer` act on them, and `control` moves them across its channel as
+JSON through `dump_proxy_fault` / `parse_proxy_fault`.
 
 `new_connections_only`
     On a proxy state it means: connections that are open when the state is set keep the state
@@ -23,55 +25,71 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar, TypeVar
+from typing import ClassVar
+
+from bascule.targets.local.answerstate import (
+    ANSWER_MODES,
+    AnswerState,
+    Bandwidth,
+    CutHow,
+    Degrade,
+    DegradeHow,
+    EmbeddingMismatch,
+    LimitData,
+    ModelSwap,
+    PartialIndex,
+    Slicer,
+    SlowClose,
+    StreamCut,
+    SwapAnswers,
+    TokenRate,
+    Ttft,
+    dump_answer_state,
+    parse_answer_state,
+)
+from bascule.targets.local.answerstate import ANSWER_STATES as _ANSWER_STATES
+from bascule.targets.local.proxymode import (
+    MISTRAL_RATE_LIMIT_BODY,
+    ProxyMode,
+    check_counted,
+    check_non_negative,
+    check_ratio,
+    read_body,
+    read_count,
+    read_number,
+)
 
 __all__ = [
     "MISTRAL_RATE_LIMIT_BODY",
+    "AnswerState",
     "Bandwidth",
     "Blackhole",
     "CutHow",
     "Degrade",
     "DegradeHow",
     "DnsFaultMode",
+    "EmbeddingMismatch",
     "Hang",
     "HttpError",
     "Latency",
     "LatencyPer",
     "LimitData",
+    "ModelSwap",
+    "PartialIndex",
     "Pass",
     "ProxyFault",
     "ProxyMode",
     "Refuse",
+    "Slicer",
+    "SlowClose",
     "StreamCut",
+    "SwapAnswers",
     "Throttle",
     "TokenRate",
     "Ttft",
     "dump_proxy_fault",
     "parse_proxy_fault",
 ]
-
-MISTRAL_RATE_LIMIT_BODY = (
-    b'{"object":"error","message":"Rate limit exceeded","type":"rate_limited","param":null,"code":"1300"}'
-)
-"""The 429 body Mistral's API sends (see INCIDENTS.md), used by `Throttle` unless told otherwise."""
-
-
-class ProxyMode(Enum):
-    """What a proxy route does to the traffic it relays."""
-
-    PASS = "pass"
-    BLACKHOLE = "blackhole"
-    REFUSE = "refuse"
-    LATENCY = "latency"
-    HTTP_ERROR = "http_error"
-    THROTTLE = "throttle"
-    HANG = "hang"
-    TTFT = "ttft"
-    STREAM_CUT = "stream_cut"
-    TOKEN_RATE = "token_rate"
-    DEGRADE = "degrade"
-    BANDWIDTH = "bandwidth"
-    LIMIT_DATA = "limit_data"
 
 
 class LatencyPer(Enum):
@@ -99,26 +117,6 @@ class DnsFaultMode(Enum):
     """The server failed (rcode SERVFAIL)."""
     DROP = "drop"
     """No answer at all: the client times out."""
-
-
-def _check_non_negative(what: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
-
-
-def _check_ratio(ratio: float) -> None:
-    if not (math.isfinite(ratio) and 0.0 <= ratio <= 1.0):
-        raise ValueError(f"ratio must be within [0, 1], got {ratio!r}")
-
-
-def _check_counted(count: int | None, every: int | None, ratio: float) -> None:
-    if count is not None and every is not None:
-        raise ValueError("give count or every, not both")
-    for name, value in (("count", count), ("every", every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if (count is not None or every is not None) and ratio != 1.0:
-        raise ValueError("a counted fault (count or every) takes no ratio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +153,7 @@ class Refuse:
     mode: ClassVar[ProxyMode] = ProxyMode.REFUSE
 
     def __post_init__(self) -> None:
-        _check_counted(self.count, self.every, 1.0)
+        check_counted(self.count, self.every, 1.0)
 
     @property
     def counted(self) -> bool:
@@ -185,8 +183,8 @@ class Latency:
     mode: ClassVar[ProxyMode] = ProxyMode.LATENCY
 
     def __post_init__(self) -> None:
-        _check_non_negative("fixed", self.fixed)
-        _check_non_negative("jitter", self.jitter)
+        check_non_negative("fixed", self.fixed)
+        check_non_negative("jitter", self.jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +206,8 @@ class HttpError:
         for status in self.statuses:
             if not 400 <= status <= 599:
                 raise ValueError(f"an injected error status must be 4xx or 5xx, got {status!r}")
-        _check_ratio(self.ratio)
-        _check_counted(self.count, self.every, self.ratio)
+        check_ratio(self.ratio)
+        check_counted(self.count, self.every, self.ratio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +226,8 @@ class Throttle:
         if isinstance(self.body, str):
             # Stored encoded, so that equal bodies compare equal whichever way they were given.
             object.__setattr__(self, "body", self.body.encode("utf-8"))
-        _check_non_negative("retry_after", self.retry_after)
-        _check_ratio(self.ratio)
+        check_non_negative("retry_after", self.retry_after)
+        check_ratio(self.ratio)
         for name, value in self.headers:
             if not name or any(c in name + value for c in "\r\n") or ":" in name:
                 raise ValueError(f"invalid header {name!r}: {value!r}")
@@ -245,160 +243,12 @@ class Throttle:
         return str(math.ceil(self.retry_after))
 
 
-class CutHow(Enum):
-    """How `StreamCut` ends a response it cuts."""
-
-    END = "end"
-    """The HTTP message ends there: a chunked body gets its last chunk, so the client reads a
-    complete response whose answer stops short (no ``data: [DONE]``). A Content-Length body cannot
-    end early: its connection is closed there instead, as with `EOF`."""
-    EOF = "eof"
-    """The connection is closed there (FIN): the client reads an incomplete body."""
-    RESET = "reset"
-    """The connection is reset there (RST)."""
-
-
-class DegradeHow(Enum):
-    """What `Degrade` makes of an answer's text."""
-
-    CORRUPT = "corrupt"
-    """Every letter rotated by 13 and every digit by 5: same length and shape, wrong text."""
-    TRUNCATE = "truncate"
-    """The first half of its words only."""
-    SWAP = "swap"
-    """The answer to another question the route relayed earlier in this state (the first: truncated)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ttft:
-    """Each response's head goes out at once; its first body bytes are held `delay` seconds, and
-    the rest of the body queues behind them: the time to first token of a stream, stalled."""
-
-    delay: float = 0.0
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.TTFT
-
-    def __post_init__(self) -> None:
-        _check_non_negative("delay", self.delay)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCut:
-    """Each event-stream response cut after `after_events` events, or each response's body after
-    `after_bytes` bytes (exactly one of the two), ended as `how` says."""
-
-    after_events: int | None = None
-    after_bytes: int | None = None
-    how: CutHow = CutHow.END
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.STREAM_CUT
-
-    def __post_init__(self) -> None:
-        if (self.after_events is None) == (self.after_bytes is None):
-            raise ValueError("give exactly one of after_events and after_bytes")
-        for what in (self.after_events, self.after_bytes):
-            if what is not None and (isinstance(what, bool) or what < 0):
-                raise ValueError(f"a cut point must be an integer >= 0, got {what!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRate:
-    """A budget of `tokens_per_minute` for the route (a bucket that refills continuously, full
-    when the state is set). Responses carry ``x-ratelimit-*-tokens`` headers and are charged
-    their ``usage.total_tokens`` (else body bytes / 4); a request arriving with the budget spent
-    is answered 429 with ``Retry-After`` and `body`."""
-
-    tokens_per_minute: int = 1
-    body: bytes | str = MISTRAL_RATE_LIMIT_BODY
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.TOKEN_RATE
-
-    def __post_init__(self) -> None:
-        if isinstance(self.body, str):
-            object.__setattr__(self, "body", self.body.encode("utf-8"))
-        if isinstance(self.tokens_per_minute, bool) or self.tokens_per_minute < 1:
-            raise ValueError(f"tokens_per_minute must be an integer >= 1, got {self.tokens_per_minute!r}")
-
-    @property
-    def body_bytes(self) -> bytes:
-        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
-
-
-@dataclass(frozen=True, slots=True)
-class Degrade:
-    """A `ratio` of the route's 2xx JSON answers rewritten as `how` says, status unchanged."""
-
-    ratio: float = 1.0
-    how: DegradeHow = DegradeHow.CORRUPT
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.DEGRADE
-
-    def __post_init__(self) -> None:
-        _check_ratio(self.ratio)
-
-
-@dataclass(frozen=True, slots=True)
-class Bandwidth:
-    """Bytes to the client paced at `rate` bytes a second, per connection (bytes to the upstream pass)."""
-
-    rate: int = 1
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.BANDWIDTH
-
-    def __post_init__(self) -> None:
-        if isinstance(self.rate, bool) or self.rate < 1:
-            raise ValueError(f"rate must be an integer >= 1, got {self.rate!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class LimitData:
-    """Each connection closed (or reset, `reset`) once `limit` bytes have gone to its client."""
-
-    limit: int = 0
-    reset: bool = False
-    new_connections_only: bool = False
-    mode: ClassVar[ProxyMode] = ProxyMode.LIMIT_DATA
-
-    def __post_init__(self) -> None:
-        if isinstance(self.limit, bool) or self.limit < 0:
-            raise ValueError(f"limit must be an integer >= 0, got {self.limit!r}")
-
-
-ProxyFault = (
-    Pass
-    | Blackhole
-    | Refuse
-    | Hang
-    | Latency
-    | HttpError
-    | Throttle
-    | Ttft
-    | StreamCut
-    | TokenRate
-    | Degrade
-    | Bandwidth
-    | LimitData
-)
+ProxyFault = Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle | AnswerState
 """Any proxy route state."""
 
 _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
-    cls.mode: cls
-    for cls in (
-        Pass,
-        Blackhole,
-        Refuse,
-        Hang,
-        Latency,
-        HttpError,
-        Throttle,
-        Ttft,
-        StreamCut,
-        TokenRate,
-        Degrade,
-        Bandwidth,
-        LimitData,
-    )
-}
+    cls.mode: cls for cls in (Pass, Blackhole, Refuse, Hang, Latency, HttpError, Throttle)
+} | _ANSWER_STATES
 
 
 def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
@@ -423,39 +273,15 @@ def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:
                 "ratio": state.ratio,
                 "content_type": state.content_type,
             }
-        case Ttft():
-            data |= {"delay": state.delay}
-        case StreamCut():
-            data |= {
-                "after_events": state.after_events,
-                "after_bytes": state.after_bytes,
-                "how": state.how.value,
-            }
-        case TokenRate():
-            data |= {
-                "tokens_per_minute": state.tokens_per_minute,
-                "body": state.body_bytes.decode("utf-8", errors="replace"),
-            }
-        case Degrade():
-            data |= {"ratio": state.ratio, "how": state.how.value}
-        case Bandwidth():
-            data |= {"rate": state.rate}
-        case LimitData():
-            data |= {"limit": state.limit, "reset": state.reset}
-        case _:
+        case Pass() | Blackhole() | Hang():
             pass
+        case _:
+            data |= dump_answer_state(state)
     return data
 
 
 def _counted(count: int | None, every: int | None) -> dict[str, object]:
     return {k: v for k, v in (("count", count), ("every", every)) if v is not None}
-
-
-def _number(data: Mapping[str, object], key: str, default: float) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{key} must be a number, got {value!r}")
-    return float(value)
 
 
 def _headers(value: object) -> tuple[tuple[str, str], ...]:
@@ -502,7 +328,9 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
         case ProxyMode.BLACKHOLE:
             return Blackhole(new_connections_only=nco)
         case ProxyMode.REFUSE:
-            return Refuse(new_connections_only=nco, count=_count(data, "count"), every=_count(data, "every"))
+            return Refuse(
+                new_connections_only=nco, count=read_count(data, "count"), every=read_count(data, "every")
+            )
         case ProxyMode.HANG:
             return Hang(new_connections_only=nco)
         case ProxyMode.LATENCY:
@@ -512,8 +340,8 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
             except ValueError:
                 raise ValueError(f"per must be 'request' or 'connection', got {per!r}") from None
             return Latency(
-                fixed=_number(data, "fixed", 0.0),
-                jitter=_number(data, "jitter", 0.0),
+                fixed=read_number(data, "fixed", 0.0),
+                jitter=read_number(data, "jitter", 0.0),
                 per=latency_per,
                 new_connections_only=nco,
             )
@@ -526,73 +354,23 @@ def parse_proxy_fault(data: Mapping[str, object]) -> ProxyFault:
                 raise ValueError(f"statuses must be a list of integers, got {statuses!r}")
             return HttpError(
                 statuses=tuple(statuses),
-                ratio=_number(data, "ratio", 1.0),
+                ratio=read_number(data, "ratio", 1.0),
                 new_connections_only=nco,
-                count=_count(data, "count"),
-                every=_count(data, "every"),
+                count=read_count(data, "count"),
+                every=read_count(data, "every"),
             )
         case ProxyMode.THROTTLE:
-            body = data.get("body", MISTRAL_RATE_LIMIT_BODY)
-            if not isinstance(body, str | bytes):
-                raise ValueError(f"body must be a string, got {body!r}")
             content_type = data.get("content_type", "application/json")
             if not isinstance(content_type, str):
                 raise ValueError(f"content_type must be a string, got {content_type!r}")
             return Throttle(
-                retry_after=_number(data, "retry_after", 1.0),
-                body=body,
+                retry_after=read_number(data, "retry_after", 1.0),
+                body=read_body(data),
                 headers=_headers(data.get("headers", ())),
-                ratio=_number(data, "ratio", 1.0),
+                ratio=read_number(data, "ratio", 1.0),
                 content_type=content_type,
                 new_connections_only=nco,
             )
-        case ProxyMode.TTFT:
-            return Ttft(delay=_number(data, "delay", 0.0), new_connections_only=nco)
-        case ProxyMode.STREAM_CUT:
-            return StreamCut(
-                after_events=_count(data, "after_events"),
-                after_bytes=_count(data, "after_bytes"),
-                how=_choice(CutHow, data.get("how", CutHow.END.value), "how"),
-                new_connections_only=nco,
-            )
-        case ProxyMode.TOKEN_RATE:
-            body = data.get("body", MISTRAL_RATE_LIMIT_BODY)
-            if not isinstance(body, str | bytes):
-                raise ValueError(f"body must be a string, got {body!r}")
-            tpm = _count(data, "tokens_per_minute")
-            if tpm is None:
-                raise ValueError("tokens_per_minute is required")
-            return TokenRate(tokens_per_minute=tpm, body=body, new_connections_only=nco)
-        case ProxyMode.BANDWIDTH:
-            return Bandwidth(rate=_count(data, "rate") or 0, new_connections_only=nco)
-        case ProxyMode.LIMIT_DATA:
-            reset = data.get("reset", False)
-            if not isinstance(reset, bool):
-                raise ValueError(f"reset must be true or false, got {reset!r}")
-            return LimitData(limit=_count(data, "limit") or 0, reset=reset, new_connections_only=nco)
-        case ProxyMode.DEGRADE:
-            return Degrade(
-                ratio=_number(data, "ratio", 1.0),
-                how=_choice(DegradeHow, data.get("how", DegradeHow.CORRUPT.value), "how"),
-                new_connections_only=nco,
-            )
-
-
-def _count(data: Mapping[str, object], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key} must be an integer, got {value!r}")
-    return value
-
-
-_E = TypeVar("_E", bound=Enum)
-
-
-def _choice(enum: type[_E], value: object, key: str) -> _E:
-    try:
-        return enum(value)
-    except ValueError:
-        known = ", ".join(str(m.value) for m in enum)
-        raise ValueError(f"{key} must be one of {known}, got {value!r}") from None
+        case _ if mode in ANSWER_MODES:
+            return parse_answer_state(mode, data, nco)
+    raise ValueError(f"unknown proxy fault mode {mode.value!r}")

@@ -29,8 +29,9 @@ What each fault kind does (docs/kubernetes.md has the full table):
     identity                         HTTPChaos (error, slow) or NetworkChaos (timeout)
     data-loss                        only when allowed: delete the store's volumes, then its pods
     ttft, stream-cut, token-rate,    refused: Chaos Mesh acts on packets and whole responses, never
-    degrade, limit-data              inside an answer nor with a count of its tokens or bytes
-                                     (`answers`)
+    degrade, model-swap, slicer,     inside an answer nor with a count of its tokens or bytes, nor
+    limit-data, slow-close,          re-segments a stream or tells its close apart (`answers`)
+    partial-index, embedding-mismatch
 
 By concern: `model` (calls, plans, refusals), `builder` (the checks and calls every family shares),
 one module per fault family — `workloads` (pods, nodes, controllers, volumes), `policies`

@@ -39,8 +39,13 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.StreamCut: answers.stream_cut,
     faults.TokenRate: answers.token_rate,
     faults.Degrade: answers.degrade,
+    faults.ModelSwap: answers.model_swap,
+    faults.PartialIndex: answers.partial_index,
+    faults.EmbeddingMismatch: answers.embedding_mismatch,
     faults.Bandwidth: hops.bandwidth,
     faults.LimitData: answers.limit_data,
+    faults.Slicer: answers.slicer,
+    faults.SlowClose: answers.slow_close,
 }
 
 

@@ -35,16 +35,20 @@ How each state acts (see `faultstate` for the values):
   chunked body are answered 501 and the connection is closed. Clients are assumed not to
   pipeline requests, as no mainstream HTTP/1.1 client does. A counted `HttpError` (`count`,
   `every`) answers the requests it names from the route's count since the state was set.
-- `Ttft`, `StreamCut`, `TokenRate` and `Degrade` act on the answers: the upstream's bytes go
-  through a `Shaper` (`answers`) that cuts them into responses (`responses`) and holds, cuts,
-  annotates or rewrites them; `TokenRate` also reads requests, to answer 429 when its budget is
-  spent. `Bandwidth` and `LimitData` go through a shaper too, on the raw bytes (nothing parsed):
-  paced, or the connection ended after some bytes. Routes in any other state never parse a
-  response.
+- `Ttft`, `StreamCut`, `TokenRate`, `Degrade`, `ModelSwap`, `PartialIndex` and
+  `EmbeddingMismatch` act on the answers: the upstream's bytes go through a `Shaper` (`answers`,
+  `modelswap`, `retrieval`, `embeddings`) that cuts them into responses (`responses`) and holds,
+  cuts, annotates or rewrites them; `TokenRate` also reads requests, to answer 429 when its
+  budget is spent, and `EmbeddingMismatch` to remap their query vectors. `Bandwidth`,
+  `LimitData`, `Slicer` and `SlowClose` go through a shaper too, on the raw bytes (nothing
+  parsed, `transport`): paced, the connection ended after some bytes, cut into delayed pieces, or
+  its close held back. Routes in any other state never parse a response.
 
 The package, by concern: `plane` (`FaultPlane`, the synchronous front), `route` (a listening port,
 its upstreams, state and counters), `relay` (one connection and how each state acts on its bytes —
-the hot path), `delay` (the latency state's delay line), `answers` (the faults on answers),
+the hot path), `delay` (the latency state's delay line), `answers`, `modelswap`, `retrieval` and
+`embeddings` (the faults on answers; `jsonanswers`, the shaper of whole JSON answers they share),
+`transport` (the transport faults on answers' bytes), `shapers` (which shaper for which state),
 `responses` (responses cut from an upstream's bytes, pure), `framing` (HTTP/1.x heads, requests
 and responses, pure) and `loop` (uvloop and the thread that runs it).
 """

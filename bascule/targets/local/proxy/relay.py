@@ -16,7 +16,9 @@ import time
 from typing import TYPE_CHECKING, Final, cast
 
 from bascule.journal.hops import RouteHop
+from bascule.targets.local.answerstate import ANSWER_MODES
 from bascule.targets.local.faultstate import (
+    EmbeddingMismatch,
     HttpError,
     Latency,
     LatencyPer,
@@ -29,6 +31,7 @@ from bascule.targets.local.faultstate import (
 )
 from bascule.targets.local.proxy.answers import Shaper, token_answer
 from bascule.targets.local.proxy.delay import DelayLine
+from bascule.targets.local.proxy.embeddings import mismatch_request
 from bascule.targets.local.proxy.framing import (
     HttpParseError,
     RequestHead,
@@ -46,21 +49,14 @@ if TYPE_CHECKING:
 __all__ = ["ClientSide"]
 
 _RST_LINGER: Final = struct.pack("ii", 1, 0)
-# The faults on answers (`answers`): their responses go through a `Shaper`, never the fast path.
-_SHAPING: Final = frozenset(
-    {
-        ProxyMode.TTFT,
-        ProxyMode.STREAM_CUT,
-        ProxyMode.TOKEN_RATE,
-        ProxyMode.DEGRADE,
-        ProxyMode.BANDWIDTH,
-        ProxyMode.LIMIT_DATA,
-    }
-)
+# The faults on answers and their bytes: their responses go through a `Shaper`, never the fast path.
+_SHAPING: Final = ANSWER_MODES
 _FORWARDING: Final = (
     frozenset({ProxyMode.PASS, ProxyMode.LATENCY, ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE}) | _SHAPING
 )
-_HTTP_MODES: Final = frozenset({ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE})
+_HTTP_MODES: Final = frozenset(
+    {ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE, ProxyMode.EMBEDDING_MISMATCH}
+)
 _RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY}) | (_SHAPING - {ProxyMode.TOKEN_RATE})
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
 _TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
@@ -403,11 +399,15 @@ class ClientSide(asyncio.Protocol):
                 if self.shaper is not None:
                     self.shaper.request(head.method == "HEAD")
                 self.answered = False
+                if isinstance(self.state, EmbeddingMismatch):
+                    raw = mismatch_request(raw, head, self.state) or raw
                 self.forward(raw)
 
     def local_answer(self, head: RequestHead) -> bytes | None:
         """The answer the fault gives `head` itself, or None to relay the request."""
         state = self.state
+        if isinstance(state, EmbeddingMismatch):
+            return None
         if isinstance(state, TokenRate):
             budget = self.route.tokens
             return None if budget is None else token_answer(state, budget, head)

@@ -1,5 +1,5 @@
-"""Which shaper carries out which fault state on a connection: the faults on answers (`answers`)
-and the transport faults on their bytes (`transport`)."""
+"""Which shaper carries out which fault state on a connection: the faults on answers (`answers`,
+`modelswap`, `retrieval`, `embeddings`) and the transport faults on their bytes (`transport`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Final
 from bascule.targets.local.faultstate import (
     Bandwidth,
     Degrade,
+    EmbeddingMismatch,
     LimitData,
+    ModelSwap,
+    PartialIndex,
     ProxyFault,
+    Slicer,
+    SlowClose,
     StreamCut,
     TokenRate,
     Ttft,
@@ -22,7 +27,15 @@ from bascule.targets.local.proxy.answers import (
     TokenShaper,
     TtftShaper,
 )
-from bascule.targets.local.proxy.transport import BandwidthShaper, LimitShaper
+from bascule.targets.local.proxy.embeddings import EmbeddingShaper
+from bascule.targets.local.proxy.modelswap import ModelSwapShaper
+from bascule.targets.local.proxy.retrieval import PartialIndexShaper
+from bascule.targets.local.proxy.transport import (
+    BandwidthShaper,
+    LimitShaper,
+    SlicerShaper,
+    SlowCloseShaper,
+)
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
@@ -34,8 +47,13 @@ _SHAPERS: Final[dict[type[ProxyFault], type[Shaper]]] = {
     StreamCut: CutShaper,
     TokenRate: TokenShaper,
     Degrade: DegradeShaper,
+    ModelSwap: ModelSwapShaper,
+    PartialIndex: PartialIndexShaper,
+    EmbeddingMismatch: EmbeddingShaper,
     Bandwidth: BandwidthShaper,
     LimitData: LimitShaper,
+    Slicer: SlicerShaper,
+    SlowClose: SlowCloseShaper,
 }
 
 

@@ -1,18 +1,20 @@
-"""Transport faults on the bytes a hop answers, whatever they carry (toxiproxy's bandwidth and
-limit_data): `Bandwidth` paces them, `LimitData` ends the connection after some of them. Nothing is
-parsed; everything here runs on the plane's loop."""
+"""Transport faults on the bytes a hop answers, whatever they carry (toxiproxy's bandwidth,
+limit_data, slicer and slow_close): `Bandwidth` paces them, `LimitData` ends the connection after
+some of them, `Slicer` cuts them into small delayed pieces, `SlowClose` holds back the upstream's
+close. Nothing is parsed; everything here runs on the plane's loop."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from bascule.targets.local.faultstate import Bandwidth, LimitData
+from bascule.targets.local.faultstate import Bandwidth, LimitData, Slicer, SlowClose
 from bascule.targets.local.proxy.answers import Client, DelayedShaper, Shaper
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
-__all__ = ["BandwidthShaper", "LimitShaper", "RawShaper"]
+__all__ = ["BandwidthShaper", "LimitShaper", "RawShaper", "SlicerShaper", "SlowCloseShaper"]
 
 
 class RawShaper(Shaper):
@@ -75,3 +77,38 @@ class LimitShaper(RawShaper):
                 self.client.reset()
             else:
                 self.client.close()
+
+
+class SlicerShaper(RawShaper, DelayedShaper):
+    """Cuts the bytes to the client into pieces of `average_size` ± `size_variation` (drawn
+    uniformly per piece), each leaving `delay` after the one before."""
+
+    def __init__(self, state: Slicer, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.slicer = state
+        self.last = -math.inf
+
+    def on_raw(self, data: bytes) -> None:
+        low = self.slicer.average_size - self.slicer.size_variation
+        high = self.slicer.average_size + self.slicer.size_variation
+        start = 0
+        while start < len(data):
+            size = self.route.rng.randint(low, high)
+            self.last = max(self.route.loop.time(), self.last + self.slicer.delay)
+            self.line.push(data[start : start + size], self.last)
+            start += size
+
+
+class SlowCloseShaper(RawShaper, DelayedShaper):
+    """Passes the bytes at once and the upstream's close `delay` late."""
+
+    def __init__(self, state: SlowClose, client: Client, route: Route, *, synced: bool) -> None:
+        super().__init__(state, client, route, synced=synced)
+        self.delay = state.delay
+
+    def on_raw(self, data: bytes) -> None:
+        self.line.push(data, 0.0)
+
+    def emit_eof(self) -> None:
+        self.route.requests_faulted += 1
+        self.line.push(None, self.route.loop.time() + self.delay)
