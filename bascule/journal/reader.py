@@ -21,7 +21,7 @@ JOURNAL_SCHEMA = "bascule.journal/1"
 JOURNAL_FILE = "journal.jsonl"
 
 
-class HopRow(msgspec.Struct, frozen=True):
+class HopRow(msgspec.Struct, frozen=True, gc=False):
     """One hop of a sample record, as much of it as decides which region served the request."""
 
     component: str | None = None
@@ -30,7 +30,7 @@ class HopRow(msgspec.Struct, frozen=True):
     relayed: bool = True
 
 
-class SampleRow(msgspec.Struct, frozen=True):
+class SampleRow(msgspec.Struct, frozen=True, gc=False):
     """A journal ``sample`` record (docs/journal.md), as much of it as the metrics read. Decoded only
     from a well-formed record: one with a field of another kind is handed on as a dict instead."""
 
