@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bascule.journal import Journal, LatencySketch, WindowAggregator, read_journal, served_region
+from bascule.journal import (
+    Journal,
+    LatencySketch,
+    SampleRow,
+    WindowAggregator,
+    read_journal,
+    scan_journal,
+    served_region,
+)
 from bascule.journal.samples import Hop, RequestSample
 
 
@@ -99,6 +108,24 @@ def test_journal_is_readable_while_written_and_tolerates_a_cut_line(tmp_path: Pa
     with (tmp_path / "journal.jsonl").open("a") as f:
         f.write(json.dumps({"type": "fault-applied"})[:10])
     assert len(list(read_journal(tmp_path))) == 2
+
+
+def test_a_journal_is_read_alike_by_both_readers_nan_and_cut_line_included(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, origin=50.0, raw_samples=True)
+    journal.write("run-started", scenario="s", at=50.0)
+    journal.sample(sample(51.0))
+    journal.write("hypothesis", at=52.0, value=math.nan)  # the stdlib writes NaN; msgspec refuses it
+    journal.close()
+    with (tmp_path / "journal.jsonl").open("a") as f:
+        f.write("[1, 2]\nnot json\n")
+        f.write(json.dumps({"type": "sample", "t": 3.0})[:20])
+    records = list(read_journal(tmp_path))
+    assert [r["type"] for r in records] == ["run-started", "sample", "hypothesis"]
+    assert math.isnan(records[2]["value"])
+    scanned = list(scan_journal(tmp_path))
+    assert isinstance(scanned[1], SampleRow) and scanned[1].t == 1.0 and scanned[1].source == "load"
+    assert scanned[0] == records[0] and scanned[2]["type"] == "hypothesis"
+    assert len(scanned) == 3
 
 
 def test_probe_samples_are_journaled_always_load_samples_only_when_raw(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from journal_factory import (
     write_journal,
 )
 
-from bascule.journal import read_journal
+from bascule.journal import SampleRow, read_journal, scan_journal
 from bascule.metrics import TICK, compute_metrics
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives
@@ -332,6 +332,43 @@ def test_reads_a_journal_file_in_one_pass(tmp_path: Path) -> None:
         yield from read_journal(path)
 
     assert compute_metrics(once()) == compute_metrics(build_records(s))
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_scanned_typed_samples_measure_what_the_dicts_do(tmp_path: Path, raw: bool) -> None:
+    s = spec(failover_world, lost=(4.0,), raw_load=raw)
+    path = write_journal(s, tmp_path / "journal.jsonl")
+    scanned = list(scan_journal(path))
+    assert sum(isinstance(r, SampleRow) for r in scanned) == sum(
+        r["type"] == "sample" for r in build_records(s)
+    )
+    assert compute_metrics(scanned) == compute_metrics(read_journal(path))
+
+
+def test_a_sample_with_fields_of_another_kind_is_measured_as_the_dict_reader_does(tmp_path: Path) -> None:
+    """A hand-edited sample the typed decoder refuses (a string ``ok``, a float status, a hop that is
+    not an object) falls back to the dict, and the metrics agree with `read_journal`'s."""
+    s = spec(failover_world)
+    path = write_journal(s, tmp_path / "journal.jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    odd = [i for i, line in enumerate(lines) if line.startswith('{"type":"sample"')][5:8]
+    for i, change in zip(odd, ("ok", "status", "hop"), strict=True):
+        record = json.loads(lines[i])
+        if change == "ok":
+            record["ok"] = "yes"
+        elif change == "status":
+            record["hops"][0]["status"] = 200.0
+        else:
+            record["hops"] = [*record["hops"], "nowhere"]
+        lines[i] = json.dumps(record, separators=(",", ":"))
+    lines.append('{"type":"sample","t":30.5,"latency":NaN,"ok":false,"source":"rag-internal"}')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scanned = list(scan_journal(path))
+    assert [i for i, r in enumerate(scanned) if isinstance(r, dict) and r["type"] == "sample"] == [
+        *odd,
+        len(lines) - 1,
+    ]
+    assert compute_metrics(scanned) == compute_metrics(read_journal(path))
 
 
 def test_objectives_come_from_the_journal_unless_given() -> None:

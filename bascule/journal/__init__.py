@@ -6,7 +6,14 @@ that writes it and the metrics and reports that read it, so neither side imports
 """
 
 from bascule.journal.hops import PathHop, RouteHop, route_hop_from_json, route_hop_to_json
-from bascule.journal.reader import JOURNAL_FILE, JOURNAL_SCHEMA, read_journal
+from bascule.journal.reader import (
+    JOURNAL_FILE,
+    JOURNAL_SCHEMA,
+    HopRow,
+    SampleRow,
+    read_journal,
+    scan_journal,
+)
 from bascule.journal.samples import (
     Hop,
     HopSource,
@@ -23,12 +30,14 @@ __all__ = [
     "JOURNAL_FILE",
     "JOURNAL_SCHEMA",
     "Hop",
+    "HopRow",
     "HopSource",
     "Journal",
     "LatencySketch",
     "PathHop",
     "RequestSample",
     "RouteHop",
+    "SampleRow",
     "SpanKind",
     "SpanRecord",
     "SpanStatus",
@@ -40,6 +49,7 @@ __all__ = [
     "route_hop_to_json",
     "sample_from_json",
     "sample_to_json",
+    "scan_journal",
     "served_region",
     "span_from_json",
     "span_to_json",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bascule.journal import SampleRow
 from bascule.metrics.figures import SUSTAIN, derive
 from bascule.metrics.model import Metrics
 from bascule.metrics.state import MAX_EVENTS, MAX_VIOLATIONS, JournalState
@@ -22,15 +23,22 @@ from bascule.model.scenario import Objectives
 __all__ = ["MAX_EVENTS", "MAX_VIOLATIONS", "SUSTAIN", "TICK", "compute_metrics"]
 
 
-def compute_metrics(records: Iterable[Mapping[str, Any]], *, objectives: Objectives | None = None) -> Metrics:
-    """The figures of one run from its journal's records (as `read_journal` yields them), in one
-    pass. ``objectives`` overrides the journal's own (they set the success ratio an outage is
-    judged against, and the error budget)."""
+def compute_metrics(
+    records: Iterable[Mapping[str, Any] | SampleRow], *, objectives: Objectives | None = None
+) -> Metrics:
+    """The figures of one run from its journal's records (as `read_journal` or, faster,
+    `scan_journal` yields them), in one pass. ``objectives`` overrides the journal's own (they set
+    the success ratio an outage is judged against, and the error budget)."""
     state = JournalState(objectives)
     add, extras, feed = state.ticks.add_record, state.sample_extras, state.feed
-    # Sample records are most of a journal: they take the shortest path.
+    add_row, row_extras = state.ticks.add_row, state.row_extras
+    # Sample records are most of a journal: they take the shortest path, typed ones the shortest.
     for record in records:
-        if record.get("type") == "sample":
+        if isinstance(record, SampleRow):
+            add_row(record)
+            if state.origin_mono is None or record.kind == "write":
+                row_extras(record)
+        elif record.get("type") == "sample":
             add(record)
             if state.origin_mono is None or record.get("kind") == "write":
                 extras(record)

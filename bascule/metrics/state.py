@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bascule.journal import LatencySketch
+from bascule.journal import LatencySketch, SampleRow
 from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
 from bascule.metrics.discovered import parse_discovered
@@ -214,6 +214,22 @@ class JournalState:
                 self.origin_mono = started - t
         if r.get("kind") == "write" and r.get("ok"):
             source = r.get("source") or ""
+            stats = self.writes.get(source)
+            if stats is None:
+                stats = self.writes[source] = WriteStats()
+            stats.count += 1
+            stats.first = min(stats.first, t)
+            stats.last = max(stats.last, t)
+
+    def row_extras(self, r: SampleRow) -> None:
+        """`sample_extras` for a `SampleRow`."""
+        t = r.t
+        if t is None:
+            return
+        if self.origin_mono is None and r.started is not None:
+            self.origin_mono = r.started - t
+        if r.kind == "write" and r.ok:
+            source = r.source or ""
             stats = self.writes.get(source)
             if stats is None:
                 stats = self.writes[source] = WriteStats()

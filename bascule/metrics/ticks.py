@@ -18,7 +18,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-__all__ = ["TICK", "Spans", "Ticks", "served_region", "tick_of"]
+from bascule.journal import SampleRow
+
+__all__ = ["TICK", "Spans", "Ticks", "served_region", "served_row_region", "tick_of"]
 
 TICK = 0.01
 """Resolution of the instants taken from sample records, s."""
@@ -146,6 +148,30 @@ class Ticks:
         elif t > spans.last[key]:
             spans.last[key] = t
 
+    def add_row(self, r: SampleRow) -> None:
+        """`add_record` for a sample decoded as a `SampleRow` (`bascule.journal.scan_journal`): the
+        same folding, read from attributes instead of a dict."""
+        t = r.t
+        if t is None:
+            return
+        if not r.ok:
+            self.add(t, False, r.source or "", r.data_class or "-", None)
+            return
+        name = (r.source or "", r.data_class or "-", served_row_region(r) or "")
+        spans = self.ok
+        sid = spans.ids.get(name)
+        if sid is None:
+            spans.update(_floor(t / TICK), name, t)
+            return
+        key = _floor(t / TICK) * _SLOTS + sid
+        first = spans.first.get(key)
+        if first is None:
+            spans.first[key] = spans.last[key] = t
+        elif t < first:
+            spans.first[key] = t
+        elif t > spans.last[key]:
+            spans.last[key] = t
+
     def last_instant(self) -> float | None:
         """The start of the last sample folded in."""
         last = max(self.ok.last.values(), default=None)
@@ -191,6 +217,18 @@ class Ticks:
             if last > after
         ]
         return min(again, default=None)
+
+
+def served_row_region(r: SampleRow) -> str | None:
+    """`served_region` of a `SampleRow`."""
+    last = None
+    for hop in r.hops or ():
+        status = hop.status
+        if hop.relayed and (status is None or (status < 500 and status != 429)):
+            if hop.component == "retriever":
+                return hop.region or None
+            last = hop.region or None
+    return last or r.entry_region
 
 
 def served_region(r: Mapping[str, Any]) -> str | None:

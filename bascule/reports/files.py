@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bascule.exit_codes import ExitCode
-from bascule.journal import read_journal
+from bascule.journal import scan_journal
 from bascule.metrics import Metrics, compute_metrics
 from bascule.reports.html import render_html
 from bascule.reports.markdown import render_markdown
@@ -79,7 +79,7 @@ def write_reports(run_dir: Path, result: Result, *, charts: bool = True) -> list
 def grade_journal(run_dir: Path) -> tuple[Metrics, Score]:
     """The metrics and score of the run journaled in `run_dir` (complete or still in progress),
     against the objectives and weights its scenario gave."""
-    metrics = compute_metrics(read_journal(run_dir))
+    metrics = compute_metrics(scan_journal(run_dir))
     return metrics, score(metrics, metrics.objectives, metrics.weights)
 
 
