@@ -183,26 +183,69 @@ def test_wildcard_faults_and_precedence(server: DnsServer) -> None:
     assert addresses(r, "gateway.eu.bascule.internal") == ["127.0.0.1"]
 
 
+class _UdpEcho:
+    """The floor: a thread answering each UDP datagram with itself flagged as a response — a round
+    trip through a socket and a thread, as the DNS server's, with no table and no fault."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            self.sock.sendto(data[:2] + bytes([data[2] | 0x80]) + data[3:], peer)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
 def test_a_fault_is_in_force_for_the_next_query(server: DnsServer) -> None:
+    """Every answer after `set_fault`/`clear_fault` returns reflects it; and the call-to-answer
+    time stays within a few times a bare UDP round trip measured interleaved with it (an absolute
+    bound fails on a loaded machine, where the floor's own p99 is milliseconds)."""
     query = dns.message.make_query("gateway.eu.bascule.internal", "A")
     observed: list[float] = []
-    for i in range(200):
-        mode = DnsFaultMode.NXDOMAIN if i % 2 == 0 else None
-        start = time.perf_counter()
-        if mode is None:
-            server.clear_fault("gateway.eu")
-        else:
-            server.set_fault("gateway.eu", mode)
-        response = dns.query.udp(query, "127.0.0.1", port=server.port, timeout=1)
-        observed.append(time.perf_counter() - start)
-        expected = dns.rcode.NXDOMAIN if mode else dns.rcode.NOERROR
-        assert response.rcode() == expected
-    p99 = statistics.quantiles(observed, n=100, method="inclusive")[98] * 1e3
+    floor: list[float] = []
+    echo = _UdpEcho()
+    try:
+        for i in range(200):
+            start = time.perf_counter()
+            dns.query.udp(query, "127.0.0.1", port=echo.port, timeout=1)
+            floor.append(time.perf_counter() - start)
+            mode = DnsFaultMode.NXDOMAIN if i % 2 == 0 else None
+            start = time.perf_counter()
+            if mode is None:
+                server.clear_fault("gateway.eu")
+            else:
+                server.set_fault("gateway.eu", mode)
+            response = dns.query.udp(query, "127.0.0.1", port=server.port, timeout=1)
+            observed.append(time.perf_counter() - start)
+            expected = dns.rcode.NXDOMAIN if mode else dns.rcode.NOERROR
+            assert response.rcode() == expected
+    finally:
+        echo.stop()
+
+    def p99(values: list[float]) -> float:
+        return statistics.quantiles(values, n=100, method="inclusive")[98] * 1e3
+
     print(
-        f"\nDNS activation (call → answer observed) p50 {statistics.median(observed) * 1e3:.3f}"
-        f" ms, p99 {p99:.3f} ms"
+        f"\nDNS activation (call → answer observed) p50 {statistics.median(observed) * 1e3:.3f} ms,"
+        f" p99 {p99(observed):.3f} ms; bare UDP round trip p50 {statistics.median(floor) * 1e3:.3f} ms,"
+        f" p99 {p99(floor):.3f} ms"
     )
-    assert p99 <= 10.0
+    assert statistics.median(observed) <= 3 * statistics.median(floor) + 1e-3
+    assert p99(observed) <= 3 * p99(floor) + 2.0
 
 
 def test_one_thread_serves_every_query(server: DnsServer) -> None:
