@@ -342,9 +342,7 @@ class Traffic:
             self.display.live.violations += violations
             if self.metrics is not None:
                 self.metrics.add_violations(violations)
-            self._trip(
-                self.guardrails.observe_violations(violations, time.monotonic() - self.journal.origin)
-            )
+            self._trip(self.guardrails.observe_violations(violations, time.monotonic() - self.journal.origin))
         self._take_alerts()
         for window in self.aggregator.close_before(time.monotonic()):
             self._close_window(window)
