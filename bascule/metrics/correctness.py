@@ -140,9 +140,11 @@ def compute_correctness(
     cause: Cause,
     alpha: float,
     notes: dict[str, str],
+    origin: float = 0.0,
 ) -> tuple[Correctness, tuple[WrongStretch, ...]]:
     """The run's correctness figures. `baseline` is what came before the first fault, `whole` the
-    impact window (``impact``, journal instants); `notes` gets why a figure is ``None``."""
+    impact window (``impact``, journal instants; `origin` is the plan's start among them); `notes`
+    gets why a figure is ``None``."""
     b_correct, b_graded = baseline.golden
     correct, graded = whole.golden
     base = b_correct / b_graded if b_graded else None
@@ -153,6 +155,7 @@ def compute_correctness(
         notes["correctness_baseline"] = "no golden answer was graded before the first fault"
     stretches: list[WrongStretch] = []
     rto: float | None = None
+    rto_from: float | None = None
     recovered: bool | None = None
     if impact is None or not graded:
         notes["correctness_rto"] = (
@@ -174,6 +177,9 @@ def compute_correctness(
         else:
             recovered = True
             rto = round(max((s.rto or 0.0 for s in stretches), default=0.0), 6)
+            longest = max(stretches, key=lambda s: s.rto or 0.0, default=None)
+            if longest is not None and longest.cause is not None:
+                rto_from = round(longest.cause - origin, 6)
     figures = Correctness(
         baseline=rounded(base),
         impact=rounded(during),
@@ -182,6 +188,7 @@ def compute_correctness(
         wrong=graded - correct,
         wrong_share=rounded((graded - correct) / graded) if graded else None,
         rto=rto,
+        rto_from=rto_from,
         recovered=recovered,
         wrong_stretches=len(stretches),
     )

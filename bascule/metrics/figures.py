@@ -262,6 +262,7 @@ class _Figures:
             cause=self.cause,
             alpha=self.noise.alpha,
             notes=self.notes,
+            origin=self.base,
         )
         budget = None
         if impact is not None and whole.requests:

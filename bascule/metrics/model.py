@@ -133,6 +133,9 @@ class Correctness:
     rto: float | None = None
     """Correctness RTO: fault start → graded answers back at the target, sustained
     (`bascule.metrics.correctness`); ``None`` when not measured or never back."""
+    rto_from: float | None = None
+    """The fault start (plan seconds) the correctness RTO counts from: the cause of the longest
+    wrong stretch — the latest fault in force when it began."""
     recovered: bool | None = None
     """Whether answers were correct again before the journal ended; ``None`` when not measured."""
     wrong_stretches: int = 0

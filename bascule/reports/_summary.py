@@ -265,7 +265,11 @@ def _correctness(figures: Figures) -> list[Figure]:
     c, notes = figures.correctness, figures.notes
     rto = as_float(c.rto)
     if rto is not None:
-        rto_value, rto_note = fmt_seconds(rto), "first fault → graded answers right again, sustained"
+        since = as_float(c.rto_from)
+        rto_value = fmt_seconds(rto)
+        rto_note = "fault → graded answers back at the target, sustained" + (
+            "" if since is None else f" (from the fault at {since:.1f} s)"
+        )
     elif c.recovered is False:
         rto_value, rto_note = "not recovered", notes.get("correctness_rto", "")
     else:

@@ -176,6 +176,8 @@ class Correctness(_Record):
     rto: float | None = None
     """Correctness RTO, s: fault → graded answers right again, sustained; None when unmeasured or
     never back (``figures.notes.correctness_rto`` says which)."""
+    rto_from: float | None = None
+    """The fault start (plan seconds) it counts from: the longest wrong stretch's cause."""
     recovered: bool | None = None
     wrong_stretches: int = 0
 
