@@ -30,6 +30,10 @@ CASES: list[tuple[Fault, fs.ProxyFault]] = [
     (StreamCut(after_bytes=100, how=CutHow.RESET), fs.StreamCut(after_bytes=100, how=fs.CutHow.RESET)),
     (TokenRate(tokens_per_minute=6000), fs.TokenRate(tokens_per_minute=6000)),
     (Degrade(ratio=0.5, how=DegradeHow.SWAP), fs.Degrade(ratio=0.5, how=fs.DegradeHow.SWAP)),
+    (
+        Degrade(ratio=0.16, how=DegradeHow.TOKENS, tokens=0.2, sticky=True),
+        fs.Degrade(ratio=0.16, how=fs.DegradeHow.TOKENS, tokens=0.2, sticky=True),
+    ),
 ]
 
 

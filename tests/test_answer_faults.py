@@ -100,6 +100,7 @@ def test_the_states_round_trip_through_json() -> None:
         StreamCut(after_bytes=10),
         TokenRate(tokens_per_minute=600),
         Degrade(ratio=0.25, how=DegradeHow.SWAP),
+        Degrade(ratio=0.16, how=DegradeHow.TOKENS, tokens=0.3, sticky=True),
     ]
     for state in states:
         assert parse_proxy_fault(json.loads(json.dumps(dump_proxy_fault(state)))) == state
@@ -389,3 +390,46 @@ def test_degrade_corrupts_streamed_answers_event_by_event(plane: FaultPlane, rou
     plane.set_fault("gateway->llm", Degrade(how=DegradeHow.TRUNCATE))
     _, _, chunks = _stream(route)
     assert _text(_events(b"".join(c for _, c in chunks))) == EXPECTED
+
+
+def _is_foreign(text: str) -> bool:
+    return any("\u0e00" <= c <= "\u0e7f" for c in text)
+
+
+def test_degrade_tokens_puts_words_of_another_script_in_an_otherwise_intact_answer(
+    plane: FaultPlane, route: str
+) -> None:
+    plane.set_fault("gateway->llm", Degrade(how=DegradeHow.TOKENS, tokens=0.3))
+    messages: Any = prompt.build_messages(QUESTION, PASSAGES)
+    with Mistral(api_key="test-key", server_url=route) as client:
+        answer = client.chat.complete(model=MODEL, messages=messages)
+        assert answer.choices[0].message is not None
+        text = answer.choices[0].message.content
+        assert isinstance(text, str) and text != EXPECTED and _is_foreign(text)
+        words, expected = text.split(" "), EXPECTED.split(" ")
+        assert len(words) == len(expected)
+        kept = sum(w == e for w, e in zip(words, expected, strict=True))
+        assert 0 < kept < len(expected), "some words replaced, the others intact"
+        with client.chat.stream(model=MODEL, messages=messages) as stream:
+            deltas = [e.data.choices[0].delta.content for e in stream]
+    streamed = "".join(d for d in deltas if isinstance(d, str))
+    assert streamed != EXPECTED and _is_foreign(streamed)
+
+
+def test_sticky_degrade_draws_once_per_connection(plane: FaultPlane, route: str) -> None:
+    """Sticky: a client that keeps its connection gets only wrong answers or only right ones; over
+    many connections, both kinds, at about the ratio."""
+    plane.set_fault("gateway->llm", Degrade(ratio=0.5, sticky=True))
+    verdicts = []
+    for _ in range(16):
+        with httpx.Client(timeout=10.0) as client:  # one kept-alive connection per client
+            texts = {
+                client.post(f"{route}/v1/chat/completions", json=chat_body()).json()["choices"][0]["message"][
+                    "content"
+                ]
+                for _ in range(5)
+            }
+        assert len(texts) == 1, "every answer on one connection degraded alike, or none"
+        verdicts.append(texts.pop() != EXPECTED)
+    assert 2 <= sum(verdicts) <= 14, verdicts
+    assert plane.stats("gateway->llm").requests_faulted == 5 * sum(verdicts)

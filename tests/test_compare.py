@@ -83,19 +83,29 @@ def test_the_figures_table_gives_rto_failover_writes_lost_and_how_each_run_ended
     good = result("active-passive-sovereign", 88.0, "B")
     good["figures"].update(rto=6.8, time_to_failover=1.2, recovered=True)
     good["figures"]["rpo"] = {"acknowledged": 120, "lost": 2}
+    good["figures"]["correctness"].update(graded=90, wrong=2, wrong_share=0.022222, rto=3.0, recovered=True)
     good["run"].update(exit_code=1, reason="objectives not met: durability")
     aborted = result("single-region", 0.0, "F")
     aborted["run"].update(exit_code=3, reason="guardrail sovereignty-violations: 12 | more")
     aborted["figures"].update(
-        success_ratio=None, rto=None, recovered=None, time_to_failover=None, latency={}, rpo=None
+        success_ratio=None,
+        rto=None,
+        recovered=None,
+        time_to_failover=None,
+        latency={},
+        rpo=None,
+        correctness={},
     )
     text = render_compare_markdown(build_comparison([parse_result(r) for r in [good, aborted]]))
     rows = [line for line in text.splitlines() if line.startswith(f"| {good['run']['scenario']['id']} |")]
     figures = [r for r in rows if "exit " in r]
     assert len(figures) == 2
-    assert "| 6.8 s | 1.2 s |" in figures[0] and "| 2 of 120 |" in figures[0]
+    assert (
+        "| 6.8 s | 97.80 % | 2.22 % (2 of 90) | 3.0 s | 1.2 s |" in figures[0]
+        and "| 2 of 120 |" in figures[0]
+    )
     assert figures[0].endswith("| exit 1: objectives not met: durability |")
-    assert "| — | — | — |" in figures[1], "an aborted run measured nothing: dashes, not zeros"
+    assert "| — | — | — | — | — | — |" in figures[1], "an aborted run measured nothing: dashes, not zeros"
     assert figures[1].endswith("| exit 3: guardrail sovereignty-violations: 12 / more |")
 
 

@@ -29,6 +29,8 @@ EXPECTED_INCIDENTS = {
     "gcp-2025-06-12",
     "cloudflare-2025-11-18",
     "azure-frontdoor-2025-10-29",
+    "openai-2024-12-11",
+    "anthropic-2025-08-quality",
 }
 EXPECTED_DESIGNS = {
     "single-region",
@@ -39,6 +41,7 @@ EXPECTED_DESIGNS = {
     "hidden-dependency",
     "gcp-multi-region",
     "pilot-light",
+    "canary-failover",
 }
 
 

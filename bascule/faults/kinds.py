@@ -286,6 +286,7 @@ class DegradeHow(StrEnum):
     CORRUPT = "corrupt"
     TRUNCATE = "truncate"
     SWAP = "swap"
+    TOKENS = "tokens"
 
 
 @register
@@ -295,14 +296,25 @@ class Degrade(Fault):
     as in a chat completion or a RAG answer) becomes, per ``how``: ``corrupt`` — every letter
     rotated by 13 and every digit by 5 (corrupted characters); ``truncate`` — its first half;
     ``swap`` — the answer the hop carried before to another question (the first one is
-    truncated). Streamed answers (event streams) are corrupted event by event; ``truncate`` and
-    ``swap`` leave them untouched."""
+    truncated); ``tokens`` — a ``tokens`` share of its words replaced by characters of another
+    script (improbable tokens picked now and then, the rest of the answer intact). Streamed
+    answers (event streams) are degraded event by event with ``corrupt`` and ``tokens``;
+    ``truncate`` and ``swap`` leave them untouched.
+
+    ``sticky``: the ratio is drawn once per client connection rather than per answer — every answer
+    on a drawn connection is degraded, every answer on the others is right, as a session pinned to
+    a broken backend. A client that keeps its connection keeps getting wrong answers."""
 
     kind: Literal["degrade"] = "degrade"
     ratio: Ratio = 1.0
     how: DegradeHow = DegradeHow.CORRUPT
+    tokens: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    """With ``how: tokens``: the share of an answer's words replaced."""
+    sticky: bool = False
     scopes: ClassVar[frozenset[Scope]] = _HOPS
-    client_sees: ClassVar[str] = "status 200, wrong answers at a ratio"
+    client_sees: ClassVar[str] = (
+        "status 200, wrong answers at a ratio (per answer, or per connection: sticky)"
+    )
 
 
 class SwapAnswers(StrEnum):

@@ -15,7 +15,7 @@ from typing import Any
 
 from bascule.journal.samples import RequestSample
 
-__all__ = ["LatencySketch", "Window", "WindowAggregator", "served_region"]
+__all__ = ["LatencySketch", "Window", "WindowAggregator", "answered_region", "served_region"]
 
 _ACCURACY = 0.01
 _GAMMA = (1 + _ACCURACY) / (1 - _ACCURACY)
@@ -74,6 +74,15 @@ def served_region(sample: RequestSample) -> str | None:
     return last or sample.entry_region
 
 
+def answered_region(sample: RequestSample) -> str | None:
+    """Where a request's answer was written: the region of the last llm hop that served it, else
+    `served_region` — a wrong answer is the llm's, wherever the passages came from."""
+    for hop in reversed(sample.hops):
+        if hop.served and hop.component == "llm":
+            return hop.region
+    return served_region(sample)
+
+
 @dataclass
 class Window:
     """Aggregates of the requests that started in ``[start, start + length)`` (run seconds)."""
@@ -91,6 +100,8 @@ class Window:
     """Successful requests by the lowest sovereignty level among their hops."""
     golden: list[int] = field(default_factory=lambda: [0, 0])
     """Graded answers: [correct, graded]."""
+    golden_by_region: dict[str, list[int]] = field(default_factory=dict)
+    """Graded answers by the region that wrote them (`answered_region`): [correct, graded]."""
     degraded: int = 0
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     by_region: dict[str, tuple[list[int], LatencySketch]] = field(default_factory=dict)
@@ -122,6 +133,9 @@ class Window:
         if sample.correct is not None:
             self.golden[1] += 1
             self.golden[0] += int(sample.correct)
+            graded = self.golden_by_region.setdefault(answered_region(sample) or "-", [0, 0])
+            graded[0] += int(sample.correct)
+            graded[1] += 1
         self.degraded += int(sample.degraded)
 
     def to_record(self) -> dict[str, Any]:
@@ -139,6 +153,9 @@ class Window:
             "regions": {k: dict(v) for k, v in self.regions.items()},
             "levels": dict(self.levels),
             "golden": {"correct": self.golden[0], "graded": self.golden[1]},
+            "golden_by_region": {
+                k: {"correct": c, "graded": n} for k, (c, n) in sorted(self.golden_by_region.items())
+            },
             "degraded": self.degraded,
             "errors": dict(self.errors),
             "by_region": {

@@ -9,9 +9,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 
 from bascule.metrics.context import compute_cost, design_facts, run_info
+from bascule.metrics.correctness import compute_correctness
 from bascule.metrics.discovered import outside_note, shift_discovered
 from bascule.metrics.model import (
-    Correctness,
     ErrorBudget,
     Event,
     Finding,
@@ -253,7 +253,17 @@ class _Figures:
                 )
             ttf = self.failover(first, impact[1], impaired, baseline)
         failback = self.failback(baseline, impaired)
-        correctness = self.correctness(baseline, whole, impact is not None)
+        correctness, _ = compute_correctness(
+            self.windows,
+            baseline,
+            whole,
+            impact,
+            objective=r.objectives.correctness,
+            cause=self.cause,
+            alpha=self.noise.alpha,
+            notes=self.notes,
+            origin=self.base,
+        )
         budget = None
         if impact is not None and whole.requests:
             allowed = (1 - self.objective) * whole.requests
@@ -451,15 +461,6 @@ class _Figures:
         where = ", ".join(sorted(set(home.values())))
         self.notes["failback"] = f"traffic was not back on {where} when the journal ended"
         return None
-
-    def correctness(self, baseline: Aggregate, whole: Aggregate, impact: bool) -> Correctness:
-        base = baseline.golden[0] / baseline.golden[1] if baseline.golden[1] else None
-        during = whole.golden[0] / whole.golden[1] if whole.golden[1] else None
-        if impact and during is None:
-            self.notes["correctness"] = "no golden answer was graded during the impact window"
-        if base is None:
-            self.notes["correctness_baseline"] = "no golden answer was graded before the first fault"
-        return Correctness(rounded(base), rounded(during), whole.golden[1], baseline.golden[1])
 
     def rpo(self) -> Rpo | None:
         reports = self.r.data_reports

@@ -126,6 +126,20 @@ class Correctness:
     impact: float | None
     graded: int
     baseline_graded: int
+    wrong: int = 0
+    """Graded answers served wrong during the impact window: every graded answer was served (2xx)."""
+    wrong_share: float | None = None
+    """``wrong / graded``: the share of answers served degraded; ``None`` when none was graded."""
+    rto: float | None = None
+    """Correctness RTO: fault start → graded answers back at the target, sustained
+    (`bascule.metrics.correctness`); ``None`` when not measured or never back."""
+    rto_from: float | None = None
+    """The fault start (plan seconds) the correctness RTO counts from: the cause of the longest
+    wrong stretch — the latest fault in force when it began."""
+    recovered: bool | None = None
+    """Whether answers were correct again before the journal ended; ``None`` when not measured."""
+    wrong_stretches: int = 0
+    """Stretches of windows whose graded answers were below the target."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,12 @@ class Series:
     share_region: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
     share_provider: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
     share_level: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+    graded: tuple[int, ...] = ()
+    """Golden answers graded in each window."""
+    correct_ratio: tuple[float | None, ...] = ()
+    """Share of them that was right (``None``: none graded)."""
+    correct_region: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+    """The same, by the region whose llm wrote the answer."""
 
 
 @dataclass(frozen=True)

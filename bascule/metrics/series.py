@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from bascule.metrics.context import region_facts
+from bascule.metrics.correctness import correctness_series
 from bascule.metrics.model import Series
 from bascule.metrics.state import MergedWindow, rounded
 from bascule.model.design import Design
@@ -54,6 +55,7 @@ def compute_series(
         for counts, shares in pairs:
             for key, values in shares.items():
                 values.append(round(counts[key] / total, 6) if total else None)
+    graded = correctness_series(windows)
     return Series(
         t=tuple(ts),
         length=tuple(lengths),
@@ -65,4 +67,7 @@ def compute_series(
         share_region={k: tuple(v) for k, v in share_region.items()},
         share_provider={k: tuple(v) for k, v in share_provider.items()},
         share_level={k: tuple(v) for k, v in share_level.items()},
+        graded=graded.graded,
+        correct_ratio=graded.correct_ratio,
+        correct_region=graded.correct_region,
     )

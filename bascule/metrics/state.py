@@ -59,7 +59,18 @@ _INF = math.inf
 class MergedWindow:
     """Windows of one ``start``, merged."""
 
-    __slots__ = ("by_class", "degraded", "golden", "length", "ok", "requests", "served", "sketch", "start")
+    __slots__ = (
+        "by_class",
+        "degraded",
+        "golden",
+        "golden_by_region",
+        "length",
+        "ok",
+        "requests",
+        "served",
+        "sketch",
+        "start",
+    )
 
     def __init__(self, start: float, length: float) -> None:
         self.start = start
@@ -69,6 +80,8 @@ class MergedWindow:
         self.sketch = LatencySketch()
         self.served: Counter[tuple[str, str]] = Counter()
         self.golden = [0, 0]
+        self.golden_by_region: dict[str, list[int]] = {}
+        """Graded answers by the region that wrote them: [correct, graded]."""
         self.degraded = 0
         self.by_class: dict[str, list[int]] = {}
 
@@ -257,6 +270,10 @@ class JournalState:
         golden = r.get("golden") or {}
         w.golden[0] += int(golden.get("correct") or 0)
         w.golden[1] += int(golden.get("graded") or 0)
+        for region, counts in (r.get("golden_by_region") or {}).items():
+            mine = w.golden_by_region.setdefault(region, [0, 0])
+            mine[0] += int((counts or {}).get("correct") or 0)
+            mine[1] += int((counts or {}).get("graded") or 0)
         w.degraded += int(r.get("degraded") or 0)
         for klass, counts in (r.get("by_class") or {}).items():
             mine = w.by_class.setdefault(klass, [0, 0])

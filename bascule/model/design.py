@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bascule.errors import PathElement
+from bascule.model.canary import AnswerCanary
 from bascule.model.catalog import CATALOG, Sovereignty
 from bascule.model.durations import Duration, Interval, Lifetime, Timeout
 from bascule.model.names import ZONE, host_name, region_slug
@@ -310,6 +311,8 @@ class Routing(_Spec):
     hedging: Hedging | None = None
     connection_pool: ConnectionPool = ConnectionPool()
     failback: Failback = Failback()
+    canary: AnswerCanary | None = None
+    """Ask each region's llm golden questions and route away from wrong answers (None: no canary)."""
 
 
 class ReplicationMode(StrEnum):

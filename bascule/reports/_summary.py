@@ -23,7 +23,7 @@ from bascule.reports._format import (
     fmt_span,
     fmt_value,
 )
-from bascule.reports.model import Noise, PathSources, Result, Rpo
+from bascule.reports.model import Figures, Noise, PathSources, Result, Rpo
 
 __all__ = [
     "DimensionRow",
@@ -217,6 +217,7 @@ def compute_figures(result: Result) -> list[Figure]:
     window_note = f"impact window {fmt_span(*window)}" if window is not None else "over the impact window"
     return [
         Figure("RTO", rto_value, "first fault → success ratio back at its objective, sustained"),
+        *_correctness(figures),
         Figure("Time to detect", fmt_seconds(figures.time_to_detect), "first failed request"),
         Figure(
             "Time to fail over",
@@ -255,6 +256,37 @@ def compute_figures(result: Result) -> list[Figure]:
         ),
         *_by_source(figures.paths_by_source),
         *_noise(figures.noise),
+    ]
+
+
+def _correctness(figures: Figures) -> list[Figure]:
+    """Correctness RTO and the share of answers served wrong, beside the RTO: "unmeasured" with
+    the reason when the run graded no answer (never a pass)."""
+    c, notes = figures.correctness, figures.notes
+    rto = as_float(c.rto)
+    if rto is not None:
+        since = as_float(c.rto_from)
+        rto_value = fmt_seconds(rto)
+        rto_note = "fault → graded answers back at the target, sustained" + (
+            "" if since is None else f" (from the fault at {since:.1f} s)"
+        )
+    elif c.recovered is False:
+        rto_value, rto_note = "not recovered", notes.get("correctness_rto", "")
+    else:
+        rto_value, rto_note = "unmeasured", notes.get("correctness_rto", "no golden answer was graded")
+    share = as_float(c.wrong_share)
+    if share is None:
+        wrong_value = "unmeasured"
+        wrong_note = notes.get("wrong_share", notes.get("correctness", "no golden answer was graded"))
+    else:
+        wrong_value = fmt_percent(share)
+        wrong_note = (
+            f"{fmt_count(c.wrong)} of {fmt_count(c.graded)} graded answers served (2xx) but wrong; "
+            f"{fmt_percent(c.baseline)} right before the first fault"
+        )
+    return [
+        Figure("Correctness RTO", rto_value, rto_note),
+        Figure("Answers served wrong", wrong_value, wrong_note),
     ]
 
 

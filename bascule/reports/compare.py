@@ -262,9 +262,10 @@ def render_compare_markdown(comparison: Comparison) -> str:
             lines.append(f"| {scenario} | {design} | " + " | ".join(subs) + " |")
     lines += ["", "## Figures", ""]
     lines.append(
-        "| scenario | design | success | RTO | fail over | p95 | writes lost | violations | run ended |"
+        "| scenario | design | success | RTO | correct | served wrong | correctness RTO | fail over | p95 "
+        "| writes lost | violations | run ended |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for scenario in comparison.scenarios:
         for design in comparison.designs:
             cell = comparison.cells.get((scenario, design))
@@ -303,9 +304,13 @@ def _figure_row(cell: Cell) -> list[str]:
     lost = "—" if f.rpo is None else f"{f.rpo.lost} of {f.rpo.acknowledged}"
     ended = "—" if cell.exit_code is None else f"exit {cell.exit_code}: {cell.reason}"
     violations = f.sovereignty_violations
+    c = f.correctness
     return [
         "—" if f.success_ratio is None else f"{f.success_ratio * 100:.2f} %",
         rto,
+        "—" if c.impact is None else f"{c.impact * 100:.2f} %",
+        "—" if c.wrong_share is None else f"{c.wrong_share * 100:.2f} % ({c.wrong} of {c.graded})",
+        "never" if c.recovered is False else _seconds(c.rto),
         _seconds(f.time_to_failover),
         "—" if p95 is None else f"{p95 * 1000:.0f} ms",
         lost,

@@ -15,6 +15,7 @@ from html import escape
 
 from bascule.reports import _summary as summary
 from bascule.reports._chartdata import LEVEL_COLOURS, Stack, compute_stack, compute_timeline
+from bascule.reports._correctness import render_correctness_section
 from bascule.reports._format import (
     DASH,
     as_float,
@@ -372,6 +373,7 @@ def render_html(result: Result) -> str:
             _score(result),
             _figures(result),
             _timeline(result),
+            render_correctness_section(result),
             _traffic(result),
             _phases(result),
             _findings(result),

@@ -1,6 +1,6 @@
 """`summary.md`: one run in GitHub-flavoured Markdown, short enough for a pull-request comment or a
 CI step summary — the verdict line, the score's dimensions, any cap, the phase timeline, what to
-fix first and the key figures. Pure: `render_markdown(result) -> str`.
+fix first, the key figures and the correct answers over time. Pure: `render_markdown(result) -> str`.
 
 Text from the document is escaped so that a name cannot break a table, open a link or inject HTML
 into the page that shows the summary."""
@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 from bascule.reports import _summary as summary
-from bascule.reports._format import DASH, as_float, as_str, fmt_seconds
+from bascule.reports._correctness import compute_correctness_rows
+from bascule.reports._format import DASH, as_float, as_str, fmt_percent, fmt_seconds
 from bascule.reports._repeat import MARKS, compute_repeat_view
 from bascule.reports.model import Result
 
@@ -173,6 +174,40 @@ def _figures(result: Result) -> list[str]:
     return ["### Key figures", "", *_table(["figure", "value", "measured as"], rows), ""]
 
 
+def _correct_answers(result: Result) -> list[str]:
+    rows = [
+        [
+            _md(r.label),
+            str(r.windows),
+            fmt_percent(r.lowest),
+            DASH if r.lowest_at is None else f"{r.lowest_at:.1f} s",
+            str(r.wrong_windows),
+            DASH if r.last_wrong is None else f"{r.last_wrong:.1f} s",
+        ]
+        for r in compute_correctness_rows(result)
+    ]
+    if not rows:
+        why = result.figures.notes.get("correctness", "no golden answer was graded during the run")
+        return ["### Correct answers over time", "", f"Unmeasured: {_md(why)}.", ""]
+    header = [
+        "answers written in",
+        "windows graded",
+        "lowest",
+        "at",
+        "windows with a wrong answer",
+        "last one",
+    ]
+    return [
+        "### Correct answers over time",
+        "",
+        "Graded golden answers per window (≤ 1 s), by the region whose llm wrote them "
+        "(result.json: `series.correct_ratio`, `series.correct_region`).",
+        "",
+        *_table(header, rows, right=(1, 2, 3, 4, 5)),
+        "",
+    ]
+
+
 def render_markdown(result: Result) -> str:
     """`summary.md` for one `bascule.result/1` document."""
     lines = [
@@ -183,6 +218,7 @@ def render_markdown(result: Result) -> str:
         *_phases(result),
         *_findings(result),
         *_figures(result),
+        *_correct_answers(result),
     ]
     version = as_str(result.run.bascule)
     directory = as_str(result.run.dir)

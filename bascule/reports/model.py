@@ -169,6 +169,17 @@ class Correctness(_Record):
     impact: float | None = None
     graded: int = 0
     baseline_graded: int = 0
+    wrong: int = 0
+    """Graded answers served wrong during the impact window."""
+    wrong_share: float | None = None
+    """The share of graded answers served degraded (wrong, status 2xx); None when none was graded."""
+    rto: float | None = None
+    """Correctness RTO, s: fault → graded answers right again, sustained; None when unmeasured or
+    never back (``figures.notes.correctness_rto`` says which)."""
+    rto_from: float | None = None
+    """The fault start (plan seconds) it counts from: the longest wrong stretch's cause."""
+    recovered: bool | None = None
+    wrong_stretches: int = 0
 
 
 class Noise(_Record):
@@ -278,6 +289,10 @@ class Series(_Record):
     share_region: Shares = {}
     share_level: Shares = {}
     share_provider: Shares = {}
+    graded: tuple[int, ...] = ()
+    correct_ratio: tuple[float | None, ...] = ()
+    correct_region: Shares = {}
+    """Share of graded answers right, by the region whose llm wrote them."""
 
 
 class ResultHop(_Record):

@@ -9,8 +9,9 @@ other regions are *refused* and never tried. Candidates are then ranked by healt
 - ``recovering``: every breaker is closed, but one closed too recently. This is the failback
   hysteresis: a recovered region gets traffic back only once it has stayed healthy, so a
   flapping upstream does not drag traffic back and forth;
-- ``unhealthy``: some breaker is open or half-open. Such a region is kept last, as a last
-  resort; whether it is called at all is its breakers' decision.
+- ``unhealthy``: some breaker is open or half-open, or — for requests that need an llm — the
+  design's answer canary distrusts the region's llm (`distrust`). Such a region is kept last, as a
+  last resort; whether it is called at all is its breakers' decision.
 
 Active-passive and pilot-light put the first settled region in routing order first;
 active-active spreads over the settled regions by smooth weighted round-robin (nginx's
@@ -95,6 +96,7 @@ class Router:
         }
         self._weights = {region: _retriever_replicas(design, region) for region in design.routing_order}
         self._round_robin: dict[tuple[str, ...], dict[str, float]] = {}
+        self._distrusted: set[str] = set()
 
     @property
     def design(self) -> Design:
@@ -107,8 +109,23 @@ class Router:
     def breaker(self, component: str, region: str) -> CircuitBreaker | None:
         return self._breakers.get((component, region))
 
+    @property
+    def distrusted(self) -> frozenset[str]:
+        return frozenset(self._distrusted)
+
+    def distrust(self, region: str, distrusted: bool) -> None:
+        """The answer canary's verdict on a region's llm (`bascule.stack.gateway.canary`): while
+        distrusted, the region ranks unhealthy for requests that need an llm — a last resort."""
+        if distrusted:
+            self._distrusted.add(region)
+        else:
+            self._distrusted.discard(region)
+
     def health(self, region: str, components: Sequence[str]) -> RegionHealth:
-        """The region's health as seen through the breakers of `components` there."""
+        """The region's health as seen through the breakers of `components` there (and the answer
+        canary, for requests that need an llm)."""
+        if region in self._distrusted and "llm" in components:
+            return RegionHealth.UNHEALTHY
         now = self._clock()
         settled = True
         for component in components:

@@ -20,6 +20,7 @@ from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from bascule.model.design import ComponentKind, Design
 from bascule.stack.breaker import BreakerSnapshot, RetryBudget, Ticket
+from bascule.stack.gateway.canary import AnswerCanaryLoop
 from bascule.stack.gateway.config import DEFAULT_MODEL, GatewayConfig
 from bascule.stack.gateway.upstream import (
     Attempt,
@@ -102,6 +103,8 @@ class Gateway:
         self._timeout = httpx.Timeout(timeouts.request, connect=timeouts.connect)
         self.tally = GatewayTally()
         """What ``/metrics`` exposes (`bascule.stack.metrics`): counted as requests are served."""
+        self.canary: AnswerCanaryLoop | None = None
+        """The design's answer canary, once started (``routing.canary``)."""
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -128,6 +131,10 @@ class Gateway:
     async def start(self) -> None:
         self._client = self._client_factory()
         self._spawn(self._probe_loop())
+        policy, llms = self.design.routing.canary, self.upstreams["llm"]
+        if policy is not None and llms:
+            self.canary = AnswerCanaryLoop(policy, self.design, llms, self.router, self.post, self.model_for)
+            self._spawn(self.canary.run())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -556,6 +563,13 @@ class Gateway:
                 for region in self.design.routing_order
             ],
             "breakers": breakers,
+            "canary": None
+            if self.canary is None
+            else {
+                "distrusted": sorted(self.router.distrusted),
+                "asked": self.canary.verdicts.asked,
+                "wrong": self.canary.verdicts.wrong_total,
+            },
             "load": {
                 "inflight": self.tally.inflight,
                 "max_inflight": self.config.max_inflight,

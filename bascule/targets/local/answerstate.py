@@ -67,6 +67,8 @@ class DegradeHow(Enum):
     """The first half of its words only."""
     SWAP = "swap"
     """The answer to another question the route relayed earlier in this state (the first: truncated)."""
+    TOKENS = "tokens"
+    """A `Degrade.tokens` share of its words replaced by letters of another script; the rest intact."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +132,16 @@ class Degrade:
 
     ratio: float = 1.0
     how: DegradeHow = DegradeHow.CORRUPT
+    tokens: float = 0.1
+    """With `DegradeHow.TOKENS`: the share of words replaced."""
+    sticky: bool = False
+    """Draw `ratio` once per client connection: all its answers degraded, or none."""
     new_connections_only: bool = False
     mode: ClassVar[ProxyMode] = ProxyMode.DEGRADE
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
+        check_ratio(self.tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +313,12 @@ def dump_answer_state(state: AnswerState) -> dict[str, object]:
                 "body": state.body_bytes.decode("utf-8", errors="replace"),
             }
         case Degrade():
-            return {"ratio": state.ratio, "how": state.how.value}
+            return {
+                "ratio": state.ratio,
+                "how": state.how.value,
+                "tokens": state.tokens,
+                "sticky": state.sticky,
+            }
         case Bandwidth():
             return {"rate": state.rate}
         case LimitData():
@@ -348,6 +360,8 @@ def parse_answer_state(mode: ProxyMode, data: Mapping[str, object], nco: bool) -
             return Degrade(
                 ratio=read_number(data, "ratio", 1.0),
                 how=read_choice(DegradeHow, data.get("how", DegradeHow.CORRUPT.value), "how"),
+                tokens=read_number(data, "tokens", 0.1),
+                sticky=data.get("sticky", False) is True,
                 new_connections_only=nco,
             )
         case ProxyMode.BANDWIDTH:

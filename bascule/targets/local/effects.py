@@ -303,7 +303,12 @@ def _hop_state(fault: _HopFault) -> ProxyFault:
         case faults.TokenRate():
             return fs.TokenRate(tokens_per_minute=fault.tokens_per_minute, body=fault.body)
         case faults.Degrade():
-            return fs.Degrade(ratio=fault.ratio, how=fs.DegradeHow(fault.how.value))
+            return fs.Degrade(
+                ratio=fault.ratio,
+                how=fs.DegradeHow(fault.how.value),
+                tokens=fault.tokens,
+                sticky=fault.sticky,
+            )
         case faults.ModelSwap():
             return fs.ModelSwap(to=fault.to, answers=fs.SwapAnswers(fault.answers.value), ratio=fault.ratio)
         case faults.PartialIndex():

@@ -149,14 +149,29 @@ def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> by
 # -- wrong answers (pure) -------------------------------------------------------------------------
 
 
-def degrade_text(text: str, how: DegradeHow, before: str | None) -> str:
-    """`text` made wrong as `how` says; `before` is the route's previous other answer (for swap)."""
+def degrade_text(
+    text: str,
+    how: DegradeHow,
+    before: str | None,
+    *,
+    tokens: float = 0.1,
+    draw: Callable[[], float] = lambda: 0.0,
+) -> str:
+    """`text` made wrong as `how` says; `before` is the route's previous other answer (for swap);
+    with `DegradeHow.TOKENS`, each word is replaced when `draw()` is below `tokens`."""
     if how is DegradeHow.CORRUPT:
         return text.translate(_ROT_LETTERS)
+    if how is DegradeHow.TOKENS:
+        return " ".join(_foreign(w) if w and draw() < tokens else w for w in text.split(" "))
     if how is DegradeHow.SWAP and before is not None:
         return before
     words = text.split(" ")
     return " ".join(words[: len(words) // 2])
+
+
+def _foreign(word: str) -> str:
+    # Thai letters (U+0E01…): another script in an English answer, as the 2025-08 token corruption.
+    return "".join(chr(0x0E01 + ord(c) % 46) for c in word)
 
 
 def _rewrite(value: object, change: Callable[[str], str]) -> object:
@@ -182,8 +197,8 @@ def _answer_texts(value: object) -> list[str]:
     return []
 
 
-def _corrupt_events(data: bytes) -> bytes:
-    """Server-sent events with the answer text of each ``data:`` JSON corrupted."""
+def _corrupt_events(data: bytes, change: Callable[[str], str]) -> bytes:
+    """Server-sent events with the answer text of each ``data:`` JSON changed."""
     lines = data.split(b"\n")
     for i, line in enumerate(lines):
         if not line.startswith(b"data:"):
@@ -192,7 +207,7 @@ def _corrupt_events(data: bytes) -> bytes:
             document = json.loads(line[5:])
         except ValueError:
             continue
-        changed = _rewrite(document, lambda t: degrade_text(t, DegradeHow.CORRUPT, None))
+        changed = _rewrite(document, change)
         lines[i] = b"data: " + json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
     return b"\n".join(lines)
 
@@ -469,7 +484,8 @@ class TokenShaper(Shaper):
 
 class DegradeShaper(Shaper):
     """Rewrites a ratio of 2xx JSON answers (each read whole first), status unchanged; with
-    `DegradeHow.CORRUPT`, a ratio of 2xx chunked event streams too, event by event."""
+    `DegradeHow.CORRUPT` or `DegradeHow.TOKENS`, a ratio of 2xx chunked event streams too, event by
+    event. Sticky, the ratio is drawn once for the connection (`stuck`), not for each answer."""
 
     def __init__(self, state: Degrade, client: Client, route: Route, *, synced: bool) -> None:
         super().__init__(state, client, route, synced=synced)
@@ -477,6 +493,16 @@ class DegradeShaper(Shaper):
         self.body: bytearray | None = None
         self.events: bytes | None = None
         """The bytes of an event not yet whole, while a stream is corrupted."""
+        self.stuck = state.sticky and route.rng.random() < state.ratio
+        """Sticky: this connection was drawn once, and all its answers are degraded (or none)."""
+
+    def strikes(self) -> bool:
+        """Whether the answer under way is degraded."""
+        return self.stuck if self.degrade.sticky else self.route.rng.random() < self.degrade.ratio
+
+    def change(self, text: str, before: str | None) -> str:
+        d = self.degrade
+        return degrade_text(text, d.how, before, tokens=d.tokens, draw=self.route.rng.random)
 
     def on_head(self, head: ResponseHead) -> None:
         self.events = None
@@ -484,10 +510,10 @@ class DegradeShaper(Shaper):
             200 <= head.status < 300
             and head.content_type == b"text/event-stream"
             and head.framing in (Framing.CHUNKED, Framing.CLOSE)
-            and self.degrade.how is DegradeHow.CORRUPT
+            and self.degrade.how in (DegradeHow.CORRUPT, DegradeHow.TOKENS)
         ):
             self.body = None
-            if self.route.rng.random() < self.degrade.ratio:
+            if self.strikes():
                 self.route.requests_faulted += 1
                 self.events = b""
             super().on_head(head)
@@ -505,7 +531,7 @@ class DegradeShaper(Shaper):
             whole = 0
             for found in _EVENT_END.finditer(data):
                 whole = found.end()
-            super().on_body(_corrupt_events(data[:whole]))
+            super().on_body(_corrupt_events(data[:whole], lambda t: self.change(t, None)))
             self.events = data[whole:]
         elif self.body is not None:
             self.body += payload
@@ -515,7 +541,7 @@ class DegradeShaper(Shaper):
     def on_end(self) -> None:
         head = self.head
         if self.events is not None:
-            super().on_body(_corrupt_events(self.events))
+            super().on_body(_corrupt_events(self.events, lambda t: self.change(t, None)))
             self.events = None
         if self.body is None or head is None:
             super().on_end()
@@ -554,10 +580,10 @@ class DegradeShaper(Shaper):
         for text in texts:
             if text not in memory:
                 memory.append(text)
-        if self.route.rng.random() >= self.degrade.ratio:
+        if not self.strikes():
             return body
         self.route.requests_faulted += 1
-        changed = _rewrite(document, lambda t: degrade_text(t, self.degrade.how, before))
+        changed = _rewrite(document, lambda t: self.change(t, before))
         return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
 
 
