@@ -120,6 +120,38 @@ def _pods(call: Call, api: KubeApi) -> list[dict[str, Any]]:
     return [p for p in pods if _read(p, ("spec", "nodeName")) in nodes]
 
 
+def _autoscalers(call: Call, api: KubeApi) -> list[tuple[dict[str, Any], str]]:
+    """The HPAs whose ``spec.scaleTargetRef`` names a workload the call selects, each as the COPY
+    changes read it, with a note: an HPA with no ``status.currentReplicas`` (no controller has
+    written it, or it omits a zero) is read as holding its workload's ``spec.replicas``; one whose
+    workload is at zero replicas (Kubernetes does not autoscale it) is returned unchanged, noted
+    ``idle``, and left alone."""
+    scaled = call.scaling
+    assert scaled is not None
+    workloads = {
+        str(_read(w, ("metadata", "name"))): w for w in api.list(scaled, call.namespace, dict(call.labels))
+    }
+    out: list[tuple[dict[str, Any], str]] = []
+    for hpa in api.list(call.resource, call.namespace):
+        ref = _read(hpa, ("spec", "scaleTargetRef"))
+        if not isinstance(ref, Mapping) or ref.get("kind") != scaled.kind:
+            continue
+        group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+        workload = workloads.get(str(ref.get("name")))
+        if workload is None or group != scaled.group:
+            continue
+        if _read(hpa, ("status", "currentReplicas")) not in (_ABSENT, None):
+            out.append((hpa, ""))
+            continue
+        replicas = _read(workload, ("spec", "replicas"))
+        if not isinstance(replicas, int) or replicas <= 0:
+            out.append((hpa, f"idle: its {scaled.kind} is at zero replicas, which no HPA scales"))
+            continue
+        view = dict(hpa, status=dict(hpa.get("status") or {}, currentReplicas=replicas))
+        out.append((view, f"no status.currentReplicas: pinned to its {scaled.kind}'s spec.replicas"))
+    return out
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -177,6 +209,13 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                         f"{call.resource.kind} {where}{call.name} does not exist in {call.context}"
                     )
                 objects = [found]
+            elif call.scaling is not None:
+                for hpa, note in _autoscalers(call, api):
+                    ref = _ref(call, hpa)
+                    left_alone = note.startswith("idle")
+                    fields = () if left_alone else tuple(_fields(ref, hpa, call.changes, holds))
+                    changes.append(Change(ChangeOp.PATCH, ref, fields, note=note))
+                objects = []
             else:
                 objects = api.list(call.resource, call.namespace, dict(call.labels))
             for obj in objects:
@@ -253,6 +292,8 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
             gone = api.delete(ref.resource, ref.namespace, ref.name)
             return f"delete {ref}" + ("" if gone else " (already gone)")
         case ChangeOp.PATCH:
+            if not change.fields:
+                return f"{ref} left alone: {change.note}"
             patch: dict[str, Any] = {}
             shown: list[str] = []
             for f in change.fields:
@@ -266,7 +307,8 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
                     )
             if patch:
                 api.patch(ref.resource, ref.namespace, ref.name, patch)
-            return f"patch {ref}: {', '.join(shown)}"
+            noted = f" ({change.note})" if change.note else ""
+            return f"patch {ref}: {', '.join(shown)}{noted}"
 
 
 def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, run_id: str) -> str | None:

@@ -98,6 +98,10 @@ class Call:
     """Pods only: act on those running on nodes with these labels (None: on any node)."""
     via_pods: bool = False
     """PersistentVolumeClaims only: the claims of the pods the selector matches."""
+    scaling: Resource | None = None
+    """HorizontalPodAutoscalers only: those whose ``spec.scaleTargetRef`` names a workload of this
+    kind that the selector matches — the HPAs' own labels are not read (``kubectl autoscale`` and
+    many charts do not copy the workload's labels onto them)."""
     changes: tuple[FieldChange, ...] = ()
     body: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
     required: bool = False
@@ -113,6 +117,8 @@ class Call:
         if self.name is not None:
             return f"{where}{self.name}"
         text = f"{where}*"
+        if self.scaling is not None:
+            text += f" scaling the {self.scaling.kind}"
         if self.via_pods:
             text += " claimed by pods"
         if self.labels:
@@ -135,6 +141,8 @@ class Call:
         out: list[tuple[Resource, Verb]] = []
         if self.selected:
             out.append((PODS if self.via_pods else self.resource, Verb.LIST))
+            if self.scaling is not None:
+                out.append((self.scaling, Verb.LIST))
             if self.on_nodes is not None:
                 out.append((NODES, Verb.LIST))
             if self.via_pods:
