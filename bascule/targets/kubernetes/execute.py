@@ -13,9 +13,10 @@ would not come back), and a call marked ``required`` that matches nothing fails 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from bascule.errors import FaultError, TargetError
 from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb
@@ -23,7 +24,11 @@ from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
 from bascule.targets.kubernetes.resources import NODES, PODS, PVCS, RUN_LABEL
 
-__all__ = ["Holds", "carry_out", "expand", "undo"]
+__all__ = ["GONE_WITHIN_S", "Holds", "carry_out", "deleted_line", "expand", "undo", "wait_gone"]
+
+GONE_WITHIN_S: Final = 60.0
+"""How long a revert waits for the objects it deleted to be gone (a finalizer holds a Chaos Mesh
+object until its controller has lifted the fault from every pod)."""
 
 _ABSENT = object()
 
@@ -327,9 +332,39 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
             if not isinstance(labels, Mapping) or labels.get(RUN_LABEL) != run_id:
                 return f"{ref} does not carry {RUN_LABEL}={run_id}: left alone"
             api.delete(ref.resource, ref.namespace, ref.name)
-            return f"delete {ref}"
+            return deleted_line(ref)
         case ChangeOp.PATCH:
             return _undo_patch(change, api, holds, key)
+
+
+def deleted_line(ref: ObjectRef) -> str:
+    """The effect line of `undo` when it deleted an object bascule created (one to wait for)."""
+    return f"delete {ref}"
+
+
+def wait_gone(
+    refs: Sequence[ObjectRef], apis: Mapping[str, KubeApi], within: float = GONE_WITHIN_S
+) -> list[tuple[ObjectRef, list[str]]]:
+    """Poll (GET) until every object of `refs` is gone (404), for at most `within` seconds; those
+    still there, each with the finalizers that hold it. A DELETE the API server accepted removes an
+    object with finalizers only once its controller has removed them — for Chaos Mesh, once the
+    fault is lifted. Raises `TargetError` when a cluster cannot be reached."""
+    deadline = time.monotonic() + within
+    pause = 0.05
+    left: list[tuple[ObjectRef, list[str]]] = [(ref, []) for ref in refs]
+    while left:
+        still: list[tuple[ObjectRef, list[str]]] = []
+        for ref, _ in left:
+            found = apis[ref.context].get(ref.resource, ref.namespace, ref.name)
+            if found is not None:
+                finalizers = _read(found, ("metadata", "finalizers"))
+                still.append((ref, [str(f) for f in finalizers] if isinstance(finalizers, list) else []))
+        left = still
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.5)
+    return left
 
 
 def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | None:
