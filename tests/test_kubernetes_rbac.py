@@ -20,6 +20,7 @@ from bascule.targets.kubernetes.calls import (
     PermissionScope,
     Verb,
     compute_calls,
+    identity_permissions,
     permissions,
     probe_permissions,
 )
@@ -31,7 +32,7 @@ EVERY_KIND = [(fault, selector) for _, fault, selector, _ in CASES]
 def _adapters_need() -> set[Permission]:
     world = mapping()
     facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}
-    needed: set[Permission] = set(probe_permissions())
+    needed: set[Permission] = set(probe_permissions()) | set(identity_permissions())
     for fault, selector in EVERY_KIND:
         plan = compute_calls(fault, touch_of(fault, selector), world, facts, run_id="rbac", key="p0")
         assert plan.refusal is None, (fault.kind, plan.refusal)
@@ -42,6 +43,9 @@ def _adapters_need() -> set[Permission]:
 def _as_permission(rule: Rule) -> Permission:
     verb = Verb(rule.verb)
     if rule.namespace is None:
+        if rule.resource == "namespaces":
+            assert rule.name == "kube-system", f"{rule} reads namespaces other than kube-system"
+            return Permission(PermissionScope.CLUSTER, rule.group, rule.resource, verb, rule.name)
         assert rule.resource == "nodes", f"{rule} is granted cluster-wide"
         return Permission(PermissionScope.CLUSTER, rule.group, rule.resource, verb)
     if rule.namespace == "kube-system":

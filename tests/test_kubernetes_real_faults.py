@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, resource_path, running_control_plane
 from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
 from kube_world import touch_of
@@ -21,6 +22,8 @@ from bascule.faults import ControlPlane as ControlPlaneFault
 from bascule.faults import Fault, Hang, HttpError, Latency
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
+from bascule.targets.kubernetes.cluster import connect_contexts, is_local_server
+from bascule.targets.kubernetes.identity import check_confirmation, read_confirmed
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
 from bascule.targets.kubernetes.recover import recover_kubernetes
 from bascule.targets.kubernetes.resources import RUN_LABEL
@@ -207,3 +210,43 @@ def test_recover_waits_for_chaos_objects_held_by_their_finalizer(w: RealWorld, t
     assert _created_chaos(scw) == []
     state = read_kube_ledger(run_dir / KUBE_LEDGER_FILE)
     assert state.recovered and not state.active
+
+
+def _context_alias(w: RealWorld, tmp_path: Path, alias: str, of: str) -> Path:
+    """The world's kubeconfig with one more context, `alias`, reaching cluster `of` (as an SSH
+    tunnel or kubectl proxy would under another name)."""
+    config = yaml.safe_load(w.kubeconfig.read_text(encoding="utf-8"))
+    context = next(c for c in config["contexts"] if c["name"] == of)
+    config["contexts"].append({"name": alias, "context": dict(context["context"])})
+    path = tmp_path / "kubeconfig-alias"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_clusters_on_loopback_are_confirmed_by_identity_once_and_remembered(
+    w: RealWorld, tmp_path: Path
+) -> None:
+    # Both API servers listen on 127.0.0.1 — where kubectl proxy or a tunnel to production would.
+    assert all(is_local_server(api.server) for api in w.apis.values())
+    store = tmp_path / "confirmed.json"
+    assert check_confirmation(w.apis, environ={}, path=store) == ["aws", "scw"]
+    assert not store.exists()
+    assert check_confirmation(w.apis, ["aws"], environ={}, path=store) == ["scw"]
+    assert check_confirmation(w.apis, ["aws", "scw"], environ={}, path=store) == []
+    remembered = read_confirmed(store)
+    uids = {
+        name: c.admin.get("v1/namespaces", None, "kube-system")["metadata"]["uid"]  # type: ignore[index]
+        for name, c in w.clusters.items()
+    }
+    assert set(remembered) == set(uids.values()) and uids["aws"] != uids["scw"]
+    # Remembered: no --confirm needed again, under any context name reaching the same cluster.
+    assert check_confirmation(w.apis, environ={}, path=store) == []
+    aliased = connect_contexts(["aws-tunnel"], _context_alias(w, tmp_path, "aws-tunnel", "aws"))
+    try:
+        assert check_confirmation(aliased, environ={}, path=store) == []
+    finally:
+        aliased["aws-tunnel"].close()
+    # Confirmations through the environment (CI) are not remembered.
+    other = tmp_path / "ci.json"
+    assert check_confirmation(w.apis, environ={"BASCULE_CONFIRM_CONTEXTS": "aws,scw"}, path=other) == []
+    assert not other.exists()

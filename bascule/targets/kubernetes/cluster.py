@@ -7,8 +7,8 @@ fields bascule must restore). Errors of the client are translated here, at the b
 
 `connect` opens a client for each context the target file lists, and for nothing else;
 `discover` asks each which Chaos Mesh resources it serves (GET only); `unconfirmed` says which
-contexts point at a cluster outside this machine and were not confirmed (``--confirm CONTEXT``
-or ``BASCULE_CONFIRM_CONTEXTS``).
+contexts reach a cluster that was not confirmed (``--confirm CONTEXT``, ``BASCULE_CONFIRM_CONTEXTS``,
+or its identity confirmed before: `identity`).
 """
 
 from __future__ import annotations
@@ -231,7 +231,8 @@ def discover(apis: Mapping[str, KubeApi]) -> dict[str, ClusterFacts]:
 
 
 def is_local_server(url: str) -> bool:
-    """Whether an API server URL points at this machine (loopback): no confirmation needed."""
+    """Whether an API server URL is on loopback. Not proof that the cluster is this machine's
+    (``kubectl proxy``, SSH tunnels and access proxies listen there): no longer a confirmation."""
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -242,11 +243,18 @@ def is_local_server(url: str) -> bool:
 
 
 def unconfirmed(
-    servers: Mapping[str, str], confirmed: Collection[str] = (), environ: Mapping[str, str] | None = None
+    identities: Mapping[str, str | None],
+    confirmed: Collection[str] = (),
+    environ: Mapping[str, str] | None = None,
+    *,
+    remembered: Collection[str] = (),
 ) -> list[str]:
-    """Contexts (context → API server URL) outside this machine that neither `confirmed` nor
-    ``BASCULE_CONFIRM_CONTEXTS`` confirm. A run must refuse to start while this is not empty."""
+    """Contexts (context → the cluster's identity, `identity.cluster_uid`; None when unknown) that
+    neither `confirmed` nor ``BASCULE_CONFIRM_CONTEXTS`` confirm and whose identity is not among
+    those confirmed before (`remembered`). The server's address counts for nothing. A run must
+    refuse to start while this is not empty."""
     env = os.environ if environ is None else environ
     from_env = {c.strip() for c in env.get(CONFIRM_ENV, "").split(",") if c.strip()}
     ok = set(confirmed) | from_env
-    return [c for c, url in servers.items() if not is_local_server(url) and c not in ok]
+    known = set(remembered)
+    return [c for c, uid in identities.items() if c not in ok and (uid is None or uid not in known)]

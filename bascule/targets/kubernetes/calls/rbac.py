@@ -10,7 +10,7 @@ from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE
 from bascule.targets.kubernetes.calls.model import Call, Verb
 from bascule.targets.kubernetes.resources import CONFIGMAPS, Resource
 
-__all__ = ["Permission", "PermissionScope", "permissions", "probe_permissions"]
+__all__ = ["Permission", "PermissionScope", "identity_permissions", "permissions", "probe_permissions"]
 
 
 class PermissionScope(StrEnum):
@@ -56,3 +56,8 @@ def probe_permissions() -> frozenset[Permission]:
             Permission(PermissionScope.CLUSTER, "", "nodes", Verb.LIST),
         }
     )
+
+
+def identity_permissions() -> frozenset[Permission]:
+    """What reading a cluster's identity takes (confirmation): the ``kube-system`` namespace."""
+    return frozenset({Permission(PermissionScope.CLUSTER, "", "namespaces", Verb.GET, "kube-system")})
