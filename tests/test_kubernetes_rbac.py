@@ -52,6 +52,8 @@ def _as_permission(rule: Rule) -> Permission:
         assert rule.name == "coredns", f"{rule} is granted in kube-system"
         return Permission(PermissionScope.COREDNS, rule.group, rule.resource, verb, rule.name)
     assert rule.name is None
+    if rule.resource == "persistentvolumeclaims":
+        return Permission(PermissionScope.DATA_LOSS, rule.group, rule.resource, verb)
     return Permission(PermissionScope.WORKLOADS, rule.group, rule.resource, verb)
 
 

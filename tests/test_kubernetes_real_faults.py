@@ -17,7 +17,7 @@ from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
 from kube_world import touch_of
 from test_kubernetes_recover import _run_child
 
-from bascule.errors import RevertError
+from bascule.errors import RevertError, TargetError
 from bascule.faults import ControlPlane as ControlPlaneFault
 from bascule.faults import Fault, Hang, HttpError, Latency
 from bascule.model.selector import Selector
@@ -26,7 +26,7 @@ from bascule.targets.kubernetes.cluster import connect_contexts, is_local_server
 from bascule.targets.kubernetes.identity import check_confirmation, read_confirmed
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
 from bascule.targets.kubernetes.recover import recover_kubernetes
-from bascule.targets.kubernetes.resources import RUN_LABEL
+from bascule.targets.kubernetes.resources import DEPLOYMENT_SCALE, RUN_LABEL, Resource
 from bascule.targets.kubernetes.target import KubernetesTarget
 
 pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE]
@@ -250,3 +250,38 @@ def test_clusters_on_loopback_are_confirmed_by_identity_once_and_remembered(
     other = tmp_path / "ci.json"
     assert check_confirmation(w.apis, environ={"BASCULE_CONFIRM_CONTEXTS": "aws,scw"}, path=other) == []
     assert not other.exists()
+
+
+def test_least_privilege_scale_subresource_only_and_volumes_only_with_the_data_loss_binding(
+    w: RealWorld,
+) -> None:
+    api = w.apis["aws"]
+    deployment = Resource("apps", "v1", "deployments", "Deployment", True)
+    # refuse needs the scale subresource only: a patch of the workload itself (its pod template)
+    # is refused by the API server.
+    with pytest.raises(TargetError, match="403"):
+        api.patch(deployment, "rag", "gateway-aws-us-east-1", {"metadata": {"labels": {"x": "y"}}})
+    scaled = api.patch(DEPLOYMENT_SCALE, "rag", "gateway-aws-us-east-1", {"spec": {"replicas": 2}})
+    assert scaled["kind"] == "Scale" and scaled["spec"]["replicas"] == 2
+    # Volume claims are readable only through the data-loss binding, which only a target file
+    # allowing data loss needs.
+    pvcs = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+    assert api.get(pvcs, "rag", "data-store-aws-us-east-1-0") is not None
+    admin = w.clusters["aws"].admin
+    binding = "/apis/rbac.authorization.k8s.io/v1/namespaces/rag/rolebindings/bascule-data-loss"
+    kept = admin.request("GET", binding)
+    admin.request("DELETE", binding)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the authorizer's cache follows within moments
+            try:
+                api.get(pvcs, "rag", "data-store-aws-us-east-1-0")
+            except TargetError as exc:
+                assert "403" in str(exc)
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("volume claims stayed readable without the data-loss binding")
+    finally:
+        meta = {k: kept["metadata"][k] for k in ("name", "namespace")}
+        admin.request("POST", binding.rsplit("/", 1)[0], {**kept, "metadata": meta})

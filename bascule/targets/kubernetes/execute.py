@@ -222,7 +222,7 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                     changes.append(Change(ChangeOp.PATCH, ref, fields, note=note))
                 objects = []
             else:
-                objects = api.list(call.resource, call.namespace, dict(call.labels))
+                objects = api.list(call.resource.parent, call.namespace, dict(call.labels))
             for obj in objects:
                 ref = _ref(call, obj)
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))

@@ -129,7 +129,8 @@ class Call:
         return text
 
     def describe(self) -> str:
-        text = f"{self.verb.value} {self.resource.kind} {self.target_text()} [{self.context}]"
+        sub = f" (its {self.resource.subresource} subresource)" if self.resource.subresource else ""
+        text = f"{self.verb.value} {self.resource.kind} {self.target_text()}{sub} [{self.context}]"
         if self.changes:
             text += ": " + ", ".join(c.describe() for c in self.changes)
         if self.why:
@@ -140,7 +141,7 @@ class Call:
         """What the adapter reads to carry the call out (and to record the prior state first)."""
         out: list[tuple[Resource, Verb]] = []
         if self.selected:
-            out.append((PODS if self.via_pods else self.resource, Verb.LIST))
+            out.append((PODS if self.via_pods else self.resource.parent, Verb.LIST))
             if self.scaling is not None:
                 out.append((self.scaling, Verb.LIST))
             if self.on_nodes is not None:

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE
 from bascule.targets.kubernetes.calls.model import Call, Verb
-from bascule.targets.kubernetes.resources import CONFIGMAPS, Resource
+from bascule.targets.kubernetes.resources import CONFIGMAPS, PVCS, Resource
 
 __all__ = ["Permission", "PermissionScope", "identity_permissions", "permissions", "probe_permissions"]
 
@@ -20,6 +20,8 @@ class PermissionScope(StrEnum):
     """Namespaced resources in the mapped namespaces: a ClusterRole bound by RoleBindings there."""
     COREDNS = "coredns"
     """kube-system/coredns only: a Role in kube-system with resourceNames."""
+    DATA_LOSS = "data-loss"
+    """Volume claims, only for data-loss: a ClusterRole of its own, bound only where it is allowed."""
 
 
 @dataclass(frozen=True, order=True)
@@ -33,10 +35,12 @@ class Permission:
 
 def _permission(call: Call, resource: Resource, verb: Verb) -> Permission:
     if not resource.namespaced:
-        return Permission(PermissionScope.CLUSTER, resource.group, resource.plural, verb)
+        return Permission(PermissionScope.CLUSTER, resource.group, resource.rbac_name, verb)
     if call.namespace == COREDNS_NAMESPACE and call.name == COREDNS_NAME and resource == CONFIGMAPS:
-        return Permission(PermissionScope.COREDNS, resource.group, resource.plural, verb, COREDNS_NAME)
-    return Permission(PermissionScope.WORKLOADS, resource.group, resource.plural, verb)
+        return Permission(PermissionScope.COREDNS, resource.group, resource.rbac_name, verb, COREDNS_NAME)
+    if resource == PVCS:
+        return Permission(PermissionScope.DATA_LOSS, resource.group, resource.rbac_name, verb)
+    return Permission(PermissionScope.WORKLOADS, resource.group, resource.rbac_name, verb)
 
 
 def permissions(calls: Iterable[Call]) -> frozenset[Permission]:
