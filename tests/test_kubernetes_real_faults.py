@@ -285,3 +285,30 @@ def test_least_privilege_scale_subresource_only_and_volumes_only_with_the_data_l
     finally:
         meta = {k: kept["metadata"][k] for k in ("name", "namespace")}
         admin.request("POST", binding.rsplit("/", 1)[0], {**kept, "metadata": meta})
+
+
+def test_the_admission_policy_lets_bascule_cordon_nodes_and_change_nothing_else(w: RealWorld) -> None:
+    # deploy/rbac.yaml's ValidatingAdmissionPolicy, enforced by kube-apiserver v1.37 itself.
+    api = w.apis["aws"]
+    nodes = Resource("", "v1", "nodes", "Node", False)
+    before = w.clusters["aws"].admin.get("v1/nodes", None, "use1-a")
+    assert before is not None
+    cordoned = api.patch(nodes, None, "use1-a", {"spec": {"unschedulable": True}})
+    assert cordoned["spec"]["unschedulable"] is True
+    api.patch(nodes, None, "use1-a", {"spec": {"unschedulable": None}})
+    refused = [
+        {"metadata": {"labels": {"topology.kubernetes.io/region": "eu-west-3"}}},
+        {"metadata": {"annotations": {"x": "y"}}},
+        {"spec": {"taints": [{"key": "bascule", "effect": "NoSchedule"}]}},
+        {"spec": {"unschedulable": True, "taints": [{"key": "x", "effect": "NoExecute"}]}},
+    ]
+    for patch in refused:
+        with pytest.raises(TargetError, match="bascule may change"):
+            api.patch(nodes, None, "use1-a", patch)
+    node = w.clusters["aws"].admin.get("v1/nodes", None, "use1-a")
+    assert node is not None and "unschedulable" not in node["spec"]
+    assert node["spec"].get("taints") == before["spec"].get("taints")  # the API server's not-ready taint
+    assert node["metadata"]["labels"]["topology.kubernetes.io/region"] == "us-east-1"
+    # The cluster's admin is not bound by it.
+    path = resource_path("v1/nodes", None, "use1-a")
+    w.clusters["aws"].admin.request("PATCH", path, {"metadata": {"annotations": {"x": "y"}}}, merge=True)
