@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 from kube_emulator import Rule, rbac_rules
-from kube_world import RBAC, mapping, touch_of
+from kube_world import RBAC, TARGET, mapping, touch_of
 from test_kubernetes_contract import CASES
 
 from bascule.targets.kubernetes.calls import (
@@ -30,13 +30,14 @@ EVERY_KIND = [(fault, selector) for _, fault, selector, _ in CASES]
 
 
 def _adapters_need() -> set[Permission]:
-    world = mapping()
-    facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}
     needed: set[Permission] = set(probe_permissions()) | set(identity_permissions())
-    for fault, selector in EVERY_KIND:
-        plan = compute_calls(fault, touch_of(fault, selector), world, facts, run_id="rbac", key="p0")
-        assert plan.refusal is None, (fault.kind, plan.refusal)
-        needed |= permissions(plan.calls)
+    # Pods deleted (the default), and evicted (pod_disruption: evict).
+    for world in (mapping(), mapping(TARGET + "pod_disruption: evict\n")):
+        facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}
+        for fault, selector in EVERY_KIND:
+            plan = compute_calls(fault, touch_of(fault, selector), world, facts, run_id="rbac", key="p0")
+            assert plan.refusal is None, (fault.kind, plan.refusal)
+            needed |= permissions(plan.calls)
     return needed
 
 

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, resource_path, running_control_plane
 from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
-from kube_world import touch_of
+from kube_world import TARGET, mapping, touch_of
 from test_kubernetes_recover import _run_child
 
-from bascule.errors import RevertError, TargetError
+from bascule.errors import FaultError, RevertError, TargetError
 from bascule.faults import ControlPlane as ControlPlaneFault
-from bascule.faults import Fault, Hang, HttpError, Latency
+from bascule.faults import Crash, Fault, Hang, HttpError, Latency
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
 from bascule.targets.kubernetes.cluster import connect_contexts, is_local_server
@@ -312,3 +312,76 @@ def test_the_admission_policy_lets_bascule_cordon_nodes_and_change_nothing_else(
     # The cluster's admin is not bound by it.
     path = resource_path("v1/nodes", None, "use1-a")
     w.clusters["aws"].admin.request("PATCH", path, {"metadata": {"annotations": {"x": "y"}}}, merge=True)
+
+
+PDBS = "policy/v1/poddisruptionbudgets"
+
+
+def _budget(cluster: RealCluster, allowed: int) -> str:
+    """A PodDisruptionBudget on the gateway's pods in us-east-1, with the status the disruption
+    controller (not run here) would write: `allowed` disruptions. Its path."""
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "gateway-budget", "namespace": "rag"},
+        "spec": {
+            "minAvailable": 2 - allowed,
+            "selector": {"matchLabels": {"app": "gateway", "bascule.io/region": "aws-us-east-1"}},
+        },
+    }
+    created = cluster.admin.create(PDBS, body)
+    path = resource_path(PDBS, "rag", "gateway-budget")
+    status = {
+        "observedGeneration": created["metadata"]["generation"],
+        "disruptionsAllowed": allowed,
+        "currentHealthy": 2,
+        "desiredHealthy": 2 - allowed,
+        "expectedPods": 2,
+    }
+    cluster.admin.request("PATCH", path + "/status", {"status": status}, merge=True)
+    return path
+
+
+def _gateway_pods(cluster: RealCluster) -> dict[str, bool]:
+    """The us-east-1 gateway pods, each with whether its deletion has begun."""
+    return {
+        p["metadata"]["name"]: "deletionTimestamp" in p["metadata"]
+        for p in cluster.admin.list("v1/pods", "rag")
+        if p["metadata"]["name"].startswith("gateway-aws-us-east-1")
+    }
+
+
+@pytest.mark.parametrize("allowed", [0, 2])
+def test_eviction_respects_a_pod_disruption_budget_where_deletion_ignores_it(
+    w: RealWorld, tmp_path: Path, allowed: int
+) -> None:
+    aws = w.clusters["aws"]
+    path = _budget(aws, allowed)
+    crash = Crash()
+    touch = touch_of(crash, Selector(component="gateway", region="aws/us-east-1"))
+    try:
+        evicting = mapping(TARGET + "pod_disruption: evict\n")
+        target = KubernetesTarget.start(evicting, w.apis, tmp_path / "evict")
+        plan = target.call_plan(crash, touch)
+        assert any(line.startswith("evict Pod") for line in plan.lines()), plan.lines()
+        assert any("PodDisruptionBudget" in note for note in plan.notes)
+        if allowed == 0:
+            with pytest.raises(FaultError, match="disruption budget"):
+                target.apply(Action(0.0, ActionOp.APPLY, 0, crash), touch)
+            assert not any(_gateway_pods(aws).values()), "the API server evicted nothing"
+        else:
+            applied = target.apply(Action(0.0, ActionOp.APPLY, 0, crash), touch)
+            assert sum(line.startswith("evict Pod") for line in applied.effects) == 2
+            assert all(_gateway_pods(aws).values())
+        target.close()
+
+        # Deletion (the default) is a crash: no budget stops it; the plan says so.
+        deleting = KubernetesTarget.start(w.mapping, w.apis, tmp_path / "delete")
+        plan = deleting.call_plan(crash, touch)
+        assert any("ignores PodDisruptionBudgets" in note for note in plan.notes), plan.notes
+        if allowed == 0:
+            deleting.apply(Action(0.0, ActionOp.APPLY, 0, crash), touch)
+            assert all(_gateway_pods(aws).values())
+        deleting.close()
+    finally:
+        aws.admin.request("DELETE", path, ok=(404,))

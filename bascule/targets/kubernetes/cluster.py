@@ -142,6 +142,18 @@ class KubeApi:
         """False when there was nothing to delete."""
         return self._request("DELETE", resource.path(namespace, name)) is not None
 
+    def evict(self, namespace: str, name: str) -> bool:
+        """Evict a pod through the Eviction API (policy/v1); False when it was already gone. The API
+        server refuses (429: `TargetError`) while a PodDisruptionBudget of the pod allows no
+        disruption."""
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/eviction"
+        return self._request("POST", path, body=body) is not None
+
     def served(self, group: str, version: str) -> frozenset[str]:
         """Plural names of the resources the cluster serves in `group`/`version` (empty: none)."""
         answer = self._request("GET", f"/apis/{group}/{version}")

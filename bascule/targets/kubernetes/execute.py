@@ -22,7 +22,7 @@ from bascule.errors import FaultError, TargetError
 from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb
 from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
-from bascule.targets.kubernetes.resources import NODES, PODS, PVCS, RUN_LABEL
+from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
 
 __all__ = ["GONE_WITHIN_S", "Holds", "carry_out", "deleted_line", "expand", "undo", "wait_gone"]
 
@@ -248,6 +248,8 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                         "pods that a Deployment, StatefulSet, ReplicaSet or DaemonSet recreates"
                     )
                 note = f"recreated by {owner.get('kind')} {owner.get('name')}"
+                if call.evict:
+                    ref = ObjectRef(ref.context, POD_EVICTION, ref.namespace, ref.name)
                 changes.append(Change(ChangeOp.DELETE, ref, body=_kept(pod), note=note))
         else:
             raise FaultError(f"no adapter deletes {call.resource.kind} by selector")
@@ -293,6 +295,10 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
             assert change.body is not None
             api.create(ref.resource, ref.namespace, change.body)
             return f"create {ref}"
+        case ChangeOp.DELETE if ref.resource == POD_EVICTION:
+            assert ref.namespace is not None
+            evicted = api.evict(ref.namespace, ref.name)
+            return f"evict {ref}" + ("" if evicted else " (already gone)")
         case ChangeOp.DELETE:
             gone = api.delete(ref.resource, ref.namespace, ref.name)
             return f"delete {ref}" + ("" if gone else " (already gone)")

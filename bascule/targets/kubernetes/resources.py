@@ -25,6 +25,7 @@ __all__ = [
     "NODES",
     "PODS",
     "POD_CHAOS",
+    "POD_EVICTION",
     "PVCS",
     "RUN_LABEL",
     "STATEFULSETS",
@@ -83,6 +84,7 @@ class Resource:
 
 NODES: Final = Resource("", "v1", "nodes", "Node", False)
 PODS: Final = Resource("", "v1", "pods", "Pod", True)
+POD_EVICTION: Final = Resource("", "v1", "pods", "Pod", True, "eviction")
 CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap", True)
 PVCS: Final = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment", True)

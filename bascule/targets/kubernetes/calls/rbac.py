@@ -47,7 +47,7 @@ def permissions(calls: Iterable[Call]) -> frozenset[Permission]:
     """Every permission carrying out and reverting `calls` needs: the call, its reads, its undo."""
     out: set[Permission] = set()
     for call in calls:
-        for resource, verb in [(call.resource, call.verb), *call.reads(), *call.undo()]:
+        for resource, verb in [call.acts(), *call.reads(), *call.undo()]:
             out.add(_permission(call, resource, verb))
     return frozenset(out)
 
