@@ -10,7 +10,6 @@ every object must be back as it was once the run is over.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -82,37 +81,22 @@ def test_the_aws_replay_runs_against_emulated_clusters_and_journals_every_reques
 
 
 def test_a_cluster_on_loopback_needs_confirm_too(tmp_path: Path) -> None:
-    # A loopback address is not "this machine": kubectl proxy or an SSH tunnel may be there. Here
-    # nothing listens, so neither cluster can be identified (its kube-system UID read), and the run
-    # refuses before its ledger.
+    # A loopback address is not "this machine": kubectl proxy or an SSH tunnel may be there. kmock's
+    # clusters answer on 127.0.0.1 and have no kube-system namespace to be known by: the run
+    # refuses before its ledger until they are confirmed.
     design_path = tmp_path / "design.yaml"
     design_path.write_text(DESIGN)
     target_file = tmp_path / "target.yaml"
     target_file.write_text(_target_with_entries({"scaleway/fr-par": "http://127.0.0.1:9"}))
-    kubeconfig = tmp_path / "kubeconfig"
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: aws\n"
-        "clusters:\n"
-        f"- {{name: aws, cluster: {{server: 'https://127.0.0.1:{ports[0]}'}}}}\n"
-        f"- {{name: scw, cluster: {{server: 'https://127.0.0.1:{ports[1]}'}}}}\n"
-        "users:\n- {name: u, user: {token: t}}\n"
-        "contexts:\n"
-        "- {name: aws, context: {cluster: aws, user: u}}\n"
-        "- {name: scw, context: {cluster: scw, user: u}}\n"
-    )
-    options = RunOptions(
-        scenario=AWS_2025,
-        design=design_path,
-        out=tmp_path / "run",
-        target=choose("kubernetes", {"target_file": target_file, "kubeconfig": kubeconfig}),
-        quiet=True,
-    )
-    outcome = run_scored(options)
+    with world(tmp_path) as w:
+        options = RunOptions(
+            scenario=AWS_2025,
+            design=design_path,
+            out=tmp_path / "run",
+            target=choose("kubernetes", {"target_file": target_file, "kubeconfig": w.kubeconfig}),
+            quiet=True,
+        )
+        outcome = run_scored(options)
     assert outcome.exit_code == 2
     assert "--confirm aws --confirm scw" in outcome.reason
     assert not (outcome.run_dir / "kubernetes-ledger.jsonl").exists()

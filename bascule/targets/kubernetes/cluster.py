@@ -34,6 +34,7 @@ __all__ = [
     "CONFIRM_ENV",
     "ApiCall",
     "KubeApi",
+    "UnreachableError",
     "connect",
     "connect_contexts",
     "connected",
@@ -52,6 +53,10 @@ _MERGE_PATCH: Final = "application/merge-patch+json"
 Json = dict[str, Any]
 ApiCall = tuple[str, str, str]
 """One request made: (HTTP method, path, context)."""
+
+
+class UnreachableError(TargetError):
+    """The cluster could not be reached (no answer at all, as opposed to an answer refusing)."""
 
 
 class KubeApi:
@@ -98,7 +103,7 @@ class KubeApi:
                 f"{self.context}: {method} {path} failed: {exc.status} {exc.reason}: {_message(exc.body)}"
             ) from exc
         except Exception as exc:  # urllib3 and socket errors: the cluster cannot be reached
-            raise TargetError(f"{self.context}: {method} {path} failed: {exc}") from exc
+            raise UnreachableError(f"{self.context}: {method} {path} failed: {exc}") from exc
         data = response.data
         if not data:
             return {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from bascule.errors import TargetError
-from bascule.targets.kubernetes.cluster import CONFIRM_ENV, KubeApi, unconfirmed
+from bascule.targets.kubernetes.cluster import CONFIRM_ENV, KubeApi, UnreachableError, unconfirmed
 from bascule.targets.kubernetes.resources import Resource
 
 __all__ = [
@@ -69,10 +69,12 @@ def cluster_uid(api: KubeApi) -> str | None:
 
 
 def known_uid(api: KubeApi) -> str | None:
-    """`cluster_uid`, or None when it cannot be read (unreachable, refused): such a cluster is
-    unidentified, so it needs ``--confirm`` every time."""
+    """`cluster_uid`, or None when the cluster refuses the read: such a cluster is unidentified, so
+    it needs ``--confirm`` every time. Raises `UnreachableError` when it does not answer."""
     try:
         return cluster_uid(api)
+    except UnreachableError:
+        raise
     except TargetError:
         return None
 
@@ -130,7 +132,8 @@ def check_confirmation(
     """The contexts of `apis` not confirmed: neither given in `confirm` (``--confirm``) or
     ``BASCULE_CONFIRM_CONTEXTS``, nor reaching a cluster whose identity was confirmed before. When
     none is left, the identities confirmed by `confirm` are remembered (those confirmed through the
-    environment are not: CI confirms afresh every run). Reads each cluster's identity (one GET)."""
+    environment are not: CI confirms afresh every run). Reads each cluster's identity (one GET);
+    raises `UnreachableError` when a cluster does not answer."""
     env = os.environ if environ is None else environ
     where = path or confirmed_path(env)
     identities = {context: known_uid(api) for context, api in apis.items()}

@@ -52,7 +52,7 @@ class KubeStarter:
     def start(self, request: StartRequest) -> Target | Refusal:
         """Map the design onto the clusters, refuse what is not confirmed, start the target's ledger."""
         # Imported here: the official client takes about a second to import.
-        from bascule.targets.kubernetes.cluster import connect
+        from bascule.targets.kubernetes.cluster import UnreachableError, connect
         from bascule.targets.kubernetes.identity import check_confirmation
         from bascule.targets.kubernetes.mapping import bind, read_target
         from bascule.targets.kubernetes.target import KubernetesTarget
@@ -80,6 +80,10 @@ class KubeStarter:
         apis = connect(mapping.target, self.options.kubeconfig)
         try:
             missing = check_confirmation(apis, self.options.confirm)
+        except UnreachableError:  # no cluster there: the run fails as for any target not there
+            for api in apis.values():
+                api.close()
+            raise
         except TargetError as exc:  # the file of confirmed clusters is damaged
             for api in apis.values():
                 api.close()
