@@ -22,3 +22,10 @@ def aws_scenario_path() -> Path:
 @pytest.fixture
 def aps_design_path() -> Path:
     return ROOT / "designs" / "active-passive-sovereign.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bascule's configuration directory (the Kubernetes clusters confirmed) is the test's own,
+    never the user's."""
+    monkeypatch.setenv("BASCULE_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))

@@ -397,6 +397,31 @@ def _webhooks(url: str, ca: Path, action: str) -> list[dict[str, Any]]:
     ]
 
 
+PARTITION_BEHAVIOR = {
+    "description": "PartitionBehavior defines how matched packets are handled for the partition action.",
+    "type": "string",
+    "enum": ["drop", "reject"],
+    "default": "drop",
+}
+"""``NetworkChaosSpec.partitionBehavior`` as the webhook's ``chaos-mesh/api`` (2026-09-06) declares it
+(``+kubebuilder:validation:Enum=drop;reject``, ``+kubebuilder:default=drop``)."""
+
+
+def _with_partition_behavior(crd: dict[str, Any]) -> dict[str, Any]:
+    """The NetworkChaos CRD with the field the webhook's API module adds. The Go proxy serves Chaos
+    Mesh's CRDs only from its module of 2026-09-02, which lacks ``partitionBehavior``; the webhook,
+    built from ``chaos-mesh/api`` of 2026-09-06, defaults it to ``drop``. Without it in the schema
+    the field was pruned at create, so on every update — even of metadata only, such as the
+    finalizer Chaos Mesh's controller adds — the webhook saw the spec change and refused ("Cannot
+    update chaos spec"). A real installation ships CRDs and webhook of one release."""
+    if crd.get("spec", {}).get("names", {}).get("kind") != "NetworkChaos":
+        return crd
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"].setdefault("partitionBehavior", dict(PARTITION_BEHAVIOR))
+    return crd
+
+
 @dataclass
 class ControlPlane:
     """etcd, Chaos Mesh's admission webhooks and one kube-apiserver per cluster name."""
@@ -427,7 +452,7 @@ class ControlPlane:
             )
         documents = [d for d in yaml.safe_load_all(self.crds.read_text(encoding="utf-8")) if d]
         for crd in documents:
-            server.admin.apply(crd)
+            server.admin.apply(_with_partition_behavior(crd))
         path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         deadline = time.monotonic() + 60
         names = {d["metadata"]["name"] for d in documents}

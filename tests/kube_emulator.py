@@ -347,6 +347,8 @@ def request_permission(method: str, path: str) -> tuple[str, str, str] | None:
     if not parts:
         return None
     resource, name = parts[0], parts[1] if len(parts) > 1 else None
+    if len(parts) > 2:  # a subresource: deployments/scale
+        resource = f"{parts[0]}/{parts[2]}"
     verb = {
         "GET": "get" if name else "list",
         "POST": "create",

@@ -299,15 +299,14 @@ def test_an_unmapped_component_is_left_alone_by_an_outage_and_refused_by_a_crash
     assert crash.refusal is not None and crash.refusal.rule is RefusalRule.UNMAPPED
 
 
-def test_unconfirmed_contexts_are_those_off_this_machine() -> None:
-    servers = {
-        "kind": "https://127.0.0.1:6443",
-        "eks": "https://ABC.gr7.us-east-1.eks.amazonaws.com",
-        "v6": "https://[::1]:6443",
-    }
-    assert unconfirmed(servers, environ={}) == ["eks"]
-    assert unconfirmed(servers, ["eks"], environ={}) == []
-    assert unconfirmed(servers, environ={"BASCULE_CONFIRM_CONTEXTS": "other, eks"}) == []
+def test_unconfirmed_contexts_are_those_whose_cluster_identity_was_never_confirmed() -> None:
+    # context → the cluster's identity (its kube-system namespace's UID); None: unknown. Where the
+    # API server listens counts for nothing: loopback may be kubectl proxy or an SSH tunnel.
+    identities = {"kind": "uid-kind", "eks": "uid-eks", "proxy": None}
+    assert unconfirmed(identities, environ={}) == ["kind", "eks", "proxy"]
+    assert unconfirmed(identities, ["eks", "proxy"], environ={}) == ["kind"]
+    assert unconfirmed(identities, environ={"BASCULE_CONFIRM_CONTEXTS": "other, eks"}) == ["kind", "proxy"]
+    assert unconfirmed(identities, environ={}, remembered={"uid-kind", "uid-eks"}) == ["proxy"]
     assert is_local_server("http://localhost:8080") and not is_local_server("https://10.0.0.1")
 
 

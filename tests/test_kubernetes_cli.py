@@ -80,6 +80,7 @@ def test_render_then_deploy_from_the_command_line(tmp_path: Path, monkeypatch: p
     with kube_emulator.running(kube_emulator.Cluster("aws"), kube_emulator.Cluster("scw")) as (aws, scw):
         kubeconfig = kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", {"aws": aws, "scw": scw})
         deploy = ["deploy", str(out), "--target-file", str(target_file), "--kubeconfig", str(kubeconfig)]
+        deploy += ["--confirm", "aws", "--confirm", "scw"]  # kmock's clusters have no identity
         result = runner.invoke(app, deploy, env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert aws.get(STORED["Deployment"], "rag", "gateway--aws-us-east-1") is not None

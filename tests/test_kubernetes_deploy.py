@@ -93,6 +93,8 @@ class Place:
 @pytest.fixture
 def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Place]:
     monkeypatch.setattr(kube_emulator, "Emulator", NamespaceEmulator)
+    # kmock serves no kube-system namespace: its clusters have no identity to remember.
+    monkeypatch.setenv("BASCULE_CONFIRM_CONTEXTS", "aws,scw")
     design = parse_design(KUBE_DESIGN, "kube-three.yaml")
     target = parse_target(KUBE_TARGET, "target.yaml", design)
     mapping = bind(target, design)
@@ -248,12 +250,24 @@ def test_contexts_outside_this_machine_need_confirmation(place: Place) -> None:
     servers = {"aws": "https://203.0.113.10:6443", "scw": "https://127.0.0.1:6443"}
     problems = check_manifests(place.manifests, place.target, servers, environ={})
     assert problems == [
-        "context 'aws' (https://203.0.113.10:6443) is not on this machine: confirm it with --confirm aws "
-        "(or BASCULE_CONFIRM_CONTEXTS=aws)"
+        "context 'aws' (https://203.0.113.10:6443) is not confirmed: bascule knows a cluster by its "
+        "identity (its kube-system namespace's UID), never by its address; confirm it once with "
+        "--confirm aws (or BASCULE_CONFIRM_CONTEXTS=aws)",
+        "context 'scw' (https://127.0.0.1:6443) is not confirmed: bascule knows a cluster by its "
+        "identity (its kube-system namespace's UID), never by its address; confirm it once with "
+        "--confirm scw (or BASCULE_CONFIRM_CONTEXTS=scw)",
     ]
-    assert check_manifests(place.manifests, place.target, servers, ["aws"], environ={}) == []
+    assert check_manifests(place.manifests, place.target, servers, ["aws", "scw"], environ={}) == []
+    remembered = {"uid-scw"}
+    known = {"aws": "uid-aws", "scw": "uid-scw"}
+    found = check_manifests(
+        place.manifests, place.target, servers, ["aws"], environ={}, identities=known, remembered=remembered
+    )
+    assert found == []
     assert (
-        check_manifests(place.manifests, place.target, servers, environ={"BASCULE_CONFIRM_CONTEXTS": "aws"})
+        check_manifests(
+            place.manifests, place.target, servers, environ={"BASCULE_CONFIRM_CONTEXTS": "aws,scw"}
+        )
         == []
     )
     missing = check_manifests(place.manifests, place.target, {"aws": servers["aws"]}, ["aws"], environ={})

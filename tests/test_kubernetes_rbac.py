@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 from kube_emulator import Rule, rbac_rules
-from kube_world import RBAC, mapping, touch_of
+from kube_world import RBAC, TARGET, mapping, touch_of
 from test_kubernetes_contract import CASES
 
 from bascule.targets.kubernetes.calls import (
@@ -20,6 +20,7 @@ from bascule.targets.kubernetes.calls import (
     PermissionScope,
     Verb,
     compute_calls,
+    identity_permissions,
     permissions,
     probe_permissions,
 )
@@ -29,25 +30,31 @@ EVERY_KIND = [(fault, selector) for _, fault, selector, _ in CASES]
 
 
 def _adapters_need() -> set[Permission]:
-    world = mapping()
-    facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}
-    needed: set[Permission] = set(probe_permissions())
-    for fault, selector in EVERY_KIND:
-        plan = compute_calls(fault, touch_of(fault, selector), world, facts, run_id="rbac", key="p0")
-        assert plan.refusal is None, (fault.kind, plan.refusal)
-        needed |= permissions(plan.calls)
+    needed: set[Permission] = set(probe_permissions()) | set(identity_permissions())
+    # Pods deleted (the default), and evicted (pod_disruption: evict).
+    for world in (mapping(), mapping(TARGET + "pod_disruption: evict\n")):
+        facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}
+        for fault, selector in EVERY_KIND:
+            plan = compute_calls(fault, touch_of(fault, selector), world, facts, run_id="rbac", key="p0")
+            assert plan.refusal is None, (fault.kind, plan.refusal)
+            needed |= permissions(plan.calls)
     return needed
 
 
 def _as_permission(rule: Rule) -> Permission:
     verb = Verb(rule.verb)
     if rule.namespace is None:
+        if rule.resource == "namespaces":
+            assert rule.name == "kube-system", f"{rule} reads namespaces other than kube-system"
+            return Permission(PermissionScope.CLUSTER, rule.group, rule.resource, verb, rule.name)
         assert rule.resource == "nodes", f"{rule} is granted cluster-wide"
         return Permission(PermissionScope.CLUSTER, rule.group, rule.resource, verb)
     if rule.namespace == "kube-system":
         assert rule.name == "coredns", f"{rule} is granted in kube-system"
         return Permission(PermissionScope.COREDNS, rule.group, rule.resource, verb, rule.name)
     assert rule.name is None
+    if rule.resource == "persistentvolumeclaims":
+        return Permission(PermissionScope.DATA_LOSS, rule.group, rule.resource, verb)
     return Permission(PermissionScope.WORKLOADS, rule.group, rule.resource, verb)
 
 

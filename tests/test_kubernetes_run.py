@@ -47,7 +47,11 @@ def test_the_aws_replay_runs_against_emulated_clusters_and_journals_every_reques
                     scenario=AWS_2025,
                     design=design_path,
                     out=tmp_path / "run",
-                    target=choose("kubernetes", {"target_file": target_file, "kubeconfig": w.kubeconfig}),
+                    target=choose(
+                        "kubernetes",
+                        # kmock's clusters have no kube-system namespace: no identity to remember.
+                        {"target_file": target_file, "kubeconfig": w.kubeconfig, "confirm": ("aws", "scw")},
+                    ),
                     quiet=True,
                 )
             )
@@ -76,31 +80,23 @@ def test_the_aws_replay_runs_against_emulated_clusters_and_journals_every_reques
     assert result["run"]["design"]["id"] == "kube-three"
 
 
-def test_a_cluster_on_another_machine_needs_confirm(tmp_path: Path) -> None:
+def test_a_cluster_on_loopback_needs_confirm_too(tmp_path: Path) -> None:
+    # A loopback address is not "this machine": kubectl proxy or an SSH tunnel may be there. kmock's
+    # clusters answer on 127.0.0.1 and have no kube-system namespace to be known by: the run
+    # refuses before its ledger until they are confirmed.
     design_path = tmp_path / "design.yaml"
     design_path.write_text(DESIGN)
     target_file = tmp_path / "target.yaml"
     target_file.write_text(_target_with_entries({"scaleway/fr-par": "http://127.0.0.1:9"}))
-    kubeconfig = tmp_path / "kubeconfig"
-    # Documentation addresses (RFC 5737): never contacted, the run refuses before any request.
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: aws\n"
-        "clusters:\n"
-        "- {name: aws, cluster: {server: 'https://192.0.2.10:6443'}}\n"
-        "- {name: scw, cluster: {server: 'https://198.51.100.10:6443'}}\n"
-        "users:\n- {name: u, user: {token: t}}\n"
-        "contexts:\n"
-        "- {name: aws, context: {cluster: aws, user: u}}\n"
-        "- {name: scw, context: {cluster: scw, user: u}}\n"
-    )
-    options = RunOptions(
-        scenario=AWS_2025,
-        design=design_path,
-        out=tmp_path / "run",
-        target=choose("kubernetes", {"target_file": target_file, "kubeconfig": kubeconfig}),
-        quiet=True,
-    )
-    outcome = run_scored(options)
+    with world(tmp_path) as w:
+        options = RunOptions(
+            scenario=AWS_2025,
+            design=design_path,
+            out=tmp_path / "run",
+            target=choose("kubernetes", {"target_file": target_file, "kubeconfig": w.kubeconfig}),
+            quiet=True,
+        )
+        outcome = run_scored(options)
     assert outcome.exit_code == 2
     assert "--confirm aws --confirm scw" in outcome.reason
     assert not (outcome.run_dir / "kubernetes-ledger.jsonl").exists()

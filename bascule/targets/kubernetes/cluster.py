@@ -7,8 +7,8 @@ fields bascule must restore). Errors of the client are translated here, at the b
 
 `connect` opens a client for each context the target file lists, and for nothing else;
 `discover` asks each which Chaos Mesh resources it serves (GET only); `unconfirmed` says which
-contexts point at a cluster outside this machine and were not confirmed (``--confirm CONTEXT``
-or ``BASCULE_CONFIRM_CONTEXTS``).
+contexts reach a cluster that was not confirmed (``--confirm CONTEXT``, ``BASCULE_CONFIRM_CONTEXTS``,
+or its identity confirmed before: `identity`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "CONFIRM_ENV",
     "ApiCall",
     "KubeApi",
+    "UnreachableError",
     "connect",
     "connect_contexts",
     "connected",
@@ -52,6 +53,10 @@ _MERGE_PATCH: Final = "application/merge-patch+json"
 Json = dict[str, Any]
 ApiCall = tuple[str, str, str]
 """One request made: (HTTP method, path, context)."""
+
+
+class UnreachableError(TargetError):
+    """The cluster could not be reached (no answer at all, as opposed to an answer refusing)."""
 
 
 class KubeApi:
@@ -98,7 +103,7 @@ class KubeApi:
                 f"{self.context}: {method} {path} failed: {exc.status} {exc.reason}: {_message(exc.body)}"
             ) from exc
         except Exception as exc:  # urllib3 and socket errors: the cluster cannot be reached
-            raise TargetError(f"{self.context}: {method} {path} failed: {exc}") from exc
+            raise UnreachableError(f"{self.context}: {method} {path} failed: {exc}") from exc
         data = response.data
         if not data:
             return {}
@@ -141,6 +146,18 @@ class KubeApi:
     def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
         """False when there was nothing to delete."""
         return self._request("DELETE", resource.path(namespace, name)) is not None
+
+    def evict(self, namespace: str, name: str) -> bool:
+        """Evict a pod through the Eviction API (policy/v1); False when it was already gone. The API
+        server refuses (429: `TargetError`) while a PodDisruptionBudget of the pod allows no
+        disruption."""
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/eviction"
+        return self._request("POST", path, body=body) is not None
 
     def served(self, group: str, version: str) -> frozenset[str]:
         """Plural names of the resources the cluster serves in `group`/`version` (empty: none)."""
@@ -231,7 +248,8 @@ def discover(apis: Mapping[str, KubeApi]) -> dict[str, ClusterFacts]:
 
 
 def is_local_server(url: str) -> bool:
-    """Whether an API server URL points at this machine (loopback): no confirmation needed."""
+    """Whether an API server URL is on loopback. Not proof that the cluster is this machine's
+    (``kubectl proxy``, SSH tunnels and access proxies listen there): no longer a confirmation."""
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -242,11 +260,18 @@ def is_local_server(url: str) -> bool:
 
 
 def unconfirmed(
-    servers: Mapping[str, str], confirmed: Collection[str] = (), environ: Mapping[str, str] | None = None
+    identities: Mapping[str, str | None],
+    confirmed: Collection[str] = (),
+    environ: Mapping[str, str] | None = None,
+    *,
+    remembered: Collection[str] = (),
 ) -> list[str]:
-    """Contexts (context → API server URL) outside this machine that neither `confirmed` nor
-    ``BASCULE_CONFIRM_CONTEXTS`` confirm. A run must refuse to start while this is not empty."""
+    """Contexts (context → the cluster's identity, `identity.cluster_uid`; None when unknown) that
+    neither `confirmed` nor ``BASCULE_CONFIRM_CONTEXTS`` confirm and whose identity is not among
+    those confirmed before (`remembered`). The server's address counts for nothing. A run must
+    refuse to start while this is not empty."""
     env = os.environ if environ is None else environ
     from_env = {c.strip() for c in env.get(CONFIRM_ENV, "").split(",") if c.strip()}
     ok = set(confirmed) | from_env
-    return [c for c, url in servers.items() if not is_local_server(url) and c not in ok]
+    known = set(remembered)
+    return [c for c, uid in identities.items() if c not in ok and (uid is None or uid not in known)]

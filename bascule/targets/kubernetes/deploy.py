@@ -36,6 +36,7 @@ import yaml
 
 from bascule.errors import TargetError
 from bascule.targets.kubernetes.cluster import KubeApi, unconfirmed
+from bascule.targets.kubernetes.identity import confirmed_path, known_uid, read_confirmed, remember_flagged
 from bascule.targets.kubernetes.manifests import MANAGED_BY, apply_order, object_context, render_yaml
 from bascule.targets.kubernetes.mapping import ALWAYS_PROTECTED, TargetFile
 from bascule.targets.kubernetes.resources import CONFIGMAPS, DEPLOYMENTS, HPAS, STATEFULSETS, Resource
@@ -212,10 +213,16 @@ def check_manifests(
     servers: Mapping[str, str],
     confirm: Collection[str] = (),
     environ: Mapping[str, str] | None = None,
+    *,
+    identities: Mapping[str, str | None] | None = None,
+    remembered: Collection[str] = (),
+    confirmation: bool = True,
 ) -> list[str]:
     """Why `manifests` must not be deployed, one problem per line (empty: they may). `servers` is
-    the API server URL of each connected context. Pure but for `environ` (``BASCULE_CONFIRM_CONTEXTS``
-    is read from ``os.environ`` when None)."""
+    the API server URL of each connected context, `identities` its cluster's identity
+    (`identity.cluster_uid`; unknown when not given) and `remembered` the identities confirmed
+    before; `confirmation` False leaves confirmation out (checked once the identities are read).
+    Pure but for `environ` (``BASCULE_CONFIRM_CONTEXTS`` is read from ``os.environ`` when None)."""
     problems: list[str] = []
     protected = ALWAYS_PROTECTED | frozenset(target.protected_namespaces)
     seen: set[tuple[str, str, str | None, str]] = set()
@@ -252,11 +259,17 @@ def check_manifests(
         if key in seen:
             problems.append(f"{shown}: given twice for context {context!r}")
         seen.add(key)
-    waiting = unconfirmed({c: servers[c] for c in sorted(used) if c in servers}, confirm, environ)
+    if not confirmation:
+        return problems
+    uids = identities or {}
+    waiting = unconfirmed(
+        {c: uids.get(c) for c in sorted(used) if c in servers}, confirm, environ, remembered=remembered
+    )
     for context in waiting:
         problems.append(
-            f"context {context!r} ({servers[context]}) is not on this machine: confirm it with "
-            f"--confirm {context} (or BASCULE_CONFIRM_CONTEXTS={context})"
+            f"context {context!r} ({servers[context]}) is not confirmed: bascule knows a cluster by "
+            f"its identity (its kube-system namespace's UID), never by its address; confirm it once "
+            f"with --confirm {context} (or BASCULE_CONFIRM_CONTEXTS={context})"
         )
     return problems
 
@@ -276,9 +289,20 @@ def deploy(
     Raises `TargetError` — before any write — when a safety rule refuses them or an object exists
     that bascule does not manage; and on the first write the cluster refuses."""
     servers = {context: api.server for context, api in apis.items()}
-    problems = check_manifests(manifests, target, servers, confirm, environ)
+    env = os.environ if environ is None else environ
+    problems = check_manifests(manifests, target, servers, confirm, env, confirmation=False)
     if problems:
         raise TargetError("refusing to deploy:\n" + "\n".join(f"- {p}" for p in problems))
+    used = sorted(c for c in {object_context(obj) for obj in manifests} if c is not None and c in apis)
+    identities = {context: known_uid(apis[context]) for context in used}
+    where = confirmed_path(env)
+    remembered = set(read_confirmed(where))
+    problems = check_manifests(
+        manifests, target, servers, confirm, env, identities=identities, remembered=remembered
+    )
+    if problems:
+        raise TargetError("refusing to deploy:\n" + "\n".join(f"- {p}" for p in problems))
+    remember_flagged(where, apis, identities, confirm, env)
     plan: list[tuple[Mapping[str, Any], Resource, Json | None]] = []
     foreign: list[str] = []
     for obj in sorted(manifests, key=apply_order):

@@ -13,17 +13,22 @@ would not come back), and a call marked ``required`` that matches nothing fails 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from bascule.errors import FaultError, TargetError
 from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb
 from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
-from bascule.targets.kubernetes.resources import NODES, PODS, PVCS, RUN_LABEL
+from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
 
-__all__ = ["Holds", "carry_out", "expand", "undo"]
+__all__ = ["GONE_WITHIN_S", "Holds", "carry_out", "deleted_line", "expand", "undo", "wait_gone"]
+
+GONE_WITHIN_S: Final = 60.0
+"""How long a revert waits for the objects it deleted to be gone (a finalizer holds a Chaos Mesh
+object until its controller has lifted the fault from every pod)."""
 
 _ABSENT = object()
 
@@ -120,6 +125,38 @@ def _pods(call: Call, api: KubeApi) -> list[dict[str, Any]]:
     return [p for p in pods if _read(p, ("spec", "nodeName")) in nodes]
 
 
+def _autoscalers(call: Call, api: KubeApi) -> list[tuple[dict[str, Any], str]]:
+    """The HPAs whose ``spec.scaleTargetRef`` names a workload the call selects, each as the COPY
+    changes read it, with a note: an HPA with no ``status.currentReplicas`` (no controller has
+    written it, or it omits a zero) is read as holding its workload's ``spec.replicas``; one whose
+    workload is at zero replicas (Kubernetes does not autoscale it) is returned unchanged, noted
+    ``idle``, and left alone."""
+    scaled = call.scaling
+    assert scaled is not None
+    workloads = {
+        str(_read(w, ("metadata", "name"))): w for w in api.list(scaled, call.namespace, dict(call.labels))
+    }
+    out: list[tuple[dict[str, Any], str]] = []
+    for hpa in api.list(call.resource, call.namespace):
+        ref = _read(hpa, ("spec", "scaleTargetRef"))
+        if not isinstance(ref, Mapping) or ref.get("kind") != scaled.kind:
+            continue
+        group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+        workload = workloads.get(str(ref.get("name")))
+        if workload is None or group != scaled.group:
+            continue
+        if _read(hpa, ("status", "currentReplicas")) not in (_ABSENT, None):
+            out.append((hpa, ""))
+            continue
+        replicas = _read(workload, ("spec", "replicas"))
+        if not isinstance(replicas, int) or replicas <= 0:
+            out.append((hpa, f"idle: its {scaled.kind} is at zero replicas, which no HPA scales"))
+            continue
+        view = dict(hpa, status=dict(hpa.get("status") or {}, currentReplicas=replicas))
+        out.append((view, f"no status.currentReplicas: pinned to its {scaled.kind}'s spec.replicas"))
+    return out
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -177,8 +214,15 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                         f"{call.resource.kind} {where}{call.name} does not exist in {call.context}"
                     )
                 objects = [found]
+            elif call.scaling is not None:
+                for hpa, note in _autoscalers(call, api):
+                    ref = _ref(call, hpa)
+                    left_alone = note.startswith("idle")
+                    fields = () if left_alone else tuple(_fields(ref, hpa, call.changes, holds))
+                    changes.append(Change(ChangeOp.PATCH, ref, fields, note=note))
+                objects = []
             else:
-                objects = api.list(call.resource, call.namespace, dict(call.labels))
+                objects = api.list(call.resource.parent, call.namespace, dict(call.labels))
             for obj in objects:
                 ref = _ref(call, obj)
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
@@ -204,6 +248,8 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                         "pods that a Deployment, StatefulSet, ReplicaSet or DaemonSet recreates"
                     )
                 note = f"recreated by {owner.get('kind')} {owner.get('name')}"
+                if call.evict:
+                    ref = ObjectRef(ref.context, POD_EVICTION, ref.namespace, ref.name)
                 changes.append(Change(ChangeOp.DELETE, ref, body=_kept(pod), note=note))
         else:
             raise FaultError(f"no adapter deletes {call.resource.kind} by selector")
@@ -249,10 +295,16 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
             assert change.body is not None
             api.create(ref.resource, ref.namespace, change.body)
             return f"create {ref}"
+        case ChangeOp.DELETE if ref.resource == POD_EVICTION:
+            assert ref.namespace is not None
+            evicted = api.evict(ref.namespace, ref.name)
+            return f"evict {ref}" + ("" if evicted else " (already gone)")
         case ChangeOp.DELETE:
             gone = api.delete(ref.resource, ref.namespace, ref.name)
             return f"delete {ref}" + ("" if gone else " (already gone)")
         case ChangeOp.PATCH:
+            if not change.fields:
+                return f"{ref} left alone: {change.note}"
             patch: dict[str, Any] = {}
             shown: list[str] = []
             for f in change.fields:
@@ -266,7 +318,8 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
                     )
             if patch:
                 api.patch(ref.resource, ref.namespace, ref.name, patch)
-            return f"patch {ref}: {', '.join(shown)}"
+            noted = f" ({change.note})" if change.note else ""
+            return f"patch {ref}: {', '.join(shown)}{noted}"
 
 
 def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, run_id: str) -> str | None:
@@ -285,9 +338,39 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
             if not isinstance(labels, Mapping) or labels.get(RUN_LABEL) != run_id:
                 return f"{ref} does not carry {RUN_LABEL}={run_id}: left alone"
             api.delete(ref.resource, ref.namespace, ref.name)
-            return f"delete {ref}"
+            return deleted_line(ref)
         case ChangeOp.PATCH:
             return _undo_patch(change, api, holds, key)
+
+
+def deleted_line(ref: ObjectRef) -> str:
+    """The effect line of `undo` when it deleted an object bascule created (one to wait for)."""
+    return f"delete {ref}"
+
+
+def wait_gone(
+    refs: Sequence[ObjectRef], apis: Mapping[str, KubeApi], within: float = GONE_WITHIN_S
+) -> list[tuple[ObjectRef, list[str]]]:
+    """Poll (GET) until every object of `refs` is gone (404), for at most `within` seconds; those
+    still there, each with the finalizers that hold it. A DELETE the API server accepted removes an
+    object with finalizers only once its controller has removed them — for Chaos Mesh, once the
+    fault is lifted. Raises `TargetError` when a cluster cannot be reached."""
+    deadline = time.monotonic() + within
+    pause = 0.05
+    left: list[tuple[ObjectRef, list[str]]] = [(ref, []) for ref in refs]
+    while left:
+        still: list[tuple[ObjectRef, list[str]]] = []
+        for ref, _ in left:
+            found = apis[ref.context].get(ref.resource, ref.namespace, ref.name)
+            if found is not None:
+                finalizers = _read(found, ("metadata", "finalizers"))
+                still.append((ref, [str(f) for f in finalizers] if isinstance(finalizers, list) else []))
+        left = still
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.5)
+    return left
 
 
 def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | None:

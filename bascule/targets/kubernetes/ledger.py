@@ -150,7 +150,7 @@ def _dump_resource(resource: Resource) -> dict[str, Any]:
         "plural": resource.plural,
         "kind": resource.kind,
         "namespaced": resource.namespaced,
-    }
+    } | ({"subresource": resource.subresource} if resource.subresource else {})
 
 
 def _dump_change(change: Change) -> dict[str, Any]:
@@ -238,6 +238,7 @@ def _load_resource(data: Any) -> Resource:
         _get(data, "plural", str),
         _get(data, "kind", str),
         _get(data, "namespaced", bool),
+        str(data.get("subresource") or ""),
     )
 
 

@@ -15,6 +15,7 @@ what bascule may do there.
     protected_namespaces: [payments]         # on top of kube-system, kube-public, kube-node-lease
     allow_coredns_override: false            # dns faults may edit kube-system/coredns
     allow_data_loss: false                   # data-loss may delete a store's volumes
+    pod_disruption: delete                   # or evict: through the Eviction API (budgets respected)
 
 A component's ``selector`` selects its pods, its workloads (Deployments, StatefulSets) and their
 HPAs by their labels, in its namespace; a region's ``pods`` labels are added to it in that region.
@@ -49,6 +50,7 @@ from bascule.model.suggest import unknown_name
 __all__ = [
     "ALWAYS_PROTECTED",
     "KubeMapping",
+    "PodDisruption",
     "RegionTarget",
     "TargetFile",
     "WorkloadKind",
@@ -139,6 +141,16 @@ class WorkloadTarget(_Spec):
         return _check_labels(value)
 
 
+class PodDisruption(StrEnum):
+    """How faults take pods down."""
+
+    DELETE = "delete"
+    """DELETE: what a crash is — PodDisruptionBudgets are ignored."""
+    EVICT = "evict"
+    """The Eviction API (``pods/<name>/eviction``): a voluntary disruption, which the API server
+    refuses while a PodDisruptionBudget allows none."""
+
+
 class TargetFile(_Spec):
     """A Kubernetes target file, as written."""
 
@@ -149,6 +161,7 @@ class TargetFile(_Spec):
     protected_namespaces: tuple[Namespace, ...] = ()
     allow_coredns_override: bool = False
     allow_data_loss: bool = False
+    pod_disruption: PodDisruption = PodDisruption.DELETE
     entries: dict[RegionId, str] = {}
     """Where clients reach each region's entry point (its gateway's ingress, a load balancer): the
     URLs `bascule run --target kubernetes` sends load and probes to, through the edge."""

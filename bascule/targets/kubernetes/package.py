@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bascule.errors import ScenarioError
+from bascule.errors import ScenarioError, TargetError
 from bascule.model.design import Design
 from bascule.plan.model import Plan
 from bascule.targets.base import Refusal, StartRequest, Target
@@ -52,7 +52,8 @@ class KubeStarter:
     def start(self, request: StartRequest) -> Target | Refusal:
         """Map the design onto the clusters, refuse what is not confirmed, start the target's ledger."""
         # Imported here: the official client takes about a second to import.
-        from bascule.targets.kubernetes.cluster import connect, unconfirmed
+        from bascule.targets.kubernetes.cluster import UnreachableError, connect
+        from bascule.targets.kubernetes.identity import check_confirmation
         from bascule.targets.kubernetes.mapping import bind, read_target
         from bascule.targets.kubernetes.target import KubernetesTarget
 
@@ -77,13 +78,24 @@ class KubeStarter:
             )
         request.progress("connecting to the clusters")
         apis = connect(mapping.target, self.options.kubeconfig)
-        missing = unconfirmed({c: a.server for c, a in apis.items()}, self.options.confirm)
+        try:
+            missing = check_confirmation(apis, self.options.confirm)
+        except UnreachableError:  # no cluster there: the run fails as for any target not there
+            for api in apis.values():
+                api.close()
+            raise
+        except TargetError as exc:  # the file of confirmed clusters is damaged
+            for api in apis.values():
+                api.close()
+            return Refusal(str(exc))
         if missing:
             for api in apis.values():
                 api.close()
             return Refusal(
                 f"acting on {', '.join(missing)} needs --confirm {' --confirm '.join(missing)} "
-                "(or BASCULE_CONFIRM_CONTEXTS): they are clusters on other machines"
+                "(or BASCULE_CONFIRM_CONTEXTS): bascule knows a cluster by its identity (the UID of "
+                "its kube-system namespace), never by its address — a loopback address may be "
+                "kubectl proxy or an SSH tunnel to production; once confirmed, a cluster is remembered"
             )
         try:
             return KubernetesTarget.start(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bascule.errors import TargetError
 from bascule.targets.kubernetes.cluster import KubeApi, connect_contexts
-from bascule.targets.kubernetes.execute import Holds, undo
+from bascule.targets.kubernetes.execute import GONE_WITHIN_S, Holds, deleted_line, undo, wait_gone
 from bascule.targets.kubernetes.ledger import (
     KUBE_LEDGER_FILE,
     ChangeOp,
@@ -65,11 +65,15 @@ class KubeRecoverReport:
         return out
 
 
-def recover_kubernetes(run_dir: Path, apis: Mapping[str, KubeApi] | None = None) -> KubeRecoverReport:
+def recover_kubernetes(
+    run_dir: Path, apis: Mapping[str, KubeApi] | None = None, *, gone_within: float = GONE_WITHIN_S
+) -> KubeRecoverReport:
     """Restore what the run recorded in ``run_dir/kubernetes-ledger.jsonl`` and left in force.
 
     `apis` must hold a client for every context the ledger's faults touched; without it, clients
     are opened from the kubeconfig and contexts the ledger's run record names (and closed after).
+    A fault is recorded reverted once the objects it created are gone (404), waited for at most
+    `gone_within` seconds (finalizers: Chaos Mesh's controller lifting the fault).
     Raises `TargetError` when there is no ledger, when it names no run, or when its run is still
     alive."""
     if apis is None:
@@ -78,7 +82,7 @@ def recover_kubernetes(run_dir: Path, apis: Mapping[str, KubeApi] | None = None)
             raise TargetError(f"{run_dir / KUBE_LEDGER_FILE} names no kubeconfig: give the clients")
         opened = connect_contexts(run.contexts, run.kubeconfig)
         try:
-            return recover_kubernetes(run_dir, opened)
+            return recover_kubernetes(run_dir, opened, gone_within=gone_within)
         finally:
             for api in opened.values():
                 api.close()
@@ -110,6 +114,7 @@ def recover_kubernetes(run_dir: Path, apis: Mapping[str, KubeApi] | None = None)
     with KubeLedger.open(path) as ledger:
         for record in reversed(state.active):
             problems: list[str] = []
+            deleted = []
             for change in reversed(record.changes):
                 if change.op is ChangeOp.DELETE:
                     final.append(f"{record.key}: {change.ref} was deleted ({change.note or 'final'})")
@@ -121,6 +126,18 @@ def recover_kubernetes(run_dir: Path, apis: Mapping[str, KubeApi] | None = None)
                     continue
                 if line is not None:
                     restored.append(f"{record.key}: {line}")
+                    if change.op is ChangeOp.CREATE and line == deleted_line(change.ref):
+                        deleted.append(change.ref)
+            try:
+                left = wait_gone(deleted, apis, gone_within) if deleted else []
+            except TargetError as exc:
+                problems.append(f"{record.key}: {exc}")
+                left = []
+            for ref, finalizers in left:
+                problems.append(
+                    f"{record.key}: {ref} still exists {gone_within:g} s after its deletion "
+                    f"(finalizers: {', '.join(finalizers) or 'none'}): recover again once it is gone"
+                )
             failed += problems
             if not problems:
                 ledger.append(KubeReverted(record.key, me, time.time(), note="reverted by bascule recover"))

@@ -6,7 +6,7 @@ executor builds URLs from them, and the RBAC check compares them with ``deploy/r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "CHAOS_VERSION",
     "CONFIGMAPS",
     "DEPLOYMENTS",
+    "DEPLOYMENT_SCALE",
     "DNS_CHAOS",
     "FAULT_LABEL",
     "HPAS",
@@ -24,9 +25,11 @@ __all__ = [
     "NODES",
     "PODS",
     "POD_CHAOS",
+    "POD_EVICTION",
     "PVCS",
     "RUN_LABEL",
     "STATEFULSETS",
+    "STATEFULSET_SCALE",
     "Resource",
 ]
 
@@ -44,6 +47,19 @@ class Resource:
     plural: str
     kind: str
     namespaced: bool
+    subresource: str = ""
+    """``scale`` for a workload's scale subresource: objects are read from the workload (`parent`),
+    changed through ``…/<name>/scale``."""
+
+    @property
+    def parent(self) -> Resource:
+        """The resource itself, without its subresource."""
+        return replace(self, subresource="") if self.subresource else self
+
+    @property
+    def rbac_name(self) -> str:
+        """The name RBAC rules give it: ``deployments``, ``deployments/scale``."""
+        return f"{self.plural}/{self.subresource}" if self.subresource else self.plural
 
     @property
     def api_version(self) -> str:
@@ -58,18 +74,23 @@ class Resource:
         elif self.namespaced and name is not None:
             raise ValueError(f"{self.kind} is namespaced: give a namespace")
         base += f"/{self.plural}"
-        return f"{base}/{name}" if name is not None else base
+        if name is None:
+            return base
+        return f"{base}/{name}/{self.subresource}" if self.subresource else f"{base}/{name}"
 
     def __str__(self) -> str:
-        return self.kind
+        return f"{self.kind} {self.subresource}" if self.subresource else self.kind
 
 
 NODES: Final = Resource("", "v1", "nodes", "Node", False)
 PODS: Final = Resource("", "v1", "pods", "Pod", True)
+POD_EVICTION: Final = Resource("", "v1", "pods", "Pod", True, "eviction")
 CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap", True)
 PVCS: Final = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment", True)
 STATEFULSETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet", True)
+DEPLOYMENT_SCALE: Final = Resource("apps", "v1", "deployments", "Deployment", True, "scale")
+STATEFULSET_SCALE: Final = Resource("apps", "v1", "statefulsets", "StatefulSet", True, "scale")
 HPAS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True)
 NETWORK_POLICIES: Final = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True)
 

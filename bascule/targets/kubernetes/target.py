@@ -32,14 +32,24 @@ from bascule.plan.model import Action, Plan, Touch
 from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
 from bascule.targets.kubernetes.cluster import KubeApi, discover
-from bascule.targets.kubernetes.execute import Holds, carry_out, expand, undo
+from bascule.targets.kubernetes.execute import (
+    GONE_WITHIN_S,
+    Holds,
+    carry_out,
+    deleted_line,
+    expand,
+    undo,
+    wait_gone,
+)
 from bascule.targets.kubernetes.ledger import (
     KUBE_LEDGER_FILE,
     Change,
+    ChangeOp,
     KubeClosed,
     KubeFault,
     KubeLedger,
     KubeReverted,
+    ObjectRef,
 )
 from bascule.targets.kubernetes.mapping import KubeMapping
 from bascule.targets.local.ledger import Owner
@@ -66,6 +76,7 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         *,
         run_id: str,
         facts: Mapping[str, ClusterFacts | None],
+        gone_within: float = GONE_WITHIN_S,
     ) -> None:
         unlisted = sorted(set(apis) - set(mapping.contexts))
         if unlisted:
@@ -78,6 +89,9 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         self._listeners: list[Callable[[TargetEvent], None]] = []
         self._ledger = ledger
         self._holds = Holds()
+        self.gone_within = gone_within
+        """Seconds a revert waits for the objects it deleted to be gone before it fails."""
+        self._deletion: JsonFields | None = None
         self._start_ledger(run_id)
 
     @classmethod
@@ -89,6 +103,7 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         *,
         run_id: str | None = None,
         kubeconfig: str | None = None,
+        gone_within: float = GONE_WITHIN_S,
     ) -> KubernetesTarget:
         """Discover what the clusters serve (GET only) and start the run's ledger in `run_dir`,
         naming the kubeconfig (by default, the one the clients were configured from) for recover."""
@@ -103,7 +118,7 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
             kubeconfig=kubeconfig,
             contexts=tuple(apis),
         )
-        return cls(mapping, apis, ledger, run_id=run_id, facts=facts)
+        return cls(mapping, apis, ledger, run_id=run_id, facts=facts, gone_within=gone_within)
 
     # -- plan time --
 
@@ -155,7 +170,14 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         return []
 
     def transition_fields(self) -> JsonFields:
-        return {"api_calls": self.api_calls()}
+        """The API calls of the transition; after a revert that deleted objects, when: ``deletion``
+        holds their count, the seconds from the revert's start to the last DELETE sent
+        (``deletes_sent_after``) and to the last of them gone (``gone_after``; null when one was
+        still there when the wait ended)."""
+        deletion, self._deletion = self._deletion, None
+        if deletion is None:
+            return {"api_calls": self.api_calls()}
+        return {"api_calls": self.api_calls(), "deletion": deletion}
 
     def subscribe(self, listener: Callable[[TargetEvent], None]) -> None:
         """The API calls made after the last transition (closing), as a ``kubernetes-calls`` record."""
@@ -202,8 +224,13 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         return tuple(lines)
 
     def _undo_all(self, key: str, changes: tuple[Change, ...]) -> tuple[list[str], list[str]]:
+        """Undo `changes`, most recent first, then wait until every object deleted is gone: the
+        fault is reverted only then (a Chaos Mesh object is held by its finalizer until its
+        controller has lifted the fault)."""
         lines: list[str] = []
         problems: list[str] = []
+        deleted: list[ObjectRef] = []
+        began = time.monotonic()
         for change in reversed(changes):
             try:
                 line = undo(change, self._apis, self._holds, key, self.run_id)
@@ -212,6 +239,29 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
                 continue
             if line is not None:
                 lines.append(line)
+                if change.op is ChangeOp.CREATE and line == deleted_line(change.ref):
+                    deleted.append(change.ref)
+        if deleted:
+            sent = time.monotonic()
+            try:
+                left = wait_gone(deleted, self._apis, self.gone_within)
+            except TargetError as exc:
+                problems.append(str(exc))
+                left = [(ref, []) for ref in deleted]
+            gone = time.monotonic()
+            for ref, finalizers in left:
+                held = ", ".join(finalizers) or "none"
+                problems.append(
+                    f"{ref} still exists {gone - sent:.1f} s after its deletion (finalizers: {held}): "
+                    "the fault may still be in force"
+                )
+            if not left:
+                lines.append(f"{len(deleted)} deleted object(s) gone {gone - sent:.2f} s after the DELETE")
+            self._deletion = {
+                "objects": len(deleted),
+                "deletes_sent_after": round(sent - began, 6),
+                "gone_after": None if left else round(gone - began, 6),
+            }
         return lines, problems
 
     def _undo(self, key: str, held: tuple[Change, ...]) -> tuple[str, ...]:

@@ -52,7 +52,13 @@ from bascule.targets.kubernetes.calls.model import (
     Verb,
     object_name,
 )
-from bascule.targets.kubernetes.calls.rbac import Permission, PermissionScope, permissions, probe_permissions
+from bascule.targets.kubernetes.calls.rbac import (
+    Permission,
+    PermissionScope,
+    identity_permissions,
+    permissions,
+    probe_permissions,
+)
 
 __all__ = [
     "COREDNS_NAME",
@@ -70,6 +76,7 @@ __all__ = [
     "check_plan",
     "compute_calls",
     "coredns_block",
+    "identity_permissions",
     "object_name",
     "permissions",
     "probe_permissions",

@@ -20,7 +20,7 @@ from bascule.targets.kubernetes.calls.model import (
     as_labels,
     object_name,
 )
-from bascule.targets.kubernetes.mapping import KubeMapping, RegionTarget
+from bascule.targets.kubernetes.mapping import KubeMapping, PodDisruption, RegionTarget
 from bascule.targets.kubernetes.resources import FAULT_LABEL, NODES, PODS, PVCS, RUN_LABEL, Resource
 
 __all__ = ["Builder", "whole"]
@@ -155,8 +155,12 @@ class Builder:
     def delete_pods(
         self, name: str, region_id: str, *, required: bool, why: str, claims: bool = False
     ) -> None:
-        """Delete the component's pods in the region — or, with `claims`, their volume claims."""
+        """Delete the component's pods in the region — or, with `claims`, their volume claims. Pods
+        are evicted instead when the target file says ``pod_disruption: evict``."""
         region = self.region(region_id)
+        evict = not claims and self.mapping.target.pod_disruption is PodDisruption.EVICT
+        if not claims:
+            self._note_disruption(evict)
         self.calls.append(
             Call(
                 Verb.DELETE,
@@ -167,10 +171,22 @@ class Builder:
                 labels=self.pods(name, region_id),
                 on_nodes=self.on_nodes(region_id),
                 via_pods=claims,
+                evict=evict,
                 required=required,
                 why=why,
             )
         )
+
+    def _note_disruption(self, evict: bool) -> None:
+        note = (
+            "pods are evicted (Eviction API): a PodDisruptionBudget that allows no more disruption "
+            "refuses it (429), and the fault fails, its changes undone"
+            if evict
+            else "pods are deleted, which ignores PodDisruptionBudgets (a crash is involuntary): "
+            "set 'pod_disruption: evict' in the target file to respect them"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
 
     def chaos_selector(self, name: str, region_id: str) -> dict[str, Any]:
         return {"namespaces": [self.namespace(name)], "labelSelectors": dict(self.pods(name, region_id))}

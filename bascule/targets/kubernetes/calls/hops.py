@@ -26,10 +26,10 @@ from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.model import Call, ChangeMode, FieldChange, RefusalRule, Verb
 from bascule.targets.kubernetes.mapping import WorkloadKind
 from bascule.targets.kubernetes.resources import (
-    DEPLOYMENTS,
+    DEPLOYMENT_SCALE,
     HTTP_CHAOS,
     NETWORK_CHAOS,
-    STATEFULSETS,
+    STATEFULSET_SCALE,
     Resource,
 )
 
@@ -45,7 +45,7 @@ def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
         b.workload(target.name, target.region)
         workload = b.mapping.workload(target.name)
         assert workload is not None
-        resource = DEPLOYMENTS if workload.kind is WorkloadKind.DEPLOYMENT else STATEFULSETS
+        resource = DEPLOYMENT_SCALE if workload.kind is WorkloadKind.DEPLOYMENT else STATEFULSET_SCALE
         b.calls.append(
             Call(
                 Verb.PATCH,
@@ -56,7 +56,8 @@ def refuse(b: Builder, fault: Fault, touch: Touch) -> None:
                 labels=b.pods(target.name, target.region),
                 changes=(FieldChange(("spec", "replicas"), ChangeMode.SET, 0),),
                 required=True,
-                why="scaled to zero: its Services have no endpoints and refuse connections",
+                why="scaled to zero through the scale subresource: its Services have no endpoints and "
+                "refuse connections",
             )
         )
 

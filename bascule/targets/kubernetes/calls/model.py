@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from bascule.targets.kubernetes.mapping import selector_text
-from bascule.targets.kubernetes.resources import NODES, PODS, Resource
+from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, Resource
 
 __all__ = [
     "Call",
@@ -98,6 +98,13 @@ class Call:
     """Pods only: act on those running on nodes with these labels (None: on any node)."""
     via_pods: bool = False
     """PersistentVolumeClaims only: the claims of the pods the selector matches."""
+    evict: bool = False
+    """Pods only: taken down through the Eviction API (``pods/<name>/eviction``) rather than
+    deleted — the API server refuses (429) while a PodDisruptionBudget allows no disruption."""
+    scaling: Resource | None = None
+    """HorizontalPodAutoscalers only: those whose ``spec.scaleTargetRef`` names a workload of this
+    kind that the selector matches — the HPAs' own labels are not read (``kubectl autoscale`` and
+    many charts do not copy the workload's labels onto them)."""
     changes: tuple[FieldChange, ...] = ()
     body: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
     required: bool = False
@@ -113,6 +120,8 @@ class Call:
         if self.name is not None:
             return f"{where}{self.name}"
         text = f"{where}*"
+        if self.scaling is not None:
+            text += f" scaling the {self.scaling.kind}"
         if self.via_pods:
             text += " claimed by pods"
         if self.labels:
@@ -123,18 +132,26 @@ class Call:
         return text
 
     def describe(self) -> str:
-        text = f"{self.verb.value} {self.resource.kind} {self.target_text()} [{self.context}]"
+        sub = f" (its {self.resource.subresource} subresource)" if self.resource.subresource else ""
+        verb = "evict" if self.evict else self.verb.value
+        text = f"{verb} {self.resource.kind} {self.target_text()}{sub} [{self.context}]"
         if self.changes:
             text += ": " + ", ".join(c.describe() for c in self.changes)
         if self.why:
             text += f" — {self.why}"
         return text
 
+    def acts(self) -> tuple[Resource, Verb]:
+        """The request that makes the mutation: an eviction is a create of ``pods/eviction``."""
+        return (POD_EVICTION, Verb.CREATE) if self.evict else (self.resource, self.verb)
+
     def reads(self) -> list[tuple[Resource, Verb]]:
         """What the adapter reads to carry the call out (and to record the prior state first)."""
         out: list[tuple[Resource, Verb]] = []
         if self.selected:
-            out.append((PODS if self.via_pods else self.resource, Verb.LIST))
+            out.append((PODS if self.via_pods else self.resource.parent, Verb.LIST))
+            if self.scaling is not None:
+                out.append((self.scaling, Verb.LIST))
             if self.on_nodes is not None:
                 out.append((NODES, Verb.LIST))
             if self.via_pods:

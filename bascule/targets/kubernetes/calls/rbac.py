@@ -8,9 +8,9 @@ from enum import StrEnum
 
 from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE
 from bascule.targets.kubernetes.calls.model import Call, Verb
-from bascule.targets.kubernetes.resources import CONFIGMAPS, Resource
+from bascule.targets.kubernetes.resources import CONFIGMAPS, PVCS, Resource
 
-__all__ = ["Permission", "PermissionScope", "permissions", "probe_permissions"]
+__all__ = ["Permission", "PermissionScope", "identity_permissions", "permissions", "probe_permissions"]
 
 
 class PermissionScope(StrEnum):
@@ -20,6 +20,8 @@ class PermissionScope(StrEnum):
     """Namespaced resources in the mapped namespaces: a ClusterRole bound by RoleBindings there."""
     COREDNS = "coredns"
     """kube-system/coredns only: a Role in kube-system with resourceNames."""
+    DATA_LOSS = "data-loss"
+    """Volume claims, only for data-loss: a ClusterRole of its own, bound only where it is allowed."""
 
 
 @dataclass(frozen=True, order=True)
@@ -33,17 +35,19 @@ class Permission:
 
 def _permission(call: Call, resource: Resource, verb: Verb) -> Permission:
     if not resource.namespaced:
-        return Permission(PermissionScope.CLUSTER, resource.group, resource.plural, verb)
+        return Permission(PermissionScope.CLUSTER, resource.group, resource.rbac_name, verb)
     if call.namespace == COREDNS_NAMESPACE and call.name == COREDNS_NAME and resource == CONFIGMAPS:
-        return Permission(PermissionScope.COREDNS, resource.group, resource.plural, verb, COREDNS_NAME)
-    return Permission(PermissionScope.WORKLOADS, resource.group, resource.plural, verb)
+        return Permission(PermissionScope.COREDNS, resource.group, resource.rbac_name, verb, COREDNS_NAME)
+    if resource == PVCS:
+        return Permission(PermissionScope.DATA_LOSS, resource.group, resource.rbac_name, verb)
+    return Permission(PermissionScope.WORKLOADS, resource.group, resource.rbac_name, verb)
 
 
 def permissions(calls: Iterable[Call]) -> frozenset[Permission]:
     """Every permission carrying out and reverting `calls` needs: the call, its reads, its undo."""
     out: set[Permission] = set()
     for call in calls:
-        for resource, verb in [(call.resource, call.verb), *call.reads(), *call.undo()]:
+        for resource, verb in [call.acts(), *call.reads(), *call.undo()]:
             out.add(_permission(call, resource, verb))
     return frozenset(out)
 
@@ -56,3 +60,8 @@ def probe_permissions() -> frozenset[Permission]:
             Permission(PermissionScope.CLUSTER, "", "nodes", Verb.LIST),
         }
     )
+
+
+def identity_permissions() -> frozenset[Permission]:
+    """What reading a cluster's identity takes (confirmation): the ``kube-system`` namespace."""
+    return frozenset({Permission(PermissionScope.CLUSTER, "", "namespaces", Verb.GET, "kube-system")})

@@ -7,7 +7,8 @@ from bascule.faults import Crash, Fault
 from bascule.plan.model import Touch
 from bascule.targets.kubernetes.calls.builder import Builder, whole
 from bascule.targets.kubernetes.calls.model import Call, ChangeMode, FieldChange, RefusalRule, Verb
-from bascule.targets.kubernetes.resources import HPAS, NETWORK_POLICIES, POD_CHAOS
+from bascule.targets.kubernetes.mapping import WorkloadKind
+from bascule.targets.kubernetes.resources import DEPLOYMENTS, HPAS, NETWORK_POLICIES, POD_CHAOS, STATEFULSETS
 
 __all__ = ["control_plane", "crash", "data_loss", "hang", "outage"]
 
@@ -72,6 +73,9 @@ def control_plane(b: Builder, fault: Fault, touch: Touch) -> None:
         names = {r.component for r in touch.replicas if r.region == region_id}
         for name in b.mapped(names, region_id):
             region = b.region(region_id)
+            workload = b.mapping.workload(name)
+            assert workload is not None
+            scaled = DEPLOYMENTS if workload.kind is WorkloadKind.DEPLOYMENT else STATEFULSETS
             current = ("status", "currentReplicas")
             b.calls.append(
                 Call(
@@ -81,6 +85,7 @@ def control_plane(b: Builder, fault: Fault, touch: Touch) -> None:
                     region_id,
                     b.namespace(name),
                     labels=b.pods(name, region_id),
+                    scaling=scaled,
                     changes=(
                         FieldChange(("spec", "minReplicas"), ChangeMode.COPY, source=current),
                         FieldChange(("spec", "maxReplicas"), ChangeMode.COPY, source=current),
@@ -88,6 +93,11 @@ def control_plane(b: Builder, fault: Fault, touch: Touch) -> None:
                     why="pinned: no scaling",
                 )
             )
+    b.notes.append(
+        "HPAs are found by spec.scaleTargetRef, not by their labels; one with no "
+        "status.currentReplicas is pinned to its workload's spec.replicas, and one whose workload is "
+        "at zero replicas is left alone (Kubernetes does not autoscale a workload at zero)"
+    )
 
 
 def data_loss(b: Builder, fault: Fault, touch: Touch) -> None:
