@@ -41,6 +41,7 @@ from bascule.model.probes import (
 from bascule.model.probes import (
     SovereigntyProbe as SovereigntySpec,
 )
+from bascule.model.scenario import Guardrail
 from bascule.probes.base import (
     MISSING,
     PROBES,
@@ -211,9 +212,12 @@ def test_registry_names_and_spec_validation() -> None:
 def test_every_yaml_example_in_the_docs_is_a_valid_probe_spec() -> None:
     text = (ROOT / "docs" / "probes.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
-    # Lists of probes; a block that is a mapping shows a scenario's parts around them (a guardrail).
+    # Lists of probes; a block that is a mapping shows a scenario's guardrails (around its probes).
     parsed = [yaml.safe_load(block) for block in blocks]
-    assert all(isinstance(b, list) or {"steady_state", "guardrails"} <= set(b) for b in parsed)
+    assert all(isinstance(b, list) or "guardrails" in b for b in parsed)
+    guardrails = [g for b in parsed if isinstance(b, dict) for g in b["guardrails"]]
+    kinds = {TypeAdapter(Guardrail).validate_python(g).kind for g in guardrails}  # type: ignore[attr-defined]
+    assert {"probe", "alert"} <= kinds
     specs = [spec(item) for block in parsed if isinstance(block, list) for item in block]
     assert {s.kind for s in specs} == set(PROBES) and len(specs) >= 12
     runnable = [s for s in specs if s.kind != "python"]
