@@ -493,13 +493,26 @@ class FakeStores:
     """Gateways that acknowledge writes (the primary fails every third), stores that keep them;
     the fr-par store drops one acknowledged write."""
 
-    def __init__(self) -> None:
+    def __init__(self, lookup: bool = True) -> None:
         self.held: dict[str, set[str]] = {"store-aws.test": set(), "store-par.test": set()}
         self.writes = 0
         self.drop: str | None = None
+        self.lookup = lookup
+        """Whether the stores answer the reference store's bulk ``POST /v1/documents/lookup``."""
+        self.reads: list[str] = []
+        """The read-back requests the stores were asked, ``METHOD path``."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
+        if host in self.held:
+            self.reads.append(f"{request.method} {request.url.path}")
+        if request.method == "POST" and request.url.path == "/v1/documents/lookup":
+            if not self.lookup:  # a store of the user's own: no such route
+                return httpx.Response(405, json={"message": "method not allowed"})
+            ids = json.loads(request.content)["ids"]
+            found = [doc_id for doc_id in ids if doc_id in self.held[host]]
+            missing = [doc_id for doc_id in ids if doc_id not in self.held[host]]
+            return httpx.Response(200, json={"found": found, "missing": missing})
         if request.method == "POST":
             body = json.loads(request.content)
             self.writes += 1
@@ -523,8 +536,9 @@ class FakeStores:
         return httpx.Response(200 if found else 404, json={"id": doc_id})
 
 
-def test_data_probe_writes_canaries_and_reads_them_back_from_every_region() -> None:
-    stores = FakeStores()
+@pytest.mark.parametrize("lookup", [True, False], ids=["bulk", "one-at-a-time"])
+def test_data_probe_writes_canaries_and_reads_them_back_from_every_region(lookup: bool) -> None:
+    stores = FakeStores(lookup)
     probe = make_probe(DataSpec(data_class="internal"), context(stores))
     assert isinstance(probe, DataProbe)
     samples = [one_sample(probe) for _ in range(6)]
@@ -541,6 +555,11 @@ def test_data_probe_writes_canaries_and_reads_them_back_from_every_region() -> N
     report = asyncio.run(finish())
     assert report.acknowledged == 5 and report.lost == () and report.unverified == ()
     assert report.per_region == {"aws/us-east-1": (), "scaleway/fr-par": (stores.drop,)}
+    # A store that answers the bulk read is asked once per replica; one that does not (405), once
+    # in bulk and then once per canary, as before bulk reads existed.
+    gets = sum(read.startswith("GET ") for read in stores.reads)
+    assert sum(read == "POST /v1/documents/lookup" for read in stores.reads) == 2
+    assert gets == (0 if lookup else 2 * 5)
     stores.held["store-aws.test"].clear()
     report = asyncio.run(finish())
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
