@@ -36,7 +36,7 @@ from bascule.edge import request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
-from bascule.model.design import Design
+from bascule.model.design import Design, ReplicationMode
 from bascule.probes.base import (
     Destination,
     Probe,
@@ -51,6 +51,7 @@ from bascule.probes.rag import check_data_class
 from bascule.tracecontext import new_trace_id
 
 __all__ = [
+    "REPLICATION_MARGIN",
     "CanaryWrite",
     "DataProbe",
     "DataReport",
@@ -61,9 +62,12 @@ __all__ = [
     "presence_in",
     "read_back",
     "read_back_urls",
+    "replication_wait",
 ]
 
 _READ_CONCURRENCY = 16
+REPLICATION_MARGIN = 2.0
+"""Seconds beyond the design's replication lag for a write to reach an asynchronous replica."""
 _LOOKUP_CHUNK = 500
 """Ids per bulk read-back request (the reference store takes up to 1,000)."""
 
@@ -150,6 +154,16 @@ def account_losses(
         unverified=tuple(unverified),
         misplaced={region: tuple(ids) for region, ids in misplaced.items()},
     )
+
+
+def replication_wait(design: Design, acked: Sequence[CanaryWrite], now: float) -> float:
+    """Seconds to wait before reading back, so that the newest acknowledged canary is
+    `REPLICATION_MARGIN` seconds older than the design's asynchronous replication lag (0 for
+    synchronous or no replication, or no canary). Pure."""
+    if not acked or design.replication.mode is not ReplicationMode.ASYNC:
+        return 0.0
+    newest = max(canary.acked_at for canary in acked)
+    return max(0.0, newest + design.replication.lag + REPLICATION_MARGIN - now)
 
 
 def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
@@ -399,6 +413,11 @@ class DataProbe(Probe[specs.DataProbe]):
 
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
         acked = self.acknowledged()
+        # An asynchronous replica receives a write `lag` after its acknowledgement: ask no sooner,
+        # or the canaries of the last instants would show as that region's gaps.
+        wait = replication_wait(context.design, acked, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
         urls = read_back_urls(self.spec, context)
         readings = await read_back(
             client,
