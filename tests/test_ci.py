@@ -262,3 +262,25 @@ def test_suite_repeat_judges_each_item_over_its_runs(tmp_path: Path) -> None:
     assert (
         "| ci-pass | active-passive-sovereign | ✅ pass | no | 2/2 of 2 |" in (out / "suite.md").read_text()
     )
+
+
+_PRELOAD = """
+import sys, threading
+from bascule.ci import results
+assert "matplotlib" not in sys.modules
+results._preload_charts()
+loading = [t for t in threading.enumerate() if t.name == "bascule-preload-charts"]
+assert len(loading) == 1 and loading[0].daemon
+loading[0].join(60)
+assert "bascule.reports.charts" in sys.modules and "matplotlib" in sys.modules
+results._preload_charts()  # imported already: no second thread
+assert not [t for t in threading.enumerate() if t.name == "bascule-preload-charts"]
+"""
+
+
+def test_the_charts_module_is_imported_in_a_thread_while_a_run_starts() -> None:
+    # In a fresh interpreter: this test process may have imported matplotlib already.
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRELOAD], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr

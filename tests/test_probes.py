@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from bascule.errors import ProbeError
 from bascule.journal.samples import Hop, RequestSample
 from bascule.model.catalog import Sovereignty
+from bascule.model.design import ReplicationMode
 from bascule.model.loading import parse_design, read_design
 from bascule.model.probes import (
     AnyProbe,
@@ -42,6 +43,7 @@ from bascule.model.probes import (
     SovereigntyProbe as SovereigntySpec,
 )
 from bascule.model.scenario import Guardrail
+from bascule.probes import data as data_probe
 from bascule.probes.base import (
     MISSING,
     PROBES,
@@ -62,6 +64,7 @@ from bascule.probes.data import (
     account_losses,
     may_hold,
     presence_in,
+    replication_wait,
 )
 from bascule.probes.http import check_response
 from bascule.probes.runner import ProbeRunner, check_hypothesis, finish_probes, judge_hypothesis
@@ -493,17 +496,46 @@ def test_loss_accounting_counts_only_regions_allowed_to_hold_a_class() -> None:
     assert not may_hold(APS, "aws/us-east-1", "confidential") and may_hold(APS, "aws/us-east-1", "internal")
 
 
+@pytest.fixture
+def no_replication_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake stores hold a write as soon as it is acknowledged: no replication lag to wait out."""
+    monkeypatch.setattr(data_probe, "replication_wait", lambda *args: 0.0)
+
+
+def test_the_read_back_waits_out_the_replication_lag_after_the_newest_canary() -> None:
+    acked = [CanaryWrite("a", "internal", 100.0), CanaryWrite("b", "internal", 103.0)]
+    assert APS.replication.mode == "async" and APS.replication.lag == 1.0
+    assert replication_wait(APS, acked, 103.5) == pytest.approx(2.5)  # 103 + 1 s lag + 2 s margin
+    assert replication_wait(APS, acked, 106.0) == 0.0 and replication_wait(APS, [], 103.5) == 0.0
+    for mode in (ReplicationMode.SYNC, ReplicationMode.NONE):
+        replication = APS.replication.model_copy(update={"mode": mode})
+        assert replication_wait(APS.model_copy(update={"replication": replication}), acked, 103.5) == 0.0
+
+
 class FakeStores:
     """Gateways that acknowledge writes (the primary fails every third), stores that keep them;
     the fr-par store drops one acknowledged write."""
 
-    def __init__(self) -> None:
+    def __init__(self, lookup: bool = True) -> None:
         self.held: dict[str, set[str]] = {"store-aws.test": set(), "store-par.test": set()}
         self.writes = 0
         self.drop: str | None = None
+        self.lookup = lookup
+        """Whether the stores answer the reference store's bulk ``POST /v1/documents/lookup``."""
+        self.reads: list[str] = []
+        """The read-back requests the stores were asked, ``METHOD path``."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
+        if host in self.held:
+            self.reads.append(f"{request.method} {request.url.path}")
+        if request.method == "POST" and request.url.path == "/v1/documents/lookup":
+            if not self.lookup:  # a store of the user's own: no such route
+                return httpx.Response(405, json={"message": "method not allowed"})
+            ids = json.loads(request.content)["ids"]
+            found = [doc_id for doc_id in ids if doc_id in self.held[host]]
+            missing = [doc_id for doc_id in ids if doc_id not in self.held[host]]
+            return httpx.Response(200, json={"found": found, "missing": missing})
         if request.method == "POST":
             body = json.loads(request.content)
             self.writes += 1
@@ -527,8 +559,11 @@ class FakeStores:
         return httpx.Response(200 if found else 404, json={"id": doc_id})
 
 
-def test_data_probe_writes_canaries_and_reads_them_back_from_every_region() -> None:
-    stores = FakeStores()
+@pytest.mark.parametrize("lookup", [True, False], ids=["bulk", "one-at-a-time"])
+def test_data_probe_writes_canaries_and_reads_them_back_from_every_region(
+    lookup: bool, no_replication_wait: None
+) -> None:
+    stores = FakeStores(lookup)
     probe = make_probe(DataSpec(data_class="internal"), context(stores))
     assert isinstance(probe, DataProbe)
     samples = [one_sample(probe) for _ in range(6)]
@@ -545,13 +580,20 @@ def test_data_probe_writes_canaries_and_reads_them_back_from_every_region() -> N
     report = asyncio.run(finish())
     assert report.acknowledged == 5 and report.lost == () and report.unverified == ()
     assert report.per_region == {"aws/us-east-1": (), "scaleway/fr-par": (stores.drop,)}
+    # A store that answers the bulk read is asked once per replica; one that does not (405), once
+    # in bulk and then once per canary, as before bulk reads existed.
+    gets = sum(read.startswith("GET ") for read in stores.reads)
+    assert sum(read == "POST /v1/documents/lookup" for read in stores.reads) == 2
+    assert gets == (0 if lookup else 2 * 5)
     stores.held["store-aws.test"].clear()
     report = asyncio.run(finish())
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
     assert report.lost_window is not None and report.lost_window[0] == report.lost_window[1]
 
 
-def test_data_probe_for_a_confidential_class_ignores_the_region_that_may_not_hold_it() -> None:
+def test_data_probe_for_a_confidential_class_ignores_the_region_that_may_not_hold_it(
+    no_replication_wait: None,
+) -> None:
     stores = FakeStores()
     probe = make_probe(DataSpec(data_class="confidential"), context(stores))
     assert isinstance(probe, DataProbe)
@@ -596,7 +638,7 @@ class SearchStore:
     ],
 )
 def test_read_back_with_found_assertions_for_a_store_that_answers_200_either_way(
-    found: list[dict[str, Any]],
+    found: list[dict[str, Any]], no_replication_wait: None
 ) -> None:
     store = SearchStore()
     read = {"aws/us-east-1": ("http://aws.test/search?q={id}",), "scaleway/fr-par": ("/search?q={id}",)}

@@ -255,6 +255,23 @@ def test_write_then_read_and_generated_ids(lone_store: str) -> None:
     assert missing.json()["error"] == "not found"
 
 
+def test_lookup_answers_for_many_ids_what_each_read_would(lone_store: str) -> None:
+    ids = ["MOOR-001", "NOPE-404", "MOOR-001", "NOPE-405"]
+    answer = httpx.post(f"{lone_store}/v1/documents/lookup", json={"ids": ids})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["found"] == ["MOOR-001"]
+    assert body["missing"] == ["NOPE-404", "NOPE-405"]
+    for doc_id in body["found"]:
+        assert httpx.get(f"{lone_store}/v1/documents/{doc_id}").status_code == 200
+    for doc_id in body["missing"]:
+        assert httpx.get(f"{lone_store}/v1/documents/{doc_id}").status_code == 404
+    # A document called "lookup" is still read by its own route.
+    assert httpx.get(f"{lone_store}/v1/documents/lookup").status_code == 404
+    for bad in ({"ids": []}, {"ids": ["bad id"]}, {"ids": [f"D-{n}" for n in range(1001)]}, {}):
+        assert httpx.post(f"{lone_store}/v1/documents/lookup", json=bad).status_code in (400, 422)
+
+
 def test_sequence_numbers_increase_and_upsert_replaces(lone_store: str) -> None:
     first = write(lone_store, {"id": "UPS-001", "text": "first version", "data_class": "public"})
     second = write(lone_store, {"id": "UPS-001", "text": "second version", "data_class": "public"})

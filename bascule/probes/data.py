@@ -36,7 +36,7 @@ from bascule.edge import request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
-from bascule.model.design import Design
+from bascule.model.design import Design, ReplicationMode
 from bascule.probes.base import (
     Destination,
     Probe,
@@ -51,18 +51,25 @@ from bascule.probes.rag import check_data_class
 from bascule.tracecontext import new_trace_id
 
 __all__ = [
+    "REPLICATION_MARGIN",
     "CanaryWrite",
     "DataProbe",
     "DataReport",
     "Presence",
     "account_losses",
+    "lookup_urls",
     "may_hold",
     "presence_in",
     "read_back",
     "read_back_urls",
+    "replication_wait",
 ]
 
 _READ_CONCURRENCY = 16
+REPLICATION_MARGIN = 2.0
+"""Seconds beyond the design's replication lag for a write to reach an asynchronous replica."""
+_LOOKUP_CHUNK = 500
+"""Ids per bulk read-back request (the reference store takes up to 1,000)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,16 @@ def account_losses(
     )
 
 
+def replication_wait(design: Design, acked: Sequence[CanaryWrite], now: float) -> float:
+    """Seconds to wait before reading back, so that the newest acknowledged canary is
+    `REPLICATION_MARGIN` seconds older than the design's asynchronous replication lag (0 for
+    synchronous or no replication, or no canary). Pure."""
+    if not acked or design.replication.mode is not ReplicationMode.ASYNC:
+        return 0.0
+    newest = max(canary.acked_at for canary in acked)
+    return max(0.0, newest + design.replication.lag + REPLICATION_MARGIN - now)
+
+
 def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
     """Region → URL templates (with ``{id}``) that say whether a document is there. A template that
     is a path (``/api/notes/{id}``) is asked at that region's entry point."""
@@ -159,6 +176,19 @@ def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tu
         }
     return {
         region: tuple(f"{url.rstrip('/')}/v1/documents/{{id}}" for url in urls)
+        for region, urls in context.store_urls.items()
+        if urls
+    }
+
+
+def lookup_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
+    """Region → the bulk read-back URL of each of its store replicas (the reference store's
+    ``POST /v1/documents/lookup``); none when the spec says where to read back (``read_back``):
+    a store of your own is asked one canary at a time."""
+    if spec.read_back or spec.found:
+        return {}
+    return {
+        region: tuple(f"{url.rstrip('/')}/v1/documents/lookup" for url in urls)
         for region, urls in context.store_urls.items()
         if urls
     }
@@ -223,6 +253,60 @@ def presence_in(body: bytes, found: Sequence[specs.JsonAssertion], doc_id: str) 
     return Presence.PRESENT
 
 
+async def _lookup(
+    client: httpx.AsyncClient,
+    url: str,
+    ids: Sequence[str],
+    timeout: float,
+    headers: Mapping[str, str],
+    bookkeeping: Callable[[str], None],
+) -> set[str] | None:
+    """The ids among `ids` that the store replica behind `url` holds, asked in bulk; None when it
+    did not answer every chunk as the reference store does (down, or a store without the route)."""
+    held: set[str] = set()
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = list(ids[start : start + _LOOKUP_CHUNK])
+        trace_id = new_trace_id()
+        bookkeeping(trace_id)
+        try:
+            response = await client.post(
+                url, json={"ids": chunk}, headers=request_headers(headers, trace_id), timeout=timeout
+            )
+            answer = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(answer, dict):
+            return None
+        found, missing = answer.get("found"), answer.get("missing")
+        if not isinstance(found, list) or not isinstance(missing, list):
+            return None
+        if set(found) | set(missing) != set(chunk) or set(found) & set(missing):
+            return None  # not an answer about exactly these ids
+        held.update(found)
+    return held
+
+
+async def _lookup_region(
+    client: httpx.AsyncClient,
+    urls: Sequence[str],
+    ids: Sequence[str],
+    timeout: float,
+    headers: Mapping[str, str],
+    bookkeeping: Callable[[str], None],
+) -> dict[str, Presence] | None:
+    # As `_presence` decides per id: present when any replica holds it, missing when every replica
+    # answered and none does. None unless every replica answered.
+    answers = await asyncio.gather(
+        *(_lookup(client, url, ids, timeout, headers, bookkeeping) for url in urls)
+    )
+    held: set[str] = set()
+    for answer in answers:
+        if answer is None:
+            return None
+        held |= answer
+    return {doc_id: Presence.PRESENT if doc_id in held else Presence.MISSING for doc_id in ids}
+
+
 async def read_back(
     client: httpx.AsyncClient,
     ids: Sequence[str],
@@ -231,8 +315,26 @@ async def read_back(
     headers: Mapping[str, str] | None = None,
     bookkeeping: Callable[[str], None] = lambda trace_id: None,
     found: Sequence[specs.JsonAssertion] = (),
+    lookups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, Presence]]:
-    """Ask every region about every id, a bounded number of requests at a time (with `headers`)."""
+    """Ask every region about every id (with `headers`). A region with bulk `lookups` URLs (one per
+    store replica, `lookup_urls`) is asked in bulk first, every region at once; a region without
+    them, or one whose replicas did not all answer the bulk read, is asked one id at a time, a
+    bounded number of requests at a time — exactly as before bulk reads existed."""
+    bulk = lookups or {}
+    regions = [region for region in urls if bulk.get(region) and ids]
+    bulk_answers = await asyncio.gather(
+        *(
+            _lookup_region(client, bulk[region], ids, timeout, headers or {}, bookkeeping)
+            for region in regions
+        )
+    )
+    readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
+    for region, answer in zip(regions, bulk_answers, strict=True):
+        if answer is not None:
+            readings[region] = answer
+    answered = {region for region, answer in zip(regions, bulk_answers, strict=True) if answer is not None}
+    one_by_one = [region for region in urls if region not in answered]
     limit = asyncio.Semaphore(_READ_CONCURRENCY)
 
     async def one(region: str, doc_id: str) -> tuple[str, str, Presence]:
@@ -242,8 +344,7 @@ async def read_back(
             )
             return region, doc_id, presence
 
-    answers = await asyncio.gather(*(one(region, doc_id) for region in urls for doc_id in ids))
-    readings: dict[str, dict[str, Presence]] = {region: {} for region in urls}
+    answers = await asyncio.gather(*(one(region, doc_id) for region in one_by_one for doc_id in ids))
     for region, doc_id, presence in answers:
         readings[region][doc_id] = presence
     return readings
@@ -312,6 +413,11 @@ class DataProbe(Probe[specs.DataProbe]):
 
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
         acked = self.acknowledged()
+        # An asynchronous replica receives a write `lag` after its acknowledgement: ask no sooner,
+        # or the canaries of the last instants would show as that region's gaps.
+        wait = replication_wait(context.design, acked, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
         urls = read_back_urls(self.spec, context)
         readings = await read_back(
             client,
@@ -321,6 +427,7 @@ class DataProbe(Probe[specs.DataProbe]):
             self.headers,
             context.bookkeeping,
             self.spec.found,
+            lookup_urls(self.spec, context),
         )
         design = context.design
         return account_losses(

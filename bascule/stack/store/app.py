@@ -32,7 +32,7 @@ from bascule.stack.store.config import COMPONENT, ReplicationMode, StoreConfig, 
 from bascule.stack.store.index import StoredDocument
 from bascule.stack.store.replica import ClassNotAllowedError, ReplicationLoopError, Store
 from bascule.stack.store.replicator import Replicator
-from bascule.stack.store.wire import DocumentIn, ReplicateIn, SearchIn
+from bascule.stack.store.wire import DocumentIn, LookupIn, ReplicateIn, SearchIn
 
 __all__ = ["create_app", "main"]
 
@@ -120,6 +120,18 @@ def create_app(
             return reason_error(404, "not found", f"no document {document_id!r} here", id=document_id)
         return JSONResponse(document.to_json())
 
+    async def lookup(request: Request) -> Response:
+        # The bulk form of `read_document`, for the data probe's read-back: one request per
+        # replica instead of one per canary.
+        try:
+            body = LookupIn.model_validate_json(await read_body(request, _BODY_LIMIT))
+        except (BodyTooLargeError, ValidationError) as exc:
+            return bad_body(exc)
+        held = {document_id: state.index.get(document_id) is not None for document_id in body.ids}
+        found = [document_id for document_id, there in held.items() if there]
+        missing = [document_id for document_id, there in held.items() if not there]
+        return JSONResponse({"found": found, "missing": missing, "region": config.region})
+
     async def search(request: Request) -> Response:
         try:
             body = SearchIn.model_validate_json(await read_body(request, _BODY_LIMIT))
@@ -197,6 +209,7 @@ def create_app(
     return create_service_app(
         [
             Route("/v1/documents", write_document, methods=["POST"]),
+            Route("/v1/documents/lookup", lookup, methods=["POST"]),
             Route("/v1/documents/{doc_id}", read_document, methods=["GET"]),
             Route("/v1/search", search, methods=["POST"]),
             Route("/v1/replicate", replicate, methods=["POST"]),

@@ -10,11 +10,12 @@ from bascule.stack.corpus import DataClass
 from bascule.stack.embedding import DIMENSIONS
 from bascule.stack.store.config import BATCH_MAX_ENTRIES
 
-__all__ = ["MAX_K", "DocumentIn", "ReplicateIn", "SearchIn"]
+__all__ = ["LOOKUP_MAX_IDS", "MAX_K", "DocumentIn", "LookupIn", "ReplicateIn", "SearchIn"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_TEXT_CHARS = 200_000
 MAX_K = 100
+LOOKUP_MAX_IDS = 1000
 
 
 def _not_blank(value: str) -> str:
@@ -83,3 +84,10 @@ class SearchIn(BaseModel):
         if (self.query is None) == (self.vector is None):
             raise ValueError("give exactly one of query and vector")
         return self
+
+
+class LookupIn(BaseModel):
+    """``POST /v1/documents/lookup``: which of these ids this store holds."""
+
+    model_config = ConfigDict(extra="ignore")
+    ids: Annotated[list[_Id], Field(min_length=1, max_length=LOOKUP_MAX_IDS)]
