@@ -115,11 +115,41 @@ def test_dns_override_appends_one_server_block_per_host_to_each_callers_corefile
     ]
     block = found.calls[0].changes[0].value
     assert found.calls[0].changes[0].mode is ChangeMode.APPEND
+    # The names callers resolve, not the design's: the Service `render` writes, in the cluster
+    # domain from its own cluster, its Multi-Cluster Services name from the other.
     assert block == coredns_block(
-        ("store.aws-us-east-1.bascule.internal",), DnsAnswer.NXDOMAIN, "ab12cd", "p3.c1"
+        ("store--aws-us-east-1.rag.svc.cluster.local",), DnsAnswer.NXDOMAIN, "ab12cd", "p3.c1"
     )
-    assert "store.aws-us-east-1.bascule.internal:53 {" in block and "rcode NXDOMAIN" in block
+    assert "store--aws-us-east-1.rag.svc.cluster.local {" in block and "rcode NXDOMAIN" in block
+    assert found.calls[1].changes[0].value == coredns_block(
+        ("store--aws-us-east-1.rag.svc.clusterset.local",), DnsAnswer.NXDOMAIN, "ab12cd", "p3.c1"
+    )
+    assert "bascule.internal" not in found.calls[1].changes[0].value
     assert "erratic" in coredns_block(("a.example",), DnsAnswer.DROP, "r", "k")
+
+
+def test_dns_names_a_mapped_service_in_the_target_files_cluster_domain() -> None:
+    text = TARGET.replace(
+        "store: {namespace: rag, selector: {app: store}",
+        "store: {namespace: rag, service: kv, selector: {app: store}",
+    ).replace("allow_coredns_override: true", "allow_coredns_override: true\ncluster_domain: corp.example")
+    assert "service: kv" in text and "cluster_domain: corp.example" in text
+    found = _calls(
+        Dns(answer=DnsAnswer.SERVFAIL), Selector(component="store", region="aws/us-east-1"), WITH_CHAOS, text
+    )
+    assert found.refusal is None
+    patterns = {c.context: c.body["spec"]["patterns"] for c in found.calls if c.body is not None}
+    assert patterns == {"aws": ["kv.rag.svc.corp.example"], "scw": ["kv.rag.svc.clusterset.local"]}
+
+
+def test_dns_on_an_unmapped_callee_is_refused() -> None:
+    text = TARGET.replace("  llm: {namespace: rag, selector: {app: llm}, port: 8080}\n", "")
+    assert "llm:" not in text.split("components:")[1]
+    found = _calls(
+        Dns(answer=DnsAnswer.NXDOMAIN), Selector(component="llm", region="aws/us-east-1"), WITHOUT_CHAOS, text
+    )
+    assert found.refusal is not None and found.refusal.rule is RefusalRule.UNMAPPED
+    assert "namespace of the Service" in found.refusal.message
 
 
 def test_chaos_kinds_become_chaos_mesh_objects() -> None:

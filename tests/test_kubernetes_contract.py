@@ -244,7 +244,7 @@ CASES: list[tuple[str, Fault, Selector, Check]] = [
         "dns-coredns",
         Dns(answer=DnsAnswer.NODATA),
         Selector(component="store", region="aws/us-east-1"),
-        _corefile_has("store.aws-us-east-1.bascule.internal:53 {", "rcode NOERROR"),
+        _corefile_has("\nstore--aws-us-east-1.rag.svc.", "rcode NOERROR"),
     ),
     (
         "dns-chaos",

@@ -12,9 +12,11 @@ what bascule may do there.
         cidrs: [51.15.0.0/16]                            # where its traffic comes from, seen outside
     components:
       gateway: {namespace: rag, selector: {app: gateway}, port: 8080, kind: Deployment}
+      llm: {namespace: rag, selector: {app: llm}, service: llm}   # its Service, if not rendered
     protected_namespaces: [payments]         # on top of kube-system, kube-public, kube-node-lease
     allow_coredns_override: false            # dns faults may edit kube-system/coredns
     allow_data_loss: false                   # data-loss may delete a store's volumes
+    cluster_domain: cluster.local            # dns faults name Services in it
     pod_disruption: delete                   # or evict: through the Eviction API (budgets respected)
 
 A component's ``selector`` selects its pods, its workloads (Deployments, StatefulSets) and their
@@ -132,6 +134,10 @@ class WorkloadTarget(_Spec):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """The port its pods serve HTTP on: needed by Chaos Mesh's HTTPChaos (http-error, throttle,
     identity)."""
+    service: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
+    """The Service its callers resolve, in its namespace, in every region's cluster: dns faults act
+    on ``<service>.<namespace>.svc.<cluster_domain>`` (``svc.clusterset.local`` from another
+    cluster). Unset: ``<component>--<region slug>``, the Service `bascule render` writes."""
 
     @field_validator("selector")
     @classmethod
@@ -161,6 +167,8 @@ class TargetFile(_Spec):
     protected_namespaces: tuple[Namespace, ...] = ()
     allow_coredns_override: bool = False
     allow_data_loss: bool = False
+    cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """The clusters' DNS domain (``bascule render --cluster-domain``): dns faults name Services in it."""
     pod_disruption: PodDisruption = PodDisruption.DELETE
     entries: dict[RegionId, str] = {}
     """Where clients reach each region's entry point (its gateway's ingress, a load balancer): the

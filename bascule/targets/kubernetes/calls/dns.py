@@ -1,5 +1,10 @@
 """The dns fault: DNSChaos (SERVFAIL) where Chaos Mesh is served, else — when the target file allows
-it — server blocks appended to CoreDNS's Corefile and removed byte for byte on revert."""
+it — server blocks appended to CoreDNS's Corefile and removed byte for byte on revert.
+
+Both act on the names callers in a cluster really resolve, not on the design's host names
+(``store.aws-us-east-1.bascule.internal``): each callee's Service, ``<service>.<namespace>.svc.
+<cluster_domain>`` from its own cluster, ``<service>.<namespace>.svc.clusterset.local`` (the
+Multi-Cluster Services name `render` uses) from another."""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from bascule.faults import Dns, DnsAnswer, Fault
+from bascule.model.names import host_name
 from bascule.plan.model import Touch
 from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.model import Call, ChangeMode, FieldChange, RefusalRule, Verb
+from bascule.targets.kubernetes.render import CLUSTERSET_DOMAIN, workload_name
 from bascule.targets.kubernetes.resources import CONFIGMAPS, DNS_CHAOS, FAULT_LABEL, RUN_LABEL
 
-__all__ = ["COREDNS_NAME", "COREDNS_NAMESPACE", "coredns_block", "dns"]
+__all__ = ["COREDNS_NAME", "COREDNS_NAMESPACE", "coredns_block", "dns", "service_names"]
 
 
 COREDNS_NAMESPACE: Final = "kube-system"
@@ -23,10 +30,12 @@ _COREFILE: Final = ("data", "Corefile")
 def coredns_block(hosts: Sequence[str], answer: DnsAnswer, run_id: str, key: str) -> str:
     """The Corefile text a CoreDNS override appends: one server block per host, answering as the
     fault says (``template`` sets the rcode; ``erratic`` drops every query). Starts with a newline
-    and a comment naming the run, so that it can be found and removed exactly."""
+    and a comment naming the run, so that it can be found and removed exactly. A block names no
+    port: CoreDNS serves it on its default one (53, or its ``-dns.port``), where the cluster's
+    ``.:53`` block is, and a zone more specific than another wins there."""
     lines = [f"# {RUN_LABEL}={run_id} {FAULT_LABEL}={key}"]
     for host in hosts:
-        lines.append(f"{host}:53 {{")
+        lines.append(f"{host} {{")
         if answer is DnsAnswer.DROP:
             lines += ["    erratic {", "        drop 1", "    }"]
         else:
@@ -38,6 +47,32 @@ def coredns_block(hosts: Sequence[str], answer: DnsAnswer, run_id: str, key: str
             lines += ["    template ANY ANY {", f"        rcode {rcode}", "    }"]
         lines.append("}")
     return "\n" + "\n".join(lines) + "\n"
+
+
+def service_names(b: Builder, hosts: Sequence[str], context: str) -> list[str]:
+    """The names callers in `context` resolve for the design's `hosts` (each a component's or
+    dependency's `host_name` in a region): its Service in its namespace, in the cluster domain when
+    it runs in `context`, else its Multi-Cluster Services name. Refuses a callee the target file
+    does not map (its namespace is unknown)."""
+    design = b.mapping.design
+    placed = {host_name(n, r): (n, r) for n, spec in design.components.items() for r in spec.replicas}
+    placed |= {host_name(n, dep.region): (n, dep.region) for n, dep in design.dependencies.items()}
+    out: list[str] = []
+    for host in hosts:
+        name, region_id = placed[host]
+        workload = b.mapping.workload(name)
+        if workload is None:
+            raise b.refuse(
+                RefusalRule.UNMAPPED,
+                f"dns on {name}@{region_id}: the namespace of the Service its callers resolve is "
+                "unknown: add it to 'components' in the target file",
+            )
+        service = workload.service or workload_name(name, region_id)
+        if b.region(region_id).context == context:
+            out.append(f"{service}.{workload.namespace}.svc.{b.mapping.target.cluster_domain}")
+        else:
+            out.append(f"{service}.{workload.namespace}.{CLUSTERSET_DOMAIN}")
+    return sorted(set(out))
 
 
 def dns(b: Builder, fault: Fault, touch: Touch) -> None:
@@ -65,7 +100,7 @@ def dns(b: Builder, fault: Fault, touch: Touch) -> None:
             spec = {
                 "action": "error",
                 "mode": "all",
-                "patterns": list(touch.hosts),
+                "patterns": service_names(b, touch.hosts, region.context),
                 "selector": b.chaos_selector(name, region_id),
             }
             b.create(
@@ -87,8 +122,9 @@ def dns(b: Builder, fault: Fault, touch: Touch) -> None:
             "override: set 'allow_coredns_override: true' (bascule then appends server blocks to "
             f"{COREDNS_NAMESPACE}/{COREDNS_NAME} and restores it byte for byte) or install Chaos Mesh",
         )
-    block = coredns_block(touch.hosts, fault.answer, b.run_id, b.key)
     for context in contexts:
+        names = service_names(b, touch.hosts, context)
+        block = coredns_block(names, fault.answer, b.run_id, b.key)
         region_id = next(
             r for r in sorted(touch.regions) + [r for _, r in callers] if b.region(r).context == context
         )
@@ -101,7 +137,7 @@ def dns(b: Builder, fault: Fault, touch: Touch) -> None:
                 COREDNS_NAMESPACE,
                 COREDNS_NAME,
                 changes=(FieldChange(_COREFILE, ChangeMode.APPEND, block),),
-                why=f"CoreDNS answers {fault.answer.value} for {', '.join(touch.hosts)} (opted in)",
+                why=f"CoreDNS answers {fault.answer.value} for {', '.join(names)} (opted in)",
             )
         )
     b.notes.append("CoreDNS applies the change when its reload plugin next reads the ConfigMap (about 30 s)")

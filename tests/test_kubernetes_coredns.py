@@ -1,0 +1,125 @@
+"""dns faults through a real CoreDNS (`kube_coredns`) over a real API server (`control_plane`): the
+names a caller in the cluster resolves — its callee's Service, ``<service>.<namespace>.svc.
+cluster.local`` — answer as the fault says while it holds, and as before once it is reverted; the
+other Services answer throughout. bascule acts as its ServiceAccount (``deploy/rbac.yaml``) and
+edits ``kube-system/coredns`` (``allow_coredns_override``: no Chaos Mesh here); CoreDNS's ``reload``
+plugin applies the Corefile the ConfigMap then holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dns.exception
+import pytest
+from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, running_control_plane
+from kube_coredns import NEEDS_COREDNS, Answer, CoreDns, running_coredns
+from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
+from kube_world import touch_of
+
+from bascule.faults import Dns, DnsAnswer
+from bascule.model.selector import Selector
+from bascule.plan.model import Action, ActionOp
+from bascule.targets.kubernetes.target import KubernetesTarget
+
+pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE, NEEDS_COREDNS]
+
+STORE = "store--aws-us-east-1.rag.svc.cluster.local"
+"""What gateway and retriever in aws/us-east-1 resolve to reach the store (`render`'s Service)."""
+RETRIEVER = "retriever--aws-us-east-1.rag.svc.cluster.local"
+DESIGN_NAME = "store.aws-us-east-1.bascule.internal"
+"""The design's name of the same store: nothing in the cluster resolves it."""
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with running_control_plane(tmp_path_factory.mktemp("control-plane"), ["aws", "scw"]) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def clusters(plane: ControlPlane) -> dict[str, RealCluster]:
+    # No Chaos Mesh: a dns fault is then the CoreDNS override, whatever its answer.
+    return prepare_clusters(plane, chaos_mesh=False)
+
+
+@pytest.fixture
+def w(tmp_path: Path, clusters: dict[str, RealCluster]) -> Iterator[RealWorld]:
+    with real_world(tmp_path, clusters) as found:
+        yield found
+
+
+def _service(cluster: RealCluster, name: str, app: str) -> str:
+    """Service `name` in ``rag`` (kept across tests; the world's reset leaves Services); its
+    cluster IP, which the API server allocates."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "rag"},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 8080}]},
+    }
+    cluster.admin.request("POST", "/api/v1/namespaces/rag/services", body, ok=(409,))
+    found = cluster.admin.get("v1/services", "rag", name)
+    assert found is not None
+    return str(found["spec"]["clusterIP"])
+
+
+def _ask(coredns: CoreDns, name: str) -> Answer:
+    try:
+        return coredns.resolve(name)
+    except dns.exception.Timeout:
+        return Answer("TIMEOUT", ())
+
+
+def _until(coredns: CoreDns, name: str, wanted: Callable[[Answer], bool], what: str) -> float:
+    """Seconds until `name` answers as `wanted` (the ConfigMap synced to CoreDNS's file each try);
+    at most 30 s."""
+    began = time.monotonic()
+    last = None
+    for _ in range(60):
+        coredns.sync()
+        last = _ask(coredns, name)
+        if wanted(last):
+            return time.monotonic() - began
+        time.sleep(0.5)
+    raise AssertionError(f"{name} never {what} in 30 s: last {last}")
+
+
+EXPECTED = {
+    DnsAnswer.NXDOMAIN: Answer("NXDOMAIN", ()),
+    DnsAnswer.NODATA: Answer("NOERROR", ()),
+    DnsAnswer.SERVFAIL: Answer("SERVFAIL", ()),
+    DnsAnswer.DROP: Answer("TIMEOUT", ()),
+}
+
+
+@pytest.mark.parametrize("answer", list(EXPECTED), ids=[a.value for a in EXPECTED])
+def test_a_dns_fault_changes_what_callers_resolve_through_coredns_then_reverts(
+    w: RealWorld, tmp_path: Path, answer: DnsAnswer
+) -> None:
+    aws = w.clusters["aws"]
+    store_ip = _service(aws, "store--aws-us-east-1", "store")
+    retriever_ip = _service(aws, "retriever--aws-us-east-1", "retriever")
+    with running_coredns(tmp_path, aws.server) as coredns:
+        before = w.snapshot()
+        assert _ask(coredns, STORE) == Answer("NOERROR", (store_ip,))
+        assert _ask(coredns, RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+        assert _ask(coredns, DESIGN_NAME).rcode != "NOERROR"
+
+        fault = Dns(answer=answer)
+        touch = touch_of(fault, Selector(component="store", region="aws/us-east-1"))
+        with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+            action = Action(0.0, ActionOp.APPLY, 0, fault)
+            assert target.apply(action, touch).effects
+            held = _until(coredns, STORE, lambda a: a == EXPECTED[answer], f"answered {answer.value}")
+            assert _ask(coredns, RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+            assert target.revert(action).changed
+            lifted = _until(coredns, STORE, lambda a: a == Answer("NOERROR", (store_ip,)), "resolved again")
+        assert _ask(coredns, RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+        assert w.snapshot() == before
+        print(
+            f"\n{answer.value}: CoreDNS ready in {coredns.started_in:.1f} s; the fault seen "
+            f"{held:.1f} s after its ConfigMap patch, lifted {lifted:.1f} s after the revert "
+            "(reload 2s; loaded machine)"
+        )
