@@ -276,6 +276,9 @@ class LiveCluster(RealCluster):
     """A real API server with its controllers, scheduler and kwok: the world's workloads as
     Deployments whose pods the controllers make and kwok runs."""
 
+    populated_in = 0.0
+    """Seconds `populate` took: from creating the nodes to every pod Running."""
+
     def reset(self) -> None:
         """Remove every Deployment, HPA, budget and policy of the world namespaces (the garbage
         collector removes their ReplicaSets and pods, kwok confirms the pods' deletion) and the
@@ -297,6 +300,7 @@ class LiveCluster(RealCluster):
     def populate(self) -> None:
         """kwok nodes (until Ready and schedulable), then the Deployments and HPAs of
         `LIVE_WORKLOADS` placed in this cluster, then until every pod runs."""
+        began = time.monotonic()
         nodes = [node for cluster, node in _live_nodes() if cluster == self.name]
         for node in nodes:
             self.admin.create("v1/nodes", node)
@@ -329,6 +333,7 @@ class LiveCluster(RealCluster):
                         _prefer_region(body)
                     self.admin.create(resource, body)
         self.settle()
+        self.populated_in = time.monotonic() - began
 
     def settle(self, timeout: float = 90) -> None:
         """Until every Deployment's pods are Running and Ready, as many as it asks, and no pod is

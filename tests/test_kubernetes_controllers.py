@@ -123,7 +123,8 @@ def test_the_live_world_runs_on_the_controllers_the_scheduler_and_kwok(
         assert server.controllers is not None
         print(  # the start times, for the docs
             f"{name}: kube-apiserver ready in {server.started_in:.1f} s, controller manager, scheduler "
-            f"and kwok ready {server.controllers.started_in:.1f} s later"
+            f"and kwok ready {server.controllers.started_in:.1f} s later; kwok nodes Ready and every "
+            f"pod Running {w.clusters[name].populated_in:.1f} s after the world's first object"
         )
     aws, scw = w.clusters["aws"], w.clusters["scw"]
     assert _running_in(aws, f"{EAST_GATEWAY}-", "us-east-1", 2)
@@ -284,6 +285,40 @@ def test_a_scale_up_under_a_frozen_control_plane_runs_no_pod_until_reverted(
     time.sleep(3)  # the HPA (1 to 6, no metrics) leaves a Deployment within its bounds alone
     assert (aws.admin.get("apps/v1/deployments", "rag", EAST_GATEWAY) or {})["spec"]["replicas"] == 4
     _scale(aws, EAST_GATEWAY, 2)
+    w.settle()
+    _same(before, w.live_snapshot())
+
+
+def test_a_crash_under_a_frozen_control_plane_stays_down_until_it_is_reverted(
+    w: LiveWorld, tmp_path: Path
+) -> None:
+    aws = w.clusters["aws"]
+    before = w.live_snapshot()
+    old = _uids(aws.pods(f"{EAST_GATEWAY}-"))
+    frozen, crash = ControlPlaneFault(), Crash()
+    freeze = Action(0.0, ActionOp.APPLY, 0, frozen)
+    kill = Action(0.0, ActionOp.APPLY, 1, crash)
+    target = KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run")
+    target.apply(freeze, touch_of(frozen, Selector(region="aws/us-east-1")))
+    target.apply(kill, touch_of(crash, Selector(component="gateway", region="aws/us-east-1")))
+
+    def down() -> bool:
+        pods = aws.pods(f"{EAST_GATEWAY}-")
+        return len(pods) == 2 and not (_uids(pods) & old) and all(_unscheduled(p) for p in pods)
+
+    # Recreated by the ReplicaSet controller, never scheduled while the region is cordoned.
+    _until(down, "the crashed gateway's replacements Pending", 60)
+    time.sleep(3)
+    assert down(), "a crashed pod came back under a frozen control plane"
+    target.revert(kill)
+    target.revert(freeze)
+    _until(
+        lambda: _running_in(aws, f"{EAST_GATEWAY}-", "us-east-1", 2, old),
+        "the replacements Running once the control plane is back",
+        60,
+    )
+    target.close()
+    _closed(tmp_path / "run")
     w.settle()
     _same(before, w.live_snapshot())
 
