@@ -660,7 +660,7 @@ def _start_controllers(server: ApiServer, binaries: Path, directory: Path) -> Co
             f"--kubeconfig={kubeconfig}",
             f"--server-address=127.0.0.1:{kwok_port}",
             "--manage-nodes-with-annotation-selector=" + ",".join(f"{k}={v}" for k, v in KWOK_NODE.items()),
-            "--node-ip=10.96.255.1",
+            "--node-ip=127.0.0.1",
             "--cidr=10.244.0.0/16",
             "--node-lease-duration-seconds=40",
         ],

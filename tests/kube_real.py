@@ -259,8 +259,8 @@ def _ready_pod(pod: dict[str, Any]) -> bool:
 def _live_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """A pod as its ReplicaSet makes it, without what differs between two of its pods: name, UID,
     creation time, the generated name of its token volume, and where it was bound — its node and the
-    node's topology labels, which the API server copies onto a pod when it binds it (the
-    PodTopologyLabels admission of Kubernetes 1.33 and later)."""
+    node's topology labels, which the API server copies onto a pod when it binds it (its
+    PodTopologyLabels admission, on by default since Kubernetes 1.35)."""
     copied = copy.deepcopy(pod)
     meta = copied["metadata"]
     for name in ("name", "uid", "creationTimestamp", *SERVER_MANAGED):
