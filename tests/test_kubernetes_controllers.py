@@ -39,6 +39,7 @@ from bascule.faults import Crash, RegionOutage
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
+from bascule.targets.kubernetes.probe import read_readiness
 from bascule.targets.kubernetes.target import KubernetesTarget
 
 pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE, NEEDS_CONTROLLERS]
@@ -109,6 +110,10 @@ def _same(before: dict[str, dict[Any, Any]], after: dict[str, dict[Any, Any]]) -
         if before[cluster].get(key) != after[cluster].get(key)
     }
     assert not differ, "\n".join(f"{key}:\n  before {b}\n  after  {a}" for key, (b, a) in differ.items())
+
+
+def _ready_counts(w: LiveWorld) -> dict[tuple[str, str], int]:
+    return {(r.component, r.region): r.ready for r in read_readiness(w.mapping, w.apis)}
 
 
 def _closed(run: Path) -> None:
@@ -210,6 +215,10 @@ def test_a_region_outage_leaves_pinned_pods_pending_and_moves_the_others_for_goo
     for node in aws.admin.list("v1/nodes"):
         cordoned = node["metadata"]["labels"]["topology.kubernetes.io/region"] == "us-east-1"
         assert bool(node["spec"].get("unschedulable")) is cordoned
+    # bascule's readiness probe (as its ServiceAccount) counts a region's pods on its nodes only.
+    during = _ready_counts(w)
+    assert during["gateway", "aws/us-east-1"] == during["retriever", "aws/us-east-1"] == 0
+    assert during["llm", "aws/us-east-1"] == 0 and during["gateway", "aws/eu-west-3"] == 1
 
     began = time.monotonic()
     target.revert(action)
@@ -225,8 +234,12 @@ def test_a_region_outage_leaves_pinned_pods_pending_and_moves_the_others_for_goo
     target.close()
     _closed(tmp_path / "run")
     w.settle()
-    # Nothing moves a running pod back: the llm of us-east-1 still runs in eu-west-3.
+    # Nothing moves a running pod back: the llm of us-east-1 still runs in eu-west-3, and is not
+    # counted as us-east-1's.
     assert _running_in(aws, llm, "eu-west-3", 1, old_llm)
+    after = _ready_counts(w)
+    assert (after["gateway", "aws/us-east-1"], after["retriever", "aws/us-east-1"]) == (2, 1)
+    assert after["llm", "aws/us-east-1"] == 0
     _same(before, w.live_snapshot())
 
 
