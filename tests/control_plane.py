@@ -9,9 +9,15 @@ authenticates an admin by client certificate (``system:masters``) and service ac
 tokens it signs, and authorizes by RBAC. Chaos Mesh's CRDs (from its Go module, copied into the
 cache by the build script) and its admission webhooks (``chaosmesh-webhook``: Chaos Mesh's own
 defaulting and validation code, served on 127.0.0.1 as its controller-manager serves it) are
-installed when asked. No controller, scheduler or kubelet runs:
-nothing reconciles, a deleted pod bound to a node stays Terminating (no kubelet confirms it), a
-deleted volume claim keeps its protection finalizer.
+installed when asked.
+
+By default no controller, scheduler or kubelet runs: nothing reconciles, a deleted pod bound to a
+node stays Terminating (no kubelet confirms it), a deleted volume claim keeps its protection
+finalizer. With ``controllers=True`` each API server also gets a kube-controller-manager (the
+controllers in `CONTROLLERS`, leader election off, the service-account signing key shared with the
+API server), a kube-scheduler and kwok's controller (`Controllers`): nodes annotated
+``kwok.x-k8s.io/node: fake`` become Ready, and the pods the scheduler binds to them Running; their
+deletion is confirmed as a kubelet confirms it.
 
 Skipped where the binaries are not built, unless ``BASCULE_REQUIRE_CONTROL_PLANE=1`` (CI sets
 it after building them): there a missing build fails, never skips.
@@ -69,6 +75,16 @@ NEEDS_CONTROL_PLANE = pytest.mark.skipif(
     "(Go 1.26 and the Go module proxy; a cold build takes tens of minutes)",
 )
 """For the tests that run a real etcd and kube-apiserver."""
+
+
+CONTROLLER_FILES = ("kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml")
+"""What ``controllers=True`` needs beside the control plane, built into the same directory."""
+
+NEEDS_CONTROLLERS = pytest.mark.skipif(
+    (BINARIES is None or not all((BINARIES / f).is_file() for f in CONTROLLER_FILES)) and not REQUIRED,
+    reason="kube-controller-manager, kube-scheduler and kwok are not built: run scripts/build-control-plane",
+)
+"""For the tests that run the controllers, the scheduler and kwok too."""
 
 
 def require_control_plane() -> Path:
@@ -358,6 +374,24 @@ class ApiServer:
     pki: Pki
     started_in: float
     """Seconds from starting kube-apiserver to its /readyz answering ok."""
+    controllers: Controllers | None = None
+    """Its controller manager, scheduler and kwok, when the control plane was started with them."""
+
+    def write_admin_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig of one context, the cluster's name, for its administrator."""
+        cluster, user, context = self.kubeconfig_entry(
+            {"client-certificate": str(self.pki.admin_cert), "client-key": str(self.pki.admin_key)}
+        )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [user],
+            "contexts": [context],
+            "current-context": self.name,
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return path
 
     def kubeconfig_entry(self, user: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         cluster = {
@@ -477,6 +511,8 @@ class ControlPlane:
 
     def stop(self) -> None:
         for server in self.servers.values():
+            if server.controllers is not None:
+                server.controllers.stop()
             server.admin.close()
             server.process.stop()
         self.webhook.stop()
@@ -526,11 +562,139 @@ def _start_apiserver(name: str, binaries: Path, etcd_url: str, pki: Pki, directo
     return ApiServer(name, url, process, admin, pki, time.monotonic() - began)
 
 
+# -- controllers, scheduler and kwok --
+
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "disruption-controller",
+    "horizontal-pod-autoscaler-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "node-lifecycle-controller",
+    "pod-garbage-collector-controller",
+)
+"""What kube-controller-manager runs (``--controllers``): workloads and their pods, budgets, HPAs
+(with no metrics API: they hold a workload within their bounds, never scale on load), namespaces,
+owners, service accounts, and the nodes' taints (node-lifecycle: ``node.kubernetes.io/not-ready``
+lifted once kwok reports a node Ready, ``node.kubernetes.io/unschedulable`` while it is cordoned).
+Not run: StatefulSets (no volume provisioner here), endpoints, jobs, the taint-based evictor."""
+
+KWOK_NODE = {"kwok.x-k8s.io/node": "fake"}
+"""The annotation of the nodes kwok's controller manages (``--manage-nodes-with-annotation-selector``):
+nodes without it (those of the tests with no controllers) are left alone."""
+
+
+@dataclass
+class Controllers:
+    """kube-controller-manager, kube-scheduler and kwok's controller for one API server."""
+
+    controller_manager: Process
+    scheduler: Process
+    kwok: Process
+    started_in: float
+    """Seconds from starting them to the three answering ready (the scheduler's informers synced)."""
+
+    def check(self) -> None:
+        for process in (self.controller_manager, self.scheduler, self.kwok):
+            process.check()
+
+    def stop(self) -> None:
+        for process in (self.kwok, self.scheduler, self.controller_manager):
+            process.stop()
+
+
+def _https_ok(port: int, path: str) -> bool:
+    # Their serving certificates are self-signed on start: only whether they answer 200 matters.
+    return httpx.get(f"https://127.0.0.1:{port}{path}", verify=False, timeout=2).status_code == 200
+
+
+def _start_controllers(server: ApiServer, binaries: Path, directory: Path) -> Controllers:
+    own = directory / server.name
+    kubeconfig = server.write_admin_kubeconfig(own / "admin.kubeconfig")
+    served = ["--bind-address=127.0.0.1", f"--kubeconfig={kubeconfig}"]
+    delegated = [f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}"]
+    began = time.monotonic()
+    manager_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
+    manager = _start(
+        "kube-controller-manager",
+        [
+            str(binaries / "kube-controller-manager"),
+            *served,
+            *delegated,
+            f"--secure-port={manager_port}",
+            f"--cert-dir={own / 'kcm'}",
+            "--leader-elect=false",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--service-account-private-key-file={server.pki.sa_key}",
+            f"--root-ca-file={server.pki.ca}",
+            "--use-service-account-credentials=false",
+            "--horizontal-pod-autoscaler-sync-period=1s",
+            "--node-monitor-period=1s",
+            "--profiling=false",
+        ],
+        own,
+    )
+    scheduler = _start(
+        "kube-scheduler",
+        [
+            str(binaries / "kube-scheduler"),
+            *served,
+            *delegated,
+            f"--secure-port={scheduler_port}",
+            f"--cert-dir={own / 'scheduler'}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+        own,
+    )
+    config = own / "kwok.yaml"
+    shutil.copyfile(binaries / "kwok-stages.yaml", config)
+    kwok = _start(
+        "kwok",
+        [
+            str(binaries / "kwok"),
+            f"--config={config}",
+            f"--kubeconfig={kubeconfig}",
+            f"--server-address=127.0.0.1:{kwok_port}",
+            "--manage-nodes-with-annotation-selector=" + ",".join(f"{k}={v}" for k, v in KWOK_NODE.items()),
+            "--node-ip=127.0.0.1",
+            "--cidr=10.244.0.0/16",
+            "--node-lease-duration-seconds=40",
+        ],
+        own,
+    )
+    found = Controllers(manager, scheduler, kwok, 0.0)
+    try:
+        _wait(
+            manager, lambda: _https_ok(manager_port, "/healthz"), f"kube-controller-manager {server.name}", 60
+        )
+        _wait(scheduler, lambda: _https_ok(scheduler_port, "/readyz"), f"kube-scheduler {server.name}", 60)
+        _wait(
+            kwok,
+            lambda: httpx.get(f"http://127.0.0.1:{kwok_port}/healthz", timeout=2).status_code == 200,
+            f"kwok {server.name}",
+            60,
+        )
+    except BaseException:
+        found.stop()
+        raise
+    found.started_in = time.monotonic() - began
+    return found
+
+
 @contextlib.contextmanager
-def running_control_plane(directory: Path, names: Sequence[str]) -> Iterator[ControlPlane]:
-    """etcd, Chaos Mesh's webhooks and a kube-apiserver per name, on 127.0.0.1; every process
-    stopped on exit."""
+def running_control_plane(
+    directory: Path, names: Sequence[str], *, controllers: bool = False
+) -> Iterator[ControlPlane]:
+    """etcd, Chaos Mesh's webhooks and a kube-apiserver per name, on 127.0.0.1 — with
+    ``controllers``, each with its `Controllers` too; every process stopped on exit."""
     binaries = require_control_plane()
+    if controllers:
+        missing = [f for f in CONTROLLER_FILES if not (binaries / f).is_file()]
+        assert not missing, f"scripts/build-control-plane has not built {missing} in {binaries}"
     pki = make_pki(directory / "pki")
     client, peer = free_port(), free_port()
     began = time.monotonic()
@@ -575,6 +739,8 @@ def running_control_plane(directory: Path, names: Sequence[str]) -> Iterator[Con
         _wait(webhook, lambda: _accepts(port), "chaosmesh-webhook", 30)
         for name in names:
             plane.servers[name] = _start_apiserver(name, binaries, etcd_url, pki, directory)
+            if controllers:
+                plane.servers[name].controllers = _start_controllers(plane.servers[name], binaries, directory)
         yield plane
     finally:
         plane.stop()

@@ -16,6 +16,9 @@ as the API goes) and `RealCluster.terminating` lists them.
 from __future__ import annotations
 
 import copy
+import json
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from control_plane import ApiServer, ControlPlane, resource_path
-from kube_emulator import CHAOS, KINDS, comparable
-from kube_world import RBAC, mapping, populate
+from control_plane import KWOK_NODE, ApiServer, ControlPlane, resource_path
+from kube_emulator import CHAOS, KINDS, SERVER_MANAGED, comparable
+from kube_world import NODES, PLACES, RBAC, _workload, mapping, populate
 
 from bascule.targets.kubernetes.cluster import KubeApi, connect
 from bascule.targets.kubernetes.mapping import KubeMapping
 from bascule.targets.kubernetes.resources import RUN_LABEL
+
+PDBS = "policy/v1/poddisruptionbudgets"
 
 NAMESPACES = ("rag", "identity")
 """Where the world's workloads live; kube-system holds only the coredns ConfigMap of it."""
@@ -185,6 +190,258 @@ def real_world(tmp: Path, clusters: dict[str, RealCluster]) -> Iterator[RealWorl
     apis = connect(bound.target, kubeconfig)
     try:
         yield RealWorld(clusters, kubeconfig, bound, apis)
+    finally:
+        for api in apis.values():
+            api.close()
+
+
+# -- the live world: real controllers, scheduler and kwok nodes --
+
+LIVE_WORKLOADS = (
+    ("gateway", "aws/us-east-1", 2, True),
+    ("gateway", "aws/eu-west-3", 1, True),
+    ("gateway", "scaleway/fr-par", 2, True),
+    ("retriever", "aws/us-east-1", 1, True),
+    ("llm", "aws/us-east-1", 1, False),
+)
+"""The Deployments of the live world (component, region, replicas, pinned), from ``kube_world``'s
+objects: their pods are made by the ReplicaSet controller, bound by the scheduler to kwok nodes and
+made Running by kwok. A pinned workload's pods may run only on its region's nodes (the template's
+``nodeSelector``); the others only prefer them (a preferred node affinity), as a workload whose
+chart sets no placement may land anywhere. Gateways keep their HPAs (1 to 6 replicas).
+StatefulSets are left out: no volume provisioner runs here."""
+
+CONTROLLER_TAINTS = "node.kubernetes.io/"
+"""Node taints the node-lifecycle controller owns (``not-ready`` until kwok reports the node Ready,
+``unschedulable`` while it is cordoned): left out of the live snapshot."""
+
+
+BINDING_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone")
+"""The labels the API server copies from a node onto each pod bound to it."""
+
+
+def _live_nodes() -> Iterator[tuple[str, dict[str, Any]]]:
+    for cluster, nodes in NODES.items():
+        for node, region in nodes.items():
+            labels = {"topology.kubernetes.io/region": region, "kubernetes.io/hostname": node, "type": "kwok"}
+            yield (
+                cluster,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": node, "labels": labels, "annotations": dict(KWOK_NODE)},
+                },
+            )
+
+
+def _prefer_region(deployment: dict[str, Any]) -> None:
+    """The pod template's ``nodeSelector`` made a preference: the region's nodes first, any other
+    node when none of them can take the pod."""
+    template = deployment["spec"]["template"]["spec"]
+    ((key, value),) = template.pop("nodeSelector").items()
+    term = {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
+    template["affinity"] = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]
+        }
+    }
+
+
+def _ready_pod(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return (
+        "deletionTimestamp" not in pod["metadata"]
+        and status.get("phase") == "Running"
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+    )
+
+
+def _live_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """A pod as its ReplicaSet makes it, without what differs between two of its pods: name, UID,
+    creation time, the generated name of its token volume, and where it was bound — its node and the
+    node's topology labels, which the API server copies onto a pod when it binds it (its
+    PodTopologyLabels admission, on by default since Kubernetes 1.35)."""
+    copied = copy.deepcopy(pod)
+    meta = copied["metadata"]
+    for name in ("name", "uid", "creationTimestamp", *SERVER_MANAGED):
+        meta.pop(name, None)
+    for label in BINDING_LABELS:
+        (meta.get("labels") or {}).pop(label, None)
+    copied["spec"].pop("nodeName", None)
+    copied.pop("status", None)
+    return dict(json.loads(re.sub(r"kube-api-access-[a-z0-9]{5}", "kube-api-access", json.dumps(copied))))
+
+
+class LiveCluster(RealCluster):
+    """A real API server with its controllers, scheduler and kwok: the world's workloads as
+    Deployments whose pods the controllers make and kwok runs."""
+
+    populated_in = 0.0
+    """Seconds `populate` took: from creating the nodes to every pod Running."""
+
+    def reset(self) -> None:
+        """Remove every Deployment, HPA, budget and policy of the world namespaces (the garbage
+        collector removes their ReplicaSets and pods, kwok confirms the pods' deletion) and the
+        nodes; wait until no pod is left."""
+        for resource in (*KINDS, PDBS):
+            if resource in ("v1/pods", "v1/nodes", "v1/configmaps"):
+                continue
+            for namespace in NAMESPACES:
+                for obj in self.admin.list(resource, namespace):
+                    path = resource_path(resource, namespace, obj["metadata"]["name"])
+                    self.admin.request("DELETE", path, ok=(404,))
+        _until(
+            lambda: not any(self.admin.list("v1/pods", n) for n in NAMESPACES), f"{self.name}: pods gone", 90
+        )
+        for node in self.admin.list("v1/nodes"):
+            self.admin.request("DELETE", resource_path("v1/nodes", None, node["metadata"]["name"]), ok=(404,))
+        _until(lambda: not self.admin.list("v1/nodes"), f"{self.name}: nodes gone", 30)
+
+    def populate(self) -> None:
+        """kwok nodes (until Ready and schedulable), then the Deployments and HPAs of
+        `LIVE_WORKLOADS` placed in this cluster, then until every pod runs."""
+        began = time.monotonic()
+        nodes = [node for cluster, node in _live_nodes() if cluster == self.name]
+        for node in nodes:
+            self.admin.create("v1/nodes", node)
+
+        def nodes_ready() -> bool:
+            found = self.admin.list("v1/nodes")
+            return len(found) == len(nodes) and all(
+                any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in (n.get("status") or {}).get("conditions") or []
+                )
+                and not (n["spec"].get("taints"))
+                for n in found
+            )
+
+        _until(nodes_ready, f"{self.name}: kwok nodes Ready and untainted", 60)
+        for namespace in NAMESPACES:
+            _until(
+                lambda ns=namespace: self.admin.get("v1/serviceaccounts", ns, "default") is not None,
+                f"{self.name}: the default ServiceAccount of {namespace}",
+                30,
+            )
+        for component, region, replicas, pinned in LIVE_WORKLOADS:
+            if PLACES[region][0] != self.name:
+                continue
+            for resource, obj in _workload(component, region, replicas):
+                if resource in ("apps/v1/deployments", "autoscaling/v2/horizontalpodautoscalers"):
+                    body = {k: v for k, v in obj.items() if k != "status"}
+                    if not pinned and resource == "apps/v1/deployments":
+                        _prefer_region(body)
+                    self.admin.create(resource, body)
+        self.settle()
+        self.populated_in = time.monotonic() - began
+
+    def settle(self, timeout: float = 90) -> None:
+        """Until every Deployment's pods are Running and Ready, as many as it asks, and no pod is
+        left pending or terminating."""
+
+        def settled() -> bool:
+            for deployment in self.admin.list("apps/v1/deployments", "rag") + self.admin.list(
+                "apps/v1/deployments", "identity"
+            ):
+                status = deployment.get("status") or {}
+                want = deployment["spec"]["replicas"]
+                if status.get("observedGeneration") != deployment["metadata"]["generation"]:
+                    return False
+                if (status.get("readyReplicas") or 0, status.get("replicas") or 0) != (want, want):
+                    return False
+            pods = [p for n in NAMESPACES for p in self.admin.list("v1/pods", n)]
+            return all(_ready_pod(p) for p in pods)
+
+        _until(settled, f"{self.name}: every Deployment's pods Running", timeout)
+
+    def pods(self, prefix: str, namespace: str = "rag") -> list[dict[str, Any]]:
+        """The pods whose name begins with `prefix` (a Deployment's name and a dash)."""
+        return [p for p in self.admin.list("v1/pods", namespace) if p["metadata"]["name"].startswith(prefix)]
+
+    def live_objects(self) -> dict[Any, Any]:
+        """`objects` without server-managed metadata and without what the controllers and kwok
+        legitimately own: every ``status``, the nodes' ``node.kubernetes.io/*`` taints, and the
+        pods' identities — the pods of each owner compared as a sorted list of `_live_pod`."""
+        out: dict[Any, Any] = {}
+        pods: dict[Any, list[str]] = {}
+        for (resource, namespace, name), obj in self.objects().items():
+            if resource == "v1/pods":
+                owner = next(iter(obj["metadata"].get("ownerReferences") or [{}])).get("name")
+                pods.setdefault((resource, namespace, owner), []).append(
+                    json.dumps(_live_pod(obj), sort_keys=True)
+                )
+                continue
+            copied = copy.deepcopy(obj)
+            copied.pop("status", None)
+            for field in SERVER_MANAGED:
+                copied["metadata"].pop(field, None)
+            if resource == "v1/nodes":
+                taints = [
+                    t
+                    for t in copied["spec"].get("taints") or []
+                    if not t["key"].startswith(CONTROLLER_TAINTS)
+                ]
+                copied["spec"].pop("taints", None)
+                if taints:
+                    copied["spec"]["taints"] = taints
+            out[(resource, namespace, name)] = copied
+        out.update({key: sorted(found) for key, found in pods.items()})
+        return out
+
+
+def _until(condition: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def prepare_live_clusters(plane: ControlPlane) -> dict[str, LiveCluster]:
+    """The API servers of `plane` (started with ``controllers=True``) ready for the live world:
+    namespaces, ``deploy/rbac.yaml``; no Chaos Mesh."""
+    clusters = {}
+    for name, server in plane.servers.items():
+        assert server.controllers is not None, "the control plane was started without controllers"
+        cluster = LiveCluster(server, chaos_mesh=False)
+        cluster.prepare()
+        clusters[name] = cluster
+    return clusters
+
+
+@dataclass
+class LiveWorld(RealWorld):
+    """The live world and bascule connected to it as its ServiceAccount."""
+
+    clusters: dict[str, LiveCluster]  # type: ignore[assignment]
+
+    def live_snapshot(self) -> dict[str, dict[Any, Any]]:
+        return {name: cluster.live_objects() for name, cluster in self.clusters.items()}
+
+    def settle(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.settle()
+
+
+@contextmanager
+def live_world(tmp: Path, clusters: dict[str, LiveCluster]) -> Iterator[LiveWorld]:
+    """The live world made afresh in `clusters` (settled: every pod Running); bascule connected
+    as its ServiceAccount."""
+    for cluster in clusters.values():
+        for server_controllers in [cluster.server.controllers]:
+            assert server_controllers is not None
+            server_controllers.check()
+        cluster.reset()
+    for cluster in clusters.values():
+        cluster.populate()
+    tokens = {name: c.admin.token("bascule", "bascule") for name, c in clusters.items()}
+    servers = {name: c.server for name, c in clusters.items()}
+    kubeconfig = write_token_kubeconfig(tmp / "kubeconfig", servers, tokens)
+    bound = mapping()
+    apis = connect(bound.target, kubeconfig)
+    try:
+        yield LiveWorld(clusters, kubeconfig, bound, apis)  # type: ignore[arg-type]
     finally:
         for api in apis.values():
             api.close()

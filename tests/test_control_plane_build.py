@@ -55,3 +55,38 @@ def test_the_cache_is_outside_the_clone_and_keyed_by_the_pins(tmp_path: Path) ->
     changed = copy / "tests" / "controlplane" / "go.mod"
     changed.write_text(changed.read_text(encoding="utf-8") + "\n// another pin\n", encoding="utf-8")
     assert printed(copy) != first
+
+
+def _requires(path: Path) -> dict[str, str]:
+    """Every module a go.mod requires, with its version; and each replacement, keyed `=> module`."""
+    text = path.read_text(encoding="utf-8")
+    found = dict(re.findall(r"^\s*([\w./-]+) (v\S+)(?: // indirect)?$", text, re.M))
+    found.update({f"=> {a}": f"{b} {v}" for a, b, v in re.findall(r"^\s*(\S+) => (\S+) (\S+)$", text, re.M)})
+    return found
+
+
+def test_the_controllers_module_pins_kubernetes_as_the_top_module_does() -> None:
+    """kube-controller-manager and kube-scheduler are built in a module of their own (their kubelet
+    imports need go.sum entries the top module lacks); every module both require, and every
+    replacement, has the same version — the same Kubernetes, and the build cache shared."""
+    top = _requires(MODULE)
+    controllers = _requires(MODULE.parent / "controllers" / "go.mod")
+    shared = set(top) & set(controllers)
+    assert {"k8s.io/kubernetes", "k8s.io/client-go", "=> k8s.io/api", "=> k8s.io/kube-scheduler"} <= shared
+    assert {m: (top[m], controllers[m]) for m in shared if top[m] != controllers[m]} == {}
+    assert {m for m in top if m.startswith("=> ")} == {m for m in controllers if m.startswith("=> ")}
+    text = (MODULE.parent / "controllers" / "go.mod").read_text(encoding="utf-8")
+    assert "k8s.io/kubernetes/cmd/kube-controller-manager" in text
+    assert "k8s.io/kubernetes/cmd/kube-scheduler" in text
+
+
+def test_kwok_is_pinned_to_a_release_and_built_by_the_script() -> None:
+    kwok = _requires(MODULE.parent / "kwok" / "go.mod")
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", kwok["sigs.k8s.io/kwok"])
+    script = BUILD.read_text(encoding="utf-8")
+    for entry in (
+        '"kube-controller-manager=controllers:k8s.io/kubernetes/cmd/kube-controller-manager"',
+        '"kube-scheduler=controllers:k8s.io/kubernetes/cmd/kube-scheduler"',
+        '"kwok=kwok:sigs.k8s.io/kwok/cmd/kwok"',
+    ):
+        assert entry in script
