@@ -517,11 +517,12 @@ def test_the_read_back_leaves_out_canaries_too_recent_to_have_replicated_never_b
     None
 ):
     assert read_back_until(APS, 110.0, 100.0) == 107.0  # 110 − 1 s lag − 2 s margin
-    # A settle shorter than the lag and margin: every canary up to the last revert, waited for.
+    # A read-back less than lag + margin after the impact window ended (the last revert + the
+    # settle): every canary up to that end, waited for.
     assert read_back_until(APS, 101.5, 100.0) == 100.0
     acked = [CanaryWrite("a", "internal", 99.0), CanaryWrite("b", "internal", 100.0)]
     assert replication_wait(APS, acked, 101.5) == pytest.approx(1.5)
-    # Not known when the faults were over (a library caller), or nothing to wait for: every canary.
+    # Not known when the measured run ended (a library caller), or nothing to wait for: every canary.
     assert read_back_until(APS, 110.0, None) == 110.0
     for mode in (ReplicationMode.SYNC, ReplicationMode.NONE):
         replication = APS.replication.model_copy(update={"mode": mode})
@@ -606,11 +607,11 @@ def test_data_probe_writes_canaries_and_reads_them_back_from_every_region(
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
     assert report.lost_window is not None and report.lost_window[0] == report.lost_window[1]
     assert report.not_read == 0 and report.read_until is not None
-    # Told when the plan's last action was done (here: as the third canary was acknowledged), the
+    # Told when what the run measures ended (here: as the third canary was acknowledged), the
     # read-back asks about every canary up to then, and leaves out the two acknowledged since, too
     # recent to have reached the asynchronous replica.
     third = probe.acknowledged()[2].acked_at
-    probe.faults_over = third
+    probe.read_at_least_until = third
     report = asyncio.run(finish())
     assert (report.acknowledged, report.not_read, report.read_until) == (3, 2, third)
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]

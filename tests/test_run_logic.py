@@ -49,11 +49,13 @@ def scenario(
     objectives: str = "{availability: 0.5}",
     warm_up: str = "0s",
     settle: str = "0.1s",
+    duration: str = "",
 ) -> str:
     return f"""
 id: fake-run
 title: a short run on the fake target
 design: design.yaml
+{f"duration: {duration}" if duration else ""}
 replay: {{time_scale: 1, min_phase: 0.1s}}
 warm_up: {warm_up}
 settle: {settle}
@@ -165,7 +167,9 @@ def test_a_completed_run_is_scored_before_it_ends_and_reported_after(tmp_path: P
 def test_the_hypothesis_is_checked_in_the_warm_ups_and_the_settles_last_over_seconds_never_with_a_fault(
     tmp_path: Path,
 ) -> None:
-    outcome, starter = run(tmp_path, scenario(LATENCY, warm_up="1s", settle="1s"))
+    # A plan of 1 s whose fault ends at 0.2 s, a settle of 1 s: the impact window the metrics
+    # measure ends 1.2 s into the plan, the settle 2 s into it.
+    outcome, starter = run(tmp_path, scenario(LATENCY, warm_up="1s", settle="1s", duration="1s"))
     assert outcome.exit_code == ExitCode.OK, outcome.reason
     before, after = records(outcome, "hypothesis")
     (probes,) = records(outcome, "probes-started")
@@ -181,15 +185,16 @@ def test_the_hypothesis_is_checked_in_the_warm_ups_and_the_settles_last_over_sec
     warm_end = probes["t"] + 1.0
     assert warm_end - over - 0.1 <= before["start"] <= warm_end - over + 0.1
     assert before["t"] <= plan_started["t"] < before["t"] + 0.2
-    # After: the settle's last 0.4 s, once the fault was reverted; the run ends with the settle.
+    # After: the settle's last 0.4 s, after the impact window; the run ends with the settle.
     (reverted,) = records(outcome, "fault-reverted")
-    settle_end = plan_started["t"] + 0.2 + 1.0
-    assert after["start"] > reverted["t"] and settle_end - over <= after["start"] < settle_end - over + 0.2
+    settle_end = plan_started["t"] + 1.0 + 1.0
+    assert after["start"] > reverted["t"] + 1.0
+    assert settle_end - over <= after["start"] < settle_end - over + 0.2
     assert after["end"] < settle_end + 0.2
     assert_rolled_back_and_ended(outcome, starter)
 
 
-def test_a_settle_shorter_than_the_window_extends_the_check_after_once_the_revert_is_done(
+def test_the_check_after_waits_for_the_impact_window_to_end_and_a_short_settle_is_extended(
     tmp_path: Path,
 ) -> None:
     outcome, _ = run(tmp_path, scenario(LATENCY, settle="0s"))
@@ -199,8 +204,17 @@ def test_a_settle_shorter_than_the_window_extends_the_check_after_once_the_rever
     (reverted,) = records(outcome, "fault-reverted")
     # No warm-up: the check before is judged over 0.4 s from the probes' start, the plan after it.
     assert before["end"] <= plan_started["t"]
+    # No settle: the check after opens once the revert is done and lasts its 0.4 s all the same.
     assert reverted["t"] <= after["start"] < reverted["t"] + 0.2
     assert after["end"] - after["start"] == pytest.approx(0.4)
+    # A settle of 1 s after a fault that ends with the plan: the impact window is the whole settle,
+    # and the check opens as it ends, as it always did.
+    (tmp_path / "settled").mkdir()
+    outcome, _ = run(tmp_path / "settled", scenario(LATENCY, settle="1s"))
+    assert outcome.exit_code == ExitCode.OK, outcome.reason
+    (reverted,) = records(outcome, "fault-reverted")
+    _, after = records(outcome, "hypothesis")
+    assert reverted["t"] + 1.0 <= after["start"] < reverted["t"] + 1.2
 
 
 def test_objectives_not_met_exit_1(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -60,7 +61,16 @@ def walk(plan: Plan, *, settle: float, over: float, late: float = 0.0) -> tuple[
     offset): (when the last action was done, when the check after opened, when the run finished)."""
     done, t, opened, last_done = 0, 0.0, None, 0.0
     while not isinstance(
-        step := next_step(plan, done, t, warm_up=0, settle=settle, over=over, checking=opened is not None),
+        step := next_step(
+            plan,
+            done,
+            t,
+            warm_up=0,
+            settle=settle,
+            over=over,
+            checking=opened is not None,
+            faults_over=last_done,
+        ),
         Finish,
     ):
         if isinstance(step, DoAction):
@@ -80,28 +90,38 @@ def walk(plan: Plan, *, settle: float, over: float, late: float = 0.0) -> tuple[
 
 def test_the_check_after_rollback_is_the_settles_last_over_seconds_once_every_revert_is_done() -> None:
     n = len(PLAN.actions)
+    last = max(a.offset for a in PLAN.actions)  # 57.9 s: the plan's last revert, of 60
     end = PLAN.run_length + 10  # 70: the plan's end plus the settle
-    assert next_step(PLAN, n, 61.0, warm_up=5, settle=10, over=3) == Wait(67.0, Stage.SETTLE)
-    assert next_step(PLAN, n, 67.0, warm_up=5, settle=10, over=3) == CheckAfter(0.0)
+    # The settle's last 3 s, once every revert is done and the impact window (last revert + settle,
+    # what the metrics measure) has ended.
+    early = 50.0  # had the last revert been done at 50 s
+    assert next_step(PLAN, n, 61.0, warm_up=5, settle=10, over=3, faults_over=early) == Wait(
+        67.0, Stage.SETTLE
+    )
+    assert next_step(PLAN, n, 67.0, warm_up=5, settle=10, over=3, faults_over=early) == CheckAfter(0.0)
     assert next_step(PLAN, n, 67.5, warm_up=5, settle=10, over=3, checking=True) == Wait(end, Stage.SETTLE)
     assert next_step(PLAN, n, end, warm_up=5, settle=10, over=3, checking=True) == Finish()
     # Before the last action (a revert) is done, never a check, whatever the clock says.
     assert isinstance(next_step(PLAN, n - 1, 69.0, warm_up=5, settle=10, over=3), DoAction)
+    # This plan: its last revert at 57.9 s, the impact window ends at 67.9 s: the check opens then,
+    # ending 0.9 s after the settle.
     last_done, opened, finished = walk(PLAN, settle=10, over=3)
-    assert (opened, finished) == (end - 3, end)
-    # A settle shorter than `over`: the window still opens `over` before the end when every
-    # revert is done by then (the plan's last action is at 57.9 s of 60)…
-    last = max(a.offset for a in PLAN.actions)
-    assert walk(PLAN, settle=1, over=3)[1:] == (PLAN.run_length + 1 - 3, PLAN.run_length + 1)
-    # …else once the last revert is done; it lasts `over` all the same (the runner ends the check),
-    # so the settle is extended by what it lacks.
+    assert last_done == last and opened == last + 10 and finished == end
+    # A settle shorter than `over`: the window opens at the impact window's end (the last revert
+    # plus the settle) and lasts `over` all the same (the runner ends the check): the settle is
+    # extended by what it lacks.
+    assert walk(PLAN, settle=1, over=3)[1:] == (last + 1, PLAN.run_length + 1)
     last_done, opened, finished = walk(PLAN, settle=0, over=3)
     assert opened == last_done == last and finished == PLAN.run_length
     # Actions done late (a slow target): the window waits for them; no fault in force during it.
     last_done, opened, _ = walk(PLAN, settle=1, over=3, late=0.5)
-    assert opened >= last_done
+    assert opened >= last_done + 1
     # No settle at all, no hypothesis: as before, straight to the end.
     assert walk(PLAN, settle=0, over=0)[1:] == (PLAN.run_length, PLAN.run_length)
+    # A plan with no action (no phase touched the design): the metrics measure the whole planned
+    # run and settle, so the check opens as the settle ends.
+    empty = replace(PLAN, actions=())
+    assert walk(empty, settle=10, over=3)[1:] == (end, end)
 
 
 def test_the_check_before_any_fault_is_the_warm_ups_last_over_seconds() -> None:

@@ -5,9 +5,10 @@ A run has stages — warm-up, the plan's actions at their offsets, settle — an
 any moment (a guardrail, a signal), after which only the rollback is left. The steady-state
 hypothesis is checked inside them, not after them (`check_before`, `next_step`'s `CheckAfter`):
 over the last ``over`` seconds of the warm-up, and over the last ``over`` seconds of the settle
-once every revert is done — each window extended only by what its stage lacks. No fault is ever
-in force during either window: the plan starts once the check before has ended, and the check
-after starts once the plan's last action is done.
+once every revert is done and the impact window the metrics measure has ended — each window
+extended only by what its stage lacks. No fault is ever in force during either window: the plan
+starts once the check before has ended, and the check after starts once the plan's last action
+is done.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "Step",
     "Wait",
     "check_before",
+    "measured_until",
     "next_step",
 ]
 
@@ -77,12 +79,16 @@ def next_step(
     settle: float,
     over: float = 0.0,
     checking: bool = False,
+    faults_over: float = 0.0,
 ) -> Step:
     """``elapsed`` is seconds since the plan's start (``-warm_up`` when the run begins); ``done``
-    counts the actions already carried out; ``over`` is the hypothesis's window (0: none) and
-    ``checking`` whether the check after rollback was started. The settle ends ``settle`` seconds
-    after the plan's end; the check after opens ``over`` seconds before that, never before the last
-    action is done, so that it lasts ``max(over, what is left of the settle)``."""
+    counts the actions already carried out; ``over`` is the hypothesis's window (0: none),
+    ``checking`` whether the check after rollback was started and ``faults_over`` when (elapsed)
+    the last action was done. The settle ends ``settle`` seconds after the plan's end; the check
+    after opens ``over`` seconds before that, but never before the last action is done nor within
+    the window the metrics measure — up to ``settle`` after the last revert (the impact window,
+    docs/scoring.md), or the whole settle when the plan has no action (then the planned run is
+    measured) — so that the check's own requests weigh on no measured figure."""
     if elapsed < 0:
         return Wait(0.0, Stage.WARM_UP)
     if done < len(plan.actions):
@@ -92,13 +98,22 @@ def next_step(
         return Wait(action.offset, Stage.FAULTS)
     end = max(plan.run_length, plan.actions[-1].offset if plan.actions else 0.0) + settle
     if not checking:
-        opens = max(0.0, end - over)
+        opens = max(0.0, end - over, measured_until(plan, settle, faults_over))
         if elapsed >= opens:
             return CheckAfter(elapsed - opens)
         return Wait(opens, Stage.SETTLE)
     if elapsed < end:
         return Wait(end, Stage.SETTLE)
     return Finish()
+
+
+def measured_until(plan: Plan, settle: float, faults_over: float) -> float:
+    """Until when (seconds since the plan's start) the metrics measure the run, given when its last
+    action was done: the impact window's end, ``settle`` after the last revert — or the planned
+    run and its settle when the plan has no action (docs/scoring.md)."""
+    if plan.actions:
+        return faults_over + settle
+    return plan.run_length + settle
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from bascule.plan import ActionOp, plan_to_dict
 from bascule.probes.base import ProbeContext
 from bascule.rundir import describe_os_error, prepare_run_directory
 from bascule.runner.display import Display
-from bascule.runner.engine import CheckAfter, DoAction, Finish, Stage, check_before, next_step
+from bascule.runner.engine import CheckAfter, DoAction, Finish, Stage, check_before, measured_until, next_step
 from bascule.runner.guardrails import GuardrailMonitor
 from bascule.runner.hypothesis import SteadyStateCheck
 from bascule.runner.inputs import (
@@ -290,6 +290,7 @@ class _Runner:
                 settle=self.scenario.settle,
                 over=over,
                 checking=after is not None,
+                faults_over=faults_over - plan_start,
             )
             if isinstance(step, Finish):
                 break
@@ -307,7 +308,8 @@ class _Runner:
         if self.abort.is_set or after is None:
             return self.abort.code, self.abort.reason
         held = after.finish(self.traffic, self.journal)
-        self.traffic.finish_data(self.context, faults_over=faults_over)
+        measured = measured_until(self.plan, self.scenario.settle, faults_over - plan_start)
+        self.traffic.finish_data(self.context, read_at_least_until=plan_start + measured)
         if not held:
             return ExitCode.OBJECTIVES_FAILED, "the steady-state hypothesis failed after rollback"
         return ExitCode.OK, "completed"

@@ -198,15 +198,15 @@ class Traffic:
             f"{'users' if scenario.load.users else 'req/s'})"
         )
 
-    def finish_data(self, context: ProbeContext, *, faults_over: float | None = None) -> None:
-        """Read the canary writes back from every region and journal them. `faults_over`: when the
-        plan's last action was done (``time.monotonic()``); the canaries acknowledged since then
-        that are too recent to have reached an asynchronous replica are left out rather than waited
-        for (`bascule.probes.data.read_back_until`)."""
+    def finish_data(self, context: ProbeContext, *, read_at_least_until: float | None = None) -> None:
+        """Read the canary writes back from every region and journal them. `read_at_least_until`:
+        the end of what the metrics measure (``time.monotonic()``); the canaries acknowledged
+        since then that are too recent to have reached an asynchronous replica are left out
+        rather than waited for (`bascule.probes.data.read_back_until`)."""
         self.display.status("reading canary writes back from every region")
         for probe in self.continuous:
             if isinstance(probe, CanaryProbe):
-                probe.faults_over = faults_over
+                probe.read_at_least_until = read_at_least_until
         for name, report in finish_probes(self.continuous, context).items():
             if isinstance(report, DataReport):
                 self.journal.write("data-report", durable=True, probe=name, **jsonable(report))
