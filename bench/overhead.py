@@ -10,8 +10,12 @@ wall time down by stage:
   journal's first record, by the wall clock);
 - ``stack start``: run-started → target-started (DNS, routes, the stack's processes, readiness);
 - ``traffic start``: target-started → load-started (probes, then the locust processes);
-- ``warm-up`` (the scenario's), then ``hypothesis before``: the steady state checked;
-- ``plan`` and ``settle`` (the scenario's), then ``hypothesis after``;
+- ``warm-up`` (the scenario's), then ``hypothesis before``: the warm-up's end → the check's record
+  (the check runs over the warm-up's last ``over`` seconds: what is left here is its last samples'
+  answers; before that placement, its whole window);
+- ``plan`` and ``settle`` (the scenario's), then ``hypothesis after``: the settle's end → the
+  check's record (its window is the settle's last ``over`` seconds once the impact window ended:
+  what is left is the part past the settle's end and its last samples' answers);
 - ``canary read-back``: hypothesis after → data-report;
 - ``teardown``: data-report → the last record before ``score`` (traffic stopped, faults rolled
   back, the stack stopped, the last hops and spans drained);

@@ -64,6 +64,7 @@ from bascule.probes.data import (
     account_losses,
     may_hold,
     presence_in,
+    read_back_until,
     replication_wait,
 )
 from bascule.probes.http import check_response
@@ -512,6 +513,22 @@ def test_the_read_back_waits_out_the_replication_lag_after_the_newest_canary() -
         assert replication_wait(APS.model_copy(update={"replication": replication}), acked, 103.5) == 0.0
 
 
+def test_the_read_back_leaves_out_canaries_too_recent_to_have_replicated_never_before_the_last_revert() -> (
+    None
+):
+    assert read_back_until(APS, 110.0, 100.0) == 107.0  # 110 − 1 s lag − 2 s margin
+    # A read-back less than lag + margin after the impact window ended (the last revert + the
+    # settle): every canary up to that end, waited for.
+    assert read_back_until(APS, 101.5, 100.0) == 100.0
+    acked = [CanaryWrite("a", "internal", 99.0), CanaryWrite("b", "internal", 100.0)]
+    assert replication_wait(APS, acked, 101.5) == pytest.approx(1.5)
+    # Not known when the measured run ended (a library caller), or nothing to wait for: every canary.
+    assert read_back_until(APS, 110.0, None) == 110.0
+    for mode in (ReplicationMode.SYNC, ReplicationMode.NONE):
+        replication = APS.replication.model_copy(update={"mode": mode})
+        assert read_back_until(APS.model_copy(update={"replication": replication}), 110.0, 100.0) == 110.0
+
+
 class FakeStores:
     """Gateways that acknowledge writes (the primary fails every third), stores that keep them;
     the fr-par store drops one acknowledged write."""
@@ -589,6 +606,15 @@ def test_data_probe_writes_canaries_and_reads_them_back_from_every_region(
     report = asyncio.run(finish())
     assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
     assert report.lost_window is not None and report.lost_window[0] == report.lost_window[1]
+    assert report.not_read == 0 and report.read_until is not None
+    # Told when what the run measures ended (here: as the third canary was acknowledged), the
+    # read-back asks about every canary up to then, and leaves out the two acknowledged since, too
+    # recent to have reached the asynchronous replica.
+    third = probe.acknowledged()[2].acked_at
+    probe.read_at_least_until = third
+    report = asyncio.run(finish())
+    assert (report.acknowledged, report.not_read, report.read_until) == (3, 2, third)
+    assert [doc_id for doc_id, _ in report.lost] == [stores.drop]
 
 
 def test_data_probe_for_a_confidential_class_ignores_the_region_that_may_not_hold_it(

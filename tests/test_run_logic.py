@@ -43,15 +43,22 @@ components:
 
 
 def scenario(
-    phases: str, *, guardrails: str = "", objectives: str = "{availability: 0.5}", warm_up: str = "0s"
+    phases: str,
+    *,
+    guardrails: str = "",
+    objectives: str = "{availability: 0.5}",
+    warm_up: str = "0s",
+    settle: str = "0.1s",
+    duration: str = "",
 ) -> str:
     return f"""
 id: fake-run
 title: a short run on the fake target
 design: design.yaml
+{f"duration: {duration}" if duration else ""}
 replay: {{time_scale: 1, min_phase: 0.1s}}
 warm_up: {warm_up}
-settle: 0.1s
+settle: {settle}
 steady_state:
   probes: [{{kind: http, url: /healthz, rate: 20, timeout: 2s}}]
   over: 0.4s
@@ -155,6 +162,59 @@ def test_a_completed_run_is_scored_before_it_ends_and_reported_after(tmp_path: P
     assert records(outcome, "fake-event")[0]["note"] == "subscribed"
     assert [r["ok"] for r in records(outcome, "hypothesis")] == [True, True]
     assert any(r["source"].startswith("http") and r["ok"] for r in records(outcome, "sample"))
+
+
+def test_the_hypothesis_is_checked_in_the_warm_ups_and_the_settles_last_over_seconds_never_with_a_fault(
+    tmp_path: Path,
+) -> None:
+    # A plan of 1 s whose fault ends at 0.2 s, a settle of 1 s: the impact window the metrics
+    # measure ends 1.2 s into the plan, the settle 2 s into it.
+    outcome, starter = run(tmp_path, scenario(LATENCY, warm_up="1s", settle="1s", duration="1s"))
+    assert outcome.exit_code == ExitCode.OK, outcome.reason
+    before, after = records(outcome, "hypothesis")
+    (probes,) = records(outcome, "probes-started")
+    (plan_started,) = records(outcome, "plan-started")
+    faults = records(outcome, "fault-applied") + records(outcome, "fault-reverted")
+    over = 0.4
+    for check in (before, after):
+        assert check["ok"] is True and check["end"] - check["start"] == pytest.approx(over)
+        # No fault in force, or changed, during either window or while its last samples end.
+        assert not any(check["start"] <= f["t"] <= check["t"] for f in faults)
+    # Before: the warm-up's last 0.4 s (it began once the probes were started), and the plan
+    # starts once that check has ended — not `over` seconds after the warm-up.
+    warm_end = probes["t"] + 1.0
+    assert warm_end - over - 0.1 <= before["start"] <= warm_end - over + 0.1
+    assert before["t"] <= plan_started["t"] < before["t"] + 0.2
+    # After: the settle's last 0.4 s, after the impact window; the run ends with the settle.
+    (reverted,) = records(outcome, "fault-reverted")
+    settle_end = plan_started["t"] + 1.0 + 1.0
+    assert after["start"] > reverted["t"] + 1.0
+    assert settle_end - over <= after["start"] < settle_end - over + 0.2
+    assert after["end"] < settle_end + 0.2
+    assert_rolled_back_and_ended(outcome, starter)
+
+
+def test_the_check_after_waits_for_the_impact_window_to_end_and_a_short_settle_is_extended(
+    tmp_path: Path,
+) -> None:
+    outcome, _ = run(tmp_path, scenario(LATENCY, settle="0s"))
+    assert outcome.exit_code == ExitCode.OK, outcome.reason
+    before, after = records(outcome, "hypothesis")
+    (plan_started,) = records(outcome, "plan-started")
+    (reverted,) = records(outcome, "fault-reverted")
+    # No warm-up: the check before is judged over 0.4 s from the probes' start, the plan after it.
+    assert before["end"] <= plan_started["t"]
+    # No settle: the check after opens once the revert is done and lasts its 0.4 s all the same.
+    assert reverted["t"] <= after["start"] < reverted["t"] + 0.2
+    assert after["end"] - after["start"] == pytest.approx(0.4)
+    # A settle of 1 s after a fault that ends with the plan: the impact window is the whole settle,
+    # and the check opens as it ends, as it always did.
+    (tmp_path / "settled").mkdir()
+    outcome, _ = run(tmp_path / "settled", scenario(LATENCY, settle="1s"))
+    assert outcome.exit_code == ExitCode.OK, outcome.reason
+    (reverted,) = records(outcome, "fault-reverted")
+    _, after = records(outcome, "hypothesis")
+    assert reverted["t"] + 1.0 <= after["start"] < reverted["t"] + 1.2
 
 
 def test_objectives_not_met_exit_1(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Each sample writes one canary with a unique id (the spec's request template with
 ``{text}`` and ``{data_class}``); the probe keeps the acknowledged ones with the instant their
 acknowledgement arrived. A write that failed or timed out on the client's side is not counted: it
 was never promised. After the run settles, `DataProbe.finish` asks every region's stores for every
-acknowledged id (``GET /v1/documents/{id}``, or the spec's ``read_back`` templates) and
+acknowledged id (until `read_back_until`: not those too recent to have replicated, acknowledged
+after the impact window) (``GET /v1/documents/{id}``, or the spec's ``read_back`` templates) and
 `account_losses` decides, purely:
 
 - a region *may hold* a canary when its level satisfies the canary's class (every region when the
@@ -61,6 +62,7 @@ __all__ = [
     "may_hold",
     "presence_in",
     "read_back",
+    "read_back_until",
     "read_back_urls",
     "replication_wait",
 ]
@@ -99,6 +101,11 @@ class DataReport:
     """Ids no region that may hold them has, where some of those regions could not be read."""
     misplaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Region → ids found there although the region may not hold their class."""
+    read_until: float | None = None
+    """``time.monotonic()``: the newest acknowledgement instant asked about (`read_back_until`)."""
+    not_read: int = 0
+    """Canaries acknowledged after `read_until` (all after the impact window), not asked about nor
+    counted in `acknowledged`."""
 
 
 def may_hold(design: Design, region: str, data_class: str) -> bool:
@@ -164,6 +171,20 @@ def replication_wait(design: Design, acked: Sequence[CanaryWrite], now: float) -
         return 0.0
     newest = max(canary.acked_at for canary in acked)
     return max(0.0, newest + design.replication.lag + REPLICATION_MARGIN - now)
+
+
+def read_back_until(design: Design, now: float, at_least_until: float | None) -> float:
+    """The newest acknowledgement instant that a read-back starting at ``now`` asks about (pure).
+
+    Asynchronous replication: ``now`` minus the lag and `REPLICATION_MARGIN` — the canaries
+    acknowledged since have perhaps not reached every replica yet and are left out, rather than
+    waited for — but never before ``at_least_until``, the end of what the run measures (the impact
+    window: the last revert plus the settle): every canary acknowledged until then is asked about
+    (the read-back then waits for the newest of them, `replication_wait`). ``at_least_until`` None
+    (not known), or synchronous or no replication: ``now``, every canary."""
+    if at_least_until is None or design.replication.mode is not ReplicationMode.ASYNC:
+        return now
+    return min(now, max(now - design.replication.lag - REPLICATION_MARGIN, at_least_until))
 
 
 def read_back_urls(spec: specs.DataProbe, context: ProbeContext) -> dict[str, tuple[str, ...]]:
@@ -370,6 +391,9 @@ class DataProbe(Probe[specs.DataProbe]):
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._acked: list[CanaryWrite] = []
+        self.read_at_least_until: float | None = None
+        """Set by the runner before `finish`: the end of what the run measures
+        (``time.monotonic()``); see `read_back_until`."""
 
     @property
     def data_class(self) -> str:
@@ -412,10 +436,13 @@ class DataProbe(Probe[specs.DataProbe]):
         )
 
     async def finish(self, client: httpx.AsyncClient, context: ProbeContext) -> DataReport:
-        acked = self.acknowledged()
+        everything = self.acknowledged()
+        now = time.monotonic()
+        until = read_back_until(context.design, now, self.read_at_least_until)
+        acked = tuple(c for c in everything if c.acked_at <= until)
         # An asynchronous replica receives a write `lag` after its acknowledgement: ask no sooner,
         # or the canaries of the last instants would show as that region's gaps.
-        wait = replication_wait(context.design, acked, time.monotonic())
+        wait = replication_wait(context.design, acked, now)
         if wait > 0:
             await asyncio.sleep(wait)
         urls = read_back_urls(self.spec, context)
@@ -430,6 +457,7 @@ class DataProbe(Probe[specs.DataProbe]):
             lookup_urls(self.spec, context),
         )
         design = context.design
-        return account_losses(
+        report = account_losses(
             acked, readings, lambda region, data_class: may_hold(design, region, data_class)
         )
+        return replace(report, read_until=until, not_read=len(everything) - len(acked))

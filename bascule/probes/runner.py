@@ -260,9 +260,11 @@ async def collect_samples(
     context: ProbeContext,
     over: float,
     on_sample: Emit | None = None,
+    *,
+    until: float | None = None,
 ) -> list[RequestSample]:
-    """Every sample the probes make in ticks over the next ``over`` seconds (each ended or timed
-    out), in the order they ended."""
+    """Every sample the probes make in ticks over the next ``over`` seconds (until ``until``, a
+    ``time.monotonic()`` instant, when given), each ended or timed out, in the order they ended."""
     _check_names(probes)
     samples: list[RequestSample] = []
 
@@ -272,7 +274,8 @@ async def collect_samples(
             on_sample(sample)
 
     counters = _Counters(p.name for p in probes)
-    until = time.monotonic() + over
+    if until is None:
+        until = time.monotonic() + over
     await _drive(probes, context, emit, stop=asyncio.Event(), until=until, counters=counters)
     return samples
 
@@ -307,6 +310,9 @@ class HypothesisResult:
     """How long it waited."""
     unanswered: tuple[str, ...] = ()
     """The probes that never succeeded within ``wait_for``: then nothing was judged."""
+    window: tuple[float, float] | None = None
+    """``time.monotonic()`` when the judged window opened and when its probes stopped ticking
+    (None: nothing was judged)."""
 
     def summary(self) -> str:
         if self.unanswered:
@@ -365,22 +371,28 @@ def check_hypothesis(
     *,
     on_sample: Emit | None = None,
     wait_for: float = 0.0,
+    wait_up_to: float | None = None,
 ) -> HypothesisResult:
     """Run ``probes`` at their rates for ``over`` seconds and judge them; blocks the calling thread
     (which must not be running an event loop) for about ``over`` seconds plus the slowest sample.
-    With `wait_for`, first wait up to that long until every probe has succeeded once (its samples
-    go to `on_sample` too, and are not judged); if one never does, the hypothesis does not hold."""
+    With `wait_for`, first wait up to that long (`wait_up_to` when given: the runner's check that
+    starts before the warm-up ends may also wait the rest of it) until every probe has succeeded
+    once (its samples go to `on_sample` too, and are not judged); if one never does, the
+    hypothesis does not hold."""
     names = [p.name for p in probes]
     began = time.monotonic()
-    unanswered = asyncio.run(wait_until_answered(probes, context, wait_for, on_sample)) if wait_for else []
+    bound = wait_for if wait_up_to is None else wait_up_to
+    unanswered = asyncio.run(wait_until_answered(probes, context, bound, on_sample)) if wait_for else []
     waited = time.monotonic() - began
     if unanswered:
         failures = tuple(
             Failure(n, began, f"no success within wait_for ({wait_for:g} s)") for n in unanswered
         )
         return HypothesisResult(False, success_ratio, (), failures, (), wait_for, waited, tuple(unanswered))
-    samples = asyncio.run(collect_samples(probes, context, over, on_sample))
-    return replace(judge_hypothesis(samples, names, success_ratio), wait_for=wait_for, waited=waited)
+    opened = time.monotonic()
+    samples = asyncio.run(collect_samples(probes, context, over, on_sample, until=opened + over))
+    judged = judge_hypothesis(samples, names, success_ratio)
+    return replace(judged, wait_for=wait_for, waited=waited, window=(opened, opened + over))
 
 
 async def wait_until_answered(

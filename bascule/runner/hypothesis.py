@@ -1,6 +1,10 @@
 """The steady-state hypothesis, checked before any fault and after rollback: its probes run in a
 thread of their own while the run's traffic keeps being pumped, and an abort stops waiting. Before
-any fault, ``steady_state.wait_for`` lets a service still warming up answer first."""
+any fault, ``steady_state.wait_for`` lets a service still warming up answer first.
+
+A check is started (`SteadyStateCheck.start`) where `bascule.runner.engine` places it — in the
+warm-up's last ``over`` seconds, in the settle's — and the runner goes on pumping the run's
+traffic, and then ends it (`SteadyStateCheck.finish`), which journals when its window was."""
 
 from __future__ import annotations
 
@@ -14,56 +18,90 @@ from bascule.probes.runner import HypothesisResult, check_hypothesis
 from bascule.runner.display import Display
 from bascule.runner.traffic import TICK, Traffic
 
-__all__ = ["check_steady_state", "failure_reasons"]
+__all__ = ["SteadyStateCheck", "failure_reasons"]
 
 
-def check_steady_state(
-    when: str, scenario: Scenario, context: ProbeContext, traffic: Traffic, journal: Journal, display: Display
-) -> bool:
-    """Whether the hypothesis holds (`when`: before, after); journaled. False when aborted."""
-    steady = scenario.steady_state
-    if steady is None:
-        journal.write("hypothesis", when=when, ok=True, skipped=True)
-        return True
-    display.status(f"checking the steady-state hypothesis ({when})")
-    probes = make_probes(steady.probes, context)
-    box: dict[str, HypothesisResult] = {}
-    worker = threading.Thread(
-        target=lambda: box.update(
-            result=check_hypothesis(
-                probes,
-                probes[0].context,
-                steady.over,
-                steady.success_ratio,
-                on_sample=traffic.checks.put,
-                wait_for=steady.wait_for if when == "before" else 0.0,
-            )
-        ),
-        name="bascule-hypothesis",
-        daemon=True,
-    )
-    worker.start()
-    while worker.is_alive() and not traffic.abort.is_set:
-        traffic.pump(time.monotonic() + TICK)
-        worker.join(0)
-    result = box.get("result")
-    if result is None:
-        return False
-    journal.write(
-        "hypothesis",
-        durable=True,
-        when=when,
-        ok=result.ok,
-        summary=result.summary(),
-        failures=[str(f) for f in result.failures[:20]],
-    )
-    if result.ok:
-        display.event(result.summary())
-    else:  # also the live view's stage, so that a failed hypothesis stays on screen
-        display.status(result.summary())
-        for reason in failure_reasons(result):
-            display.event(f"  {reason}")
-    return result.ok
+class SteadyStateCheck:
+    """One check of the hypothesis (`when`: before, after), running in its own thread."""
+
+    def __init__(self, when: str, scenario: Scenario, display: Display) -> None:
+        self.when = when
+        self.scenario = scenario
+        self.display = display
+        self._box: dict[str, HypothesisResult] = {}
+        self._worker: threading.Thread | None = None
+
+    @classmethod
+    def start(
+        cls,
+        when: str,
+        scenario: Scenario,
+        context: ProbeContext,
+        traffic: Traffic,
+        display: Display,
+        *,
+        wait_up_to: float | None = None,
+    ) -> SteadyStateCheck:
+        """Start checking now, unless the scenario has no hypothesis. `wait_up_to`: before any
+        fault, how long the check may wait for every probe to answer once (`steady_state.wait_for`
+        by default; the check after never waits)."""
+        check = cls(when, scenario, display)
+        steady = scenario.steady_state
+        if steady is None:
+            return check
+        display.status(f"checking the steady-state hypothesis ({when})")
+        probes = make_probes(steady.probes, context)
+        before = when == "before"
+        check._worker = threading.Thread(
+            target=lambda: check._box.update(
+                result=check_hypothesis(
+                    probes,
+                    probes[0].context,
+                    steady.over,
+                    steady.success_ratio,
+                    on_sample=traffic.checks.put,
+                    wait_for=steady.wait_for if before else 0.0,
+                    wait_up_to=wait_up_to if before else None,
+                )
+            ),
+            name="bascule-hypothesis",
+            daemon=True,
+        )
+        check._worker.start()
+        return check
+
+    def finish(self, traffic: Traffic, journal: Journal) -> bool:
+        """Pump the run's traffic until the check has ended; whether the hypothesis holds,
+        journaled. False when aborted."""
+        if self.scenario.steady_state is None:
+            journal.write("hypothesis", when=self.when, ok=True, skipped=True)
+            return True
+        worker = self._worker
+        while worker is not None and worker.is_alive() and not traffic.abort.is_set:
+            traffic.pump(time.monotonic() + TICK)
+            worker.join(0)
+        result = self._box.get("result")
+        if result is None:
+            return False
+        window = result.window
+        journal.write(
+            "hypothesis",
+            durable=True,
+            when=self.when,
+            ok=result.ok,
+            summary=result.summary(),
+            failures=[str(f) for f in result.failures[:20]],
+            start=None if window is None else round(window[0] - journal.origin, 6),
+            end=None if window is None else round(window[1] - journal.origin, 6),
+        )
+        display = self.display
+        if result.ok:
+            display.event(result.summary())
+        else:  # also the live view's stage, so that a failed hypothesis stays on screen
+            display.status(result.summary())
+            for reason in failure_reasons(result):
+                display.event(f"  {reason}")
+        return result.ok
 
 
 def failure_reasons(result: HypothesisResult, most: int = 3) -> list[str]:

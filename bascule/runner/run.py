@@ -1,13 +1,15 @@
 """``bascule run``: execute a scenario end to end against a target, journal everything, roll back
 on every exit path.
 
-Lifecycle: plan (pure) → start the target → start probes and load → warm up → check the
-steady-state hypothesis (a system unhealthy before any fault ends the run at once) → carry out the
-plan's actions on the monotonic clock, journaling their *actual* instants → settle → check the
-hypothesis again → read canary writes back → stop load and probes → revert whatever is still in
-force and stop the target → score (a step the caller passes in) → ``run-ended``. A guardrail,
-Ctrl-C or SIGTERM aborts: everything is reverted at once and the journal says why. A second Ctrl-C
-hurries: processes are killed instead of stopped.
+Lifecycle: plan (pure) → start the target → start probes and load → warm up, checking the
+steady-state hypothesis over the warm-up's last ``over`` seconds (a system unhealthy before any
+fault ends the run at once) → carry out the plan's actions on the monotonic clock, journaling their
+*actual* instants → settle, checking the hypothesis again over its last ``over`` seconds once
+every revert is done (`runner.engine` places both windows) → read canary writes back (those of
+the settle's last instants left out rather than waited for) → stop load and probes → revert
+whatever is still in force and stop the target → score (a step the caller passes in) →
+``run-ended``. A guardrail, Ctrl-C or SIGTERM aborts: everything is reverted at once and the
+journal says why. A second Ctrl-C hurries: processes are killed instead of stopped.
 
 The runner knows targets only as `bascule.targets.base.Target`, started by the `TargetStarter` its
 caller chose (`bascule.targets.registry.choose`). The loop follows
@@ -34,9 +36,9 @@ from bascule.plan import ActionOp, plan_to_dict
 from bascule.probes.base import ProbeContext
 from bascule.rundir import describe_os_error, prepare_run_directory
 from bascule.runner.display import Display
-from bascule.runner.engine import DoAction, Finish, Stage, Wait, next_step
+from bascule.runner.engine import CheckAfter, DoAction, Finish, Stage, check_before, measured_until, next_step
 from bascule.runner.guardrails import GuardrailMonitor
-from bascule.runner.hypothesis import check_steady_state
+from bascule.runner.hypothesis import SteadyStateCheck
 from bascule.runner.inputs import (
     RunInputs,
     RunOptions,
@@ -255,38 +257,62 @@ class _Runner:
             take_outside=target.take_outside,
             recorder=target,
         )
+        steady = self.scenario.steady_state
+        over = 0.0 if steady is None else steady.over
+        warm_start = time.monotonic()
         self.live.stage = Stage.WARM_UP.value
-        self.traffic.pump(time.monotonic() + self.scenario.warm_up)
+        placed = check_before(self.scenario.warm_up, over, 0.0 if steady is None else steady.wait_for)
+        self.traffic.pump(warm_start + placed.start)
         if self.abort.is_set:
             return self.abort.code, self.abort.reason
-        if not self._hypothesis("before"):
+        before = SteadyStateCheck.start(
+            "before", self.scenario, self.context, self.traffic, self.display, wait_up_to=placed.wait
+        )
+        if not before.finish(self.traffic, self.journal):
+            if self.abort.is_set:
+                return self.abort.code, self.abort.reason
             return ExitCode.TARGET_ERROR, "the steady-state hypothesis failed before any fault"
+        self.traffic.pump(warm_start + self.scenario.warm_up)  # what is left of the warm-up, if any
+        if self.abort.is_set:
+            return self.abort.code, self.abort.reason
         plan_start = self.traffic.plan_start = time.monotonic()
         self.journal.write("plan-started", durable=True, at=plan_start, run_length=self.plan.run_length)
-        done = 0
+        done, faults_over = 0, plan_start
+        after: SteadyStateCheck | None = None
         while not self.abort.is_set:
             elapsed = time.monotonic() - plan_start
             self.live.elapsed = elapsed
-            step = next_step(self.plan, done, elapsed, warm_up=0.0, settle=self.scenario.settle)
+            step = next_step(
+                self.plan,
+                done,
+                elapsed,
+                warm_up=0.0,
+                settle=self.scenario.settle,
+                over=over,
+                checking=after is not None,
+                faults_over=faults_over - plan_start,
+            )
             if isinstance(step, Finish):
                 break
             if isinstance(step, DoAction):
                 self._act(target, step, plan_start)
-                done += 1
+                done, faults_over = done + 1, time.monotonic()
                 continue
-            assert isinstance(step, Wait)
+            if isinstance(step, CheckAfter):
+                after = SteadyStateCheck.start(
+                    "after", self.scenario, self.context, self.traffic, self.display
+                )
+                continue
             self.live.stage = step.stage.value
             self.traffic.pump(min(plan_start + step.until, time.monotonic() + TICK))
-        if self.abort.is_set:
+        if self.abort.is_set or after is None:
             return self.abort.code, self.abort.reason
-        after = self._hypothesis("after")
-        self.traffic.finish_data(self.context)
-        if not after:
+        held = after.finish(self.traffic, self.journal)
+        measured = measured_until(self.plan, self.scenario.settle, faults_over - plan_start)
+        self.traffic.finish_data(self.context, read_at_least_until=plan_start + measured)
+        if not held:
             return ExitCode.OBJECTIVES_FAILED, "the steady-state hypothesis failed after rollback"
         return ExitCode.OK, "completed"
-
-    def _hypothesis(self, when: str) -> bool:
-        return check_steady_state(when, self.scenario, self.context, self.traffic, self.journal, self.display)
 
     # -- acting ----------------------------------------------------------------------------------
 

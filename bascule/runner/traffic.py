@@ -26,6 +26,7 @@ from bascule.model.scenario import Scenario
 from bascule.plan import Plan
 from bascule.probes.alerts import AlertReading, AlertWatch
 from bascule.probes.base import Probe, ProbeContext, make_probes, passed
+from bascule.probes.data import DataProbe as CanaryProbe
 from bascule.probes.data import DataReport
 from bascule.probes.runner import ProbeRunner, finish_probes
 from bascule.probes.sovereignty import SovereigntyJudge
@@ -197,9 +198,15 @@ class Traffic:
             f"{'users' if scenario.load.users else 'req/s'})"
         )
 
-    def finish_data(self, context: ProbeContext) -> None:
-        """Read the canary writes back from every region and journal them."""
+    def finish_data(self, context: ProbeContext, *, read_at_least_until: float | None = None) -> None:
+        """Read the canary writes back from every region and journal them. `read_at_least_until`:
+        the end of what the metrics measure (``time.monotonic()``); the canaries acknowledged
+        since then that are too recent to have reached an asynchronous replica are left out
+        rather than waited for (`bascule.probes.data.read_back_until`)."""
         self.display.status("reading canary writes back from every region")
+        for probe in self.continuous:
+            if isinstance(probe, CanaryProbe):
+                probe.read_at_least_until = read_at_least_until
         for name, report in finish_probes(self.continuous, context).items():
             if isinstance(report, DataReport):
                 self.journal.write("data-report", durable=True, probe=name, **jsonable(report))
