@@ -56,12 +56,12 @@ kill_after = {kill_after!r}
 made = [0]
 original = target_module.carry_out
 
-def carry_out(change, apis):
+def carry_out(change, apis, *holds):
     if kill_after is not None and made[0] == kill_after:
         print("killed mid-apply", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     made[0] += 1
-    return original(change, apis)
+    return original(change, apis, *holds)
 
 target_module.carry_out = carry_out
 m = mapping()
