@@ -131,12 +131,17 @@ def test_every_yaml_example_in_docs_kubernetes_parses_with_its_parser() -> None:
         elif isinstance(head, dict) and {"id", "regions", "components"} <= set(head):
             last_design = parse_design(padded, "docs/kubernetes.md")
         else:
-            pytest.fail(f"docs/kubernetes.md:{start}: a YAML block that is neither a design nor a target file")
+            pytest.fail(
+                f"docs/kubernetes.md:{start}: a YAML block that is neither a design nor a target file"
+            )
     (first,) = targets
     # What the comments around it say.
     assert first.contexts == ("aws-east", "scw-par")
     assert first.regions_in("aws-east") == ["aws/us-east-1", "aws/eu-west-3"]
-    assert first.pod_labels("gateway", "aws/eu-west-3") == {"app": "gateway", "bascule.io/region": "aws-eu-west-3"}
+    assert first.pod_labels("gateway", "aws/eu-west-3") == {
+        "app": "gateway",
+        "bascule.io/region": "aws-eu-west-3",
+    }
     assert first.workload("retriever") is None and first.workload("llm") is None
     store = first.workload("store")
     assert store is not None and store.kind is WorkloadKind.STATEFULSET and store.service == "store"

@@ -207,7 +207,9 @@ def _fields(
                     raise FaultError(f"{ref} has no text at {'.'.join(change.path)} to append to")
                 held = holds.original(ref, change.path)
                 original = current if held is None else held[1]
-                out.append(FieldState(change.path, ChangeMode.APPEND.value, True, original, str(change.value)))
+                out.append(
+                    FieldState(change.path, ChangeMode.APPEND.value, True, original, str(change.value))
+                )
     return out
 
 
