@@ -423,11 +423,13 @@ def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | N
                     return f"{ref} is gone: nothing to restore"
             text = _read(current, f.path)
             texts = holds.appended(ref, f.path) or [(key, str(f.after))]
+            held = holds.original(ref, f.path)  # the oldest record's, for ledgers written before
+            original = str(f.before if held is None else held[1])
             holds.release(key, ref, f.path)
             if not isinstance(text, str):
                 shown.append(f"{where} is gone: left alone")
                 continue
-            restored = _without(text, str(f.before), texts, key)
+            restored = _without(text, original, texts, key)
             if restored is None:
                 shown.append(f"{where} no longer holds the appended text: left alone")
                 continue
