@@ -30,8 +30,8 @@ from control_plane import NEEDS_CONTROL_PLANE, Admin, ControlPlane, resource_pat
 from kube_emulator import SERVER_MANAGED
 from kube_real import RealCluster, prepare_clusters, write_token_kubeconfig
 from kube_relay import Relay, relaying
-from kube_world import DESIGN, TARGET, populate
-from test_kubernetes_run import AWS_2025
+from kube_world import DESIGN, populate
+from test_kubernetes_run import AWS_2025, _target_with_entries
 
 from bascule.ci.results import run_scored
 from bascule.journal import read_journal
@@ -223,11 +223,6 @@ class ChaosController:
                         self.released[key] = time.monotonic()
 
 
-def _target_file(entries: dict[str, str]) -> str:
-    lines = ["entries:"] + [f"  {region}: {url}" for region, url in entries.items()]
-    return TARGET + "\n".join(lines) + "\n"
-
-
 def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_was(
     plane: ControlPlane,
     clusters: dict[str, RealCluster],
@@ -248,7 +243,7 @@ def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_w
     stack = LocalStack.start(parse_design(DESIGN), design_path, tmp_path / "service")
     try:
         target_file = tmp_path / "target.yaml"
-        target_file.write_text(_target_file(stack.entries()))
+        target_file.write_text(_target_with_entries(stack.entries()))
         with (
             relaying(plane.servers["aws"].url, *_tls(plane, "aws")) as aws_relay,
             relaying(plane.servers["scw"].url, *_tls(plane, "scw")) as scw_relay,
