@@ -46,6 +46,7 @@ from bascule.targets.kubernetes.calls import (
     check_plan,
     compute_calls,
     coredns_block,
+    corefile_with,
     object_name,
     render_plan_calls,
 )
@@ -126,6 +127,24 @@ def test_dns_override_appends_one_server_block_per_host_to_each_callers_corefile
     )
     assert "bascule.internal" not in found.calls[1].changes[0].value
     assert "erratic" in coredns_block(("a.example",), DnsAnswer.DROP, "r", "k")
+
+
+def test_two_overrides_in_force_give_coredns_each_zone_in_one_server_block() -> None:
+    store, retriever = "store--a.rag.svc.cluster.local", "retriever--a.rag.svc.cluster.local"
+    first = coredns_block((store,), DnsAnswer.NXDOMAIN, "ab12cd", "p0")
+    second = coredns_block((retriever, store), DnsAnswer.SERVFAIL, "ab12cd", "p1")
+    assert corefile_with("orig\n", []) == "orig\n"
+    assert corefile_with("orig\n", [first]) == "orig\n" + first
+    both = corefile_with("orig\n", [first, second])
+    # One block per zone (CoreDNS refuses a zone defined twice); the latest fault's answer holds.
+    assert both.count(f"{store} {{") == 1 and both.count(f"{retriever} {{") == 1
+    assert both.count("rcode SERVFAIL") == 2 and "rcode NXDOMAIN" not in both
+    # Both faults are still named, so either can be found and removed.
+    assert "bascule.io/fault=p0" in both and "bascule.io/fault=p1" in both
+    # The earlier fault's block comes back when the later is reverted.
+    assert corefile_with("orig\n", [second, first]).count("rcode NXDOMAIN") == 1
+    # A text not in coredns_block's form is appended as it is.
+    assert corefile_with("orig\n", ["# hand-made\n"]) == "orig\n# hand-made\n"
 
 
 def test_dns_names_a_mapped_service_in_the_target_files_cluster_domain() -> None:

@@ -395,6 +395,43 @@ def test_two_dns_faults_on_one_corefile_restore_it_byte_for_byte_in_any_order(
         assert cm is not None and cm["data"]["Corefile"].encode() == COREFILE.encode()
 
 
+@pytest.mark.parametrize("first_reverted", [0, 1], ids=["older-first", "newer-first"])
+def test_two_dns_overrides_on_one_service_keep_one_block_per_zone_and_restore_the_corefile(
+    w: World, tmp_path: Path, first_reverted: int
+) -> None:
+    # Both name store--aws-us-east-1…: twice in the Corefile, CoreDNS would refuse it.
+    older = Dns(answer=DnsAnswer.NXDOMAIN)
+    newer = Dns(answer=DnsAnswer.DROP)
+    zone = "store--aws-us-east-1.rag.svc.cluster.local {"
+
+    def corefile() -> str:
+        cm = w.clusters["aws"].get("v1/configmaps", "kube-system", "coredns")
+        assert cm is not None
+        return str(cm["data"]["Corefile"])
+
+    with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+        actions = [Action(0.0, ActionOp.APPLY, 0, older), Action(0.0, ActionOp.APPLY, 1, newer)]
+        target.apply(actions[0], touch_of(older, Selector(component="store", region="aws/us-east-1")))
+        target.apply(actions[1], touch_of(newer, Selector(region="aws/us-east-1")))
+        both = corefile()
+        assert both.count(zone) == 1 and "drop 1" in both and "rcode NXDOMAIN" not in both
+        assert "retriever--aws-us-east-1.rag.svc.cluster.local {" in both
+        target.revert(actions[first_reverted])
+        left = corefile()
+        assert left.count(zone) == 1
+        assert ("rcode NXDOMAIN" in left) == (first_reverted == 1) and ("drop 1" in left) == (
+            first_reverted == 0
+        )
+        target.revert(actions[1 - first_reverted])
+    assert corefile().encode() == COREFILE.encode()
+    # Each fault recorded the original Corefile: whichever is reverted last (or recover) restores it.
+    faults = read_kube_ledger(tmp_path / "run" / KUBE_LEDGER_FILE).applied
+    befores = {
+        f.before for fault in faults for c in fault.changes if c.ref.context == "aws" for f in c.fields
+    }
+    assert befores == {COREFILE}
+
+
 def test_a_pod_without_a_controller_is_never_deleted(w: World, tmp_path: Path) -> None:
     w.clusters["scw"].seed(
         "v1/pods",

@@ -123,3 +123,39 @@ def test_a_dns_fault_changes_what_callers_resolve_through_coredns_then_reverts(
             f"{held:.1f} s after its ConfigMap patch, lifted {lifted:.1f} s after the revert "
             "(reload 2s; loaded machine)"
         )
+
+
+def test_two_dns_faults_in_force_on_one_service_are_loaded_by_coredns_and_reverted_in_turn(
+    w: RealWorld, tmp_path: Path
+) -> None:
+    # The older fault empties the store's name; the newer fails every lookup of the region's
+    # Services, the store's among them. Before the fix the Corefile named the store's zone twice:
+    # CoreDNS refuses such a Corefile ("cannot serve dns://store--….:53 - it is already defined";
+    # at start it exits), its reload kept the older one, and the newer fault changed nothing a
+    # caller saw: the retriever's name never answered SERVFAIL.
+    aws = w.clusters["aws"]
+    store_ip = _service(aws, "store--aws-us-east-1", "store")
+    retriever_ip = _service(aws, "retriever--aws-us-east-1", "retriever")
+    with running_coredns(tmp_path, aws.server) as coredns:
+        before = w.snapshot()
+        original = coredns.file.read_text(encoding="utf-8")
+        older = Dns(answer=DnsAnswer.NXDOMAIN)
+        newer = Dns(answer=DnsAnswer.SERVFAIL)
+        first = Action(0.0, ActionOp.APPLY, 0, older)
+        second = Action(0.0, ActionOp.APPLY, 1, newer)
+        with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+            target.apply(first, touch_of(older, Selector(component="store", region="aws/us-east-1")))
+            _until(coredns, STORE, lambda a: a == Answer("NXDOMAIN", ()), "answered NXDOMAIN")
+            target.apply(second, touch_of(newer, Selector(region="aws/us-east-1")))
+            held = _until(coredns, RETRIEVER, lambda a: a.rcode == "SERVFAIL", "answered SERVFAIL")
+            assert _ask(coredns, STORE) == Answer("SERVFAIL", ())
+
+            target.revert(second)  # the older fault holds the store's name again
+            _until(coredns, RETRIEVER, lambda a: a == Answer("NOERROR", (retriever_ip,)), "resolved again")
+            assert _ask(coredns, STORE) == Answer("NXDOMAIN", ())
+            target.revert(first)
+            _until(coredns, STORE, lambda a: a == Answer("NOERROR", (store_ip,)), "resolved again")
+        coredns.sync()
+        assert coredns.file.read_text(encoding="utf-8").encode() == original.encode()
+        assert w.snapshot() == before
+        print(f"\ntwo dns faults: the newer seen {held:.1f} s after its patch (reload 2s; loaded machine)")

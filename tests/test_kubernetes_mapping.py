@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from kube_world import TARGET, design
 
 from bascule.errors import ScenarioError
+from bascule.model.loading import parse_design
 from bascule.targets.kubernetes.mapping import ALWAYS_PROTECTED, WorkloadKind, bind, parse_target, read_target
 
 
@@ -93,3 +95,55 @@ def test_read_target_reports_a_missing_file(tmp_path: Path) -> None:
         read_target(tmp_path / "absent.yaml")
     (tmp_path / "t.yaml").write_text(TARGET, encoding="utf-8")
     assert read_target(tmp_path / "t.yaml", design()).allow_coredns_override
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md"
+
+
+def _yaml_blocks(path: Path) -> list[tuple[int, str]]:
+    """Each ```yaml block of `path`, with the line its text starts on."""
+    out: list[tuple[int, str]] = []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start: int | None = None
+    for number, line in enumerate(lines, 1):
+        if start is None and line.strip() == "```yaml":
+            start = number + 1
+        elif start is not None and line.strip() == "```":
+            out.append((start, "".join(lines[start - 1 : number - 1])))
+            start = None
+    assert start is None, f"{path}: a ```yaml block is never closed"
+    return out
+
+
+def test_every_yaml_example_in_docs_kubernetes_parses_with_its_parser() -> None:
+    # A design (parse_design) and the target file mapping it (parse_target, then bind); every
+    # problem would be reported at its line of the page.
+    blocks = _yaml_blocks(DOCS)
+    assert blocks
+    last_design = None
+    targets = []
+    for start, text in blocks:
+        padded = "\n" * (start - 1) + text
+        head = yaml.safe_load(text)
+        if isinstance(head, dict) and "contexts" in head:
+            assert last_design is not None, f"docs/kubernetes.md:{start}: a target file before its design"
+            targets.append(bind(parse_target(padded, "docs/kubernetes.md", last_design), last_design))
+        elif isinstance(head, dict) and {"id", "regions", "components"} <= set(head):
+            last_design = parse_design(padded, "docs/kubernetes.md")
+        else:
+            pytest.fail(
+                f"docs/kubernetes.md:{start}: a YAML block that is neither a design nor a target file"
+            )
+    (first,) = targets
+    # What the comments around it say.
+    assert first.contexts == ("aws-east", "scw-par")
+    assert first.regions_in("aws-east") == ["aws/us-east-1", "aws/eu-west-3"]
+    assert first.pod_labels("gateway", "aws/eu-west-3") == {
+        "app": "gateway",
+        "bascule.io/region": "aws-eu-west-3",
+    }
+    assert first.workload("retriever") is None and first.workload("llm") is None
+    store = first.workload("store")
+    assert store is not None and store.kind is WorkloadKind.STATEFULSET and store.service == "store"
+    assert first.target.allow_coredns_override is False and first.target.allow_data_loss is False
+    assert set(first.target.entries) == {"aws/us-east-1", "scaleway/fr-par"}

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kube_world import World, world
+from kube_world import COREFILE, World, world
 from typer.testing import CliRunner
 
 from bascule.cli import app
 from bascule.errors import TargetError
+from bascule.faults import DnsAnswer
+from bascule.targets.kubernetes.calls import coredns_block, corefile_with
 from bascule.targets.kubernetes.ledger import (
     KUBE_LEDGER_FILE,
     Change,
@@ -35,7 +37,7 @@ from bascule.targets.kubernetes.ledger import (
     parse_kube_record,
 )
 from bascule.targets.kubernetes.recover import recover_kubernetes
-from bascule.targets.kubernetes.resources import NODES
+from bascule.targets.kubernetes.resources import CONFIGMAPS, NODES
 from bascule.targets.kubernetes.target import KubernetesTarget
 from bascule.targets.local.ledger import Owner
 
@@ -56,12 +58,12 @@ kill_after = {kill_after!r}
 made = [0]
 original = target_module.carry_out
 
-def carry_out(change, apis):
+def carry_out(change, apis, *holds):
     if kill_after is not None and made[0] == kill_after:
         print("killed mid-apply", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     made[0] += 1
-    return original(change, apis)
+    return original(change, apis, *holds)
 
 target_module.carry_out = carry_out
 m = mapping()
@@ -189,3 +191,60 @@ def test_an_unfinished_ledger_blocks_a_new_run_until_recovered(tmp_path: Path) -
     with KubeLedger.create(path, run_id="new", design="d", kubeconfig=None, contexts=("aws",)) as ledger:
         state = ledger.read()
     assert state.run is not None and state.run.run_id == "new" and state.applied == ()
+
+
+@pytest.mark.parametrize("written_before_the_fix", [False, True])
+def test_recover_restores_a_corefile_two_dns_faults_held(
+    w: World, tmp_path: Path, written_before_the_fix: bool
+) -> None:
+    # A run killed with two dns overrides in force on the same Service; each record keeps the
+    # original Corefile (a ledger written before the fix kept, for the second, the text the first
+    # had made).
+    zone = "store--aws-us-east-1.rag.svc.cluster.local"
+    first = coredns_block((zone,), DnsAnswer.NXDOMAIN, "ab12cd", "p0")
+    second = coredns_block((zone,), DnsAnswer.DROP, "ab12cd", "p1")
+    ref = ObjectRef("aws", CONFIGMAPS, "kube-system", "coredns")
+    second_before = COREFILE + first if written_before_the_fix else COREFILE
+    records = [
+        KubeRun(DEAD, "ab12cd", "kube-three", str(w.kubeconfig), ("aws", "scw"), 1.0),
+        KubeFault(
+            "p0",
+            "dns",
+            0,
+            None,
+            (
+                Change(
+                    ChangeOp.PATCH, ref, (FieldState(("data", "Corefile"), "append", True, COREFILE, first),)
+                ),
+            ),
+            DEAD,
+            2.0,
+        ),
+        KubeFault(
+            "p1",
+            "dns",
+            1,
+            None,
+            (
+                Change(
+                    ChangeOp.PATCH,
+                    ref,
+                    (FieldState(("data", "Corefile"), "append", True, second_before, second),),
+                ),
+            ),
+            DEAD,
+            3.0,
+        ),
+    ]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lines = [dump_kube_record(r) for r in records]  # type: ignore[arg-type]
+    (run_dir / KUBE_LEDGER_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    both = corefile_with(COREFILE, [first, second])
+    assert both.count(f"{zone} {{") == 1
+    w.apis["aws"].patch(CONFIGMAPS, "kube-system", "coredns", {"data": {"Corefile": both}})
+
+    report = recover_kubernetes(run_dir, w.apis)
+    assert report.clean, report.lines()
+    cm = w.clusters["aws"].get("v1/configmaps", "kube-system", "coredns")
+    assert cm is not None and cm["data"]["Corefile"].encode() == COREFILE.encode()

@@ -3,9 +3,11 @@
 For each `Call`, `expand` reads what it selects (lists, gets) and returns the `Change`s it will make,
 each with the prior state of what it changes; the target writes them to the ledger (fsynced), and
 only then `carry_out` makes each change. `undo` reverts one change: a patched field is set back to
-its original value (or removed, when it had none) once no other fault in force holds it, appended
-text is cut out exactly, a created object is deleted after its ``bascule.io/run-id`` label is
-checked, and a deletion stays (pods are recreated by their controllers; volumes are gone).
+its original value (or removed, when it had none) once no other fault in force holds it, a text
+field that faults append to (CoreDNS's Corefile) is composed again from its original and the texts
+of the faults still in force (the original, byte for byte, once none is), a created object is
+deleted after its ``bascule.io/run-id`` label is checked, and a deletion stays (pods are recreated
+by their controllers; volumes are gone).
 
 Safety checks made here, before anything changes: a pod with no controller is never deleted (it
 would not come back), and a call marked ``required`` that matches nothing fails the fault.
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bascule.errors import FaultError, TargetError
-from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb
+from bascule.targets.kubernetes.calls import Call, ChangeMode, FieldChange, Verb, corefile_with
 from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
 from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
@@ -71,11 +73,15 @@ class _Hold:
     before_present: bool
     before: Any
     holders: list[str] = field(default_factory=list)
+    appended: dict[str, str] = field(default_factory=dict)
+    """A text field: what each fault holding it appends, oldest first."""
 
 
 class Holds:
-    """Fields that faults in force have set, with their original values: when faults overlap on a
-    field (two cordons of one node), the last one reverted restores the original."""
+    """Fields that faults in force have changed, with their original values: when faults overlap on
+    a field (two cordons of one node), the last one reverted restores the original; a text field
+    that several append to (CoreDNS's Corefile under two dns faults) is the original with what each
+    fault still in force appends (`calls.corefile_with`)."""
 
     def __init__(self) -> None:
         self._held: dict[tuple[ObjectRef, tuple[str, ...]], _Hold] = {}
@@ -84,13 +90,19 @@ class Holds:
         hold = self._held.get((ref, path))
         return None if hold is None else (hold.before_present, hold.before)
 
+    def appended(self, ref: ObjectRef, path: tuple[str, ...]) -> list[tuple[str, str]]:
+        """What each fault holding a text field appends to it, oldest first: (key, text)."""
+        hold = self._held.get((ref, path))
+        return [] if hold is None else list(hold.appended.items())
+
     def take(self, key: str, changes: Iterable[Change]) -> None:
         for change in changes:
             for f in change.fields:
-                if f.mode == ChangeMode.SET.value:
-                    hold = self._held.setdefault((change.ref, f.path), _Hold(f.before_present, f.before))
-                    if key not in hold.holders:
-                        hold.holders.append(key)
+                hold = self._held.setdefault((change.ref, f.path), _Hold(f.before_present, f.before))
+                if key not in hold.holders:
+                    hold.holders.append(key)
+                if f.mode == ChangeMode.APPEND.value:
+                    hold.appended.setdefault(key, str(f.after))
 
     def release(self, key: str, ref: ObjectRef, path: tuple[str, ...]) -> list[str]:
         """Drop `key`'s hold; the faults that still hold the field (none: restore it now)."""
@@ -99,6 +111,7 @@ class Holds:
             return []
         if key in hold.holders:
             hold.holders.remove(key)
+        hold.appended.pop(key, None)
         if not hold.holders:
             del self._held[(ref, path)]
         return list(hold.holders)
@@ -192,7 +205,11 @@ def _fields(
             case ChangeMode.APPEND:
                 if not isinstance(current, str):
                     raise FaultError(f"{ref} has no text at {'.'.join(change.path)} to append to")
-                out.append(FieldState(change.path, ChangeMode.APPEND.value, True, current, str(change.value)))
+                held = holds.original(ref, change.path)
+                original = current if held is None else held[1]
+                out.append(
+                    FieldState(change.path, ChangeMode.APPEND.value, True, original, str(change.value))
+                )
     return out
 
 
@@ -286,8 +303,10 @@ def _kept(obj: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
-    """Make one recorded change; the effect line for the journal. Raises `TargetError`."""
+def carry_out(change: Change, apis: Mapping[str, KubeApi], holds: Holds | None = None) -> str:
+    """Make one recorded change; the effect line for the journal. A text appended to is composed
+    from its original and what every fault in `holds` appends (this one's included: the target
+    takes its holds before it makes the change). Raises `TargetError`."""
     ref = change.ref
     api = apis[ref.context]
     match change.op:
@@ -309,7 +328,8 @@ def carry_out(change: Change, apis: Mapping[str, KubeApi]) -> str:
             shown: list[str] = []
             for f in change.fields:
                 if f.mode == ChangeMode.APPEND.value:
-                    _merge(patch, _nested(f.path, str(f.before) + str(f.after)))
+                    texts = [t for _, t in holds.appended(ref, f.path)] if holds is not None else []
+                    _merge(patch, _nested(f.path, corefile_with(str(f.before), texts or [str(f.after)])))
                     shown.append(f"{'.'.join(f.path)} += {str(f.after).count(chr(10))} line(s)")
                 else:
                     _merge(patch, _nested(f.path, f.after))
@@ -373,6 +393,22 @@ def wait_gone(
     return left
 
 
+def _without(text: str, original: str, texts: Sequence[tuple[str, str]], key: str) -> str | None:
+    """`text` (a field faults append to) without what `key` appended: composed again from the
+    original and the `texts` of the others — when `text` is what the faults in force made of it,
+    or already what it should become (a change never made, a revert repeated); else the section
+    they made is replaced where it is found. None when it is not found (edited since)."""
+    now = corefile_with(original, [t for _, t in texts])
+    after = corefile_with(original, [t for k, t in texts if k != key])
+    if text in (now, after):
+        return after
+    section = now[len(original) :] if now.startswith(original) else ""
+    if section and section in text:
+        return text.replace(section, after[len(original) :], 1)
+    mine = dict(texts).get(key, "")
+    return text.replace(mine, "", 1) if mine and mine in text else None
+
+
 def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | None:
     ref = change.ref
     patch: dict[str, Any] = {}
@@ -386,18 +422,24 @@ def _undo_patch(change: Change, api: KubeApi, holds: Holds, key: str) -> str | N
                 if current is None:
                     return f"{ref} is gone: nothing to restore"
             text = _read(current, f.path)
+            texts = holds.appended(ref, f.path) or [(key, str(f.after))]
+            held = holds.original(ref, f.path)  # the oldest record's, for ledgers written before
+            original = str(f.before if held is None else held[1])
+            holds.release(key, ref, f.path)
             if not isinstance(text, str):
                 shown.append(f"{where} is gone: left alone")
                 continue
-            if text == str(f.before) + str(f.after):
-                restored = str(f.before)
-            elif str(f.after) in text:
-                restored = text.replace(str(f.after), "", 1)
-            else:
+            restored = _without(text, original, texts, key)
+            if restored is None:
                 shown.append(f"{where} no longer holds the appended text: left alone")
                 continue
-            _merge(patch, _nested(f.path, restored))
-            shown.append(f"{where} restored ({len(restored)} bytes)")
+            if restored != text:
+                _merge(patch, _nested(f.path, restored))
+            others = [k for k, _ in texts if k != key]
+            if others:
+                shown.append(f"{where}: what {key} appended removed, still held by {', '.join(others)}")
+            else:
+                shown.append(f"{where} restored ({len(restored)} bytes)")
         else:
             others = holds.release(key, ref, f.path)
             if others:

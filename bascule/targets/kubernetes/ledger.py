@@ -78,7 +78,9 @@ class ObjectRef:
 @dataclass(frozen=True)
 class FieldState:
     """One field a patch changes. ``mode`` is ``set`` (``after`` is the value set, ``before`` the
-    original) or ``append`` (``after`` is the text appended, ``before`` the text it was appended to)."""
+    original) or ``append`` (``after`` is the text appended, ``before`` the text before the first
+    fault in force appended to it: the field is that text with what every fault in force appends,
+    each zone once — `calls.corefile_with`)."""
 
     path: tuple[str, ...]
     mode: str

@@ -19,8 +19,9 @@ what bascule may do there.
     cluster_domain: cluster.local            # dns faults name Services in it
     pod_disruption: delete                   # or evict: through the Eviction API (budgets respected)
 
-A component's ``selector`` selects its pods, its workloads (Deployments, StatefulSets) and their
-HPAs by their labels, in its namespace; a region's ``pods`` labels are added to it in that region.
+A component's ``selector`` selects its pods and its workloads (Deployments, StatefulSets) by their
+labels, in its namespace, and their HPAs by ``spec.scaleTargetRef``; a region's ``pods`` labels are
+added to it in that region.
 When several regions share a context, each needs ``nodes`` (whose nodes are its) and ``pods``
 (NetworkPolicies select pods by label, never by node).
 

@@ -4,7 +4,8 @@ A run killed by SIGKILL leaves its clusters as they were mid-fault, and its ledg
 (``kubernetes-ledger.jsonl``) holding, for every fault it recorded and did not revert, the prior
 state of each object it was changing. Recovery replays those records, most recent fault first,
 with the same `execute.undo` a live revert uses: fields back to their original values (a field
-two faults held is restored once, to the original both recorded), appended CoreDNS blocks cut out,
+two faults held is restored once, to the original both recorded), CoreDNS's Corefile composed
+again without each fault's blocks (the original once none is left),
 created objects deleted once their ``bascule.io/run-id`` label matches. Every step is idempotent —
 a change the run never got to make is restored to the value it still has — so recovering twice,
 or after a run that died before its first change, does no harm.

@@ -214,7 +214,7 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
         lines: list[str] = []
         try:
             for change in held:
-                lines.append(carry_out(change, self._apis))
+                lines.append(carry_out(change, self._apis, self._holds))
         except TargetError as exc:
             _, problems = self._undo_all(key, held)
             note = f"apply failed: {exc}" + (f"; undo failed: {'; '.join(problems)}" if problems else "")

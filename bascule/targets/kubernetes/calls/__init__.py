@@ -40,7 +40,7 @@ one module per fault family — `workloads` (pods, nodes, controllers, volumes),
 """
 
 from bascule.targets.kubernetes.calls.compute import check_plan, compute_calls, render_plan_calls
-from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE, coredns_block
+from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE, coredns_block, corefile_with
 from bascule.targets.kubernetes.calls.model import (
     Call,
     CallPlan,
@@ -76,6 +76,7 @@ __all__ = [
     "check_plan",
     "compute_calls",
     "coredns_block",
+    "corefile_with",
     "identity_permissions",
     "object_name",
     "permissions",

@@ -1,6 +1,11 @@
 """The dns fault: DNSChaos (SERVFAIL) where Chaos Mesh is served, else — when the target file allows
 it — server blocks appended to CoreDNS's Corefile and removed byte for byte on revert.
 
+Two overrides in force at once on one cluster must not give CoreDNS one zone twice: it refuses such
+a Corefile (``cannot serve dns://…:53 - it is already defined``) and its ``reload`` keeps the old
+one, so the second fault would do nothing. `corefile_with` composes the Corefile from the original
+and the blocks of every override in force: one server block per zone.
+
 Both act on the names callers in a cluster really resolve, not on the design's host names
 (``store.aws-us-east-1.bascule.internal``): each callee's Service, ``<service>.<namespace>.svc.
 <cluster_domain>`` from its own cluster, ``<service>.<namespace>.svc.clusterset.local`` (the
@@ -19,7 +24,7 @@ from bascule.targets.kubernetes.calls.model import Call, ChangeMode, FieldChange
 from bascule.targets.kubernetes.render import CLUSTERSET_DOMAIN, workload_name
 from bascule.targets.kubernetes.resources import CONFIGMAPS, DNS_CHAOS, FAULT_LABEL, RUN_LABEL
 
-__all__ = ["COREDNS_NAME", "COREDNS_NAMESPACE", "coredns_block", "dns", "service_names"]
+__all__ = ["COREDNS_NAME", "COREDNS_NAMESPACE", "coredns_block", "corefile_with", "dns", "service_names"]
 
 
 COREDNS_NAMESPACE: Final = "kube-system"
@@ -47,6 +52,48 @@ def coredns_block(hosts: Sequence[str], answer: DnsAnswer, run_id: str, key: str
             lines += ["    template ANY ANY {", f"        rcode {rcode}", "    }"]
         lines.append("}")
     return "\n" + "\n".join(lines) + "\n"
+
+
+def _zones(text: str) -> tuple[str, list[tuple[str, list[str]]]] | None:
+    """The comment line and the server blocks (zone, lines) of a `coredns_block` text; None when
+    the text is not one."""
+    if not text.startswith("\n") or not text.endswith("\n"):
+        return None
+    lines = text[1:-1].split("\n")
+    head, rest = lines[0], lines[1:]
+    if not head.startswith("# "):
+        return None
+    zones: list[tuple[str, list[str]]] = []
+    while rest:
+        opening = rest[0]
+        if opening[:1].isspace() or not opening.endswith(" {") or "}" not in rest:
+            return None
+        end = rest.index("}")
+        zones.append((opening[: -len(" {")], rest[: end + 1]))
+        rest = rest[end + 1 :]
+    return head, zones
+
+
+def corefile_with(original: str, appended: Sequence[str]) -> str:
+    """`original` with the `coredns_block` texts of the overrides in force (oldest first) appended,
+    each zone in one server block only: where two name the same zone, the block of the latest holds
+    (as a later phase does) and the earlier keeps its comment line. With one text, exactly
+    ``original + text``; with none, `original` — byte for byte. A text not in `coredns_block`'s
+    form is appended as it is."""
+    parsed = [_zones(text) for text in appended]
+    owner: dict[str, int] = {}
+    for i, found in enumerate(parsed):
+        for zone, _ in found[1] if found is not None else []:
+            owner[zone] = i
+    out = original
+    for i, (text, found) in enumerate(zip(appended, parsed, strict=True)):
+        if found is None:
+            out += text
+            continue
+        head, zones = found
+        kept = [line for zone, lines in zones if owner[zone] == i for line in lines]
+        out += "\n" + "\n".join([head, *kept]) + "\n"
+    return out
 
 
 def service_names(b: Builder, hosts: Sequence[str], context: str) -> list[str]:
