@@ -103,8 +103,12 @@ def test_a_dns_fault_changes_what_callers_resolve_through_coredns_then_reverts(
     retriever_ip = _service(aws, "retriever--aws-us-east-1", "retriever")
     with running_coredns(tmp_path, aws.server) as coredns:
         before = w.snapshot()
-        assert _ask(coredns, STORE) == Answer("NOERROR", (store_ip,))
-        assert _ask(coredns, RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+        # Before any fault, CoreDNS serves both Services: waited for (its first answers after
+        # `ready` timed out under load), the precondition rather than what is tested.
+        _until(coredns, STORE, lambda a: a == Answer("NOERROR", (store_ip,)), "resolved to its ClusterIP")
+        _until(
+            coredns, RETRIEVER, lambda a: a == Answer("NOERROR", (retriever_ip,)), "resolved to its ClusterIP"
+        )
         assert _ask(coredns, DESIGN_NAME).rcode != "NOERROR"
 
         fault = Dns(answer=answer)
