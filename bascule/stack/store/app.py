@@ -32,7 +32,7 @@ from bascule.stack.store.config import COMPONENT, ReplicationMode, StoreConfig, 
 from bascule.stack.store.index import StoredDocument
 from bascule.stack.store.replica import ClassNotAllowedError, ReplicationLoopError, Store
 from bascule.stack.store.replicator import Replicator
-from bascule.stack.store.wire import DocumentIn, LookupIn, ReplicateIn, SearchIn
+from bascule.stack.store.wire import DocumentIn, IndexIn, LookupIn, ReplicateIn, SearchIn
 
 __all__ = ["create_app", "main"]
 
@@ -186,6 +186,15 @@ def create_app(
     async def wipe(request: Request) -> Response:
         return JSONResponse({"wiped": state.wipe(), "region": config.region})
 
+    async def index_state(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.index_status())
+        try:
+            body = IndexIn.model_validate_json(await read_body(request, _BODY_LIMIT))
+        except (BodyTooLargeError, ValidationError) as exc:
+            return bad_body(exc)
+        return JSONResponse(state.freeze_index() if body.frozen else state.thaw_index())
+
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats())
 
@@ -215,6 +224,7 @@ def create_app(
             Route("/v1/replicate", replicate, methods=["POST"]),
             Route("/v1/replication", replication_status, methods=["GET"]),
             Route("/v1/admin/wipe", wipe, methods=["POST"]),
+            Route("/v1/admin/index", index_state, methods=["GET", "POST"]),
             Route("/v1/admin/stats", stats, methods=["GET"]),
         ],
         served_by=ServedBy(COMPONENT, config.region, config.name),

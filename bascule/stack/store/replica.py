@@ -52,6 +52,17 @@ class _Counters:
 
 
 @dataclass
+class _FrozenIndex:
+    """The index as it was when the ``stale-index`` fault froze it, and what it has missed since."""
+
+    searched: DocumentIndex
+    frozen_at: float
+    """Wall-clock seconds when it froze."""
+    behind: dict[str, float] = field(default_factory=dict)
+    """Documents written (or rewritten) since, by id: the monotonic instant of the first such write."""
+
+
+@dataclass
 class Store:
     """One replica's documents, index, replication log and knowledge of its peers.
 
@@ -65,6 +76,8 @@ class Store:
     last_seq: int = 0
     applied: dict[str, int] = field(default_factory=dict)
     counters: _Counters = field(default_factory=_Counters)
+    frozen: _FrozenIndex | None = None
+    """Set while the index is frozen (`freeze_index`): searches read this copy, writes go on."""
     log: ReplicationLog = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
 
@@ -132,6 +145,7 @@ class Store:
             written_at=written_at,
         )
         self.index.upsert(document)
+        self._behind(document.id)
         self.counters.writes += 1
         if self.peers:
             entry = LogEntry(seq=document.seq, document=document, accepted=self.clock())
@@ -158,6 +172,7 @@ class Store:
             if document.data_class.rank > self.config.max_class.rank:
                 refused.append(seq)
             elif self.index.upsert(document):
+                self._behind(document.id)
                 stored += 1
             applied = seq
         self.applied[origin] = applied
@@ -176,11 +191,47 @@ class Store:
         self, vector: npt.NDArray[np.float32], k: int, max_class: DataClass
     ) -> list[tuple[StoredDocument, float]]:
         self.counters.searches += 1
-        return self.index.search(vector, k, max_class)
+        searched = self.index if self.frozen is None else self.frozen.searched
+        return searched.search(vector, k, max_class)
+
+    # --- the stale-index fault: searches from a frozen copy while writes go on ---
+
+    def _behind(self, document_id: str) -> None:
+        if self.frozen is not None:
+            self.frozen.behind.setdefault(document_id, self.clock())
+
+    def freeze_index(self) -> dict[str, Any]:
+        """Searches answer from the index as it is now until `thaw_index`; writes, replication and
+        reads by id go on against the live documents. Freezing a frozen index changes nothing."""
+        if self.frozen is None:
+            self.frozen = _FrozenIndex(self.index.snapshot(), self.wall_clock())
+        return self.index_status()
+
+    def thaw_index(self) -> dict[str, Any]:
+        """Searches see every document again (the live index, kept up to date all along, is swapped
+        in at once); ``caught_up`` is the number of documents the frozen copy had missed."""
+        caught_up = 0 if self.frozen is None else len(self.frozen.behind)
+        self.frozen = None
+        return {**self.index_status(), "caught_up": caught_up}
+
+    def index_status(self) -> dict[str, Any]:
+        frozen = self.frozen
+        oldest = min(frozen.behind.values(), default=None) if frozen is not None else None
+        return {
+            "frozen": frozen is not None,
+            "frozen_at": None if frozen is None else frozen.frozen_at,
+            "behind": 0 if frozen is None else len(frozen.behind),
+            "behind_seconds": 0.0 if oldest is None else max(0.0, self.clock() - oldest),
+            "region": self.config.region,
+            "replica": self.config.name,
+        }
 
     def wipe(self) -> dict[str, int]:
         """Lose every document, the log and the applied positions (the data-loss fault)."""
         documents = self.index.clear()
+        if self.frozen is not None:
+            # The disk is gone, and the frozen index with it: it stays frozen, and empty.
+            self.frozen = _FrozenIndex(DocumentIndex(), self.frozen.frozen_at)
         lost = self.log.clear()
         self._lose(lost)
         self.applied.clear()
@@ -269,4 +320,5 @@ class Store:
             "replicated_in": self.counters.replicated_in,
             "refused": self.counters.refused,
             "wipes": self.counters.wipes,
+            "index": self.index_status(),
         }

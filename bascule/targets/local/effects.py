@@ -27,6 +27,8 @@ never silently ignored.
 - control-plane: the regions frozen;
 - data-loss: each store replica wiped (irreversible) — an own service's by its `wipe:` command,
   run while the replica is stopped;
+- stale-index: each reference store replica's index frozen over its admin API until the fault ends
+  (own services are refused by the planner);
 - identity: the routes to the token service (a dependency, or an own `kind: identity` component)
   — `error` gives HTTP errors, `slow` latency, `timeout` a blackhole.
 
@@ -55,6 +57,7 @@ __all__ = [
     "DnsFault",
     "Effect",
     "Freeze",
+    "FreezeIndex",
     "Kill",
     "Pause",
     "ResetConnections",
@@ -120,7 +123,15 @@ class Wipe:
     replica: str
 
 
-Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe
+@dataclass(frozen=True, slots=True)
+class FreezeIndex:
+    """Store `replica` searches a copy of its index taken when the fault began, while the fault
+    holds; writes go on. Reverting lets the index catch up."""
+
+    replica: str
+
+
+Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe | FreezeIndex
 """Any effect on a part of the local stack."""
 
 INSTANT: Final = (ResetConnections, Kill, Wipe)
@@ -144,6 +155,8 @@ def describe_effect(effect: Effect) -> str:
             return f"process {replica}: killed (restart after {restart_after:g} s)"
         case Wipe(replica):
             return f"store {replica}: wiped"
+        case FreezeIndex(replica):
+            return f"store {replica}: index frozen"
 
 
 def dump_effect(effect: Effect) -> dict[str, object]:
@@ -163,6 +176,8 @@ def dump_effect(effect: Effect) -> dict[str, object]:
             return {"op": "kill", "replica": replica, "restart_after": restart_after}
         case Wipe(replica):
             return {"op": "wipe", "replica": replica}
+        case FreezeIndex(replica):
+            return {"op": "freeze-index", "replica": replica}
 
 
 def _text(data: Mapping[str, object], key: str) -> str:
@@ -200,6 +215,8 @@ def parse_effect(data: Mapping[str, object]) -> Effect:
             return Kill(_text(data, "replica"), float(delay))
         case "wipe":
             return Wipe(_text(data, "replica"))
+        case "freeze-index":
+            return FreezeIndex(_text(data, "replica"))
         case _:
             raise ValueError(f"unknown effect op {op!r}")
 
@@ -445,6 +462,11 @@ def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     ]
 
 
+def _stale_index(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    # The planner keeps to reference stores (`resolve._stale_index`).
+    return [FreezeIndex(name) for name in parts.replicas(touch, "stale-index", [ProcessKind.STORE])]
+
+
 def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, faults.Identity)
     state: ProxyFault
@@ -486,6 +508,7 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.ReplicationPause: _cut,
     faults.ControlPlane: _control_plane,
     faults.DataLoss: _data_loss,
+    faults.StaleIndex: _stale_index,
     faults.Identity: _identity,
 }
 
@@ -497,8 +520,9 @@ _ORDER: dict[type[object], int] = {
     DnsFault: 2,
     ResetConnections: 3,
     Pause: 4,
-    Kill: 5,
-    Wipe: 6,
+    FreezeIndex: 5,
+    Kill: 6,
+    Wipe: 7,
 }
 
 
