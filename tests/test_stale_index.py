@@ -44,7 +44,8 @@ from bascule.targets.local.stack import LocalStack
 from bascule.targets.local.target import LocalTarget
 from tests.test_retriever import serve_app, serve_retriever
 
-STORE = Selector(component="store", region="aws/us-east-1")
+AWS = "aws/us-east-1"
+STORE = Selector(component="store", region=AWS)
 FACTS = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in ("aws", "scw")}
 QUESTION = "How deep are the helical anchors of the SF-220 islands screwed?"
 
@@ -58,8 +59,8 @@ def store_url() -> Iterator[str]:
         yield url
 
 
-def _search(client: httpx.Client, url: str, query: str) -> list[dict[str, Any]]:
-    response = client.post(f"{url}/v1/search", json={"query": query, "k": 5, "max_class": "confidential"})
+def _search(client: httpx.Client, url: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+    response = client.post(f"{url}/v1/search", json={"query": query, "k": k, "max_class": "confidential"})
     assert response.status_code == 200
     results: list[dict[str, Any]] = response.json()["results"]
     return results
@@ -81,6 +82,7 @@ def test_httpx_sees_searches_from_the_index_as_it_was(store_url: str) -> None:
         top = _search(client, store_url, QUESTION)[0]
         assert _index(client, store_url) == {
             "frozen": False,
+            "catching_up": None,
             "frozen_at": None,
             "behind": 0,
             "behind_seconds": 0.0,
@@ -166,6 +168,63 @@ def test_writes_replicated_into_a_frozen_replica_are_held_not_searched() -> None
     assert replica.search(embed("alpha"), 5, DataClass.CONFIDENTIAL) == []
 
 
+def test_an_index_catching_up_at_a_rate_takes_in_the_oldest_writes_first() -> None:
+    config = store.StoreConfig(region="eu", name="s", replication=store.ReplicationMode.NONE)
+    now = [0.0]
+    replica = store.Store(config, clock=lambda: now[0], wall_clock=lambda: 1000.0 + now[0])
+    replica.freeze_index()
+    for n in range(5):
+        now[0] += 0.1
+        replica.write(f"D{n}", f"D{n}", f"alpha w{n}", DataClass.INTERNAL, ())
+
+    def found() -> set[str]:
+        return {d.id for d, _ in replica.search(embed("alpha"), 10, DataClass.CONFIDENTIAL)}
+
+    assert found() == set()
+    status = replica.thaw_index(catch_up=2.0)
+    assert (status["frozen"], status["catching_up"], status["behind"], status["caught_up"]) == (
+        False,
+        2.0,
+        5,
+        0,
+    )
+    assert replica.catch_up_step(1.0) == 2 and found() == {"D0", "D1"}
+    replica.write("D1", "D1", "alpha rewritten", DataClass.INTERNAL, ())  # joins the queue again
+    assert replica.catch_up_step(0.75) == 1 and found() == {"D0", "D1", "D2"}
+    assert replica.catch_up_step(0.75) == 2 and replica.index_status()["behind"] == 1
+    assert replica.catch_up_step(0.5) == 1 and replica.frozen is None
+    assert [d.text for d, _ in replica.search(embed("rewritten"), 1, DataClass.INTERNAL)] == [
+        "alpha rewritten"
+    ]
+    # Freezing again stops a catch-up; unfreezing without a rate swaps the live index in at once.
+    replica.freeze_index()
+    replica.write("D9", "D9", "alpha nine", DataClass.INTERNAL, ())
+    replica.thaw_index(catch_up=1.0)
+    replica.freeze_index()
+    assert replica.catch_up_step(5.0) == 0 and replica.index_status()["frozen"]
+    assert replica.thaw_index()["caught_up"] == 1 and "D9" in found()
+
+
+def test_httpx_sees_the_index_catch_up_at_its_rate(store_url: str) -> None:
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        marker = f"zq{uuid.uuid4().hex[:12]}"
+        _index(client, store_url, frozen=True)
+        for n in range(4):
+            document = {"id": f"C{n}", "text": f"{marker} {n}", "data_class": "internal"}
+            assert client.post(f"{store_url}/v1/documents", json=document).status_code == 200
+        began = time.monotonic()
+        answer = client.post(f"{store_url}/v1/admin/index", json={"frozen": False, "catch_up": 20})
+        assert answer.status_code == 200 and answer.json()["catching_up"] == 20
+        while _index(client, store_url)["catching_up"] is not None:
+            assert time.monotonic() < began + 5, "caught up"
+            time.sleep(0.02)
+        took = time.monotonic() - began
+        assert {f"C{n}" for n in range(4)} <= {r["id"] for r in _search(client, store_url, marker)}
+    assert took >= 0.15, "four documents at 20 a second take 0.2 s (one tick of 0.05 s early at most)"
+    bad = httpx.post(f"{store_url}/v1/admin/index", json={"frozen": False, "catch_up": 0}, trust_env=False)
+    assert bad.status_code == 422
+
+
 def test_the_kind_as_data() -> None:
     design = read_design(ROOT / "designs" / "active-passive-sovereign.yaml")
     fault = StaleIndex()
@@ -174,6 +233,12 @@ def test_the_kind_as_data() -> None:
     assert effects == (FreezeIndex("store-aws-us-east-1-0"),)
     assert parse_effect(dump_effect(effects[0])) == effects[0]
     assert describe_effect(effects[0]) == "store store-aws-us-east-1-0: index frozen"
+    paced = compute_effects(StaleIndex(catch_up=5), touch, layout(design))
+    assert (
+        paced == (FreezeIndex("store-aws-us-east-1-0", 5.0),)
+        and parse_effect(dump_effect(paced[0])) == paced[0]
+    )
+    assert describe_effect(paced[0]).endswith("(then catching up at 5 documents/s)")
     # A region: its stores only.
     _, region = phase(design, fault, Selector(region="aws/us-east-1"))
     assert compute_effects(fault, region, layout(design)) == effects
@@ -259,11 +324,32 @@ def test_a_running_stack_seen_through_its_gateway(tmp_path: Path) -> None:
             caught_up = time.monotonic() - reverted
             assert polls == 0, "the first question after the revert is answered from the live index"
             assert not _index(client, primary)["frozen"]
+            # Again, catching up at 5 documents a second: ten writes take two seconds to be found.
+            paced, _ = phase(design, StaleIndex(catch_up=5), STORE, index=1)
+            target.apply(paced, touch)
+            backlog = [f"PACED-{n}" for n in range(10)]
+            for document_id in backlog:
+                body = {**document, "id": document_id, "title": document_id}
+                assert client.post(f"{gateway}/v1/documents", json=body).status_code == 200
+            paced_began = time.monotonic()
+            target.revert(paced)
+            seen: dict[str, float] = {}
+            while len(seen) < len(backlog):
+                assert time.monotonic() < paced_began + 10, f"caught up: {sorted(seen)}"
+                ids = {r["id"] for r in _search(client, primary, words, k=20)}
+                seen.update(
+                    {i: time.monotonic() - paced_began for i in backlog if i in ids and i not in seen}
+                )
+                time.sleep(0.02)
+            assert seen[backlog[-1]] >= 1.5, "ten at five a second: two seconds"
+            assert [i for i in sorted(seen, key=seen.__getitem__)] == backlog, "oldest first"
             print(
                 f"\nstale-index on a running stack: apply {applied * 1000:.0f} ms, revert "
                 f"{(reverted - began) * 1000:.0f} ms, revert returned -> first answer citing the "
                 f"document {caught_up * 1000:.0f} ms ({polls} answers without it first), "
-                f"{len(misses)} answers during the fault without it, taking {round_trip * 1000:.0f} ms each"
+                f"{len(misses)} answers during the fault without it, taking {round_trip * 1000:.0f} ms each; "
+                f"at 5 documents/s, 10 written during a second fault found {seen[backlog[0]]:.2f} s "
+                f"(first) to {seen[backlog[-1]]:.2f} s (last) after its revert was asked for"
             )
     finally:
         target.close()
@@ -271,9 +357,11 @@ def test_a_running_stack_seen_through_its_gateway(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_stale_index_run_on_the_reference_stack(tmp_path: Path) -> None:
-    """scenarios/faults/stale-index.yaml end to end: the primary's index frozen for 10 s. Availability
-    holds; the freshness probe's answers stop citing what it wrote while the fault holds, and cite it
-    again from the first check after the revert. The golden questions are not touched by it."""
+    """scenarios/faults/stale-index.yaml end to end: the primary's index frozen for 10 s, then
+    catching up at 20 documents a second. Availability holds; the freshness probe's answers stop
+    citing what it wrote while the fault holds and until the backlog is worked off, then cite it
+    again for good; the correctness RTO is the fault plus the catch-up. The golden questions are not
+    touched by it."""
     out = tmp_path / "run"
     proc = subprocess.run(
         [
@@ -291,26 +379,39 @@ def test_a_stale_index_run_on_the_reference_stack(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
-    # Completed; correctness is met or not by the freshness probe's share of the graded answers.
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     assert result["figures"]["success_ratio"] >= 0.99, "availability holds"
     records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
     applied = [r for r in records if r.get("type") == "fault-applied"]
     reverted = [r for r in records if r.get("type") == "fault-reverted"]
-    assert [r["effects"] for r in applied] == [["store store-aws-us-east-1-0: index frozen"]]
+    assert [r["effects"] for r in applied] == [
+        ["store store-aws-us-east-1-0: index frozen (then catching up at 20 documents/s)"]
+    ]
     checks = [r for r in records if r.get("type") == "sample" and r["source"].startswith("freshness")]
     # Journal times (`t`) are when a record was written: a check written after the fault was
     # recorded and started before the revert began ran against the frozen index.
     start, end = applied[0]["t"], reverted[0]["t"] - reverted[0]["took"]
     during = [r for r in checks if r["t"] - r["latency"] > start and r["t"] < end]
     before = [r for r in checks if r["t"] < start - applied[0]["took"]]
-    after = [r for r in checks if r["t"] - r["latency"] > reverted[0]["t"]]
-    assert during and before and after
+    wrong = [r for r in checks if r["correct"] is False]
+    assert during and before and wrong
     assert all(r["ok"] for r in checks), "writes and questions answered throughout"
     assert not any(r["correct"] for r in during), "nothing written during the fault was found"
-    assert all(r["correct"] for r in before + after), "found before it, and from the first check after"
+    assert all(r["correct"] for r in before), "found before it"
+    after = [r for r in checks if r["t"] - r["latency"] > reverted[0]["t"]]
+    caught_up = next(i for i, r in enumerate(after) if r["correct"])
+    assert caught_up > 0, "the backlog takes time to work off"
+    # Then found for good — but for a question the gateway sent to the standby's retriever (a retry)
+    # before the write had replicated there: a miss of read-your-writes across regions, not of the index.
+    elsewhere = [
+        r
+        for r in after[caught_up:]
+        if any(h["component"] == "store" and h["region"] != AWS for h in r["hops"])
+    ]
+    assert all(r["correct"] for r in after[caught_up:] if r not in elsewhere)
+    assert len(elsewhere) <= 3
     golden = [r for r in records if r.get("type") == "sample" and r["source"].startswith("rag")]
     assert golden and all(r["correct"] for r in golden), "the golden questions do not see it"
     correctness = result["figures"]["correctness"]
-    assert correctness["wrong"] >= len(during) and correctness["recovered"]
+    assert correctness["recovered"] and correctness["rto"] > 10.0, "the fault, then the catch-up"

@@ -375,9 +375,12 @@ class EmbeddingMismatch(Fault):
 class StaleIndex(Fault):
     """A store replica's index frozen at the fault's start while writes go on: its searches no longer
     find the documents written since, and find the ones rewritten since as they were; writes are
-    still acknowledged and replicated, reads by id stay fresh. On revert the index catches up."""
+    still acknowledged and replicated, reads by id stay fresh. On revert the index catches up: at
+    once, or ``catch_up`` documents a second, oldest write first (an indexer working off its backlog
+    while writes go on)."""
 
     kind: Literal["stale-index"] = "stale-index"
+    catch_up: Annotated[float, Field(gt=0.0)] | None = None
     scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.COMPONENT})
     client_sees: ClassVar[str] = "searches missing what was written since, writes and reads by id fine"
 

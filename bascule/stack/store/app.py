@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +39,8 @@ __all__ = ["create_app", "main"]
 
 _BODY_LIMIT = 4 * 1024 * 1024
 _REPLICATE_BODY_LIMIT = 32 * 1024 * 1024
+_CATCH_UP_TICK = 0.05
+"""Seconds between two steps of an index catching up at a rate."""
 
 
 def _default_client() -> httpx.AsyncClient:
@@ -59,6 +62,7 @@ def create_app(
     """
     state = Store(config)
     running: Replicator | None = None
+    catching: asyncio.Task[None] | None = None
 
     def replicator() -> Replicator:
         if running is None:
@@ -193,7 +197,25 @@ def create_app(
             body = IndexIn.model_validate_json(await read_body(request, _BODY_LIMIT))
         except (BodyTooLargeError, ValidationError) as exc:
             return bad_body(exc)
-        return JSONResponse(state.freeze_index() if body.frozen else state.thaw_index())
+        if body.frozen:
+            return JSONResponse(state.freeze_index())
+        answer = state.thaw_index(body.catch_up)
+        if state.frozen is not None and state.frozen.catch_up is not None:
+            start_catching_up()
+        return JSONResponse(answer)
+
+    def start_catching_up() -> None:
+        nonlocal catching
+        if catching is None or catching.done():
+            catching = asyncio.get_running_loop().create_task(catch_up())
+
+    async def catch_up() -> None:
+        last = state.clock()
+        while state.frozen is not None and state.frozen.catch_up is not None:
+            await asyncio.sleep(_CATCH_UP_TICK)
+            now = state.clock()
+            state.catch_up_step(now - last)
+            last = now
 
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats())
@@ -212,6 +234,8 @@ def create_app(
         try:
             yield
         finally:
+            if catching is not None:
+                catching.cancel()
             await shipper.stop()
             await client.aclose()
 

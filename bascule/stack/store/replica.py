@@ -6,6 +6,7 @@ in `bascule.stack.store.replicator`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,10 @@ class _FrozenIndex:
     """Wall-clock seconds when it froze."""
     behind: dict[str, float] = field(default_factory=dict)
     """Documents written (or rewritten) since, by id: the monotonic instant of the first such write."""
+    catch_up: float | None = None
+    """Once unfrozen with a rate: documents a second taken into the copy, oldest first."""
+    credit: float = 0.0
+    """The fraction of a document the rate has allowed and no step has taken in yet."""
 
 
 @dataclass
@@ -202,23 +207,54 @@ class Store:
 
     def freeze_index(self) -> dict[str, Any]:
         """Searches answer from the index as it is now until `thaw_index`; writes, replication and
-        reads by id go on against the live documents. Freezing a frozen index changes nothing."""
+        reads by id go on against the live documents. Freezing a frozen index keeps its copy (and
+        stops it catching up)."""
         if self.frozen is None:
             self.frozen = _FrozenIndex(self.index.snapshot(), self.wall_clock())
+        self.frozen.catch_up = None
+        self.frozen.credit = 0.0
         return self.index_status()
 
-    def thaw_index(self) -> dict[str, Any]:
-        """Searches see every document again (the live index, kept up to date all along, is swapped
-        in at once); ``caught_up`` is the number of documents the frozen copy had missed."""
-        caught_up = 0 if self.frozen is None else len(self.frozen.behind)
+    def thaw_index(self, catch_up: float | None = None) -> dict[str, Any]:
+        """Let the index catch up. Without `catch_up`, at once: the live index, kept up to date all
+        along, is swapped in (``caught_up`` is the number of documents the frozen copy had missed).
+        With it, the copy takes in `catch_up` documents a second, oldest write first (`catch_up_step`),
+        and is dropped once nothing is behind — writes meanwhile join the queue, as an indexer's
+        backlog."""
+        frozen = self.frozen
+        if frozen is None:
+            return {**self.index_status(), "caught_up": 0}
+        if catch_up is not None and frozen.behind:
+            frozen.catch_up = catch_up
+            return {**self.index_status(), "caught_up": 0}
         self.frozen = None
-        return {**self.index_status(), "caught_up": caught_up}
+        return {**self.index_status(), "caught_up": len(frozen.behind)}
+
+    def catch_up_step(self, seconds: float) -> int:
+        """Take into the frozen copy what `seconds` more of catching up allow; the number taken in.
+        The copy is dropped once nothing is behind."""
+        frozen = self.frozen
+        if frozen is None or frozen.catch_up is None:
+            return 0
+        frozen.credit += frozen.catch_up * seconds
+        count = int(frozen.credit)
+        frozen.credit -= count
+        taken = list(itertools.islice(frozen.behind, count))
+        for document_id in taken:
+            del frozen.behind[document_id]
+            document = self.index.get(document_id)
+            if document is not None:
+                frozen.searched.upsert(document)
+        if not frozen.behind:
+            self.frozen = None
+        return len(taken)
 
     def index_status(self) -> dict[str, Any]:
         frozen = self.frozen
         oldest = min(frozen.behind.values(), default=None) if frozen is not None else None
         return {
-            "frozen": frozen is not None,
+            "frozen": frozen is not None and frozen.catch_up is None,
+            "catching_up": None if frozen is None else frozen.catch_up,
             "frozen_at": None if frozen is None else frozen.frozen_at,
             "behind": 0 if frozen is None else len(frozen.behind),
             "behind_seconds": 0.0 if oldest is None else max(0.0, self.clock() - oldest),
@@ -231,7 +267,7 @@ class Store:
         documents = self.index.clear()
         if self.frozen is not None:
             # The disk is gone, and the frozen index with it: it stays frozen, and empty.
-            self.frozen = _FrozenIndex(DocumentIndex(), self.frozen.frozen_at)
+            self.frozen = _FrozenIndex(DocumentIndex(), self.frozen.frozen_at, catch_up=self.frozen.catch_up)
         lost = self.log.clear()
         self._lose(lost)
         self.applied.clear()

@@ -99,3 +99,5 @@ class IndexIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frozen: bool
+    catch_up: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Unfreezing: documents a second the index takes in, oldest first (default: all at once)."""

@@ -95,7 +95,7 @@ def _part(effect: Effect) -> tuple[_Part, _Value] | None:
             return ("freeze", region), None
         case Pause(replica):
             return ("pause", replica), None
-        case FreezeIndex(replica):
+        case FreezeIndex(replica, _):
             return ("index", replica), None
         case _:
             return None
@@ -117,6 +117,8 @@ class FaultBoard:
         self.wipes: dict[str, OwnWipe] = dict(wipes or {})
         """How each own service's replica is wiped (its ``wipe:`` command), by replica name."""
         self._lock = threading.RLock()
+        self._catch_up: dict[str, float | None] = {}
+        """The catch-up rate of the last `FreezeIndex` applied to each store replica."""
         self._layers: dict[_Part, _Layers] = {}
         self._active: dict[str, tuple[Effect, ...]] = {}
 
@@ -138,6 +140,8 @@ class FaultBoard:
             try:
                 changes: list[_Change] = []
                 for effect in effects:
+                    if isinstance(effect, FreezeIndex):
+                        self._catch_up[effect.replica] = effect.catch_up
                     held = _part(effect)
                     if held is not None:
                         part, value = held
@@ -268,9 +272,10 @@ class FaultBoard:
     def _thaw_index(self, replica: str) -> None:
         if self._supervisor.replica(replica).url is None:
             return  # not running: the freeze died with the process, and it restarts with a live index
-        self._store_admin(replica, "index", {"frozen": False}, "let its index catch up")
+        body = {"frozen": False, "catch_up": self._catch_up.pop(replica, None)}
+        self._store_admin(replica, "index", body, "let its index catch up")
 
-    def _store_admin(self, replica: str, path: str, body: dict[str, object], what: str) -> None:
+    def _store_admin(self, replica: str, path: str, body: Mapping[str, object], what: str) -> None:
         try:
             url = self._supervisor.replica(replica).url
         except TargetError as exc:

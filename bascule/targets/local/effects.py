@@ -126,9 +126,10 @@ class Wipe:
 @dataclass(frozen=True, slots=True)
 class FreezeIndex:
     """Store `replica` searches a copy of its index taken when the fault began, while the fault
-    holds; writes go on. Reverting lets the index catch up."""
+    holds; writes go on. Reverting lets the index catch up: at once, or `catch_up` documents a second."""
 
     replica: str
+    catch_up: float | None = None
 
 
 Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe | FreezeIndex
@@ -155,8 +156,9 @@ def describe_effect(effect: Effect) -> str:
             return f"process {replica}: killed (restart after {restart_after:g} s)"
         case Wipe(replica):
             return f"store {replica}: wiped"
-        case FreezeIndex(replica):
-            return f"store {replica}: index frozen"
+        case FreezeIndex(replica, catch_up):
+            then = "" if catch_up is None else f" (then catching up at {catch_up:g} documents/s)"
+            return f"store {replica}: index frozen{then}"
 
 
 def dump_effect(effect: Effect) -> dict[str, object]:
@@ -176,8 +178,8 @@ def dump_effect(effect: Effect) -> dict[str, object]:
             return {"op": "kill", "replica": replica, "restart_after": restart_after}
         case Wipe(replica):
             return {"op": "wipe", "replica": replica}
-        case FreezeIndex(replica):
-            return {"op": "freeze-index", "replica": replica}
+        case FreezeIndex(replica, catch_up):
+            return {"op": "freeze-index", "replica": replica, "catch_up": catch_up}
 
 
 def _text(data: Mapping[str, object], key: str) -> str:
@@ -216,7 +218,12 @@ def parse_effect(data: Mapping[str, object]) -> Effect:
         case "wipe":
             return Wipe(_text(data, "replica"))
         case "freeze-index":
-            return FreezeIndex(_text(data, "replica"))
+            rate = data.get("catch_up")
+            if rate is not None and (
+                isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+            ):
+                raise ValueError(f"a freeze-index effect needs 'catch_up' > 0 or null, got {rate!r}")
+            return FreezeIndex(_text(data, "replica"), None if rate is None else float(rate))
         case _:
             raise ValueError(f"unknown effect op {op!r}")
 
@@ -464,7 +471,9 @@ def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
 
 def _stale_index(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     # The planner keeps to reference stores (`resolve._stale_index`).
-    return [FreezeIndex(name) for name in parts.replicas(touch, "stale-index", [ProcessKind.STORE])]
+    assert isinstance(fault, faults.StaleIndex)
+    stores = parts.replicas(touch, "stale-index", [ProcessKind.STORE])
+    return [FreezeIndex(name, fault.catch_up) for name in stores]
 
 
 def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
