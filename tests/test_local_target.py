@@ -42,6 +42,7 @@ from bascule.faults import (
     Refuse,
     RegionOutage,
     ReplicationPause,
+    StaleIndex,
     Throttle,
 )
 from bascule.model.design import Design
@@ -538,6 +539,22 @@ def test_data_loss_wipes_and_cannot_be_reverted(target: LocalTarget) -> None:
     state = read_ledger(stack_of(target).ledger.path)
     assert target.key(action) in {r.key for r in state.applied}
     assert target.key(action) not in {r.key for r in state.active}
+
+
+def test_stale_index_freezes_the_store_index_until_the_last_fault_on_it_ends(target: LocalTarget) -> None:
+    index_url = replica_url(target, "store-scaleway-fr-par-0") + "/v1/admin/index"
+    first, touch = phase(target.design, StaleIndex(), Selector(region=PAR))
+    second, _ = phase(target.design, StaleIndex(), Selector(component="store", region=PAR), index=1)
+    moved = target.apply(first, touch)
+    assert moved.effects == ("store store-scaleway-fr-par-0: index frozen",)
+    frozen = httpx.get(index_url, trust_env=False).json()
+    assert frozen["frozen"] is True
+    target.apply(second, touch)
+    target.revert(first)
+    held = httpx.get(index_url, trust_env=False).json()
+    assert (held["frozen"], held["frozen_at"]) == (True, frozen["frozen_at"]), "still held by the second"
+    target.revert(second)
+    assert httpx.get(index_url, trust_env=False).json()["frozen"] is False
 
 
 def test_every_fault_is_in_the_ledger_before_it_takes_effect(target: LocalTarget) -> None:

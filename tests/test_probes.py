@@ -187,6 +187,7 @@ def test_registry_names_and_spec_validation() -> None:
         "rag",
         "sovereignty",
         "data",
+        "freshness",
         "command",
         "python",
         "kubernetes-ready",

@@ -47,6 +47,7 @@ __all__ = [
     "ReplicationPause",
     "Slicer",
     "SlowClose",
+    "StaleIndex",
     "StreamCut",
     "SwapAnswers",
     "Throttle",
@@ -368,6 +369,20 @@ class EmbeddingMismatch(Fault):
     model: Annotated[str, Field(min_length=1)] = "other-embed"
     scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.COMPONENT, Scope.LINK})
     client_sees: ClassVar[str] = "searches answering unrelated documents, status 200"
+
+
+@register
+class StaleIndex(Fault):
+    """A store replica's index frozen at the fault's start while writes go on: its searches no longer
+    find the documents written since, and find the ones rewritten since as they were; writes are
+    still acknowledged and replicated, reads by id stay fresh. On revert the index catches up: at
+    once, or ``catch_up`` documents a second, oldest write first (an indexer working off its backlog
+    while writes go on)."""
+
+    kind: Literal["stale-index"] = "stale-index"
+    catch_up: Annotated[float, Field(gt=0.0)] | None = None
+    scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.COMPONENT})
+    client_sees: ClassVar[str] = "searches missing what was written since, writes and reads by id fine"
 
 
 @register

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bascule.model.durations import Timeout
+from bascule.model.durations import Duration, Timeout
 from bascule.model.headers import Headers
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "AnyProbe",
     "CommandProbe",
     "DataProbe",
+    "FreshnessProbe",
     "HttpProbe",
     "JsonAssertion",
     "KubernetesReadyProbe",
@@ -176,6 +177,47 @@ class DataProbe(ProbeSpec):
         return self
 
 
+class FreshnessProbe(ProbeSpec):
+    """Read-your-writes through search: a document written, then asked about; the answer must cite
+    it. What a frozen or lagging index (``stale-index``) takes away while writes still succeed."""
+
+    kind: Literal["freshness"] = "freshness"
+    rate: Annotated[float, Field(gt=0, le=100)] = 1.0
+    timeout: Timeout = 5.0
+    """For the write and the question together."""
+    data_class: str = "internal"
+    wait: Duration = 0.0
+    """Seconds between the write's acknowledgement and the question: the freshness the service
+    promises (an index refreshed every second: ``1s``; a question answered by another region than
+    the write: at least the replication lag)."""
+    write_url: str | None = None
+    """As for ``data``: the edge by default (``/v1/documents``), a path through the edge, or a full URL."""
+    ask_url: str | None = None
+    """As for ``rag``: the edge by default (``/v1/ask``), a path through the edge, or a full URL."""
+    write_request: dict[str, object] = {
+        "id": "{id}",
+        "title": "{text}",
+        "text": "{text}",
+        "data_class": "{data_class}",
+    }
+    """``{text}`` is two words found in no other document (the title too, so that nothing else
+    of the document is searched), and ``{question}`` asks for them."""
+    ask_request: dict[str, object] = {"question": "{question}", "data_class": "{data_class}"}
+    paths: ResponsePaths = ResponsePaths()
+    """Where the question's answer keeps its citations (and hops); the document's ``{id}`` must be
+    among the citations."""
+    headers: Headers = {}
+    """Request headers of your own (an API key), on both requests: values may read ``${ENV_VAR}``."""
+
+    @model_validator(mode="after")
+    def _templates_carry_the_marker(self) -> FreshnessProbe:
+        if not _mentions(self.write_request, "{text}") or not _mentions(self.write_request, "{id}"):
+            raise ValueError("the write_request template must send the document's `{id}` and `{text}`")
+        if not _mentions(self.ask_request, "{question}"):
+            raise ValueError("the ask_request template must send the `{question}` that asks for it")
+        return self
+
+
 class CommandProbe(ProbeSpec):
     """A command that succeeds when it exits 0."""
 
@@ -243,6 +285,7 @@ _KINDS: tuple[type[ProbeSpec], ...] = (
     RagProbe,
     SovereigntyProbe,
     DataProbe,
+    FreshnessProbe,
     CommandProbe,
     PythonProbe,
     KubernetesReadyProbe,

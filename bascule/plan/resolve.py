@@ -273,6 +273,31 @@ def _data_loss(
     return _touch(design, replicas=replicas, regions=[r.region for r in replicas])
 
 
+def _stale_index(
+    design: Design, fault: Fault, sel: Selector, where: tuple[PathElement, ...], problems: Problems
+) -> Touch:
+    stores = set(design.components_of(ComponentKind.STORE))
+    own_index = (
+        "its index lives inside a service of your own, which bascule cannot freeze (the fault plane "
+        "sees its search answers, not its index: it could hide the documents written since, but not "
+        "give back the old versions of rewritten ones); partial-index acts on its search answers"
+    )
+    if sel.component is not None and sel.component not in stores:
+        spec = design.components[sel.component]
+        why = own_index if spec.command is not None or spec.url is not None else "it is not a store"
+        problems.append(
+            (
+                (*where, "component"),
+                f"stale-index: bascule cannot freeze the index of {sel.component!r}: {why}",
+            )
+        )
+        return Touch()
+    replicas = [r for r in _replicas(design, sel, where, problems) if r.component in stores]
+    if not replicas and not stores:
+        problems.append((where, f"stale-index: the design has no reference store to freeze: {own_index}"))
+    return _touch(design, replicas=replicas, regions=[r.region for r in replicas])
+
+
 def _identity(
     design: Design, fault: Fault, sel: Selector, where: tuple[PathElement, ...], problems: Problems
 ) -> Touch:
@@ -340,5 +365,6 @@ _RESOLVERS: dict[type[Fault], Resolver] = {
     faults.ControlPlane: _control_plane,
     faults.ReplicationPause: _replication,
     faults.DataLoss: _data_loss,
+    faults.StaleIndex: _stale_index,
     faults.Identity: _identity,
 }

@@ -67,7 +67,17 @@ __all__ = [
     "sample_once",
 ]
 
-KINDS: Final = ("http", "rag", "sovereignty", "data", "command", "python", "kubernetes-ready", "prometheus")
+KINDS: Final = (
+    "http",
+    "rag",
+    "sovereignty",
+    "data",
+    "freshness",
+    "command",
+    "python",
+    "kubernetes-ready",
+    "prometheus",
+)
 """The built-in kinds, each in the module of that name (dashes as underscores)."""
 
 
@@ -203,6 +213,7 @@ def default_name(spec: ProbeSpec) -> str:
         "rag": ("data_class", "question"),
         "sovereignty": ("data_class",),
         "data": ("data_class",),
+        "freshness": ("data_class",),
         "command": ("argv",),
         "python": ("call",),
         "kubernetes-ready": ("components",),

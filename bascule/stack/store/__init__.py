@@ -17,6 +17,17 @@ API (every response carries ``x-bascule-served-by: {"component": "store", "regio
 - ``GET /v1/replication``: this replica's log position, each peer's progress and lag, the last
   sequence applied from each origin, and ``max_class`` (which peers read before shipping).
 - ``POST /v1/admin/wipe`` (the ``data-loss`` fault) and ``GET /v1/admin/stats``.
+- ``POST /v1/admin/index {frozen, catch_up?}`` (the ``stale-index`` fault) and ``GET
+  /v1/admin/index``: while frozen, searches answer from a copy of the index taken when it froze —
+  documents written since are not found, documents rewritten since are found and returned as they
+  were — while writes are acknowledged, replicated and read back by id as usual. Unfreezing swaps
+  the live index back in at once (it was kept up to date all along); with ``catch_up`` (documents
+  a second), the copy takes in what it missed at that rate, oldest write first, while new writes
+  join the queue, and is dropped once nothing is behind. The answer: ``{frozen, catching_up,
+  frozen_at, behind, behind_seconds, region, replica}`` — ``behind`` counts the documents written
+  since it froze and not yet taken in, ``behind_seconds`` the age of the oldest — and, on
+  unfreezing, ``caught_up`` (taken in at once). The freeze lives in the process: a restarted
+  replica comes back unfrozen.
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (started, corpus seeded).
 
 Documents are embedded with `bascule.stack.embedding` (title and text), rows of a float32

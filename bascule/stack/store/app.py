@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,12 +33,14 @@ from bascule.stack.store.config import COMPONENT, ReplicationMode, StoreConfig, 
 from bascule.stack.store.index import StoredDocument
 from bascule.stack.store.replica import ClassNotAllowedError, ReplicationLoopError, Store
 from bascule.stack.store.replicator import Replicator
-from bascule.stack.store.wire import DocumentIn, LookupIn, ReplicateIn, SearchIn
+from bascule.stack.store.wire import DocumentIn, IndexIn, LookupIn, ReplicateIn, SearchIn
 
 __all__ = ["create_app", "main"]
 
 _BODY_LIMIT = 4 * 1024 * 1024
 _REPLICATE_BODY_LIMIT = 32 * 1024 * 1024
+_CATCH_UP_TICK = 0.05
+"""Seconds between two steps of an index catching up at a rate."""
 
 
 def _default_client() -> httpx.AsyncClient:
@@ -59,6 +62,7 @@ def create_app(
     """
     state = Store(config)
     running: Replicator | None = None
+    catching: asyncio.Task[None] | None = None
 
     def replicator() -> Replicator:
         if running is None:
@@ -186,6 +190,33 @@ def create_app(
     async def wipe(request: Request) -> Response:
         return JSONResponse({"wiped": state.wipe(), "region": config.region})
 
+    async def index_state(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.index_status())
+        try:
+            body = IndexIn.model_validate_json(await read_body(request, _BODY_LIMIT))
+        except (BodyTooLargeError, ValidationError) as exc:
+            return bad_body(exc)
+        if body.frozen:
+            return JSONResponse(state.freeze_index())
+        answer = state.thaw_index(body.catch_up)
+        if state.frozen is not None and state.frozen.catch_up is not None:
+            start_catching_up()
+        return JSONResponse(answer)
+
+    def start_catching_up() -> None:
+        nonlocal catching
+        if catching is None or catching.done():
+            catching = asyncio.get_running_loop().create_task(catch_up())
+
+    async def catch_up() -> None:
+        last = state.clock()
+        while state.frozen is not None and state.frozen.catch_up is not None:
+            await asyncio.sleep(_CATCH_UP_TICK)
+            now = state.clock()
+            state.catch_up_step(now - last)
+            last = now
+
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats())
 
@@ -203,6 +234,8 @@ def create_app(
         try:
             yield
         finally:
+            if catching is not None:
+                catching.cancel()
             await shipper.stop()
             await client.aclose()
 
@@ -215,6 +248,7 @@ def create_app(
             Route("/v1/replicate", replicate, methods=["POST"]),
             Route("/v1/replication", replication_status, methods=["GET"]),
             Route("/v1/admin/wipe", wipe, methods=["POST"]),
+            Route("/v1/admin/index", index_state, methods=["GET", "POST"]),
             Route("/v1/admin/stats", stats, methods=["GET"]),
         ],
         served_by=ServedBy(COMPONENT, config.region, config.name),

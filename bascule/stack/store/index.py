@@ -140,6 +140,15 @@ class DocumentIndex:
         )
         return [(self._documents[row], float(scores[row])) for row in rows[:k]]
 
+    def snapshot(self) -> DocumentIndex:
+        """A copy of the index as it is now, which later upserts to this one do not change."""
+        copy = DocumentIndex()
+        copy._vectors = self._vectors.copy()
+        copy._ranks = self._ranks.copy()
+        copy._documents = list(self._documents)
+        copy._rows = dict(self._rows)
+        return copy
+
     def counts_by_class(self) -> dict[str, int]:
         counts = {data_class.value: 0 for data_class in DataClass}
         for document in self._documents:

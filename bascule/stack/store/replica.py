@@ -6,6 +6,7 @@ in `bascule.stack.store.replicator`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,21 @@ class _Counters:
 
 
 @dataclass
+class _FrozenIndex:
+    """The index as it was when the ``stale-index`` fault froze it, and what it has missed since."""
+
+    searched: DocumentIndex
+    frozen_at: float
+    """Wall-clock seconds when it froze."""
+    behind: dict[str, float] = field(default_factory=dict)
+    """Documents written (or rewritten) since, by id: the monotonic instant of the first such write."""
+    catch_up: float | None = None
+    """Once unfrozen with a rate: documents a second taken into the copy, oldest first."""
+    credit: float = 0.0
+    """The fraction of a document the rate has allowed and no step has taken in yet."""
+
+
+@dataclass
 class Store:
     """One replica's documents, index, replication log and knowledge of its peers.
 
@@ -65,6 +81,8 @@ class Store:
     last_seq: int = 0
     applied: dict[str, int] = field(default_factory=dict)
     counters: _Counters = field(default_factory=_Counters)
+    frozen: _FrozenIndex | None = None
+    """Set while the index is frozen (`freeze_index`): searches read this copy, writes go on."""
     log: ReplicationLog = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
 
@@ -132,6 +150,7 @@ class Store:
             written_at=written_at,
         )
         self.index.upsert(document)
+        self._behind(document.id)
         self.counters.writes += 1
         if self.peers:
             entry = LogEntry(seq=document.seq, document=document, accepted=self.clock())
@@ -158,6 +177,7 @@ class Store:
             if document.data_class.rank > self.config.max_class.rank:
                 refused.append(seq)
             elif self.index.upsert(document):
+                self._behind(document.id)
                 stored += 1
             applied = seq
         self.applied[origin] = applied
@@ -176,11 +196,78 @@ class Store:
         self, vector: npt.NDArray[np.float32], k: int, max_class: DataClass
     ) -> list[tuple[StoredDocument, float]]:
         self.counters.searches += 1
-        return self.index.search(vector, k, max_class)
+        searched = self.index if self.frozen is None else self.frozen.searched
+        return searched.search(vector, k, max_class)
+
+    # --- the stale-index fault: searches from a frozen copy while writes go on ---
+
+    def _behind(self, document_id: str) -> None:
+        if self.frozen is not None:
+            self.frozen.behind.setdefault(document_id, self.clock())
+
+    def freeze_index(self) -> dict[str, Any]:
+        """Searches answer from the index as it is now until `thaw_index`; writes, replication and
+        reads by id go on against the live documents. Freezing a frozen index keeps its copy (and
+        stops it catching up)."""
+        if self.frozen is None:
+            self.frozen = _FrozenIndex(self.index.snapshot(), self.wall_clock())
+        self.frozen.catch_up = None
+        self.frozen.credit = 0.0
+        return self.index_status()
+
+    def thaw_index(self, catch_up: float | None = None) -> dict[str, Any]:
+        """Let the index catch up. Without `catch_up`, at once: the live index, kept up to date all
+        along, is swapped in (``caught_up`` is the number of documents the frozen copy had missed).
+        With it, the copy takes in `catch_up` documents a second, oldest write first (`catch_up_step`),
+        and is dropped once nothing is behind — writes meanwhile join the queue, as an indexer's
+        backlog."""
+        frozen = self.frozen
+        if frozen is None:
+            return {**self.index_status(), "caught_up": 0}
+        if catch_up is not None and frozen.behind:
+            frozen.catch_up = catch_up
+            return {**self.index_status(), "caught_up": 0}
+        self.frozen = None
+        return {**self.index_status(), "caught_up": len(frozen.behind)}
+
+    def catch_up_step(self, seconds: float) -> int:
+        """Take into the frozen copy what `seconds` more of catching up allow; the number taken in.
+        The copy is dropped once nothing is behind."""
+        frozen = self.frozen
+        if frozen is None or frozen.catch_up is None:
+            return 0
+        frozen.credit += frozen.catch_up * seconds
+        count = int(frozen.credit)
+        frozen.credit -= count
+        taken = list(itertools.islice(frozen.behind, count))
+        for document_id in taken:
+            del frozen.behind[document_id]
+            document = self.index.get(document_id)
+            if document is not None:
+                frozen.searched.upsert(document)
+        if not frozen.behind:
+            self.frozen = None
+        return len(taken)
+
+    def index_status(self) -> dict[str, Any]:
+        frozen = self.frozen
+        oldest = min(frozen.behind.values(), default=None) if frozen is not None else None
+        return {
+            "frozen": frozen is not None and frozen.catch_up is None,
+            "catching_up": None if frozen is None else frozen.catch_up,
+            "frozen_at": None if frozen is None else frozen.frozen_at,
+            "behind": 0 if frozen is None else len(frozen.behind),
+            "behind_seconds": 0.0 if oldest is None else max(0.0, self.clock() - oldest),
+            "region": self.config.region,
+            "replica": self.config.name,
+        }
 
     def wipe(self) -> dict[str, int]:
         """Lose every document, the log and the applied positions (the data-loss fault)."""
         documents = self.index.clear()
+        if self.frozen is not None:
+            # The disk is gone, and the frozen index with it: it stays frozen, and empty.
+            self.frozen = _FrozenIndex(DocumentIndex(), self.frozen.frozen_at, catch_up=self.frozen.catch_up)
         lost = self.log.clear()
         self._lose(lost)
         self.applied.clear()
@@ -269,4 +356,5 @@ class Store:
             "replicated_in": self.counters.replicated_in,
             "refused": self.counters.refused,
             "wipes": self.counters.wipes,
+            "index": self.index_status(),
         }

@@ -10,7 +10,7 @@ from bascule.stack.corpus import DataClass
 from bascule.stack.embedding import DIMENSIONS
 from bascule.stack.store.config import BATCH_MAX_ENTRIES
 
-__all__ = ["LOOKUP_MAX_IDS", "MAX_K", "DocumentIn", "LookupIn", "ReplicateIn", "SearchIn"]
+__all__ = ["LOOKUP_MAX_IDS", "MAX_K", "DocumentIn", "IndexIn", "LookupIn", "ReplicateIn", "SearchIn"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_TEXT_CHARS = 200_000
@@ -91,3 +91,13 @@ class LookupIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     ids: Annotated[list[_Id], Field(min_length=1, max_length=LOOKUP_MAX_IDS)]
+
+
+class IndexIn(BaseModel):
+    """``POST /v1/admin/index``: freeze the index (the stale-index fault) or let it catch up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frozen: bool
+    catch_up: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Unfreezing: documents a second the index takes in, oldest first (default: all at once)."""

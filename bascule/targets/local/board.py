@@ -8,8 +8,10 @@ Reverting one fault therefore never clears another's: the route falls back to th
 or to `Pass` when none is left; a region thaws and a process resumes only when no fault holds
 them any more.
 
-Instant effects (`Kill`, `Wipe`, `ResetConnections`) act once, when applied, and leave nothing to
-revert. A reference store is wiped over its admin API; an own service by its design's `wipe:`
+A frozen index (`FreezeIndex`) is held like a paused process: the reference store is told over its
+admin API (``POST /v1/admin/index``) to freeze when the first fault holds it and to catch up when the
+last one ends. Instant effects (`Kill`, `Wipe`, `ResetConnections`) act once, when applied, and leave
+nothing to revert. A reference store is wiped over its admin API; an own service by its design's `wipe:`
 command, run while the replica is stopped, before it restarts. A fault whose application fails
 half-way is rolled back before the error is raised.
 
@@ -39,6 +41,7 @@ from bascule.targets.local.effects import (
     DnsFault,
     Effect,
     Freeze,
+    FreezeIndex,
     Kill,
     Pause,
     ResetConnections,
@@ -51,7 +54,7 @@ from bascule.targets.local.proxy import FaultPlane
 
 __all__ = ["FaultBoard"]
 
-_WIPE_TIMEOUT_S = 5.0
+_ADMIN_TIMEOUT_S = 5.0
 
 _Part = tuple[str, str]
 _Value = ProxyFault | DnsFaultMode | None
@@ -92,6 +95,8 @@ def _part(effect: Effect) -> tuple[_Part, _Value] | None:
             return ("freeze", region), None
         case Pause(replica):
             return ("pause", replica), None
+        case FreezeIndex(replica, _):
+            return ("index", replica), None
         case _:
             return None
 
@@ -112,6 +117,8 @@ class FaultBoard:
         self.wipes: dict[str, OwnWipe] = dict(wipes or {})
         """How each own service's replica is wiped (its ``wipe:`` command), by replica name."""
         self._lock = threading.RLock()
+        self._catch_up: dict[str, float | None] = {}
+        """The catch-up rate of the last `FreezeIndex` applied to each store replica."""
         self._layers: dict[_Part, _Layers] = {}
         self._active: dict[str, tuple[Effect, ...]] = {}
 
@@ -133,6 +140,8 @@ class FaultBoard:
             try:
                 changes: list[_Change] = []
                 for effect in effects:
+                    if isinstance(effect, FreezeIndex):
+                        self._catch_up[effect.replica] = effect.catch_up
                     held = _part(effect)
                     if held is not None:
                         part, value = held
@@ -239,6 +248,8 @@ class FaultBoard:
                 attempt(f"dns {host}", partial(self._dns.clear_fault, host))
         for change in by_kind.get("pause", []):
             hold(change, "pause", self._supervisor.pause, "resume", self._supervisor.resume)
+        for change in by_kind.get("index", []):
+            hold(change, "freeze the index of", self._freeze_index, "thaw the index of", self._thaw_index)
         return failures
 
     def _act_once(self, effect: Effect) -> None:
@@ -254,6 +265,31 @@ class FaultBoard:
                 self._plane.set_fault(route, _route_state(current))
             case _:
                 raise AssertionError(f"not an instant effect: {effect!r}")
+
+    def _freeze_index(self, replica: str) -> None:
+        self._store_admin(replica, "index", {"frozen": True}, "freeze its index")
+
+    def _thaw_index(self, replica: str) -> None:
+        if self._supervisor.replica(replica).url is None:
+            return  # not running: the freeze died with the process, and it restarts with a live index
+        body = {"frozen": False, "catch_up": self._catch_up.pop(replica, None)}
+        self._store_admin(replica, "index", body, "let its index catch up")
+
+    def _store_admin(self, replica: str, path: str, body: Mapping[str, object], what: str) -> None:
+        try:
+            url = self._supervisor.replica(replica).url
+        except TargetError as exc:
+            raise FaultError(str(exc)) from exc
+        if url is None:
+            raise FaultError(f"store {replica} is not running: cannot {what}")
+        try:
+            response = httpx.post(
+                f"{url}/v1/admin/{path}", json=body, timeout=_ADMIN_TIMEOUT_S, trust_env=False
+            )
+        except httpx.HTTPError as exc:
+            raise FaultError(f"store {replica} could not {what}: {exc}") from exc
+        if response.status_code != 200:
+            raise FaultError(f"store {replica} refused to {what}: HTTP {response.status_code}")
 
     def _wipe(self, replica: str) -> None:
         own = self.wipes.get(replica)
@@ -271,7 +307,7 @@ class FaultBoard:
         if url is None:
             raise FaultError(f"store {replica} is not running: there is nothing to wipe")
         try:
-            response = httpx.post(f"{url}/v1/admin/wipe", timeout=_WIPE_TIMEOUT_S, trust_env=False)
+            response = httpx.post(f"{url}/v1/admin/wipe", timeout=_ADMIN_TIMEOUT_S, trust_env=False)
         except httpx.HTTPError as exc:
             raise FaultError(f"store {replica} could not be wiped: {exc}") from exc
         if response.status_code != 200:

@@ -27,6 +27,8 @@ never silently ignored.
 - control-plane: the regions frozen;
 - data-loss: each store replica wiped (irreversible) — an own service's by its `wipe:` command,
   run while the replica is stopped;
+- stale-index: each reference store replica's index frozen over its admin API until the fault ends
+  (own services are refused by the planner);
 - identity: the routes to the token service (a dependency, or an own `kind: identity` component)
   — `error` gives HTTP errors, `slow` latency, `timeout` a blackhole.
 
@@ -55,6 +57,7 @@ __all__ = [
     "DnsFault",
     "Effect",
     "Freeze",
+    "FreezeIndex",
     "Kill",
     "Pause",
     "ResetConnections",
@@ -120,7 +123,16 @@ class Wipe:
     replica: str
 
 
-Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe
+@dataclass(frozen=True, slots=True)
+class FreezeIndex:
+    """Store `replica` searches a copy of its index taken when the fault began, while the fault
+    holds; writes go on. Reverting lets the index catch up: at once, or `catch_up` documents a second."""
+
+    replica: str
+    catch_up: float | None = None
+
+
+Effect = RouteFault | DnsFault | ResetConnections | Freeze | Pause | Kill | Wipe | FreezeIndex
 """Any effect on a part of the local stack."""
 
 INSTANT: Final = (ResetConnections, Kill, Wipe)
@@ -144,6 +156,9 @@ def describe_effect(effect: Effect) -> str:
             return f"process {replica}: killed (restart after {restart_after:g} s)"
         case Wipe(replica):
             return f"store {replica}: wiped"
+        case FreezeIndex(replica, catch_up):
+            then = "" if catch_up is None else f" (then catching up at {catch_up:g} documents/s)"
+            return f"store {replica}: index frozen{then}"
 
 
 def dump_effect(effect: Effect) -> dict[str, object]:
@@ -163,6 +178,8 @@ def dump_effect(effect: Effect) -> dict[str, object]:
             return {"op": "kill", "replica": replica, "restart_after": restart_after}
         case Wipe(replica):
             return {"op": "wipe", "replica": replica}
+        case FreezeIndex(replica, catch_up):
+            return {"op": "freeze-index", "replica": replica, "catch_up": catch_up}
 
 
 def _text(data: Mapping[str, object], key: str) -> str:
@@ -200,6 +217,13 @@ def parse_effect(data: Mapping[str, object]) -> Effect:
             return Kill(_text(data, "replica"), float(delay))
         case "wipe":
             return Wipe(_text(data, "replica"))
+        case "freeze-index":
+            rate = data.get("catch_up")
+            if rate is not None and (
+                isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+            ):
+                raise ValueError(f"a freeze-index effect needs 'catch_up' > 0 or null, got {rate!r}")
+            return FreezeIndex(_text(data, "replica"), None if rate is None else float(rate))
         case _:
             raise ValueError(f"unknown effect op {op!r}")
 
@@ -445,6 +469,13 @@ def _data_loss(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     ]
 
 
+def _stale_index(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
+    # The planner keeps to reference stores (`resolve._stale_index`).
+    assert isinstance(fault, faults.StaleIndex)
+    stores = parts.replicas(touch, "stale-index", [ProcessKind.STORE])
+    return [FreezeIndex(name, fault.catch_up) for name in stores]
+
+
 def _identity(fault: Fault, touch: Touch, parts: _Parts) -> list[Effect]:
     assert isinstance(fault, faults.Identity)
     state: ProxyFault
@@ -486,6 +517,7 @@ _MAPPERS: dict[type[Fault], _Mapper] = {
     faults.ReplicationPause: _cut,
     faults.ControlPlane: _control_plane,
     faults.DataLoss: _data_loss,
+    faults.StaleIndex: _stale_index,
     faults.Identity: _identity,
 }
 
@@ -497,8 +529,9 @@ _ORDER: dict[type[object], int] = {
     DnsFault: 2,
     ResetConnections: 3,
     Pause: 4,
-    Kill: 5,
-    Wipe: 6,
+    FreezeIndex: 5,
+    Kill: 6,
+    Wipe: 7,
 }
 
 

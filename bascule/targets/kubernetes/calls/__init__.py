@@ -28,6 +28,7 @@ What each fault kind does (docs/kubernetes.md has the full table):
     hang                             Chaos Mesh PodChaos (pod-failure)
     identity                         HTTPChaos (error, slow) or NetworkChaos (timeout)
     data-loss                        only when allowed: delete the store's volumes, then its pods
+    stale-index                      refused: no Kubernetes object reaches into a store's index
     ttft, stream-cut, token-rate,    refused: Chaos Mesh acts on packets and whole responses, never
     degrade, model-swap, slicer,     inside an answer nor with a count of its tokens or bytes, nor
     limit-data, slow-close,          re-segments a stream or tells its close apart (`answers`)

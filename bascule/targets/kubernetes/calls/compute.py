@@ -35,6 +35,7 @@ _PLANNERS: dict[type[Fault], _Planner] = {
     faults.Identity: hops.identity,
     faults.Dns: dns,
     faults.DataLoss: workloads.data_loss,
+    faults.StaleIndex: workloads.stale_index,
     faults.Ttft: answers.ttft,
     faults.StreamCut: answers.stream_cut,
     faults.TokenRate: answers.token_rate,

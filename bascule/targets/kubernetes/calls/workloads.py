@@ -1,5 +1,6 @@
 """Faults carried out on pods, nodes and their controllers: region and provider outages, crash, hang
-(Chaos Mesh PodChaos), control-plane (cordon, pinned HPAs) and data-loss (volumes deleted)."""
+(Chaos Mesh PodChaos), control-plane (cordon, pinned HPAs) and data-loss (volumes deleted); and the
+store fault no Kubernetes object carries out, stale-index (refused)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from bascule.targets.kubernetes.calls.model import Call, ChangeMode, FieldChange
 from bascule.targets.kubernetes.mapping import WorkloadKind
 from bascule.targets.kubernetes.resources import DEPLOYMENTS, HPAS, NETWORK_POLICIES, POD_CHAOS, STATEFULSETS
 
-__all__ = ["control_plane", "crash", "data_loss", "hang", "outage"]
+__all__ = ["control_plane", "crash", "data_loss", "hang", "outage", "stale_index"]
 
 
 def outage(b: Builder, fault: Fault, touch: Touch) -> None:
@@ -115,3 +116,14 @@ def data_loss(b: Builder, fault: Fault, touch: Touch) -> None:
         )
         b.delete_pods(name, region_id, required=True, why="restarted on fresh, empty volumes")
     b.notes.append("irreversible: reverting restores nothing; the store refills by replication or rebuild")
+
+
+def stale_index(b: Builder, fault: Fault, touch: Touch) -> None:
+    raise b.refuse(
+        RefusalRule.UNSUPPORTED,
+        "stale-index freezes a store's search index inside its running process while writes go on "
+        "(the reference store's POST /v1/admin/index): the Kubernetes target creates, patches and "
+        "deletes Kubernetes objects and Chaos Mesh resources, and none of them reaches into a "
+        "process's index; HTTPChaos, which rewrites whole bodies alike, cannot tell in a search "
+        "answer which documents were written after a point in time. The local target carries it out",
+    )
