@@ -16,15 +16,15 @@ TCP connection there.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import re
 import selectors
 import signal
 import socket
-import subprocess
 import threading
 import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from bascule.errors import TargetError
+from bascule.stack.spawn import ColdProcess, ForkServer, ForkServerError, ProcessHandle
 
 __all__ = [
     "ProcessSpec",
@@ -48,6 +49,8 @@ _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
 _CANCEL_POLL_S = 0.05
+
+_log = logging.getLogger(__name__)
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:
@@ -113,7 +116,8 @@ class ProcessState(StrEnum):
 @dataclass
 class Replica:
     spec: ProcessSpec
-    popen: subprocess.Popen[bytes] | None = None
+    process: ProcessHandle | None = None
+    """Its current process, started cold or forked from the fork server (`bascule.stack.spawn`)."""
     start_time: int | None = None
     url: str | None = None
     state: ProcessState = ProcessState.STARTING
@@ -123,7 +127,7 @@ class Replica:
 
     @property
     def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
+        return self.process.pid if self.process else None
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,18 @@ class Supervisor:
     output and restarts what died."""
 
     def __init__(
-        self, log_dir: Path, *, listener: Listener | None = None, poll_interval: float = 0.02
+        self,
+        log_dir: Path,
+        *,
+        listener: Listener | None = None,
+        poll_interval: float = 0.02,
+        fork_server: ForkServer | None = None,
     ) -> None:
+        """With `fork_server`, the reference stack's services are forked from it (others start
+        cold, and so does every process once it cannot fork); `stop` ends it."""
         self.log_dir = log_dir
+        self._fork_server = fork_server
+        self._forks = fork_server
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._listeners: list[Listener] = [listener] if listener else []
         self._replicas: dict[str, Replica] = {}
@@ -267,30 +280,34 @@ class Supervisor:
 
     def _spawn(self, replica: Replica) -> None:
         spec = replica.spec
-        log = self.log_path(spec.name).open("ab")
         env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
-        try:
-            popen = subprocess.Popen(
-                list(spec.argv),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise TargetError(f"cannot start {spec.name}: {exc}") from exc
-        finally:
-            log.close()
-        assert popen.stdout is not None
-        os.set_blocking(popen.stdout.fileno(), False)
-        replica.popen = popen
-        replica.start_time = process_start_time(popen.pid)
+        with self.log_path(spec.name).open("ab") as log:
+            process = self._fork(spec, env, log)
+            if process is None:
+                try:
+                    process = ColdProcess.start(spec.argv, env, spec.cwd, log)
+                except OSError as exc:
+                    raise TargetError(f"cannot start {spec.name}: {exc}") from exc
+        os.set_blocking(process.stdout.fileno(), False)
+        replica.process = process
+        replica.start_time = process_start_time(process.pid)
         replica.url = None
         replica.state = ProcessState.STARTING
         replica.announced.clear()
-        self._selector.register(popen.stdout, selectors.EVENT_READ, (replica, popen, bytearray()))
+        self._selector.register(process.stdout, selectors.EVENT_READ, (replica, process, bytearray()))
+
+    def _fork(self, spec: ProcessSpec, env: dict[str, str], log: typing.IO[bytes]) -> ProcessHandle | None:
+        """The process forked from the fork server, or None when it is to start cold."""
+        forks = self._forks
+        if forks is None or not forks.serves(spec.argv):
+            return None
+        try:
+            return forks.spawn(spec.argv, env, spec.cwd, log)
+        except ForkServerError as exc:
+            _log.warning("%s starts cold: %s", spec.name, exc)
+            if not forks.alive or forks.refusal is not None:
+                self._forks = None  # not asked again: every later start is cold
+            return None
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -328,14 +345,14 @@ class Supervisor:
         unless its group is frozen."""
         with self._lock:
             replica = self.replica(name)
-            popen = replica.popen
-            if popen is None or popen.poll() is not None:
+            process = replica.process
+            if process is None or not process.running():
                 return
             delay = replica.spec.restart_delay if restart_after is None else restart_after
             replica.restart_at = time.monotonic() + delay
             replica.state = ProcessState.DOWN
-            self._signal(popen, signal.SIGKILL)
-        self._emit(SupervisorEvent("killed", name, popen.pid, replica.start_time))
+            process.signal(signal.SIGKILL)
+        self._emit(SupervisorEvent("killed", name, process.pid, replica.start_time))
 
     def while_down(self, name: str, action: Callable[[], None], *, timeout: float = 10.0) -> None:
         """Kill the replica, wait until it has exited, run `action`, then let it restart after its
@@ -343,17 +360,15 @@ class Supervisor:
         within `timeout`; whatever `action` raises is raised after the restart is scheduled."""
         with self._lock:
             replica = self.replica(name)
-            popen = replica.popen
+            process = replica.process
             replica.restart_at = None
             replica.state = ProcessState.DOWN
-            if popen is not None and popen.poll() is None:
-                self._signal(popen, signal.SIGKILL)
-        if popen is not None:
-            self._emit(SupervisorEvent("killed", name, popen.pid, replica.start_time))
-            try:
-                popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise TargetError(f"{name} did not exit within {timeout:g} s of SIGKILL") from None
+            if process is not None and process.running():
+                process.signal(signal.SIGKILL)
+        if process is not None:
+            self._emit(SupervisorEvent("killed", name, process.pid, replica.start_time))
+            if not process.wait(timeout):
+                raise TargetError(f"{name} did not exit within {timeout:g} s of SIGKILL")
         try:
             action()
         finally:
@@ -364,16 +379,16 @@ class Supervisor:
         """SIGSTOP: connections are accepted by the kernel, nothing answers."""
         with self._lock:
             replica = self.replica(name)
-            if replica.popen and replica.popen.poll() is None:
-                self._signal(replica.popen, signal.SIGSTOP)
+            if replica.process and replica.process.running():
+                replica.process.signal(signal.SIGSTOP)
                 replica.state = ProcessState.PAUSED
         self._emit(SupervisorEvent("paused", name, replica.pid, replica.start_time))
 
     def resume(self, name: str) -> None:
         with self._lock:
             replica = self.replica(name)
-            if replica.popen and replica.popen.poll() is None:
-                self._signal(replica.popen, signal.SIGCONT)
+            if replica.process and replica.process.running():
+                replica.process.signal(signal.SIGCONT)
                 if replica.state is ProcessState.PAUSED:
                     replica.state = ProcessState.RUNNING if replica.url else ProcessState.STARTING
         self._emit(SupervisorEvent("resumed", name, replica.pid, replica.start_time))
@@ -389,11 +404,6 @@ class Supervisor:
         with self._lock:
             self._frozen.discard(group)
         self._emit(SupervisorEvent("thawed", group))
-
-    @staticmethod
-    def _signal(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, sig)
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -411,7 +421,7 @@ class Supervisor:
         waiting = [
             r
             for r in self.replicas()
-            if r.spec.port is not None and r.url is None and r.popen is not None and r.popen.poll() is None
+            if r.spec.port is not None and r.url is None and r.process is not None and r.process.running()
         ]
         for replica in waiting:
             port = replica.spec.port
@@ -421,21 +431,21 @@ class Supervisor:
                     pass
             except OSError:
                 continue
-            popen = replica.popen
-            assert popen is not None
+            process = replica.process
+            assert process is not None
             with self._lock:
-                if replica.popen is not popen or replica.url is not None:
+                if replica.process is not process or replica.url is not None:
                     continue
                 replica.url = f"http://127.0.0.1:{port}"
                 if replica.state is ProcessState.STARTING:
                     replica.state = ProcessState.RUNNING
                 replica.announced.set()
             self._emit(
-                SupervisorEvent("started", replica.spec.name, popen.pid, replica.start_time, replica.url)
+                SupervisorEvent("started", replica.spec.name, process.pid, replica.start_time, replica.url)
             )
 
     def _read(self, key: selectors.SelectorKey) -> None:
-        replica, popen, buffer = key.data
+        replica, process, buffer = key.data
         try:
             chunk = os.read(key.fd, 65536)
         except BlockingIOError:
@@ -444,22 +454,21 @@ class Supervisor:
             chunk = b""
         if not chunk:
             self._selector.unregister(key.fileobj)
-            assert popen.stdout is not None
-            popen.stdout.close()
-            if replica.popen is popen and not replica.announced.is_set():
+            process.stdout.close()
+            if replica.process is process and not replica.announced.is_set():
                 replica.announced.set()
             return
         buffer.extend(chunk)
         with self.log_path(replica.spec.name).open("ab") as log:
             log.write(chunk)
         match = _LISTENING.search(buffer) if replica.spec.port is None else None
-        if match and replica.popen is popen and replica.url is None:
+        if match and replica.process is process and replica.url is None:
             replica.url = match.group(1).decode()
             if replica.state is ProcessState.STARTING:
                 replica.state = ProcessState.RUNNING
             replica.announced.set()
             self._emit(
-                SupervisorEvent("started", replica.spec.name, popen.pid, replica.start_time, replica.url)
+                SupervisorEvent("started", replica.spec.name, process.pid, replica.start_time, replica.url)
             )
             del buffer[:]
 
@@ -468,7 +477,7 @@ class Supervisor:
         events: list[SupervisorEvent] = []
         with self._lock:
             for replica in self._replicas.values():
-                popen = replica.popen
+                process = replica.process
                 if replica.state is ProcessState.PARKED:
                     if replica.restart_at is not None and now >= replica.restart_at:
                         if replica.spec.group in self._frozen:
@@ -477,21 +486,24 @@ class Supervisor:
                         events.append(SupervisorEvent("launching", replica.spec.name))
                         self._spawn(replica)
                     continue
-                if popen is None or replica.state is ProcessState.STOPPED:
+                if process is None or replica.state is ProcessState.STOPPED:
                     continue
-                code = popen.poll()
-                if code is None:
+                if process.running():
                     continue
                 if replica.state is not ProcessState.DOWN:
                     replica.state = ProcessState.DOWN
                     replica.restart_at = now + replica.spec.restart_delay
-                    events.append(SupervisorEvent("exited", replica.spec.name, popen.pid, returncode=code))
+                    events.append(
+                        SupervisorEvent(
+                            "exited", replica.spec.name, process.pid, returncode=process.returncode
+                        )
+                    )
                 if replica.restart_at is not None and now >= replica.restart_at:
                     if replica.spec.group in self._frozen:
                         continue
                     replica.restart_at = None
                     replica.restarts += 1
-                    events.append(SupervisorEvent("restarting", replica.spec.name, popen.pid))
+                    events.append(SupervisorEvent("restarting", replica.spec.name, process.pid))
                     self._spawn(replica)
         for event in events:
             self._emit(event)
@@ -500,29 +512,29 @@ class Supervisor:
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """SIGTERM every process (resuming paused ones first), SIGKILL what is left after
-        ``timeout``, and stop watching. Calling it again does nothing."""
+        ``timeout``, stop watching, then end the fork server. Calling it again does nothing."""
         if self._stopping.is_set():
             return
         with self._lock:
             replicas = list(self._replicas.values())
             for replica in replicas:
                 replica.state = ProcessState.STOPPED
-                if replica.popen and replica.popen.poll() is None:
-                    self._signal(replica.popen, signal.SIGCONT)
-                    self._signal(replica.popen, signal.SIGTERM)
+                if replica.process and replica.process.running():
+                    replica.process.signal(signal.SIGCONT)
+                    replica.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for replica in replicas:
-            popen = replica.popen
-            if popen is None:
+            process = replica.process
+            if process is None:
                 continue
-            try:
-                popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._signal(popen, signal.SIGKILL)
-                popen.wait(2.0)
-            self._emit(SupervisorEvent("stopped", replica.spec.name, popen.pid, replica.start_time))
+            if not process.wait(max(0.0, deadline - time.monotonic())):
+                process.signal(signal.SIGKILL)
+                process.wait(2.0)
+            self._emit(SupervisorEvent("stopped", replica.spec.name, process.pid, replica.start_time))
         self._stopping.set()
         self._watcher.join(timeout=2.0)
         for key in list(self._selector.get_map().values()):
             self._selector.unregister(key.fileobj)
         self._selector.close()
+        if self._fork_server is not None:
+            self._fork_server.stop()

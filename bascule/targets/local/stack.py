@@ -37,7 +37,14 @@ from bascule.errors import TargetError
 from bascule.model.design import Design
 from bascule.model.topology import Endpoint
 from bascule.stack.layout import ProcessKind, ReplicaSpec, StackLayout, layout, own_command, replica_argv
-from bascule.stack.supervisor import ProcessSpec, ProcessState, Supervisor, SupervisorEvent
+from bascule.stack.spawn import ForkServer, fork_refusal
+from bascule.stack.supervisor import (
+    ProcessSpec,
+    ProcessState,
+    Supervisor,
+    SupervisorEvent,
+    process_start_time,
+)
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.control import ControlServer, describe_process
 from bascule.targets.local.dns import DnsServer, Lookup
@@ -161,7 +168,10 @@ class LocalStack:
         egress = Egress()
         supervisor: Supervisor | None = None
         server: ControlServer | None = None
+        forks: ForkServer | None = None
         try:
+            # First: its imports go on while the network is set up.
+            forks = _start_fork_server(run_dir, marker, ledger, say)
             dns_port = dns.start()
             for proto in ("udp", "tcp"):
                 ledger.append(PortRecord(proto, dns_port, "dns", time.time()))
@@ -175,7 +185,7 @@ class LocalStack:
                 ledger.append(PortRecord("tcp", ports[route.name], f"route {route.name}", time.time()))
             say(f"DNS on 127.0.0.1:{dns_port}, {len(ports)} routes")
             timings = StackTimings(network=time.monotonic() - began)
-            supervisor = Supervisor(run_dir / "logs")
+            supervisor = Supervisor(run_dir / "logs", fork_server=forks)
             board = FaultBoard(plane, dns, supervisor)
             if control:
                 server = ControlServer(plane=plane, dns=dns, supervisor=supervisor, board=board)
@@ -243,6 +253,8 @@ class LocalStack:
                 with contextlib.suppress(Exception):
                     supervisor.stop(timeout=3.0)
                     stopped = True
+            elif forks is not None:
+                forks.stop()
             if server is not None:
                 server.stop()
             plane.stop()
@@ -514,6 +526,27 @@ class LocalStack:
             out.write(json.dumps(self.state(), indent=2))
         os.replace(temporary, path)
         return path
+
+
+def _start_fork_server(
+    run_dir: Path, marker: str, ledger: Ledger, say: Callable[[str], None]
+) -> ForkServer | None:
+    """The run's fork server, in the ledger and carrying the run's marker; None (every process
+    starts cold) when fork is unsafe or unavailable here, or ``BASCULE_FORK_SERVER=0``."""
+    refused = fork_refusal()
+    if refused is not None:
+        say(f"services start cold ({refused})")
+        return None
+    try:
+        forks = ForkServer.start(run_dir / "logs" / "fork-server.log", env={MARKER_ENV: marker})
+    except OSError as exc:
+        say(f"services start cold (the fork server did not start: {exc})")
+        return None
+    start_time = process_start_time(forks.pid)
+    if start_time is not None:
+        ledger.append(ProcessRecord("fork-server", forks.pid, start_time, time.time()))
+    say(f"fork server pid {forks.pid}: the services are forked from it")
+    return forks
 
 
 def read_state(run_dir: Path) -> dict[str, object]:
