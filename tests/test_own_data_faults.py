@@ -197,7 +197,7 @@ def test_a_wipe_runs_while_the_replica_is_down_and_it_restarts(tmp_path: Path) -
     try:
         supervisor.start([spec], timeout=20)
         supervisor.wait_ready(["db-0"], timeout=20)
-        before = supervisor.replica("db-0").popen
+        before = supervisor.replica("db-0").process
         assert before is not None
         seen: list[int | None] = []
         supervisor.while_down("db-0", lambda: seen.append(before.poll()))
@@ -205,7 +205,7 @@ def test_a_wipe_runs_while_the_replica_is_down_and_it_restarts(tmp_path: Path) -
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             replica = supervisor.replica("db-0")
-            if replica.popen is not before and replica.state is ProcessState.RUNNING:
+            if replica.process is not before and replica.state is ProcessState.RUNNING:
                 break
             time.sleep(0.05)
         else:

@@ -287,7 +287,7 @@ def test_recover_finds_the_processes_started_in_a_namespace(running: Stack) -> N
     from bascule.targets.local.procfs import find_marked
 
     marked = {pid for pid, _ in find_marked(running.stack.marker)}
-    started = {r.popen.pid for r in running.stack.supervisor.replicas() if r.popen is not None}
+    started = {r.process.pid for r in running.stack.supervisor.replicas() if r.process is not None}
     assert started and started <= marked, (started, marked)
     for pid in started:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
