@@ -38,14 +38,27 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
-__all__ = ["MAX_MESSAGE", "main"]
+__all__ = ["ALSO", "MAX_MESSAGE", "main"]
 
 MAX_MESSAGE = 1 << 20
 """The largest control message (a spawn request carries a whole environment)."""
 
 Main = Callable[[Sequence[str]], object]
+
+ALSO: Final = (
+    "uvloop",
+    "uvicorn.loops.uvloop",
+    "uvicorn.loops.asyncio",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.wsproto_impl",
+    "uvicorn.protocols.websockets.websockets_impl",
+    "uvicorn.lifespan.on",
+)
+"""What a service imports only once it serves (uvicorn picks its loop and protocols then; seen with
+``python -X importtime``): imported too when installed, so that no child imports them again."""
 
 
 def _load(modules: Sequence[str]) -> dict[str, tuple[Main, str]]:
@@ -56,6 +69,9 @@ def _load(modules: Sequence[str]) -> dict[str, tuple[Main, str]]:
         if hasattr(module, "__path__"):
             module = importlib.import_module(f"{name}.__main__")
         mains[name] = (module.main, str(module.__file__))
+    for name in ALSO:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     return mains
 
 
