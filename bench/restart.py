@@ -101,9 +101,8 @@ def main() -> None:
             f"  restart, beyond its {DELAY_S:g} s delay: {min(beyond):.2f}–{max(beyond):.2f} s"
         )
     (fr, fb), (cr, cb) = medians["forked"], medians["cold"]
-    print(
-        f"  cold ÷ forked, medians: ready {cr / fr:.1f} ×, restart beyond the delay {cb / max(fb, 1e-3):.1f} ×"
-    )
+    ratio = cb / max(fb, 1e-3)
+    print(f"  cold ÷ forked, medians: ready {cr / fr:.1f} ×, restart beyond the delay {ratio:.1f} ×")
 
 
 if __name__ == "__main__":
