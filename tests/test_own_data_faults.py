@@ -200,7 +200,7 @@ def test_a_wipe_runs_while_the_replica_is_down_and_it_restarts(tmp_path: Path) -
         before = supervisor.replica("db-0").process
         assert before is not None
         seen: list[int | None] = []
-        supervisor.while_down("db-0", lambda: seen.append(before.poll()))
+        supervisor.while_down("db-0", lambda: seen.append(before.returncode))
         assert seen and seen[0] is not None, "the action ran once the replica had exited"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
