@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from local_helpers import write_small_design
 
 from bascule.errors import TargetError
+from bascule.model.loading import read_design
 from bascule.stack.auth import verify_token
 from bascule.stack.spawn import (
     FORK_SERVER_ENV,
@@ -30,7 +32,9 @@ from bascule.stack.supervisor import (
     SupervisorEvent,
     process_start_time,
 )
+from bascule.targets.local.ledger import read_ledger
 from bascule.targets.local.procfs import MARKER_ENV, find_marked
+from bascule.targets.local.stack import LocalStack
 
 pytestmark = pytest.mark.skipif(fork_refusal({}) is not None, reason=str(fork_refusal({})))
 
@@ -205,3 +209,16 @@ def test_the_fallback_switch_and_what_it_says() -> None:
     assert fork_refusal({FORK_SERVER_ENV: "0"}) == f"{FORK_SERVER_ENV}=0"
     assert fork_refusal({FORK_SERVER_ENV: "off"}) is not None
     assert fork_refusal({FORK_SERVER_ENV: "1"}) is None
+
+
+def test_the_local_stack_starts_cold_when_told_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FORK_SERVER_ENV, "0")
+    path = write_small_design(tmp_path)
+    said: list[str] = []
+    stack = LocalStack.start(read_design(path), path, tmp_path / "run", timeout=60, progress=said.append)
+    try:
+        assert f"services start cold ({FORK_SERVER_ENV}=0)" in said
+        assert all(isinstance(r.process, ColdProcess) for r in stack.supervisor.replicas())
+        assert "fork-server" not in {p.name for p in read_ledger(stack.ledger.path).processes}
+    finally:
+        stack.stop()

@@ -17,6 +17,9 @@ from bascule.model.catalog import Sovereignty
 from bascule.model.loading import read_design
 from bascule.probes.grading import grade_answer
 from bascule.stack.corpus import GoldenQuestion, load_golden_set
+from bascule.stack.spawn import fork_refusal
+from bascule.targets.local.ledger import read_ledger
+from bascule.targets.local.procfs import process_alive
 from bascule.targets.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +64,20 @@ def test_cold_start_and_entry_points(stack: LocalStack) -> None:
     assert set(stack.entries()) == {"aws/us-east-1", "scaleway/fr-par"}
     assert stack.timings.ready < 30
     assert all(r.pid is not None for r in stack.supervisor.replicas())
+
+
+def test_the_services_are_forked_from_a_fork_server_named_in_the_ledger(stack: LocalStack) -> None:
+    if fork_refusal() is not None:
+        pytest.skip(str(fork_refusal()))
+    ledger = read_ledger(stack.ledger.path)
+    (server,) = [p for p in ledger.processes if p.name == "fork-server"]
+    assert process_alive(server.pid, server.start_time)
+    for replica in stack.supervisor.replicas():
+        assert replica.pid is not None
+        stat = Path(f"/proc/{replica.pid}/stat").read_text()
+        assert int(stat[stat.rindex(")") + 2 :].split()[1]) == server.pid, replica.spec.name
+    recorded = {(p.pid, p.start_time) for p in ledger.processes}
+    assert {(r.pid, r.start_time) for r in stack.supervisor.replicas()} <= recorded
 
 
 def test_golden_set_with_every_service_healthy(stack: LocalStack) -> None:
