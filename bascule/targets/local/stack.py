@@ -170,8 +170,10 @@ class LocalStack:
         server: ControlServer | None = None
         forks: ForkServer | None = None
         try:
-            # First: its imports go on while the network is set up.
-            forks = _start_fork_server(run_dir, marker, ledger, say)
+            # First: its imports go on while the network is set up. Own services start cold: a
+            # design of only those has no use for it.
+            if any(r.kind is not ProcessKind.SERVICE for r in stack_layout.replicas):
+                forks = _start_fork_server(run_dir, marker, ledger, say)
             dns_port = dns.start()
             for proto in ("udp", "tcp"):
                 ledger.append(PortRecord(proto, dns_port, "dns", time.time()))
