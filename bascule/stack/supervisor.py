@@ -8,6 +8,10 @@ Processes run in their own session so that a signal reaches the whole process, a
 is recorded with its kernel start time so that a PID reused by an unrelated process is never
 signalled (see :func:`process_start_time`).
 
+A process is started cold (a fresh interpreter) or, given a fork server, the reference stack's
+services are forked from it (`bascule.stack.spawn`); either way the supervisor holds the same kind
+of handle, and kills, pauses, restarts and stops it alike.
+
 A replica announces its address by printing ``listening on http://HOST:PORT`` once it accepts
 connections; the supervisor reads that line, so every replica can bind port 0. A process that
 cannot say so (the user's own service) is given its port and counts as started once it accepts a
