@@ -275,7 +275,7 @@ class FaultBoard:
         body = {"frozen": False, "catch_up": self._catch_up.pop(replica, None)}
         self._store_admin(replica, "index", body, "let its index catch up")
 
-    def _store_admin(self, replica: str, path: str, body: Mapping[str, object], what: str) -> None:
+    def _store_admin(self, replica: str, path: str, body: Mapping[str, object] | None, what: str) -> None:
         try:
             url = self._supervisor.replica(replica).url
         except TargetError as exc:
@@ -284,7 +284,10 @@ class FaultBoard:
             raise FaultError(f"store {replica} is not running: cannot {what}")
         try:
             response = httpx.post(
-                f"{url}/v1/admin/{path}", json=body, timeout=_ADMIN_TIMEOUT_S, trust_env=False
+                f"{url}/v1/admin/{path}",
+                json=None if body is None else dict(body),
+                timeout=_ADMIN_TIMEOUT_S,
+                trust_env=False,
             )
         except httpx.HTTPError as exc:
             raise FaultError(f"store {replica} could not {what}: {exc}") from exc
@@ -300,18 +303,7 @@ class FaultBoard:
             except TargetError as exc:
                 raise FaultError(str(exc)) from exc
             return
-        try:
-            url = self._supervisor.replica(replica).url
-        except TargetError as exc:
-            raise FaultError(str(exc)) from exc
-        if url is None:
-            raise FaultError(f"store {replica} is not running: there is nothing to wipe")
-        try:
-            response = httpx.post(f"{url}/v1/admin/wipe", timeout=_ADMIN_TIMEOUT_S, trust_env=False)
-        except httpx.HTTPError as exc:
-            raise FaultError(f"store {replica} could not be wiped: {exc}") from exc
-        if response.status_code != 200:
-            raise FaultError(f"store {replica} refused the wipe: HTTP {response.status_code}")
+        self._store_admin(replica, "wipe", None, "wipe its data")
 
 
 def _run_wipe(replica: str, wipe: OwnWipe, log: Path) -> None:
