@@ -44,6 +44,8 @@ CHAOS = {
     "chaos-mesh.org/v1alpha1/dnschaos": ("DNSChaos", True),
     "chaos-mesh.org/v1alpha1/podchaos": ("PodChaos", True),
 }
+POLICY = {"policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True)}
+"""Served, never changed by bascule: read by ``plan --discover`` (which budgets a deletion breaks)."""
 SERVER_MANAGED = ("resourceVersion", "generation", "managedFields")
 """Metadata a real server changes on every write: left out of deep comparisons."""
 
@@ -154,7 +156,7 @@ class Emulator(kmock.KubernetesEmulator):
             )
         ]
         assert request.resource is not None
-        kind = KINDS.get(_key(request.resource), CHAOS.get(_key(request.resource), ("Object", True)))[0]
+        kind = {**KINDS, **POLICY, **CHAOS}.get(_key(request.resource), ("Object", True))[0]
         return {
             "kind": f"{kind}List",
             "metadata": {"resourceVersion": str(next(self.versions))},
@@ -195,7 +197,7 @@ class Cluster:
 
     async def _serve(self) -> None:
         emulator = Emulator()
-        for key, (kind, namespaced) in {**KINDS, **(CHAOS if self.chaos_mesh else {})}.items():
+        for key, (kind, namespaced) in {**KINDS, **POLICY, **(CHAOS if self.chaos_mesh else {})}.items():
             verbs = {"get", "list", "create", "patch", "delete"}
             emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=verbs)
         async with emulator, kmock.Server(emulator, host="127.0.0.1") as server:
@@ -224,7 +226,7 @@ class Cluster:
     def seed(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store `obj` as the server would have it after a create."""
         obj = copy.deepcopy(obj)
-        kind, namespaced = KINDS.get(resource) or CHAOS[resource]
+        kind, namespaced = KINDS.get(resource) or POLICY.get(resource) or CHAOS[resource]
         obj.setdefault("kind", kind)
         obj.setdefault("apiVersion", resource.rsplit("/", 1)[0])
         meta = obj["metadata"]

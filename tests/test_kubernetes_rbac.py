@@ -20,6 +20,7 @@ from bascule.targets.kubernetes.calls import (
     PermissionScope,
     Verb,
     compute_calls,
+    discovery_permissions,
     identity_permissions,
     permissions,
     probe_permissions,
@@ -31,6 +32,7 @@ EVERY_KIND = [(fault, selector) for _, fault, selector, _ in CASES]
 
 def _adapters_need() -> set[Permission]:
     needed: set[Permission] = set(probe_permissions()) | set(identity_permissions())
+    needed |= discovery_permissions()
     # Pods deleted (the default), and evicted (pod_disruption: evict).
     for world in (mapping(), mapping(TARGET + "pod_disruption: evict\n")):
         facts = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in world.contexts}

@@ -199,7 +199,8 @@ def plan(
     """Show what a run would do, without running anything: the timeline in incident and run time,
     the blast radius of each phase, and the findings (hidden dependencies, sovereignty). With
     --target kubernetes, every API call (verb, kind, namespace/name, field changes) each action
-    would make — and none is made; --discover only reads which APIs each cluster serves.
+    would make — and none is made; --discover only reads which APIs each cluster serves and the
+    PodDisruptionBudgets a deletion or eviction would break.
 
     [b]Example[/b]:
       bascule plan scenarios/incidents/aws-us-east-1-2025-10-20.yaml -d designs/active-passive-sovereign.yaml

@@ -154,7 +154,8 @@ register(
             TargetOption(
                 "discover",
                 "flag",
-                "Kubernetes: ask each cluster what it serves (GET only; Chaos Mesh).",
+                "Kubernetes: ask each cluster what it serves and holds (GET only): Chaos Mesh, and "
+                "the PodDisruptionBudgets a deletion would break.",
                 verbs=("plan",),
             ),
         ),

@@ -26,9 +26,9 @@ from kubernetes import client as k8s_client  # type: ignore[import-untyped]
 from kubernetes import config as k8s_config
 
 from bascule.errors import TargetError
-from bascule.targets.kubernetes.calls import ClusterFacts
+from bascule.targets.kubernetes.calls import ClusterFacts, DisruptionFacts, disruption_facts
 from bascule.targets.kubernetes.mapping import TargetFile, selector_text
-from bascule.targets.kubernetes.resources import CHAOS_GROUP, CHAOS_VERSION, Resource
+from bascule.targets.kubernetes.resources import CHAOS_GROUP, CHAOS_VERSION, NODES, PDBS, PODS, Resource
 
 __all__ = [
     "CONFIRM_ENV",
@@ -240,11 +240,24 @@ def connected(target: TargetFile, kubeconfig: str | Path | None = None) -> Itera
             api.close()
 
 
-def discover(apis: Mapping[str, KubeApi]) -> dict[str, ClusterFacts]:
-    """What each cluster serves that the call plan depends on: Chaos Mesh's resources. GET only."""
-    return {
-        context: ClusterFacts(chaos=api.served(CHAOS_GROUP, CHAOS_VERSION)) for context, api in apis.items()
-    }
+def discover(apis: Mapping[str, KubeApi], namespaces: Sequence[str] = ()) -> dict[str, ClusterFacts]:
+    """What each cluster serves and holds that the call plan depends on: Chaos Mesh's resources;
+    and, when `namespaces` (those the target file maps) are given, their PodDisruptionBudgets and
+    pods and the nodes, to tell which budgets an action would break. GET only."""
+    out: dict[str, ClusterFacts] = {}
+    for context, api in apis.items():
+        disruption = None
+        if namespaces:
+            try:
+                budgets = [b for ns in namespaces for b in api.list(PDBS, ns)]
+                pods = [p for ns in namespaces for p in api.list(PODS, ns)]
+                disruption = disruption_facts(namespaces, budgets, pods, api.list(NODES, None))
+            except UnreachableError:
+                raise
+            except TargetError as exc:  # e.g. a 403: RBAC without `list poddisruptionbudgets`
+                disruption = DisruptionFacts(tuple(namespaces), unread=str(exc))
+        out[context] = ClusterFacts(chaos=api.served(CHAOS_GROUP, CHAOS_VERSION), disruption=disruption)
+    return out
 
 
 def is_local_server(url: str) -> bool:

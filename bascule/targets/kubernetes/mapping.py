@@ -313,6 +313,10 @@ class KubeMapping:
         region = self.target.regions[region_id]
         return {**workload.selector, **region.pods}
 
+    def namespaces(self) -> list[str]:
+        """The namespaces the components are mapped to, protected ones left out (never acted on)."""
+        return sorted({w.namespace for w in self.target.components.values()} - self.protected)
+
     def regions_in(self, context: str) -> list[str]:
         return [rid for rid, region in self.target.regions.items() if region.context == context]
 

@@ -115,7 +115,8 @@ class KubePackage:
         self, built: Plan, design: Design, values: Mapping[str, OptionValue]
     ) -> PlanDescription | Refusal:
         """Every API call each action would make (none is made); with ``discover``, what each
-        cluster serves is read first (GET only). Raises `ScenarioError` for a bad target file."""
+        cluster serves, and the PodDisruptionBudgets, pods and nodes of the mapped namespaces, are
+        read first (GET only). Raises `ScenarioError` for a bad target file."""
         from bascule.targets.kubernetes.calls import ClusterFacts, check_plan, render_plan_calls
         from bascule.targets.kubernetes.cluster import connected, discover
         from bascule.targets.kubernetes.mapping import bind, read_target
@@ -127,7 +128,7 @@ class KubePackage:
         facts: dict[str, ClusterFacts | None] = {}
         if options.discover:
             with connected(mapping.target, options.kubeconfig) as apis:
-                facts.update(discover(apis))
+                facts.update(discover(apis, mapping.namespaces()))
         return PlanDescription(
             tuple(render_plan_calls(built, mapping, facts)), tuple(check_plan(built, mapping, facts))
         )

@@ -23,6 +23,7 @@ __all__ = [
     "NETWORK_CHAOS",
     "NETWORK_POLICIES",
     "NODES",
+    "PDBS",
     "PODS",
     "POD_CHAOS",
     "POD_EVICTION",
@@ -93,6 +94,8 @@ DEPLOYMENT_SCALE: Final = Resource("apps", "v1", "deployments", "Deployment", Tr
 STATEFULSET_SCALE: Final = Resource("apps", "v1", "statefulsets", "StatefulSet", True, "scale")
 HPAS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True)
 NETWORK_POLICIES: Final = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True)
+PDBS: Final = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True)
+"""Only read (``plan --discover``): which budgets an action would break."""
 
 CHAOS_GROUP: Final = "chaos-mesh.org"
 CHAOS_VERSION: Final = "v1alpha1"

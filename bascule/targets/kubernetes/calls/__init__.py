@@ -37,9 +37,11 @@ What each fault kind does (docs/kubernetes.md has the full table):
 By concern: `model` (calls, plans, refusals), `builder` (the checks and calls every family shares),
 one module per fault family — `workloads` (pods, nodes, controllers, volumes), `policies`
 (NetworkPolicies), `hops` (the touched hops' callees: scaling, Chaos Mesh) and `dns` —, `compute`
-(the table from fault kind to planner, `compute_calls`) and `rbac`.
+(the table from fault kind to planner, `compute_calls`), `budgets` (which PodDisruptionBudgets an
+action's pod calls would break, from what discovery read) and `rbac`.
 """
 
+from bascule.targets.kubernetes.calls.budgets import DisruptionFacts, budget_lines, disruption_facts
 from bascule.targets.kubernetes.calls.compute import check_plan, compute_calls, render_plan_calls
 from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE, coredns_block, corefile_with
 from bascule.targets.kubernetes.calls.model import (
@@ -56,6 +58,7 @@ from bascule.targets.kubernetes.calls.model import (
 from bascule.targets.kubernetes.calls.rbac import (
     Permission,
     PermissionScope,
+    discovery_permissions,
     identity_permissions,
     permissions,
     probe_permissions,
@@ -68,16 +71,20 @@ __all__ = [
     "CallPlan",
     "ChangeMode",
     "ClusterFacts",
+    "DisruptionFacts",
     "FieldChange",
     "Permission",
     "PermissionScope",
     "Refusal",
     "RefusalRule",
     "Verb",
+    "budget_lines",
     "check_plan",
     "compute_calls",
     "coredns_block",
     "corefile_with",
+    "discovery_permissions",
+    "disruption_facts",
     "identity_permissions",
     "object_name",
     "permissions",

@@ -9,6 +9,7 @@ from bascule import faults
 from bascule.faults import Fault
 from bascule.plan.model import ActionOp, Plan, Touch
 from bascule.targets.kubernetes.calls import answers, hops, policies, workloads
+from bascule.targets.kubernetes.calls.budgets import budget_lines
 from bascule.targets.kubernetes.calls.builder import Builder
 from bascule.targets.kubernetes.calls.dns import dns
 from bascule.targets.kubernetes.calls.model import CallPlan, ClusterFacts, RefusalRule, RefusedError
@@ -97,7 +98,8 @@ def check_plan(
 def render_plan_calls(
     plan: Plan, mapping: KubeMapping, facts: Mapping[str, ClusterFacts | None], *, run_id: str = "plan"
 ) -> list[str]:
-    """What `bascule plan --target kubernetes` prints: each action with the calls it makes."""
+    """What `bascule plan --target kubernetes` prints: each action with the calls it makes, and
+    for an action that takes pods, the PodDisruptionBudgets it would break (`budget_lines`)."""
     lines: list[str] = []
     for action in plan.actions:
         phase = plan.phases[action.phase]
@@ -108,6 +110,8 @@ def render_plan_calls(
         found = compute_calls(action.fault, phase.touch, mapping, facts, run_id=run_id, key=action.key)
         if action.op is ActionOp.APPLY:
             lines += [f"    {line}" for line in found.lines()]
+            if found.refusal is None:
+                lines += [f"    {line}" for line in budget_lines(found.calls, facts)]
         elif found.refusal is None:
             for call in reversed(found.calls):
                 undo = ", ".join(f"{verb.value} {res.kind}" for res, verb in call.undo()) or "nothing (final)"

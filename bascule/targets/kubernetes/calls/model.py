@@ -8,10 +8,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bascule.targets.kubernetes.mapping import selector_text
 from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, Resource
+
+if TYPE_CHECKING:
+    from bascule.targets.kubernetes.calls.budgets import DisruptionFacts
 
 __all__ = [
     "Call",
@@ -198,6 +201,8 @@ class ClusterFacts:
 
     chaos: frozenset[str] = frozenset()
     """Chaos Mesh resources served (plural names: ``networkchaos``, ``podchaos``, …)."""
+    disruption: DisruptionFacts | None = None
+    """The PodDisruptionBudgets, pods and nodes read (`calls.budgets`); None: not read."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,16 @@ from enum import StrEnum
 
 from bascule.targets.kubernetes.calls.dns import COREDNS_NAME, COREDNS_NAMESPACE
 from bascule.targets.kubernetes.calls.model import Call, Verb
-from bascule.targets.kubernetes.resources import CONFIGMAPS, PVCS, Resource
+from bascule.targets.kubernetes.resources import CONFIGMAPS, PDBS, PVCS, Resource
 
-__all__ = ["Permission", "PermissionScope", "identity_permissions", "permissions", "probe_permissions"]
+__all__ = [
+    "Permission",
+    "PermissionScope",
+    "discovery_permissions",
+    "identity_permissions",
+    "permissions",
+    "probe_permissions",
+]
 
 
 class PermissionScope(StrEnum):
@@ -65,3 +72,15 @@ def probe_permissions() -> frozenset[Permission]:
 def identity_permissions() -> frozenset[Permission]:
     """What reading a cluster's identity takes (confirmation): the ``kube-system`` namespace."""
     return frozenset({Permission(PermissionScope.CLUSTER, "", "namespaces", Verb.GET, "kube-system")})
+
+
+def discovery_permissions() -> frozenset[Permission]:
+    """What ``bascule plan --discover`` reads to tell which PodDisruptionBudgets an action breaks:
+    the budgets and pods of the mapped namespaces, and the nodes (pods placed in regions)."""
+    return frozenset(
+        {
+            Permission(PermissionScope.WORKLOADS, PDBS.group, PDBS.rbac_name, Verb.LIST),
+            Permission(PermissionScope.WORKLOADS, "", "pods", Verb.LIST),
+            Permission(PermissionScope.CLUSTER, "", "nodes", Verb.LIST),
+        }
+    )
