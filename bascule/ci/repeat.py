@@ -9,6 +9,7 @@ fail again. Its exit code is then the repeat's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from bascule.ci.results import RunResult, read_result, run
 from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.reports.files import write_reports
 from bascule.reports.model import Result
+from bascule.targets.local.shared import shared_fork_server
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
 from bascule.verdicts.context import with_repeat
@@ -187,11 +189,14 @@ def repeat(
             stack_timeout=stack_timeout,
         )
 
-    return run_repeated(
-        run_once,
-        repeats,
-        Path(out),
-        min_score=min_score,
-        baseline=None if baseline is None else Path(baseline),
-        design_file=design_path,
-    )
+    # The runs share one fork server when they run on this machine (`shared_fork_server`).
+    sharing = shared_fork_server(Path(out)) if target == "local" else contextlib.nullcontext()
+    with sharing:
+        return run_repeated(
+            run_once,
+            repeats,
+            Path(out),
+            min_score=min_score,
+            baseline=None if baseline is None else Path(baseline),
+            design_file=design_path,
+        )

@@ -29,6 +29,7 @@ from bascule.reports.junit import render_junit
 from bascule.reports.model import Result
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort
+from bascule.targets.local.shared import shared_fork_server
 
 __all__ = [
     "SuiteCase",
@@ -182,31 +183,35 @@ def run_suite(
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_done: Callable[[int, SuiteCase, RunResult], None] | None = None,
     abort: Abort | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SuiteOutcome:
     """Run every case in turn into ``out_dir/<scenario>--<design>/``, then write ``suite.md``,
     ``suite.json`` and ``junit.xml`` into `out_dir`. Once `abort` is set (a signal, see
     `bascule.runner.interrupt`), the run in progress ends and no further case starts. With
-    `otlp_timeline`, each run's timeline is sent there as OpenTelemetry spans (one trace a run)."""
+    `otlp_timeline`, each run's timeline is sent there as OpenTelemetry spans (one trace a run).
+    The runs share one fork server (`shared_fork_server`, its ledger in `out_dir`); `say` is told
+    its PID."""
     prepare_run_directory(out_dir)
     done: list[tuple[SuiteCase, RunResult]] = []
     stop = abort or Abort()
-    for index, case in enumerate(cases):
-        if stop.is_set:
-            break
-        if on_start is not None:
-            on_start(index, case)
-        result = run(
-            case.scenario,
-            design=case.design,
-            out=out_dir / case.slug,
-            min_score=min_score,
-            stack_timeout=stack_timeout,
-            otlp_timeline=otlp_timeline,
-            abort=stop.child(),
-        )
-        done.append((case, result))
-        if on_done is not None:
-            on_done(index, case, result)
+    with shared_fork_server(out_dir, say=say):
+        for index, case in enumerate(cases):
+            if stop.is_set:
+                break
+            if on_start is not None:
+                on_start(index, case)
+            result = run(
+                case.scenario,
+                design=case.design,
+                out=out_dir / case.slug,
+                min_score=min_score,
+                stack_timeout=stack_timeout,
+                otlp_timeline=otlp_timeline,
+                abort=stop.child(),
+            )
+            done.append((case, result))
+            if on_done is not None:
+                on_done(index, case, result)
     interrupted = stop.reason if stop.is_set else None
     not_run = tuple(cases[len(done) :])
     codes = [r.exit_code for _, r in done] + ([ExitCode.ABORTED] if interrupted else [])

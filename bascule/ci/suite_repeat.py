@@ -20,6 +20,7 @@ from bascule.ci.repeat import RepeatOutcome, final_document, run_repeated
 from bascule.ci.results import RunResult, run
 from bascule.ci.suite import SuiteCase, suite_exit_code
 from bascule.reports.junit_repeat import render_junit_repeats
+from bascule.targets.local.shared import shared_fork_server
 from bascule.verdicts import RepeatSummary, Verdict
 from bascule.verdicts.render import render_flaky_lines
 
@@ -113,44 +114,47 @@ def run_suite_repeated(
     on_start: Callable[[int, SuiteCase], None] | None = None,
     on_run: Callable[[int, SuiteCase, int, RunResult], None] | None = None,
     on_done: Callable[[int, SuiteCase, RepeatSummary], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SuiteRepeatOutcome:
     """Run every case `repeats` times, judge each, then write ``suite.md``, ``suite.json`` and
     ``junit.xml`` into `out_dir`. An item whose run did not complete stops that item's repeats
-    (an interrupt: exit 3 — and the suite stops there too)."""
+    (an interrupt: exit 3 — and the suite stops there too). All the runs share one fork server
+    (`shared_fork_server`, its ledger in `out_dir`); `say` is told its PID."""
     out_dir.mkdir(parents=True, exist_ok=True)
     done: list[tuple[SuiteCase, RepeatOutcome]] = []
-    for index, case in enumerate(cases):
-        if on_start is not None:
-            on_start(index, case)
+    with shared_fork_server(out_dir, say=say):
+        for index, case in enumerate(cases):
+            if on_start is not None:
+                on_start(index, case)
 
-        def run_once(k: int, run_dir: Path, case: SuiteCase = case) -> RunResult:
-            return run(
-                case.scenario,
-                design=case.design,
-                out=run_dir,
+            def run_once(k: int, run_dir: Path, case: SuiteCase = case) -> RunResult:
+                return run(
+                    case.scenario,
+                    design=case.design,
+                    out=run_dir,
+                    min_score=min_score,
+                    stack_timeout=stack_timeout,
+                    otlp_timeline=otlp_timeline,
+                )
+
+            def ran(k: int, result: RunResult, index: int = index, case: SuiteCase = case) -> None:
+                if on_run is not None:
+                    on_run(index, case, k, result)
+
+            outcome = run_repeated(
+                run_once,
+                repeats,
+                out_dir / case.slug,
                 min_score=min_score,
-                stack_timeout=stack_timeout,
-                otlp_timeline=otlp_timeline,
+                baseline=baseline,
+                design_file=case.design,
+                on_done=ran,
             )
-
-        def ran(k: int, result: RunResult, index: int = index, case: SuiteCase = case) -> None:
-            if on_run is not None:
-                on_run(index, case, k, result)
-
-        outcome = run_repeated(
-            run_once,
-            repeats,
-            out_dir / case.slug,
-            min_score=min_score,
-            baseline=baseline,
-            design_file=case.design,
-            on_done=ran,
-        )
-        done.append((case, outcome))
-        if on_done is not None:
-            on_done(index, case, outcome.summary)
-        if any(r.reason.startswith("interrupted by") for r in outcome.results):
-            break
+            done.append((case, outcome))
+            if on_done is not None:
+                on_done(index, case, outcome.summary)
+            if any(r.reason.startswith("interrupted by") for r in outcome.results):
+                break
     code = suite_exit_code(o.exit_code for _, o in done)
     summary: dict[str, Any] = {
         "schema": "bascule.suite/1",

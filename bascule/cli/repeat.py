@@ -10,6 +10,7 @@ a run was aborted or met a target error (the repeats stop there).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from bascule.cli.reporting import append_step_summary
 from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.runner.run import RunOptions
+from bascule.targets.local.shared import shared_fork_server
 from bascule.verdicts import RepeatSummary, Verdict, render_repeat_lines
 
 __all__ = ["repeat_run", "repeat_suite"]
@@ -68,15 +70,22 @@ def repeat_run(
         console.print(line, highlight=False)
 
     design = options.design or scenario_design_path(options.scenario, read_scenario(options.scenario))
-    outcome = run_repeated(
-        run_once,
-        repeats,
-        out_dir,
-        min_score=min_score,
-        baseline=baseline,
-        design_file=design,
-        on_done=done,
+    # The runs share one fork server when they run on this machine (`shared_fork_server`).
+    sharing = (
+        shared_fork_server(out_dir, say=lambda line: console.print(line, highlight=False))
+        if options.target.name == "local"
+        else contextlib.nullcontext()
     )
+    with sharing:
+        outcome = run_repeated(
+            run_once,
+            repeats,
+            out_dir,
+            min_score=min_score,
+            baseline=baseline,
+            design_file=design,
+            on_done=done,
+        )
     style = {"pass": "green", "fail": "red"}.get(outcome.summary.verdict.value, "yellow")
     for index, line in enumerate(render_repeat_lines(outcome.summary)):
         console.print(
@@ -130,6 +139,7 @@ def repeat_suite(
         on_start=started,
         on_run=ran,
         on_done=judged,
+        say=lambda line: console.print(line, highlight=False),
     )
     passed = sum(1 for _, o in outcome.items if o.summary.verdict is Verdict.PASS)
     flaky = sum(1 for _, o in outcome.items if o.summary.flaky)

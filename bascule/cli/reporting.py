@@ -22,6 +22,7 @@ from bascule.reports.model import Result
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
+from bascule.targets.local.shared import shared_fork_server
 from bascule.targets.registry import choose
 from bascule.verdicts.model import parse_repeat
 
@@ -179,7 +180,9 @@ def compare_command(
             raise typer.Exit(ExitCode.INVALID_INPUT)
         total = len(designs) * len(scenarios)
         pairs = [(scenario, design) for scenario in scenarios for design in designs]
-        with signals(Abort()) as abort:
+        # The runs share one fork server (`shared_fork_server`, its ledger in the target).
+        sharing = shared_fork_server(target, say=lambda line: out.print(line, highlight=False))
+        with signals(Abort()) as abort, sharing:
             for done, (scenario, design) in enumerate(pairs, start=1):
                 if abort.is_set:
                     break

@@ -116,6 +116,7 @@ def suite_command(
             on_start=started,
             on_done=finished,
             abort=abort,
+            say=lambda line: out.print(line, highlight=False),
         )
     passed = sum(1 for _, r in outcome.results if r.passed)
     style = "green" if outcome.exit_code == 0 else "red"

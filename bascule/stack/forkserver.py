@@ -19,7 +19,8 @@ one thread after the imports) and exits. Then, per message:
   `subprocess.Popen` says it), but the child is left a zombie — its PID cannot be reused — until
   ``{"reap": PID}`` comes back: the supervisor signals a process group only while it knows the
   process has not been reaped;
-- the end of the channel (the run ended, or died) ends the server; its children live on, as
+- the end of the channel (the run — or the command whose runs share this server — ended, or
+  died) ends the server; its children live on, as
   `subprocess.Popen`'s do, for the supervisor to stop or for `bascule recover` to find.
 """
 

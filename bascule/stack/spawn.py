@@ -248,8 +248,9 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """The client side of one run's fork server (`bascule.stack.forkserver`): started at once,
-    its imports go on while the caller does other things; the first `spawn` waits for them."""
+    """The client side of a fork server (`bascule.stack.forkserver`) — one run's, or one lent to
+    every run of a command (`bascule.targets.local.shared`): started at once, its imports go on
+    while the caller does other things; the first `spawn` waits for them."""
 
     def __init__(self, popen: subprocess.Popen[bytes], control: socket.socket, log_path: Path) -> None:
         self._popen = popen

@@ -161,11 +161,13 @@ class Supervisor:
         listener: Listener | None = None,
         poll_interval: float = 0.02,
         fork_server: ForkServer | None = None,
+        stop_fork_server: bool = True,
     ) -> None:
         """With `fork_server`, the reference stack's services are forked from it (others start
-        cold, and so does every process once it cannot fork); `stop` ends it."""
+        cold, and so does every process once it cannot fork); `stop` ends it, unless
+        `stop_fork_server` is False (a server lent by its owner, who stops it)."""
         self.log_dir = log_dir
-        self._fork_server = fork_server
+        self._fork_server = fork_server if stop_fork_server else None
         self._forks = fork_server
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._listeners: list[Listener] = [listener] if listener else []

@@ -3,6 +3,7 @@ for a plan, recovered after a killed run."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,12 @@ class LocalPackage:
         return recover(run_dir, grace=grace)
 
     def unfinished_runs(self, root: Path) -> list[Path]:
+        """Run directories under `root` whose ledger is unfinished: a run's (``root/RUN``), a
+        command's shared fork server's (``root/SUITE``, `shared`) and the runs of that command
+        (``root/SUITE/RUN``, ``root/SUITE/ITEM/run-K`` with ``--repeat``)."""
         found: list[Path] = []
-        for ledger in sorted(root.glob(f"*/{LEDGER_FILE}")):
+        ledgers = (root.glob("/".join(["*"] * depth + [LEDGER_FILE])) for depth in (1, 2, 3))
+        for ledger in sorted(itertools.chain.from_iterable(ledgers)):
             try:
                 state = read_ledger(ledger)
             except OSError:

@@ -68,6 +68,7 @@ from bascule.targets.local.procfs import MARKER_ENV, process_alive, signal_proce
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.scaler import Autoscaler
 from bascule.targets.local.scrape import ScrapeTargets
+from bascule.targets.local.shared import lent_fork_server
 from bascule.targets.otlp import otlp_environment
 
 __all__ = ["LEDGER_FILE", "STATE_FILE", "LocalStack", "StackTimings", "read_state"]
@@ -169,11 +170,15 @@ class LocalStack:
         supervisor: Supervisor | None = None
         server: ControlServer | None = None
         forks: ForkServer | None = None
+        lent = False
         try:
             # First: its imports go on while the network is set up. Own services start cold: a
             # design of only those has no use for it.
             if any(r.kind is not ProcessKind.SERVICE for r in stack_layout.replicas):
-                forks = _start_fork_server(run_dir, marker, ledger, say)
+                forks = _lent_fork_server(ledger, say)
+                lent = forks is not None
+                if forks is None:
+                    forks = _start_fork_server(run_dir, marker, ledger, say)
             dns_port = dns.start()
             for proto in ("udp", "tcp"):
                 ledger.append(PortRecord(proto, dns_port, "dns", time.time()))
@@ -187,7 +192,7 @@ class LocalStack:
                 ledger.append(PortRecord("tcp", ports[route.name], f"route {route.name}", time.time()))
             say(f"DNS on 127.0.0.1:{dns_port}, {len(ports)} routes")
             timings = StackTimings(network=time.monotonic() - began)
-            supervisor = Supervisor(run_dir / "logs", fork_server=forks)
+            supervisor = Supervisor(run_dir / "logs", fork_server=forks, stop_fork_server=not lent)
             board = FaultBoard(plane, dns, supervisor)
             if control:
                 server = ControlServer(plane=plane, dns=dns, supervisor=supervisor, board=board)
@@ -255,7 +260,7 @@ class LocalStack:
                 with contextlib.suppress(Exception):
                     supervisor.stop(timeout=3.0)
                     stopped = True
-            elif forks is not None:
+            elif forks is not None and not lent:
                 forks.stop()
             if server is not None:
                 server.stop()
@@ -548,6 +553,20 @@ def _start_fork_server(
     if start_time is not None:
         ledger.append(ProcessRecord("fork-server", forks.pid, start_time, time.time()))
     say(f"fork server pid {forks.pid}: the services are forked from it")
+    return forks
+
+
+def _lent_fork_server(ledger: Ledger, say: Callable[[str], None]) -> ForkServer | None:
+    """The fork server of the command whose runs share one (`shared`), named in this run's ledger
+    too; None when there is none, or it died (the run then starts its own)."""
+    forks = lent_fork_server()
+    if forks is None:
+        return None
+    start_time = process_start_time(forks.pid)
+    if start_time is None:
+        return None
+    ledger.append(ProcessRecord("fork-server", forks.pid, start_time, time.time()))
+    say(f"fork server pid {forks.pid} (shared by this command's runs): the services are forked from it")
     return forks
 
 
