@@ -88,7 +88,9 @@ __all__ = [
     "TokenRate",
     "Ttft",
     "dump_proxy_fault",
+    "in_force",
     "parse_proxy_fault",
+    "strikes_nothing",
 ]
 
 
@@ -249,6 +251,26 @@ ProxyFault = Pass | Blackhole | Refuse | Hang | Latency | HttpError | Throttle |
 _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
     cls.mode: cls for cls in (Pass, Blackhole, Refuse, Hang, Latency, HttpError, Throttle)
 } | _ANSWER_STATES
+
+
+def strikes_nothing(state: ProxyFault) -> bool:
+    """Whether a state on answers leaves every answer as it came, whatever the hop answers: a stall
+    of 0 s, a ratio of 0 to degrade or to drop. Faults that act on every answer they meet
+    (token-rate's headers, model-swap's relabelling) or whose strike depends on the answer (a stream
+    cut after N events) are not idle here: their shapers pass, answer by answer, what they do not
+    act on (`proxy.answers.Shaper.acts_on`)."""
+    match state:
+        case Ttft():
+            return state.delay == 0.0
+        case Degrade() | PartialIndex():
+            return state.ratio == 0.0
+    return False
+
+
+def in_force(state: ProxyFault) -> ProxyFault:
+    """What a route's connections carry out while the route is in `state`: `Pass` (the relay's fast
+    path, nothing framed, nothing counted as faulted) when it `strikes_nothing`, else `state`."""
+    return Pass() if strikes_nothing(state) else state
 
 
 def dump_proxy_fault(state: ProxyFault) -> dict[str, object]:

@@ -30,6 +30,12 @@ from bascule.targets.local.faultstate import (
     TokenRate,
     Ttft,
 )
+from bascule.targets.local.proxy.degradetext import (
+    answer_texts,
+    corrupt_events,
+    degrade_text,
+    rewrite_answers,
+)
 from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.framing import RequestHead, render_response
 from bascule.targets.local.proxy.responses import (
@@ -67,11 +73,6 @@ _TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
 _TAIL: Final = 64
 _RATE_HEADERS: Final = frozenset(
     {b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"}
-)
-_ANSWER_KEYS: Final = frozenset({"content", "answer"})
-_ROT_LETTERS: Final = str.maketrans(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
-    "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM5678901234",
 )
 
 
@@ -146,72 +147,6 @@ def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> by
     )
 
 
-# -- wrong answers (pure) -------------------------------------------------------------------------
-
-
-def degrade_text(
-    text: str,
-    how: DegradeHow,
-    before: str | None,
-    *,
-    tokens: float = 0.1,
-    draw: Callable[[], float] = lambda: 0.0,
-) -> str:
-    """`text` made wrong as `how` says; `before` is the route's previous other answer (for swap);
-    with `DegradeHow.TOKENS`, each word is replaced when `draw()` is below `tokens`."""
-    if how is DegradeHow.CORRUPT:
-        return text.translate(_ROT_LETTERS)
-    if how is DegradeHow.TOKENS:
-        return " ".join(_foreign(w) if w and draw() < tokens else w for w in text.split(" "))
-    if how is DegradeHow.SWAP and before is not None:
-        return before
-    words = text.split(" ")
-    return " ".join(words[: len(words) // 2])
-
-
-def _foreign(word: str) -> str:
-    # Thai letters (U+0E01…): another script in an English answer, as the 2025-08 token corruption.
-    return "".join(chr(0x0E01 + ord(c) % 46) for c in word)
-
-
-def _rewrite(value: object, change: Callable[[str], str]) -> object:
-    if isinstance(value, dict):
-        return {
-            k: change(v) if k in _ANSWER_KEYS and isinstance(v, str) else _rewrite(v, change)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_rewrite(v, change) for v in value]
-    return value
-
-
-def _answer_texts(value: object) -> list[str]:
-    if isinstance(value, dict):
-        return [
-            t
-            for k, v in value.items()
-            for t in ([v] if k in _ANSWER_KEYS and isinstance(v, str) else _answer_texts(v))
-        ]
-    if isinstance(value, list):
-        return [t for v in value for t in _answer_texts(v)]
-    return []
-
-
-def _corrupt_events(data: bytes, change: Callable[[str], str]) -> bytes:
-    """Server-sent events with the answer text of each ``data:`` JSON changed."""
-    lines = data.split(b"\n")
-    for i, line in enumerate(lines):
-        if not line.startswith(b"data:"):
-            continue
-        try:
-            document = json.loads(line[5:])
-        except ValueError:
-            continue
-        changed = _rewrite(document, change)
-        lines[i] = b"data: " + json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
-    return b"\n".join(lines)
-
-
 # -- shapers --------------------------------------------------------------------------------------
 
 
@@ -226,6 +161,8 @@ class Shaper:
         self.synced = synced
         self.head: ResponseHead | None = None
         self.done = False
+        self.passing = False
+        """The response under way is one the fault does not act on (`acts_on`)."""
         self.leaving = False
         """The state has left: the response under way passes as it comes, re-framed (see `release`)."""
 
@@ -249,24 +186,51 @@ class Shaper:
             self.emit_eof()
 
     def pieces(self, pieces: list[Piece]) -> None:
+        # A response the fault does not act on (`acts_on`) goes out as the base class frames it,
+        # its bytes gathered and written at once: one write per upstream read, as with no fault.
+        out: list[bytes] = []
         for piece in pieces:
             if self.done:
-                return
+                break
             match piece:
                 case Head(head):
                     self.head = head
-                    self.on_head(head)
+                    self.passing = not self.acts_on(head)
+                    if self.passing:
+                        out.append(head.render())
+                    else:
+                        self.emit_all(out)
+                        self.on_head(head)
                 case Body(payload):
-                    self.on_body(payload)
+                    if self.passing:
+                        out.append(encode_body(self.framing, payload))
+                    else:
+                        self.on_body(payload)
                 case End():
-                    self.on_end()
+                    if not self.passing:
+                        self.on_end()
+                    elif self.framing is Framing.CHUNKED:
+                        out.append(END_CHUNK)
+                    self.passing = False
                     self.head = None
                     if self.leaving:
+                        self.emit_all(out)
                         self.leaving = False
                         self.client.shaper_done()
                         self.done = True  # what follows is the next shaper's, or the relay's
                 case Raw(data):
-                    self.emit(data)
+                    out.append(data)
+        self.emit_all(out)
+
+    def emit_all(self, out: list[bytes]) -> None:
+        if out:
+            self.emit(b"".join(out))
+            out.clear()
+
+    def acts_on(self, head: ResponseHead) -> bool:
+        """Whether the fault may change the response `head` begins (called at its head, before
+        `on_head`); when not, the response passes with no hook called, as the base class frames it."""
+        return True
 
     @property
     def framing(self) -> Framing:
@@ -378,15 +342,24 @@ class CutShaper(Shaper):
         self.carry = b""
         self.skipping = False
 
-    def on_head(self, head: ResponseHead) -> None:
-        super().on_head(head)
+    def acts_on(self, head: ResponseHead) -> bool:
         self.count = 0
         self.carry = b""
         self.skipping = False
-        events = head.content_type == b"text/event-stream"
-        self.counting = head.framing is not Framing.NONE and (
-            self.cut_state.after_bytes is not None or events
-        )
+        limit = self.cut_state.after_bytes
+        if head.framing is Framing.NONE:
+            self.counting = False
+        elif limit is None:
+            self.counting = head.content_type == b"text/event-stream"
+        else:
+            self.counting = True
+            if head.framing is Framing.LENGTH:
+                length = head.header(b"content-length")
+                return length is None or int(length) >= limit  # a shorter body is never cut
+        return self.counting
+
+    def on_head(self, head: ResponseHead) -> None:
+        super().on_head(head)
         if self.counting and (self.cut_state.after_events == 0 or self.cut_state.after_bytes == 0):
             self.cut()
 
@@ -504,22 +477,31 @@ class DegradeShaper(Shaper):
         d = self.degrade
         return degrade_text(text, d.how, before, tokens=d.tokens, draw=self.route.rng.random)
 
+    def acts_on(self, head: ResponseHead) -> bool:
+        return 200 <= head.status < 300 and (self.streamed(head) or self.json_whole(head))
+
+    def streamed(self, head: ResponseHead) -> bool:
+        """An event stream this fault corrupts event by event."""
+        return (
+            head.framing in (Framing.CHUNKED, Framing.CLOSE)
+            and self.degrade.how in (DegradeHow.CORRUPT, DegradeHow.TOKENS)
+            and head.content_type == b"text/event-stream"
+        )
+
+    @staticmethod
+    def json_whole(head: ResponseHead) -> bool:
+        return head.framing is not Framing.NONE and head.content_type == b"application/json"
+
     def on_head(self, head: ResponseHead) -> None:
         self.events = None
-        if (
-            200 <= head.status < 300
-            and head.content_type == b"text/event-stream"
-            and head.framing in (Framing.CHUNKED, Framing.CLOSE)
-            and self.degrade.how in (DegradeHow.CORRUPT, DegradeHow.TOKENS)
-        ):
+        if 200 <= head.status < 300 and self.streamed(head):
             self.body = None
             if self.strikes():
                 self.route.requests_faulted += 1
                 self.events = b""
             super().on_head(head)
             return
-        json_ok = 200 <= head.status < 300 and head.content_type == b"application/json"
-        if json_ok and head.framing is not Framing.NONE:
+        if 200 <= head.status < 300 and self.json_whole(head):
             self.body = bytearray()  # the head waits: its Content-Length may change
         else:
             self.body = None
@@ -531,7 +513,7 @@ class DegradeShaper(Shaper):
             whole = 0
             for found in _EVENT_END.finditer(data):
                 whole = found.end()
-            super().on_body(_corrupt_events(data[:whole], lambda t: self.change(t, None)))
+            super().on_body(corrupt_events(data[:whole], lambda t: self.change(t, None)))
             self.events = data[whole:]
         elif self.body is not None:
             self.body += payload
@@ -541,7 +523,7 @@ class DegradeShaper(Shaper):
     def on_end(self) -> None:
         head = self.head
         if self.events is not None:
-            super().on_body(_corrupt_events(self.events, lambda t: self.change(t, None)))
+            super().on_body(corrupt_events(self.events, lambda t: self.change(t, None)))
             self.events = None
         if self.body is None or head is None:
             super().on_end()
@@ -572,7 +554,7 @@ class DegradeShaper(Shaper):
             document = json.loads(body)
         except ValueError:
             return body
-        texts = _answer_texts(document)
+        texts = answer_texts(document)
         if not texts:
             return body
         memory = self.route.answers
@@ -583,7 +565,7 @@ class DegradeShaper(Shaper):
         if not self.strikes():
             return body
         self.route.requests_faulted += 1
-        changed = _rewrite(document, lambda t: self.change(t, before))
+        changed = rewrite_answers(document, lambda t: self.change(t, before))
         return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -22,10 +22,18 @@ class JsonShaper(Shaper):
 
     body: bytearray | None = None
 
+    def acts_on(self, head: ResponseHead) -> bool:
+        return self.whole(head)
+
+    @staticmethod
+    def whole(head: ResponseHead) -> bool:
+        """A 2xx JSON answer, read whole and rewritten."""
+        ok = 200 <= head.status < 300 and head.framing is not Framing.NONE
+        return ok and head.content_type == b"application/json"
+
     def on_head(self, head: ResponseHead) -> None:
         self.body = None
-        ok = 200 <= head.status < 300 and head.framing is not Framing.NONE
-        if ok and head.content_type == b"application/json":
+        if self.whole(head):
             self.body = bytearray()  # the head waits: its Content-Length may change
         else:
             self.on_other_head(head)

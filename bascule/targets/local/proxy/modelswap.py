@@ -107,9 +107,17 @@ class ModelSwapShaper(JsonShaper):
         self.events = None
         super().on_head(head)
 
-    def on_other_head(self, head: ResponseHead) -> None:
+    def acts_on(self, head: ResponseHead) -> bool:
+        return self.whole(head) or self.streamed(head)
+
+    @staticmethod
+    def streamed(head: ResponseHead) -> bool:
+        """A 2xx event stream, relabelled event by event."""
         ok = 200 <= head.status < 300 and head.framing in (Framing.CHUNKED, Framing.CLOSE)
-        if ok and head.content_type == b"text/event-stream":
+        return ok and head.content_type == b"text/event-stream"
+
+    def on_other_head(self, head: ResponseHead) -> None:
+        if self.streamed(head):
             self.events = b""
             self.change = self.changer(stream=True)
             self.emit(self.rendered(head, None))

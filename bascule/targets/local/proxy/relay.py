@@ -111,7 +111,7 @@ class ClientSide(asyncio.Protocol):
     def __init__(self, route: Route) -> None:
         self.route = route
         self.loop = route.loop
-        self.state: ProxyFault = route.state
+        self.state: ProxyFault = route.acting
         self.transport: asyncio.Transport | None = None
         self.up: asyncio.Transport | None = None
         self.connecting: asyncio.Task[object] | None = None
@@ -160,7 +160,7 @@ class ClientSide(asyncio.Protocol):
         route.connections_open += 1
         # The route's state now, not at accept(): a fault set in between must reach this
         # connection, since it was not open when the fault was set.
-        self.state = route.state
+        self.state = route.acting
         if isinstance(self.state, Refuse):
             state = self.state
             if not state.counted or route.strikes(state.count, state.every, 1.0):

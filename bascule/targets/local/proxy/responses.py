@@ -26,6 +26,7 @@ __all__ = [
     "ResponseHead",
     "ResponseParser",
     "encode_body",
+    "header_fields",
 ]
 
 _MAX_HEAD: Final = 64 * 1024
@@ -50,29 +51,36 @@ class ResponseHead:
     status: int
     lines: tuple[bytes, ...]
     framing: Framing
+    fields: dict[bytes, bytes]
+    """The last value of each header, by its name in lower case (see `header_fields`)."""
 
     def header(self, name: bytes) -> bytes | None:
         """The last value of header `name` (case-insensitive), or None."""
-        found = None
-        wanted = name.lower()
-        for line in self.lines[1:]:
-            key, _, value = line.partition(b":")
-            if key.strip().lower() == wanted:
-                found = value.strip()
-        return found
+        return self.fields.get(name.lower())
 
     @property
     def content_type(self) -> bytes:
-        return (self.header(b"content-type") or b"").split(b";")[0].strip().lower()
+        return self.fields.get(b"content-type", b"").split(b";")[0].strip().lower()
 
     def render(self, *, drop: frozenset[bytes] = frozenset(), add: tuple[tuple[str, str], ...] = ()) -> bytes:
         """The head as bytes, without the header lines named in `drop` (lower case) and with `add`."""
+        if not drop and not add:
+            return b"\r\n".join(self.lines) + b"\r\n\r\n"  # as it came
         kept = [self.lines[0]]
         for line in self.lines[1:]:
             if line.partition(b":")[0].strip().lower() not in drop:
                 kept.append(line)
         kept += [f"{name}: {value}".encode("latin-1") for name, value in add]
         return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+def header_fields(lines: tuple[bytes, ...]) -> dict[bytes, bytes]:
+    """The last value of each header of a head's `lines` (status line first), by lower-case name."""
+    fields: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(b":")
+        fields[key.strip().lower()] = value.strip()
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,7 @@ class Raw:
 
 
 Piece = Head | Body | End | Raw
+_END: Final = End()
 
 
 def encode_body(framing: Framing, payload: bytes) -> bytes:
@@ -149,7 +158,7 @@ class ResponseParser:
         """The upstream closed: a body delimited by the close ends here."""
         out: list[Piece] = []
         if self._state is _State.CLOSE:
-            out.append(End())
+            out.append(_END)
             self._state = _State.HEAD
         elif self._buf and self._state is not _State.RAW:
             out.append(Raw(self._take()))
@@ -188,7 +197,7 @@ class ResponseParser:
             del self._buf[: end + 4]
             out.append(Head(head))
             if head.framing is Framing.NONE:
-                out.append(End())
+                out.append(_END)
             elif head.framing is Framing.LENGTH:
                 self._state = _State.LENGTH
             elif head.framing is Framing.CHUNKED:
@@ -204,7 +213,7 @@ class ResponseParser:
             out.append(Body(payload))
             if self._remaining == 0:
                 if state is _State.LENGTH:
-                    out.append(End())
+                    out.append(_END)
                     self._state = _State.HEAD
                 else:
                     self._state = _State.CHUNK_CRLF
@@ -223,7 +232,7 @@ class ResponseParser:
             line = self._take(end + 2)[:-2]
             if state is _State.TRAILERS:
                 if not line:
-                    out.append(End())
+                    out.append(_END)
                     self._state = _State.HEAD
                 return True
             try:
@@ -252,9 +261,9 @@ class ResponseParser:
         head_only = False
         if not informational:
             head_only = self._head_only.popleft() if self._head_only else False
-        probe = ResponseHead(status, lines, Framing.NONE)
-        encoding = probe.header(b"transfer-encoding")
-        length = probe.header(b"content-length")
+        fields = header_fields(lines)
+        encoding = fields.get(b"transfer-encoding")
+        length = fields.get(b"content-length")
         if informational or status in (204, 304) or head_only:
             framing = Framing.NONE
         elif encoding is not None:
@@ -268,4 +277,4 @@ class ResponseParser:
             framing = Framing.LENGTH if self._remaining else Framing.NONE
         else:
             framing = Framing.CLOSE
-        return ResponseHead(status, lines, framing)
+        return ResponseHead(status, lines, framing, fields)

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from bascule.targets.local.faultstate import Degrade, Pass, ProxyFault, ProxyMode, Refuse, TokenRate
+from bascule.targets.local.faultstate import (
+    Degrade,
+    Pass,
+    ProxyFault,
+    ProxyMode,
+    Refuse,
+    TokenRate,
+    in_force,
+)
 from bascule.targets.local.proxy.answers import TokenBudget, new_answer_memory
 from bascule.targets.local.proxy.relay import ClientSide
 
@@ -91,6 +99,8 @@ class Route:
         self.upstreams: tuple[Upstream, ...] = tuple(upstreams)
         self.turn = 0
         self.state: ProxyFault = Pass()
+        self.acting: ProxyFault = self.state
+        """What its connections carry out: `state`, or `Pass` while `state` strikes nothing."""
         self.rng = random.Random(seed)
         self.counted = 0
         """Requests (or connections) a counted state has met since it was set."""
@@ -174,6 +184,7 @@ class Route:
         if state != self.state:
             self.counted = 0
         self.state = state
+        self.acting = in_force(state)
         counted_refuse = isinstance(state, Refuse) and state.counted
         if state.mode is ProxyMode.REFUSE and not counted_refuse:
             self.stop_listening()
@@ -181,7 +192,7 @@ class Route:
             self.listen()
         if not state.new_connections_only and not counted_refuse:
             for conn in list(self.conns):
-                conn.apply(state)
+                conn.apply(self.acting)
 
     def strikes(self, count: int | None, every: int | None, ratio: float) -> bool:
         """Whether the next request (or connection) a fault state meets is faulted: the first

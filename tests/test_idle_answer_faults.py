@@ -1,0 +1,89 @@
+"""Faults on answers that strike nothing relay as no fault does (issue 18): decided per state when it
+is set (`faultstate.strikes_nothing`), and per answer at its head (`Shaper.acts_on`) — and an answer
+at the edge of a cut is still cut."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bascule.stack.llm import LlmConfig
+from bascule.targets.local import faultstate as fs
+from bascule.targets.local.proxy import FaultPlane, Upstream
+from tests.test_llm import MODEL, chat_body, serve
+
+
+def test_which_states_strike_nothing() -> None:
+    idle = [fs.Ttft(delay=0.0), fs.Degrade(ratio=0.0, sticky=True), fs.PartialIndex(ratio=0.0)]
+    acting = [
+        fs.Ttft(delay=0.001),
+        fs.Degrade(ratio=0.01),
+        fs.PartialIndex(ratio=0.5),
+        fs.ModelSwap(ratio=0.0),  # still relabels every answer
+        fs.TokenRate(tokens_per_minute=10**15),  # still adds its headers and charges
+        fs.StreamCut(after_events=10**15),
+        fs.HttpError(ratio=0.0),
+        fs.Pass(),
+    ]
+    assert all(fs.strikes_nothing(s) and fs.in_force(s) == fs.Pass() for s in idle)
+    assert not any(fs.strikes_nothing(s) for s in acting)
+    assert all(fs.in_force(s) is s for s in acting)
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[str]:
+    with serve(LlmConfig(model=MODEL, provider="scaleway")) as url:
+        yield url
+
+
+@pytest.fixture
+def plane() -> Iterator[FaultPlane]:
+    with FaultPlane() as fp:
+        yield fp
+
+
+@pytest.fixture
+def route(plane: FaultPlane, llm: str) -> str:
+    port = urlsplit(llm).port
+    assert port is not None
+    return f"http://127.0.0.1:{plane.add_route('r', Upstream('127.0.0.1', port))}"
+
+
+def _answer(route: str) -> httpx.Response:
+    return httpx.post(f"{route}/v1/chat/completions", json=chat_body(), timeout=10.0)
+
+
+def test_an_idle_state_is_reported_and_relays_answers_as_they_came(plane: FaultPlane, route: str) -> None:
+    plain = _answer(route)
+    for state in (fs.Degrade(ratio=0.0), fs.Ttft(delay=0.0), fs.PartialIndex(ratio=0.0)):
+        plane.set_fault("r", state)
+        assert plane.fault("r") == state
+        got = _answer(route)
+        assert got.status_code == 200 and got.json()["choices"] == plain.json()["choices"]
+    assert plane.stats("r").requests_faulted == 0
+    # From idle to striking, on a connection opened while idle: the fault reaches it.
+    with httpx.Client(timeout=10.0) as client:
+        plane.set_fault("r", fs.Degrade(ratio=0.0))
+        client.post(f"{route}/v1/chat/completions", json=chat_body())
+        plane.set_fault("r", fs.Degrade(ratio=1.0))
+        struck = client.post(f"{route}/v1/chat/completions", json=chat_body()).json()
+    assert struck["choices"][0]["message"]["content"] != plain.json()["choices"][0]["message"]["content"]
+    assert plane.stats("r").requests_faulted == 1
+
+
+def test_a_body_shorter_than_the_cut_passes_and_a_longer_one_is_cut(plane: FaultPlane, route: str) -> None:
+    plain = _answer(route)
+    length = len(plain.content)
+    plane.set_fault("r", fs.StreamCut(after_bytes=length + 1, how=fs.CutHow.EOF))
+    with httpx.Client(timeout=10.0) as client:  # one connection: the answers that pass keep it
+        for _ in range(3):
+            got = client.post(f"{route}/v1/chat/completions", json=chat_body())
+            assert got.status_code == 200 and len(got.content) == length
+    assert plane.stats("r").requests_faulted == 0
+    plane.set_fault("r", fs.StreamCut(after_bytes=length - 1, how=fs.CutHow.EOF))
+    with pytest.raises(httpx.RemoteProtocolError):
+        _answer(route)  # closed one byte short of its Content-Length
+    assert plane.stats("r").requests_faulted == 1
