@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +35,7 @@ from bascule.targets.local.faultstate import (
 )
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.proxy.answers import degrade_text
+from tests.run_cli import run_bascule
 from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,22 +329,7 @@ def test_a_degrade_run_keeps_availability_and_loses_correctness(tmp_path: Path) 
     """scenarios/faults/degrade.yaml end to end on the local target: half the primary llm's answers
     corrupted for 10 s. Every request still succeeds; the graded answers' correctness drops."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from bascule.cli import main; main()",
-            "run",
-            str(ROOT / "scenarios" / "faults" / "degrade.yaml"),
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bascule(ROOT / "scenarios" / "faults" / "degrade.yaml", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     figures = result["figures"]

@@ -4,9 +4,7 @@ through a fault-plane route in front of the reference llm service."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,31 +16,11 @@ from pydantic import ValidationError
 from bascule.faults import HttpError, Refuse
 from bascule.model.selector import Selector
 from bascule.stack import prompt
-from bascule.stack.llm import LlmConfig
 from bascule.targets.kubernetes.calls import ClusterFacts, RefusalRule, compute_calls
 from bascule.targets.kubernetes.resources import CHAOS_KINDS
 from bascule.targets.local import faultstate as fs
-from bascule.targets.local.proxy import FaultPlane, Upstream
-from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[str]:
-    with serve(LlmConfig(model=MODEL, provider="scaleway")) as url:
-        yield url
-
-
-@pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
-def route(plane: FaultPlane, llm: str) -> str:
-    port = urlsplit(llm).port
-    assert port is not None
-    return f"http://127.0.0.1:{plane.add_route('r', Upstream('127.0.0.1', port))}"
+from bascule.targets.local.proxy import FaultPlane
+from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body
 
 
 def test_parameters() -> None:

@@ -4,16 +4,12 @@ at the edge of a cut is still cut."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from urllib.parse import urlsplit
-
 import httpx
 import pytest
 
-from bascule.stack.llm import LlmConfig
 from bascule.targets.local import faultstate as fs
-from bascule.targets.local.proxy import FaultPlane, Upstream
-from tests.test_llm import MODEL, chat_body, serve
+from bascule.targets.local.proxy import FaultPlane
+from tests.test_llm import chat_body
 
 
 def test_which_states_strike_nothing() -> None:
@@ -31,25 +27,6 @@ def test_which_states_strike_nothing() -> None:
     assert all(fs.strikes_nothing(s) and fs.in_force(s) == fs.Pass() for s in idle)
     assert not any(fs.strikes_nothing(s) for s in acting)
     assert all(fs.in_force(s) is s for s in acting)
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[str]:
-    with serve(LlmConfig(model=MODEL, provider="scaleway")) as url:
-        yield url
-
-
-@pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
-def route(plane: FaultPlane, llm: str) -> str:
-    port = urlsplit(llm).port
-    assert port is not None
-    return f"http://127.0.0.1:{plane.add_route('r', Upstream('127.0.0.1', port))}"
 
 
 def _answer(route: str) -> httpx.Response:

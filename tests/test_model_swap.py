@@ -5,8 +5,6 @@ the reference llm; the kind as data, and Kubernetes' refusal."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from bascule.targets.local import faultstate as fs
 from bascule.targets.local.effects import RouteFault, compute_effects
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.proxy.modelswap import Shortener, uncite
+from tests.run_cli import run_bascule
 from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
 
 SMALL = "ministral-3b-latest"
@@ -142,22 +141,7 @@ def test_a_model_swap_run_keeps_availability_and_loses_correctness(tmp_path: Pat
     as a smaller model for 10 s. Every request still succeeds; bascule's grading of the answers
     against the golden set measures the correctness lost."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from bascule.cli import main; main()",
-            "run",
-            str(ROOT / "scenarios" / "faults" / "model-swap.yaml"),
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bascule(ROOT / "scenarios" / "faults" / "model-swap.yaml", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     figures = result["figures"]

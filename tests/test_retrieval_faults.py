@@ -7,8 +7,6 @@ the plan-time refusal of hops that carry no search, and Kubernetes' refusal."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +33,7 @@ from bascule.targets.local.effects import RouteFault, compute_effects
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.targets.local.proxy.embeddings import remap
 from bascule.targets.local.proxy.retrieval import drop_missing, missing
+from tests.run_cli import run_bascule
 from tests.test_llm import serve as serve_llm
 from tests.test_retriever import serve_app, serve_retriever
 
@@ -209,22 +208,7 @@ def test_a_partial_index_run_keeps_availability_and_loses_correctness(tmp_path: 
     """scenarios/faults/partial-index.yaml end to end: half the documents missing from the
     primary's store for 10 s; bascule's grading measures the correctness lost."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from bascule.cli import main; main()",
-            "run",
-            str(ROOT / "scenarios" / "faults" / "partial-index.yaml"),
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bascule(ROOT / "scenarios" / "faults" / "partial-index.yaml", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     assert result["figures"]["success_ratio"] >= 0.99, "availability holds"
@@ -237,22 +221,7 @@ def test_an_embedding_mismatch_run_keeps_availability_and_loses_correctness(tmp_
     """scenarios/faults/embedding-mismatch.yaml end to end: the primary's query vectors from
     another model for 10 s; bascule's grading measures the correctness lost."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from bascule.cli import main; main()",
-            "run",
-            str(ROOT / "scenarios" / "faults" / "embedding-mismatch.yaml"),
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bascule(ROOT / "scenarios" / "faults" / "embedding-mismatch.yaml", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     assert result["figures"]["success_ratio"] >= 0.99, "availability holds"

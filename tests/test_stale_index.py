@@ -7,8 +7,6 @@ the local target on a running reference stack, seen through its gateway (slow)."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ from bascule.targets.local.effects import (
 )
 from bascule.targets.local.stack import LocalStack
 from bascule.targets.local.target import LocalTarget
+from tests.run_cli import run_bascule
 from tests.test_retriever import serve_app, serve_retriever
 
 AWS = "aws/us-east-1"
@@ -364,22 +363,7 @@ def test_a_stale_index_run_on_the_reference_stack(tmp_path: Path) -> None:
     again for good; the correctness RTO is the fault plus the catch-up. The golden questions are not
     touched by it."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from bascule.cli import main; main()",
-            "run",
-            str(ROOT / "scenarios" / "faults" / "stale-index.yaml"),
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bascule(ROOT / "scenarios" / "faults" / "stale-index.yaml", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # completed, correctness not met
     result = json.loads((out / "result.json").read_text())
     assert result["figures"]["success_ratio"] >= 0.99, "availability holds"

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,35 +23,15 @@ from bascule.model.loading import read_design
 from bascule.model.selector import Selector
 from bascule.stack import prompt
 from bascule.stack.layout import layout
-from bascule.stack.llm import LlmConfig
 from bascule.targets.kubernetes.calls import ClusterFacts, RefusalRule, compute_calls
 from bascule.targets.kubernetes.resources import CHAOS_KINDS
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.effects import RouteFault, compute_effects
 from bascule.targets.local.proxy import FaultPlane, Upstream
-from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
+from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body
 
 LLM = Selector(component="llm", region="aws/us-east-1")
 FACTS = {c: ClusterFacts(chaos=frozenset(r.plural for r in CHAOS_KINDS)) for c in ("aws", "scw")}
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[str]:
-    with serve(LlmConfig(model=MODEL, provider="scaleway")) as url:
-        yield url
-
-
-@pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
-def route(plane: FaultPlane, llm: str) -> str:
-    port = urlsplit(llm).port
-    assert port is not None
-    return f"http://127.0.0.1:{plane.add_route('r', Upstream('127.0.0.1', port))}"
 
 
 def test_the_kinds_as_data() -> None:
