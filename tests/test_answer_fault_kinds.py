@@ -119,6 +119,42 @@ def _pieces(parser: ResponseParser, *chunks: bytes) -> list[object]:
     return out
 
 
+def test_a_whole_response_in_one_read_is_cut_as_byte_by_byte() -> None:
+    # The parser's fast path (one read, one response framed by its length) against its step machine.
+    responses = [
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 4\r\n\r\nokok",  # the last one counts
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\nnope!",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npart",  # the rest comes later
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n",  # two in one read
+        b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
+        b"HTTP/1.1 2xx OK\r\n\r\n",  # not a response: raw from then on
+    ]
+    for data in responses:
+        whole, stepped = ResponseParser(), ResponseParser()
+        for parser in (whole, stepped):
+            parser.expect(False)
+            parser.expect(False)
+        fast = whole.feed(data)
+        slow = _pieces(stepped, *(data[i : i + 1] for i in range(len(data))))
+        assert [p.head for p in fast if isinstance(p, Head)] == [p.head for p in slow if isinstance(p, Head)]
+        assert b"".join(p.payload for p in fast if isinstance(p, Body)) == b"".join(
+            p.payload for p in slow if isinstance(p, Body)
+        )
+        assert [type(p) for p in fast if not isinstance(p, Body)] == [
+            type(p) for p in slow if not isinstance(p, Body)
+        ]
+        assert b"".join(p.data for p in fast if isinstance(p, Raw)) == b"".join(
+            p.data for p in slow if isinstance(p, Raw)
+        )
+        assert whole.between == stepped.between
+        assert whole.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx") == stepped.feed(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx"
+        ), data
+
+
 def test_responses_are_cut_from_any_chunking() -> None:
     stream = (
         b"HTTP/1.1 100 Continue\r\n\r\n"

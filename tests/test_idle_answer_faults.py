@@ -13,7 +13,16 @@ from tests.test_llm import chat_body
 
 
 def test_which_states_strike_nothing() -> None:
-    idle = [fs.Ttft(delay=0.0), fs.Degrade(ratio=0.0, sticky=True), fs.PartialIndex(ratio=0.0)]
+    idle = [
+        fs.Ttft(delay=0.0),
+        fs.Degrade(ratio=0.0, sticky=True),
+        fs.PartialIndex(ratio=0.0),
+        fs.Latency(fixed=0.0),
+        fs.Latency(per=fs.LatencyPer.CONNECTION),
+        fs.HttpError(ratio=0.0),
+        fs.HttpError(statuses=(500, 502), ratio=0.0),
+        fs.Throttle(ratio=0.0),
+    ]
     acting = [
         fs.Ttft(delay=0.001),
         fs.Degrade(ratio=0.01),
@@ -21,7 +30,12 @@ def test_which_states_strike_nothing() -> None:
         fs.ModelSwap(ratio=0.0),  # still relabels every answer
         fs.TokenRate(tokens_per_minute=10**15),  # still adds its headers and charges
         fs.StreamCut(after_events=10**15),
-        fs.HttpError(ratio=0.0),
+        fs.Latency(jitter=0.001),
+        fs.HttpError(ratio=0.001),
+        fs.HttpError(every=10**15),  # counts the requests it meets
+        fs.Throttle(ratio=0.5),
+        fs.Bandwidth(rate=10**15),
+        fs.LimitData(limit=10**15),
         fs.Pass(),
     ]
     assert all(fs.strikes_nothing(s) and fs.in_force(s) == fs.Pass() for s in idle)

@@ -374,11 +374,18 @@ def test_http_fault_with_connection_close_closes(plane: FaultPlane, port: int) -
 
 
 def test_chunked_request_bodies_are_rejected_clearly(plane: FaultPlane, port: int) -> None:
-    plane.set_fault("eu/llm", HttpError(ratio=0.0))
+    # A fault that may strike reads every request whole, and cannot read a chunked one: 501, said.
+    plane.set_fault("eu/llm", HttpError(every=10**6))
     with client(port) as c:
         response = c.post("/echo", content=iter([b"a", b"b"]))
     assert response.status_code == 501
     assert b"chunked" in response.content
+    assert plane.stats("eu/llm").requests_rejected == 1
+    # One that strikes nothing (ratio 0) reads nothing: the request passes as with no fault.
+    plane.set_fault("eu/llm", HttpError(ratio=0.0))
+    with client(port) as c:
+        response = c.post("/echo", content=iter([b"a", b"b"]))
+    assert response.status_code == 200
     assert plane.stats("eu/llm").requests_rejected == 1
 
 

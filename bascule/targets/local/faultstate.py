@@ -254,12 +254,19 @@ _BY_MODE: dict[ProxyMode, type[ProxyFault]] = {
 
 
 def strikes_nothing(state: ProxyFault) -> bool:
-    """Whether a state on answers leaves every answer as it came, whatever the hop answers: a stall
-    of 0 s, a ratio of 0 to degrade or to drop. Faults that act on every answer they meet
-    (token-rate's headers, model-swap's relabelling) or whose strike depends on the answer (a stream
-    cut after N events) are not idle here: their shapers pass, answer by answer, what they do not
-    act on (`proxy.answers.Shaper.acts_on`)."""
+    """Whether a state leaves all traffic as it came, whatever the hop sends: a delay or a stall of
+    0 s, a ratio of 0 to fail, throttle, degrade or drop. Faults that act on every answer they meet
+    (token-rate's headers, model-swap's relabelling), whose strike depends on the answer (a stream
+    cut after N events) or on a count (`count`, `every`), and transport faults on the bytes (a rate,
+    a limit) are not idle here: their shapers pass, answer by answer, what they do not act on
+    (`proxy.answers.Shaper.acts_on`)."""
     match state:
+        case Latency():
+            return state.fixed == 0.0 and state.jitter == 0.0
+        case HttpError():
+            return state.ratio == 0.0 and state.count is None and state.every is None
+        case Throttle():
+            return state.ratio == 0.0
         case Ttft():
             return state.delay == 0.0
         case Degrade() | PartialIndex():

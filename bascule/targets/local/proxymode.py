@@ -48,6 +48,11 @@ class ProxyMode(Enum):
     PARTIAL_INDEX = "partial_index"
     EMBEDDING_MISMATCH = "embedding_mismatch"
 
+    # The relay tests a mode against sets of modes for every chunk it passes; Enum's own hash is a
+    # Python function (of the member's name), this one is C. Members are singletons and compare by
+    # identity, so hashing by identity is consistent with equality.
+    __hash__ = object.__hash__
+
 
 def check_non_negative(what: str, value: float) -> None:
     if not (math.isfinite(value) and value >= 0):

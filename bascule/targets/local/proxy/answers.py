@@ -19,7 +19,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from bascule.targets.local.faultstate import (
     CutHow,
@@ -165,6 +165,8 @@ class Shaper:
         """The response under way is one the fault does not act on (`acts_on`)."""
         self.leaving = False
         """The state has left: the response under way passes as it comes, re-framed (see `release`)."""
+        self.batch: list[bytes] | None = None
+        """While `pieces` runs: what it writes to the client, gathered into one write."""
 
     def request(self, head_only: bool) -> None:
         """A request goes to the upstream: its response is the next one."""
@@ -186,27 +188,33 @@ class Shaper:
             self.emit_eof()
 
     def pieces(self, pieces: list[Piece]) -> None:
-        # A response the fault does not act on (`acts_on`) goes out as the base class frames it,
-        # its bytes gathered and written at once: one write per upstream read, as with no fault.
+        # What the pieces of one upstream read give the client leaves in one write, as with no
+        # fault (`batch`). A response the fault does not act on (`acts_on`) goes out as it came,
+        # with no hook called.
         out: list[bytes] = []
-        for piece in pieces:
-            if self.done:
-                break
-            match piece:
-                case Head(head):
+        self.batch = out
+        try:
+            for piece in pieces:
+                if self.done:
+                    break
+                kind = type(piece)
+                if kind is Head:
+                    head = cast(Head, piece).head
                     self.head = head
                     self.passing = not self.acts_on(head)
                     if self.passing:
                         out.append(head.render())
                     else:
-                        self.emit_all(out)
                         self.on_head(head)
-                case Body(payload):
-                    if self.passing:
-                        out.append(encode_body(self.framing, payload))
-                    else:
+                elif kind is Body:
+                    payload = cast(Body, piece).payload
+                    if not self.passing:
                         self.on_body(payload)
-                case End():
+                    elif self.framing is Framing.CHUNKED:
+                        out.append(encode_body(Framing.CHUNKED, payload))
+                    else:
+                        out.append(payload)
+                elif kind is End:
                     if not self.passing:
                         self.on_end()
                     elif self.framing is Framing.CHUNKED:
@@ -214,18 +222,25 @@ class Shaper:
                     self.passing = False
                     self.head = None
                     if self.leaving:
-                        self.emit_all(out)
+                        self.flush_batch()
                         self.leaving = False
                         self.client.shaper_done()
                         self.done = True  # what follows is the next shaper's, or the relay's
-                case Raw(data):
-                    out.append(data)
-        self.emit_all(out)
+                else:
+                    out.append(cast(Raw, piece).data)
+        finally:
+            self.flush_batch()
+            self.batch = None
 
-    def emit_all(self, out: list[bytes]) -> None:
+    def flush_batch(self) -> None:
+        """Write what this read's pieces have given so far: before anything else reaches the
+        client (a reset, a close, the end of stream, bytes leaving through a delay line)."""
+        out = self.batch
         if out:
-            self.emit(b"".join(out))
+            data = b"".join(out)
             out.clear()
+            if data:
+                self.client.write_client(data)
 
     def acts_on(self, head: ResponseHead) -> bool:
         """Whether the fault may change the response `head` begins (called at its head, before
@@ -248,9 +263,13 @@ class Shaper:
 
     def emit(self, data: bytes) -> None:
         if data:
-            self.client.write_client(data)
+            if self.batch is not None:
+                self.batch.append(data)
+            else:
+                self.client.write_client(data)
 
     def emit_eof(self) -> None:
+        self.flush_batch()
         self.client.finish_eof()
 
     def release(self) -> bool:
@@ -285,6 +304,7 @@ class DelayedShaper(Shaper):
             super().emit_eof()
 
     def sink(self, data: bytes | None) -> None:
+        self.flush_batch()  # a line that releases at once must not overtake what this read gave
         if data is None:
             self.client.finish_eof()
         elif data:
@@ -417,9 +437,11 @@ class CutShaper(Shaper):
             self.skipping = True  # the rest of this response is dropped; the connection lives on
         elif how is CutHow.RESET:
             self.done = True
+            self.flush_batch()
             self.client.reset()
         else:
             self.done = True
+            self.flush_batch()
             self.client.close()
 
 

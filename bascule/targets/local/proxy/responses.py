@@ -53,6 +53,8 @@ class ResponseHead:
     framing: Framing
     fields: dict[bytes, bytes]
     """The last value of each header, by its name in lower case (see `header_fields`)."""
+    raw: bytes = b""
+    """The head as it came, its blank line included (what `render` gives when nothing changes)."""
 
     def header(self, name: bytes) -> bytes | None:
         """The last value of header `name` (case-insensitive), or None."""
@@ -65,12 +67,15 @@ class ResponseHead:
     def render(self, *, drop: frozenset[bytes] = frozenset(), add: tuple[tuple[str, str], ...] = ()) -> bytes:
         """The head as bytes, without the header lines named in `drop` (lower case) and with `add`."""
         if not drop and not add:
-            return b"\r\n".join(self.lines) + b"\r\n\r\n"  # as it came
+            return self.raw or b"\r\n".join(self.lines) + b"\r\n\r\n"  # as it came
+        added = [f"{name}: {value}".encode("latin-1") for name, value in add]
+        if self.raw and drop.isdisjoint(self.fields):  # nothing to drop: the head as it came, plus
+            return self.raw[:-2] + b"".join(line + b"\r\n" for line in added) + b"\r\n"
         kept = [self.lines[0]]
         for line in self.lines[1:]:
             if line.partition(b":")[0].strip().lower() not in drop:
                 kept.append(line)
-        kept += [f"{name}: {value}".encode("latin-1") for name, value in add]
+        kept += added
         return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
@@ -148,11 +153,48 @@ class ResponseParser:
         self._head_only.append(head_only)
 
     def feed(self, data: bytes) -> list[Piece]:
-        self._buf += data
         out: list[Piece] = []
+        if self._state is _State.HEAD and not self._buf and self._whole(data, out):
+            return out
+        self._buf += data
         while self._step(out):
             pass
         return out
+
+    def _whole(self, data: bytes, out: list[Piece]) -> bool:
+        """The common case cut without the step machine: `data` begins with a whole head, and is
+        exactly one response if its body is delimited by its length. False, with nothing consumed,
+        when `data` has no whole head."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or not data.startswith(b"HTTP/1."):
+            return False
+        head = self._parse_head(data[: end + 4])
+        if head is None:  # not a response after all: passed as it came from here on
+            self._buf += data
+            self._raw(out)
+            return True
+        out.append(Head(head))
+        rest = len(data) - end - 4
+        if head.framing is Framing.LENGTH and self._remaining == rest:
+            self._remaining = 0
+            out.append(Body(data[end + 4 :]))
+            out.append(_END)
+            return True
+        self._enter_body(head, out)
+        self._buf += data[end + 4 :]
+        while self._step(out):
+            pass
+        return True
+
+    def _enter_body(self, head: ResponseHead, out: list[Piece]) -> None:
+        if head.framing is Framing.NONE:
+            out.append(_END)
+        elif head.framing is Framing.LENGTH:
+            self._state = _State.LENGTH
+        elif head.framing is Framing.CHUNKED:
+            self._state = _State.CHUNK_SIZE
+        else:
+            self._state = _State.CLOSE
 
     def eof(self) -> list[Piece]:
         """The upstream closed: a body delimited by the close ends here."""
@@ -191,19 +233,12 @@ class ResponseParser:
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 return False if len(self._buf) <= _MAX_HEAD else self._raw(out)
-            head = self._parse_head(bytes(self._buf[:end]))
+            head = self._parse_head(bytes(self._buf[: end + 4]))
             if head is None:
                 return self._raw(out)
             del self._buf[: end + 4]
             out.append(Head(head))
-            if head.framing is Framing.NONE:
-                out.append(_END)
-            elif head.framing is Framing.LENGTH:
-                self._state = _State.LENGTH
-            elif head.framing is Framing.CHUNKED:
-                self._state = _State.CHUNK_SIZE
-            else:
-                self._state = _State.CLOSE
+            self._enter_body(head, out)
             return True
         if state is _State.LENGTH or state is _State.CHUNK_DATA:
             if not self._buf:
@@ -252,7 +287,8 @@ class ResponseParser:
         return True
 
     def _parse_head(self, raw: bytes) -> ResponseHead | None:
-        lines = tuple(raw.split(b"\r\n"))
+        """`raw`: a head up to its blank line included."""
+        lines = tuple(raw[:-4].split(b"\r\n"))
         match = _STATUS_LINE.fullmatch(lines[0])
         if match is None:
             return None
@@ -277,4 +313,4 @@ class ResponseParser:
             framing = Framing.LENGTH if self._remaining else Framing.NONE
         else:
             framing = Framing.CLOSE
-        return ResponseHead(status, lines, framing, fields)
+        return ResponseHead(status, lines, framing, fields, raw)
