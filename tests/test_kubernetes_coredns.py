@@ -1,9 +1,10 @@
 """dns faults through a real CoreDNS (`kube_coredns`) over a real API server (`control_plane`): the
-names a caller in the cluster resolves — its callee's Service, ``<service>.<namespace>.svc.
-cluster.local`` — answer as the fault says while it holds, and as before once it is reverted; the
-other Services answer throughout. bascule acts as its ServiceAccount (``deploy/rbac.yaml``) and
-edits ``kube-system/coredns`` (``allow_coredns_override``: no Chaos Mesh here); CoreDNS's ``reload``
-plugin applies the Corefile the ConfigMap then holds."""
+names a caller resolves — its callee's Service, ``<service>.<namespace>.svc.cluster.local`` in the
+callee's cluster, ``<service>.<namespace>.svc.clusterset.local`` (a ServiceImport, CoreDNS's
+``multicluster`` zone) in another — answer as the fault says while it holds, and as before once it
+is reverted; the other Services answer throughout. bascule acts as its ServiceAccount
+(``deploy/rbac.yaml``) and edits ``kube-system/coredns`` (``allow_coredns_override``: no Chaos Mesh
+here); CoreDNS's ``reload`` plugin applies the Corefile the ConfigMap then holds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from pathlib import Path
 import dns.exception
 import pytest
 from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, running_control_plane
-from kube_coredns import NEEDS_COREDNS, Answer, CoreDns, running_coredns
+from kube_coredns import (
+    NEEDS_COREDNS,
+    NEEDS_MCS_API,
+    SERVICE_IMPORTS,
+    Answer,
+    CoreDns,
+    import_service,
+    install_mcs_api,
+    running_coredns,
+)
 from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
 from kube_world import touch_of
 
@@ -163,3 +173,88 @@ def test_two_dns_faults_in_force_on_one_service_are_loaded_by_coredns_and_revert
         assert coredns.file.read_text(encoding="utf-8").encode() == original.encode()
         assert w.snapshot() == before
         print(f"\ntwo dns faults: the newer seen {held:.1f} s after its patch (reload 2s; loaded machine)")
+
+
+CLUSTERSET_STORE = "store--aws-us-east-1.rag.svc.clusterset.local"
+"""What the gateway in scaleway/fr-par (cluster ``scw``) resolves to reach the store in us-east-1
+(cluster ``aws``): `render` exports the store's Service and calls it by its Multi-Cluster Services
+name from another cluster."""
+CLUSTERSET_RETRIEVER = "retriever--aws-us-east-1.rag.svc.clusterset.local"
+
+
+@pytest.fixture(scope="module")
+def imported(clusters: dict[str, RealCluster]) -> dict[str, str]:
+    """The MCS API in ``scw`` and, as an MCS implementation writes them there, ServiceImports of
+    the store's and the retriever's Services of ``aws``, their ``ips`` those Services' cluster IPs
+    (a flat network across the clusters); {clusterset name: its IP}."""
+    aws, scw = clusters["aws"], clusters["scw"]
+    install_mcs_api(scw.server)
+    found = {}
+    for name, app, clusterset in (
+        ("store--aws-us-east-1", "store", CLUSTERSET_STORE),
+        ("retriever--aws-us-east-1", "retriever", CLUSTERSET_RETRIEVER),
+    ):
+        ip = _service(aws, name, app)
+        import_service(scw.server, "rag", name, [ip], 8080)
+        found[clusterset] = ip
+    return found
+
+
+@NEEDS_MCS_API
+@pytest.mark.parametrize("answer", list(EXPECTED), ids=[a.value for a in EXPECTED])
+def test_a_dns_fault_changes_what_callers_in_another_cluster_resolve_through_coredns_then_reverts(
+    w: RealWorld, tmp_path: Path, imported: dict[str, str], answer: DnsAnswer
+) -> None:
+    # A dns fault on the store of us-east-1 (cluster aws) appends to scw's Corefile a server block
+    # for the store's clusterset.local name, beside the `.` block whose kubernetes plugin serves
+    # that zone from ServiceImports: the more specific zone must win there too.
+    scw = w.clusters["scw"]
+    store_ip, retriever_ip = imported[CLUSTERSET_STORE], imported[CLUSTERSET_RETRIEVER]
+    imports = _imports(scw)
+    with running_coredns(tmp_path, scw.server, multicluster=True) as coredns:
+        before = w.snapshot()
+        original = coredns.file.read_bytes()
+        _until(
+            coredns,
+            CLUSTERSET_STORE,
+            lambda a: a == Answer("NOERROR", (store_ip,)),
+            "resolved to its ServiceImport's IP",
+        )
+        _until(
+            coredns,
+            CLUSTERSET_RETRIEVER,
+            lambda a: a == Answer("NOERROR", (retriever_ip,)),
+            "resolved to its ServiceImport's IP",
+        )
+        # The answer is the ServiceImport's: scw has no such Service of its own.
+        assert _ask(coredns, STORE).rcode == "NXDOMAIN"
+
+        fault = Dns(answer=answer)
+        touch = touch_of(fault, Selector(component="store", region="aws/us-east-1"))
+        with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+            action = Action(0.0, ActionOp.APPLY, 0, fault)
+            assert target.apply(action, touch).effects
+            coredns.sync()
+            assert CLUSTERSET_STORE in coredns.file.read_text(encoding="utf-8")
+            held = _until(
+                coredns, CLUSTERSET_STORE, lambda a: a == EXPECTED[answer], f"answered {answer.value}"
+            )
+            assert _ask(coredns, CLUSTERSET_RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+            assert target.revert(action).changed
+            lifted = _until(
+                coredns, CLUSTERSET_STORE, lambda a: a == Answer("NOERROR", (store_ip,)), "resolved again"
+            )
+        assert _ask(coredns, CLUSTERSET_RETRIEVER) == Answer("NOERROR", (retriever_ip,))
+        coredns.sync()
+        assert coredns.file.read_bytes() == original
+        assert w.snapshot() == before
+        assert _imports(scw) == imports  # bascule never writes them: not even their resourceVersion moved
+        print(
+            f"\n{answer.value} on {CLUSTERSET_STORE}: CoreDNS ready in {coredns.started_in:.1f} s; the "
+            f"fault seen {held:.1f} s after its ConfigMap patch, lifted {lifted:.1f} s after the revert "
+            "(reload 2s; loaded machine)"
+        )
+
+
+def _imports(cluster: RealCluster) -> dict[str, dict[str, object]]:
+    return {o["metadata"]["name"]: o for o in cluster.admin.list(SERVICE_IMPORTS, "rag")}
