@@ -141,6 +141,8 @@ class RequestReader:
 
     def next_request(self) -> tuple[bytes, RequestHead] | None:
         """The next whole request (raw bytes and head), or None until more bytes arrive."""
+        if not self._buf:
+            return None
         if _METHOD_PREFIX.match(self._buf[:17]) is None:
             raise HttpParseError("the stream does not start with an HTTP method")
         end = self._buf.find(b"\r\n\r\n")

@@ -79,14 +79,18 @@ class UpstreamSide(asyncio.Protocol):
         self._conn.upstream_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
+        # On the fast path the hop is recorded once the bytes are on their way, not before.
         conn = self._conn
         conn.route.bytes_from_upstream += len(data)
-        if conn.hop_started is not None:
-            conn.hop_answered(data)
         conn.answered = True
+        now = time.monotonic() if conn.hop_started is not None else 0.0
         if conn.down_fast:
             conn.write_client(data)
+            if now:
+                conn.hop_answered(data, now)
         else:
+            if now:
+                conn.hop_answered(data, now)
             conn.upstream_data(data)
 
     def eof_received(self) -> bool:
@@ -184,22 +188,23 @@ class ClientSide(asyncio.Protocol):
                 self.request_begins(data)
             self.reset()
             return
-        if self.answered and self.tracing:
-            self.request_begins(data)
-        up = self.up
-        if self.up_fast and up is not None:
+        begins = self.answered and self.tracing
+        if self.up_fast and self.up is not None:
+            now = time.monotonic()
             self.answered = False
-            up.write(data)
+            self.up.write(data)
+            if begins:  # recorded once the bytes are on their way
+                self.request_begins(data, now)
         else:
+            if begins:
+                self.request_begins(data)
             self.client_data(data)
 
     def eof_received(self) -> bool:
         self.client_eof = True
         if self.state.mode in _FORWARDING:
-            if self.parser is not None:
-                rest = self.parser.take()
-                if rest:
-                    self.forward(rest)
+            if self.parser is not None and (rest := self.parser.take()):
+                self.forward(rest)
             self.forward(None)
         else:
             self.close()
@@ -420,7 +425,7 @@ class ClientSide(asyncio.Protocol):
 
     # -- the hops of HTTP requests --
 
-    def request_begins(self, data: bytes) -> None:
+    def request_begins(self, data: bytes, at: float | None = None) -> None:
         """The first bytes of a request outside the HTTP fault modes (which parse whole requests
         and record their hops themselves)."""
         mode = self.state.mode
@@ -431,17 +436,17 @@ class ClientSide(asyncio.Protocol):
             return
         end = data.find(_HEAD_END)
         found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
-        self.hop_begins(found.group(1) if found else None, relayed=mode in _RELAYING)
+        self.hop_begins(found.group(1) if found else None, relayed=mode in _RELAYING, at=at)
 
-    def hop_begins(self, header: str | bytes | None, *, relayed: bool) -> None:
+    def hop_begins(self, header: str | bytes | None, *, relayed: bool, at: float | None = None) -> None:
         if self.hop_started is not None:
             self.hop_done(None, None)
-        self.hop_started = time.monotonic()
+        self.hop_started = time.monotonic() if at is None else at
         self.hop_trace = parse_traceparent(header)
         self.hop_relayed = relayed
 
-    def hop_answered(self, data: bytes) -> None:
-        """The callee's first bytes of an answer: its status line, if it is HTTP."""
+    def hop_answered(self, data: bytes, at: float) -> None:
+        """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
         status = None
         if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
             digits = data[9:12]
@@ -449,7 +454,7 @@ class ClientSide(asyncio.Protocol):
                 status = int(digits)
         self.hop_relayed = True
         assert self.hop_started is not None
-        self.hop_done(status, time.monotonic() - self.hop_started)
+        self.hop_done(status, at - self.hop_started)
 
     def hop_faulted(self, header: str | None, answer: bytes) -> None:
         self.hop_begins(header, relayed=False)
