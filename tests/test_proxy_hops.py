@@ -10,7 +10,7 @@ import time
 import httpx
 
 from bascule.journal import RouteHop
-from bascule.targets.local.faultstate import Blackhole, HttpError, Latency, Throttle
+from bascule.targets.local.faultstate import Blackhole, HttpError, Latency, Throttle, TokenRate
 from bascule.targets.local.proxy import FaultPlane, Upstream
 from bascule.tracecontext import new_trace_id, traceparent
 from tests.test_proxy import _Upstream, client
@@ -63,12 +63,36 @@ def test_a_fault_answer_is_a_hop_not_relayed(plane: FaultPlane, port: int) -> No
 
 
 def test_a_request_relayed_under_an_http_fault_is_a_relayed_hop(plane: FaultPlane, port: int) -> None:
-    plane.set_fault("eu/llm", HttpError(statuses=(503,), ratio=0.0))
-    trace = new_trace_id()
+    traces = [new_trace_id() for _ in range(2)]
+    # One that reads every request (it counts them) and one that strikes nothing (relayed unread).
+    for trace, fault in zip(
+        traces, (HttpError(every=10**6), HttpError(statuses=(503,), ratio=0.0)), strict=True
+    ):
+        plane.set_fault("eu/llm", fault)
+        with client(port) as http:
+            assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 200
+    hops = _wait_hops(plane, 2)
+    assert [(h.trace_id, h.status, h.relayed) for h in hops] == [(t, 200, True) for t in traces]
+
+
+def test_token_rate_relays_requests_unread_while_tokens_are_left(plane: FaultPlane, port: int) -> None:
+    # A budget of one token: the first answer with a body spends it, and the next request is refused.
+    plane.set_fault("eu/llm", TokenRate(tokens_per_minute=1))
+    with client(port) as http:  # unread, a chunked body passes (read whole, it would be refused: 501)
+        assert http.post("/echo", content=iter([b"a", b"b"])).status_code == 200
+    _wait_hops(plane, 1)
+    traces = [new_trace_id() for _ in range(2)]
     with client(port) as http:
-        assert http.get("/x", headers={"traceparent": traceparent(trace)}).status_code == 200
-    hops = _wait_hops(plane, 1)
-    assert [(h.trace_id, h.status, h.relayed) for h in hops] == [(trace, 200, True)]
+        first = http.get("/x", headers={"traceparent": traceparent(traces[0])})
+        assert first.status_code == 200 and first.headers["x-ratelimit-limit-tokens"] == "1"
+        refused = http.get("/x", headers={"traceparent": traceparent(traces[1])})
+        assert refused.status_code == 429 and refused.headers["x-bascule-fault"] == "token-rate"
+    hops = _wait_hops(plane, 2)
+    assert [(h.trace_id, h.status, h.relayed) for h in hops] == [
+        (traces[0], 200, True),
+        (traces[1], 429, False),
+    ]
+    assert plane.stats("eu/llm").requests_faulted == 1
 
 
 def test_latency_shows_in_the_time_to_first_byte(plane: FaultPlane, port: int) -> None:

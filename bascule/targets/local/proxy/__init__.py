@@ -30,27 +30,30 @@ How each state acts (see `faultstate` for the values):
   sides and lets bytes wait in kernel buffers until the fault ends.
 - `Latency` delays client→upstream bytes through an order-preserving delay line.
 - `HttpError` and `Throttle` read whole HTTP/1.x requests (head and Content-Length body) and
-  answer a ratio of them locally. A connection that was mid-request when the fault arrived is
-  parsed from its next request on; bytes that are not HTTP/1.x pass untouched; requests with a
-  chunked body are answered 501 and the connection is closed. Clients are assumed not to
-  pipeline requests, as no mainstream HTTP/1.1 client does. A counted `HttpError` (`count`,
-  `every`) answers the requests it names from the route's count since the state was set.
+  answer a ratio of them locally (at ratio 0, as `Latency` of 0 s, they strike nothing and the
+  route relays as in `Pass`: `faultstate.strikes_nothing`). A connection that was mid-request
+  when the fault arrived is parsed from its next request on; bytes that are not HTTP/1.x pass
+  untouched; requests with a chunked body are answered 501 and the connection is closed.
+  Clients are assumed not to pipeline requests, as no mainstream HTTP/1.1 client does. A
+  counted `HttpError` (`count`, `every`) answers the requests it names from the route's count
+  since the state was set.
 - `Ttft`, `StreamCut`, `TokenRate`, `Degrade`, `ModelSwap`, `PartialIndex` and
   `EmbeddingMismatch` act on the answers: the upstream's bytes go through a `Shaper` (`answers`,
   `modelswap`, `retrieval`, `embeddings`) that cuts them into responses (`responses`) and holds,
-  cuts, annotates or rewrites them; `TokenRate` also reads requests, to answer 429 when its
-  budget is spent, and `EmbeddingMismatch` to remap their query vectors. `Bandwidth`,
-  `LimitData`, `Slicer` and `SlowClose` go through a shaper too, on the raw bytes (nothing
-  parsed, `transport`): paced, the connection ended after some bytes, cut into delayed pieces, or
-  its close held back. Routes in any other state never parse a response.
+  cuts, annotates or rewrites them; `TokenRate` also reads requests once its budget is spent, to
+  answer 429 (while tokens are left they pass unread), and `EmbeddingMismatch` to remap their
+  query vectors. `Bandwidth`, `LimitData`, `Slicer` and `SlowClose` go through a shaper too, on
+  the raw bytes (nothing parsed, `transport`): paced, the connection ended after some bytes, cut
+  into delayed pieces, or its close held back. Routes in any other state never parse a response.
 
 The package, by concern: `plane` (`FaultPlane`, the synchronous front), `route` (a listening port,
 its upstreams, state and counters), `relay` (one connection and how each state acts on its bytes —
-the hot path), `delay` (the latency state's delay line), `answers`, `modelswap`, `retrieval` and
-`embeddings` (the faults on answers; `jsonanswers`, the shaper of whole JSON answers they share),
-`transport` (the transport faults on answers' bytes), `shapers` (which shaper for which state),
-`responses` (responses cut from an upstream's bytes, pure), `framing` (HTTP/1.x heads, requests
-and responses, pure) and `loop` (uvloop and the thread that runs it).
+the hot path), `hops` (what a connection records of each HTTP request it carries), `delay` (the
+latency state's delay line), `answers`, `modelswap`, `retrieval` and `embeddings` (the faults on
+answers; `jsonanswers`, the shaper of whole JSON answers they share), `transport` (the transport
+faults on answers' bytes), `shapers` (which shaper for which state), `responses` (responses cut
+from an upstream's bytes, pure), `framing` (HTTP/1.x heads, requests and responses, pure) and
+`loop` (uvloop and the thread that runs it).
 """
 
 from bascule.targets.local.proxy.framing import (

@@ -133,6 +133,11 @@ class RequestReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
+    @property
+    def buffered(self) -> bool:
+        """Bytes of a request not yet whole are held."""
+        return bool(self._buf)
+
     def take(self) -> bytes:
         """Everything buffered and not yet returned as a request."""
         data = bytes(self._buf)

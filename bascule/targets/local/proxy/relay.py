@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import struct
 import time
 from typing import TYPE_CHECKING, Final, cast
 
-from bascule.journal.hops import RouteHop
 from bascule.targets.local.answerstate import ANSWER_MODES
 from bascule.targets.local.faultstate import (
     EmbeddingMismatch,
@@ -40,8 +38,8 @@ from bascule.targets.local.proxy.framing import (
     fault_response,
     render_response,
 )
+from bascule.targets.local.proxy.hops import HopRecorder
 from bascule.targets.local.proxy.shapers import shaper_for
-from bascule.tracecontext import parse_traceparent
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route, Upstream
@@ -58,9 +56,6 @@ _HTTP_MODES: Final = frozenset(
     {ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE, ProxyMode.EMBEDDING_MISMATCH}
 )
 _RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY}) | (_SHAPING - {ProxyMode.TOKEN_RATE})
-_REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
-_TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-_HEAD_END: Final = b"\r\n\r\n"
 # When every upstream refused before the client sent anything, how long the reset waits for its
 # first bytes: an HTTP client sends its request at once, and the hop then names its trace.
 _UNHEARD_RESET_S: Final = 0.25
@@ -109,7 +104,7 @@ class UpstreamSide(asyncio.Protocol):
         self._conn.sync_reading()
 
 
-class ClientSide(asyncio.Protocol):
+class ClientSide(HopRecorder, asyncio.Protocol):
     """One accepted client connection and the fault state that governs it."""
 
     def __init__(self, route: Route) -> None:
@@ -358,6 +353,8 @@ class ClientSide(asyncio.Protocol):
             self.answered = False
             self.forward(data)
             return
+        if self.answered and isinstance(self.state, TokenRate) and self.unread(data):
+            return
         if self.parser is None:
             if not self.answered:
                 # Mid-request when the fault arrived: the rest of it passes, and parsing starts
@@ -408,6 +405,22 @@ class ClientSide(asyncio.Protocol):
                     raw = mismatch_request(raw, head, self.state) or raw
                 self.forward(raw)
 
+    def unread(self, data: bytes) -> bool:
+        """A request under `TokenRate` while its budget has tokens left passes unread, as with no
+        fault (its hop recorded from its first bytes): only its answer is shaped. Once the budget
+        is spent, requests are read whole again, to be answered 429."""
+        budget = self.route.tokens
+        if budget is None or budget.wait() > 0.0 or (self.parser is not None and self.parser.buffered):
+            return False
+        self.parser = None
+        if self.tracing:
+            self.trace_request(data, relayed=True)
+        if self.shaper is not None:
+            self.shaper.request(data.startswith(b"HEAD "))
+        self.answered = False
+        self.forward(data)
+        return True
+
     def local_answer(self, head: RequestHead) -> bytes | None:
         """The answer the fault gives `head` itself, or None to relay the request."""
         state = self.state
@@ -429,44 +442,8 @@ class ClientSide(asyncio.Protocol):
         """The first bytes of a request outside the HTTP fault modes (which parse whole requests
         and record their hops themselves)."""
         mode = self.state.mode
-        if mode in _HTTP_MODES:
-            return
-        if _REQUEST_START.match(data) is None:
-            self.tracing = False  # not HTTP/1.x (or a head cut before its first line ends)
-            return
-        end = data.find(_HEAD_END)
-        found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
-        self.hop_begins(found.group(1) if found else None, relayed=mode in _RELAYING, at=at)
-
-    def hop_begins(self, header: str | bytes | None, *, relayed: bool, at: float | None = None) -> None:
-        if self.hop_started is not None:
-            self.hop_done(None, None)
-        self.hop_started = time.monotonic() if at is None else at
-        self.hop_trace = parse_traceparent(header)
-        self.hop_relayed = relayed
-
-    def hop_answered(self, data: bytes, at: float) -> None:
-        """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
-        status = None
-        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
-            digits = data[9:12]
-            if digits.isdigit():
-                status = int(digits)
-        self.hop_relayed = True
-        assert self.hop_started is not None
-        self.hop_done(status, at - self.hop_started)
-
-    def hop_faulted(self, header: str | None, answer: bytes) -> None:
-        self.hop_begins(header, relayed=False)
-        self.hop_done(int(answer[9:12]), 0.0)
-
-    def hop_done(self, status: int | None, took: float | None) -> None:
-        started, self.hop_started = self.hop_started, None
-        assert started is not None
-        # Unanswered, it reached the callee only if some upstream took the connection (a crashed
-        # replica refuses it, and the request's bytes never left the plane).
-        relayed = self.hop_relayed and (took is not None or self.reached)
-        self.route.plane.record_hop(RouteHop(self.route.name, self.hop_trace, started, took, status, relayed))
+        if mode not in _HTTP_MODES:
+            self.trace_request(data, relayed=mode in _RELAYING, at=at)
 
     def forward(self, data: bytes | None) -> None:
         if self.line is not None and self.line.busy:

@@ -1,0 +1,74 @@
+"""What a relayed connection records of each HTTP request it carries (`bascule.journal.RouteHop`):
+when its first bytes came and the trace id its ``traceparent`` names, then when its answer's first
+bytes came and their status — or that a fault answered it, or that no answer came. On the plane's
+loop; `relay.ClientSide` records through it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Final
+
+from bascule.journal.hops import RouteHop
+from bascule.tracecontext import parse_traceparent
+
+if TYPE_CHECKING:
+    from bascule.targets.local.proxy.route import Route
+
+__all__ = ["HopRecorder"]
+
+_REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
+_TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_HEAD_END: Final = b"\r\n\r\n"
+
+
+class HopRecorder:
+    """The hop under way on one connection (one request at a time: clients do not pipeline)."""
+
+    route: Route
+    tracing: bool
+    """Requests are recorded: off when the plane records none, or the bytes are not HTTP/1.x."""
+    reached: bool
+    """An upstream accepted this connection: bytes relayed did get to a process."""
+    hop_started: float | None
+    hop_trace: str | None
+    hop_relayed: bool
+
+    def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
+        """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
+        if _REQUEST_START.match(data) is None:
+            self.tracing = False  # not HTTP/1.x (or a head cut before its first line ends)
+            return
+        end = data.find(_HEAD_END)
+        found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
+        self.hop_begins(found.group(1) if found else None, relayed=relayed, at=at)
+
+    def hop_begins(self, header: str | bytes | None, *, relayed: bool, at: float | None = None) -> None:
+        if self.hop_started is not None:
+            self.hop_done(None, None)
+        self.hop_started = time.monotonic() if at is None else at
+        self.hop_trace = parse_traceparent(header)
+        self.hop_relayed = relayed
+
+    def hop_answered(self, data: bytes, at: float) -> None:
+        """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
+        status = None
+        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
+            digits = data[9:12]
+            if digits.isdigit():
+                status = int(digits)
+        self.hop_relayed = True
+        assert self.hop_started is not None
+        self.hop_done(status, at - self.hop_started)
+
+    def hop_faulted(self, header: str | None, answer: bytes) -> None:
+        self.hop_begins(header, relayed=False)
+        self.hop_done(int(answer[9:12]), 0.0)
+
+    def hop_done(self, status: int | None, took: float | None) -> None:
+        started, self.hop_started = self.hop_started, None
+        assert started is not None
+        # Unanswered, it reached the callee only if some upstream took the connection (a crashed
+        # replica refuses it, and the request's bytes never left the plane).
+        relayed = self.hop_relayed and (took is not None or self.reached)
+        self.route.plane.record_hop(RouteHop(self.route.name, self.hop_trace, started, took, status, relayed))
