@@ -1,10 +1,13 @@
 """Shared fixtures: paths to the repository's example files; the llm route of the fault plane's
-behaviour tests on answers."""
+behaviour tests on answers. And SIGTERM ends a test session as Ctrl-C does."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -14,6 +17,18 @@ if TYPE_CHECKING:
     from bascule.targets.local.proxy import FaultPlane
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A CI time limit or a `kill` sends SIGTERM, which would end pytest at once and leave the
+    processes its fixtures started (control planes, stacks, servers) running: as a
+    KeyboardInterrupt, pytest tears its fixtures down first (and exits 2)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 @pytest.fixture
