@@ -15,9 +15,12 @@ these differences, each for a reason:
   checks by SubjectAccessReview that whoever creates a chaos object may create it in the namespaces
   it affects) — in place of ``chaosmesh-webhook``, which serves the same ``Default`` and
   ``Validate*`` methods to the clusters without a controller-manager;
-- no chaosd (``CHAOSD_SECURITY_MODE=false``: only PhysicalMachineChaos uses it) and no mTLS towards
-  the daemon: the controller dials it in plain gRPC, as the chart's ``chaosDaemon.mtls.enabled:
-  false`` makes it.
+- no chaosd (``CHAOSD_SECURITY_MODE=false``: only PhysicalMachineChaos uses it).
+
+Towards the daemon, mutual TLS as the chart's default (``chaosDaemon.mtls.enabled: true``) sets it
+up: certificates made as the chart makes them (`make_daemon_tls`), the controller given the CA and
+its client certificate (``CHAOS_MESH_CA_CERT``, ``CHAOS_DAEMON_CLIENT_CERT``, ``…_KEY``), the stand-in
+requiring a client certificate of that CA as the real daemon does.
 
 Where it dials the daemon: it looks, in its namespace's EndpointSlices whose name begins with
 ``chaos-daemon-``, for an endpoint whose ``nodeName`` is the target pod's node, and dials that
@@ -53,7 +56,22 @@ from typing import Any
 
 import httpx
 import pytest
-from control_plane import BINARIES, REQUIRED, Admin, ApiServer, Process, _start, _wait, free_port
+from control_plane import (
+    BINARIES,
+    REQUIRED,
+    Admin,
+    ApiServer,
+    Process,
+    _certificate,
+    _key,
+    _start,
+    _wait,
+    _write_key,
+    free_port,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CHAOS_MESH_FILES = ("chaos-controller-manager", "chaos-daemon-standin")
 """What ``chaos_mesh=True`` needs beside the control plane, built into the same directory."""
@@ -262,6 +280,47 @@ def register_daemon(admin: Admin, nodes: list[str]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DaemonTls:
+    """The mutual TLS between the controller-manager and its daemons, made as the chart makes it
+    (``helm/chaos-mesh/templates/_certs.tpl``): a CA of its own, the daemon's certificate for
+    ``chaos-daemon.chaos-mesh.org`` (the name the controller checks), the controller's for
+    ``controller-manager.chaos-mesh.org``; each also for ``localhost``."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_daemon_tls(directory: Path) -> DaemonTls:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chaos-mesh-ca")])
+    ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    files = []
+    for name, usage in (
+        ("chaos-daemon.chaos-mesh.org", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("controller-manager.chaos-mesh.org", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        key = _key()
+        cert = _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
+            key,
+            ca_name,
+            ca_key,
+            usage=usage,
+            names=[x509.DNSName("localhost"), x509.DNSName(name)],
+        )
+        stem = name.split(".", 1)[0]
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(pem))
+        files += [directory / f"{stem}.crt", _write_key(directory / f"{stem}.key", key)]
+    return DaemonTls(directory / "ca.crt", *files)
+
+
 def _netns_wait(process: Process, what: str, marker: str) -> None:
     _wait(process, lambda: marker in process.log.read_text(errors="replace"), what, 30)
 
@@ -282,6 +341,7 @@ def start_chaos_mesh(server: ApiServer, binaries: Path, directory: Path) -> Chao
     inside = replace(server, url=f"https://127.0.0.1:{INSIDE_API_PORT}")
     kubeconfig = inside.write_admin_kubeconfig(own / "admin.kubeconfig")
     webhook_port = free_port()
+    tls = make_daemon_tls(own / "daemon-tls")
     calls_file = own / "daemon-calls.jsonl"
     began = time.monotonic()
     namespace = _start(
@@ -330,6 +390,9 @@ def start_chaos_mesh(server: ApiServer, binaries: Path, directory: Path) -> Chao
             str(binaries / "chaos-daemon-standin"),
             f"-listen={DAEMON_ADDRESS}:{DAEMON_PORT}",
             f"-record={calls_file}",
+            f"-ca={tls.ca}",
+            f"-cert={tls.server_cert}",
+            f"-key={tls.server_key}",
         ]
         found.start_daemon()
         for process in found.processes:
@@ -365,6 +428,10 @@ def start_chaos_mesh(server: ApiServer, binaries: Path, directory: Path) -> Chao
             "METRICS_HOST": "127.0.0.1",
             "METRICS_PORT": "10080",
             "CERTS_DIR": str(certs),
+            # chaosDaemon.mtls.enabled (the chart's default): the chart mounts these files.
+            "CHAOS_MESH_CA_CERT": str(tls.ca),
+            "CHAOS_DAEMON_CLIENT_CERT": str(tls.client_cert),
+            "CHAOS_DAEMON_CLIENT_KEY": str(tls.client_key),
         }
         controller = _start(
             "chaos-controller-manager", [*enter, str(binaries / "chaos-controller-manager")], own, env=env

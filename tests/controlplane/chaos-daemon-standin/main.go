@@ -4,22 +4,27 @@
 // shapes nothing: it serves Chaos Mesh's own gRPC service definition (the ChaosDaemon service of
 // github.com/chaos-mesh/chaos-mesh/pkg/chaosdaemon/pb, at the pin of the controller-manager),
 // answers every call with success, and appends each call to a file as one JSON line — what Chaos
-// Mesh's controller-manager decided to inject or recover, and for which chaos object:
+// Mesh's controller-manager decided to inject or recover, and for which pod:
 //
-//	{"time": 1764770000.123, "method": "SetTcs", "chaos": "rag/bascule-…", "request": {…}}
+//	{"time": 1764770000.123, "method": "SetTcs", "chaos": "rag/retriever-…-00000", "request": {…}}
 //
 // "time" is seconds since the epoch, "chaos" the namespaced name the controller sends in its
-// "namespaced-name" metadata (empty when it sends none), "request" the request in protobuf's JSON
+// "namespaced-name" metadata (its PodNetworkChaos or PodHttpChaos, named after the pod; empty when
+// it sends none), "request" the request in protobuf's JSON
 // mapping, every field present (zero values too).
 //
-//	chaos-daemon-standin -listen 127.0.0.1:0 -record calls.jsonl
+//	chaos-daemon-standin -listen 127.0.0.1:0 -record calls.jsonl [-ca ca.crt -cert tls.crt -key tls.key]
 //
-// prints "listening on HOST:PORT" (on standard output and error) once it accepts connections. No TLS: Chaos Mesh's controller
-// dials the daemon in plain gRPC when it is given no client certificate (chaosDaemon.mtls off).
+// prints "listening on HOST:PORT" (on standard output and error) once it accepts connections. With
+// -ca, -cert and -key it requires mutual TLS as the real daemon does (pkg/chaosdaemon/server.go:
+// its certificate, client certificates verified against the CA, TLS 1.3), which Chaos Mesh's chart
+// turns on by default (chaosDaemon.mtls.enabled); without them, plain gRPC, as with it off.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -35,6 +40,7 @@ import (
 	"github.com/chaos-mesh/chaos-mesh/pkg/chaosdaemon/pb"
 	"github.com/golang/protobuf/ptypes/empty"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -171,6 +177,9 @@ func (d *daemon) UninstallJVMRules(context.Context, *pb.UninstallJVMRulesRequest
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	recordTo := flag.String("record", "", "file to append each call to, one JSON line each")
+	caFile := flag.String("ca", "", "CA certificate the clients' certificates must chain to (PEM)")
+	certFile := flag.String("cert", "", "server certificate (PEM)")
+	keyFile := flag.String("key", "", "server key (PEM)")
 	flag.Parse()
 	if *recordTo == "" {
 		log.Fatal("-record is required")
@@ -184,7 +193,28 @@ func main() {
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	server := grpc.NewServer(grpc.UnaryInterceptor(calls.intercept))
+	options := []grpc.ServerOption{grpc.UnaryInterceptor(calls.intercept)}
+	if *caFile != "" {
+		ca, err := os.ReadFile(*caFile)
+		if err != nil {
+			log.Fatalf("ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			log.Fatalf("ca: no certificate in %s", *caFile)
+		}
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatalf("certificate: %v", err)
+		}
+		options = append(options, grpc.Creds(credentials.NewTLS(&tls.Config{
+			Certificates: []tls.Certificate{pair},
+			ClientCAs:    pool,
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			MinVersion:   tls.VersionTLS13,
+		})))
+	}
+	server := grpc.NewServer(options...)
 	pb.RegisterChaosDaemonServer(server, &daemon{})
 	// On standard error, the log the fixture reads (standard output too, as the other servers).
 	fmt.Fprintf(os.Stdout, "listening on %s\n", listener.Addr())
