@@ -17,7 +17,9 @@ finalizer. With ``controllers=True`` each API server also gets a kube-controller
 controllers in `CONTROLLERS`, leader election off, the service-account signing key shared with the
 API server), a kube-scheduler and kwok's controller (`Controllers`): nodes annotated
 ``kwok.x-k8s.io/node: fake`` become Ready, and the pods the scheduler binds to them Running; their
-deletion is confirmed as a kubelet confirms it.
+deletion is confirmed as a kubelet confirms it. With ``chaos_mesh=True`` each API server also gets
+Chaos Mesh's CRDs and its real controller-manager, with a stand-in for its chaos-daemon
+(`kube_chaos_mesh`).
 
 Skipped where the binaries are not built, unless ``BASCULE_REQUIRE_CONTROL_PLANE=1`` (CI sets
 it after building them): there a missing build fails, never skips.
@@ -39,7 +41,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -48,6 +50,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from kube_chaos_mesh import ChaosMesh
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "scripts" / "build-control-plane"
@@ -253,10 +258,11 @@ class Process:
                 self.popen.wait(10)
 
 
-def _start(name: str, argv: list[str], directory: Path) -> Process:
+def _start(name: str, argv: list[str], directory: Path, *, env: Mapping[str, str] | None = None) -> Process:
     log = directory / f"{name}.log"
     popen = subprocess.Popen(
         argv,
+        env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -376,6 +382,11 @@ class ApiServer:
     """Seconds from starting kube-apiserver to its /readyz answering ok."""
     controllers: Controllers | None = None
     """Its controller manager, scheduler and kwok, when the control plane was started with them."""
+    chaos_mesh: ChaosMesh | None = None
+    """Chaos Mesh's controller-manager and the chaos-daemon stand-in (`kube_chaos_mesh`), when the
+    control plane was started with them: they serve its chaos kinds' webhooks then."""
+    chaos_mesh_installed_in: float = 0.0
+    """With `chaos_mesh`: seconds to install Chaos Mesh's CRDs until they serve, before its start."""
 
     def write_admin_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig of one context, the cluster's name, for its administrator."""
@@ -470,12 +481,15 @@ class ControlPlane:
     def install_chaos_mesh(self, server: ApiServer) -> float:
         """Chaos Mesh's CRDs (the pinned module's manifests/crd.yaml) until each is Established,
         and its mutating and validating webhooks (served by `chaosmesh-webhook`, as its
-        controller-manager registers them); the seconds it took."""
+        controller-manager registers them; where the real controller-manager runs, it serves and
+        registers its own); the seconds it took."""
         began = time.monotonic()
         for kind, action in (
             ("MutatingWebhookConfiguration", "mutate"),
             ("ValidatingWebhookConfiguration", "validate"),
         ):
+            if server.chaos_mesh is not None:
+                break
             server.admin.apply(
                 {
                     "apiVersion": "admissionregistration.k8s.io/v1",
@@ -511,6 +525,8 @@ class ControlPlane:
 
     def stop(self) -> None:
         for server in self.servers.values():
+            if server.chaos_mesh is not None:
+                server.chaos_mesh.stop()
             if server.controllers is not None:
                 server.controllers.stop()
             server.admin.close()
@@ -687,14 +703,18 @@ def _start_controllers(server: ApiServer, binaries: Path, directory: Path) -> Co
 
 @contextlib.contextmanager
 def running_control_plane(
-    directory: Path, names: Sequence[str], *, controllers: bool = False
+    directory: Path, names: Sequence[str], *, controllers: bool = False, chaos_mesh: bool = False
 ) -> Iterator[ControlPlane]:
     """etcd, Chaos Mesh's webhooks and a kube-apiserver per name, on 127.0.0.1 — with
-    ``controllers``, each with its `Controllers` too; every process stopped on exit."""
+    ``controllers``, each with its `Controllers` too; with ``chaos_mesh``, each with Chaos Mesh's
+    CRDs installed and its real controller-manager and a chaos-daemon stand-in running
+    (`kube_chaos_mesh`); every process stopped on exit."""
+    from kube_chaos_mesh import CHAOS_MESH_FILES, start_chaos_mesh
+
     binaries = require_control_plane()
-    if controllers:
-        missing = [f for f in CONTROLLER_FILES if not (binaries / f).is_file()]
-        assert not missing, f"scripts/build-control-plane has not built {missing} in {binaries}"
+    wanted = (CONTROLLER_FILES if controllers else ()) + (CHAOS_MESH_FILES if chaos_mesh else ())
+    missing = [f for f in wanted if not (binaries / f).is_file()]
+    assert not missing, f"scripts/build-control-plane has not built {missing} in {binaries}"
     pki = make_pki(directory / "pki")
     client, peer = free_port(), free_port()
     began = time.monotonic()
@@ -738,9 +758,13 @@ def running_control_plane(
         plane.etcd_started_in = time.monotonic() - began
         _wait(webhook, lambda: _accepts(port), "chaosmesh-webhook", 30)
         for name in names:
-            plane.servers[name] = _start_apiserver(name, binaries, etcd_url, pki, directory)
+            server = plane.servers[name] = _start_apiserver(name, binaries, etcd_url, pki, directory)
             if controllers:
-                plane.servers[name].controllers = _start_controllers(plane.servers[name], binaries, directory)
+                server.controllers = _start_controllers(server, binaries, directory)
+            if chaos_mesh:
+                # Its CRDs first: the controller-manager watches every chaos kind from its start.
+                server.chaos_mesh_installed_in = plane.install_chaos_mesh(server)
+                server.chaos_mesh = start_chaos_mesh(server, binaries, directory / name)
         yield plane
     finally:
         plane.stop()

@@ -16,6 +16,7 @@ as the API goes) and `RealCluster.terminating` lists them.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 import yaml
 from control_plane import KWOK_NODE, ApiServer, ControlPlane, resource_path
+from kube_chaos_mesh import register_daemon
 from kube_emulator import CHAOS, KINDS, SERVER_MANAGED, comparable
 from kube_world import NODES, PLACES, RBAC, _workload, mapping, populate
 
@@ -40,6 +42,30 @@ NAMESPACES = ("rag", "identity")
 """Where the world's workloads live; kube-system holds only the coredns ConfigMap of it."""
 
 Key = tuple[str, str | None, str]
+
+POD_CHAOS = ("chaos-mesh.org/v1alpha1/podnetworkchaos", "chaos-mesh.org/v1alpha1/podhttpchaos")
+"""What Chaos Mesh's controller-manager makes per pod a NetworkChaos or HTTPChaos selects (named
+after the pod; kept, emptied, once the fault is lifted)."""
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a kubelet reports of a running pod's containers: their IDs made from the pod's
+    namespace, name and container (``containerd://`` and 64 hex digits)."""
+    meta = pod["metadata"]
+    return [
+        {
+            "name": c["name"],
+            "image": c["image"],
+            "imageID": "",
+            "ready": True,
+            "restartCount": 0,
+            "started": True,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "containerID": "containerd://"
+            + hashlib.sha256(f"{meta['namespace']}/{meta['name']}/{c['name']}".encode()).hexdigest(),
+        }
+        for c in pod["spec"]["containers"]
+    ]
 
 
 class RealCluster:
@@ -61,12 +87,16 @@ class RealCluster:
 
     def seed(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj``, then set its ``status`` through the status subresource (a create
-        ignores it), as the cluster's controllers and kubelets would have."""
+        ignores it), as the cluster's controllers and kubelets would have. Where Chaos Mesh's
+        controller-manager runs, a running pod's status also gets what its kubelet would report of
+        its containers (`_container_statuses`): the controller sends their IDs to the daemon."""
         body = copy.deepcopy(obj)
         kind, namespaced = KINDS.get(resource) or CHAOS[resource]
         body.setdefault("kind", kind)
         body.setdefault("apiVersion", resource.rsplit("/", 1)[0])
         status = body.pop("status", None)
+        if resource == "v1/pods" and status is not None and self.server.chaos_mesh is not None:
+            status = {**status, "containerStatuses": _container_statuses(body)}
         created = self.admin.create(resource, body)
         if status is not None:
             namespace = body["metadata"].get("namespace") if namespaced else None
@@ -97,13 +127,19 @@ class RealCluster:
         return self.objects().get((resource, namespace, name))
 
     def reset(self) -> None:
-        """Remove every object of the world, finalizers and grace periods aside."""
-        for (resource, namespace, name), obj in self._all():
+        """Remove every object of the world, finalizers and grace periods aside (deleted first, so
+        that a controller cannot put its finalizer back in between) — and, where Chaos Mesh's
+        controller-manager runs, the PodNetworkChaos and PodHttpChaos it made for their pods."""
+        extra = [(r, n) for r in POD_CHAOS for n in NAMESPACES] if self.server.chaos_mesh is not None else []
+        found = list(self._all()) + [
+            ((r, n, o["metadata"]["name"]), o) for r, n in extra for o in self.admin.list(r, n)
+        ]
+        for (resource, namespace, name), obj in found:
             path = resource_path(resource, namespace, name)
-            if obj["metadata"].get("finalizers"):
-                self.admin.request("PATCH", path, {"metadata": {"finalizers": None}}, merge=True, ok=(404,))
             self.admin.request("DELETE", path + "?gracePeriodSeconds=0", ok=(404,))
-        left = list(self._all())
+            if obj["metadata"].get("finalizers") or resource in POD_CHAOS:
+                self.admin.request("PATCH", path, {"metadata": {"finalizers": None}}, merge=True, ok=(404,))
+        left = list(self._all()) + [o for r, n in extra for o in self.admin.list(r, n)]
         assert not left, f"{self.name}: not removed: {[k for k, _ in left]}"
 
     def prepare(self) -> None:
@@ -172,6 +208,9 @@ def prepare_clusters(plane: ControlPlane, *, chaos_mesh: bool = True) -> dict[st
         cluster = RealCluster(server, chaos_mesh=chaos_mesh)
         if chaos_mesh:
             cluster.chaos_mesh_installed_in = plane.install_chaos_mesh(server)
+        if server.chaos_mesh is not None:
+            cluster.chaos_mesh_installed_in = server.chaos_mesh_installed_in
+            register_daemon(server.admin, list(NODES[name]))
         cluster.prepare()
         clusters[name] = cluster
     return clusters

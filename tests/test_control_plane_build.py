@@ -90,3 +90,29 @@ def test_kwok_is_pinned_to_a_release_and_built_by_the_script() -> None:
         '"kwok=kwok:sigs.k8s.io/kwok/cmd/kwok"',
     ):
         assert entry in script
+
+
+def test_chaos_mesh_s_controller_manager_and_daemon_stand_in_are_pinned_to_the_crds_version() -> None:
+    """Chaos Mesh's controller-manager is built from the module whose CRDs the script installs, its
+    api module the one chaosmesh-webhook uses (the only one the Go proxy serves), replacing the
+    v0.0.0 Chaos Mesh requires (its own go.mod replaces it with ./api, which a dependency cannot);
+    the daemon stand-in's service definition comes from the same module."""
+    script = BUILD.read_text(encoding="utf-8")
+    pinned = re.search(r'^chaos_mesh="github\.com/chaos-mesh/chaos-mesh@(\S+)"$', script, re.M)
+    assert pinned is not None
+    webhook = _requires(MODULE.parent / "chaosmesh-webhook" / "go.mod")
+    api = "github.com/chaos-mesh/chaos-mesh/api"
+    for name in ("chaos-controller-manager", "chaos-daemon-standin"):
+        path = MODULE.parent / name / "go.mod"
+        assert _requires(path)["github.com/chaos-mesh/chaos-mesh"] == pinned[1], name
+        # In a replace block or on a line of its own (as `go mod tidy` writes a single one).
+        replaced = re.findall(rf"^\s*(?:replace )?{re.escape(api)} => (\S+) (\S+)$", path.read_text(), re.M)
+        assert replaced == [(api, webhook[api])], name
+    manager = _requires(MODULE.parent / "chaos-controller-manager" / "go.mod")
+    assert manager["=> k8s.io/client-go"] == "k8s.io/client-go v0.35.3"  # Chaos Mesh's replacement
+    for entry in (
+        '"chaos-controller-manager=chaos-controller-manager:'
+        'github.com/chaos-mesh/chaos-mesh/cmd/chaos-controller-manager"',
+        '"chaos-daemon-standin=chaos-daemon-standin:."',
+    ):
+        assert entry in script

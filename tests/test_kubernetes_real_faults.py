@@ -1,11 +1,12 @@
 """The Kubernetes target's fixes of issue #17 proven on a real control plane (etcd, kube-apiserver
 v1.37.2, Chaos Mesh's CRDs and admission webhooks, `control_plane`): each test here failed on the
 code before its fix. bascule acts as the ``bascule`` ServiceAccount under ``deploy/rbac.yaml``; the
-tests arrange the world as the cluster's admin."""
+tests arrange the world as the cluster's admin. Point 7 — a fault is reverted when its objects are
+gone — is proven against Chaos Mesh's real controller-manager, which holds them by its finalizer:
+``test_kubernetes_chaos_mesh.py``."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,29 +16,21 @@ import yaml
 from control_plane import NEEDS_CONTROL_PLANE, ControlPlane, resource_path, running_control_plane
 from kube_real import RealCluster, RealWorld, prepare_clusters, real_world
 from kube_world import TARGET, mapping, touch_of
-from test_kubernetes_recover import _run_child
 
-from bascule.errors import FaultError, RevertError, TargetError
+from bascule.errors import FaultError, TargetError
 from bascule.faults import ControlPlane as ControlPlaneFault
-from bascule.faults import Crash, Fault, Hang, HttpError, Latency
+from bascule.faults import Crash
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
 from bascule.targets.kubernetes.cluster import connect_contexts, is_local_server
 from bascule.targets.kubernetes.identity import check_confirmation, read_confirmed
 from bascule.targets.kubernetes.ledger import KUBE_LEDGER_FILE, read_kube_ledger
-from bascule.targets.kubernetes.recover import recover_kubernetes
-from bascule.targets.kubernetes.resources import DEPLOYMENT_SCALE, RUN_LABEL, Resource
+from bascule.targets.kubernetes.resources import DEPLOYMENT_SCALE, Resource
 from bascule.targets.kubernetes.target import KubernetesTarget
 
 pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE]
 
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
-NETWORK_CHAOS = "chaos-mesh.org/v1alpha1/networkchaos"
-HTTP_CHAOS = "chaos-mesh.org/v1alpha1/httpchaos"
-POD_CHAOS = "chaos-mesh.org/v1alpha1/podchaos"
-CHAOS_FINALIZER = "chaos-mesh/records"
-"""The finalizer Chaos Mesh's controller puts on every chaos object and removes once the fault is
-lifted from every pod; no controller runs here, so the tests set and remove it themselves."""
 
 
 @pytest.fixture(scope="module")
@@ -100,116 +93,6 @@ def test_control_plane_pins_hpas_found_by_scale_target_ref_and_leaves_an_idle_on
     assert w.snapshot() == before
     state = read_kube_ledger(tmp_path / "run" / KUBE_LEDGER_FILE)
     assert state.closed and not state.active
-
-
-def _created_chaos(cluster: RealCluster, resource: str = NETWORK_CHAOS) -> list[str]:
-    return [
-        o["metadata"]["name"]
-        for o in cluster.admin.list(resource, "rag")
-        if RUN_LABEL in (o["metadata"].get("labels") or {})
-    ]
-
-
-def _hold(cluster: RealCluster, name: str, resource: str = NETWORK_CHAOS) -> str:
-    """Put Chaos Mesh's finalizer on the object, as its controller does (the webhooks admit the
-    update); its path."""
-    path = resource_path(resource, "rag", name)
-    cluster.admin.request("PATCH", path, {"metadata": {"finalizers": [CHAOS_FINALIZER]}}, merge=True)
-    return path
-
-
-def _release_later(cluster: RealCluster, path: str, after: float) -> tuple[threading.Thread, list[float]]:
-    """Remove the finalizer after `after` seconds, as the controller does once the fault is lifted."""
-    released: list[float] = []
-
-    def release() -> None:
-        time.sleep(after)
-        released.append(time.monotonic())
-        cluster.admin.request("PATCH", path, {"metadata": {"finalizers": None}}, merge=True)
-
-    thread = threading.Thread(target=release, name="chaos-controller", daemon=True)
-    thread.start()
-    return thread, released
-
-
-@pytest.mark.parametrize(
-    ("fault", "selector", "resource"),
-    [
-        (Latency(fixed=0.15), Selector(component="retriever", region="scaleway/fr-par"), NETWORK_CHAOS),
-        (HttpError(statuses=(502,)), Selector(component="llm", region="scaleway/fr-par"), HTTP_CHAOS),
-        (Hang(), Selector(component="retriever", region="scaleway/fr-par"), POD_CHAOS),
-    ],
-    ids=["networkchaos", "httpchaos", "podchaos"],
-)
-def test_a_chaos_object_held_by_its_finalizer_is_reverted_only_once_it_is_gone(
-    w: RealWorld, tmp_path: Path, fault: Fault, selector: Selector, resource: str
-) -> None:
-    scw = w.clusters["scw"]
-    action = Action(0.0, ActionOp.APPLY, 0, fault)
-    target = KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run")
-    target.apply(action, touch_of(fault, selector))
-    (name,) = _created_chaos(scw, resource)
-    thread, released = _release_later(scw, _hold(scw, name, resource), 1.5)
-
-    reverted = target.revert(action)
-    fields = target.transition_fields()
-    thread.join(timeout=10)
-    assert released and reverted.monotonic >= released[0]
-    assert scw.admin.get(resource, "rag", name) is None
-    deletion = fields["deletion"]
-    assert deletion["objects"] == 1
-    assert deletion["gone_after"] > deletion["deletes_sent_after"], deletion
-    assert any("gone" in line for line in reverted.effects), reverted.effects
-    target.close()
-    state = read_kube_ledger(tmp_path / "run" / KUBE_LEDGER_FILE)
-    assert state.closed and not state.active
-
-
-def test_a_chaos_object_never_released_fails_the_revert(w: RealWorld, tmp_path: Path) -> None:
-    scw = w.clusters["scw"]
-    fault = Latency(fixed=0.15)
-    action = Action(0.0, ActionOp.APPLY, 0, fault)
-    run_dir = tmp_path / "run"
-    target = KubernetesTarget.start(w.mapping, w.apis, run_dir, gone_within=1.0)
-    target.apply(action, touch_of(fault, Selector(component="retriever", region="scaleway/fr-par")))
-    (name,) = _created_chaos(scw)
-    path = _hold(scw, name)
-
-    with pytest.raises(RevertError, match=f"still exists .* \\(finalizers: {CHAOS_FINALIZER}\\)"):
-        target.revert(action)
-    # "Nothing left" is not claimed: the fault stays in force in the ledger, its object terminating.
-    assert read_kube_ledger(run_dir / KUBE_LEDGER_FILE).active
-    assert "deletionTimestamp" in scw.admin.request("GET", path)["metadata"]
-    # Closing reverts it again, and records it once the controller has let the object go.
-    thread, released = _release_later(scw, path, 0.5)
-    target.gone_within = 10.0
-    closed = target.close()
-    thread.join(timeout=10)
-    assert released and closed and closed[0].monotonic >= released[0]
-    state = read_kube_ledger(run_dir / KUBE_LEDGER_FILE)
-    assert state.closed and not state.active
-
-
-def test_recover_waits_for_chaos_objects_held_by_their_finalizer(w: RealWorld, tmp_path: Path) -> None:
-    # The child run of test_kubernetes_recover, SIGKILLed with six faults in force, one of them a
-    # latency on scw (a NetworkChaos) that Chaos Mesh's controller would hold.
-    scw = w.clusters["scw"]
-    run_dir = tmp_path / "run"
-    assert "all applied" in _run_child(w, run_dir, None)
-    paths = [_hold(scw, name) for name in _created_chaos(scw)]
-    assert paths
-
-    held = recover_kubernetes(run_dir, w.apis, gone_within=0.5)
-    assert not held.clean and f"finalizers: {CHAOS_FINALIZER}" in " ".join(held.failed), held.lines()
-    assert read_kube_ledger(run_dir / KUBE_LEDGER_FILE).active
-    threads = [_release_later(scw, path, 0.5)[0] for path in paths]
-    report = recover_kubernetes(run_dir, w.apis, gone_within=10.0)
-    for thread in threads:
-        thread.join(timeout=10)
-    assert report.clean, report.lines()
-    assert _created_chaos(scw) == []
-    state = read_kube_ledger(run_dir / KUBE_LEDGER_FILE)
-    assert state.recovered and not state.active
 
 
 def _context_alias(w: RealWorld, tmp_path: Path, alias: str, of: str) -> Path:

@@ -9,15 +9,15 @@ probes and load measure is the reference stack on this machine, its URLs the tar
 `entries`. bascule acts as the ``bascule`` ServiceAccount under ``deploy/rbac.yaml``, confirms the
 clusters by identity (the UID of their kube-system namespace) and talks to each through a
 recording relay (`kube_relay`), so that what the journal says bascule sent is checked against what
-reached the API servers. No Chaos Mesh controller runs: a stand-in puts its finalizer on every
-chaos object bascule creates and lifts it a moment after the object's deletion, as the controller
-does once the fault is off every pod.
+reached the API servers. Chaos Mesh's real controller-manager runs beside each API server
+(`kube_chaos_mesh`): it puts its finalizer on every chaos object bascule creates, injects through a
+chaos-daemon STAND-IN (which records the calls and shapes nothing), and lifts its finalizer after the
+object's deletion once it has recovered every pod.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from control_plane import NEEDS_CONTROL_PLANE, Admin, ControlPlane, resource_path, running_control_plane
+from kube_chaos_mesh import NEEDS_CHAOS_MESH, ChaosMesh
 from kube_emulator import SERVER_MANAGED
 from kube_real import RealCluster, prepare_clusters, write_token_kubeconfig
 from kube_relay import Relay, relaying
@@ -42,17 +43,21 @@ from bascule.targets.kubernetes.resources import RUN_LABEL
 from bascule.targets.local.stack import LocalStack
 from bascule.targets.registry import choose
 
-pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE]
+pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE, NEEDS_CHAOS_MESH]
 
 WORLD_NAMESPACES = ("rag", "identity")
-CHAOS_FINALIZER = "chaos-mesh/records"
-CHAOS_PLURALS = ("networkchaos", "httpchaos", "dnschaos", "podchaos")
+POD_CHAOS = ("chaos-mesh.org/v1alpha1/podnetworkchaos", "chaos-mesh.org/v1alpha1/podhttpchaos")
+CHAOS_MESH_OWN = ("v1/events", "events.k8s.io/v1/events", *POD_CHAOS)
+"""What Chaos Mesh's controller writes in the world's namespaces and keeps: the events it records on
+the chaos objects, and its per-pod objects (emptied once the fault is lifted: `_recovered`)."""
 Key = tuple[str, str | None, str]
 
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with running_control_plane(tmp_path_factory.mktemp("control-plane"), ["aws", "scw"]) as found:
+    with running_control_plane(
+        tmp_path_factory.mktemp("control-plane"), ["aws", "scw"], chaos_mesh=True
+    ) as found:
         yield found
 
 
@@ -134,10 +139,12 @@ def _list(admin: Admin, resource: str, namespace: str | None = None) -> list[dic
 
 
 def _everything(admin: Admin, listable: list[tuple[str, bool]]) -> dict[Key, dict[str, Any]]:
-    """Every object of the world: all of every kind in its namespaces, every node, and the
-    coredns ConfigMap; server-managed metadata left out."""
+    """Every object of the world: all of every kind in its namespaces (but `CHAOS_MESH_OWN`), every
+    node, and the coredns ConfigMap; server-managed metadata left out."""
     out: dict[Key, dict[str, Any]] = {}
     for resource, namespaced in listable:
+        if resource in CHAOS_MESH_OWN:
+            continue
         if namespaced:
             found = [(ns, o) for ns in WORLD_NAMESPACES for o in _list(admin, resource, ns)]
         elif resource == "v1/nodes":
@@ -168,59 +175,17 @@ def _labelled(admin: Admin, listable: list[tuple[str, bool]]) -> list[Key]:
     return found
 
 
-class ChaosController:
-    """Chaos Mesh's controller as far as bascule can see it: its finalizer on every chaos object
-    of the run, lifted `lag` seconds after the object's deletion began. Polls every 0.1 s."""
-
-    def __init__(self, clusters: dict[str, RealCluster], lag: float = 0.5) -> None:
-        self.clusters = clusters
-        self.lag = lag
-        self.held: set[tuple[str, str]] = set()
-        self.released: dict[tuple[str, str], float] = {}
-        self.errors: list[str] = []
-        self._deleting: dict[tuple[str, str], float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="chaos-controller", daemon=True)
-
-    def __enter__(self) -> ChaosController:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + 900
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                self._step()
-            except AssertionError as exc:  # an object gone between the list and the patch
-                if "404" not in str(exc):
-                    self.errors.append(str(exc))
-            self._stop.wait(0.1)
-
-    def _step(self) -> None:
-        for name, cluster in self.clusters.items():
-            for plural in CHAOS_PLURALS:
-                resource = f"chaos-mesh.org/v1alpha1/{plural}"
-                for obj in cluster.admin.list(resource):
-                    meta = obj["metadata"]
-                    if RUN_LABEL not in (meta.get("labels") or {}):
-                        continue
-                    key = (name, f"{plural}/{meta['namespace']}/{meta['name']}")
-                    path = resource_path(resource, meta["namespace"], meta["name"])
-                    if "deletionTimestamp" not in meta:
-                        if CHAOS_FINALIZER not in (meta.get("finalizers") or []):
-                            body = {"metadata": {"finalizers": [CHAOS_FINALIZER]}}
-                            cluster.admin.request("PATCH", path, body, merge=True)
-                            self.held.add(key)
-                        continue
-                    began = self._deleting.setdefault(key, time.monotonic())
-                    if time.monotonic() - began >= self.lag:
-                        body = {"metadata": {"finalizers": None}}
-                        cluster.admin.request("PATCH", path, body, merge=True, ok=(404,))
-                        self.released[key] = time.monotonic()
+def _recovered(admin: Admin) -> list[str]:
+    """Chaos Mesh's per-pod objects in the world's namespaces that still hold a rule (after a
+    recovery they are kept, emptied)."""
+    left = []
+    for resource in POD_CHAOS:
+        for namespace in WORLD_NAMESPACES:
+            for obj in _list(admin, resource, namespace):
+                spec = obj.get("spec") or {}
+                if spec.get("rules") or spec.get("tcs") or spec.get("iptables") or spec.get("ipsets"):
+                    left.append(f"{resource} {namespace}/{obj['metadata']['name']}")
+    return left
 
 
 def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_was(
@@ -252,22 +217,21 @@ def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_w
             servers = {name: replace(plane.servers[name], url=relays[name].url) for name in clusters}
             kubeconfig = write_token_kubeconfig(tmp_path / "kubeconfig", servers, tokens)
             before = {name: _everything(c.admin, listable[name]) for name, c in clusters.items()}
-            with ChaosController(clusters) as controller:
-                began = time.monotonic()
-                outcome = run_scored(
-                    RunOptions(
-                        scenario=AWS_2025,
-                        design=design_path,
-                        out=tmp_path / "run",
-                        target=choose(
-                            "kubernetes",
-                            {"target_file": target_file, "kubeconfig": kubeconfig, "confirm": ("aws", "scw")},
-                        ),
-                        quiet=True,
+            began = time.monotonic()
+            outcome = run_scored(
+                RunOptions(
+                    scenario=AWS_2025,
+                    design=design_path,
+                    out=tmp_path / "run",
+                    target=choose(
+                        "kubernetes",
+                        {"target_file": target_file, "kubeconfig": kubeconfig, "confirm": ("aws", "scw")},
                     ),
-                    charts=False,
-                )
-                wall = time.monotonic() - began
+                    quiet=True,
+                ),
+                charts=False,
+            )
+            wall = time.monotonic() - began
             seen = {name: relay.requests() for name, relay in relays.items()}
             after = {name: _everything(c.admin, listable[name]) for name, c in clusters.items()}
             left = {name: _labelled(c.admin, listable[name]) for name, c in clusters.items()}
@@ -296,12 +260,21 @@ def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_w
     assert {r["kind"] for r in applied} >= {"dns", "control-plane", "identity", "refuse"}, applied
     assert len(reverted) == len(applied)
 
-    # The Chaos Mesh objects were held by their finalizer, and their faults recorded reverted only
-    # once they were gone.
-    assert controller.held and not controller.errors, controller.errors
+    # Chaos Mesh injected each chaos object through the daemon, recovered it after bascule's
+    # DELETE, and only then let it go: the faults were recorded reverted once their objects were gone.
     chaos_reverts = [r for r in reverted if r.get("deletion")]
     assert chaos_reverts and all(r["deletion"]["gone_after"] is not None for r in chaos_reverts)
-    assert all(r["deletion"]["gone_after"] >= controller.lag for r in chaos_reverts), chaos_reverts
+    assert all(r["deletion"]["gone_after"] > r["deletion"]["deletes_sent_after"] for r in chaos_reverts)
+    injected: set[tuple[str, str]] = set()
+    last: dict[tuple[str, str], list[Any]] = {}  # each pod's last rules, in the order of the calls
+    for name in clusters:
+        for call in _mesh(plane, name).calls("ApplyHttpChaos"):
+            rules = json.loads(call.request["rules"])
+            last[(name, call.chaos)] = rules
+            if rules:
+                injected.add((name, call.chaos))
+    assert injected and all(last[pod] == [] for pod in injected), last
+    assert {name: _recovered(c.admin) for name, c in clusters.items()} == {"aws": [], "scw": []}
 
     # Every object is back as it was; nothing bascule created is left.
     for name in clusters:
@@ -328,11 +301,19 @@ def test_the_aws_replay_over_two_real_control_planes_leaves_every_object_as_it_w
         f"\nreplay over two real control planes: {wall:.1f} s wall (loaded machine); etcd ready in "
         f"{plane.etcd_started_in:.1f} s, kube-apiservers in {started_in} s, Chaos Mesh installed in "
         f"{chaos_in} s; {sum(len(s) for s in seen.values())} requests; "
-        f"{len(applied)} transitions applied, {len(controller.held)} chaos object(s) held by their "
-        f"finalizer; score {result['score']['overall']}, success ratio {figures['success_ratio']}"
+        f"{len(applied)} transitions applied, {len(chaos_reverts)} chaos object(s) held by Chaos Mesh's "
+        f"finalizer (gone {[r['deletion']['gone_after'] for r in chaos_reverts]} s into their revert), "
+        f"{len(injected)} pod(s) injected through the daemon; score {result['score']['overall']}, "
+        f"success ratio {figures['success_ratio']}"
     )
 
 
 def _tls(plane: ControlPlane, name: str) -> tuple[Path, Path, Path]:
     pki = plane.servers[name].pki
     return pki.ca, pki.server_cert, pki.server_key
+
+
+def _mesh(plane: ControlPlane, name: str) -> ChaosMesh:
+    found = plane.servers[name].chaos_mesh
+    assert found is not None
+    return found
