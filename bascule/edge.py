@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -24,7 +24,24 @@ from bascule.model.design import Design, RoutingMode
 from bascule.stack.breaker import CircuitBreaker
 from bascule.tracecontext import TRACEPARENT, traceparent
 
-__all__ = ["Edge", "EdgeAttempt", "EdgeResponse", "NoEntryError", "region_failed", "request_headers"]
+__all__ = [
+    "NOT_JSON",
+    "Edge",
+    "EdgeAttempt",
+    "EdgeResponse",
+    "NoEntryError",
+    "region_failed",
+    "request_headers",
+]
+
+
+class _NotJson:
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+NOT_JSON: Final = _NotJson()
+"""`EdgeResponse.value` of an answer whose body is not JSON (or that had no body)."""
 
 
 class NoEntryError(Exception):
@@ -45,9 +62,12 @@ class EdgeResponse:
 
     status: int | None
     body: dict[str, Any] | None
+    """The answer's body when it is a JSON object (what the service's own API answers)."""
     region: str | None
     attempts: tuple[EdgeAttempt, ...]
     seconds: float
+    value: Any = NOT_JSON
+    """The answer's whole JSON value — an object, a list, a string… — or `NOT_JSON`."""
 
     @property
     def ok(self) -> bool:
@@ -120,7 +140,7 @@ class Edge:
         span per attempt), so that the hops of every attempt belong to the one request."""
         began = self._clock()
         attempts: list[EdgeAttempt] = []
-        last: tuple[int | None, dict[str, Any] | None, str | None] = (None, None, None)
+        last: tuple[int | None, Any, str | None] = (None, NOT_JSON, None)
         order = self.candidates(data_class)
         # Regions whose breaker refuses are tried last, so that a total outage still gets an answer.
         tickets = [(region, self.breakers[region].acquire()) for region in order]
@@ -145,7 +165,7 @@ class Edge:
                     attempts.append(
                         EdgeAttempt(region, None, f"{type(exc).__name__}: {exc}", self._clock() - started)
                     )
-                    last = (None, None, region)
+                    last = (None, NOT_JSON, region)
                     continue
                 except asyncio.CancelledError:
                     # The caller gave up on this region (its own deadline is shorter than ours): to
@@ -154,9 +174,9 @@ class Edge:
                     if ticket is not None:
                         breaker.fail(ticket)
                     raise
-                body = _json(response)
+                value = _json(response)
                 attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
-                last = (response.status_code, body, region)
+                last = (response.status_code, value, region)
                 if region_failed(response.status_code):
                     if ticket is not None:
                         breaker.fail(ticket)
@@ -170,8 +190,9 @@ class Edge:
             for region, ticket in ranked:
                 if ticket is not None and region not in tried:
                     self.breakers[region].release(ticket)
-        status, body, answered_by = last
-        return EdgeResponse(status, body, answered_by, tuple(attempts), self._clock() - began)
+        status, value, answered_by = last
+        body = value if isinstance(value, dict) else None
+        return EdgeResponse(status, body, answered_by, tuple(attempts), self._clock() - began, value)
 
     async def ask(self, client: httpx.AsyncClient, question: str, data_class: str) -> EdgeResponse:
         return await self.post(
@@ -200,9 +221,8 @@ def request_headers(headers: Mapping[str, str] | None, trace_id: str | None) -> 
     return out
 
 
-def _json(response: httpx.Response) -> dict[str, Any] | None:
+def _json(response: httpx.Response) -> Any:
     try:
-        data = response.json()
+        return response.json()
     except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+        return NOT_JSON

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bascule.edge import Edge, EdgeResponse, NoEntryError
+from bascule.edge import NOT_JSON, Edge, EdgeResponse, NoEntryError
 from bascule.model.loading import parse_design, read_design
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,3 +137,18 @@ def test_tickets_of_regions_not_tried_go_back_to_a_half_open_breaker() -> None:
     for _ in range(5):  # us-east-1 answers first; fr-par's trial tickets must not leak
         assert run(edge, answering({}, seen), "internal").region == "aws/us-east-1"
     assert par.acquire() is not None
+
+
+def test_an_answer_keeps_its_json_value_whatever_it_is() -> None:
+    bodies = {"aws.test": b'[{"a": 1}]', "par.test": b"not json"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=bodies[request.url.host])
+
+    listed = run(Edge(APS, ENTRIES), handler, "internal")
+    assert listed.ok and listed.value == [{"a": 1}] and listed.body is None
+    only_par = {"scaleway/fr-par": "http://par.test"}
+    text = run(Edge(APS, only_par), handler, "internal")
+    assert text.ok and text.value is NOT_JSON and text.body is None
+    objects = run(Edge(APS, ENTRIES), answering({}, []), "internal")
+    assert objects.body == objects.value == {"answer": "aws.test", "served_by": []}

@@ -271,6 +271,21 @@ def test_http_probe_status_latency_and_assertions() -> None:
     assert check_response(with_assertion, 200, 0.0, MISSING) == ["the body is not JSON"]
 
 
+def test_http_probe_through_the_edge_reads_any_json_value() -> None:
+    # A top-level list (datasette's ?_shape=array), through the edge as with a full URL.
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/text":
+            return httpx.Response(200, text="5 years")
+        return httpx.Response(200, json=[{"id": 1, "answer": "5 years"}])
+
+    listed = HttpProbe(url="/facts", assertions=[{"path": "0.answer", "equals": "5 years"}])
+    sample = one_sample(make_probe(listed, context(handler)))
+    assert sample.ok and sample.error is None and sample.entry_region == "aws/us-east-1"
+    text = HttpProbe(url="/text", assertions=[{"path": "0"}])
+    sample = one_sample(make_probe(text, context(handler)))
+    assert not sample.ok and sample.error == "the body is not JSON"
+
+
 # --- rag --------------------------------------------------------------------------------------
 
 

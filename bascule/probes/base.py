@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import httpx
 
-from bascule.edge import Edge, NoEntryError, request_headers
+from bascule.edge import NOT_JSON, Edge, NoEntryError, request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
@@ -432,7 +432,8 @@ class Destination:
                 )
             except NoEntryError as exc:
                 return Reply(None, None, {}, None, f"no entry point: {exc}")
-            return Reply(answer.status, answer.body, {}, answer.region, answer.error)
+            body = None if answer.value is NOT_JSON else answer.value
+            return Reply(answer.status, body, {}, answer.region, answer.error)
         assert self.url is not None
         try:
             response = await client.post(

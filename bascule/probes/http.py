@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from bascule.edge import Edge, NoEntryError, request_headers
+from bascule.edge import NOT_JSON, Edge, NoEntryError, request_headers
 from bascule.errors import ProbeError
 from bascule.journal.samples import RequestSample
 from bascule.model import probes as specs
@@ -133,7 +133,7 @@ class HttpProbe(Probe[specs.HttpProbe]):
         if answer.status is None:
             error = answer.error or "no answer"
             return self._sample(now, [error], data_class=data_class, latency=latency, trace_id=trace_id)
-        body = MISSING if answer.body is None else answer.body
+        body = MISSING if answer.value is NOT_JSON else answer.value
         problems = check_response(spec, answer.status, latency, body)
         return self._sample(
             now,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from bascule.edge import Edge, NoEntryError, request_headers
+from bascule.edge import NOT_JSON, Edge, NoEntryError, request_headers
 from bascule.errors import TargetError
 from bascule.journal import Journal
 from bascule.model.design import Design
@@ -103,7 +103,7 @@ async def _request(step: SetupStep, design: Design, entries: Mapping[str, str]) 
             raise SetupError(f"setup step {step.name!r}: {exc}") from exc
         if answer.status is None:
             raise SetupError(f"setup step {step.name!r}: no entry point answered ({answer.error})")
-        return answer.status, MISSING if answer.body is None else answer.body
+        return answer.status, MISSING if answer.value is NOT_JSON else answer.value
 
 
 def _json(response: httpx.Response) -> object:
