@@ -230,7 +230,10 @@ def test_objectives_not_met_exit_1(tmp_path: Path) -> None:
 def test_a_hypothesis_failing_before_any_fault_ends_the_run_with_nothing_applied(tmp_path: Path) -> None:
     outcome, starter = run(tmp_path, scenario(LATENCY), fail="unhealthy")
     assert outcome.exit_code == ExitCode.TARGET_ERROR
-    assert outcome.reason == "the steady-state hypothesis failed before any fault"
+    assert outcome.reason is not None
+    # … and why, as the terminal, summary.md and result.json then say it
+    assert outcome.reason.startswith("the steady-state hypothesis failed before any fault: "), outcome.reason
+    assert "GET /healthz: HTTP 503, expected 200" in outcome.reason
     assert_rolled_back_and_ended(outcome, starter)
     assert starter.started[0].log == []
     assert records(outcome, "plan-started") == [] and records(outcome, "score") == []

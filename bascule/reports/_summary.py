@@ -231,7 +231,7 @@ def compute_figures(result: Result) -> list[Figure]:
             budget_value,
             f"{fmt_number(spent)} failed requests of {fmt_number(allowed, 1)} allowed"
             if budget_value != DASH
-            else "no availability objective",
+            else "not measured: no request in the faults' impact window",
         ),
         Figure("Cost", cost_value, cost_note),
         Figure(

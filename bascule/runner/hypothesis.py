@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
+from typing import Final
 
 from bascule.journal import Journal
 from bascule.model.scenario import Scenario
@@ -18,7 +20,26 @@ from bascule.probes.runner import HypothesisResult, check_hypothesis
 from bascule.runner.display import Display
 from bascule.runner.traffic import TICK, Traffic
 
-__all__ = ["SteadyStateCheck", "failure_reasons"]
+__all__ = ["FAILED_AFTER", "FAILED_BEFORE", "Held", "SteadyStateCheck", "failure_reasons"]
+
+FAILED_BEFORE: Final = "the steady-state hypothesis failed before any fault"
+FAILED_AFTER: Final = "the steady-state hypothesis failed after rollback"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Whether a steady-state check held (its truth value); when it did not, why."""
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    """`failure_reasons` of the check: one line per distinct (probe, error)."""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def failed(self, what: str) -> str:
+        """The run's reason when the check did not hold: `what`, then why."""
+        return f"{what}: {'; '.join(self.reasons)}" if self.reasons else what
 
 
 class SteadyStateCheck:
@@ -70,19 +91,19 @@ class SteadyStateCheck:
         check._worker.start()
         return check
 
-    def finish(self, traffic: Traffic, journal: Journal) -> bool:
-        """Pump the run's traffic until the check has ended; whether the hypothesis holds,
-        journaled. False when aborted."""
+    def finish(self, traffic: Traffic, journal: Journal) -> Held:
+        """Pump the run's traffic until the check has ended; whether the hypothesis holds (and
+        why not), journaled. Not held when aborted."""
         if self.scenario.steady_state is None:
             journal.write("hypothesis", when=self.when, ok=True, skipped=True)
-            return True
+            return Held(True)
         worker = self._worker
         while worker is not None and worker.is_alive() and not traffic.abort.is_set:
             traffic.pump(time.monotonic() + TICK)
             worker.join(0)
         result = self._box.get("result")
         if result is None:
-            return False
+            return Held(False)
         window = result.window
         journal.write(
             "hypothesis",
@@ -101,7 +122,7 @@ class SteadyStateCheck:
             display.status(result.summary())
             for reason in failure_reasons(result):
                 display.event(f"  {reason}")
-        return result.ok
+        return Held(result.ok, () if result.ok else tuple(failure_reasons(result)))
 
 
 def failure_reasons(result: HypothesisResult, most: int = 3) -> list[str]:

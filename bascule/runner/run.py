@@ -39,7 +39,7 @@ from bascule.rundir import describe_os_error, prepare_run_directory
 from bascule.runner.display import Display
 from bascule.runner.engine import CheckAfter, DoAction, Finish, Stage, check_before, measured_until, next_step
 from bascule.runner.guardrails import GuardrailMonitor
-from bascule.runner.hypothesis import SteadyStateCheck
+from bascule.runner.hypothesis import FAILED_AFTER, FAILED_BEFORE, SteadyStateCheck
 from bascule.runner.inputs import (
     RunInputs,
     RunOptions,
@@ -276,7 +276,7 @@ class _Runner:
         if not held:
             if self.abort.is_set:
                 return self.abort.code, self.abort.reason
-            return ExitCode.TARGET_ERROR, "the steady-state hypothesis failed before any fault"
+            return ExitCode.TARGET_ERROR, held.failed(FAILED_BEFORE)
         self.traffic.pump(warm_start + self.scenario.warm_up)  # what is left of the warm-up, if any
         if self.abort.is_set:
             return self.abort.code, self.abort.reason
@@ -316,7 +316,7 @@ class _Runner:
         measured = measured_until(self.plan, self.scenario.settle, faults_over - plan_start)
         self.traffic.finish_data(self.context, read_at_least_until=plan_start + measured)
         if not held:
-            return ExitCode.OBJECTIVES_FAILED, "the steady-state hypothesis failed after rollback"
+            return ExitCode.OBJECTIVES_FAILED, held.failed(FAILED_AFTER)
         return ExitCode.OK, "completed"
 
     # -- acting ----------------------------------------------------------------------------------
