@@ -7,7 +7,8 @@ its original value (or removed, when it had none) once no other fault in force h
 field that faults append to (CoreDNS's Corefile) is composed again from its original and the texts
 of the faults still in force (the original, byte for byte, once none is), a created object is
 deleted after its ``bascule.io/run-id`` label is checked, and a deletion stays (pods are recreated
-by their controllers; volumes are gone).
+by their controllers; volumes are gone) — but a volume claim the fault deleted that a pod still
+holds is finished: its pods are deleted too (`finish_claim`).
 
 Safety checks made here, before anything changes: a pod with no controller is never deleted (it
 would not come back), and a call marked ``required`` that matches nothing fails the fault.
@@ -26,7 +27,16 @@ from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
 from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
 
-__all__ = ["GONE_WITHIN_S", "Holds", "carry_out", "deleted_line", "expand", "undo", "wait_gone"]
+__all__ = [
+    "GONE_WITHIN_S",
+    "Holds",
+    "carry_out",
+    "deleted_line",
+    "expand",
+    "finish_claim",
+    "undo",
+    "wait_gone",
+]
 
 GONE_WITHIN_S: Final = 60.0
 """How long a revert waits for the objects it deleted to be gone (a finalizer holds a Chaos Mesh
@@ -170,6 +180,14 @@ def _autoscalers(call: Call, api: KubeApi) -> list[tuple[dict[str, Any], str]]:
     return out
 
 
+def _claims_of(pod: Mapping[str, Any]) -> list[str]:
+    """The names of the volume claims `pod` uses."""
+    volumes = _read(pod, ("spec", "volumes"))
+    listed = volumes if isinstance(volumes, list) else []
+    found = [_read(v, ("persistentVolumeClaim", "claimName")) for v in listed if isinstance(v, Mapping)]
+    return [c for c in found if isinstance(c, str)]
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -245,11 +263,7 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
         elif call.resource == PVCS and call.via_pods:
             for pod in _pods(call, api):
-                volumes = _read(pod, ("spec", "volumes"))
-                for volume in volumes if isinstance(volumes, list) else []:
-                    claim = _read(volume, ("persistentVolumeClaim", "claimName"))
-                    if not isinstance(claim, str):
-                        continue
+                for claim in _claims_of(pod):
                     found = api.get(PVCS, call.namespace, claim)
                     if found is not None:
                         changes.append(
@@ -348,6 +362,8 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
     ref = change.ref
     api = apis[ref.context]
     match change.op:
+        case ChangeOp.DELETE if ref.resource == PVCS:
+            return finish_claim(change, api)
         case ChangeOp.DELETE:
             return None
         case ChangeOp.CREATE:
@@ -361,6 +377,48 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
             return deleted_line(ref)
         case ChangeOp.PATCH:
             return _undo_patch(change, api, holds, key)
+
+
+def finish_claim(change: Change, api: KubeApi) -> str | None:
+    """A volume claim the fault deleted, still held by a pod that uses it: delete that pod too, as the
+    fault meant to; the effect line, or None when the claim is gone (or made again since) or no
+    running pod holds it.
+
+    data-loss deletes a store's claims, then its pods: the claims first, since a pod deleted first
+    would be made again at once on its old claim. The API server only marks a claim a pod uses (its
+    ``kubernetes.io/pvc-protection`` finalizer); the claim goes once the pod does. A fault stopped
+    between the two — killed, or a pod's eviction refused by its disruption budget — leaves claims
+    that nothing can bring back and that go at their pods' next restart, whenever that is: the data
+    lost then, long after the run. Deleting the pods now ends it while the fault is recorded, and
+    their controller makes them again on new claims."""
+    ref = change.ref
+    found = api.get(PVCS, ref.namespace, ref.name)
+    if found is None or _read(found, ("metadata", "deletionTimestamp")) in (_ABSENT, None):
+        return None
+    uid = _read(change.body or {}, ("metadata", "uid"))
+    if uid is not _ABSENT and _read(found, ("metadata", "uid")) != uid:
+        return None
+    holding = [
+        pod
+        for pod in api.list(PODS, ref.namespace)
+        if _read(pod, ("metadata", "deletionTimestamp")) in (_ABSENT, None) and ref.name in _claims_of(pod)
+    ]
+    if not holding:
+        return None
+    by_name = {str(_read(pod, ("metadata", "name"))): pod for pod in holding}
+    names = sorted(by_name)
+    orphans = [name for name in names if _controller(by_name[name]) is None]
+    if orphans:
+        return (
+            f"{ref} was deleted and is held by pod(s) {', '.join(orphans)}, which no controller makes "
+            "again: left alone (the claim goes, and its data, when they do)"
+        )
+    for name in names:
+        api.delete(PODS, ref.namespace, name)
+    return (
+        f"{ref} was deleted and still held by pod(s) {', '.join(names)}: deleted them too, as the fault "
+        "meant (the claim goes with them; their controller makes them again on a new claim)"
+    )
 
 
 def deleted_line(ref: ObjectRef) -> str:

@@ -216,11 +216,15 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
             for change in held:
                 lines.append(carry_out(change, self._apis, self._holds))
         except TargetError as exc:
-            _, problems = self._undo_all(key, held)
-            note = f"apply failed: {exc}" + (f"; undo failed: {'; '.join(problems)}" if problems else "")
+            undone, problems = self._undo_all(key, held)
+            # What the undo did beyond restoring (a deleted claim's pods deleted) is said.
+            finished = "".join(f"; {line}" for line in undone if " deleted them too" in line)
+            note = f"apply failed: {exc}{finished}" + (
+                f"; undo failed: {'; '.join(problems)}" if problems else ""
+            )
             if not problems:
                 self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note=note))
-            raise FaultError(f"fault {key!r}: {exc}") from exc
+            raise FaultError(f"fault {key!r}: {exc}{finished}") from exc
         return tuple(lines)
 
     def _undo_all(self, key: str, changes: tuple[Change, ...]) -> tuple[list[str], list[str]]:
