@@ -30,6 +30,7 @@ from control_plane import (
     running_control_plane,
 )
 from kube_real import (
+    PDBS,
     STORAGE_CLASS,
     LiveCluster,
     LiveWorld,
@@ -38,11 +39,12 @@ from kube_real import (
     live_world,
     prepare_live_clusters,
 )
-from kube_world import touch_of
+from kube_world import TARGET, mapping, touch_of
 from test_kubernetes_controllers import _closed, _regions, _same, _uids
 from typer.testing import CliRunner
 
 from bascule.cli import app
+from bascule.errors import FaultError
 from bascule.faults import Crash, DataLoss
 from bascule.model.selector import Selector
 from bascule.plan.model import Action, ActionOp
@@ -186,6 +188,8 @@ class Watch:
 
     def __init__(self, cluster: LiveCluster, resource: str, since: str, seconds: int = 90) -> None:
         self.events: list[tuple[str, str, str, int, dict[str, Any]]] = []
+        self.seen: dict[int, float] = {}
+        """When each event (by resourceVersion) was read: ``time.monotonic()``."""
         self._admin = type(cluster.admin)(cluster.url, cluster.server.pki)
         path = resource_path(resource, "rag") + f"?watch=1&resourceVersion={since}&timeoutSeconds={seconds}"
         self._response = self._admin.client.send(self._admin.client.build_request("GET", path), stream=True)
@@ -202,6 +206,7 @@ class Watch:
                     self.events.append(
                         (event["type"], meta["name"], meta["uid"], int(meta["resourceVersion"]), obj)
                     )
+                    self.seen[int(meta["resourceVersion"])] = time.monotonic()
         except (httpx.HTTPError, RuntimeError):
             pass  # closed by `stop`
 
@@ -235,6 +240,7 @@ def test_data_loss_deletes_the_claims_once_their_pods_are_gone_and_the_controlle
     try:
         began = time.monotonic()
         applied = target.apply(action, touch_of(fault, Selector(component="store", region="aws/us-east-1")))
+        returned = time.monotonic()
         kinds = [line.split()[1] for line in applied.effects]
         assert kinds == ["PersistentVolumeClaim"] * 2 + ["Pod"] * 2, applied.effects
 
@@ -265,9 +271,11 @@ def test_data_loss_deletes_the_claims_once_their_pods_are_gone_and_the_controlle
         ]
         assert marked, f"{name} was never seen held by its finalizer"
         assert min(marked) < _deleted_at(pods, pod, old_pods[pod]) < gone[name], (name, claims.events)
+    gone_after = sorted(claims.seen[rv] - returned for rv in gone.values())
     print(
-        f"data-loss: applied in {applied.took:.2f} s; claims gone {sorted(gone.values())}; pods Running "
-        f"on new claims {running:.1f} s after the fault"
+        f"data-loss: applied in {applied.took:.2f} s; the claims gone {gone_after[0]:.2f} and "
+        f"{gone_after[-1]:.2f} s after it returned; both pods Running on new claims {running:.1f} s "
+        "after the fault"
     )
     now = _binding(aws, EAST_STORE)
     volumes = aws.volumes()
@@ -428,3 +436,58 @@ def test_recover_after_a_sigkill_on_the_controllers_world(
     assert _binding(scw, "store-scaleway-fr-par") == fr_binding
     again = recover_kubernetes(run_dir, w.apis)
     assert again.previously == "recovered" and again.restored == ()
+
+
+def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_to_a_later_restart(
+    w: LiveWorld, tmp_path: Path
+) -> None:
+    # With pod_disruption: evict, data-loss deletes the claims, then evicts the pods: a budget the
+    # disruption controller fills with 0 disruptions allowed refuses the eviction, and the fault
+    # fails — after its claims were deleted, which nothing undoes. Left so, they would go (their
+    # data with them) whenever their pods next restart; the undo deletes those pods instead, and
+    # says so.
+    aws = w.clusters["aws"]
+    before = w.live_snapshot()
+    binding = _binding(aws, EAST_STORE)
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "store-budget", "namespace": "rag"},
+        "spec": {
+            "minAvailable": 2,
+            "selector": {"matchLabels": {"app": "store", "bascule.io/region": "aws-us-east-1"}},
+        },
+    }
+    aws.admin.create(PDBS, budget)
+    path = resource_path(PDBS, "rag", "store-budget")
+    try:
+        _until(
+            lambda: (
+                ((aws.admin.get(PDBS, "rag", "store-budget") or {}).get("status") or {}).get("expectedPods")
+                == 2
+            ),
+            "the disruption controller's status of the store's budget",
+            30,
+        )
+        fault = DataLoss()
+        evicting = KubernetesTarget.start(
+            mapping(TARGET + "pod_disruption: evict\n"), w.apis, tmp_path / "run"
+        )
+        with pytest.raises(FaultError, match="disruption budget") as failed:
+            evicting.apply(
+                Action(0.0, ActionOp.APPLY, 0, fault),
+                touch_of(fault, Selector(component="store", region="aws/us-east-1")),
+            )
+        assert str(failed.value).count("deleted them too") == 2, failed.value
+        evicting.close()
+        _closed(tmp_path / "run")
+
+        def renewed() -> bool:
+            now = _binding(aws, EAST_STORE)
+            return set(now) == set(binding) and all(now[n][0] != binding[n][0] and now[n][1] for n in now)
+
+        _until(renewed, "the deleted claims gone with their pods, made again and bound", 60)
+    finally:
+        aws.admin.request("DELETE", path, ok=(404,))
+    w.settle()
+    _differs_only_by_the_new_claims(before, w.live_snapshot(), set(binding))
