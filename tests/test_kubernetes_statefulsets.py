@@ -40,7 +40,7 @@ from kube_real import (
     prepare_live_clusters,
 )
 from kube_world import TARGET, mapping, touch_of
-from test_kubernetes_controllers import _closed, _regions, _same, _uids
+from test_kubernetes_controllers import _closed, _regions, _same, _uids, _unscheduled
 from typer.testing import CliRunner
 
 from bascule.cli import app
@@ -406,12 +406,25 @@ def test_recover_after_a_sigkill_on_the_controllers_world(
     killed = time.monotonic()
     if kill_after is None:
         # In force: the replacements of the store's and the retriever's pods wait, unscheduled,
-        # for us-east-1's nodes; the store of fr-par has no pod.
-        _until(lambda: not scw.pods("store-scaleway-fr-par-"), "the fr-par store scaled to zero", 60)
+        # for us-east-1's cordoned nodes; the store of fr-par and the gateway of eu-west-3 have no
+        # pod (the HPA controller does not scale a workload at zero).
+        def in_force() -> bool:
+            waiting = aws.pods(f"{EAST_STORE}-") + aws.pods("retriever-aws-us-east-1-")
+            return (
+                len(waiting) == 2
+                and all(_unscheduled(p) for p in waiting)
+                and not scw.pods("store-scaleway-fr-par-")
+                and not aws.pods("gateway-aws-eu-west-3-")
+            )
+
+        _until(in_force, "the faults in force: replacements unscheduled, two workloads at zero", 60)
+        time.sleep(3)
+        assert in_force(), "a fault stopped holding while its run was dead"
     else:
         # Killed between the data-loss's claims and its pods: the claims are marked deleted, held
         # by their finalizer while the pods that use them run.
         assert sorted(_claims_held(aws, EAST_STORE)) == sorted(binding)
+    recovering = time.monotonic()
     result = CliRunner().invoke(app, ["recover", str(run_dir)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     recovered = time.monotonic()
@@ -428,7 +441,7 @@ def test_recover_after_a_sigkill_on_the_controllers_world(
     settled = time.monotonic()
     print(
         f"recover after SIGKILL ({kill_after=}): the child ran {killed - began:.1f} s, recover "
-        f"{recovered - killed:.1f} s, every pod Running again {settled - recovered:.1f} s later"
+        f"{recovered - recovering:.1f} s, every pod Running again {settled - recovered:.1f} s later"
     )
     # Everything as it was, but the claims the data-loss deleted: made again by the StatefulSet
     # controller (new UID, another volume). fr-par's store came back on its own claim.
