@@ -271,11 +271,11 @@ def test_data_loss_deletes_the_claims_once_their_pods_are_gone_and_the_controlle
         ]
         assert marked, f"{name} was never seen held by its finalizer"
         assert min(marked) < _deleted_at(pods, pod, old_pods[pod]) < gone[name], (name, claims.events)
-    gone_after = sorted(claims.seen[rv] - returned for rv in gone.values())
+    gone_after = sorted(claims.seen[rv] - began for rv in gone.values())
     print(
-        f"data-loss: applied in {applied.took:.2f} s; the claims gone {gone_after[0]:.2f} and "
-        f"{gone_after[-1]:.2f} s after it returned; both pods Running on new claims {running:.1f} s "
-        "after the fault"
+        f"data-loss: applied in {applied.took:.2f} s (returned {returned - began:.2f} s after the call); "
+        f"the claims gone {gone_after[0]:.2f} and {gone_after[-1]:.2f} s after the call; both pods "
+        f"Running on new claims {running:.1f} s after it"
     )
     now = _binding(aws, EAST_STORE)
     volumes = aws.volumes()

@@ -28,6 +28,7 @@ from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, Obje
 from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
 
 __all__ = [
+    "CLAIM_HELD",
     "GONE_WITHIN_S",
     "Holds",
     "carry_out",
@@ -37,6 +38,9 @@ __all__ = [
     "undo",
     "wait_gone",
 ]
+
+CLAIM_HELD: Final = "was deleted and still held by pod(s)"
+"""What every line of `finish_claim` says: a claim the fault deleted that pods still hold."""
 
 GONE_WITHIN_S: Final = 60.0
 """How long a revert waits for the objects it deleted to be gone (a finalizer holds a Chaos Mesh
@@ -410,14 +414,14 @@ def finish_claim(change: Change, api: KubeApi) -> str | None:
     orphans = [name for name in names if _controller(by_name[name]) is None]
     if orphans:
         return (
-            f"{ref} was deleted and is held by pod(s) {', '.join(orphans)}, which no controller makes "
-            "again: left alone (the claim goes, and its data, when they do)"
+            f"{ref} {CLAIM_HELD} {', '.join(orphans)}, which no controller makes again: left alone "
+            "(the claim goes, and its data, when they do)"
         )
     for name in names:
         api.delete(PODS, ref.namespace, name)
     return (
-        f"{ref} was deleted and still held by pod(s) {', '.join(names)}: deleted them too, as the fault "
-        "meant (the claim goes with them; their controller makes them again on a new claim)"
+        f"{ref} {CLAIM_HELD} {', '.join(names)}: deleted them too, as the fault meant (the claim goes "
+        "with them; their controller makes them again on a new claim)"
     )
 
 

@@ -33,6 +33,7 @@ from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
 from bascule.targets.kubernetes.cluster import KubeApi, discover
 from bascule.targets.kubernetes.execute import (
+    CLAIM_HELD,
     GONE_WITHIN_S,
     Holds,
     carry_out,
@@ -217,8 +218,8 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
                 lines.append(carry_out(change, self._apis, self._holds))
         except TargetError as exc:
             undone, problems = self._undo_all(key, held)
-            # What the undo did beyond restoring (a deleted claim's pods deleted) is said.
-            finished = "".join(f"; {line}" for line in undone if " deleted them too" in line)
+            # What the undo found beyond restoring (a deleted claim its pods still hold) is said.
+            finished = "".join(f"; {line}" for line in undone if CLAIM_HELD in line)
             note = f"apply failed: {exc}{finished}" + (
                 f"; undo failed: {'; '.join(problems)}" if problems else ""
             )
