@@ -6,7 +6,8 @@ of `kube_real`). The stores are StatefulSets whose pods and claims (``volumeClai
 StatefulSet controller makes; no provisioner runs, so the claims are bound to static local volumes
 made by the test, by the scheduler and the PV binder (class bound at the first consumer). bascule
 acts as the ``bascule`` ServiceAccount under ``deploy/rbac.yaml`` (with its optional data-loss
-binding: the target file allows data loss)."""
+binding: the target file allows data loss): crash and data-loss of a StatefulSet, and ``bascule
+recover`` after a run with faults in force is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -31,15 +32,17 @@ from control_plane import (
 )
 from kube_real import (
     PDBS,
+    PVS,
     STORAGE_CLASS,
     LiveCluster,
     LiveWorld,
     _ready_pod,
+    _static_volume,
     _until,
     live_world,
     prepare_live_clusters,
 )
-from kube_world import TARGET, mapping, touch_of
+from kube_world import TARGET, _workload, mapping, touch_of
 from test_kubernetes_controllers import _closed, _regions, _same, _uids, _unscheduled
 from typer.testing import CliRunner
 
@@ -54,7 +57,6 @@ from bascule.targets.kubernetes.target import KubernetesTarget
 pytestmark = [pytest.mark.slow, NEEDS_CONTROL_PLANE, NEEDS_CONTROLLERS]
 
 PVCS = "v1/persistentvolumeclaims"
-STS = "apps/v1/statefulsets"
 EAST_STORE = "store-aws-us-east-1"
 PROTECTION = "kubernetes.io/pvc-protection"
 
@@ -116,9 +118,7 @@ def _binding(cluster: LiveCluster, name: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_the_statefulset_controller_makes_the_pods_and_claims_the_pv_binder_binds(
-    w: LiveWorld, plane: ControlPlane
-) -> None:
+def test_the_statefulset_controller_makes_the_pods_and_claims_the_pv_binder_binds(w: LiveWorld) -> None:
     aws, scw = w.clusters["aws"], w.clusters["scw"]
     for name, cluster in w.clusters.items():
         print(f"{name}: the stateful live world Running {cluster.populated_in:.1f} s after its first object")
@@ -504,3 +504,48 @@ def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_t
         aws.admin.request("DELETE", path, ok=(404,))
     w.settle()
     _differs_only_by_the_new_claims(before, w.live_snapshot(), set(binding))
+
+
+def test_data_loss_refuses_a_claim_that_nothing_would_make_again(w: LiveWorld, tmp_path: Path) -> None:
+    # A store run as a Deployment with one claim named in its pod template (as charts make a
+    # single-replica store), in eu-west-3. Deleted, nothing makes that claim again: the ReplicaSet's
+    # replacement pod waits unscheduled (an unscheduled pod does not hold a claim, so the claim
+    # goes), then stays Pending for good. bascule refuses before any change.
+    aws = w.clusters["aws"]
+    directory = aws.server.process.log.parent / "volumes" / "euw3-a-deployment"
+    directory.mkdir(parents=True, exist_ok=True)
+    aws.admin.create(PVS, _static_volume("local-euw3-a-deployment", "euw3-a", directory))
+    claim = "data-store-aws-eu-west-3"
+    aws.admin.create(
+        PVCS,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": "rag"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    ((_, statefulset), *_) = _workload("store", "aws/eu-west-3", 1)
+    deployment = {k: v for k, v in statefulset.items() if k != "status"}
+    deployment.update(apiVersion="apps/v1", kind="Deployment")
+    template = deployment["spec"]["template"]["spec"]
+    template["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
+    template["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    aws.admin.create("apps/v1/deployments", deployment)
+    w.settle()
+    assert _bound(aws.admin.get(PVCS, "rag", claim) or {"metadata": {}})
+    before = w.live_snapshot()
+    fault = DataLoss()
+    with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+        with pytest.raises(FaultError, match=r"ReplicaSet store-aws-eu-west-3-.*nothing would make again"):
+            target.apply(
+                Action(0.0, ActionOp.APPLY, 0, fault),
+                touch_of(fault, Selector(component="store", region="aws/eu-west-3")),
+            )
+        assert target.active() == []
+    time.sleep(2)
+    _same(before, w.live_snapshot())

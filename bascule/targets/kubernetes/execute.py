@@ -11,7 +11,8 @@ by their controllers; volumes are gone) — but a volume claim the fault deleted
 holds is finished: its pods are deleted too (`finish_claim`).
 
 Safety checks made here, before anything changes: a pod with no controller is never deleted (it
-would not come back), and a call marked ``required`` that matches nothing fails the fault.
+would not come back), a volume claim is deleted only when its StatefulSet makes it again, and a
+call marked ``required`` that matches nothing fails the fault.
 """
 
 from __future__ import annotations
@@ -192,6 +193,25 @@ def _claims_of(pod: Mapping[str, Any]) -> list[str]:
     return [c for c in found if isinstance(c, str)]
 
 
+def _check_claims_come_back(ref: ObjectRef, pod: Mapping[str, Any]) -> None:
+    """Raise `FaultError` unless every claim of `pod` is one its StatefulSet makes again: a claim of
+    its ``volumeClaimTemplates``, named ``<template>-<pod>``. A Deployment's (or any other) pod
+    names its claim in its template: its replacement is made at once, waits unscheduled while the
+    claim is being deleted (an unscheduled pod does not hold a claim), then stays Pending for good
+    on a claim nothing makes again — the store would never come back."""
+    owner = _controller(pod)
+    kind = "" if owner is None else str(owner.get("kind"))
+    lost = [c for c in _claims_of(pod) if kind != "StatefulSet" or not c.endswith(f"-{ref.name}")]
+    if lost:
+        made_by = f"{kind} {owner.get('name')}" if owner is not None else "no controller"
+        raise FaultError(
+            f"{ref} (made by {made_by}) claims {', '.join(lost)}, which nothing would make again: "
+            "its replacement would stay Pending for good. data-loss deletes only the claims a "
+            "StatefulSet makes from its volumeClaimTemplates (map the store as kind: StatefulSet); "
+            "a store whose data lives in its pods (memory, emptyDir) loses it by a crash"
+        )
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -267,6 +287,7 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
         elif call.resource == PVCS and call.via_pods:
             for pod in _pods(call, api):
+                _check_claims_come_back(_ref(call, pod), pod)
                 for claim in _claims_of(pod):
                     found = api.get(PVCS, call.namespace, claim)
                     if found is not None:
