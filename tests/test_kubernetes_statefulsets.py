@@ -451,14 +451,16 @@ def test_recover_after_a_sigkill_on_the_controllers_world(
     assert again.previously == "recovered" and again.restored == ()
 
 
-def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_to_a_later_restart(
-    w: LiveWorld, tmp_path: Path
+@pytest.mark.parametrize(("min_available", "allowed"), [(2, 0), (1, 1)])
+def test_a_data_loss_whose_eviction_a_budget_refuses_leaves_no_claim_to_a_later_restart(
+    w: LiveWorld, tmp_path: Path, min_available: int, allowed: int
 ) -> None:
-    # With pod_disruption: evict, data-loss deletes the claims, then evicts the pods: a budget the
-    # disruption controller fills with 0 disruptions allowed refuses the eviction, and the fault
-    # fails — after its claims were deleted, which nothing undoes. Left so, they would go (their
-    # data with them) whenever their pods next restart; the undo deletes those pods instead, and
-    # says so.
+    # With pod_disruption: evict, data-loss deletes the claims, then evicts the pods, and the budget
+    # is the disruption controller's. Allowing none, each eviction is refused already as a dry run,
+    # before any claim is deleted: nothing changes. Allowing one of two, both dry runs pass, the
+    # first eviction too, and the second is refused for real — after the claims were deleted, which
+    # nothing undoes: the undo deletes the pod still holding its claim (left, the claim would go
+    # with its data at that pod's next restart), and says so.
     aws = w.clusters["aws"]
     before = w.live_snapshot()
     binding = _binding(aws, EAST_STORE)
@@ -467,7 +469,7 @@ def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_t
         "kind": "PodDisruptionBudget",
         "metadata": {"name": "store-budget", "namespace": "rag"},
         "spec": {
-            "minAvailable": 2,
+            "minAvailable": min_available,
             "selector": {"matchLabels": {"app": "store", "bascule.io/region": "aws-us-east-1"}},
         },
     }
@@ -476,10 +478,12 @@ def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_t
     try:
         _until(
             lambda: (
-                ((aws.admin.get(PDBS, "rag", "store-budget") or {}).get("status") or {}).get("expectedPods")
-                == 2
+                ((aws.admin.get(PDBS, "rag", "store-budget") or {}).get("status") or {}).get(
+                    "disruptionsAllowed"
+                )
+                == allowed
             ),
-            "the disruption controller's status of the store's budget",
+            f"the disruption controller's status of the store's budget: {allowed} allowed",
             30,
         )
         fault = DataLoss()
@@ -491,19 +495,28 @@ def test_a_data_loss_whose_eviction_a_budget_refuses_does_not_leave_its_claims_t
                 Action(0.0, ActionOp.APPLY, 0, fault),
                 touch_of(fault, Selector(component="store", region="aws/us-east-1")),
             )
-        assert str(failed.value).count("deleted them too") == 2, failed.value
         evicting.close()
         _closed(tmp_path / "run")
+        if allowed == 0:
+            assert "no claim was deleted" in str(failed.value), failed.value
+            time.sleep(2)
+            assert _binding(aws, EAST_STORE) == binding and not _claims_held(aws, EAST_STORE)
+        else:
+            assert str(failed.value).count("deleted them too") == 1, failed.value
+            assert f"{EAST_STORE}-1: deleted them too" in str(failed.value), failed.value
 
-        def renewed() -> bool:
-            now = _binding(aws, EAST_STORE)
-            return set(now) == set(binding) and all(now[n][0] != binding[n][0] and now[n][1] for n in now)
+            def renewed() -> bool:
+                now = _binding(aws, EAST_STORE)
+                return set(now) == set(binding) and all(now[n][0] != binding[n][0] and now[n][1] for n in now)
 
-        _until(renewed, "the deleted claims gone with their pods, made again and bound", 60)
+            _until(renewed, "the deleted claims gone with their pods, made again and bound", 60)
     finally:
         aws.admin.request("DELETE", path, ok=(404,))
     w.settle()
-    _differs_only_by_the_new_claims(before, w.live_snapshot(), set(binding))
+    if allowed == 0:
+        _same(before, w.live_snapshot())
+    else:
+        _differs_only_by_the_new_claims(before, w.live_snapshot(), set(binding))
 
 
 def test_data_loss_refuses_a_claim_that_nothing_would_make_again(w: LiveWorld, tmp_path: Path) -> None:

@@ -212,6 +212,18 @@ def _check_claims_come_back(ref: ObjectRef, pod: Mapping[str, Any]) -> None:
         )
 
 
+def _try_evictions(call: Call, api: KubeApi, pods: Sequence[Mapping[str, Any]]) -> None:
+    """Raise `FaultError` when the API server would refuse a pod's eviction (a dry run of each: a
+    budget allowing no disruption refuses it), before the claims are deleted. Each is tried alone:
+    a budget allowing fewer disruptions than there are pods still refuses a later one for real."""
+    for pod in pods:
+        ref = _ref(call, pod)
+        try:
+            api.evict(str(ref.namespace), ref.name, dry_run=True)
+        except TargetError as exc:
+            raise FaultError(f"{ref}: its eviction would be refused, so no claim was deleted: {exc}") from exc
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -286,8 +298,12 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                 ref = _ref(call, obj)
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
         elif call.resource == PVCS and call.via_pods:
-            for pod in _pods(call, api):
+            pods = _pods(call, api)
+            for pod in pods:
                 _check_claims_come_back(_ref(call, pod), pod)
+            if call.evict_first:
+                _try_evictions(call, api, [p for p in pods if _claims_of(p)])
+            for pod in pods:
                 for claim in _claims_of(pod):
                     found = api.get(PVCS, call.namespace, claim)
                     if found is not None:
