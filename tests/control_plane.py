@@ -591,12 +591,20 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "node-lifecycle-controller",
     "pod-garbage-collector-controller",
+    "statefulset-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 )
 """What kube-controller-manager runs (``--controllers``): workloads and their pods, budgets, HPAs
 (with no metrics API: they hold a workload within their bounds, never scale on load), namespaces,
 owners, service accounts, and the nodes' taints (node-lifecycle: ``node.kubernetes.io/not-ready``
-lifted once kwok reports a node Ready, ``node.kubernetes.io/unschedulable`` while it is cordoned).
-Not run: StatefulSets (no volume provisioner here), endpoints, jobs, the taint-based evictor."""
+lifted once kwok reports a node Ready, ``node.kubernetes.io/unschedulable`` while it is cordoned);
+StatefulSets and their volume claims: the PV binder binds claims to the static PersistentVolumes a
+test creates (no provisioner runs: nothing makes a volume on demand), and the protection controllers
+lift the ``kubernetes.io/pvc-protection`` finalizer of a claim once no pod uses it (``pv-protection``
+of a volume once no claim is bound to it). Not run: endpoints, jobs, the taint-based evictor, the
+attach/detach controller (no kubelet mounts anything)."""
 
 KWOK_NODE = {"kwok.x-k8s.io/node": "fake"}
 """The annotation of the nodes kwok's controller manages (``--manage-nodes-with-annotation-selector``):

@@ -247,8 +247,31 @@ LIVE_WORKLOADS = (
 objects: their pods are made by the ReplicaSet controller, bound by the scheduler to kwok nodes and
 made Running by kwok. A pinned workload's pods may run only on its region's nodes (the template's
 ``nodeSelector``); the others only prefer them (a preferred node affinity), as a workload whose
-chart sets no placement may land anywhere. Gateways keep their HPAs (1 to 6 replicas).
-StatefulSets are left out: no volume provisioner runs here."""
+chart sets no placement may land anywhere. Gateways keep their HPAs (1 to 6 replicas). The stores
+are `LIVE_STORES`, in the stateful live world only."""
+
+LIVE_STORES = (("aws/us-east-1", 2), ("scaleway/fr-par", 1))
+"""The StatefulSets of the stateful live world (``live_world(…, stateful=True)``): the store of each
+region, with the replicas given, one volume claim per pod from its ``volumeClaimTemplates``. The
+StatefulSet controller makes the pods and their claims; no provisioner runs, so the claims are bound
+by the PV binder (and the scheduler, the class binding at the first consumer) to the static volumes
+of `STATIC_VOLUMES`."""
+
+STORAGE_CLASS = "bascule-static"
+"""The claims' class: ``kubernetes.io/no-provisioner`` (nothing makes a volume on demand), bound at
+the first consumer, as a cluster of static local volumes is set up."""
+
+STATIC_VOLUMES = 3
+"""Local PersistentVolumes made per node of a region holding a store, each pinned to its node (node
+affinity on ``kubernetes.io/hostname``), its path a directory of the test's own that nothing mounts
+(no kubelet runs), reclaim policy ``Retain``: enough for every pod's claim and for the new claims
+of a data-loss (a released volume keeps its data and is never bound again)."""
+
+VOLUME_LABEL = {"bascule.io/test-volume": "static"}
+"""What the test's volumes carry, to find them again."""
+
+PVS = "v1/persistentvolumes"
+STORAGE_CLASSES = "storage.k8s.io/v1/storageclasses"
 
 CONTROLLER_TAINTS = "node.kubernetes.io/"
 """Node taints the node-lifecycle controller owns (``not-ready`` until kwok reports the node Ready,
@@ -332,13 +355,25 @@ class LiveCluster(RealCluster):
         _until(
             lambda: not any(self.admin.list("v1/pods", n) for n in NAMESPACES), f"{self.name}: pods gone", 90
         )
+        # Claims are held by their protection finalizer until their pods are gone, volumes by theirs
+        # until no claim is bound to them.
+        _until(
+            lambda: not any(self.admin.list("v1/persistentvolumeclaims", n) for n in NAMESPACES),
+            f"{self.name}: volume claims gone",
+            60,
+        )
+        for volume in self.admin.list(PVS):
+            self.admin.request("DELETE", resource_path(PVS, None, volume["metadata"]["name"]), ok=(404,))
+        self.admin.request("DELETE", resource_path(STORAGE_CLASSES, None, STORAGE_CLASS), ok=(404,))
+        _until(lambda: not self.admin.list(PVS), f"{self.name}: volumes gone", 60)
         for node in self.admin.list("v1/nodes"):
             self.admin.request("DELETE", resource_path("v1/nodes", None, node["metadata"]["name"]), ok=(404,))
         _until(lambda: not self.admin.list("v1/nodes"), f"{self.name}: nodes gone", 30)
 
-    def populate(self) -> None:
+    def populate(self, *, stateful: bool = False) -> None:
         """kwok nodes (until Ready and schedulable), then the Deployments and HPAs of
-        `LIVE_WORKLOADS` placed in this cluster, then until every pod runs."""
+        `LIVE_WORKLOADS` placed in this cluster — with `stateful`, the StatefulSets of `LIVE_STORES`
+        too, on their class and static volumes — then until every pod runs."""
         began = time.monotonic()
         nodes = [node for cluster, node in _live_nodes() if cluster == self.name]
         for node in nodes:
@@ -371,17 +406,59 @@ class LiveCluster(RealCluster):
                     if not pinned and resource == "apps/v1/deployments":
                         _prefer_region(body)
                     self.admin.create(resource, body)
+        if stateful:
+            self._make_stores()
         self.settle()
         self.populated_in = time.monotonic() - began
 
+    def _make_stores(self) -> None:
+        """The class, the static volumes of each node of a store's region, and the StatefulSets
+        of `LIVE_STORES` placed in this cluster (claims from their ``volumeClaimTemplates``)."""
+        stores = [(region, n) for region, n in LIVE_STORES if PLACES[region][0] == self.name]
+        if not stores:
+            return
+        self.admin.create(
+            STORAGE_CLASSES,
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": STORAGE_CLASS},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "reclaimPolicy": "Retain",
+            },
+        )
+        volumes = self.server.process.log.parent / "volumes"
+        for region, _ in stores:
+            for node in PLACES[region][1]:
+                for i in range(STATIC_VOLUMES):
+                    path = volumes / f"{node}-{i}"
+                    path.mkdir(parents=True, exist_ok=True)
+                    self.admin.create(PVS, _static_volume(f"local-{node}-{i}", node, path))
+        for region, replicas in stores:
+            ((resource, body), *_) = _workload("store", region, replicas)
+            assert resource == "apps/v1/statefulsets"
+            self.admin.create(resource, _with_claims({k: v for k, v in body.items() if k != "status"}))
+
+    def volumes(self) -> dict[str, dict[str, Any]]:
+        """The test's static volumes by name, as the API server holds them."""
+        return {
+            v["metadata"]["name"]: v
+            for v in self.admin.list(PVS)
+            if VOLUME_LABEL.items() <= (v["metadata"].get("labels") or {}).items()
+        }
+
     def settle(self, timeout: float = 90) -> None:
-        """Until every Deployment's pods are Running and Ready, as many as it asks, and no pod is
-        left pending or terminating."""
+        """Until every Deployment's and StatefulSet's pods are Running and Ready, as many as it
+        asks, and no pod is left pending or terminating."""
 
         def settled() -> bool:
-            for deployment in self.admin.list("apps/v1/deployments", "rag") + self.admin.list(
-                "apps/v1/deployments", "identity"
-            ):
+            for deployment in [
+                w
+                for resource in ("apps/v1/deployments", "apps/v1/statefulsets")
+                for namespace in NAMESPACES
+                for w in self.admin.list(resource, namespace)
+            ]:
                 status = deployment.get("status") or {}
                 want = deployment["spec"]["replicas"]
                 if status.get("observedGeneration") != deployment["metadata"]["generation"]:
@@ -428,6 +505,53 @@ class LiveCluster(RealCluster):
         return out
 
 
+def _static_volume(name: str, node: str, path: Path) -> dict[str, Any]:
+    """A local PersistentVolume of `STORAGE_CLASS` on `node`, as an administrator makes one for a
+    cluster with no provisioner."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": dict(VOLUME_LABEL)},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": STORAGE_CLASS,
+            "volumeMode": "Filesystem",
+            "local": {"path": str(path)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def _with_claims(statefulset: dict[str, Any]) -> dict[str, Any]:
+    """`statefulset` with one claim per pod (``data``, 1 GiB of `STORAGE_CLASS`), mounted at /data."""
+    spec = statefulset["spec"]
+    for container in spec["template"]["spec"]["containers"]:
+        container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    spec["volumeClaimTemplates"] = [
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": STORAGE_CLASS,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    ]
+    return statefulset
+
+
 def _until(condition: Any, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -464,16 +588,16 @@ class LiveWorld(RealWorld):
 
 
 @contextmanager
-def live_world(tmp: Path, clusters: dict[str, LiveCluster]) -> Iterator[LiveWorld]:
-    """The live world made afresh in `clusters` (settled: every pod Running); bascule connected
-    as its ServiceAccount."""
+def live_world(tmp: Path, clusters: dict[str, LiveCluster], *, stateful: bool = False) -> Iterator[LiveWorld]:
+    """The live world made afresh in `clusters` (settled: every pod Running) — with `stateful`,
+    the stores of `LIVE_STORES` too; bascule connected as its ServiceAccount."""
     for cluster in clusters.values():
         for server_controllers in [cluster.server.controllers]:
             assert server_controllers is not None
             server_controllers.check()
         cluster.reset()
     for cluster in clusters.values():
-        cluster.populate()
+        cluster.populate(stateful=stateful)
     tokens = {name: c.admin.token("bascule", "bascule") for name, c in clusters.items()}
     servers = {name: c.server for name, c in clusters.items()}
     kubeconfig = write_token_kubeconfig(tmp / "kubeconfig", servers, tokens)

@@ -456,6 +456,29 @@ def test_a_pod_without_a_controller_is_never_deleted(w: World, tmp_path: Path) -
     assert w.snapshot() == before
 
 
+def test_data_loss_deletes_no_claim_that_nothing_makes_again(w: World, tmp_path: Path) -> None:
+    # A store pod made by a ReplicaSet (a Deployment's): its claim is named in the pod template, so
+    # its replacement would wait on a claim that nobody makes again (on a real cluster:
+    # tests/test_kubernetes_statefulsets.py).
+    aws = w.clusters["aws"]
+    pod = aws.get("v1/pods", "rag", "store-aws-us-east-1-0")
+    assert pod is not None
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "store-5d8f", "uid": "u", "controller": True}
+    ]
+    aws.seed("v1/pods", pod)
+    before = w.snapshot()
+    fault = DataLoss()
+    with KubernetesTarget.start(w.mapping, w.apis, tmp_path / "run") as target:
+        with pytest.raises(FaultError, match=r"ReplicaSet store-5d8f.*nothing would make again"):
+            target.apply(
+                Action(0.0, ActionOp.APPLY, 0, fault),
+                touch_of(fault, Selector(component="store", region="aws/us-east-1")),
+            )
+        assert target.active() == []
+    assert w.snapshot() == before
+
+
 def test_a_change_refused_midway_undoes_the_changes_made_before_it(w: World, tmp_path: Path) -> None:
     w.clusters["scw"].emulator.forbidden.add(("networking.k8s.io", "networkpolicies", "create"))
     before = w.snapshot()

@@ -37,7 +37,7 @@ from bascule.targets.kubernetes.ledger import (
     parse_kube_record,
 )
 from bascule.targets.kubernetes.recover import recover_kubernetes
-from bascule.targets.kubernetes.resources import CONFIGMAPS, NODES
+from bascule.targets.kubernetes.resources import CONFIGMAPS, NODES, PVCS
 from bascule.targets.kubernetes.target import KubernetesTarget
 from bascule.targets.local.ledger import Owner
 
@@ -248,3 +248,52 @@ def test_recover_restores_a_corefile_two_dns_faults_held(
     assert report.clean, report.lines()
     cm = w.clusters["aws"].get("v1/configmaps", "kube-system", "coredns")
     assert cm is not None and cm["data"]["Corefile"].encode() == COREFILE.encode()
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_recover_finishes_a_data_loss_killed_between_its_claims_and_its_pods(
+    w: World, tmp_path: Path, held: bool
+) -> None:
+    # A data-loss killed after deleting the store's claim, before its pod: a real API server keeps
+    # the claim (``kubernetes.io/pvc-protection``) while the pod runs, and removes it — the data with
+    # it — whenever that pod next goes. kmock has no finalizers: the claim is seeded as the real
+    # server leaves it (on the real one: tests/test_kubernetes_statefulsets.py).
+    aws = w.clusters["aws"]
+    name, pod = "data-store-aws-us-east-1-0", "store-aws-us-east-1-0"
+    claim = aws.get("v1/persistentvolumeclaims", "rag", name)
+    assert claim is not None and aws.get("v1/pods", "rag", pod) is not None
+    if held:
+        claim["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        claim["metadata"]["finalizers"] = ["kubernetes.io/pvc-protection"]
+        aws.seed("v1/persistentvolumeclaims", claim)
+    ref = ObjectRef("aws", PVCS, "rag", name)
+    kept = {"metadata": {"name": name, "namespace": "rag", "uid": claim["metadata"]["uid"]}}
+    records = [
+        KubeRun(DEAD, "ab12cd", "kube-three", str(w.kubeconfig), ("aws", "scw"), 1.0),
+        KubeFault(
+            "p1",
+            "data-loss",
+            1,
+            None,
+            (Change(ChangeOp.DELETE, ref, body=kept, note="irreversible"),),
+            DEAD,
+            2.0,
+        ),
+    ]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / KUBE_LEDGER_FILE).write_text(
+        "".join(dump_kube_record(r) + "\n" for r in records), encoding="utf-8"
+    )  # type: ignore[arg-type]
+
+    report = recover_kubernetes(run_dir, w.apis)
+    assert report.clean, report.lines()
+    if held:
+        # The pod deleted as the fault meant: its controller makes it again, on a new claim.
+        assert aws.get("v1/pods", "rag", pod) is None
+        (line,) = report.restored
+        assert name in line and "deleted them too" in line and pod in line, line
+    else:
+        # A claim not marked for deletion is another claim (made again since): left alone.
+        assert aws.get("v1/pods", "rag", pod) is not None and report.restored == ()
+    assert any(name in line and "irreversible" in line for line in report.final)

@@ -147,17 +147,18 @@ class KubeApi:
         """False when there was nothing to delete."""
         return self._request("DELETE", resource.path(namespace, name)) is not None
 
-    def evict(self, namespace: str, name: str) -> bool:
+    def evict(self, namespace: str, name: str, *, dry_run: bool = False) -> bool:
         """Evict a pod through the Eviction API (policy/v1); False when it was already gone. The API
         server refuses (429: `TargetError`) while a PodDisruptionBudget of the pod allows no
-        disruption."""
+        disruption. A `dry_run` checks the budget and evicts nothing."""
         body = {
             "apiVersion": "policy/v1",
             "kind": "Eviction",
             "metadata": {"name": name, "namespace": namespace},
         }
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/eviction"
-        return self._request("POST", path, body=body) is not None
+        query = [("dryRun", "All")] if dry_run else None
+        return self._request("POST", path, query=query, body=body) is not None
 
     def served(self, group: str, version: str) -> frozenset[str]:
         """Plural names of the resources the cluster serves in `group`/`version` (empty: none)."""

@@ -7,10 +7,12 @@ its original value (or removed, when it had none) once no other fault in force h
 field that faults append to (CoreDNS's Corefile) is composed again from its original and the texts
 of the faults still in force (the original, byte for byte, once none is), a created object is
 deleted after its ``bascule.io/run-id`` label is checked, and a deletion stays (pods are recreated
-by their controllers; volumes are gone).
+by their controllers; volumes are gone) — but a volume claim the fault deleted that a pod still
+holds is finished: its pods are deleted too (`finish_claim`).
 
 Safety checks made here, before anything changes: a pod with no controller is never deleted (it
-would not come back), and a call marked ``required`` that matches nothing fails the fault.
+would not come back), a volume claim is deleted only when its StatefulSet makes it again, and a
+call marked ``required`` that matches nothing fails the fault.
 """
 
 from __future__ import annotations
@@ -26,7 +28,20 @@ from bascule.targets.kubernetes.cluster import KubeApi
 from bascule.targets.kubernetes.ledger import Change, ChangeOp, FieldState, ObjectRef
 from bascule.targets.kubernetes.resources import NODES, POD_EVICTION, PODS, PVCS, RUN_LABEL
 
-__all__ = ["GONE_WITHIN_S", "Holds", "carry_out", "deleted_line", "expand", "undo", "wait_gone"]
+__all__ = [
+    "CLAIM_HELD",
+    "GONE_WITHIN_S",
+    "Holds",
+    "carry_out",
+    "deleted_line",
+    "expand",
+    "finish_claim",
+    "undo",
+    "wait_gone",
+]
+
+CLAIM_HELD: Final = "was deleted and still held by pod(s)"
+"""What every line of `finish_claim` says: a claim the fault deleted that pods still hold."""
 
 GONE_WITHIN_S: Final = 60.0
 """How long a revert waits for the objects it deleted to be gone (a finalizer holds a Chaos Mesh
@@ -170,6 +185,45 @@ def _autoscalers(call: Call, api: KubeApi) -> list[tuple[dict[str, Any], str]]:
     return out
 
 
+def _claims_of(pod: Mapping[str, Any]) -> list[str]:
+    """The names of the volume claims `pod` uses."""
+    volumes = _read(pod, ("spec", "volumes"))
+    listed = volumes if isinstance(volumes, list) else []
+    found = [_read(v, ("persistentVolumeClaim", "claimName")) for v in listed if isinstance(v, Mapping)]
+    return [c for c in found if isinstance(c, str)]
+
+
+def _check_claims_come_back(ref: ObjectRef, pod: Mapping[str, Any]) -> None:
+    """Raise `FaultError` unless every claim of `pod` is one its StatefulSet makes again: a claim of
+    its ``volumeClaimTemplates``, named ``<template>-<pod>``. A Deployment's (or any other) pod
+    names its claim in its template: its replacement is made at once, waits unscheduled while the
+    claim is being deleted (an unscheduled pod does not hold a claim), then stays Pending for good
+    on a claim nothing makes again — the store would never come back."""
+    owner = _controller(pod)
+    kind = "" if owner is None else str(owner.get("kind"))
+    lost = [c for c in _claims_of(pod) if kind != "StatefulSet" or not c.endswith(f"-{ref.name}")]
+    if lost:
+        made_by = f"{kind} {owner.get('name')}" if owner is not None else "no controller"
+        raise FaultError(
+            f"{ref} (made by {made_by}) claims {', '.join(lost)}, which nothing would make again: "
+            "its replacement would stay Pending for good. data-loss deletes only the claims a "
+            "StatefulSet makes from its volumeClaimTemplates (map the store as kind: StatefulSet); "
+            "a store whose data lives in its pods (memory, emptyDir) loses it by a crash"
+        )
+
+
+def _try_evictions(call: Call, api: KubeApi, pods: Sequence[Mapping[str, Any]]) -> None:
+    """Raise `FaultError` when the API server would refuse a pod's eviction (a dry run of each: a
+    budget allowing no disruption refuses it), before the claims are deleted. Each is tried alone:
+    a budget allowing fewer disruptions than there are pods still refuses a later one for real."""
+    for pod in pods:
+        ref = _ref(call, pod)
+        try:
+            api.evict(str(ref.namespace), ref.name, dry_run=True)
+        except TargetError as exc:
+            raise FaultError(f"{ref}: its eviction would be refused, so no claim was deleted: {exc}") from exc
+
+
 def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     owners = _read(pod, ("metadata", "ownerReferences"))
     if not isinstance(owners, list):
@@ -244,12 +298,13 @@ def expand(call: Call, api: KubeApi, holds: Holds) -> list[Change]:
                 ref = _ref(call, obj)
                 changes.append(Change(ChangeOp.PATCH, ref, tuple(_fields(ref, obj, call.changes, holds))))
         elif call.resource == PVCS and call.via_pods:
-            for pod in _pods(call, api):
-                volumes = _read(pod, ("spec", "volumes"))
-                for volume in volumes if isinstance(volumes, list) else []:
-                    claim = _read(volume, ("persistentVolumeClaim", "claimName"))
-                    if not isinstance(claim, str):
-                        continue
+            pods = _pods(call, api)
+            for pod in pods:
+                _check_claims_come_back(_ref(call, pod), pod)
+            if call.evict_first:
+                _try_evictions(call, api, [p for p in pods if _claims_of(p)])
+            for pod in pods:
+                for claim in _claims_of(pod):
                     found = api.get(PVCS, call.namespace, claim)
                     if found is not None:
                         changes.append(
@@ -348,6 +403,8 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
     ref = change.ref
     api = apis[ref.context]
     match change.op:
+        case ChangeOp.DELETE if ref.resource == PVCS:
+            return finish_claim(change, api)
         case ChangeOp.DELETE:
             return None
         case ChangeOp.CREATE:
@@ -361,6 +418,48 @@ def undo(change: Change, apis: Mapping[str, KubeApi], holds: Holds, key: str, ru
             return deleted_line(ref)
         case ChangeOp.PATCH:
             return _undo_patch(change, api, holds, key)
+
+
+def finish_claim(change: Change, api: KubeApi) -> str | None:
+    """A volume claim the fault deleted, still held by a pod that uses it: delete that pod too, as the
+    fault meant to; the effect line, or None when the claim is gone (or made again since) or no
+    running pod holds it.
+
+    data-loss deletes a store's claims, then its pods: the claims first, since a pod deleted first
+    would be made again at once on its old claim. The API server only marks a claim a pod uses (its
+    ``kubernetes.io/pvc-protection`` finalizer); the claim goes once the pod does. A fault stopped
+    between the two — killed, or a pod's eviction refused by its disruption budget — leaves claims
+    that nothing can bring back and that go at their pods' next restart, whenever that is: the data
+    lost then, long after the run. Deleting the pods now ends it while the fault is recorded, and
+    their controller makes them again on new claims."""
+    ref = change.ref
+    found = api.get(PVCS, ref.namespace, ref.name)
+    if found is None or _read(found, ("metadata", "deletionTimestamp")) in (_ABSENT, None):
+        return None
+    uid = _read(change.body or {}, ("metadata", "uid"))
+    if uid is not _ABSENT and _read(found, ("metadata", "uid")) != uid:
+        return None
+    holding = [
+        pod
+        for pod in api.list(PODS, ref.namespace)
+        if _read(pod, ("metadata", "deletionTimestamp")) in (_ABSENT, None) and ref.name in _claims_of(pod)
+    ]
+    if not holding:
+        return None
+    by_name = {str(_read(pod, ("metadata", "name"))): pod for pod in holding}
+    names = sorted(by_name)
+    orphans = [name for name in names if _controller(by_name[name]) is None]
+    if orphans:
+        return (
+            f"{ref} {CLAIM_HELD} {', '.join(orphans)}, which no controller makes again: left alone "
+            "(the claim goes, and its data, when they do)"
+        )
+    for name in names:
+        api.delete(PODS, ref.namespace, name)
+    return (
+        f"{ref} {CLAIM_HELD} {', '.join(names)}: deleted them too, as the fault meant (the claim goes "
+        "with them; their controller makes them again on a new claim)"
+    )
 
 
 def deleted_line(ref: ObjectRef) -> str:

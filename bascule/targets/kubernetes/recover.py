@@ -6,9 +6,10 @@ state of each object it was changing. Recovery replays those records, most recen
 with the same `execute.undo` a live revert uses: fields back to their original values (a field
 two faults held is restored once, to the original both recorded), CoreDNS's Corefile composed
 again without each fault's blocks (the original once none is left),
-created objects deleted once their ``bascule.io/run-id`` label matches. Every step is idempotent —
-a change the run never got to make is restored to the value it still has — so recovering twice,
-or after a run that died before its first change, does no harm.
+created objects deleted once their ``bascule.io/run-id`` label matches, and the pods still holding
+a volume claim the run deleted (a data-loss killed between its claims and its pods) deleted too.
+Every step is idempotent — a change the run never got to make is restored to the value it still
+has — so recovering twice, or after a run that died before its first change, does no harm.
 
 It connects with the kubeconfig and contexts the ledger names (or those given), and refuses a
 run whose owner is still alive.
@@ -118,8 +119,8 @@ def recover_kubernetes(
             deleted = []
             for change in reversed(record.changes):
                 if change.op is ChangeOp.DELETE:
+                    # Final; but a claim still held by its pods is finished (`execute.finish_claim`).
                     final.append(f"{record.key}: {change.ref} was deleted ({change.note or 'final'})")
-                    continue
                 try:
                     line = undo(change, apis, holds, record.key, run.run_id)
                 except TargetError as exc:

@@ -33,6 +33,7 @@ from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent
 from bascule.targets.kubernetes.calls import CallPlan, ClusterFacts, check_plan, compute_calls
 from bascule.targets.kubernetes.cluster import KubeApi, discover
 from bascule.targets.kubernetes.execute import (
+    CLAIM_HELD,
     GONE_WITHIN_S,
     Holds,
     carry_out,
@@ -216,11 +217,15 @@ class KubernetesTarget(LedgerTarget[tuple[Change, ...]]):
             for change in held:
                 lines.append(carry_out(change, self._apis, self._holds))
         except TargetError as exc:
-            _, problems = self._undo_all(key, held)
-            note = f"apply failed: {exc}" + (f"; undo failed: {'; '.join(problems)}" if problems else "")
+            undone, problems = self._undo_all(key, held)
+            # What the undo found beyond restoring (a deleted claim its pods still hold) is said.
+            finished = "".join(f"; {line}" for line in undone if CLAIM_HELD in line)
+            note = f"apply failed: {exc}{finished}" + (
+                f"; undo failed: {'; '.join(problems)}" if problems else ""
+            )
             if not problems:
                 self._ledger.append(KubeReverted(key, Owner.me(), time.time(), note=note))
-            raise FaultError(f"fault {key!r}: {exc}") from exc
+            raise FaultError(f"fault {key!r}: {exc}{finished}") from exc
         return tuple(lines)
 
     def _undo_all(self, key: str, changes: tuple[Change, ...]) -> tuple[list[str], list[str]]:

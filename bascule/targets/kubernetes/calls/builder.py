@@ -172,6 +172,7 @@ class Builder:
                 on_nodes=self.on_nodes(region_id),
                 via_pods=claims,
                 evict=evict,
+                evict_first=claims and self.mapping.target.pod_disruption is PodDisruption.EVICT,
                 required=required,
                 why=why,
             )

@@ -115,5 +115,7 @@ def render_plan_calls(
         elif found.refusal is None:
             for call in reversed(found.calls):
                 undo = ", ".join(f"{verb.value} {res.kind}" for res, verb in call.undo()) or "nothing (final)"
+                if call.via_pods:
+                    undo += " — only the pods still holding a claim the fault deleted (it was cut short)"
                 lines.append(f"    undo {call.verb.value} {call.resource.kind} {call.target_text()}: {undo}")
     return lines

@@ -104,6 +104,10 @@ class Call:
     evict: bool = False
     """Pods only: taken down through the Eviction API (``pods/<name>/eviction``) rather than
     deleted — the API server refuses (429) while a PodDisruptionBudget allows no disruption."""
+    evict_first: bool = False
+    """PersistentVolumeClaims only: their pods are evicted next, so each pod's eviction is tried
+    first as a dry run (``dryRun=All``): a budget that allows none refuses before any claim is
+    deleted, which nothing undoes."""
     scaling: Resource | None = None
     """HorizontalPodAutoscalers only: those whose ``spec.scaleTargetRef`` names a workload of this
     kind that the selector matches — the HPAs' own labels are not read (``kubectl autoscale`` and
@@ -127,6 +131,8 @@ class Call:
             text += f" scaling the {self.scaling.kind}"
         if self.via_pods:
             text += " claimed by pods"
+        if self.evict_first:
+            text += " (each pod's eviction tried first, dry run)"
         if self.labels:
             text += f" -l {selector_text(dict(self.labels))}"
         if self.on_nodes is not None:
@@ -159,6 +165,8 @@ class Call:
                 out.append((NODES, Verb.LIST))
             if self.via_pods:
                 out.append((self.resource, Verb.GET))
+            if self.evict_first:
+                out.append((POD_EVICTION, Verb.CREATE))  # a dry run: it evicts nothing
         elif self.verb is Verb.PATCH:
             out.append((self.resource, Verb.GET))
         return out
@@ -172,6 +180,9 @@ class Call:
                 return [(self.resource, Verb.GET)] * appends + [(self.resource, Verb.PATCH)]
             case Verb.CREATE:
                 return [(self.resource, Verb.GET), (self.resource, Verb.DELETE)]
+            case Verb.DELETE if self.via_pods:
+                # A claim deleted but still held by a pod has that pod deleted (`finish_claim`).
+                return [(self.resource, Verb.GET), (PODS, Verb.LIST), (PODS, Verb.DELETE)]
             case _:
                 return []
 

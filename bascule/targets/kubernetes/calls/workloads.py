@@ -116,6 +116,10 @@ def data_loss(b: Builder, fault: Fault, touch: Touch) -> None:
         )
         b.delete_pods(name, region_id, required=True, why="restarted on fresh, empty volumes")
     b.notes.append("irreversible: reverting restores nothing; the store refills by replication or rebuild")
+    b.notes.append(
+        "only claims a StatefulSet makes again (its volumeClaimTemplates') are deleted: a pod with "
+        "another claim (a Deployment's) fails the fault before any change"
+    )
 
 
 def stale_index(b: Builder, fault: Fault, touch: Touch) -> None:
