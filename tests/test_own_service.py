@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from bascule.ci.results import run_scored
 from bascule.errors import ScenarioError
@@ -372,3 +373,27 @@ def test_the_worked_example_by_name_fails_over_under_a_dns_fault(tmp_path: Path)
     assert served(applied + 3.0, reverted) == {"ovhcloud/gra"}
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["score"]["passed"] is True
+
+
+def test_a_run_on_a_service_of_ones_own_refuses_the_reference_load_and_no_probe(tmp_path: Path) -> None:
+    """The reference gateway's requests would go to the user's service (404s blamed on the
+    phases), and no default probe can check it: both are refused before anything starts."""
+    from bascule.runner.inputs import load_inputs
+    from bascule.targets.registry import choose
+
+    text = (EXAMPLE / "scenario.yaml").read_text()
+    scenario = yaml.safe_load(text)
+    design = str((EXAMPLE / "design.yaml").resolve())
+
+    def inputs(changed: dict[str, object]) -> None:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(yaml.safe_dump({**scenario, "design": design, **changed}))
+        load_inputs(RunOptions(path, choose("local")))
+
+    inputs({})  # as the example is: requests given, probes given
+    unshaped = {key: value for key, value in scenario["load"].items() if key != "requests"}
+    with pytest.raises(ScenarioError, match=r"load\.requests .* /v1/ask and /v1/documents would go to it"):
+        inputs({"load": unshaped})
+    inputs({"load": {**unshaped, "requests": {"ask_path": "/v1/ask"}}})  # the reference shapes, on purpose
+    with pytest.raises(ScenarioError, match="no default probe"):
+        inputs({"steady_state": None})

@@ -184,6 +184,31 @@ phases:
     assert any(line == 19 and "'partition' cannot act on a region target" in m for line, m in problems)
 
 
+def test_a_fault_that_strikes_nothing_makes_an_idle_phase() -> None:
+    scenario = parse_scenario(
+        """\
+id: idle
+title: faults as given that strike nothing, and one that does
+phases:
+  - {name: none fail, at: 0s, for: 5s, fault: {kind: http-error, ratio: 0}, target: {component: llm}}
+  - {name: no delay, at: 5s, for: 5s, fault: {kind: latency, fixed: 0s}, target: {component: llm}}
+  - name: flapping nothing
+    at: 10s
+    for: 5s
+    fault: {kind: flap, period: 2s, fault: {kind: throttle, ratio: 0}}
+    target: {component: llm}
+  - {name: some fail, at: 15s, for: 5s, fault: {kind: http-error, ratio: 0.01}, target: {component: llm}}
+  - {name: counted, at: 20s, for: 5s, fault: {kind: http-error, every: 1000}, target: {component: llm}}
+""",
+        "idle.yaml",
+    )
+    built = plan(DESIGN, scenario)
+    idle = [f for f in built.findings if f.kind.value == "idle-phase"]
+    assert [f.phase for f in idle] == [0, 1, 2]
+    assert "strikes nothing: a ratio of 0" in idle[0].message
+    assert "strikes nothing: a delay of 0 s" in idle[1].message
+
+
 def test_catalog_region_outside_the_design_makes_an_inert_phase() -> None:
     scenario = parse_scenario(
         """\

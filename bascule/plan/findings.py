@@ -6,14 +6,27 @@
   leaves with a single region, or none);
 - class outages: phases during which every region allowed for a data class is impaired;
 - blocked scale-up: a pilot-light standby that must grow while its control plane is frozen;
-- inert phases: phases that touch nothing in this design.
+- inert phases: phases that touch nothing in this design;
+- idle phases: phases whose fault, as given, strikes nothing (a ratio of 0, a delay of 0 s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bascule.faults import ControlPlane, Flap, ProviderOutage, RegionOutage
+from bascule.faults import (
+    ControlPlane,
+    Degrade,
+    Fault,
+    Flap,
+    HttpError,
+    Latency,
+    PartialIndex,
+    ProviderOutage,
+    RegionOutage,
+    Throttle,
+    Ttft,
+)
 from bascule.model.design import ComponentKind, Design, ReplicationMode, RoutingMode
 from bascule.plan.model import Finding, FindingKind, PlannedPhase, Severity
 
@@ -27,6 +40,7 @@ def compute_findings(design: Design, phases: Sequence[PlannedPhase]) -> list[Fin
     findings += _class_outages(design, phases)
     findings += _scale_up(design, phases)
     findings += _inert(phases)
+    findings += _idle(phases)
     order = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.kind.value, f.phase or -1))
 
@@ -207,3 +221,37 @@ def _inert(phases: Sequence[PlannedPhase]) -> list[Finding]:
         for phase in phases
         if phase.touch.empty
     ]
+
+
+def _idle(phases: Sequence[PlannedPhase]) -> list[Finding]:
+    out: list[Finding] = []
+    for phase in phases:
+        why = idle_reason(phase.fault)
+        if why is not None and not phase.touch.empty:
+            out.append(
+                Finding(
+                    FindingKind.IDLE_PHASE,
+                    Severity.WARNING,
+                    f"phase {phase.name!r} ({phase.kind} on {phase.selector}) strikes nothing: {why} "
+                    "leaves every request as it came, and the run measures the service with no fault "
+                    "in force",
+                    phase=phase.index,
+                )
+            )
+    return out
+
+
+def idle_reason(fault: Fault) -> str | None:
+    """Why `fault`, as given, strikes nothing — or None when it may strike."""
+    match fault:
+        case Flap():
+            return idle_reason(fault.fault)
+        case Latency() if fault.fixed == 0 and fault.jitter == 0:
+            return "a delay of 0 s"
+        case Ttft() if fault.delay == 0:
+            return "a delay of 0 s"
+        case HttpError() if fault.ratio == 0 and fault.count is None and fault.every is None:
+            return "a ratio of 0"
+        case Throttle() | Degrade() | PartialIndex() if fault.ratio == 0:
+            return "a ratio of 0"
+    return None

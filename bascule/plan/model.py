@@ -116,6 +116,7 @@ class FindingKind(StrEnum):
     CLASS_OUTAGE = "class-outage"
     SCALE_UP_BLOCKED = "scale-up-blocked"
     INERT_PHASE = "inert-phase"
+    IDLE_PHASE = "idle-phase"
 
 
 @dataclass(frozen=True)

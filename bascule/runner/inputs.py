@@ -126,4 +126,18 @@ def load_inputs(options: RunOptions) -> RunInputs:
                 )
             ]
         )
+    entry, load = design.entry_component(), scenario.load
+    if entry is not None and load is not None and "requests" not in load.model_fields_set:
+        raise ScenarioError(
+            [
+                Problem(
+                    f"{design.id} enters through a service of your own ({entry}): say what the load "
+                    "sends it in load.requests (ask_path, ask and questions; write_path and write when "
+                    "mix.writes is above 0; docs/own-services.md) — without it, the reference "
+                    "gateway's POST /v1/ask and /v1/documents would go to it",
+                    ("load", "requests"),
+                    str(options.scenario),
+                )
+            ]
+        )
     return RunInputs(scenario, design, Path(design_path), plan(design, scenario))

@@ -169,7 +169,7 @@ def _stop_late_starters(marker: str, seen: set[tuple[int, int]], grace: float) -
     quiet_until = began + _QUIET_S
     while time.monotonic() < min(quiet_until, began + 10 * _QUIET_S):
         time.sleep(_POLL_S)
-        late = {k: f"(unrecorded, pid {k[0]})" for k in find_marked(marker) if k not in seen}
+        late = {k: "(unrecorded)" for k in find_marked(marker) if k not in seen}
         if late:
             seen |= late.keys()
             notes += _stop_processes(late, grace)
@@ -267,7 +267,7 @@ def recover(run_dir: Path, *, grace: float = 3.0) -> RecoverReport:
     faults = [] if state.finished else [_dead_run_fault(r, owner) for r in state.active]
     targets: dict[tuple[int, int], str] = {(p.pid, p.start_time): p.name for p in state.processes}
     for pid, start in find_marked(state.run.marker):
-        targets.setdefault((pid, start), f"(unrecorded, pid {pid})")
+        targets.setdefault((pid, start), "(unrecorded)")
     processes = _stop_processes(targets, grace)
     if not state.finished:
         processes += _stop_late_starters(state.run.marker, set(targets), grace)
