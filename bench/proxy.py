@@ -140,7 +140,11 @@ def serve_proxy(upstream_port: int) -> None:
         assert isinstance(state, ProxyFault)
         plane.set_fault(name, state)
     print(json.dumps(ports), flush=True)
-    threading.Event().wait()
+    # The hops the relay records are taken as a run's traffic pump takes them, every tick: their
+    # cost is part of the hop's, as in a run.
+    while True:
+        plane.take_hops()
+        time.sleep(0.1)  # bascule.runner.traffic.TICK
 
 
 _HAPROXY_CONFIG: Final = """global
@@ -180,7 +184,7 @@ def haproxy(binary: str, upstream_port: int) -> Iterator[int]:
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("haproxy did not start") from None
-                    time.sleep(0.05)
+                    time.sleep(0.1)  # bascule.runner.traffic.TICK
             yield port
         finally:
             proc.terminate()

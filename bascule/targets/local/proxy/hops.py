@@ -9,9 +9,6 @@ import re
 import time
 from typing import TYPE_CHECKING, Final
 
-from bascule.journal.hops import RouteHop
-from bascule.tracecontext import parse_traceparent
-
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
@@ -31,7 +28,8 @@ class HopRecorder:
     reached: bool
     """An upstream accepted this connection: bytes relayed did get to a process."""
     hop_started: float | None
-    hop_trace: str | None
+    hop_trace: str | bytes | None
+    """The request's ``traceparent`` header as it came (`FaultPlane.take_hops` reads it)."""
     hop_relayed: bool
 
     def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
@@ -47,7 +45,7 @@ class HopRecorder:
         if self.hop_started is not None:
             self.hop_done(None, None)
         self.hop_started = time.monotonic() if at is None else at
-        self.hop_trace = parse_traceparent(header)
+        self.hop_trace = header
         self.hop_relayed = relayed
 
     def hop_answered(self, data: bytes, at: float) -> None:
@@ -71,4 +69,4 @@ class HopRecorder:
         # Unanswered, it reached the callee only if some upstream took the connection (a crashed
         # replica refuses it, and the request's bytes never left the plane).
         relayed = self.hop_relayed and (took is not None or self.reached)
-        self.route.plane.record_hop(RouteHop(self.route.name, self.hop_trace, started, took, status, relayed))
+        self.route.plane.record_hop((self.route.name, self.hop_trace, started, took, status, relayed))

@@ -13,6 +13,7 @@ from bascule.journal.hops import RouteHop
 from bascule.targets.local.faultstate import Pass, ProxyFault
 from bascule.targets.local.proxy.loop import LoopThread
 from bascule.targets.local.proxy.route import Route, RouteInfo, RouteStats, Upstream
+from bascule.tracecontext import parse_traceparent
 
 __all__ = ["FaultPlane"]
 
@@ -20,6 +21,10 @@ _log = logging.getLogger(__name__)
 
 HOPS_KEPT: Final = 200_000
 """Hops held between two `take_hops` calls; beyond, the oldest are dropped and counted."""
+
+RawHop = tuple[str, str | bytes | None, float, float | None, int | None, bool]
+"""A hop as the relay records it (`RouteHop`'s fields, the trace id still the ``traceparent``
+header as it came): a tuple, cheap on the hot path; `take_hops` makes it a `RouteHop`."""
 
 
 class FaultPlane:
@@ -34,7 +39,7 @@ class FaultPlane:
         self._routes: dict[str, Route] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         # Appended on the loop, taken from another thread: deque's append and popleft are atomic.
-        self.hops: deque[RouteHop] | None = deque() if record_hops else None
+        self.hops: deque[RawHop] | None = deque() if record_hops else None
         self.hops_dropped = 0
 
     def __enter__(self) -> FaultPlane:
@@ -146,13 +151,14 @@ class FaultPlane:
         taken: list[RouteHop] = []
         while True:
             try:
-                taken.append(hops.popleft())
+                route, header, started, took, status, relayed = hops.popleft()
             except IndexError:
                 return taken
+            taken.append(RouteHop(route, parse_traceparent(header), started, took, status, relayed))
 
     # -- internals --
 
-    def record_hop(self, hop: RouteHop) -> None:
+    def record_hop(self, hop: RawHop) -> None:
         """Keep `hop` for `take_hops` (loop thread only)."""
         hops = self.hops
         if hops is None:

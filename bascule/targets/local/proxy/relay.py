@@ -132,7 +132,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         self.latency_charged = False
         self.tracing = route.plane.hops is not None
         self.hop_started: float | None = None
-        self.hop_trace: str | None = None
+        self.hop_trace: str | bytes | None = None
         self.hop_relayed = False
         self.reached = False
         """An upstream accepted this connection: bytes relayed did get to a process."""
