@@ -6,13 +6,11 @@ format: records round-trip, a torn last line is ignored, an unfinished ledger bl
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_killed import run_killed
 from kube_world import COREFILE, World, world
 from typer.testing import CliRunner
 
@@ -41,46 +39,13 @@ from bascule.targets.kubernetes.resources import CONFIGMAPS, NODES, PVCS
 from bascule.targets.kubernetes.target import KubernetesTarget
 from bascule.targets.local.ledger import Owner
 
-TESTS = Path(__file__).resolve().parent
-
-CHILD = """
-import os, signal, sys
-sys.path.insert(0, {tests!r})
-from kube_world import mapping, touch_of
-from bascule.faults import ControlPlane, Dns, DnsAnswer, Partition, RegionOutage, Refuse, Latency
-from bascule.model.selector import Selector
-from bascule.plan.model import Action, ActionOp
-from bascule.targets.kubernetes import target as target_module
-from bascule.targets.kubernetes.cluster import connect
-from bascule.targets.kubernetes.target import KubernetesTarget
-
-kill_after = {kill_after!r}
-made = [0]
-original = target_module.carry_out
-
-def carry_out(change, apis, *holds):
-    if kill_after is not None and made[0] == kill_after:
-        print("killed mid-apply", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    made[0] += 1
-    return original(change, apis, *holds)
-
-target_module.carry_out = carry_out
-m = mapping()
-apis = connect(m.target, {kubeconfig!r})
-target = KubernetesTarget.start(m, apis, __import__("pathlib").Path({run_dir!r}))
-faults = [
+FAULTS = """
     (ControlPlane(), Selector(region="aws/us-east-1")),
     (RegionOutage(), Selector(region="aws/us-east-1")),
     (Partition(), Selector(link=("aws/eu-west-3", "scaleway/fr-par"))),
     (Dns(answer=DnsAnswer.NXDOMAIN), Selector(component="store", region="scaleway/fr-par")),
     (Refuse(), Selector(component="gateway", region="aws/eu-west-3")),
     (Latency(fixed=0.3), Selector(component="llm", region="scaleway/fr-par")),
-]
-for i, (fault, selector) in enumerate(faults):
-    target.apply(Action(float(i), ActionOp.APPLY, i, fault), touch_of(fault, selector))
-print("all applied", flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -91,14 +56,14 @@ def w(tmp_path: Path) -> Iterator[World]:
 
 
 def _run_child(w: World, run_dir: Path, kill_after: int | None) -> str:
-    code = CHILD.format(
-        tests=str(TESTS), kubeconfig=str(w.kubeconfig), run_dir=str(run_dir), kill_after=kill_after
+    return run_killed(
+        w.kubeconfig,
+        run_dir,
+        FAULTS,
+        imports="ControlPlane, Dns, DnsAnswer, Partition, RegionOutage, Refuse, Latency",
+        kill_after=kill_after,
+        timeout=60,
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    return done.stdout
 
 
 def _assert_restored(w: World, before: dict[str, dict[object, object]]) -> None:

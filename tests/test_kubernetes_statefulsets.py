@@ -12,9 +12,6 @@ recover`` after a run with faults in force is SIGKILLed."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from control_plane import (
     resource_path,
     running_control_plane,
 )
+from kube_killed import run_killed
 from kube_real import (
     PDBS,
     PVS,
@@ -328,63 +326,30 @@ def _differing(a: Any, b: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...
     return set() if a == b else {path}
 
 
-CHILD = """
-import os, signal, sys
-sys.path.insert(0, {tests!r})
-from kube_world import mapping, touch_of
-from bascule.faults import ControlPlane, Crash, DataLoss, Refuse
-from bascule.model.selector import Selector
-from bascule.plan.model import Action, ActionOp
-from bascule.targets.kubernetes.recover import recover_kubernetes
-from bascule.targets.kubernetes import target as target_module
-from bascule.targets.kubernetes.cluster import connect
-from bascule.targets.kubernetes.target import KubernetesTarget
-
-kill_after = {kill_after!r}
-made = [0]
-original = target_module.carry_out
-
-def carry_out(change, apis, *holds):
-    if kill_after is not None and made[0] == kill_after:
-        print("killed mid-apply", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    made[0] += 1
-    return original(change, apis, *holds)
-
-target_module.carry_out = carry_out
-m = mapping()
-apis = connect(m.target, {kubeconfig!r})
-target = KubernetesTarget.start(m, apis, __import__("pathlib").Path({run_dir!r}))
-faults = [
+FAULTS = """
     (ControlPlane(), Selector(region="aws/us-east-1")),
     (DataLoss(), Selector(component="store", region="aws/us-east-1")),
     (Refuse(), Selector(component="store", region="scaleway/fr-par")),
     (Refuse(), Selector(component="gateway", region="aws/eu-west-3")),
     (Crash(), Selector(component="retriever", region="aws/us-east-1")),
-]
-for i, (fault, selector) in enumerate(faults):
-    target.apply(Action(float(i), ActionOp.APPLY, i, fault), touch_of(fault, selector))
-print("all applied", flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
 """
+
 """A run with five faults in force on the stateful live world — a frozen control plane in us-east-1
 (its nodes cordoned, the gateway's HPA pinned), a data-loss of its store, the store of fr-par and the
 gateway of eu-west-3 scaled to zero (``refuse``: a StatefulSet's and a Deployment's scale
 subresource) and its retriever crashed — SIGKILLed once all are applied, or after `kill_after`
 changes (the fifth: the data-loss's claims deleted, its pods not)."""
 
-TESTS = Path(__file__).resolve().parent
-
 
 def _run_child(w: LiveWorld, run_dir: Path, kill_after: int | None) -> str:
-    code = CHILD.format(
-        tests=str(TESTS), kubeconfig=str(w.kubeconfig), run_dir=str(run_dir), kill_after=kill_after
+    return run_killed(
+        w.kubeconfig,
+        run_dir,
+        FAULTS,
+        imports="ControlPlane, Crash, DataLoss, Refuse",
+        kill_after=kill_after,
+        timeout=120,
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    return done.stdout
 
 
 def _claims_held(cluster: LiveCluster, name: str) -> list[str]:

@@ -193,14 +193,15 @@ def _correct_answers(result: Result) -> list[str]:
         "answers written in",
         "windows graded",
         "lowest",
-        "at",
+        "in the window from",
         "windows with a wrong answer",
-        "last one",
+        "the last from",
     ]
     return [
         "### Correct answers over time",
         "",
-        "Graded golden answers per window (≤ 1 s), by the region whose llm wrote them "
+        "Graded golden answers per window (≤ 1 s, named by its start: a window may begin just "
+        "before a fault), by the region whose llm wrote them "
         "(result.json: `series.correct_ratio`, `series.correct_region`).",
         "",
         *_table(header, rows, right=(1, 2, 3, 4, 5)),
