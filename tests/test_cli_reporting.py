@@ -70,7 +70,12 @@ def test_compare_existing_runs_explains_the_winner(tmp_path: Path, monkeypatch: 
     assert summary.read_text() == text + "\n"
 
 
-def test_compare_needs_something_to_compare(tmp_path: Path) -> None:
+def test_compare_needs_something_to_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    given = tmp_path / "given"
+    given.mkdir()
+    design = str(Path(__file__).resolve().parent.parent / "designs" / "single-region.yaml")
+    monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["compare"]).exit_code == 2
-    assert runner.invoke(app, ["compare", str(tmp_path)]).exit_code == 2
-    assert runner.invoke(app, ["compare", str(tmp_path), "-d", "designs/single-region.yaml"]).exit_code == 2
+    assert runner.invoke(app, ["compare", str(given)]).exit_code == 2
+    assert runner.invoke(app, ["compare", str(given), "-d", design]).exit_code == 2
+    assert not (tmp_path / "runs").exists(), "a refused compare leaves no directory behind"

@@ -159,7 +159,7 @@ def compare_command(
     if run_dirs and (designs or scenarios):
         err.print("[red]error[/red] give run directories, or --designs and --scenarios, not both")
         raise typer.Exit(ExitCode.INVALID_INPUT)
-    prepare_run_directory(target)
+    # The comparison's directory is made once its inputs are known good: a refused compare leaves none.
     if run_dirs:
         for given in run_dirs:
             repeated = (given / "repeat.json").is_file() and not (given / "journal.jsonl").exists()
@@ -172,12 +172,14 @@ def compare_command(
             except ValueError as exc:
                 err.print(f"[red]error[/red] {run_dir / 'result.json'}: {exc}", highlight=False)
                 raise typer.Exit(ExitCode.INVALID_INPUT) from exc
+        prepare_run_directory(target)
     else:
         if not designs or not scenarios:
             err.print(
                 "[red]error[/red] give --designs and --scenarios (each at least once), or run directories"
             )
             raise typer.Exit(ExitCode.INVALID_INPUT)
+        prepare_run_directory(target)
         total = len(designs) * len(scenarios)
         pairs = [(scenario, design) for scenario in scenarios for design in designs]
         # The runs share one fork server (`shared_fork_server`, its ledger in the target).
