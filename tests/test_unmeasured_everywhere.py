@@ -86,7 +86,7 @@ def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
     ]
     for r in records:
         if r["type"] == "run-ended":
-            r["reason"] = "guardrail sovereignty: 5 violations"
+            r["reason"] = "guardrail sovereignty: 5 violations | <b>seen</b>"
         if r["type"] == "run-started":
             r["design"] = {**r["design"], "id": "other-design"}
     metrics = compute_metrics(records)
@@ -95,9 +95,10 @@ def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
     comparison = build_comparison([scored, unscored])
     (verdict,) = comparison.verdicts
     assert [c.design for c in verdict.ranking] == [scored.run.design.id]
-    assert "Not scored: other-design (guardrail sovereignty: 5 violations)" in verdict.why
+    assert "Not scored: other-design (guardrail sovereignty: 5 violations" in verdict.why
     markdown = render_compare_markdown(comparison)
-    assert "**not scored**<br>guardrail sovereignty: 5 violations" in markdown
+    # A reason (a probe's error, since it says why) cannot end the table's cell nor write HTML.
+    assert "**not scored**<br>guardrail sovereignty: 5 violations \\| &lt;b&gt;seen&lt;/b&gt;" in markdown
     assert "not scored" in render_compare_html(comparison)
 
 

@@ -5,6 +5,7 @@ clock times are formatted alike by the Markdown summary, the HTML report and the
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 
 from bascule.model.durations import format_duration
@@ -22,9 +23,18 @@ __all__ = [
     "fmt_seconds",
     "fmt_span",
     "fmt_value",
+    "md_text",
 ]
 
 DASH = "—"
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_text(value: object) -> str:
+    """Plain text for Markdown (and table cells): HTML and Markdown syntax neutralised, one line."""
+    text = " ".join(as_str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def as_float(value: object) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bascule.reports._format import md_text
 from bascule.reports._repeat import MARKS, compute_repeat_view, verdict_text
 from bascule.reports.model import Dimension, Figures, RepeatContext, Result
 from bascule.score.formula import grade
@@ -231,7 +232,7 @@ def render_compare_markdown(comparison: Comparison) -> str:
                 row.append("—")
                 continue
             if cell.overall is None:
-                row.append(f"❌ **not scored**<br>{cell.reason or 'stopped before its plan'}")
+                row.append(f"❌ **not scored**<br>{md_text(cell.reason or 'stopped before its plan')}")
                 continue
             if cell.repeat is not None:
                 mark = MARKS.get(cell.repeat.verdict, "❔")
@@ -248,7 +249,7 @@ def render_compare_markdown(comparison: Comparison) -> str:
     lines.append("| " + " | ".join(cost_row) + " |")
     lines += ["", "## Who wins, and why", ""]
     for verdict in comparison.verdicts:
-        lines.append(f"- **{verdict.scenario}** — {verdict.why}")
+        lines.append(f"- **{verdict.scenario}** — {md_text(verdict.why)}")
     lines += _repeats_markdown(comparison)
     lines += ["", "## Sub-scores", ""]
     lines.append("| scenario | design | " + " | ".join(DIMENSIONS) + " |")

@@ -7,18 +7,16 @@ into the page that shows the summary."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from bascule.reports import _summary as summary
 from bascule.reports._correctness import compute_correctness_rows
-from bascule.reports._format import DASH, as_float, as_str, fmt_percent, fmt_seconds
+from bascule.reports._format import DASH, as_float, as_str, fmt_percent, fmt_seconds, md_text
 from bascule.reports._repeat import MARKS, compute_repeat_view
 from bascule.reports.model import Result
 
 __all__ = ["render_markdown"]
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _FINDING_PREFIX = {
     summary.FindingKind.RECOMMENDATION: "🔧",
     summary.FindingKind.SOVEREIGNTY: "🛂",
@@ -27,11 +25,7 @@ _FINDING_PREFIX = {
 }
 
 
-def _md(value: object) -> str:
-    """Plain text for Markdown (and table cells): HTML and Markdown syntax neutralised, one line."""
-    text = " ".join(as_str(value).split())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", text)
+_md = md_text
 
 
 def _url(link: str) -> str:
