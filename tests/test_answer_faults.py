@@ -51,12 +51,6 @@ def llm() -> Iterator[str]:
 
 
 @pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
 def route(plane: FaultPlane, llm: str) -> str:
     """The base URL of a fault-plane route in front of the llm."""
     parts = urlsplit(llm)

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,7 +25,7 @@ from bascule.targets.kubernetes.calls import ClusterFacts, RefusalRule, compute_
 from bascule.targets.kubernetes.resources import CHAOS_KINDS
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.effects import RouteFault, compute_effects
-from bascule.targets.local.proxy import FaultPlane, Upstream
+from bascule.targets.local.proxy import FaultPlane
 from bascule.targets.local.proxy.modelswap import Shortener, uncite
 from tests.run_cli import run_bascule
 from tests.test_llm import MODEL, PASSAGES, QUESTION, chat_body, serve
@@ -41,19 +40,6 @@ EXPECTED = prompt.extract_answer(QUESTION, PASSAGES).text
 def llm() -> Iterator[str]:
     with serve(LlmConfig(model=MODEL, provider="scaleway", tokens_per_second=200.0)) as url:
         yield url
-
-
-@pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
-def route(plane: FaultPlane, llm: str) -> str:
-    port = urlsplit(llm).port
-    assert port is not None
-    return f"http://127.0.0.1:{plane.add_route('r', Upstream('127.0.0.1', port))}"
 
 
 def test_the_text_stand_ins() -> None:

@@ -52,12 +52,6 @@ def store_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def plane() -> Iterator[FaultPlane]:
-    with FaultPlane() as fp:
-        yield fp
-
-
-@pytest.fixture
 def route(plane: FaultPlane, store_url: str) -> str:
     port = urlsplit(store_url).port
     assert port is not None

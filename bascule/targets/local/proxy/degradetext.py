@@ -9,7 +9,7 @@ from typing import Final
 
 from bascule.targets.local.faultstate import DegradeHow
 
-__all__ = ["answer_texts", "corrupt_events", "degrade_text", "rewrite_answers"]
+__all__ = ["answer_texts", "corrupt_events", "degrade_text", "map_events", "rewrite_answers"]
 
 _ANSWER_KEYS: Final = frozenset({"content", "answer"})
 _ROT_LETTERS: Final = str.maketrans(
@@ -68,6 +68,12 @@ def answer_texts(value: object) -> list[str]:
 
 def corrupt_events(data: bytes, change: Callable[[str], str]) -> bytes:
     """Server-sent events with the answer text of each ``data:`` JSON changed."""
+    return map_events(data, lambda document: rewrite_answers(document, change))
+
+
+def map_events(data: bytes, change: Callable[[object], object]) -> bytes:
+    """Server-sent events with each ``data:`` JSON document replaced by `change` of it (written as
+    compact UTF-8 JSON); other lines (``data: [DONE]``, comments) as they came."""
     lines = data.split(b"\n")
     for i, line in enumerate(lines):
         if not line.startswith(b"data:"):
@@ -76,6 +82,6 @@ def corrupt_events(data: bytes, change: Callable[[str], str]) -> bytes:
             document = json.loads(line[5:])
         except ValueError:
             continue
-        changed = rewrite_answers(document, change)
-        lines[i] = b"data: " + json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+        changed = json.dumps(change(document), ensure_ascii=False, separators=(",", ":"))
+        lines[i] = b"data: " + changed.encode()
     return b"\n".join(lines)

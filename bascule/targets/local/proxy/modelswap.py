@@ -11,14 +11,14 @@ docs/faults.md: a smaller model's failures made deterministic, not a smaller mod
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from bascule.targets.local.faultstate import ModelSwap, SwapAnswers
 from bascule.targets.local.proxy.answers import Client, Shaper
-from bascule.targets.local.proxy.jsonanswers import JsonShaper, dumps
+from bascule.targets.local.proxy.degradetext import map_events
+from bascule.targets.local.proxy.jsonanswers import JsonShaper
 from bascule.targets.local.proxy.responses import Framing, ResponseHead
 
 if TYPE_CHECKING:
@@ -159,13 +159,4 @@ class ModelSwapShaper(JsonShaper):
         return _rewrite(document, self.swap.to, self.changer(stream=False))
 
     def stream_events(self, data: bytes) -> bytes:
-        lines = data.split(b"\n")
-        for i, line in enumerate(lines):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                document = json.loads(line[5:])
-            except ValueError:
-                continue  # data: [DONE], or not JSON
-            lines[i] = b"data: " + dumps(_rewrite(document, self.swap.to, self.change))
-        return b"\n".join(lines)
+        return map_events(data, lambda document: _rewrite(document, self.swap.to, self.change))
