@@ -78,3 +78,29 @@ def test_a_body_shorter_than_the_cut_passes_and_a_longer_one_is_cut(plane: Fault
     with pytest.raises(httpx.RemoteProtocolError):
         _answer(route)  # closed one byte short of its Content-Length
     assert plane.stats("r").requests_faulted == 1
+
+
+def test_the_plans_idle_phases_are_the_routes_that_strike_nothing() -> None:
+    # `bascule plan`'s idle-phase finding (pure core) and the fault plane's plain path (the local
+    # target) decide "strikes nothing" each on its own side of the boundary: they must agree.
+    from bascule import faults
+    from bascule.plan.findings import idle_reason
+    from bascule.targets.local.effects import _hop_state
+
+    given = [
+        faults.Latency(fixed=0.0),
+        faults.Latency(fixed=0.0, jitter=0.01),
+        faults.Ttft(delay=0.5),  # a ttft of 0 s is refused as given
+        faults.HttpError(ratio=0.0),
+        faults.HttpError(every=3),
+        faults.Throttle(ratio=0.0),
+        faults.Throttle(ratio=0.2),
+        faults.Degrade(ratio=0.0),
+        faults.Degrade(ratio=0.3),
+        faults.PartialIndex(ratio=0.0),
+        faults.PartialIndex(ratio=0.5),
+        faults.ModelSwap(to="small", ratio=0.0),  # relabels every answer still
+        faults.TokenRate(tokens_per_minute=10**9),
+    ]
+    for fault in given:
+        assert (idle_reason(fault) is not None) == fs.strikes_nothing(_hop_state(fault)), fault  # type: ignore[arg-type]

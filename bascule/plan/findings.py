@@ -25,7 +25,6 @@ from bascule.faults import (
     ProviderOutage,
     RegionOutage,
     Throttle,
-    Ttft,
 )
 from bascule.model.design import ComponentKind, Design, ReplicationMode, RoutingMode
 from bascule.plan.model import Finding, FindingKind, PlannedPhase, Severity
@@ -247,8 +246,6 @@ def idle_reason(fault: Fault) -> str | None:
         case Flap():
             return idle_reason(fault.fault)
         case Latency() if fault.fixed == 0 and fault.jitter == 0:
-            return "a delay of 0 s"
-        case Ttft() if fault.delay == 0:
             return "a delay of 0 s"
         case HttpError() if fault.ratio == 0 and fault.count is None and fault.every is None:
             return "a ratio of 0"

@@ -74,19 +74,19 @@ class UpstreamSide(asyncio.Protocol):
         self._conn.upstream_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
-        # On the fast path the hop is recorded once the bytes are on their way, not before.
         conn = self._conn
         conn.route.bytes_from_upstream += len(data)
         conn.answered = True
-        now = time.monotonic() if conn.hop_started is not None else 0.0
-        if conn.down_fast:
-            conn.write_client(data)
-            if now:
-                conn.hop_answered(data, now)
-        else:
-            if now:
+        answering = conn.hop_started is not None
+        now = time.monotonic() if answering else 0.0
+        if not conn.down_fast:  # recorded first: a fault's shaper may end the connection
+            if answering:
                 conn.hop_answered(data, now)
             conn.upstream_data(data)
+            return
+        conn.write_client(data)
+        if answering:  # on the fast path, once the bytes are on their way
+            conn.hop_answered(data, now)
 
     def eof_received(self) -> bool:
         self._conn.upstream_eof()
