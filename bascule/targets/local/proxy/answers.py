@@ -74,6 +74,9 @@ _TAIL: Final = 64
 _RATE_HEADERS: Final = frozenset(
     {b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"}
 )
+_RATE_LINES: Final = (
+    b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: %d\r\nx-ratelimit-reset-tokens: %.3fs\r\n"
+)
 
 
 class Client(Protocol):
@@ -116,6 +119,8 @@ class TokenBudget:
 
     def wait(self) -> float:
         """Seconds until at least one token is left (0 when one is)."""
+        if self._level >= 1.0:  # only spending lowers it
+            return 0.0
         level = self.level()
         return 0.0 if level >= 1.0 else (1.0 - level) / self._rate
 
@@ -127,6 +132,12 @@ class TokenBudget:
             ("x-ratelimit-remaining-tokens", str(max(0, math.floor(level)))),
             ("x-ratelimit-reset-tokens", f"{full_in:.3f}s"),
         )
+
+    def header_lines(self) -> bytes:
+        """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
+        level = self.level()
+        full_in = (self.per_minute - level) / self._rate
+        return _RATE_LINES % (self.per_minute, max(0, math.floor(level)), full_in)
 
 
 def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
@@ -153,6 +164,12 @@ def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> by
 class Shaper:
     """Passes responses re-framed as they came; each fault's subclass changes what it needs."""
 
+    frames = True
+    """Whether this shaper cuts the bytes into responses (and so must learn of each request)."""
+    glances = False
+    """Whether this shaper takes a response that comes whole in one read before it is parsed
+    (`glanced`, after `ResponseParser.glance`): a few byte searches instead of pieces and hooks."""
+
     def __init__(self, state: ProxyFault, client: Client, route: Route, *, synced: bool) -> None:
         self.state = state
         self.client = client
@@ -178,8 +195,17 @@ class Shaper:
             self.route.bytes_dropped += len(data)
         elif not self.synced:
             self.emit(data)
+        elif self.glances and (head := self.parser.glance(data)) is not None and self.glanced(data, head):
+            self.parser.skip()
         else:
             self.pieces(self.parser.feed(data))
+
+    def glanced(self, data: bytes, head: bytes) -> bool:
+        """`data`, exactly one whole response, before it is parsed (`head`: its head in lower case,
+        `ResponseParser.glance`): write what the fault makes of it and return True, or return False
+        (nothing written) to have it parsed and passed through the hooks as any other. Called only
+        when `glances`."""
+        return False
 
     def eof(self) -> None:
         if not self.done:
@@ -354,6 +380,8 @@ class TtftShaper(DelayedShaper):
 class CutShaper(Shaper):
     """Cuts each event stream after N events, or each body after N bytes (`StreamCut`)."""
 
+    glances = True
+
     def __init__(self, state: StreamCut, client: Client, route: Route, *, synced: bool) -> None:
         super().__init__(state, client, route, synced=synced)
         self.cut_state = state
@@ -361,6 +389,18 @@ class CutShaper(Shaper):
         self.count = 0
         self.carry = b""
         self.skipping = False
+
+    def glanced(self, data: bytes, head: bytes) -> bool:
+        # Passed as it came when it cannot be cut: no event stream (its head does not even name
+        # one), or a body shorter than `after_bytes`. Anything else goes through `acts_on`.
+        limit = self.cut_state.after_bytes
+        if limit is None:
+            if b"event-stream" in head:
+                return False
+        elif len(data) - len(head) - 2 >= limit:
+            return False
+        self.client.write_client(data)
+        return True
 
     def acts_on(self, head: ResponseHead) -> bool:
         self.count = 0
@@ -448,11 +488,27 @@ class CutShaper(Shaper):
 class TokenShaper(Shaper):
     """Adds the budget's headers to each response and charges its tokens at its end."""
 
+    glances = True
+
     def __init__(self, state: TokenRate, client: Client, route: Route, *, synced: bool) -> None:
         super().__init__(state, client, route, synced=synced)
         self.bytes = 0
         self.usage: int | None = None
         self.tail = b""
+
+    def glanced(self, data: bytes, head: bytes) -> bool:
+        # The same as the hooks do, in one pass: the head with the budget's lines added (when the
+        # upstream sent none of its own, which the hooks drop), then the charge.
+        budget = self.route.tokens
+        if budget is None or b"\r\nx-ratelimit-" in head:
+            return False
+        end = len(head)
+        body = data[end + 2 :]
+        self.client.write_client(b"".join((data[:end], budget.header_lines(), b"\r\n", body)))
+        if data[9:10] == b"2":  # a 2xx (`glance` saw a status of 200 or more)
+            usage = _TOTAL_TOKENS.findall(body)
+            budget.spend(int(usage[-1]) if usage else math.ceil(len(body) / 4))
+        return True
 
     def on_head(self, head: ResponseHead) -> None:
         budget = self.route.tokens

@@ -56,6 +56,8 @@ _HTTP_MODES: Final = frozenset(
     {ProxyMode.HTTP_ERROR, ProxyMode.THROTTLE, ProxyMode.TOKEN_RATE, ProxyMode.EMBEDDING_MISMATCH}
 )
 _RELAYING: Final = frozenset({ProxyMode.PASS, ProxyMode.LATENCY}) | (_SHAPING - {ProxyMode.TOKEN_RATE})
+# The requests of these pass as they came, on the fast path: a shaper only learns where each begins.
+_PLAIN_REQUESTS: Final = frozenset({ProxyMode.PASS}) | (_SHAPING - _HTTP_MODES)
 # When every upstream refused before the client sent anything, how long the reset waits for its
 # first bytes: an HTTP client sends its request at once, and the hop then names its trace.
 _UNHEARD_RESET_S: Final = 0.25
@@ -82,7 +84,11 @@ class UpstreamSide(asyncio.Protocol):
         if not conn.down_fast:  # recorded first: a fault's shaper may end the connection
             if answering:
                 conn.hop_answered(data, now)
-            conn.upstream_data(data)
+            shaper = conn.down_shaper
+            if shaper is not None:
+                shaper.feed(data)
+            else:
+                conn.upstream_data(data)
             return
         conn.write_client(data)
         if answering:  # on the fast path, once the bytes are on their way
@@ -126,6 +132,8 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         self.http_raw = False
         self.up_fast = False
         self.down_fast = False
+        self.down_shaper: Shaper | None = None
+        """While the state forwards through a shaper: that shaper, which the upstream's bytes go to."""
         # True when the upstream spoke last (or nobody has yet): the next client bytes start a
         # new request. Latency charges and HTTP parsing both begin at such a boundary.
         self.answered = True
@@ -186,6 +194,8 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         begins = self.answered and self.tracing
         if self.up_fast and self.up is not None:
             now = time.monotonic()
+            if self.answered and self.shaper is not None and self.shaper.frames:
+                self.shaper.request(data.startswith(b"HEAD "))
             self.answered = False
             self.up.write(data)
             if begins:  # recorded once the bytes are on their way
@@ -289,9 +299,11 @@ class ClientSide(HopRecorder, asyncio.Protocol):
 
     def refresh_fast(self) -> None:
         mode = self.state.mode
-        self.down_fast = mode in _FORWARDING and self.shaper is None and self.transport is not None
+        forwards = mode in _FORWARDING and self.transport is not None
+        self.down_fast = forwards and self.shaper is None
+        self.down_shaper = self.shaper if forwards else None
         self.up_fast = (
-            mode is ProxyMode.PASS
+            mode in _PLAIN_REQUESTS
             and self.up is not None
             and not self.pending_up
             and (self.line is None or not self.line.busy)

@@ -30,6 +30,11 @@ __all__ = [
 ]
 
 _MAX_HEAD: Final = 64 * 1024
+_GLANCED_STATUS: Final = re.compile(rb"HTTP/1\.[01] (?!204|304)[2-9]\d\d[ \r]")
+# In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
+_GLANCED_FRAMING: Final = re.compile(
+    rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)"
+)
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] (\d{3})(?: [^\r\n]*)?")
 END_CHUNK: Final = b"0\r\n\r\n"
 
@@ -160,6 +165,34 @@ class ResponseParser:
         while self._step(out):
             pass
         return out
+
+    def glance(self, data: bytes) -> bytes | None:
+        """`data` seen as exactly one whole response whose body its `Content-Length` delimits,
+        without parsing it or consuming anything: its head (status line and header lines, each
+        ending in CRLF, without the blank line) in lower case, for a shaper to pass on, at the cost
+        of a few searches, a response it does not act on (`Shaper.glanced`; its body begins
+        ``len(head) + 2`` bytes in). None for anything else — mid-response, a response to ``HEAD``,
+        an informational, 204, 304 or chunked one, one delimited by the close, a head the full
+        parser would read otherwise — which `feed` then cuts as usual. After passing a glanced
+        response on, call `skip`."""
+        if self._buf or self._state is not _State.HEAD or (self._head_only and self._head_only[0]):
+            return None
+        if _GLANCED_STATUS.match(data) is None:
+            return None
+        end = data.find(b"\r\n\r\n") + 2
+        if end < 2:
+            return None
+        head = data[:end].lower()
+        found = _GLANCED_FRAMING.findall(head)
+        # One Content-Length, no Transfer-Encoding, and a body of exactly that length.
+        if len(found) != 1 or not found[0] or len(data) - end - 2 != int(found[0]):
+            return None
+        return head
+
+    def skip(self) -> None:
+        """The response `glance` saw has been passed on whole: the next bytes begin the next one."""
+        if self._head_only:
+            self._head_only.popleft()
 
     def _whole(self, data: bytes, out: list[Piece]) -> bool:
         """The common case cut without the step machine: `data` begins with a whole head, and is

@@ -6,7 +6,7 @@ close. Nothing is parsed; everything here runs on the plane's loop."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from bascule.targets.local.faultstate import Bandwidth, LimitData, Slicer, SlowClose
 from bascule.targets.local.proxy.answers import Client, DelayedShaper, Shaper
@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = ["BandwidthShaper", "LimitShaper", "RawShaper", "SlicerShaper", "SlowCloseShaper"]
 
+_SOON: Final = 0.001
+"""A paced piece due this close to now leaves at once: the event loop's timers are no finer."""
+
 
 class RawShaper(Shaper):
     """A transport fault on the bytes to the client, whatever they are (no response is parsed)."""
+
+    frames = False
 
     def request(self, head_only: bool) -> None:
         pass
@@ -50,6 +55,18 @@ class BandwidthShaper(RawShaper, DelayedShaper):
         self.slice = max(1, state.rate // 20)
         self.free_at = 0.0
 
+    def feed(self, data: bytes) -> None:
+        size = len(data)
+        if size <= self.slice and not self.done and not self.line.busy:  # one piece, none before it
+            now = self.route.loop.time()
+            self.free_at = max(now, self.free_at) + size / self.rate
+            if self.free_at - now <= _SOON:
+                self.client.write_client(data)
+            else:
+                self.line.push(data, self.free_at)
+        else:
+            super().feed(data)
+
     def on_raw(self, data: bytes) -> None:
         for start in range(0, len(data), self.slice):
             piece = data[start : start + self.slice]
@@ -64,6 +81,13 @@ class LimitShaper(RawShaper):
         super().__init__(state, client, route, synced=synced)
         self.limit = state
         self.sent = 0
+
+    def feed(self, data: bytes) -> None:
+        if not self.done and self.sent + len(data) < self.limit.limit:  # the limit is not reached
+            self.sent += len(data)
+            self.client.write_client(data)
+        else:
+            super().feed(data)
 
     def on_raw(self, data: bytes) -> None:
         room = self.limit.limit - self.sent
