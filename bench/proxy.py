@@ -15,7 +15,11 @@ measures from this process:
   every hop, each hop's rate divided by the mean of the two around it. With ``--rounds N`` the
   whole cycle of hops runs N times: each hop's ratio is the median of its N, and its ratio to
   haproxy's the median of the N taken round by round (a busy machine moves one round's figures
-  by a factor of two; the median of five is what to read there).
+  by a factor of two; the median of five is what to read there);
+- CPU per request: the CPU time (user and system, every thread) each hop's own process spent
+  during its throughput runs, divided by the requests it relayed, and its ratio to haproxy's of
+  the same round. On two cores the hop is the bottleneck, one core saturated: its throughput is
+  about the inverse of this, and this is the figure the neighbours move least.
 
 On two cores the proxy, the backend and the load generator share the CPUs: a hop's throughput
 ratio is bounded by that sharing, and haproxy's ratio, measured in the same run, is the floor
@@ -164,9 +168,9 @@ backend backend
 
 
 @contextlib.contextmanager
-def haproxy(binary: str, upstream_port: int) -> Iterator[int]:
+def haproxy(binary: str, upstream_port: int) -> Iterator[tuple[int, int]]:
     """haproxy (one thread, TCP mode, as the issue measured it) in front of the backend: the floor a
-    proxy written in C reaches on this machine, in the same run."""
+    proxy written in C reaches on this machine, in the same run. Yields its port and its pid."""
     with socket.socket() as probe:  # a free port: haproxy cannot print the one it was given
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -185,7 +189,7 @@ def haproxy(binary: str, upstream_port: int) -> Iterator[int]:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("haproxy did not start") from None
                     time.sleep(0.1)  # bascule.runner.traffic.TICK
-            yield port
+            yield port, proc.pid
         finally:
             proc.terminate()
             try:
@@ -254,17 +258,17 @@ def serve_relay(upstream_port: int) -> None:
 
 
 @contextlib.contextmanager
-def child(*args: str) -> Iterator[int]:
-    """Run this script with `args` in a child process; yields the port it prints."""
-    with child_line(*args) as line:
+def child(*args: str) -> Iterator[tuple[int, int]]:
+    """Run this script with `args` in a child process; yields the port it prints and its pid."""
+    with child_line(*args) as (line, pid):
         if not line.strip().isdigit():
             raise RuntimeError(f"child {args} did not start (printed {line!r})")
-        yield int(line)
+        yield int(line), pid
 
 
 @contextlib.contextmanager
-def child_line(*args: str) -> Iterator[str]:
-    """Run this script with `args` in a child process; yields the first line it prints."""
+def child_line(*args: str) -> Iterator[tuple[str, int]]:
+    """Run this script with `args` in a child process; yields the first line it prints and its pid."""
     proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), *args],
         stdin=subprocess.PIPE,
@@ -273,7 +277,7 @@ def child_line(*args: str) -> Iterator[str]:
     )
     try:
         assert proc.stdout is not None
-        yield proc.stdout.readline()
+        yield proc.stdout.readline(), proc.pid
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -333,7 +337,18 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def throughput_wrk(wrk: str, port: int, connections: int, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, every thread) a process has used so far; None where /proc is not."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput_wrk(wrk: str, port: int, connections: int, seconds: float) -> tuple[float, int]:
+    """Requests a second, and requests answered, from wrk."""
     result = subprocess.run(
         [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
         capture_output=True,
@@ -342,10 +357,11 @@ def throughput_wrk(wrk: str, port: int, connections: int, seconds: float) -> flo
         check=True,
     )
     match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    count = re.search(r"(\d+) requests in", result.stdout)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", result.stdout)
-    if match is None or errors is not None:
+    if match is None or count is None or errors is not None:
         raise RuntimeError(f"wrk failed or saw errors:\n{result.stdout}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
 
 
 class _LoadConnection(asyncio.Protocol):
@@ -380,8 +396,8 @@ class _LoadConnection(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def throughput_asyncio(port: int, connections: int, seconds: float) -> float:
-    async def run() -> float:
+def throughput_asyncio(port: int, connections: int, seconds: float) -> tuple[float, int]:
+    async def run() -> tuple[float, int]:
         loop = asyncio.get_running_loop()
         counter = [0]
         start = time.monotonic()
@@ -393,7 +409,7 @@ def throughput_asyncio(port: int, connections: int, seconds: float) -> float:
             )
             protocols.append(proto)
         await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), timeout=seconds + 10)
-        return counter[0] / (time.monotonic() - start)
+        return counter[0] / (time.monotonic() - start), counter[0]
 
     return asyncio.run(run())
 
@@ -426,23 +442,37 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
     load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        backend_port = stack.enter_context(child("--serve-backend"))
-        routes: dict[str, int] = json.loads(
-            stack.enter_context(child_line("--serve-proxy", str(backend_port)))
-        )
-        relay_port = stack.enter_context(child("--serve-relay", str(backend_port)))
+        backend_port, _ = stack.enter_context(child("--serve-backend"))
+        line, proxy_pid = stack.enter_context(child_line("--serve-proxy", str(backend_port)))
+        routes: dict[str, int] = json.loads(line)
+        relay_port, relay_pid = stack.enter_context(child("--serve-relay", str(backend_port)))
         hops = {"bascule": routes.pop("none"), "minimal_relay": relay_port}
+        pids = {"bascule": proxy_pid, "minimal_relay": relay_pid}
         if haproxy_binary is not None:
-            hops["haproxy"] = stack.enter_context(haproxy(haproxy_binary, backend_port))
+            hops["haproxy"], pids["haproxy"] = stack.enter_context(haproxy(haproxy_binary, backend_port))
         idle = routes if args.idle else {}
+        pids |= {f"idle {kind}": proxy_pid for kind in idle}  # one route at a time is loaded
         names = ["direct", *hops, *(f"idle {kind}" for kind in idle)]
         ports = [backend_port, *hops.values(), *idle.values()]
         series = dict(zip(names, measure_latency(ports, args.requests, args.warmup), strict=True))
 
-        def rate(port: int, seconds: float) -> float:
+        def rate(port: int, seconds: float) -> tuple[float, int]:
             if wrk is not None:
                 return throughput_wrk(wrk, port, args.connections, seconds)
             return throughput_asyncio(port, args.connections, seconds)
+
+        # The CPU time the hop's own process spent per request it relayed: on two cores the hop is
+        # the bottleneck (one core, saturated), so its throughput is about the inverse of this —
+        # the figure the neighbours move least.
+        cpu: dict[str, list[float]] = {name: [] for name in pids}
+
+        def measured(name: str, port: int, seconds: float) -> float:
+            before = cpu_seconds(pids[name])
+            per_second, count = rate(port, seconds)
+            after = cpu_seconds(pids[name])
+            if before is not None and after is not None and count:
+                cpu[name].append((after - before) / count * 1e6)
+            return per_second
 
         # The backend alone before and after every hop: each hop's rate is divided by the mean of
         # the two around it, so that the neighbours' load, which changes by the second on a shared
@@ -451,11 +481,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
         timed += [(f"idle {kind}", port, args.idle_seconds) for kind, port in idle.items()]
         runs: dict[str, list[float]] = {name: [] for name, _, _ in timed}
         rounds: dict[str, list[float]] = {name: [] for name, _, _ in timed}
-        directs = [rate(backend_port, args.seconds)]
+        directs = [rate(backend_port, args.seconds)[0]]
         for _ in range(args.rounds):
             for name, port, seconds in timed:
-                runs[name].append(rate(port, seconds))
-                directs.append(rate(backend_port, seconds))
+                runs[name].append(measured(name, port, seconds))
+                directs.append(rate(backend_port, seconds)[0])
                 rounds[name].append(runs[name][-1] / ((directs[-2] + directs[-1]) / 2))
     rates = {name: statistics.median(values) for name, values in runs.items()}
     rates["direct"] = statistics.fmean(directs)
@@ -471,6 +501,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
             if name != "haproxy"
         }
     )
+    cpu_us = {name: statistics.median(values) for name, values in cpu.items() if values}
+    floor_cpu = cpu.get("haproxy") or []
+    # Each hop's CPU per request to haproxy's of the same round.
+    cpu_vs_haproxy = {
+        name: statistics.median(v / f for v, f in zip(values, floor_cpu, strict=True))
+        for name, values in cpu.items()
+        if name != "haproxy" and floor_cpu and len(values) == len(floor_cpu)
+    }
     direct = series["direct"]
     latency = {name: _latency(samples, direct) for name, samples in series.items()}
     met = {
@@ -499,6 +537,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
         "ratio_to_direct_rounds": rounds,
         "ratio_vs_haproxy": vs_haproxy,
         "bascule_ratio_vs_haproxy": vs_haproxy.get("bascule"),
+        "cpu_us_per_request": cpu_us,
+        "cpu_vs_haproxy": cpu_vs_haproxy,
         "targets": {
             "added_p50_us_max": TARGET_ADDED_P50_US,
             "added_p99_us_max": TARGET_ADDED_P99_US,
@@ -521,9 +561,10 @@ def render_table(result: dict[str, Any]) -> str:
         f"{result['requests']} sequential requests each, {result['connections']} connections "
         f"× {result['seconds']:g} s ({result['idle_seconds']:g} s for idle faults)",
         f"{'':28}{'p50 µs':>9}{'p99 µs':>9}{'added p50':>11}{'added p99':>11}{'req/s':>9}{'÷ direct':>10}"
-        f"{'÷ haproxy':>11}  goals (p50, p99, ÷ haproxy)",
+        f"{'÷ haproxy':>11}{'CPU µs/req':>12}{'÷ haproxy':>11}  goals (p50, p99, ÷ haproxy)",
     ]
     vs, met = result["ratio_vs_haproxy"], result["targets"]["met"]
+    cpu, cpu_vs = result["cpu_us_per_request"], result["cpu_vs_haproxy"]
     for name, figures in lat.items():
         added = (
             ("", "")
@@ -533,12 +574,15 @@ def render_table(result: dict[str, Any]) -> str:
         goals = "  " + ", ".join(_verdict(ok) for ok in met[name].values()) if name in met else ""
         rows.append(
             f"{name:28}{figures['p50']:9.1f}{figures['p99']:9.1f}{added[0]:>11}{added[1]:>11}"
-            f"{thr[name]:9.0f}{ratio[name]:10.2f}{(f'{vs[name]:.2f}' if name in vs else ''):>11}{goals}"
+            f"{thr[name]:9.0f}{ratio[name]:10.2f}{(f'{vs[name]:.2f}' if name in vs else ''):>11}"
+            f"{(f'{cpu[name]:.1f}' if name in cpu else ''):>12}"
+            f"{(f'{cpu_vs[name]:.2f}' if name in cpu_vs else ''):>11}{goals}"
         )
     directs = result["direct_rps_runs"]
     rows.append(
         f"direct req/s, measured before and after each hop: {min(directs):.0f}–{max(directs):.0f} "
-        f"(mean {thr['direct']:.0f}); each ratio is to the mean of the two around it"
+        f"(mean {thr['direct']:.0f}); each ratio is to the mean of the two around it; CPU µs/req: the hop "
+        "process's own CPU time per request it relayed (median of the rounds; ÷ haproxy's, round by round)"
     )
     bascule = result["bascule_ratio_vs_haproxy"]
     rows.append(

@@ -144,8 +144,18 @@ _STATES: list[fs.ProxyFault] = [
 ]
 
 
+def _framed(answer: tuple[bytes, bool]) -> bool:
+    """Whether the full parser finds `answer` to be exactly one response (it is then between two)."""
+    parser = ResponseParser()
+    parser.expect(answer[1])
+    return bool(parser.feed(answer[0])) and parser.between
+
+
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.tuples(responses(), _HEAD_ONLY), min_size=1, max_size=4), st.sampled_from(_STATES))
+@given(
+    st.lists(st.tuples(responses(), _HEAD_ONLY).filter(_framed), min_size=1, max_size=4),
+    st.sampled_from(_STATES),
+)
 def test_a_glancing_shaper_writes_what_its_hooks_would(
     answers: list[tuple[bytes, bool]], state: fs.ProxyFault
 ) -> None:
@@ -235,3 +245,25 @@ def test_limit_data_counts_every_byte_to_the_limit() -> None:
         shaper.feed(piece)
     assert client.out == [b"1234", b"5678", b"9a", b"<close>"]
     assert route.bytes_dropped == 2 + 3 and route.requests_faulted == 1
+
+
+_EVENTS = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"12\r\ndata: 1\n\ndata: 2\n\n\r\n0\r\n\r\n"
+)
+
+
+def test_stream_cut_passes_an_answer_that_is_no_event_stream_to_the_next_request() -> None:
+    route, client = _Route(None), _Client()
+    shaper = shaper_for(fs.StreamCut(after_events=1), client, route, synced=True)  # type: ignore[arg-type]
+    shaper.request(False)
+    plain = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12\r\n\r\nhello"
+    for piece in (plain, b" wor", b"ld!"):  # its body in three reads: each passes as it came
+        shaper.feed(piece)
+    assert client.out == [plain, b" wor", b"ld!"] and route.requests_faulted == 0
+    shaper.request(False)
+    shaper.feed(b"HTTP/1.1 100 Continue\r\n\r\n")  # informational: the final answer follows
+    shaper.feed(_EVENTS)
+    head = _EVENTS[: _EVENTS.index(b"\r\n\r\n") + 4]
+    cut = b"HTTP/1.1 100 Continue\r\n\r\n" + head + b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"  # after one event
+    assert b"".join(client.out[3:]) == cut and route.requests_faulted == 1

@@ -389,6 +389,35 @@ class CutShaper(Shaper):
         self.count = 0
         self.carry = b""
         self.skipping = False
+        self.bypass = False
+        """The answer under way is no event stream, and this cut counts events: its bytes pass as
+        they come, unparsed, until the client's next request."""
+
+    def request(self, head_only: bool) -> None:
+        self.bypass = False
+        super().request(head_only)
+
+    def feed(self, data: bytes) -> None:
+        # Counting events, an answer whose head does not even name an event stream is passed on,
+        # and what follows it until the next request, without framing it: no event of it counts.
+        if self.bypass:
+            self.client.write_client(data)
+        elif (
+            self.glances
+            and self.cut_state.after_bytes is None
+            and self.synced
+            and not self.done
+            and data.startswith(b"HTTP/1.")
+            and data[9:10] != b"1"  # an informational answer: the final one follows
+            and (end := data.find(b"\r\n\r\n")) > 0
+            and b"event-stream" not in data[:end].lower()
+            and self.parser.between
+        ):
+            self.bypass = True
+            self.parser.skip()
+            self.client.write_client(data)
+        else:
+            super().feed(data)
 
     def glanced(self, data: bytes, head: bytes) -> bool:
         # Passed as it came when it cannot be cut: no event stream (its head does not even name
