@@ -3,7 +3,9 @@
 to the other with no parsing and no call beyond the protocol callbacks — except once per HTTP
 request, at its first bytes, where the request's trace id is read (`request_begins`) so that the
 plane can record the hop (`bascule.journal.RouteHop`), completed at the first byte of its answer.
-A connection whose first bytes are not an HTTP/1.x request line is not looked at again."""
+A connection whose first bytes are not an HTTP/1.x request line is not looked at again. Under a
+fault on answers or their bytes that does not read requests, requests take the same path (the
+shaper told where each begins), and the answers go straight to the connection's shaper."""
 
 from __future__ import annotations
 
