@@ -19,8 +19,9 @@ from bascule.targets.kubernetes.calls import ClusterFacts, RefusalRule, compute_
 from bascule.targets.kubernetes.resources import CHAOS_KINDS
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.effects import RouteFault, compute_effects, dump_effect, parse_effect
-from bascule.targets.local.proxy.answers import TokenBudget, degrade_text
+from bascule.targets.local.proxy.answers import degrade_text
 from bascule.targets.local.proxy.responses import Body, End, Framing, Head, Raw, ResponseParser
+from bascule.targets.local.proxy.tokens import TokenBudget
 
 APS = ROOT / "designs" / "active-passive-sovereign.yaml"
 LLM = Selector(component="llm", region="aws/us-east-1")

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bascule.targets.local import faultstate as fs
-from bascule.targets.local.proxy.answers import Shaper, TokenBudget
+from bascule.targets.local.proxy.answers import Shaper
 from bascule.targets.local.proxy.responses import Body, End, Framing, Head, ResponseParser
 from bascule.targets.local.proxy.shapers import shaper_for
+from bascule.targets.local.proxy.tokens import TokenBudget
 
 _CONTENT_TYPES = [
     b"text/plain",

@@ -1,6 +1,7 @@
-"""The faults that act on answers on their way back to the client: `Ttft`, `StreamCut`, `TokenRate`
-and `Degrade` (everything here runs on the plane's loop; `shapers` says which shaper carries out
-which state, `transport` has the shapers of the transport faults on the same bytes).
+"""The faults that act on answers on their way back to the client: `Ttft`, `StreamCut` and
+`Degrade`, and the `Shaper` every fault on answers or their bytes builds on (everything here runs on
+the plane's loop; `shapers` says which shaper carries out which state, `tokens` has token-rate's,
+`transport` the shapers of the transport faults on the same bytes).
 
 A connection in one of these states gives the bytes its upstream sends to a `Shaper`, which cuts
 them into responses (`responses.ResponseParser`) and writes to the client what the fault makes of
@@ -14,11 +15,8 @@ holds. Routes in no such state never reach this module.
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from bascule.targets.local.faultstate import (
@@ -27,7 +25,6 @@ from bascule.targets.local.faultstate import (
     DegradeHow,
     ProxyFault,
     StreamCut,
-    TokenRate,
     Ttft,
 )
 from bascule.targets.local.proxy.degradetext import (
@@ -37,7 +34,6 @@ from bascule.targets.local.proxy.degradetext import (
     rewrite_answers,
 )
 from bascule.targets.local.proxy.delay import DelayLine
-from bascule.targets.local.proxy.framing import RequestHead, render_response
 from bascule.targets.local.proxy.responses import (
     END_CHUNK,
     Body,
@@ -60,23 +56,12 @@ __all__ = [
     "DegradeShaper",
     "DelayedShaper",
     "Shaper",
-    "TokenBudget",
-    "TokenShaper",
     "TtftShaper",
     "degrade_text",
     "new_answer_memory",
-    "token_answer",
 ]
 
 _EVENT_END: Final = re.compile(rb"\r?\n\r?\n")
-_TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
-_TAIL: Final = 64
-_RATE_HEADERS: Final = frozenset(
-    {b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"}
-)
-_RATE_LINES: Final = (
-    b"x-ratelimit-limit-tokens: %d\r\nx-ratelimit-remaining-tokens: %d\r\nx-ratelimit-reset-tokens: %.3fs\r\n"
-)
 
 
 class Client(Protocol):
@@ -93,69 +78,6 @@ class Client(Protocol):
     def close(self) -> None: ...
 
     def reset(self) -> None: ...
-
-
-# -- the token budget of a route (pure but for its clock) -----------------------------------------
-
-
-class TokenBudget:
-    """A bucket of `per_minute` tokens refilling continuously; full when made."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._level = float(per_minute)
-        self._at = clock()
-
-    def level(self) -> float:
-        now = self._clock()
-        self._level = min(float(self.per_minute), self._level + (now - self._at) * self._rate)
-        self._at = now
-        return self._level
-
-    def spend(self, tokens: int) -> None:
-        self._level = self.level() - tokens
-
-    def wait(self) -> float:
-        """Seconds until at least one token is left (0 when one is)."""
-        if self._level >= 1.0:  # only spending lowers it
-            return 0.0
-        level = self.level()
-        return 0.0 if level >= 1.0 else (1.0 - level) / self._rate
-
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        level = self.level()
-        full_in = (self.per_minute - level) / self._rate
-        return (
-            ("x-ratelimit-limit-tokens", str(self.per_minute)),
-            ("x-ratelimit-remaining-tokens", str(max(0, math.floor(level)))),
-            ("x-ratelimit-reset-tokens", f"{full_in:.3f}s"),
-        )
-
-    def header_lines(self) -> bytes:
-        """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
-        level = self.level()
-        full_in = (self.per_minute - level) / self._rate
-        return _RATE_LINES % (self.per_minute, max(0, math.floor(level)), full_in)
-
-
-def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
-    """The 429 a request gets while the budget is spent, or None to relay it."""
-    wait = budget.wait()
-    if wait <= 0.0:
-        return None
-    return render_response(
-        429,
-        state.body_bytes,
-        headers=(
-            ("retry-after", str(max(1, math.ceil(wait)))),
-            *budget.headers(),
-            ("x-bascule-fault", "token-rate"),
-        ),
-        keep_alive=head.keep_alive,
-        head_only=head.method == "HEAD",
-    )
 
 
 # -- shapers --------------------------------------------------------------------------------------
@@ -512,54 +434,6 @@ class CutShaper(Shaper):
             self.done = True
             self.flush_batch()
             self.client.close()
-
-
-class TokenShaper(Shaper):
-    """Adds the budget's headers to each response and charges its tokens at its end."""
-
-    glances = True
-
-    def __init__(self, state: TokenRate, client: Client, route: Route, *, synced: bool) -> None:
-        super().__init__(state, client, route, synced=synced)
-        self.bytes = 0
-        self.usage: int | None = None
-        self.tail = b""
-
-    def glanced(self, data: bytes, head: bytes) -> bool:
-        # The same as the hooks do, in one pass: the head with the budget's lines added (when the
-        # upstream sent none of its own, which the hooks drop), then the charge.
-        budget = self.route.tokens
-        if budget is None or b"\r\nx-ratelimit-" in head:
-            return False
-        end = len(head)
-        body = data[end + 2 :]
-        self.client.write_client(b"".join((data[:end], budget.header_lines(), b"\r\n", body)))
-        if data[9:10] == b"2":  # a 2xx (`glance` saw a status of 200 or more)
-            usage = _TOTAL_TOKENS.findall(body)
-            budget.spend(int(usage[-1]) if usage else math.ceil(len(body) / 4))
-        return True
-
-    def on_head(self, head: ResponseHead) -> None:
-        budget = self.route.tokens
-        add = budget.headers() if budget is not None else ()
-        self.emit(head.render(drop=_RATE_HEADERS, add=add))
-        self.bytes = 0
-        self.usage = None
-        self.tail = b""
-
-    def on_body(self, payload: bytes) -> None:
-        self.bytes += len(payload)
-        seen = self.tail + payload
-        for found in _TOTAL_TOKENS.finditer(seen):
-            self.usage = int(found.group(1))
-        self.tail = seen[-_TAIL:]
-        super().on_body(payload)
-
-    def on_end(self) -> None:
-        budget = self.route.tokens
-        if budget is not None and self.head is not None and 200 <= self.head.status < 300:
-            budget.spend(self.usage if self.usage is not None else math.ceil(self.bytes / 4))
-        super().on_end()
 
 
 class DegradeShaper(Shaper):

@@ -29,7 +29,7 @@ from bascule.targets.local.faultstate import (
     Throttle,
     TokenRate,
 )
-from bascule.targets.local.proxy.answers import Shaper, token_answer
+from bascule.targets.local.proxy.answers import Shaper
 from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.embeddings import mismatch_request
 from bascule.targets.local.proxy.framing import (
@@ -42,6 +42,7 @@ from bascule.targets.local.proxy.framing import (
 )
 from bascule.targets.local.proxy.hops import HopRecorder
 from bascule.targets.local.proxy.shapers import shaper_for
+from bascule.targets.local.proxy.tokens import token_answer
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route, Upstream

@@ -22,8 +22,9 @@ from bascule.targets.local.faultstate import (
     TokenRate,
     in_force,
 )
-from bascule.targets.local.proxy.answers import TokenBudget, new_answer_memory
+from bascule.targets.local.proxy.answers import new_answer_memory
 from bascule.targets.local.proxy.relay import ClientSide
+from bascule.targets.local.proxy.tokens import TokenBudget
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.plane import FaultPlane

@@ -1,5 +1,5 @@
 """Which shaper carries out which fault state on a connection: the faults on answers (`answers`,
-`modelswap`, `retrieval`, `embeddings`) and the transport faults on their bytes (`transport`)."""
+`tokens`, `modelswap`, `retrieval`, `embeddings`) and the transport faults on their bytes (`transport`)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ from bascule.targets.local.proxy.answers import (
     CutShaper,
     DegradeShaper,
     Shaper,
-    TokenShaper,
     TtftShaper,
 )
 from bascule.targets.local.proxy.embeddings import EmbeddingShaper
 from bascule.targets.local.proxy.modelswap import ModelSwapShaper
 from bascule.targets.local.proxy.retrieval import PartialIndexShaper
+from bascule.targets.local.proxy.tokens import TokenShaper
 from bascule.targets.local.proxy.transport import (
     BandwidthShaper,
     LimitShaper,
