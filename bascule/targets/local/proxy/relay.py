@@ -361,7 +361,11 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         self.answered = False
         if self.line is None:
             self.line = DelayLine(self.loop, self.emit_up, self.refresh_fast)
-        self.line.push(data, self.loop.time() + wait)
+        # Counted from now on the monotonic clock, which the hop's times are read on: the loop's own
+        # clock (uvloop's: in whole milliseconds, read once a turn) lags it, and a delay counted
+        # from it ended up to a millisecond short of `fixed`. Released once the loop's clock is past
+        # that point, a request is never held less than its delay.
+        self.line.push(data, time.monotonic() + wait if wait else self.loop.time())
 
     def http_data(self, data: bytes) -> None:
         if self.http_raw:
