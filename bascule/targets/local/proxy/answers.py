@@ -342,13 +342,10 @@ class CutShaper(Shaper):
             super().feed(data)
 
     def glanced(self, data: bytes, head: bytes) -> bool:
-        # Passed as it came when it cannot be cut: no event stream (its head does not even name
-        # one), or a body shorter than `after_bytes`. Anything else goes through `acts_on`.
+        # Cutting after N bytes, a body shorter than that passes as it came; anything else goes
+        # through `acts_on` (counting events, `feed` has already passed what it could).
         limit = self.cut_state.after_bytes
-        if limit is None:
-            if b"event-stream" in head:
-                return False
-        elif len(data) - len(head) - 2 >= limit:
+        if limit is None or len(data) - len(head) - 2 >= limit:
             return False
         self.client.write_client(data)
         return True

@@ -57,20 +57,22 @@ class TokenBudget:
         level = self.level()
         return 0.0 if level >= 1.0 else (1.0 - level) / self._rate
 
-    def headers(self) -> tuple[tuple[str, str], ...]:
+    def figures(self) -> tuple[int, int, float]:
+        """The limit, the whole tokens left, and the seconds until the budget is full again."""
         level = self.level()
-        full_in = (self.per_minute - level) / self._rate
+        return self.per_minute, max(0, math.floor(level)), (self.per_minute - level) / self._rate
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        limit, remaining, full_in = self.figures()
         return (
-            ("x-ratelimit-limit-tokens", str(self.per_minute)),
-            ("x-ratelimit-remaining-tokens", str(max(0, math.floor(level)))),
+            ("x-ratelimit-limit-tokens", str(limit)),
+            ("x-ratelimit-remaining-tokens", str(remaining)),
             ("x-ratelimit-reset-tokens", f"{full_in:.3f}s"),
         )
 
     def header_lines(self) -> bytes:
         """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
-        level = self.level()
-        full_in = (self.per_minute - level) / self._rate
-        return _RATE_LINES % (self.per_minute, max(0, math.floor(level)), full_in)
+        return _RATE_LINES % self.figures()
 
 
 def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
