@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from bascule.journal import HopSource, PathHop, RequestSample
@@ -91,6 +92,20 @@ def test_untraced_and_unclaimed_hops_between_components_make_paths_incomplete() 
     assert report.untraced == {"gateway->llm@aws/us-east-1": 1, "clients->gateway@scaleway/fr-par": 1}
     assert report.unclaimed == {"gateway->llm@scaleway/fr-par": 2}  # expired, and still pending
     assert report.incomplete_routes == ["gateway->llm@aws/us-east-1", "gateway->llm@scaleway/fr-par"]
+
+
+def test_connections_that_were_not_http_make_their_route_incomplete() -> None:
+    """A cache's or a database's own protocol carries requests the fault plane cannot tell apart:
+    its connections are counted apart (not as hops), and their route is one where a request's path
+    could not be told — its requests' data may have gone to the callee's region unseen."""
+    paths = PathJoiner(DESIGN)
+    opaque = replace(hop(None, 1.0, "store", US), opaque=True)
+    paths.observe([opaque, replace(opaque, started=2.0), hop("t1", 1.0, "llm", PAR)])
+    paths.attach(sample("t1"))
+    report = paths.report()
+    assert report.opaque == {"gateway->store@aws/us-east-1": 2}
+    assert (report.hops, report.claimed, report.untraced, report.unclaimed) == (1, 1, {}, {})
+    assert report.incomplete_routes == ["gateway->store@aws/us-east-1"]
 
 
 def test_bascules_own_requests_claim_their_hops_before_or_after_they_come() -> None:

@@ -113,15 +113,30 @@ def test_a_blackholed_request_is_a_hop_with_no_answer(plane: FaultPlane, port: i
     assert (hop.trace_id, hop.status, hop.took, hop.relayed) == (trace, None, None, False)
 
 
-def test_bytes_that_are_not_http_make_no_hop(plane: FaultPlane, upstream: _Upstream) -> None:
+def test_a_connection_that_is_not_http_is_one_opaque_hop(plane: FaultPlane, upstream: _Upstream) -> None:
+    """A database's or a cache's own protocol: no request can be told apart on it, so the
+    connection is recorded once as opaque (the paths report counts it as unknown), however much it
+    carries; an HTTP connection on the same route is recorded request by request as before."""
     port = plane.add_route("tcp", Upstream("127.0.0.1", upstream.port))
+    before = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
-        sock.settimeout(1.0)
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")  # RESP, as a Redis client sends
+        sock.settimeout(0.3)
         with contextlib.suppress(TimeoutError):
             sock.recv(100)
+        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        with contextlib.suppress(TimeoutError):
+            sock.recv(100)
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.route, hop.opaque, hop.trace_id, hop.status, hop.took) == ("tcp", True, None, None, None)
+    assert before <= hop.started <= time.monotonic()
     time.sleep(0.1)
     assert plane.take_hops() == []
+    trace = new_trace_id()
+    with client(port) as http:
+        http.get("/x", headers={"traceparent": traceparent(trace)})
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.opaque) == (trace, False)
 
 
 def test_a_plane_without_hop_recording_keeps_none(upstream: _Upstream) -> None:

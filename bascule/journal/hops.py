@@ -29,6 +29,10 @@ class RouteHop:
     """The answer's HTTP status (the callee's, or the fault's when ``relayed`` is False)."""
     relayed: bool
     """Whether the request's bytes went on to the callee (False: a fault answered or dropped it)."""
+    opaque: bool = False
+    """Not a request: a connection whose bytes are not HTTP/1.x (a database's or a cache's own
+    protocol), recorded once when its first bytes came. Which requests it carried, and for whom,
+    cannot be told (no trace id, no status)."""
 
 
 def route_hop_to_json(hop: RouteHop) -> dict[str, Any]:
@@ -39,6 +43,7 @@ def route_hop_to_json(hop: RouteHop) -> dict[str, Any]:
         "took": hop.took,
         "status": hop.status,
         "relayed": hop.relayed,
+        "opaque": hop.opaque,
     }
 
 
@@ -50,6 +55,7 @@ def route_hop_from_json(data: Mapping[str, Any]) -> RouteHop:
         took=None if data.get("took") is None else float(data["took"]),
         status=None if data.get("status") is None else int(data["status"]),
         relayed=bool(data.get("relayed", True)),
+        opaque=bool(data.get("opaque", False)),
     )
 
 
@@ -71,3 +77,5 @@ class PathHop:
     """The component called."""
     region: str
     """The region of the component called (a region id of the design)."""
+    opaque: bool = False
+    """A connection whose bytes were not HTTP/1.x, not a request (`RouteHop.opaque`)."""

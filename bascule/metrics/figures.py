@@ -292,9 +292,10 @@ class _Figures:
             if not judged:
                 self.notes["sovereignty"] = (
                     f"{relayed_only} request{'s' if relayed_only != 1 else ''} had a path only the "
-                    f"fault plane told, and hops on {', '.join(incomplete)} carried no trace of any "
-                    "request (a component that does not propagate W3C trace context, or starts its "
-                    "own): where those requests went could not be told"
+                    f"fault plane told, and on {', '.join(incomplete)} some hops carried no trace "
+                    "of any request, or connections were not HTTP (a component that does not "
+                    "propagate W3C trace context, starts its own, or speaks its own protocol, as a "
+                    "database or a cache does): where those requests went could not be told"
                 )
         if not judged and "sovereignty" not in self.notes:
             self.notes["sovereignty"] = (

@@ -249,14 +249,21 @@ def compute_figures(result: Result) -> list[Figure]:
             fmt_seconds(latency.p95),
             f"p50 {fmt_seconds(latency.p50)}, p99 {fmt_seconds(latency.p99)}",
         ),
-        Figure(
-            "Sovereignty violations",
-            fmt_count(figures.sovereignty_violations),
-            "hops below their data class's level",
-        ),
+        _violations(figures),
         *_by_source(figures.paths_by_source),
         *_noise(figures.noise),
     ]
+
+
+def _violations(figures: Figures) -> Figure:
+    """Violations seen; where sovereignty could not be judged, none seen is not none (the
+    sovereignty row says why it is unmeasured)."""
+    n = figures.sovereignty_violations
+    if not n and "sovereignty" in figures.notes:
+        return Figure(
+            "Sovereignty violations", f"{fmt_count(n)} seen", "unmeasured: not every path was known"
+        )
+    return Figure("Sovereignty violations", fmt_count(n), "hops below their data class's level")
 
 
 def _correctness(figures: Figures) -> list[Figure]:

@@ -6,7 +6,7 @@ could not be tied to any request counted per route. Pure: the runner feeds it an
     paths.observe(target.take_hops())    # before the samples that the hops belong to
     sample = paths.attach(sample)        # its hops, in the order they were taken
     paths.expire(now)                    # hops no sample claimed within `keep` seconds
-    paths.report()                       # counts for the journal: traced, untraced, unclaimed
+    paths.report()                       # counts for the journal: traced, untraced, unclaimed, opaque
 
 A hop arrives before its sample: a route records it at the first byte of the answer, which the
 client reads after. So the runner takes the target's hops after it has taken a batch of samples,
@@ -45,12 +45,15 @@ class PathReport:
     relayed: dict[str, dict[str, int]] = field(default_factory=dict)
     """Route → data class → requests of that class the route relayed to its callee: the fault
     plane's own count of where each class's data went."""
+    opaque: dict[str, int] = field(default_factory=dict)
+    """Route → connections whose bytes were not HTTP/1.x (a database's or a cache's own protocol,
+    TLS): what they carried, and for which request, the fault plane cannot tell."""
 
     @property
     def incomplete_routes(self) -> list[str]:
-        """Routes between components (not the clients' entry routes) with hops no request owns:
-        there, where a request went could not be told."""
-        routes = set(self.untraced) | set(self.unclaimed)
+        """Routes between components (not the clients' entry routes) with hops no request owns, or
+        connections that were not HTTP: there, where a request went could not be told."""
+        routes = set(self.untraced) | set(self.unclaimed) | set(self.opaque)
         return sorted(r for r in routes if not r.startswith("clients->"))
 
 
@@ -98,6 +101,7 @@ class PathJoiner:
         self._unanswered = 0
         self._own: set[str] = set()
         self._relayed: Counter[tuple[str, str]] = Counter()
+        self._opaque: Counter[str] = Counter()
 
     def bookkeeping(self, trace_id: str) -> None:
         """`trace_id` is a request of bascule's own that makes no sample (a canary read-back): its
@@ -109,6 +113,9 @@ class PathJoiner:
     def observe(self, hops: Iterable[PathHop]) -> None:
         for hop in hops:
             if hop.started < self.since:
+                continue
+            if hop.opaque:  # a connection, not a request: counted apart
+                self._opaque[hop.route] += 1
                 continue
             self._hops += 1
             if hop.trace_id in self._own:
@@ -154,7 +161,13 @@ class PathJoiner:
         for (route, klass), n in sorted(self._relayed.items()):
             relayed.setdefault(route, {})[klass] = n
         return PathReport(
-            self._hops, self._claimed, dict(self._untraced), dict(unclaimed), unanswered, relayed
+            self._hops,
+            self._claimed,
+            dict(self._untraced),
+            dict(unclaimed),
+            unanswered,
+            relayed,
+            dict(self._opaque),
         )
 
 

@@ -259,6 +259,7 @@ class Traffic:
                 unanswered=report.unanswered,
                 incomplete_routes=report.incomplete_routes,
                 relayed=report.relayed,
+                opaque=report.opaque,
                 **extra,
             )
         if self.outside is not None:

@@ -262,6 +262,7 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
                     caller_region=None if source is None else source.region,
                     component=link.target.name,
                     region=link.target.region,
+                    opaque=hop.opaque,
                 )
             )
         return out

@@ -1,6 +1,7 @@
 """What a relayed connection records of each HTTP request it carries (`bascule.journal.RouteHop`):
 when its first bytes came and the trace id its ``traceparent`` names, then when its answer's first
-bytes came and their status — or that a fault answered it, or that no answer came. On the plane's
+bytes came and their status — or that a fault answered it, or that no answer came; and a
+connection whose bytes are not HTTP/1.x once, as opaque. On the plane's
 loop; `relay.ClientSide` records through it."""
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class HopRecorder:
     def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
         """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
         if _REQUEST_START.match(data) is None:
-            self.tracing = False  # not HTTP/1.x (or a head cut before its first line ends)
+            # Not HTTP/1.x (or a head cut before its first line ends): this connection's requests
+            # cannot be told apart from here on. Recorded once, as an opaque hop, so that what it
+            # carried is counted as unknown rather than not there (`RouteHop.opaque`).
+            self.tracing = False
+            at = time.monotonic() if at is None else at
+            self.route.plane.record_hop((self.route.name, None, at, None, None, relayed, True))
             return
         end = data.find(_HEAD_END)
         found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
@@ -69,4 +75,4 @@ class HopRecorder:
         # Unanswered, it reached the callee only if some upstream took the connection (a crashed
         # replica refuses it, and the request's bytes never left the plane).
         relayed = self.hop_relayed and (took is not None or self.reached)
-        self.route.plane.record_hop((self.route.name, self.hop_trace, started, took, status, relayed))
+        self.route.plane.record_hop((self.route.name, self.hop_trace, started, took, status, relayed, False))

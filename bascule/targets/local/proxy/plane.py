@@ -22,7 +22,7 @@ _log = logging.getLogger(__name__)
 HOPS_KEPT: Final = 200_000
 """Hops held between two `take_hops` calls; beyond, the oldest are dropped and counted."""
 
-RawHop = tuple[str, str | bytes | None, float, float | None, int | None, bool]
+RawHop = tuple[str, str | bytes | None, float, float | None, int | None, bool, bool]
 """A hop as the relay records it (`RouteHop`'s fields, the trace id still the ``traceparent``
 header as it came): a tuple, cheap on the hot path; `take_hops` makes it a `RouteHop`."""
 
@@ -151,10 +151,10 @@ class FaultPlane:
         taken: list[RouteHop] = []
         while True:
             try:
-                route, header, started, took, status, relayed = hops.popleft()
+                route, header, started, took, status, relayed, opaque = hops.popleft()
             except IndexError:
                 return taken
-            taken.append(RouteHop(route, parse_traceparent(header), started, took, status, relayed))
+            taken.append(RouteHop(route, parse_traceparent(header), started, took, status, relayed, opaque))
 
     # -- internals --
 
