@@ -53,6 +53,38 @@ def test_validate_accepts_the_examples(root: Path) -> None:
     assert "plans against" in result.output
 
 
+def test_validate_refuses_what_plan_and_run_refuse(root: Path, tmp_path: Path) -> None:
+    """A scenario on services of one's own that `run` would refuse (its load says nothing of what
+    to send them) or the local target would (a dns fault on a name nobody is given): `validate`
+    says so too, with the same reason, instead of "ok" (seen in a user's trial)."""
+    example = root / "examples" / "own-service"
+    text = (example / "scenario.yaml").read_text()
+    no_requests = tmp_path / "no-requests.yaml"
+    no_requests.write_text(
+        text.replace("design: design.yaml", f"design: {example / 'design.yaml'}").split("  requests:")[0]
+        + "\nobjectives: {availability: 0.95}\n"
+    )
+    by_address = tmp_path / "by-address.yaml"
+    by_address.write_text(
+        (example / "scenario-dns.yaml")
+        .read_text()
+        .replace("design: design-names.yaml", f"design: {example / 'design.yaml'}")
+    )
+    for scenario, reason in [
+        (no_requests, "say what the load sends it in load.requests"),
+        (by_address, "is given its name"),
+    ]:
+        result = runner.invoke(app, ["validate", str(scenario)], env={"COLUMNS": "400"})
+        assert result.exit_code == 2, result.output
+        assert reason in result.output
+        result = runner.invoke(app, ["plan", str(scenario)], env={"COLUMNS": "400"})
+        assert result.exit_code == 2 and reason in result.output, result.output
+    fine = runner.invoke(
+        app, ["validate", str(example / "scenario.yaml"), str(example / "scenario-dns.yaml")]
+    )
+    assert fine.exit_code == 0, fine.output
+
+
 def test_validate_rejects_a_file_that_is_neither(tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
     other.write_text("hello: world\n")

@@ -35,7 +35,7 @@ from bascule.cli.repeat import repeat_run
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
 from bascule.cli.stack import stack_app
 from bascule.cli.suite import suite_command
-from bascule.errors import BasculeError, ScenarioError
+from bascule.errors import BasculeError, Problem, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
@@ -44,6 +44,7 @@ from bascule.plan import plan as make_plan
 from bascule.plan import plan_to_dict
 from bascule.reports.files import read_result
 from bascule.reports.terminal import render_terminal
+from bascule.runner.inputs import check_pair
 from bascule.runner.interrupt import signalled
 from bascule.runner.run import RunOptions
 from bascule.targets.base import Refusal
@@ -97,7 +98,9 @@ def validate(
     """Check scenario and design files; every problem is reported with file:line:column.
 
     A scenario that names its default design is also planned against it, so that references to
-    regions, components and links are checked too. Exit 0 when all files are valid, 2 otherwise.
+    regions, components and links are checked too, and so is what the local target (the default
+    one) would refuse, as `bascule plan` and `bascule run` do. Exit 0 when all files are valid, 2
+    otherwise.
 
     [b]Example[/b]: bascule validate scenarios/incidents/*.yaml designs/*.yaml
     """
@@ -125,7 +128,16 @@ def _check(path: Path, document: Design | Scenario) -> str:
     detail = f"scenario {document.id!r}, {len(document.phases)} phases"
     design_path = scenario_design_path(path, document)
     if design_path is not None:
-        built = make_plan(read_design(design_path), document)
+        design = read_design(design_path)
+        built = make_plan(design, document)
+        check_pair(document, design, str(path))
+        described = describe_plan("local", built, design)
+        if isinstance(described, Refusal):
+            raise ScenarioError([Problem(f"the local target refuses it: {described.reason}", (), str(path))])
+        if described.refusals:
+            raise ScenarioError(
+                [Problem(f"the local target refuses it: {r}", (), str(path)) for r in described.refusals]
+            )
         detail += f", plans against {document.design} ({built.run_length:.1f} s)"
     return detail
 
@@ -213,6 +225,7 @@ def plan(
             raise typer.Exit(ExitCode.INVALID_INPUT)
         the_design = read_design(design_path)
         built = make_plan(the_design, loaded)
+        check_pair(loaded, the_design, str(scenario))
         described = describe_plan(target, built, the_design, target_values)
     except ScenarioError as exc:
         raise _fail_input(exc) from exc

@@ -23,6 +23,7 @@ __all__ = [
     "RunOutcome",
     "Scored",
     "Scoring",
+    "check_pair",
     "default_run_dir",
     "load_inputs",
 ]
@@ -105,14 +106,10 @@ def default_run_dir(scenario: Scenario, design: Design) -> Path:
     return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
 
 
-def load_inputs(options: RunOptions) -> RunInputs:
-    scenario = read_scenario(options.scenario)
-    design_path = options.design or scenario_design_path(options.scenario, scenario)
-    if design_path is None:
-        raise ScenarioError(
-            [Problem("the scenario names no design: pass --design FILE", (), str(options.scenario))]
-        )
-    design = read_design(design_path)
+def check_pair(scenario: Scenario, design: Design, source: str) -> None:
+    """What a scenario must say to run on a design entered through a service of one's own (how to
+    probe it, what the load sends it). Raises `ScenarioError`; `bascule validate` and `plan` ask
+    it too, so that they refuse what `run` would."""
     if design.entry_component() is not None and scenario.steady_state is None:
         raise ScenarioError(
             [
@@ -122,7 +119,7 @@ def load_inputs(options: RunOptions) -> RunInputs:
                     "steady_state.probes (an http probe with a path, or rag/data probes with their "
                     "request templates; docs/own-services.md)",
                     ("steady_state",),
-                    str(options.scenario),
+                    source,
                 )
             ]
         )
@@ -136,8 +133,19 @@ def load_inputs(options: RunOptions) -> RunInputs:
                     "mix.writes is above 0; docs/own-services.md) — without it, the reference "
                     "gateway's POST /v1/ask and /v1/documents would go to it",
                     ("load", "requests"),
-                    str(options.scenario),
+                    source,
                 )
             ]
         )
+
+
+def load_inputs(options: RunOptions) -> RunInputs:
+    scenario = read_scenario(options.scenario)
+    design_path = options.design or scenario_design_path(options.scenario, scenario)
+    if design_path is None:
+        raise ScenarioError(
+            [Problem("the scenario names no design: pass --design FILE", (), str(options.scenario))]
+        )
+    design = read_design(design_path)
+    check_pair(scenario, design, str(options.scenario))
     return RunInputs(scenario, design, Path(design_path), plan(design, scenario))
