@@ -337,6 +337,32 @@ def test_rto_missed_by_a_pilot_light_says_whether_its_own_control_plane_was_froz
     assert STANDBY in recovery.recommendation
 
 
+@pytest.mark.parametrize(
+    ("fault", "says", "never"),
+    [
+        (
+            {"kind": "dns", "answer": "nxdomain", "new_connections_only": False},
+            "fail over on resolution errors too",
+            "pooled connections kept working",  # untrue here: the fault reset them
+        ),
+        (
+            {"kind": "crash", "restart_after": 3},
+            "came back with its data",
+            "refused connections should",  # a restarted process may answer, and wrongly
+        ),
+    ],
+)
+def test_the_advice_for_a_phase_claims_nothing_the_run_did_not_show(
+    fault: dict[str, Any], says: str, never: str
+) -> None:
+    target = {"component": "store", "region": PRIMARY} if fault["kind"] == "crash" else None
+    scenario = one_phase_scenario(fault=fault, target=target, length=40.0, objectives={"rto": 10})
+    m = compute_metrics(build_records(JournalSpec(_pilot_light(), scenario, _half_failing, length=60.0)))
+    recovery = next(d for d in score(m, m.objectives, m.weights).dimensions if d.name == "recovery")
+    assert recovery.recommendation is not None and says in recovery.recommendation
+    assert never not in recovery.recommendation
+
+
 def test_a_class_with_nowhere_to_fail_over_is_named_from_the_plan() -> None:
     scenario = one_phase_scenario(target={"region": STANDBY}, length=10.0, name="fr-par down")
 

@@ -81,9 +81,12 @@ def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
             "running in another region to carry the whole load without starting anything"
         )
     if kind == "dns":
+        # Said of any stack: whether pooled connections survived depends on the fault's
+        # `new_connections_only` and on the clients, which the score does not see.
         return (
-            "new name lookups failed while pooled connections kept working: keep connections alive "
-            "longer (connection_pool.keepalive_expiry) and fail over on resolution errors too"
+            "the name did not resolve for its callers: fail over on resolution errors too, not only "
+            "on refused connections and timeouts, and keep pooled connections alive across such an "
+            "outage (a reference design's connection_pool.keepalive_expiry)"
         )
     if kind == "identity":
         return (
@@ -100,7 +103,12 @@ def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
                 "open the circuit breaker after fewer failures"
             )
         return "fail over sooner: shorten failure detection and lower request timeouts"
-    if kind in ("crash", "refuse"):
+    if kind == "crash":
+        return (
+            "the process was down, then restarted: retry what it refused or failed on the next "
+            "region at once, and check that it came back with its data before traffic returns to it"
+        )
+    if kind == "refuse":
         return "refused connections should fail over at once: retry them on the next region"
     if kind == "http-error":
         return "retry 5xx answers on another region, within the retry budget"
