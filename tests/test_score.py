@@ -248,6 +248,23 @@ def test_a_run_stopped_before_its_plan_keeps_the_sovereignty_violations_it_saw()
     assert set(s.unmeasured) == set(DIMENSIONS) - {"sovereignty"}
 
 
+def test_writes_lost_long_before_the_faults_are_not_blamed_on_replication_lag() -> None:
+    """Lost writes acknowledged well before the first fault had been shipped: replication's lag
+    cannot explain them (a store that restarted empty and re-synced its replica, in a user's trial
+    on Redis), and the advice says so instead of asking for synchronous replication."""
+    m = example_metrics()
+    start = min(p.actual_start for p in m.phases if p.actual_start is not None)
+    durability = next(d for d in score(m, AWS_OBJECTIVES, Weights()).dimensions if d.name == "durability")
+    assert durability.recommendation is not None and "Writes acknowledged" not in durability.recommendation
+    early = replace(m, rpo=replace(m.rpo, first_lost=start - 5.1)) if m.rpo is not None else m
+    durability = next(d for d in score(early, AWS_OBJECTIVES, Weights()).dimensions if d.name == "durability")
+    assert durability.recommendation is not None
+    assert durability.recommendation.startswith(
+        "Writes acknowledged 5.10 s before the first fault were lost too"
+    )
+    assert "synchronous" not in durability.recommendation.lower()
+
+
 # -- what could not be measured ------------------------------------------------------------------------
 
 

@@ -231,9 +231,35 @@ def recommend_correctness(metrics: Metrics) -> str:
     )
 
 
+_SHIPPED_S = 1.0
+"""Seconds beyond the design's replication lag after which an acknowledged write had been shipped."""
+
+
+def _lost_before_the_faults(metrics: Metrics) -> float | None:
+    """How long before the first fault the first lost write was acknowledged, when that is longer
+    than any replication lag could explain; else None."""
+    rpo = metrics.rpo
+    starts = [p.actual_start for p in metrics.phases if p.actual_start is not None]
+    if rpo is None or rpo.first_lost is None or not starts:
+        return None
+    ahead = min(starts) - rpo.first_lost
+    return ahead if ahead > (metrics.design.replication_lag or 0.0) + _SHIPPED_S else None
+
+
 def recommend_durability(metrics: Metrics) -> str:
     facts = metrics.design
     mode = facts.replication_mode
+    ahead = _lost_before_the_faults(metrics)
+    if ahead is not None:
+        # Replication's lag cannot explain these: they had been stored, and were lost from where
+        # they were kept.
+        return (
+            f"Writes acknowledged {fmt_seconds(ahead)} before the first fault were lost too, longer "
+            "ago than any replication lag: they had been stored, and were lost where they were kept — "
+            "a store that restarted without its data, a wipe, or a replica that re-synced from an "
+            "emptied primary. Keep each store's data across a restart (persistent storage), and never "
+            "let an empty node become the source its replicas re-sync from."
+        )
     if mode == "async":
         lag = (
             f" with {fmt_seconds(facts.replication_lag)} of lag" if facts.replication_lag is not None else ""
