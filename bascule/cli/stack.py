@@ -133,12 +133,22 @@ def _announce(stack: LocalStack, run_dir: Path) -> None:
     out.print(f"state: {run_dir / 'stack.json'} · logs: {run_dir / 'logs'}")
     if stack.scrape is not None:
         out.print(f"Prometheus scrape targets (file_sd, docs/metrics.md): {stack.scrape.path}")
+    design = stack.design
+    entry = design.entry_component()
+    if entry is None:  # the reference stack: its gateway answers questions
+        out.print(
+            f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
+        )
+        component, region = "retriever", design.regions[0].id
+    else:  # services of one's own: bascule knows their addresses, not their requests
+        url = next(iter(stack.entries().values()), None)
+        if url is not None:
+            out.print(f"call it: curl {url}/  (your {entry}, through the edge)")
+        component = next((c for c in design.components if c != entry), entry)
+        region = next(iter(design.components[component].replicas))
     out.print(
-        f'ask it: bascule stack ask "What pretension is applied to a mooring line?" --run-dir {run_dir}'
-    )
-    out.print(
-        "break it: bascule inject crash --target component=retriever,region="
-        f"{stack.design.regions[0].id} --for 30s --run-dir {run_dir}"
+        f"break it: bascule inject crash --target component={component},region={region} "
+        f"--for 30s --run-dir {run_dir}"
     )
 
 
