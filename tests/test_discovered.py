@@ -338,6 +338,11 @@ def test_calls_without_trace_context_leave_sovereignty_unmeasured_with_the_reaso
     assert dim["passed"] is None and dim["sub_score"] is None
     assert "could not be tied to a request" in result["figures"]["notes"]["sovereignty"]
     assert "sovereignty" in result["score"]["unmeasured"]
+    # The run's reason, on the terminal too, names the way out when it is on purpose.
+    run = result["run"]
+    assert isinstance(run, dict) and run["exit_code"] == 1
+    assert run["reason"].startswith("objectives not met: some could not be measured: sovereignty (")
+    assert "weights: {sovereignty: 0}" in run["reason"]
 
 
 def test_a_run_that_reaches_nothing_outside_writes_an_empty_record(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ RUN_DIR` calls it again."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,18 @@ def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None 
             ExitCode.OBJECTIVES_FAILED, f"score {shown} is below --min-score {min_score:g}", record, note
         )
     if not graded.passed:
-        missed = ", ".join(failing) or "some could not be measured: " + ", ".join(graded.unmeasured)
+        # Those left out with a weight of 0 are unmeasured on purpose: the others kept the pass.
+        kept = [d.name for d in graded.dimensions if d.passed is None and d.weight > 0]
+        missed = ", ".join(failing) or _unmeasured(kept or list(graded.unmeasured))
         return ScoredRun(ExitCode.OBJECTIVES_FAILED, f"objectives not met: {missed}", record, note)
     return ScoredRun(code, reason, record, note)
+
+
+def _unmeasured(names: Sequence[str]) -> str:
+    """Why a run with no failing dimension did not pass, and the way out where it is on purpose."""
+    if not names:
+        return "some could not be measured"
+    return (
+        f"some could not be measured: {', '.join(names)} (the summary says why; a dimension this "
+        f"stack cannot give is left out with a weight of 0 — weights: {{{names[0]}: 0}})"
+    )
