@@ -132,11 +132,10 @@ def _check(path: Path, document: Design | Scenario) -> str:
         built = make_plan(design, document)
         check_pair(document, design, str(path))
         described = describe_plan("local", built, design)
-        if isinstance(described, Refusal):
-            raise ScenarioError([Problem(f"the local target refuses it: {described.reason}", (), str(path))])
-        if described.refusals:
+        refused = [described.reason] if isinstance(described, Refusal) else described.refusals
+        if refused:
             raise ScenarioError(
-                [Problem(f"the local target refuses it: {r}", (), str(path)) for r in described.refusals]
+                [Problem(f"the local target refuses it: {r}", (), str(path)) for r in refused]
             )
         detail += f", plans against {document.design} ({built.run_length:.1f} s)"
     return detail

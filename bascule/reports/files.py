@@ -152,7 +152,7 @@ def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None 
     if not graded.passed:
         # Those left out with a weight of 0 are unmeasured on purpose: the others kept the pass.
         kept = [d.name for d in graded.dimensions if d.passed is None and d.weight > 0]
-        missed = ", ".join(failing) or _unmeasured(kept or list(graded.unmeasured))
+        missed = ", ".join(failing) or _unmeasured(kept)
         return ScoredRun(ExitCode.OBJECTIVES_FAILED, f"objectives not met: {missed}", record, note)
     return ScoredRun(code, reason, record, note)
 

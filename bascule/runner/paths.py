@@ -161,13 +161,13 @@ class PathJoiner:
         for (route, klass), n in sorted(self._relayed.items()):
             relayed.setdefault(route, {})[klass] = n
         return PathReport(
-            self._hops,
-            self._claimed,
-            dict(self._untraced),
-            dict(unclaimed),
-            unanswered,
-            relayed,
-            dict(self._opaque),
+            hops=self._hops,
+            claimed=self._claimed,
+            untraced=dict(self._untraced),
+            unclaimed=dict(unclaimed),
+            unanswered=unanswered,
+            relayed=relayed,
+            opaque=dict(self._opaque),
         )
 
 
