@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from bascule.journal import RouteHop
 from bascule.targets.local.faultstate import Blackhole, HttpError, Latency, Throttle, TokenRate
@@ -137,6 +138,60 @@ def test_a_connection_that_is_not_http_is_one_opaque_hop(plane: FaultPlane, upst
         http.get("/x", headers={"traceparent": traceparent(trace)})
     (hop,) = _wait_hops(plane, 1)
     assert (hop.trace_id, hop.opaque) == (trace, False)
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One answer's head (and what came with it) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("fault", [None, Latency(fixed=0.2)], ids=["no fault", "latency"])
+def test_a_request_sent_after_100_continue_is_one_hop(
+    plane: FaultPlane, port: int, fault: Latency | None
+) -> None:
+    """``Expect: 100-continue`` (curl's, for large bodies): the callee's ``100 Continue`` does not
+    end the request — its body follows, and is neither a new request nor opaque, nor delayed a
+    second time by a latency charged per request."""
+    if fault is not None:
+        plane.set_fault("eu/llm", fault)
+    trace = new_trace_id()
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
+            + f"traceparent: {traceparent(trace)}\r\n\r\n".encode()
+        )
+        assert _read_answer(sock).startswith(b"HTTP/1.1 100")
+        sock.sendall(b"body")
+        answer = _read_answer(sock)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.status, hop.relayed, hop.opaque) == (trace, 200, True, False)
+    assert hop.took is not None and hop.took < (0.2 + 0.15 if fault else 0.15)
+    time.sleep(0.1)
+    assert plane.take_hops() == []
+
+
+def test_a_body_sent_after_an_early_answer_is_not_a_new_request(plane: FaultPlane, port: int) -> None:
+    """A callee that answers before a request's body has come (the test upstream reads no chunked
+    body): the body's bytes then arrive after an answer, where a request would begin. They are the
+    end of a recorded request, not a connection of another protocol (no opaque hop)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert _read_answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"1\r\na\r\n0\r\n\r\n")
+        sock.settimeout(0.3)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            sock.recv(4096)  # the upstream reads these bytes as a request line of its own: 400
+    (hop,) = _wait_hops(plane, 1)
+    assert (hop.trace_id, hop.status, hop.opaque) == (None, 200, False)
+    time.sleep(0.1)
+    assert plane.take_hops() == []
 
 
 def test_a_plane_without_hop_recording_keeps_none(upstream: _Upstream) -> None:

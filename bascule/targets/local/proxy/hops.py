@@ -13,11 +13,29 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
-__all__ = ["HopRecorder"]
+__all__ = ["HopRecorder", "interim_only"]
 
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
 _TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD_END: Final = b"\r\n\r\n"
+_INTERIM: Final = re.compile(rb"(?:HTTP/1\.[01] 1(?!01)\d\d[ \r][^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)+")
+
+
+def interim_only(data: bytes) -> bool:
+    """Whether `data`, an answer's first bytes, are informational (1xx) heads and nothing else: the
+    request they answer is not over (after a ``100 Continue`` its client sends the body)."""
+    return _INTERIM.fullmatch(data) is not None
+
+
+def _final_status(data: bytes) -> int | None:
+    """The status of the answer whose first bytes are `data`: that of the head after any 1xx ones."""
+    if data[9:10] == b"1" and (interim := _INTERIM.match(data)) is not None:
+        data = data[interim.end() :]
+    if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
+        digits = data[9:12]
+        if digits.isdigit():
+            return int(digits)
+    return None
 
 
 class HopRecorder:
@@ -32,10 +50,16 @@ class HopRecorder:
     hop_trace: str | bytes | None
     """The request's ``traceparent`` header as it came (`FaultPlane.take_hops` reads it)."""
     hop_relayed: bool
+    spoke_http: bool
+    """A request in HTTP/1.x has come on this connection: it is not of another protocol."""
 
     def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
         """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
         if _REQUEST_START.match(data) is None:
+            if self.spoke_http:
+                # The rest of a request its callee answered before it ended (a body sent after an
+                # early 4xx), or what follows a 101 Switching Protocols: part of a request recorded.
+                return
             # Not HTTP/1.x (or a head cut before its first line ends): this connection's requests
             # cannot be told apart from here on. Recorded once, as an opaque hop, so that what it
             # carried is counted as unknown rather than not there (`RouteHop.opaque`).
@@ -51,19 +75,15 @@ class HopRecorder:
         if self.hop_started is not None:
             self.hop_done(None, None)
         self.hop_started = time.monotonic() if at is None else at
+        self.spoke_http = True
         self.hop_trace = header
         self.hop_relayed = relayed
 
     def hop_answered(self, data: bytes, at: float) -> None:
         """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
-        status = None
-        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
-            digits = data[9:12]
-            if digits.isdigit():
-                status = int(digits)
         self.hop_relayed = True
         assert self.hop_started is not None
-        self.hop_done(status, at - self.hop_started)
+        self.hop_done(_final_status(data), at - self.hop_started)
 
     def hop_faulted(self, header: str | None, answer: bytes) -> None:
         self.hop_begins(header, relayed=False)

@@ -40,7 +40,7 @@ from bascule.targets.local.proxy.framing import (
     fault_response,
     render_response,
 )
-from bascule.targets.local.proxy.hops import HopRecorder
+from bascule.targets.local.proxy.hops import HopRecorder, interim_only
 from bascule.targets.local.proxy.shapers import shaper_for
 from bascule.targets.local.proxy.tokens import token_answer
 
@@ -81,8 +81,11 @@ class UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self._conn
         conn.route.bytes_from_upstream += len(data)
-        conn.answered = True
-        answering = conn.hop_started is not None
+        if conn.answered or not (data[9:10] == b"1" and interim_only(data)):
+            conn.answered = True
+            answering = conn.hop_started is not None
+        else:  # 100 Continue, 103 Early Hints: the request goes on (its body may follow them)
+            answering = False
         now = time.monotonic() if answering else 0.0
         if not conn.down_fast:  # recorded first: a fault's shaper may end the connection
             if answering:
@@ -145,6 +148,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         self.hop_started: float | None = None
         self.hop_trace: str | bytes | None = None
         self.hop_relayed = False
+        self.spoke_http = False
         self.reached = False
         """An upstream accepted this connection: bytes relayed did get to a process."""
         self.heard = False
