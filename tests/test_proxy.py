@@ -51,8 +51,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(f"ok:{self.path}".encode())
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", "0"))
-        self._answer(self.rfile.read(length))
+        if self.headers.get("transfer-encoding", "").lower() != "chunked":
+            self._answer(self.rfile.read(int(self.headers.get("content-length", "0"))))
+            return
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b""):  # trailers
+            pass
+        self._answer(body)
 
     def _answer(self, body: bytes) -> None:
         with self.server.lock:
@@ -373,20 +381,51 @@ def test_http_fault_with_connection_close_closes(plane: FaultPlane, port: int) -
     assert data.startswith(b"HTTP/1.1 503 ")
 
 
-def test_chunked_request_bodies_are_rejected_clearly(plane: FaultPlane, port: int) -> None:
-    # A fault that may strike reads every request whole, and cannot read a chunked one: 501, said.
+def test_chunked_request_bodies_are_read_whole(plane: FaultPlane, port: int, upstream: _Upstream) -> None:
+    # A fault that may strike reads every request whole: a chunked one too, to its last chunk.
     plane.set_fault("eu/llm", HttpError(every=10**6))
     with client(port) as c:
-        response = c.post("/echo", content=iter([b"a", b"b"]))
-    assert response.status_code == 501
-    assert b"chunked" in response.content
-    assert plane.stats("eu/llm").requests_rejected == 1
-    # One that strikes nothing (ratio 0) reads nothing: the request passes as with no fault.
-    plane.set_fault("eu/llm", HttpError(ratio=0.0))
+        for _ in range(2):
+            response = c.post("/echo", content=iter([b"a", b"bc", b""]))
+            assert (response.status_code, response.content) == (200, b"abc")
+        assert c.post("/echo", content=b"plain").content == b"plain"  # and the next one after it
+    plane.set_fault("eu/llm", HttpError(statuses=(503,), ratio=1.0))
     with client(port) as c:
-        response = c.post("/echo", content=iter([b"a", b"b"]))
-    assert response.status_code == 200
+        assert c.post("/echo", content=iter([b"a", b"b"])).status_code == 503
+    assert (upstream.requests, plane.stats("eu/llm").requests_rejected) == (3, 0)
+
+
+def test_a_body_in_another_transfer_coding_is_rejected_clearly(plane: FaultPlane, port: int) -> None:
+    plane.set_fault("eu/llm", HttpError(every=10**6))
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nxx")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 501 ") and b"gzip" in data
     assert plane.stats("eu/llm").requests_rejected == 1
+
+
+def test_a_client_waiting_for_100_continue_gets_one(
+    plane: FaultPlane, port: int, upstream: _Upstream
+) -> None:
+    """curl waits up to a second for ``100 Continue`` before a large body: a fault that reads
+    requests whole says it at once, and the callee gets the request whole, without ``Expect``
+    (else it would send a second one)."""
+    plane.set_fault("eu/llm", HttpError(every=10**6))
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        assert time.monotonic() - started < 0.5
+        sock.sendall(b"body")
+        data = b""
+        while not data.endswith(b"body"):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert upstream.requests == 1
 
 
 def test_non_http_bytes_pass_untouched_in_http_mode(plane: FaultPlane) -> None:
@@ -555,6 +594,10 @@ def test_parse_request_head() -> None:
     assert not parse_request_head(b"GET / HTTP/1.0").keep_alive
     with pytest.raises(UnsupportedRequestError):
         _ = parse_request_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked").body_length
+    assert parse_request_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked").chunked
+    assert not parse_request_head(b"POST / HTTP/1.1\r\nContent-Length: 1").chunked
+    with pytest.raises(UnsupportedRequestError):
+        _ = parse_request_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip").chunked
     for bad in (b"\x16\x03\x01", b"GET /", b"GET / HTTP/2.0", b"GET / HTTP/1.1\r\nno colon"):
         with pytest.raises(HttpParseError):
             parse_request_head(bad)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from bascule.targets.local.faultstate import EmbeddingMismatch
 from bascule.targets.local.proxy.answers import Client
-from bascule.targets.local.proxy.framing import RequestHead
+from bascule.targets.local.proxy.framing import RequestHead, dechunk
 from bascule.targets.local.proxy.jsonanswers import JsonShaper, dumps
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["QUERY_KEYS", "EmbeddingShaper", "mismatch_request", "remap"]
 
 QUERY_KEYS: Final = ("vector", "query_vector", "embedding")
-_CONTENT_LENGTH: Final = re.compile(rb"\r\ncontent-length[ \t]*:[^\r\n]*", re.IGNORECASE)
+_BODY_FRAMING: Final = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:[^\r\n]*", re.IGNORECASE)
 
 
 @lru_cache(maxsize=16)
@@ -64,7 +64,8 @@ def mismatch_request(raw: bytes, head: RequestHead, state: EmbeddingMismatch) ->
     if end < 0:
         return None
     try:
-        document = json.loads(raw[end + 4 :])
+        body = raw[end + 4 :]
+        document = json.loads(dechunk(body) if head.chunked else body)
     except ValueError:
         return None
     if not isinstance(document, dict):
@@ -77,7 +78,7 @@ def mismatch_request(raw: bytes, head: RequestHead, state: EmbeddingMismatch) ->
     if changed == document:
         return None
     body = dumps(changed)
-    lines = _CONTENT_LENGTH.sub(b"", raw[:end])
+    lines = _BODY_FRAMING.sub(b"", raw[:end])
     return lines + f"\r\ncontent-length: {len(body)}".encode() + b"\r\n\r\n" + body
 
 

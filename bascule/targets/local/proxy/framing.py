@@ -19,6 +19,8 @@ __all__ = [
     "RequestHead",
     "RequestReader",
     "UnsupportedRequestError",
+    "chunked_end",
+    "dechunk",
     "fault_response",
     "parse_request_head",
     "render_response",
@@ -32,7 +34,7 @@ class HttpParseError(ValueError):
 
 
 class UnsupportedRequestError(ValueError):
-    """An HTTP request this proxy cannot frame (a chunked or otherwise encoded body)."""
+    """An HTTP request this proxy cannot frame (a body in a transfer coding other than chunked)."""
 
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S+) HTTP/(1\.[01])")
@@ -64,6 +66,25 @@ class RequestHead:
         if self.version == "1.0":
             return "keep-alive" in tokens
         return "close" not in tokens
+
+    @property
+    def chunked(self) -> bool:
+        """The body comes in chunks (``Transfer-Encoding`` ending in ``chunked``); raises
+        `UnsupportedRequestError` for a transfer coding whose end cannot be found."""
+        coding = self.header("transfer-encoding")
+        if coding is None:
+            return False
+        if coding.rpartition(",")[2].strip().lower() != "chunked":
+            raise UnsupportedRequestError(
+                f"a request body in Transfer-Encoding {coding!r} cannot be framed by bascule's "
+                "HTTP-aware fault proxy; send it chunked or with a Content-Length"
+            )
+        return True
+
+    @property
+    def expects_continue(self) -> bool:
+        """The client waits for a ``100 Continue`` before it sends the body (``Expect``)."""
+        return (self.header("expect") or "").lower() == "100-continue"
 
     @property
     def body_length(self) -> int:
@@ -122,13 +143,67 @@ def render_response(
     return head if head_only else head + body
 
 
-class RequestReader:
-    """Cuts a client byte stream into whole requests (head + Content-Length body)."""
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_EXPECT_LINE: Final = re.compile(rb"\r\nexpect[ \t]*:[^\r\n]*", re.IGNORECASE)
 
-    __slots__ = ("_buf",)
+
+def chunked_end(buf: bytes | bytearray, start: int) -> int | None:
+    """Where a chunked body that begins at `start` of `buf` ends (after its last chunk and its
+    trailers), or None while it has not all come."""
+    pos = start
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            if len(buf) - pos > 1024:
+                raise HttpParseError("no end of a chunk-size line within 1 KiB")
+            return None
+        size_field = bytes(buf[pos:line_end]).partition(b";")[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            raise HttpParseError(f"invalid chunk size: {size_field[:20]!r}") from None
+        if size < 0:
+            raise HttpParseError(f"invalid chunk size: {size_field[:20]!r}")
+        if size == 0:  # the last chunk: trailer lines, then an empty one
+            pos = line_end + 2
+            while True:
+                line_end = buf.find(b"\r\n", pos)
+                if line_end < 0:
+                    return None
+                if line_end == pos:
+                    return pos + 2
+                pos = line_end + 2
+        pos = line_end + 2 + size + 2
+        if len(buf) < pos:
+            return None
+        if buf[pos - 2 : pos] != b"\r\n":
+            raise HttpParseError("a chunk does not end where its size says")
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of a whole chunked body (trailers dropped)."""
+    parts: list[bytes] = []
+    pos = 0
+    while True:
+        line_end = body.index(b"\r\n", pos)
+        size = int(body[pos:line_end].partition(b";")[0].strip(), 16)
+        if size == 0:
+            return b"".join(parts)
+        parts.append(body[line_end + 2 : line_end + 2 + size])
+        pos = line_end + 2 + size + 2
+
+
+class RequestReader:
+    """Cuts a client byte stream into whole requests: a head and its body, delimited by its
+    Content-Length or chunked. A request whose client waits for ``100 Continue`` before its body is
+    given one (`continue_answer`), and is passed on without its ``Expect``: the callee then reads
+    a whole request, as if its client had not waited."""
+
+    __slots__ = ("_buf", "_continued")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._continued = False
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -156,12 +231,35 @@ class RequestReader:
                 raise HttpParseError("no end of request head within 64 KiB")
             return None
         head = parse_request_head(bytes(self._buf[:end]))
-        total = end + 4 + head.body_length
-        if len(self._buf) < total:
-            return None
+        if head.chunked:
+            found = chunked_end(self._buf, end + 4)
+            if found is None:
+                return None
+            total = found
+        else:
+            total = end + 4 + head.body_length
+            if len(self._buf) < total:
+                return None
         raw = bytes(self._buf[:total])
         del self._buf[:total]
+        if self._continued:
+            self._continued = False
+            raw = _EXPECT_LINE.sub(b"", raw[: end + 2]) + raw[end + 2 :]
         return raw, head
+
+    def continue_answer(self) -> bytes | None:
+        """A ``100 Continue`` to send the client now: when the request held is one whose head has
+        come, whose client waits for it before sending the body, and has not had one."""
+        if self._continued or not self._buf:
+            return None
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0 or len(self._buf) > end + 4:
+            return None
+        head = parse_request_head(bytes(self._buf[:end]))
+        if not head.expects_continue or (not head.chunked and head.body_length == 0):
+            return None
+        self._continued = True
+        return _CONTINUE
 
 
 def fault_response(state: HttpError | Throttle, head: RequestHead, rng: random.Random) -> bytes:

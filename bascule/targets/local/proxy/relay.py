@@ -408,6 +408,8 @@ class ClientSide(HopRecorder, asyncio.Protocol):
                 self.forward(self.parser.take())
                 return
             if request is None:
+                if (go_ahead := self.parser.continue_answer()) is not None:
+                    self.write_client(go_ahead)
                 return
             raw, head = request
             answer = self.local_answer(head)
