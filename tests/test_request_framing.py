@@ -14,6 +14,7 @@ from bascule.targets.local.faultstate import EmbeddingMismatch
 from bascule.targets.local.proxy import HttpParseError, UnsupportedRequestError
 from bascule.targets.local.proxy.embeddings import mismatch_request
 from bascule.targets.local.proxy.framing import RequestReader, chunked_end, dechunk
+from bascule.targets.local.proxy.hops import interim_only
 
 CHUNKED = (
     b"POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -101,3 +102,13 @@ def test_a_chunked_search_is_remapped_like_a_framed_one() -> None:
         remapped.append(out)
     assert remapped[0] == remapped[1]
     assert json.loads(remapped[0].partition(b"\r\n\r\n")[2])["vector"] != vector
+
+
+def test_interim_answers_are_told_from_final_ones() -> None:
+    go_ahead = b"HTTP/1.1 100 Continue\r\n\r\n"
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    assert interim_only(go_ahead) and interim_only(go_ahead + hints)
+    assert not interim_only(hints + final) and not interim_only(final)
+    assert not interim_only(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+    assert not interim_only(b"HTTP/1.1 100 Continue\r\n")  # split before its end: taken as final

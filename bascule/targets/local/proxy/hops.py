@@ -27,15 +27,10 @@ def interim_only(data: bytes) -> bool:
     return _INTERIM.fullmatch(data) is not None
 
 
-def _final_status(data: bytes) -> int | None:
-    """The status of the answer whose first bytes are `data`: that of the head after any 1xx ones."""
-    if data[9:10] == b"1" and (interim := _INTERIM.match(data)) is not None:
-        data = data[interim.end() :]
-    if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
-        digits = data[9:12]
-        if digits.isdigit():
-            return int(digits)
-    return None
+def _after_interim(data: bytes) -> bytes:
+    """`data` without the informational (1xx) heads it begins with."""
+    interim = _INTERIM.match(data)
+    return data if interim is None else data[interim.end() :]
 
 
 class HopRecorder:
@@ -81,9 +76,16 @@ class HopRecorder:
 
     def hop_answered(self, data: bytes, at: float) -> None:
         """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
+        if data[9:10] == b"1":  # the status of the head after 1xx ones
+            data = _after_interim(data)
+        status = None
+        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
+            digits = data[9:12]
+            if digits.isdigit():
+                status = int(digits)
         self.hop_relayed = True
         assert self.hop_started is not None
-        self.hop_done(_final_status(data), at - self.hop_started)
+        self.hop_done(status, at - self.hop_started)
 
     def hop_faulted(self, header: str | None, answer: bytes) -> None:
         self.hop_begins(header, relayed=False)
