@@ -1,11 +1,11 @@
 """The relay of one client connection: its fault state applied to the bytes in both directions
 (everything here runs on the plane's loop). The hot path: in `Pass` the bytes go from one transport
 to the other with no parsing and no call beyond the protocol callbacks — except once per HTTP
-request, at its first bytes, where the request's trace id is read (`request_begins`) so that the
-plane can record the hop (`bascule.journal.RouteHop`), completed at the first byte of its answer.
-A connection whose first bytes are not an HTTP/1.x request line is not looked at again. Under a
-fault on answers or their bytes that does not read requests, requests take the same path (the
-shaper told where each begins), and the answers go straight to the connection's shaper."""
+request, at its first bytes, where its trace id is read (`request_begins`) for the plane to record
+its hop (`bascule.journal.RouteHop`), completed at the first byte of its answer; a connection whose
+first bytes are not an HTTP/1.x request line is not looked at again. Under a fault on answers or
+their bytes that reads no requests, requests take the same path (the shaper told where each
+begins), and the answers go straight to the connection's shaper."""
 
 from __future__ import annotations
 
@@ -81,11 +81,10 @@ class UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self._conn
         conn.route.bytes_from_upstream += len(data)
+        answering = False  # after a 100 Continue or 103 Early Hints, the request goes on (its body)
         if conn.answered or not (data[9:10] == b"1" and interim_only(data)):
             conn.answered = True
             answering = conn.hop_started is not None
-        else:  # 100 Continue, 103 Early Hints: the request goes on (its body may follow them)
-            answering = False
         now = time.monotonic() if answering else 0.0
         if not conn.down_fast:  # recorded first: a fault's shaper may end the connection
             if answering:
