@@ -255,6 +255,25 @@ def test_cost_of_scaling_a_pilot_light_standby() -> None:
 # -- what cannot be measured is None --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ([], "no canary writes were made: the run had no data probe"),
+        (["canary"], "the run stopped before the canary writes were read back"),
+        (None, "the run stopped before the canary writes were read back"),  # an older journal
+    ],
+)
+def test_an_unmeasured_rpo_says_whether_a_data_probe_ran(data: list[str] | None, why: str) -> None:
+    """A run with no data probe (an own service given none) made no canary writes: its RPO is not
+    missing because the run stopped early."""
+    records = build_records(spec(healthy, data_report=False))
+    started: dict[str, object] = {"type": "probes-started", "probes": ["ask", *(data or [])]}
+    if data is not None:
+        started["data"] = data
+    m = compute_metrics([started if r["type"] == "probes-started" else r for r in records])
+    assert m.rpo is None and why in m.notes["rpo"]
+
+
 def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:
     # The run stopped before its plan applied anything (no fault, and no hypothesis after it).
     records = [

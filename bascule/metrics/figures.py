@@ -468,6 +468,8 @@ class _Figures:
         if not reports:
             self.notes["rpo"] = (
                 "no data-report in the journal: the run stopped before the canary writes were read back"
+                if self.r.data_probes is not False
+                else "no canary writes were made: the run had no data probe (docs/probes.md)"
             )
             return None
         acknowledged = sum(d.acknowledged for d in reports)

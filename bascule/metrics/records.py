@@ -32,6 +32,7 @@ __all__ = [
     "PlanPhase",
     "PlanStarted",
     "PlanTime",
+    "ProbesStarted",
     "RunEnded",
     "RunStarted",
     "ScenarioDump",
@@ -93,6 +94,7 @@ Int = Annotated[int | None, BeforeValidator(_int)]
 Text = Annotated[str, BeforeValidator(_text)]
 MaybeText = Annotated[str | None, BeforeValidator(_maybe_text)]
 Texts = Annotated[tuple[str, ...], BeforeValidator(_texts)]
+MaybeTexts = Annotated[tuple[str, ...] | None, BeforeValidator(lambda v: None if v is None else _texts(v))]
 Flag = Annotated[bool, BeforeValidator(bool)]
 Raw = Annotated[Mapping[str, Any], BeforeValidator(_mapping)]
 
@@ -183,6 +185,12 @@ class RunStarted(_Record):
 class PlanStarted(_Record):
     t: Num = None
     run_length: Num = None
+
+
+class ProbesStarted(_Record):
+    probes: Texts = ()
+    data: MaybeTexts = None
+    """The data probes among them (None in a journal written before they were named)."""
 
 
 class FaultApplied(_Record):

@@ -27,6 +27,7 @@ from bascule.metrics.records import (
     HypothesisChecked,
     PathsReport,
     PlanStarted,
+    ProbesStarted,
     R,
     RunEnded,
     RunStarted,
@@ -158,6 +159,8 @@ class JournalState:
         self.objectives = objectives or Objectives()
         self.weights = Weights()
         self.settle = 10.0
+        self.data_probes: bool | None = None
+        """Whether a data probe made canary writes (None: the journal does not say)."""
         self.phase_plans: dict[int, PhasePlan] = {}
         self.findings: list[FindingRecord] = []
         self.plan_start: float | None = None
@@ -188,6 +191,7 @@ class JournalState:
         self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "run-started": _typed(RunStarted, self._run_started),
             "plan-started": _typed(PlanStarted, self._plan_started),
+            "probes-started": _typed(ProbesStarted, self._probes_started),
             "window": self._window,
             "sample": self.sample,
             "fault-applied": _typed(FaultApplied, self._fault_applied),
@@ -308,6 +312,9 @@ class JournalState:
             )
         self.findings = list(r.plan.findings)
         self.run_length = r.plan.time.run_length_s
+
+    def _probes_started(self, r: ProbesStarted) -> None:
+        self.data_probes = None if r.data is None else bool(r.data)
 
     def _plan_started(self, r: PlanStarted) -> None:
         self.plan_start = r.t

@@ -187,9 +187,9 @@ def compute_phase_rows(result: Result) -> list[PhaseRow]:
     ]
 
 
-def _rpo_text(rpo: Rpo | None) -> tuple[str, str]:
+def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:
     if rpo is None:
-        return DASH, "no canary writes were made"
+        return DASH, why or "no canary writes were made"
     value = f"{fmt_count(rpo.lost)} of {fmt_count(rpo.acknowledged)} writes lost"
     note = "acknowledged canary writes lost"
     if as_float(rpo.window) is not None:
@@ -211,7 +211,7 @@ def compute_figures(result: Result) -> list[Figure]:
         cost_note = f"steady state; {extra}/h more while failed over"
     else:
         cost_value, cost_note = DASH, "the design gives no cost rates"
-    rpo_value, rpo_note = _rpo_text(figures.rpo)
+    rpo_value, rpo_note = _rpo_text(figures.rpo, figures.notes.get("rpo"))
     latency = figures.latency
     window = figures.impact_window
     window_note = f"impact window {fmt_span(*window)}" if window is not None else "over the impact window"

@@ -160,7 +160,11 @@ class Traffic:
         self.continuous = make_probes(continuous_specs(scenario, context.design, context.store_urls), context)
         self.probes = ProbeRunner(self.continuous, context, on_sample=self.samples.put)
         self.probes.start()
-        self.journal.write("probes-started", probes=[p.name for p in self.continuous])
+        self.journal.write(
+            "probes-started",
+            probes=[p.name for p in self.continuous],
+            data=[p.name for p in self.continuous if isinstance(p, CanaryProbe)],
+        )
         self.display.status(f"probes running: {', '.join(p.name for p in self.continuous)}")
         over = scenario.steady_state.over if scenario.steady_state else 0.0
         duration = scenario.warm_up + 2 * over + built.run_length + scenario.settle + 10.0
