@@ -8,6 +8,7 @@ connections that were already open are spared when `new_connections_only` says s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import statistics
@@ -210,6 +211,54 @@ def test_blackhole_gives_timeouts_not_refusals(plane: FaultPlane, port: int) -> 
     plane.clear_fault("eu/llm")
     with client(port) as c:
         assert c.get("/after").status_code == 200
+
+
+def test_a_connection_a_blackhole_dropped_bytes_of_is_reset_when_it_ends(plane: FaultPlane) -> None:
+    """A database's replication stream or a pooled connection that lost bytes to the blackhole
+    cannot go on where its bytes resume (TCP would have sent them again): it is reset when the
+    fault ends, and its client reconnects. One that sent nothing meanwhile goes on."""
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen(4)
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = echo.accept()
+                conns.append(conn)
+                threading.Thread(target=_echo_until_closed, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        port = plane.add_route("db", Upstream("127.0.0.1", echo.getsockname()[1]))
+        holed = socket.create_connection(("127.0.0.1", port), timeout=2)
+        spared = socket.create_connection(("127.0.0.1", port), timeout=2)
+        for sock in (holed, spared):
+            sock.sendall(b"a")
+            assert sock.recv(10) == b"a"
+        plane.set_fault("db", Blackhole())
+        holed.sendall(b"lost")
+        time.sleep(0.1)
+        plane.clear_fault("db")
+        with pytest.raises(ConnectionResetError):
+            holed.sendall(b"b")
+            assert holed.recv(10) == b""  # never an answer after the hole
+            raise ConnectionResetError
+        spared.sendall(b"c")
+        assert spared.recv(10) == b"c"
+        holed.close()
+        spared.close()
+    finally:
+        echo.close()
+        for conn in conns:
+            conn.close()
+
+
+def _echo_until_closed(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := conn.recv(4096):
+            conn.sendall(data)
 
 
 def test_refuse_is_connection_refused_within_50ms(plane: FaultPlane, port: int) -> None:

@@ -26,14 +26,16 @@ How each state acts (see `faultstate` for the values):
   `new_connections_only`.
   A counted `Refuse` (`count`, `every`) keeps listening, to count new connections: those it names
   are accepted and reset, the others relayed.
-- `Blackhole` accepts and reads, and drops bytes in both directions; `Hang` stops reading on both
-  sides and lets bytes wait in kernel buffers until the fault ends.
+- `Blackhole` accepts and reads, and drops bytes in both directions; a connection that lost bytes
+  is reset when it ends (its stream has a hole TCP would never leave). `Hang` stops reading on
+  both sides and lets bytes wait in kernel buffers until the fault ends.
 - `Latency` delays client→upstream bytes through an order-preserving delay line.
 - `HttpError` and `Throttle` read whole HTTP/1.x requests (head and Content-Length body) and
   answer a ratio of them locally (at ratio 0, as `Latency` of 0 s, they strike nothing and the
   route relays as in `Pass`: `faultstate.strikes_nothing`). A connection that was mid-request
   when the fault arrived is parsed from its next request on; bytes that are not HTTP/1.x pass
-  untouched; requests with a chunked body are answered 501 and the connection is closed.
+  untouched; a chunked body is read to its last chunk, a client waiting for ``100 Continue`` is
+  given one, and a body in another transfer coding is answered 501 and the connection closed.
   Clients are assumed not to pipeline requests, as no mainstream HTTP/1.1 client does. A
   counted `HttpError` (`count`, `every`) answers the requests it names from the route's count
   since the state was set.

@@ -48,6 +48,13 @@ class HopRecorder:
     spoke_http: bool
     """A request in HTTP/1.x has come on this connection: it is not of another protocol."""
 
+    def no_hop_yet(self, *, tracing: bool) -> None:
+        self.tracing = tracing
+        self.hop_started = None
+        self.hop_trace = None
+        self.hop_relayed = False
+        self.spoke_http = False
+
     def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
         """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
         if _REQUEST_START.match(data) is None:

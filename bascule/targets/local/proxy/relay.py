@@ -143,11 +143,9 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         # new request. Latency charges and HTTP parsing both begin at such a boundary.
         self.answered = True
         self.latency_charged = False
-        self.tracing = route.plane.hops is not None
-        self.hop_started: float | None = None
-        self.hop_trace: str | bytes | None = None
-        self.hop_relayed = False
-        self.spoke_http = False
+        self.no_hop_yet(tracing=route.plane.hops is not None)
+        self.holed = False
+        """A blackhole dropped some of this connection's bytes: its stream cannot go on."""
         self.reached = False
         """An upstream accepted this connection: bytes relayed did get to a process."""
         self.heard = False
@@ -275,9 +273,9 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         # An open connection may be mid-answer: a new shaper starts at its next request.
         self.set_shaper(shaper_for(state, self, self.route, synced=False) if mode in _SHAPING else None)
         self.sync_reading()
-        if mode in _FORWARDING and self.up_gone:
-            # The upstream closed while the fault hid it; a client would find its connection
-            # dead once the network healed.
+        if mode in _FORWARDING and (self.up_gone or self.holed):
+            # The upstream closed while the fault hid it, or a blackhole dropped bytes the stream
+            # needs (TCP would have sent them again): its client finds the connection dead.
             self.reset()
             return
         if old.mode is ProxyMode.HANG and mode is not ProxyMode.HANG:
@@ -337,6 +335,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
             self.forward(data)
         elif mode is ProxyMode.BLACKHOLE:
             self.route.bytes_dropped += len(data)
+            self.holed = True
         elif mode is ProxyMode.HANG:
             self.held_up.append(data)
         elif mode is ProxyMode.LATENCY:
@@ -539,6 +538,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
                 self.write_client(data)
         else:
             self.route.bytes_dropped += len(data)
+            self.holed = True
 
     def upstream_eof(self) -> None:
         self.up_eof = True
