@@ -59,3 +59,21 @@ def test_hostile_text_is_escaped() -> None:
     assert case.attrib["name"] == '<design & "co">'
     failure = case.find("failure")
     assert failure is not None and failure.text is not None and "]]></failure><x>" in failure.text
+
+
+def test_a_failure_names_what_kept_the_pass_and_not_what_was_left_out() -> None:
+    """An unmeasured dimension with a weight kept the pass and is named apart from the objectives
+    missed; one left out with a weight of 0 is not named (seen in a user's trial: its message
+    listed correctness and sovereignty, both weighted 0, as objectives not met)."""
+    doc = variant("mixed", passed=False, exit_code=1)
+    for d in doc["score"]["dimensions"]:
+        if d["name"] in ("correctness", "sovereignty"):
+            d.update(passed=None, weight=0)
+        elif d["name"] == "latency":
+            d.update(passed=None, weight=15)
+    (case,) = ET.fromstring(render_junit([parse_result(doc)])).findall("testcase")
+    failure = case.find("failure")
+    assert failure is not None
+    message = failure.attrib["message"]
+    assert message.endswith("objectives not met — durability; unmeasured — latency"), message
+    assert failure.text is not None and "correctness:" not in failure.text and "latency:" in failure.text

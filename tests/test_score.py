@@ -107,6 +107,20 @@ def test_worked_example() -> None:
     assert ungraded.unmeasured == ("correctness",)
 
 
+def test_correctness_with_nothing_right_before_the_fault_is_unmeasured_not_passed() -> None:
+    """A service of one's own sent the golden set's questions answers none of them right: 0 %
+    during the fault against 0 % before it is no pass (seen in a user's trial: 100/100)."""
+    m = replace(example_metrics(), correctness=Correctness(0.0, 0.0, 8644, 300))
+    (dim,) = (d for d in score(m, AWS_OBJECTIVES, Weights()).dimensions if d.name == "correctness")
+    assert dim.passed is None and dim.sub_score is None
+    assert "none of the 300 golden answers graded before the first fault" in dim.explanation
+    assert "load.requests.questions" in (dim.recommendation or "")
+    # An objective of the user's own is still a target to judge against.
+    graded = score(m, AWS_OBJECTIVES.model_copy(update={"correctness": 0.5}), Weights()).dimensions
+    (judged,) = (d for d in graded if d.name == "correctness")
+    assert judged.passed is False and judged.sub_score == 0.0
+
+
 # -- the formula ------------------------------------------------------------------------------------
 
 

@@ -53,9 +53,16 @@ def _properties(case: ET.Element, result: Result) -> None:
 
 
 def _failuretext_value(score: ResultScore) -> tuple[str, str]:
-    failing = [d for d in score.dimensions if not d.passed]
-    names = ", ".join(d.name for d in failing) or "the overall score"
-    message = f"score {text_value(score.overall)} ({score.grade}): objectives not met — {names}"
+    # What kept the pass: an objective missed, or a dimension with a weight left unmeasured (one
+    # left out with a weight of 0 keeps nothing, and is not named).
+    missed = [d for d in score.dimensions if d.passed is False]
+    unmeasured = [d for d in score.dimensions if d.passed is None and (d.weight or 0) > 0]
+    failing = missed + unmeasured
+    parts = [f"objectives not met — {', '.join(d.name for d in missed)}"] if missed else []
+    if unmeasured:
+        parts.append(f"unmeasured — {', '.join(d.name for d in unmeasured)}")
+    said = "; ".join(parts) or "objectives not met — the overall score"
+    message = f"score {text_value(score.overall)} ({score.grade}): {said}"
     lines = []
     for d in failing:
         lines.append(f"{d.name}: {d.explanation}")

@@ -224,6 +224,23 @@ def _correctness(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
         )
         how = "Ask golden questions during the run (a rag probe), or set weights.correctness to 0."
         return d.unmeasured(target, why, how)
+    if o.correctness is None and target == 0.0:
+        # Nothing to fall from: a service that does not answer the reference golden questions (one
+        # of your own sent them, load.requests without questions) would pass at 0 % against 0 %.
+        why = (
+            f"none of the {c.baseline_graded} golden answers graded before the first fault was correct: "
+            + (
+                "the service does not answer the golden set's questions, so a drop cannot be told"
+                if c.impact == 0.0
+                else "there is no accuracy to judge the fault's against"
+            )
+        )
+        how = (
+            "Give the load questions of your own (load.requests.questions: not graded) and a rag "
+            "probe with the facts your answers must hold, set objectives.correctness, or set "
+            "weights.correctness to 0."
+        )
+        return d.unmeasured(target, why, how)
     text = (
         f"{_ratio(c.impact)} of {c.graded} graded golden answers were correct during the impact window, "
         f"against {_ratio(target)} ({against})."
@@ -234,7 +251,12 @@ def _correctness(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
 def _durability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     rpo = m.rpo
     if rpo is None or rpo.seconds is None:
-        how = "Let the run finish: canary writes are read back after it settles."
+        how = (
+            "Add a data probe (steady_state.probes, kind: data) with your service's write and read-back "
+            "requests (docs/probes.md), or set weights.durability to 0."
+            if "no data probe" in m.notes.get("rpo", "")
+            else "Let the run finish: canary writes are read back after it settles."
+        )
         return d.unmeasured(o.rpo, _why(m, "rpo"), how)
     if rpo.lost == 0:
         text = (
@@ -255,7 +277,14 @@ def _durability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
 def _sovereignty(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     allowed = float(o.sovereignty_violations)
     if not m.sovereignty_judged:
-        how = "Send traffic during the run so that every request's hops can be judged."
+        why = m.notes.get("sovereignty", "")
+        how = (
+            "Send traffic during the run so that every request's hops can be judged."
+            if why.startswith("no request was judged")
+            else "Let bascule see where each request went — the services pass W3C traceparent on, "
+            "report their hops (paths.hops of a probe), or export spans (bascule run --otlp; "
+            "docs/own-services.md) — or leave sovereignty out with weights.sovereignty: 0."
+        )
         return d.unmeasured(allowed, _why(m, "sovereignty"), how)
     n = m.sovereignty_violations
     over = ""
