@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,16 @@ def test_two_processes_appending_never_interleave_lines(tmp_path: Path) -> None:
     assert state.damaged == 0
     assert len(state.active) == 300
     assert {r.key.split("/")[0] for r in state.active} == {"a", "b"}
+
+
+def test_an_injection_stops_waiting_once_its_stack_has_stopped(tmp_path: Path) -> None:
+    """`bascule inject` with no duration waits for Ctrl-C — or for its stack to stop: its faults
+    then ended with it (seen in a user's trial: it waited 15 minutes, its stack long gone)."""
+    from bascule.targets.local import inject as inject_module
+
+    with Ledger.create(tmp_path / LEDGER_FILE, design="d", marker="m") as ledger:
+        ledger.append(ClosedRecord(time.time()))  # the stack ran, and stopped
+    started = time.monotonic()
+    with pytest.raises(inject_module._StackGoneError):
+        inject_module._wait_until(started + 30.0, None, tmp_path)
+    assert time.monotonic() - started < 3.0

@@ -710,6 +710,24 @@ def test_inject_holds_the_fault_then_reverts_it(target: LocalTarget) -> None:
     assert keys[0] in {r.key for r in state.applied} and not {r.key for r in state.active} & set(keys)
 
 
+def test_inject_of_a_fault_that_acts_once_returns_at_once(target: LocalTarget) -> None:
+    """A wipe leaves nothing to hold: with no duration, the injection does not wait for a Ctrl-C
+    that could end nothing (seen in a user's trial: it waited 15 minutes, its stack long gone)."""
+    stack = stack_of(target)
+    events: list[InjectEvent] = []
+    started = time.monotonic()
+    report = inject(stack.run_dir, DataLoss(), Selector(region=PAR), on_event=events.append)
+    assert time.monotonic() - started < 10 and not report.interrupted
+    assert [e.kind for e in events] == [
+        InjectEventKind.PLANNED,
+        InjectEventKind.APPLIED,
+        InjectEventKind.NOTE,
+        InjectEventKind.REVERTED,
+    ]
+    assert events[2].message == "data-loss acts once: nothing to hold"
+    assert stack.board.active() == {}
+
+
 def test_inject_refuses_what_does_not_fit(target: LocalTarget) -> None:
     run_dir = stack_of(target).run_dir
     with pytest.raises(PlanError, match="unknown component"):

@@ -85,8 +85,9 @@ def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
         # `new_connections_only` and on the clients, which the score does not see.
         return (
             "the name did not resolve for its callers: fail over on resolution errors too, not only "
-            "on refused connections and timeouts, and keep pooled connections alive across such an "
-            "outage (a reference design's connection_pool.keepalive_expiry)"
+            "on refused connections and timeouts; connections already open keep working through a "
+            "real DNS outage, so keep them pooled for longer than one (your clients' keep-alive; on "
+            "the reference design, its edge's connection_pool.keepalive_expiry)"
         )
     if kind == "identity":
         return (

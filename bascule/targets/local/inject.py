@@ -96,12 +96,28 @@ def _windows(fault: Fault, duration: float | None) -> Iterator[tuple[int | None,
         cycle += 1
 
 
-def _wait_until(deadline: float, cancel: threading.Event | None) -> None:
+class _StackGoneError(Exception):
+    """The stack the fault was injected into has stopped: its faults ended with it."""
+
+
+def _stack_gone(run_dir: Path) -> bool:
+    state = read_ledger(run_dir / LEDGER_FILE)
+    return state.finished or (state.run is not None and not state.run.owner.alive())
+
+
+def _wait_until(deadline: float, cancel: threading.Event | None, run_dir: Path) -> None:
+    """Sleep until `deadline`; raises `_Interrupted` when `cancel` is set, `_StackGoneError` when the
+    stack has stopped meanwhile (looked at once a second)."""
+    looked = time.monotonic()
     while (left := deadline - time.monotonic()) > 0:
         if cancel is None:
             time.sleep(min(left, _TICK_S))
         elif cancel.wait(min(left, _TICK_S)):
             raise _Interrupted
+        if time.monotonic() - looked >= 1.0:
+            looked = time.monotonic()
+            if _stack_gone(run_dir):
+                raise _StackGoneError
 
 
 def _touched(touch: Touch) -> str:
@@ -157,18 +173,24 @@ def inject(
         start = time.monotonic()
         try:
             for cycle, on, off in _windows(fault, duration):
-                _wait_until(start + on, cancel)
+                _wait_until(start + on, cancel, run_dir)
                 action = Action(on, ActionOp.APPLY, 0, inner, cycle)
                 moved = target.apply(action, touch)
                 transitions.append(moved)
                 emit(InjectEvent(InjectEventKind.APPLIED, "; ".join(moved.effects), moved.monotonic, moved))
-                _wait_until(start + off, cancel)
+                if isinstance(fault, Flap) or duration is not None or target.holds_anything(action):
+                    _wait_until(start + off, cancel, run_dir)
+                else:
+                    note = f"{fault.kind} acts once: nothing to hold"
+                    emit(InjectEvent(InjectEventKind.NOTE, note, time.monotonic()))
                 moved = target.revert(action)
                 transitions.append(moved)
                 emit(InjectEvent(InjectEventKind.REVERTED, moved.key, moved.monotonic, moved))
         except (KeyboardInterrupt, _Interrupted):
             interrupted = True
             emit(InjectEvent(InjectEventKind.INTERRUPTED, "reverting now", time.monotonic()))
+        except _StackGoneError:
+            pass  # `_close` says so: its faults ended with it
     finally:
         try:
             _close(target, run_dir, transitions, emit)

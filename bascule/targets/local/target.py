@@ -323,6 +323,13 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
             raise
         return tuple(describe_effect(e) for e in held)
 
+    def holds_anything(self, action: Action) -> bool:
+        """Whether the fault `action` put in force holds a part its revert ends: a kill, a wipe or
+        connections reset act once, and leave nothing to hold."""
+        with self._lock:
+            entry = self._active.get(self.key(action))
+        return entry is not None and not all(isinstance(e, INSTANT) for e in entry[1])
+
     def _undo(self, key: str, held: tuple[Effect, ...]) -> tuple[str, ...]:
         self._board.revert(key)
         return tuple(describe_effect(e) for e in held if not isinstance(e, INSTANT))
