@@ -3,6 +3,7 @@ RPO, sovereignty, the error budget, cost, figures that cannot be measured, bound
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tracemalloc
@@ -272,6 +273,32 @@ def test_an_unmeasured_rpo_says_whether_a_data_probe_ran(data: list[str] | None,
         started["data"] = data
     m = compute_metrics([started if r["type"] == "probes-started" else r for r in records])
     assert m.rpo is None and why in m.notes["rpo"]
+
+
+@pytest.mark.parametrize(
+    ("load", "drop", "found"), [("users", 10, True), ("rate", 10, False), ("users", 1.5, False)]
+)
+def test_a_closed_model_load_that_slowed_down_with_the_service_is_a_finding(
+    load: str, drop: float, found: bool
+) -> None:
+    """Its users wait for each answer: a fault that slows the service cuts the request rate, and
+    weighs less in the figures than its time (seen in a user's trial: availability 99 % over a
+    fault that failed every write). Said of a closed-model load only, and of a fall below half."""
+    records = build_records(spec(healthy))
+    run = copy.deepcopy(records[0])
+    run["scenario"]["load"] = {"users": 3} if load == "users" else {"rate": 40.0}
+    thinned = [run]
+    for r in records[1:]:
+        during = r["type"] == "window" and r["start"] >= 5.0 and r["start"] + r["length"] <= 17.0
+        fewer = {"requests": int(r.get("requests", 0) / drop), "ok": int(r.get("ok", 0) / drop)}
+        thinned.append({**r, **fewer} if during else r)
+    messages = [f.message for f in compute_metrics(thinned).findings if f.kind == "load"]
+    if not found:
+        assert messages == []
+        return
+    (message,) = messages
+    assert "the load's 3 users (a closed model)" in message and "load.rate" in message
+    assert "requests a second, against" in message
 
 
 def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:

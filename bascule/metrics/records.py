@@ -121,6 +121,7 @@ class ScenarioDump(_Record):
     objectives: Raw = {}
     weights: Raw = {}
     settle: Num = None
+    load: Raw = {}
 
 
 class Touch(_Record):

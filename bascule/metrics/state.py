@@ -159,6 +159,8 @@ class JournalState:
         self.objectives = objectives or Objectives()
         self.weights = Weights()
         self.settle = 10.0
+        self.load_users: int | None = None
+        """The closed-model load's users (None: an arrival rate, or no load)."""
         self.data_probes: bool | None = None
         """Whether a data probe made canary writes (None: the journal does not say)."""
         self.phase_plans: dict[int, PhasePlan] = {}
@@ -292,6 +294,8 @@ class JournalState:
             self.objectives = _model(Objectives, scenario.objectives)
         self.weights = _model(Weights, scenario.weights)
         self.settle = scenario.settle if scenario.settle is not None else 10.0
+        users = scenario.load.get("users")
+        self.load_users = users if isinstance(users, int) and users > 0 else None
         try:
             self.design = Design.model_validate(r.design)
         except ValidationError:
