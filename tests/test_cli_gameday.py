@@ -200,3 +200,12 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_an_injection_prints_brackets_as_they_were_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich markup would eat ``[otel]`` or ``[data_class]`` in an effect's or an error's text."""
+    from bascule.cli.gameday import _print_event
+    from bascule.targets.local.inject import InjectEvent, InjectEventKind
+
+    _print_event(InjectEvent(InjectEventKind.NOTE, "route a->b: [otel] [data_class] [503]", 1.0), 0.0)
+    assert "route a->b: [otel] [data_class] [503]" in capsys.readouterr().out

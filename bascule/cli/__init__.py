@@ -83,7 +83,7 @@ def _root(
 
 def _fail_input(exc: ScenarioError) -> typer.Exit:
     for problem in exc.problems:
-        err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     count = len(exc.problems)
     err.print(f"{count} problem{'s' if count != 1 else ''} found.", highlight=False)
     return typer.Exit(ExitCode.INVALID_INPUT)
@@ -112,9 +112,9 @@ def validate(
         except ScenarioError as exc:
             failed += 1
             for problem in exc.problems:
-                err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+                err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
             continue
-        out.print(f"[green]ok[/green] {path}: {detail}", highlight=False)
+        out.print(f"[green]ok[/green] {escape(f'{path}: {detail}')}", highlight=False)
     if failed:
         err.print(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} invalid.")
         raise typer.Exit(ExitCode.INVALID_INPUT)
@@ -229,7 +229,7 @@ def plan(
     except ScenarioError as exc:
         raise _fail_input(exc) from exc
     if isinstance(described, Refusal):
-        err.print(f"[red]error[/red] {described.reason}", highlight=False)
+        err.print(f"[red]error[/red] {escape(described.reason)}", highlight=False)
         raise typer.Exit(described.exit_code)
     if described.lines:  # the target's own account of what the run would do
         for line in described.lines:
@@ -373,7 +373,7 @@ def _print_verdict(path: Path) -> None:
     try:
         result = read_result(path)
     except (OSError, ValueError) as exc:
-        out_console.print(f"[yellow]cannot read {path}: {exc}[/yellow]", highlight=False)
+        out_console.print(f"[yellow]{escape(f'cannot read {path}: {exc}')}[/yellow]", highlight=False)
         return
     out_console.print()
     out_console.print(render_terminal(result), highlight=False)
@@ -432,7 +432,7 @@ def main() -> None:
     try:
         app()
     except BasculeError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.TARGET_ERROR) from exc
     except SystemExit as done:
         if isinstance(done.code, int) and (done.code == ExitCode.ABORTED or signalled()):

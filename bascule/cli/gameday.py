@@ -12,6 +12,7 @@ import typer
 import yaml
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from bascule.errors import BasculeError, FaultError, PlanError, TargetError
 from bascule.exit_codes import ExitCode
@@ -85,20 +86,21 @@ def parse_target_argument(text: str) -> Selector:
 
 def _print_event(event: InjectEvent, began: float) -> None:
     stamp = f"[dim]{event.monotonic - began:7.2f}s[/dim]"
+    message = escape(event.message)  # effects name routes and values: [503] is no markup
     match event.kind:
         case InjectEventKind.PLANNED:
-            out.print(f"{stamp} [bold]{event.message}[/bold]", highlight=False)
+            out.print(f"{stamp} [bold]{message}[/bold]", highlight=False)
         case InjectEventKind.APPLIED:
             took = (
                 f" (in force {event.transition.took * 1e3:.1f} ms after the call)" if event.transition else ""
             )
-            out.print(f"{stamp} [red]applied[/red]{took}: {event.message}", highlight=False)
+            out.print(f"{stamp} [red]applied[/red]{took}: {message}", highlight=False)
         case InjectEventKind.REVERTED:
-            out.print(f"{stamp} [green]reverted[/green] {event.message}", highlight=False)
+            out.print(f"{stamp} [green]reverted[/green] {message}", highlight=False)
         case InjectEventKind.INTERRUPTED:
-            out.print(f"{stamp} [yellow]interrupted[/yellow]: {event.message}", highlight=False)
+            out.print(f"{stamp} [yellow]interrupted[/yellow]: {message}", highlight=False)
         case InjectEventKind.NOTE:
-            out.print(f"{stamp} {event.message}", highlight=False)
+            out.print(f"{stamp} {message}", highlight=False)
 
 
 def inject_command(

@@ -16,7 +16,7 @@ OtlpTimelineOption = Annotated[
         metavar="URL",
         help="Send each run's timeline (run, phases, faults, guardrail trips) as OpenTelemetry spans "
         "to this OTLP/HTTP collector once the run is over, e.g. http://127.0.0.1:4318 "
-        "(docs/traces.md; needs bascule[otel]).",
+        "(docs/traces.md; needs the 'otel' extra of bascule).",
         show_default=False,
     ),
 ]
