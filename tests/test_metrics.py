@@ -31,6 +31,9 @@ from bascule.journal import SampleRow, read_journal, scan_journal
 from bascule.metrics import TICK, compute_metrics
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives
+from bascule.reports._summary import compute_figures
+from bascule.reports.result import build_result
+from bascule.score import score
 
 PROBE_PERIOD = 0.1
 
@@ -299,6 +302,21 @@ def test_a_closed_model_load_that_slowed_down_with_the_service_is_a_finding(
     (message,) = messages
     assert "the load's 3 users (a closed model)" in message and "load.rate" in message
     assert "requests a second, against" in message
+
+
+def test_a_region_found_without_writes_another_holds_is_counted() -> None:
+    """Nothing lost — a region still holds every write — yet the standby lacks some: its
+    redundancy is gone, and the figures say where (seen in a user's trial: a standby stuck at 26 of
+    85 writes read "0 of 85 lost" everywhere)."""
+    records = build_records(spec(healthy))
+    gaps = {"scaleway/fr-par": ["c1", "c2", "c3"], "aws/us-east-1": []}
+    fed = [{**r, "per_region": gaps} if r["type"] == "data-report" else r for r in records]
+    m = compute_metrics(fed)
+    assert m.rpo is not None and m.rpo.lost == 0
+    assert dict(m.rpo.missing_by_region) == {"scaleway/fr-par": 3}
+    result = build_result(m, score(m, m.objectives, m.weights))
+    (rpo,) = (f for f in compute_figures(result) if f.label == "RPO")
+    assert "scaleway/fr-par 3" in rpo.note
 
 
 def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:

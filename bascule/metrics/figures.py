@@ -524,8 +524,14 @@ class _Figures:
             if d.lost and stats is not None and stats.interval is not None:
                 intervals.append(stats.interval)
         unverified = sum(len(d.unverified) for d in reports)
+        missing: dict[str, int] = {}
+        for d in reports:
+            for region, ids in d.per_region.items():
+                if isinstance(ids, list | tuple) and ids:
+                    missing[str(region)] = missing.get(str(region), 0) + len(ids)
+        missing = dict(sorted(missing.items()))
         if not lost_at:
-            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0)
+            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing)
         window = max(lost_at) - min(lost_at)
         interval = max(intervals) if intervals else None
         if interval is None:
@@ -542,6 +548,7 @@ class _Figures:
             last_lost=last,
             interval=rounded(interval),
             seconds=round(window + (interval or 0.0), 6),
+            missing_by_region=missing,
         )
 
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:

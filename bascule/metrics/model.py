@@ -117,6 +117,9 @@ class Rpo:
     seconds: float | None
     """The RPO: ``window`` plus one canary interval (each lost canary stands for the writes made
     since the previous one), 0.0 when nothing was lost."""
+    missing_by_region: Mapping[str, int] = field(default_factory=dict)
+    """Region → acknowledged canaries it may hold and was found without — lost, or held only
+    elsewhere (its redundancy gone); regions missing none are left out."""
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,8 @@ class DataReport(_Record):
     lost: Annotated[tuple[float, ...], BeforeValidator(_lost_at)] = ()
     """When each lost write was acknowledged, monotonic seconds."""
     unverified: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
+    per_region: Raw = {}
+    """Region → the ids missing there."""
 
 
 class HypothesisChecked(_Record):

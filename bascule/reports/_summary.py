@@ -194,6 +194,10 @@ def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:
     note = "acknowledged canary writes lost"
     if as_float(rpo.window) is not None:
         note += f", spanning {fmt_seconds(rpo.window)}"
+    if rpo.missing_by_region:
+        # A region found without writes another still holds: not lost, but no longer redundant.
+        gaps = ", ".join(f"{region} {n}" for region, n in rpo.missing_by_region.items())
+        note += f"; missing in a region that may hold them (lost, or held only elsewhere): {gaps}"
     return value, note
 
 

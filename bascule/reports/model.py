@@ -162,6 +162,8 @@ class Rpo(_Record):
     last_lost: float | None = None
     interval: float | None = None
     unverified: int = 0
+    missing_by_region: dict[str, int] = {}
+    """Region → acknowledged canaries found missing there (lost, or held only elsewhere)."""
 
 
 class Correctness(_Record):
