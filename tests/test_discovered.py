@@ -19,6 +19,7 @@ from rich.console import Console
 from test_run_logic import LATENCY, PAR, fake, fake_registered, files, records
 
 from bascule.ci.results import run_scored
+from bascule.exit_codes import ExitCode
 from bascule.journal.discovered import OutsideReach, ReachVia
 from bascule.journal.samples import Hop, HopSource, RequestSample
 from bascule.model.loading import parse_design
@@ -331,7 +332,7 @@ def test_when_only_internal_requests_call_it_it_is_listed_and_sovereignty_holds(
 
 
 def test_calls_without_trace_context_leave_sovereignty_unmeasured_with_the_reason(tmp_path: Path) -> None:
-    result, (record,), _ = scored_run(tmp_path, calling_scenario("/healthz", "/call-out-untraced"))
+    result, (record,), run_dir = scored_run(tmp_path, calling_scenario("/healthz", "/call-out-untraced"))
     (dep,) = record["dependencies"]
     assert dep["unattributed"] > 0 and dep["classes"] == {}
     dim = sovereignty(result)
@@ -343,6 +344,11 @@ def test_calls_without_trace_context_leave_sovereignty_unmeasured_with_the_reaso
     assert isinstance(run, dict) and run["exit_code"] == 1
     assert run["reason"].startswith("objectives not met: some could not be measured: sovereignty (")
     assert "weights: {sovereignty: 0}" in run["reason"]
+    # Under --min-score too, the score under the floor does not hide what kept the pass.
+    floored = score_run(run_dir, ExitCode.OK, "completed", min_score=100.1)
+    assert floored.exit_code == ExitCode.OBJECTIVES_FAILED
+    assert floored.reason.startswith("score ") and "below --min-score 100.1" in floored.reason
+    assert "; objectives not met: some could not be measured: sovereignty" in floored.reason
 
 
 def test_a_run_that_reaches_nothing_outside_writes_an_empty_record(tmp_path: Path) -> None:

@@ -148,6 +148,7 @@ def test_a_completed_run_is_scored_before_it_ends_and_reported_after(tmp_path: P
     # The same journal under --min-score above its score: exit 1, the shared scoring says why.
     strict = score_run(outcome.run_dir, ExitCode.OK, "completed", min_score=100.1)
     assert strict.exit_code == ExitCode.OBJECTIVES_FAILED and "below --min-score 100.1" in strict.reason
+    assert "objectives not met" not in strict.reason  # every objective was: only the floor is said
     (target,) = starter.started
     assert len(target.applied()) == 1 and target.stopped is False
     types = [r["type"] for r in records(outcome)]

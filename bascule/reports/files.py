@@ -145,15 +145,15 @@ def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None 
     )
     if code != ExitCode.OK:
         return ScoredRun(code, reason, record, note)
+    said: list[str] = []
     if min_score is not None and (graded.overall is None or graded.overall < min_score):
-        return ScoredRun(
-            ExitCode.OBJECTIVES_FAILED, f"score {shown} is below --min-score {min_score:g}", record, note
-        )
+        said.append(f"score {shown} is below --min-score {min_score:g}")
     if not graded.passed:
         # Those left out with a weight of 0 are unmeasured on purpose: the others kept the pass.
         kept = [d.name for d in graded.dimensions if d.passed is None and d.weight > 0]
-        missed = ", ".join(failing) or _unmeasured(kept)
-        return ScoredRun(ExitCode.OBJECTIVES_FAILED, f"objectives not met: {missed}", record, note)
+        said.append(f"objectives not met: {', '.join(failing) or _unmeasured(kept)}")
+    if said:  # both, when both: a score under the floor does not hide an objective missed
+        return ScoredRun(ExitCode.OBJECTIVES_FAILED, "; ".join(said), record, note)
     return ScoredRun(code, reason, record, note)
 
 
@@ -163,5 +163,5 @@ def _unmeasured(names: Sequence[str]) -> str:
         return "some could not be measured"
     return (
         f"some could not be measured: {', '.join(names)} (the summary says why; a dimension this "
-        f"stack cannot give is left out with a weight of 0 — weights: {{{names[0]}: 0}})"
+        f"stack cannot give is left out with a weight of 0 — weights: {{{': 0, '.join(names)}: 0}})"
     )
