@@ -310,13 +310,18 @@ def test_a_region_found_without_writes_another_holds_is_counted() -> None:
     85 writes read "0 of 85 lost" everywhere)."""
     records = build_records(spec(healthy))
     gaps = {"scaleway/fr-par": ["c1", "c2", "c3"], "aws/us-east-1": []}
-    fed = [{**r, "per_region": gaps} if r["type"] == "data-report" else r for r in records]
+    told = {"per_region": gaps, "unreadable": {"aws/us-east-1": 2}}
+    fed = [{**r, **told} if r["type"] == "data-report" else r for r in records]
     m = compute_metrics(fed)
     assert m.rpo is not None and m.rpo.lost == 0
     assert dict(m.rpo.missing_by_region) == {"scaleway/fr-par": 3}
+    assert dict(m.rpo.unreadable_by_region) == {"aws/us-east-1": 2}
     result = build_result(m, score(m, m.objectives, m.weights))
     (rpo,) = (f for f in compute_figures(result) if f.label == "RPO")
-    assert "scaleway/fr-par 3" in rpo.note
+    assert (
+        "scaleway/fr-par 3" in rpo.note
+        and "no answer (neither found nor missing): aws/us-east-1 2" in rpo.note
+    )
 
 
 def test_figures_that_cannot_be_measured_are_none_and_say_why() -> None:

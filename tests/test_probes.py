@@ -502,11 +502,17 @@ def test_loss_accounting_counts_only_regions_allowed_to_hold_a_class() -> None:
         per_region={"aws/us-east-1": ("c2", "c4"), "scaleway/fr-par": ("c4", "c5", "c6")},
         unverified=("c5",),
         misplaced={"aws/us-east-1": ("c6",)},
+        unreadable={"aws/us-east-1": 1},
     )
     nothing_read = account_losses(
         acked[:1], {"aws/us-east-1": {}, "scaleway/fr-par": {"c1": unknown}}, lambda r, c: True
     )
     assert nothing_read.lost == () and nothing_read.unverified == ("c1",) and nothing_read.lost_window is None
+    # A region that answered no read-back (a wiped database's 503s) shows, though another holds all.
+    wiped = account_losses(
+        acked[:2], {"aws/us-east-1": {}, "scaleway/fr-par": {"c1": here, "c2": here}}, lambda r, c: True
+    )
+    assert (wiped.lost, wiped.unverified, wiped.unreadable) == ((), (), {"aws/us-east-1": 2})
     assert account_losses([], readings, lambda r, c: True).lost_window is None
     # Guard off: every region may hold everything.
     assert may_hold(UNGUARDED, "aws/us-east-1", "confidential")

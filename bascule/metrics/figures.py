@@ -530,8 +530,14 @@ class _Figures:
                 if isinstance(ids, list | tuple) and ids:
                     missing[str(region)] = missing.get(str(region), 0) + len(ids)
         missing = dict(sorted(missing.items()))
+        unread: dict[str, int] = {}
+        for d in reports:
+            for region, n in d.unreadable.items():
+                if isinstance(n, int) and n > 0:
+                    unread[str(region)] = unread.get(str(region), 0) + n
+        unread = dict(sorted(unread.items()))
         if not lost_at:
-            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing)
+            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing, unread)
         window = max(lost_at) - min(lost_at)
         interval = max(intervals) if intervals else None
         if interval is None:
@@ -549,6 +555,7 @@ class _Figures:
             interval=rounded(interval),
             seconds=round(window + (interval or 0.0), 6),
             missing_by_region=missing,
+            unreadable_by_region=unread,
         )
 
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:

@@ -120,6 +120,9 @@ class Rpo:
     missing_by_region: Mapping[str, int] = field(default_factory=dict)
     """Region → acknowledged canaries it may hold and was found without — lost, or held only
     elsewhere (its redundancy gone); regions missing none are left out."""
+    unreadable_by_region: Mapping[str, int] = field(default_factory=dict)
+    """Region → acknowledged canaries whose read-back there got no answer (neither found nor
+    missing); regions that answered every one are left out."""
 
 
 @dataclass(frozen=True)

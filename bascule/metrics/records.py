@@ -300,6 +300,8 @@ class DataReport(_Record):
     unverified: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
     per_region: Raw = {}
     """Region → the ids missing there."""
+    unreadable: Raw = {}
+    """Region → canaries whose read-back there got no answer."""
 
 
 class HypothesisChecked(_Record):

@@ -101,6 +101,9 @@ class DataReport:
     """Ids no region that may hold them has, where some of those regions could not be read."""
     misplaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Region → ids found there although the region may not hold their class."""
+    unreadable: Mapping[str, int] = field(default_factory=dict)
+    """Region → canaries it may hold whose read-back there got no answer (an error status, no
+    connection): neither found nor missing — a region that answers none is no copy one can count on."""
     read_until: float | None = None
     """``time.monotonic()``: the newest acknowledgement instant asked about (`read_back_until`)."""
     not_read: int = 0
@@ -134,6 +137,7 @@ def account_losses(
     unverified: list[str] = []
     per_region: dict[str, list[str]] = {}
     misplaced: dict[str, list[str]] = {}
+    unreadable: dict[str, int] = {}
     for canary in sorted(acked, key=lambda c: c.acked_at):
         answers: list[Presence] = []
         for region, seen in readings.items():
@@ -145,6 +149,8 @@ def account_losses(
             gaps = per_region.setdefault(region, [])
             if presence is Presence.MISSING:
                 gaps.append(canary.id)
+            elif presence is Presence.UNREADABLE:
+                unreadable[region] = unreadable.get(region, 0) + 1
             answers.append(presence)
         if Presence.PRESENT in answers:
             continue
@@ -160,6 +166,7 @@ def account_losses(
         per_region={region: tuple(ids) for region, ids in per_region.items()},
         unverified=tuple(unverified),
         misplaced={region: tuple(ids) for region, ids in misplaced.items()},
+        unreadable=dict(sorted(unreadable.items())),
     )
 
 

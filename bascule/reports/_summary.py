@@ -198,6 +198,9 @@ def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:
         # A region found without writes another still holds: not lost, but no longer redundant.
         gaps = ", ".join(f"{region} {n}" for region, n in rpo.missing_by_region.items())
         note += f"; missing in a region that may hold them (lost, or held only elsewhere): {gaps}"
+    if rpo.unreadable_by_region:
+        unread = ", ".join(f"{region} {n}" for region, n in rpo.unreadable_by_region.items())
+        note += f"; read back with no answer (neither found nor missing): {unread}"
     return value, note
 
 

@@ -164,6 +164,8 @@ class Rpo(_Record):
     unverified: int = 0
     missing_by_region: dict[str, int] = {}
     """Region → acknowledged canaries found missing there (lost, or held only elsewhere)."""
+    unreadable_by_region: dict[str, int] = {}
+    """Region → acknowledged canaries whose read-back there got no answer."""
 
 
 class Correctness(_Record):
