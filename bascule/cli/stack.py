@@ -141,9 +141,10 @@ def _announce(stack: LocalStack, run_dir: Path) -> None:
         )
         component, region = "retriever", design.regions[0].id
     else:  # services of one's own: bascule knows their addresses, not their requests
-        url = next(iter(stack.entries().values()), None)
-        if url is not None:
-            out.print(f"call it: curl {url}/  (your {entry}, through the edge)")
+        first = next(iter(stack.entries().items()), None)
+        if first is not None:  # one region's entry route: no failover, as the edge gives clients
+            where, url = first
+            out.print(f"call it: curl {url}/  (your {entry} in {where}, through its route)")
         component = next((c for c in design.components if c != entry), entry)
         region = next(iter(design.components[component].replicas))
     out.print(
