@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
 from bascule.metrics.discovered import outside_note, shift_discovered
+from bascule.metrics.loadrate import slowed_load
 from bascule.metrics.model import (
     ErrorBudget,
     Event,
@@ -362,51 +363,11 @@ class _Figures:
                 )
                 for f in r.findings
             )
-            + self.slowed_load(),
+            + slowed_load(
+                self.windows, self.intervals, self.first_fault, self.r.load_users, self.r.phase_plans
+            ),
             events=self.events(),
             notes=dict(self.notes),
-        )
-
-    def slowed_load(self) -> tuple[Finding, ...]:
-        """The phase where a closed-model load's request rate fell most below half its rate before
-        the first fault: its users wait for each answer, so a slow service gets fewer requests, and
-        what it did then weighs less in the run's figures (seen in a user's trial: availability 99 %
-        over a fault that failed every write)."""
-        users, first = self.r.load_users, self.first_fault
-        if users is None or first is None:
-            return ()
-        before = [w for w in self.windows if w.end <= first + _EPS][1:]  # the first: a partial one
-        seconds = sum(w.length for w in before)
-        if not seconds:
-            return ()
-        usual = sum(w.requests for w in before) / seconds
-        worst: tuple[float, int, float, float] | None = None
-        for iv in self.intervals:
-            if iv.revert is None:
-                continue
-            inside = [w for w in self.windows if w.start >= iv.apply - _EPS and w.end <= iv.revert + _EPS]
-            span = sum(w.length for w in inside)
-            if span >= 2.0:
-                rate = sum(w.requests for w in inside) / span
-                if rate < usual / 2 and (worst is None or rate / usual < worst[0]):
-                    worst = (rate / usual, iv.phase, rate, usual)
-        if worst is None:
-            return ()
-        _, phase, rate, usual = worst
-        plan = self.r.phase_plans.get(phase)
-        name = plan.name if plan is not None else f"phase {phase}"
-        return (
-            Finding(
-                kind="load",
-                message=(
-                    f"During “{name}” the service got {rate:.1f} requests a second, against {usual:.1f} "
-                    f"before the first fault: the load's {users} users (a closed model) wait for each "
-                    "answer, so a slow service gets fewer requests, and its failures and latency then "
-                    "weigh less in the run's figures. To weigh a fault that slows the service by its "
-                    "time, give the load an arrival rate (load.rate; docs/load.md)."
-                ),
-                phase=phase,
-            ),
         )
 
     def untouched(self) -> bool:
