@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,9 @@ def _drive(run_dir: Path, design_path: Path) -> None:
     from bascule.targets.local.stack import LocalStack
     from bascule.targets.local.target import LocalTarget
 
+    # Ctrl-C is what the tests send: a process started in the background of a shell without job
+    # control (a CI script run with `&`) inherits SIGINT ignored, and would carry on through it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     design = read_design(design_path)
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     faults: list[tuple[Fault, Selector]] = [
