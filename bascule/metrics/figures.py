@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
@@ -46,6 +47,14 @@ _INF = math.inf
 def derive(state: JournalState) -> Metrics:
     """The metrics of a journal read to its end."""
     return _Figures(state).metrics()
+
+
+def _by_region(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Counts summed per region over the data reports, regions with none left out, sorted."""
+    total: Counter[str] = Counter()
+    for each in counts:
+        total.update(each)
+    return {region: n for region, n in sorted(total.items()) if n > 0}
 
 
 class _Figures:
@@ -485,18 +494,8 @@ class _Figures:
             if d.lost and stats is not None and stats.interval is not None:
                 intervals.append(stats.interval)
         unverified = sum(len(d.unverified) for d in reports)
-        missing: dict[str, int] = {}
-        for d in reports:
-            for region, ids in d.per_region.items():
-                if isinstance(ids, list | tuple) and ids:
-                    missing[str(region)] = missing.get(str(region), 0) + len(ids)
-        missing = dict(sorted(missing.items()))
-        unread: dict[str, int] = {}
-        for d in reports:
-            for region, n in d.unreadable.items():
-                if isinstance(n, int) and n > 0:
-                    unread[str(region)] = unread.get(str(region), 0) + n
-        unread = dict(sorted(unread.items()))
+        missing = _by_region(d.per_region for d in reports)
+        unread = _by_region(d.unreadable for d in reports)
         if not lost_at:
             return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing, unread)
         window = max(lost_at) - min(lost_at)

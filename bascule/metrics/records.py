@@ -70,6 +70,16 @@ def _texts(value: object) -> tuple[str, ...]:
     return ()
 
 
+def _region_counts(value: object) -> dict[str, int]:
+    """Region → a count, or the length of a list of ids; anything else counts 0."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(region): len(n) if isinstance(n, list) else n if isinstance(n, int) else 0
+        for region, n in value.items()
+    }
+
+
 def _items(value: object) -> tuple[Any, ...]:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return tuple(value)
@@ -298,9 +308,9 @@ class DataReport(_Record):
     lost: Annotated[tuple[float, ...], BeforeValidator(_lost_at)] = ()
     """When each lost write was acknowledged, monotonic seconds."""
     unverified: Annotated[tuple[Any, ...], BeforeValidator(_items)] = ()
-    per_region: Raw = {}
-    """Region → the ids missing there."""
-    unreadable: Raw = {}
+    per_region: Annotated[Mapping[str, int], BeforeValidator(_region_counts)] = {}
+    """Region → how many canaries are missing there (the record lists their ids)."""
+    unreadable: Annotated[Mapping[str, int], BeforeValidator(_region_counts)] = {}
     """Region → canaries whose read-back there got no answer."""
 
 

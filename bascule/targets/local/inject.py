@@ -216,8 +216,7 @@ def _close(
     try:
         reverted = target.close()
     except RevertError:
-        state = read_ledger(run_dir / LEDGER_FILE)
-        if not (state.finished or (state.run is not None and not state.run.owner.alive())):
+        if not _stack_gone(run_dir):
             raise
         emit(
             InjectEvent(InjectEventKind.NOTE, "the stack stopped; its faults ended with it", time.monotonic())
