@@ -314,25 +314,28 @@ class CutShaper(Shaper):
         self.bypass = False
         """The answer under way is no event stream, and this cut counts events: its bytes pass as
         they come, unparsed, until the client's next request."""
+        self.sniffs = state.after_bytes is None
+        """This cut counts events: an answer that is no event stream can be told by its head."""
 
     def request(self, head_only: bool) -> None:
         self.bypass = False
-        super().request(head_only)
+        self.synced = True
+        self.parser.expect(head_only)
 
     def feed(self, data: bytes) -> None:
         # Counting events, an answer whose head does not even name an event stream is passed on,
         # and what follows it until the next request, without framing it: no event of it counts.
+        # (`find`, not `in`: bytes' `in` first tries its operand as an integer, at twice the cost.)
         if self.bypass:
             self.client.write_client(data)
         elif (
-            self.glances
-            and self.cut_state.after_bytes is None
+            self.sniffs
             and self.synced
             and not self.done
             and data.startswith(b"HTTP/1.")
             and data[9:10] != b"1"  # an informational answer: the final one follows
             and (end := data.find(b"\r\n\r\n")) > 0
-            and b"event-stream" not in data[:end].lower()
+            and data[:end].lower().find(b"event-stream") < 0
             and self.parser.between
         ):
             self.bypass = True
