@@ -103,6 +103,27 @@ def test_a_token_budget_refills_continuously() -> None:
     assert budget.level() == 600.0, "never above the budget"
 
 
+def test_a_token_budget_tells_when_a_charge_spends_it_and_gives_its_header_lines() -> None:
+    now = [0.0]
+    spent: list[float] = []
+    budget = TokenBudget(600, clock=lambda: now[0], on_spent=lambda: spent.append(now[0]))
+    full = (
+        b"x-ratelimit-limit-tokens: 600\r\nx-ratelimit-remaining-tokens: 600\r\n"
+        b"x-ratelimit-reset-tokens: 0.000s\r\n"
+    )
+    assert budget.header_lines() == full
+    budget.spend(599)  # one token left: not spent
+    assert spent == [] and budget.header_lines().split(b"\r\n")[1:3] == [
+        b"x-ratelimit-remaining-tokens: 1",
+        b"x-ratelimit-reset-tokens: 59.900s",
+    ]
+    now[0] = 0.05  # half a token back
+    budget.spend(1)
+    assert spent == [0.05] and budget.wait() == pytest.approx(0.05)
+    now[0] = 100.0
+    assert budget.header_lines() == full
+
+
 def test_wrong_answers() -> None:
     text = "The anchors are screwed 18 m into the lake bed. [doc:anchors-01]"
     corrupt = degrade_text(text, fs.DegradeHow.CORRUPT, None)

@@ -96,6 +96,21 @@ def test_token_rate_relays_requests_unread_while_tokens_are_left(plane: FaultPla
     assert plane.stats("eu/llm").requests_faulted == 1
 
 
+def test_a_token_budget_spent_on_one_connection_refuses_the_next_request_on_another(
+    plane: FaultPlane, port: int
+) -> None:
+    """While tokens are left a connection's requests pass unread (the relay's fast path); once an
+    answer on another connection spends the budget, this one's next request is read and refused."""
+    plane.set_fault("eu/llm", TokenRate(tokens_per_minute=4))  # "ok:/x" costs 2: two answers' worth
+    with client(port) as first, client(port) as second:
+        assert first.get("/x").status_code == 200
+        assert second.get("/x").status_code == 200  # the budget is spent here
+        refused = first.get("/x")
+        assert refused.status_code == 429 and refused.headers["x-bascule-fault"] == "token-rate"
+        assert second.get("/x").status_code == 429
+    assert plane.stats("eu/llm").requests_faulted == 2
+
+
 def test_latency_shows_in_the_time_to_first_byte(plane: FaultPlane, port: int) -> None:
     plane.set_fault("eu/llm", Latency(fixed=0.2))
     with client(port) as http:

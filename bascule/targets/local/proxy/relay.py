@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Final, cast
 from bascule.targets.local.answerstate import ANSWER_MODES
 from bascule.targets.local.faultstate import (
     EmbeddingMismatch,
-    HttpError,
     Latency,
     LatencyPer,
     Pass,
     ProxyFault,
     ProxyMode,
     Refuse,
-    Throttle,
     TokenRate,
 )
 from bascule.targets.local.proxy.answers import Shaper
@@ -34,15 +32,12 @@ from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.embeddings import mismatch_request
 from bascule.targets.local.proxy.framing import (
     HttpParseError,
-    RequestHead,
     RequestReader,
     UnsupportedRequestError,
-    fault_response,
     render_response,
 )
 from bascule.targets.local.proxy.hops import HopRecorder, interim_only
 from bascule.targets.local.proxy.shapers import shaper_for
-from bascule.targets.local.proxy.tokens import token_answer
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route, Upstream
@@ -202,8 +197,8 @@ class ClientSide(HopRecorder, asyncio.Protocol):
                 self.shaper.request(data.startswith(b"HEAD "))
             self.answered = False
             self.up.write(data)
-            if begins:  # recorded once the bytes are on their way
-                self.request_begins(data, now)
+            if begins:  # recorded once the bytes are on their way (every mode here relays)
+                self.trace_request(data, relayed=True, at=now)
         else:
             if begins:
                 self.request_begins(data)
@@ -307,7 +302,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         self.down_fast = forwards and self.shaper is None
         self.down_shaper = self.shaper if forwards else None
         self.up_fast = (
-            mode in _PLAIN_REQUESTS
+            (mode in _PLAIN_REQUESTS or (mode is ProxyMode.TOKEN_RATE and self.tokens_left()))
             and self.up is not None
             and not self.pending_up
             and (self.line is None or not self.line.busy)
@@ -410,7 +405,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
                     self.write_client(go_ahead)
                 return
             raw, head = request
-            answer = self.local_answer(head)
+            answer = self.route.answer(self.state, head)
             if answer is not None:
                 self.route.requests_faulted += 1
                 if self.tracing:
@@ -430,10 +425,10 @@ class ClientSide(HopRecorder, asyncio.Protocol):
 
     def unread(self, data: bytes) -> bool:
         """A request under `TokenRate` while its budget has tokens left passes unread, as with no
-        fault (its hop recorded from its first bytes): only its answer is shaped. Once the budget
-        is spent, requests are read whole again, to be answered 429."""
-        budget = self.route.tokens
-        if budget is None or budget.wait() > 0.0 or (self.parser is not None and self.parser.buffered):
+        fault (its hop recorded from its first bytes): only its answer is shaped, and the next
+        requests take the fast path (`tokens_left`) until the budget is spent (`Route.tokens_spent`).
+        Once it is, requests are read whole again, to be answered 429."""
+        if not self.tokens_left():
             return False
         self.parser = None
         if self.tracing:
@@ -442,22 +437,18 @@ class ClientSide(HopRecorder, asyncio.Protocol):
             self.shaper.request(data.startswith(b"HEAD "))
         self.answered = False
         self.forward(data)
+        self.refresh_fast()
         return True
 
-    def local_answer(self, head: RequestHead) -> bytes | None:
-        """The answer the fault gives `head` itself, or None to relay the request."""
-        state = self.state
-        if isinstance(state, EmbeddingMismatch):
-            return None
-        if isinstance(state, TokenRate):
-            budget = self.route.tokens
-            return None if budget is None else token_answer(state, budget, head)
-        if isinstance(state, HttpError):
-            struck = self.route.strikes(state.count, state.every, state.ratio)
-        else:
-            assert isinstance(state, Throttle)
-            struck = self.route.rng.random() < state.ratio
-        return fault_response(state, head, self.route.rng) if struck else None
+    def tokens_left(self) -> bool:
+        """Under `TokenRate`: the budget has a token left, and no request is partly read."""
+        budget = self.route.tokens
+        return (
+            budget is not None
+            and budget.wait() <= 0.0
+            and not self.http_raw
+            and (self.parser is None or not self.parser.buffered)
+        )
 
     # -- the hops of HTTP requests --
 

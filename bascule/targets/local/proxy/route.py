@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Final
 
 from bascule.targets.local.faultstate import (
     Degrade,
+    EmbeddingMismatch,
+    HttpError,
     Pass,
     ProxyFault,
     ProxyMode,
     Refuse,
+    Throttle,
     TokenRate,
     in_force,
 )
 from bascule.targets.local.proxy.answers import new_answer_memory
+from bascule.targets.local.proxy.framing import RequestHead, fault_response
 from bascule.targets.local.proxy.relay import ClientSide
-from bascule.targets.local.proxy.tokens import TokenBudget
+from bascule.targets.local.proxy.tokens import TokenBudget, token_answer
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.plane import FaultPlane
@@ -177,7 +181,7 @@ class Route:
     def set_fault(self, state: ProxyFault) -> None:
         if isinstance(state, TokenRate):
             if state != self.state or self.tokens is None:
-                self.tokens = TokenBudget(state.tokens_per_minute)
+                self.tokens = TokenBudget(state.tokens_per_minute, on_spent=self.tokens_spent)
         else:
             self.tokens = None
         if isinstance(state, Degrade) and state != self.state:
@@ -194,6 +198,25 @@ class Route:
         if not state.new_connections_only and not counted_refuse:
             for conn in list(self.conns):
                 conn.apply(self.acting)
+
+    def tokens_spent(self) -> None:
+        """The token budget is spent: its connections read each request again (to answer 429)."""
+        for conn in list(self.conns):
+            conn.refresh_fast()
+
+    def answer(self, state: ProxyFault, head: RequestHead) -> bytes | None:
+        """The answer a fault that reads requests (`state`, this route's) gives `head` itself, or
+        None to relay the request."""
+        if isinstance(state, EmbeddingMismatch):
+            return None
+        if isinstance(state, TokenRate):
+            return None if self.tokens is None else token_answer(state, self.tokens, head)
+        if isinstance(state, HttpError):
+            struck = self.strikes(state.count, state.every, state.ratio)
+        else:
+            assert isinstance(state, Throttle)
+            struck = self.rng.random() < state.ratio
+        return fault_response(state, head, self.rng) if struck else None
 
     def strikes(self, count: int | None, every: int | None, ratio: float) -> bool:
         """Whether the next request (or connection) a fault state meets is faulted: the first

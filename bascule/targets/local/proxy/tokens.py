@@ -34,21 +34,36 @@ _RATE_LINES: Final = (
 class TokenBudget:
     """A bucket of `per_minute` tokens refilling continuously; full when made."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        on_spent: Callable[[], None] | None = None,
+    ) -> None:
         self.per_minute = per_minute
+        self._full = float(per_minute)
         self._rate = per_minute / 60.0
         self._clock = clock
-        self._level = float(per_minute)
+        self._level = self._full
         self._at = clock()
+        self._on_spent = on_spent
+        """Called when a charge leaves less than a token (what `wait` tells from then on)."""
+        self._full_lines = _RATE_LINES % (per_minute, per_minute, 0.0)
+        """`header_lines` while the budget is full: a budget seldom drawn on is, at each answer."""
 
     def level(self) -> float:
         now = self._clock()
-        self._level = min(float(self.per_minute), self._level + (now - self._at) * self._rate)
+        level = self._level + (now - self._at) * self._rate
+        if level > self._full:  # noqa: PLR1730 (not min(): this runs at each answer)
+            level = self._full
+        self._level = level
         self._at = now
-        return self._level
+        return level
 
     def spend(self, tokens: int) -> None:
-        self._level = self.level() - tokens
+        level = self._level = self.level() - tokens
+        if level < 1.0 and self._on_spent is not None:
+            self._on_spent()
 
     def wait(self) -> float:
         """Seconds until at least one token is left (0 when one is)."""
@@ -60,7 +75,7 @@ class TokenBudget:
     def figures(self) -> tuple[int, int, float]:
         """The limit, the whole tokens left, and the seconds until the budget is full again."""
         level = self.level()
-        return self.per_minute, max(0, math.floor(level)), (self.per_minute - level) / self._rate
+        return self.per_minute, max(0, math.floor(level)), (self._full - level) / self._rate
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         limit, remaining, full_in = self.figures()
@@ -72,7 +87,10 @@ class TokenBudget:
 
     def header_lines(self) -> bytes:
         """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
-        return _RATE_LINES % self.figures()
+        level = self.level()
+        if level == self._full:
+            return self._full_lines
+        return _RATE_LINES % (self.per_minute, max(0, math.floor(level)), (self._full - level) / self._rate)
 
 
 def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
@@ -104,18 +122,21 @@ class TokenShaper(Shaper):
         self.usage: int | None = None
         self.tail = b""
 
+    def request(self, head_only: bool) -> None:
+        self.synced = True  # `Shaper.request`, at each request: one call less
+        self.parser.expect(head_only)
+
     def glanced(self, data: bytes, head: bytes) -> bool:
         # The same as the hooks do, in one pass: the head with the budget's lines added (when the
         # upstream sent none of its own, which the hooks drop), then the charge.
         budget = self.route.tokens
-        if budget is None or b"\r\nx-ratelimit-" in head:
+        if budget is None or head.find(b"\r\nx-ratelimit-") >= 0:  # `find`: see `CutShaper.feed`
             return False
-        end = len(head)
-        body = data[end + 2 :]
-        self.client.write_client(b"".join((data[:end], budget.header_lines(), b"\r\n", body)))
+        end = len(head)  # the blank line's CRLF, then the body
+        self.client.write_client(b"".join((data[:end], budget.header_lines(), data[end:])))
         if data[9:10] == b"2":  # a 2xx (`glance` saw a status of 200 or more)
-            usage = _TOTAL_TOKENS.findall(body)
-            budget.spend(int(usage[-1]) if usage else math.ceil(len(body) / 4))
+            usage = _TOTAL_TOKENS.findall(data, end + 2)
+            budget.spend(int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4))
         return True
 
     def on_head(self, head: ResponseHead) -> None:
