@@ -5,11 +5,13 @@ ends the journal with ``run-ended``, in seconds and without a process."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,27 @@ def test_a_completed_run_is_scored_before_it_ends_and_reported_after(tmp_path: P
     assert records(outcome, "fake-event")[0]["note"] == "subscribed"
     assert [r["ok"] for r in records(outcome, "hypothesis")] == [True, True]
     assert any(r["source"].startswith("http") and r["ok"] for r in records(outcome, "sample"))
+
+
+def test_a_score_below_min_score_fails_in_every_report_not_only_in_the_exit_code(tmp_path: Path) -> None:
+    # Every objective met (score 100), judged against a floor above it: the gate failed, and the
+    # pull request's summary must not open with a green PASS (a new user saw it do so).
+    options = RunOptions(files(tmp_path, scenario(LATENCY)), fake(), out=tmp_path / "run", quiet=True)
+    outcome = run_scored(options, min_score=100.1, console=Console(quiet=True), charts=False)
+    assert outcome.exit_code == ExitCode.OBJECTIVES_FAILED
+    assert "below --min-score 100.1" in outcome.reason
+    (record,) = records(outcome, "score")
+    assert record["min_score"] == 100.1 and record["passed"] is False and record["overall"] == 100.0
+    result = json.loads((outcome.run_dir / "result.json").read_text())
+    assert result["score"]["passed"] is False and result["score"]["min_score"] == 100.1
+    assert all(d["passed"] is True for d in result["score"]["dimensions"] if d["weight"])
+    title = (outcome.run_dir / "summary.md").read_text().splitlines()[0]
+    assert title.startswith("## ❌ FAIL · 100.0/100"), title
+    # Without a floor, the same run passes, and its documents say no floor was given.
+    plain = run_scored(replace(options, out=tmp_path / "plain"), console=Console(quiet=True), charts=False)
+    assert plain.exit_code == ExitCode.OK, plain.reason
+    result = json.loads((plain.run_dir / "result.json").read_text())
+    assert result["score"]["passed"] is True and "min_score" not in result["score"]
 
 
 def test_the_hypothesis_is_checked_in_the_warm_ups_and_the_settles_last_over_seconds_never_with_a_fault(

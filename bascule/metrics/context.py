@@ -51,6 +51,7 @@ def run_info(r: JournalState) -> RunInfo:
         hypothesis_skipped=r.hypothesis_skipped,
         hypothesis_before=r.hypothesis.get("before"),
         hypothesis_after=r.hypothesis.get("after"),
+        min_score=r.min_score,
     )
 
 

@@ -261,6 +261,9 @@ class RunInfo:
     hypothesis_skipped: bool = False
     hypothesis_before: bool | None = None
     hypothesis_after: bool | None = None
+    min_score: float | None = None
+    """The ``--min-score`` floor the run was judged against, from its ``score`` record; None
+    without one."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ __all__ = [
     "RunEnded",
     "RunStarted",
     "ScenarioDump",
+    "ScoreRecord",
     "SourceRecord",
     "SourcesRecord",
     "SovereigntyReport",
@@ -334,6 +335,12 @@ class ErrorRecord(_Record):
     type: Text = ""
     t: Num = None
     message: Text = ""
+
+
+class ScoreRecord(_Record):
+    """The ``score`` record: what the run was judged against beyond its objectives."""
+
+    min_score: Num = None
 
 
 class RunEnded(_Record):

@@ -31,6 +31,7 @@ from bascule.metrics.records import (
     R,
     RunEnded,
     RunStarted,
+    ScoreRecord,
     SovereigntyReport,
     SovereigntyViolation,
     num,
@@ -168,6 +169,8 @@ class JournalState:
         self.plan_start: float | None = None
         self.run_length: float | None = None
         self.ended = RunEnded()
+        self.min_score: float | None = None
+        """The ``--min-score`` floor the run was judged against (its ``score`` record)."""
         self.hypothesis: dict[str, bool | None] = {}
         self.hypothesis_skipped = False
         self.plan_done = False
@@ -207,6 +210,7 @@ class JournalState:
             "guardrail-tripped": _typed(GuardrailTripped, self._guardrail),
             "error": _typed(ErrorRecord, self._error),
             "refused": _typed(ErrorRecord, self._error),
+            "score": _typed(ScoreRecord, self._score),
             "run-ended": _typed(RunEnded, self._run_ended),
         }
 
@@ -424,6 +428,9 @@ class JournalState:
         if r.t is not None:
             prefix = "refused: " if r.type == "refused" else "error: "
             self._event(r.t, "error", prefix + r.message)
+
+    def _score(self, r: ScoreRecord) -> None:
+        self.min_score = r.min_score
 
     def _run_ended(self, r: RunEnded) -> None:
         self.ended = r

@@ -131,13 +131,15 @@ def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None 
     except Exception as exc:  # a run's journal must end even if measuring it fails
         return ScoredRun(code, reason, None, f"scoring failed: {type(exc).__name__}: {exc}")
     failing = [d.name for d in graded.dimensions if d.passed is False]
+    below = min_score is not None and (graded.overall is None or graded.overall < min_score)
     record = {
         "overall": graded.overall,
         "grade": None if graded.grade is None else str(graded.grade),
-        "passed": graded.passed,
+        "passed": graded.passed and not below,
         "failing": failing,
         "unmeasured": list(graded.unmeasured),
         "cap": None if graded.cap is None else {"at": graded.cap.at, "reason": graded.cap.reason},
+        "min_score": min_score,
     }
     shown = "—" if graded.overall is None else f"{graded.overall:.1f}"
     note = f"score {shown}/100, grade {graded.grade or '—'}" + (
@@ -146,7 +148,7 @@ def score_run(run_dir: Path, code: int, reason: str, *, min_score: float | None 
     if code != ExitCode.OK:
         return ScoredRun(code, reason, record, note)
     said: list[str] = []
-    if min_score is not None and (graded.overall is None or graded.overall < min_score):
+    if below:
         said.append(f"score {shown} is below --min-score {min_score:g}")
     if not graded.passed:
         # Those left out with a weight of 0 are unmeasured on purpose: the others kept the pass.

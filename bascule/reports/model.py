@@ -125,6 +125,8 @@ class ResultScore(_Record):
     overall: float | None = None
     grade: str | None = None
     passed: bool | None = None
+    min_score: Number | None = None
+    """The floor the run was judged against (``--min-score``): below it, ``passed`` is false."""
     cap: ResultCap | None = None
     unmeasured: tuple[str, ...] = ()
     dimensions: tuple[Dimension, ...] = ()
@@ -435,8 +437,11 @@ def dump_result(result: Result) -> str:
     """``result.json``'s text: the document indented by two, non-ASCII kept, a final newline.
     Spelled by `json` rather than `model_dump_json` so that numbers read as they always have
     (``1e-05``, not ``0.00001``). ``paths_by_source`` is written only for runs that received spans,
-    ``repeat`` only for the runs of a repeat (JSON has no infinity: ``"inf"``)."""
+    ``repeat`` only for the runs of a repeat, ``min_score`` only for runs judged against one (JSON
+    has no infinity: ``"inf"``)."""
     data = result.model_dump(by_alias=True)
+    if data["score"].get("min_score") is None:
+        data["score"].pop("min_score", None)
     if data["figures"].get("paths_by_source") is None:
         data["figures"].pop("paths_by_source", None)
     if data.get("repeat") is None:

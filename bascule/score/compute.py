@@ -64,12 +64,15 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
             mean = min(mean, SOVEREIGNTY_CAP)
     overall = None if mean is None else round(mean, 1)
     # Sovereignty beyond its objective fails the run whatever its weight, as it caps it.
-    # A run a guardrail stopped keeps its score (what it measured until then) but never passes.
+    # A run a guardrail stopped keeps its score (what it measured until then) but never passes,
+    # nor does one whose score is below the floor it was run with (`--min-score`).
+    floor = metrics.run.min_score
     passed = (
         not aborted
         and overall is not None
         and all(d.passed is True for d in dimensions if d.weight > 0)
         and all(d.passed is not False for d in dimensions if d.name == "sovereignty")
+        and (floor is None or overall >= floor)
     )
     return Score(
         overall=overall,
@@ -77,6 +80,7 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
         passed=passed,
         cap=cap,
         dimensions=dimensions,
+        min_score=floor,
     )
 
 
@@ -95,6 +99,7 @@ def _not_scored(
         grade=None,
         passed=False,
         cap=None,
+        min_score=metrics.run.min_score,
         dimensions=tuple(
             d
             if d.name == "sovereignty" and d.passed is False

@@ -54,10 +54,12 @@ class Score:
     dimension with a weight could be measured."""
     grade: Grade | None
     passed: bool
-    """Every dimension with a weight was measured and met its objective, and sovereignty met its
-    objective whatever its weight."""
+    """Every dimension with a weight was measured and met its objective, sovereignty met its
+    objective whatever its weight, and the score is not below `min_score`."""
     cap: Cap | None
     dimensions: tuple[DimensionScore, ...]
+    min_score: float | None = None
+    """The floor the run was judged against (``--min-score``); None without one."""
 
     @property
     def unmeasured(self) -> tuple[str, ...]:
