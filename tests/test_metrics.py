@@ -546,12 +546,13 @@ def test_sovereignty_is_judged_over_the_paths_known_and_unmeasured_when_none_is(
     end = base[-1]["t"]
     paths = {"type": "paths-report", "t": end, "hops": 500, "claimed": 400, "incomplete_routes": ["a->b@x"]}
 
-    def report(judged: int, relayed_only: int) -> dict[str, object]:
+    def report(judged: int, relayed_only: int, open_paths: int = 0) -> dict[str, object]:
         return {
             "type": "sovereignty-report",
             "t": end,
             "judged": judged,
             "relayed_only": relayed_only,
+            "open_paths": open_paths,
             "unattributed": 0,
             "violations": [],
             "requests": 0,
@@ -572,3 +573,13 @@ def test_sovereignty_is_judged_over_the_paths_known_and_unmeasured_when_none_is(
         d for d in score(blind, blind.objectives, blind.weights).dimensions if d.name == "sovereignty"
     )
     assert unmeasured.passed is None and unmeasured.sub_score is None
+
+    # A service that reported its own hop only, its calls to a cache unseen: unmeasured, not a pass.
+    stops = compute_metrics([*base[:-1], paths, report(100, 0, 100), base[-1]])
+    assert not stops.sovereignty_judged and stops.sovereignty_unattributed == 100
+    assert "100 requests had a path its service reported" in stops.notes["sovereignty"]
+    mixed = compute_metrics([*base[:-1], paths, report(100, 30, 20), base[-1]])
+    assert mixed.sovereignty_judged and mixed.sovereignty_judged_requests == 50
+    # With no incomplete route, nothing is open: judged over every request.
+    whole = compute_metrics([*base[:-1], {**paths, "incomplete_routes": []}, report(100, 0, 100), base[-1]])
+    assert whole.sovereignty_judged and whole.sovereignty_judged_requests == 100

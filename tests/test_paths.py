@@ -92,6 +92,7 @@ def test_untraced_and_unclaimed_hops_between_components_make_paths_incomplete() 
     assert report.untraced == {"gateway->llm@aws/us-east-1": 1, "clients->gateway@scaleway/fr-par": 1}
     assert report.unclaimed == {"gateway->llm@scaleway/fr-par": 2}  # expired, and still pending
     assert report.incomplete_routes == ["gateway->llm@aws/us-east-1", "gateway->llm@scaleway/fr-par"]
+    assert report.opaque_calls == frozenset()  # HTTP calls: the service's own report is trusted
 
 
 def test_connections_that_were_not_http_make_their_route_incomplete() -> None:
@@ -106,6 +107,7 @@ def test_connections_that_were_not_http_make_their_route_incomplete() -> None:
     assert report.opaque == {"gateway->store@aws/us-east-1": 2}
     assert (report.hops, report.claimed, report.untraced, report.unclaimed) == (1, 1, {}, {})
     assert report.incomplete_routes == ["gateway->store@aws/us-east-1"]
+    assert report.opaque_calls == {("gateway", PAR, "store")}  # who called whom there, for the judge
 
 
 def test_bascules_own_requests_claim_their_hops_before_or_after_they_come() -> None:

@@ -23,7 +23,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from bascule.errors import ProbeError
-from bascule.journal.samples import Hop, RequestSample
+from bascule.journal.samples import Hop, HopSource, RequestSample
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import ReplicationMode
 from bascule.model.loading import parse_design, read_design
@@ -1049,6 +1049,33 @@ def test_the_judge_counts_only_requests_whose_path_is_known() -> None:
     report = judge.report()
     assert (report.judged, report.unattributed, report.requests) == (2, 1, 1)
     assert [(v.hop.region, v.data_class) for v in found] == [("aws/us-east-1", "confidential")]
+
+
+def test_a_path_its_service_reported_that_stops_before_an_unseen_call_is_left_open() -> None:
+    """A service that reports only its own hop while its calls to a cache went unseen (a Redis in
+    another region, say: connections the fault plane cannot tell apart) has not told where the
+    request went from there: the judge counts it open, for the metrics to leave unjudged. A path
+    that names a place of the component called, or that never reached the caller, is closed."""
+    from bascule.model.loading import read_design
+
+    design = read_design(ROOT / "designs" / "us-fallback.yaml")
+    par, us = "scaleway/fr-par", "aws/us-east-1"
+    judge = SovereigntyJudge(design)
+    own = Hop("gateway", par)  # served_by, the service's own report
+    plane = HopSource.FAULT_PLANE
+    samples = [
+        (own,),  # stops at the gateway, which made calls to the llm nobody could tie to a request
+        (own,),
+        (own, Hop("llm", par)),  # names where its llm call went
+        (Hop("gateway", us),),  # another caller's region: no unseen call from there
+        (Hop("gateway", par, via=plane),),  # the fault plane's alone: counted apart (relayed_only)
+    ]
+    for hops in samples:
+        judge.observe(RequestSample("load", "ask", 0.0, 0.1, True, data_class="internal", hops=hops))
+    assert judge.report().open_paths == 0  # no call was open
+    report = judge.report([("gateway", par, "llm")])
+    assert (report.judged, report.relayed_only, report.open_paths) == (5, 1, 2)
+    assert judge.report([("gateway", par, "store")]).open_paths == 3
 
 
 @pytest.mark.parametrize(

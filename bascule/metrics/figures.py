@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
-from bascule.metrics.discovered import outside_note, shift_discovered
+from bascule.metrics.discovered import shift_discovered
 from bascule.metrics.loadrate import slowed_load
 from bascule.metrics.model import (
     ErrorBudget,
@@ -27,6 +27,7 @@ from bascule.metrics.model import (
 )
 from bascule.metrics.noise import explained_failures, measure_noise
 from bascule.metrics.series import compute_series
+from bascule.metrics.sovereignty import judge_sovereignty
 from bascule.metrics.state import (
     MAX_EVENTS,
     Aggregate,
@@ -282,45 +283,9 @@ class _Figures:
             budget = ErrorBudget(round(allowed, 6), spent, None if burnt is None else round(burnt, 6))
             if burnt is None:
                 self.notes["error_budget"] = "the objective allows no failure and some requests failed"
-        report = r.sov_report
-        # Journals from before paths were counted have no `unattributed`: judged wherever there was traffic.
-        counted = None if report is None or report.unattributed is None else report.judged
-        unattributed = 0 if report is None or report.unattributed is None else report.unattributed
-        if counted is None:
-            judged = bool(report is not None or self.windows or r.violation_count)
-        else:
-            judged = counted > 0 or r.violation_count > 0
-        incomplete = () if r.paths_report is None else r.paths_report.incomplete_routes
-        relayed_only = 0 if report is None or report.relayed_only is None else report.relayed_only
-        if counted is not None and judged and incomplete and relayed_only and not r.violation_count:
-            # Paths told by the fault plane alone, while some of its hops belonged to no request:
-            # where those requests went next is unknown, so they are not judged. Requests whose
-            # service reported its path still are.
-            counted -= relayed_only
-            unattributed += relayed_only
-            judged = counted > 0
-            if not judged:
-                self.notes["sovereignty"] = (
-                    f"{relayed_only} request{'s' if relayed_only != 1 else ''} had a path only the "
-                    f"fault plane told, and on {', '.join(incomplete)} some hops carried no trace "
-                    "of any request, or connections were not HTTP (a component that does not "
-                    "propagate W3C trace context, starts its own, or speaks its own protocol, as a "
-                    "database or a cache does): where those requests went could not be told"
-                )
-        if not judged and "sovereignty" not in self.notes:
-            self.notes["sovereignty"] = (
-                f"no request's path was known: {unattributed} answered request"
-                f"{'s' if unattributed != 1 else ''} of a data class reported no hop — neither the "
-                "fault plane, nor OpenTelemetry spans, nor the service said where they went"
-                if unattributed
-                else "no request was judged (no traffic in the journal)"
-            )
-        violations = max(r.violation_count, 0 if report is None else len(report.violations))
-        if (blind := outside_note(r.discovered)) is not None and not violations:
-            judged, self.notes["sovereignty"] = False, blind  # a violation fails it whatever else
-        violating = r.violating
-        if report is not None and report.requests is not None:
-            violating = max(violating, report.requests)
+        sovereignty = judge_sovereignty(r, bool(self.windows))
+        if sovereignty.note is not None:
+            self.notes["sovereignty"] = sovereignty.note
         return Metrics(
             run=run_info(self.r),
             objectives=r.objectives,
@@ -346,18 +311,16 @@ class _Figures:
             ),
             failback=failback,
             rpo=self.rpo(),
-            sovereignty_judged=judged,
-            sovereignty_judged_requests=counted
-            if report is not None and report.unattributed is not None
-            else None,
-            sovereignty_unattributed=unattributed,
+            sovereignty_judged=sovereignty.judged,
+            sovereignty_judged_requests=sovereignty.requests,
+            sovereignty_unattributed=sovereignty.unattributed,
             paths_by_source=sources.figures()
             if r.paths_report and (sources := r.paths_report.sources)
             else None,
             noise=self.noise,
             discovered=shift_discovered(r.discovered, self.base),
-            sovereignty_violations=violations,
-            violating_requests=violating,
+            sovereignty_violations=sovereignty.violations,
+            violating_requests=sovereignty.violating,
             violations=tuple(_shift_violation(v, self.base) for v in r.violations),
             violations_by_hop=tuple((*k, n) for k, n in r.by_hop.most_common()),
             correctness=correctness,

@@ -287,6 +287,7 @@ class PathsReport(_Record):
 
 class SovereigntyReport(_Record):
     relayed_only: Int = None
+    open_paths: Int = None
     judged: Int = None
     """Requests of a known data class whose path was known (None in journals before it meant that)."""
     unattributed: Int = None

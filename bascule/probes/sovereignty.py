@@ -120,6 +120,11 @@ class SovereigntyReport:
     relayed_only: int = 0
     """Judged samples whose path only the fault plane told (their service reported no hop): their
     paths are complete only where every component propagated the trace context."""
+    open_paths: int = 0
+    """Judged samples with no violation whose service reported hops, but whose path reached a
+    component in a region that called another over connections that were not HTTP (`report`'s
+    `opaque_calls`) and names no hop of the component called: where they went from there is
+    unknown."""
 
 
 class SovereigntyJudge:
@@ -132,6 +137,9 @@ class SovereigntyJudge:
         self._unattributed = 0
         self._relayed_only = 0
         self._found: list[Violation] = []
+        self._reported: Counter[frozenset[tuple[str, str | None]]] = Counter()
+        """The places (component, region) of each judged sample with no violation that its service
+        told (not the fault plane alone), counted by path: few distinct ones in any run."""
 
     def observe(self, sample: RequestSample) -> list[Violation]:
         found = violations(sample, self.design)
@@ -141,18 +149,37 @@ class SovereigntyJudge:
                     self._judged += 1
                     if all(hop.via in _OBSERVED for hop in sample.hops):
                         self._relayed_only += 1
+                    elif not found:
+                        places = frozenset((h.component, h.region) for h in sample.hops if h.relayed)
+                        self._reported[places] += 1
                 elif sample.ok:
                     self._unattributed += 1
             self._found.extend(found)
         return found
 
-    def report(self) -> SovereigntyReport:
+    def report(self, opaque_calls: Iterable[tuple[str, str, str]] = ()) -> SovereigntyReport:
+        """The totals; `opaque_calls` (calling component, its region, component called): the calls
+        over connections that were not HTTP, whose requests nobody could tell apart
+        (`PathReport.opaque_calls`)."""
         with self._lock:
             found = tuple(self._found)
             judged, unattributed, relayed_only = self._judged, self._unattributed, self._relayed_only
+            reported = list(self._reported.items())
+        calls = tuple(opaque_calls)
+        open_paths = sum(n for places, n in reported if _open_path(places, calls))
         requests = len({(v.source, v.request_id, v.started) for v in found})
         by_hop = Counter((v.hop.component, v.hop.region) for v in found)
-        return SovereigntyReport(judged, found, requests, dict(by_hop), unattributed, relayed_only)
+        return SovereigntyReport(
+            judged, found, requests, dict(by_hop), unattributed, relayed_only, open_paths
+        )
+
+
+def _open_path(places: frozenset[tuple[str, str | None]], calls: tuple[tuple[str, str, str], ...]) -> bool:
+    """Whether a path that reached `places` went through a call of `calls` and named no place of the
+    component called: a service that reported only part of its path (its own hop, say) while its
+    calls to a cache in another region went unseen."""
+    components = {component for component, _ in places}
+    return any((caller, region) in places and callee not in components for caller, region, callee in calls)
 
 
 @register

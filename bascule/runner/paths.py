@@ -22,7 +22,10 @@ from dataclasses import dataclass, field, replace
 from bascule.journal import Hop, HopSource, PathHop, RequestSample
 from bascule.model.design import Design
 
-__all__ = ["PathJoiner", "PathReport", "add_hops", "hop_of"]
+__all__ = ["OpaqueCall", "PathJoiner", "PathReport", "add_hops", "hop_of"]
+
+OpaqueCall = tuple[str, str, str]
+"""(calling component, its region, component called) of a connection that was not HTTP/1.x."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PathReport:
     opaque: dict[str, int] = field(default_factory=dict)
     """Route → connections whose bytes were not HTTP/1.x (a database's or a cache's own protocol,
     TLS): what they carried, and for which request, the fault plane cannot tell."""
+    opaque_calls: frozenset[OpaqueCall] = frozenset()
+    """Who called whom over those connections, from where (`SovereigntyJudge.report`)."""
 
     @property
     def incomplete_routes(self) -> list[str]:
@@ -102,6 +107,7 @@ class PathJoiner:
         self._own: set[str] = set()
         self._relayed: Counter[tuple[str, str]] = Counter()
         self._opaque: Counter[str] = Counter()
+        self._opaque_calls: set[OpaqueCall] = set()
 
     def bookkeeping(self, trace_id: str) -> None:
         """`trace_id` is a request of bascule's own that makes no sample (a canary read-back): its
@@ -116,6 +122,8 @@ class PathJoiner:
                 continue
             if hop.opaque:  # a connection, not a request: counted apart
                 self._opaque[hop.route] += 1
+                if hop.caller is not None and hop.caller_region is not None:
+                    self._opaque_calls.add((hop.caller, hop.caller_region, hop.component))
                 continue
             self._hops += 1
             if hop.trace_id in self._own:
@@ -168,6 +176,7 @@ class PathJoiner:
             unanswered=unanswered,
             relayed=relayed,
             opaque=dict(self._opaque),
+            opaque_calls=frozenset(self._opaque_calls),
         )
 
 

@@ -35,7 +35,7 @@ from bascule.runner.display import Display
 from bascule.runner.guardrails import GuardrailMonitor, Trip
 from bascule.runner.interrupt import Abort
 from bascule.runner.metrics_endpoint import MetricsEndpoint
-from bascule.runner.paths import PathJoiner, add_hops
+from bascule.runner.paths import OpaqueCall, PathJoiner, add_hops
 from bascule.runner.records import jsonable, violation_json
 from bascule.runner.sources import SourceComparison
 from bascule.runner.span_paths import SpanJoiner
@@ -235,6 +235,7 @@ class Traffic:
         self.drain(final=True)
         for window in self.aggregator.close_all():
             self.journal.window(window)
+        opaque_calls: frozenset[OpaqueCall] = frozenset()
         if self.paths is not None:
             for trace_id in _take(self.own_traces):
                 self.paths.bookkeeping(trace_id)
@@ -246,6 +247,7 @@ class Traffic:
                 self.journal.write("error", message=f"reading the last hops: {type(exc).__name__}: {exc}")
             self._take_outside()
             report = self.paths.report()
+            opaque_calls = report.opaque_calls
             extra: dict[str, Any] = {}
             if self.spans is not None and self.sources is not None:
                 extra = {
@@ -281,7 +283,8 @@ class Traffic:
                     f"{dep.jurisdiction}, {dep.sovereignty})"
                 )
         if self.judge is not None:
-            self.journal.write("sovereignty-report", durable=True, **jsonable(self.judge.report()))
+            judged = self.judge.report(opaque_calls)
+            self.journal.write("sovereignty-report", durable=True, **jsonable(judged))
 
     # -- samples --
 
