@@ -135,6 +135,31 @@ def test_an_outage_after_every_revert_counts_from_its_own_start() -> None:
 # -- failover, failback, shares ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "replication-pause"}, {"kind": "flap", "period": 2, "fault": {"kind": "control-plane"}}],
+)
+def test_a_fault_behind_the_answers_does_not_make_its_region_one_to_fail_over_from(
+    fault: dict[str, Any],
+) -> None:
+    """A replication paused into the standby while the primary is down: traffic failed over to the
+    standby all the same (a new user saw "time to fail over —" there, the standby counted impaired)."""
+    records = build_records(spec(failover_world))
+    started = next(r for r in records if r["type"] == "run-started")
+    (phase,) = started["plan"]["phases"]
+    started["plan"]["phases"].append(
+        {**phase, "index": 1, "kind": fault["kind"], "fault": fault, "touch": {"regions": [STANDBY]}}
+    )
+    m = compute_metrics(records)
+    assert m.time_to_failover is not None and abs(m.time_to_failover - 3.0) <= PROBE_PERIOD
+    assert m.failback is not None and abs(m.failback - 5.0) <= PROBE_PERIOD
+    # The same phase with a fault that impairs answers there: nowhere left to fail over to.
+    phase_two = started["plan"]["phases"][1]
+    phase_two.update(kind="latency", fault={"kind": "latency", "delay": 1})
+    blind = compute_metrics(records)
+    assert blind.time_to_failover is None and "succeeded elsewhere" in blind.notes["time_to_failover"]
+
+
 def test_failover_and_failback_are_timed_from_samples() -> None:
     m = compute_metrics(build_records(spec(failover_world)))
     assert m.time_to_detect is not None and m.time_to_detect <= PROBE_PERIOD

@@ -28,6 +28,10 @@ class Fault(BaseModel):
     """The selector shapes this kind can act on."""
     client_sees: ClassVar[str]
     """What a client of the affected part observes, in a few words (DESIGN.md's fault table)."""
+    impairs_serving: ClassVar[bool] = True
+    """Whether the regions it touches may stop answering, or answer worse, while it holds: the
+    regions traffic may fail over from (time to fail over, failback). A fault that only stops what
+    happens behind the answers (replication, the control plane) does not."""
 
     def describe(self) -> str:
         """The parameters that differ from their defaults, for tables: ``answer=nodata, new-conns-only``."""

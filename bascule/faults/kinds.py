@@ -490,6 +490,7 @@ class ControlPlane(Fault):
     kind: Literal["control-plane"] = "control-plane"
     scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.PROVIDER})
     client_sees: ClassVar[str] = "nothing at first; no recovery of what fails meanwhile"
+    impairs_serving: ClassVar[bool] = False
 
 
 @register
@@ -499,6 +500,7 @@ class ReplicationPause(Fault):
     kind: Literal["replication-pause"] = "replication-pause"
     scopes: ClassVar[frozenset[Scope]] = frozenset({Scope.REGION, Scope.LINK})
     client_sees: ClassVar[str] = "stale reads in the region"
+    impairs_serving: ClassVar[bool] = False
 
 
 @register

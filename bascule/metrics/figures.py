@@ -249,7 +249,13 @@ class _Figures:
             else []
         )
         rto, recovered = self.recovery(outages, first, impact)
-        impaired = tuple(dict.fromkeys(reg for p in r.phase_plans.values() for reg in p.regions))
+        # Where traffic may fail over from: the regions of the faults that impair answers (not a
+        # replication paused or a control plane frozen, which leave every region serving).
+        impaired = tuple(
+            dict.fromkeys(
+                reg for i, p in r.phase_plans.items() if i not in r.behind_answers for reg in p.regions
+            )
+        )
         ttd = ttf = None
         if self.first_fault is None and impact is not None:
             self.notes["time_to_detect"] = self.notes["time_to_failover"] = "no fault touched this design"
@@ -386,7 +392,13 @@ class _Figures:
         self, start: float, end: float, impaired: Sequence[str], baseline: Aggregate
     ) -> float | None:
         if not impaired:
-            self.notes.setdefault("time_to_failover", "the plan impairs no region")
+            self.notes.setdefault(
+                "time_to_failover",
+                "the plan impairs no region's answers (a replication paused or a control plane "
+                "frozen leaves every region serving)"
+                if self.r.behind_answers
+                else "the plan impairs no region",
+            )
             return None
         bad = set(impaired)
         t = self.first_success(start, end, _elsewhere(self.served_in(bad, baseline), bad))
@@ -500,7 +512,7 @@ class _Figures:
                 until = end if end is not None else (self.data_end or start)
                 agg = self.span(start, until)
                 ttd = self.delta(self.first_failure(start, until), start)
-                if plan.regions:
+                if plan.regions and index not in self.r.behind_answers:
                     bad = set(plan.regions)
                     match = _elsewhere(self.served_in(bad, baseline), bad)
                     ttf = self.delta(self.first_success(start, until, match), start)

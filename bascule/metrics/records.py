@@ -144,6 +144,7 @@ class PlanPhase(_Record):
     index: Int = None
     name: MaybeText = None
     kind: Text = ""
+    fault: Raw = {}
     target: Text = ""
     touch: Annotated[Touch, BeforeValidator(lambda v: _record(v, Touch))] = Touch()
     real_start_s: Num = None

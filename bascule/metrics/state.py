@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bascule.faults import FAULT_KINDS
 from bascule.journal import LatencySketch, SampleRow
 from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
@@ -165,6 +166,9 @@ class JournalState:
         self.data_probes: bool | None = None
         """Whether a data probe made canary writes (None: the journal does not say)."""
         self.phase_plans: dict[int, PhasePlan] = {}
+        self.behind_answers: set[int] = set()
+        """Phases whose fault impairs no region's serving (`Fault.impairs_serving`): a replication
+        paused, a control plane frozen. Traffic has nothing to fail over from there."""
         self.findings: list[FindingRecord] = []
         self.plan_start: float | None = None
         self.run_length: float | None = None
@@ -307,6 +311,8 @@ class JournalState:
         for p in r.plan.phases:
             regions = tuple(dict.fromkeys([*p.touch.regions, *p.touch.indirect_regions]))
             index = len(self.phase_plans) if p.index is None else p.index
+            if not _impairs_serving(p.kind, p.fault):
+                self.behind_answers.add(index)
             self.phase_plans[index] = PhasePlan(
                 index,
                 f"phase {index}" if p.name is None else p.name,
@@ -475,3 +481,12 @@ def _model(kind: type[Objectives] | type[Weights], data: object) -> Any:
         return kind.model_validate(data or {})
     except ValidationError:
         return kind()
+
+
+def _impairs_serving(kind: str, fault: Mapping[str, Any]) -> bool:
+    """Whether a phase's fault may impair its regions' answers (a flap: its inner fault's); a kind
+    this bascule does not know, as if it did."""
+    inner = fault.get("fault") if kind == "flap" else None
+    name = inner.get("kind") if isinstance(inner, Mapping) else kind
+    known = FAULT_KINDS.get(name) if isinstance(name, str) else None
+    return True if known is None else known.impairs_serving
