@@ -158,6 +158,11 @@ def test_a_fault_behind_the_answers_does_not_make_its_region_one_to_fail_over_fr
     phase_two.update(kind="latency", fault={"kind": "latency", "delay": 1})
     blind = compute_metrics(records)
     assert blind.time_to_failover is None and "succeeded elsewhere" in blind.notes["time_to_failover"]
+    # Only a replication paused: no region to fail over from, nor back to.
+    started["plan"]["phases"] = [{**phase_two, "index": 0, "kind": fault["kind"], "fault": fault}]
+    alone = compute_metrics(records)
+    assert alone.time_to_failover is None and alone.failback is None
+    assert "impairs no region's answers" in alone.notes["failback"]
 
 
 def test_failover_and_failback_are_timed_from_samples() -> None:
