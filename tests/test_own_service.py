@@ -397,3 +397,13 @@ def test_a_run_on_a_service_of_ones_own_refuses_the_reference_load_and_no_probe(
     inputs({"load": {**unshaped, "requests": {"ask_path": "/v1/ask"}}})  # the reference shapes, on purpose
     with pytest.raises(ScenarioError, match="no default probe"):
         inputs({"steady_state": None})
+    # A rag probe with no url would ask the reference gateway's POST /v1/ask of it (a new user's
+    # replay passed validate, then stopped at the steady state on 404s); with its url, it runs.
+    reference = {**scenario["steady_state"], "probes": [{"kind": "rag", "data_class": "internal"}]}
+    with pytest.raises(ScenarioError, match=r"this rag probe has no url, .* POST /v1/ask") as refused:
+        inputs({"steady_state": reference})
+    assert refused.value.problems[0].path == ("steady_state", "probes", 0)
+    fresh = {**reference, "probes": [{"kind": "freshness", "write_url": "/api/notes"}]}
+    with pytest.raises(ScenarioError, match="this freshness probe has no ask_url"):
+        inputs({"steady_state": fresh})
+    inputs({"steady_state": {**reference, "probes": [{"kind": "rag", "url": "/api/ask"}]}})

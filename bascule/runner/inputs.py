@@ -106,6 +106,21 @@ def default_run_dir(scenario: Scenario, design: Design) -> Path:
     return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
 
 
+_URL_FIELDS: dict[str, tuple[str, ...]] = {
+    "rag": ("url",),
+    "sovereignty": ("url",),
+    "data": ("url",),
+    "freshness": ("write_url", "ask_url"),
+}
+"""Probe kinds that default to the reference gateway's paths, and the fields that move them."""
+_REFERENCE_PATHS = {
+    "rag": "POST /v1/ask",
+    "sovereignty": "POST /v1/ask",
+    "data": "POST /v1/documents",
+    "freshness": "POST /v1/documents and /v1/ask",
+}
+
+
 def check_pair(scenario: Scenario, design: Design, source: str) -> None:
     """What a scenario must say to run on a design entered through a service of one's own (how to
     probe it, what the load sends it). Raises `ScenarioError`; `bascule validate` and `plan` ask
@@ -124,6 +139,21 @@ def check_pair(scenario: Scenario, design: Design, source: str) -> None:
             ]
         )
     entry, load = design.entry_component(), scenario.load
+    if entry is not None and scenario.steady_state is not None:
+        problems = [
+            Problem(
+                f"{design.id} enters through a service of your own ({entry}): this {probe.kind} "
+                f"probe has no {', '.join(missing)}, and would send the reference gateway's "
+                f"{_REFERENCE_PATHS[probe.kind]} to it — give the path on your service and its "
+                "request and response shapes (docs/probes.md, docs/own-services.md)",
+                ("steady_state", "probes", i),
+                source,
+            )
+            for i, probe in enumerate(scenario.steady_state.probes)
+            if (missing := [f for f in _URL_FIELDS.get(probe.kind, ()) if getattr(probe, f) is None])
+        ]
+        if problems:
+            raise ScenarioError(problems)
     if entry is not None and load is not None and "requests" not in load.model_fields_set:
         raise ScenarioError(
             [
