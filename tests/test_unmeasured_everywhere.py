@@ -64,6 +64,8 @@ def test_html_shows_no_pass_for_it() -> None:
 def test_junit_fails_the_case() -> None:
     xml = render_junit([blind_result()])
     assert 'failures="1"' in xml and "<failure" in xml
+    # None seen is not none: the count a dashboard reads from the properties is null, not 0.
+    assert '<property name="bascule.sovereignty_violations" value="null"' in xml
 
 
 def test_compare_shows_no_pass_for_it() -> None:

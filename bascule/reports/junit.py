@@ -32,6 +32,9 @@ def text_value(value: object) -> str:
 
 def _properties(case: ET.Element, result: Result) -> None:
     score, figures = result.score, result.figures
+    violations = figures.sovereignty_violations
+    if not violations and "sovereignty" in figures.notes:
+        violations = None  # none seen where not every path was known: unmeasured, never 0
     values: dict[str, object] = {
         "bascule.score": score.overall,
         "bascule.grade": score.grade,
@@ -41,7 +44,7 @@ def _properties(case: ET.Element, result: Result) -> None:
         "bascule.recovered": figures.recovered,
         "bascule.latency_p95_s": figures.latency.p95,
         "bascule.writes_lost": None if figures.rpo is None else figures.rpo.lost,
-        "bascule.sovereignty_violations": figures.sovereignty_violations,
+        "bascule.sovereignty_violations": violations,
         "bascule.discovered_dependencies": len(result.discovered),
         "bascule.run_dir": result.run.dir,
     }
