@@ -102,6 +102,10 @@ def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
     # A reason (a probe's error, since it says why) cannot end the table's cell nor write HTML.
     assert "**not scored**<br>guardrail sovereignty: 5 violations \\| &lt;b&gt;seen&lt;/b&gt;" in markdown
     assert "not scored" in render_compare_html(comparison)
+    # The terminal says it as summary.md does, not "FAIL · —/100, grade —".
+    console = Console(width=120, record=True, color_system=None)
+    console.print(render_terminal(unscored))
+    assert console.export_text().startswith("FAIL · not scored — ")
 
 
 def test_the_terminal_summary_shows_no_pass_for_it() -> None:

@@ -35,8 +35,9 @@ def render_terminal(result: Result) -> RenderableType:
         return Text(f"not scored: {result.run.reason or 'the run did not reach its plan'}", style="yellow")
     style = "green" if head.passed else "red"
     cap = summary.compute_cap(result)
+    scored = "not scored" if head.overall is None else f"{head.overall_text}/100, grade {head.grade}"
     headline = Text.assemble(
-        (f"{head.verdict} · {head.overall_text}/100, grade {head.grade}", f"bold {style}"),
+        (f"{head.verdict} · {scored}", f"bold {style}"),
         f" — {head.scenario_id} on {head.design_id}",
         *([f"\n{cap}"] if cap else []),
     )
