@@ -74,6 +74,7 @@ def test_without_a_regional_placeholder_only_the_default_route_exists() -> None:
         ('{X: "{lm@aws/us-east-1.url}"}', "[llm]", "unknown component 'lm' (did you mean 'llm'?)"),
         ('{X: "{llm@ovhcloud/gra.url}"}', "[llm]", "llm is not placed in 'ovhcloud/gra'"),
         ('{X: "{llm@aws/us-east-1.url}"}', "[]", "llm is not in calls"),
+        ('{X: "{llm.dns_host}"}', "[]", "{llm.dns_host}: llm is not in calls; add it there"),
         ('{X: "{llm@aws/us-east-1.path}"}', "[llm]", "give .url, .host, .port, .dns_url or .dns_host"),
     ],
 )

@@ -109,6 +109,8 @@ def _regional_problem(field: str, calls: Sequence[str], placed: Mapping[str, Seq
     is not of that form at all (then it is simply unknown)."""
     head, _, attribute = field.partition(".")
     if "@" not in head:
+        if head in placed and head not in calls and attribute in CALLEE_FIELDS:
+            return f"{{{field}}}: {head} is not in calls; add it there to call it"
         return ""
     callee, _, region = head.partition("@")
     if attribute not in CALLEE_FIELDS:
