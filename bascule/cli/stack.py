@@ -141,8 +141,11 @@ def _announce(stack: LocalStack, run_dir: Path) -> None:
         )
         component, region = "retriever", design.regions[0].id
     else:  # services of one's own: bascule knows their addresses, not their requests
-        first = next(iter(stack.entries().items()), None)
-        if first is not None:  # one region's entry route: no failover, as the edge gives clients
+        entries = stack.entries()
+        # The first region of the routing order that has an entry route: no failover, as the edge
+        # gives clients.
+        first = next(((r, entries[r]) for r in design.routing_order if r in entries), None)
+        if first is not None:
             where, url = first
             out.print(f"call it: curl {url}/  (your {entry} in {where}, through its route)")
         component = next((c for c in design.components if c != entry), entry)
@@ -157,7 +160,7 @@ def _endpoints(stack: LocalStack) -> Table:
     table = Table(title="Entry points (through the edge: bascule stack ask)", title_justify="left")
     table.add_column("region")
     table.add_column("sovereignty")
-    table.add_column("gateways")
+    table.add_column("entry point")
     for region, url in stack.entries().items():
         level = stack.design.region(region).sovereignty.value
         table.add_row(region, level, url)
@@ -165,7 +168,9 @@ def _endpoints(stack: LocalStack) -> Table:
     for column in ("name", "region", "pid", "address"):
         processes.add_column(column)
     for replica in stack.supervisor.replicas():
-        processes.add_row(replica.spec.name, replica.spec.group, str(replica.pid), replica.url or "-")
+        # host:port, not a URL: a process of one's own may speak any protocol (a database, a cache).
+        address = replica.url.removeprefix("http://") if replica.url else "-"
+        processes.add_row(replica.spec.name, replica.spec.group, str(replica.pid), address)
     grid = Table.grid(padding=(1, 0))
     grid.add_row(table)
     grid.add_row(processes)
