@@ -165,6 +165,15 @@ def test_a_fault_behind_the_answers_does_not_make_its_region_one_to_fail_over_fr
     assert "impairs no region's answers" in alone.notes["failback"]
 
 
+def test_no_failback_is_timed_where_traffic_never_failed_over() -> None:
+    """The primary's internal traffic fails for 2 s and comes back there, never served elsewhere:
+    no failover, so no failback either (a new user read "Failback 76 ms — traffic back on the
+    primary" after a latency fault the service rode out where it was)."""
+    m = compute_metrics(build_records(spec(outage_world(4.0, 2.0))))
+    assert m.time_to_failover is None
+    assert m.failback is None and "no failover was seen" in m.notes["failback"]
+
+
 def test_failover_and_failback_are_timed_from_samples() -> None:
     m = compute_metrics(build_records(spec(failover_world)))
     assert m.time_to_detect is not None and m.time_to_detect <= PROBE_PERIOD

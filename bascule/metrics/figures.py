@@ -270,6 +270,13 @@ class _Figures:
                 )
             ttf = self.failover(first, impact[1], impaired, baseline)
         failback = self.failback(baseline, impaired)
+        if failback is not None and ttf is None and impaired and first is not None:
+            # Failback is coming back after a failover: with none, it would time the traffic that
+            # never left (a latency fault the service rode out where it was).
+            failback = None
+            self.notes["failback"] = (
+                "no failover was seen: no request of the impaired regions' classes succeeded elsewhere"
+            )
         correctness, _ = compute_correctness(
             self.windows,
             baseline,
