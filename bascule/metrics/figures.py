@@ -440,11 +440,11 @@ class _Figures:
         if not home:
             self.notes["failback"] = "no request was served before the first fault"
             return None
-        home = {k: region for k, region in home.items() if region in impaired}
-        totals = {k: sum(n for (c, _), n in baseline.served.items() if c == k) for k in home}
         if not impaired and self.r.behind_answers:
             self.notes["failback"] = "the plan impairs no region's answers: nothing failed over to come back"
             return None
+        home = {k: region for k, region in home.items() if region in impaired}
+        totals = {k: sum(n for (c, _), n in baseline.served.items() if c == k) for k in home}
         if not home or not sum(totals.values()):
             self.notes["failback"] = "no class was served in an impaired region before the first fault"
             return None

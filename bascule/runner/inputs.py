@@ -106,19 +106,14 @@ def default_run_dir(scenario: Scenario, design: Design) -> Path:
     return Path("runs") / f"{stamp}-{scenario.id}-{design.id}"
 
 
-_URL_FIELDS: dict[str, tuple[str, ...]] = {
-    "rag": ("url",),
-    "sovereignty": ("url",),
-    "data": ("url",),
-    "freshness": ("write_url", "ask_url"),
+_REFERENCE_PATHS: dict[str, tuple[tuple[str, ...], str]] = {
+    "rag": (("url",), "POST /v1/ask"),
+    "sovereignty": (("url",), "POST /v1/ask"),
+    "data": (("url",), "POST /v1/documents"),
+    "freshness": (("write_url", "ask_url"), "POST /v1/documents and /v1/ask"),
 }
-"""Probe kinds that default to the reference gateway's paths, and the fields that move them."""
-_REFERENCE_PATHS = {
-    "rag": "POST /v1/ask",
-    "sovereignty": "POST /v1/ask",
-    "data": "POST /v1/documents",
-    "freshness": "POST /v1/documents and /v1/ask",
-}
+"""Probe kinds that default to the reference gateway's paths: the fields that move them, and the
+requests they would send without them."""
 
 
 def check_pair(scenario: Scenario, design: Design, source: str) -> None:
@@ -144,13 +139,17 @@ def check_pair(scenario: Scenario, design: Design, source: str) -> None:
             Problem(
                 f"{design.id} enters through a service of your own ({entry}): this {probe.kind} "
                 f"probe has no {', '.join(missing)}, and would send the reference gateway's "
-                f"{_REFERENCE_PATHS[probe.kind]} to it — give the path on your service and its "
+                f"{_REFERENCE_PATHS[probe.kind][1]} to it — give the path on your service and its "
                 "request and response shapes (docs/probes.md, docs/own-services.md)",
                 ("steady_state", "probes", i),
                 source,
             )
             for i, probe in enumerate(scenario.steady_state.probes)
-            if (missing := [f for f in _URL_FIELDS.get(probe.kind, ()) if getattr(probe, f) is None])
+            if (
+                missing := [
+                    f for f in _REFERENCE_PATHS.get(probe.kind, ((), ""))[0] if getattr(probe, f) is None
+                ]
+            )
         ]
         if problems:
             raise ScenarioError(problems)
