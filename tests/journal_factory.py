@@ -56,6 +56,8 @@ class FaultSpan:
     apply: float
     revert: float | None
     cycle: int | None = None
+    traffic: dict[str, int] | None = None
+    """The revert's ``traffic`` (what the target counted on the fault's parts); None: absent."""
 
 
 @dataclass
@@ -204,6 +206,7 @@ def _timed(spec: JournalSpec) -> Iterator[tuple[float, int, dict[str, Any]]]:
                 late_by=0.0,
                 took=0.001,
                 effects=[],
+                **({} if f.traffic is None else {"traffic": f.traffic}),
             )
 
     aggregator = WindowAggregator(origin=ORIGIN, grace=1.0)

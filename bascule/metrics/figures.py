@@ -22,6 +22,7 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     PhasePlan,
+    PhaseTraffic,
     Rpo,
     Violation,
 )
@@ -554,6 +555,7 @@ class _Figures:
                     rto=rto,
                     recovered=recovered,
                     share=agg.share(),
+                    traffic=_phase_traffic(ivs),
                 )
             )
         return tuple(out)
@@ -577,3 +579,13 @@ def _elsewhere(classes: set[str], impaired: set[str]) -> Callable[[str, str], bo
 
 def _shift_violation(v: Violation, base: float) -> Violation:
     return Violation(round(v.t - base, 6), v.request_id, v.source, v.data_class, v.hop, v.minimum, v.level)
+
+
+def _phase_traffic(intervals: Sequence[FaultInterval]) -> PhaseTraffic | None:
+    """The traffic that reached a phase's fault over its cycles: None unless every cycle was
+    counted — or one that was counted did see traffic, which no uncounted one can take back."""
+    counted = [iv.traffic for iv in intervals if iv.traffic is not None]
+    if not counted:
+        return None
+    total = sum(counted, PhaseTraffic())
+    return total if total.reached or len(counted) == len(intervals) else None

@@ -41,6 +41,7 @@ __all__ = [
     "SourcesRecord",
     "SovereigntyReport",
     "SovereigntyViolation",
+    "TrafficRecord",
     "num",
     "parse_record",
 ]
@@ -215,6 +216,15 @@ class FaultApplied(_Record):
     """What the target changed, one line each (``dns db.….bascule.internal: nodata``)."""
 
 
+class TrafficRecord(_Record):
+    """A revert's ``traffic``: what reached the fault's routes and names while it was in force."""
+
+    connections: Annotated[int, BeforeValidator(_count)] = 0
+    bytes: Annotated[int, BeforeValidator(_count)] = 0
+    lookups: Annotated[int, BeforeValidator(_count)] = 0
+    resets: Annotated[int, BeforeValidator(_count)] = 0
+
+
 class FaultReverted(_Record):
     t: Num = None
     phase: Int = None
@@ -223,6 +233,11 @@ class FaultReverted(_Record):
     """The ledger key (``p3``, ``p4.c2``) when the phase is not given."""
     kind: MaybeText = None
     rollback: Flag = False
+    traffic: Annotated[
+        TrafficRecord | None,
+        BeforeValidator(lambda v: _record(v, TrafficRecord) if isinstance(v, Mapping) else None),
+    ] = None
+    """None where the target did not count it (absent from the record)."""
 
 
 class HopRecord(_Record):

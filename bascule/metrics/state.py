@@ -17,7 +17,7 @@ from bascule.journal import LatencySketch, SampleRow
 from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
 from bascule.metrics.discovered import parse_discovered
-from bascule.metrics.model import Latency, PhasePlan, Violation
+from bascule.metrics.model import Latency, PhasePlan, PhaseTraffic, Violation
 from bascule.metrics.records import (
     DataReport,
     ErrorRecord,
@@ -132,12 +132,17 @@ class Aggregate:
         return {r: round(n / total, 6) for r, n in sorted(by_region.items())} if total else {}
 
 
+NO_TRAFFIC = ": no traffic reached it while it was in force"
+
+
 @dataclass
 class FaultInterval:
     phase: int
     cycle: int | None
     apply: float
     revert: float | None = None
+    traffic: PhaseTraffic | None = None
+    """What the target counted on the fault's parts while it was in force (its revert's ``traffic``)."""
 
 
 @dataclass
@@ -360,8 +365,12 @@ class JournalState:
         interval = self.open.pop((phase, cycle), None)
         if interval is not None:
             interval.revert = t
+            if r.traffic is not None:
+                c = r.traffic
+                interval.traffic = PhaseTraffic(c.connections, c.bytes, c.lookups, c.resets)
         verb = "rolled back" if r.rollback else "reverted"
-        self._event(t, "fault", f"{verb} {self._describe(phase, r.kind, cycle)}")
+        idle = r.traffic is not None and not PhaseTraffic(**r.traffic.model_dump()).reached
+        self._event(t, "fault", f"{verb} {self._describe(phase, r.kind, cycle)}{NO_TRAFFIC if idle else ''}")
 
     def _describe(self, phase: int, kind: object, cycle: int | None) -> str:
         plan = self.phase_plans.get(phase)

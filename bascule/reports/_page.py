@@ -111,6 +111,7 @@ ol.findings li { margin: 4px 0; }
 .level-sovereign { color: #2e9e4f; } .level-trusted { color: #2f6fd0; }
 .level-exposed { color: #f08a24; } .level-foreign { color: #d6342c; }
 .empty { color: var(--muted); margin: 0; }
+.warning { border-left: 4px solid #b7791f; background: #fffaf0; padding: 6px 10px; margin: 0 0 10px; }
 footer { color: var(--muted); font-size: 12.5px; padding-bottom: 30px; }
 @media print {
   body { background: #fff; }

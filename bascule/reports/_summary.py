@@ -23,7 +23,7 @@ from bascule.reports._format import (
     fmt_span,
     fmt_value,
 )
-from bascule.reports.model import Figures, Noise, PathSources, Result, Rpo
+from bascule.reports.model import Figures, Noise, PathSources, Phase, Result, Rpo
 
 __all__ = [
     "DimensionRow",
@@ -38,6 +38,7 @@ __all__ = [
     "compute_findings",
     "compute_headline",
     "compute_phase_rows",
+    "compute_unreached",
     "safe_links",
 ]
 
@@ -83,6 +84,8 @@ class PhaseRow:
     actual: str
     success: str
     p95: str
+    reached: str
+    """What reached the parts its fault held while in force; "nothing", or a dash where not counted."""
 
 
 @dataclass(frozen=True)
@@ -182,9 +185,52 @@ def compute_phase_rows(result: Result) -> list[PhaseRow]:
             actual=fmt_span(phase.actual_start, phase.actual_end),
             success=fmt_percent(phase.success_ratio),
             p95=fmt_seconds(phase.p95),
+            reached=_reached_text(phase),
         )
         for phase in result.phases
     ]
+
+
+def _reached_text(phase: Phase) -> str:
+    traffic = phase.traffic
+    if traffic is None:
+        return DASH
+    parts = [
+        f"{fmt_count(n)} {one if n == 1 else many}"
+        for n, one, many in (
+            (traffic.connections, "connection", "connections"),
+            (0 if traffic.connections else traffic.bytes, "byte", "bytes"),  # on connections open before
+            (traffic.lookups, "lookup", "lookups"),
+            (traffic.resets, "connection reset", "connections reset"),
+        )
+        if n
+    ]
+    return ", ".join(parts) if parts else "nothing"
+
+
+def compute_unreached(result: Result) -> list[str]:
+    """One sentence for each phase whose fault no traffic reached while it was in force: the run
+    says nothing of it, whatever the score."""
+    out = []
+    for phase in result.phases:
+        if phase.reached is not False:
+            continue
+        what = f"{phase.kind} on {phase.target}" if phase.target else phase.kind
+        called = " ".join(
+            x
+            for x in (
+                "Phase",
+                None if phase.index is None else str(phase.index),
+                phase.name and f"({phase.name})",
+            )
+            if x
+        )
+        out.append(
+            f"{called}: {what} reached no traffic while it was in force (no connection or byte "
+            "on its routes, no lookup of its names), so this run says nothing of how the service bears "
+            "it. Aim it at a part the load uses, or make the load reach that part."
+        )
+    return out
 
 
 def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:

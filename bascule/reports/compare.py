@@ -50,6 +50,8 @@ class Cell:
     reason: str = ""
     discovered: tuple[str, ...] = ()
     """Hosts outside the design the run reached: ``sts.amazonaws.com (aws, US, foreign)``."""
+    unreached: tuple[str, ...] = ()
+    """The phases whose fault reached no traffic while in force (docs/faults.md): ``2 latency``."""
     repeat: RepeatContext | None = None
     """A repeated item (docs/repeats.md): ``overall`` is then the mean score of its runs, ``grade``
     that mean's grade and ``passed`` its verdict over the runs; the figures and sub-scores are
@@ -105,6 +107,7 @@ def _cell(result: Result) -> Cell:
             f"{d.host} ({d.provider or 'unknown operator'}, {d.jurisdiction}, {d.sovereignty})"
             for d in result.discovered
         ),
+        unreached=tuple(f"{p.index} {p.kind}" for p in result.phases if p.reached is False),
     )
 
 
@@ -217,6 +220,8 @@ def _figure(cell: Cell) -> str:
         parts.append(f"{f.sovereignty_violations} violations")
     if cell.discovered:
         parts.append(f"outside the design: {'; '.join(cell.discovered)}")
+    if cell.unreached:
+        parts.append(f"reached no traffic: phase {', '.join(cell.unreached)}")
     return ", ".join(parts)
 
 

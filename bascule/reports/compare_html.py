@@ -231,6 +231,8 @@ def _cell_figures(cell: Cell) -> str:
     rows.append(("sovereignty violations", fmt_count(violations), bool(violations)))
     if cell.discovered:
         rows.append(("outside the design", "; ".join(cell.discovered), True))
+    if cell.unreached:
+        rows.append(("faults that reached no traffic", "phase " + ", ".join(cell.unreached), True))
     return (
         '<dl class="figs">'
         + "".join(

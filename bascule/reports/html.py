@@ -264,6 +264,7 @@ def _phases(result: Result) -> str:
                 "run time, actual",
                 "success",
                 "p95",
+                "traffic reached",
             ],
             numeric=(0, 5, 6, 7, 8),
         )
@@ -272,10 +273,12 @@ def _phases(result: Result) -> str:
             f'<td class="num">{_e(r.index)}</td><td>{_e(r.name)}</td><td class="nowrap">{_e(r.kind)}</td>'
             f'<td>{_e(r.target)}</td><td class="nowrap">{_e(r.real)}</td>'
             f'<td class="num">{_e(r.planned)}</td><td class="num">{_e(r.actual)}</td>'
-            f'<td class="num">{_e(r.success)}</td><td class="num">{_e(r.p95)}</td></tr>'
+            f'<td class="num">{_e(r.success)}</td><td class="num">{_e(r.p95)}</td>'
+            f"<td>{_e(r.reached)}</td></tr>"
             for r in rows
         ]
-        body = f'<div class="table-wrap"><table>{head}{"".join(lines)}</table></div>'
+        warnings = "".join(f'<p class="warning">{_e(w)}</p>' for w in summary.compute_unreached(result))
+        body = f'{warnings}<div class="table-wrap"><table>{head}{"".join(lines)}</table></div>'
     return f'<section aria-labelledby="phases-h"><h2 id="phases-h">Phases</h2>{body}</section>'
 
 

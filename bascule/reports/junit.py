@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from bascule.reports._discovered import discovered_lines
+from bascule.reports._summary import compute_unreached
 from bascule.reports.model import Result, ResultScore
 
 __all__ = ["render_junit", "text_value"]
@@ -46,6 +47,8 @@ def _properties(case: ET.Element, result: Result) -> None:
         "bascule.writes_lost": None if figures.rpo is None else figures.rpo.lost,
         "bascule.sovereignty_violations": violations,
         "bascule.discovered_dependencies": len(result.discovered),
+        # Phases whose fault reached no traffic while in force (null: none was counted).
+        "bascule.faults_unreached": _unreached(result),
         "bascule.run_dir": result.run.dir,
     }
     for entry in score.dimensions:
@@ -53,6 +56,11 @@ def _properties(case: ET.Element, result: Result) -> None:
     properties = ET.SubElement(case, "properties")
     for name, value in values.items():
         ET.SubElement(properties, "property", name=name, value=text_value(value))
+
+
+def _unreached(result: Result) -> int | None:
+    counted = [p for p in result.phases if p.reached is not None]
+    return sum(1 for p in counted if not p.reached) if counted else None
 
 
 def _failuretext_value(score: ResultScore) -> tuple[str, str]:
@@ -90,9 +98,12 @@ def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> s
         case = ET.SubElement(suite, "testcase", classname=scenario, name=design, time=f"{elapsed:.3f}")
         _properties(case, result)
         lines = discovered_lines(result)
+        said = [f"warning: {sentence}" for sentence in compute_unreached(result)]
         if lines:
+            said += ["discovered dependencies (hosts outside the design):", *lines]
+        if said:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n".join(["discovered dependencies (hosts outside the design):", *lines])
+            out.text = "\n".join(said)
         code = run.exit_code or 0
         reason = run.reason or ""
         if code in _ERRORS:

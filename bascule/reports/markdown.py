@@ -130,6 +130,10 @@ def _cap(result: Result) -> list[str]:
     return [f"**Cap:** {_md(cap)}", ""] if cap else ["No cap applied to the overall score.", ""]
 
 
+def _unreached(result: Result) -> list[str]:
+    return [line for sentence in summary.compute_unreached(result) for line in (f"> ⚠️ {_md(sentence)}", "")]
+
+
 def _phases(result: Result) -> list[str]:
     rows = [
         [
@@ -142,13 +146,25 @@ def _phases(result: Result) -> list[str]:
             _md(r.actual),
             _md(r.success),
             _md(r.p95),
+            _md(r.reached),
         ]
         for r in summary.compute_phase_rows(result)
     ]
     if not rows:
         return []
     real = "incident time (UTC)" if result.run.scenario.started_at else "incident time"
-    header = ["#", "phase", "kind", "target", real, "run time planned", "run time actual", "success", "p95"]
+    header = [
+        "#",
+        "phase",
+        "kind",
+        "target",
+        real,
+        "run time planned",
+        "run time actual",
+        "success",
+        "p95",
+        "traffic reached",
+    ]
     return ["### Phases", "", *_table(header, rows, right=(0, 5, 6, 7, 8)), ""]
 
 
@@ -207,6 +223,7 @@ def render_markdown(result: Result) -> str:
     """`summary.md` for one `bascule.result/1` document."""
     lines = [
         *_title(result),
+        *_unreached(result),
         *_repeat(result),
         *_dimensions(result),
         *_cap(result),

@@ -45,6 +45,7 @@ __all__ = [
     "Run",
     "ScenarioInfo",
     "Series",
+    "Traffic",
     "Violation",
     "dump_result",
     "parse_result",
@@ -258,6 +259,13 @@ class Figures(_Record):
     """Figure name → why it is ``None``."""
 
 
+class Traffic(_Record):
+    connections: int = 0
+    bytes: int = 0
+    lookups: int = 0
+    resets: int = 0
+
+
 class Phase(_Record):
     index: int | None = None
     name: str = ""
@@ -279,6 +287,11 @@ class Phase(_Record):
     rto: float | None = None
     recovered: bool | None = None
     share: Mapping[str, float] = {}
+    traffic: Traffic | None = None
+    """What reached the parts the phase's fault held while it was in force; null where not counted."""
+    reached: bool | None = None
+    """Whether any of it did: false — the fault changed nothing the service used then, and the
+    run says nothing of how the service bears it; null where not counted."""
 
 
 Shares = Mapping[str, tuple[float | None, ...]]

@@ -35,6 +35,7 @@ from bascule.reports.model import (
     ScenarioInfo,
     Series,
     SourcePaths,
+    Traffic,
     Violation,
 )
 from bascule.score.model import Score
@@ -50,7 +51,7 @@ def build_result(m: metrics.Metrics, score: Score, *, run_dir: str | None = None
         run=_run(m.run, run_dir),
         score=_score(score),
         figures=_figures(m),
-        phases=tuple(_copy(Phase, p, p95=p.latency.p95) for p in m.phases),
+        phases=tuple(_phase(p) for p in m.phases),
         series=_copy(Series, m.series),
         violations=tuple(_copy(Violation, v, hop=_copy(ResultHop, v.hop)) for v in m.violations),
         findings=tuple(f.message for f in m.findings),
@@ -65,6 +66,17 @@ def _copy(model: type[_Model], record: object, **given: object) -> _Model:
     ``record`` lacks is an `AttributeError`, never a silent default."""
     values = {name: given[name] if name in given else getattr(record, name) for name in model.model_fields}
     return model.model_validate(values)
+
+
+def _phase(p: metrics.PhaseMetrics) -> Phase:
+    counted = p.traffic
+    return _copy(
+        Phase,
+        p,
+        p95=p.latency.p95,
+        traffic=None if counted is None else Traffic.model_validate(vars(counted)),
+        reached=None if counted is None else counted.reached,
+    )
 
 
 def _run(run: metrics.RunInfo, run_dir: str | None) -> Run:

@@ -65,4 +65,5 @@ def render_terminal(result: Result) -> RenderableType:
     for figure in summary.compute_figures(result):
         if figure.label in KEY_FIGURES:
             figures.add_row(figure.label, figure.value, figure.note)
-    return Group(headline, Text(""), dimensions, Text(""), figures)
+    unreached = [Text(f"⚠ {sentence}", style="yellow") for sentence in summary.compute_unreached(result)]
+    return Group(headline, *unreached, Text(""), dimensions, Text(""), figures)

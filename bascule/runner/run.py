@@ -347,7 +347,7 @@ class _Runner:
             actual=round(transition.monotonic - plan_start, 6),
             late_by=round(step.late_by, 6),
             took=round(transition.took, 6),
-            effects=list(transition.effects),
+            **transition.journal_fields(),
             **target.transition_fields(),
         )
         self.display.event(f"{action.op.value} {phase.kind} ({phase.name})")
@@ -395,6 +395,6 @@ class _Runner:
                 key=transition.key,
                 kind=transition.kind,
                 rollback=True,
-                effects=list(transition.effects),
+                **transition.journal_fields(),
                 **target.transition_fields(),
             )

@@ -37,6 +37,7 @@ from bascule.plan.model import Action, ActionOp, Plan, Touch
 
 __all__ = [
     "ClosingTarget",
+    "FaultTraffic",
     "JsonFields",
     "LedgerTarget",
     "RecordsProcesses",
@@ -48,6 +49,34 @@ __all__ = [
     "Transition",
     "signals_deferred",
 ]
+
+
+@dataclass(frozen=True)
+class FaultTraffic:
+    """What reached the parts a fault held while it was in force: connections and bytes sent on
+    its routes, lookups of its names, connections it reset. All 0: the fault changed nothing the
+    service used then, and the run says nothing of how the service bears it."""
+
+    connections: int = 0
+    """Connections the routes it held accepted."""
+    bytes: int = 0
+    """Bytes clients sent on those routes."""
+    lookups: int = 0
+    """Lookups of the names it made fail."""
+    resets: int = 0
+    """Connections it reset (a `dns` fault's, so that their clients look the name up again)."""
+
+    @property
+    def reached(self) -> bool:
+        return bool(self.connections or self.bytes or self.lookups or self.resets)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "connections": self.connections,
+            "bytes": self.bytes,
+            "lookups": self.lookups,
+            "resets": self.resets,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,17 @@ class Transition:
     effects: tuple[str, ...]
     """One line per effect: put in force (apply), or ended (revert; a kill or a wipe ends nothing)."""
     changed: bool = True
+    traffic: FaultTraffic | None = None
+    """At a revert: what reached the fault's routes and names while it was in force; None where
+    the target does not count it (a fault on processes only; the Kubernetes target)."""
+
+    def journal_fields(self) -> dict[str, object]:
+        """What the ``fault-applied``/``fault-reverted`` record says of the change itself
+        (docs/journal.md): its ``effects``, and a revert's ``traffic`` where it was counted."""
+        fields: dict[str, object] = {"effects": list(self.effects)}
+        if self.traffic is not None:
+            fields["traffic"] = self.traffic.to_json()
+        return fields
 
 
 @contextlib.contextmanager
@@ -306,6 +346,11 @@ class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
     @abstractmethod
     def _record_reverted(self, key: str, note: str) -> None: ...
 
+    def _traffic(self, key: str, held: Held) -> FaultTraffic | None:
+        """What reached the fault's parts while it was in force, asked just before it ends; None
+        where the target does not count it. Never raises: a count lost leaves it None."""
+        return None
+
     def _forget(self, key: str, held: Held) -> None:
         """A fault prepared and never applied."""
         self._record_reverted(key, "never applied")
@@ -381,11 +426,14 @@ class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
 
     def _revert_locked(self, key: str, called: float, note: str) -> Transition:
         action, held = self._active[key]
+        traffic = self._traffic(key, held)
         lines = self._undo(key, held)
         self._record_reverted(key, note)
         del self._active[key]
         done, wall = time.monotonic(), time.time()
-        return Transition(key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, lines)
+        return Transition(
+            key, ActionOp.REVERT, action.fault.kind, done, wall, done - called, lines, traffic=traffic
+        )
 
     def close(self) -> list[Transition]:
         """Revert every fault still in force (most recent first), then end the rest (`_end`); the

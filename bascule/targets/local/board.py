@@ -35,6 +35,7 @@ import httpx
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.stack.layout import OwnWipe
 from bascule.stack.supervisor import Supervisor
+from bascule.targets.base import FaultTraffic
 from bascule.targets.local.dns import DnsServer
 from bascule.targets.local.effects import (
     INSTANT,
@@ -69,6 +70,18 @@ class _Layers:
     @property
     def top(self) -> _Value:
         return self.entries[-1][1] if self.entries else None
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The counters of a fault's routes and names: when it was applied, or now."""
+
+    routes: Mapping[str, tuple[int, int]]
+    """Route → (connections accepted, bytes from clients), for the routes it puts in a state."""
+    names: Mapping[str, int]
+    """Name → lookups read, for the names it makes fail."""
+    resets: Mapping[str, int]
+    """Route → connections reset, for the routes whose connections it resets."""
 
 
 @dataclass
@@ -121,6 +134,9 @@ class FaultBoard:
         """The catch-up rate of the last `FreezeIndex` applied to each store replica."""
         self._layers: dict[_Part, _Layers] = {}
         self._active: dict[str, tuple[Effect, ...]] = {}
+        self._applied_counts: dict[str, _Counts | None] = {}
+        """Each fault in force: its routes' and names' counters as it was applied (None: it holds
+        neither, or they could not be read)."""
 
     def active(self) -> dict[str, tuple[Effect, ...]]:
         """Every fault in force, by key, in the order applied."""
@@ -137,6 +153,7 @@ class FaultBoard:
             if key in self._active:
                 raise ValueError(f"fault {key!r} is already applied")
             self._active[key] = tuple(effects)
+            self._applied_counts[key] = self._counts(effects)
             try:
                 changes: list[_Change] = []
                 for effect in effects:
@@ -172,6 +189,7 @@ class FaultBoard:
         with self._lock:
             if self._active.pop(key, None) is None:
                 return False
+            self._applied_counts.pop(key, None)
             changes: list[_Change] = []
             for part, layers in list(self._layers.items()):
                 if not any(k == key for k, _ in layers.entries):
@@ -198,6 +216,43 @@ class FaultBoard:
         if errors:
             raise RevertError("; ".join(errors))
         return done
+
+    def traffic(self, key: str) -> FaultTraffic | None:
+        """What reached the routes and names of the fault `key` since it was applied: connections
+        and bytes on the routes it put in a state, lookups of the names it made fail, connections
+        it reset. None when it is not in force or holds none of those (a fault on processes only)."""
+        with self._lock:
+            effects = self._active.get(key)
+            then = self._applied_counts.get(key)
+            if effects is None or then is None:
+                return None
+            now = self._counts(effects)
+        if now is None:
+            return None
+        return FaultTraffic(
+            connections=sum(now.routes[r][0] - then.routes[r][0] for r in then.routes),
+            bytes=sum(now.routes[r][1] - then.routes[r][1] for r in then.routes),
+            lookups=sum(now.names[n] - then.names[n] for n in then.names),
+            resets=sum(now.resets[r] - then.resets[r] for r in then.resets),
+        )
+
+    def _counts(self, effects: Sequence[Effect]) -> _Counts | None:
+        routes = {e.route for e in effects if isinstance(e, RouteFault)}
+        resets = {e.route for e in effects if isinstance(e, ResetConnections)}
+        names = {e.host for e in effects if isinstance(e, DnsFault)}
+        if not (routes or resets or names):
+            return None
+        try:
+            stats = (
+                {name: info.stats for name, info in self._plane.routes().items()} if routes or resets else {}
+            )
+            return _Counts(
+                routes={r: (stats[r].connections_accepted, stats[r].bytes_from_clients) for r in routes},
+                names={n: self._dns.lookups_of(n) for n in names},
+                resets={r: stats[r].connections_reset for r in resets},
+            )
+        except (KeyError, ValueError, RuntimeError, OSError):
+            return None  # a route or name the stack does not have: its apply fails on its own
 
     def describe(self) -> dict[str, list[str]]:
         return {key: [describe_effect(e) for e in effects] for key, effects in self.active().items()}

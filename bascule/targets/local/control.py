@@ -25,6 +25,8 @@ nothing of other faults on the same part.
     PUT    /v1/faults/{key}              {"effects": [...]}          apply a fault (409 if applied)
     DELETE /v1/faults/{key}                                         revert it ({"reverted": bool})
     GET    /v1/faults                                               the faults in force
+    GET    /v1/faults/{key}/traffic                                 what reached its routes and names
+                                                                    since applied (null: not counted)
     GET    /v1/state                                                         everything above
 
 Route, DNS, process, region and fault names are percent-encoded in paths (route names and
@@ -48,6 +50,7 @@ import httpx
 
 from bascule.errors import FaultError, RevertError, TargetError
 from bascule.stack.supervisor import Replica, Supervisor
+from bascule.targets.base import FaultTraffic
 from bascule.targets.local.board import FaultBoard
 from bascule.targets.local.dns import DnsServer
 from bascule.targets.local.effects import Effect, dump_effect, parse_effect
@@ -124,6 +127,7 @@ _ROUTES: Final = [
     ("PUT", re.compile(r"/v1/regions/([^/]+)/freeze"), "freeze"),
     ("DELETE", re.compile(r"/v1/regions/([^/]+)/freeze"), "thaw"),
     ("GET", re.compile(r"/v1/faults"), "faults"),
+    ("GET", re.compile(r"/v1/faults/([^/]+)/traffic"), "fault_traffic"),
     ("PUT", re.compile(r"/v1/faults/([^/]+)"), "apply_fault"),
     ("DELETE", re.compile(r"/v1/faults/([^/]+)"), "revert_fault"),
 ]
@@ -442,6 +446,10 @@ class ControlServer:
             raise _HttpError(502, str(exc)) from None
         return {"key": key, "applied": True}
 
+    def _fault_traffic(self, key: str) -> dict[str, object]:
+        traffic = self._need_board().traffic(key)
+        return {"key": key, "traffic": None if traffic is None else traffic.to_json()}
+
     def _revert_fault(self, key: str) -> dict[str, object]:
         try:
             reverted = self._need_board().revert(key)
@@ -531,6 +539,15 @@ class ControlClient:
     def revert_fault(self, key: str) -> bool:
         """Revert a fault; False when it was not in force."""
         return bool(self._request("DELETE", f"/v1/faults/{_segment(key)}").get("reverted"))
+
+    def fault_traffic(self, key: str) -> FaultTraffic | None:
+        """What reached the fault's routes and names since it was applied (`FaultBoard.traffic`)."""
+        data = self._request("GET", f"/v1/faults/{_segment(key)}/traffic").get("traffic")
+        if not isinstance(data, dict):
+            return None
+        return FaultTraffic(
+            **{k: int(data.get(k) or 0) for k in ("connections", "bytes", "lookups", "resets")}
+        )
 
     def faults(self) -> dict[str, list[Effect]]:
         data = self._request("GET", "/v1/faults").get("faults", {})

@@ -223,6 +223,16 @@ class DnsServer:
                 by_name=MappingProxyType(dict(self._by_name)),
             )
 
+    def lookups_of(self, name: str) -> int:
+        """Queries read so far for the names a fault set on `name` covers: `name` itself, or for
+        ``*.suffix`` every name below suffix (`set_fault`)."""
+        absolute = qualify(name, self.zone)
+        with self._stats_lock:
+            if absolute.startswith("*."):
+                below = absolute[1:]
+                return sum(count for asked, count in self._by_name.items() if asked.endswith(below))
+            return self._by_name.get(absolute, 0)
+
     def _swap(
         self,
         *,

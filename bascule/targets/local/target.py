@@ -47,7 +47,14 @@ from bascule.model.loading import read_design
 from bascule.model.topology import Link
 from bascule.plan.model import Action, Plan, Touch
 from bascule.stack.layout import ProcessKind, StackLayout, layout
-from bascule.targets.base import JsonFields, LedgerTarget, TargetEvent, Transition, signals_deferred
+from bascule.targets.base import (
+    FaultTraffic,
+    JsonFields,
+    LedgerTarget,
+    TargetEvent,
+    Transition,
+    signals_deferred,
+)
 from bascule.targets.local.control import ControlClient, ControlError
 from bascule.targets.local.effects import INSTANT, Effect, compute_effects, describe_effect
 from bascule.targets.local.ledger import LEDGER_FILE, FaultRecord, Ledger, Owner, RevertedRecord
@@ -73,6 +80,8 @@ class FaultBoardLike(Protocol):
 
     def revert(self, key: str) -> bool: ...
 
+    def traffic(self, key: str) -> FaultTraffic | None: ...
+
 
 class RemoteBoard:
     """The board of a stack run by another process, reached over its control channel."""
@@ -91,6 +100,12 @@ class RemoteBoard:
             return self._client.revert_fault(key)
         except (ControlError, httpx.HTTPError) as exc:
             raise RevertError(f"fault {key!r}: {exc}") from exc
+
+    def traffic(self, key: str) -> FaultTraffic | None:
+        try:
+            return self._client.fault_traffic(key)
+        except (ControlError, httpx.HTTPError, ValueError, TypeError):
+            return None  # a stack from before the count, or the channel lost: not counted
 
     def close(self) -> None:
         self._client.close()
@@ -329,6 +344,12 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
         with self._lock:
             entry = self._active.get(self.key(action))
         return entry is not None and not all(isinstance(e, INSTANT) for e in entry[1])
+
+    def _traffic(self, key: str, held: tuple[Effect, ...]) -> FaultTraffic | None:
+        try:
+            return self._board.traffic(key)
+        except Exception:  # a count lost must never keep a fault from being reverted
+            return None
 
     def _undo(self, key: str, held: tuple[Effect, ...]) -> tuple[str, ...]:
         self._board.revert(key)

@@ -1,0 +1,183 @@
+"""A fault that reached no traffic while it was in force is flagged, never passed over in silence:
+the local target counts what reached the routes and names each fault held (`FaultBoard.traffic`),
+the runner journals it at each revert, and the metrics, result.json and every report say so."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+from journal_factory import (
+    PRIMARY,
+    STANDBY,
+    FaultSpan,
+    JournalSpec,
+    Served,
+    build_records,
+    one_phase_scenario,
+    reference_design,
+)
+from rich.console import Console
+
+from bascule.metrics import compute_metrics
+from bascule.reports.compare import build_comparison, render_compare_markdown
+from bascule.reports.html import render_html
+from bascule.reports.junit import render_junit
+from bascule.reports.markdown import render_markdown
+from bascule.reports.result import build_result
+from bascule.reports.terminal import render_terminal
+from bascule.score import score
+from bascule.stack.supervisor import Supervisor
+from bascule.targets.base import FaultTraffic
+from bascule.targets.local import faultstate as fs
+from bascule.targets.local.board import FaultBoard
+from bascule.targets.local.dns import DnsServer
+from bascule.targets.local.effects import DnsFault, Freeze, ResetConnections, RouteFault
+from bascule.targets.local.proxy import FaultPlane, Upstream
+
+ZERO = {"connections": 0, "bytes": 0, "lookups": 0, "resets": 0}
+
+
+# -- the count, on a board of real parts ------------------------------------------------------------
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[tuple[FaultBoard, FaultPlane, DnsServer]]:
+    plane, dns_server, supervisor = FaultPlane(), DnsServer(), Supervisor(tmp_path / "logs")
+    upstream = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog, held open
+    try:
+        plane.start()
+        dns_server.start()
+        plane.add_route("r", [Upstream("127.0.0.1", upstream.getsockname()[1])])
+        plane.add_route("s", [])
+        yield FaultBoard(plane, dns_server, supervisor), plane, dns_server
+    finally:
+        supervisor.stop()
+        dns_server.stop()
+        plane.stop()
+        upstream.close()
+
+
+def _ask(dns_server: DnsServer, name: str) -> None:
+    query = dns.message.make_query(name, "A")
+    dns.query.udp(query, "127.0.0.1", port=dns_server.port, timeout=2.0)
+
+
+def _send(plane: FaultPlane, route: str, data: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", plane.port(route)), timeout=2.0) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + 2.0
+        while plane.stats(route).bytes_from_clients < len(data) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def test_a_fault_nothing_used_counts_zero_and_one_in_use_counts_what_reached_it(
+    board: tuple[FaultBoard, FaultPlane, DnsServer],
+) -> None:
+    fb, plane, dns_server = board
+    _send(plane, "r", b"before")  # before the fault: not its traffic
+    _ask(dns_server, "x.bascule.internal")
+    fb.apply("a", [RouteFault("r", fs.Latency(fixed=0.0)), DnsFault("x", fs.DnsFaultMode.NXDOMAIN)])
+    _send(plane, "s", b"elsewhere")  # a route the fault does not hold
+    _ask(dns_server, "y.bascule.internal")
+    idle = fb.traffic("a")
+    assert idle == FaultTraffic() and not idle.reached
+
+    _send(plane, "r", b"GET / HTTP/1.1\r\n\r\n")
+    _ask(dns_server, "x.bascule.internal")
+    _ask(dns_server, "X.Bascule.Internal.")
+    used = fb.traffic("a")
+    assert used == FaultTraffic(connections=1, bytes=18, lookups=2) and used.reached
+    assert fb.revert("a") and fb.traffic("a") is None
+
+
+def test_wildcards_resets_and_faults_on_processes_only(
+    board: tuple[FaultBoard, FaultPlane, DnsServer],
+) -> None:
+    fb, plane, dns_server = board
+    fb.apply("w", [DnsFault("*.eu", fs.DnsFaultMode.SERVFAIL)])
+    _ask(dns_server, "a.eu.bascule.internal")
+    _ask(dns_server, "b.c.eu.bascule.internal")
+    _ask(dns_server, "eu-not.bascule.internal")
+    counted = fb.traffic("w")
+    assert counted is not None and counted.lookups == 2
+    fb.revert("w")
+
+    fb.apply("frozen", [Freeze("eu")])
+    assert fb.traffic("frozen") is None  # nothing counted: not "reached nothing"
+    fb.revert("frozen")
+
+    held = socket.create_connection(("127.0.0.1", plane.port("r")), timeout=2.0)
+    try:
+        held.sendall(b"x")
+        deadline = time.monotonic() + 2.0
+        while plane.stats("r").connections_open < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fb.apply("reset", [DnsFault("r", fs.DnsFaultMode.NODATA), ResetConnections("r")])
+        counted = fb.traffic("reset")
+        assert counted is not None and counted.resets == 1 and counted.reached
+        fb.revert("reset")
+    finally:
+        held.close()
+
+
+# -- from the journal to every report -----------------------------------------------------------------
+
+
+def _healthy(t: float, source: str, data_class: str) -> Served:
+    return Served(True, STANDBY if data_class == "confidential" else PRIMARY, correct=True)
+
+
+def _result(faults: list[FaultSpan]) -> Any:
+    spec = JournalSpec(
+        reference_design(), one_phase_scenario(length=12.0), _healthy, length=30.0, faults=faults
+    )
+    metrics = compute_metrics(build_records(spec))
+    return metrics, build_result(metrics, score(metrics, metrics.objectives, metrics.weights))
+
+
+def test_a_phase_that_reached_nothing_is_flagged_everywhere() -> None:
+    metrics, result = _result([FaultSpan(0, 0.0, 12.0, traffic=ZERO)])
+    phase = metrics.phases[0]
+    assert phase.traffic is not None and not phase.traffic.reached
+    assert any(e.text.endswith("no traffic reached it while it was in force") for e in metrics.events)
+    assert result.phases[0].reached is False
+    assert result.phases[0].traffic is not None and result.phases[0].traffic.connections == 0
+
+    summary = render_markdown(result)
+    assert "reached no traffic while it was in force" in summary
+    assert "| nothing |" in summary
+    assert "reached no traffic while it was in force" in render_html(result)
+    console = Console(width=200, record=True)
+    console.print(render_terminal(result))
+    assert "reached no traffic while it was in force" in console.export_text()
+    junit = render_junit([result])
+    assert 'name="bascule.faults_unreached" value="1"' in junit
+    assert "warning: Phase 0" in junit
+    assert "reached no traffic: phase 0 " in render_compare_markdown(build_comparison([result]))
+
+
+@pytest.mark.parametrize(
+    ("cycles", "reached"),
+    [
+        ([dict(ZERO, bytes=120)], True),
+        ([ZERO, None], None),  # one cycle not counted: it may have been reached
+        ([dict(ZERO, lookups=3), None], True),  # one counted cycle was: whatever the other
+        ([ZERO, ZERO], False),
+        ([None], None),
+    ],
+)
+def test_a_phase_over_its_cycles(cycles: list[dict[str, int] | None], reached: bool | None) -> None:
+    spans = [FaultSpan(0, 2.0 * i, 2.0 * i + 1.0, cycle=i, traffic=t) for i, t in enumerate(cycles)]
+    _, result = _result(spans)
+    assert result.phases[0].reached is reached
+    flagged = "reached no traffic" in render_markdown(result)
+    assert flagged is (reached is False)
+    property_value = "null" if reached is None else ("1" if reached is False else "0")
+    assert f'name="bascule.faults_unreached" value="{property_value}"' in render_junit([result])
