@@ -179,8 +179,15 @@ def test_markdown_phase_table_real_and_run_times(sample: dict[str, Any]) -> None
         "0.00 → 10.81 s",
         "96.74 %",
         "940 ms",
+        "—",  # a sample from before the fault's traffic was counted
     ]
     assert rows[3][4] == "11:28 → 20:50"  # 4h40m → 14h02m after 06:48 UTC
+    counted = copy.deepcopy(sample)
+    counted["phases"][0]["traffic"] = {"connections": 0, "bytes": 0, "lookups": 21, "resets": 0}
+    counted["phases"][0]["reached"] = True
+    counted["phases"][1]["traffic"] = {"connections": 1, "bytes": 90, "lookups": 0, "resets": 0}
+    rows = table_rows(render_markdown(parse_result(counted)), "#")
+    assert (rows[0][9], rows[1][9]) == ("21 lookups", "1 connection")
     no_clock = copy.deepcopy(sample)
     no_clock["run"]["scenario"]["started_at"] = None
     no_clock["phases"][0]["actual_start"] = None
@@ -240,7 +247,7 @@ def test_markdown_escapes_hostile_strings(sample: dict[str, Any]) -> None:
     assert not re.search(r"(?<!\\)\]\(javascript", md)
     assert "(javascript:alert(1))" not in md.split("source:", 1)[1].splitlines()[0].replace("\\](", "")
     for row in table_rows(md, "#"):
-        assert len(row) == 9  # a "|" in a name does not add a column
+        assert len(row) == 10  # a "|" in a name does not add a column
     for row in table_rows(md, "dimension"):
         assert len(row) == 6
     assert all("\n" not in cell for row in table_rows(md, "#") for cell in row)
