@@ -76,6 +76,9 @@ class RequestSample:
     trace_id: str | None = None
     """The W3C trace id the request was sent with (`bascule.tracecontext`): the key that ties the
     hops the fault plane relayed, and the spans a service exported, to this request."""
+    unplaced: tuple[str, ...] = ()
+    """Components a source saw serve this request but could not place in a region (an OTLP server
+    span with no region: docs/traces.md): where its path went is not known whole."""
 
 
 def hops_from_json(items: Sequence[Mapping[str, Any]] | None, *, recorded: bool = False) -> tuple[Hop, ...]:
@@ -107,11 +110,17 @@ def _status(value: object) -> int | None:
 def sample_to_json(sample: RequestSample) -> dict[str, Any]:
     data = asdict(sample)
     data["hops"] = [asdict(h) for h in sample.hops]
+    if sample.unplaced:
+        data["unplaced"] = list(sample.unplaced)
+    else:
+        del data["unplaced"]  # the common case, left out of each sample record
     return data
 
 
 def sample_from_json(data: Mapping[str, Any]) -> RequestSample:
     fields = dict(data)
     fields["hops"] = hops_from_json(fields.get("hops"), recorded=True)
+    unplaced = fields.get("unplaced")
+    fields["unplaced"] = tuple(str(c) for c in unplaced) if isinstance(unplaced, list) else ()
     known = RequestSample.__dataclass_fields__
     return RequestSample(**{k: v for k, v in fields.items() if k in known})

@@ -75,6 +75,10 @@ class SpanRecord:
     host_sovereignty: str = ""
     """Of ``host``, as the provider endpoint catalog (``bascule.model.endpoints``) tells; empty
     when it cannot."""
+    outside: str = ""
+    """The catalog region the span named when it is none of the design's (``aws/us-west-2``): a
+    hop there all the same, held to that region's level (``provider``, ``jurisdiction``,
+    ``sovereignty``)."""
 
     @property
     def duration(self) -> float:

@@ -227,6 +227,8 @@ class _Figures:
             self.notes["impact_window"] = (
                 "no fault of the scenario touched this design: the figures cover the planned run"
             )
+        if r.traces_received is not None and (otlp := r.traces_received.note()) is not None:
+            self.notes["otlp"] = otlp
         baseline = self.before(first if first is not None else _INF)
         if first is not None:
             self.noise = measure_noise([w for w in self.windows if w.end <= first + _EPS])

@@ -41,6 +41,7 @@ __all__ = [
     "SourcesRecord",
     "SovereigntyReport",
     "SovereigntyViolation",
+    "TracesReceived",
     "TrafficRecord",
     "num",
     "parse_record",
@@ -289,21 +290,57 @@ class SourcesRecord(_Record):
         )
 
 
+class SpansCounts(_Record):
+    """A ``paths-report``'s ``spans``: what the services exported over OTLP."""
+
+    unattributed: Annotated[Mapping[str, int], BeforeValidator(_region_counts)] = {}
+    """service.name → server spans of requests that could not be placed in a region."""
+
+
 class PathsReport(_Record):
     """What the fault plane relayed, and what of it no request's trace claimed."""
 
     hops: Int = None
     claimed: Int = None
     incomplete_routes: Texts = ()
+    spans: Annotated[
+        SpansCounts | None,
+        BeforeValidator(lambda v: _record(v, SpansCounts) if isinstance(v, Mapping) else None),
+    ] = None
     sources: Annotated[
         SourcesRecord | None,
         BeforeValidator(lambda v: _record(v, SourcesRecord) if isinstance(v, Mapping) else None),
     ] = None
 
 
+class TracesReceived(_Record):
+    """The OTLP receiver's counts at the end of a run with ``--otlp`` (``traces-received``)."""
+
+    requests: Annotated[int, BeforeValidator(_count)] = 0
+    refused: Annotated[int, BeforeValidator(_count)] = 0
+    spans: Annotated[int, BeforeValidator(_count)] = 0
+    last_refusal: Text = ""
+
+    def note(self) -> str | None:
+        """A sentence when the services' spans did not come: none received, or exports refused."""
+        refused = ""
+        if self.refused:
+            refused = (
+                f"{self.refused} export request{'s were' if self.refused != 1 else ' was'} refused"
+                + (f" (the last: {self.last_refusal})" if self.last_refusal else "")
+                + " — OTEL_EXPORTER_OTLP_ENDPOINT takes the receiver's base URL, "
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT its full /v1/traces URL (docs/traces.md)"
+            )
+        if self.spans == 0:
+            return "bascule's OTLP receiver received no span" + (f": {refused}" if refused else "")
+        return f"bascule's OTLP receiver received {self.spans} spans, but {refused}" if refused else None
+
+
 class SovereigntyReport(_Record):
     relayed_only: Int = None
     open_paths: Int = None
+    unplaced_paths: Int = None
+    blind_paths: Int = None
     judged: Int = None
     """Requests of a known data class whose path was known (None in journals before it meant that)."""
     unattributed: Int = None

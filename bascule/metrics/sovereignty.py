@@ -5,7 +5,9 @@ A request is judged when a source told where it went (docs/journal.md, "Paths").
 or connections between components belonged to no request (`incomplete_routes`), paths told by the
 fault plane alone are left unjudged; so are paths a service reported that reached a component
 calling another over connections that were not HTTP (a cache, a database) and name no hop of the
-component called. A violation seen anywhere fails the dimension whatever else is unknown.
+component called; so are paths whose trace held a server span of no region, and paths only bascule
+saw that reached a ``url:`` service whose own calls it cannot see (`model.topology.blind_services`).
+A violation seen anywhere fails the dimension whatever else is unknown.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bascule.metrics.discovered import outside_note
+from bascule.metrics.records import SovereigntyReport
 from bascule.metrics.state import JournalState
+from bascule.model.topology import blind_services, uncalled_services
 
 __all__ = ["SovereigntyJudged", "judge_sovereignty"]
 
@@ -43,15 +47,20 @@ def judge_sovereignty(r: JournalState, traffic: bool) -> SovereigntyJudged:
         judged = counted > 0 or r.violation_count > 0
     note = None
     incomplete = () if r.paths_report is None else r.paths_report.incomplete_routes
-    relayed_only = 0 if report is None or report.relayed_only is None else report.relayed_only
-    open_paths = 0 if report is None or report.open_paths is None else report.open_paths
-    unknown = relayed_only + open_paths
-    if counted is not None and judged and incomplete and unknown and not r.violation_count:
-        counted -= unknown
-        unattributed += unknown
+    told = report or SovereigntyReport()
+    unknown = _Unknown(
+        # Paths only the fault plane told are whole only where every component passed the trace on.
+        relayed_only=(told.relayed_only or 0) if incomplete else 0,
+        open_paths=(told.open_paths or 0) if incomplete else 0,  # opaque calls make routes incomplete
+        unplaced=told.unplaced_paths or 0,
+        blind=0 if incomplete else told.blind_paths or 0,
+    )
+    if counted is not None and judged and unknown.total and not r.violation_count:
+        counted -= unknown.total
+        unattributed += unknown.total
         judged = counted > 0
         if not judged:
-            note = _unknown_paths(relayed_only, open_paths, incomplete)
+            note = unknown.note(r, incomplete)
     if not judged and note is None:
         note = (
             f"no request's path was known: {unattributed} answered request"
@@ -76,22 +85,72 @@ def judge_sovereignty(r: JournalState, traffic: bool) -> SovereigntyJudged:
     )
 
 
-def _unknown_paths(relayed_only: int, open_paths: int, incomplete: Sequence[str]) -> str:
-    told = []
-    if relayed_only:
-        told.append(
-            f"{relayed_only} request{'s' if relayed_only != 1 else ''} had a path only the fault plane told"
-        )
-    if open_paths:
-        told.append(
-            f"{open_paths} request{'s' if open_paths != 1 else ''} had a path its service reported that "
-            "reached a component calling another over connections that were not HTTP, and named no "
-            "hop of the component called (have the service report every hop it reached, or export "
-            "spans)"
-        )
-    return (
-        f"{' and '.join(told)}, and on {', '.join(incomplete)} some hops carried no trace of any "
-        "request, or connections were not HTTP (a component that does not propagate W3C trace "
-        "context, starts its own, or speaks its own protocol, as a database or a cache does): where "
-        "those requests went could not be told"
-    )
+def _requests(n: int) -> str:
+    return f"{n} request{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    """Judged requests whose path turned out not to be known whole, by why (`SovereigntyReport`)."""
+
+    relayed_only: int
+    open_paths: int
+    unplaced: int
+    blind: int
+
+    @property
+    def total(self) -> int:
+        return self.relayed_only + self.open_paths + self.unplaced + self.blind
+
+    def note(self, r: JournalState, incomplete: Sequence[str]) -> str:
+        told = []
+        if self.relayed_only:
+            told.append(f"{_requests(self.relayed_only)} had a path only the fault plane told")
+        if self.open_paths:
+            told.append(
+                f"{_requests(self.open_paths)} had a path its service reported that reached a component "
+                "calling another over connections that were not HTTP, and named no hop of the component "
+                "called (have the service report every hop it reached, or export spans)"
+            )
+        parts = []
+        if told:
+            parts.append(
+                f"{' and '.join(told)}, and on {', '.join(incomplete)} some hops carried no trace of any "
+                "request, or connections were not HTTP (a component that does not propagate W3C trace "
+                "context, starts its own, or speaks its own protocol, as a database or a cache does): "
+                "where those requests went could not be told"
+            )
+        spans = r.paths_report.spans if r.paths_report is not None else None
+        if self.unplaced:
+            services = (
+                ", ".join(sorted(spans.unattributed)) if spans is not None and spans.unattributed else ""
+            )
+            parts.append(
+                f"{_requests(self.unplaced)} had a server span that could not be placed in a region"
+                + (f" ({services})" if services else "")
+                + ": give each service's OpenTelemetry resource cloud.provider and cloud.region "
+                "(OTEL_RESOURCE_ATTRIBUTES; docs/traces.md, 'How a span is attributed')"
+            )
+        if self.blind:
+            design = r.design
+            blind = ", ".join(blind_services(design)) if design is not None else ""
+            uncalled = ", ".join(uncalled_services(design)) if design is not None else ""
+            parts.append(
+                f"{_requests(self.blind)} had a path only bascule saw, into url: services"
+                + (f" ({blind})" if blind else "")
+                + " whose own calls bascule does not relay"
+                + (f", while no declared calls reach {uncalled}" if uncalled else "")
+                + ": where they went from there could not be told (export spans from every service with "
+                "bascule run --otlp, or have the service report its hops: docs/own-services.md)"
+            )
+        if not self.unplaced and spans is not None and spans.unattributed:
+            counts = ", ".join(f"{n} of {name}" for name, n in sorted(spans.unattributed.items()))
+            parts.append(
+                f"server spans of requests could not be placed in a region ({counts}): give each "
+                "service's OpenTelemetry resource cloud.provider and cloud.region (OTEL_RESOURCE_ATTRIBUTES; "
+                "docs/traces.md, 'How a span is attributed')"
+            )
+        received = r.traces_received.note() if r.traces_received is not None else None
+        if received:
+            parts.append(received)
+        return "; ".join(parts)

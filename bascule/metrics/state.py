@@ -35,6 +35,7 @@ from bascule.metrics.records import (
     ScoreRecord,
     SovereigntyReport,
     SovereigntyViolation,
+    TracesReceived,
     num,
     parse_record,
 )
@@ -194,6 +195,8 @@ class JournalState:
         self.data_reports: list[DataReport] = []
         self.sov_report: SovereigntyReport | None = None
         self.paths_report: PathsReport | None = None
+        self.traces_received: TracesReceived | None = None
+        """The OTLP receiver's counts (runs with ``--otlp``)."""
         self.discovered: tuple[DiscoveredDependency, ...] = ()
         self.violation_count = 0
         self.violating = 0
@@ -213,6 +216,7 @@ class JournalState:
             "sovereignty-violation": _typed(SovereigntyViolation, self._violation),
             "sovereignty-report": _typed(SovereigntyReport, self._sovereignty_report),
             "paths-report": _typed(PathsReport, self._paths_report),
+            "traces-received": _typed(TracesReceived, self._traces_received),
             "discovered-dependencies": self._discovered,
             "data-report": _typed(DataReport, self._data_report),
             "hypothesis": _typed(HypothesisChecked, self._hypothesis),
@@ -415,6 +419,9 @@ class JournalState:
 
     def _paths_report(self, r: PathsReport) -> None:
         self.paths_report = r
+
+    def _traces_received(self, r: TracesReceived) -> None:
+        self.traces_received = r
 
     def _discovered(self, r: Mapping[str, Any]) -> None:
         self.discovered = parse_discovered(r)

@@ -17,7 +17,16 @@ from enum import StrEnum
 
 from bascule.model.design import ComponentKind, Design, ReplicationMode
 
-__all__ = ["Endpoint", "Link", "LinkPurpose", "callee_region", "links", "replicated_into"]
+__all__ = [
+    "Endpoint",
+    "Link",
+    "LinkPurpose",
+    "blind_services",
+    "callee_region",
+    "links",
+    "replicated_into",
+    "uncalled_services",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -153,3 +162,21 @@ def _hop_key(hop: Link) -> tuple[str, str, str, str, str]:
         hop.target.region,
         hop.target.name,
     )
+
+
+def uncalled_services(design: Design) -> tuple[str, ...]:
+    """The services of one's own that nothing enters and no declared ``calls`` names: reached, if at
+    all, by calls bascule does not relay (a ``url:`` service's, which no design can route)."""
+    called = {callee for spec in design.components.values() for callee in spec.calls}
+    return tuple(
+        name for name, spec in design.components.items() if spec.own and not spec.entry and name not in called
+    )
+
+
+def blind_services(design: Design) -> tuple[str, ...]:
+    """The ``url:`` services whose own calls bascule cannot see, where it matters: in a design with
+    an `uncalled_services` one, which they may be calling. A path that reached one and that only
+    bascule saw is not known whole. Empty when every service is entered or called through routes."""
+    if not uncalled_services(design):
+        return ()
+    return tuple(name for name, spec in design.components.items() if spec.url is not None)

@@ -29,6 +29,7 @@ from bascule.journal.samples import Hop, HopSource, RequestSample
 from bascule.model import probes as specs
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
+from bascule.model.topology import blind_services
 from bascule.probes.base import (
     Destination,
     Probe,
@@ -125,6 +126,14 @@ class SovereigntyReport:
     component in a region that called another over connections that were not HTTP (`report`'s
     `opaque_calls`) and names no hop of the component called: where they went from there is
     unknown."""
+    unplaced_paths: int = 0
+    """Judged samples with no violation whose service reported hops, and whose trace had a server
+    span that could not be placed in a region (`RequestSample.unplaced`): a hop of unknown place."""
+    blind_paths: int = 0
+    """Judged samples with no violation whose path only bascule saw (of `relayed_only`) and that
+    reached a ``url:`` service of a design where some component is called by no declared `calls`:
+    that service's calls go nowhere bascule relays, so where the request went from it is unknown
+    (`bascule.model.topology.blind_services`)."""
 
 
 class SovereigntyJudge:
@@ -136,6 +145,9 @@ class SovereigntyJudge:
         self._judged = 0
         self._unattributed = 0
         self._relayed_only = 0
+        self._unplaced = 0
+        self._blind_paths = 0
+        self._blind = frozenset(blind_services(design))
         self._found: list[Violation] = []
         self._reported: Counter[frozenset[tuple[str, str | None]]] = Counter()
         """The places (component, region) of each judged sample with no violation that its service
@@ -149,6 +161,10 @@ class SovereigntyJudge:
                     self._judged += 1
                     if all(hop.via in _OBSERVED for hop in sample.hops):
                         self._relayed_only += 1
+                        if not found and (sample.unplaced or self._reaches_blind(sample)):
+                            self._blind_paths += 1
+                    elif not found and sample.unplaced:
+                        self._unplaced += 1
                     elif not found:
                         places = frozenset((h.component, h.region) for h in sample.hops if h.relayed)
                         self._reported[places] += 1
@@ -164,14 +180,18 @@ class SovereigntyJudge:
         with self._lock:
             found = tuple(self._found)
             judged, unattributed, relayed_only = self._judged, self._unattributed, self._relayed_only
+            unplaced, blind = self._unplaced, self._blind_paths
             reported = list(self._reported.items())
         calls = tuple(opaque_calls)
         open_paths = sum(n for places, n in reported if _open_path(places, calls))
         requests = len({(v.source, v.request_id, v.started) for v in found})
         by_hop = Counter((v.hop.component, v.hop.region) for v in found)
         return SovereigntyReport(
-            judged, found, requests, dict(by_hop), unattributed, relayed_only, open_paths
+            judged, found, requests, dict(by_hop), unattributed, relayed_only, open_paths, unplaced, blind
         )
+
+    def _reaches_blind(self, sample: RequestSample) -> bool:
+        return bool(self._blind) and any(h.relayed and h.component in self._blind for h in sample.hops)
 
 
 def _open_path(places: frozenset[tuple[str, str | None]], calls: tuple[tuple[str, str, str], ...]) -> bool:

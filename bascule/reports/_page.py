@@ -106,7 +106,7 @@ ol.findings li { margin: 4px 0; }
        letter-spacing: .04em; border-radius: 4px; padding: 0 6px; margin-right: 6px;
        border: 1px solid currentColor; }
 .tag-recommendation { color: var(--fail); } .tag-sovereignty { color: var(--warn); }
-.tag-plan { color: var(--muted); } .tag-discovered { color: var(--warn); }
+.tag-plan { color: var(--muted); } .tag-discovered, .tag-spans { color: var(--warn); }
 .level { font-weight: 600; }
 .level-sovereign { color: #2e9e4f; } .level-trusted { color: #2f6fd0; }
 .level-exposed { color: #f08a24; } .level-foreign { color: #d6342c; }

@@ -99,6 +99,7 @@ class FindingKind(Enum):
     RECOMMENDATION = "recommendation"
     SOVEREIGNTY = "sovereignty"
     DISCOVERED = "discovered"
+    SPANS = "spans"
     PLAN = "plan"
 
 
@@ -441,6 +442,9 @@ def compute_findings(result: Result) -> list[Finding]:
         findings.append(Finding(FindingKind.SOVEREIGNTY, "sovereignty", summary))
     for line in discovered_lines(result):
         findings.append(Finding(FindingKind.DISCOVERED, "discovered dependency", line))
+    otlp = result.figures.notes.get("otlp")
+    if otlp:
+        findings.append(Finding(FindingKind.SPANS, "OTLP", f"{otlp}."))
     for item in result.findings:
         text = item.strip()
         if text:

@@ -36,6 +36,7 @@ _FINDING_LABELS = {
     summary.FindingKind.RECOMMENDATION: "fix",
     summary.FindingKind.SOVEREIGNTY: "sovereignty",
     summary.FindingKind.DISCOVERED: "discovered",
+    summary.FindingKind.SPANS: "spans",
     summary.FindingKind.PLAN: "plan",
 }
 

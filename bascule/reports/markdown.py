@@ -21,6 +21,7 @@ _FINDING_PREFIX = {
     summary.FindingKind.RECOMMENDATION: "🔧",
     summary.FindingKind.SOVEREIGNTY: "🛂",
     summary.FindingKind.DISCOVERED: "🔎",
+    summary.FindingKind.SPANS: "📡",
     summary.FindingKind.PLAN: "📋",
 }
 

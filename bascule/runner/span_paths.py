@@ -11,8 +11,9 @@ hops). Pure: the runner feeds it and asks.
 
 A hop is a ``server`` (or ``consumer``) span: the component that served is its ``service.name``,
 where it ran is the region the span was attributed to, its status the span's HTTP status (500 when
-the span says ERROR without one). A span with no region (`SpanRecord.reason`) makes no hop and is
-counted; client and internal spans make none either (their callee's server span does).
+the span says ERROR without one). A span with no region (`SpanRecord.reason`) makes no hop: it is counted,
+and leaves its request's path open (`RequestSample.unplaced`); client and internal spans make none
+either (their callee's server span does).
 """
 
 from __future__ import annotations
@@ -46,15 +47,20 @@ class SpanReport:
 
 
 def span_hop(span: SpanRecord) -> Hop | None:
-    """The hop a span tells, or None (not a server span, or no region)."""
-    if span.kind not in _SERVING or span.region is None:
+    """The hop a span tells, or None (not a server span, or no region). A span that names a region
+    outside the design the catalog knows is a hop there, held to that region's level: data served
+    in aws/us-west-2 left for the US whether or not the design lists the region."""
+    if span.kind not in _SERVING:
+        return None
+    region = span.region if span.region is not None else span.outside or None
+    if region is None:
         return None
     status = span.http_status
     if status is None and span.status is SpanStatus.ERROR:
         status = 500
     return Hop(
         component=span.service_name,
-        region=span.region,
+        region=region,
         provider=span.provider,
         jurisdiction=span.jurisdiction,
         sovereignty=span.sovereignty,
@@ -98,22 +104,29 @@ class SpanJoiner:
 
     def claim(self, sample: RequestSample) -> tuple[Hop, ...]:
         """The hops the spans of `sample`'s trace tell, in the order they started."""
+        return self.claim_path(sample)[0]
+
+    def claim_path(self, sample: RequestSample) -> tuple[tuple[Hop, ...], tuple[str, ...]]:
+        """The hops the spans of `sample`'s trace tell, in the order they started, and the services
+        of its server spans that could not be placed in a region (`RequestSample.unplaced`)."""
         if sample.trace_id is None:
-            return ()
+            return (), ()
         found = self._pending.pop(sample.trace_id, None)
         self._first.pop(sample.trace_id, None)
         if not found:
-            return ()
+            return (), ()
         self._claimed += len(found)
         hops: list[Hop] = []
+        unplaced: list[str] = []
         for span in sorted(found, key=lambda s: s.started):
             hop = span_hop(span)
             if hop is not None:
                 hops.append(hop)
             elif span.kind in _SERVING:
                 self._unattributed[span.service_name or "?"] += 1
+                unplaced.append(span.service_name or "?")
         self._hops += len(hops)
-        return tuple(hops)
+        return tuple(hops), tuple(dict.fromkeys(unplaced))
 
     def expire(self, now: float) -> None:
         """Forget the spans of traces first seen more than `keep` seconds before `now`."""

@@ -9,6 +9,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -419,10 +420,12 @@ class Traffic:
         self._held = waiting
         out: list[RequestSample] = []
         for sample, is_check in ready:
-            relayed, exported = paths.claim(sample), spans.claim(sample)
+            relayed, (exported, unplaced) = paths.claim(sample), spans.claim_path(sample)
             if is_check:
                 continue
             joined = add_hops(add_hops(sample, relayed), exported)
+            if unplaced:
+                joined = replace(joined, unplaced=unplaced)
             if self.sources is not None:
                 self.sources.add(joined, {HopSource.FAULT_PLANE: relayed, HopSource.OTLP: exported})
             out.append(joined)

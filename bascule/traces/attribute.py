@@ -115,6 +115,8 @@ class Attribution:
     host_provider: str = ""
     host_jurisdiction: str = ""
     host_sovereignty: str = ""
+    outside: str = ""
+    """The catalog region the span named when it is none of the design's (`SpanRecord.outside`)."""
 
 
 class Attributor:
@@ -170,6 +172,7 @@ class Attributor:
             sovereignty=where.sovereignty,
             attributed_by=where.attributed_by,
             reason=where.reason,
+            outside=where.outside,
             host=where.host,
             host_provider=where.host_provider,
             host_jurisdiction=where.host_jurisdiction,
@@ -198,6 +201,7 @@ class Attributor:
                     known.jurisdiction,
                     known.sovereignty.value,
                     reason=f"{rid} (cloud.provider, cloud.region) is not a region of the design",
+                    outside=rid,
                 )
             told = f"cloud.provider={provider} cloud.region={cloud_region or zone}"
             notes.append(f"{told} is no region of the design")

@@ -21,7 +21,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -64,6 +64,9 @@ class ReceiverCounts:
     """Valid spans lost because the queue was full."""
     unattributed: int = 0
     """Queued spans whose region could not be told."""
+    last_refusal: str = ""
+    """The latest refusal: its status, method, path and why (``404 POST /v1/traces/v1/traces: only
+    /v1/traces is served here``), for the run to name an exporter that was set up wrong."""
 
 
 class TraceReceiver:
@@ -174,22 +177,20 @@ class TraceReceiver:
             unattributed += record.region is None
         with self._lock:
             c = self._counts
-            self._counts = ReceiverCounts(
-                c.requests + 1,
-                c.refused,
-                c.spans + len(records),
-                c.invalid + decoded.invalid,
-                c.dropped + dropped,
-                c.unattributed + unattributed,
+            self._counts = replace(
+                c,
+                requests=c.requests + 1,
+                spans=c.spans + len(records),
+                invalid=c.invalid + decoded.invalid,
+                dropped=c.dropped + dropped,
+                unattributed=c.unattributed + unattributed,
             )
         return decoded.invalid, dropped
 
-    def _refused(self) -> None:
+    def _refused(self, why: str) -> None:
         with self._lock:
             c = self._counts
-            self._counts = ReceiverCounts(
-                c.requests, c.refused + 1, c.spans, c.invalid, c.dropped, c.unattributed
-            )
+            self._counts = replace(c, refused=c.refused + 1, last_refusal=why)
 
 
 class _Server(ThreadingHTTPServer):
@@ -305,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _fail(self, status: HTTPStatus, encoding: Encoding | None, message: str) -> None:
-        self.server.receiver._refused()
+        self.server.receiver._refused(f"{status.value} {self.command} {self.path[:200]}: {message}")
         if encoding is Encoding.JSON:
             body = json.dumps({"code": _RPC_CODES.get(status, 3), "message": message}).encode()
         else:
