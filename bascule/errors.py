@@ -8,6 +8,7 @@ BasculeError
 ├── RevertError        a fault could not be reverted (the undo ledger keeps it for `bascule recover`)
 ├── ProbeError         a probe is misconfigured or cannot run
 └── RunDirectoryError  a run directory cannot be created or written (exit 4; nothing was started)
+    └── RunDirectoryInUseError  it already holds a run, which a new one would mix with (exit 2)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "Problem",
     "RevertError",
     "RunDirectoryError",
+    "RunDirectoryInUseError",
     "ScenarioError",
     "TargetError",
     "format_path",
@@ -98,3 +100,8 @@ class ProbeError(BasculeError):
 class RunDirectoryError(BasculeError):
     """A run directory (``--out``, ``--run-dir``) cannot be created or written; raised before
     anything starts, or while a run writes its journal (the disk full), which ends the run."""
+
+
+class RunDirectoryInUseError(RunDirectoryError):
+    """A run directory already holds a run's journal: a new run there would append to it, and its
+    result would mix both runs' requests. Refused before anything starts (exit 2)."""

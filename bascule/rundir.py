@@ -8,9 +8,11 @@ import errno
 import os
 from pathlib import Path
 
-from bascule.errors import RunDirectoryError
+from bascule.errors import RunDirectoryError, RunDirectoryInUseError
 
-__all__ = ["describe_os_error", "prepare_run_directory"]
+__all__ = ["describe_os_error", "prepare_run_directory", "refuse_used"]
+
+_JOURNAL = "journal.jsonl"  # bascule.journal.JOURNAL_FILE
 
 _WHY = {
     errno.EEXIST: "a file is in the way",
@@ -30,9 +32,30 @@ def describe_os_error(exc: OSError) -> str:
     return _WHY.get(exc.errno or 0) or exc.strerror or str(exc)
 
 
-def prepare_run_directory(path: Path) -> Path:
+def refuse_used(path: Path, *, within: bool = False) -> None:
+    """Raise `RunDirectoryInUseError` when `path` already holds a run's journal — or, `within`, when any
+    directory below it (two levels down: a suite's or a repeat's runs) does: a run there would append
+    to it, and its result would count both runs' requests."""
+    found = [path / _JOURNAL] if (path / _JOURNAL).is_file() else []
+    if within and path.is_dir():
+        below = (*path.glob(f"*/{_JOURNAL}"), *path.glob(f"*/*/{_JOURNAL}"))
+        found += sorted(p for p in below if p.is_file())
+    if found:
+        shown = ", ".join(str(p) for p in found[:3]) + (
+            f" and {len(found) - 3} more" if len(found) > 3 else ""
+        )
+        raise RunDirectoryInUseError(
+            f"{path} already holds {'a run' if len(found) == 1 else 'runs'} ({shown}): a new run there "
+            "would mix with it — give another --out (or none: a new directory under runs/), or remove it"
+        )
+
+
+def prepare_run_directory(path: Path, *, fresh: bool = False, within: bool = False) -> Path:
     """Create `path` (and its parents) and check that a file can be written in it. Raises
-    `RunDirectoryError` saying why not."""
+    `RunDirectoryError` saying why not; with `fresh`, `RunDirectoryInUseError` when it already holds a
+    run (`within`: or any directory below it does, `refuse_used`)."""
+    if fresh:
+        refuse_used(path, within=within)
     try:
         if path.exists() and not path.is_dir():
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))

@@ -62,7 +62,9 @@ def test_compare_existing_runs_explains_the_winner(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     out = tmp_path / "cmp"
     result = runner.invoke(app, ["compare", str(good), str(bad), "--out", str(out)], env={"COLUMNS": "300"})
-    assert result.exit_code == 0, result.output
+    # As every verb: 1 when a run compared missed its objectives (the design that lost availability).
+    assert result.exit_code == 1, result.output
+    assert "objectives not met by 1 of 2:" in result.output and "on alone" in result.output
     text = (out / "compare.md").read_text()
     assert "| scenario | standby | alone |" in text
     assert "standby (" in text and "beats alone (" in text and "availability" in text

@@ -19,6 +19,7 @@ from bascule.ci.results import RunResult, read_result, run
 from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.reports.files import write_reports
 from bascule.reports.model import Result
+from bascule.rundir import prepare_run_directory
 from bascule.targets.local.shared import shared_fork_server
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
@@ -134,7 +135,7 @@ def run_repeated(
     design = read_design_file(design_file)
     if repeats < 2:
         raise ValueError("--repeat needs at least 2 runs to judge them together")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_directory(out_dir, fresh=True, within=True)
     done: list[RunResult] = []
     for k in range(1, repeats + 1):
         result = run_once(k, out_dir / f"run-{k}")

@@ -191,7 +191,7 @@ def run_suite(
     `otlp_timeline`, each run's timeline is sent there as OpenTelemetry spans (one trace a run).
     The runs share one fork server (`shared_fork_server`, its ledger in `out_dir`); `say` is told
     its PID."""
-    prepare_run_directory(out_dir)
+    prepare_run_directory(out_dir, fresh=True, within=True)
     done: list[tuple[SuiteCase, RunResult]] = []
     stop = abort or Abort()
     with shared_fork_server(out_dir, say=say):

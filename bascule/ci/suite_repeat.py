@@ -20,6 +20,7 @@ from bascule.ci.repeat import RepeatOutcome, final_document, run_repeated
 from bascule.ci.results import RunResult, run
 from bascule.ci.suite import SuiteCase, suite_exit_code
 from bascule.reports.junit_repeat import render_junit_repeats
+from bascule.rundir import prepare_run_directory
 from bascule.targets.local.shared import shared_fork_server
 from bascule.verdicts import RepeatSummary, Verdict
 from bascule.verdicts.render import render_flaky_lines
@@ -120,7 +121,7 @@ def run_suite_repeated(
     ``junit.xml`` into `out_dir`. An item whose run did not complete stops that item's repeats
     (an interrupt: exit 3 — and the suite stops there too). All the runs share one fork server
     (`shared_fork_server`, its ledger in `out_dir`); `say` is told its PID."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_directory(out_dir, fresh=True, within=True)
     done: list[tuple[SuiteCase, RepeatOutcome]] = []
     with shared_fork_server(out_dir, say=say):
         for index, case in enumerate(cases):

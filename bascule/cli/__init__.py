@@ -35,7 +35,7 @@ from bascule.cli.repeat import repeat_run
 from bascule.cli.reporting import append_step_summary, compare_command, report_command
 from bascule.cli.stack import stack_app
 from bascule.cli.suite import suite_command
-from bascule.errors import BasculeError, Problem, ScenarioError
+from bascule.errors import BasculeError, Problem, RunDirectoryInUseError, ScenarioError
 from bascule.exit_codes import ExitCode
 from bascule.model.design import Design
 from bascule.model.loading import read_any, read_design, read_scenario, scenario_design_path
@@ -433,7 +433,8 @@ def main() -> None:
         app()
     except BasculeError as exc:
         err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise SystemExit(ExitCode.TARGET_ERROR) from exc
+        used = isinstance(exc, RunDirectoryInUseError)  # the --out given, not the machine
+        raise SystemExit(ExitCode.INVALID_INPUT if used else ExitCode.TARGET_ERROR) from exc
     except SystemExit as done:
         if isinstance(done.code, int) and (done.code == ExitCode.ABORTED or signalled()):
             _exit_now(done.code)

@@ -179,7 +179,7 @@ def compare_command(
                 "[red]error[/red] give --designs and --scenarios (each at least once), or run directories"
             )
             raise typer.Exit(ExitCode.INVALID_INPUT)
-        prepare_run_directory(target)
+        prepare_run_directory(target, fresh=True, within=True)
         total = len(designs) * len(scenarios)
         pairs = [(scenario, design) for scenario in scenarios for design in designs]
         # The runs share one fork server (`shared_fork_server`, its ledger in the target).
@@ -239,3 +239,7 @@ def compare_command(
         out.print(f"{verdict.scenario}: {verdict.why}", highlight=False)
     out.print(f"comparison: {markdown} · {html}", highlight=False)
     append_step_summary(markdown)
+    failed = sorted(f"{s} on {d}" for (s, d), cell in comparison.cells.items() if not cell.passed)
+    if failed:  # as for every verb: 0 only when every objective was met (README, "Exit codes")
+        out.print(f"objectives not met by {len(failed)} of {len(comparison.cells)}: {', '.join(failed)}")
+        raise typer.Exit(ExitCode.OBJECTIVES_FAILED)

@@ -7,6 +7,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from bascule.errors import TargetError
 from bascule.journal import Window
 
 __all__ = ["MetricsEndpoint"]
@@ -59,7 +60,12 @@ class MetricsEndpoint:
             self.requests.labels(**labels, outcome=outcome)
         self.violations.labels(**labels)
         self.active_faults.labels(**labels).set(0)
-        server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        except OSError as exc:  # one line and exit 4, before anything starts; not a traceback
+            raise TargetError(
+                f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+            ) from exc
         self._server: WSGIServer = server
         self.port = int(server.server_address[1])
 

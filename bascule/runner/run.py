@@ -71,14 +71,14 @@ def run_scenario(
     abort: Abort | None = None,
 ) -> RunOutcome:
     """Run one scenario; never raises for what happens during the run (it is journaled and turned
-    into an exit code), only :class:`ScenarioError` for invalid input before anything starts.
+    into an exit code), only :class:`ScenarioError` for invalid input before anything starts, and
+    `RunDirectoryError` when the run directory cannot be written (or holds a run already).
     `scoring` scores a completed run before its journal ends (none: not scored). `abort` is the
-    caller's, shared by the runs of a suite (a signal stops the suite too); by default the run's own.
-    Raises `RunDirectoryError` before anything starts when the run directory cannot be written.
-    """
+    caller's, shared by the runs of a suite (a signal stops the suite too); by default the run's own."""
     inputs = load_inputs(options)
     timeline = None if options.otlp_timeline is None else TimelineExport(options.otlp_timeline)
-    run_dir = prepare_run_directory(options.out or default_run_dir(inputs.scenario, inputs.design))
+    out = options.out or default_run_dir(inputs.scenario, inputs.design)
+    run_dir = prepare_run_directory(out, fresh=True)
     runner = _Runner(options, inputs, run_dir, console or Console(), abort or Abort())
     if timeline is not None:
         runner.journal.subscribe(timeline)
