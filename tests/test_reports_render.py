@@ -208,8 +208,23 @@ def test_markdown_findings_order(sample: dict[str, Any]) -> None:
     assert items[0].startswith("1. 🔧 **durability**: Replicate the store synchronously")
     assert items[1].startswith("2. 🔧 **sovereignty**: Turn the gateway")
     assert items[2].startswith("3. 🛂 130 sovereignty violations: 'confidential' data (requires sovereign)")
-    assert "retriever in aws/us-east-1 (aws, US, foreign) 100×" in items[2]
+    # A document without the counts over every violation says its count is of the ones listed.
+    assert "retriever in aws/us-east-1 (aws, US, foreign) 100× of the first 100;" in items[2] or (
+        "retriever in aws/us-east-1 (aws, US, foreign) 100× of the first 100." in items[2]
+    )
     assert "The first at 12.30 s (the first 100 are listed)" in items[2]
+    counted = with_violations(sample, listed=100, total=130)
+    counted["figures"]["violations_by_hop"] = [
+        {
+            "data_class": "confidential",
+            "component": "retriever",
+            "region": "aws/us-east-1",
+            "level": "foreign",
+            "count": 130,
+        }
+    ]
+    md = render_markdown(parse_result(counted))
+    assert "retriever in aws/us-east-1 (aws, US, foreign) 130×." in md
     assert items[3].startswith("4. 📋 only scaleway/fr-par may serve")
     assert items[4].startswith("5. 📋 'confidential' is never routed")
     assert "**Cap:** Overall score capped at 50: 130 sovereignty violations" in md

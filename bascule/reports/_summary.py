@@ -407,6 +407,10 @@ def _violation_summary(result: Result) -> str | None:
                 violation.level or hop.sovereignty or "?",
             )
         ] += 1
+    # Counts over every violation where the document has them (the list holds the first 100 only).
+    totals = {
+        (g.data_class, g.component, g.region, g.level): g.count for g in result.figures.violations_by_hop
+    }
     noun = "violation" if total == 1 else "violations"
     text = f"{total} sovereignty {noun}"
     parts = []
@@ -416,7 +420,9 @@ def _violation_summary(result: Result) -> str | None:
         place = f"{component} {f'in {region}' if region else 'outside the design'}" + (
             f" ({where}, {level})" if where else f" ({level})"
         )
-        parts.append(f"'{data_class}' data (requires {minimum}) reached {place} {count}×")
+        counted = totals.get((data_class, component, region, level), count if len(listed) >= total else None)
+        times = f"{count}× of the first {len(listed)}" if counted is None else f"{counted}×"
+        parts.append(f"'{data_class}' data (requires {minimum}) reached {place} {times}")
     if parts:
         text += ": " + "; ".join(parts)
         if len(groups) > _VIOLATION_GROUPS_SHOWN:

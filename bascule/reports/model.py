@@ -47,6 +47,7 @@ __all__ = [
     "Series",
     "Traffic",
     "Violation",
+    "ViolationGroup",
     "dump_result",
     "parse_result",
 ]
@@ -230,6 +231,14 @@ class PathSources(_Record):
     same_verdict: int | None = None
 
 
+class ViolationGroup(_Record):
+    data_class: str = ""
+    component: str = ""
+    region: str = ""
+    level: str = ""
+    count: int = 0
+
+
 class Figures(_Record):
     impact_window: tuple[float, float] | None = None
     requests: int | None = None
@@ -248,6 +257,9 @@ class Figures(_Record):
     rpo: Rpo | None = None
     sovereignty_violations: int | None = None
     violating_requests: int | None = None
+    violations_by_hop: tuple[ViolationGroup, ...] = ()
+    """Every violation counted by (data class, component, region, level), most first — over all of
+    them, where `Result.violations` lists only the first 100."""
     correctness: Correctness = Correctness()
     degraded: int | None = None
     error_budget: ErrorBudget | None = None

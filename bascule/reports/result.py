@@ -37,6 +37,7 @@ from bascule.reports.model import (
     SourcePaths,
     Traffic,
     Violation,
+    ViolationGroup,
 )
 from bascule.score.model import Score
 
@@ -127,5 +128,9 @@ def _figures(m: metrics.Metrics) -> Figures:
         paths_by_source=None
         if paths is None
         else _copy(PathSources, paths, sources=tuple(_copy(SourcePaths, s) for s in paths.sources)),
+        violations_by_hop=tuple(
+            ViolationGroup(data_class=k, component=c, region=r, level=level, count=n)
+            for k, c, r, level, n in m.violations_by_hop
+        ),
         notes=dict(m.notes),
     )
