@@ -276,6 +276,16 @@ def run(
             "paths; started services are pointed at it (docs/traces.md).",
         ),
     ] = False,
+    otlp_port: Annotated[
+        int | None,
+        typer.Option(
+            "--otlp-port",
+            min=1,
+            max=65535,
+            help="The --otlp receiver's port on 127.0.0.1 (implies --otlp; default: an ephemeral one): a "
+            "fixed endpoint for services already running (url:) to export to.",
+        ),
+    ] = None,
     otlp_timeline: OtlpTimelineOption = None,
     web: Annotated[
         bool,
@@ -342,7 +352,8 @@ def run(
         load_workers=load_workers,
         raw_samples=raw_samples,
         metrics_port=metrics_port,
-        otlp=otlp,
+        otlp=otlp or otlp_port is not None,
+        otlp_port=otlp_port,
         otlp_timeline=otlp_timeline,
         web_port=web_port if web_port is not None else (0 if web else None),
     )

@@ -49,6 +49,8 @@ class RunOptions:
     otlp: bool = False
     """Receive the services' OpenTelemetry spans over OTLP/HTTP for the run (``--otlp``,
     docs/traces.md): their endpoint is handed to the target, and spans are a source of paths."""
+    otlp_port: int | None = None
+    """The receiver's port on 127.0.0.1 (``--otlp-port``); None: an ephemeral one."""
     otlp_timeline: str | None = None
     """Send the run's timeline as OpenTelemetry spans to this OTLP/HTTP collector once the run is
     over (``--otlp-timeline``, `bascule.traces.timeline`)."""

@@ -107,7 +107,7 @@ class _Runner:
         self.live = LiveState(scenario.id, design.id, built.run_length, built.time.scale)
         self.display = Display(self.live, out, quiet=options.quiet, origin=self.origin)
         guardrails = GuardrailMonitor(scenario.guardrails, scenario.objectives.availability)
-        self.receiver = TraceReceiver(design) if options.otlp else None
+        self.receiver = TraceReceiver(design, port=options.otlp_port or 0) if options.otlp else None
         hold = SPAN_HOLD if options.otlp else 0.0
         self.traffic = Traffic(self.journal, self.display, self.abort, guardrails, span_hold=hold)
         if options.metrics_port is not None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from bascule.errors import TargetError
 from bascule.journal.spans import SpanRecord
 from bascule.model.design import Design
 from bascule.traces.attribute import Attributor
@@ -98,7 +99,12 @@ class TraceReceiver:
         if self._server is not None:
             raise RuntimeError("the trace receiver is already started")
         self._offset_ns = time.time_ns() - time.monotonic_ns()
-        server = _Server(("127.0.0.1", self._port), _Handler)
+        try:
+            server = _Server(("127.0.0.1", self._port), _Handler)
+        except OSError as exc:  # a port given (--otlp-port) that another process holds
+            raise TargetError(
+                f"the OTLP receiver cannot listen on 127.0.0.1:{self._port}: {exc.strerror or exc}"
+            ) from exc
         server.receiver = self
         self._server = server
         self._thread = threading.Thread(
