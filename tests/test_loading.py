@@ -202,3 +202,17 @@ phases:
     assert first.url == "/things/t-1"
     assert second.headers == {"authorization": "Bearer ${BASCULE_SETUP_TOKEN}"}
     assert filled.source_map is scenario.source_map
+
+
+def test_a_misspelt_phases_is_still_read_as_a_scenario_and_its_errors_reported(tmp_path: Path) -> None:
+    from bascule.model.loading import detect_kind, read_any
+
+    assert detect_kind({"id": "x", "phses": [], "design": "d.yaml"}) == "scenario"
+    assert detect_kind({"id": "x", "regoins": []}) == "design"
+    assert detect_kind({"id": "x"}) is None
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("id: x\ndesign: d.yaml\nphses:\n  - {name: a, at: 0s, for: 1s, fault: {kind: crash}}\n")
+    with pytest.raises(ScenarioError) as caught:
+        read_any(typo)
+    text = str(caught.value)
+    assert "did you mean 'phases'?" in text and "not a bascule file" not in text

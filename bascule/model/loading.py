@@ -45,11 +45,20 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def detect_kind(data: Any) -> DocumentKind | None:
-    if isinstance(data, dict):
-        if "phases" in data:
-            return "scenario"
-        if "regions" in data or "components" in data:
-            return "design"
+    """A scenario has ``phases``, a design ``regions`` or ``components``; failing those (misspelt:
+    ``phses``), the keys only one of the two has tell it, so that its own errors are reported."""
+    if not isinstance(data, dict):
+        return None
+    if "phases" in data:
+        return "scenario"
+    if "regions" in data or "components" in data:
+        return "design"
+    keys = {str(k) for k in data}
+    scenario, design = set(Scenario.model_fields), set(Design.model_fields)
+    if keys & (scenario - design) or any(did_you_mean(k, ["phases"]) for k in keys):
+        return "scenario"
+    if keys & (design - scenario) or any(did_you_mean(k, ["regions", "components"]) for k in keys):
+        return "design"
     return None
 
 
