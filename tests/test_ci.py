@@ -87,10 +87,12 @@ def test_exit_code_2_for_invalid_input_and_4_for_a_target_that_is_not_there(tmp_
         [*args, "--target", "kubernetes", "--target-file", str(target_file), "--kubeconfig", str(kubeconfig)],
     )
     assert result.exit_code == 4, result.output
-    unknown = CliRunner().invoke(app, [*args, "--target", "mars"])
+    unknown = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "mars"), "--target", "mars"])
     assert unknown.exit_code == 2 and "unknown target 'mars'" in unknown.output
-    assert (
-        "kubernetes" in json.loads((tmp_path / "k" / "journal.jsonl").read_text().splitlines()[-1])["reason"]
+    assert "ghost" in json.loads((tmp_path / "k" / "journal.jsonl").read_text().splitlines()[-1])["reason"]
+    assert (  # the targets there are, named in the journal of the run refused
+        "kubernetes"
+        in json.loads((tmp_path / "mars" / "journal.jsonl").read_text().splitlines()[-1])["reason"]
     )
 
 
