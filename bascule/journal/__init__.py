@@ -1,6 +1,7 @@
 """The run's journal: what load and probes report about each request (`samples`), those samples
 folded into bounded windows (`windows`), the hops the fault plane relayed (`hops`), the
-OpenTelemetry spans received during a run with the region each was attributed to (`spans`), the
+OpenTelemetry spans received during a run with the region each was attributed to (`spans`), what
+reached each fault while it was in force (`traffic`), the
 append-only JSONL file a run writes (`writer`) and reads back (`reader`). Shared by the runner
 that writes it and the metrics and reports that read it, so neither side imports the other.
 """
@@ -23,12 +24,14 @@ from bascule.journal.samples import (
     sample_to_json,
 )
 from bascule.journal.spans import SpanKind, SpanRecord, SpanStatus, span_from_json, span_to_json
+from bascule.journal.traffic import FaultTraffic
 from bascule.journal.windows import LatencySketch, Window, WindowAggregator, served_region
 from bascule.journal.writer import Journal
 
 __all__ = [
     "JOURNAL_FILE",
     "JOURNAL_SCHEMA",
+    "FaultTraffic",
     "Hop",
     "HopRow",
     "HopSource",

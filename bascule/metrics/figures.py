@@ -9,6 +9,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from bascule.journal.traffic import FaultTraffic
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
 from bascule.metrics.discovered import shift_discovered
@@ -22,7 +23,6 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     PhasePlan,
-    PhaseTraffic,
     Rpo,
     Violation,
 )
@@ -583,11 +583,11 @@ def _shift_violation(v: Violation, base: float) -> Violation:
     return Violation(round(v.t - base, 6), v.request_id, v.source, v.data_class, v.hop, v.minimum, v.level)
 
 
-def _phase_traffic(intervals: Sequence[FaultInterval]) -> PhaseTraffic | None:
+def _phase_traffic(intervals: Sequence[FaultInterval]) -> FaultTraffic | None:
     """The traffic that reached a phase's fault over its cycles: None unless every cycle was
     counted — or one that was counted did see traffic, which no uncounted one can take back."""
     counted = [iv.traffic for iv in intervals if iv.traffic is not None]
     if not counted:
         return None
-    total = sum(counted, PhaseTraffic())
+    total = sum(counted, FaultTraffic())
     return total if total.reached or len(counted) == len(intervals) else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
+from bascule.journal.traffic import FaultTraffic
 from bascule.model.scenario import Objectives, Weights
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "PathSources",
     "PhaseMetrics",
     "PhasePlan",
-    "PhaseTraffic",
     "Rpo",
     "RunInfo",
     "Series",
@@ -85,30 +85,6 @@ class PhasePlan:
 
 
 @dataclass(frozen=True)
-class PhaseTraffic:
-    """What reached the parts a phase's fault held while it was in force, summed over its cycles
-    (the target's count at each revert): connections and bytes on its routes, lookups of its names,
-    connections it reset."""
-
-    connections: int = 0
-    bytes: int = 0
-    lookups: int = 0
-    resets: int = 0
-
-    @property
-    def reached(self) -> bool:
-        return bool(self.connections or self.bytes or self.lookups or self.resets)
-
-    def __add__(self, other: PhaseTraffic) -> PhaseTraffic:
-        return PhaseTraffic(
-            self.connections + other.connections,
-            self.bytes + other.bytes,
-            self.lookups + other.lookups,
-            self.resets + other.resets,
-        )
-
-
-@dataclass(frozen=True)
 class PhaseMetrics(PhasePlan):
     """A phase as planned, and what it did."""
 
@@ -124,7 +100,7 @@ class PhaseMetrics(PhasePlan):
     rto: float | None
     recovered: bool | None
     share: Mapping[str, float]
-    traffic: PhaseTraffic | None = None
+    traffic: FaultTraffic | None = None
     """None where the target did not count it (a fault on processes only, the Kubernetes target,
     a phase never reverted); all 0: the fault reached nothing the service used while in force."""
 

@@ -16,8 +16,9 @@ from bascule.faults import FAULT_KINDS
 from bascule.journal import LatencySketch, SampleRow
 from bascule.journal.discovered import DiscoveredDependency
 from bascule.journal.samples import Hop
+from bascule.journal.traffic import FaultTraffic
 from bascule.metrics.discovered import parse_discovered
-from bascule.metrics.model import Latency, PhasePlan, PhaseTraffic, Violation
+from bascule.metrics.model import Latency, PhasePlan, Violation
 from bascule.metrics.records import (
     DataReport,
     ErrorRecord,
@@ -142,7 +143,7 @@ class FaultInterval:
     cycle: int | None
     apply: float
     revert: float | None = None
-    traffic: PhaseTraffic | None = None
+    traffic: FaultTraffic | None = None
     """What the target counted on the fault's parts while it was in force (its revert's ``traffic``)."""
 
 
@@ -371,9 +372,9 @@ class JournalState:
             interval.revert = t
             if r.traffic is not None:
                 c = r.traffic
-                interval.traffic = PhaseTraffic(c.connections, c.bytes, c.lookups, c.resets)
+                interval.traffic = FaultTraffic(c.connections, c.bytes, c.lookups, c.resets)
         verb = "rolled back" if r.rollback else "reverted"
-        idle = r.traffic is not None and not PhaseTraffic(**r.traffic.model_dump()).reached
+        idle = r.traffic is not None and not FaultTraffic(**r.traffic.model_dump()).reached
         self._event(t, "fault", f"{verb} {self._describe(phase, r.kind, cycle)}{NO_TRAFFIC if idle else ''}")
 
     def _describe(self, phase: int, kind: object, cycle: int | None) -> str:

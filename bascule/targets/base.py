@@ -32,6 +32,7 @@ from bascule.errors import FaultError, RevertError, TargetError
 from bascule.exit_codes import ExitCode
 from bascule.journal.discovered import OutsideReach
 from bascule.journal.hops import PathHop
+from bascule.journal.traffic import FaultTraffic
 from bascule.model.design import Design
 from bascule.plan.model import Action, ActionOp, Plan, Touch
 
@@ -49,34 +50,6 @@ __all__ = [
     "Transition",
     "signals_deferred",
 ]
-
-
-@dataclass(frozen=True)
-class FaultTraffic:
-    """What reached the parts a fault held while it was in force: connections and bytes sent on
-    its routes, lookups of its names, connections it reset. All 0: the fault changed nothing the
-    service used then, and the run says nothing of how the service bears it."""
-
-    connections: int = 0
-    """Connections the routes it held accepted."""
-    bytes: int = 0
-    """Bytes clients sent on those routes."""
-    lookups: int = 0
-    """Lookups of the names it made fail."""
-    resets: int = 0
-    """Connections it reset (a `dns` fault's, so that their clients look the name up again)."""
-
-    @property
-    def reached(self) -> bool:
-        return bool(self.connections or self.bytes or self.lookups or self.resets)
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "connections": self.connections,
-            "bytes": self.bytes,
-            "lookups": self.lookups,
-            "resets": self.resets,
-        }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,41 @@
+"""What reached the parts a fault held while it was in force (a ``fault-reverted`` record's
+``traffic``): written by the target that counts it, read by the metrics. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["FaultTraffic"]
+
+
+@dataclass(frozen=True)
+class FaultTraffic:
+    """Connections and bytes sent on the routes a fault put in a state, lookups of the names it made
+    fail, connections it reset — over one cycle of it (a target's revert), or summed over a phase.
+    All 0: the fault changed nothing the service used then, and the run says nothing of how the
+    service bears it."""
+
+    connections: int = 0
+    """Connections the routes it held accepted."""
+    bytes: int = 0
+    """Bytes clients sent on those routes."""
+    lookups: int = 0
+    """Lookups of the names it made fail."""
+    resets: int = 0
+    """Connections it reset (a `dns` fault's, so that their clients look the name up again)."""
+
+    @property
+    def reached(self) -> bool:
+        return bool(self.connections or self.bytes or self.lookups or self.resets)
+
+    def __add__(self, other: FaultTraffic) -> FaultTraffic:
+        return FaultTraffic(
+            self.connections + other.connections,
+            self.bytes + other.bytes,
+            self.lookups + other.lookups,
+            self.resets + other.resets,
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
