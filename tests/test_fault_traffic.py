@@ -181,3 +181,34 @@ def test_a_phase_over_its_cycles(cycles: list[dict[str, int] | None], reached: b
     assert flagged is (reached is False)
     property_value = "null" if reached is None else ("1" if reached is False else "0")
     assert f'name="bascule.faults_unreached" value="{property_value}"' in render_junit([result])
+
+
+def test_a_time_to_fail_over_a_window_told_reads_as_a_bound_not_an_instant() -> None:
+    """Load is folded into windows of up to 1 s; with no sample to time it (no probe served elsewhere,
+    no --raw-samples), the first success elsewhere is known to its window: a new user read "Time to
+    fail over 0 s" where the services' logs said 0.1 s."""
+    from bascule.reports._summary import compute_figures
+
+    def failing_over(t: float, source: str, data_class: str) -> Served:
+        if data_class == "internal" and 0.0 <= t < 12.0:
+            return Served(True, STANDBY, correct=True)
+        return _healthy(t, source, data_class)
+
+    spec = JournalSpec(
+        reference_design(),
+        one_phase_scenario(length=12.0, at=0.3),
+        failing_over,
+        length=30.0,
+        probes=(),
+        canary_period=None,
+    )
+    metrics = compute_metrics(build_records(spec))
+    result = build_result(metrics, score(metrics, metrics.objectives, metrics.weights))
+    ttf, within = result.figures.time_to_failover, result.figures.time_to_failover_within
+    assert ttf is not None and within is not None and ttf < within <= ttf + 1.0
+    shown = next(f for f in compute_figures(result) if f.label == "Time to fail over")
+    assert "to a window of load requests" in shown.note and ("≤" in shown.value or " to " in shown.value)
+
+    told = JournalSpec(reference_design(), one_phase_scenario(length=12.0, at=0.3), failing_over, length=30.0)
+    metrics = compute_metrics(build_records(told))  # probes served elsewhere too: samples time it
+    assert metrics.time_to_failover is not None and metrics.time_to_failover_within is None

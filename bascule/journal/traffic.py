@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["FaultTraffic"]
+__all__ = ["FaultTraffic", "over_cycles"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,13 @@ class FaultTraffic:
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+def over_cycles(counts: Sequence[FaultTraffic | None]) -> FaultTraffic | None:
+    """What reached a phase's fault over its cycles (None: a cycle not counted): None unless every
+    cycle was counted — or one that was counted did see traffic, which no uncounted one takes back."""
+    counted = [c for c in counts if c is not None]
+    if not counted:
+        return None
+    total = sum(counted, FaultTraffic())
+    return total if total.reached or len(counted) == len(counts) else None

@@ -9,7 +9,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from bascule.journal.traffic import FaultTraffic
+from bascule.journal.traffic import over_cycles
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
 from bascule.metrics.discovered import shift_discovered
@@ -74,6 +74,7 @@ class _Figures:
         ends = [t for t in (reader.last_t, reader.ticks.last_instant()) if t is not None and t > -_INF]
         self.data_end = max(ends) if ends else None
         self.notes: dict[str, str] = {}
+        self.failover_within: float | None = None
         self.noise = Noise()
         design = reader.design
         self.primary = design.routing_order[0] if design is not None and design.routing_order else None
@@ -132,13 +133,20 @@ class _Figures:
 
     def first_success(self, start: float, end: float, match: Callable[[str, str], bool]) -> float | None:
         """The first success started in ``[start, end)`` whose (data class, serving region) ``match``."""
+        return self.first_success_within(start, end, match)[0]
+
+    def first_success_within(
+        self, start: float, end: float, match: Callable[[str, str], bool]
+    ) -> tuple[float | None, float | None]:
+        """`first_success`, and the end of the window it came from when a window told it (None when
+        samples did): the success began somewhere between the two."""
         from_samples = self.r.ticks.first_success(start, end, match)
         for w in self._windows_from(start, end):
             if any(n and match(klass, region) for (klass, region), n in w.served.items()):
                 if from_samples is None or w.end <= from_samples:
-                    return max(w.start, start)
+                    return max(w.start, start), w.end
                 break
-        return from_samples
+        return from_samples, None
 
     def _windows_from(self, start: float, end: float) -> Iterable[MergedWindow]:
         i = max(0, bisect_left(self.window_starts, start) - 1)
@@ -319,6 +327,7 @@ class _Figures:
             by_class={k: (v[0], v[1]) for k, v in sorted(whole.by_class.items())},
             time_to_detect=ttd,
             time_to_failover=ttf,
+            time_to_failover_within=self.failover_within if ttf is not None else None,
             rto=rto,
             recovered=recovered,
             outages=tuple(
@@ -411,7 +420,8 @@ class _Figures:
             )
             return None
         bad = set(impaired)
-        t = self.first_success(start, end, _elsewhere(self.served_in(bad, baseline), bad))
+        t, within = self.first_success_within(start, end, _elsewhere(self.served_in(bad, baseline), bad))
+        self.failover_within = self.delta(within, start)
         if t is None:
             self.notes.setdefault(
                 "time_to_failover",
@@ -557,7 +567,7 @@ class _Figures:
                     rto=rto,
                     recovered=recovered,
                     share=agg.share(),
-                    traffic=_phase_traffic(ivs),
+                    traffic=over_cycles([iv.traffic for iv in ivs]),
                 )
             )
         return tuple(out)
@@ -581,13 +591,3 @@ def _elsewhere(classes: set[str], impaired: set[str]) -> Callable[[str, str], bo
 
 def _shift_violation(v: Violation, base: float) -> Violation:
     return Violation(round(v.t - base, 6), v.request_id, v.source, v.data_class, v.hop, v.minimum, v.level)
-
-
-def _phase_traffic(intervals: Sequence[FaultInterval]) -> FaultTraffic | None:
-    """The traffic that reached a phase's fault over its cycles: None unless every cycle was
-    counted — or one that was counted did see traffic, which no uncounted one can take back."""
-    counted = [iv.traffic for iv in intervals if iv.traffic is not None]
-    if not counted:
-        return None
-    total = sum(counted, FaultTraffic())
-    return total if total.reached or len(counted) == len(intervals) else None

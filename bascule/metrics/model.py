@@ -373,3 +373,6 @@ class Metrics:
     discovered: tuple[DiscoveredDependency, ...] = ()
     """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
     reach in seconds since ``plan-started``."""
+    time_to_failover_within: float | None = None
+    """When a window (of load requests, ≤ 1 s) told the time to fail over rather than a sample: the
+    end of that window after the fault — the first success elsewhere began between the two."""

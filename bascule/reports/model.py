@@ -250,6 +250,8 @@ class Figures(_Record):
     by_class: Mapping[str, ClassFigures] = {}
     time_to_detect: float | None = None
     time_to_failover: float | None = None
+    time_to_failover_within: float | None = None
+    """Set when a window told it: the first success elsewhere began between the two (≤ 1 s apart)."""
     rto: float | None = None
     recovered: bool | None = None
     outages: tuple[Outage, ...] = ()
