@@ -181,3 +181,17 @@ def test_unplaced_survives_the_journal() -> None:
     sample = _sample(unplaced=("backend",))
     assert sample_from_json(sample_to_json(sample)) == replace(sample)
     assert "unplaced" not in sample_to_json(_sample())
+
+
+def test_the_note_names_spans_that_belong_to_no_request(running: Design) -> None:
+    from bascule.metrics.records import PathsReport
+
+    state = _state(
+        running, {"judged": 5, "unattributed": 0, "violations": [], "relayed_only": 5, "blind_paths": 5}
+    )
+    state.paths_report = PathsReport.model_validate(
+        {"spans": {"unclaimed": 12, "unattributed": {"backend": 3}}}
+    )
+    note = judge_sovereignty(state, True).note or ""
+    assert "12 spans received belong to no request of bascule's" in note
+    assert "(3 of backend)" in note

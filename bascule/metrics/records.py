@@ -295,6 +295,9 @@ class SpansCounts(_Record):
 
     unattributed: Annotated[Mapping[str, int], BeforeValidator(_region_counts)] = {}
     """service.name → server spans of requests that could not be placed in a region."""
+    unclaimed: Annotated[int, BeforeValidator(_count)] = 0
+    """Spans of traces no request of bascule's claimed (a service that does not pass traceparent on
+    starts traces of its own)."""
 
 
 class PathsReport(_Record):

@@ -150,6 +150,12 @@ class _Unknown:
                 "service's OpenTelemetry resource cloud.provider and cloud.region (OTEL_RESOURCE_ATTRIBUTES; "
                 "docs/traces.md, 'How a span is attributed')"
             )
+        if spans is not None and spans.unclaimed:
+            parts.append(
+                f"{spans.unclaimed} spans received belong to no request of bascule's: a service that does "
+                "not pass the traceparent header on starts traces of its own, which tell nothing of "
+                "where bascule's requests went (docs/own-services.md)"
+            )
         received = r.traces_received.note() if r.traces_received is not None else None
         if received:
             parts.append(received)
