@@ -477,3 +477,18 @@ def test_rendering_all_three_is_fast(sample: dict[str, Any]) -> None:
     render_html(parse_result(sample))
     render_charts(parse_result(sample))
     assert time.process_time() - started < 5.0
+
+
+def test_a_fail_kept_only_by_an_unmeasured_dimension_says_so_in_its_title(sample: dict[str, Any]) -> None:
+    """Two new users misread "FAIL · 100.0/100, grade A": the title now names what kept the pass."""
+    doc = copy.deepcopy(sample)
+    for dim in doc["score"]["dimensions"]:
+        dim.update(passed=True, sub_score=100.0)
+        if dim["name"] == "sovereignty":
+            dim.update(passed=None, sub_score=None, measured=None)
+    doc["score"].update(overall=100.0, grade="A", passed=False, cap=None)
+    doc["run"]["exit_code"] = 1
+    md = render_markdown(parse_result(doc))
+    assert md.startswith("## ❌ FAIL · 100.0/100, grade A · sovereignty unmeasured — ")
+    doc["score"]["dimensions"][0]["passed"] = False  # a failing dimension says it all: no tail
+    assert "unmeasured —" not in render_markdown(parse_result(doc)).splitlines()[0]

@@ -19,6 +19,7 @@ from bascule.reports.compare import build_comparison, render_compare_markdown, s
 from bascule.reports.compare_html import render_compare_html
 from bascule.reports.files import read_result, report_run, with_own_repeat
 from bascule.reports.model import Result
+from bascule.reports.terminal import score_line
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
@@ -40,17 +41,6 @@ def append_step_summary(summary: Path) -> None:
             f.write(summary.read_text(encoding="utf-8") + "\n")
 
 
-def _score_line(result: Result) -> str:
-    score = result.score
-    overall = "—" if score.overall is None else f"{score.overall:.1f}"
-    verdict = "[green]PASS[/green]" if score.passed else "[red]FAIL[/red]"
-    failing = [d.name for d in score.dimensions if d.passed is False]
-    tail = f" — failing: {', '.join(failing)}" if failing else ""
-    if score.overall is None:
-        return f"not scored, {verdict}{tail}"
-    return f"score {overall}/100, grade {score.grade or '—'}, {verdict}{tail}"
-
-
 def report_command(
     run_dir: Annotated[
         Path, typer.Argument(help="A run directory (it holds journal.jsonl).", show_default=False)
@@ -69,7 +59,7 @@ def report_command(
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(ExitCode.INVALID_INPUT) from exc
     took = time.perf_counter() - began
-    out.print(_score_line(result), highlight=False)
+    out.print(score_line(result), highlight=False)
     for path in written:
         out.print(f"  {path}", highlight=False)
     out.print(f"rendered in {took:.2f} s", highlight=False)
@@ -210,7 +200,7 @@ def compare_command(
                     out.print(f"    exit {outcome.exit_code}: {outcome.reason}", highlight=False)
                     break
                 result = _result_of(outcome.run_dir)
-                out.print(f"    exit {outcome.exit_code}: {_score_line(result)}", highlight=False)
+                out.print(f"    exit {outcome.exit_code}: {score_line(result)}", highlight=False)
                 results.append(result)
                 completed.append(outcome.run_dir)
         if abort.is_set:

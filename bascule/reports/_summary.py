@@ -58,6 +58,9 @@ class Headline:
     grade: str
     passed: bool | None
     verdict: str  # PASS, FAIL, or "—" when the document does not say
+    unmeasured: str = ""
+    """The weighted dimensions left unmeasured when nothing else kept the pass — why a run reads
+    "FAIL · 100.0/100": ``"sovereignty unmeasured"``; empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,21 @@ def compute_headline(result: Result) -> Headline:
         grade=as_str(score.grade) or DASH,
         passed=score.passed,
         verdict=DASH if score.passed is None else ("PASS" if score.passed else "FAIL"),
+        unmeasured=_held_back(result),
     )
+
+
+def _held_back(result: Result) -> str:
+    score = result.score
+    if score.passed is not False or score.overall is None or result.run.exit_code not in (0, 1, None):
+        return ""
+    if any(d.passed is False for d in score.dimensions):
+        return ""
+    floor = as_float(score.min_score)
+    if floor is not None and (as_float(score.overall) or 0.0) < floor:
+        return ""
+    names = [d.name for d in score.dimensions if d.passed is None and (as_float(d.weight) or 0.0) > 0]
+    return f"{', '.join(names)} unmeasured" if names else ""
 
 
 def safe_links(result: Result) -> list[str]:

@@ -114,6 +114,7 @@ def _score(result: Result) -> str:
         f'<div class="grade{grade_class}" title="grade">{_e(headline.grade)}</div>'
         f'<span class="verdict{verdict_class}">{_e(headline.verdict)}</span>'
         + (f'<div class="cap">{_e(cap)}</div>' if cap else "")
+        + (f'<div class="cap">{_e(headline.unmeasured)}</div>' if headline.unmeasured else "")
         + "</div>"
     )
     rows = [

@@ -52,6 +52,8 @@ def _title(result: Result) -> list[str]:
     h = summary.compute_headline(result)
     mark = {"PASS": "✅", "FAIL": "❌"}.get(h.verdict, "❔")
     scored = "not scored" if h.overall is None else f"{_md(h.overall_text)}/100, grade {_md(h.grade)}"
+    if h.unmeasured:
+        scored += f" · {_md(h.unmeasured)}"
     lines = [
         f"## {mark} {h.verdict} · {scored} — {_md(h.scenario_id)} on {_md(h.design_id)}",
         "",

@@ -13,7 +13,7 @@ from bascule.reports import _summary as summary
 from bascule.reports._format import DASH
 from bascule.reports.model import Result
 
-__all__ = ["KEY_FIGURES", "render_terminal"]
+__all__ = ["KEY_FIGURES", "render_terminal", "score_line"]
 
 KEY_FIGURES = ("RTO", "Time to fail over", "Failback", "RPO", "Sovereignty violations")
 """The figures shown under the dimensions, by their label in the summary."""
@@ -36,6 +36,8 @@ def render_terminal(result: Result) -> RenderableType:
     style = "green" if head.passed else "red"
     cap = summary.compute_cap(result)
     scored = "not scored" if head.overall is None else f"{head.overall_text}/100, grade {head.grade}"
+    if head.unmeasured:  # what kept the pass when every measured dimension met its objective
+        scored += f" · {head.unmeasured}"
     headline = Text.assemble(
         (f"{head.verdict} · {scored}", f"bold {style}"),
         f" — {head.scenario_id} on {head.design_id}",
@@ -67,3 +69,16 @@ def render_terminal(result: Result) -> RenderableType:
             figures.add_row(figure.label, figure.value, figure.note)
     unreached = [Text(f"⚠ {sentence}", style="yellow") for sentence in summary.compute_unreached(result)]
     return Group(headline, *unreached, Text(""), dimensions, Text(""), figures)
+
+
+def score_line(result: Result) -> str:
+    """The verdict in one line of rich markup: ``score 100.0/100, grade A, FAIL — sovereignty unmeasured``."""
+    score = result.score
+    overall = "—" if score.overall is None else f"{score.overall:.1f}"
+    verdict = "[green]PASS[/green]" if score.passed else "[red]FAIL[/red]"
+    failing = [d.name for d in score.dimensions if d.passed is False]
+    unmeasured = summary.compute_headline(result).unmeasured
+    tail = f" — failing: {', '.join(failing)}" if failing else (f" — {unmeasured}" if unmeasured else "")
+    if score.overall is None:
+        return f"not scored, {verdict}{tail}"
+    return f"score {overall}/100, grade {score.grade or '—'}, {verdict}{tail}"
