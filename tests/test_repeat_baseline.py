@@ -129,10 +129,12 @@ def test_the_baseline_is_found_in_a_moved_suite_with_or_without_repeats(tmp_path
     assert one is not None and len(one.runs) == 1
     availability = one.dimension("availability")
     assert availability is not None and availability.interval is None and availability.measured_runs == 1
-    # One baseline run: its value stands for the interval.
+    # One baseline run: its value stands for the baseline, given the spread of the runs now.
     now = compare_baseline(judge_runs(runs(0.5, (5, 6, 7))), plain)
     change = next(c for c in now.baseline or () if c.name == "availability")
-    assert change.baseline_low == change.baseline_high == availability.mean and change.baseline_runs == 1
+    assert availability.mean is not None and change.baseline_runs == 1 and change.spread_lent_to == "baseline"
+    assert change.baseline_low < availability.mean < change.baseline_high
+    assert (change.baseline_low + change.baseline_high) / 2 == pytest.approx(availability.mean)
 
 
 def test_a_directory_that_is_no_baseline_is_refused_and_a_missing_item_is_said(tmp_path: Path) -> None:
@@ -185,6 +187,8 @@ def test_a_regression_names_the_design_field_that_changed(tmp_path: Path) -> Non
     suite_md = render_suite_repeat_markdown([(case, summary)], 1)
     regressions = suite_md.split("### ❌ Regressions against the baseline (beyond noise)")[1]
     assert "    - `routing.circuit_breaker.open_for: 3s → 30s`" in regressions
+    # The line docs/repeats.md shows ("What changed in the design").
+    assert "availability regressed beyond noise: [70.54 %, 74.80 %] now, [79.00 %, 86.01 %] in" in regressions
     assert any(
         "design changes: routing.circuit_breaker.open_for: 3s → 30s" in line
         for line in render_repeat_lines(summary)

@@ -93,6 +93,13 @@ def render_suite_repeat_markdown(items: Sequence[tuple[SuiteCase, RepeatSummary]
     note = f"> {', '.join(closing)}; {len(flaky)} flaky."
     if any(s.baseline_source for _, s in items):
         note += f" {len(regressed)} regressed against the baseline."
+        untold = [
+            f"{c.scenario_id} on {c.design_id} ({', '.join(f.name for f in s.too_few_runs)})"
+            for c, s in items
+            if s.too_few_runs
+        ]
+        if untold:
+            note += f" Too few runs to tell against the baseline (not flagged): {'; '.join(untold)}."
     if unsure:
         note += f" Inconclusive (the interval straddles an objective; exit 1): {'; '.join(unsure)}."
     if flaky:

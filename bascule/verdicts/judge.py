@@ -180,10 +180,20 @@ def _dimension_values(results: Sequence[Result], name: str) -> tuple[list[RunVal
         objective = None if dimension.objective is None else float(dimension.objective)
         values.append(
             RunValue(
-                run=index, measured=_value(dimension, better), objective=objective, passed=dimension.passed
+                run=index,
+                measured=_value(dimension, better),
+                objective=objective,
+                passed=dimension.passed,
+                samples=_samples(result, name),
             )
         )
     return values, unit, weight, why
+
+
+def _samples(result: Result, name: str) -> int | None:
+    """What a ratio figure was counted over (the impact window's requests, its graded answers)."""
+    counts = {"availability": result.figures.requests, "correctness": result.figures.correctness.graded}
+    return counts.get(name) or None
 
 
 def _score_values(results: Sequence[Result], min_score: float) -> list[RunValue]:

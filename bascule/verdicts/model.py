@@ -70,6 +70,9 @@ class RunValue(_Record):
     """``inf``: never recovered (an RTO); ``None``: unmeasured."""
     objective: float | None = None
     passed: bool | None = None
+    samples: int | None = None
+    """For a ratio of counts — availability, correctness — the requests or graded answers it was
+    counted over: one count of them (1/N) is the least spread a baseline comparison assumes."""
 
 
 class DimensionVerdict(_Record):
@@ -100,7 +103,9 @@ class DimensionVerdict(_Record):
 
 
 class FigureChange(_Record):
-    """One dimension now against the baseline (docs/repeats.md, "Against a baseline")."""
+    """One dimension now against the baseline (docs/repeats.md, "Against a baseline"). The bounds
+    are the intervals compared: below 8 runs, each at least as wide as Student's t interval of its
+    side's mean; a side with no spread of its own is given the other side's."""
 
     name: str
     unit: str = ""
@@ -113,6 +118,11 @@ class FigureChange(_Record):
     regressed: bool = False
     """The intervals do not overlap and now is on the worse side."""
     improved: bool = False
+    too_few_runs: bool = False
+    """The figures differ but neither side has a spread to weigh the difference against (one run,
+    or runs that all measured the same value): neither regressed nor improved."""
+    spread_lent_to: str = ""
+    """``baseline`` or ``now``: the side with no spread of its own, given the other side's."""
     reason: str = ""
 
 
@@ -167,6 +177,10 @@ class RepeatSummary(_Record):
     @property
     def regressions(self) -> tuple[FigureChange, ...]:
         return tuple(c for c in self.baseline or () if c.regressed)
+
+    @property
+    def too_few_runs(self) -> tuple[FigureChange, ...]:
+        return tuple(c for c in self.baseline or () if c.too_few_runs)
 
     @property
     def flaky_dimensions(self) -> tuple[DimensionVerdict, ...]:

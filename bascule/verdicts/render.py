@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from bascule.verdicts.model import DimensionVerdict, Interval, RepeatSummary, Verdict
+from bascule.verdicts.model import DimensionVerdict, FigureChange, Interval, RepeatSummary, Verdict
 
 __all__ = ["render_flaky_lines", "render_repeat_lines", "render_repeat_markdown", "show_value"]
 
@@ -73,19 +73,36 @@ def render_repeat_markdown(summary: RepeatSummary, *, heading: str = "##") -> st
     if summary.baseline is not None:
         lines += ["", f"**Against the baseline** `{summary.baseline_source}`:", ""]
         lines += ["| dimension | now | baseline | change |", "|---|---|---|---|"]
-        for c in summary.baseline:
-            mark = "❌ regressed" if c.regressed else ("✅ improved" if c.improved else "= within noise")
-            lines.append(
-                f"| {c.name} | [{show_value(c.now_low, c.unit)}, {show_value(c.now_high, c.unit)}] | "
-                f"[{show_value(c.baseline_low, c.unit)}, {show_value(c.baseline_high, c.unit)}] "
-                f"({c.baseline_runs} run{'s' if c.baseline_runs != 1 else ''}) | {mark} |"
-            )
+        lines += [_baseline_row(c) for c in summary.baseline]
+        lines += [
+            "",
+            "Below 8 runs, each side's interval is at least as wide as Student's t interval of its "
+            "mean, so that a few runs are not read as a change; a side whose runs show no spread is "
+            "given the other's.",
+        ]
     lines += _design_lines(summary)
     if summary.flaky_dimensions:
         lines += ["", "**Flaky** (verdicts differ across runs):"]
         lines += [f"- {d.name}: {d.flips}" for d in summary.flaky_dimensions]
     lines += [f"\n> {note}" for note in summary.notes]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_row(c: FigureChange) -> str:
+    if c.regressed:
+        mark = "❌ regressed"
+    elif c.improved:
+        mark = "✅ improved"
+    else:
+        mark = "❔ too few runs to tell" if c.too_few_runs else "= within noise"
+    runs = f"{c.baseline_runs} run{'s' if c.baseline_runs != 1 else ''}"
+    lent = {"now": (" (spread of the baseline)", ""), "baseline": ("", ", spread of the runs now")}
+    to_now, to_baseline = lent.get(c.spread_lent_to, ("", ""))
+    return (
+        f"| {c.name} | [{show_value(c.now_low, c.unit)}, {show_value(c.now_high, c.unit)}]{to_now} | "
+        f"[{show_value(c.baseline_low, c.unit)}, {show_value(c.baseline_high, c.unit)}] "
+        f"({runs}{to_baseline}) | {mark} |"
+    )
 
 
 def _design_lines(summary: RepeatSummary) -> list[str]:
