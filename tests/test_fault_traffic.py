@@ -212,3 +212,29 @@ def test_a_time_to_fail_over_a_window_told_reads_as_a_bound_not_an_instant() -> 
     told = JournalSpec(reference_design(), one_phase_scenario(length=12.0, at=0.3), failing_over, length=30.0)
     metrics = compute_metrics(build_records(told))  # probes served elsewhere too: samples time it
     assert metrics.time_to_failover is not None and metrics.time_to_failover_within is None
+
+
+def test_a_refuse_turns_clients_away_unseen_so_nothing_counted_is_not_nothing_reached(
+    board: tuple[FaultBoard, FaultPlane, DnsServer],
+) -> None:
+    """A new user's refuse on the entry every client hit read "reached no traffic": with its listener
+    closed, the kernel refuses the connections and nothing counts them."""
+    fb, plane, _ = board
+    fb.apply("refuse", [RouteFault("r", fs.Refuse())])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", plane.port("r")), timeout=2.0)
+    assert fb.traffic("refuse") is None  # not counted: neither reached nor not
+    fb.revert("refuse")
+
+    held = socket.create_connection(("127.0.0.1", plane.port("r")), timeout=2.0)
+    try:
+        held.sendall(b"x")
+        deadline = time.monotonic() + 2.0
+        while plane.stats("r").connections_open < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fb.apply("refuse", [RouteFault("r", fs.Refuse())])  # resets the connection open
+        counted = fb.traffic("refuse")
+        assert counted is not None and counted.resets == 1 and counted.reached
+        fb.revert("refuse")
+    finally:
+        held.close()

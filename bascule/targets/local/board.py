@@ -81,7 +81,10 @@ class _Counts:
     names: Mapping[str, int]
     """Name → lookups read, for the names it makes fail."""
     resets: Mapping[str, int]
-    """Route → connections reset, for the routes whose connections it resets."""
+    """Route → connections reset, for the routes it puts in a state or whose connections it resets."""
+    refusing: bool
+    """It closes a route's listener (`Refuse` not counted): the connections it turns away are
+    refused by the kernel, and nothing counts them."""
 
 
 @dataclass
@@ -229,16 +232,19 @@ class FaultBoard:
             now = self._counts(effects)
         if now is None:
             return None
-        return FaultTraffic(
+        counted = FaultTraffic(
             connections=sum(now.routes[r][0] - then.routes[r][0] for r in then.routes),
             bytes=sum(now.routes[r][1] - then.routes[r][1] for r in then.routes),
             lookups=sum(now.names[n] - then.names[n] for n in then.names),
             resets=sum(now.resets[r] - then.resets[r] for r in then.resets),
         )
+        # A route refusing with its listener closed turns clients away unseen: nothing counted there
+        # is not "nothing came" (a new user's refuse on the entry every client hit read so).
+        return None if then.refusing and not counted.reached else counted
 
     def _counts(self, effects: Sequence[Effect]) -> _Counts | None:
         routes = {e.route for e in effects if isinstance(e, RouteFault)}
-        resets = {e.route for e in effects if isinstance(e, ResetConnections)}
+        resets = routes | {e.route for e in effects if isinstance(e, ResetConnections)}
         names = {e.host for e in effects if isinstance(e, DnsFault)}
         if not (routes or resets or names):
             return None
@@ -250,6 +256,10 @@ class FaultBoard:
                 routes={r: (stats[r].connections_accepted, stats[r].bytes_from_clients) for r in routes},
                 names={n: self._dns.lookups_of(n) for n in names},
                 resets={r: stats[r].connections_reset for r in resets},
+                refusing=any(
+                    isinstance(e, RouteFault) and isinstance(e.state, Refuse) and not e.state.counted
+                    for e in effects
+                ),
             )
         except (KeyError, ValueError, RuntimeError, OSError):
             return None  # a route or name the stack does not have: its apply fails on its own
