@@ -156,7 +156,8 @@ def test_sovereignty_is_unmeasured_when_every_judged_path_was_open(running: Desi
     assert "received no span: 307 export requests were refused" in (judged.note or "")
 
     partial = judge_sovereignty(_state(running, {**base, "blind_paths": 5}), True)
-    assert partial.judged and partial.requests == 25 and partial.unattributed == 5
+    assert not partial.judged and partial.requests == 25 and partial.unattributed == 5
+    assert "of 30 requests judged, only 25 had a path known whole" in (partial.note or "")
 
     violated = _state(running, {**base, "blind_paths": 30})
     violated.violation_count = 1  # a sovereignty-violation record
@@ -195,3 +196,11 @@ def test_the_note_names_spans_that_belong_to_no_request(running: Design) -> None
     note = judge_sovereignty(state, True).note or ""
     assert "12 spans received belong to no request of bascule's" in note
     assert "(3 of backend)" in note
+
+
+def test_a_class_no_hop_can_violate_leaves_no_path_unknown(running: Design) -> None:
+    judge = SovereigntyJudge(running)
+    internal = replace(_sample(_hop("frontend", PAR, HopSource.FAULT_PLANE)), data_class="internal")
+    judge.observe(internal)  # min_sovereignty: foreign — wherever it went, nothing is below it
+    report = judge.report()
+    assert report.judged == 1 and (report.relayed_only, report.blind_paths) == (0, 0)

@@ -56,11 +56,14 @@ def judge_sovereignty(r: JournalState, traffic: bool) -> SovereigntyJudged:
         blind=0 if incomplete else told.blind_paths or 0,
     )
     if counted is not None and judged and unknown.total and not r.violation_count:
+        # A request of a class some hop could violate went where nobody could see: the paths that
+        # were known do not make a pass of it (docs/own-services.md: "unmeasured, never pass").
         counted -= unknown.total
         unattributed += unknown.total
-        judged = counted > 0
-        if not judged:
-            note = unknown.note(r, incomplete)
+        judged = False
+        note = unknown.note(r, incomplete)
+        if counted > 0:
+            note += f" — of {counted + unknown.total} requests judged, only {counted} had a path known whole"
     if not judged and note is None:
         note = (
             f"no request's path was known: {unattributed} answered request"

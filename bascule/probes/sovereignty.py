@@ -120,7 +120,8 @@ class SovereigntyReport:
     """Answered samples of a data class the design knows whose path no source could tell."""
     relayed_only: int = 0
     """Judged samples whose path only the fault plane told (their service reported no hop): their
-    paths are complete only where every component propagated the trace context."""
+    paths are complete only where every component propagated the trace context. Of the classes a
+    hop could violate (a minimum above ``foreign``), as every count of unknown paths below."""
     open_paths: int = 0
     """Judged samples with no violation whose service reported hops, but whose path reached a
     component in a region that called another over connections that were not HTTP (`report`'s
@@ -148,6 +149,11 @@ class SovereigntyJudge:
         self._unplaced = 0
         self._blind_paths = 0
         self._blind = frozenset(blind_services(design))
+        self._at_risk = frozenset(
+            name for name, c in design.data_classes.items() if c.min_sovereignty is not Sovereignty.FOREIGN
+        )
+        """The classes some hop could violate (a minimum above foreign): only their paths left unknown
+        keep sovereignty from being judged."""
         self._found: list[Violation] = []
         self._reported: Counter[frozenset[tuple[str, str | None]]] = Counter()
         """The places (component, region) of each judged sample with no violation that its service
@@ -159,7 +165,9 @@ class SovereigntyJudge:
             if sample.data_class in self.design.data_classes:
                 if any(hop.relayed for hop in sample.hops):
                     self._judged += 1
-                    if all(hop.via in _OBSERVED for hop in sample.hops):
+                    if sample.data_class not in self._at_risk:
+                        pass  # no hop can be below its minimum: where it went cannot matter
+                    elif all(hop.via in _OBSERVED for hop in sample.hops):
                         self._relayed_only += 1
                         if not found and (sample.unplaced or self._reaches_blind(sample)):
                             self._blind_paths += 1
