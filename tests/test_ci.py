@@ -148,6 +148,14 @@ def test_pytest_plugin_items_failures_and_junit_properties(pytester: pytest.Pyte
     assert passed.attrib["name"] == "active-passive-sovereign"
     props = {p.attrib["name"]: p.attrib["value"] for p in passed.iter("property")}
     assert props["bascule.exit_code"] == "0" and float(props["bascule.score"]) >= 90
+    assert "bascule.faults_unreached" in props
+    # A second session runs into the items' own directories again: the earlier run is replaced, not
+    # mixed with (nor refused as a directory in use).
+    again = pytester.runpytest_subprocess(
+        "--bascule", "--bascule-design", str(APS), "-p", "no:cacheprovider", timeout=300
+    )
+    again.assert_outcomes(passed=1, failed=1)
+    assert "RunDirectoryInUse" not in again.stdout.str()
     selected = pytester.runpytest_subprocess(
         "--bascule", "--bascule-design", str(APS), "-k", "impossible", "--collect-only", "-q", timeout=120
     )

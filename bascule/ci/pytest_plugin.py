@@ -8,7 +8,10 @@ one the scenario names — named ``<design id>`` under the file, so ``-k`` and `
 for any test. An item passes when its run completes and meets its objectives (and
 ``--bascule-min-score``); a failing item prints the score table and what to do, not a traceback.
 Score, grade and key figures go to the item's ``user_properties``, which ``--junitxml`` writes as
-properties.
+properties; a phase whose fault reached no traffic is counted (``bascule.faults_unreached``), said
+(``bascule.warning``) and warned of (`BasculeWarning`, in pytest's warnings summary). Each item's
+directory (``runs/pytest/<scenario>--<design>``, or under ``--bascule-out``) holds the last
+session's run: an earlier one there is removed first.
 
 With ``--bascule-repeat N`` each item runs N times and is judged over its runs (docs/repeats.md): it
 passes only when every objective's 95 % interval is on its passing side; inconclusive, fail,
@@ -27,6 +30,8 @@ Imports of the runner are deferred: the plugin costs nothing to a pytest session
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,6 +164,9 @@ def _properties(result: RunResult) -> list[tuple[str, object]]:
         ("bascule.failback", figures.failback),
         ("bascule.sovereignty_violations", figures.sovereignty_violations),
     ]
+    counted = [p for p in result.document.phases if p.reached is not None]
+    props.append(("bascule.faults_unreached", sum(not p.reached for p in counted) if counted else None))
+    props += [("bascule.warning", sentence) for sentence in result.warnings]
     props += [(f"bascule.{d.name}.sub_score", d.sub_score) for d in result.dimensions]
     return props
 
@@ -190,6 +198,18 @@ def _repeat_properties(summary: RepeatSummary, out: Path) -> list[tuple[str, obj
     return props
 
 
+class BasculeWarning(UserWarning):
+    """What a run says nothing of, though it may pass (`RunResult.warnings`)."""
+
+
+def _fresh(out: Path) -> Path:
+    """The item's own directory, emptied of the run an earlier session left there: a run is never
+    written into one that holds a run (its figures would mix), and the plugin's are its own."""
+    if (out / "journal.jsonl").exists() or (out / "repeat.json").exists():
+        shutil.rmtree(out)
+    return out
+
+
 class ScenarioItem(pytest.Item):
     """One scenario run against one design."""
 
@@ -213,11 +233,13 @@ class ScenarioItem(pytest.Item):
         result = run(
             self.path,
             design=self.design_path,
-            out=self._out(),
+            out=_fresh(self._out()),
             target=self.config.getoption("bascule_target"),
             min_score=self.config.getoption("bascule_min_score"),
         )
         self.user_properties.extend(_properties(result))
+        for sentence in result.warnings:
+            warnings.warn(BasculeWarning(f"{self.scenario_id} on {self.name}: {sentence}"), stacklevel=1)
         if not result.passed:
             raise ScenarioFailedError(result)
 
@@ -228,7 +250,7 @@ class ScenarioItem(pytest.Item):
             self.path,
             self.config.getoption("bascule_repeat"),
             design=self.design_path,
-            out=self._out(),
+            out=_fresh(self._out()),
             target=self.config.getoption("bascule_target"),
             min_score=self.config.getoption("bascule_min_score"),
             baseline=self.config.getoption("bascule_baseline"),

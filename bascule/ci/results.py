@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bascule.exit_codes import ExitCode
+from bascule.reports._summary import compute_unreached
 from bascule.reports.files import read_result as read_result_file
 from bascule.reports.files import report_run, score_run
 from bascule.reports.model import Dimension, Figures, Result, Run
@@ -74,6 +75,12 @@ class RunResult:
                 return dimension
         known = ", ".join(d.name for d in self.dimensions)
         raise KeyError(f"no dimension {name!r} in this result; it has: {known}")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the run says nothing of, though it may pass: a phase whose fault reached no traffic
+        while in force (docs/faults.md, "Did the fault reach anything?"), one sentence each."""
+        return tuple(compute_unreached(self.document))
 
     def score_table(self) -> str:
         """The score table as plain text: what a failing test prints."""
