@@ -319,6 +319,12 @@ class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
     @abstractmethod
     def _record_reverted(self, key: str, note: str) -> None: ...
 
+    def _took_effect(self, key: str) -> float | None:
+        """When an apply that goes on after its fault took effect did (``time.monotonic()``): a
+        data-loss stops its replica, then wipes it and restarts it — the fault is in force from the
+        stop. None: once the apply returns."""
+        return None
+
     def _traffic(self, key: str, held: Held) -> FaultTraffic | None:
         """What reached the fault's parts while it was in force, asked just before it ends; None
         where the target does not count it. Never raises: a count lost leaves it None."""
@@ -377,6 +383,9 @@ class LedgerTarget(ClosingTarget, ABC, Generic[Held]):
             lines = self._carry_out(key, held)
             self._active[key] = (action, held)
             done, wall = time.monotonic(), time.time()
+            began = self._took_effect(key)
+            if began is not None and called <= began < done:  # a process stopped, then more work
+                done, wall = began, wall - (done - began)
         return Transition(key, ActionOp.APPLY, action.fault.kind, done, wall, done - called, lines)
 
     def revert(self, action: Action, touch: Touch | None = None) -> Transition:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -137,6 +138,9 @@ class FaultBoard:
         """The catch-up rate of the last `FreezeIndex` applied to each store replica."""
         self._layers: dict[_Part, _Layers] = {}
         self._active: dict[str, tuple[Effect, ...]] = {}
+        self._stopped_at: dict[str, float] = {}
+        """Each fault in force that stopped a process (`Kill`, an own service's `Wipe`): when its
+        first one was stopped — when it took effect, whatever the wipe's own length."""
         self._applied_counts: dict[str, _Counts | None] = {}
         """Each fault in force: its routes' and names' counters as it was applied (None: it holds
         neither, or they could not be read)."""
@@ -171,6 +175,10 @@ class FaultBoard:
                 self._actuate(changes)
                 for effect in effects:
                     if isinstance(effect, INSTANT):
+                        if isinstance(effect, Kill) or (
+                            isinstance(effect, Wipe) and effect.replica in self.wipes
+                        ):
+                            self._stopped_at.setdefault(key, time.monotonic())
                         self._act_once(effect)
             except Exception as exc:
                 try:
@@ -193,6 +201,7 @@ class FaultBoard:
             if self._active.pop(key, None) is None:
                 return False
             self._applied_counts.pop(key, None)
+            self._stopped_at.pop(key, None)
             changes: list[_Change] = []
             for part, layers in list(self._layers.items()):
                 if not any(k == key for k, _ in layers.entries):
@@ -219,6 +228,12 @@ class FaultBoard:
         if errors:
             raise RevertError("; ".join(errors))
         return done
+
+    def stopped_at(self, key: str) -> float | None:
+        """When the fault `key` stopped its first process (``time.monotonic()``), if it stopped one:
+        the instant a data-loss took effect, before its wipe ran and its replica restarted."""
+        with self._lock:
+            return self._stopped_at.get(key)
 
     def traffic(self, key: str) -> FaultTraffic | None:
         """What reached the routes and names of the fault `key` since it was applied: connections

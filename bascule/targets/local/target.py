@@ -82,6 +82,8 @@ class FaultBoardLike(Protocol):
 
     def traffic(self, key: str) -> FaultTraffic | None: ...
 
+    def stopped_at(self, key: str) -> float | None: ...
+
 
 class RemoteBoard:
     """The board of a stack run by another process, reached over its control channel."""
@@ -100,6 +102,9 @@ class RemoteBoard:
             return self._client.revert_fault(key)
         except (ControlError, httpx.HTTPError) as exc:
             raise RevertError(f"fault {key!r}: {exc}") from exc
+
+    def stopped_at(self, key: str) -> float | None:
+        return None  # another process's clock: the apply's own end stands for it
 
     def traffic(self, key: str) -> FaultTraffic | None:
         try:
@@ -344,6 +349,9 @@ class LocalTarget(LedgerTarget[tuple[Effect, ...]]):
         with self._lock:
             entry = self._active.get(self.key(action))
         return entry is not None and not all(isinstance(e, INSTANT) for e in entry[1])
+
+    def _took_effect(self, key: str) -> float | None:
+        return self._board.stopped_at(key)
 
     def _traffic(self, key: str, held: tuple[Effect, ...]) -> FaultTraffic | None:
         try:
