@@ -489,8 +489,11 @@ def test_objectives_come_from_the_journal_unless_given() -> None:
     assert strict.error_budget.allowed == pytest.approx(0.001 * strict.requests)
 
 
-def test_events_and_rollbacks_in_time_order() -> None:
-    extra = [{"type": "fault-reverted", "t": 44.0, "key": "p0", "kind": "region-outage", "rollback": True}]
+@pytest.mark.parametrize("key", ["p0", "run-20261204-a1b2c3/p0"])  # the ledger's, the target's
+def test_events_and_rollbacks_in_time_order(key: str) -> None:
+    # The runner's rollback records carry the target's key, session first: a new user's interrupted
+    # run read its rolled-back phase as never reverted.
+    extra = [{"type": "fault-reverted", "t": 44.0, "key": key, "kind": "region-outage", "rollback": True}]
     faults = [FaultSpan(0, 0.0, None)]
     m = compute_metrics(build_records(spec(healthy, faults=faults, extra=extra)))
     assert [e.t for e in m.events] == sorted(e.t for e in m.events)

@@ -468,8 +468,9 @@ class JournalState:
 
 
 def _parse_key(key: str) -> tuple[int | None, int | None]:
-    """A ledger key (``p3``, ``p4.c2``) → (phase, cycle)."""
-    head, _, tail = key.partition(".")
+    """A ledger key (``p3``, ``p4.c2``, or the target's ``<session>/p4.c2`` a rollback record carries)
+    → (phase, cycle)."""
+    head, _, tail = key.rsplit("/", 1)[-1].partition(".")
     try:
         phase = int(head[1:]) if head.startswith("p") else None
         cycle = int(tail[1:]) if tail.startswith("c") else None
