@@ -238,3 +238,33 @@ def test_a_refuse_turns_clients_away_unseen_so_nothing_counted_is_not_nothing_re
         fb.revert("refuse")
     finally:
         held.close()
+
+
+def test_traffic_that_left_for_a_region_a_later_phase_impairs_did_fail_over() -> None:
+    """A new user's fr-par API failed at 0 s and traffic went to us-east-1; a later phase slowed
+    us-east-1 at 20 s. No region is outside both, and the run read "Time to fail over —" while its
+    first phase said 0.19 s."""
+    from bascule.model.scenario import Scenario
+
+    scenario = one_phase_scenario(length=12.0)
+    later = {**scenario.model_dump(mode="json", by_alias=True)}
+    later["phases"] = [
+        later["phases"][0],
+        {
+            "name": "standby slowed",
+            "at": 20.0,
+            "for": 4.0,
+            "fault": {"kind": "latency", "fixed": "50ms"},
+            "target": {"region": STANDBY},
+        },
+    ]
+    two = Scenario.model_validate(later)
+
+    def failing_over(t: float, source: str, data_class: str) -> Served:
+        if data_class == "internal" and 0.0 <= t < 12.0:
+            return Served(True, STANDBY, correct=True)
+        return _healthy(t, source, data_class)
+
+    metrics = compute_metrics(build_records(JournalSpec(reference_design(), two, failing_over, length=30.0)))
+    assert metrics.phases[0].time_to_failover is not None
+    assert metrics.time_to_failover is not None and metrics.time_to_failover <= 1.0

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from bascule.journal.traffic import over_cycles
 from bascule.metrics.context import compute_cost, design_facts, run_info
@@ -23,10 +22,10 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     PhasePlan,
-    Rpo,
     Violation,
 )
 from bascule.metrics.noise import explained_failures, measure_noise
+from bascule.metrics.rpo import compute_rpo
 from bascule.metrics.series import compute_series
 from bascule.metrics.sovereignty import judge_sovereignty
 from bascule.metrics.state import (
@@ -49,14 +48,6 @@ _INF = math.inf
 def derive(state: JournalState) -> Metrics:
     """The metrics of a journal read to its end."""
     return _Figures(state).metrics()
-
-
-def _by_region(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    """Counts summed per region over the data reports, regions with none left out, sorted."""
-    total: Counter[str] = Counter()
-    for each in counts:
-        total.update(each)
-    return {region: n for region, n in sorted(total.items()) if n > 0}
 
 
 class _Figures:
@@ -335,7 +326,7 @@ class _Figures:
                 for o in outages
             ),
             failback=failback,
-            rpo=self.rpo(),
+            rpo=compute_rpo(r, self.notes, self.rel),
             sovereignty_judged=sovereignty.judged,
             sovereignty_judged_requests=sovereignty.requests,
             sovereignty_unattributed=sovereignty.unattributed,
@@ -421,6 +412,8 @@ class _Figures:
             return None
         bad = set(impaired)
         t, within = self.first_success_within(start, end, _elsewhere(self.served_in(bad, baseline), bad))
+        if t is None:  # every phase's regions together may leave nowhere: each phase's, from its start
+            t, within = min(self._failovers_by_phase(end, baseline), default=(None, None), key=lambda f: f[0])
         self.failover_within = self.delta(within, start)
         if t is None:
             self.notes.setdefault(
@@ -428,6 +421,24 @@ class _Figures:
                 f"no request of a class served in {', '.join(impaired)} succeeded elsewhere",
             )
         return self.delta(t, start)
+
+    def _failovers_by_phase(self, end: float, baseline: Aggregate) -> list[tuple[float, float | None]]:
+        """The first success outside each phase's own regions while it was in force: traffic that
+        left a region for one a later phase impairs (a new user's fr-par failing at 0 s, then its
+        standby slowed at 20 s) did fail over, though no region is outside both."""
+        found = []
+        for iv in self.intervals:
+            plan = self.r.phase_plans.get(iv.phase)
+            if plan is None or not plan.regions or iv.phase in self.r.behind_answers:
+                continue
+            bad = set(plan.regions)
+            until = end if iv.revert is None else min(iv.revert, end)
+            t, within = self.first_success_within(
+                iv.apply, until, _elsewhere(self.served_in(bad, baseline), bad)
+            )
+            if t is not None:
+                found.append((t, within))
+        return found
 
     def served_in(self, regions: set[str], baseline: Aggregate) -> set[str]:
         """The data classes ``regions`` served before the faults (every class, without a baseline):
@@ -473,48 +484,6 @@ class _Figures:
         where = ", ".join(sorted(set(home.values())))
         self.notes["failback"] = f"traffic was not back on {where} when the journal ended"
         return None
-
-    def rpo(self) -> Rpo | None:
-        reports = self.r.data_reports
-        if not reports:
-            self.notes["rpo"] = (
-                "no data-report in the journal: the run stopped before the canary writes were read back"
-                if self.r.data_probes is not False
-                else "no canary writes were made: the run had no data probe (docs/probes.md)"
-            )
-            return None
-        acknowledged = sum(d.acknowledged for d in reports)
-        lost_at: list[float] = []
-        intervals: list[float] = []
-        for d in reports:
-            lost_at.extend(d.lost)
-            stats = self.r.writes.get(d.probe)
-            if d.lost and stats is not None and stats.interval is not None:
-                intervals.append(stats.interval)
-        unverified = sum(len(d.unverified) for d in reports)
-        missing = _by_region(d.per_region for d in reports)
-        unread = _by_region(d.unreadable for d in reports)
-        if not lost_at:
-            return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing, unread)
-        window = max(lost_at) - min(lost_at)
-        interval = max(intervals) if intervals else None
-        if interval is None:
-            self.notes["rpo_interval"] = "the canary interval is unknown: the RPO is the lost writes' span"
-        origin = self.r.origin_mono
-        first = None if origin is None else self.rel(min(lost_at) - origin)
-        last = None if origin is None else self.rel(max(lost_at) - origin)
-        return Rpo(
-            acknowledged=acknowledged,
-            lost=len(lost_at),
-            unverified=unverified,
-            window=round(window, 6),
-            first_lost=first,
-            last_lost=last,
-            interval=rounded(interval),
-            seconds=round(window + (interval or 0.0), 6),
-            missing_by_region=missing,
-            unreadable_by_region=unread,
-        )
 
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:
         out = []
