@@ -153,9 +153,17 @@ def test_a_fault_behind_the_answers_does_not_make_its_region_one_to_fail_over_fr
     m = compute_metrics(records)
     assert m.time_to_failover is not None and abs(m.time_to_failover - 3.0) <= PROBE_PERIOD
     assert m.failback is not None and abs(m.failback - 5.0) <= PROBE_PERIOD
-    # The same phase with a fault that impairs answers there: nowhere left to fail over to.
+    # The same phase with a fault that impairs answers there, in force with the first: nowhere left
+    # to fail over to.
     phase_two = started["plan"]["phases"][1]
     phase_two.update(kind="latency", fault={"kind": "latency", "delay": 1})
+    both = [
+        [r, {**r, "phase": 1, "name": phase_two["name"], "kind": "latency"}]
+        if r["type"] in ("fault-applied", "fault-reverted")
+        else [r]
+        for r in records
+    ]
+    records = [r for pair in both for r in pair]
     blind = compute_metrics(records)
     assert blind.time_to_failover is None and "succeeded elsewhere" in blind.notes["time_to_failover"]
     # Only a replication paused: no region to fail over from, nor back to.

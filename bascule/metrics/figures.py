@@ -427,12 +427,20 @@ class _Figures:
         left a region for one a later phase impairs (a new user's fr-par failing at 0 s, then its
         standby slowed at 20 s) did fail over, though no region is outside both."""
         found = []
+        plans = self.r.phase_plans
         for iv in self.intervals:
-            plan = self.r.phase_plans.get(iv.phase)
+            plan = plans.get(iv.phase)
             if plan is None or not plan.regions or iv.phase in self.r.behind_answers:
                 continue
-            bad = set(plan.regions)
             until = end if iv.revert is None else min(iv.revert, end)
+            bad = {  # its regions, and those of every phase in force with it at some point
+                region
+                for other in self.intervals
+                if other.apply < until
+                and (other.revert is None or other.revert > iv.apply)
+                and other.phase not in self.r.behind_answers
+                for region in (plans[other.phase].regions if other.phase in plans else ())
+            }
             t, within = self.first_success_within(
                 iv.apply, until, _elsewhere(self.served_in(bad, baseline), bad)
             )
