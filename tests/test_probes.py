@@ -1070,12 +1070,17 @@ def test_a_path_its_service_reported_that_stops_before_an_unseen_call_is_left_op
         (Hop("gateway", us),),  # another caller's region: no unseen call from there
         (Hop("gateway", par, via=plane),),  # the fault plane's alone: counted apart (relayed_only)
     ]
-    for hops in samples:
-        judge.observe(RequestSample("load", "ask", 0.0, 0.1, True, data_class="internal", hops=hops))
+    for hops in samples:  # of a class a hop could violate (a minimum above foreign): the US one does
+        judge.observe(RequestSample("load", "ask", 0.0, 0.1, True, data_class="confidential", hops=hops))
     assert judge.report().open_paths == 0  # no call was open
     report = judge.report([("gateway", par, "llm")])
     assert (report.judged, report.relayed_only, report.open_paths) == (5, 1, 2)
     assert judge.report([("gateway", par, "store")]).open_paths == 3
+    internal = SovereigntyJudge(design)  # min_sovereignty: foreign — no path of it can matter
+    for hops in samples:
+        internal.observe(RequestSample("load", "ask", 0.0, 0.1, True, data_class="internal", hops=hops))
+    report = internal.report([("gateway", par, "llm")])
+    assert (report.judged, report.relayed_only, report.open_paths) == (5, 0, 0)
 
 
 @pytest.mark.parametrize(
