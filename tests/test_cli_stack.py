@@ -83,3 +83,18 @@ def test_stack_ask_without_a_running_stack_exits_4(tmp_path: Path) -> None:
 def test_stack_verbs_have_help_with_an_example(verb: str) -> None:
     result = _cli("stack", verb, "--help")
     assert result.returncode == 0 and "Example" in result.stdout
+
+
+def test_stack_ask_on_services_of_ones_own_says_what_to_do_instead(tmp_path: Path) -> None:
+    """A new user's `stack ask` on their own services posted /v1/ask and printed 'HTTP 501'."""
+    from typer.testing import CliRunner
+
+    from bascule.cli import app
+
+    root = Path(__file__).resolve().parent.parent
+    state = {"design_path": str(root / "examples" / "own-service" / "design.yaml"), "entries": {}}
+    state["entries"] = {"scaleway/fr-par": "http://127.0.0.1:9"}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+    result = CliRunner().invoke(app, ["stack", "ask", "hello", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "reference stack's question API" in result.output and "http://127.0.0.1:9" in result.output

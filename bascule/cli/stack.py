@@ -157,7 +157,8 @@ def _announce(stack: LocalStack, run_dir: Path) -> None:
 
 
 def _endpoints(stack: LocalStack) -> Table:
-    table = Table(title="Entry points (through the edge: bascule stack ask)", title_justify="left")
+    asked = " (through the edge: bascule stack ask)" if stack.design.entry_component() is None else ""
+    table = Table(title=f"Entry points{asked}", title_justify="left")
     table.add_column("region")
     table.add_column("sovereignty")
     table.add_column("entry point")
@@ -196,6 +197,16 @@ def ask(
         entries = state["entries"]
         assert isinstance(entries, dict)
         design = read_design(str(state["design_path"]))
+        entry = design.entry_component()
+        if entry is not None:  # a service of one's own: its requests are its own, not /v1/ask
+            urls = ", ".join(f"{region}: {url}" for region, url in entries.items())
+            err.print(
+                f"[red]error[/red] stack ask speaks the reference stack's question API (POST /v1/ask); "
+                f"this design enters through your own {entry!r} — call it yourself ({urls}), "
+                "or inject faults with bascule inject",
+                highlight=False,
+            )
+            raise typer.Exit(ExitCode.INVALID_INPUT)
         if data_class not in design.data_classes:
             err.print(
                 f"[red]error[/red] unknown data class {data_class!r}; the design has: "

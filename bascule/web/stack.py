@@ -159,7 +159,10 @@ class StackPage:
             if event.kind is InjectEventKind.APPLIED:
                 state = "holding"
             elif event.kind is InjectEventKind.REVERTED:
-                state = "reverted (flap off)" if not injection.cancel.is_set() else "reverting"
+                if injection.cancel.is_set():
+                    state = "reverting"
+                else:  # a flap's off window, or the end of the hold
+                    state = "reverted (flap off)" if fault.kind == "flap" else "reverted"
             else:
                 self._publish("note", message=f"{injection.name}: {event.message}")
                 return
