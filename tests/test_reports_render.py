@@ -492,3 +492,17 @@ def test_a_fail_kept_only_by_an_unmeasured_dimension_says_so_in_its_title(sample
     assert md.startswith("## ❌ FAIL · 100.0/100, grade A · sovereignty unmeasured — ")
     doc["score"]["dimensions"][0]["passed"] = False  # a failing dimension says it all: no tail
     assert "unmeasured —" not in render_markdown(parse_result(doc)).splitlines()[0]
+
+
+def test_no_violation_seen_in_a_run_left_unscored_is_not_none(sample: dict[str, Any]) -> None:
+    """A new user's interrupted run read "Sovereignty violations 0" beside a dimension unmeasured."""
+    from bascule.reports._summary import compute_figures
+
+    doc = copy.deepcopy(sample)
+    doc["figures"]["sovereignty_violations"] = 0
+    doc["figures"]["notes"].pop("sovereignty", None)
+    for dim in doc["score"]["dimensions"]:
+        if dim["name"] == "sovereignty":
+            dim.update(passed=None, sub_score=None, measured=None)
+    shown = next(f for f in compute_figures(parse_result(doc)) if f.label == "Sovereignty violations")
+    assert shown.value == "0 seen" and "not scored" in shown.note

@@ -328,20 +328,21 @@ def compute_figures(result: Result) -> list[Figure]:
             fmt_seconds(latency.p95),
             f"p50 {fmt_seconds(latency.p50)}, p99 {fmt_seconds(latency.p99)}",
         ),
-        _violations(figures),
+        _violations(result),
         *_by_source(figures.paths_by_source),
         *_noise(figures.noise),
     ]
 
 
-def _violations(figures: Figures) -> Figure:
-    """Violations seen; where sovereignty could not be judged, none seen is not none (the
-    sovereignty row says why it is unmeasured)."""
+def _violations(result: Result) -> Figure:
+    """Violations seen; where sovereignty could not be judged — or was left unscored, a run
+    interrupted — none seen is not none (the sovereignty row says why it is unmeasured)."""
+    figures = result.figures
     n = figures.sovereignty_violations
-    if not n and "sovereignty" in figures.notes:
-        return Figure(
-            "Sovereignty violations", f"{fmt_count(n)} seen", "unmeasured: not every path was known"
-        )
+    unscored = any(d.name == "sovereignty" and d.sub_score is None for d in result.score.dimensions)
+    if not n and ("sovereignty" in figures.notes or unscored):
+        why = "not every path was known" if "sovereignty" in figures.notes else "the run was not scored"
+        return Figure("Sovereignty violations", f"{fmt_count(n)} seen", f"unmeasured: {why}")
     return Figure("Sovereignty violations", fmt_count(n), "hops below their data class's level")
 
 
