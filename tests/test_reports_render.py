@@ -500,7 +500,7 @@ def test_no_violation_seen_in_a_run_left_unscored_is_not_none(sample: dict[str, 
 
     doc = copy.deepcopy(sample)
     doc["figures"]["sovereignty_violations"] = 0
-    doc["figures"]["notes"].pop("sovereignty", None)
+    doc["figures"].get("notes", {}).pop("sovereignty", None)
     for dim in doc["score"]["dimensions"]:
         if dim["name"] == "sovereignty":
             dim.update(passed=None, sub_score=None, measured=None)
