@@ -635,3 +635,15 @@ def test_sovereignty_is_judged_over_the_paths_known_and_unmeasured_when_none_is(
     # With no incomplete route, nothing is open: judged over every request.
     whole = compute_metrics([*base[:-1], {**paths, "incomplete_routes": []}, report(100, 0, 100), base[-1]])
     assert whole.sovereignty_judged and whole.sovereignty_judged_requests == 100
+
+
+def test_a_run_whose_first_fault_failed_says_why_no_fault_was_applied() -> None:
+    """A new user's wipe command failed: every dimension read "no fault was applied", though the
+    replica had been stopped; the note now carries the run's reason."""
+    records = [
+        r for r in build_records(spec(healthy)) if r["type"] not in ("fault-applied", "fault-reverted")
+    ]
+    ended = next(r for r in records if r["type"] == "run-ended")
+    ended.update(exit_code=4, reason="fault p0 could not be applied: the wipe command of db-0 exited 3")
+    m = compute_metrics(records)
+    assert "the wipe command of db-0 exited 3" in m.notes["impact_window"]

@@ -233,8 +233,9 @@ class _Figures:
             self.noise = measure_noise([w for w in self.windows if w.end <= first + _EPS])
         whole = self.span(*impact) if impact else Aggregate()
         if impact is None:
+            stopped = f" ({r.ended.reason})" if r.ended.reason and r.ended.exit_code else ""
             self.notes["impact_window"] = (
-                "no fault was applied: the run stopped before its plan did anything"
+                f"no fault was applied: the run stopped before its plan did anything{stopped}"
                 if r.started is not None
                 else "the journal has no run-started record"
             )
