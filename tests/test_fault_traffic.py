@@ -4,6 +4,7 @@ the runner journals it at each revert, and the metrics, result.json and every re
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -77,6 +78,20 @@ def _send(plane: FaultPlane, route: str, data: bytes) -> None:
             time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def _held_open(plane: FaultPlane, route: str) -> Iterator[None]:
+    """A client connection open on `route` (its upstream holds it) while the block runs."""
+    held = socket.create_connection(("127.0.0.1", plane.port(route)), timeout=2.0)
+    try:
+        held.sendall(b"x")
+        deadline = time.monotonic() + 2.0
+        while plane.stats(route).connections_open < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield
+    finally:
+        held.close()
+
+
 def test_a_fault_nothing_used_counts_zero_and_one_in_use_counts_what_reached_it(
     board: tuple[FaultBoard, FaultPlane, DnsServer],
 ) -> None:
@@ -113,18 +128,11 @@ def test_wildcards_resets_and_faults_on_processes_only(
     assert fb.traffic("frozen") is None  # nothing counted: not "reached nothing"
     fb.revert("frozen")
 
-    held = socket.create_connection(("127.0.0.1", plane.port("r")), timeout=2.0)
-    try:
-        held.sendall(b"x")
-        deadline = time.monotonic() + 2.0
-        while plane.stats("r").connections_open < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with _held_open(plane, "r"):
         fb.apply("reset", [DnsFault("r", fs.DnsFaultMode.NODATA), ResetConnections("r")])
         counted = fb.traffic("reset")
         assert counted is not None and counted.resets == 1 and counted.reached
         fb.revert("reset")
-    finally:
-        held.close()
 
 
 # -- from the journal to every report -----------------------------------------------------------------
@@ -226,18 +234,11 @@ def test_a_refuse_turns_clients_away_unseen_so_nothing_counted_is_not_nothing_re
     assert fb.traffic("refuse") is None  # not counted: neither reached nor not
     fb.revert("refuse")
 
-    held = socket.create_connection(("127.0.0.1", plane.port("r")), timeout=2.0)
-    try:
-        held.sendall(b"x")
-        deadline = time.monotonic() + 2.0
-        while plane.stats("r").connections_open < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with _held_open(plane, "r"):
         fb.apply("refuse", [RouteFault("r", fs.Refuse())])  # resets the connection open
         counted = fb.traffic("refuse")
         assert counted is not None and counted.resets == 1 and counted.reached
         fb.revert("refuse")
-    finally:
-        held.close()
 
 
 def test_traffic_that_left_for_a_region_a_later_phase_impairs_did_fail_over() -> None:
