@@ -204,3 +204,10 @@ def test_a_class_no_hop_can_violate_leaves_no_path_unknown(running: Design) -> N
     judge.observe(internal)  # min_sovereignty: foreign — wherever it went, nothing is below it
     report = judge.report()
     assert report.judged == 1 and (report.relayed_only, report.blind_paths) == (0, 0)
+
+
+def test_a_path_open_by_a_span_of_no_region_is_not_blamed_on_url_services() -> None:
+    called = parse_design(CALLED_DESIGN)  # no service bascule cannot see past
+    base = {"judged": 4, "unattributed": 0, "violations": [], "relayed_only": 4, "blind_paths": 4}
+    note = judge_sovereignty(_state(called, base), True).note or ""
+    assert "url: services" not in note and "a server span of no region" in note

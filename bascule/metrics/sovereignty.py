@@ -138,14 +138,18 @@ class _Unknown:
             design = r.design
             blind = ", ".join(blind_services(design)) if design is not None else ""
             uncalled = ", ".join(uncalled_services(design)) if design is not None else ""
-            parts.append(
-                f"{_requests(self.blind)} had a path only bascule saw, into url: services"
-                + (f" ({blind})" if blind else "")
-                + " whose own calls bascule does not relay"
-                + (f", while no declared calls reach {uncalled}" if uncalled else "")
-                + ": where they went from there could not be told (export spans from every service with "
-                "bascule run --otlp, or have the service report its hops: docs/own-services.md)"
-            )
+            if blind:
+                parts.append(
+                    f"{_requests(self.blind)} had a path only bascule saw, into url: services ({blind}) "
+                    "whose own calls bascule does not relay"
+                    + (f", while no declared calls reach {uncalled}" if uncalled else "")
+                    + ": where they went from there could not be told (export spans from every service "
+                    "with bascule run --otlp, or have the service report its hops: docs/own-services.md)"
+                )
+            else:  # no url: service: what kept them open is a span no region could be given to
+                parts.append(
+                    f"{_requests(self.blind)} had a path only bascule saw, and a server span of no region"
+                )
         if not self.unplaced and spans is not None and spans.unattributed:
             counts = ", ".join(f"{n} of {name}" for name, n in sorted(spans.unattributed.items()))
             parts.append(
