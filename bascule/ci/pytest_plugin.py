@@ -164,8 +164,7 @@ def _properties(result: RunResult) -> list[tuple[str, object]]:
         ("bascule.failback", figures.failback),
         ("bascule.sovereignty_violations", figures.sovereignty_violations),
     ]
-    counted = [p for p in result.document.phases if p.reached is not None]
-    props.append(("bascule.faults_unreached", sum(not p.reached for p in counted) if counted else None))
+    props.append(("bascule.faults_unreached", result.faults_unreached))
     props += [("bascule.warning", sentence) for sentence in result.warnings]
     props += [(f"bascule.{d.name}.sub_score", d.sub_score) for d in result.dimensions]
     return props

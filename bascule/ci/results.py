@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bascule.exit_codes import ExitCode
-from bascule.reports._summary import compute_unreached
+from bascule.reports._summary import compute_unreached, count_unreached
 from bascule.reports.files import read_result as read_result_file
 from bascule.reports.files import report_run, score_run
 from bascule.reports.model import Dimension, Figures, Result, Run
@@ -75,6 +75,11 @@ class RunResult:
                 return dimension
         known = ", ".join(d.name for d in self.dimensions)
         raise KeyError(f"no dimension {name!r} in this result; it has: {known}")
+
+    @property
+    def faults_unreached(self) -> int | None:
+        """Phases whose fault reached no traffic while in force (None: none was counted)."""
+        return count_unreached(self.document)
 
     @property
     def warnings(self) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ __all__ = [
     "compute_headline",
     "compute_phase_rows",
     "compute_unreached",
+    "count_unreached",
     "safe_links",
 ]
 
@@ -224,6 +225,12 @@ def _reached_text(phase: Phase) -> str:
         if n
     ]
     return ", ".join(parts) if parts else "nothing"
+
+
+def count_unreached(result: Result) -> int | None:
+    """The phases whose fault reached no traffic while in force; None when no phase was counted."""
+    counted = [p for p in result.phases if p.reached is not None]
+    return sum(1 for p in counted if not p.reached) if counted else None
 
 
 def compute_unreached(result: Result) -> list[str]:

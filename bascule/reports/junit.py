@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from bascule.reports._discovered import discovered_lines
-from bascule.reports._summary import compute_unreached
+from bascule.reports._summary import compute_unreached, count_unreached
 from bascule.reports.model import Result, ResultScore
 
 __all__ = ["render_junit", "text_value"]
@@ -48,7 +48,7 @@ def _properties(case: ET.Element, result: Result) -> None:
         "bascule.sovereignty_violations": violations,
         "bascule.discovered_dependencies": len(result.discovered),
         # Phases whose fault reached no traffic while in force (null: none was counted).
-        "bascule.faults_unreached": _unreached(result),
+        "bascule.faults_unreached": count_unreached(result),
         "bascule.run_dir": result.run.dir,
     }
     for entry in score.dimensions:
@@ -56,11 +56,6 @@ def _properties(case: ET.Element, result: Result) -> None:
     properties = ET.SubElement(case, "properties")
     for name, value in values.items():
         ET.SubElement(properties, "property", name=name, value=text_value(value))
-
-
-def _unreached(result: Result) -> int | None:
-    counted = [p for p in result.phases if p.reached is not None]
-    return sum(1 for p in counted if not p.reached) if counted else None
 
 
 def _failuretext_value(score: ResultScore) -> tuple[str, str]:

@@ -75,7 +75,7 @@ def _phase(p: metrics.PhaseMetrics) -> Phase:
         Phase,
         p,
         p95=p.latency.p95,
-        traffic=None if counted is None else Traffic.model_validate(vars(counted)),
+        traffic=None if counted is None else Traffic.model_validate(counted.to_json()),
         reached=None if counted is None else counted.reached,
     )
 
