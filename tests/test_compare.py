@@ -120,3 +120,35 @@ def test_the_comparison_goes_between_the_markers_of_a_page_and_nothing_else_chan
     assert splice_generated(filled, "# Other\n") == splice_generated(page, "# Other\n"), "idempotent"
     with pytest.raises(ValueError, match="no"):
         splice_generated("# no markers\n", "x")
+
+
+def test_a_design_that_failed_over_and_never_came_back_reads_not_back_beside_one_that_did() -> None:
+    """Failback is what tells an active-active edge that kept load on the standby from one that
+    came home: side by side it reads "not back", not a dash among the figures nothing measured."""
+    from bascule.reports._summary import compute_figures
+    from bascule.reports.compare_html import render_compare_html
+
+    home = result("active-passive-sovereign", 88.0, "B")
+    home["figures"].update(time_to_failover=1.2, failback=2.5)
+    stayed = result("active-active", 90.0, "A")
+    stayed["figures"].update(time_to_failover=0.4, failback=None)
+    stayed["figures"]["notes"] = {"failback": "traffic was not back on aws/eu-west-3 when the journal ended"}
+    idle = result("single-region", 70.0, "C")
+    idle["figures"].update(time_to_failover=None, failback=None)
+    idle["figures"]["notes"] = {"failback": "no fault was reverted", "time_to_failover": "no fault touched this design"}
+    comparison = build_comparison([parse_result(r) for r in [home, stayed, idle]])
+    text = render_compare_markdown(comparison)
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.count(" s |") or "exit" in line}
+    assert "| fail over | failback |" in text
+    assert "| 1.2 s | 2.5 s |" in rows["active-passive-sovereign"]
+    assert "| 400 ms | not back |" in rows["active-active"]
+    assert "| — | — |" in rows["single-region"]
+    html = render_compare_html(comparison)
+    assert '<dt>failback</dt><dd class="bad">not back</dd>' in html
+    assert "<dt>failback</dt><dd>2.5 s</dd>" in html
+    by_label = {f.label: f for f in compute_figures(parse_result(stayed))}
+    assert by_label["Failback"].value == "not back"
+    assert "aws/eu-west-3" in by_label["Failback"].note
+    by_label = {f.label: f for f in compute_figures(parse_result(idle))}
+    assert (by_label["Failback"].value, by_label["Failback"].note) == ("—", "no fault was reverted")
+    assert by_label["Time to fail over"].note == "no fault touched this design"

@@ -37,10 +37,13 @@ from bascule.metrics.state import (
     rounded,
 )
 
-__all__ = ["SUSTAIN", "derive"]
+__all__ = ["FAILBACK_NOT_BACK", "SUSTAIN", "derive"]
 
 SUSTAIN = 1.0
 """Seconds the success ratio must stay at the objective for an outage to count as over."""
+FAILBACK_NOT_BACK = "traffic was not back on"
+"""How the failback note begins when the run failed over and traffic never came home: the reports
+read it as "not back", a design's shortcoming, where the other notes say there was nothing to measure."""
 _EPS = 1e-9
 _INF = math.inf
 
@@ -491,7 +494,7 @@ class _Figures:
                 t = self.first_success(max(w.start, last), w.end, lambda k, region: home.get(k) == region)
                 return self.delta(t if t is not None else max(w.start, last), last)
         where = ", ".join(sorted(set(home.values())))
-        self.notes["failback"] = f"traffic was not back on {where} when the journal ended"
+        self.notes["failback"] = f"{FAILBACK_NOT_BACK} {where} when the journal ended"
         return None
 
     def phases(self, baseline: Aggregate, all_outages: Sequence[Outage]) -> tuple[PhaseMetrics, ...]:

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
+from bascule.metrics.figures import FAILBACK_NOT_BACK
 from bascule.reports._discovered import discovered_lines
 from bascule.reports._format import (
     DASH,
@@ -40,6 +41,8 @@ __all__ = [
     "compute_phase_rows",
     "compute_unreached",
     "count_unreached",
+    "failback_value",
+    "failover_value",
     "safe_links",
 ]
 
@@ -258,16 +261,45 @@ def compute_unreached(result: Result) -> list[str]:
     return out
 
 
+def failover_value(figures: Figures) -> str:
+    """Time to fail over as shown: a bound or a span where a window of load requests told it."""
+    ttf, within = as_float(figures.time_to_failover), as_float(figures.time_to_failover_within)
+    if ttf is None or within is None or within <= ttf:
+        return fmt_seconds(ttf)
+    return f"≤ {fmt_seconds(within)}" if ttf == 0 else f"{fmt_seconds(ttf)} to {fmt_seconds(within)}"
+
+
+def failback_value(figures: Figures) -> tuple[str, bool]:
+    """Failback as shown, and whether that is a shortcoming: "not back" where the run failed over
+    and traffic never came home before the journal ended (the other reasons for no figure say
+    there was nothing to come back from)."""
+    if (value := as_float(figures.failback)) is not None:
+        return fmt_seconds(value), False
+    if figures.notes.get("failback", "").startswith(FAILBACK_NOT_BACK):
+        return "not back", True
+    return DASH, False
+
+
 def _failover(figures: Figures) -> Figure:
     ttf, within = as_float(figures.time_to_failover), as_float(figures.time_to_failover_within)
     what = "first success served outside the impaired regions"
-    if ttf is None or within is None or within <= ttf:
+    if ttf is None:
+        return Figure("Time to fail over", DASH, figures.notes.get("time_to_failover") or what)
+    if within is None or within <= ttf:
         return Figure("Time to fail over", fmt_seconds(ttf), what)
     # A window of load requests told it, not a sample: the instant is known to the window only.
-    shown = f"≤ {fmt_seconds(within)}" if ttf == 0 else f"{fmt_seconds(ttf)} to {fmt_seconds(within)}"
     return Figure(
-        "Time to fail over", shown, f"{what}, to a window of load requests (--raw-samples: to the request)"
+        "Time to fail over",
+        failover_value(figures),
+        f"{what}, to a window of load requests (--raw-samples: to the request)",
     )
+
+
+def _failback(figures: Figures) -> Figure:
+    value, _ = failback_value(figures)
+    what = "last revert → traffic back on the primary"
+    why = figures.notes.get("failback") if figures.failback is None else None
+    return Figure("Failback", value, why or what)
 
 
 def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:
@@ -310,7 +342,7 @@ def compute_figures(result: Result) -> list[Figure]:
         *_correctness(figures),
         Figure("Time to detect", fmt_seconds(figures.time_to_detect), "first failed request"),
         _failover(figures),
-        Figure("Failback", fmt_seconds(figures.failback), "last revert → traffic back on the primary"),
+        _failback(figures),
         Figure("RPO", rpo_value, rpo_note),
         Figure(
             "Error budget",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bascule.reports._format import md_text
 from bascule.reports._repeat import MARKS, compute_repeat_view, verdict_text
+from bascule.reports._summary import failback_value, failover_value
 from bascule.reports.model import Dimension, Figures, RepeatContext, Result
 from bascule.score.formula import grade
 
@@ -268,10 +269,10 @@ def render_compare_markdown(comparison: Comparison) -> str:
             lines.append(f"| {scenario} | {design} | " + " | ".join(subs) + " |")
     lines += ["", "## Figures", ""]
     lines.append(
-        "| scenario | design | success | RTO | correct | served wrong | correctness RTO | fail over | p95 "
-        "| writes lost | violations | run ended |"
+        "| scenario | design | success | RTO | correct | served wrong | correctness RTO | fail over "
+        "| failback | p95 | writes lost | violations | run ended |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for scenario in comparison.scenarios:
         for design in comparison.designs:
             cell = comparison.cells.get((scenario, design))
@@ -317,7 +318,8 @@ def _figure_row(cell: Cell) -> list[str]:
         "—" if c.impact is None else f"{c.impact * 100:.2f} %",
         "—" if c.wrong_share is None else f"{c.wrong_share * 100:.2f} % ({c.wrong} of {c.graded})",
         "never" if c.recovered is False else _seconds(c.rto),
-        _seconds(f.time_to_failover),
+        failover_value(f),
+        failback_value(f)[0],
         "—" if p95 is None else f"{p95 * 1000:.0f} ms",
         lost,
         "—" if violations is None else str(violations),

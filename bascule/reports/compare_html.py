@@ -30,6 +30,7 @@ from bascule.reports._format import (
     fmt_value,
 )
 from bascule.reports._page import render_page
+from bascule.reports._summary import failback_value, failover_value
 from bascule.reports._svg import num, scale, svg_open, svg_text, x_grid, y_grid
 from bascule.reports.compare import DIMENSIONS, Cell, Comparison
 
@@ -221,6 +222,9 @@ def _cell_figures(cell: Cell) -> str:
     else:
         rows.append(("RTO", fmt_seconds(f.rto), False))
     rows.append(("p95", fmt_seconds(f.latency.p95), False))
+    rows.append(("time to fail over", failover_value(f), False))
+    back, not_back = failback_value(f)
+    rows.append(("failback", back, not_back))
     lost, acknowledged = (None, None) if f.rpo is None else (f.rpo.lost, f.rpo.acknowledged)
     if lost is None:
         rows.append(("writes lost", DASH, False))
