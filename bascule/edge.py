@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import httpx
 
+from bascule.eventstream import EventStream, is_event_stream, read_event_stream
 from bascule.model.design import Design, RoutingMode
 from bascule.stack.breaker import CircuitBreaker
 from bascule.tracecontext import TRACEPARENT, traceparent
@@ -175,6 +176,14 @@ class Edge:
                         breaker.fail(ticket)
                     raise
                 value = _json(response)
+                if isinstance(value, EventStream) and (cut := value.cut_reason()) is not None:
+                    # The status came, the whole answer did not: a failure of the region, as a
+                    # body its connection cut short is (httpx raises for that one).
+                    if ticket is not None:
+                        breaker.fail(ticket)
+                    attempts.append(EdgeAttempt(region, None, cut, self._clock() - started))
+                    last = (None, NOT_JSON, region)
+                    continue
                 attempts.append(EdgeAttempt(region, response.status_code, None, self._clock() - started))
                 last = (response.status_code, value, region)
                 if region_failed(response.status_code):
@@ -222,6 +231,9 @@ def request_headers(headers: Mapping[str, str] | None, trace_id: str | None) -> 
 
 
 def _json(response: httpx.Response) -> Any:
+    """The answer's JSON value; an event stream's events (`EventStream`); else `NOT_JSON`."""
+    if is_event_stream(response.headers.get("content-type")):
+        return read_event_stream(response.content)
     try:
         return response.json()
     except ValueError:

@@ -135,7 +135,10 @@ def test_a_design_that_failed_over_and_never_came_back_reads_not_back_beside_one
     stayed["figures"]["notes"] = {"failback": "traffic was not back on aws/eu-west-3 when the journal ended"}
     idle = result("single-region", 70.0, "C")
     idle["figures"].update(time_to_failover=None, failback=None)
-    idle["figures"]["notes"] = {"failback": "no fault was reverted", "time_to_failover": "no fault touched this design"}
+    idle["figures"]["notes"] = {
+        "failback": "no fault was reverted",
+        "time_to_failover": "no fault touched this design",
+    }
     comparison = build_comparison([parse_result(r) for r in [home, stayed, idle]])
     text = render_compare_markdown(comparison)
     rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.count(" s |") or "exit" in line}

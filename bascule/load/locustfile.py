@@ -40,6 +40,7 @@ from locust.rpc.protocol import Message
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
 from bascule.edge import Edge, EdgeResponse, NoEntryError
+from bascule.eventstream import is_event_stream, read_event_stream
 from bascule.journal.samples import RequestSample, sample_to_json
 from bascule.load.mix import Send, build_request, draw_request, edge_post, golden_pool, sample_from_response
 from bascule.load.schedule import (
@@ -283,6 +284,9 @@ class BasculeUser(FastHttpUser):
             if not response.status_code:
                 error = getattr(response, "error", None)
                 return None, None, f"{type(error).__name__}: {error}"
+            cut = _cut_short(response)
+            if cut is not None:  # the status came, the answer did not: a transport failure
+                return None, None, cut
             try:
                 body = response.json()
             except (ValueError, TypeError):
@@ -290,6 +294,24 @@ class BasculeUser(FastHttpUser):
             return response.status_code, body if isinstance(body, dict) else None, None
 
         return send
+
+
+def _cut_short(response: Any) -> str | None:
+    """Why an answer that came with its status did not come whole, or None. locust's client hands
+    on a body cut short — a chunked body without its last chunk, fewer bytes than its
+    Content-Length — as if it were whole (only its parser knows, `message_complete`), and HTTP
+    cannot tell an event stream ended before its protocol's end mark (`bascule.eventstream`)."""
+    content = response.content or b""
+    parser = getattr(response, "_response", None)
+    if parser is not None and getattr(parser, "message_complete", True) is False:
+        return (
+            f"IncompleteBody: the connection ended {len(content)} bytes into the answer's body, "
+            "before its end"
+        )
+    headers = response.headers
+    if is_event_stream(headers.get("content-type") if headers is not None else None):
+        return read_event_stream(content).cut_reason()
+    return None
 
 
 class BasculeShape(LoadTestShape):

@@ -35,6 +35,7 @@ import httpx
 
 from bascule.edge import NOT_JSON, Edge, NoEntryError, request_headers
 from bascule.errors import ProbeError
+from bascule.eventstream import EventStream, is_event_stream, read_event_stream
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
@@ -285,9 +286,19 @@ def render_template(template: object, values: Mapping[str, str]) -> object:
 
 def read_path(data: object, path: str) -> object:
     """The value at a dotted path: ``answer``, ``served_by.0.region``, ``result.sources.*.id``
-    (``*`` maps over a list). `MISSING` when the path leads nowhere; an empty path is ``data``."""
+    (``*`` maps over a list). `MISSING` when the path leads nowhere; an empty path is ``data``. Over
+    an event stream (`EventStream`), the strings at the path in its events joined, as a client joins
+    a streamed answer's pieces; any other value the last event's."""
     if not path:
         return data
+    if isinstance(data, EventStream):
+        # A streamed answer as its client assembles it: the strings at the path over every event
+        # joined in order (``choices.0.delta.content``), any other value the last event's.
+        found = [v for event in data.data if (v := _walk(event, path.split("."))) is not MISSING]
+        if not found:
+            return MISSING
+        texts = [v for v in found if isinstance(v, str)]
+        return "".join(texts) if len(texts) == len(found) else found[-1]
     return _walk(data, path.split("."))
 
 
@@ -432,8 +443,8 @@ class Destination:
                 )
             except NoEntryError as exc:
                 return Reply(None, None, {}, None, f"no entry point: {exc}")
-            body = None if answer.value is NOT_JSON else answer.value
-            return Reply(answer.status, body, {}, answer.region, answer.error)
+            value = None if answer.value is NOT_JSON else answer.value
+            return Reply(answer.status, value, {}, answer.region, answer.error)
         assert self.url is not None
         try:
             response = await client.post(
@@ -441,10 +452,16 @@ class Destination:
             )
         except httpx.HTTPError as exc:
             return Reply(None, None, {}, None, describe_error(exc))
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body: object = None
+        if is_event_stream(response.headers.get("content-type")):
+            body = read_event_stream(response.content)
+            if (cut := body.cut_reason()) is not None:
+                return Reply(None, None, response.headers, None, cut)
+        else:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
         ok = 200 <= response.status_code < 300
         return Reply(
             response.status_code,
