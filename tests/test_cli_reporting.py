@@ -81,3 +81,51 @@ def test_compare_needs_something_to_compare(tmp_path: Path, monkeypatch: pytest.
     assert runner.invoke(app, ["compare", str(given)]).exit_code == 2
     assert runner.invoke(app, ["compare", str(given), "-d", design]).exit_code == 2
     assert not (tmp_path / "runs").exists(), "a refused compare leaves no directory behind"
+
+
+def _cut_off(run_dir: Path, pid: int, start_time: int) -> None:
+    """The journal as a run killed mid-plan leaves it (no ``run-ended``), and its ledger's owner."""
+    journal = run_dir / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["type"] not in ("run-ended", "score")]
+    assert len(kept) < len(lines)
+    journal.write_text("\n".join(kept) + "\n")
+    owner = {
+        "type": "run",
+        "owner": {"pid": pid, "start_time": start_time},
+        "marker": "m",
+        "design": "d",
+        "at": 0,
+    }
+    (run_dir / "ledger.jsonl").write_text(json.dumps(owner) + "\n")
+
+
+def test_a_run_whose_process_is_gone_without_ending_is_not_scored(tmp_path: Path) -> None:
+    """A killed run's journal just stops: while its process runs, `report` scores what it has (a
+    run in progress); once that process is gone, never — its faults were never rolled back."""
+    import os
+    import subprocess
+    import sys
+
+    from bascule.targets.local.procfs import process_start_time
+
+    me = process_start_time(os.getpid())
+    assert me is not None
+    alive = synthetic_run(tmp_path / "alive", fails_over=True, design_id="active-passive-sovereign")
+    _cut_off(alive, os.getpid(), me)
+    in_progress = runner.invoke(app, ["report", str(alive), "--no-charts"])
+    assert in_progress.exit_code == 0 and "score " in in_progress.output, in_progress.output
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    pid = int(gone.stdout)
+    killed = synthetic_run(tmp_path / "killed", fails_over=True, design_id="active-passive-sovereign")
+    _cut_off(killed, pid, me + 1)
+    result = runner.invoke(app, ["report", str(killed), "--no-charts"])
+    assert result.exit_code == 0, result.output
+    assert "not scored (killed: its process (PID" in " ".join(result.output.split())
+    document = json.loads((killed / "result.json").read_text())
+    assert document["score"]["overall"] is None and document["score"]["passed"] is False
+    assert document["run"]["reason"].startswith(f"killed: its process (PID {pid}) is gone")
+    assert "the run never ended (killed" in (killed / "summary.md").read_text()

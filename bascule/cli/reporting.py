@@ -23,6 +23,7 @@ from bascule.reports.terminal import score_line
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
+from bascule.targets.ledgerfile import run_process_gone
 from bascule.targets.local.shared import shared_fork_server
 from bascule.targets.registry import choose
 from bascule.verdicts.model import parse_repeat
@@ -48,13 +49,21 @@ def report_command(
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Also write the PNG charts.")] = True,
 ) -> None:
     """Measure, score and render a run again from its journal: result.json, summary.md,
-    report.html and the PNG charts, in the run directory. Works on a run still in progress.
+    report.html and the PNG charts, in the run directory. Works on a run still in progress; a run
+    whose process is gone without ending it (killed) is not scored.
 
     [b]Example[/b]: bascule report runs/20261126-101500-aws-us-east-1-2025-10-20-active-passive-sovereign
     """
     began = time.perf_counter()
+    gone = run_process_gone(run_dir)
+    killed = (
+        None
+        if gone is None
+        else f"its process (PID {gone}) is gone and its journal has no end (SIGKILL, out of memory, or "
+        f"its machine stopped); bascule recover {run_dir} undoes what it left"
+    )
     try:
-        result, written = report_run(run_dir, charts=charts)
+        result, written = report_run(run_dir, charts=charts, killed=killed)
     except FileNotFoundError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(ExitCode.INVALID_INPUT) from exc

@@ -18,6 +18,7 @@ from bascule.journal.traffic import FaultTraffic
 from bascule.model.scenario import Objectives, Weights
 
 __all__ = [
+    "KILLED",
     "Correctness",
     "Cost",
     "DesignFacts",
@@ -245,6 +246,11 @@ class Series:
     """Share of them that was right (``None``: none graded)."""
     correct_region: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
     """The same, by the region whose llm wrote the answer."""
+
+
+KILLED = "killed"
+"""How `RunInfo.reason` begins for a journal with no end whose run's process is gone (`bascule
+report` tells): killed, its machine stopped. Such a run is not scored, as an interrupted one is not."""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bascule.exit_codes import ExitCode
 from bascule.journal import scan_journal
 from bascule.metrics import Metrics, compute_metrics
+from bascule.metrics.model import KILLED
 from bascule.reports.html import render_html
 from bascule.reports.markdown import render_markdown
 from bascule.reports.model import Result, dump_result, parse_result
@@ -77,19 +78,22 @@ def write_reports(run_dir: Path, result: Result, *, charts: bool = True) -> list
     return written
 
 
-def grade_journal(run_dir: Path) -> tuple[Metrics, Score]:
+def grade_journal(run_dir: Path, *, killed: str | None = None) -> tuple[Metrics, Score]:
     """The metrics and score of the run journaled in `run_dir` (complete or still in progress),
-    against the objectives and weights its scenario gave."""
+    against the objectives and weights its scenario gave. `killed`: why a journal with no end will
+    never have one (its run's process is gone) — such a run is not scored (`KILLED`)."""
     metrics = compute_metrics(scan_journal(run_dir))
+    if killed is not None and metrics.run.exit_code is None:
+        metrics = replace(metrics, run=replace(metrics.run, reason=f"{KILLED}: {killed}"))
     return metrics, score(metrics, metrics.objectives, metrics.weights)
 
 
-def report_run(run_dir: Path, *, charts: bool = True) -> tuple[Result, list[Path]]:
+def report_run(run_dir: Path, *, charts: bool = True, killed: str | None = None) -> tuple[Result, list[Path]]:
     """Measure, score and render the run in `run_dir`; returns its result document and the files
-    written. Raises `FileNotFoundError` when there is no journal."""
+    written. Raises `FileNotFoundError` when there is no journal. `killed`: as `grade_journal`."""
     if not (run_dir / "journal.jsonl").exists():
         raise FileNotFoundError(f"{run_dir / 'journal.jsonl'} does not exist: not a run directory")
-    metrics, graded = grade_journal(run_dir)
+    metrics, graded = grade_journal(run_dir, killed=killed)
     result = with_own_repeat(build_result(metrics, graded, run_dir=str(run_dir)), run_dir)
     return result, write_reports(run_dir, result, charts=charts)
 

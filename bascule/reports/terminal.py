@@ -6,6 +6,7 @@ it. A dimension judged over nothing reads "unmeasured", never as a pass."""
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -80,5 +81,6 @@ def score_line(result: Result) -> str:
     unmeasured = summary.compute_headline(result).unmeasured
     tail = f" — failing: {', '.join(failing)}" if failing else (f" — {unmeasured}" if unmeasured else "")
     if score.overall is None:
-        return f"not scored, {verdict}{tail}"
+        why = f" ({escape(result.run.reason)})" if result.run.reason else ""
+        return f"not scored{why}, {verdict}{tail}"
     return f"score {overall}/100, grade {score.grade or '—'}, {verdict}{tail}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from bascule.exit_codes import ExitCode
-from bascule.metrics.model import Metrics
+from bascule.metrics.model import KILLED, Metrics
 from bascule.model.scenario import DIMENSIONS, Objectives, Weights
 from bascule.score import advice
 from bascule.score.formula import (
@@ -54,6 +54,8 @@ def score(metrics: Metrics, objectives: Objectives, weights: Weights) -> Score:
     aborted = metrics.run.exit_code == ExitCode.ABORTED
     if aborted and (metrics.run.reason or "").startswith("interrupted"):
         return _not_scored(metrics, dimensions, before="was interrupted before its plan ended")
+    if metrics.run.exit_code is None and (metrics.run.reason or "").startswith(KILLED):
+        return _not_scored(metrics, dimensions, before="never ended")
     measured = {d.name: d.sub_score for d in dimensions if d.sub_score is not None}
     mean = weighted_mean(measured, {d.name: d.weight for d in dimensions})
     cap = None

@@ -9,6 +9,7 @@ The records and what they mean are each target's own: ``bascule.targets.local.le
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Protocol, Self, TypeVar
 
 from bascule.errors import TargetError
 
-__all__ = ["LedgerFile", "PreviousRun", "fsync_dir", "parse_lines"]
+__all__ = ["LedgerFile", "PreviousRun", "fsync_dir", "parse_lines", "run_process_gone"]
 
 _R = TypeVar("_R")
 
@@ -140,3 +141,26 @@ class LedgerFile:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def run_process_gone(run_dir: Path) -> int | None:
+    """The PID of the process that ran the run in `run_dir` when it is gone — every ledger there
+    (each target's, ``*ledger.jsonl``) begins with a ``run`` record naming its owner, and none of
+    those owners is alive; None while one is, or when no ledger names one (a run killed before it
+    started anything leaves none: nothing then tells it from one just starting)."""
+    from bascule.targets.local.procfs import process_alive
+
+    owners: list[tuple[int, int]] = []
+    for path in sorted(run_dir.glob("*ledger.jsonl")):
+        try:
+            with path.open(encoding="utf-8") as f:
+                first = json.loads(f.readline() or "null")
+            if not isinstance(first, dict) or first.get("type") != "run":
+                continue
+            owner = first["owner"]
+            owners.append((int(owner["pid"]), int(owner["start_time"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not owners or any(process_alive(pid, start) for pid, start in owners):
+        return None
+    return owners[0][0]
