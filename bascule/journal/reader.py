@@ -37,6 +37,7 @@ class SampleRow(msgspec.Struct, frozen=True, gc=False):
     type: str = ""
     t: float | None = None
     started: float | None = None
+    latency: float | None = None
     source: str | None = None
     kind: str | None = None
     ok: bool = False

@@ -52,6 +52,10 @@ class LatencySketch:
                 return 2 * _GAMMA**index / (_GAMMA + 1)
         return 2 * _GAMMA ** max(self.buckets) / (_GAMMA + 1)
 
+    def upper(self) -> float | None:
+        """The largest latency counted, from above (its bucket's upper edge); None when empty."""
+        return _GAMMA ** max(self.buckets) if self.buckets else None
+
     def to_json(self) -> dict[str, int]:
         return {str(k): v for k, v in sorted(self.buckets.items())}
 

@@ -126,19 +126,21 @@ class _Figures:
         return from_samples
 
     def first_success(self, start: float, end: float, match: Callable[[str, str], bool]) -> float | None:
-        """The first success started in ``[start, end)`` whose (data class, serving region) ``match``."""
+        """The first success answered in ``[start, end)`` whose (data class, serving region) ``match``."""
         return self.first_success_within(start, end, match)[0]
 
     def first_success_within(
         self, start: float, end: float, match: Callable[[str, str], bool]
     ) -> tuple[float | None, float | None]:
-        """`first_success`, and the end of the window it came from when a window told it (None when
-        samples did): the success began somewhere between the two."""
+        """`first_success`, and the latest instant it can have been answered when a window told it
+        (None when samples did): it was answered between the two — no sooner than its window
+        began, no later than its window's end plus the slowest success sent in it."""
         from_samples = self.r.ticks.first_success(start, end, match)
         for w in self._windows_from(start, end):
             if any(n and match(klass, region) for (klass, region), n in w.served.items()):
-                if from_samples is None or w.end <= from_samples:
-                    return max(w.start, start), w.end
+                latest = w.end + (w.sketch.upper() or 0.0)
+                if from_samples is None or latest <= from_samples:
+                    return max(w.start, start), latest
                 break
         return from_samples, None
 
@@ -151,13 +153,18 @@ class _Figures:
                 yield w
 
     def recovery_instant(self, first: MergedWindow, bad: MergedWindow) -> float:
-        """Within ``bad``, the last window below the objective of a stretch that began with ``first``:
-        when the samples that failed in the stretch succeeded again (`Ticks.recovered_at`), kept
-        inside ``bad``; the window's end when samples do not say. The whole stretch is searched
-        because the failures that put ``bad`` below the objective may all be in aggregated load
-        windows, while the probe samples that time the recovery failed just before it began."""
-        back = self.r.ticks.recovered_at(first.start, bad.end)
-        return bad.end if back is None else min(max(back, bad.start), bad.end)
+        """When the stretch below the objective that began with ``first`` and ended with ``bad``
+        was over: when the samples that failed in it succeeded again — answered, not sent
+        (`Ticks.recovered_at`) —, from ``bad``'s start to the latest a request sent in the window
+        after it can have been answered (a request sent as the service came back, but held until
+        a fault ended, is answered then); ``bad``'s end when samples do not say. The whole stretch
+        is searched because the failures that put ``bad`` below the objective may all be in
+        aggregated load windows, while the probe samples that time the recovery failed just
+        before it began."""
+        after = next(iter(self._windows_from(bad.end, _INF)), None)
+        horizon = bad.end if after is None else max(bad.end, after.end + (after.sketch.upper() or 0.0))
+        back = self.r.ticks.recovered_at(first.start, bad.end, answered_by=horizon)
+        return bad.end if back is None else min(max(back, bad.start), horizon)
 
     # -- outages and recovery ------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Instants from sample records, at 10 ms resolution, in memory bounded by the run's duration.
 
 Each sample record is folded as it streams by: per 10 ms tick, the first and last failure, the first
-and last failure of each *stream* (a source and a data class), and the first and last success of
-each stream per serving region. A journal of a million raw samples thus costs memory in proportion
-to its duration and its number of streams, never to its length.
+and last failure of each *stream* (a source and a data class), both at the instant the request was
+sent, and the first and last success of each stream per serving region, at the instant its answer
+came (sent + latency): a service is back, or has failed over, when it answers, not when a request
+it will answer late — held by a fault until the fault ends — was sent. A journal of a million raw
+samples thus costs memory in proportion to its duration and its number of streams, never to its
+length.
 
 Spans live in flat dicts from ``tick × 4096 + id`` to a float: int keys and float values, which the
 cyclic garbage collector does not track, so that folding a million samples does not set off ever
@@ -111,6 +114,7 @@ class Ticks:
         self._fail_ticks: list[int] | None = None
 
     def add(self, t: float, ok: bool, source: str, data_class: str, region: str | None) -> None:
+        """`t`: when a failed request was sent, or when a success was answered."""
         tick = _floor(t / TICK)
         if ok:
             self.ok.update(tick, (source, data_class, region or ""), t)
@@ -133,6 +137,9 @@ class Ticks:
         if not r.get("ok"):
             self.add(t, False, r.get("source") or "", r.get("data_class") or "-", None)
             return
+        latency = r.get("latency")
+        if isinstance(latency, float | int) and latency > 0:
+            t += latency  # answered then
         name = (r.get("source") or "", r.get("data_class") or "-", served_region(r) or "")
         spans = self.ok
         sid = spans.ids.get(name)
@@ -157,6 +164,8 @@ class Ticks:
         if not r.ok:
             self.add(t, False, r.source or "", r.data_class or "-", None)
             return
+        if r.latency is not None and r.latency > 0:
+            t += r.latency  # answered then
         name = (r.source or "", r.data_class or "-", served_row_region(r) or "")
         spans = self.ok
         sid = spans.ids.get(name)
@@ -173,7 +182,7 @@ class Ticks:
             spans.last[key] = t
 
     def last_instant(self) -> float | None:
-        """The start of the last sample folded in."""
+        """The last instant a sample told: a failed request's start, a success's answer."""
         last = max(self.ok.last.values(), default=None)
         fail = max(self.fail_last.values(), default=None)
         if last is None or fail is None:
@@ -193,7 +202,7 @@ class Ticks:
         return None
 
     def first_success(self, start: float, end: float, match: Callable[[str, str], bool]) -> float | None:
-        """The first success started in ``[start, end)`` whose data class and serving region ``match``."""
+        """The first success answered in ``[start, end)`` whose data class and serving region ``match``."""
         found = (
             self.ok.first_in(name, start, end)
             for name in self.ok.names
@@ -201,19 +210,21 @@ class Ticks:
         )
         return min((t for t in found if t is not None), default=None)
 
-    def recovered_at(self, start: float, end: float) -> float | None:
-        """Within ``[start, end)``: the first success, after the last failed sample, of a stream that
-        failed there (a class that never failed proves nothing); ``None`` when no sample failed
-        there, or none of those streams succeeded again before ``end``."""
+    def recovered_at(self, start: float, end: float, answered_by: float | None = None) -> float | None:
+        """The first success answered after the last request sent in ``[start, end)`` that failed,
+        of a stream that failed there (a class that never failed proves nothing), answered before
+        `answered_by` (default `end`); ``None`` when no sample failed there, or none of those
+        streams succeeded again in time."""
         failing = [s for s in self.failed.names if any(True for _ in self.failed.within(s, start, end))]
         if not failing:
             return None
         after = max(last for s in failing for _, last in self.failed.within(s, start, end))
+        until = end if answered_by is None else max(end, answered_by)
         again = [
             first if first > after else last
             for name in self.ok.names
             if name[:2] in failing
-            for first, last in self.ok.within(name, after, end)
+            for first, last in self.ok.within(name, after, until)
             if last > after
         ]
         return min(again, default=None)

@@ -282,7 +282,7 @@ def failback_value(figures: Figures) -> tuple[str, bool]:
 
 def _failover(figures: Figures) -> Figure:
     ttf, within = as_float(figures.time_to_failover), as_float(figures.time_to_failover_within)
-    what = "first success served outside the impaired regions"
+    what = "first success answered outside the impaired regions"
     if ttf is None:
         return Figure("Time to fail over", DASH, figures.notes.get("time_to_failover") or what)
     if within is None or within <= ttf:
