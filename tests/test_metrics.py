@@ -147,6 +147,33 @@ def test_time_to_fail_over_is_when_the_other_region_answered(raw: bool) -> None:
         assert m.time_to_failover <= 1.5 + ANSWER <= m.time_to_failover_within
 
 
+def cold_then_partial(t: float, source: str, data_class: str) -> Served:
+    """A service that fails one request in two while it starts (until 3 s before the plan),
+    then none, then three in ten for 8 s from the fault."""
+    if t < -3.0:
+        return Served(int(t * 20) % 2 != 0, PRIMARY, correct=True)
+    if 0.0 <= t < 8.0 and int(t * 10) % 10 < 3:
+        return Served(False)
+    return Served(True, STANDBY if data_class == "confidential" else PRIMARY, correct=True)
+
+
+def test_a_cold_start_the_check_waited_out_is_not_the_steady_states_noise() -> None:
+    """A new user's API failed 244 of 1,057 requests while it started, before `wait_for` saw every
+    probe answer: counted as steady-state noise, it hid a fault that failed 30 % of requests for
+    8 s (RTO 0 s, pass)."""
+    records = build_records(spec(cold_then_partial, warm_up=10.0))
+    before = next(r for r in records if r["type"] == "hypothesis" and r["when"] == "before")
+    before.update(start=7.0, end=9.0, waited=4.0)  # ready 3 s before the plan (run time 10 s)
+    m = compute_metrics(records)
+    assert m.noise is not None and m.noise.failed == 0
+    assert m.success_ratio_baseline == 1.0
+    assert m.rto is not None and abs(m.rto - 7.3 - ANSWER) <= PROBE_PERIOD  # its last failures: 7.0–7.3 s
+    # Without the wait, the same failures were the steady state's: they explain the fault's.
+    del before["waited"]
+    noisy = compute_metrics(records)
+    assert noisy.noise is not None and noisy.noise.failed > 0 and noisy.rto == 0.0
+
+
 def test_an_outage_that_never_ends_is_not_recovered() -> None:
     m = compute_metrics(build_records(spec(outage_world(0.0, 1000.0), length=30.0)))
     assert m.recovered is False and m.rto is None

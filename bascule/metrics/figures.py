@@ -90,12 +90,16 @@ class _Figures:
         return agg
 
     def before(self, t: float) -> Aggregate:
+        """The steady state: the windows that ended by `t` (the first fault), from when the service
+        was ready (`JournalState.ready_at`: a cold start's failures are not its noise)."""
         agg = Aggregate()
-        for w in self.windows:
-            if w.end > t + _EPS:
-                break
+        for w in self.steady(t):
             agg.add(w)
         return agg
+
+    def steady(self, t: float) -> list[MergedWindow]:
+        ready = self.r.ready_at  # from the window in which the service became ready
+        return [w for w in self.windows if w.end <= t + _EPS and (ready is None or w.end > ready + _EPS)]
 
     def first_failed_sample(self, start: float, end: float) -> float | None:
         return self.r.ticks.first_failure(start, end)
@@ -240,7 +244,7 @@ class _Figures:
             self.notes["otlp"] = otlp
         baseline = self.before(first if first is not None else _INF)
         if first is not None:
-            self.noise = measure_noise([w for w in self.windows if w.end <= first + _EPS])
+            self.noise = measure_noise(self.steady(first))
         whole = self.span(*impact) if impact else Aggregate()
         if impact is None:
             stopped = f" ({r.ended.reason})" if r.ended.reason and r.ended.exit_code else ""

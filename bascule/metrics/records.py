@@ -378,6 +378,10 @@ class HypothesisChecked(_Record):
     ok: Flag = False
     skipped: Flag = False
     summary: MaybeText = None
+    start: Num = None
+    """When the judged window opened (after the wait, when the check waited)."""
+    waited: Num = None
+    """Seconds the check waited for every probe to answer first (`wait_for`); None: it could not wait."""
 
 
 class GuardrailTripped(_Record):

@@ -5,6 +5,7 @@ counted (the first 100 kept), events — and nothing that grows with the number 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -184,6 +185,9 @@ class JournalState:
         """The ``--min-score`` floor the run was judged against (its ``score`` record)."""
         self.hypothesis: dict[str, bool | None] = {}
         self.hypothesis_skipped = False
+        self.ready_at: float | None = None
+        """When the service answered every probe, where the check before the faults had to wait
+        for it (`wait_for`): what came before was a cold start, not the steady state."""
         self.plan_done = False
         self.windows: dict[float, MergedWindow] = {}
         self.ticks = Ticks()
@@ -438,6 +442,8 @@ class JournalState:
             self.hypothesis_skipped = True
             return
         self.hypothesis[r.when] = r.ok
+        if r.when == "before" and r.start is not None and (r.waited or _waited(r.summary)):
+            self.ready_at = r.start
         if r.t is not None:
             verdict = "held" if r.ok else "failed"
             summary = f": {r.summary}" if r.summary else ""
@@ -465,6 +471,15 @@ class JournalState:
             self.raw_events.append((t, kind, text))
         else:
             self.events_dropped += 1
+
+
+_WAITED = re.compile(r" after (\d+(?:\.\d+)?) s waiting for every probe to answer")
+
+
+def _waited(summary: str | None) -> float:
+    """The wait a journal from before ``waited`` was recorded tells in its summary."""
+    found = _WAITED.search(summary or "")
+    return float(found.group(1)) if found else 0.0
 
 
 def _parse_key(key: str) -> tuple[int | None, int | None]:
