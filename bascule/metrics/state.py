@@ -186,8 +186,9 @@ class JournalState:
         self.hypothesis: dict[str, bool | None] = {}
         self.hypothesis_skipped = False
         self.ready_at: float | None = None
-        """When the service answered every probe, where the check before the faults had to wait
-        for it (`wait_for`): what came before was a cold start, not the steady state."""
+        """Where the check before the faults could wait for every probe to answer (`wait_for`): when
+        the window it judged opened, the service ready. What came before may be a cold start — the
+        scenario says so by giving `wait_for` — and is not the steady state."""
         self.plan_done = False
         self.windows: dict[float, MergedWindow] = {}
         self.ticks = Ticks()
@@ -442,7 +443,7 @@ class JournalState:
             self.hypothesis_skipped = True
             return
         self.hypothesis[r.when] = r.ok
-        if r.when == "before" and r.start is not None and (r.waited or _waited(r.summary)):
+        if r.when == "before" and r.start is not None and (r.waited is not None or _waited(r.summary)):
             self.ready_at = r.start
         if r.t is not None:
             verdict = "held" if r.ok else "failed"
@@ -473,13 +474,12 @@ class JournalState:
             self.events_dropped += 1
 
 
-_WAITED = re.compile(r" after (\d+(?:\.\d+)?) s waiting for every probe to answer")
+_WAITED = re.compile(r" after \d+(?:\.\d+)? s waiting for every probe to answer")
 
 
-def _waited(summary: str | None) -> float:
-    """The wait a journal from before ``waited`` was recorded tells in its summary."""
-    found = _WAITED.search(summary or "")
-    return float(found.group(1)) if found else 0.0
+def _waited(summary: str | None) -> bool:
+    """Whether the check could wait (`wait_for`), in a journal from before ``waited`` was kept."""
+    return _WAITED.search(summary or "") is not None
 
 
 def _parse_key(key: str) -> tuple[int | None, int | None]:

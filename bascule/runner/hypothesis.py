@@ -114,7 +114,7 @@ class SteadyStateCheck:
             failures=[str(f) for f in result.failures[:20]],
             start=None if window is None else round(window[0] - journal.origin, 6),
             end=None if window is None else round(window[1] - journal.origin, 6),
-            **({"waited": round(result.waited, 6)} if result.wait_for else {}),
+            **({"waited": round(result.waited, 6)} if result.wait_for and window is not None else {}),
         )
         display = self.display
         if result.ok:
