@@ -724,3 +724,28 @@ def test_a_run_whose_first_fault_failed_says_why_no_fault_was_applied() -> None:
     ended.update(exit_code=4, reason="fault p0 could not be applied: the wipe command of db-0 exited 3")
     m = compute_metrics(records)
     assert "the wipe command of db-0 exited 3" in m.notes["impact_window"]
+
+
+def already_on_the_standby(t: float, source: str, data_class: str) -> Served:
+    """An edge that set the primary aside before the plan began: everything served by the standby."""
+    return Served(True, STANDBY, correct=True)
+
+
+def test_faults_on_regions_that_carried_no_traffic_are_said_to_measure_no_failover() -> None:
+    """A new user's design B "passed" the AWS replay 3 of 3 with "time to fail over 69 ms": its edge
+    had set us-east-1 aside 4 s before the first fault, and every fault struck an idle region."""
+    from bascule.metrics.idle import IDLE_REGIONS
+    from bascule.reports._summary import compute_findings, compute_unreached
+    from bascule.reports.result import build_result
+    from bascule.score import score
+
+    m = compute_metrics(build_records(spec(already_on_the_standby)))
+    (idle,) = [f for f in m.findings if f.kind == "idle-regions"]
+    assert idle.regions == (PRIMARY,) and f"traffic was already on {STANDBY}" in idle.message
+    assert m.time_to_failover is None
+    result = build_result(m, score(m, m.objectives, m.weights))
+    warnings = compute_unreached(result)
+    assert [w for w in warnings if w.startswith(IDLE_REGIONS)] == [idle.message]
+    assert not [f for f in compute_findings(result) if f.text.startswith(IDLE_REGIONS)], "said once"
+    served = compute_metrics(build_records(spec(failover_world)))
+    assert not [f for f in served.findings if f.kind == "idle-regions"]

@@ -12,6 +12,7 @@ from bascule.journal.traffic import over_cycles
 from bascule.metrics.context import compute_cost, design_facts, run_info
 from bascule.metrics.correctness import compute_correctness
 from bascule.metrics.discovered import shift_discovered
+from bascule.metrics.idle import idle_regions
 from bascule.metrics.loadrate import slowed_load
 from bascule.metrics.model import (
     ErrorBudget,
@@ -368,7 +369,8 @@ class _Figures:
             )
             + slowed_load(
                 self.windows, self.intervals, self.first_fault, self.r.load_users, self.r.phase_plans
-            ),
+            )
+            + (idle_regions(baseline.served, impaired) if first is not None else ()),
             events=self.events(),
             notes=dict(self.notes),
         )

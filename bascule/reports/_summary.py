@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bascule.metrics.figures import FAILBACK_NOT_BACK
+from bascule.metrics.idle import IDLE_REGIONS
 from bascule.reports._discovered import discovered_lines
 from bascule.reports._format import (
     DASH,
@@ -237,8 +238,9 @@ def count_unreached(result: Result) -> int | None:
 
 
 def compute_unreached(result: Result) -> list[str]:
-    """One sentence for each phase whose fault no traffic reached while it was in force: the run
-    says nothing of it, whatever the score."""
+    """One sentence for each phase whose fault no traffic reached while it was in force, and the
+    finding that the faulted regions carried no traffic before the first fault: the run says
+    nothing of them, whatever the score."""
     out = []
     for phase in result.phases:
         if phase.reached is not False:
@@ -258,7 +260,7 @@ def compute_unreached(result: Result) -> list[str]:
             "on its routes, no lookup of its names), so this run says nothing of how the service bears "
             "it. Aim it at a part the load uses, or make the load reach that part."
         )
-    return out
+    return out + [f for f in result.findings if f.startswith(IDLE_REGIONS)]
 
 
 def failover_value(figures: Figures) -> str:
@@ -518,6 +520,6 @@ def compute_findings(result: Result) -> list[Finding]:
         findings.append(Finding(FindingKind.SPANS, "OTLP", f"{otlp}."))
     for item in result.findings:
         text = item.strip()
-        if text:
+        if text and not text.startswith(IDLE_REGIONS):  # a warning of its own (`compute_unreached`)
             findings.append(Finding(FindingKind.PLAN, "plan", text))
     return findings
