@@ -749,3 +749,18 @@ def test_faults_on_regions_that_carried_no_traffic_are_said_to_measure_no_failov
     assert not [f for f in compute_findings(result) if f.text.startswith(IDLE_REGIONS)], "said once"
     served = compute_metrics(build_records(spec(failover_world)))
     assert not [f for f in served.findings if f.kind == "idle-regions"]
+
+
+def test_a_phases_traffic_share_is_not_a_window_from_before_it() -> None:
+    """A new user's phase "us-east-1 goes dark" read 11.5 % us-east-1 where their edge's log showed
+    no success there after the blackhole: the 1 s window that overlapped the phase by 7 ms counted
+    whole. Windows mostly outside a phase are no longer its."""
+
+    def dark_at(t: float, source: str, data_class: str) -> Served:
+        if data_class == "confidential" or t >= 0.993:
+            return Served(True, STANDBY, correct=True)
+        return Served(True, PRIMARY, correct=True)
+
+    m = compute_metrics(build_records(spec(dark_at, at=0.993)))
+    (phase,) = m.phases
+    assert PRIMARY not in phase.share or phase.share[PRIMARY] == 0.0, phase.share

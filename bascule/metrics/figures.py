@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from itertools import takewhile
 
 from bascule.journal.traffic import over_cycles
 from bascule.metrics.context import compute_cost, design_facts, run_info
@@ -79,15 +80,16 @@ class _Figures:
 
     # -- spans ---------------------------------------------------------------------------------
 
-    def span(self, start: float, end: float) -> Aggregate:
-        """Windows overlapping ``[start, end)``."""
+    def span(self, start: float, end: float, *, mostly: bool = False) -> Aggregate:
+        """Windows overlapping ``[start, end)``; `mostly`: those at least half inside it (all that
+        overlap it when none is), so that a phase's figures are not a window's from before it."""
         agg = Aggregate()
         i = max(0, bisect_left(self.window_starts, start) - 1)
-        for w in self.windows[i:]:
-            if w.start >= end:
-                break
-            if w.end > start + _EPS:
-                agg.add(w)
+        inside = [w for w in takewhile(lambda w: w.start < end, self.windows[i:]) if w.end > start + _EPS]
+        if mostly:
+            inside = [w for w in inside if start - _EPS <= w.start + w.length / 2 < end] or inside
+        for w in inside:
+            agg.add(w)
         return agg
 
     def before(self, t: float) -> Aggregate:
@@ -527,7 +529,7 @@ class _Figures:
             recovered: bool | None = None
             if start is not None:
                 until = end if end is not None else (self.data_end or start)
-                agg = self.span(start, until)
+                agg = self.span(start, until, mostly=True)
                 ttd = self.delta(self.first_failure(start, until), start)
                 if plan.regions and index not in self.r.behind_answers:
                     bad = set(plan.regions)
