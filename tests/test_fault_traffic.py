@@ -269,3 +269,97 @@ def test_traffic_that_left_for_a_region_a_later_phase_impairs_did_fail_over() ->
     metrics = compute_metrics(build_records(JournalSpec(reference_design(), two, failing_over, length=30.0)))
     assert metrics.phases[0].time_to_failover is not None
     assert metrics.time_to_failover is not None and metrics.time_to_failover <= 1.0
+
+
+# -- faults on answers: reached only where they changed one ---------------------------------------
+
+_JSON = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"a": "ok"}'
+_STREAM_BODY = b"".join(b'data: {"choices": [{"delta": {"content": "w%d"}}]}\n\n' % i for i in range(8))
+_STREAM = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    + b"%x\r\n%s\r\n0\r\n\r\n" % (len(_STREAM_BODY), _STREAM_BODY)
+)
+
+
+@pytest.fixture
+def answering(tmp_path: Path) -> Iterator[tuple[FaultBoard, FaultPlane]]:
+    """A route to a service answering ``/json`` with JSON and anything else with an event stream."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2.0)
+                with contextlib.suppress(OSError):
+                    head = conn.recv(65536)
+                    conn.sendall(_JSON if head.startswith(b"GET /json") else _STREAM)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    plane, dns_server, supervisor = FaultPlane(), DnsServer(), Supervisor(tmp_path / "logs")
+    try:
+        plane.start()
+        dns_server.start()
+        plane.add_route("llm", [Upstream("127.0.0.1", server.getsockname()[1])])
+        yield FaultBoard(plane, dns_server, supervisor), plane
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        supervisor.stop()
+        dns_server.stop()
+        plane.stop()
+        server.close()
+
+
+def _get(plane: FaultPlane, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", plane.port("llm")), timeout=2.0) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nhost: llm\r\nconnection: close\r\n\r\n" % path.encode())
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+        return got
+
+
+def test_a_stream_cut_on_routes_that_carried_no_event_stream_reached_nothing(
+    answering: tuple[FaultBoard, FaultPlane],
+) -> None:
+    """A new user's stream-cut on an llm asked only for JSON answers read "reached: true" (bytes
+    flowed) and passed: it had changed nothing the service used."""
+    fb, plane = answering
+    fb.apply("cut", [RouteFault("llm", fs.StreamCut(after_events=2))])
+    assert _get(plane, "/json").endswith(b'{"a": "ok"}')
+    json_only = fb.traffic("cut")
+    assert json_only is not None and json_only.connections == 1 and json_only.on_answers
+    assert json_only.faulted == 0 and not json_only.reached
+    streamed = _get(plane, "/stream")
+    assert b"w1" in streamed and b"w2" not in streamed  # cut after two events
+    cut = fb.traffic("cut")
+    assert cut is not None and cut.faulted == 1 and cut.reached
+    fb.revert("cut")
+
+    fb.apply("lat", [RouteFault("llm", fs.Latency(fixed=0.0))])  # not a fault on answers: bytes count
+    _get(plane, "/json")
+    latency = fb.traffic("lat")
+    assert latency is not None and not latency.on_answers and latency.reached
+    fb.revert("lat")
+
+
+def test_a_phase_whose_answer_fault_changed_nothing_says_so() -> None:
+    from bascule.reports._summary import compute_unreached
+
+    traffic: dict[str, Any] = {**ZERO, "connections": 9, "bytes": 900, "on_answers": True}
+    _, result = _result([FaultSpan(0, 0.0, 12.0, traffic=traffic)])
+    (phase,) = result.phases
+    assert phase.reached is False and phase.traffic.on_answers
+    (sentence,) = [s for s in compute_unreached(result) if s.startswith("Phase")]
+    assert (
+        "changed no answer while it was in force (9 connections, no answer changed on its routes" in sentence
+    )

@@ -13,9 +13,9 @@ __all__ = ["FaultTraffic", "over_cycles"]
 @dataclass(frozen=True)
 class FaultTraffic:
     """Connections and bytes sent on the routes a fault put in a state, lookups of the names it made
-    fail, connections it reset — over one cycle of it (a target's revert), or summed over a phase.
-    All 0: the fault changed nothing the service used then, and the run says nothing of how the
-    service bears it."""
+    fail, connections it reset, requests it answered or changed — over one cycle of it (a target's
+    revert), or summed over a phase. Nothing reached (`reached`): the fault changed nothing the
+    service used then, and the run says nothing of how the service bears it."""
 
     connections: int = 0
     """Connections the routes it held accepted."""
@@ -25,9 +25,17 @@ class FaultTraffic:
     """Lookups of the names it made fail."""
     resets: int = 0
     """Connections it reset (a `dns` fault's, so that their clients look the name up again)."""
+    faulted: int = 0
+    """Requests on those routes it answered itself or whose answers it changed."""
+    on_answers: bool = False
+    """A fault on answers (`ttft`, `stream-cut`, `token-rate`, `degrade`, `model-swap`,
+    `partial-index`, `embedding-mismatch`): traffic reached it only where it changed an answer —
+    a stream-cut on routes that carried no event stream changed nothing the service used."""
 
     @property
     def reached(self) -> bool:
+        if self.on_answers:
+            return bool(self.faulted)
         return bool(self.connections or self.bytes or self.lookups or self.resets)
 
     def __add__(self, other: FaultTraffic) -> FaultTraffic:
@@ -36,6 +44,8 @@ class FaultTraffic:
             self.bytes + other.bytes,
             self.lookups + other.lookups,
             self.resets + other.resets,
+            self.faulted + other.faulted,
+            self.on_answers or other.on_answers,
         )
 
     def to_json(self) -> dict[str, int]:

@@ -224,6 +224,8 @@ class TrafficRecord(_Record):
     bytes: Annotated[int, BeforeValidator(_count)] = 0
     lookups: Annotated[int, BeforeValidator(_count)] = 0
     resets: Annotated[int, BeforeValidator(_count)] = 0
+    faulted: Annotated[int, BeforeValidator(_count)] = 0
+    on_answers: Flag = False
 
 
 class FaultReverted(_Record):

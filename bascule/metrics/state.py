@@ -377,7 +377,9 @@ class JournalState:
             interval.revert = t
             if r.traffic is not None:
                 c = r.traffic
-                interval.traffic = FaultTraffic(c.connections, c.bytes, c.lookups, c.resets)
+                interval.traffic = FaultTraffic(
+                    c.connections, c.bytes, c.lookups, c.resets, c.faulted, c.on_answers
+                )
         verb = "rolled back" if r.rollback else "reverted"
         idle = r.traffic is not None and not FaultTraffic(**r.traffic.model_dump()).reached
         self._event(t, "fault", f"{verb} {self._describe(phase, r.kind, cycle)}{NO_TRAFFIC if idle else ''}")

@@ -225,9 +225,12 @@ def _reached_text(phase: Phase) -> str:
             (0 if traffic.connections else traffic.bytes, "byte", "bytes"),  # on connections open before
             (traffic.lookups, "lookup", "lookups"),
             (traffic.resets, "connection reset", "connections reset"),
+            (traffic.faulted if traffic.on_answers else 0, "answer changed", "answers changed"),
         )
         if n
     ]
+    if traffic.on_answers and not traffic.faulted:
+        parts.append("no answer changed")
     return ", ".join(parts) if parts else "nothing"
 
 
@@ -255,6 +258,16 @@ def compute_unreached(result: Result) -> list[str]:
             )
             if x
         )
+        if phase.traffic is not None and phase.traffic.on_answers:
+            out.append(
+                f"{called}: {what} changed no answer while it was in force ({_reached_text(phase)} on "
+                "its routes: no answer it acts on — an event stream for a stream-cut counting "
+                "events, a 2xx JSON answer for degrade, model-swap, partial-index or "
+                "embedding-mismatch, an answer with a body for ttft — or none its ratio struck), so "
+                "this run says nothing of how the service bears it. Aim it where such answers go, "
+                "or make the load ask for them (`stream: true` for event streams)."
+            )
+            continue
         out.append(
             f"{called}: {what} reached no traffic while it was in force (no connection or byte "
             "on its routes, no lookup of its names), so this run says nothing of how the service bears "

@@ -278,6 +278,10 @@ class Traffic(_Record):
     bytes: int = 0
     lookups: int = 0
     resets: int = 0
+    faulted: int = 0
+    """Requests the fault answered itself or whose answers it changed."""
+    on_answers: bool = False
+    """A fault on answers: reached only where it changed one (`FaultTraffic.on_answers`)."""
 
 
 class Phase(_Record):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import httpx
 
@@ -51,10 +52,24 @@ from bascule.targets.local.effects import (
     Wipe,
     describe_effect,
 )
-from bascule.targets.local.faultstate import DnsFaultMode, Pass, ProxyFault, Refuse
+from bascule.targets.local.faultstate import (
+    Degrade,
+    DnsFaultMode,
+    EmbeddingMismatch,
+    ModelSwap,
+    PartialIndex,
+    Pass,
+    ProxyFault,
+    Refuse,
+    StreamCut,
+    Ttft,
+)
 from bascule.targets.local.proxy import FaultPlane
 
 __all__ = ["FaultBoard"]
+
+_ON_ANSWERS: Final = (Ttft, StreamCut, Degrade, ModelSwap, PartialIndex, EmbeddingMismatch)
+"""The faults on what answers carry: reached only where they changed an answer (`FaultTraffic.on_answers`)."""
 
 _ADMIN_TIMEOUT_S = 5.0
 
@@ -77,8 +92,9 @@ class _Layers:
 class _Counts:
     """The counters of a fault's routes and names: when it was applied, or now."""
 
-    routes: Mapping[str, tuple[int, int]]
-    """Route → (connections accepted, bytes from clients), for the routes it puts in a state."""
+    routes: Mapping[str, tuple[int, int, int]]
+    """Route → (connections accepted, bytes from clients, requests faulted), for the routes it puts
+    in a state."""
     names: Mapping[str, int]
     """Name → lookups read, for the names it makes fail."""
     resets: Mapping[str, int]
@@ -86,6 +102,8 @@ class _Counts:
     refusing: bool
     """It closes a route's listener (`Refuse` not counted): the connections it turns away are
     refused by the kernel, and nothing counts them."""
+    on_answers: bool = False
+    """It acts on answers (`FaultTraffic.on_answers`)."""
 
 
 @dataclass
@@ -252,6 +270,8 @@ class FaultBoard:
             bytes=sum(now.routes[r][1] - then.routes[r][1] for r in then.routes),
             lookups=sum(now.names[n] - then.names[n] for n in then.names),
             resets=sum(now.resets[r] - then.resets[r] for r in then.resets),
+            faulted=sum(now.routes[r][2] - then.routes[r][2] for r in then.routes),
+            on_answers=then.on_answers,
         )
         # A route refusing with its listener closed turns clients away unseen: nothing counted there
         # is not "nothing came" (a new user's refuse on the entry every client hit read so).
@@ -268,12 +288,18 @@ class FaultBoard:
                 {name: info.stats for name, info in self._plane.routes().items()} if routes or resets else {}
             )
             return _Counts(
-                routes={r: (stats[r].connections_accepted, stats[r].bytes_from_clients) for r in routes},
+                routes={
+                    r: (stats[r].connections_accepted, stats[r].bytes_from_clients, stats[r].requests_faulted)
+                    for r in routes
+                },
                 names={n: self._dns.lookups_of(n) for n in names},
                 resets={r: stats[r].connections_reset for r in resets},
                 refusing=any(
                     isinstance(e, RouteFault) and isinstance(e.state, Refuse) and not e.state.counted
                     for e in effects
+                ),
+                on_answers=any(
+                    isinstance(e, RouteFault) and isinstance(e.state, _ON_ANSWERS) for e in effects
                 ),
             )
         except (KeyError, ValueError, RuntimeError, OSError):

@@ -546,7 +546,8 @@ class ControlClient:
         if not isinstance(data, dict):
             return None
         return FaultTraffic(
-            **{k: int(data.get(k) or 0) for k in ("connections", "bytes", "lookups", "resets")}
+            **{k: int(data.get(k) or 0) for k in ("connections", "bytes", "lookups", "resets", "faulted")},
+            on_answers=bool(data.get("on_answers")),
         )
 
     def faults(self) -> dict[str, list[Effect]]:
