@@ -21,7 +21,7 @@ PAR = "scaleway/fr-par"
 HERE = Path(__file__).resolve().parent / "start_timeout"
 
 
-def design_text(after: float, start_timeout: str | None) -> str:
+def design_text(after: float, start_timeout: str | None, ready: str = "/") -> str:
     limit = f", start_timeout: {start_timeout}" if start_timeout else ""
     return f"""
 id: slow
@@ -30,7 +30,8 @@ components:
   slow:
     entry: true
     command:
-      {{argv: ["{{python}}", late.py, --port, "{{port}}", --after, "{after}"], ready: {{path: /}}{limit}}}
+      {{argv: ["{{python}}", late.py, --port, "{{port}}", --after, "{after}"],
+        ready: {{path: {ready}}}{limit}}}
     replicas: {{{PAR}: 1}}
 """
 
@@ -56,6 +57,18 @@ def test_a_start_that_runs_out_names_the_component_the_limit_and_where_to_raise_
     message = str(info.value)
     assert "slow-scaleway-fr-par-0 did not start within 1 s" in message, message
     assert "component slow" in message and "start_timeout:" in message and "--stack-timeout" in message
+
+
+def test_a_ready_path_the_service_does_not_serve_is_said_so_not_taken_for_a_slow_start(
+    tmp_path: Path,
+) -> None:
+    """A new user's `/healthzz` read "was not ready within 10 s (… raise start_timeout …)": raising
+    it would not have helped. The message says what the path last answered."""
+    with pytest.raises(TargetError) as info:
+        start(tmp_path, design_text(after=0, start_timeout=None, ready="/missing"), timeout=1.5)
+    message = str(info.value)
+    assert "slow-scaleway-fr-par-0 was not ready within 1.5 s" in message, message
+    assert "GET /missing last answered HTTP 404 — is it the path the service serves" in message, message
 
 
 def test_the_start_timeout_is_a_positive_duration() -> None:

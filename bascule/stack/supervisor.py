@@ -264,6 +264,8 @@ class Supervisor:
         now = time.monotonic()
         pending = [r for r in self._select(names) if r.spec.ready_path and r.url]
         deadlines = {r.spec.name: now + max(1.0, r.spec.start_limit(timeout) - spent) for r in pending}
+        last: dict[str, str] = {}
+        """Each replica's last readiness answer: a path it does not serve (404) is not a slow start."""
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             while pending:
                 still: list[Replica] = []
@@ -272,15 +274,29 @@ class Supervisor:
                     url = replica.url
                     assert url is not None and replica.spec.ready_path is not None
                     try:
-                        ok = 200 <= client.get(url + replica.spec.ready_path).status_code < 300
-                    except httpx.HTTPError:
+                        status = client.get(url + replica.spec.ready_path).status_code
+                        ok = 200 <= status < 300
+                        last[replica.spec.name] = f"HTTP {status}"
+                    except httpx.HTTPError as exc:
                         ok = False
+                        last[replica.spec.name] = type(exc).__name__
                     if not ok:
                         still.append(replica)
                 pending = still
                 late = [r for r in pending if time.monotonic() > deadlines[r.spec.name]]
                 if late:
-                    raise TargetError("; ".join(r.spec.timed_out("was not ready", timeout) for r in late))
+                    raise TargetError(
+                        "; ".join(
+                            r.spec.timed_out("was not ready", timeout)
+                            + f": GET {r.spec.ready_path} last answered {last.get(r.spec.name, 'nothing')}"
+                            + (
+                                " — is it the path the service serves its readiness on (ready.path)?"
+                                if last.get(r.spec.name) == "HTTP 404"
+                                else ""
+                            )
+                            for r in late
+                        )
+                    )
                 if pending:
                     time.sleep(0.05)
 

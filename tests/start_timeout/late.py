@@ -1,4 +1,5 @@
-"""A service that takes a while before it listens: ``late.py --port P --after SECONDS``."""
+"""A service that takes a while before it listens: ``late.py --port P --after SECONDS``; it serves
+every path but ``/missing…`` (404)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ args = parser.parse_args()
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.send_response(200)
+        self.send_response(404 if self.path.startswith("/missing") else 200)
         self.send_header("content-length", "0")
         self.end_headers()
 
