@@ -742,6 +742,8 @@ def test_command_probe_exit_codes_and_timeout(tmp_path: Path) -> None:
     )
     sample = one_sample(make_probe(failing, ctx))
     assert not sample.ok and sample.error == "exit 3: bad"
+    python = one_sample(make_probe(CommandProbe(argv=["{python}", "-c", "import sys; sys.exit(0)"]), ctx))
+    assert python.ok, python.error  # as in a design's commands: the Python running bascule
     missing = one_sample(make_probe(CommandProbe(argv=["/no/such/command"]), ctx))
     assert not missing.ok and missing.error is not None and "cannot run" in missing.error
     pid_file = tmp_path / "pid"

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 
 import httpx
 
@@ -55,13 +56,14 @@ class CommandProbe(Probe[specs.CommandProbe]):
             "BASCULE_ENTRIES": json.dumps(dict(context.entries)),
             "BASCULE_PROBE": self.name,
         }
+        # `{python}`, as in a design's commands: the interpreter running bascule.
+        self.argv = tuple(a.replace("{python}", sys.executable) for a in spec.argv)
 
     async def sample(self, client: httpx.AsyncClient, now: float) -> RequestSample:
-        spec = self.spec
         error: str | None = None
         try:
             process = await asyncio.create_subprocess_exec(
-                *spec.argv,
+                *self.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -69,7 +71,7 @@ class CommandProbe(Probe[specs.CommandProbe]):
                 start_new_session=True,
             )
         except OSError as exc:
-            error = f"cannot run {spec.argv[0]!r}: {describe_error(exc)}"
+            error = f"cannot run {self.argv[0]!r}: {describe_error(exc)}"
         else:
             # `sample_once` bounds the wait by the spec's timeout and cancels it; the command
             # is then killed here, on the way out.
