@@ -109,3 +109,23 @@ def test_compare_shows_them_in_each_cell() -> None:
     page = render_compare_html(comparison)
     assert "<dt>outside the design</dt>" in page and "sts.amazonaws.com (aws, US, foreign)" in page
     assert "outside the design" not in render_compare_markdown(build_comparison([result()]))
+
+
+def test_junit_of_a_suite_stopped_early_lists_what_it_did_not_run_as_skipped() -> None:
+    """A new user's interrupted suite wrote tests="1": the scenario it never ran was not listed,
+    and a CI dashboard counted one test where two were asked for."""
+    suite = ET.fromstring(
+        render_junit(
+            [result()],
+            suite_name="bascule suite",
+            not_run=[("second", "one")],
+            why_not_run="the suite was stopped (interrupted by SIGINT)",
+        )
+    )
+    assert (suite.get("tests"), suite.get("skipped")) == ("2", "1")
+    cases = suite.findall("testcase")
+    assert [(c.get("classname"), c.get("name")) for c in cases][1] == ("second", "one")
+    skipped = cases[1].find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "not run: the suite was stopped (interrupted by SIGINT)"
+    assert ET.fromstring(render_junit([result()])).get("skipped") is None

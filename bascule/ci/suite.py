@@ -241,7 +241,10 @@ def run_suite(
         out_dir / "suite.md": render_suite_markdown(done, code, not_run=not_run, interrupted=interrupted),
         out_dir / "suite.json": json.dumps(summary, indent=2) + "\n",
         out_dir / "junit.xml": render_junit(
-            [_with_exit(result) for _, result in done], suite_name="bascule suite"
+            [_with_exit(result) for _, result in done],
+            suite_name="bascule suite",
+            not_run=[(c.scenario_id, c.design_id) for c in not_run],
+            why_not_run=f"the suite was stopped ({interrupted})" if interrupted else "",
         ),
     }
     for path, text in files.items():

@@ -79,8 +79,15 @@ def _failuretext_value(score: ResultScore) -> tuple[str, str]:
     return message, "\n".join(lines)
 
 
-def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> str:
-    """The JUnit XML document for `results`, one ``<testcase>`` each, in the order given."""
+def render_junit(
+    results: Sequence[Result],
+    *,
+    suite_name: str = "bascule",
+    not_run: Sequence[tuple[str, str]] = (),
+    why_not_run: str = "",
+) -> str:
+    """The JUnit XML document for `results`, one ``<testcase>`` each, in the order given; then each
+    (scenario, design) of `not_run` as a skipped one (a suite stopped before it: `why_not_run`)."""
     suite = ET.Element("testsuite", name=suite_name)
     failures = errors = 0
     total_time = 0.0
@@ -112,9 +119,15 @@ def render_junit(results: Sequence[Result], *, suite_name: str = "bascule") -> s
                 message = f"the steady-state hypothesis failed after rollback: {reason}"
             failure = ET.SubElement(case, "failure", message=message)
             failure.text = text
-    suite.set("tests", str(len(results)))
+    for scenario, design in not_run:
+        case = ET.SubElement(suite, "testcase", classname=scenario, name=design, time="0.000")
+        skipped = ET.SubElement(case, "skipped", message=f"not run: {why_not_run or 'the suite stopped'}")
+        skipped.text = why_not_run
+    suite.set("tests", str(len(results) + len(not_run)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
+    if not_run:
+        suite.set("skipped", str(len(not_run)))
     suite.set("time", f"{total_time:.3f}")
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
