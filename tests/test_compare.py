@@ -34,13 +34,18 @@ def test_the_winner_is_explained_by_its_largest_gaps() -> None:
         "F",
         availability={"measured": 0.61, "sub_score": 0.0, "passed": False},
         recovery={"measured": None, "sub_score": 0.0, "passed": False},
+        latency={"measured": 1.1, "sub_score": 60.0, "passed": True},
     )
+    for entry in good["score"]["dimensions"]:
+        if entry["name"] == "latency":
+            entry.update(measured=0.049, sub_score=100.0)
     comparison = build_comparison([parse_result(r) for r in [bad, good]])
     (verdict,) = comparison.verdicts
     assert [c.design for c in verdict.ranking] == ["active-passive-sovereign", "single-region"]
     assert verdict.why.startswith("active-passive-sovereign (B, 88) beats single-region (F, 31)")
     assert "availability 99.3 % vs 61.0 %" in verdict.why
     assert "recovery" in verdict.why and "not measured" in verdict.why
+    assert "latency 49 ms vs 1.1 s" in verdict.why  # a 49 ms p95 read "0.0 s"
     text = render_compare_markdown(comparison)
     assert "| scenario | single-region | active-passive-sovereign |" in text
     assert "❌ **F 31**" in text and "**B 88**" in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bascule.reports._format import md_text
+from bascule.reports._format import fmt_seconds, md_text
 from bascule.reports._repeat import MARKS, compute_repeat_view, verdict_text
 from bascule.reports._summary import failback_value, failover_value
 from bascule.reports.model import Dimension, Figures, RepeatContext, Result
@@ -129,7 +129,7 @@ def _fmt_measured(entry: Dimension) -> str:
     if unit == "ratio":
         return f"{float(value) * 100:.1f} %"
     if unit == "s":
-        return f"{float(value):.1f} s"
+        return fmt_seconds(value)  # a 49 ms p95 read "0.0 s"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
