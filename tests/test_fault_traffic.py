@@ -363,3 +363,13 @@ def test_a_phase_whose_answer_fault_changed_nothing_says_so() -> None:
     assert (
         "changed no answer while it was in force (9 connections, no answer changed on its routes" in sentence
     )
+
+
+def test_the_phases_table_counts_the_requests_a_fault_answered_itself() -> None:
+    """A new user's token-rate refused 603 requests with 429: no figure said so."""
+    from bascule.reports._summary import compute_phase_rows
+
+    traffic: dict[str, Any] = {**ZERO, "connections": 412, "bytes": 9000, "faulted": 603}
+    _, result = _result([FaultSpan(0, 0.0, 12.0, traffic=traffic)])
+    (row,) = compute_phase_rows(result)
+    assert "412 connections, 603 answered by the fault" in str(row)

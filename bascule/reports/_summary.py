@@ -226,6 +226,7 @@ def _reached_text(phase: Phase) -> str:
             (traffic.lookups, "lookup", "lookups"),
             (traffic.resets, "connection reset", "connections reset"),
             (traffic.faulted if traffic.on_answers else 0, "answer changed", "answers changed"),
+            (0 if traffic.on_answers else traffic.faulted, "answered by the fault", "answered by the fault"),
         )
         if n
     ]
