@@ -160,3 +160,15 @@ def test_a_design_that_failed_over_and_never_came_back_reads_not_back_beside_one
     by_label = {f.label: f for f in compute_figures(parse_result(idle))}
     assert (by_label["Failback"].value, by_label["Failback"].note) == ("—", "no fault was reverted")
     assert by_label["Time to fail over"].note == "no fault touched this design"
+
+
+def test_a_failing_figure_that_rounds_to_its_objective_shows_the_digits_that_fail_it() -> None:
+    """A new user read "recovery FAIL 10 s ≤ 10 s": the RTO was 10.0025 s."""
+    from bascule.reports._summary import compute_dimension_rows
+
+    doc = result(
+        "single-region", 80.0, "B", recovery={"measured": 10.0025, "objective": 10.0, "passed": False}
+    )
+    rows = {r.name: r for r in compute_dimension_rows(parse_result(doc))}
+    assert (rows["recovery"].measured, rows["recovery"].objective) == ("10.0025 s", "≤ 10 s")
+    assert rows["availability"].measured == "99.34 %"  # passing: as it was

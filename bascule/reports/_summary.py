@@ -179,10 +179,13 @@ def compute_dimension_rows(result: Result) -> list[DimensionRow]:
             objective = f"≤ {objective}"
         sub = as_float(dim.sub_score)
         weight = as_float(dim.weight)
+        measured = fmt_value(dim.measured, dim.unit)
+        if dim.passed is False and measured == fmt_value(dim.objective, dim.unit):
+            measured = _finer(dim.measured, dim.unit)  # "FAIL 10 s ≤ 10 s" said nothing
         rows.append(
             DimensionRow(
                 name=name,
-                measured=fmt_value(dim.measured, dim.unit),
+                measured=measured,
                 objective=objective,
                 sub_score=sub,
                 sub_score_text=DASH if sub is None else f"{sub:.1f}",
@@ -193,6 +196,18 @@ def compute_dimension_rows(result: Result) -> list[DimensionRow]:
             )
         )
     return rows
+
+
+def _finer(value: object, unit: str) -> str:
+    """A measured value that rounds to its objective, to the digits that tell them apart."""
+    number = as_float(value)
+    if number is None:
+        return DASH
+    if unit == "ratio":
+        return f"{number * 100:.3f} %"
+    if unit == "s":
+        return f"{number:.4f} s"
+    return f"{number:g}"
 
 
 def compute_phase_rows(result: Result) -> list[PhaseRow]:
