@@ -137,3 +137,24 @@ def test_a_model_swap_run_keeps_availability_and_loses_correctness(tmp_path: Pat
     assert correctness["impact"] <= correctness["baseline"] - 0.1, correctness
     dims = {d["name"]: d for d in result["score"]["dimensions"]}
     assert dims["availability"]["passed"] and not dims["correctness"]["passed"]
+
+
+def test_a_model_on_a_service_of_ones_own_is_refused_saying_what_takes_one() -> None:
+    """A new user's own `llm` (a command:) was told "only llm components take a model"."""
+    from bascule.errors import ScenarioError
+    from bascule.model.loading import parse_design
+
+    text = """
+id: own
+regions: [{id: scaleway/fr-par}]
+components:
+  llm:
+    entry: true
+    command: {argv: ["{python}", llm.py, --port, "{port}"]}
+    replicas: {scaleway/fr-par: {replicas: 1, model: chat-large}}
+"""
+    with pytest.raises(ScenarioError) as info:
+        parse_design(text, "own.yaml")
+    (problem,) = [p for p in info.value.problems if "model" in str(p)]
+    assert "only the reference llm takes a model" in problem.message
+    assert "a model-swap fault needs no model: here" in problem.message

@@ -446,7 +446,12 @@ class Design(_Spec):
                     )
                 if placement.model is not None and self.component_kind(name) is not ComponentKind.LLM:
                     problems.append(
-                        (("components", name, "replicas", rid, "model"), "only llm components take a model")
+                        (
+                            ("components", name, "replicas", rid, "model"),
+                            "only the reference llm takes a model (a component named llm, without "
+                            "command: or url:); a service of your own says its model in its answers, "
+                            "and a model-swap fault needs no model: here",
+                        )
                     )
                 is_gateway = self.component_kind(name) is ComponentKind.GATEWAY
                 if placement.max_inflight is not None and not is_gateway:
