@@ -360,9 +360,10 @@ def test_a_phase_whose_answer_fault_changed_nothing_says_so() -> None:
     (phase,) = result.phases
     assert phase.reached is False and phase.traffic.on_answers
     (sentence,) = [s for s in compute_unreached(result) if s.startswith("Phase")]
-    assert (
-        "changed no answer while it was in force (9 connections, no answer changed on its routes" in sentence
-    )
+    assert "changed no answer while it was in force (9 connections, no answer changed: " in sentence
+    cut = result.model_copy(update={"phases": (phase.model_copy(update={"kind": "stream-cut"}),)})
+    (sentence,) = [s for s in compute_unreached(cut) if s.startswith("Phase")]
+    assert "no answer changed: no event stream, or no body long enough, to cut" in sentence
 
 
 def test_the_phases_table_counts_the_requests_a_fault_answered_itself() -> None:

@@ -256,6 +256,17 @@ def count_unreached(result: Result) -> int | None:
     return sum(1 for p in counted if not p.reached) if counted else None
 
 
+_ACTS_ON = {
+    "stream-cut": "no event stream, or no body long enough, to cut — ask with `stream: true`",
+    "ttft": "no answer with a body",
+    "degrade": "no 2xx JSON answer its ratio struck",
+    "model-swap": "no 2xx JSON answer or event stream it struck",
+    "partial-index": "no 2xx JSON answer its ratio struck",
+    "embedding-mismatch": "no 2xx JSON answer its ratio struck",
+}
+"""What a fault on answers acts on, said when it changed none."""
+
+
 def compute_unreached(result: Result) -> list[str]:
     """One sentence for each phase whose fault no traffic reached while it was in force, and the
     finding that the faulted regions carried no traffic before the first fault: the run says
@@ -275,13 +286,10 @@ def compute_unreached(result: Result) -> list[str]:
             if x
         )
         if phase.traffic is not None and phase.traffic.on_answers:
+            acts_on = _ACTS_ON.get(phase.kind, "no answer it acts on")
             out.append(
-                f"{called}: {what} changed no answer while it was in force ({_reached_text(phase)} on "
-                "its routes: no answer it acts on — an event stream for a stream-cut counting "
-                "events, a 2xx JSON answer for degrade, model-swap, partial-index or "
-                "embedding-mismatch, an answer with a body for ttft — or none its ratio struck), so "
-                "this run says nothing of how the service bears it. Aim it where such answers go, "
-                "or make the load ask for them (`stream: true` for event streams)."
+                f"{called}: {what} changed no answer while it was in force ({_reached_text(phase)}: "
+                f"{acts_on}), so this run says nothing of how the service bears it."
             )
             continue
         out.append(
