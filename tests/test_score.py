@@ -426,6 +426,24 @@ def test_recommendations_name_the_phase_and_the_design() -> None:
         assert d.explanation.endswith(".") and d.explanation.count(". ") == 0
 
 
+def test_failover_advice_for_a_design_entered_through_its_own_proxy_names_the_proxy() -> None:
+    """A new user's Caddy did the failover; the advice spoke of "3.00 s of health checks and 5.00 s
+    request timeouts", the design's routing — which paces only bascule's clients in front of it."""
+    from bascule.score.advice import phase_advice
+
+    m = example_metrics()
+    phase = (
+        next(p for p in m.phases if p.kind == "region-outage")
+        if any(p.kind == "region-outage" for p in m.phases)
+        else replace(m.phases[0], kind="region-outage")
+    )
+    reference = phase_advice(m, phase)
+    assert "health checks" in reference and "request timeouts" in reference
+    own = phase_advice(replace(m, design=replace(m.design, own_entry="caddy")), phase)
+    assert own.startswith("fail over sooner in caddy, the design's entry, whose own settings pace it")
+    assert "pace only bascule's clients" in own
+
+
 # -- the result document ------------------------------------------------------------------------------
 
 

@@ -84,6 +84,7 @@ def design_facts(design: Design | None, primary: str | None) -> DesignFacts:
         llm_models=models,
         levels={r: f[1] for r, f in facts.items()},
         providers={r: f[0] for r, f in facts.items()},
+        own_entry=design.entry_component(),
     )
 
 

@@ -295,6 +295,10 @@ class DesignFacts:
     """Region → model served there."""
     levels: Mapping[str, str] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)
+    own_entry: str | None = None
+    """The design's entry when it is a service of the user's own (a proxy, a gateway): its failover
+    is its own, paced by settings bascule does not see — the design's routing paces only bascule's
+    clients."""
 
 
 @dataclass(frozen=True)

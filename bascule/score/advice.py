@@ -97,6 +97,13 @@ def phase_advice(metrics: Metrics, phase: PhaseMetrics) -> str:
     if kind in ("region-outage", "provider-outage", "blackhole", "hang"):
         detect = facts.detection_delay
         timeout = facts.request_timeout
+        if facts.own_entry is not None:
+            return (
+                f"fail over sooner in {facts.own_entry}, the design's entry, whose own settings pace "
+                "it: check its upstreams' health more often, lower its upstream timeouts and set an "
+                "upstream aside after fewer failures (the design's routing health_check and timeouts "
+                "pace only bascule's clients in front of it)"
+            )
         if detect is not None and timeout is not None:
             return (
                 f"unanswered requests are noticed only after {fmt_seconds(detect)} of health checks and "
