@@ -105,7 +105,10 @@ def test_compare_shows_a_run_that_was_not_scored_and_ranks_the_others() -> None:
     # The terminal says it as summary.md does, not "FAIL · —/100, grade —".
     console = Console(width=120, record=True, color_system=None)
     console.print(render_terminal(unscored))
-    assert console.export_text().startswith("FAIL · not scored — ")
+    text = console.export_text()
+    assert text.startswith("FAIL · not scored — ")
+    # Nothing of the plan ran and nothing was judged: the reason, not a table of dashes above it.
+    assert "not scored: guardrail sovereignty: 5 violations" in text and "sub-score" not in text
 
 
 def test_the_terminal_summary_shows_no_pass_for_it() -> None:

@@ -44,6 +44,12 @@ def render_terminal(result: Result) -> RenderableType:
         f" — {head.scenario_id} on {head.design_id}",
         *([f"\n{cap}"] if cap else []),
     )
+    judged = any(d.passed is False for d in result.score.dimensions)  # violations seen before the plan
+    if head.overall is None and result.run.plan_start is None and not judged:
+        # Nothing of the plan ran (a stack that did not start, a hypothesis that failed): a table of
+        # dimensions none of which was measured would only push the reason out of sight.
+        why = result.run.reason or "the run did not reach its plan"
+        return Group(headline, Text(f"not scored: {why}", style="yellow"))
     dimensions = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column, justify in (
         ("dimension", "left"),
