@@ -573,3 +573,20 @@ def test_a_run_that_did_not_reach_its_plan_has_no_score() -> None:
     )
     document = json.loads(dump_result(build_result(m, s)))
     assert document["score"]["overall"] is None and document["score"]["grade"] is None
+
+
+def test_overlapping_phases_that_share_their_failures_blame_the_one_that_impairs_answers() -> None:
+    """A new user's finding read "Most failures came during 'replication into fr-par paused'"
+    where every failure came from the region outage applied 6 s later, in force with it."""
+    from bascule.score.advice import worst_phase
+
+    m = example_metrics()
+    base = m.phases[0]
+    pause = replace(base, index=0, name="replication paused", kind="replication-pause", actual_start=2.0)
+    outage = replace(base, index=1, name="us-east-1 dark", kind="region-outage", actual_start=8.0)
+    for phases in ((pause, outage), (outage, pause)):
+        shared = tuple(replace(p, failed=33) for p in phases)
+        assert worst_phase(replace(m, phases=shared), "failed").name == "us-east-1 dark"
+    earlier = replace(outage, name="earlier outage", actual_start=1.0, failed=33)
+    later = replace(outage, failed=33)
+    assert worst_phase(replace(m, phases=(later, earlier)), "failed").name == "us-east-1 dark"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bascule.faults import FAULT_KINDS
 from bascule.metrics.model import Metrics, PhaseMetrics
 
 __all__ = [
@@ -42,14 +43,22 @@ def worst_phase(metrics: Metrics, key: str) -> PhaseMetrics | None:
     """The phase with the most failed requests (``failed``), the highest p95 (``p95``) or the longest
     recovery (``rto``)."""
     phases = [p for p in metrics.phases if p.actual_start is not None]
+
+    def tie(p: PhaseMetrics) -> tuple[bool, float]:
+        # Phases in force together share their windows' figures: the one that impairs answers,
+        # then the latest applied (the change nearest the failures), is the one to blame — a
+        # replication paused since 2 s is not why a region blackholed at 8 s failed requests.
+        known = FAULT_KINDS.get(p.kind)
+        return known is None or known.impairs_serving, p.actual_start or 0.0
+
     if key == "failed":
         phases = [p for p in phases if p.failed]
-        return max(phases, key=lambda p: p.failed, default=None)
+        return max(phases, key=lambda p: (p.failed, *tie(p)), default=None)
     if key == "p95":
         phases = [p for p in phases if p.latency.p95 is not None]
-        return max(phases, key=lambda p: p.latency.p95 or 0.0, default=None)
+        return max(phases, key=lambda p: (p.latency.p95 or 0.0, *tie(p)), default=None)
     phases = [p for p in phases if p.rto or p.recovered is False]
-    return max(phases, key=lambda p: float("inf") if p.rto is None else p.rto, default=None)
+    return max(phases, key=lambda p: (float("inf") if p.rto is None else p.rto, *tie(p)), default=None)
 
 
 def _regions(regions: Sequence[str]) -> str:
