@@ -175,7 +175,7 @@ class Edge:
                     if ticket is not None:
                         breaker.fail(ticket)
                     raise
-                value = _json(response)
+                value = answer_value(response)
                 if isinstance(value, EventStream) and (cut := value.cut_reason()) is not None:
                     # The status came, the whole answer did not: a failure of the region, as a
                     # body its connection cut short is (httpx raises for that one).
@@ -230,7 +230,7 @@ def request_headers(headers: Mapping[str, str] | None, trace_id: str | None) -> 
     return out
 
 
-def _json(response: httpx.Response) -> Any:
+def answer_value(response: httpx.Response) -> Any:
     """The answer's JSON value; an event stream's events (`EventStream`); else `NOT_JSON`."""
     if is_event_stream(response.headers.get("content-type")):
         return read_event_stream(response.content)

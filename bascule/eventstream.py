@@ -4,7 +4,8 @@ chat APIs of OpenAI, Mistral and Anthropic): its events' data, and whether it ca
 HTTP cannot tell a streamed answer cut short from a whole one when the stream was ended cleanly
 (the `stream-cut` fault's ``how: end``, or a gateway relaying a cut upstream as it came): each
 chat API ends its streams with a mark of its own, and a stream without it is an answer cut
-short. A stream in none of these protocols has no such mark, and nothing is said of its end.
+short. A stream in none of these protocols has no such mark, and nothing is said of its end. Its
+answer is read at a path as a client assembles it (`bascule.probes.base.read_path`).
 Pure; imported by the locustfile, so it imports nothing of locust or gevent.
 """
 
@@ -18,8 +19,8 @@ __all__ = ["CONTENT_TYPE", "EventStream", "is_event_stream", "read_event_stream"
 CONTENT_TYPE = "text/event-stream"
 
 _DONE = "[DONE]"
-_CHUNK = "chat.completion.chunk"
 """The last data of an OpenAI or Mistral chat stream."""
+_CHUNK = "chat.completion.chunk"
 _ANTHROPIC_END = "message_stop"
 _ANTHROPIC_BEGIN = "message_start"
 _RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -51,23 +52,6 @@ class EventStream:
             f"StreamCut: the event stream ended after {events} event{'s' if events != 1 else ''} "
             f"without {self.end_mark}: an answer cut short"
         )
-
-    def text_at(self, path: str) -> str | None:
-        """The strings at dotted `path` (``choices.0.delta.content``) over every event, joined in
-        order — a streamed answer's text, as its client assembles it; None when no event has one."""
-        parts = [found for event in self.data if isinstance(found := _at(event, path), str)]
-        return "".join(parts) if parts else None
-
-
-def _at(value: object, path: str) -> object:
-    for key in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(key)
-        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
-            value = value[int(key)]
-        else:
-            return None
-    return value
 
 
 def read_event_stream(body: bytes | str) -> EventStream:

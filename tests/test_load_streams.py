@@ -17,6 +17,7 @@ from bascule.eventstream import is_event_stream, read_event_stream
 from bascule.journal.samples import RequestSample
 from bascule.load.generator import LoadGenerator
 from bascule.model.scenario import Load
+from bascule.probes.base import read_path
 
 ROOT = Path(__file__).resolve().parent.parent
 APS_PATH = ROOT / "designs" / "active-passive-sovereign.yaml"
@@ -34,7 +35,7 @@ def _sse(*data: object, done: bool) -> bytes:
 def test_a_chat_stream_is_whole_only_with_its_end_mark() -> None:
     whole = read_event_stream(_sse(_chunk("Thirty-six "), _chunk("months."), done=True))
     assert whole.ended is True and whole.cut_reason() is None
-    assert whole.text_at("choices.0.delta.content") == "Thirty-six months."
+    assert read_path(whole, "choices.0.delta.content") == "Thirty-six months."
     cut = read_event_stream(_sse(_chunk("Thirty-six "), done=False))
     assert cut.ended is False
     assert cut.cut_reason() == (
@@ -51,7 +52,7 @@ def test_anthropic_and_responses_streams_end_with_their_own_events() -> None:
     assert read_event_stream(start + delta + stop).ended is True
     cut = read_event_stream(start + delta)
     assert cut.ended is False and "without event: message_stop" in (cut.cut_reason() or "")
-    assert read_event_stream(start + delta).text_at("delta.text") == "hi"
+    assert read_path(read_event_stream(start + delta), "delta.text") == "hi"
     created = 'data: {"type": "response.created"}\n\n'
     assert read_event_stream(created + 'data: {"type": "response.completed"}\n\n').ended is True
     assert read_event_stream(created + 'data: {"type": "response.output_text.delta"}\n\n').ended is False

@@ -33,9 +33,9 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import httpx
 
-from bascule.edge import NOT_JSON, Edge, NoEntryError, request_headers
+from bascule.edge import NOT_JSON, Edge, NoEntryError, answer_value, request_headers
 from bascule.errors import ProbeError
-from bascule.eventstream import EventStream, is_event_stream, read_event_stream
+from bascule.eventstream import EventStream
 from bascule.journal.samples import Hop, RequestSample, hops_from_json
 from bascule.model.catalog import Sovereignty
 from bascule.model.design import Design
@@ -452,16 +452,10 @@ class Destination:
             )
         except httpx.HTTPError as exc:
             return Reply(None, None, {}, None, describe_error(exc))
-        body: object = None
-        if is_event_stream(response.headers.get("content-type")):
-            body = read_event_stream(response.content)
-            if (cut := body.cut_reason()) is not None:
-                return Reply(None, None, response.headers, None, cut)
-        else:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+        value = answer_value(response)
+        if isinstance(value, EventStream) and (cut := value.cut_reason()) is not None:
+            return Reply(None, None, response.headers, None, cut)
+        body = None if value is NOT_JSON else value
         ok = 200 <= response.status_code < 300
         return Reply(
             response.status_code,

@@ -324,14 +324,10 @@ def _failover(figures: Figures) -> Figure:
     what = "first success answered outside the impaired regions"
     if ttf is None:
         return Figure("Time to fail over", DASH, figures.notes.get("time_to_failover") or what)
-    if within is None or within <= ttf:
-        return Figure("Time to fail over", fmt_seconds(ttf), what)
-    # A window of load requests told it, not a sample: the instant is known to the window only.
-    return Figure(
-        "Time to fail over",
-        failover_value(figures),
-        f"{what}, to a window of load requests (--raw-samples: to the request)",
-    )
+    if within is not None and within > ttf:
+        # A window of load requests told it, not a sample: the instant is known to the window only.
+        what += ", to a window of load requests (--raw-samples: to the request)"
+    return Figure("Time to fail over", failover_value(figures), what)
 
 
 def _failback(figures: Figures) -> Figure:

@@ -148,19 +148,17 @@ def run_process_gone(run_dir: Path) -> int | None:
     (each target's, ``*ledger.jsonl``) begins with a ``run`` record naming its owner, and none of
     those owners is alive; None while one is, or when no ledger names one (a run killed before it
     started anything leaves none: nothing then tells it from one just starting)."""
-    from bascule.targets.local.procfs import process_alive
+    from bascule.targets.local.ledger import Owner, parse_owner  # every target's ledger names it so
 
-    owners: list[tuple[int, int]] = []
+    owners: list[Owner] = []
     for path in sorted(run_dir.glob("*ledger.jsonl")):
         try:
             with path.open(encoding="utf-8") as f:
                 first = json.loads(f.readline() or "null")
-            if not isinstance(first, dict) or first.get("type") != "run":
-                continue
-            owner = first["owner"]
-            owners.append((int(owner["pid"]), int(owner["start_time"])))
-        except (OSError, ValueError, KeyError, TypeError):
+            if isinstance(first, dict) and first.get("type") == "run":
+                owners.append(parse_owner(first.get("owner")))
+        except (OSError, ValueError):
             continue
-    if not owners or any(process_alive(pid, start) for pid, start in owners):
+    if not owners or any(owner.alive() for owner in owners):
         return None
-    return owners[0][0]
+    return owners[0].pid
