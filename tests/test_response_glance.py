@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from bascule.targets.local import faultstate as fs
 from bascule.targets.local.proxy.answers import Shaper
-from bascule.targets.local.proxy.responses import Body, End, Framing, Head, ResponseParser
+from bascule.targets.local.proxy.hops import _status
+from bascule.targets.local.proxy.responses import (
+    FINAL_STATUS_LINES,
+    Body,
+    End,
+    Framing,
+    Head,
+    ResponseParser,
+)
 from bascule.targets.local.proxy.shapers import shaper_for
 from bascule.targets.local.proxy.tokens import TokenBudget
 
@@ -268,3 +276,41 @@ def test_stream_cut_passes_an_answer_that_is_no_event_stream_to_the_next_request
     head = _EVENTS[: _EVENTS.index(b"\r\n\r\n") + 4]
     cut = b"HTTP/1.1 100 Continue\r\n\r\n" + head + b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"  # after one event
     assert b"".join(client.out[3:]) == cut and route.requests_faulted == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    first=st.sampled_from(
+        [b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/1.2 ", b"HTTP/1.1  ", b"HTTP/2 ", b"HTTP/1.1\t"]
+    ),
+    status=st.integers(0, 1000) | st.sampled_from([100, 101, 103, 200, 204, 304, 999]),
+    after=st.sampled_from([b" OK\r\n", b"\r\n", b"x", b"", b"0 OK\r\n"]),
+    then=st.sampled_from([b"", b"\r\n", b"HTTP/1.1 200 OK\r\n\r\nok", b"HTTP/1.1 500 x\r\n\r\n"]),
+)
+def test_the_status_table_reads_what_the_parse_reads(
+    first: bytes, status: int, after: bytes, then: bytes
+) -> None:
+    # The relay reads an answer's status by one look-up (`FINAL_STATUS_LINES`), else by the parse
+    # (`hops._status`, which skips informational heads first): the look-up may only ever agree.
+    data = first + b"%d" % status + after + then
+    parsed = _status(data)
+    looked_up = FINAL_STATUS_LINES.get(data[:13])
+    assert looked_up is None or looked_up == parsed
+    if first in (b"HTTP/1.1 ", b"HTTP/1.0 ") and 200 <= status <= 999 and after[:1] in (b" ", b"\r"):
+        assert looked_up == parsed == status  # the common case never goes to the parse
+
+
+def test_a_charge_is_the_lines_then_the_spend() -> None:
+    # `charge`, what a glanced answer costs the budget, is `header_lines` then `spend`, in one call.
+    now = [0.0]
+    spent: list[str] = []
+    one = TokenBudget(600, clock=lambda: now[0], on_spent=lambda: spent.append("one"))
+    two = TokenBudget(600, clock=lambda: now[0], on_spent=lambda: spent.append("two"))
+    for tokens, later in [(0, 0.0), (17, 0.5), (400, 0.1), (500, 3.0), (0, 0.0), (1, 60.0)]:
+        now[0] += later
+        lines = two.header_lines()
+        if tokens:
+            two.spend(tokens)
+        assert one.charge(tokens) == lines
+        assert one.figures() == two.figures()
+    assert spent == ["two", "one"]  # spent once, by the 500 (then refilled by the minute)

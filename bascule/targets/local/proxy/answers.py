@@ -36,6 +36,7 @@ from bascule.targets.local.proxy.degradetext import (
 from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.responses import (
     END_CHUNK,
+    FINAL_STATUS_LINES,
     Body,
     End,
     Framing,
@@ -332,8 +333,7 @@ class CutShaper(Shaper):
             self.sniffs
             and self.synced
             and not self.done
-            and data.startswith(b"HTTP/1.")
-            and data[9:10] != b"1"  # an informational answer: the final one follows
+            and data[:13] in FINAL_STATUS_LINES  # not an informational answer: the final one
             and (end := data.find(b"\r\n\r\n")) > 0
             and data[:end].lower().find(b"event-stream") < 0
             and self.parser.between

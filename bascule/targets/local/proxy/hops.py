@@ -10,6 +10,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Final
 
+from bascule.targets.local.proxy.responses import FINAL_STATUS_LINES
+
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
@@ -31,6 +33,17 @@ def _after_interim(data: bytes) -> bytes:
     """`data` without the informational (1xx) heads it begins with."""
     interim = _INTERIM.match(data)
     return data if interim is None else data[interim.end() :]
+
+
+def _status(data: bytes) -> int | None:
+    """The status of the answer `data` begins (after its informational heads), if it is HTTP/1.x."""
+    if data[9:10] == b"1":  # the status of the head after 1xx ones
+        data = _after_interim(data)
+    if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
+        digits = data[9:12]
+        if digits.isdigit():
+            return int(digits)
+    return None
 
 
 class HopRecorder:
@@ -55,7 +68,7 @@ class HopRecorder:
         self.hop_relayed = False
         self.spoke_http = False
 
-    def trace_request(self, data: bytes, *, relayed: bool, at: float | None = None) -> None:
+    def trace_request(self, data: bytes, relayed: bool, at: float | None = None) -> None:
         """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
         if _REQUEST_START.match(data) is None:
             if self.spoke_http:
@@ -71,7 +84,13 @@ class HopRecorder:
             return
         end = data.find(_HEAD_END)
         found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
-        self.hop_begins(found.group(1) if found else None, relayed=relayed, at=at)
+        # `hop_begins`, inline: this runs at every request.
+        if self.hop_started is not None:
+            self.hop_done(None, None)
+        self.hop_started = time.monotonic() if at is None else at
+        self.spoke_http = True
+        self.hop_trace = found.group(1) if found else None
+        self.hop_relayed = relayed
 
     def hop_begins(self, header: str | bytes | None, *, relayed: bool, at: float | None = None) -> None:
         if self.hop_started is not None:
@@ -83,16 +102,16 @@ class HopRecorder:
 
     def hop_answered(self, data: bytes, at: float) -> None:
         """The callee's first bytes of an answer, come `at`: its status line, if it is HTTP."""
-        if data[9:10] == b"1":  # the status of the head after 1xx ones
-            data = _after_interim(data)
-        status = None
-        if data.startswith(b"HTTP/1.") and data[12:13] in (b" ", b"\r"):
-            digits = data[9:12]
-            if digits.isdigit():
-                status = int(digits)
+        status = FINAL_STATUS_LINES.get(data[:13])  # else, `_status`'s five steps
+        if status is None:
+            status = _status(data)
+        # `hop_done`, inline: this runs at every answer (answered, the hop is relayed).
+        started = self.hop_started
+        assert started is not None
+        self.hop_started = None
         self.hop_relayed = True
-        assert self.hop_started is not None
-        self.hop_done(status, at - self.hop_started)
+        route = self.route
+        route.plane.record_hop((route.name, self.hop_trace, started, at - started, status, True, False))
 
     def hop_faulted(self, header: str | None, answer: bytes) -> None:
         self.hop_begins(header, relayed=False)

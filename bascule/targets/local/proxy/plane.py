@@ -149,12 +149,14 @@ class FaultPlane:
         if hops is None:
             return []
         taken: list[RouteHop] = []
+        keep, pop, new = taken.append, hops.popleft, tuple.__new__  # per hop: a run's every request
         while True:
             try:
-                route, header, started, took, status, relayed, opaque = hops.popleft()
+                route, header, started, took, status, relayed, opaque = pop()
             except IndexError:
                 return taken
-            taken.append(RouteHop(route, parse_traceparent(header), started, took, status, relayed, opaque))
+            trace = None if header is None else parse_traceparent(header)
+            keep(new(RouteHop, (route, trace, started, took, status, relayed, opaque)))
 
     # -- internals --
 

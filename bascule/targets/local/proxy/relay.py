@@ -90,7 +90,11 @@ class UpstreamSide(asyncio.Protocol):
             else:
                 conn.upstream_data(data)
             return
-        conn.write_client(data)
+        client = conn.transport  # `write_client`, inline: this is every answer's path with no fault
+        if client is not None and not conn.down_eof_sent and not client.is_closing():
+            client.write(data)
+        else:
+            conn.write_client(data)
         if answering:  # on the fast path, once the bytes are on their way
             conn.hop_answered(data, now)
 
@@ -198,7 +202,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
             self.answered = False
             self.up.write(data)
             if begins:  # recorded once the bytes are on their way (every mode here relays)
-                self.trace_request(data, relayed=True, at=now)
+                self.trace_request(data, True, now)
         else:
             if begins:
                 self.request_begins(data)
@@ -432,7 +436,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
             return False
         self.parser = None
         if self.tracing:
-            self.trace_request(data, relayed=True)
+            self.trace_request(data, True)
         if self.shaper is not None:
             self.shaper.request(data.startswith(b"HEAD "))
         self.answered = False
@@ -457,7 +461,7 @@ class ClientSide(HopRecorder, asyncio.Protocol):
         and record their hops themselves)."""
         mode = self.state.mode
         if mode not in _HTTP_MODES:
-            self.trace_request(data, relayed=mode in _RELAYING, at=at)
+            self.trace_request(data, mode in _RELAYING, at)
 
     def forward(self, data: bytes | None) -> None:
         if self.line is not None and self.line.busy:

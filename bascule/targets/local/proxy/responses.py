@@ -18,6 +18,7 @@ from typing import Final
 
 __all__ = [
     "END_CHUNK",
+    "FINAL_STATUS_LINES",
     "Body",
     "End",
     "Framing",
@@ -30,7 +31,15 @@ __all__ = [
 ]
 
 _MAX_HEAD: Final = 64 * 1024
-_GLANCED_STATUS: Final = re.compile(rb"HTTP/1\.[01] (?!204|304)[2-9]\d\d[ \r]")
+FINAL_STATUS_LINES: Final = {
+    b"HTTP/1.%c %d%c" % (minor, code, end): code
+    for minor in b"01"
+    for code in range(200, 1000)
+    for end in b" \r"
+}
+"""An answer's first 13 bytes, when they begin the status line of an HTTP/1.0 or 1.1 answer with a
+final status (200 to 999): that status. One slice and one look-up, where a regular expression or
+the steps of a parse cost two to four times as much (on the relay's path at every answer)."""
 # In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
 _GLANCED_FRAMING: Final = re.compile(
     rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)"
@@ -137,6 +146,11 @@ class _State(Enum):
     RAW = 7
 
 
+_BODILESS: Final = frozenset({204, 304})
+"""Final statuses whose answers have no body whatever their head says."""
+_HEAD: Final = _State.HEAD  # a global's look-up, where `_State.HEAD` is two (on the hot path)
+
+
 class ResponseParser:
     """Cuts an upstream's byte stream into `Piece`s (see the module docstring)."""
 
@@ -175,9 +189,13 @@ class ResponseParser:
         an informational, 204, 304 or chunked one, one delimited by the close, a head the full
         parser would read otherwise — which `feed` then cuts as usual. After passing a glanced
         response on, call `skip`."""
-        if self._buf or self._state is not _State.HEAD or (self._head_only and self._head_only[0]):
+        if self._buf or self._state is not _HEAD:
             return None
-        if _GLANCED_STATUS.match(data) is None:
+        head_only = self._head_only
+        if head_only and head_only[0]:
+            return None
+        status = FINAL_STATUS_LINES.get(data[:13])
+        if status is None or status in _BODILESS:
             return None
         end = data.find(b"\r\n\r\n") + 2
         if end < 2:

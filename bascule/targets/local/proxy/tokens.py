@@ -85,6 +85,22 @@ class TokenBudget:
             ("x-ratelimit-reset-tokens", f"{full_in:.3f}s"),
         )
 
+    def charge(self, tokens: int) -> bytes:
+        """The header lines of an answer charged `tokens` (`header_lines` as the answer found the
+        budget), then its charge (`spend`, when `tokens`): what an answer that came whole costs, with
+        one reading of the clock."""
+        level = self.level()
+        lines = (
+            self._full_lines
+            if level == self._full
+            else _RATE_LINES % (self.per_minute, max(0, math.floor(level)), (self._full - level) / self._rate)
+        )
+        if tokens:
+            level = self._level = level - tokens
+            if level < 1.0 and self._on_spent is not None:
+                self._on_spent()
+        return lines
+
     def header_lines(self) -> bytes:
         """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
         level = self.level()
@@ -133,10 +149,11 @@ class TokenShaper(Shaper):
         if budget is None or head.find(b"\r\nx-ratelimit-") >= 0:  # `find`: see `CutShaper.feed`
             return False
         end = len(head)  # the blank line's CRLF, then the body
-        self.client.write_client(b"".join((data[:end], budget.header_lines(), data[end:])))
+        tokens = 0
         if data[9:10] == b"2":  # a 2xx (`glance` saw a status of 200 or more)
             usage = _TOTAL_TOKENS.findall(data, end + 2)
-            budget.spend(int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4))
+            tokens = int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4)
+        self.client.write_client(b"".join((data[:end], budget.charge(tokens), data[end:])))
         return True
 
     def on_head(self, head: ResponseHead) -> None:
