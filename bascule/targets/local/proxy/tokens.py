@@ -103,10 +103,7 @@ class TokenBudget:
 
     def header_lines(self) -> bytes:
         """`headers` as the header lines of a head, each ending in CRLF (formatted at once)."""
-        level = self.level()
-        if level == self._full:
-            return self._full_lines
-        return _RATE_LINES % (self.per_minute, max(0, math.floor(level)), (self._full - level) / self._rate)
+        return self.charge(0)
 
 
 def token_answer(state: TokenRate, budget: TokenBudget, head: RequestHead) -> bytes | None:
