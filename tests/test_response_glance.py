@@ -87,10 +87,10 @@ def test_a_glance_agrees_with_the_full_parser(data: bytes, head_only: bool) -> N
     head = glancing.glance(data)
     pieces = parsing.feed(data)
     assert glancing.feed(data) == pieces, "a glance consumes nothing"
-    if head is None:
+    if head < 0:
         return
-    end = len(head) + 2
-    assert data[:end].lower() == head + b"\r\n"
+    end = head + 2
+    assert data[head:end] == b"\r\n"
     body = data[end:]
     seen = pieces[0]
     assert isinstance(seen, Head) and seen.head.raw == data[:end] and seen.head.status >= 200

@@ -36,7 +36,6 @@ from bascule.targets.local.proxy.degradetext import (
 from bascule.targets.local.proxy.delay import DelayLine
 from bascule.targets.local.proxy.responses import (
     END_CHUNK,
-    FINAL_STATUS_LINES,
     Body,
     End,
     Framing,
@@ -47,6 +46,7 @@ from bascule.targets.local.proxy.responses import (
     ResponseParser,
     encode_body,
 )
+from bascule.targets.local.proxy.scan import plain_head
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
@@ -118,13 +118,13 @@ class Shaper:
             self.route.bytes_dropped += len(data)
         elif not self.synced:
             self.emit(data)
-        elif self.glances and (head := self.parser.glance(data)) is not None and self.glanced(data, head):
+        elif self.glances and (end := self.parser.glance(data)) >= 0 and self.glanced(data, end):
             self.parser.skip()
         else:
             self.pieces(self.parser.feed(data))
 
-    def glanced(self, data: bytes, head: bytes) -> bool:
-        """`data`, exactly one whole response, before it is parsed (`head`: its head in lower case,
+    def glanced(self, data: bytes, end: int) -> bool:
+        """`data`, exactly one whole response, before it is parsed (`end`: its head's length,
         `ResponseParser.glance`): write what the fault makes of it and return True, or return False
         (nothing written) to have it parsed and passed through the hooks as any other. Called only
         when `glances`."""
@@ -326,29 +326,20 @@ class CutShaper(Shaper):
     def feed(self, data: bytes) -> None:
         # Counting events, an answer whose head does not even name an event stream is passed on,
         # and what follows it until the next request, without framing it: no event of it counts.
-        # (`find`, not `in`: bytes' `in` first tries its operand as an integer, at twice the cost.)
         if self.bypass:
             self.client.write_client(data)
-        elif (
-            self.sniffs
-            and self.synced
-            and not self.done
-            and data[:13] in FINAL_STATUS_LINES  # not an informational answer: the final one
-            and (end := data.find(b"\r\n\r\n")) > 0
-            and data[:end].lower().find(b"event-stream") < 0
-            and self.parser.between
-        ):
+        elif self.sniffs and self.synced and not self.done and plain_head(data) and self.parser.between:
             self.bypass = True
             self.parser.skip()
             self.client.write_client(data)
         else:
             super().feed(data)
 
-    def glanced(self, data: bytes, head: bytes) -> bool:
+    def glanced(self, data: bytes, end: int) -> bool:
         # Cutting after N bytes, a body shorter than that passes as it came; anything else goes
         # through `acts_on` (counting events, `feed` has already passed what it could).
         limit = self.cut_state.after_bytes
-        if limit is None or len(data) - len(head) - 2 >= limit:
+        if limit is None or len(data) - end - 2 >= limit:
             return False
         self.client.write_client(data)
         return True

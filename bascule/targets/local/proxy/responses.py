@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from bascule.targets.local.proxy.scan import glance
+
 __all__ = [
     "END_CHUNK",
     "FINAL_STATUS_LINES",
@@ -40,10 +42,6 @@ FINAL_STATUS_LINES: Final = {
 """An answer's first 13 bytes, when they begin the status line of an HTTP/1.0 or 1.1 answer with a
 final status (200 to 999): that status. One slice and one look-up, where a regular expression or
 the steps of a parse cost two to four times as much (on the relay's path at every answer)."""
-# In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
-_GLANCED_FRAMING: Final = re.compile(
-    rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)"
-)
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] (\d{3})(?: [^\r\n]*)?")
 END_CHUNK: Final = b"0\r\n\r\n"
 
@@ -146,8 +144,6 @@ class _State(Enum):
     RAW = 7
 
 
-_BODILESS: Final = frozenset({204, 304})
-"""Final statuses whose answers have no body whatever their head says."""
 _HEAD: Final = _State.HEAD  # a global's look-up, where `_State.HEAD` is two (on the hot path)
 
 
@@ -180,32 +176,20 @@ class ResponseParser:
             pass
         return out
 
-    def glance(self, data: bytes) -> bytes | None:
+    def glance(self, data: bytes) -> int:
         """`data` seen as exactly one whole response whose body its `Content-Length` delimits,
-        without parsing it or consuming anything: its head (status line and header lines, each
-        ending in CRLF, without the blank line) in lower case, for a shaper to pass on, at the cost
-        of a few searches, a response it does not act on (`Shaper.glanced`; its body begins
-        ``len(head) + 2`` bytes in). None for anything else — mid-response, a response to ``HEAD``,
-        an informational, 204, 304 or chunked one, one delimited by the close, a head the full
-        parser would read otherwise — which `feed` then cuts as usual. After passing a glanced
-        response on, call `skip`."""
+        without parsing it or consuming anything: the length of its head (`scan.glance`: status line
+        and header lines, each ending in CRLF; its body begins 2 bytes after), for a shaper to pass
+        on, at the cost of a few searches, a response it does not act on (`Shaper.glanced`). -1 for
+        anything else — mid-response, a response to ``HEAD``, an informational, 204, 304 or chunked
+        one, one delimited by the close, a head the full parser would read otherwise — which `feed`
+        then cuts as usual. After passing a glanced response on, call `skip`."""
         if self._buf or self._state is not _HEAD:
-            return None
+            return -1
         head_only = self._head_only
         if head_only and head_only[0]:
-            return None
-        status = FINAL_STATUS_LINES.get(data[:13])
-        if status is None or status in _BODILESS:
-            return None
-        end = data.find(b"\r\n\r\n") + 2
-        if end < 2:
-            return None
-        head = data[:end].lower()
-        found = _GLANCED_FRAMING.findall(head)
-        # One Content-Length, no Transfer-Encoding, and a body of exactly that length.
-        if len(found) != 1 or not found[0] or len(data) - end - 2 != int(found[0]):
-            return None
-        return head
+            return -1
+        return glance(data)
 
     def skip(self) -> None:
         """The response `glance` saw has been passed on whole: the next bytes begin the next one."""

@@ -15,6 +15,7 @@ from bascule.targets.local.faultstate import TokenRate
 from bascule.targets.local.proxy.answers import Client, Shaper
 from bascule.targets.local.proxy.framing import RequestHead, render_response
 from bascule.targets.local.proxy.responses import ResponseHead
+from bascule.targets.local.proxy.scan import answer_tokens
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
@@ -139,17 +140,12 @@ class TokenShaper(Shaper):
         self.synced = True  # `Shaper.request`, at each request: one call less
         self.parser.expect(head_only)
 
-    def glanced(self, data: bytes, head: bytes) -> bool:
+    def glanced(self, data: bytes, end: int) -> bool:
         # The same as the hooks do, in one pass: the head with the budget's lines added (when the
         # upstream sent none of its own, which the hooks drop), then the charge.
         budget = self.route.tokens
-        if budget is None or head.find(b"\r\nx-ratelimit-") >= 0:  # `find`: see `CutShaper.feed`
+        if budget is None or (tokens := answer_tokens(data, end)) < 0:
             return False
-        end = len(head)  # the blank line's CRLF, then the body
-        tokens = 0
-        if data[9:10] == b"2":  # a 2xx (`glance` saw a status of 200 or more)
-            usage = _TOTAL_TOKENS.findall(data, end + 2)
-            tokens = int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4)
         self.client.write_client(b"".join((data[:end], budget.charge(tokens), data[end:])))
         return True
 

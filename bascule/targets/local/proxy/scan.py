@@ -1,0 +1,91 @@
+"""The byte searches the fault proxy makes at each answer, for the shapers that can pass an answer
+on without parsing it: where the head of one that came whole in one read ends (`Shaper.glanced`),
+the tokens token-rate charges it, and whether stream-cut can tell from its head that it is no event
+stream. Pure.
+
+Each function here has a compiled twin in `_scan.c`, built at install when a C compiler is found
+(``hatch_build.py``), and used in its place when it was (`COMPILED`): on the relay's path at every
+answer, the Python below costs about a microsecond that the C does in a tenth of it (issue 18,
+docs/performance.md). The Python is the reference: tests/test_scan.py holds the C to it.
+``BASCULE_PURE_PYTHON=1`` in the environment runs the Python twins even where the C is built."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["COMPILED", "answer_tokens", "glance", "plain_head"]
+
+_FINAL_STATUS: Final = re.compile(rb"HTTP/1\.[01] [2-9]\d\d[ \r]")
+# In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
+_FRAMING: Final = re.compile(rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)")
+_BODILESS: Final = (b"204", b"304")
+_TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+
+
+def _glance(data: bytes) -> int:
+    if _FINAL_STATUS.match(data) is None or data[9:12] in _BODILESS:
+        return -1
+    end = data.find(b"\r\n\r\n") + 2
+    if end < 2:
+        return -1
+    found = _FRAMING.findall(data[:end].lower())
+    # One Content-Length, no Transfer-Encoding, and a body of exactly that length.
+    if len(found) != 1 or not found[0] or len(data) - end - 2 != int(found[0]):
+        return -1
+    return end
+
+
+def _plain_head(data: bytes) -> bool:
+    if _FINAL_STATUS.match(data) is None:
+        return False
+    end = data.find(b"\r\n\r\n")
+    return end > 0 and data[:end].lower().find(b"event-stream") < 0
+
+
+def _answer_tokens(data: bytes, end: int) -> int:
+    if not 2 <= end <= len(data) - 2:
+        raise ValueError("answer_tokens(): no head of that length")
+    if data[:end].lower().find(b"\r\nx-ratelimit-") >= 0:
+        return -1
+    if data[9:10] != b"2":
+        return 0
+    usage = _TOTAL_TOKENS.findall(data, end + 2)
+    return int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4)
+
+
+glance: Callable[[bytes], int] = _glance
+"""`data` seen as exactly one whole response whose body its `Content-Length` delimits: the length
+of its head (status line and header lines, each ending in CRLF, without the blank line; its body
+begins 2 bytes after), or -1 for anything else — an informational, 204 or 304 answer, a head not
+whole, no Content-Length or more than one, a Transfer-Encoding, a body of another length. Nothing
+else is read: what a request was (``HEAD``) is the caller's to know."""
+
+answer_tokens: Callable[[bytes, int], int] = _answer_tokens
+"""For token-rate, the answer `data` whose head `glance` found `end` bytes long: -1 if its head has
+rate-limit headers of its own (``x-ratelimit-*``), else the tokens it costs — for a 2xx answer, the
+last ``"total_tokens": N`` of its body, or a token a 4 bytes of body when there is none; 0 for
+any other answer."""
+
+plain_head: Callable[[bytes], bool] = _plain_head
+"""Whether `data` begins with a final answer's whole head (a status of 200 or more) that does not
+name an event stream anywhere, in any case: counting events, stream-cut passes such an answer
+on as it came."""
+
+COMPILED = False
+"""Whether the searches above are their compiled twins."""
+
+try:
+    if os.environ.get("BASCULE_PURE_PYTHON"):  # to rule the compiled twins out, or to measure them
+        raise ImportError("BASCULE_PURE_PYTHON is set")
+    from bascule.targets.local.proxy import _scan
+except ImportError:  # no C compiler at install: the Python above, only slower
+    pass
+else:
+    glance = _scan.glance
+    answer_tokens = _scan.answer_tokens
+    plain_head = _scan.plain_head
+    COMPILED = True
