@@ -19,6 +19,11 @@ runner = CliRunner()
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
+    # Which byte searches the fault proxy runs: the compiled ones, where `pip install` built them.
+    from bascule.targets.local.proxy import scan
+
+    said = "compiled byte searches" if scan.COMPILED else "pure-Python byte searches"
+    assert f"fault proxy: {said}" in result.output
 
 
 @pytest.mark.parametrize("verb", ["validate", "plan", "faults", "regions"])

@@ -68,7 +68,15 @@ err = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
+        from bascule.targets.local.proxy import scan
+
         out.print(f"bascule {__version__}")
+        if scan.COMPILED:
+            out.print("fault proxy: compiled byte searches")
+        else:
+            out.print(
+                f"fault proxy: pure-Python byte searches, slower: {scan.NOT_COMPILED_WHY}", soft_wrap=True
+            )
         raise typer.Exit(ExitCode.OK)
 
 

@@ -51,11 +51,12 @@ How each state acts (see `faultstate` for the values):
 The package, by concern: `plane` (`FaultPlane`, the synchronous front), `route` (a listening port,
 its upstreams, state and counters), `relay` (one connection and how each state acts on its bytes —
 the hot path), `hops` (what a connection records of each HTTP request it carries), `delay` (the
-latency state's delay line), `answers`, `modelswap`, `retrieval` and `embeddings` (the faults on
-answers; `jsonanswers`, the shaper of whole JSON answers they share), `transport` (the transport
+latency state's delay line), `answers`, `tokens`, `modelswap`, `retrieval` and `embeddings` (the
+faults on answers; `jsonanswers`, the shaper of whole JSON answers they share), `transport` (the transport
 faults on answers' bytes), `shapers` (which shaper for which state), `responses` (responses cut
-from an upstream's bytes, pure), `framing` (HTTP/1.x heads, requests and responses, pure) and
-`loop` (uvloop and the thread that runs it).
+from an upstream's bytes, pure), `scan` (the byte searches made at each answer, pure, with their
+compiled twins in `_scan.c`, built at install where a C compiler is), `framing` (HTTP/1.x heads,
+requests and responses, pure) and `loop` (uvloop and the thread that runs it).
 """
 
 from bascule.targets.local.proxy.framing import (

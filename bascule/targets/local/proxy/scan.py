@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["COMPILED", "answer_tokens", "glance", "plain_head"]
+__all__ = ["COMPILED", "NOT_COMPILED_WHY", "answer_tokens", "glance", "plain_head"]
 
 _FINAL_STATUS: Final = re.compile(rb"HTTP/1\.[01] [2-9]\d\d[ \r]")
 # In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
@@ -77,13 +77,19 @@ on as it came."""
 
 COMPILED = False
 """Whether the searches above are their compiled twins."""
+NOT_COMPILED_WHY = ""
+"""When they are not, why."""
 
 try:
     if os.environ.get("BASCULE_PURE_PYTHON"):  # to rule the compiled twins out, or to measure them
         raise ImportError("BASCULE_PURE_PYTHON is set")
     from bascule.targets.local.proxy import _scan
-except ImportError:  # no C compiler at install: the Python above, only slower
-    pass
+except ImportError:
+    NOT_COMPILED_WHY = (
+        "BASCULE_PURE_PYTHON is set"
+        if os.environ.get("BASCULE_PURE_PYTHON")
+        else "not built at install (`pip install -v -e .` says why: no C compiler, or no Python.h?)"
+    )
 else:
     glance = _scan.glance
     answer_tokens = _scan.answer_tokens
