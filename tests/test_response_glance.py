@@ -16,13 +16,13 @@ from bascule.targets.local import faultstate as fs
 from bascule.targets.local.proxy.answers import Shaper
 from bascule.targets.local.proxy.hops import _status
 from bascule.targets.local.proxy.responses import (
-    FINAL_STATUS_LINES,
     Body,
     End,
     Framing,
     Head,
     ResponseParser,
 )
+from bascule.targets.local.proxy.scan import FINAL_STATUS_LINES
 from bascule.targets.local.proxy.shapers import shaper_for
 from bascule.targets.local.proxy.tokens import TokenBudget
 

@@ -53,7 +53,7 @@ head_end(const unsigned char *p, Py_ssize_t n)
 }
 
 /* Whether `p[0:n]` begins with a final status line: "HTTP/1.0 " or "HTTP/1.1 ", a status of 200 to
-   999, then " " or "\r" (`responses.FINAL_STATUS_LINES`). */
+   999, then " " or "\r" (`scan.FINAL_STATUS_LINES`). */
 static int
 final_status(const unsigned char *p, Py_ssize_t n)
 {

@@ -10,7 +10,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Final
 
-from bascule.targets.local.proxy.responses import FINAL_STATUS_LINES
+from bascule.targets.local.proxy.scan import FINAL_STATUS_LINES
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route

@@ -17,17 +17,26 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["COMPILED", "NOT_COMPILED_WHY", "answer_tokens", "glance", "plain_head"]
+__all__ = ["COMPILED", "FINAL_STATUS_LINES", "NOT_COMPILED_WHY", "answer_tokens", "glance", "plain_head"]
 
-_FINAL_STATUS: Final = re.compile(rb"HTTP/1\.[01] [2-9]\d\d[ \r]")
+FINAL_STATUS_LINES: Final = {
+    b"HTTP/1.%c %d%c" % (minor, code, end): code
+    for minor in b"01"
+    for code in range(200, 1000)
+    for end in b" \r"
+}
+"""An answer's first 13 bytes, when they begin the status line of an HTTP/1.0 or 1.1 answer with a
+final status (200 to 999): that status. One slice and one look-up, where a regular expression or
+the steps of a parse cost two to four times as much (on the relay's path at every answer)."""
 # In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
 _FRAMING: Final = re.compile(rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)")
-_BODILESS: Final = (b"204", b"304")
+_BODILESS: Final = frozenset({204, 304})
 _TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
 
 
 def _glance(data: bytes) -> int:
-    if _FINAL_STATUS.match(data) is None or data[9:12] in _BODILESS:
+    status = FINAL_STATUS_LINES.get(data[:13])
+    if status is None or status in _BODILESS:
         return -1
     end = data.find(b"\r\n\r\n") + 2
     if end < 2:
@@ -40,10 +49,12 @@ def _glance(data: bytes) -> int:
 
 
 def _plain_head(data: bytes) -> bool:
-    if _FINAL_STATUS.match(data) is None:
-        return False
-    end = data.find(b"\r\n\r\n")
-    return end > 0 and data[:end].lower().find(b"event-stream") < 0
+    # (`find`, not `in`: bytes' `in` first tries its operand as an integer, at twice the cost.)
+    return (
+        data[:13] in FINAL_STATUS_LINES
+        and (end := data.find(b"\r\n\r\n")) > 0
+        and data[:end].lower().find(b"event-stream") < 0
+    )
 
 
 def _answer_tokens(data: bytes, end: int) -> int:
