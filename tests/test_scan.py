@@ -1,5 +1,5 @@
 """The fault proxy's compiled byte searches (`_scan.c`, issue 18) answer what their pure-Python twins
-in `scan.py` answer, on generated answers and on arbitrary bytes; and they are built wherever a C
+in `scan.py` answer, on generated requests and answers and on arbitrary bytes; and they are built wherever a C
 compiler is (``pip install -e .`` runs hatch_build.py), never silently left out."""
 
 from __future__ import annotations
@@ -126,6 +126,37 @@ def test_the_compiled_tokens_are_their_twins(data: bytes) -> None:
         assert scan.answer_tokens(data, at) == scan._answer_tokens(data, at), at
 
 
+@st.composite
+def _requests(draw: st.DrawFn) -> bytes:
+    """A request's first bytes, often well formed, with a ``traceparent`` now and then."""
+    method = draw(st.sampled_from([b"GET", b"POST", b"get", b"", b"A" * 16, b"A" * 17, b"M-SEARCH"]))
+    target = draw(st.sampled_from([b"/", b"/v1/chat/completions?x=1", b"", b"/a b", b"/\tx", b"*"]))
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.", b"http/1.1"]))
+    ending = draw(st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r", b"", b"\r\r\n"]))
+    lines = [b"host: bench", b"accept: */*"]
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from([b"traceparent", b"TraceParent", b"x-traceparent", b"traceparent2"]))
+        gap = draw(st.sampled_from([b": ", b":", b" \t: \t", b" ", b"::"]))
+        trace = b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"
+        value = draw(st.sampled_from([trace, b"", b"x y ", b"\t", b"a\nb"]))
+        lines.insert(draw(st.integers(0, len(lines))), name + gap + value)
+    body = draw(st.sampled_from([b"", b"traceparent: in-the-body", b"\r\ntraceparent: 1"]))
+    data = b"%b %b %b%b" % (method, target, version, ending) + b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if draw(st.integers(0, 3)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]  # a head not whole, cut anywhere
+    return data
+
+
+@compiled
+@settings(max_examples=3000, deadline=None)
+@given(
+    _requests() | st.binary(max_size=60) | st.builds(lambda tail: b"GET / HTTP/1.1\r\n" + tail, st.binary())
+)
+def test_the_compiled_request_searches_are_their_twins(data: bytes) -> None:
+    assert scan.request_start(data) is scan._request_start(data)
+    assert scan.traceparent(data) == scan._traceparent(data)
+
+
 @compiled
 def test_the_compiled_searches_refuse_what_their_twins_refuse() -> None:
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -139,10 +170,21 @@ def test_the_compiled_searches_refuse_what_their_twins_refuse() -> None:
         scan.answer_tokens(bytearray(answer), 17)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         scan.plain_head(memoryview(answer))  # type: ignore[arg-type]
+    for search in (scan.request_start, scan.traceparent):
+        with pytest.raises(TypeError):
+            search(None)  # type: ignore[arg-type]
 
 
 def test_the_searches_read_what_the_docs_say() -> None:
     # Whichever twin runs here (the compiled one where it is built).
+    request = b"POST /v1/chat HTTP/1.1\r\nHost: a\r\nTraceParent: \t00-ab-cd-01\r\n\r\ntraceparent: body"
+    assert scan.request_start(request) and scan.traceparent(request) == b"00-ab-cd-01"
+    assert scan.traceparent(request.replace(b"TraceParent", b"X-Trace")) is None  # not in the body
+    assert scan.traceparent(b"GET / HTTP/1.0\ntraceparent:\r\n\r\n") is None  # a bare LF ends no line
+    assert scan.traceparent(b"GET / HTTP/1.1\r\ntraceparent: 00-a") == b"00-a"  # as far as it goes
+    assert scan.request_start(b"GET / HTTP/1.0\n") and not scan.request_start(b"GET / HTTP/1.1")
+    assert not scan.request_start(b"\x16\x03\x01\x02\x00")  # a TLS hello
+
     answer = b'HTTP/1.1 200 OK\r\nContent-Length: 31\r\n\r\n{"usage": {"total_tokens": 17}}'
     assert scan.glance(answer) == answer.index(b"\r\n\r\n") + 2
     assert scan.answer_tokens(answer, scan.glance(answer)) == 17

@@ -1,6 +1,7 @@
-/* The fault proxy's per-answer byte searches, compiled (issue 18): `glance`, `answer_tokens` and
- * `plain_head` of `bascule/targets/local/proxy/scan.py`, which holds their pure-Python twins and
- * says what each returns. Each reads the first bytes of one answer and keeps no state. The twins
+/* The fault proxy's byte searches at each request and answer, compiled (issue 18): `request_start`,
+ * `traceparent`, `glance`, `answer_tokens` and `plain_head` of `bascule/targets/local/proxy/scan.py`,
+ * which holds their pure-Python twins and says what each returns. Each reads the first bytes of one
+ * request or answer and keeps no state. The twins
  * are the reference: tests/test_scan.py holds these to them on generated answers.
  *
  * Built at install when a C compiler is found (hatch_build.py); bascule runs the same without it,
@@ -223,7 +224,74 @@ scan_answer_tokens(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     return value;
 }
 
+/* See scan.request_start. */
+static PyObject *
+scan_request_start(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "request_start() takes bytes");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    Py_ssize_t i = 0;
+    while (i < n && i < 16 && p[i] >= 'A' && p[i] <= 'Z') /* the method */
+        i++;
+    if (i == 0 || i >= n || p[i] != ' ')
+        Py_RETURN_FALSE;
+    Py_ssize_t j = ++i;
+    while (j < n && !is_space(p[j])) /* the target */
+        j++;
+    if (j == i || j + 9 > n || memcmp(p + j, " HTTP/1.", 8) != 0 || (p[j + 8] != '0' && p[j + 8] != '1'))
+        Py_RETURN_FALSE;
+    j += 9;
+    if (j < n && p[j] == '\r')
+        j++;
+    if (j < n && p[j] == '\n')
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* See scan.traceparent. */
+static PyObject *
+scan_traceparent(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "traceparent() takes bytes");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    Py_ssize_t blank = head_end(p, n);
+    Py_ssize_t region = blank < 0 ? n : blank + 2; /* the head, or all of `data` if it is not whole */
+    for (Py_ssize_t i = 0; i + 13 <= region; i++) {
+        const unsigned char *cr = memchr(p + i, '\r', (size_t)(region - 12 - i));
+        if (cr == NULL)
+            break;
+        i = cr - p;
+        if (p[i + 1] != '\n' || !begins_nocase(p + i + 2, region - i - 2, "traceparent", 11))
+            continue;
+        Py_ssize_t j = i + 13;
+        while (j < region && (p[j] == ' ' || p[j] == '\t'))
+            j++;
+        if (j >= region || p[j] != ':')
+            continue;
+        j++;
+        while (j < region && (p[j] == ' ' || p[j] == '\t'))
+            j++;
+        Py_ssize_t k = j;
+        while (k < region && p[k] != '\r' && p[k] != '\n')
+            k++;
+        return PyBytes_FromStringAndSize((const char *)p + j, k - j);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef scan_methods[] = {
+    {"request_start", (PyCFunction)scan_request_start, METH_O,
+     "See bascule.targets.local.proxy.scan.request_start."},
+    {"traceparent", (PyCFunction)scan_traceparent, METH_O,
+     "See bascule.targets.local.proxy.scan.traceparent."},
     {"glance", (PyCFunction)scan_glance, METH_O, "See bascule.targets.local.proxy.scan.glance."},
     {"plain_head", (PyCFunction)scan_plain_head, METH_O,
      "See bascule.targets.local.proxy.scan.plain_head."},
@@ -233,7 +301,7 @@ static PyMethodDef scan_methods[] = {
 };
 
 static struct PyModuleDef scan_module = {
-    PyModuleDef_HEAD_INIT, "_scan", "The fault proxy's per-answer byte searches, compiled.", 0,
+    PyModuleDef_HEAD_INIT, "_scan", "The fault proxy's byte searches, compiled.", 0,
     scan_methods, NULL, NULL, NULL, NULL,
 };
 

@@ -10,16 +10,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Final
 
-from bascule.targets.local.proxy.scan import FINAL_STATUS_LINES
+from bascule.targets.local.proxy.scan import FINAL_STATUS_LINES, request_start, traceparent
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
 __all__ = ["HopRecorder", "interim_only"]
 
-_REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
-_TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-_HEAD_END: Final = b"\r\n\r\n"
 _INTERIM: Final = re.compile(rb"(?:HTTP/1\.[01] 1(?!01)\d\d[ \r][^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)+")
 
 
@@ -70,7 +67,7 @@ class HopRecorder:
 
     def trace_request(self, data: bytes, relayed: bool, at: float | None = None) -> None:
         """`data`, a request's first bytes, read for its request line and ``traceparent`` only."""
-        if _REQUEST_START.match(data) is None:
+        if not request_start(data):
             if self.spoke_http:
                 # The rest of a request its callee answered before it ended (a body sent after an
                 # early 4xx), or what follows a 101 Switching Protocols: part of a request recorded.
@@ -82,14 +79,13 @@ class HopRecorder:
             at = time.monotonic() if at is None else at
             self.route.plane.record_hop((self.route.name, None, at, None, None, relayed, True))
             return
-        end = data.find(_HEAD_END)
-        found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
+        found = traceparent(data)
         # `hop_begins`, inline: this runs at every request.
         if self.hop_started is not None:
             self.hop_done(None, None)
         self.hop_started = time.monotonic() if at is None else at
         self.spoke_http = True
-        self.hop_trace = found.group(1) if found else None
+        self.hop_trace = found
         self.hop_relayed = relayed
 
     def hop_begins(self, header: str | bytes | None, *, relayed: bool, at: float | None = None) -> None:

@@ -1,13 +1,14 @@
-"""The byte searches the fault proxy makes at each answer, for the shapers that can pass an answer
-on without parsing it: where the head of one that came whole in one read ends (`Shaper.glanced`),
-the tokens token-rate charges it, and whether stream-cut can tell from its head that it is no event
-stream. Pure.
+"""The byte searches the fault proxy makes at each request and answer it relays. For the hop it
+records (`hops`): whether a request's first bytes begin an HTTP/1.x request, and its
+``traceparent``. For the shapers that can pass an answer on without parsing it: where the head of
+one that came whole in one read ends (`Shaper.glanced`), the tokens token-rate charges it, and
+whether stream-cut can tell from its head that it is no event stream. Pure.
 
 Each function here has a compiled twin in `_scan.c`, built at install when a C compiler is found
 (``hatch_build.py``), and used in its place when it was (`COMPILED`): on the relay's path at every
-answer, the Python below costs about a microsecond that the C does in a tenth of it (issue 18,
-docs/performance.md). The Python is the reference: tests/test_scan.py holds the C to it.
-``BASCULE_PURE_PYTHON=1`` in the environment runs the Python twins even where the C is built."""
+request, the Python below costs from half a microsecond to more than a microsecond, and the C a
+tenth of it (issue 18, docs/performance.md). The Python is the reference: tests/test_scan.py holds
+the C to it. ``BASCULE_PURE_PYTHON=1`` in the environment runs the Python twins even where the C is built."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["COMPILED", "FINAL_STATUS_LINES", "NOT_COMPILED_WHY", "answer_tokens", "glance", "plain_head"]
+__all__ = [
+    "COMPILED",
+    "FINAL_STATUS_LINES",
+    "NOT_COMPILED_WHY",
+    "answer_tokens",
+    "glance",
+    "plain_head",
+    "request_start",
+    "traceparent",
+]
 
 FINAL_STATUS_LINES: Final = {
     b"HTTP/1.%c %d%c" % (minor, code, end): code
@@ -32,6 +42,20 @@ the steps of a parse cost two to four times as much (on the relay's path at ever
 _FRAMING: Final = re.compile(rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)")
 _BODILESS: Final = frozenset({204, 304})
 _TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+
+
+_REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
+_TRACEPARENT: Final = re.compile(rb"\r\ntraceparent[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def _request_start(data: bytes) -> bool:
+    return _REQUEST_START.match(data) is not None
+
+
+def _traceparent(data: bytes) -> bytes | None:
+    end = data.find(b"\r\n\r\n")
+    found = _TRACEPARENT.search(data, 0, len(data) if end < 0 else end + 2)
+    return found.group(1) if found else None
 
 
 def _glance(data: bytes) -> int:
@@ -68,6 +92,15 @@ def _answer_tokens(data: bytes, end: int) -> int:
     return int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4)
 
 
+request_start: Callable[[bytes], bool] = _request_start
+"""Whether `data` begins with an HTTP/1.0 or 1.1 request line (a method of 1 to 16 capitals, a
+target, the version, then LF or CRLF)."""
+
+traceparent: Callable[[bytes], bytes | None] = _traceparent
+"""The value of the first ``traceparent`` header (its name in any case) in the head `data` begins,
+as it came (spaces and tabs after the colon left out), or None when it has none. A head not whole
+in `data` is searched as far as it goes."""
+
 glance: Callable[[bytes], int] = _glance
 """`data` seen as exactly one whole response whose body its `Content-Length` delimits: the length
 of its head (status line and header lines, each ending in CRLF, without the blank line; its body
@@ -102,6 +135,8 @@ except ImportError:
         else "not built at install (`pip install -v -e .` says why: no C compiler, or no Python.h?)"
     )
 else:
+    request_start = _scan.request_start
+    traceparent = _scan.traceparent
     glance = _scan.glance
     answer_tokens = _scan.answer_tokens
     plain_head = _scan.plain_head
