@@ -46,7 +46,11 @@ class ScanBuildHook(BuildHookInterface):
             return
         # Built beside scan.py, where an editable install imports it from: under a name of its own
         # first, then renamed over the last one (a process running bascule keeps the one it mapped).
-        fd, name = tempfile.mkstemp(prefix="._scan-", suffix=".so", dir=out.parent)
+        try:
+            fd, name = tempfile.mkstemp(prefix="._scan-", suffix=".so", dir=out.parent)
+        except OSError as exc:  # a source tree one cannot write to
+            self._fail(f"cannot write beside {_SOURCE}: {exc}", None)
+            return
         os.close(fd)
         built = Path(name)
         try:
@@ -54,7 +58,11 @@ class ScanBuildHook(BuildHookInterface):
             if isinstance(command, str):
                 self._fail(command, out)
                 return
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                self._fail(f"{shlex.join(command)} failed: {exc}", out)
+                return
             if done.returncode != 0:
                 self._fail(f"{shlex.join(command)} failed:\n{done.stderr.strip()}", out)
                 return
@@ -66,8 +74,9 @@ class ScanBuildHook(BuildHookInterface):
         if version != "editable":
             build_data["force_include"][str(out)] = f"bascule/targets/local/proxy/{out.name}"
 
-    def _fail(self, why: str, out: Path) -> None:
-        out.unlink(missing_ok=True)  # one of an earlier build, of another source, is not imported
+    def _fail(self, why: str, out: Path | None) -> None:
+        if out is not None:
+            out.unlink(missing_ok=True)  # one of an earlier build, of another source, is not imported
         message = f"bascule: the fault proxy's compiled byte searches are not built ({why})"
         if os.environ.get("BASCULE_REQUIRE_COMPILED"):
             raise RuntimeError(message)
