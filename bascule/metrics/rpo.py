@@ -43,6 +43,18 @@ def compute_rpo(
     unverified = sum(len(d.unverified) for d in reports)
     missing = _by_region(d.per_region for d in reports)
     unread = _by_region(d.unreadable for d in reports)
+    if unverified:
+        # Neither lost nor kept (docs/probes.md): no region that answered holds them, and one that
+        # may did not answer. What was verified bounds the RPO from below only.
+        cannot = (
+            f"{unverified} of {acknowledged} acknowledged canary writes could not be verified: no region "
+            f"that answered the read-back holds them, and {', '.join(unread) or 'a region that may'} "
+            "did not answer it"
+        )
+        notes["rpo_unverified"] = cannot
+        if not lost_at:
+            notes["rpo"] = f"{cannot}; whether they were lost cannot be told"
+            return Rpo(acknowledged, 0, unverified, None, None, None, None, None, missing, unread)
     if not lost_at:
         return Rpo(acknowledged, 0, unverified, None, None, None, None, 0.0, missing, unread)
     window = max(lost_at) - min(lost_at)

@@ -342,6 +342,10 @@ def _rpo_text(rpo: Rpo | None, why: str | None) -> tuple[str, str]:
         return DASH, why or "no canary writes were made"
     value = f"{fmt_count(rpo.lost)} of {fmt_count(rpo.acknowledged)} writes lost"
     note = "acknowledged canary writes lost"
+    if rpo.unverified:
+        # Neither lost nor kept: no region that answered holds them, one that may did not answer.
+        value += f", {fmt_count(rpo.unverified)} unverified"
+        note += "; unverified: in no region that answered the read-back, lost or not cannot be told"
     if as_float(rpo.window) is not None:
         note += f", spanning {fmt_seconds(rpo.window)}"
     if rpo.missing_by_region:

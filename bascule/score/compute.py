@@ -255,16 +255,32 @@ def _correctness(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     return d.measured((c.impact, target), (sub_correctness(c.impact, target), c.impact >= target), text)
 
 
+_UNVERIFIED_HOW = (
+    "Let every region the data probe may read answer its read-back after the run: a region still "
+    "down, fenced or erroring cannot tell whether it holds a write (docs/probes.md, data)."
+)
+
+
 def _durability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
     rpo = m.rpo
     if rpo is None or rpo.seconds is None:
+        why = m.notes.get("rpo", "")
         how = (
             "Add a data probe (steady_state.probes, kind: data) with your service's write and read-back "
             "requests (docs/probes.md), or set weights.durability to 0."
-            if "no data probe" in m.notes.get("rpo", "")
+            if "no data probe" in why
+            else _UNVERIFIED_HOW
+            if rpo is not None and rpo.unverified
             else "Let the run finish: canary writes are read back after it settles."
         )
         return d.unmeasured(o.rpo, _why(m, "rpo"), how)
+    if rpo.lost and rpo.unverified and o.rpo > 0 and rpo.seconds <= o.rpo:
+        # Within the objective on what was verified; the unverified could push it past: no pass.
+        why = (
+            f"{rpo.lost} of {rpo.acknowledged} acknowledged canary writes were lost, an RPO of at least "
+            f"{_s(rpo.seconds)}; {_why(m, 'rpo_unverified')}"
+        )
+        return d.unmeasured(o.rpo, why, _UNVERIFIED_HOW)
     if rpo.lost == 0:
         text = (
             f"All {rpo.acknowledged} acknowledged canary writes were found after the run; "
@@ -275,7 +291,8 @@ def _durability(m: Metrics, o: Objectives, d: _Dimension) -> DimensionScore:
         text = (
             f"{rpo.lost} of {rpo.acknowledged} acknowledged canary writes "
             f"{'was' if rpo.lost == 1 else 'were'} lost, an RPO of "
-            f"{_s(rpo.seconds)}; the objective is {_s(o.rpo)}."
+            f"{'at least ' if rpo.unverified else ''}{_s(rpo.seconds)}; the objective is {_s(o.rpo)}"
+            + (f" ({rpo.unverified} more could not be verified)." if rpo.unverified else ".")
         )
         passed = o.rpo > 0 and rpo.seconds <= o.rpo
     return d.measured((rpo.seconds, o.rpo), (sub_durability(rpo.lost, rpo.seconds, o.rpo), passed), text)
