@@ -247,6 +247,22 @@ def test_a_fault_behind_the_answers_does_not_make_its_region_one_to_fail_over_fr
     assert "impairs no region's answers" in alone.notes["failback"]
 
 
+@pytest.mark.parametrize("kind", ["control-plane", "replication-pause"])
+def test_failback_is_timed_from_the_last_revert_of_a_fault_on_answers(kind: str) -> None:
+    """A control plane frozen longer than the outage (the 2025-10-20 replay's last phase): failback
+    is timed from the outage's revert, not from that later one, after which the traffic had long
+    been home (trial 11: 0.2 s reported where it took 2.9 s)."""
+    scenario = one_phase_scenario()
+    frozen = scenario.phases[0].model_copy(update={"name": kind, "at": 0.0, "for_": 30.0})
+    scenario = scenario.model_copy(update={"phases": (scenario.phases[0], frozen)})
+    faults = [FaultSpan(0, 0.0, 12.0), FaultSpan(1, 0.0, 30.0)]
+    records = build_records(spec(failover_world, scenario=scenario, faults=faults))
+    started = next(r for r in records if r["type"] == "run-started")
+    started["plan"]["phases"][1].update(kind=kind, fault={"kind": kind})
+    m = compute_metrics(records)
+    assert m.failback is not None and abs(m.failback - 5.0 - ANSWER) <= PROBE_PERIOD
+
+
 def test_no_failback_is_timed_where_traffic_never_failed_over() -> None:
     """The primary's internal traffic fails for 2 s and comes back there, never served elsewhere:
     no failover, so no failback either (a new user read "Failback 76 ms — traffic back on the

@@ -475,15 +475,23 @@ class _Figures:
         return {k for (k, region), n in baseline.served.items() if n and region in regions}
 
     def failback(self, baseline: Aggregate, impaired: Sequence[str]) -> float | None:
-        """Last revert → the first success served again where its class was served before the
-        first fault — for the classes served then in a region the faults impaired —, once at
-        least half the baseline's share is back there. Where each class was served comes from the
-        requests' paths, so this holds for any stack, not only for a design whose routing order
-        names the region that serves."""
+        """Last revert of a fault that impaired answers → the first success served again where its
+        class was served before the first fault — for the classes served then in a region the
+        faults impaired —, once at least half the baseline's share is back there. Where each class
+        was served comes from the requests' paths, so this holds for any stack, not only for a
+        design whose routing order names the region that serves."""
         if not self.r.reverts:
             self.notes["failback"] = "no fault was reverted"
             return None
-        last = max(self.r.reverts)
+        # Not from the revert of a replication paused or a control plane frozen: they leave every
+        # region answering, and the 2025-10-20 replay's last revert is its control plane's, long
+        # after the traffic came home (trial 11).
+        moved = [
+            iv.revert
+            for iv in self.intervals
+            if iv.revert is not None and iv.phase not in self.r.behind_answers
+        ]
+        last = max(moved) if moved else max(self.r.reverts)
         home: dict[str, str] = {}
         for (k, region), n in sorted(baseline.served.items(), key=lambda item: -item[1]):
             if n and k not in home:
