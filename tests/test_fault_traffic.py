@@ -212,14 +212,15 @@ def test_a_time_to_fail_over_a_window_told_reads_as_a_bound_not_an_instant() -> 
     )
     metrics = compute_metrics(build_records(spec))
     result = build_result(metrics, score(metrics, metrics.objectives, metrics.weights))
-    ttf, within = result.figures.time_to_failover, result.figures.time_to_failover_within
-    assert ttf is not None and within is not None and ttf < within <= ttf + 1.0
+    ttf, earliest = result.figures.time_to_failover, result.figures.time_to_failover_earliest
+    assert ttf is not None and earliest is not None and earliest < ttf <= earliest + 1.0
     shown = next(f for f in compute_figures(result) if f.label == "Time to fail over")
     assert "to a window of load requests" in shown.note and ("≤" in shown.value or " to " in shown.value)
 
     told = JournalSpec(reference_design(), one_phase_scenario(length=12.0, at=0.3), failing_over, length=30.0)
-    metrics = compute_metrics(build_records(told))  # probes served elsewhere too: samples time it
-    assert metrics.time_to_failover is not None and metrics.time_to_failover_within is None
+    metrics = compute_metrics(build_records(told))  # probes served elsewhere too: the first bounds it
+    assert metrics.time_to_failover is not None and metrics.time_to_failover <= 0.1
+    assert metrics.time_to_failover_earliest == 0.0  # the load's window may have been first
 
 
 def test_a_refuse_turns_clients_away_unseen_so_nothing_counted_is_not_nothing_reached(

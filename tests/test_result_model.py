@@ -86,6 +86,17 @@ def test_an_older_document_with_fewer_keys_parses_with_defaults() -> None:
     assert result.events[0].kind == ""
 
 
+def test_an_older_document_s_span_of_failover_reads_as_its_end() -> None:
+    # Before 2026-12-05 a span was given by its start, 0 s for a 3.6 s failover (trial 11).
+    doc = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    doc["figures"].update(time_to_failover=0.0, time_to_failover_within=3.79)
+    figures = parse_result(doc).figures
+    assert (figures.time_to_failover, figures.time_to_failover_earliest) == (3.79, 0.0)
+    doc["figures"].update(time_to_failover=1.2, time_to_failover_within=None)
+    figures = parse_result(doc).figures
+    assert (figures.time_to_failover, figures.time_to_failover_earliest) == (1.2, None)
+
+
 def test_a_newer_document_with_more_keys_parses() -> None:
     doc = json.loads(SAMPLE.read_text(encoding="utf-8"))
     doc["figures"]["blast_radius"] = {"regions": 2}

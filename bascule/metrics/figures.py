@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from itertools import takewhile
 
 from bascule.journal.traffic import over_cycles
@@ -24,7 +25,6 @@ from bascule.metrics.model import (
     Outage,
     PhaseMetrics,
     PhasePlan,
-    Violation,
 )
 from bascule.metrics.noise import explained_failures, measure_noise
 from bascule.metrics.rpo import compute_rpo
@@ -70,7 +70,7 @@ class _Figures:
         ends = [t for t in (reader.last_t, reader.ticks.last_instant()) if t is not None and t > -_INF]
         self.data_end = max(ends) if ends else None
         self.notes: dict[str, str] = {}
-        self.failover_within: float | None = None
+        self.failover_earliest: float | None = None
         self.noise = Noise()
         design = reader.design
         self.primary = design.routing_order[0] if design is not None and design.routing_order else None
@@ -141,13 +141,17 @@ class _Figures:
     ) -> tuple[float | None, float | None]:
         """`first_success`, and the latest instant it can have been answered when a window told it
         (None when samples did): it was answered between the two — no sooner than its window
-        began, no later than its window's end plus the slowest success sent in it."""
+        began, no later than its window's end plus the slowest success sent in it, or than the
+        first sample that shows one."""
         from_samples = self.r.ticks.first_success(start, end, match)
         for w in self._windows_from(start, end):
             if any(n and match(klass, region) for (klass, region), n in w.served.items()):
                 latest = w.end + (w.sketch.upper() or 0.0)
                 if from_samples is None or latest <= from_samples:
                     return max(w.start, start), latest
+                if w.start < from_samples and not w.sources <= self.r.ticks.sources():
+                    # Successes not sampled one by one (the load's) may have come first (trial 11).
+                    return max(w.start, start), from_samples
                 break
         return from_samples, None
 
@@ -336,7 +340,7 @@ class _Figures:
             by_class={k: (v[0], v[1]) for k, v in sorted(whole.by_class.items())},
             time_to_detect=ttd,
             time_to_failover=ttf,
-            time_to_failover_within=self.failover_within if ttf is not None else None,
+            time_to_failover_earliest=self.failover_earliest if ttf is not None else None,
             rto=rto,
             recovered=recovered,
             outages=tuple(
@@ -355,7 +359,7 @@ class _Figures:
             discovered=shift_discovered(r.discovered, self.base),
             sovereignty_violations=sovereignty.violations,
             violating_requests=sovereignty.violating,
-            violations=tuple(_shift_violation(v, self.base) for v in r.violations),
+            violations=tuple(replace(v, t=round(v.t - self.base, 6)) for v in r.violations),
             violations_by_hop=tuple((*k, n) for k, n in r.by_hop.most_common()),
             correctness=correctness,
             degraded=whole.degraded,
@@ -433,13 +437,16 @@ class _Figures:
         t, within = self.first_success_within(start, end, _elsewhere(self.served_in(bad, baseline), bad))
         if t is None:  # every phase's regions together may leave nowhere: each phase's, from its start
             t, within = min(self._failovers_by_phase(end, baseline), default=(None, None), key=lambda f: f[0])
-        self.failover_within = self.delta(within, start)
         if t is None:
             self.notes.setdefault(
                 "time_to_failover",
                 f"no request of a class served in {', '.join(impaired)} succeeded elsewhere",
             )
-        return self.delta(t, start)
+        if within is None:
+            return self.delta(t, start)
+        # A span: the figure is its end, never the 0 s its start may be (trial 11).
+        self.failover_earliest = self.delta(t, start)
+        return self.delta(within, start)
 
     def _failovers_by_phase(self, end: float, baseline: Aggregate) -> list[tuple[float, float | None]]:
         """The first success outside each phase's own regions while it was in force: traffic that
@@ -476,16 +483,13 @@ class _Figures:
 
     def failback(self, baseline: Aggregate, impaired: Sequence[str]) -> float | None:
         """Last revert of a fault that impaired answers → the first success served again where its
-        class was served before the first fault — for the classes served then in a region the
-        faults impaired —, once at least half the baseline's share is back there. Where each class
-        was served comes from the requests' paths, so this holds for any stack, not only for a
-        design whose routing order names the region that serves."""
+        class was served before the first fault (for the classes served then in an impaired
+        region), once half the baseline's share is back there; from the requests' paths, any stack."""
         if not self.r.reverts:
             self.notes["failback"] = "no fault was reverted"
             return None
-        # Not from the revert of a replication paused or a control plane frozen: they leave every
-        # region answering, and the 2025-10-20 replay's last revert is its control plane's, long
-        # after the traffic came home (trial 11).
+        # Not from a replication paused or a control plane frozen, which leave every region
+        # answering (the 2025-10-20 replay reverts its control plane last: trial 11).
         moved = [
             iv.revert
             for iv in self.intervals
@@ -542,7 +546,8 @@ class _Figures:
                 if plan.regions and index not in self.r.behind_answers:
                     bad = set(plan.regions)
                     match = _elsewhere(self.served_in(bad, baseline), bad)
-                    ttf = self.delta(self.first_success(start, until, match), start)
+                    t, within = self.first_success_within(start, until, match)
+                    ttf = self.delta(t if within is None else within, start)
                 mine = [o for o in all_outages if index in o.phases]
                 if any(o.end is None for o in mine):
                     recovered = False
@@ -591,7 +596,3 @@ class _Figures:
 def _elsewhere(classes: set[str], impaired: set[str]) -> Callable[[str, str], bool]:
     """Matches successes of ``classes`` served outside ``impaired``."""
     return lambda klass, region: klass in classes and region not in impaired
-
-
-def _shift_violation(v: Violation, base: float) -> Violation:
-    return Violation(round(v.t - base, 6), v.request_id, v.source, v.data_class, v.hop, v.minimum, v.level)

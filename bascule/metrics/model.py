@@ -383,6 +383,7 @@ class Metrics:
     discovered: tuple[DiscoveredDependency, ...] = ()
     """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
     reach in seconds since ``plan-started``."""
-    time_to_failover_within: float | None = None
-    """When a window (of load requests, ≤ 1 s) told the time to fail over rather than a sample: the
-    end of that window after the fault — the first success elsewhere began between the two."""
+    time_to_failover_earliest: float | None = None
+    """When a window of load requests (≤ 1 s) told the time to fail over rather than a sample: the
+    earliest its first success elsewhere can have been answered (its window's start after the
+    fault); `time_to_failover` is then the latest. None when a sample told it to the request."""

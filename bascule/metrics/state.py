@@ -75,6 +75,7 @@ class MergedWindow:
         "requests",
         "served",
         "sketch",
+        "sources",
         "start",
     )
 
@@ -85,6 +86,8 @@ class MergedWindow:
         self.ok = 0
         self.sketch = LatencySketch()
         self.served: Counter[tuple[str, str]] = Counter()
+        self.sources: set[str] = set()
+        """The sources (probes, ``load``) with a success in it."""
         self.golden = [0, 0]
         self.golden_by_region: dict[str, list[int]] = {}
         """Graded answers by the region that wrote them: [correct, graded]."""
@@ -296,6 +299,9 @@ class JournalState:
         for klass, regions in (r.get("regions") or {}).items():
             for region, n in (regions or {}).items():
                 w.served[(klass, region)] += int(n)
+        for source, counts in (r.get("by_source") or {}).items():
+            if isinstance(counts, Mapping) and counts.get("ok"):
+                w.sources.add(source)
         golden = r.get("golden") or {}
         w.golden[0] += int(golden.get("correct") or 0)
         w.golden[1] += int(golden.get("graded") or 0)

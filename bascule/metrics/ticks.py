@@ -181,6 +181,10 @@ class Ticks:
         elif t > spans.last[key]:
             spans.last[key] = t
 
+    def sources(self) -> set[str]:
+        """The sources of the successes sampled one by one (probes; the load with --raw-samples)."""
+        return {name[0] for name in self.ok.names}
+
     def last_instant(self) -> float | None:
         """The last instant a sample told: a failed request's start, a success's answer."""
         last = max(self.ok.last.values(), default=None)

@@ -302,10 +302,10 @@ def compute_unreached(result: Result) -> list[str]:
 
 def failover_value(figures: Figures) -> str:
     """Time to fail over as shown: a bound or a span where a window of load requests told it."""
-    ttf, within = as_float(figures.time_to_failover), as_float(figures.time_to_failover_within)
-    if ttf is None or within is None or within <= ttf:
+    ttf, earliest = as_float(figures.time_to_failover), as_float(figures.time_to_failover_earliest)
+    if ttf is None or earliest is None or earliest >= ttf:
         return fmt_seconds(ttf)
-    return f"≤ {fmt_seconds(within)}" if ttf == 0 else f"{fmt_seconds(ttf)} to {fmt_seconds(within)}"
+    return f"≤ {fmt_seconds(ttf)}" if earliest == 0 else f"{fmt_seconds(earliest)} to {fmt_seconds(ttf)}"
 
 
 def failback_value(figures: Figures) -> tuple[str, bool]:
@@ -320,11 +320,11 @@ def failback_value(figures: Figures) -> tuple[str, bool]:
 
 
 def _failover(figures: Figures) -> Figure:
-    ttf, within = as_float(figures.time_to_failover), as_float(figures.time_to_failover_within)
+    ttf, earliest = as_float(figures.time_to_failover), as_float(figures.time_to_failover_earliest)
     what = "first success answered outside the impaired regions"
     if ttf is None:
         return Figure("Time to fail over", DASH, figures.notes.get("time_to_failover") or what)
-    if within is not None and within > ttf:
+    if earliest is not None and earliest < ttf:
         # A window of load requests told it, not a sample: the instant is known to the window only.
         what += ", to a window of load requests (--raw-samples: to the request)"
     return Figure("Time to fail over", failover_value(figures), what)

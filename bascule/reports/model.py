@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -250,8 +250,10 @@ class Figures(_Record):
     by_class: Mapping[str, ClassFigures] = {}
     time_to_detect: float | None = None
     time_to_failover: float | None = None
-    time_to_failover_within: float | None = None
-    """Set when a window told it: the first success elsewhere began between the two (≤ 1 s apart)."""
+    """The latest the first success elsewhere can have been answered: to the request when a sample
+    told it, else the end of a span (`time_to_failover_earliest`)."""
+    time_to_failover_earliest: float | None = None
+    """Set when a window of load requests told it: the earliest that success can have been answered."""
     rto: float | None = None
     recovered: bool | None = None
     outages: tuple[Outage, ...] = ()
@@ -271,6 +273,19 @@ class Figures(_Record):
     """None in documents of a bascule before the noise was measured."""
     notes: Mapping[str, str] = {}
     """Figure name → why it is ``None``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_a_span_given_by_its_start(cls, data: Any) -> Any:
+        # Documents of a bascule before 2026-12-05 gave a span as its start in `time_to_failover`
+        # and its end in `time_to_failover_within`.
+        if isinstance(data, Mapping) and data.get("time_to_failover_within") is not None:
+            data = {
+                **data,
+                "time_to_failover": data["time_to_failover_within"],
+                "time_to_failover_earliest": data.get("time_to_failover"),
+            }
+        return data
 
 
 class Traffic(_Record):
