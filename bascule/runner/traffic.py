@@ -303,8 +303,14 @@ class Traffic:
         """Process the samples that came; with spans, those whose answer came `span_hold` seconds
         ago (every one when `final`)."""
         if self.load is not None:
-            for sample in self.load.poll():
-                self.samples.put(sample)
+            # A poll reads about 1 MiB a stream; finally, every one left (the load is stopped by
+            # then: its streams end). Once, they kept the samples of the canaries' read-back, ~5 s
+            # of a busy load, unjudged (trial 11).
+            while polled := self.load.poll():
+                for sample in polled:
+                    self.samples.put(sample)
+                if not final:
+                    break
         batch = _take(self.samples)
         checks = _take(self.checks)
         paths = self.paths
