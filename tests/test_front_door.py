@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import bascule
 
@@ -40,3 +44,14 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         assert "nothing_here" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_read_result_takes_a_path_as_text_and_names_a_missing_directory(tmp_path: Path) -> None:
+    # The README's `run` takes text; `read_result` raised TypeError on it (trial 11).
+    run_dir = tmp_path / "runs" / "x"
+    run_dir.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "samples" / "result-sample.json", run_dir / "result.json")
+    result = bascule.read_result(str(run_dir))
+    assert result.run_dir == run_dir and result.document.run.design.id == "active-passive-sovereign"
+    with pytest.raises(FileNotFoundError, match="no run directory"):
+        bascule.read_result(str(tmp_path / "runs" / "y"))

@@ -133,9 +133,13 @@ def _show(value: object, unit: str) -> str:
     return f"{value:g}"
 
 
-def read_result(run_dir: Path, exit_code: int | None = None, reason: str = "") -> RunResult:
+def read_result(run_dir: str | Path, exit_code: int | None = None, reason: str = "") -> RunResult:
     """The result of a finished run, from its result.json (rendered again from the journal when
-    missing). Without `exit_code`, the run's own."""
+    missing). Without `exit_code`, the run's own, and `FileNotFoundError` for a directory that
+    does not exist."""
+    run_dir = Path(run_dir)
+    if exit_code is None and not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}")
     path = run_dir / "result.json"
     if path.exists():
         document = read_result_file(path)
