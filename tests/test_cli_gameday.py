@@ -75,8 +75,13 @@ def test_inject_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
 
 def test_recover_without_unfinished_runs_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    # No runs/ here at all: a shell in the wrong directory (trial 11) is warned it looked at nothing.
     result = CliRunner().invoke(app, ["recover"])
-    assert result.exit_code == 0 and "nothing to recover" in result.output
+    assert result.exit_code == 0
+    assert f"no runs/ directory in {tmp_path}: nothing was looked at" in result.output
+    (tmp_path / "runs").mkdir()
+    result = CliRunner().invoke(app, ["recover"])
+    assert result.exit_code == 0 and "no unfinished run under runs/: nothing to recover" in result.output
     # A run killed before its directory existed, or before its ledger did, started nothing.
     result = CliRunner().invoke(app, ["recover", str(tmp_path / "nowhere")])
     assert result.exit_code == 0, result.output

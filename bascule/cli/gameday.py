@@ -184,7 +184,8 @@ def recover_command(
     its ledger holds, and report any port of it still bound. Recovering twice does no harm.
 
     A directory with no ledger in it — a run killed before it had started anything, even before
-    its directory existed — has nothing to recover: it says so and counts as clean.
+    its directory existed — has nothing to recover: it says so and counts as clean. With no
+    directory named and no ./runs here, it warns that it looked at nothing.
 
     Exit codes: 0 nothing of the runs is left (or there was nothing to do), 4 something could not
     be cleaned up (see the report).
@@ -194,6 +195,15 @@ def recover_command(
     targets = list(run_dirs or [])
     if not targets:
         targets = unfinished_runs(RUNS_DIR)
+        if not targets and not RUNS_DIR.is_dir():
+            # Not "clean": nothing was looked at (a shell in another directory, runs made with --out).
+            err.print(
+                f"[yellow]warning[/yellow] there is no {RUNS_DIR}/ directory in {Path.cwd()}: nothing "
+                "was looked at. Run `bascule recover` where your runs are, or name their directories.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
         if not targets:
             out.print(f"no unfinished run under {RUNS_DIR}/: nothing to recover")
             return
