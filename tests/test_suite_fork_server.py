@@ -21,7 +21,12 @@ from bascule.stack.spawn import FORK_SERVER_ENV, fork_refusal
 from bascule.targets.local.ledger import LEDGER_FILE, ProcessRecord, read_ledger
 from bascule.targets.local.procfs import process_alive
 from bascule.targets.local.recover import recover
-from bascule.targets.local.shared import SHARED_LEDGER_DESIGN, lent_fork_server, shared_fork_server
+from bascule.targets.local.shared import (
+    SHARED_LEDGER_DESIGN,
+    lent_fork_server,
+    needs_fork_server,
+    shared_fork_server,
+)
 from bascule.targets.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +60,17 @@ def _fork_servers(ledger: Path) -> list[ProcessRecord]:
 def test_nothing_is_shared_when_fork_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FORK_SERVER_ENV, "0")
     with shared_fork_server(tmp_path) as pid:
+        assert pid is None and lent_fork_server() is None
+    assert not (tmp_path / LEDGER_FILE).exists()
+
+
+def test_nothing_is_shared_for_designs_of_only_own_services(tmp_path: Path) -> None:
+    # Own services always start cold (docs/local-target.md): a suite of them started a fork server
+    # all the same (trial 11).
+    own = ROOT / "examples" / "own-postgres" / "design.yaml"
+    assert not needs_fork_server([own])
+    assert needs_fork_server([own, APS]) and needs_fork_server([tmp_path / "missing.yaml"])
+    with shared_fork_server(tmp_path, needed=needs_fork_server([own])) as pid:
         assert pid is None and lent_fork_server() is None
     assert not (tmp_path / LEDGER_FILE).exists()
 

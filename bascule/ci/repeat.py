@@ -20,7 +20,7 @@ from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.reports.files import write_reports
 from bascule.reports.model import Result
 from bascule.rundir import prepare_run_directory
-from bascule.targets.local.shared import shared_fork_server
+from bascule.targets.local.shared import needs_fork_server, shared_fork_server
 from bascule.verdicts import RepeatSummary, dump_repeat, judge_runs, parse_repeat, render_repeat_markdown
 from bascule.verdicts.baseline import with_baseline
 from bascule.verdicts.context import with_repeat
@@ -191,7 +191,8 @@ def repeat(
         )
 
     # The runs share one fork server when they run on this machine (`shared_fork_server`).
-    sharing = shared_fork_server(Path(out)) if target == "local" else contextlib.nullcontext()
+    local = target == "local" and (design_path is None or needs_fork_server([design_path]))
+    sharing = shared_fork_server(Path(out)) if local else contextlib.nullcontext()
     with sharing:
         return run_repeated(
             run_once,

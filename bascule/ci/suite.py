@@ -29,7 +29,7 @@ from bascule.reports.junit import render_junit
 from bascule.reports.model import Result
 from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort
-from bascule.targets.local.shared import shared_fork_server
+from bascule.targets.local.shared import needs_fork_server, shared_fork_server
 
 __all__ = [
     "SuiteCase",
@@ -194,7 +194,7 @@ def run_suite(
     prepare_run_directory(out_dir, fresh=True, within=True)
     done: list[tuple[SuiteCase, RunResult]] = []
     stop = abort or Abort()
-    with shared_fork_server(out_dir, say=say):
+    with shared_fork_server(out_dir, say=say, needed=needs_fork_server(c.design for c in cases)):
         for index, case in enumerate(cases):
             if stop.is_set:
                 break

@@ -21,7 +21,7 @@ from bascule.ci.results import RunResult, run
 from bascule.ci.suite import SuiteCase, suite_exit_code
 from bascule.reports.junit_repeat import render_junit_repeats
 from bascule.rundir import prepare_run_directory
-from bascule.targets.local.shared import shared_fork_server
+from bascule.targets.local.shared import needs_fork_server, shared_fork_server
 from bascule.verdicts import RepeatSummary, Verdict
 from bascule.verdicts.render import render_flaky_lines
 
@@ -130,7 +130,7 @@ def run_suite_repeated(
     (`shared_fork_server`, its ledger in `out_dir`); `say` is told its PID."""
     prepare_run_directory(out_dir, fresh=True, within=True)
     done: list[tuple[SuiteCase, RepeatOutcome]] = []
-    with shared_fork_server(out_dir, say=say):
+    with shared_fork_server(out_dir, say=say, needed=needs_fork_server(c.design for c in cases)):
         for index, case in enumerate(cases):
             if on_start is not None:
                 on_start(index, case)

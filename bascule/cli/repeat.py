@@ -27,7 +27,7 @@ from bascule.cli.reporting import append_step_summary
 from bascule.exit_codes import ExitCode
 from bascule.model.loading import read_scenario, scenario_design_path
 from bascule.runner.run import RunOptions
-from bascule.targets.local.shared import shared_fork_server
+from bascule.targets.local.shared import needs_fork_server, shared_fork_server
 from bascule.verdicts import RepeatSummary, Verdict, render_repeat_lines
 
 __all__ = ["repeat_run", "repeat_suite"]
@@ -73,7 +73,7 @@ def repeat_run(
     # The runs share one fork server when they run on this machine (`shared_fork_server`).
     sharing = (
         shared_fork_server(out_dir, say=lambda line: console.print(line, highlight=False))
-        if options.target.name == "local"
+        if options.target.name == "local" and (design is None or needs_fork_server([design]))
         else contextlib.nullcontext()
     )
     with sharing:

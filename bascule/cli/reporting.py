@@ -24,7 +24,7 @@ from bascule.rundir import prepare_run_directory
 from bascule.runner.interrupt import Abort, signals
 from bascule.runner.run import RunOptions
 from bascule.targets.ledgerfile import run_process_gone
-from bascule.targets.local.shared import shared_fork_server
+from bascule.targets.local.shared import needs_fork_server, shared_fork_server
 from bascule.targets.registry import choose
 from bascule.verdicts.model import parse_repeat
 
@@ -182,7 +182,9 @@ def compare_command(
         total = len(designs) * len(scenarios)
         pairs = [(scenario, design) for scenario in scenarios for design in designs]
         # The runs share one fork server (`shared_fork_server`, its ledger in the target).
-        sharing = shared_fork_server(target, say=lambda line: out.print(line, highlight=False))
+        sharing = shared_fork_server(
+            target, say=lambda line: out.print(line, highlight=False), needed=needs_fork_server(designs)
+        )
         with signals(Abort()) as abort, sharing:
             for done, (scenario, design) in enumerate(pairs, start=1):
                 if abort.is_set:

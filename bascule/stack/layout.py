@@ -115,6 +115,11 @@ class StackLayout:
     def hosts(self) -> list[str]:
         return sorted({r.host for r in self.routes})
 
+    @property
+    def forks(self) -> bool:
+        """Whether it starts a reference service, which a fork server forks: own services start cold."""
+        return any(r.kind is not ProcessKind.SERVICE for r in self.replicas)
+
 
 _KINDS = {
     ComponentKind.SERVICE: ProcessKind.SERVICE,

@@ -21,18 +21,20 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from bascule.errors import TargetError
+from bascule.model.loading import read_design
+from bascule.stack.layout import layout
 from bascule.stack.spawn import ForkServer, fork_refusal
 from bascule.stack.supervisor import process_start_time
 from bascule.targets.local.ledger import LEDGER_FILE, ClosedRecord, Ledger, ProcessRecord
 from bascule.targets.local.procfs import MARKER_ENV
 
-__all__ = ["SHARED_LEDGER_DESIGN", "lent_fork_server", "shared_fork_server"]
+__all__ = ["SHARED_LEDGER_DESIGN", "lent_fork_server", "needs_fork_server", "shared_fork_server"]
 
 SHARED_LEDGER_DESIGN: Final = "(fork server shared by the runs below)"
 """What the shared ledger's ``run`` record names as its design: it runs no design itself."""
@@ -40,6 +42,19 @@ SHARED_LEDGER_DESIGN: Final = "(fork server shared by the runs below)"
 _lock = threading.Lock()
 _lent: list[ForkServer] = []
 """The server lent now (at most one), under `_lock`."""
+
+
+def needs_fork_server(designs: Iterable[Path]) -> bool:
+    """Whether a command running these designs has a use for a shared fork server: one of them
+    starts a reference service (own services always start cold). A design that cannot be read
+    counts as one that does: its run says why."""
+    for path in designs:
+        try:
+            if layout(read_design(path)).forks:
+                return True
+        except Exception:
+            return True
+    return False
 
 
 def lent_fork_server() -> ForkServer | None:
@@ -50,17 +65,20 @@ def lent_fork_server() -> ForkServer | None:
 
 
 @contextmanager
-def shared_fork_server(directory: Path, *, say: Callable[[str], None] | None = None) -> Iterator[int | None]:
+def shared_fork_server(
+    directory: Path, *, say: Callable[[str], None] | None = None, needed: bool = True
+) -> Iterator[int | None]:
     """Start a fork server lent to every `LocalStack` started inside the block; yield its PID, or
-    None when there is none (fork is unsafe or unavailable here, ``BASCULE_FORK_SERVER=0``, it did
-    not start, or a block around this one already lends one: that one goes on serving).
+    None when there is none (not `needed`: `needs_fork_server`; fork is unsafe or unavailable here,
+    ``BASCULE_FORK_SERVER=0``, it did not start, or a block around this one already lends one:
+    that one goes on serving).
 
     When `directory` holds the ledger of such a command that is alive or was not recovered, `say`
     tells so and no server is shared: each run starts its own."""
     tell = say or (lambda _: None)
     with _lock:
         nested = bool(_lent)
-    if nested or fork_refusal() is not None:
+    if nested or not needed or fork_refusal() is not None:
         yield None
         return
     directory.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,7 @@ class LocalStack:
         try:
             # First: its imports go on while the network is set up. Own services start cold: a
             # design of only those has no use for it.
-            if any(r.kind is not ProcessKind.SERVICE for r in stack_layout.replicas):
+            if stack_layout.forks:
                 forks = _lent_fork_server(ledger, say)
                 lent = forks is not None
                 if forks is None:
