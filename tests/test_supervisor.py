@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -122,6 +123,39 @@ def test_a_process_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -
         with pytest.raises(TargetError, match="exited during start-up") as info:
             sup.start([ProcessSpec("bad", (sys.executable, "-c", "import sys; sys.exit('boom')"))], timeout=5)
         assert "boom" in str(info.value)
+    finally:
+        sup.stop(timeout=1)
+
+
+def test_a_start_that_times_out_says_what_else_it_saw(tmp_path: Path) -> None:
+    """A port written in the command instead of {port} (trial 11): the first replica runs but does
+    not listen where bascule looks, the second dies on the port the first took. Both are said."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        port_a, port_b = a.getsockname()[1], b.getsockname()[1]
+    elsewhere = (
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); time.sleep(60)"
+    )
+    taken = "import sys; sys.exit('panic: listen tcp 127.0.0.1:6390: bind: address already in use')"
+    sup = Supervisor(tmp_path)
+    try:
+        with pytest.raises(TargetError, match="up did not start within 3 s") as info:
+            sup.start(
+                [
+                    ProcessSpec("up", (sys.executable, "-c", elsewhere), port=port_a, ready_path=None),
+                    ProcessSpec(
+                        "down", (sys.executable, "-c", taken), port=port_b, ready_path=None, restart_delay=0.2
+                    ),
+                ],
+                timeout=3,
+            )
+        said = str(info.value)
+        assert f"nothing accepts connections on its port, 127.0.0.1:{port_a}" in said
+        assert "meanwhile down exited and was restarted" in said
+        assert said.endswith(
+            "the last line of its log: panic: listen tcp 127.0.0.1:6390: bind: address already in use"
+        )
     finally:
         sup.stop(timeout=1)
 

@@ -221,6 +221,7 @@ class Supervisor:
                 raise TargetError(
                     f"{replica.spec.timed_out('did not start', timeout)}; its log: "
                     f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
+                    + self._start_clues(replica, replicas)
                 )
             if replica.url is None:
                 raise TargetError(
@@ -228,6 +229,28 @@ class Supervisor:
                     f"{self.log_path(replica.spec.name)}\n{self.tail(replica.spec.name)}"
                 )
         return replicas
+
+    def _start_clues(self, late: Replica, started: Sequence[Replica]) -> str:
+        """What else the start showed, beside a replica that did not start in time: that its
+        process runs while nothing answers on its port, and the replicas that kept exiting meanwhile
+        (trial 11: a port written in the command, taken by the first replica; the second's exits
+        went unsaid, and raising the timeout, which the message advised, could not help)."""
+        clues = []
+        process = late.process
+        if late.spec.port is not None and process is not None and process.running():
+            clues.append(
+                f"its process (PID {process.pid}) is running, but nothing accepts connections on its "
+                f"port, 127.0.0.1:{late.spec.port}: does its command listen on {{port}}?"
+            )
+        for other in started:
+            if other is not late and other.restarts:
+                last = self.tail(other.spec.name, 1)
+                clues.append(
+                    f"meanwhile {other.spec.name} exited and was restarted {other.restarts} "
+                    f"time{'s' if other.restarts != 1 else ''}"
+                    + (f"; the last line of its log: {last}" if last else "")
+                )
+        return "".join(f"\n{clue}" for clue in clues)
 
     def park(self, specs: Sequence[ProcessSpec]) -> None:
         """Know these processes without starting them (see :meth:`unpark`)."""
