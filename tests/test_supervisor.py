@@ -160,6 +160,16 @@ def test_a_start_that_times_out_says_what_else_it_saw(tmp_path: Path) -> None:
         sup.stop(timeout=1)
 
 
+def test_a_command_that_is_not_there_is_named_with_where_it_was_looked_for(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs")
+    try:
+        with pytest.raises(TargetError, match=r"cannot start api: .*svc-missing") as info:
+            sup.start([ProcessSpec("api", ("../svc/svc-missing",), cwd=str(tmp_path), port=1)], timeout=1)
+        assert f"(a path relative to {tmp_path}, where it runs)" in str(info.value)
+    finally:
+        sup.stop(timeout=1)
+
+
 def test_pid_identity_uses_start_time() -> None:
     me = os.getpid()
     start = process_start_time(me)

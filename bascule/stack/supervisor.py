@@ -332,7 +332,9 @@ class Supervisor:
                 try:
                     process = ColdProcess.start(spec.argv, env, spec.cwd, log)
                 except OSError as exc:
-                    raise TargetError(f"cannot start {spec.name}: {exc}") from exc
+                    # A relative path is the command's own directory's (the design's, by default).
+                    where = f" (a path relative to {spec.cwd}, where it runs)" if spec.cwd else ""
+                    raise TargetError(f"cannot start {spec.name}: {exc}{where}") from exc
         os.set_blocking(process.stdout.fileno(), False)
         replica.process = process
         replica.start_time = process_start_time(process.pid)
