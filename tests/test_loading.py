@@ -45,6 +45,13 @@ def test_unknown_key_suggests_field_of_the_right_model() -> None:
     assert any("unknown key 'answr' (did you mean 'answer'?)" in m for m in messages)
 
 
+def test_a_misspelt_value_suggests_the_value_meant() -> None:
+    # trial 11: `answer: nodta` got the list of values without "did you mean".
+    text = THREE_MISTAKES.replace("answer: nodata", "answer: nodta")
+    messages = [m for _, m in _problems(text)]
+    assert any("(got 'nodta') (did you mean 'nodata'?)" in m for m in messages), messages
+
+
 def test_missing_field_and_wrong_type() -> None:
     text = """\
 id: x

@@ -9,6 +9,7 @@ never end), and they must be UTF-8: bytes that are not are reported at their lin
 from __future__ import annotations
 
 import os
+import re
 import stat
 import types
 from collections.abc import Sequence
@@ -271,6 +272,9 @@ def _problem(root: type[BaseModel], error: ErrorDetails, source: SourceMap) -> P
         shown = repr(error["input"])
         if len(shown) <= 60 and not isinstance(error["input"], dict | list):
             message = f"{message} (got {shown})"
+    if kind in ("enum", "literal_error") and isinstance(error.get("input"), str):
+        # `answer: nodta`: the closest of the values the field takes.
+        message += did_you_mean(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
     return source.problem(loc, message)
 
 
