@@ -261,6 +261,14 @@ def test_failback_is_timed_from_the_last_revert_of_a_fault_on_answers(kind: str)
     started["plan"]["phases"][1].update(kind=kind, fault={"kind": kind})
     m = compute_metrics(records)
     assert m.failback is not None and abs(m.failback - 5.0 - ANSWER) <= PROBE_PERIOD
+    # Reverted before the traffic came home (at 17 s), it may be what held it away: a control plane
+    # frozen past a crash's end keeps the service down until it thaws (trial 11).
+    thawed = [FaultSpan(0, 0.0, 12.0), FaultSpan(1, 0.0, 16.0)]
+    records = build_records(spec(failover_world, scenario=scenario, faults=thawed))
+    started = next(r for r in records if r["type"] == "run-started")
+    started["plan"]["phases"][1].update(kind=kind, fault={"kind": kind})
+    m = compute_metrics(records)
+    assert m.failback is not None and abs(m.failback - 1.0 - ANSWER) <= PROBE_PERIOD
 
 
 def test_no_failback_is_timed_where_traffic_never_failed_over() -> None:

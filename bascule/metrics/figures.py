@@ -482,14 +482,13 @@ class _Figures:
         return {k for (k, region), n in baseline.served.items() if n and region in regions}
 
     def failback(self, baseline: Aggregate, impaired: Sequence[str]) -> float | None:
-        """Last revert of a fault that impaired answers → the first success served again where its
-        class was served before the first fault (for the classes served then in an impaired
-        region), once half the baseline's share is back there; from the requests' paths, any stack."""
+        """The last revert before it (and after every fault on answers) → the first success served
+        again where its class was served before the faults, once half that share is back there."""
         if not self.r.reverts:
             self.notes["failback"] = "no fault was reverted"
             return None
-        # Not from a replication paused or a control plane frozen, which leave every region
-        # answering (the 2025-10-20 replay reverts its control plane last: trial 11).
+        # From no earlier than that of the last fault on answers (the 2025-10-20 replay reverts its
+        # control plane last, long after the traffic came home: trial 11).
         moved = [
             iv.revert
             for iv in self.intervals
@@ -519,7 +518,9 @@ class _Figures:
             there = sum(n for (k, region), n in w.served.items() if home.get(k) == region)
             if mine and there / mine >= threshold - _EPS:
                 t = self.first_success(max(w.start, last), w.end, lambda k, region: home.get(k) == region)
-                return self.delta(t if t is not None else max(w.start, last), last)
+                back = t if t is not None else max(w.start, last)
+                # A control plane frozen past a crash's end held it down until it thawed.
+                return self.delta(back, max((rv for rv in self.r.reverts if rv <= back), default=last))
         where = ", ".join(sorted(set(home.values())))
         self.notes["failback"] = f"{FAILBACK_NOT_BACK} {where} when the journal ended"
         return None

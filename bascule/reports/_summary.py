@@ -332,7 +332,7 @@ def _failover(figures: Figures) -> Figure:
 
 def _failback(figures: Figures) -> Figure:
     value, _ = failback_value(figures)
-    what = "last revert of a fault on answers → traffic back where it was served"
+    what = "last revert before it → traffic back where it was served"
     why = figures.notes.get("failback") if figures.failback is None else None
     return Figure("Failback", value, why or what)
 
