@@ -271,6 +271,14 @@ def test_failback_is_timed_from_the_last_revert_of_a_fault_on_answers(kind: str)
     assert m.failback is not None and abs(m.failback - 1.0 - ANSWER) <= PROBE_PERIOD
 
 
+def test_a_failback_a_window_told_is_a_span_whose_end_is_the_figure() -> None:
+    """With no probe to time it, the traffic's return is known to a window of load requests: the
+    figure is the latest it can have been, never the window's start (which read 0 s)."""
+    m = compute_metrics(build_records(spec(failover_world, probes=(), canary_period=None)))
+    assert m.failback is not None and m.failback_earliest is not None
+    assert m.failback_earliest <= 5.0 <= m.failback <= m.failback_earliest + 1.5
+
+
 def test_no_failback_is_timed_where_traffic_never_failed_over() -> None:
     """The primary's internal traffic fails for 2 s and comes back there, never served elsewhere:
     no failover, so no failback either (a new user read "Failback 76 ms — traffic back on the

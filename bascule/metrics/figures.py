@@ -71,6 +71,7 @@ class _Figures:
         self.data_end = max(ends) if ends else None
         self.notes: dict[str, str] = {}
         self.failover_earliest: float | None = None
+        self.failback_earliest: float | None = None
         self.noise = Noise()
         design = reader.design
         self.primary = design.routing_order[0] if design is not None and design.routing_order else None
@@ -341,6 +342,7 @@ class _Figures:
             time_to_detect=ttd,
             time_to_failover=ttf,
             time_to_failover_earliest=self.failover_earliest if ttf is not None else None,
+            failback_earliest=self.failback_earliest if failback is not None else None,
             rto=rto,
             recovered=recovered,
             outages=tuple(
@@ -442,11 +444,9 @@ class _Figures:
                 "time_to_failover",
                 f"no request of a class served in {', '.join(impaired)} succeeded elsewhere",
             )
-        if within is None:
-            return self.delta(t, start)
-        # A span: the figure is its end, never the 0 s its start may be (trial 11).
-        self.failover_earliest = self.delta(t, start)
-        return self.delta(within, start)
+        if within is not None:  # a span: the figure is its end, never the 0 s its start may be (trial 11)
+            self.failover_earliest = self.delta(t, start)
+        return self.delta(t if within is None else within, start)
 
     def _failovers_by_phase(self, end: float, baseline: Aggregate) -> list[tuple[float, float | None]]:
         """The first success outside each phase's own regions while it was in force: traffic that
@@ -517,10 +517,14 @@ class _Figures:
             mine = sum(n for (k, _), n in w.served.items() if k in home)
             there = sum(n for (k, region), n in w.served.items() if home.get(k) == region)
             if mine and there / mine >= threshold - _EPS:
-                t = self.first_success(max(w.start, last), w.end, lambda k, region: home.get(k) == region)
-                back = t if t is not None else max(w.start, last)
-                # A control plane frozen past a crash's end held it down until it thawed.
-                return self.delta(back, max((rv for rv in self.r.reverts if rv <= back), default=last))
+                t, within = self.first_success_within(
+                    max(w.start, last), w.end, lambda k, region: home.get(k) == region
+                )
+                back = within or t or w.end  # (monotonic instants, never 0) a span: its end
+                since = max(rv for rv in self.r.reverts if rv <= back)  # a thaw that let it back too
+                if within is not None:
+                    self.failback_earliest = self.delta(max(t or back, since), since)
+                return self.delta(back, since)
         where = ", ".join(sorted(set(home.values())))
         self.notes["failback"] = f"{FAILBACK_NOT_BACK} {where} when the journal ended"
         return None
@@ -589,9 +593,6 @@ class _Figures:
             dropped = self.r.events_dropped
             self.notes["events"] = f"{dropped} more events left out (the first {MAX_EVENTS} kept)"
         return tuple(out)
-
-
-# -- helpers ----------------------------------------------------------------------------------------
 
 
 def _elsewhere(classes: set[str], impaired: set[str]) -> Callable[[str, str], bool]:

@@ -383,6 +383,9 @@ class Metrics:
     discovered: tuple[DiscoveredDependency, ...] = ()
     """Hosts outside the design the stack reached (`bascule.journal.discovered`); first and last
     reach in seconds since ``plan-started``."""
+    failback_earliest: float | None = None
+    """When a window of load requests told the failback rather than a sample: the earliest the
+    traffic can have been back; `failback` is then the latest. None when a sample told it."""
     time_to_failover_earliest: float | None = None
     """When a window of load requests (≤ 1 s) told the time to fail over rather than a sample: the
     earliest its first success elsewhere can have been answered (its window's start after the

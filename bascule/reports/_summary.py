@@ -302,10 +302,17 @@ def compute_unreached(result: Result) -> list[str]:
 
 def failover_value(figures: Figures) -> str:
     """Time to fail over as shown: a bound or a span where a window of load requests told it."""
-    ttf, earliest = as_float(figures.time_to_failover), as_float(figures.time_to_failover_earliest)
-    if ttf is None or earliest is None or earliest >= ttf:
-        return fmt_seconds(ttf)
-    return f"≤ {fmt_seconds(ttf)}" if earliest == 0 else f"{fmt_seconds(earliest)} to {fmt_seconds(ttf)}"
+    return _span(as_float(figures.time_to_failover_earliest), as_float(figures.time_to_failover))
+
+
+def _span(earliest: float | None, latest: float | None) -> str:
+    """An instant known to a span (from a window of load requests) as shown: "≤ 525 ms" from its
+    origin, or "0.8 s to 1.2 s"; the instant itself when a sample told it to the request."""
+    if latest is None or earliest is None or earliest >= latest:
+        return fmt_seconds(latest)
+    return (
+        f"≤ {fmt_seconds(latest)}" if earliest == 0 else f"{fmt_seconds(earliest)} to {fmt_seconds(latest)}"
+    )
 
 
 def failback_value(figures: Figures) -> tuple[str, bool]:
@@ -313,7 +320,7 @@ def failback_value(figures: Figures) -> tuple[str, bool]:
     and traffic never came home before the journal ended (the other reasons for no figure say
     there was nothing to come back from)."""
     if (value := as_float(figures.failback)) is not None:
-        return fmt_seconds(value), False
+        return _span(as_float(figures.failback_earliest), value), False
     if figures.notes.get("failback", "").startswith(FAILBACK_NOT_BACK):
         return "not back", True
     return DASH, False

@@ -258,6 +258,10 @@ class Figures(_Record):
     recovered: bool | None = None
     outages: tuple[Outage, ...] = ()
     failback: float | None = None
+    """The latest the traffic can have been back home: to the request when a sample told it, else
+    the end of a span (`failback_earliest`)."""
+    failback_earliest: float | None = None
+    """Set when a window of load requests told it: the earliest the traffic can have been back."""
     rpo: Rpo | None = None
     sovereignty_violations: int | None = None
     violating_requests: int | None = None
