@@ -28,7 +28,7 @@ from journal_factory import (
 )
 
 from bascule.journal import SampleRow, read_journal, scan_journal
-from bascule.metrics import TICK, compute_metrics
+from bascule.metrics import TICK, Metrics, compute_metrics
 from bascule.model.design import Design
 from bascule.model.scenario import Objectives
 from bascule.reports._summary import compute_figures
@@ -252,23 +252,24 @@ def test_failback_is_timed_from_the_last_revert_of_a_fault_on_answers(kind: str)
     """A control plane frozen longer than the outage (the 2025-10-20 replay's last phase): failback
     is timed from the outage's revert, not from that later one, after which the traffic had long
     been home (trial 11: 0.2 s reported where it took 2.9 s)."""
-    scenario = one_phase_scenario()
-    frozen = scenario.phases[0].model_copy(update={"name": kind, "at": 0.0, "for_": 30.0})
-    scenario = scenario.model_copy(update={"phases": (scenario.phases[0], frozen)})
-    faults = [FaultSpan(0, 0.0, 12.0), FaultSpan(1, 0.0, 30.0)]
-    records = build_records(spec(failover_world, scenario=scenario, faults=faults))
-    started = next(r for r in records if r["type"] == "run-started")
-    started["plan"]["phases"][1].update(kind=kind, fault={"kind": kind})
-    m = compute_metrics(records)
+    m = _with_a_second_phase(kind, reverted_at=30.0)
     assert m.failback is not None and abs(m.failback - 5.0 - ANSWER) <= PROBE_PERIOD
     # Reverted before the traffic came home (at 17 s), it may be what held it away: a control plane
     # frozen past a crash's end keeps the service down until it thaws (trial 11).
-    thawed = [FaultSpan(0, 0.0, 12.0), FaultSpan(1, 0.0, 16.0)]
-    records = build_records(spec(failover_world, scenario=scenario, faults=thawed))
+    m = _with_a_second_phase(kind, reverted_at=16.0)
+    assert m.failback is not None and abs(m.failback - 1.0 - ANSWER) <= PROBE_PERIOD
+
+
+def _with_a_second_phase(kind: str, *, reverted_at: float) -> Metrics:
+    """`failover_world`'s 12 s outage, and a fault of `kind` from 0 s to `reverted_at`."""
+    scenario = one_phase_scenario()
+    second = scenario.phases[0].model_copy(update={"name": kind, "at": 0.0, "for_": reverted_at})
+    scenario = scenario.model_copy(update={"phases": (scenario.phases[0], second)})
+    faults = [FaultSpan(0, 0.0, 12.0), FaultSpan(1, 0.0, reverted_at)]
+    records = build_records(spec(failover_world, scenario=scenario, faults=faults))
     started = next(r for r in records if r["type"] == "run-started")
     started["plan"]["phases"][1].update(kind=kind, fault={"kind": kind})
-    m = compute_metrics(records)
-    assert m.failback is not None and abs(m.failback - 1.0 - ANSWER) <= PROBE_PERIOD
+    return compute_metrics(records)
 
 
 def test_a_failback_a_window_told_is_a_span_whose_end_is_the_figure() -> None:

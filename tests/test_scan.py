@@ -34,9 +34,11 @@ compiled = pytest.mark.skipif(
 )
 
 
+@pytest.mark.skipif(
+    not (REQUIRED or _can_compile()),
+    reason="no C compiler or no Python.h here: bascule runs on the pure-Python twins",
+)
 def test_the_compiled_searches_are_built_where_a_compiler_is() -> None:
-    if not (REQUIRED or _can_compile()):
-        pytest.skip("no C compiler or no Python.h here: bascule runs on the pure-Python twins")
     assert scan.COMPILED, (
         "a C compiler is here but bascule/targets/local/proxy/_scan*.so is not built: "
         "run `pip install -e .` again (hatch_build.py compiles it)"

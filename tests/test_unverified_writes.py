@@ -8,26 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from journal_factory import (
-    ORIGIN,
-    PRIMARY,
-    STANDBY,
-    JournalSpec,
-    Served,
-    build_records,
-    one_phase_scenario,
-    reference_design,
-)
+import journal_factory as jf
 
 from bascule.metrics import Metrics, compute_metrics
 from bascule.model.scenario import Objectives, Weights
 from bascule.reports._summary import compute_figures
 from bascule.reports.result import build_result
 from bascule.score import score
+from tests.test_score import healthy
 
-
-def _healthy(t: float, source: str, data_class: str) -> Served:
-    return Served(True, STANDBY if data_class == "confidential" else PRIMARY, correct=True)
+PRIMARY, STANDBY = jf.PRIMARY, jf.STANDBY
 
 
 def _metrics(lost: list[list[Any]], unverified: list[str]) -> Metrics:
@@ -42,10 +32,15 @@ def _metrics(lost: list[list[Any]], unverified: list[str]) -> Metrics:
         "misplaced": {},
         "unreadable": {PRIMARY: [f"c{i}" for i in range(104)]},
     }
-    spec = JournalSpec(
-        reference_design(), one_phase_scenario(), _healthy, length=30.0, data_report=False, extra=[report]
+    spec = jf.JournalSpec(
+        jf.reference_design(),
+        jf.one_phase_scenario(),
+        healthy,
+        length=30.0,
+        data_report=False,
+        extra=[report],
     )
-    return compute_metrics(build_records(spec))
+    return compute_metrics(jf.build_records(spec))
 
 
 def _durability(m: Metrics, rpo: float) -> Any:
@@ -67,7 +62,7 @@ def test_unverified_writes_and_none_lost_leave_durability_unmeasured() -> None:
 
 
 def test_lost_writes_within_the_objective_do_not_pass_while_others_are_unverified() -> None:
-    lost = [["c1", ORIGIN + 10.0], ["c2", ORIGIN + 11.0]]
+    lost = [["c1", jf.ORIGIN + 10.0], ["c2", jf.ORIGIN + 11.0]]
     m = _metrics(lost, ["c3"])
     assert m.rpo is not None and m.rpo.lost == 2 and m.rpo.seconds is not None
     within = _durability(m, 60.0)

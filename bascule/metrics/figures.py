@@ -133,14 +133,11 @@ class _Figures:
                 break
         return from_samples
 
-    def first_success(self, start: float, end: float, match: Callable[[str, str], bool]) -> float | None:
-        """The first success answered in ``[start, end)`` whose (data class, serving region) ``match``."""
-        return self.first_success_within(start, end, match)[0]
-
     def first_success_within(
         self, start: float, end: float, match: Callable[[str, str], bool]
     ) -> tuple[float | None, float | None]:
-        """`first_success`, and the latest instant it can have been answered when a window told it
+        """The first success answered in ``[start, end)`` whose (data class, serving region)
+        ``match``, and the latest instant it can have been answered when a window told it
         (None when samples did): it was answered between the two — no sooner than its window
         began, no later than its window's end plus the slowest success sent in it, or than the
         first sample that shows one."""

@@ -22,6 +22,7 @@ __all__ = [
     "COMPILED",
     "FINAL_STATUS_LINES",
     "NOT_COMPILED_WHY",
+    "TOTAL_TOKENS",
     "answer_tokens",
     "glance",
     "plain_head",
@@ -41,7 +42,8 @@ the steps of a parse cost two to four times as much (on the relay's path at ever
 # In a lower-cased head: each Content-Length given in digits, and each Transfer-Encoding (as b"").
 _FRAMING: Final = re.compile(rb"\r\n(?:content-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r)|transfer-encoding)")
 _BODILESS: Final = frozenset({204, 304})
-_TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
+"""A body's usage figure, as token-rate reads it here and in the answers it parses (`tokens`)."""
 
 
 _REQUEST_START: Final = re.compile(rb"[A-Z]{1,16} \S+ HTTP/1\.[01]\r?\n")
@@ -88,7 +90,7 @@ def _answer_tokens(data: bytes, end: int) -> int:
         return -1
     if data[9:10] != b"2":
         return 0
-    usage = _TOTAL_TOKENS.findall(data, end + 2)
+    usage = TOTAL_TOKENS.findall(data, end + 2)
     return int(usage[-1]) if usage else math.ceil((len(data) - end - 2) / 4)
 
 

@@ -6,7 +6,6 @@ the plane's loop; the budget is pure but for its clock."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -15,14 +14,13 @@ from bascule.targets.local.faultstate import TokenRate
 from bascule.targets.local.proxy.answers import Client, Shaper
 from bascule.targets.local.proxy.framing import RequestHead, render_response
 from bascule.targets.local.proxy.responses import ResponseHead
-from bascule.targets.local.proxy.scan import answer_tokens
+from bascule.targets.local.proxy.scan import TOTAL_TOKENS, answer_tokens
 
 if TYPE_CHECKING:
     from bascule.targets.local.proxy.route import Route
 
 __all__ = ["TokenBudget", "TokenShaper", "token_answer"]
 
-_TOTAL_TOKENS: Final = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
 _TAIL: Final = 64
 _RATE_HEADERS: Final = frozenset(
     {b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"}
@@ -160,7 +158,7 @@ class TokenShaper(Shaper):
     def on_body(self, payload: bytes) -> None:
         self.bytes += len(payload)
         seen = self.tail + payload
-        for found in _TOTAL_TOKENS.finditer(seen):
+        for found in TOTAL_TOKENS.finditer(seen):
             self.usage = int(found.group(1))
         self.tail = seen[-_TAIL:]
         super().on_body(payload)
